@@ -1,0 +1,90 @@
+"""S3 error codes, their HTTP statuses, and the XML body S3 clients parse.
+
+Every failure that reaches an S3 client goes through :class:`S3Error`, so a
+client always gets a code it understands and a request id, never a traceback.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+# code -> (HTTP status, default message). Codes and statuses from the S3 API reference.
+ERRORS: dict[str, tuple[int, str]] = {
+    "AccessDenied": (403, "Access Denied"),
+    "AuthorizationHeaderMalformed": (400, "The authorization header is malformed."),
+    "AuthorizationQueryParametersError": (400, "Error parsing the X-Amz-Credential parameter."),
+    "BadDigest": (400, "The Content-MD5 you specified did not match what we received."),
+    "BucketAlreadyExists": (409, "The requested bucket name is not available."),
+    "BucketAlreadyOwnedByYou": (409, "Your previous request to create the named bucket succeeded and you already own it."),
+    "BucketNotEmpty": (409, "The bucket you tried to delete is not empty."),
+    "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed object size."),
+    "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
+    "ExpiredToken": (400, "The provided token has expired."),
+    "IllegalVersioningConfigurationException": (400, "The versioning configuration specified in the request is invalid."),
+    "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
+    "InternalError": (500, "We encountered an internal error. Please try again."),
+    "InvalidAccessKeyId": (403, "The AWS access key Id you provided does not exist in our records."),
+    "InvalidArgument": (400, "Invalid Argument"),
+    "InvalidBucketName": (400, "The specified bucket is not valid."),
+    "InvalidBucketState": (409, "The request is not valid with the current state of the bucket."),
+    "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
+    "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
+    "InvalidPart": (400, "One or more of the specified parts could not be found."),
+    "InvalidPartOrder": (400, "The list of parts was not in ascending order."),
+    "InvalidRange": (416, "The requested range is not satisfiable"),
+    "InvalidRequest": (400, "Invalid Request"),
+    "InvalidStorageClass": (400, "The storage class you specified is not valid."),
+    "InvalidTag": (400, "The tag provided was not a valid tag."),
+    "KeyTooLongError": (400, "Your key is too long."),
+    "MalformedXML": (400, "The XML you provided was not well-formed or did not validate against our published schema."),
+    "MaxMessageLengthExceeded": (400, "Your request was too big."),
+    "MetadataTooLarge": (400, "Your metadata headers exceed the maximum allowed metadata size."),
+    "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
+    "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
+    "MissingSecurityHeader": (400, "Your request is missing a required header."),
+    "NoSuchBucket": (404, "The specified bucket does not exist."),
+    "NoSuchKey": (404, "The specified key does not exist."),
+    "NoSuchTagSet": (404, "The TagSet does not exist."),
+    "NoSuchUpload": (404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."),
+    "NoSuchVersion": (404, "The specified version does not exist."),
+    "NoSuchBucketPolicy": (404, "The bucket policy does not exist."),
+    "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
+    "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
+    "NotImplemented": (501, "A header or query you provided implies functionality that is not implemented."),
+    "NotModified": (304, "Not Modified"),
+    "PreconditionFailed": (412, "At least one of the preconditions you specified did not hold."),
+    "RequestTimeTooSkewed": (403, "The difference between the request time and the server's time is too large."),
+    "RequestTimeout": (400, "Your socket connection to the server was not read from or written to within the timeout period."),
+    "SignatureDoesNotMatch": (403, "The request signature we calculated does not match the signature you provided."),
+    "ServiceUnavailable": (503, "Please reduce your request rate."),
+    "SlowDown": (503, "Please reduce your request rate."),
+    "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
+    "InvalidChecksum": (400, "The checksum you specified is invalid."),
+    "ConditionalRequestConflict": (409, "A conflicting operation occurred."),
+    # Not an AWS code: the closest S3-style answer to a full disk (HTTP 507 Insufficient Storage).
+    "InsufficientStorage": (507, "The store has no space left for this object; nothing was written."),
+}
+
+
+class S3Error(Exception):
+    """An error with an S3 code. Raise it anywhere in the S3 front-end."""
+
+    def __init__(self, code: str, message: str | None = None, *, status: int | None = None,
+                 resource: str | None = None, headers: dict[str, str] | None = None, **extra: str) -> None:
+        default_status, default_message = ERRORS.get(code, (400, code))
+        self.code = code
+        self.status = status or default_status
+        self.message = message or default_message
+        self.resource = resource
+        self.headers = headers or {}
+        self.extra = extra  # extra XML elements, e.g. Key, BucketName, ArgumentName
+        super().__init__(f"{code}: {self.message}")
+
+    def to_xml(self, request_id: str) -> bytes:
+        parts = [f"<Code>{escape(self.code)}</Code>", f"<Message>{escape(self.message)}</Message>"]
+        for name, value in self.extra.items():
+            parts.append(f"<{name}>{escape(str(value))}</{name}>")
+        if self.resource:
+            parts.append(f"<Resource>{escape(self.resource)}</Resource>")
+        parts.append(f"<RequestId>{request_id}</RequestId>")
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode()
