@@ -1,0 +1,69 @@
+"""Self-describing records: the unit of data in a segment (see docs/format.md).
+
+A record is a 64-byte header followed by its payload. The header carries the
+chunk's fingerprint, codec and lengths, a checksum of the payload and a
+checksum of the header itself, so a segment can be scanned, verified and
+re-indexed without the metadata database.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import xxhash
+
+from exastor import errors
+
+MAGIC = b"EXR1"
+HEADER = struct.Struct("<4sBBHII32sQII")  # magic kind codec flags raw_len stored_len fp payload_xxh3 reserved hdr_xxh32
+HEADER_SIZE = HEADER.size
+assert HEADER_SIZE == 64
+
+KIND_CHUNK = 1
+
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+
+SEGMENT_MAGIC = b"EXSEG001"
+SEGMENT_HEADER = struct.Struct("<8sQQQQQQQ")  # magic, segment id, created_ns, reserved...
+SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size
+assert SEGMENT_HEADER_SIZE == 64
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHeader:
+    kind: int
+    codec: int
+    flags: int
+    raw_len: int
+    stored_len: int
+    fp: bytes
+    payload_hash: int
+
+
+def encode(fp: bytes, codec: int, raw_len: int, payload: bytes | memoryview, flags: int = 0) -> bytes:
+    """Header bytes for ``payload``; write ``header + payload`` contiguously."""
+    assert len(fp) == 32
+    head = HEADER.pack(MAGIC, KIND_CHUNK, codec, flags, raw_len, len(payload), fp,
+                       xxhash.xxh3_64_intdigest(payload), 0, 0)
+    return head[:60] + struct.pack("<I", xxhash.xxh32_intdigest(head[:60]))
+
+
+def decode_header(buf: bytes | memoryview) -> RecordHeader:
+    """Parse and verify a header. Raises DataCorrupted if it is not a valid header."""
+    if len(buf) < HEADER_SIZE:
+        raise errors.DataCorrupted("short record header")
+    magic, kind, codec, flags, raw_len, stored_len, fp, payload_hash, _res, hdr_hash = HEADER.unpack_from(buf)
+    if magic != MAGIC or xxhash.xxh32_intdigest(bytes(buf[:60])) != hdr_hash:
+        raise errors.DataCorrupted("bad record header")
+    return RecordHeader(kind, codec, flags, raw_len, stored_len, fp, payload_hash)
+
+
+def verify_payload(head: RecordHeader, payload: bytes | memoryview) -> None:
+    if len(payload) != head.stored_len or xxhash.xxh3_64_intdigest(payload) != head.payload_hash:
+        raise errors.DataCorrupted("record payload checksum mismatch")
+
+
+def segment_header(segment_id: int, created_ns: int) -> bytes:
+    return SEGMENT_HEADER.pack(SEGMENT_MAGIC, segment_id, created_ns, 0, 0, 0, 0, 0)

@@ -1,0 +1,303 @@
+"""The chunk store: content-addressed, deduplicated, compressed chunks in segments.
+
+Write path (per object): bytes stream in -> windows of WINDOW bytes -> FastCDC
+chunks -> BLAKE3 fingerprints -> dedupe against the index (and against records
+other writers just wrote) -> zstd -> records appended to the open segment in
+one write per window -> fsync (grouped) -> the caller commits metadata that
+references the chunks. Data is durable before any metadata points at it.
+
+Windows are processed on worker threads (BLAKE3, zstd and os.write release the
+GIL) while the event loop receives the next window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import blake3
+
+from exastor import errors
+from exastor.engine import chunker, codec
+from exastor.engine import manifest as mf
+from exastor.engine.record import HEADER_SIZE, decode_header, encode, verify_payload
+from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
+from exastor.meta.records import ChunkLocation
+from exastor.meta.store import Metadata
+
+WINDOW = 4 << 20          # bytes chunked per worker-thread task
+INLINE_LIMIT = 256 << 10  # objects this small are processed on the event loop: a thread hop costs more
+READ_BATCH = 4 << 20      # bytes read per worker-thread task on GET
+
+
+class Digester(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+
+@dataclass
+class WriteResult:
+    size: int
+    manifest: bytes
+    new_chunks: list[ChunkLocation]
+
+
+@dataclass
+class _WriterState:
+    cdc: object
+    slices: list[mf.Slice] = field(default_factory=list)
+    new_chunks: dict[bytes, ChunkLocation] = field(default_factory=dict)  # fp -> loc (written or borrowed)
+    own_fps: list[bytes] = field(default_factory=list)                   # fps this writer put into `pending`
+    touched: dict[int, int] = field(default_factory=dict)                # segment -> end offset to fsync
+    size: int = 0
+
+
+class ChunkStore:
+    def __init__(self, drive: Path, meta: Metadata, *, segment_size: int = DEFAULT_SEGMENT_SIZE,
+                 threads: int | None = None) -> None:
+        self.meta = meta
+        self.log = SegmentLog(drive / "segments", meta, max_size=segment_size)
+        self.log.recover()
+        self.pool = ThreadPoolExecutor(max_workers=threads or max(2, os.cpu_count() or 2),
+                                       thread_name_prefix="exastor-io")
+        # Records written but not yet committed to the index, so concurrent writers of the same
+        # bytes share one record instead of both writing it.
+        self._pending: dict[bytes, ChunkLocation] = {}
+        self._pending_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.log.close()
+
+    # --- writing ---------------------------------------------------------------
+    def writer(self, digesters: Iterable[Digester] = ()) -> ObjectWriter:
+        return ObjectWriter(self, list(digesters))
+
+    def _process(self, state: _WriterState, buf: bytes, final: bool) -> bytes:
+        """Chunk, fingerprint, dedupe, compress and append one window. Returns the carried tail."""
+        chunks, tail = chunker.cut(state.cdc, buf, final)
+        if not chunks:
+            return tail
+        fps = [blake3.blake3(c).digest() for c in chunks]
+        known: dict[bytes, ChunkLocation] = {}
+        unknown: list[bytes] = []
+        with self._pending_lock:
+            for fp in fps:
+                if fp in state.new_chunks or fp in known:
+                    continue
+                loc = self._pending.get(fp)
+                if loc is not None:
+                    known[fp] = loc
+                else:
+                    unknown.append(fp)
+        indexed = self.meta.lookup_chunks(unknown) if unknown else {}
+        parts: list[bytes | memoryview] = []
+        fresh: dict[bytes, tuple[int, int, int, int]] = {}  # fp -> (offset in blob, stored_len, raw_len, codec)
+        pos = 0
+        for chunk, fp in zip(chunks, fps, strict=True):
+            state.slices.append(mf.Slice(fp, 0, len(chunk)))
+            if fp in indexed or fp in state.new_chunks or fp in fresh:
+                continue
+            borrowed = known.get(fp)
+            if borrowed is not None:
+                state.new_chunks[fp] = borrowed
+                end = borrowed.offset + HEADER_SIZE + borrowed.stored_len
+                state.touched[borrowed.segment] = max(state.touched.get(borrowed.segment, 0), end)
+                continue
+            which, payload = codec.compress(chunk)
+            parts.append(encode(fp, which, len(chunk), payload))
+            parts.append(payload)
+            fresh[fp] = (pos, len(payload), len(chunk), which)
+            pos += HEADER_SIZE + len(payload)
+        if fresh:
+            seg, base = self.log.append(b"".join(parts))
+            with self._pending_lock:
+                for fp, (rel, stored, raw, which) in fresh.items():
+                    loc = ChunkLocation(fp, seg, base + rel, stored, raw, which)
+                    state.new_chunks[fp] = loc
+                    self._pending.setdefault(fp, loc)
+                    state.own_fps.append(fp)
+            state.touched[seg] = max(state.touched.get(seg, 0), base + pos)
+        return tail
+
+    def _sync(self, state: _WriterState) -> None:
+        for seg, end in state.touched.items():
+            self.log.sync(seg, end)
+
+    def release(self, state: _WriterState) -> None:
+        """Forget this writer's pending records (after its commit, or its failure)."""
+        with self._pending_lock:
+            for fp in state.own_fps:
+                loc = self._pending.get(fp)
+                if loc is not None and loc is state.new_chunks.get(fp):
+                    del self._pending[fp]
+        state.own_fps.clear()
+
+    # --- reading ---------------------------------------------------------------
+    def read_chunk(self, loc: ChunkLocation) -> bytes | memoryview:
+        """Read and verify one chunk. Never returns bytes that failed their checksum."""
+        raw = self.log.pread(loc.segment, loc.offset, HEADER_SIZE + loc.stored_len)
+        head = decode_header(raw)
+        if head.fp != loc.fp:
+            raise errors.DataCorrupted("record at indexed location has another fingerprint")
+        payload = memoryview(raw)[HEADER_SIZE:]
+        verify_payload(head, payload)
+        return codec.decompress(head.codec, payload, head.raw_len)
+
+    def read_slices(self, slices: list[tuple[mf.Slice, int, int]]) -> list[bytes | memoryview]:
+        """Bytes for (slice, skip, take) triples, in order. Runs on a worker thread for large reads."""
+        fps = list({s.fp for s, _, _ in slices})
+        locs = self.meta.lookup_chunks(fps)
+        out: list[bytes | memoryview] = []
+        cache: tuple[bytes, bytes | memoryview] | None = None
+        for s, skip, take in slices:
+            if cache is not None and cache[0] == s.fp:
+                data = cache[1]
+            else:
+                loc = locs.get(s.fp)
+                if loc is None:
+                    raise errors.DataCorrupted("manifest references a chunk missing from the index")
+                try:
+                    data = self.read_chunk(loc)
+                except errors.DataCorrupted:
+                    # The chunk may have moved (compaction) since we looked it up: look again once.
+                    self.log.forget(loc.segment)
+                    fresh = self.meta.lookup_chunks([s.fp]).get(s.fp)
+                    if fresh is None or fresh == loc:
+                        raise
+                    data = self.read_chunk(fresh)
+                cache = (s.fp, data)
+            begin = s.start + skip
+            out.append(memoryview(data)[begin:begin + take] if (begin or take != len(data)) else data)
+        return out
+
+    async def read_range(self, manifest: bytes | None, start: int, end: int) -> AsyncIterator[bytes | memoryview]:
+        """Stream the inclusive byte range [start, end] of an object, reading only the chunks needed."""
+        layout = mf.Layout(manifest)
+        batches = _batches(layout.covering(start, end), READ_BATCH)
+        first = next(batches, None)
+        if first is None:
+            return
+        total = sum(t for _, _, t in first)
+        if total <= INLINE_LIMIT:
+            for piece in self.read_slices(first):
+                yield piece
+            first = next(batches, None)
+            if first is None:
+                return
+        loop = asyncio.get_running_loop()
+        pending = loop.run_in_executor(self.pool, self.read_slices, first)
+        for batch in batches:
+            nxt = loop.run_in_executor(self.pool, self.read_slices, batch)  # read ahead one batch
+            for piece in await pending:
+                yield piece
+            pending = nxt
+        for piece in await pending:
+            yield piece
+
+
+def _batches(items: Iterator[tuple[mf.Slice, int, int]], limit: int) -> Iterator[list[tuple[mf.Slice, int, int]]]:
+    batch: list[tuple[mf.Slice, int, int]] = []
+    size = 0
+    for item in items:
+        batch.append(item)
+        size += item[2]
+        if size >= limit:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+class ObjectWriter:
+    """Streams one object's bytes into the store. Use ``write`` then ``finish`` (or ``abort``)."""
+
+    def __init__(self, store: ChunkStore, digesters: list[Digester]) -> None:
+        self.store = store
+        self.digesters = digesters
+        self.state = _WriterState(cdc=chunker.new_chunker())
+        self._buf: list[bytes | memoryview] = []
+        self._buffered = 0
+        self._tail = b""
+        self._inflight: asyncio.Future[bytes] | None = None
+        self._digest_inflight: asyncio.Future[None] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.state.size + self._buffered
+
+    async def write(self, data: bytes | memoryview) -> None:
+        if not data:
+            return
+        self._buf.append(data)
+        self._buffered += len(data)
+        if self._buffered >= WINDOW:
+            await self._flush(final=False)
+
+    def _take_window(self) -> bytes:
+        window = b"".join(self._buf)
+        self._buf.clear()
+        self.state.size += self._buffered
+        self._buffered = 0
+        return window
+
+    def _digest(self, window: bytes) -> None:
+        for d in self.digesters:
+            d.update(window)
+
+    async def _flush(self, final: bool) -> None:
+        loop = asyncio.get_running_loop()
+        window = self._take_window()
+        # One window in flight at a time keeps chunk order and digest order; the event loop
+        # receives the next window meanwhile.
+        if self._inflight is not None:
+            self._tail = await self._inflight
+            await self._digest_inflight
+            self._inflight = self._digest_inflight = None
+        buf = self._tail + window if self._tail else window
+        self._tail = b""
+        if final and len(buf) <= INLINE_LIMIT:
+            self._digest(window)
+            self._tail = self.store._process(self.state, buf, True)
+            return
+        self._digest_inflight = loop.run_in_executor(self.store.pool, self._digest, window)
+        self._inflight = loop.run_in_executor(self.store.pool, self.store._process, self.state, buf, final)
+        if final:
+            self._tail = await self._inflight
+            await self._digest_inflight
+            self._inflight = self._digest_inflight = None
+
+    async def finish(self) -> WriteResult:
+        """Process the rest and make every record this object needs durable."""
+        await self._flush(final=True)
+        assert not self._tail
+        state = self.state
+        if state.touched:
+            await asyncio.get_running_loop().run_in_executor(self.store.pool, self.store._sync, state)
+        return WriteResult(state.size, mf.pack(state.slices), list(state.new_chunks.values()))
+
+    async def abort(self) -> None:
+        if self._inflight is not None:
+            try:
+                await self._inflight
+                await self._digest_inflight
+            except Exception:  # noqa: BLE001 - aborting anyway
+                pass
+        self.store.release(self.state)
+
+    def done(self) -> None:
+        """Call after the metadata commit (successful or not)."""
+        self.store.release(self.state)
+
+
+async def drain(writer: ObjectWriter, source: AsyncIterator[bytes | memoryview],
+                on_piece: Callable[[int], None] | None = None) -> None:
+    async for piece in source:
+        await writer.write(piece)
+        if on_piece:
+            on_piece(len(piece))

@@ -1,0 +1,108 @@
+"""Multipart uploads: parts are stored as their own manifests; completing an
+upload concatenates the chosen parts' manifests (no bytes move).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from exastor import errors
+from exastor.engine import manifest as mf
+from exastor.meta.records import ObjectVersion, Part, Upload
+from exastor.namespace.names import check_key
+from exastor.namespace.store import Check, Namespace, PutSpec, new_version_id
+
+MIN_PART_SIZE = 5 << 20
+MAX_PART_NUMBER = 10000
+
+
+async def create_upload(ns: Namespace, principal: str, bucket: str, key: str,
+                        attrs: dict[str, Any]) -> Upload:
+    check_key(key)
+    ns.bucket(principal, bucket)
+    upload = Upload(secrets.token_urlsafe(24), bucket, key, time.time_ns(), principal, attrs)
+    await ns.meta.create_upload(upload)
+    return upload
+
+
+def get_upload(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str) -> Upload:
+    ns.bucket(principal, bucket)
+    upload = ns.meta.get_upload(upload_id)
+    if upload is None or upload.bucket != bucket or upload.key != key:
+        raise errors.UploadNotFound(upload_id)
+    return upload
+
+
+def check_part_number(part_number: int) -> None:
+    if not 1 <= part_number <= MAX_PART_NUMBER:
+        raise errors.InvalidArgument(f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+                                     argument="partNumber")
+
+
+async def upload_part(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str,
+                      part_number: int, source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> Part:
+    check_part_number(part_number)
+    get_upload(ns, principal, bucket, key, upload_id)
+    writer, etag, size, manifest, new_chunks = await ns.write_bytes(source, spec)
+    part = Part(upload_id, part_number, size, etag, time.time_ns(), spec.attrs, manifest)
+    try:
+        await ns.meta.put_part(part, new_chunks)
+    finally:
+        writer.done()
+    return part
+
+
+async def upload_part_copy(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str,
+                           part_number: int, src: ObjectVersion, start: int | None, end: int | None) -> Part:
+    """A part that reuses the source's chunks; a byte range becomes slices of them."""
+    check_part_number(part_number)
+    get_upload(ns, principal, bucket, key, upload_id)
+    if start is None or end is None:
+        manifest, size, etag = src.manifest, src.size, src.etag.split("-")[0]
+        if "-" in src.etag:  # a multipart source's ETag is not an MD5 of the bytes: compute one
+            etag = await ns._md5_of(manifest, size) if size else hashlib.md5().hexdigest()
+    else:
+        manifest = mf.pack(mf.Layout(src.manifest).sub_manifest(start, end))
+        size = end - start + 1
+        etag = await ns._md5_of(manifest, size)
+    part = Part(upload_id, part_number, size, etag, time.time_ns(), {}, manifest)
+    await ns.meta.put_part(part, [])
+    return part
+
+
+async def complete_upload(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str,
+                          requested: list[tuple[int, str]], *, check: Check | None = None) -> ObjectVersion:
+    get_upload(ns, principal, bucket, key, upload_id)
+    if not requested:
+        raise errors.InvalidArgument("You must specify at least one part", malformed=True)
+
+    def assemble(upload: Upload, parts: dict[int, Part]) -> ObjectVersion:
+        numbers = [n for n, _ in requested]
+        if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+            raise errors.InvalidPartOrder("parts must be in ascending order")
+        chosen: list[Part] = []
+        for number, etag in requested:
+            part = parts.get(number)
+            if part is None or part.etag != etag.strip('"'):
+                raise errors.InvalidPart(f"part {number}")
+            chosen.append(part)
+        for part in chosen[:-1]:
+            if part.size < MIN_PART_SIZE:
+                raise errors.PartTooSmall(f"part {part.part_number}", part=part.part_number, size=part.size)
+        digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in chosen)).hexdigest()
+        manifest = b"".join(p.manifest or b"" for p in chosen)
+        attrs = dict(upload.attrs)
+        attrs["parts"] = [p.size for p in chosen]
+        return ObjectVersion(bucket, key, "", 0, True, False, sum(p.size for p in chosen),
+                             f"{digest}-{len(chosen)}", time.time_ns(), principal, attrs, manifest)
+
+    return await ns.meta.complete_upload(upload_id, assemble, check=check, make_version_id=new_version_id)
+
+
+async def abort_upload(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str) -> None:
+    get_upload(ns, principal, bucket, key, upload_id)
+    await ns.meta.abort_upload(upload_id)

@@ -1,0 +1,29 @@
+"""Validation of bucket/container names and object keys (the rules both protocols share)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from exastor import errors
+
+MAX_KEY_BYTES = 1024
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def check_bucket_name(name: str) -> None:
+    """S3's bucket naming rules (which also satisfy Azure's container rules except dots)."""
+    if not _BUCKET_RE.match(name) or ".." in name or ".-" in name or "-." in name:
+        raise errors.InvalidBucketName(name)
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return
+    raise errors.InvalidBucketName(name)
+
+
+def check_key(key: str) -> None:
+    if not key:
+        raise errors.InvalidKey("empty key")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise errors.KeyTooLong(key[:64] + "...")

@@ -1,0 +1,202 @@
+"""Protocol-neutral operations on buckets and objects.
+
+Both front-ends call this layer: a bucket is an S3 bucket and a Blob
+container, an object is an S3 object and a blob. It enforces ownership, name
+rules and the ordering rule (bytes durable, then one metadata transaction),
+and knows nothing of HTTP, XML or either protocol's error codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exastor import errors
+from exastor.engine import manifest as mf
+from exastor.engine.store import ChunkStore, Digester, ObjectWriter
+from exastor.meta.records import Bucket, ObjectVersion, User
+from exastor.meta.store import Metadata
+from exastor.namespace import listing
+from exastor.namespace.names import check_bucket_name, check_key
+
+Check = Callable[[ObjectVersion | None], None]
+
+
+def new_version_id() -> str:
+    # Time-prefixed so ids sort roughly by creation, random so they cannot be guessed.
+    return f"{time.time_ns():x}{secrets.token_hex(8)}"
+
+
+@dataclass
+class PutSpec:
+    """What a front-end knows about an object it is writing, besides its bytes."""
+
+    attrs: dict[str, Any] = field(default_factory=dict)
+    digesters: list[Digester] = field(default_factory=list)
+    # Called after the last byte, before the commit: raise BadDigest etc. to store nothing.
+    verify: Callable[[str, int], None] | None = None  # (md5 hex, size)
+    check: Check | None = None                       # preconditions against the current version
+    expected_size: int | None = None
+
+
+class Namespace:
+    def __init__(self, meta: Metadata, chunks: ChunkStore, *, region: str = "us-east-1") -> None:
+        self.meta = meta
+        self.chunks = chunks
+        self.region = region
+        self._users: dict[str, tuple[float, User | None]] = {}
+
+    def close(self) -> None:
+        self.chunks.close()
+        self.meta.close()
+
+    # --- identities ------------------------------------------------------------
+    def user_by_access_key(self, access_key: str) -> User | None:
+        """Cached for a few seconds: auth runs on every request, revocation takes effect quickly."""
+        now = time.monotonic()
+        hit = self._users.get(access_key)
+        if hit and now - hit[0] < 5.0:
+            return hit[1]
+        user = self.meta.user_by_access_key(access_key)
+        self._users[access_key] = (now, user)
+        return user
+
+    # --- buckets ---------------------------------------------------------------
+    def bucket(self, principal: str | None, name: str, *, public_read: bool = False) -> Bucket:
+        """The bucket, if ``principal`` may use it. Anonymous callers only where ``public_read``."""
+        bucket = self.meta.get_bucket(name)
+        if bucket is None:
+            raise errors.BucketNotFound(name)
+        if principal is not None and principal == bucket.owner:
+            return bucket
+        if public_read and bucket.attrs.get("public_access") in ("blob", "container"):
+            return bucket
+        raise errors.AccessDenied(name)
+
+    async def create_bucket(self, principal: str, name: str, *, region: str | None = None,
+                            attrs: dict[str, Any] | None = None) -> Bucket:
+        check_bucket_name(name)
+        bucket = Bucket(name, principal, time.time_ns(), region or self.region, "", attrs or {})
+        await self.meta.create_bucket(bucket)
+        return bucket
+
+    async def delete_bucket(self, principal: str, name: str) -> None:
+        self.bucket(principal, name)
+        await self.meta.delete_bucket(name)
+
+    def list_buckets(self, principal: str, prefix: str = "") -> list[Bucket]:
+        return [b for b in self.meta.list_buckets(principal) if b.name.startswith(prefix)]
+
+    async def set_versioning(self, principal: str, name: str, state: str) -> Bucket:
+        assert state in ("Enabled", "Suspended")
+        self.bucket(principal, name)
+        return await self.meta.update_bucket(name, versioning=state)
+
+    async def update_bucket_attrs(self, principal: str, name: str, patch: dict[str, Any]) -> Bucket:
+        self.bucket(principal, name)
+        return await self.meta.update_bucket(name, attrs_patch=patch)
+
+    # --- objects: write --------------------------------------------------------
+    async def write_bytes(self, source: AsyncIterator[bytes | memoryview], spec: PutSpec
+                          ) -> tuple[ObjectWriter, str, int, bytes, list]:
+        """Stream ``source`` into the chunk store; verify; return what a commit needs."""
+        md5 = hashlib.md5()
+        writer = self.chunks.writer([md5, *spec.digesters])
+        try:
+            async for piece in source:
+                await writer.write(piece)
+            result = await writer.finish()
+            if spec.expected_size is not None and result.size != spec.expected_size:
+                raise errors.IncompleteBody(f"received {result.size} of {spec.expected_size} bytes")
+            etag = md5.hexdigest()
+            if spec.verify:
+                spec.verify(etag, result.size)
+        except BaseException:
+            await writer.abort()
+            raise
+        return writer, etag, result.size, result.manifest, result.new_chunks
+
+    async def put_object(self, principal: str, bucket: str, key: str,
+                         source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> ObjectVersion:
+        check_key(key)
+        self.bucket(principal, bucket)
+        if spec.check:  # fail fast before reading the body; re-checked atomically at commit
+            spec.check(self.meta.get_object(bucket, key))
+        writer, etag, size, manifest, new_chunks = await self.write_bytes(source, spec)
+        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal,
+                            spec.attrs, manifest)
+        try:
+            return await self.meta.put_object(obj, new_chunks=new_chunks, check=spec.check,
+                                              make_version_id=new_version_id)
+        finally:
+            writer.done()
+
+    async def copy_object(self, principal: str, src: ObjectVersion, bucket: str, key: str, *,
+                          attrs: dict[str, Any], check: Check | None = None,
+                          start: int | None = None, end: int | None = None) -> ObjectVersion:
+        """Copy without moving bytes: the new manifest points at the source's chunks."""
+        check_key(key)
+        self.bucket(principal, bucket)
+        if start is None or end is None:
+            manifest, size = src.manifest, src.size
+        else:
+            slices = mf.Layout(src.manifest).sub_manifest(start, end)
+            manifest, size = mf.pack(slices), end - start + 1
+        etag = src.etag if start is None else await self._md5_of(manifest, size)
+        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal,
+                            attrs, manifest)
+        return await self.meta.put_object(obj, check=check, make_version_id=new_version_id)
+
+    async def _md5_of(self, manifest: bytes | None, size: int) -> str:
+        md5 = hashlib.md5()
+        async for piece in self.chunks.read_range(manifest, 0, size - 1):
+            md5.update(piece)
+        return md5.hexdigest()
+
+    # --- objects: read ---------------------------------------------------------
+    def get_object(self, principal: str | None, bucket: str, key: str, version_id: str | None = None,
+                   *, public_read: bool = False) -> ObjectVersion:
+        """The version to read. Raises ObjectNotFound/VersionNotFound, or MethodNotAllowed with
+        ``info['delete_marker']`` when the version is a delete marker."""
+        self.bucket(principal, bucket, public_read=public_read)
+        obj = self.meta.get_object(bucket, key, version_id)
+        if obj is None:
+            if version_id is not None:
+                raise errors.VersionNotFound(key)
+            raise errors.ObjectNotFound(key)
+        if obj.delete_marker:
+            if version_id is None:
+                raise errors.ObjectNotFound(key, delete_marker=obj)
+            raise errors.MethodNotAllowed(key, delete_marker=obj)
+        return obj
+
+    def read(self, obj: ObjectVersion, start: int = 0, end: int | None = None
+             ) -> AsyncIterator[bytes | memoryview]:
+        last = obj.size - 1 if end is None else end
+        return self.chunks.read_range(obj.manifest, start, last)
+
+    # --- objects: delete and attributes ----------------------------------------
+    async def delete_object(self, principal: str, bucket: str, key: str, version_id: str | None = None,
+                            *, check: Check | None = None) -> tuple[ObjectVersion | None, bool]:
+        self.bucket(principal, bucket)
+        return await self.meta.delete_object(bucket, key, version_id, make_version_id=new_version_id,
+                                             owner=principal, check=check)
+
+    async def update_object_attrs(self, principal: str, bucket: str, key: str, version_id: str | None,
+                                  patch: dict[str, Any]) -> ObjectVersion:
+        self.bucket(principal, bucket)
+        return await self.meta.update_object_attrs(bucket, key, version_id, patch)
+
+    # --- listing ---------------------------------------------------------------
+    def list_objects(self, principal: str | None, bucket: str, *, public_read: bool = False,
+                     **kw: Any) -> listing.ListResult:
+        self.bucket(principal, bucket, public_read=public_read)
+        return listing.list_objects(self.meta, bucket, **kw)
+
+    def list_versions(self, principal: str, bucket: str, **kw: Any) -> listing.VersionListResult:
+        self.bucket(principal, bucket)
+        return listing.list_versions(self.meta, bucket, **kw)
