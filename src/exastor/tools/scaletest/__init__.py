@@ -1,0 +1,1 @@
+"""exastor scaletest: accelerator-emulating storage scale test (see docs/scaletest.md)."""

@@ -1,0 +1,272 @@
+"""Emulated accelerators on one event loop.
+
+Each emulated accelerator is what DLIO/MLPerf Storage model with a PyTorch
+DataLoader: ``read_threads`` workers, each building whole batches (reading
+their samples one after another) and allowed to run ``prefetch`` batches ahead
+of the trainer, so at most ``read_threads x prefetch`` batches are outstanding.
+Batches are handed out round-robin to workers and consumed in order. The
+trainer waits for its next batch, then "computes" (sleeps) for the per-batch
+compute time of the emulated accelerator. AU is compute time over wall time.
+
+No thread or process per accelerator: accelerators and their workers are
+coroutines, and every read waits for one slot of a bounded pool (the S3
+client's connections), so thousands of accelerators cost a few KiB each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from exastor.tools.scaletest.clock import Clock, RealClock
+from exastor.tools.scaletest.dataset import DatasetSpec
+from exastor.tools.scaletest.results import Recorder
+from exastor.tools.scaletest.workloads import TrainingWorkload
+
+
+class ReadableStorage(Protocol):
+    async def get(self, key: str, offset: int | None = None, length: int | None = None) -> int: ...
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    key: str
+    offset: int | None  # None: the whole object
+    length: int
+
+
+class Sampler:
+    """Which samples each accelerator reads, in order: MLPerf's shuffled, sharded epochs.
+
+    Epoch e is a seeded permutation of all samples; accelerator r of N takes
+    every N-th sample starting at r. An accelerator's batches are consecutive
+    chunks of its endless stream across epochs, so any N works with any data
+    set size. Permutations are shared by all accelerators and cached.
+    """
+
+    def __init__(self, spec: DatasetSpec, total_accelerators: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.spec = spec
+        self.total = total_accelerators
+        self.shuffle = shuffle
+        self.seed = seed
+        self.samples = spec.num_files * spec.samples_per_file
+        self._epochs: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._keys = [spec.key(i) for i in range(spec.num_files)]
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._epochs:
+            if self.shuffle:
+                order = np.random.default_rng((self.seed, epoch)).permutation(self.samples)
+            else:
+                order = np.arange(self.samples)
+            self._epochs[epoch] = order
+            while len(self._epochs) > 4:
+                self._epochs.popitem(last=False)
+        return self._epochs[epoch]
+
+    def ref(self, sample: int) -> SampleRef:
+        file_index, within = divmod(int(sample), self.spec.samples_per_file)
+        length = int(self.spec.sample_sizes[file_index, within])
+        if self.spec.ranged:
+            return SampleRef(self._keys[file_index], int(self.spec.sample_offsets[file_index, within]), length)
+        return SampleRef(self._keys[file_index], None, int(self.spec.file_sizes[file_index]))
+
+    def stream(self, rank: int) -> Iterator[SampleRef]:
+        epoch = 0
+        while True:
+            for sample in self._permutation(epoch)[rank::self.total]:
+                yield self.ref(sample)
+            epoch += 1
+            if self.samples <= rank:
+                raise ValueError("more accelerators than samples: nothing to read")
+
+    def batches(self, rank: int, batch_size: int) -> Iterator[list[SampleRef]]:
+        stream = self.stream(rank)
+        while True:
+            yield [next(stream) for _ in range(batch_size)]
+
+
+class Reader:
+    """Reads one sample through the bounded pool and records the request."""
+
+    def __init__(self, storage: ReadableStorage, pool: int, clock: Clock, recorder: Recorder) -> None:
+        self.storage = storage
+        self.slots = asyncio.Semaphore(pool)
+        self.clock = clock
+        self.recorder = recorder
+
+    async def read(self, ref: SampleRef) -> int:
+        async with self.slots:
+            # Latency is measured from holding a connection slot: the server's time,
+            # not the time this client made the request queue.
+            start = self.clock.now()
+            if ref.offset is None:
+                n = await self.storage.get(ref.key)
+            else:
+                n = await self.storage.get(ref.key, ref.offset, ref.length)
+            self.recorder.request(start, self.clock.now(), n)
+        return n
+
+
+class Accelerator:
+    """One emulated accelerator: its trainer loop and its data-loader workers."""
+
+    def __init__(
+        self,
+        rank: int,
+        global_rank: int,
+        workload: TrainingWorkload,
+        sampler: Sampler,
+        reader: Reader,
+        clock: Clock,
+        recorder: Recorder,
+    ) -> None:
+        self.rank = rank
+        self.workload = workload
+        self.reader = reader
+        self.clock = clock
+        self.recorder = recorder
+        self.consumed = 0  # batches the trainer has taken
+        self.changed = asyncio.Condition()
+        self.ready: dict[int, asyncio.Future[None]] = {}
+        self._batches = sampler.batches(global_rank, workload.batch_size)
+        self._pending: dict[int, list[SampleRef]] = {}
+        self._generated = 0
+
+    def _batch(self, index: int) -> list[SampleRef]:
+        while self._generated <= index:
+            self._pending[self._generated] = next(self._batches)
+            self._generated += 1
+        return self._pending.pop(index)
+
+    def _future(self, index: int) -> asyncio.Future[None]:
+        if index not in self.ready:
+            self.ready[index] = asyncio.get_running_loop().create_future()
+        return self.ready[index]
+
+    async def worker(self, worker: int) -> None:
+        in_flight_limit = self.workload.read_threads * self.workload.prefetch
+        index = worker
+        while True:
+            async with self.changed:
+                await self.changed.wait_for(lambda index=index: index < self.consumed + in_flight_limit)
+            try:
+                for sample in self._batch(index):
+                    await self.reader.read(sample)
+            except Exception as exc:  # hand the failure to the trainer, which ends the run
+                self._future(index).set_exception(exc)
+                raise
+            self._future(index).set_result(None)
+            index += self.workload.read_threads
+
+    async def trainer(self, stop: asyncio.Future[None]) -> None:
+        start = self.clock.now()
+        step = 0
+        while not stop.done():
+            wait_start = self.clock.now()
+            batch = self._future(step)
+            if not batch.done():
+                await asyncio.wait((batch, stop), return_when=asyncio.FIRST_COMPLETED)
+                if not batch.done():
+                    break  # the run ended while waiting for data: that wait counts
+            batch.result()  # raises the worker's storage error, if any
+            ready = self.clock.now()
+            del self.ready[step]
+            async with self.changed:
+                self.consumed = step + 1
+                self.changed.notify_all()
+            await self.clock.sleep(self.workload.compute_time)
+            self.recorder.step(self.rank, wait_start, ready, self.clock.now())
+            step += 1
+        self.recorder.windows[self.rank] = (start, self.clock.now())
+
+
+@dataclass
+class EmulationConfig:
+    workload: TrainingWorkload
+    accelerators: int
+    duration: float
+    pool: int = 64
+    seed: int = 0
+    rank_offset: int = 0  # first global rank on this host (multi-host runs)
+    total_accelerators: int | None = None  # all hosts together; defaults to ``accelerators``
+
+
+class LoopLag:
+    """How late the event loop wakes a 50 ms timer: when it climbs, the client, not the storage, is the limit."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.lags: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.interval)
+            self.lags.append(max(0.0, time.monotonic() - before - self.interval))
+
+    def summary(self) -> dict[str, float]:
+        if not self.lags:
+            return {}
+        lags = np.array(self.lags) * 1e3
+        return {"p50": float(np.percentile(lags, 50)), "p99": float(np.percentile(lags, 99)), "max": float(lags.max())}
+
+
+async def emulate(
+    storage: ReadableStorage,
+    spec: DatasetSpec,
+    config: EmulationConfig,
+    clock: Clock | None = None,
+    on_tick: Callable[[Recorder, float], None] | None = None,
+    lag: LoopLag | None = None,
+) -> Recorder:
+    """Run ``config.accelerators`` emulated accelerators for ``config.duration`` seconds.
+
+    ``on_tick(recorder, elapsed)`` is called about once a second (real clock
+    only) for live progress.
+    """
+    clock = clock or RealClock()
+    recorder = Recorder(config.accelerators)
+    total = config.total_accelerators or config.accelerators
+    sampler = Sampler(spec, total, shuffle=config.workload.shuffle, seed=config.seed)
+    reader = Reader(storage, config.pool, clock, recorder)
+    accelerators = [
+        Accelerator(rank, config.rank_offset + rank, config.workload, sampler, reader, clock, recorder)
+        for rank in range(config.accelerators)
+    ]
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    workers = [
+        asyncio.ensure_future(accelerator.worker(w))
+        for accelerator in accelerators
+        for w in range(config.workload.read_threads)
+    ]
+    helpers: list[asyncio.Future[None]] = []
+    if lag is not None:
+        helpers.append(asyncio.ensure_future(lag.run()))
+    start = clock.now()
+    if on_tick is not None:
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                on_tick(recorder, clock.now() - start)
+        helpers.append(asyncio.ensure_future(ticker()))
+
+    async def timer() -> None:
+        await clock.sleep(config.duration)
+        stop.set_result(None)
+
+    helpers.append(asyncio.ensure_future(timer()))
+    try:
+        trainers = [asyncio.ensure_future(accelerator.trainer(stop)) for accelerator in accelerators]
+        await asyncio.gather(*trainers)
+    finally:
+        for task in workers + helpers:
+            task.cancel()
+        await asyncio.gather(*workers, *helpers, return_exceptions=True)
+    return recorder
