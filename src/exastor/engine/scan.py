@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from exastor import errors
-from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, RecordHeader, decode_header, verify_payload
+from exastor.engine.record import (
+    HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    SEGMENT_MAGIC,
+    RecordHeader,
+    decode_header,
+    verify_payload,
+)
 
 
 def iter_records(path: Path, *, verify: bool = True) -> Iterator[tuple[int, RecordHeader]]:

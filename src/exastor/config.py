@@ -1,0 +1,101 @@
+"""Settings: defaults < TOML file < EXASTOR_* environment variables < command-line flags.
+
+Validated once at start, with messages that say which setting is wrong and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it and its source."""
+
+
+@dataclass
+class Config:
+    data: Path = Path("./data")
+    host: str = "127.0.0.1"
+    s3_port: int = 9000
+    blob_port: int = 10000
+    access_key: str | None = None
+    secret_key: str | None = None
+    account_name: str | None = None
+    account_key: str | None = None
+    region: str = "us-east-1"
+    domains: list[str] = field(default_factory=lambda: ["localhost"])
+    log_level: str = "warning"
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def validate(self) -> None:
+        def where(name: str) -> str:
+            return f"{name} (from {self.sources.get(name, 'default')})"
+
+        for name in ("s3_port", "blob_port"):
+            port = getattr(self, name)
+            if not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ConfigError(f"{where(name)} must be a port number 0-65535, got {port!r}")
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ConfigError("access_key and secret_key must be given together")
+        if self.access_key is not None:
+            if not 3 <= len(self.access_key) <= 128 or not self.access_key.isprintable() or " " in self.access_key:
+                raise ConfigError(f"{where('access_key')} must be 3-128 printable characters without spaces")
+            if len(self.secret_key or "") < 8:
+                raise ConfigError(f"{where('secret_key')} must be at least 8 characters")
+        if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
+            raise ConfigError(f"{where('log_level')} must be one of critical, error, warning, info, debug")
+        if self.data.exists() and not self.data.is_dir():
+            raise ConfigError(f"{where('data')}: {self.data} exists and is not a directory")
+
+
+_FIELDS = {f.name: f for f in fields(Config) if f.name != "sources"}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if name == "data":
+            return Path(value).expanduser()
+        if "int" in str(kind):
+            return int(value)
+        if "list" in str(kind):
+            return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} (from {source}): invalid value {value!r}") from exc
+
+
+def load(config_file: str | None = None, overrides: dict[str, Any] | None = None,
+         env: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ if env is None else env)
+    cfg = Config()
+    path = config_file or env.get("EXASTOR_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+        for name, value in doc.items():
+            name = name.replace("-", "_")
+            if name not in _FIELDS:
+                raise ConfigError(f"config file {path}: unknown setting {name!r}")
+            setattr(cfg, name, _coerce(name, value, path))
+            cfg.sources[name] = path
+    for name in _FIELDS:
+        value = env.get(f"EXASTOR_{name.upper()}")
+        if value is not None:
+            setattr(cfg, name, _coerce(name, value, f"EXASTOR_{name.upper()}"))
+            cfg.sources[name] = f"EXASTOR_{name.upper()}"
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            setattr(cfg, name, _coerce(name, value, "command line"))
+            cfg.sources[name] = "command line"
+    cfg.validate()
+    return cfg

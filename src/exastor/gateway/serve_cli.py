@@ -1,0 +1,67 @@
+"""`exastor serve`: start the server with the embedded default (SQLite, local drive directories)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from exastor import __version__
+from exastor.config import ConfigError, load
+from exastor.gateway import server
+from exastor.gateway.store import ensure_admin, open_namespace
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (settings as in docs/operations.md)")
+    p.add_argument("--data", help="data directory (default ./data)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--s3-port", type=int, help="S3 port (default 9000)")
+    p.add_argument("--access-key", help="admin access key (default: generated on first start)")
+    p.add_argument("--secret-key", help="admin secret key")
+    p.add_argument("--region", help="region reported to clients (default us-east-1)")
+    p.add_argument("--domain", action="append", dest="domains",
+                   help="domain for virtual-host style requests (bucket.DOMAIN); repeatable")
+    p.add_argument("--log-level", help="critical|error|warning|info|debug")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load(args.config, {
+            "data": args.data, "host": args.host, "s3_port": args.s3_port, "access_key": args.access_key,
+            "secret_key": args.secret_key, "region": args.region,
+            "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
+        })
+    except ConfigError as exc:
+        print(f"exastor serve: {exc}", file=sys.stderr)
+        return 2
+    server.configure_logging(cfg.log_level)
+    ns = open_namespace(cfg.data, region=cfg.region)
+    creds = ensure_admin(ns.meta, cfg.data, cfg.access_key, cfg.secret_key)
+    shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    endpoint = f"http://{shown_host}:{cfg.s3_port}"
+
+    def banner() -> None:
+        lines = [
+            f"exastor {__version__} is serving",
+            f"  S3 endpoint : {endpoint}",
+            f"  data        : {cfg.data.resolve()} (1 drive: no redundancy - add drives for erasure coding)",
+            f"  access key  : {creds.access_key}",
+            f"  secret key  : {creds.secret_key}"
+            + (f"   (generated; stored 0600 in {cfg.data / 'credentials.toml'})" if creds.generated else ""),
+            "",
+            "  export AWS_ACCESS_KEY_ID=" + creds.access_key,
+            "  export AWS_SECRET_ACCESS_KEY=" + creds.secret_key,
+            "  export AWS_ENDPOINT_URL=" + endpoint,
+            "  export AWS_DEFAULT_REGION=" + cfg.region,
+        ]
+        print("\n".join(lines), flush=True)
+
+    try:
+        asyncio.run(server.run(cfg, ns, on_ready=banner))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ns.close()
+    return 0
+

@@ -1,0 +1,40 @@
+"""Runs the protocol front-ends on one event loop (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import uvicorn
+
+from exastor.config import Config
+from exastor.namespace.store import Namespace
+from exastor.s3.app import S3App
+
+
+def _uvicorn_server(app: object, host: str, port: int, log_level: str) -> uvicorn.Server:
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="off",
+                            access_log=False, log_level=log_level, timeout_keep_alive=75,
+                            server_header=False, date_header=True, limit_concurrency=4096, backlog=4096)
+    return uvicorn.Server(config)
+
+
+async def run(cfg: Config, ns: Namespace, *, on_ready: Callable[[], None] | None = None) -> None:
+    servers = [_uvicorn_server(S3App(ns, domains=tuple(cfg.domains)), cfg.host, cfg.s3_port, cfg.log_level)]
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in tasks):
+            break
+        await asyncio.sleep(0.02)
+    if on_ready and all(s.started for s in servers):
+        on_ready()
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for s in servers:
+            s.should_exit = True
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

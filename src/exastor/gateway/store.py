@@ -1,0 +1,81 @@
+"""Opening a store from its data directory: metadata, drives, namespace, credentials."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from exastor.engine.store import ChunkStore
+from exastor.meta.records import User
+from exastor.meta.sqlite import SqliteRunner
+from exastor.meta.store import Metadata
+from exastor.namespace.store import Namespace
+
+ADMIN = "admin"
+CREDENTIALS_FILE = "credentials.toml"
+
+
+def open_metadata(data: Path) -> Metadata:
+    (data / "meta").mkdir(parents=True, exist_ok=True)
+    return Metadata(SqliteRunner(data / "meta" / "exastor.sqlite"))
+
+
+def drive_dirs(data: Path) -> list[Path]:
+    return [data / "drive0"]
+
+
+def open_namespace(data: Path, *, region: str = "us-east-1") -> Namespace:
+    data.mkdir(parents=True, exist_ok=True)
+    meta = open_metadata(data)
+    chunks = ChunkStore(drive_dirs(data)[0], meta)
+    return Namespace(meta, chunks, region=region)
+
+
+def new_access_key() -> str:
+    return "EX" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(18))
+
+
+def new_secret_key() -> str:
+    return secrets.token_urlsafe(30)[:40]
+
+
+@dataclass
+class Credentials:
+    access_key: str
+    secret_key: str
+    generated: bool
+
+
+def ensure_admin(meta: Metadata, data: Path, access_key: str | None, secret_key: str | None) -> Credentials:
+    """The admin identity: the given keys, else the stored ones, else freshly generated and stored 0600."""
+    path = data / CREDENTIALS_FILE
+    generated = False
+    if access_key is None:
+        if path.exists():
+            with open(path, "rb") as f:
+                stored = tomllib.load(f)
+            access_key, secret_key = stored["access_key"], stored["secret_key"]
+        else:
+            access_key, secret_key = new_access_key(), new_secret_key()
+            generated = True
+            _write_private(path, f'access_key = "{access_key}"\nsecret_key = "{secret_key}"\n')
+    assert secret_key is not None
+    current = {u.name: u for u in meta.list_users()}.get(ADMIN)
+    if current is None or (current.access_key, current.secret_key) != (access_key, secret_key):
+        if current is not None:
+            meta.remove_user(ADMIN)
+        meta.add_user(User(ADMIN, access_key, secret_key, time.time_ns()))
+    return Credentials(access_key, secret_key, generated)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,52 @@
+"""`exastor user add|list|remove`: identities and their access-key pairs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from exastor import errors
+from exastor.gateway.store import ADMIN, new_access_key, new_secret_key, open_metadata
+from exastor.meta.records import User
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="./data", help="data directory (default ./data)")
+    sub = p.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="create a user and print its keys")
+    add.add_argument("name")
+    add.add_argument("--access-key", help="use this access key instead of a generated one")
+    add.add_argument("--secret-key", help="use this secret key instead of a generated one")
+    sub.add_parser("list", help="list users and their access keys (secrets are not shown)")
+    rm = sub.add_parser("remove", help="remove a user; its keys stop working within seconds")
+    rm.add_argument("name")
+
+
+def run(args: argparse.Namespace) -> int:
+    meta = open_metadata(Path(args.data))
+    try:
+        if args.action == "add":
+            access = args.access_key or new_access_key()
+            secret = args.secret_key or new_secret_key()
+            try:
+                meta.add_user(User(args.name, access, secret, time.time_ns()))
+            except errors.InvalidArgument as exc:
+                print(f"exastor user add: {exc.detail}", file=sys.stderr)
+                return 1
+            print(f"user       : {args.name}\naccess key : {access}\nsecret key : {secret}")
+        elif args.action == "list":
+            for user in meta.list_users():
+                print(f"{user.name:<24} {user.access_key}")
+        elif args.action == "remove":
+            if args.name == ADMIN:
+                print("exastor user remove: the admin user is managed by `exastor serve`", file=sys.stderr)
+                return 1
+            if not meta.remove_user(args.name):
+                print(f"exastor user remove: no user {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"removed {args.name}")
+        return 0
+    finally:
+        meta.close()

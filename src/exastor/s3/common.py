@@ -1,0 +1,260 @@
+"""What every S3 operation handler shares: the call context, request bodies
+(plain, signed or aws-chunked, with checksums), object headers both ways.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from exastor.http import checksums
+from exastor.http.asgi import Request, Send, respond, respond_stream
+from exastor.http.conditions import format_http_date
+from exastor.meta.records import ObjectVersion
+from exastor.namespace.store import Namespace, PutSpec
+from exastor.s3 import sigv4
+from exastor.s3.errors import S3Error
+from exastor.s3.xml import doc
+
+MAX_PUT_SIZE = 5 << 30           # S3's single-PUT limit
+MAX_XML_BODY = 1 << 20
+MAX_USER_METADATA = 2048          # bytes of x-amz-meta-* names and values, as S3 counts them
+CONTENT_HEADERS = ("content-type", "content-encoding", "content-disposition", "content-language",
+                   "cache-control", "expires")
+
+
+@dataclass
+class S3Call:
+    req: Request
+    send: Send
+    ns: Namespace
+    principal: str | None
+    bucket: str | None
+    key: str | None
+    request_id: str
+    auth: sigv4.AuthContext | None
+    response_started: bool = False
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def q(self) -> dict[str, str]:
+        return self.req.query
+
+    @property
+    def h(self) -> dict[str, str]:
+        return self.req.headers
+
+    def base_headers(self) -> list[tuple[str, str]]:
+        return [("x-amz-request-id", self.request_id), ("x-amz-id-2", self.request_id),
+                ("server", "exastor"), *self.extra_headers]
+
+    async def reply(self, status: int = 200, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
+                    *, content_type: str | None = "application/xml", head: bool = False) -> None:
+        hdrs = self.base_headers()
+        if body and content_type:
+            hdrs.append(("content-type", content_type))
+        hdrs.extend(headers or [])
+        self.response_started = True
+        await respond(self.send, status, hdrs, body, head=head)
+
+    async def reply_xml(self, root: str, inner: str, headers: list[tuple[str, str]] | None = None) -> None:
+        await self.reply(200, doc(root, inner), headers)
+
+    async def reply_stream(self, status: int, headers: list[tuple[str, str]],
+                           pieces: AsyncIterator[bytes | memoryview]) -> None:
+        self.response_started = True
+        await respond_stream(self.send, status, self.base_headers() + headers, pieces)
+
+    async def read_xml_body(self) -> bytes:
+        try:
+            return b"".join([p async for p in self.body()])
+        except OverflowError as exc:
+            raise S3Error("MaxMessageLengthExceeded") from exc
+
+    # --- bodies ------------------------------------------------------------------
+    def body(self, limit: int = MAX_XML_BODY) -> AsyncIterator[bytes | memoryview]:
+        """The decoded request body, verified against its signature/sha256 as it streams."""
+        return _decoded_body(self, limit)
+
+    def put_spec(self, attrs: dict[str, Any]) -> PutSpec:
+        """Digesters and the verification step for an object or part body."""
+        h = self.h
+        size = _declared_size(self)
+        expected: list[checksums.ExpectedChecksum] = []
+        try:
+            for algorithm, value in checksums.checksum_headers_in(h).items():
+                expected.append(checksums.ExpectedChecksum(algorithm, value))
+        except checksums.InvalidDigestValue as exc:
+            raise S3Error("InvalidRequest", "Value for x-amz-checksum header is invalid.") from exc
+        trailer_alg = _trailer_algorithm(h)
+        requested = (h.get("x-amz-checksum-algorithm") or h.get("x-amz-sdk-checksum-algorithm") or "").upper()
+        computed: dict[str, checksums.Checksum] = {}
+        try:
+            for alg in {trailer_alg, requested} - {"", None} - {e.algorithm for e in expected}:
+                computed[alg] = checksums.new_checksum(alg)
+        except checksums.UnknownChecksumAlgorithm as exc:
+            raise S3Error("InvalidRequest", "Checksum algorithm provided is unsupported.") from exc
+        md5_header = h.get("content-md5")
+        want_md5: bytes | None = None
+        if md5_header is not None:
+            try:
+                want_md5 = checksums.decode_b64_digest(md5_header, 16)
+            except checksums.InvalidDigestValue as exc:
+                raise S3Error("InvalidDigest") from exc
+        call = self
+
+        def verify(md5_hex: str, got_size: int) -> None:
+            if want_md5 is not None and bytes.fromhex(md5_hex) != want_md5:
+                raise S3Error("BadDigest")
+            stored: dict[str, str] = {}
+            for exp in expected:
+                try:
+                    stored[exp.algorithm] = exp.verify()
+                except checksums.ChecksumMismatch as exc:
+                    raise S3Error("BadDigest", f"The {exp.algorithm} you specified did not match the "
+                                  "calculated checksum.") from exc
+            trailers = getattr(call, "_trailers", {})
+            for alg, ck in computed.items():
+                value = base64.b64encode(ck.digest()).decode()
+                sent = trailers.get(checksums.header_name(alg))
+                if sent is not None and not hmac.compare_digest(sent.strip(), value):
+                    raise S3Error("BadDigest", f"The {alg} you specified did not match the calculated checksum.")
+                stored[alg] = value
+            if stored:
+                attrs["checksums"] = stored
+
+        digesters: list[Any] = [*expected, *computed.values()]
+        return PutSpec(attrs=attrs, digesters=digesters, verify=verify, expected_size=size)
+
+
+def _trailer_algorithm(h: dict[str, str]) -> str | None:
+    trailer = h.get("x-amz-trailer", "").strip().lower()
+    if trailer.startswith("x-amz-checksum-"):
+        return trailer[len("x-amz-checksum-"):].upper()
+    return None
+
+
+def _declared_size(call: S3Call) -> int | None:
+    h = call.h
+    decoded = h.get("x-amz-decoded-content-length")
+    raw = decoded if decoded is not None else h.get("content-length")
+    if raw is None:
+        return None
+    try:
+        size = int(raw)
+    except ValueError as exc:
+        raise S3Error("InvalidArgument", "Invalid content length") from exc
+    if size < 0:
+        raise S3Error("InvalidArgument", "Invalid content length")
+    return size
+
+
+async def _decoded_body(call: S3Call, limit: int) -> AsyncIterator[bytes | memoryview]:
+    h = call.h
+    content_sha256 = h.get("x-amz-content-sha256", "")
+    if call.auth is not None and not call.auth.presigned:
+        content_sha256 = call.auth.content_sha256
+    if "content-length" not in h and "chunked" not in h.get("transfer-encoding", "").lower():
+        if call.req.method in ("PUT", "POST"):
+            raise S3Error("MissingContentLength")
+    size = _declared_size(call)
+    if size is not None and size > limit:
+        raise S3Error("EntityTooLarge" if limit >= MAX_PUT_SIZE else "MaxMessageLengthExceeded")
+    received = 0
+    if content_sha256 in sigv4.STREAMING_VALUES:
+        from exastor.s3.streaming import AwsChunkedDecoder
+        decoder = AwsChunkedDecoder(content_sha256, decoded_length=size, ctx=call.auth)
+        async for piece in call.req.stream():
+            for out in decoder.feed(piece):
+                received += len(out)
+                if received > limit:
+                    raise S3Error("EntityTooLarge")
+                yield out
+        decoder.finish()
+        call._trailers = decoder.trailers  # type: ignore[attr-defined]
+        return
+    want = sigv4.payload_sha256_required(call.auth) if call.auth else None
+    sha = hashlib.sha256() if want else None
+    async for piece in call.req.stream():
+        received += len(piece)
+        if received > limit:
+            raise S3Error("EntityTooLarge" if limit >= MAX_PUT_SIZE else "MaxMessageLengthExceeded")
+        if sha is not None:
+            sha.update(piece)
+        yield piece
+    if size is not None and received < size:
+        raise S3Error("IncompleteBody")
+    if sha is not None and sha.hexdigest() != want:
+        raise S3Error("XAmzContentSHA256Mismatch")
+
+
+# --- object attributes <-> headers ---------------------------------------------
+
+def attrs_from_headers(h: dict[str, str]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for name in CONTENT_HEADERS:
+        value = h.get(name)
+        if value is not None:
+            if name == "content-encoding":
+                value = ",".join(p for p in (v.strip() for v in value.split(",")) if p and p != "aws-chunked")
+                if not value:
+                    continue
+            attrs[name] = value
+    attrs.setdefault("content-type", "binary/octet-stream")
+    meta = {k[len("x-amz-meta-"):]: v for k, v in h.items() if k.startswith("x-amz-meta-")}
+    if sum(len(k) + len(v) for k, v in meta.items()) > MAX_USER_METADATA:
+        raise S3Error("MetadataTooLarge")
+    if meta:
+        attrs["meta"] = meta
+    tagging = h.get("x-amz-tagging")
+    if tagging:
+        tags = dict(parse_qsl(tagging, keep_blank_values=True))
+        if len(tags) > 10:
+            raise S3Error("InvalidTag", "Object tags cannot be greater than 10")
+        attrs["tags"] = tags
+    storage_class = h.get("x-amz-storage-class")
+    if storage_class:
+        if storage_class not in ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA",
+                                 "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "EXPRESS_ONEZONE"):
+            raise S3Error("InvalidStorageClass")
+        attrs["storage-class"] = storage_class
+    return attrs
+
+
+def http_date(ns: int) -> str:
+    return format_http_date(datetime.fromtimestamp(ns // 1_000_000_000, UTC))
+
+
+def mtime(obj: ObjectVersion) -> datetime:
+    return datetime.fromtimestamp(obj.mtime_ns // 1_000_000_000, UTC)
+
+
+def object_headers(obj: ObjectVersion, *, versioned: bool, checksum_mode: bool = False) -> list[tuple[str, str]]:
+    a = obj.attrs
+    out = [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)), ("accept-ranges", "bytes")]
+    for name in CONTENT_HEADERS:
+        if name in a:
+            out.append((name, a[name]))
+    for k, v in a.get("meta", {}).items():
+        out.append((f"x-amz-meta-{k}", v))
+    if versioned or obj.version_id != "null":
+        out.append(("x-amz-version-id", obj.version_id))
+    tags = a.get("tags")
+    if tags:
+        out.append(("x-amz-tagging-count", str(len(tags))))
+    if a.get("storage-class") and a["storage-class"] != "STANDARD":
+        out.append(("x-amz-storage-class", a["storage-class"]))
+    if checksum_mode:
+        for alg, value in a.get("checksums", {}).items():
+            out.append((checksums.header_name(alg), value))
+    return out
+
+
+def url_encode_if(value: str, encoding_type: str | None) -> str:
+    return quote(value, safe="/") if encoding_type == "url" else value

@@ -1,0 +1,57 @@
+"""DeleteObject and DeleteObjects (multi-object delete)."""
+
+from __future__ import annotations
+
+from exastor import errors
+from exastor.s3.common import S3Call
+from exastor.s3.errors import S3Error
+from exastor.s3.xml import el, parse, text
+
+MAX_DELETE_KEYS = 1000
+
+
+async def delete_object(call: S3Call) -> None:
+    version_id = call.q.get("versionId")
+    victim, marker = await call.ns.delete_object(call.principal, call.bucket, call.key, version_id)
+    headers: list[tuple[str, str]] = []
+    if marker and victim is not None:
+        headers += [("x-amz-delete-marker", "true"), ("x-amz-version-id", victim.version_id)]
+    elif victim is not None and version_id is not None:
+        headers.append(("x-amz-version-id", victim.version_id))
+        if victim.delete_marker:
+            headers.append(("x-amz-delete-marker", "true"))
+    await call.reply(204, b"", headers)
+
+
+async def delete_objects(call: S3Call) -> None:
+    root = parse(await call.read_xml_body())
+    if root.tag != "Delete":
+        raise S3Error("MalformedXML")
+    quiet = (text(root, "Quiet", "false") or "").lower() == "true"
+    items = root.findall("Object")
+    if not items or len(items) > MAX_DELETE_KEYS:
+        raise S3Error("MalformedXML")
+    call.ns.bucket(call.principal, call.bucket)
+    out: list[str] = []
+    for item in items:
+        key = text(item, "Key")
+        version_id = text(item, "VersionId")
+        if key is None:
+            raise S3Error("MalformedXML")
+        try:
+            victim, marker = await call.ns.delete_object(call.principal, call.bucket, key, version_id)
+        except errors.StoreError as exc:
+            code = "AccessDenied" if isinstance(exc, errors.AccessDenied) else "InternalError"
+            out.append(f"<Error>{el('Key', key)}{el('Code', code)}{el('Message', str(exc))}</Error>")
+            continue
+        if quiet:
+            continue
+        parts = [el("Key", key)]
+        if version_id is not None:
+            parts.append(el("VersionId", version_id))
+        if marker and victim is not None:
+            parts += [el("DeleteMarker", "true"), el("DeleteMarkerVersionId", victim.version_id)]
+        elif victim is not None and victim.delete_marker:
+            parts += [el("DeleteMarker", "true"), el("DeleteMarkerVersionId", victim.version_id)]
+        out.append(f"<Deleted>{''.join(parts)}</Deleted>")
+    await call.reply_xml("DeleteResult", "".join(out))

@@ -1,0 +1,85 @@
+"""GetObject and HeadObject: versions, conditions, ranges, part numbers, response-* overrides."""
+
+from __future__ import annotations
+
+from exastor.http.conditions import evaluate, parse_preconditions
+from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
+from exastor.meta.records import ObjectVersion
+from exastor.s3.common import S3Call, mtime, object_headers
+from exastor.s3.errors import S3Error
+
+_OVERRIDES = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+
+
+def check_read_conditions(call: S3Call, obj: ObjectVersion) -> None:
+    pre = parse_preconditions(call.h)
+    if not pre.any():
+        return
+    outcome = evaluate(pre, exists=True, etag=obj.etag, last_modified=mtime(obj), method=call.req.method)
+    if outcome == "failed":
+        raise S3Error("PreconditionFailed", extra_condition="If-Match")
+    if outcome == "not_modified":
+        raise S3Error("NotModified", headers={"etag": f'"{obj.etag}"',
+                                              "last-modified": dict(object_headers(obj, versioned=False))["last-modified"]})
+
+
+def _part_range(call: S3Call, obj: ObjectVersion) -> tuple[int, int, list[tuple[str, str]]] | None:
+    raw = call.q.get("partNumber")
+    if raw is None:
+        return None
+    try:
+        number = int(raw)
+    except ValueError as exc:
+        raise S3Error("InvalidArgument", "Part number must be an integer") from exc
+    sizes: list[int] = obj.attrs.get("parts") or [obj.size]
+    if not 1 <= number <= max(len(sizes), 1):
+        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", status=416)
+    start = sum(sizes[: number - 1])
+    end = start + sizes[number - 1] - 1
+    return start, end, [("x-amz-mp-parts-count", str(len(sizes)))] if obj.attrs.get("parts") else []
+
+
+async def get_object(call: S3Call, *, head: bool = False) -> None:
+    version_id = call.q.get("versionId")
+    obj = call.ns.get_object(call.principal, call.bucket, call.key, version_id)
+    check_read_conditions(call, obj)
+    bucket = call.ns.bucket(call.principal, call.bucket)
+    headers = object_headers(obj, versioned=bool(bucket.versioning),
+                             checksum_mode=call.h.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+    for param, header in _OVERRIDES.items():
+        if param in call.q:
+            if call.principal is None:
+                raise S3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous "
+                              "GET requests.")
+            headers = [(k, v) for k, v in headers if k != header] + [(header, call.q[param])]
+    status, start, end = 200, 0, obj.size - 1
+    part = _part_range(call, obj)
+    if part is not None:
+        start, end, extra = part
+        headers += extra
+        if obj.attrs.get("parts"):
+            status = 206
+            headers.append(("content-range", content_range(start, end, obj.size)))
+    elif obj.size > 0 or call.h.get("range"):
+        try:
+            rng = parse_range(call.h.get("range"), obj.size)
+        except RangeNotSatisfiable as exc:
+            raise S3Error("InvalidRange", headers={"content-range": f"bytes */{obj.size}"},
+                          ActualObjectSize=str(obj.size), RangeRequested=call.h.get("range", "")) from exc
+        if rng is not None:
+            start, end = rng
+            status = 206
+            headers.append(("content-range", content_range(start, end, obj.size)))
+    length = max(end - start + 1, 0)
+    headers.append(("content-length", str(length)))
+    if head or length == 0:
+        await call.reply(status, b"", headers, content_type=None, head=head)
+        return
+    await call.reply_stream(status, headers, call.ns.read(obj, start, end))

@@ -1,0 +1,118 @@
+"""Multipart uploads: create, upload part (and part copy), complete, abort, list parts and uploads."""
+
+from __future__ import annotations
+
+from exastor.namespace import listing
+from exastor.namespace import multipart as mp
+from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, url_encode_if
+from exastor.s3.errors import S3Error
+from exastor.s3.list import _encoding, _max_keys
+from exastor.s3.put import copy_range, copy_source, write_check
+from exastor.s3.xml import el, iso8601, owner_xml, parse, text
+
+
+async def create_upload(call: S3Call) -> None:
+    attrs = attrs_from_headers(call.h)
+    upload = await mp.create_upload(call.ns, call.principal, call.bucket, call.key, attrs)
+    inner = el("Bucket", call.bucket) + el("Key", call.key) + el("UploadId", upload.upload_id)
+    await call.reply_xml("InitiateMultipartUploadResult", inner)
+
+
+def _part_number(call: S3Call) -> int:
+    try:
+        return int(call.q["partNumber"])
+    except ValueError as exc:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive",
+                      ArgumentName="partNumber") from exc
+
+
+async def upload_part(call: S3Call) -> None:
+    number = _part_number(call)
+    if "x-amz-copy-source" in call.h:
+        src = copy_source(call)
+        start, end = copy_range(call, src)
+        part = await mp.upload_part_copy(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"],
+                                         number, src, start, end)
+        inner = el("LastModified", iso8601(part.mtime_ns)) + el("ETag", f'"{part.etag}"')
+        await call.reply_xml("CopyPartResult", inner)
+        return
+    attrs: dict = {}
+    spec = call.put_spec(attrs)
+    part = await mp.upload_part(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"], number,
+                                call.body(MAX_PUT_SIZE), spec)
+    headers = [("etag", f'"{part.etag}"')]
+    headers += [(f"x-amz-checksum-{alg.lower()}", v) for alg, v in attrs.get("checksums", {}).items()]
+    await call.reply(200, b"", headers)
+
+
+async def complete_upload(call: S3Call) -> None:
+    root = parse(await call.read_xml_body())
+    if root.tag != "CompleteMultipartUpload":
+        raise S3Error("MalformedXML")
+    requested: list[tuple[int, str]] = []
+    for part in root.findall("Part"):
+        number, etag = text(part, "PartNumber"), text(part, "ETag")
+        if number is None or etag is None:
+            raise S3Error("MalformedXML")
+        try:
+            requested.append((int(number), etag))
+        except ValueError as exc:
+            raise S3Error("MalformedXML") from exc
+    if not requested:
+        raise S3Error("MalformedXML")
+    obj = await mp.complete_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"], requested,
+                                   check=write_check(call))
+    inner = (el("Location", f"/{call.bucket}/{call.key}") + el("Bucket", call.bucket) + el("Key", call.key)
+             + el("ETag", f'"{obj.etag}"'))
+    headers = [("x-amz-version-id", obj.version_id)] if obj.version_id != "null" else []
+    await call.reply_xml("CompleteMultipartUploadResult", inner, headers)
+
+
+async def abort_upload(call: S3Call) -> None:
+    await mp.abort_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
+    await call.reply(204)
+
+
+async def list_parts(call: S3Call) -> None:
+    upload = mp.get_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
+    max_parts = _max_keys(call, "max-parts")
+    try:
+        marker = int(call.q.get("part-number-marker", "0") or 0)
+    except ValueError as exc:
+        raise S3Error("InvalidArgument", "Invalid part-number-marker", ArgumentName="part-number-marker") from exc
+    parts = call.ns.meta.list_parts(upload.upload_id, marker, max_parts + 1)
+    truncated = len(parts) > max_parts
+    parts = parts[:max_parts]
+    head = [el("Bucket", call.bucket), el("Key", call.key), el("UploadId", upload.upload_id),
+            owner_xml(upload.owner, "Initiator"), owner_xml(upload.owner), el("StorageClass", "STANDARD"),
+            el("PartNumberMarker", marker), el("MaxParts", max_parts), el("IsTruncated", str(truncated).lower())]
+    if parts:
+        head.append(el("NextPartNumberMarker", parts[-1].part_number))
+    body = "".join(f"<Part>{el('PartNumber', p.part_number)}{el('LastModified', iso8601(p.mtime_ns))}"
+                   f"{el('ETag', chr(34) + p.etag + chr(34))}{el('Size', p.size)}</Part>" for p in parts)
+    await call.reply_xml("ListPartsResult", "".join(head) + body)
+
+
+async def list_uploads(call: S3Call) -> None:
+    call.ns.bucket(call.principal, call.bucket)
+    q = call.q
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    key_marker, id_marker = q.get("key-marker"), q.get("upload-id-marker")
+    enc, max_uploads = _encoding(call), _max_keys(call, "max-uploads")
+    uploads, prefixes, truncated = listing.list_uploads(call.ns.meta, call.bucket, prefix=prefix, delimiter=delimiter,
+                                                        key_marker=key_marker or None, upload_id_marker=id_marker,
+                                                        max_uploads=max_uploads)
+    head = [el("Bucket", call.bucket), el("KeyMarker", url_encode_if(key_marker or "", enc)),
+            el("UploadIdMarker", id_marker or ""), el("Prefix", url_encode_if(prefix, enc)),
+            el("MaxUploads", max_uploads), el("IsTruncated", str(truncated).lower())]
+    if delimiter:
+        head.append(el("Delimiter", url_encode_if(delimiter, enc)))
+    if enc:
+        head.append(el("EncodingType", enc))
+    if truncated and uploads:
+        head += [el("NextKeyMarker", url_encode_if(uploads[-1].key, enc)), el("NextUploadIdMarker", uploads[-1].upload_id)]
+    body = "".join(f"<Upload>{el('Key', url_encode_if(u.key, enc))}{el('UploadId', u.upload_id)}"
+                   f"{owner_xml(u.owner, 'Initiator')}{owner_xml(u.owner)}{el('StorageClass', 'STANDARD')}"
+                   f"{el('Initiated', iso8601(u.initiated_ns))}</Upload>" for u in uploads)
+    pfx = "".join(f"<CommonPrefixes>{el('Prefix', url_encode_if(p, enc))}</CommonPrefixes>" for p in prefixes)
+    await call.reply_xml("ListMultipartUploadsResult", "".join(head) + body + pfx)

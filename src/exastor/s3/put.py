@@ -1,0 +1,121 @@
+"""PutObject and CopyObject."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from exastor import errors
+from exastor.http.conditions import evaluate, evaluate_copy_source, parse_preconditions
+from exastor.http.ranges import RangeNotSatisfiable, parse_range
+from exastor.meta.records import ObjectVersion
+from exastor.namespace.store import Check
+from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime
+from exastor.s3.errors import S3Error
+from exastor.s3.xml import el, iso8601
+
+
+def write_check(call: S3Call) -> Check | None:
+    """If-Match / If-None-Match on writes, evaluated atomically with the commit."""
+    pre = parse_preconditions(call.h)
+    if pre.if_match is None and pre.if_none_match is None:
+        return None
+
+    def check(current: ObjectVersion | None) -> None:
+        live = current if current is not None and not current.delete_marker else None
+        if pre.if_match is not None and live is None:
+            raise errors.ObjectNotFound(call.key or "")
+        outcome = evaluate(pre, exists=live is not None, etag=live.etag if live else None,
+                           last_modified=mtime(live) if live else None, method="PUT")
+        if outcome != "ok":
+            raise errors.PreconditionFailed("If-None-Match" if pre.if_none_match else "If-Match")
+
+    return check
+
+
+def _echo_checksums(attrs: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(f"x-amz-checksum-{alg.lower()}", v) for alg, v in attrs.get("checksums", {}).items()]
+
+
+async def put_object(call: S3Call) -> None:
+    attrs = attrs_from_headers(call.h)
+    spec = call.put_spec(attrs)
+    spec.check = write_check(call)
+    obj = await call.ns.put_object(call.principal, call.bucket, call.key, call.body(MAX_PUT_SIZE), spec)
+    headers = [("etag", f'"{obj.etag}"'), *_echo_checksums(obj.attrs)]
+    if obj.version_id != "null":
+        headers.append(("x-amz-version-id", obj.version_id))
+    await call.reply(200, b"", headers)
+
+
+def copy_source(call: S3Call) -> ObjectVersion:
+    """Resolve x-amz-copy-source (with its conditions) to a readable source version."""
+    raw = unquote(call.h["x-amz-copy-source"])
+    path, _, query = raw.partition("?")
+    path = path.lstrip("/")
+    bucket, _, key = path.partition("/")
+    if not bucket or not key:
+        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
+    version_id = None
+    if query.startswith("versionId="):
+        version_id = query[len("versionId="):]
+    try:
+        src = call.ns.get_object(call.principal, bucket, key, version_id)
+    except errors.MethodNotAllowed as exc:
+        raise S3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete "
+                      "marker by version id.") from exc
+    pre = parse_preconditions(call.h, prefix="x-amz-copy-source-")
+    if pre.any() and evaluate_copy_source(pre, etag=src.etag, last_modified=mtime(src)) == "failed":
+        raise S3Error("PreconditionFailed")
+    return src
+
+
+async def copy_object(call: S3Call) -> None:
+    src = copy_source(call)
+    directive = call.h.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.")
+    same = src.bucket == call.bucket and src.key == call.key
+    if directive == "COPY":
+        attrs = {k: v for k, v in src.attrs.items() if k != "parts"}
+        if "x-amz-tagging" in call.h or call.h.get("x-amz-tagging-directive", "").upper() == "REPLACE":
+            attrs["tags"] = attrs_from_headers(call.h).get("tags", {})
+        if "x-amz-storage-class" in call.h:
+            attrs["storage-class"] = call.h["x-amz-storage-class"]
+        if same and "x-amz-storage-class" not in call.h and src.version_id == "null" \
+                and not call.h.get("x-amz-copy-source", "").count("versionId="):
+            raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
+                          "itself without changing the object's metadata, storage class, website redirect "
+                          "location or encryption attributes.")
+    else:
+        attrs = attrs_from_headers(call.h)
+        if call.h.get("x-amz-tagging-directive", "COPY").upper() == "COPY" and "tags" in src.attrs:
+            attrs["tags"] = src.attrs["tags"]
+    obj = await call.ns.copy_object(call.principal, src, call.bucket, call.key, attrs=attrs,
+                                    check=write_check(call))
+    headers = []
+    if obj.version_id != "null":
+        headers.append(("x-amz-version-id", obj.version_id))
+    if src.version_id != "null":
+        headers.append(("x-amz-copy-source-version-id", src.version_id))
+    await call.reply_xml("CopyObjectResult", el("LastModified", iso8601(obj.mtime_ns)) + el("ETag", f'"{obj.etag}"'),
+                         headers)
+
+
+def copy_range(call: S3Call, src: ObjectVersion) -> tuple[int, int] | tuple[None, None]:
+    header = call.h.get("x-amz-copy-source-range")
+    if header is None:
+        return None, None
+    try:
+        rng = parse_range(header, src.size)
+    except RangeNotSatisfiable as exc:
+        raise S3Error("InvalidRange") from exc
+    if rng is None or not header.startswith("bytes=") or header.startswith("bytes=-") \
+            or header.rstrip().endswith("-"):
+        raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form "
+                      "bytes=first-last where first and last are the zero-based offsets of the first and last bytes "
+                      "to copy")
+    start, end = rng
+    if end >= src.size or int(header.split("-")[-1]) >= src.size:
+        raise S3Error("InvalidRange")
+    return start, end
