@@ -373,6 +373,20 @@ def test_v2_header() -> None:
             dict(headers, authorization=headers["authorization"].replace(AK, "nobody")))
 
 
+@pytest.mark.parametrize(("date", "code"), [
+    ("", "AccessDenied"),
+    ("Bad Date", "AccessDenied"),
+    ("Tue, 07 Jul 1950 21:53:51 GMT", "AccessDenied"),
+    ("Tue, 07 Jul 9999 21:53:51 GMT", "RequestTimeTooSkewed"),
+    ("Tue, 07 Jul 2010 21:53:51 GMT", "RequestTimeTooSkewed"),
+])
+def test_v2_bad_dates_like_s3_tests(date: str, code: str) -> None:
+    """s3-tests' test_object_create_bad_date_*_aws2 expectations."""
+    method, path, query, headers = sign_v2("PUT", URL, {"Date": date} if date else {})
+    headers["date"] = date
+    _expect(code, method, path, query, headers)
+
+
 def test_v2_virtual_hosted() -> None:
     args = sign_v2("GET", "http://bkt.s3.example.com/key.txt", auth_path="/bkt/key.txt")
     assert _auth(*args) is not None

@@ -181,9 +181,7 @@ def _v4_header(method: str, raw_path: str, pairs: list[tuple[str, str]], headers
     secret = _lookup(lookup_secret, cred.access_key)
 
     raw_date = headers.get("x-amz-date") or headers.get("date")
-    when = _parse_request_date(raw_date)
-    if when is None:
-        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    when = _valid_request_date(_parse_request_date(raw_date))
     amz_date = when.strftime(ISO8601_BASIC)
     if amz_date[:8] != cred.date:
         raise S3Error("AuthorizationHeaderMalformed",
@@ -239,7 +237,7 @@ def _v4_query(method: str, raw_path: str, pairs: list[tuple[str, str]], params: 
     if (when - now).total_seconds() > max_skew_seconds:
         raise S3Error("AccessDenied", "Request is not valid yet")
     if now > when + timedelta(seconds=expires):
-        raise S3Error("AccessDenied", "Request has expired", X_Amz_Expires=expires_text,
+        raise S3Error("AccessDenied", "Request has expired", **{"X-Amz-Expires": expires_text},
                       Expires=(when + timedelta(seconds=expires)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                       ServerTime=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
@@ -371,9 +369,7 @@ def _v2_header(method: str, raw_path: str, query_string: str, headers: Mapping[s
                       "expecting 'AWS AccessKeyId:Signature'.")
     secret = _lookup(lookup_secret, access_key)
     amz_date = headers.get("x-amz-date")
-    when = parse_http_date(amz_date) if amz_date else parse_http_date(headers.get("date"))
-    if when is None:
-        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    when = _valid_request_date(parse_http_date(amz_date) if amz_date else parse_http_date(headers.get("date")))
     if abs((now - when).total_seconds()) > max_skew_seconds:
         raise S3Error("RequestTimeTooSkewed", RequestTime=when.strftime(ISO8601_BASIC),
                       ServerTime=now.strftime(ISO8601_BASIC),
@@ -479,6 +475,13 @@ def _parse_request_date(value: str | None) -> datetime | None:
         except ValueError:
             return None
     return parse_http_date(value)
+
+
+def _valid_request_date(when: datetime | None) -> datetime:
+    # S3 answers AccessDenied (not RequestTimeTooSkewed) for a missing, unreadable or pre-epoch date.
+    if when is None or when.year < 1970:
+        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    return when
 
 
 def _as_utc(when: datetime) -> datetime:
