@@ -47,7 +47,8 @@ class Sampler:
     Epoch e is a seeded permutation of all samples; accelerator r of N takes
     every N-th sample starting at r. An accelerator's batches are consecutive
     chunks of its endless stream across epochs, so any N works with any data
-    set size. Permutations are shared by all accelerators and cached.
+    set size. Permutations are shared by all accelerators and cached (a few
+    epochs: accelerators advance at about the same pace).
     """
 
     def __init__(self, spec: DatasetSpec, total_accelerators: int, shuffle: bool = True, seed: int = 0) -> None:
@@ -78,13 +79,14 @@ class Sampler:
         return SampleRef(self._keys[file_index], None, int(self.spec.file_sizes[file_index]))
 
     def stream(self, rank: int) -> Iterator[SampleRef]:
-        epoch = 0
+        # Position g of the endless sequence of epochs is sample perm(g // S)[g % S];
+        # rank r takes positions r, r+N, r+2N, ... (the same as MLPerf's sharding
+        # when N <= S, and still distinct within every window of N when N > S).
+        position = rank
         while True:
-            for sample in self._permutation(epoch)[rank::self.total]:
-                yield self.ref(sample)
-            epoch += 1
-            if self.samples <= rank:
-                raise ValueError("more accelerators than samples: nothing to read")
+            epoch, index = divmod(position, self.samples)
+            yield self.ref(self._permutation(epoch)[index])
+            position += self.total
 
     def batches(self, rank: int, batch_size: int) -> Iterator[list[SampleRef]]:
         stream = self.stream(rank)

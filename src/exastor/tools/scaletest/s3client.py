@@ -338,7 +338,8 @@ class S3Client:
 
         async def one(index: int, offset: int, length: int) -> bytes:
             nonlocal total
-            total += await self.get(key, offset, length)
+            got = await self.get(key, offset, length)  # not `total += await`: lanes interleave
+            total += got
             return b""
 
         async def ignore(n: int, data: bytes | memoryview) -> str:

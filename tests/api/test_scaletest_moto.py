@@ -1,0 +1,57 @@
+"""The scale test against a peer S3 server on loopback: moto's server."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import _scaletest_checks as checks
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    executable = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
+    if not os.path.exists(executable):
+        pytest.skip("moto[server] is not installed (pip install -e .[test])")
+    port = _free_port()
+    process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.2)
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=10)
+
+
+KEYS = ("testing", "testing")
+
+
+def test_training_run(tmp_path, moto_endpoint):
+    checks.check_training_compute_bound(tmp_path, moto_endpoint, *KEYS, "scaletest-train")
+
+
+def test_ranged_reads_and_reuse(moto_endpoint):
+    checks.check_ranged_reads_and_content(moto_endpoint, *KEYS, "scaletest-ranged")
+
+
+def test_checkpoint(tmp_path, moto_endpoint):
+    checks.check_checkpoint_multipart(tmp_path, moto_endpoint, *KEYS, "scaletest-ckpt")
