@@ -1,0 +1,359 @@
+"""Procurement: a mixed-integer programme (HiGHS) that chooses what to order, from whom and when.
+
+Decision variables (integers, monthly buckets)::
+
+    y[s, m, p]  drives of SKU s delivered in month m and counted towards milestone p
+    u[p]        raw TB by which milestone p falls short (penalised heavily; 0 when the plan is feasible)
+    z[s, m]     1 if SKU s has a delivery in month m (only for SKUs with a minimum order quantity)
+
+A y exists only when the drive can be online in time: delivered no earlier than
+``order + lead time + shipping`` with the order no earlier than today, and online
+(``delivery + burn-in``) no later than milestone p's date.
+
+Constraints::
+
+    sum over q <= p, s, m of  eff_s * y[s, m, q]  + u[p]  >=  raw_p      every milestone (cumulative)
+    sum over p, m in quarter Q of y[s, m, p]                <=  alloc[s, Q]   per SKU and quarter
+    sum over p of y[s, m, p]                                <=  ceil(alloc[s, Q(m)] / 3)   spread over the quarter
+    sum over its SKUs of capacity_s * y                     <=  alloc_tb[supplier, Q]
+    min_order_s * z[s, m] <= sum over p of y[s, m, p] <= big * z[s, m]
+
+Objective: the drive price (after a blanket discount), its share of enclosure,
+server and rack, the buyer's carrying cost from each payment until the milestone
+the drive serves (signed: paying after go-live is a benefit), the energy it uses
+from go-live to the end of the horizon, and the shortfall penalty.
+
+Two strategies differ only in when the order is placed and how it is paid:
+``per_phase`` orders each delivery just in time (order = delivery - lead - shipping);
+``blanket`` places one order today with scheduled partial deliveries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import highspy
+
+from exastor.tools.plan.model import Phase, PlanInput, Terms, quarter_of
+from exastor.tools.plan.sizing import capacity_need, effective_tb, infrastructure_per_slot_usd, watts_per_drive
+
+STRATEGIES = ("per_phase", "blanket")
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    sku: str
+    supplier: str
+    drives: int
+    milestone: str
+    order_date: dt.date
+    order_by: dt.date  # the latest date this order could be placed and still make its milestone
+    delivery_date: dt.date
+    online_date: dt.date
+    unit_price_usd: float
+    days_late: int = 0  # > 0 only in the "what should already have been ordered" diagnosis
+
+    @property
+    def late(self) -> bool:
+        return self.days_late > 0
+
+
+@dataclass
+class ProcurementResult:
+    strategy: str
+    status: str
+    lines: list[OrderLine]
+    shortfall_tb: dict[str, float]  # raw TB short, per milestone
+    required_tb: dict[str, float]  # raw TB needed, per milestone
+    objective_usd: float
+    solve_seconds: float
+    variables: int
+    constraints: int
+    horizon_end: dt.date = field(default=dt.date(1970, 1, 1))
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 1e-6 for v in self.shortfall_tb.values())
+
+
+def weeks(n: float) -> dt.timedelta:
+    return dt.timedelta(days=round(7 * n))
+
+
+def month_start(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def add_months(day: dt.date, n: int) -> dt.date:
+    y, m = divmod(day.month - 1 + n, 12)
+    return dt.date(day.year + y, m + 1, 1)
+
+
+def horizon_end(plan: PlanInput, today: dt.date) -> dt.date:
+    """The end of the cost horizon: ``horizon_months`` from today, but never before the last milestone."""
+    return max(add_months(month_start(today), plan.finance.horizon_months), plan.phases[-1].online_by)
+
+
+def terms_for(plan: PlanInput, strategy: str) -> Terms:
+    return plan.finance.blanket if strategy == "blanket" else plan.finance.per_phase
+
+
+def latest_order_date(plan: PlanInput, sku_index: int, deadline: dt.date) -> dt.date:
+    """The last day an order can be placed and still be online (burnt in) by ``deadline``."""
+    d = plan.drives[sku_index]
+    return deadline - weeks(plan.logistics.burn_in_weeks) - weeks(plan.logistics.shipping_weeks) - weeks(d.lead_time_weeks)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    sku: int
+    delivery: dt.date
+    order: dt.date
+    online: dt.date
+    days_late: int
+
+
+def _candidates(plan: PlanInput, today: dt.date, strategy: str, last: dt.date, past_weeks: float) -> list[_Candidate]:
+    """Every (SKU, delivery month) the plan could use, with its dates."""
+    ship, burn = weeks(plan.logistics.shipping_weeks), weeks(plan.logistics.burn_in_weeks)
+    first_month = month_start(today - weeks(past_weeks))
+    out = []
+    for si, d in enumerate(plan.drives):
+        transit = weeks(d.lead_time_weeks) + ship
+        earliest = today + transit
+        m = first_month
+        while m <= last:
+            nxt = add_months(m, 1)
+            # Without looking back, the first usable month starts at the earliest possible delivery;
+            # when looking back (diagnosis), a month's delivery is its first day, however late that is.
+            delivery = m if past_weeks > 0 else max(m, earliest)
+            if delivery < nxt and delivery + burn <= last:
+                just_in_time = delivery - transit
+                order = min(today, just_in_time) if strategy == "blanket" else just_in_time
+                out.append(_Candidate(si, delivery, order, delivery + burn, max(0, (today - just_in_time).days)))
+            m = nxt
+    return out
+
+
+def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phase", *, ratio: float | None = None,
+                      phases: list[Phase] | None = None, past_weeks: float = 0.0,
+                      time_limit_s: float = 120.0) -> ProcurementResult:
+    """Solve the ordering MILP. ``past_weeks > 0`` lets orders lie in the past (to say what is already late)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    phases = phases if phases is not None else plan.phases
+    ratio = ratio if ratio is not None else plan.reduction.ratio
+    started = time.perf_counter()
+    terms = terms_for(plan, strategy)
+    end = horizon_end(plan, today)
+    required = [capacity_need(ph.logical_tb, ratio, plan.protection).raw_tb for ph in phases]
+    eff = [effective_tb(d, plan.protection) for d in plan.drives]
+    slot_usd = infrastructure_per_slot_usd(plan)
+    coc_day = plan.finance.buyer_cost_of_capital / 365.0
+    usd_per_kwh_facility = plan.power.usd_per_kwh * plan.power.pue
+    worst_usd_per_tb = max((d.price_usd * (1 - terms.discount) + slot_usd) / e for d, e in zip(plan.drives, eff, strict=True))
+    shortfall_penalty = 1e4 * max(worst_usd_per_tb, 1.0)  # per raw TB: dominates any real cost
+    late_penalty_per_day = 0.01 * max(worst_usd_per_tb, 1.0)  # per TB-day, when looking back
+
+    h = highspy.Highs()
+    h.silent()
+    h.setOptionValue("mip_rel_gap", 1e-5)
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("threads", 1)
+
+    variables: list[tuple[_Candidate, int, object]] = []  # (candidate, phase index, var)
+    for c in _candidates(plan, today, strategy, phases[-1].online_by, past_weeks):
+        d = plan.drives[c.sku]
+        price = d.price_usd * (1 - terms.discount)
+        deposit_day, balance_day = c.order, c.delivery + dt.timedelta(days=terms.net_days)
+        energy = watts_per_drive(plan, d) / 1000 * max(0, (end - c.online).days) * 24 * usd_per_kwh_facility
+        upper = math.ceil(required[-1] / eff[c.sku]) + 1
+        for pi, ph in enumerate(phases):
+            if c.online > ph.online_by:
+                continue
+            carrying = coc_day * (terms.deposit_fraction * price * (ph.online_by - deposit_day).days
+                                  + (1 - terms.deposit_fraction) * price * (ph.online_by - balance_day).days
+                                  + slot_usd * (ph.online_by - c.delivery).days)
+            cost = price + slot_usd + carrying + energy + late_penalty_per_day * eff[c.sku] * c.days_late
+            var = h.addVariable(lb=0, ub=upper, obj=cost)
+            variables.append((c, pi, var))
+
+    short = [h.addVariable(lb=0, ub=max(req, 0.0), obj=shortfall_penalty) for req in required]
+    constraints = 0
+    for pi, req in enumerate(required):
+        terms_p = [eff[c.sku] * v for c, q, v in variables if q <= pi]
+        h.addConstr(h.qsum(terms_p, short[pi]) >= req)
+        constraints += 1
+
+    by_sku_quarter: dict[tuple[int, str], list] = {}
+    by_supplier_quarter: dict[tuple[str, str], list] = {}
+    by_sku_month: dict[tuple[int, dt.date], list] = {}
+    for c, _, v in variables:
+        q = quarter_of(c.delivery)
+        by_sku_quarter.setdefault((c.sku, q), []).append(v)
+        by_supplier_quarter.setdefault((plan.drives[c.sku].supplier, q), []).append(plan.drives[c.sku].capacity_tb * v)
+        by_sku_month.setdefault((c.sku, c.delivery), []).append(v)
+    for (si, q), vs in by_sku_quarter.items():
+        cap = plan.drives[si].allocation(q)
+        if cap is not None:
+            h.addConstr(h.qsum(vs) <= cap)
+            constraints += 1
+    # A supplier ships its quarterly allocation through the quarter, not all on its first day.
+    # Whole drives per delivery; their split between milestones may be fractional (it only
+    # prices carrying cost), which keeps the integer part small and the solve fast.
+    for vs in by_sku_month.values():
+        whole = h.addVariable(lb=0, type=highspy.HighsVarType.kInteger)
+        h.addConstr(h.qsum(vs) - whole == 0)
+        constraints += 1
+    for (si, month), vs in by_sku_month.items():
+        cap = plan.drives[si].allocation(quarter_of(month))
+        if cap is not None:
+            h.addConstr(h.qsum(vs) <= math.ceil(cap / 3))
+            constraints += 1
+    for (name, q), vs in by_supplier_quarter.items():
+        sup = plan.suppliers.get(name)
+        if sup is not None and sup.allocation_tb_per_quarter is not None:
+            h.addConstr(h.qsum(vs) <= sup.allocation_tb_per_quarter)
+            constraints += 1
+    for (si, month), vs in by_sku_month.items():
+        moq = plan.drives[si].min_order
+        if moq <= 0:
+            continue
+        # The tightest valid big-M (the month's share of the allocation) keeps the LP relaxation
+        # close to the integer hull; a loose one makes HiGHS branch for tens of seconds.
+        big = math.ceil(required[-1] / eff[si]) + 1
+        alloc = plan.drives[si].allocation(quarter_of(month))
+        if alloc is not None:
+            big = min(big, math.ceil(alloc / 3))
+        if big < moq:  # not even one minimum order fits this month's allocation
+            h.addConstr(h.qsum(vs) <= 0)
+            constraints += 1
+            continue
+        z = h.addVariable(lb=0, ub=1, type=highspy.HighsVarType.kInteger)
+        h.addConstr(h.qsum(vs) - moq * z >= 0)
+        h.addConstr(h.qsum(vs) - big * z <= 0)
+        constraints += 2
+
+    h.minimize()
+    model_status = h.getModelStatus()
+    status_text = h.modelStatusToString(model_status)
+    if model_status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit) or (
+            h.getInfo().primal_solution_status != highspy.SolutionStatus.kSolutionStatusFeasible):
+        raise RuntimeError(f"HiGHS could not solve the procurement model: {status_text}")
+
+    values = h.vals([v for _, _, v in variables]) if variables else []
+    lines = []
+    for (c, pi), n in _whole_drives(variables, values).items():
+        d = plan.drives[c.sku]
+        lines.append(OrderLine(
+            sku=d.sku, supplier=d.supplier, drives=n, milestone=phases[pi].name, order_date=c.order,
+            order_by=latest_order_date(plan, c.sku, phases[pi].online_by), delivery_date=c.delivery,
+            online_date=c.online, unit_price_usd=d.price_usd * (1 - terms.discount), days_late=c.days_late))
+    lines.sort(key=lambda ln: (ln.delivery_date, ln.sku, ln.milestone))
+    shortfall = {ph.name: max(0.0, float(h.val(u))) for ph, u in zip(phases, short, strict=True)}
+    # The penalty makes the solver maximise capacity first; round away solver dust below a drive.
+    shortfall = {k: (v if v > 1e-3 else 0.0) for k, v in shortfall.items()}
+    return ProcurementResult(
+        strategy=strategy, status="optimal" if status_text == "Optimal" else status_text, lines=lines,
+        shortfall_tb=shortfall, required_tb={ph.name: r for ph, r in zip(phases, required, strict=True)},
+        objective_usd=h.getObjectiveValue(), solve_seconds=time.perf_counter() - started,
+        variables=len(variables) + len(short), constraints=constraints, horizon_end=end)
+
+
+def _whole_drives(variables: list, values) -> dict[tuple[_Candidate, int], int]:
+    """Split each delivery's whole number of drives between milestones (largest remainder)."""
+    groups: dict[_Candidate, list[tuple[int, float]]] = {}
+    for (c, pi, _), value in zip(variables, values, strict=True):
+        if value > 1e-6:
+            groups.setdefault(c, []).append((pi, float(value)))
+    out: dict[tuple[_Candidate, int], int] = {}
+    for c, parts in groups.items():
+        total = int(round(sum(v for _, v in parts)))
+        floors = {pi: int(math.floor(v + 1e-6)) for pi, v in parts}
+        left = total - sum(floors.values())
+        for pi, v in sorted(parts, key=lambda pv: -(pv[1] - math.floor(pv[1] + 1e-6)))[: max(0, left)]:
+            floors[pi] += 1
+        for pi, n in floors.items():
+            if n > 0:
+                out[(c, pi)] = n
+    return out
+
+
+# ---------------------------------------------------------------- when a milestone cannot be met
+
+
+@dataclass
+class MilestoneGap:
+    milestone: str
+    online_by: dt.date
+    short_raw_tb: float
+    short_logical_tb: float
+    weeks_late: int | None  # None: not met within the search window
+    met_by: dt.date | None
+    reduction_needed: float | None
+    late_orders: list[OrderLine]
+    fixes: list[str]
+
+
+def diagnose(plan: PlanInput, today: dt.date, result: ProcurementResult, *, max_weeks: int = 260) -> list[MilestoneGap]:
+    """For every milestone the plan misses: by how much, by how long, what was already late, what would fix it."""
+    gaps = []
+    ratio = plan.reduction.ratio
+    for pi, ph in enumerate(plan.phases):
+        short = result.shortfall_tb.get(ph.name, 0.0)
+        if short <= 0:
+            continue
+        need = result.required_tb[ph.name]
+        short_logical = short * ph.logical_tb / need
+        weeks_late = _weeks_until_met(plan, today, result.strategy, pi, max_weeks)
+        met_by = ph.online_by + weeks(weeks_late) if weeks_late is not None else None
+        achieved = need - short
+        reduction_needed = ratio * need / achieved if achieved > 0 else None
+
+        # What would have been needed had ordering started in time: look back past today.
+        look_back = max(d.lead_time_weeks for d in plan.drives) + plan.logistics.shipping_weeks + plan.logistics.burn_in_weeks + 8
+        past = solve_procurement(plan, today, result.strategy, phases=plan.phases[: pi + 1], past_weeks=look_back)
+        late = [ln for ln in past.lines if ln.late and ln.milestone == ph.name]
+
+        fixes = []
+        if met_by is not None:
+            fixes.append(f"move '{ph.name}' to {met_by.isoformat()} (+{weeks_late} weeks)")
+        if reduction_needed is not None:
+            fixes.append(f"a reduction ratio of {reduction_needed:.2f} instead of {ratio:.2f}")
+        ship_burn = weeks(plan.logistics.shipping_weeks) + weeks(plan.logistics.burn_in_weeks)
+        max_lead = (ph.online_by - ship_burn - today).days / 7
+        if max_lead >= 0:
+            fixes.append(f"another SKU or supplier with a lead time of at most {max_lead:.0f} weeks "
+                         f"supplying {short:,.0f} TB raw more")
+        for si, d in enumerate(plan.drives):
+            order_by = latest_order_date(plan, si, ph.online_by)
+            if order_by >= today:
+                extra = math.ceil(short / effective_tb(d, plan.protection))
+                fixes.append(f"{extra:,} more {d.sku} drives from {d.supplier} (a larger allocation), "
+                             f"ordered by {order_by.isoformat()}")
+        gaps.append(MilestoneGap(ph.name, ph.online_by, short, short_logical, weeks_late, met_by,
+                                 reduction_needed, late, fixes))
+    return gaps
+
+
+def _weeks_until_met(plan: PlanInput, today: dt.date, strategy: str, pi: int, max_weeks: int) -> int | None:
+    """Smallest whole number of weeks by which moving milestone ``pi`` later makes it feasible (bisection)."""
+
+    def met(w: int) -> bool:
+        phases = list(plan.phases[: pi + 1])
+        phases[pi] = replace(phases[pi], online_by=phases[pi].online_by + weeks(w))
+        return solve_procurement(plan, today, strategy, phases=phases).shortfall_tb[phases[pi].name] <= 0
+
+    if not met(max_weeks):
+        return None
+    lo, hi = 0, max_weeks  # not met at lo, met at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if met(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
