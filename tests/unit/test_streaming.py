@@ -16,6 +16,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exastor.s3.errors import S3Error
 from exastor.s3.sigv4 import (
@@ -327,3 +329,22 @@ def test_decoder_throughput_is_linear() -> None:
     elapsed = time.perf_counter() - start
     assert len(got) == len(payload)
     assert elapsed < 1.0, f"unsigned decode of 8 MiB took {elapsed:.3f}s"
+
+
+# ------------------------------------------------------------------ property: any chunking, any split
+
+@settings(max_examples=60, deadline=None)
+@given(payload=st.binary(max_size=3000), chunk=st.integers(1, 700), signed=st.booleans(),
+       data=st.data())
+def test_round_trip_property(payload: bytes, chunk: int, signed: bool, data: st.DataObject) -> None:
+    ctx = _ctx()
+    if signed:
+        body = encode_signed(payload, chunk, ctx, {"x-amz-checksum-crc32": _crc32_b64(payload)})
+        mode = STREAMING_SIGNED_TRAILER
+    else:
+        body = _botocore_chunked(payload, chunk)
+        mode = STREAMING_UNSIGNED_TRAILER
+    splits = data.draw(st.lists(st.integers(1, max(1, len(body) - 1)), max_size=30))
+    got, trailers = decode(body, mode, ctx if signed else None, len(payload), sorted(set(splits)))
+    assert got == payload
+    assert trailers == {"x-amz-checksum-crc32": _crc32_b64(payload)}
