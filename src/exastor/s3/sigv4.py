@@ -184,13 +184,14 @@ def _v4_header(method: str, raw_path: str, pairs: list[tuple[str, str]], headers
     raw_date = headers.get("x-amz-date") or headers.get("date")
     when = _valid_request_date(_parse_request_date(raw_date))
     amz_date = when.strftime(ISO8601_BASIC)
+    # Skew before the scope-date check: a far-off x-amz-date is RequestTimeTooSkewed (as s3-tests expect).
+    if abs((now - when).total_seconds()) > max_skew_seconds:
+        raise S3Error("RequestTimeTooSkewed", RequestTime=amz_date, ServerTime=now.strftime(ISO8601_BASIC),
+                      MaxAllowedSkewMilliseconds=str(max_skew_seconds * 1000))
     if amz_date[:8] != cred.date:
         raise S3Error("AuthorizationHeaderMalformed",
                       f"Invalid credential date \"{cred.date}\". This date is not the same as X-Amz-Date: "
                       f"\"{amz_date[:8]}\".")
-    if abs((now - when).total_seconds()) > max_skew_seconds:
-        raise S3Error("RequestTimeTooSkewed", RequestTime=amz_date, ServerTime=now.strftime(ISO8601_BASIC),
-                      MaxAllowedSkewMilliseconds=str(max_skew_seconds * 1000))
 
     content_sha256 = (headers.get("x-amz-content-sha256") or "").strip() or EMPTY_SHA256
     _check_content_sha256(content_sha256)
@@ -368,8 +369,8 @@ def _v2_header(method: str, raw_path: str, query_string: str, headers: Mapping[s
                max_skew_seconds: int) -> AuthContext:
     access_key, sep, signature = authorization[4:].strip().rpartition(":")
     if not sep or not access_key or not signature:
-        raise S3Error("AuthorizationHeaderMalformed", "The authorization header is malformed; "
-                      "expecting 'AWS AccessKeyId:Signature'.")
+        raise S3Error("InvalidArgument", "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature",
+                      ArgumentName="Authorization")
     secret = _lookup(lookup_secret, access_key)
     amz_date = headers.get("x-amz-date")
     when = _valid_request_date(parse_http_date(amz_date) if amz_date else parse_http_date(headers.get("date")))
@@ -394,7 +395,14 @@ def _v2_query(method: str, raw_path: str, query_string: str, params: dict[str, s
     secret = _lookup(lookup_secret, access_key)
     if now.timestamp() > int(expires):
         raise S3Error("AccessDenied", "Request has expired", Expires=expires)
-    _verify_v2(method, raw_path, query_string, headers, expires, secret, signature, access_key)
+    # A V2 presigned URL carries the signed x-amz-*, Content-MD5 and Content-Type values as query
+    # parameters (that is how botocore's HmacV1QueryAuth builds it); sign over them as headers.
+    signing_headers = dict(headers)
+    for name, value in params.items():
+        lname = name.lower()
+        if (lname.startswith("x-amz-") or lname in ("content-md5", "content-type")) and lname not in headers:
+            signing_headers[lname] = value
+    _verify_v2(method, raw_path, query_string, signing_headers, expires, secret, signature, access_key)
     return AuthContext(access_key=access_key, content_sha256=UNSIGNED_PAYLOAD, signing_key=b"",
                        seed_signature=signature, scope="",
                        amz_date=datetime.fromtimestamp(int(expires), UTC).strftime(ISO8601_BASIC),
