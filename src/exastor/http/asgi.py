@@ -74,14 +74,26 @@ class Request:
             parts.append(piece)
         return b"".join(parts)
 
-    async def discard(self) -> None:
-        """Consume an unread body so the connection can be reused."""
-        if not self._consumed:
-            try:
-                async for _ in self.stream():
-                    pass
-            except ClientDisconnected:
+    async def drain_small_body(self, limit: int = 1 << 20) -> bool:
+        """Before an early error reply: read and drop an unread body of up to ``limit`` bytes so the
+        connection stays usable. Returns False when the body is larger (the caller should close)."""
+        if self._consumed:
+            return True
+        try:
+            length = int(self.headers.get("content-length", "0"))
+        except ValueError:
+            return False
+        if length > limit or "chunked" in self.headers.get("transfer-encoding", "") \
+                or self.headers.get("expect", "").lower() == "100-continue":
+            return False
+        if length == 0:
+            return True
+        try:
+            async for _ in self.stream():
                 pass
+        except ClientDisconnected:
+            return False
+        return True
 
 
 def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

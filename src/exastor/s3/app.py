@@ -128,6 +128,8 @@ class S3App:
         exc.resource = exc.resource or call.req.path
         body = b"" if exc.status == 304 else exc.to_xml(call.request_id)
         headers = call.base_headers() + list(exc.headers.items())
+        if not await call.req.drain_small_body():
+            headers.append(("connection", "close"))  # an unread large body must not be parsed as a request
         if body:
             headers.append(("content-type", "application/xml"))
         await respond(call.send, exc.status, headers, body, head=call.req.method == "HEAD")

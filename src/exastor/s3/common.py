@@ -20,6 +20,7 @@ from exastor.meta.records import ObjectVersion
 from exastor.namespace.store import Namespace, PutSpec
 from exastor.s3 import sigv4
 from exastor.s3.errors import S3Error
+from exastor.s3.streaming import AwsChunkedDecoder
 from exastor.s3.xml import doc
 
 MAX_PUT_SIZE = 5 << 30           # S3's single-PUT limit
@@ -168,7 +169,6 @@ async def _decoded_body(call: S3Call, limit: int) -> AsyncIterator[bytes | memor
         raise S3Error("EntityTooLarge" if limit >= MAX_PUT_SIZE else "MaxMessageLengthExceeded")
     received = 0
     if content_sha256 in sigv4.STREAMING_VALUES:
-        from exastor.s3.streaming import AwsChunkedDecoder
         decoder = AwsChunkedDecoder(content_sha256, decoded_length=size, ctx=call.auth)
         async for piece in call.req.stream():
             for out in decoder.feed(piece):
