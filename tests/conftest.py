@@ -51,6 +51,7 @@ class ServerProcess:
     alt_access_key: str = ALT_ACCESS_KEY
     alt_secret_key: str = ALT_SECRET_KEY
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
     @property
@@ -60,6 +61,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         env = dict(os.environ)
         env.pop("EXASTOR_CONFIG", None)
+        env.update(self.env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exastor.cli", "serve", "--data", str(self.data_dir),
@@ -89,10 +91,11 @@ def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=300)
 
 
-def start_server(tmp: Path, *extra: str) -> ServerProcess:
+def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(data, free_port(), free_port(), tmp / "server.log", extra_args=list(extra))
+    server = ServerProcess(data, free_port(), free_port(), tmp / "server.log", extra_args=list(extra),
+                           env=env or {})
     server.start()
     return server
 

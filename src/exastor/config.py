@@ -29,6 +29,9 @@ class Config:
     region: str = "us-east-1"
     domains: list[str] = field(default_factory=lambda: ["localhost"])
     log_level: str = "warning"
+    gc_interval: int = 300      # seconds between garbage-collection passes (0 = never)
+    gc_grace: int = 600         # seconds a dead chunk or a sealed segment waits before it is reclaimed
+    segment_size: int = 64 << 20  # bytes after which the open segment is sealed
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
     def validate(self) -> None:
@@ -46,6 +49,10 @@ class Config:
                 raise ConfigError(f"{where('access_key')} must be 3-128 printable characters without spaces")
             if len(self.secret_key or "") < 8:
                 raise ConfigError(f"{where('secret_key')} must be at least 8 characters")
+        if not (1 << 16) <= self.segment_size <= (1 << 32):
+            raise ConfigError(f"{where('segment_size')} must be between 64 KiB and 4 GiB")
+        if self.gc_interval < 0 or self.gc_grace < 0:
+            raise ConfigError("gc_interval and gc_grace must be >= 0 seconds")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
             raise ConfigError(f"{where('log_level')} must be one of critical, error, warning, info, debug")
         if self.data.exists() and not self.data.is_dir():

@@ -9,6 +9,7 @@ import sys
 from exastor import __version__
 from exastor.config import ConfigError, load
 from exastor.gateway import server
+from exastor.gateway.lock import DataDirLocked, shared
 from exastor.gateway.store import ensure_admin, open_namespace
 
 
@@ -36,7 +37,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"exastor serve: {exc}", file=sys.stderr)
         return 2
     server.configure_logging(cfg.log_level)
-    ns = open_namespace(cfg.data, region=cfg.region)
+    try:
+        shared(cfg.data)  # held until exit: offline repairs (fsck --repair) refuse to run meanwhile
+    except DataDirLocked:
+        print(f"exastor serve: {cfg.data} is locked by an offline repair (exastor fsck --repair)", file=sys.stderr)
+        return 2
+    ns = open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size)
     creds = ensure_admin(ns.meta, cfg.data, cfg.access_key, cfg.secret_key)
     shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
     endpoint = f"http://{shown_host}:{cfg.s3_port}"

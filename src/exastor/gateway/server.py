@@ -11,6 +11,7 @@ import uvicorn
 from exastor.config import Config
 from exastor.namespace.store import Namespace
 from exastor.s3.app import S3App
+from exastor.services.gc import Collector, CollectorThread
 
 
 def _uvicorn_server(app: object, host: str, port: int, log_level: str) -> uvicorn.Server:
@@ -23,6 +24,10 @@ def _uvicorn_server(app: object, host: str, port: int, log_level: str) -> uvicor
 async def run(cfg: Config, ns: Namespace, *, on_ready: Callable[[], None] | None = None) -> None:
     servers = [_uvicorn_server(S3App(ns, domains=tuple(cfg.domains)), cfg.host, cfg.s3_port, cfg.log_level)]
     tasks = [asyncio.create_task(s.serve()) for s in servers]
+    gc = None
+    if cfg.gc_interval > 0:
+        gc = CollectorThread(Collector(ns.chunks, grace_s=cfg.gc_grace), cfg.gc_interval)
+        gc.start()
     while not all(s.started for s in servers):
         if any(t.done() for t in tasks):
             break
@@ -34,6 +39,8 @@ async def run(cfg: Config, ns: Namespace, *, on_ready: Callable[[], None] | None
     finally:
         for s in servers:
             s.should_exit = True
+        if gc is not None:
+            gc.stop()
 
 
 def configure_logging(level: str) -> None:

@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from exastor.engine.segments import DEFAULT_SEGMENT_SIZE
 from exastor.engine.store import ChunkStore
 from exastor.meta.records import User
 from exastor.meta.sqlite import SqliteRunner
@@ -29,10 +30,10 @@ def drive_dirs(data: Path) -> list[Path]:
     return [data / "drive0"]
 
 
-def open_namespace(data: Path, *, region: str = "us-east-1") -> Namespace:
+def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE) -> Namespace:
     data.mkdir(parents=True, exist_ok=True)
     meta = open_metadata(data)
-    chunks = ChunkStore(drive_dirs(data)[0], meta)
+    chunks = ChunkStore(drive_dirs(data)[0], meta, segment_size=segment_size)
     return Namespace(meta, chunks, region=region)
 
 

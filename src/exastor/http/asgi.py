@@ -111,11 +111,17 @@ async def respond(send: Send, status: int, headers: Iterable[tuple[str, str]], b
 
 async def respond_stream(send: Send, status: int, headers: Iterable[tuple[str, str]],
                          pieces: AsyncIterator[bytes | memoryview]) -> None:
-    """Stream ``pieces``; small pieces are coalesced so each send carries a useful amount."""
+    """Stream ``pieces``; small pieces are coalesced so each send carries a useful amount.
+
+    The first piece is read before the status line goes out, so a read that fails at once
+    (a corrupt or missing chunk) still becomes a proper error response instead of a cut stream.
+    """
+    iterator = aiter(pieces)
+    first = await anext(iterator, None)
     await send({"type": "http.response.start", "status": status, "headers": encode_headers(headers)})
-    pending: list[bytes | memoryview] = []
-    size = 0
-    async for piece in pieces:
+    pending: list[bytes | memoryview] = [first] if first is not None else []
+    size = len(first) if first is not None else 0
+    async for piece in iterator:
         pending.append(piece)
         size += len(piece)
         if size >= 1 << 20:

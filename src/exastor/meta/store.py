@@ -29,6 +29,13 @@ from exastor.meta.records import (
 T = TypeVar("T")
 KEY_MAX = "\U0010ffff"  # sorts after every character a key can contain after a given prefix
 
+# Every table column that holds a manifest, i.e. every holder of chunk references. fsck recomputes
+# reference counts from exactly these; a new holder (snapshots, staged blocks...) must be listed here.
+MANIFEST_QUERIES: list[str] = [
+    "SELECT manifest FROM objects WHERE manifest IS NOT NULL",
+    "SELECT manifest FROM parts WHERE manifest IS NOT NULL",
+]
+
 
 class Runner(Protocol):
     def read(self, fn: Callable[[Any], T]) -> T: ...

@@ -69,8 +69,12 @@ class S3Call:
 
     async def reply_stream(self, status: int, headers: list[tuple[str, str]],
                            pieces: AsyncIterator[bytes | memoryview]) -> None:
-        self.response_started = True
-        await respond_stream(self.send, status, self.base_headers() + headers, pieces)
+        async def started() -> AsyncIterator[bytes | memoryview]:
+            async for piece in pieces:
+                yield piece
+                self.response_started = True
+
+        await respond_stream(self.send, status, self.base_headers() + headers, started())
 
     async def read_xml_body(self) -> bytes:
         try:

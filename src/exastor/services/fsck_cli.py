@@ -1,0 +1,77 @@
+"""`exastor fsck`: verify every record and reference; repair; rebuild the index from segments."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from exastor.gateway.lock import DataDirLocked, exclusive
+from exastor.gateway.store import drive_dirs, open_metadata
+from exastor.services import fsck
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="./data", help="data directory (default ./data)")
+    p.add_argument("--repair", action="store_true",
+                   help="fix reference counts and repoint damaged chunks at valid copies (server must be stopped)")
+    p.add_argument("--rebuild-index", action="store_true",
+                   help="rebuild the chunk index from the segment files alone (server must be stopped)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+
+
+def _segment_bytes(segments: Path) -> int:
+    return sum(p.stat().st_size for p in segments.glob("seg-*.log"))
+
+
+def run(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    segments = drive_dirs(data)[0] / "segments"
+    if not (data / "meta" / "exastor.sqlite").exists():
+        print(f"exastor fsck: no store at {data}", file=sys.stderr)
+        return 2
+    try:
+        with exclusive(data) if (args.repair or args.rebuild_index) else contextlib.nullcontext():
+            meta = open_metadata(data)
+            try:
+                with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                              TimeRemainingColumn(), disable=args.json or not sys.stderr.isatty(),
+                              console=None) as bar:
+                    if args.rebuild_index:
+                        task = bar.add_task("rebuilding index", total=_segment_bytes(segments))
+                        fsck.rebuild_index(meta, segments, lambda n: bar.advance(task, n))
+                    task = bar.add_task("verifying", total=_segment_bytes(segments))
+                    report = fsck.check(meta, segments, repair=args.repair, progress=lambda n: bar.advance(task, n))
+            finally:
+                meta.close()
+    except DataDirLocked:
+        print("exastor fsck: the server is running on this data directory; stop it before --repair or "
+              "--rebuild-index", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        mb = report.bytes_checked / 1e6
+        print(f"checked {report.chunks_checked:,} chunks ({mb:,.1f} MB) in {report.seconds:.1f}s"
+              f" ({mb / max(report.seconds, 1e-9):,.0f} MB/s)")
+        print(f"corrupt chunks      : {len(report.corrupt_chunks)}")
+        print(f"missing chunks      : {len(report.missing_chunks)}")
+        print(f"refcount mismatches : {report.refcount_mismatches}")
+        if args.repair:
+            print(f"repaired refcounts  : {report.repaired_refcounts}")
+            print(f"relocated chunks    : {report.relocated_chunks}")
+            print(f"lost chunks         : {len(report.lost_chunks)}")
+        print("clean" if report.clean else "PROBLEMS FOUND")
+    return 0 if report.clean else 1
+

@@ -1,0 +1,161 @@
+"""Garbage collection: reap chunks nobody references, and compact segments full of dead records.
+
+Safety argument (the ordering rule, from the other side):
+- A chunk row is deleted only when ``refs = 0`` and it has been dead for ``grace`` seconds; a
+  writer that deduplicated against it meanwhile fails its commit (``add_refs`` finds no row)
+  and the client retries. So no committed manifest ever points at a reaped chunk.
+- A segment is deleted only in a transaction that first moves every row still pointing into it
+  and checks none is left; a writer whose uncommitted records sit in that segment fails its
+  commit (``register_chunks`` sees the segment 'deleted') and retries.
+- Moved records are durable (fsynced) before the rows point at them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from exastor import errors
+from exastor.engine.record import HEADER_SIZE, decode_header, verify_payload
+from exastor.engine.segments import segment_path
+from exastor.engine.store import ChunkStore
+
+log = logging.getLogger("exastor.gc")
+
+
+@dataclass
+class GcResult:
+    reaped_chunks: int = 0
+    compacted_segments: int = 0
+    moved_records: int = 0
+    reclaimed_bytes: int = 0
+
+
+class Collector:
+    def __init__(self, store: ChunkStore, *, grace_s: float = 600.0, live_threshold: float = 0.5) -> None:
+        self.store = store
+        self.meta = store.meta
+        self.grace_ns = int(grace_s * 1e9)
+        self.live_threshold = live_threshold
+
+    def reap(self) -> int:
+        cutoff = time.time_ns() - self.grace_ns
+
+        def tx(cur: Any) -> int:
+            cur.execute("DELETE FROM chunks WHERE refs <= 0 AND dead_since_ns IS NOT NULL AND dead_since_ns <= ?",
+                        (cutoff,))
+            return cur.rowcount
+
+        return self.meta.runner.write_sync(tx)
+
+    def candidates(self) -> list[tuple[int, int, int]]:
+        """(segment, file size, live bytes) of sealed segments worth compacting."""
+        cutoff = time.time_ns() - self.grace_ns
+
+        def q(cur: Any) -> list[tuple[int, int, int]]:
+            cur.execute(f"SELECT s.id, s.size, COALESCE(SUM(c.stored_len + {HEADER_SIZE}), 0) FROM segments s "
+                        "LEFT JOIN chunks c ON c.segment = s.id WHERE s.state = 'sealed' AND s.created_ns <= ? "
+                        "GROUP BY s.id, s.size", (cutoff,))
+            return [tuple(r) for r in cur.fetchall()]
+
+        rows = self.meta.runner.read(q)
+        return [(seg, size, live) for seg, size, live in rows
+                if size > 0 and live < self.live_threshold * size]
+
+    def compact(self, segment: int) -> tuple[int, int]:
+        """Move the live records out of ``segment`` and delete it. Returns (moved, reclaimed bytes)."""
+        log_ = self.store.log
+        assert segment != log_.open_segment, "never compact the open segment"
+
+        def rows_q(cur: Any) -> list[tuple[bytes, int, int]]:
+            cur.execute('SELECT fp, "offset", stored_len FROM chunks WHERE segment = ? ORDER BY "offset"', (segment,))
+            return [(bytes(r[0]), r[1], r[2]) for r in cur.fetchall()]
+
+        rows = self.meta.runner.read(rows_q)
+        moves: list[tuple[bytes, int, int, int, int]] = []  # fp, old offset, new segment, new offset
+        batch: list[bytes] = []
+        batch_rows: list[tuple[bytes, int, int]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            seg, base = log_.append(b"".join(batch))
+            pos = base
+            for (fp, old, stored), rec in zip(batch_rows, batch, strict=True):
+                moves.append((fp, old, seg, pos, stored))
+                pos += len(rec)
+            log_.sync(seg, pos)
+            batch.clear()
+            batch_rows.clear()
+
+        size = 0
+        for fp, offset, stored in rows:
+            raw = log_.pread(segment, offset, HEADER_SIZE + stored)
+            head = decode_header(raw)
+            verify_payload(head, memoryview(raw)[HEADER_SIZE:])  # never copy a corrupt record
+            if head.fp != fp:
+                raise errors.DataCorrupted(f"segment {segment} offset {offset}: fingerprint mismatch")
+            batch.append(raw)
+            batch_rows.append((fp, offset, stored))
+            size += len(raw)
+            if size >= 8 << 20:
+                flush()
+                size = 0
+        flush()
+
+        def tx(cur: Any) -> int:
+            for fp, old, seg, new, _stored in moves:
+                cur.execute('UPDATE chunks SET segment = ?, "offset" = ? WHERE fp = ? AND segment = ? '
+                            'AND "offset" = ?', (seg, new, fp, segment, old))
+            cur.execute("SELECT COUNT(*) FROM chunks WHERE segment = ?", (segment,))
+            if cur.fetchone()[0]:
+                raise errors.Unavailable("segment gained references during compaction; retry later")
+            cur.execute("SELECT size FROM segments WHERE id = ?", (segment,))
+            reclaimed = cur.fetchone()[0]
+            cur.execute("UPDATE segments SET state = 'deleted' WHERE id = ?", (segment,))
+            return reclaimed
+
+        reclaimed = self.meta.runner.write_sync(tx)
+        log_.forget(segment)
+        segment_path(log_.directory, segment).unlink(missing_ok=True)
+        return len(moves), reclaimed
+
+    def run_once(self) -> GcResult:
+        result = GcResult(reaped_chunks=self.reap())
+        for seg, _size, _live in self.candidates():
+            try:
+                moved, reclaimed = self.compact(seg)
+            except errors.Unavailable:
+                continue
+            except errors.DataCorrupted as exc:
+                log.error("not compacting segment %d: %s (run exastor fsck)", seg, exc.detail)
+                continue
+            result.compacted_segments += 1
+            result.moved_records += moved
+            result.reclaimed_bytes += reclaimed
+        return result
+
+
+class CollectorThread(threading.Thread):
+    """Runs the collector every ``interval`` seconds until stopped."""
+
+    def __init__(self, collector: Collector, interval: float) -> None:
+        super().__init__(name="exastor-gc", daemon=True)
+        self.collector = collector
+        self.interval = interval
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            try:
+                res = self.collector.run_once()
+                if res.reaped_chunks or res.compacted_segments:
+                    log.info("gc: %s", res)
+            except Exception:
+                log.exception("gc pass failed; will retry")
+
+    def stop(self) -> None:
+        self._halt.set()

@@ -1,0 +1,51 @@
+"""`exastor stats`: what the store holds and how much flash reduction saved."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from exastor.gateway.store import drive_dirs, open_metadata
+from exastor.services.stats import collect
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="./data", help="data directory (default ./data)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n):,} B"
+        n /= 1024
+    return f"{n} B"
+
+
+def run(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    meta = open_metadata(data)
+    try:
+        stats = collect(meta, drive_dirs(data)[0] / "segments")
+    finally:
+        meta.close()
+    if args.json:
+        print(json.dumps(stats.to_json(), indent=2))
+        return 0
+    rows = [
+        ("buckets", f"{stats.buckets:,}"),
+        ("objects", f"{stats.objects:,}"),
+        ("logical bytes", _size(stats.logical_bytes)),
+        ("after dedupe", _size(stats.unique_bytes)),
+        ("after compression (stored)", _size(stats.stored_bytes)),
+        ("segment files on disk", _size(stats.segment_bytes)),
+        ("chunks / segments", f"{stats.chunks:,} / {stats.segments:,}"),
+        ("reduction (total)", f"{stats.reduction_ratio:.2f}x"),
+        ("  dedupe", f"{stats.dedupe_ratio:.2f}x"),
+        ("  compression", f"{stats.compression_ratio:.2f}x"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0
