@@ -88,7 +88,7 @@ def test_kill9_under_load(tmp_path, seed):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket="crash"):
             for obj in page.get("Contents", []):
                 present[obj["Key"]] = obj
-        for key, digest in acked.items():
+        for key in acked:
             if key in deleted:
                 assert key not in present, f"seed {seed}: acknowledged delete of {key} was lost"
             elif key in deleting:
