@@ -81,3 +81,65 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value BIGINT NOT NULL
 );
+
+-- --- Azure Blob-only state (the Blob front-end; S3 never reads these) ------------------------
+-- Every manifest below holds chunk references counted in chunks.refs, like objects and parts.
+
+-- Uncommitted blocks (Put Block), per blob; discarded at commit or after 7 days.
+CREATE TABLE IF NOT EXISTS blob_blocks (
+    bucket      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    block_id    TEXT NOT NULL,               -- base64 as the client sent it
+    size        BIGINT NOT NULL,
+    md5         TEXT NOT NULL,
+    created_ns  BIGINT NOT NULL,
+    manifest    BLOB,
+    PRIMARY KEY (bucket, key, block_id)
+);
+CREATE INDEX IF NOT EXISTS blob_blocks_age ON blob_blocks (created_ns);
+
+-- Read-only point-in-time copies of a blob (Snapshot Blob), named by their timestamp.
+CREATE TABLE IF NOT EXISTS blob_snapshots (
+    bucket      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    snapshot    TEXT NOT NULL,               -- e.g. 2026-11-27T05:13:26.1234567Z
+    size        BIGINT NOT NULL,
+    etag        TEXT NOT NULL,
+    mtime_ns    BIGINT NOT NULL,
+    attrs       TEXT NOT NULL DEFAULT '{}',
+    manifest    BLOB,
+    PRIMARY KEY (bucket, key, snapshot)
+);
+
+-- Soft-deleted blobs and snapshots, restorable by Undelete until purge_ns.
+CREATE TABLE IF NOT EXISTS blob_deleted (
+    bucket      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    snapshot    TEXT NOT NULL,               -- '' for the base blob
+    deleted_ns  BIGINT NOT NULL,
+    purge_ns    BIGINT NOT NULL,
+    size        BIGINT NOT NULL,
+    etag        TEXT NOT NULL,
+    mtime_ns    BIGINT NOT NULL,
+    attrs       TEXT NOT NULL DEFAULT '{}',
+    manifest    BLOB,
+    PRIMARY KEY (bucket, key, snapshot)
+);
+
+-- Leases on containers (key '') and blobs.
+CREATE TABLE IF NOT EXISTS blob_leases (
+    bucket      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    lease_id    TEXT NOT NULL,
+    duration    INTEGER NOT NULL,            -- seconds, -1 = infinite
+    expires_ns  BIGINT,                      -- NULL: infinite
+    state       TEXT NOT NULL,               -- 'leased', 'breaking', 'broken', 'released'
+    break_ns    BIGINT,                      -- when a breaking lease becomes broken
+    PRIMARY KEY (bucket, key)
+);
+
+-- Account-wide Blob settings (service properties as their XML, ...).
+CREATE TABLE IF NOT EXISTS blob_settings (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
+);

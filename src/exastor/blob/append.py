@@ -1,0 +1,64 @@
+"""Append Block (with appendpos / maxsize conditions), Append Block From URL, Seal."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from exastor.blob.common import MAX_APPEND_BLOCK, BlobCall, http_date, write_check
+from exastor.blob.errors import BlobError
+from exastor.namespace.store import PutSpec
+
+
+def _conditions(call: BlobCall) -> tuple[int | None, int | None]:
+    try:
+        pos = call.h.get("x-ms-blob-condition-appendpos")
+        size = call.h.get("x-ms-blob-condition-maxsize")
+        return (int(pos) if pos is not None else None, int(size) if size is not None else None)
+    except ValueError as exc:
+        raise BlobError("InvalidHeaderValue") from exc
+
+
+async def _append(call: BlobCall, source, spec: PutSpec) -> None:  # noqa: ANN001 - async iterator
+    call.lease_guard(call.blob, write=True)
+    pos, max_size = _conditions(call)
+    md5 = hashlib.md5()
+    spec.digesters.append(md5)
+    obj, offset = await call.blobs.append(call.principal, call.container, call.blob, source, spec,
+                                          append_pos=pos, max_size=max_size, check=write_check(call))
+    headers = [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
+               ("x-ms-blob-append-offset", str(offset)),
+               ("x-ms-blob-committed-block-count", str(obj.attrs.get("committed_blocks", 0))),
+               ("content-md5", base64.b64encode(md5.digest()).decode()),
+               ("x-ms-request-server-encrypted", "true")]
+    if "x-ms-content-crc64" in call.h:
+        headers.append(("x-ms-content-crc64", call.h["x-ms-content-crc64"]))
+    await call.reply(201, b"", headers)
+
+
+async def append_block(call: BlobCall) -> None:
+    if int(call.h.get("content-length") or 0) > MAX_APPEND_BLOCK:
+        raise BlobError("RequestBodyTooLarge")
+    await _append(call, call.body(MAX_APPEND_BLOCK), call.put_spec({}))
+
+
+async def append_block_from_url(call: BlobCall) -> None:
+    from exastor.blob.copy import resolve_source, source_range
+    src = resolve_source(call)
+    start, end = source_range(call, src.size)
+    if end - start + 1 > MAX_APPEND_BLOCK:
+        raise BlobError("RequestBodyTooLarge")
+    source = call.ns.read(src, start, end) if end >= start else _empty()
+    await _append(call, source, PutSpec(attrs={}, expected_size=end - start + 1))
+
+
+async def _empty():  # noqa: ANN202
+    return
+    yield b""
+
+
+async def seal(call: BlobCall) -> None:
+    call.lease_guard(call.blob, write=True)
+    obj = await call.blobs.seal(call.principal, call.container, call.blob, write_check(call))
+    await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
+                                ("x-ms-blob-sealed", "true")])

@@ -1,0 +1,104 @@
+"""Put Block, Put Block From URL, Put Block List, Get Block List."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from exastor import errors
+from exastor.blob import xml as bx
+from exastor.blob.common import MAX_BLOCK, BlobCall, blob_headers, http_date, new_blob_attrs, write_check
+from exastor.blob.errors import BlobError
+from exastor.blob.xml import el
+from exastor.namespace.blobs import committed_blocks
+
+
+def check_block_id(call: BlobCall) -> str:
+    block_id = call.q.get("blockid")
+    if block_id is None:
+        raise BlobError("MissingRequiredQueryParameter", "blockid is required.")
+    try:
+        raw = base64.b64decode(block_id, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BlobError("InvalidBlockId") from exc
+    if not raw or len(raw) > 64:
+        raise BlobError("InvalidBlockId")
+    return block_id
+
+
+def _block_headers(md5_hex: str, call: BlobCall) -> list[tuple[str, str]]:
+    out = [("content-md5", base64.b64encode(bytes.fromhex(md5_hex)).decode()),
+           ("x-ms-request-server-encrypted", "true")]
+    if "x-ms-content-crc64" in call.h:
+        out.append(("x-ms-content-crc64", call.h["x-ms-content-crc64"]))
+    return out
+
+
+async def put_block(call: BlobCall) -> None:
+    block_id = check_block_id(call)
+    if call.h.get("x-ms-lease-id"):
+        call.lease_guard(call.blob, write=True)
+    spec = call.put_spec({})
+    block = await call.blobs.stage_block(call.principal, call.container, call.blob, block_id,
+                                         call.body(MAX_BLOCK), spec)
+    await call.reply(201, b"", _block_headers(block.md5, call))
+
+
+async def put_block_from_url(call: BlobCall) -> None:
+    from exastor.blob.copy import resolve_source, source_range
+    block_id = check_block_id(call)
+    if call.h.get("x-ms-lease-id"):
+        call.lease_guard(call.blob, write=True)
+    src = resolve_source(call)
+    start, end = source_range(call, src.size)
+    block = await call.blobs.stage_block_from(call.principal, call.container, call.blob, block_id,
+                                              src, start, end)
+    await call.reply(201, b"", _block_headers(block.md5, call))
+
+
+async def put_block_list(call: BlobCall) -> None:
+    call.lease_guard(call.blob, write=True)
+    root = bx.parse(await call.read_small_body(8 << 20))
+    if root.tag != "BlockList":
+        raise BlobError("InvalidXmlDocument")
+    wanted: list[tuple[str, str]] = []
+    for node in root:
+        if node.tag not in ("Committed", "Uncommitted", "Latest") or not node.text:
+            raise BlobError("InvalidXmlNodeValue")
+        wanted.append((node.tag, node.text.strip()))
+    attrs = new_blob_attrs(call.h, "BlockBlob", body_is_content=False)
+    obj = await call.blobs.commit_blocks(call.principal, call.container, call.blob, wanted, attrs,
+                                         write_check(call, create=True))
+    await call.reply(201, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
+                                ("x-ms-request-server-encrypted", "true")])
+
+
+async def get_block_list(call: BlobCall) -> None:
+    kind = call.q.get("blocklisttype", "committed").lower()
+    if kind not in ("committed", "uncommitted", "all"):
+        raise BlobError("InvalidQueryParameterValue", "blocklisttype must be committed, uncommitted or all.")
+    snapshot = call.q.get("snapshot")
+    if snapshot:
+        obj, staged = call.blobs.get_snapshot(call.principal, call.container, call.blob, snapshot,
+                                              public_read=call.anonymous), []
+    else:
+        obj, staged = call.blobs.block_lists(call.principal, call.container, call.blob, public_read=call.anonymous)
+    if obj is None and not staged:
+        raise errors.ObjectNotFound(call.blob)
+    if call.h.get("x-ms-lease-id"):
+        call.lease_guard(call.blob, write=False)
+    headers: list[tuple[str, str]] = []
+    committed = ""
+    if obj is not None:
+        if obj.attrs.get("blob-type", "BlockBlob") != "BlockBlob":
+            raise BlobError("InvalidBlobType")
+        headers = [h for h in blob_headers(obj, None, with_md5=False) if h[0] in ("etag", "last-modified")]
+        headers.append(("x-ms-blob-content-length", str(obj.size)))
+        committed = "".join(f"<Block>{el('Name', b)}{el('Size', s)}</Block>" for b, s, _ in committed_blocks(obj))
+    uncommitted = "".join(f"<Block>{el('Name', b.block_id)}{el('Size', b.size)}</Block>" for b in staged)
+    body = "<BlockList>"
+    if kind in ("committed", "all"):
+        body += f"<CommittedBlocks>{committed}</CommittedBlocks>"
+    if kind in ("uncommitted", "all"):
+        body += f"<UncommittedBlocks>{uncommitted}</UncommittedBlocks>"
+    await call.reply(200, bx.doc(body + "</BlockList>"), headers)

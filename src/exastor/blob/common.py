@@ -1,0 +1,401 @@
+"""What every Blob operation handler shares: the call context, request bodies with Content-MD5 /
+x-ms-content-crc64 verification, conditions, leases, and blob properties as headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from exastor import errors
+from exastor.blob.auth import AuthResult
+from exastor.blob.errors import BlobError
+from exastor.http import checksums
+from exastor.http.asgi import Request, Send, respond, respond_stream
+from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
+from exastor.meta import blob as bm
+from exastor.meta.records import ObjectVersion
+from exastor.namespace.store import Check, PutSpec
+
+if TYPE_CHECKING:
+    from exastor.blob.app import BlobApp
+
+DEFAULT_VERSION = "2025-11-05"
+MAX_PUT_BLOB = 5000 << 20            # Put Blob: 5000 MiB (service version 2019-12-12+)
+MAX_BLOCK = 4000 << 20               # Put Block: 4000 MiB
+MAX_APPEND_BLOCK = 100 << 20         # Append Block: 100 MiB
+MAX_XML_BODY = 4 << 20
+CONTENT_PROPS = ("content-type", "content-encoding", "content-language", "cache-control", "content-disposition")
+_META_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class BlobCall:
+    req: Request
+    send: Send
+    app: BlobApp
+    request_id: str
+    version: str
+    container: str | None = None
+    blob: str | None = None
+    principal: str | None = None
+    auth: AuthResult | None = None
+    response_started: bool = False
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def q(self) -> dict[str, str]:
+        return self.req.query
+
+    @property
+    def h(self) -> dict[str, str]:
+        return self.req.headers
+
+    @property
+    def ns(self):  # noqa: ANN201 - Namespace
+        return self.app.ns
+
+    @property
+    def blobs(self):  # noqa: ANN201 - Blobs
+        return self.app.blobs
+
+    @property
+    def anonymous(self) -> bool:
+        return self.principal is None
+
+    def base_headers(self) -> list[tuple[str, str]]:
+        out = [("x-ms-request-id", self.request_id), ("x-ms-version", self.version), ("server", "exastor"),
+               *self.extra_headers]
+        client_id = self.h.get("x-ms-client-request-id")
+        if client_id:
+            out.append(("x-ms-client-request-id", client_id))
+        return out
+
+    async def reply(self, status: int = 200, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
+                    *, content_type: str | None = "application/xml", head: bool = False) -> None:
+        hdrs = self.base_headers()
+        if body and content_type:
+            hdrs.append(("content-type", content_type))
+        hdrs.extend(headers or [])
+        self.response_started = True
+        await respond(self.send, status, hdrs, body, head=head)
+
+    async def reply_stream(self, status: int, headers: list[tuple[str, str]],
+                           pieces: AsyncIterator[bytes | memoryview]) -> None:
+        self.response_started = True
+        await respond_stream(self.send, status, self.base_headers() + headers, pieces)
+
+    async def read_small_body(self, limit: int = MAX_XML_BODY) -> bytes:
+        try:
+            return await self.req.read(limit)
+        except OverflowError as exc:
+            raise BlobError("RequestBodyTooLarge") from exc
+
+    # --- bodies ------------------------------------------------------------------
+    def body(self, limit: int) -> AsyncIterator[bytes | memoryview]:
+        return _body(self, limit)
+
+    def put_spec(self, attrs: dict[str, Any]) -> PutSpec:
+        """Digesters and verification for a blob/block body: Content-MD5 and x-ms-content-crc64."""
+        h = self.h
+        md5_header = h.get("content-md5")
+        want_md5: bytes | None = None
+        if md5_header:
+            try:
+                want_md5 = checksums.decode_b64_digest(md5_header, 16)
+            except checksums.InvalidDigestValue as exc:
+                raise BlobError("InvalidMd5") from exc
+        crc_header = h.get("x-ms-content-crc64")
+        crc = None
+        if crc_header:
+            try:
+                want_crc = checksums.decode_b64_digest(crc_header, 8)
+            except checksums.InvalidDigestValue as exc:
+                raise BlobError("InvalidHeaderValue", "x-ms-content-crc64 is not a base64 CRC64.") from exc
+            crc = checksums.new_azure_crc64()
+
+        def verify(md5_hex: str, size: int) -> None:
+            if want_md5 is not None and bytes.fromhex(md5_hex) != want_md5:
+                raise BlobError("Md5Mismatch")
+            if crc is not None:
+                if crc.digest() != want_crc:
+                    raise BlobError("Crc64Mismatch")
+
+        size = None
+        if "content-length" in h:
+            try:
+                size = int(h["content-length"])
+            except ValueError as exc:
+                raise BlobError("InvalidHeaderValue", "Invalid Content-Length.") from exc
+        return PutSpec(attrs=attrs, digesters=[crc] if crc is not None else [], verify=verify, expected_size=size)
+
+    # --- leases --------------------------------------------------------------------
+    def lease_guard(self, key: str, *, write: bool, container_level: bool = False) -> None:
+        """Enforce the blob's (or container's) lease for this request's x-ms-lease-id."""
+        lease = self.app.blobs.meta.runner.read(lambda cur: bm.get_lease(cur, self.container, key))
+        state = lease_state(lease)
+        given = self.h.get("x-ms-lease-id")
+        what = "Container" if container_level else "Blob"
+        active = state in ("leased", "breaking")
+        if given:
+            if not active:
+                raise BlobError(f"LeaseNotPresentWith{what}Operation")
+            if lease is None or given.lower() != lease.lease_id.lower():
+                raise BlobError(f"LeaseIdMismatchWith{what}Operation")
+        elif write and active:
+            raise BlobError("LeaseIdMissing")
+
+
+def lease_state(lease: bm.Lease | None, now_ns: int | None = None) -> str:
+    """available | leased | expired | breaking | broken."""
+    if lease is None or lease.state == "released":
+        return "available"
+    now = time.time_ns() if now_ns is None else now_ns
+    if lease.state == "leased":
+        if lease.expires_ns is not None and lease.expires_ns <= now:
+            return "expired"
+        return "leased"
+    if lease.state == "breaking":
+        return "breaking" if (lease.break_ns or 0) > now else "broken"
+    return lease.state
+
+
+def lease_headers(lease: bm.Lease | None) -> list[tuple[str, str]]:
+    state = lease_state(lease)
+    status = "locked" if state in ("leased", "breaking") else "unlocked"
+    out = [("x-ms-lease-status", status), ("x-ms-lease-state", state)]
+    if state == "leased" and lease is not None:
+        out.append(("x-ms-lease-duration", "infinite" if lease.duration < 0 else "fixed"))
+    return out
+
+
+async def _body(call: BlobCall, limit: int) -> AsyncIterator[bytes | memoryview]:
+    h = call.h
+    size = None
+    if "content-length" in h:
+        try:
+            size = int(h["content-length"])
+        except ValueError as exc:
+            raise BlobError("InvalidHeaderValue", "Invalid Content-Length.") from exc
+        if size > limit:
+            raise BlobError("RequestBodyTooLarge")
+    elif "chunked" not in h.get("transfer-encoding", "").lower():
+        raise BlobError("MissingRequiredHeader", "Content-Length is required.", status=411)
+    received = 0
+    async for piece in call.req.stream():
+        received += len(piece)
+        if received > limit:
+            raise BlobError("RequestBodyTooLarge")
+        yield piece
+    if size is not None and received < size:
+        raise BlobError("InvalidInput", "The request body is shorter than Content-Length.")
+
+
+# --- conditions ------------------------------------------------------------------
+
+def mtime(obj: ObjectVersion | bm.Snapshot) -> datetime:
+    return datetime.fromtimestamp(obj.mtime_ns // 1_000_000_000, UTC)
+
+
+def http_date(ns: int) -> str:
+    return format_http_date(datetime.fromtimestamp(ns // 1_000_000_000, UTC))
+
+
+def read_check(call: BlobCall, obj: ObjectVersion | bm.Snapshot) -> None:
+    pre = parse_preconditions(call.h)
+    if not pre.any():
+        return
+    outcome = evaluate(pre, exists=True, etag=obj.etag, last_modified=mtime(obj), method=call.req.method)
+    if outcome == "failed":
+        raise BlobError("ConditionNotMet")
+    if outcome == "not_modified":
+        raise BlobError("ConditionNotMet", status=304,
+                        headers={"etag": f'"{obj.etag}"', "last-modified": http_date(obj.mtime_ns)})
+
+
+def write_check(call: BlobCall, *, create: bool = False) -> Check | None:
+    """The four conditional headers on a write, evaluated inside the commit transaction.
+    ``create``: an If-None-Match: * failure is BlobAlreadyExists (Put Blob / Put Block List / Copy)."""
+    pre = parse_preconditions(call.h)
+    tags_cond = call.h.get("x-ms-if-tags")
+    if not pre.any() and not tags_cond:
+        return None
+
+    def check(current: ObjectVersion | None) -> None:
+        live = current if current is not None and not current.delete_marker else None
+        if tags_cond:
+            from exastor.blob.tags import tags_match
+            if live is None or not tags_match(tags_cond, live.attrs.get("tags") or {}):
+                raise BlobError("ConditionNotMet")
+        if not pre.any():
+            return
+        if live is None:
+            if pre.if_match is not None:
+                raise BlobError("ConditionNotMet")
+            return
+        outcome = evaluate(pre, exists=True, etag=live.etag, last_modified=mtime(live), method="PUT",
+                           dates_on_writes=True)
+        if outcome != "ok":
+            if create and pre.if_none_match is not None and pre.if_none_match.strip() == "*":
+                raise BlobError("BlobAlreadyExists")
+            raise BlobError("ConditionNotMet")
+
+    return check
+
+
+def run_check(call: BlobCall, obj: ObjectVersion | None) -> None:
+    check = write_check(call)
+    if check:
+        check(obj)
+
+
+# --- properties <-> headers ----------------------------------------------------------
+
+def metadata_from_headers(h: dict[str, str]) -> dict[str, str]:
+    meta = {k[len("x-ms-meta-"):]: v for k, v in h.items() if k.startswith("x-ms-meta-")}
+    for name in meta:
+        if not _META_NAME.match(name):
+            raise BlobError("InvalidMetadata")
+    return meta
+
+
+def parse_tags_header(value: str | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    tags = dict(parse_qsl(value, keep_blank_values=True))
+    validate_tags(tags)
+    return tags
+
+
+def validate_tags(tags: dict[str, str]) -> None:
+    if len(tags) > 10:
+        raise BlobError("InvalidTag", "Blobs may have at most 10 tags.", status=400)
+    allowed = re.compile(r"^[A-Za-z0-9 +\-./:=_]*$")
+    for k, v in tags.items():
+        if not 1 <= len(k) <= 128 or len(v) > 256 or not allowed.match(k) or not allowed.match(v):
+            raise BlobError("InvalidTag", "The tags specified are invalid.", status=400)
+
+
+def content_props_from_headers(h: dict[str, str], *, prefix: str = "x-ms-blob-", fallback: bool = True
+                               ) -> dict[str, str]:
+    """Content headers for a new blob: x-ms-blob-content-* first, the plain headers as a fallback."""
+    out: dict[str, str] = {}
+    for name in CONTENT_PROPS:
+        value = h.get(prefix + name)
+        if value is None and fallback and name != "content-type":
+            value = h.get(name)
+        if value is not None:
+            out[name] = value
+    if "content-type" not in out:
+        out["content-type"] = (h.get("content-type") if fallback else None) or "application/octet-stream"
+    return out
+
+
+def new_blob_attrs(h: dict[str, str], blob_type: str, *, body_is_content: bool = True) -> dict[str, Any]:
+    """Attributes of a new blob from Put Blob / Put Block List / Copy headers. The plain Content-*
+    headers describe the blob only when the request body is the blob (Put Blob)."""
+    attrs: dict[str, Any] = dict(content_props_from_headers(h, fallback=body_is_content))
+    meta = metadata_from_headers(h)
+    if meta:
+        attrs["meta"] = meta
+    tags = parse_tags_header(h.get("x-ms-tags"))
+    if tags:
+        attrs["tags"] = tags
+    md5 = h.get("x-ms-blob-content-md5")
+    if md5:
+        attrs["content-md5"] = md5
+    tier = h.get("x-ms-access-tier")
+    if tier:
+        attrs["tier"] = check_tier(tier)
+    attrs["blob-type"] = blob_type
+    attrs["created_ns"] = time.time_ns()
+    return attrs
+
+
+def check_tier(tier: str) -> str:
+    tiers = {"hot": "Hot", "cool": "Cool", "cold": "Cold", "archive": "Archive", "premium": "Premium"}
+    if tier.lower() not in tiers:
+        raise BlobError("InvalidHeaderValue", "Invalid access tier.")
+    return tiers[tier.lower()]
+
+
+def content_md5_of(obj: ObjectVersion | bm.Snapshot) -> str | None:
+    """Azure's Content-MD5 property: as set, else the body MD5 of a single-PUT blob (its S3 ETag)."""
+    md5 = obj.attrs.get("content-md5")
+    if md5:
+        return md5
+    if obj.attrs.get("blob-type", "BlockBlob") == "BlockBlob" and "blocks" not in obj.attrs \
+            and re.fullmatch(r"[0-9a-f]{32}", obj.etag):
+        return base64.b64encode(bytes.fromhex(obj.etag)).decode()
+    return None
+
+
+def blob_headers(obj: ObjectVersion | bm.Snapshot, lease: bm.Lease | None, *, with_md5: bool = True
+                 ) -> list[tuple[str, str]]:
+    a = obj.attrs
+    out = [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
+           ("x-ms-creation-time", http_date(a.get("created_ns", obj.mtime_ns))),
+           ("x-ms-blob-type", a.get("blob-type", "BlockBlob")), ("accept-ranges", "bytes"),
+           ("x-ms-server-encrypted", "true")]
+    for name in CONTENT_PROPS:
+        if name in a:
+            out.append((name, a[name]))
+    if "content-type" not in a:
+        out.append(("content-type", "application/octet-stream"))
+    md5 = content_md5_of(obj) if with_md5 else None
+    if md5:
+        out.append(("content-md5", md5))
+    for k, v in (a.get("meta") or {}).items():
+        out.append((f"x-ms-meta-{k}", v))
+    if a.get("blob-type") == "AppendBlob":
+        out.append(("x-ms-blob-committed-block-count", str(a.get("committed_blocks", 0))))
+        if a.get("sealed"):
+            out.append(("x-ms-blob-sealed", "true"))
+    tags = a.get("tags")
+    if tags:
+        out.append(("x-ms-tag-count", str(len(tags))))
+    if a.get("blob-type", "BlockBlob") == "BlockBlob":
+        out.append(("x-ms-access-tier", a.get("tier", "Hot")))
+        if "tier" not in a:
+            out.append(("x-ms-access-tier-inferred", "true"))
+        else:
+            out.append(("x-ms-access-tier-change-time", http_date(a.get("tier_ns", obj.mtime_ns))))
+    copy = a.get("copy")
+    if copy:
+        out += [("x-ms-copy-id", copy["id"]), ("x-ms-copy-status", copy["status"]),
+                ("x-ms-copy-source", copy["source"]), ("x-ms-copy-progress", copy["progress"]),
+                ("x-ms-copy-completion-time", http_date(copy["completion_ns"]))]
+    if not isinstance(obj, bm.Snapshot):
+        out += lease_headers(lease)
+    return out
+
+
+def map_store_error(exc: errors.StoreError, call: BlobCall | None) -> BlobError:
+    """Protocol-neutral errors -> Blob codes."""
+    from exastor.namespace.blobs import BlobStateError
+    if isinstance(exc, BlobStateError):
+        return BlobError(str(exc.info.get("code")))
+    table: list[tuple[type[errors.StoreError], str]] = [
+        (errors.BucketNotFound, "ContainerNotFound"), (errors.BucketExists, "ContainerAlreadyExists"),
+        (errors.ObjectNotFound, "BlobNotFound"), (errors.VersionNotFound, "BlobNotFound"),
+        (errors.MethodNotAllowed, "BlobNotFound"), (errors.AccessDenied, "AuthorizationFailure"),
+        (errors.InvalidBucketName, "InvalidResourceName"), (errors.InvalidKey, "InvalidResourceName"),
+        (errors.KeyTooLong, "InvalidResourceName"), (errors.PreconditionFailed, "ConditionNotMet"),
+        (errors.BadDigest, "Md5Mismatch"), (errors.IncompleteBody, "InvalidInput"),
+        (errors.EntityTooLarge, "RequestBodyTooLarge"), (errors.InvalidRange, "InvalidRange"),
+        (errors.InvalidArgument, "InvalidInput"), (errors.InsufficientStorage, "InsufficientStorage"),
+        (errors.Unavailable, "ServerBusy"), (errors.DataCorrupted, "InternalError"),
+        (errors.BucketNotEmpty, "ContainerBeingDeleted"),
+    ]
+    for cls, code in table:
+        if isinstance(exc, cls):
+            if code == "AuthorizationFailure" and call is not None and call.anonymous:
+                return BlobError("ResourceNotFound")
+            return BlobError(code)
+    return BlobError("InternalError")

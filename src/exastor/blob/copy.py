@@ -1,0 +1,120 @@
+"""Copy Blob (synchronous within the account: x-ms-copy-status is success on return), Abort Copy,
+and the copy-source resolution Put Blob/Block From URL and Append Block From URL share.
+
+A copy composes the destination's manifest from the source's chunk slices: no bytes move.
+A source outside this account would need an outbound fetch, which this server does not make.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from exastor.blob.common import (
+    BlobCall,
+    content_props_from_headers,
+    metadata_from_headers,
+    mtime,
+    parse_tags_header,
+    write_check,
+)
+from exastor.blob.errors import BlobError
+from exastor.http.conditions import evaluate, parse_preconditions
+from exastor.http.ranges import RangeNotSatisfiable, parse_range
+from exastor.meta.records import ObjectVersion
+
+
+def resolve_source(call: BlobCall) -> ObjectVersion:
+    url = call.h.get("x-ms-copy-source", "")
+    parts = urlsplit(url)
+    path = unquote(parts.path).lstrip("/").split("/", 2)
+    if len(path) < 3 or path[0] != call.app.account or not path[1] or not path[2]:
+        raise BlobError("CannotVerifyCopySource", "Copy sources must be blobs in this account "
+                        "(http://host/account/container/blob).", status=400)
+    query = dict(parse_qsl(parts.query))
+    container, blob = path[1], path[2]
+    if query.get("snapshot"):
+        src = call.blobs.get_snapshot(call.principal, container, blob, query["snapshot"]).as_version()
+    else:
+        from exastor import errors
+        try:
+            src = call.ns.get_object(call.principal, container, blob)
+        except errors.ObjectNotFound as exc:
+            raise BlobError("CannotVerifyCopySource", "The source blob does not exist.", status=404) from exc
+        except errors.BucketNotFound as exc:
+            raise BlobError("CannotVerifyCopySource", "The source container does not exist.", status=404) from exc
+    pre = parse_preconditions(call.h, prefix="x-ms-source-")
+    if pre.any():
+        outcome = evaluate(pre, exists=True, etag=src.etag, last_modified=mtime(src), method="PUT",
+                           dates_on_writes=True)
+        if outcome != "ok":
+            raise BlobError("SourceConditionNotMet", "The source condition specified is not met.", status=412)
+    return src
+
+
+def source_range(call: BlobCall, size: int) -> tuple[int, int]:
+    header = call.h.get("x-ms-source-range")
+    if not header:
+        return 0, size - 1
+    try:
+        rng = parse_range(header, size)
+    except RangeNotSatisfiable as exc:
+        raise BlobError("InvalidRange") from exc
+    if rng is None:
+        raise BlobError("InvalidHeaderValue", "x-ms-source-range must be bytes=start-end.")
+    return rng
+
+
+async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
+    src = resolve_source(call)
+    blob_type = src.attrs.get("blob-type", "BlockBlob")
+    if from_url and blob_type != "BlockBlob":
+        raise BlobError("InvalidBlobType")
+    has_meta = any(k.startswith("x-ms-meta-") for k in call.h)
+    attrs = {k: v for k, v in src.attrs.items() if k not in ("tags", "tier", "tier_ns", "copy", "sealed")}
+    if from_url and call.h.get("x-ms-copy-source-blob-properties", "true").lower() == "false":
+        for k in ("content-type", "content-encoding", "content-language", "cache-control", "content-disposition",
+                  "content-md5"):
+            attrs.pop(k, None)
+    if from_url and any(k.startswith("x-ms-blob-content-") for k in call.h):
+        attrs.update(content_props_from_headers(call.h, fallback=False))
+    if has_meta or from_url:
+        attrs["meta"] = metadata_from_headers(call.h) if has_meta else attrs.get("meta", {})
+        if not attrs["meta"]:
+            attrs.pop("meta")
+    tags = parse_tags_header(call.h.get("x-ms-tags"))
+    if call.h.get("x-ms-copy-source-tag-option", "").upper() == "COPY" and "tags" in src.attrs:
+        tags = src.attrs["tags"]
+    if tags:
+        attrs["tags"] = tags
+    if call.h.get("x-ms-access-tier"):
+        from exastor.blob.common import check_tier
+        attrs["tier"] = check_tier(call.h["x-ms-access-tier"])
+    now = time.time_ns()
+    attrs["created_ns"] = now
+    if not from_url:
+        attrs["copy"] = {"id": str(uuid.uuid4()), "status": "success", "source": call.h["x-ms-copy-source"],
+                         "progress": f"{src.size}/{src.size}", "completion_ns": now}
+    return await call.ns.copy_object(call.principal, src, call.container, call.blob, attrs=attrs,
+                                     check=write_check(call, create=from_url))
+
+
+async def copy_blob(call: BlobCall) -> None:
+    call.lease_guard(call.blob, write=True)
+    obj = await copy_into(call, from_url=False)
+    copy = obj.attrs["copy"]
+    await call.reply(202, b"", [("etag", f'"{obj.etag}"'), ("last-modified", time_header(obj)),
+                                ("x-ms-copy-id", copy["id"]), ("x-ms-copy-status", "success")])
+
+
+def time_header(obj: ObjectVersion) -> str:
+    from exastor.blob.common import http_date
+    return http_date(obj.mtime_ns)
+
+
+async def abort_copy(call: BlobCall) -> None:
+    if call.h.get("x-ms-copy-action", "").lower() != "abort":
+        raise BlobError("MissingRequiredHeader", "x-ms-copy-action: abort is required.")
+    raise BlobError("NoPendingCopyOperation", "There is currently no pending copy operation (copies within the "
+                    "account complete synchronously).", status=409)

@@ -1,0 +1,178 @@
+"""Get Blob / Get Blob Properties / Get Blob Metadata, Set Blob Properties / Metadata, Delete Blob,
+Undelete, Snapshot Blob, Set Blob Tier."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+
+from exastor import errors
+from exastor.blob.common import (
+    CONTENT_PROPS,
+    BlobCall,
+    blob_headers,
+    check_tier,
+    http_date,
+    metadata_from_headers,
+    read_check,
+    write_check,
+)
+from exastor.blob.errors import BlobError
+from exastor.blob.service import settings
+from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
+from exastor.meta import blob as bm
+
+
+def _target(call: BlobCall):  # noqa: ANN202 - ObjectVersion | Snapshot
+    snapshot = call.q.get("snapshot")
+    if snapshot:
+        return call.blobs.get_snapshot(call.principal, call.container, call.blob, snapshot,
+                                       public_read=call.anonymous)
+    if "versionid" in call.q:
+        raise BlobError("FeatureNotSupported", "Blob versions are not exposed over Blob; use snapshots.")
+    return call.ns.get_object(call.principal, call.container, call.blob, public_read=call.anonymous)
+
+
+def _lease(call: BlobCall) -> bm.Lease | None:
+    return call.blobs.meta.runner.read(lambda cur: bm.get_lease(cur, call.container, call.blob))
+
+
+async def get_blob(call: BlobCall, *, head: bool = False) -> None:
+    obj = _target(call)
+    if call.h.get("x-ms-lease-id") and "snapshot" not in call.q:
+        call.lease_guard(call.blob, write=False)
+    read_check(call, obj)
+    headers = blob_headers(obj, None if "snapshot" in call.q else _lease(call))
+    if call.q.get("comp") == "metadata":
+        keep = ("etag", "last-modified")
+        out = [(k, v) for k, v in headers if k in keep or k.startswith("x-ms-meta-")]
+        await call.reply(200, b"", out + [("content-length", "0")], content_type=None,
+                         head=call.req.method == "HEAD")
+        return
+    range_header = call.h.get("x-ms-range") or call.h.get("range")
+    status, start, end = 200, 0, obj.size - 1
+    if range_header:
+        try:
+            rng = parse_range(range_header, obj.size)
+        except RangeNotSatisfiable as exc:
+            raise BlobError("InvalidRange", headers={"content-range": f"bytes */{obj.size}"}) from exc
+        if rng is not None:
+            start, end = rng
+            status = 206
+            whole_md5 = dict(headers).get("content-md5")
+            headers = [(k, v) for k, v in headers if k != "content-md5"]
+            if whole_md5:
+                headers.append(("x-ms-blob-content-md5", whole_md5))
+            headers.append(("content-range", content_range(start, end, obj.size)))
+    length = max(end - start + 1, 0)
+    if call.h.get("x-ms-range-get-content-md5", "").lower() == "true":
+        if status != 206 or length > 4 << 20:
+            raise BlobError("OutOfRangeInput", "x-ms-range-get-content-md5 needs a range of at most 4 MiB.")
+        md5 = hashlib.md5()
+        async for piece in call.ns.read(obj, start, end):
+            md5.update(piece)
+        headers = [(k, v) for k, v in headers if k != "content-md5"]
+        headers.append(("content-md5", base64.b64encode(md5.digest()).decode()))
+    if head:
+        headers = [(k, v) for k, v in headers if k != "content-range"] if status == 206 else headers
+        await call.reply(200, b"", headers + [("content-length", str(obj.size))], content_type=None, head=True)
+        return
+    headers.append(("content-length", str(length)))
+    if length == 0:
+        await call.reply(status, b"", headers, content_type=None)
+        return
+    await call.reply_stream(status, headers, call.ns.read(obj, start, end))
+
+
+def _live_with_checks(call: BlobCall):  # noqa: ANN202 - ObjectVersion
+    obj = call.ns.get_object(call.principal, call.container, call.blob)
+    call.lease_guard(call.blob, write=True)
+    check = write_check(call)
+    if check:
+        check(obj)
+    return obj
+
+
+async def set_properties(call: BlobCall) -> None:
+    if "snapshot" in call.q:
+        raise BlobError("InvalidOperation")
+    _live_with_checks(call)
+    # Azure replaces every content property: ones not sent are cleared.
+    patch: dict = {name: call.h.get("x-ms-blob-" + name) for name in CONTENT_PROPS}
+    patch["content-md5"] = call.h.get("x-ms-blob-content-md5")
+    obj = await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, patch)
+    await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns))])
+
+
+async def set_metadata(call: BlobCall) -> None:
+    meta = metadata_from_headers(call.h)
+    snapshot = call.q.get("snapshot")
+    if snapshot:
+        raise BlobError("InvalidOperation")
+    _live_with_checks(call)
+    obj = await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, {"meta": meta or None})
+    await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
+                                ("x-ms-request-server-encrypted", "true")])
+
+
+async def delete_blob(call: BlobCall) -> None:
+    snapshot = call.q.get("snapshot")
+    mode = call.h.get("x-ms-delete-snapshots")
+    if mode not in (None, "include", "only"):
+        raise BlobError("InvalidHeaderValue", "x-ms-delete-snapshots must be include or only.")
+    if snapshot and mode:
+        raise BlobError("InvalidQueryParameterValue", "x-ms-delete-snapshots is not allowed with snapshot=.")
+    if not snapshot:
+        call.lease_guard(call.blob, write=True)
+    bucket = call.ns.bucket(call.principal, call.container)
+    retention = settings(call).delete_retention_days
+    if bucket.versioning and not snapshot:
+        # S3 versioning is on: keep S3's semantics (a delete marker), never drop history.
+        obj, _ = await call.ns.delete_object(call.principal, call.container, call.blob, check=write_check(call))
+        if obj is None:
+            raise errors.ObjectNotFound(call.blob)
+    else:
+        await call.blobs.delete(call.principal, call.container, call.blob, snapshot=snapshot, snapshots=mode,
+                                retention_days=retention, check=write_check(call))
+    await call.reply(202, b"", [("x-ms-delete-type-permanent", "false" if retention else "true")])
+
+
+async def undelete(call: BlobCall) -> None:
+    await call.blobs.undelete(call.principal, call.container, call.blob)
+    await call.reply(200)
+
+
+async def snapshot(call: BlobCall) -> None:
+    if call.h.get("x-ms-lease-id"):
+        call.lease_guard(call.blob, write=False)
+    has_meta = any(k.startswith("x-ms-meta-") for k in call.h)
+    snap = await call.blobs.snapshot(call.principal, call.container, call.blob,
+                                     metadata_from_headers(call.h) if has_meta else None, write_check(call))
+    await call.reply(201, b"", [("x-ms-snapshot", snap.snapshot), ("etag", f'"{snap.etag}"'),
+                                ("last-modified", http_date(snap.mtime_ns)),
+                                ("x-ms-request-server-encrypted", "false")])
+
+
+async def set_tier(call: BlobCall) -> None:
+    """Accepted and recorded; every tier is the same flash here (documented)."""
+    tier = call.h.get("x-ms-access-tier")
+    if not tier:
+        raise BlobError("MissingRequiredHeader", "x-ms-access-tier is required.")
+    tier = check_tier(tier)
+    snapshot_id = call.q.get("snapshot")
+    if snapshot_id:
+        await call.blobs.update_snapshot_attrs(call.principal, call.container, call.blob, snapshot_id,
+                                               {"tier": tier, "tier_ns": time.time_ns()})
+    else:
+        obj = call.ns.get_object(call.principal, call.container, call.blob)
+        if obj.attrs.get("blob-type", "BlockBlob") != "BlockBlob":
+            raise BlobError("InvalidBlobType")
+        call.lease_guard(call.blob, write=False)
+        await call.ns.update_object_attrs(call.principal, call.container, call.blob, None,
+                                          {"tier": tier, "tier_ns": time.time_ns()})
+    await call.reply(200)
+
+
+async def not_supported(call: BlobCall) -> None:
+    raise BlobError("FeatureNotSupported", "Immutability, legal hold and expiry are not supported by exastor.")

@@ -1,0 +1,121 @@
+"""Set/Get Blob Tags, Find Blobs by Tags, and the x-ms-if-tags condition.
+
+Tags are the same attribute S3's object tagging uses, so a tag set over either API is seen by both.
+Filter expressions: ``"key" op 'value'`` joined by AND, op one of = > >= < <=, plus ``@container``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from exastor.blob import xml as bx
+from exastor.blob.common import BlobCall, run_check, validate_tags
+from exastor.blob.errors import BlobError
+from exastor.blob.service import service_endpoint
+from exastor.blob.xml import el, opt
+
+_TERM = re.compile(r"""\s*("(?:[^"]+)"|@container|[A-Za-z0-9_.\-]+)\s*(>=|<=|=|<|>)\s*'([^']*)'\s*""")
+
+
+def parse_filter(expr: str) -> list[tuple[str, str, str]]:
+    terms = []
+    for part in re.split(r"\s+AND\s+", expr.strip(), flags=re.IGNORECASE):
+        m = _TERM.fullmatch(part)
+        if not m:
+            raise BlobError("InvalidQueryParameterValue", "Invalid tag filter expression.")
+        key = m.group(1).strip('"')
+        terms.append((key, m.group(2), m.group(3)))
+    return terms
+
+
+def _holds(value: str | None, op: str, want: str) -> bool:
+    if value is None:
+        return False
+    return {"=": value == want, ">": value > want, ">=": value >= want, "<": value < want,
+            "<=": value <= want}[op]
+
+
+def tags_match(expr: str, tags: dict[str, str], container: str | None = None) -> bool:
+    for key, op, want in parse_filter(expr):
+        value = container if key == "@container" else tags.get(key)
+        if not _holds(value, op, want):
+            return False
+    return True
+
+
+def _tags_body(tags: dict[str, str]) -> bytes:
+    items = "".join(f"<Tag>{el('Key', k)}{el('Value', v)}</Tag>" for k, v in tags.items())
+    return bx.doc(f"<Tags><TagSet>{items}</TagSet></Tags>")
+
+
+async def set_tags(call: BlobCall) -> None:
+    if "snapshot" in call.q:
+        raise BlobError("InvalidOperation")
+    obj = call.ns.get_object(call.principal, call.container, call.blob)
+    if call.h.get("x-ms-lease-id"):
+        call.lease_guard(call.blob, write=False)
+    if call.h.get("x-ms-if-tags") and not tags_match(call.h["x-ms-if-tags"], obj.attrs.get("tags") or {}):
+        raise BlobError("ConditionNotMet")
+    body = await call.read_small_body()
+    tags: dict[str, str] = {}
+    if body.strip():
+        root = bx.parse(body)
+        for tag in root.iter("Tag"):
+            key, value = bx.text(tag, "Key"), bx.text(tag, "Value", "")
+            if key is None or key in tags:
+                raise BlobError("InvalidTag", "Tag keys must be present and unique.", status=400)
+            tags[key] = value or ""
+    validate_tags(tags)
+    await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, {"tags": tags or None})
+    await call.reply(204)
+
+
+async def get_tags(call: BlobCall) -> None:
+    if "snapshot" in call.q:
+        obj = call.blobs.get_snapshot(call.principal, call.container, call.blob, call.q["snapshot"])
+    else:
+        obj = call.ns.get_object(call.principal, call.container, call.blob)
+        if call.h.get("x-ms-lease-id"):
+            call.lease_guard(call.blob, write=False)
+        run_check(call, obj) if call.h.get("x-ms-if-tags") else None
+    await call.reply(200, _tags_body(obj.attrs.get("tags") or {}))
+
+
+async def find_blobs(call: BlobCall) -> None:
+    expr = call.q.get("where")
+    if not expr:
+        raise BlobError("MissingRequiredQueryParameter", "where is required.")
+    terms = parse_filter(expr)
+    try:
+        max_results = int(call.q.get("maxresults", "5000"))
+    except ValueError as exc:
+        raise BlobError("InvalidQueryParameterValue") from exc
+    marker = call.q.get("marker", "")
+    containers = [call.container] if call.container else [b.name for b in call.ns.list_buckets(call.principal)]
+    for key, op, want in terms:
+        if key == "@container" and op == "=":
+            containers = [c for c in containers if c == want]
+    found: list[tuple[str, str, dict[str, str]]] = []
+    for name in containers:
+        call.ns.bucket(call.principal, name)
+        after = None
+        while True:
+            rows = call.ns.meta.list_latest(name, "", after, 1000)
+            for o in rows:
+                tags = o.attrs.get("tags") or {}
+                if tags and all(_holds(name if k == "@container" else tags.get(k), op, v) for k, op, v in terms):
+                    found.append((name, o.key, {k: tags[k] for k, _, _ in terms if k in tags}))
+            if len(rows) < 1000:
+                break
+            after = rows[-1].key
+    found.sort()
+    found = [f for f in found if not marker or f"{f[0]}/{f[1]}" > marker]
+    page, rest = found[:max_results], found[max_results:]
+    items = "".join(
+        f"<Blob>{el('Name', key)}{el('ContainerName', c)}<Tags><TagSet>"
+        + "".join(f"<Tag>{el('Key', k)}{el('Value', v)}</Tag>" for k, v in tags.items())
+        + "</TagSet></Tags></Blob>" for c, key, tags in page)
+    next_marker = f"{page[-1][0]}/{page[-1][1]}" if rest else None
+    body = (f'<EnumerationResults ServiceEndpoint="{service_endpoint(call)}">{el("Where", expr)}'
+            f"<Blobs>{items}</Blobs>{opt('NextMarker', next_marker)}</EnumerationResults>")
+    await call.reply(200, bx.doc(body))

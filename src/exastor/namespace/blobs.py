@@ -1,0 +1,357 @@
+"""Blob-shaped operations over the shared namespace: blocks, block lists, append, snapshots,
+soft delete. A committed blob is an ordinary object (S3 sees it); the Blob-only state around it
+lives in the tables of ``meta/blob.py``.
+
+Nothing here moves bytes after they are written once: committing a block list, appending,
+snapshotting and undeleting only compose manifests (lists of chunk slices), and every manifest
+held anywhere is reference-counted in the same transaction that stores it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from exastor import errors
+from exastor.engine import manifest as mf
+from exastor.meta import blob as bm
+from exastor.meta.records import ObjectVersion
+from exastor.meta.store import put_version
+from exastor.namespace.names import check_key
+from exastor.namespace.store import Check, Namespace, PutSpec, new_version_id
+
+BLOCK_TTL_NS = 7 * 24 * 3600 * 10**9   # uncommitted blocks live a week, as in Azure
+MAX_BLOCKS = 50_000
+
+
+class BlobStateError(errors.StoreError):
+    """A Blob-specific state conflict; ``info['code']`` is the Azure error code."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(detail or code, code=code)
+
+
+def part_block_id(n: int) -> str:
+    """The block id an S3 multipart part shows as over Blob (parts are blocks)."""
+    return base64.b64encode(f"part-{n:05d}".encode()).decode()
+
+
+def committed_blocks(obj: ObjectVersion) -> list[tuple[str, int, str]]:
+    """(block id, size, md5 hex) of a blob's committed blocks; S3 parts count as blocks."""
+    blocks = obj.attrs.get("blocks")
+    if blocks is not None:
+        return [tuple(b) for b in blocks]  # type: ignore[misc]
+    parts = obj.attrs.get("parts")
+    if parts:
+        return [(part_block_id(i + 1), size, "") for i, size in enumerate(parts)]
+    return []
+
+
+def snapshot_id(ns: int) -> str:
+    """Azure's snapshot timestamp form: 7 fractional digits."""
+    secs, rem = divmod(ns, 10**9)
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 100:07d}Z"
+
+
+class Blobs:
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.meta = ns.meta
+        self._last_purge = 0.0
+
+    # --- blocks ------------------------------------------------------------------
+    async def stage_block(self, principal: str, bucket: str, key: str, block_id: str,
+                          source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> bm.Block:
+        check_key(key)
+        self.ns.bucket(principal, bucket)
+        await self.purge_expired()
+        writer, md5, size, manifest, new_chunks = await self.ns.write_bytes(source, spec)
+        block = bm.Block(block_id, size, md5, time.time_ns(), manifest)
+        try:
+            def tx(cur: Any) -> None:
+                if not bm.bucket_exists(cur, bucket):
+                    raise errors.BucketNotFound(bucket)
+                bm.put_block(cur, bucket, key, block, new_chunks)
+            await self.meta.runner.write(tx)
+        finally:
+            writer.done()
+        return block
+
+    async def stage_block_from(self, principal: str, bucket: str, key: str, block_id: str,
+                               src: ObjectVersion, start: int, end: int) -> bm.Block:
+        """Put Block From URL within the account: a slice of another blob, no bytes copied."""
+        check_key(key)
+        self.ns.bucket(principal, bucket)
+        slices = mf.Layout(src.manifest).sub_manifest(start, end) if end >= start else []
+        manifest = mf.pack(slices)
+        md5 = await self.ns._md5_of(manifest, end - start + 1) if slices else hashlib.md5().hexdigest()
+        block = bm.Block(block_id, max(end - start + 1, 0), md5, time.time_ns(), manifest)
+
+        def tx(cur: Any) -> None:
+            bm.put_block(cur, bucket, key, block, [])
+        await self.meta.runner.write(tx)
+        return block
+
+    def block_lists(self, principal: str | None, bucket: str, key: str, *, public_read: bool = False
+                    ) -> tuple[ObjectVersion | None, list[bm.Block]]:
+        self.ns.bucket(principal, bucket, public_read=public_read)
+
+        def q(cur: Any) -> tuple[ObjectVersion | None, list[bm.Block]]:
+            return bm.latest(cur, bucket, key), bm.blocks(cur, bucket, key)
+        return self.meta.runner.read(q)
+
+    async def commit_blocks(self, principal: str, bucket: str, key: str, wanted: list[tuple[str, str]],
+                            attrs: dict[str, Any], check: Check | None) -> ObjectVersion:
+        """Put Block List: ``wanted`` is [(Committed|Uncommitted|Latest, block id)] in blob order."""
+        check_key(key)
+        self.ns.bucket(principal, bucket)
+        if len(wanted) > MAX_BLOCKS:
+            raise BlobStateError("InvalidBlockList", "too many blocks")
+
+        def tx(cur: Any) -> ObjectVersion:
+            current = bm.latest(cur, bucket, key)
+            if check:
+                check(current)
+            staged = {b.block_id: b for b in bm.blocks(cur, bucket, key, with_manifest=True)}
+            committed: dict[str, tuple[list[mf.Slice], int, str]] = {}
+            if current is not None:
+                layout = mf.Layout(current.manifest)
+                pos = 0
+                for bid, size, md5 in committed_blocks(current):
+                    committed.setdefault(bid, (layout.sub_manifest(pos, pos + size - 1) if size else [], size, md5))
+                    pos += size
+            slices: list[mf.Slice] = []
+            blocks: list[list[Any]] = []
+            for kind, bid in wanted:
+                got: tuple[list[mf.Slice], int, str] | None = None
+                if kind in ("Uncommitted", "Latest") and bid in staged:
+                    b = staged[bid]
+                    got = (mf.unpack(b.manifest), b.size, b.md5)
+                elif kind in ("Committed", "Latest") and bid in committed:
+                    got = committed[bid]
+                if got is None:
+                    raise BlobStateError("InvalidBlockList")
+                slices.extend(got[0])
+                blocks.append([bid, got[1], got[2]])
+            size = sum(b[1] for b in blocks)
+            digest = hashlib.md5(b"".join(bytes.fromhex(b[2]) for b in blocks if b[2]))
+            digest.update(str(time.time_ns()).encode())  # a new commit is a new ETag, as in Azure
+            obj = ObjectVersion(bucket, key, "", 0, True, False, size, f"{digest.hexdigest()}-{len(blocks)}",
+                                time.time_ns(), principal, {**attrs, "blocks": blocks}, mf.pack(slices))
+            committed_obj = put_version(cur, obj, [], None, new_version_id)
+            bm.drop_blocks(cur, bucket, key)  # the uncommitted list is discarded at commit
+            return committed_obj
+
+        return await self.meta.runner.write(tx)
+
+    async def purge_expired(self, *, force: bool = False) -> None:
+        """Discard week-old uncommitted blocks and expired soft-deleted blobs (at most once a minute)."""
+        now = time.monotonic()
+        if not force and now - self._last_purge < 60:
+            return
+        self._last_purge = now
+        wall = time.time_ns()
+
+        def tx(cur: Any) -> None:
+            bm.purge_blocks_before(cur, wall - BLOCK_TTL_NS)
+            bm.purge_deleted_before(cur, wall)
+        await self.meta.runner.write(tx)
+
+    # --- append blobs ------------------------------------------------------------
+    async def append(self, principal: str, bucket: str, key: str, source: AsyncIterator[bytes | memoryview],
+                     spec: PutSpec, *, append_pos: int | None, max_size: int | None, check: Check | None
+                     ) -> tuple[ObjectVersion, int]:
+        """Append Block: returns the blob and the offset the block landed at."""
+        self.ns.bucket(principal, bucket)
+        current = self.meta.get_object(bucket, key)
+        _check_appendable(current, append_pos, max_size, spec.expected_size or 0)
+        writer, md5, size, manifest, new_chunks = await self.ns.write_bytes(source, spec)
+        try:
+            def tx(cur: Any) -> tuple[ObjectVersion, int]:
+                cur_obj = bm.latest(cur, bucket, key)
+                if check:
+                    check(cur_obj)
+                _check_appendable(cur_obj, append_pos, max_size, size)
+                assert cur_obj is not None
+                attrs = dict(cur_obj.attrs)
+                attrs["committed_blocks"] = attrs.get("committed_blocks", 0) + 1
+                etag = hashlib.md5(f"{cur_obj.etag}:{md5}".encode()).hexdigest()
+                obj = ObjectVersion(bucket, key, "", 0, True, False, cur_obj.size + size, etag, time.time_ns(),
+                                    cur_obj.owner, attrs, (cur_obj.manifest or b"") + (manifest or b""))
+                return put_version(cur, obj, new_chunks, None, new_version_id), cur_obj.size
+            return await self.meta.runner.write(tx)
+        finally:
+            writer.done()
+
+    async def seal(self, principal: str, bucket: str, key: str, check: Check | None) -> ObjectVersion:
+        self.ns.bucket(principal, bucket)
+
+        def tx(cur: Any) -> ObjectVersion:
+            obj = bm.latest(cur, bucket, key)
+            if obj is None:
+                raise errors.ObjectNotFound(key)
+            if check:
+                check(obj)
+            if obj.attrs.get("blob-type") != "AppendBlob":
+                raise BlobStateError("InvalidBlobType")
+            obj.attrs["sealed"] = True
+            cur.execute("UPDATE objects SET attrs = ? WHERE bucket = ? AND key = ? AND version_id = ?",
+                        (bm._dumps(obj.attrs), bucket, key, obj.version_id))
+            return obj
+        return await self.meta.runner.write(tx)
+
+    # --- snapshots ---------------------------------------------------------------
+    async def snapshot(self, principal: str, bucket: str, key: str, meta: dict[str, str] | None,
+                       check: Check | None) -> bm.Snapshot:
+        self.ns.bucket(principal, bucket)
+
+        def tx(cur: Any) -> bm.Snapshot:
+            obj = bm.latest(cur, bucket, key)
+            if obj is None:
+                raise errors.ObjectNotFound(key)
+            if check:
+                check(obj)
+            attrs = dict(obj.attrs)
+            if meta is not None:
+                attrs["meta"] = meta
+            snap = bm.Snapshot(bucket, key, snapshot_id(time.time_ns()), obj.size, obj.etag, obj.mtime_ns,
+                               attrs, obj.manifest)
+            bm.add_snapshot(cur, snap)
+            return snap
+        return await self.meta.runner.write(tx)
+
+    def get_snapshot(self, principal: str | None, bucket: str, key: str, snapshot: str, *,
+                     public_read: bool = False) -> bm.Snapshot:
+        self.ns.bucket(principal, bucket, public_read=public_read)
+        snap = self.meta.runner.read(lambda cur: bm.get_snapshot(cur, bucket, key, snapshot))
+        if snap is None:
+            raise errors.ObjectNotFound(key)
+        return snap
+
+    async def update_snapshot_attrs(self, principal: str, bucket: str, key: str, snapshot: str,
+                                    patch: dict[str, Any]) -> bm.Snapshot:
+        self.ns.bucket(principal, bucket)
+
+        def tx(cur: Any) -> bm.Snapshot:
+            snap = bm.get_snapshot(cur, bucket, key, snapshot)
+            if snap is None:
+                raise errors.ObjectNotFound(key)
+            for k, v in patch.items():
+                if v is None:
+                    snap.attrs.pop(k, None)
+                else:
+                    snap.attrs[k] = v
+            bm.update_snapshot_attrs(cur, snap)
+            return snap
+        return await self.meta.runner.write(tx)
+
+    # --- delete / undelete -------------------------------------------------------
+    async def delete(self, principal: str, bucket: str, key: str, *, snapshot: str | None,
+                     snapshots: str | None, retention_days: int | None, check: Check | None) -> None:
+        """Delete Blob. ``snapshots``: None, 'include' or 'only'. With a retention period the blob
+        (and snapshots) move to the soft-deleted table with their references, restorable by Undelete."""
+        self.ns.bucket(principal, bucket)
+        now = time.time_ns()
+        purge = now + (retention_days or 0) * 86400 * 10**9
+
+        def gone(cur: Any, snap: bm.Snapshot) -> None:
+            if retention_days:
+                bm.remove_snapshot(cur, snap, keep_refs=True)
+                bm.soft_delete(cur, snap, now, purge)
+            else:
+                bm.remove_snapshot(cur, snap)
+
+        def tx(cur: Any) -> None:
+            if snapshot is not None:
+                snap = bm.get_snapshot(cur, bucket, key, snapshot)
+                if snap is None:
+                    raise errors.ObjectNotFound(key)
+                gone(cur, snap)
+                return
+            obj = bm.latest(cur, bucket, key)
+            if obj is None:
+                raise errors.ObjectNotFound(key)
+            if check:
+                check(obj)
+            snaps = bm.snapshots(cur, bucket, key, with_manifest=True)
+            if snaps and snapshots is None:
+                raise BlobStateError("SnapshotsPresent")
+            for snap in snaps:
+                gone(cur, snap)
+            if snapshots == "only":
+                return
+            if retention_days:
+                bm.remove_latest(cur, obj, keep_refs=True)
+                base = bm.Snapshot(bucket, key, "", obj.size, obj.etag, obj.mtime_ns, obj.attrs, obj.manifest)
+                bm.soft_delete(cur, base, now, purge)
+            else:
+                bm.remove_latest(cur, obj)
+            bm.drop_blocks(cur, bucket, key)
+            bm.delete_lease(cur, bucket, key)
+
+        await self.meta.runner.write(tx)
+
+    async def undelete(self, principal: str, bucket: str, key: str) -> None:
+        self.ns.bucket(principal, bucket)
+
+        def tx(cur: Any) -> None:
+            live = bm.latest(cur, bucket, key)
+            for snap, _ in bm.deleted(cur, bucket, key, with_manifest=True):
+                if snap.snapshot == "":
+                    if live is not None:
+                        continue
+                    obj = ObjectVersion(bucket, key, "", 0, True, False, snap.size, snap.etag, snap.mtime_ns,
+                                        principal, snap.attrs, snap.manifest)
+                    put_version(cur, obj, [], None, new_version_id)
+                else:
+                    bm.add_snapshot(cur, snap)
+                bm.forget_deleted(cur, bucket, key, snap.snapshot, keep_refs=False)
+        await self.meta.runner.write(tx)
+
+    async def delete_container(self, principal: str, bucket: str) -> None:
+        self.ns.bucket(principal, bucket)
+
+        def tx(cur: Any) -> None:
+            if not bm.bucket_exists(cur, bucket):
+                raise errors.BucketNotFound(bucket)
+            bm.delete_container(cur, bucket)
+        await self.meta.runner.write(tx)
+
+    # --- listing helpers ---------------------------------------------------------
+    def snapshots_under(self, bucket: str, prefix: str) -> list[bm.Snapshot]:
+        return self.meta.runner.read(lambda cur: bm.snapshots(cur, bucket, None, prefix))
+
+    def deleted_under(self, bucket: str, prefix: str) -> list[tuple[bm.Snapshot, int]]:
+        return self.meta.runner.read(lambda cur: bm.deleted(cur, bucket, None, prefix))
+
+    def uncommitted_under(self, bucket: str, prefix: str) -> list[tuple[str, int, int]]:
+        return self.meta.runner.read(lambda cur: bm.keys_with_blocks(cur, bucket, prefix))
+
+    # --- settings ----------------------------------------------------------------
+    def setting(self, name: str) -> str | None:
+        return self.meta.runner.read(lambda cur: bm.get_setting(cur, name))
+
+    async def set_setting(self, name: str, value: str) -> None:
+        await self.meta.runner.write(lambda cur: bm.put_setting(cur, name, value))
+
+
+def _check_appendable(obj: ObjectVersion | None, append_pos: int | None, max_size: int | None, size: int) -> None:
+    if obj is None or obj.delete_marker:
+        raise errors.ObjectNotFound("")
+    if obj.attrs.get("blob-type") != "AppendBlob":
+        raise BlobStateError("InvalidBlobType")
+    if obj.attrs.get("sealed"):
+        raise BlobStateError("BlobIsSealed")
+    if append_pos is not None and append_pos != obj.size:
+        raise BlobStateError("AppendPositionConditionNotMet")
+    if max_size is not None and obj.size + size > max_size:
+        raise BlobStateError("MaxBlobSizeConditionNotMet")
+    if obj.attrs.get("committed_blocks", 0) >= MAX_BLOCKS:
+        raise BlobStateError("BlockCountExceedsLimit")
+
+
+Checker = Callable[[ObjectVersion | None], None]
