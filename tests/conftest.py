@@ -17,6 +17,9 @@ ACCESS_KEY = "EXTESTADMIN"
 SECRET_KEY = "exastor-test-secret-key-0123456789"
 ALT_ACCESS_KEY = "EXTESTALT"
 ALT_SECRET_KEY = "exastor-alt-secret-key-0123456789"
+ACCOUNT_NAME = "exastortest"
+# Azurite's well-known development key: any base64 works; this one makes the tests readable.
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def free_port() -> int:
@@ -50,6 +53,8 @@ class ServerProcess:
     secret_key: str = SECRET_KEY
     alt_access_key: str = ALT_ACCESS_KEY
     alt_secret_key: str = ALT_SECRET_KEY
+    account_name: str = ACCOUNT_NAME
+    account_key: str = ACCOUNT_KEY
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
@@ -57,6 +62,15 @@ class ServerProcess:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.blob_port}/{self.account_name}"
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={self.account_name};AccountKey={self.account_key};"
+                f"BlobEndpoint={self.blob_endpoint};")
 
     def start(self) -> ServerProcess:
         env = dict(os.environ)
@@ -66,9 +80,11 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exastor.cli", "serve", "--data", str(self.data_dir),
              "--s3-port", str(self.s3_port), "--access-key", self.access_key,
-             "--secret-key", self.secret_key, *self.extra_args],
+             "--secret-key", self.secret_key, "--blob-port", str(self.blob_port),
+             "--account-name", self.account_name, "--account-key", self.account_key, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         wait_port(self.s3_port, self.proc)
+        wait_port(self.blob_port, self.proc)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -53,6 +53,16 @@ class Config:
             raise ConfigError(f"{where('segment_size')} must be between 64 KiB and 4 GiB")
         if self.gc_interval < 0 or self.gc_grace < 0:
             raise ConfigError("gc_interval and gc_grace must be >= 0 seconds")
+        if self.account_name is not None and not (3 <= len(self.account_name) <= 24
+                                                  and self.account_name.isalnum() and self.account_name.islower()):
+            raise ConfigError(f"{where('account_name')} must be 3-24 lower-case letters and digits")
+        if self.account_key is not None:
+            import base64
+            import binascii
+            try:
+                base64.b64decode(self.account_key, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ConfigError(f"{where('account_key')} must be base64 (as Azure account keys are)") from exc
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
             raise ConfigError(f"{where('log_level')} must be one of critical, error, warning, info, debug")
         if self.data.exists() and not self.data.is_dir():

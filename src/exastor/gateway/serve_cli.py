@@ -10,7 +10,7 @@ from exastor import __version__
 from exastor.config import ConfigError, load
 from exastor.gateway import server
 from exastor.gateway.lock import DataDirLocked, shared
-from exastor.gateway.store import ensure_admin, open_namespace
+from exastor.gateway.store import ensure_account, ensure_admin, open_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data directory (default ./data)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--s3-port", type=int, help="S3 port (default 9000)")
+    p.add_argument("--blob-port", type=int, help="Azure Blob port (default 10000; 0 disables)")
+    p.add_argument("--account-name", help="Azure Blob account name (default exastor)")
+    p.add_argument("--account-key", help="Azure Blob account key, base64 (default: generated on first start)")
     p.add_argument("--access-key", help="admin access key (default: generated on first start)")
     p.add_argument("--secret-key", help="admin secret key")
     p.add_argument("--region", help="region reported to clients (default us-east-1)")
@@ -29,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load(args.config, {
-            "data": args.data, "host": args.host, "s3_port": args.s3_port, "access_key": args.access_key,
+            "data": args.data, "host": args.host, "s3_port": args.s3_port, "blob_port": args.blob_port,
+            "account_name": args.account_name, "account_key": args.account_key, "access_key": args.access_key,
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
         })
@@ -44,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     ns = open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size)
     creds = ensure_admin(ns.meta, cfg.data, cfg.access_key, cfg.secret_key)
+    account = ensure_account(cfg.data, cfg.account_name, cfg.account_key)
+    cfg.account_name, cfg.account_key = account.name, account.key
     shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
     endpoint = f"http://{shown_host}:{cfg.s3_port}"
 
@@ -61,6 +67,18 @@ def run(args: argparse.Namespace) -> int:
             "  export AWS_ENDPOINT_URL=" + endpoint,
             "  export AWS_DEFAULT_REGION=" + cfg.region,
         ]
+        if cfg.blob_port:
+            blob_endpoint = f"http://{shown_host}:{cfg.blob_port}/{account.name}"
+            lines += [
+                "",
+                f"  Blob endpoint : {blob_endpoint}",
+                f"  account       : {account.name}",
+                f"  account key   : {account.key}"
+                + (f"   (generated; stored 0600 in {cfg.data / 'blob-account.toml'})" if account.generated else ""),
+                "",
+                "  export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol=http;"
+                f"AccountName={account.name};AccountKey={account.key};BlobEndpoint={blob_endpoint};'",
+            ]
         print("\n".join(lines), flush=True)
 
     try:

@@ -23,6 +23,10 @@ def _uvicorn_server(app: object, host: str, port: int, log_level: str) -> uvicor
 
 async def run(cfg: Config, ns: Namespace, *, on_ready: Callable[[], None] | None = None) -> None:
     servers = [_uvicorn_server(S3App(ns, domains=tuple(cfg.domains)), cfg.host, cfg.s3_port, cfg.log_level)]
+    if cfg.blob_port and cfg.account_name and cfg.account_key:
+        from exastor.blob.app import BlobApp
+        blob_app = BlobApp(ns, account=cfg.account_name, key=cfg.account_key)
+        servers.append(_uvicorn_server(blob_app, cfg.host, cfg.blob_port, cfg.log_level))
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     gc = None
     if cfg.gc_interval > 0:

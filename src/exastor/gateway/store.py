@@ -80,3 +80,34 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+ACCOUNT_FILE = "blob-account.toml"
+DEFAULT_ACCOUNT = "exastor"
+
+
+@dataclass
+class AccountKey:
+    name: str
+    key: str
+    generated: bool
+
+
+def ensure_account(data: Path, name: str | None, key: str | None) -> AccountKey:
+    """The Blob account name and key: the given ones, else the stored ones, else generated and stored
+    0600 (a 64-byte key, base64, as Azure's)."""
+    import base64
+    path = data / ACCOUNT_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        with open(path, "rb") as f:
+            stored = tomllib.load(f)
+    name = name or stored.get("account_name") or DEFAULT_ACCOUNT
+    generated = False
+    if key is None:
+        key = stored.get("account_key")
+        if key is None:
+            key = base64.b64encode(secrets.token_bytes(64)).decode()
+            generated = True
+            _write_private(path, f'account_name = "{name}"\naccount_key = "{key}"\n')
+    return AccountKey(name, key, generated)
