@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Render s3bench result JSONs into the S3 section of docs/benchmarks.md and a PNG.
+
+    python bench/render_benchmarks.py bench/results/s3rver.json bench/results/moto.json ... \
+        [--subject exastor] [--doc docs/benchmarks.md] [--png bench/results/s3bench.png]
+
+The section between ``<!-- s3bench:begin -->`` and ``<!-- s3bench:end -->`` is
+replaced (appended when absent); the rest of the file, which other engineers
+edit, is left alone. Every number printed comes from the JSONs, and every
+ratio vs raw disk uses the baseline measured in the *same* run as the number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.lib.results import read_result  # noqa: E402
+
+BEGIN, END = "<!-- s3bench:begin -->", "<!-- s3bench:end -->"
+MiB = 1 << 20
+
+
+def baseline_for(result: dict[str, Any], metric: str) -> tuple[str, float | None]:
+    """The same-run raw-disk number a metric is compared with, and its name."""
+    r = result["results"][metric]
+    seq = result["baselines"].get("raw_disk_seq", {})
+    small = result["baselines"].get("raw_disk_small", {})
+    is_put = "put" in metric
+    if r["unit"] == "MB/s":
+        return ("raw write+fsync", seq.get("write_fsync_MBps")) if is_put else (
+            f"raw read ({seq.get('read_was', '?')})", seq.get("read_MBps"))
+    if r["unit"] == "obj/s":
+        return ("4 KiB file create", small.get("create_per_s")) if is_put else (
+            "4 KiB file read", small.get("read_per_s"))
+    return "", None
+
+
+def metric_order(results: list[dict[str, Any]]) -> list[str]:
+    seen: list[str] = []
+    for res in results:
+        for name, r in res["results"].items():
+            if r["unit"] in ("MB/s", "obj/s") and name not in seen:
+                seen.append(name)
+    return seen
+
+
+def fmt(v: float | None, digits: int = 0) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def throughput_table(results: list[dict[str, Any]]) -> list[str]:
+    labels = [r["label"] for r in results]
+    lines = ["| metric | unit | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
+    for metric in metric_order(results):
+        unit = next(r["results"][metric]["unit"] for r in results if metric in r["results"])
+        cells = []
+        for res in results:
+            r = res["results"].get(metric)
+            if r is None:
+                cells.append("–")
+                continue
+            _, base = baseline_for(res, metric)
+            ratio = f" ({r['value'] / base:.2g}× raw)" if base else ""
+            cells.append(f"{fmt(r['value'])}{ratio}")
+        lines.append(f"| {metric} | {unit} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def peer_ratio_table(results: list[dict[str, Any]], subject: str) -> list[str]:
+    subj = next((r for r in results if r["label"] == subject), None)
+    peers = [r for r in results if r["label"] != subject]
+    if subj is None or not peers:
+        return [f"_No {subject} result in this run yet: ratios vs peers appear once it is benchmarked._"]
+    lines = ["| metric | " + " | ".join(f"{subject} / {p['label']}" for p in peers) + " |",
+             "|---|" + "---:|" * len(peers)]
+    for metric in metric_order(results):
+        mine = subj["results"].get(metric)
+        cells = []
+        for p in peers:
+            theirs = p["results"].get(metric)
+            cells.append(f"{mine['value'] / theirs['value']:.2f}×" if mine and theirs and theirs["value"] else "–")
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Ratios above 1 mean exastor is faster. The 10 GiB vs 2 GiB streams are not the same size for "
+                 "RAM-backed peers (see the RSS table), so compare those rows with care.")
+    return lines
+
+
+def baseline_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["| run | raw write+fsync MB/s | raw read MB/s | read was | drop_caches allowed | "
+             "4 KiB create/s | 4 KiB read/s | load avg at start |",
+             "|---|---:|---:|---|---|---:|---:|---|"]
+    for res in results:
+        seq = res["baselines"].get("raw_disk_seq", {})
+        small = res["baselines"].get("raw_disk_small", {})
+        load = res["machine"].get("loadavg_at_start") or []
+        lines.append(f"| {res['label']} ({res['started_at']}) | {fmt(seq.get('write_fsync_MBps'))} | "
+                     f"{fmt(seq.get('read_MBps'))} | {seq.get('read_was', '–')} | "
+                     f"{seq.get('drop_caches_allowed', '–')} | {fmt(small.get('create_per_s'))} | "
+                     f"{fmt(small.get('read_per_s'))} | {', '.join(f'{x:.2f}' for x in load)} |")
+    return lines
+
+
+def rss_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["| server | streamed object | RSS at start MiB | peak RSS while streaming MiB | "
+             "peak RSS whole run MiB | processes sampled |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for res in results:
+        rss = res.get("server_rss", {})
+        stream, whole = rss.get("stream", {}), rss.get("whole_run", {})
+        gib = res["inputs"].get("stream_gib")
+        lines.append(
+            f"| {res['label']} | {gib:g} GiB | {fmt(whole.get('start_tree_bytes', 0) / MiB)} | "
+            f"{fmt(stream.get('peak_tree_bytes', 0) / MiB) if stream else '–'} | "
+            f"{fmt(whole.get('peak_tree_bytes', 0) / MiB) if whole else '–'} | {whole.get('processes', '–')} |"
+        )
+    return lines
+
+
+def machine_lines(results: list[dict[str, Any]]) -> list[str]:
+    m = results[0]["machine"]
+    disk = m.get("disk", {})
+    pk = m.get("packages", {})
+    return [
+        f"- CPU: {m.get('cpu_model')} ({m.get('cpu_count')} cores), RAM {fmt((m.get('mem_total_bytes') or 0) / 2**30, 1)} GiB",
+        f"- OS: {m.get('os')}, kernel {m.get('kernel')}, Python {m.get('python')}",
+        f"- disk under the data directories: {disk.get('device', '?')} ({disk.get('fstype', '?')}, "
+        f"rotational={disk.get('rotational', '?')} as the kernel reports it)",
+        f"- client: boto3 {pk.get('boto3')}, botocore {pk.get('botocore')}, numpy {pk.get('numpy')}",
+        f"- runs: {', '.join(r['label'] + ' ' + r['started_at'] for r in results)}",
+    ]
+
+
+def errors_lines(results: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for res in results:
+        for step, err in res.get("errors", {}).items():
+            out.append(f"- **{res['label']}**, {step}: `{err[:200]}`")
+    return out
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """Grouped bars of each throughput metric as a fraction of the same-run raw disk."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    metrics = metric_order(results)
+    x = np.arange(len(metrics))
+    width = 0.8 / max(1, len(results))
+    fig, ax = plt.subplots(figsize=(max(8, len(metrics) * 1.1), 4.8))
+    for i, res in enumerate(results):
+        vals = []
+        for m in metrics:
+            r = res["results"].get(m)
+            base = baseline_for(res, m)[1] if r else None
+            vals.append(r["value"] / base if r and base else 0.0)
+        ax.bar(x + i * width, vals, width, label=res["label"])
+    ax.set_xticks(x + width * (len(results) - 1) / 2, metrics, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("fraction of same-run raw disk")
+    ax.set_yscale("log")
+    ax.set_title("S3 throughput relative to the raw disk measured in the same run")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_section(results: list[dict[str, Any]], subject: str, png: Path | None, doc: Path) -> str:
+    lines = [BEGIN, "## S3: exastor vs peers (bench/s3bench.py)", "",
+             "Generated by `bench/render_benchmarks.py` from the result JSONs in `bench/results/`; "
+             "rerun `bench/run_s3_peers.sh` to reproduce. Throughput cells show the value and, in brackets, "
+             "its ratio to the raw disk measured in the same run (write+fsync for PUTs, evicted read for GETs, "
+             "4 KiB file create/read for small objects).", ""]
+    lines += machine_lines(results) + [""]
+    lines += ["### Throughput", ""] + throughput_table(results) + [""]
+    if png is not None:
+        rel = os.path.relpath(png.resolve(), doc.resolve().parent)
+        lines += [f"![S3 throughput relative to raw disk]({rel})", ""]
+    lines += [f"### {subject} relative to each peer", ""] + peer_ratio_table(results, subject) + [""]
+    lines += ["### Server memory (process-tree RSS sampled from /proc every 50 ms)", ""] + rss_table(results) + [""]
+    lines += ["### Same-run baselines", ""] + baseline_table(results) + [""]
+    errs = errors_lines(results)
+    if errs:
+        lines += ["### Steps that failed", ""] + errs + [""]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def splice(doc_text: str, section: str) -> str:
+    if BEGIN in doc_text and END in doc_text:
+        head, rest = doc_text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        return head + section.rstrip("\n") + tail
+    return doc_text.rstrip("\n") + "\n\n" + section
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", type=Path, help="s3bench result JSONs, in column order")
+    p.add_argument("--subject", default="exastor", help="label compared against every other result")
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    p.add_argument("--png", type=Path, default=REPO / "bench" / "results" / "s3bench.png")
+    p.add_argument("--stdout", action="store_true", help="print the section instead of editing the doc")
+    args = p.parse_args(argv)
+    results = [read_result(path) for path in args.results]
+    if args.png:
+        plot(results, args.png)
+    section = render_section(results, args.subject, args.png, args.doc)
+    if args.stdout:
+        print(section)
+        return 0
+    text = args.doc.read_text() if args.doc.exists() else "# Benchmarks\n"
+    args.doc.write_text(splice(text, section))
+    print(f"updated {args.doc} and {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Benchmark every S3 peer and exastor in one run, then render docs/benchmarks.md.
+#
+#   bench/run_s3_peers.sh [--quick] [--only "s3rver moto radosgw exastor"]
+#
+# Each server is started alone on loopback, measured by bench/s3bench.py (which
+# also measures the raw disk under its data directory in the same run), and
+# stopped before the next starts, so they never compete for the 2 cores.
+# Servers that keep objects in RAM (moto; radosgw on a memstore OSD) stream a
+# 2 GiB object instead of 10 GiB for the RSS step; the JSON records the size.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+QUICK=()
+ONLY="s3rver moto radosgw exastor"
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) QUICK=(--quick); shift ;;
+        --only) ONLY=$2; shift 2 ;;
+        *) echo "usage: $0 [--quick] [--only \"names\"]" >&2; exit 2 ;;
+    esac
+done
+PY=${PY:-$REPO/.venv/bin/python}
+RESULTS=$REPO/bench/results
+WORK=$RESULTS/tmp            # gitignored; same disk as the repository
+mkdir -p "$WORK"
+PORT=19100
+ran=()
+
+bench_one() {  # bench_one LABEL PORT ACCESS SECRET PID DATADIR [extra s3bench args]
+    local label=$1 port=$2 ak=$3 sk=$4 pid=$5 dir=$6; shift 6
+    "$PY" bench/s3bench.py --endpoint "http://127.0.0.1:$port" --access-key "$ak" --secret-key "$sk" \
+        --label "$label" --server-pid "$pid" --data-dir "$dir" --out "$RESULTS/$label.json" \
+        "${QUICK[@]}" "$@"
+    # a step that failed is recorded in the JSON's "errors"; the other numbers still count
+    [[ -f $RESULTS/$label.json ]] && ran+=("$RESULTS/$label.json")
+}
+
+kv() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+for name in $ONLY; do
+    PORT=$((PORT + 1))
+    dir=$WORK/$name-data
+    rm -rf "$dir"; mkdir -p "$dir"
+    echo "=== $name on 127.0.0.1:$PORT"
+    case $name in
+        s3rver | moto | radosgw)
+            if ! info=$(bench/peers/$name.sh start "$PORT" "$dir" | tail -n 1); then
+                echo "!!! $name did not start; see bench/.peers/logs" >&2
+                bench/peers/$name.sh stop; continue
+            fi
+            extra=()
+            [[ $name != s3rver ]] && extra=(--stream-gib 2)
+            ak=$(kv access_key "$info"); sk=$(kv secret_key "$info")
+            [[ $name == moto ]] && { ak=benchkey; sk=benchsecret; }
+            bench_one "$name" "$PORT" "$ak" "$sk" "$(kv pid "$info")" "$dir" "${extra[@]}"
+            bench/peers/$name.sh stop
+            ;;
+        exastor)
+            if ! "$PY" -m exastor.cli serve --help >/dev/null 2>&1; then
+                echo "!!! exastor serve is not available yet: skipped" >&2; continue
+            fi
+            ak=EXBENCHKEY; sk=exastor-bench-secret-0123456789
+            "$PY" -m exastor.cli serve --data "$dir" --s3-port "$PORT" --access-key "$ak" --secret-key "$sk" \
+                >"$WORK/exastor.log" 2>&1 &
+            pid=$!
+            for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+            bench_one exastor "$PORT" "$ak" "$sk" "$pid" "$dir"
+            kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+            ;;
+        *) echo "unknown server $name" >&2 ;;
+    esac
+    rm -rf "$dir"
+done
+
+mapfile -t files < <(printf '%s\n' "${ran[@]}" | sort -u)
+if [[ ${#files[@]} -gt 0 ]]; then
+    "$PY" bench/render_benchmarks.py "${files[@]}"
+fi
