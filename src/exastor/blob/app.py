@@ -115,8 +115,8 @@ class BlobApp:
             headers.append(("x-ms-error-code", exc.code))
         if body:
             headers.append(("content-type", "application/xml"))
-        if int(call.h.get("content-length") or 0) <= 64 << 20:
-            await call.req.discard()  # lets the client finish sending and keep the connection
+        if not await call.req.drain_small_body(8 << 20):
+            headers.append(("connection", "close"))  # an unread large body must not be parsed as a request
         await respond(call.send, exc.status, headers, body, head=head)
 
 
