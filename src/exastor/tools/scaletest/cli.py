@@ -33,8 +33,7 @@ from exastor.tools.scaletest.dataset import (
 )
 from exastor.tools.scaletest.emulator import EmulationConfig, LoopLag, emulate
 from exastor.tools.scaletest.filestore import FileStore
-from exastor.tools.scaletest.report import summary_rows, write_report
-from exastor.tools.scaletest.results import Recorder, RunResult, analyse, write_json
+from exastor.tools.scaletest.results import Recorder, RunResult, analyse, summary_rows, write_json
 from exastor.tools.scaletest.s3client import S3Client
 from exastor.tools.scaletest.search import SearchOutcome, find_max
 
@@ -261,6 +260,8 @@ def _finish(args: argparse.Namespace, console: Console, result: RunResult | None
                                    "runs": {str(n): r.to_dict() for n, r in (probes or {}).items()}}
         write_json(args.json_out, payload)
     if args.report:
+        from exastor.tools.scaletest.report import write_report
+
         write_report(args.report, "exastor scaletest", result=result, outcome=outcome,
                      context={"endpoint": str(args.endpoint), "command": " ".join(sys.argv)})
     if outcome is not None:
@@ -383,6 +384,8 @@ async def _checkpoint(args: argparse.Namespace, console: Console) -> int:
     if args.json_out:
         write_json(args.json_out, {"checkpoint": result.to_dict()})
     if args.report:
+        from exastor.tools.scaletest.report import write_report
+
         write_report(args.report, "exastor scaletest: checkpoint", checkpoint=result,
                      context={"endpoint": str(args.endpoint), "command": " ".join(sys.argv)})
     return 0

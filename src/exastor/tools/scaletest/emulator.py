@@ -41,57 +41,89 @@ class SampleRef:
     length: int
 
 
+@dataclass
+class Batch:
+    """One batch's samples as arrays: which file, where in it (None: whole object), how much."""
+
+    files: np.ndarray
+    offsets: np.ndarray | None
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
 class Sampler:
     """Which samples each accelerator reads, in order: MLPerf's shuffled, sharded epochs.
 
-    Epoch e is a seeded permutation of all samples; accelerator r of N takes
-    every N-th sample starting at r. An accelerator's batches are consecutive
-    chunks of its endless stream across epochs, so any N works with any data
-    set size. Permutations are shared by all accelerators and cached (a few
-    epochs: accelerators advance at about the same pace).
+    Epoch e is a seeded permutation of all S samples; accelerator r of N takes
+    every N-th sample starting at r (position g of the endless sequence of
+    epochs is sample perm_{g // S}[g % S]; rank r takes g = r, r+N, r+2N, ...).
+    That is MLPerf's sharding when N <= S and still gives distinct samples
+    within every window of N when N > S, so any N works with any data set.
+    Batch b of a rank is computed directly (vectorised, random access), so
+    workers fetch their batches out of order without anything being kept.
+    Permutations are cached within a memory budget: accelerators advance at
+    about the same pace, so few epochs are live at a time.
     """
 
-    def __init__(self, spec: DatasetSpec, total_accelerators: int, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, spec: DatasetSpec, total_accelerators: int, shuffle: bool = True, seed: int = 0,
+                 cache_bytes: int = 64 << 20) -> None:
         self.spec = spec
         self.total = total_accelerators
         self.shuffle = shuffle
         self.seed = seed
         self.samples = spec.num_files * spec.samples_per_file
+        self.keys = [spec.key(i) for i in range(spec.num_files)]
         self._epochs: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._keys = [spec.key(i) for i in range(spec.num_files)]
+        self._cache_epochs = max(4, cache_bytes // max(8 * self.samples, 1))
+        # Plain arrays: faster to index than the spec's cached properties, once per batch
+        self._sizes = spec.sample_sizes
+        self._offsets = spec.sample_offsets
+        self._file_sizes = spec.file_sizes
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch not in self._epochs:
+        order = self._epochs.get(epoch)
+        if order is None:
             if self.shuffle:
                 order = np.random.default_rng((self.seed, epoch)).permutation(self.samples)
             else:
                 order = np.arange(self.samples)
             self._epochs[epoch] = order
-            while len(self._epochs) > 4:
+            while len(self._epochs) > self._cache_epochs:
                 self._epochs.popitem(last=False)
-        return self._epochs[epoch]
+        else:
+            self._epochs.move_to_end(epoch)
+        return order
 
-    def ref(self, sample: int) -> SampleRef:
-        file_index, within = divmod(int(sample), self.spec.samples_per_file)
-        length = int(self.spec.sample_sizes[file_index, within])
+    def samples_at(self, rank: int, first: int, count: int) -> np.ndarray:
+        """Global sample numbers of rank's ``first``..``first+count-1``-th reads."""
+        positions = rank + self.total * (first + np.arange(count, dtype=np.int64))
+        epochs, index = np.divmod(positions, self.samples)
+        if epochs[0] == epochs[-1]:
+            return self._permutation(int(epochs[0]))[index]
+        result = np.empty(count, dtype=np.int64)
+        for epoch in np.unique(epochs):
+            mask = epochs == epoch
+            result[mask] = self._permutation(int(epoch))[index[mask]]
+        return result
+
+    def batch(self, rank: int, index: int, batch_size: int) -> Batch:
+        samples = self.samples_at(rank, index * batch_size, batch_size)
+        files, within = np.divmod(samples, self.spec.samples_per_file)
         if self.spec.ranged:
-            return SampleRef(self._keys[file_index], int(self.spec.sample_offsets[file_index, within]), length)
-        return SampleRef(self._keys[file_index], None, int(self.spec.file_sizes[file_index]))
+            return Batch(files, self._offsets[files, within], self._sizes[files, within])
+        return Batch(files, None, self._file_sizes[files])
 
     def stream(self, rank: int) -> Iterator[SampleRef]:
-        # Position g of the endless sequence of epochs is sample perm(g // S)[g % S];
-        # rank r takes positions r, r+N, r+2N, ... (the same as MLPerf's sharding
-        # when N <= S, and still distinct within every window of N when N > S).
-        position = rank
+        """The rank's reads one by one (for inspection and tests)."""
+        index = 0
         while True:
-            epoch, index = divmod(position, self.samples)
-            yield self.ref(self._permutation(epoch)[index])
-            position += self.total
-
-    def batches(self, rank: int, batch_size: int) -> Iterator[list[SampleRef]]:
-        stream = self.stream(rank)
-        while True:
-            yield [next(stream) for _ in range(batch_size)]
+            batch = self.batch(rank, index, 64)
+            for i in range(len(batch)):
+                offset = None if batch.offsets is None else int(batch.offsets[i])
+                yield SampleRef(self.keys[int(batch.files[i])], offset, int(batch.lengths[i]))
+            index += 1
 
 
 class Reader:
@@ -103,15 +135,15 @@ class Reader:
         self.clock = clock
         self.recorder = recorder
 
-    async def read(self, ref: SampleRef) -> int:
+    async def read(self, key: str, offset: int | None, length: int) -> int:
         async with self.slots:
             # Latency is measured from holding a connection slot: the server's time,
             # not the time this client made the request queue.
             start = self.clock.now()
-            if ref.offset is None:
-                n = await self.storage.get(ref.key)
+            if offset is None:
+                n = await self.storage.get(key)
             else:
-                n = await self.storage.get(ref.key, ref.offset, ref.length)
+                n = await self.storage.get(key, offset, length)
             self.recorder.request(start, self.clock.now(), n)
         return n
 
@@ -137,15 +169,8 @@ class Accelerator:
         self.consumed = 0  # batches the trainer has taken
         self.changed = asyncio.Condition()
         self.ready: dict[int, asyncio.Future[None]] = {}
-        self._batches = sampler.batches(global_rank, workload.batch_size)
-        self._pending: dict[int, list[SampleRef]] = {}
-        self._generated = 0
-
-    def _batch(self, index: int) -> list[SampleRef]:
-        while self._generated <= index:
-            self._pending[self._generated] = next(self._batches)
-            self._generated += 1
-        return self._pending.pop(index)
+        self.sampler = sampler
+        self.global_rank = global_rank
 
     def _future(self, index: int) -> asyncio.Future[None]:
         if index not in self.ready:
@@ -159,8 +184,12 @@ class Accelerator:
             async with self.changed:
                 await self.changed.wait_for(lambda index=index: index < self.consumed + in_flight_limit)
             try:
-                for sample in self._batch(index):
-                    await self.reader.read(sample)
+                batch = self.sampler.batch(self.global_rank, index, self.workload.batch_size)
+                keys = self.sampler.keys
+                offsets = None if batch.offsets is None else batch.offsets.tolist()
+                lengths = batch.lengths.tolist()
+                for i, file_index in enumerate(batch.files.tolist()):
+                    await self.reader.read(keys[file_index], None if offsets is None else offsets[i], lengths[i])
             except Exception as exc:  # hand the failure to the trainer, which ends the run
                 self._future(index).set_exception(exc)
                 raise

@@ -291,6 +291,23 @@ class CheckpointResult:
         return asdict(self)
 
 
+def summary_rows(result: RunResult) -> list[tuple[str, str]]:
+    latency = result.latency_ms
+    return [
+        ("workload", str(result.workload.get("name", ""))),
+        ("accelerators", str(result.accelerators)),
+        ("AU mean / min", f"{result.au_mean:.1%} / {result.au_min:.1%}"),
+        ("pass (AU >= threshold)", f"{'PASS' if result.passed else 'FAIL'} (threshold {result.au_threshold:.0%})"),
+        ("throughput", f"{result.throughput_bytes_per_s / 1e9:.3f} GB/s, {result.samples_per_s:,.1f} samples/s"),
+        ("requests / errors", f"{result.requests:,} / {result.errors}"),
+        ("latency p50 / p99 / max", " / ".join(f"{latency.get(k, 0):.1f} ms" for k in ("p50", "p99", "max"))),
+        ("duration", f"{result.duration:.1f} s (warm-up {result.warmup:.1f} s)"),
+        ("client CPU", f"{result.client_cpu_seconds:.1f} s, {result.cpu_seconds_per_gb:.2f} s/GB"),
+        ("event-loop lag p99 / max", " / ".join(f"{result.loop_lag_ms.get(k, 0):.1f} ms" for k in ("p99", "max"))),
+        ("hosts", str(result.hosts)),
+    ]
+
+
 def write_json(path: str, payload: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2)

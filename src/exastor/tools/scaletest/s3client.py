@@ -16,6 +16,7 @@ import asyncio
 import datetime as _dt
 import hashlib
 import hmac
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ class SigV4Signer:
     def __post_init__(self) -> None:
         self._key_date = ""
         self._key = b""
+        self._date_second = -1
+        self._amz_date = ""
 
     def _signing_key(self, date: str) -> bytes:
         if date != self._key_date:  # the derived key changes once a day
@@ -81,8 +84,14 @@ class SigV4Signer:
 
         ``path`` is the already-encoded request path, exactly as sent.
         """
-        now = now or _dt.datetime.now(_dt.UTC)
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        if now is None:
+            second = int(time.time())
+            if second != self._date_second:  # strftime once a second, not once a request
+                self._date_second = second
+                self._amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+            amz_date = self._amz_date
+        else:
+            amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         date = amz_date[:8]
         canonical_query = "&".join(
             f"{_uri_encode(k, '')}={_uri_encode(v, '')}" for k, v in sorted(query.items())
