@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# exastor itself, started the same way as the peers: `exastor serve` on 127.0.0.1
+# from the project venv (.venv), an admin user and a second user 'alt' (for s3-tests).
+# usage: exastor.sh start PORT DATADIR | stop | status
+source "$(dirname "$0")/_common.sh"
+REPO="$(cd "$BENCH_DIR/.." && pwd)"
+PY=${PY:-$REPO/.venv/bin/python}
+PIDFILE="$RUN/exastor.pid"
+AK=${EXASTOR_BENCH_ACCESS_KEY:-EXBENCHADMIN}
+SK=${EXASTOR_BENCH_SECRET_KEY:-exastor-bench-secret-0123456789}
+ALT_AK=${EXASTOR_BENCH_ALT_ACCESS_KEY:-EXBENCHALT}
+ALT_SK=${EXASTOR_BENCH_ALT_SECRET_KEY:-exastor-bench-alt-secret-0123456789}
+
+case ${1:-} in
+    install) "$PY" -m exastor.cli serve --help >/dev/null ;;
+    start)
+        port=${2:?port}; dir=${3:?data dir}
+        mkdir -p "$dir"
+        # --blob-port 0: the S3 benchmarks do not need the Blob listener (and its port may clash)
+        nohup "$PY" -m exastor.cli serve --data "$dir" --s3-port "$port" --access-key "$AK" --secret-key "$SK" \
+            --blob-port 0 --log-level warning >"$LOGS/exastor.log" 2>&1 &
+        echo $! >"$PIDFILE"
+        wait_port "$port" 60 "$(cat "$PIDFILE")"
+        "$PY" -m exastor.cli user --data "$dir" add alt --access-key "$ALT_AK" --secret-key "$ALT_SK" >/dev/null \
+            || echo "could not add user alt (already there?)" >&2
+        echo "access_key=$AK secret_key=$SK alt_access_key=$ALT_AK alt_secret_key=$ALT_SK pid=$(cat "$PIDFILE")"
+        ;;
+    stop) stop_pidfile "$PIDFILE" ;;
+    status) status_pidfile "$PIDFILE" ;;
+    *) echo "usage: $0 start PORT DATADIR | stop | status" >&2; exit 2 ;;
+esac
