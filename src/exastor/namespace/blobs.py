@@ -319,7 +319,10 @@ class Blobs:
             if not bm.bucket_exists(cur, bucket):
                 raise errors.BucketNotFound(bucket)
             bm.delete_container(cur, bucket)
-        await self.meta.runner.write(tx)
+        try:
+            await self.meta.runner.write(tx)
+        finally:
+            self.ns.forget_bucket(bucket)
 
     # --- listing helpers ---------------------------------------------------------
     def snapshots_under(self, bucket: str, prefix: str) -> list[bm.Snapshot]:
