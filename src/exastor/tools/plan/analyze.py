@@ -18,7 +18,13 @@ from exastor.tools.plan.finance import (
     working_capital,
 )
 from exastor.tools.plan.model import PlanInput
-from exastor.tools.plan.procure import STRATEGIES, MilestoneGap, ProcurementResult, diagnose, solve_procurement
+from exastor.tools.plan.procure import (
+    STRATEGIES,
+    MilestoneGap,
+    ProcurementResult,
+    diagnose,
+    solve_procurement,
+)
 from exastor.tools.plan.risk import RiskResult, simulate
 from exastor.tools.plan.sizing import (
     BillOfMaterials,

@@ -21,7 +21,12 @@ import numpy as np
 
 from exastor.tools.plan.model import PlanInput
 from exastor.tools.plan.procure import OrderLine, ProcurementResult, add_months, month_start, terms_for, weeks
-from exastor.tools.plan.sizing import capacity_need, effective_tb, infrastructure_per_slot_usd, watts_per_drive
+from exastor.tools.plan.sizing import (
+    capacity_need,
+    effective_tb,
+    infrastructure_per_slot_usd,
+    watts_per_drive,
+)
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,34 @@
 """Procurement: a mixed-integer programme (HiGHS) that chooses what to order, from whom and when.
 
-Decision variables (integers, monthly buckets)::
+Decision variables (monthly buckets)::
 
-    y[s, m, p]  drives of SKU s delivered in month m and counted towards milestone p
-    u[p]        raw TB by which milestone p falls short (penalised heavily; 0 when the plan is feasible)
-    z[s, m]     1 if SKU s has a delivery in month m (only for SKUs with a minimum order quantity)
+    x[s, m]  whole drives of SKU s delivered in month m
+    u[p]     raw TB by which milestone p falls short (penalised heavily; 0 when the plan is feasible)
 
-A y exists only when the drive can be online in time: delivered no earlier than
-``order + lead time + shipping`` with the order no earlier than today, and online
-(``delivery + burn-in``) no later than milestone p's date.
+An x exists only when the drive can arrive: no earlier than ``order + lead time + shipping``
+with the order no earlier than today, and online (``delivery + burn-in``) no later than the
+last milestone.
 
 Constraints::
 
-    sum over q <= p, s, m of  eff_s * y[s, m, q]  + u[p]  >=  raw_p      every milestone (cumulative)
-    sum over p, m in quarter Q of y[s, m, p]                <=  alloc[s, Q]   per SKU and quarter
-    sum over p of y[s, m, p]                                <=  ceil(alloc[s, Q(m)] / 3)   spread over the quarter
-    sum over its SKUs of capacity_s * y                     <=  alloc_tb[supplier, Q]
-    min_order_s * z[s, m] <= sum over p of y[s, m, p] <= big * z[s, m]
+    sum over s, m with online(s, m) <= date_p of eff_s * x[s, m]  + u[p]  >=  raw_p    every milestone
+    sum over m in quarter Q of x[s, m]             <=  alloc[s, Q]                    per SKU and quarter
+    x[s, m]                                        <=  ceil(alloc[s, Q(m)] / 3)       spread over the quarter (a bound)
+    sum over the supplier's SKUs of capacity_s * x <=  alloc_tb[supplier, Q]
+    x[s, m] = 0  or  min_order_s <= x[s, m]             a semi-integer column
 
-Objective: the drive price (after a blanket discount), its share of enclosure,
-server and rack, the buyer's carrying cost from each payment until the milestone
-the drive serves (signed: paying after go-live is a benefit), the energy it uses
-from go-live to the end of the horizon, and the shortfall penalty.
+Objective, per drive: its price (after a blanket discount), its share of enclosure, server and
+rack, the buyer's cost of capital on each payment from the day it is paid to the end of the
+horizon (so every day a payment is brought forward costs money: this is what makes orders
+just-in-time unless allocation forces them earlier), the energy it uses from go-live to the end
+of the horizon, and, per TB, the shortfall penalty.
 
 Two strategies differ only in when the order is placed and how it is paid:
 ``per_phase`` orders each delivery just in time (order = delivery - lead - shipping);
 ``blanket`` places one order today with scheduled partial deliveries.
+
+After solving, deliveries are attributed to milestones first-in-first-out (by go-live date),
+which gives each order line the milestone it serves and so its order-by date.
 """
 
 from __future__ import annotations
@@ -38,7 +41,12 @@ from dataclasses import dataclass, field, replace
 import highspy
 
 from exastor.tools.plan.model import Phase, PlanInput, Terms, quarter_of
-from exastor.tools.plan.sizing import capacity_need, effective_tb, infrastructure_per_slot_usd, watts_per_drive
+from exastor.tools.plan.sizing import (
+    capacity_need,
+    effective_tb,
+    infrastructure_per_slot_usd,
+    watts_per_drive,
+)
 
 STRATEGIES = ("per_phase", "blanket")
 
@@ -69,6 +77,7 @@ class ProcurementResult:
     shortfall_tb: dict[str, float]  # raw TB short, per milestone
     required_tb: dict[str, float]  # raw TB needed, per milestone
     objective_usd: float
+    mip_gap: float
     solve_seconds: float
     variables: int
     constraints: int
@@ -164,78 +173,52 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("threads", 1)
 
-    variables: list[tuple[_Candidate, int, object]] = []  # (candidate, phase index, var)
+    variables: list[tuple[_Candidate, object]] = []
     for c in _candidates(plan, today, strategy, phases[-1].online_by, past_weeks):
         d = plan.drives[c.sku]
         price = d.price_usd * (1 - terms.discount)
         deposit_day, balance_day = c.order, c.delivery + dt.timedelta(days=terms.net_days)
+        capital = coc_day * (terms.deposit_fraction * price * (end - deposit_day).days
+                             + (1 - terms.deposit_fraction) * price * (end - balance_day).days
+                             + slot_usd * (end - c.delivery).days)
         energy = watts_per_drive(plan, d) / 1000 * max(0, (end - c.online).days) * 24 * usd_per_kwh_facility
-        upper = math.ceil(required[-1] / eff[c.sku]) + 1
-        for pi, ph in enumerate(phases):
-            if c.online > ph.online_by:
-                continue
-            carrying = coc_day * (terms.deposit_fraction * price * (ph.online_by - deposit_day).days
-                                  + (1 - terms.deposit_fraction) * price * (ph.online_by - balance_day).days
-                                  + slot_usd * (ph.online_by - c.delivery).days)
-            cost = price + slot_usd + carrying + energy + late_penalty_per_day * eff[c.sku] * c.days_late
-            var = h.addVariable(lb=0, ub=upper, obj=cost)
-            variables.append((c, pi, var))
+        cost = price + slot_usd + capital + energy + late_penalty_per_day * eff[c.sku] * c.days_late
+        # Tight bounds matter: HiGHS's root cut loop crawls with bounds in the millions.
+        upper = max(math.ceil(required[-1] / eff[c.sku]) + 1, d.min_order)
+        alloc = d.allocation(quarter_of(c.delivery))
+        if alloc is not None:
+            upper = min(upper, math.ceil(alloc / 3))  # a quarter's allocation is shipped through the quarter
+        kind = highspy.HighsVarType.kInteger
+        lower = 0
+        if d.min_order > 0:
+            if upper < d.min_order:
+                continue  # not even one minimum order fits this month's allocation
+            kind, lower = highspy.HighsVarType.kSemiInteger, d.min_order  # nothing, or at least the minimum
+        variables.append((c, h.addVariable(lb=lower, ub=upper, obj=cost, type=kind)))
 
     short = [h.addVariable(lb=0, ub=max(req, 0.0), obj=shortfall_penalty) for req in required]
     constraints = 0
-    for pi, req in enumerate(required):
-        terms_p = [eff[c.sku] * v for c, q, v in variables if q <= pi]
-        h.addConstr(h.qsum(terms_p, short[pi]) >= req)
+    for pi, (ph, req) in enumerate(zip(phases, required, strict=True)):
+        in_time = [eff[c.sku] * v for c, v in variables if c.online <= ph.online_by]
+        h.addConstr(h.qsum(in_time, short[pi]) >= req)
         constraints += 1
 
     by_sku_quarter: dict[tuple[int, str], list] = {}
     by_supplier_quarter: dict[tuple[str, str], list] = {}
-    by_sku_month: dict[tuple[int, dt.date], list] = {}
-    for c, _, v in variables:
+    for c, v in variables:
         q = quarter_of(c.delivery)
         by_sku_quarter.setdefault((c.sku, q), []).append(v)
         by_supplier_quarter.setdefault((plan.drives[c.sku].supplier, q), []).append(plan.drives[c.sku].capacity_tb * v)
-        by_sku_month.setdefault((c.sku, c.delivery), []).append(v)
     for (si, q), vs in by_sku_quarter.items():
         cap = plan.drives[si].allocation(q)
         if cap is not None:
             h.addConstr(h.qsum(vs) <= cap)
             constraints += 1
-    # A supplier ships its quarterly allocation through the quarter, not all on its first day.
-    # Whole drives per delivery; their split between milestones may be fractional (it only
-    # prices carrying cost), which keeps the integer part small and the solve fast.
-    for vs in by_sku_month.values():
-        whole = h.addVariable(lb=0, type=highspy.HighsVarType.kInteger)
-        h.addConstr(h.qsum(vs) - whole == 0)
-        constraints += 1
-    for (si, month), vs in by_sku_month.items():
-        cap = plan.drives[si].allocation(quarter_of(month))
-        if cap is not None:
-            h.addConstr(h.qsum(vs) <= math.ceil(cap / 3))
-            constraints += 1
-    for (name, q), vs in by_supplier_quarter.items():
+    for (name, _q), vs in by_supplier_quarter.items():
         sup = plan.suppliers.get(name)
         if sup is not None and sup.allocation_tb_per_quarter is not None:
             h.addConstr(h.qsum(vs) <= sup.allocation_tb_per_quarter)
             constraints += 1
-    for (si, month), vs in by_sku_month.items():
-        moq = plan.drives[si].min_order
-        if moq <= 0:
-            continue
-        # The tightest valid big-M (the month's share of the allocation) keeps the LP relaxation
-        # close to the integer hull; a loose one makes HiGHS branch for tens of seconds.
-        big = math.ceil(required[-1] / eff[si]) + 1
-        alloc = plan.drives[si].allocation(quarter_of(month))
-        if alloc is not None:
-            big = min(big, math.ceil(alloc / 3))
-        if big < moq:  # not even one minimum order fits this month's allocation
-            h.addConstr(h.qsum(vs) <= 0)
-            constraints += 1
-            continue
-        z = h.addVariable(lb=0, ub=1, type=highspy.HighsVarType.kInteger)
-        h.addConstr(h.qsum(vs) - moq * z >= 0)
-        h.addConstr(h.qsum(vs) - big * z <= 0)
-        constraints += 2
 
     h.minimize()
     model_status = h.getModelStatus()
@@ -244,9 +227,11 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
             h.getInfo().primal_solution_status != highspy.SolutionStatus.kSolutionStatusFeasible):
         raise RuntimeError(f"HiGHS could not solve the procurement model: {status_text}")
 
-    values = h.vals([v for _, _, v in variables]) if variables else []
+    values = h.vals([v for _, v in variables]) if variables else []
+    deliveries = [(c, int(round(x))) for (c, _), x in zip(variables, values, strict=True) if round(x) > 0]
     lines = []
-    for (c, pi), n in _whole_drives(variables, values).items():
+    for c, pi, n in attribute_fifo(deliveries, [eff[c.sku] for c, _ in deliveries], required,
+                                    [ph.online_by for ph in phases]):
         d = plan.drives[c.sku]
         lines.append(OrderLine(
             sku=d.sku, supplier=d.supplier, drives=n, milestone=phases[pi].name, order_date=c.order,
@@ -259,26 +244,32 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
     return ProcurementResult(
         strategy=strategy, status="optimal" if status_text == "Optimal" else status_text, lines=lines,
         shortfall_tb=shortfall, required_tb={ph.name: r for ph, r in zip(phases, required, strict=True)},
-        objective_usd=h.getObjectiveValue(), solve_seconds=time.perf_counter() - started,
+        objective_usd=h.getObjectiveValue(), mip_gap=float(h.getInfo().mip_gap), solve_seconds=time.perf_counter() - started,
         variables=len(variables) + len(short), constraints=constraints, horizon_end=end)
 
 
-def _whole_drives(variables: list, values) -> dict[tuple[_Candidate, int], int]:
-    """Split each delivery's whole number of drives between milestones (largest remainder)."""
-    groups: dict[_Candidate, list[tuple[int, float]]] = {}
-    for (c, pi, _), value in zip(variables, values, strict=True):
-        if value > 1e-6:
-            groups.setdefault(c, []).append((pi, float(value)))
-    out: dict[tuple[_Candidate, int], int] = {}
-    for c, parts in groups.items():
-        total = int(round(sum(v for _, v in parts)))
-        floors = {pi: int(math.floor(v + 1e-6)) for pi, v in parts}
-        left = total - sum(floors.values())
-        for pi, v in sorted(parts, key=lambda pv: -(pv[1] - math.floor(pv[1] + 1e-6)))[: max(0, left)]:
-            floors[pi] += 1
-        for pi, n in floors.items():
-            if n > 0:
-                out[(c, pi)] = n
+def attribute_fifo(deliveries: list[tuple[_Candidate, int]], eff: list[float], required: list[float],
+                   deadlines: list[dt.date]) -> list[tuple[_Candidate, int, int]]:
+    """Split deliveries between milestones first-in-first-out by go-live date.
+
+    A delivery serves the earliest milestone whose requirement the deliveries before it have not
+    covered yet; one that straddles two milestones is split (whole drives). Drives beyond the last
+    requirement (rounding, minimum orders) count towards the last milestone. A delivery never
+    serves a milestone whose date is before its go-live.
+    """
+    order = sorted(range(len(deliveries)), key=lambda i: (deliveries[i][0].online, deliveries[i][0].sku))
+    out: list[tuple[_Candidate, int, int]] = []
+    covered, p = 0.0, 0
+    last = len(required) - 1
+    for i in order:
+        c, left = deliveries[i]
+        while left > 0:
+            while p < last and (covered >= required[p] - 1e-9 or c.online > deadlines[p]):
+                p += 1
+            take = left if p == last else min(left, max(1, math.ceil((required[p] - covered) / eff[i] - 1e-9)))
+            out.append((c, p, take))
+            covered += take * eff[i]
+            left -= take
     return out
 
 
