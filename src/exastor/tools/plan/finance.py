@@ -49,7 +49,8 @@ def payments(plan: PlanInput, result: ProcurementResult) -> list[Payment]:
         if terms.deposit_fraction < 1:
             out.append(Payment(ln.delivery_date + dt.timedelta(days=terms.net_days), value * (1 - terms.deposit_fraction),
                                "balance", i))
-        out.append(Payment(ln.delivery_date, ln.drives * slot, "infrastructure", i))
+        if slot > 0:
+            out.append(Payment(ln.delivery_date, ln.drives * slot, "infrastructure", i))
     return sorted(out, key=lambda p: p.day)
 
 
