@@ -173,8 +173,9 @@ def test_upload_download_properties_metadata(cc):
     assert bytes(props.content_settings.content_md5) == hashlib.md5(data).digest()
     assert props.metadata == {"purpose": "test"}
     assert props.etag == res["etag"]
-    bc.set_blob_metadata({"k1": "v1", "k2": "v2"})
-    assert bc.get_blob_properties().metadata == {"k1": "v1", "k2": "v2"}
+    bc.set_blob_metadata({"k1": "v1", "CamelCase": "v2"})
+    assert bc.get_blob_properties().metadata == {"k1": "v1", "CamelCase": "v2"}  # names keep their case
+    assert {b.name: b.metadata for b in cc.list_blobs(include=["metadata"])}["dir/file.bin"]["CamelCase"] == "v2"
     bc.set_http_headers(ContentSettings(content_type="text/plain"))
     p2 = bc.get_blob_properties()
     assert p2.content_settings.content_type == "text/plain"

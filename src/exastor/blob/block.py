@@ -66,7 +66,7 @@ async def put_block_list(call: BlobCall) -> None:
         if node.tag not in ("Committed", "Uncommitted", "Latest") or not node.text:
             raise BlobError("InvalidXmlNodeValue")
         wanted.append((node.tag, node.text.strip()))
-    attrs = new_blob_attrs(call.h, "BlockBlob", body_is_content=False)
+    attrs = new_blob_attrs(call.h, "BlockBlob", body_is_content=False, names=call.meta_names)
     obj = await call.blobs.commit_blocks(call.principal, call.container, call.blob, wanted, attrs,
                                          write_check(call, create=True))
     await call.reply(201, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from exastor import errors
 from exastor.blob.auth import AuthResult
 from exastor.blob.errors import BlobError
+from exastor.blob.protocol import META_NAMES
 from exastor.http import checksums
 from exastor.http.asgi import Request, Send, respond, respond_stream
 from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
@@ -64,6 +65,10 @@ class BlobCall:
     @property
     def blobs(self):  # noqa: ANN201 - Blobs
         return self.app.blobs
+
+    @property
+    def meta_names(self) -> dict[str, str] | None:
+        return self.req.scope.get(META_NAMES)
 
     @property
     def anonymous(self) -> bool:
@@ -257,8 +262,10 @@ def run_check(call: BlobCall, obj: ObjectVersion | None) -> None:
 
 # --- properties <-> headers ----------------------------------------------------------
 
-def metadata_from_headers(h: dict[str, str]) -> dict[str, str]:
-    meta = {k[len("x-ms-meta-"):]: v for k, v in h.items() if k.startswith("x-ms-meta-")}
+def metadata_from_headers(h: dict[str, str], names: dict[str, str] | None = None) -> dict[str, str]:
+    """x-ms-meta-* as a dict, names in the case the client sent (``names``: lower -> original)."""
+    names = names or {}
+    meta = {names.get(k, k)[len("x-ms-meta-"):]: v for k, v in h.items() if k.startswith("x-ms-meta-")}
     for name in meta:
         if not _META_NAME.match(name):
             raise BlobError("InvalidMetadata")
@@ -297,11 +304,12 @@ def content_props_from_headers(h: dict[str, str], *, prefix: str = "x-ms-blob-",
     return out
 
 
-def new_blob_attrs(h: dict[str, str], blob_type: str, *, body_is_content: bool = True) -> dict[str, Any]:
+def new_blob_attrs(h: dict[str, str], blob_type: str, *, body_is_content: bool = True,
+                   names: dict[str, str] | None = None) -> dict[str, Any]:
     """Attributes of a new blob from Put Blob / Put Block List / Copy headers. The plain Content-*
     headers describe the blob only when the request body is the blob (Put Blob)."""
     attrs: dict[str, Any] = dict(content_props_from_headers(h, fallback=body_is_content))
-    meta = metadata_from_headers(h)
+    meta = metadata_from_headers(h, names)
     if meta:
         attrs["meta"] = meta
     tags = parse_tags_header(h.get("x-ms-tags"))
@@ -355,8 +363,7 @@ def blob_headers(obj: ObjectVersion | bm.Snapshot, lease: bm.Lease | None, *, wi
         out.append((f"x-ms-meta-{k}", v))
     if a.get("blob-type") == "AppendBlob":
         out.append(("x-ms-blob-committed-block-count", str(a.get("committed_blocks", 0))))
-        if a.get("sealed"):
-            out.append(("x-ms-blob-sealed", "true"))
+        out.append(("x-ms-blob-sealed", "true" if a.get("sealed") else "false"))
     tags = a.get("tags")
     if tags:
         out.append(("x-ms-tag-count", str(len(tags))))

@@ -54,7 +54,7 @@ async def create(call: BlobCall) -> None:
         raise BlobError("InvalidHeaderValue", "x-ms-blob-public-access must be container or blob.")
     now = time.time_ns()
     attrs: dict = {"blob_mtime_ns": now, "blob_etag_ns": now}
-    meta = metadata_from_headers(call.h)
+    meta = metadata_from_headers(call.h, call.meta_names)
     if meta:
         attrs["blob_meta"] = meta
     if public:
@@ -93,7 +93,7 @@ async def set_metadata(call: BlobCall) -> None:
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
     now = time.time_ns()
-    meta = metadata_from_headers(call.h)
+    meta = metadata_from_headers(call.h, call.meta_names)
     bucket = await call.ns.update_bucket_attrs(call.principal, call.container,
                                                {"blob_meta": meta or None, "blob_mtime_ns": now, "blob_etag_ns": now})
     await call.reply(200, b"", _headers(bucket))

@@ -80,7 +80,7 @@ async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
     if from_url and any(k.startswith("x-ms-blob-content-") for k in call.h):
         attrs.update(content_props_from_headers(call.h, fallback=False))
     if has_meta or from_url:
-        attrs["meta"] = metadata_from_headers(call.h) if has_meta else attrs.get("meta", {})
+        attrs["meta"] = metadata_from_headers(call.h, call.meta_names) if has_meta else attrs.get("meta", {})
         if not attrs["meta"]:
             attrs.pop("meta")
     tags = parse_tags_header(call.h.get("x-ms-tags"))

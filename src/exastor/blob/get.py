@@ -106,7 +106,7 @@ async def set_properties(call: BlobCall) -> None:
 
 
 async def set_metadata(call: BlobCall) -> None:
-    meta = metadata_from_headers(call.h)
+    meta = metadata_from_headers(call.h, call.meta_names)
     snapshot = call.q.get("snapshot")
     if snapshot:
         raise BlobError("InvalidOperation")
@@ -148,7 +148,7 @@ async def snapshot(call: BlobCall) -> None:
         call.lease_guard(call.blob, write=False)
     has_meta = any(k.startswith("x-ms-meta-") for k in call.h)
     snap = await call.blobs.snapshot(call.principal, call.container, call.blob,
-                                     metadata_from_headers(call.h) if has_meta else None, write_check(call))
+                                     metadata_from_headers(call.h, call.meta_names) if has_meta else None, write_check(call))
     await call.reply(201, b"", [("x-ms-snapshot", snap.snapshot), ("etag", f'"{snap.etag}"'),
                                 ("last-modified", http_date(snap.mtime_ns)),
                                 ("x-ms-request-server-encrypted", "false")])

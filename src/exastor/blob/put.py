@@ -29,7 +29,7 @@ async def put_blob(call: BlobCall) -> None:
     if blob_type not in ("BlockBlob", "AppendBlob"):
         raise BlobError("InvalidHeaderValue", "x-ms-blob-type must be BlockBlob or AppendBlob.")
     call.lease_guard(call.blob, write=True)
-    attrs = new_blob_attrs(call.h, blob_type)
+    attrs = new_blob_attrs(call.h, blob_type, names=call.meta_names)
     limit = MAX_PUT_BLOB
     if blob_type == "AppendBlob":
         attrs["committed_blocks"] = 0

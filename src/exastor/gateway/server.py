@@ -14,8 +14,9 @@ from exastor.s3.app import S3App
 from exastor.services.gc import Collector, CollectorThread
 
 
-def _uvicorn_server(app: object, host: str, port: int, log_level: str) -> uvicorn.Server:
-    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="off",
+def _uvicorn_server(app: object, host: str, port: int, log_level: str, http: object = "httptools"
+                    ) -> uvicorn.Server:
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=http, lifespan="off",
                             access_log=False, log_level=log_level, timeout_keep_alive=75,
                             server_header=False, date_header=True, limit_concurrency=4096, backlog=4096)
     return uvicorn.Server(config)
@@ -25,8 +26,10 @@ async def run(cfg: Config, ns: Namespace, *, on_ready: Callable[[], None] | None
     servers = [_uvicorn_server(S3App(ns, domains=tuple(cfg.domains)), cfg.host, cfg.s3_port, cfg.log_level)]
     if cfg.blob_port and cfg.account_name and cfg.account_key:
         from exastor.blob.app import BlobApp
+        from exastor.blob.protocol import CasePreservingHttpToolsProtocol
         blob_app = BlobApp(ns, account=cfg.account_name, key=cfg.account_key)
-        servers.append(_uvicorn_server(blob_app, cfg.host, cfg.blob_port, cfg.log_level))
+        servers.append(_uvicorn_server(blob_app, cfg.host, cfg.blob_port, cfg.log_level,
+                                       http=CasePreservingHttpToolsProtocol))
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     gc = None
     if cfg.gc_interval > 0:
