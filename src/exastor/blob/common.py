@@ -16,9 +16,9 @@ from urllib.parse import parse_qsl
 from exastor import errors
 from exastor.blob.auth import AuthResult
 from exastor.blob.errors import BlobError
-from exastor.blob.protocol import META_NAMES
+from exastor.blob.protocol import CASE_HEADER, META_NAMES
 from exastor.http import checksums
-from exastor.http.asgi import Request, Send, respond, respond_stream
+from exastor.http.asgi import Request, Send
 from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
 from exastor.meta import blob as bm
 from exastor.meta.records import ObjectVersion
@@ -88,13 +88,26 @@ class BlobCall:
         if body and content_type:
             hdrs.append(("content-type", content_type))
         hdrs.extend(headers or [])
+        if not any(k == "content-length" for k, _ in hdrs):
+            hdrs.append(("content-length", str(len(body))))
         self.response_started = True
-        await respond(self.send, status, hdrs, body, head=head)
+        await self.send({"type": "http.response.start", "status": status, "headers": _encode(hdrs)})
+        await self.send({"type": "http.response.body", "body": b"" if head else body})
 
     async def reply_stream(self, status: int, headers: list[tuple[str, str]],
                            pieces: AsyncIterator[bytes | memoryview]) -> None:
         self.response_started = True
-        await respond_stream(self.send, status, self.base_headers() + headers, pieces)
+        await self.send({"type": "http.response.start", "status": status,
+                         "headers": _encode(self.base_headers() + headers)})
+        pending: list[bytes | memoryview] = []
+        size = 0
+        async for piece in pieces:  # coalesced so each send carries a useful amount
+            pending.append(piece)
+            size += len(piece)
+            if size >= 1 << 20:
+                await self.send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
+                pending, size = [], 0
+        await self.send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})
 
     async def read_small_body(self, limit: int = MAX_XML_BODY) -> bytes:
         try:
@@ -155,6 +168,16 @@ class BlobCall:
                 raise BlobError(f"LeaseIdMismatchWith{what}Operation")
         elif write and active:
             raise BlobError("LeaseIdMissing")
+
+
+def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """ASGI headers; x-ms-meta-* names with capitals are listed for the protocol to restore their case
+    (Azure metadata names are case-preserving; ASGI servers lower-case every name)."""
+    out = [(k.lower().encode("latin-1"), str(v).encode("latin-1", "replace")) for k, v in headers]
+    cased = [k for k, _ in headers if k.startswith("x-ms-meta-") and not k.islower()]
+    if cased:
+        out.append((CASE_HEADER.encode(), ",".join(cased).encode("latin-1", "replace")))
+    return out
 
 
 def lease_state(lease: bm.Lease | None, now_ns: int | None = None) -> str:
