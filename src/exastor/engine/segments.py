@@ -27,6 +27,17 @@ def segment_path(directory: Path, segment_id: int) -> Path:
 
 
 class SegmentLog:
+    """Locks, and why there are three:
+
+    - ``_append_lock`` guards the open segment's descriptor and size; held only for a ``write``.
+    - ``_sync_lock`` serialises fsyncs and the closing of descriptors, so an fsync never runs on
+      a descriptor that a rollover closed.
+    - ``_rollover_lock`` lets one appender seal the full segment and open the next while the
+      others wait. Rollover talks to the metadata writer thread, and the metadata writer thread
+      calls ``sync`` (to make data durable before it commits), so rollover must never hold the
+      append or sync lock while it waits on the database: that would deadlock.
+    """
+
     def __init__(self, directory: Path, meta: Metadata, max_size: int = DEFAULT_SEGMENT_SIZE) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -34,72 +45,90 @@ class SegmentLog:
         self.max_size = max_size
         self._append_lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._rollover_lock = threading.Lock()
         self._read_fds: dict[int, int] = {}
         self._fd_lock = threading.Lock()
         self._seg: int | None = None
         self._fd = -1
         self._size = 0
-        self._synced = 0
+        # Segments with bytes not yet known durable: segment -> [fd, size, durable offset].
+        self._unsynced: dict[int, list[int]] = {}
 
     # --- writing ---------------------------------------------------------------
-    def _open_new(self) -> None:
+    def _create(self) -> tuple[int, int]:
         seg = self.meta.new_segment_sync()
         path = segment_path(self.directory, seg)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
-        header = segment_header(seg, time.time_ns())
         try:
-            os.write(fd, header)
+            os.write(fd, segment_header(seg, time.time_ns()))
+            os.fsync(fd)
+            _fsync_dir(self.directory)
         except OSError as exc:
             os.close(fd)
             path.unlink(missing_ok=True)
             self.meta.set_segment_state_sync(seg, "deleted", 0)
             raise _storage_error(exc) from exc
-        _fsync_dir(self.directory)
-        self._seg, self._fd, self._size, self._synced = seg, fd, SEGMENT_HEADER_SIZE, 0
+        return seg, fd
 
-    def _seal_current(self) -> None:
-        if self._seg is None:
-            return
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self.meta.set_segment_state_sync(self._seg, "sealed", self._size)
-        self._seg, self._fd = None, -1
+    def _rollover(self, full_segment: int | None) -> None:
+        """Seal ``full_segment`` (if it is still the open one) and open a new segment."""
+        with self._rollover_lock:
+            with self._append_lock:
+                if self._seg != full_segment:
+                    return  # another appender already rolled over
+                old, self._seg = self._seg, None
+            if old is not None:
+                with self._sync_lock:
+                    fd, size, _ = self._unsynced[old]
+                    os.fsync(fd)
+                    with self._append_lock:
+                        del self._unsynced[old]
+                    os.close(fd)
+                self.meta.set_segment_state_sync(old, "sealed", size)
+            seg, fd = self._create()
+            with self._append_lock:
+                self._seg, self._fd, self._size = seg, fd, SEGMENT_HEADER_SIZE
+                self._unsynced[seg] = [fd, SEGMENT_HEADER_SIZE, SEGMENT_HEADER_SIZE]
 
     def append(self, blob: bytes | bytearray) -> tuple[int, int]:
         """Append ``blob`` to the open segment; returns (segment id, offset of its first byte)."""
-        with self._append_lock:
-            if self._seg is None or self._size >= self.max_size:
-                self._seal_current()
-                self._open_new()
-            assert self._seg is not None
-            base = self._size
-            try:
-                written = os.write(self._fd, blob)
-                if written != len(blob):
-                    raise OSError(errno.ENOSPC, "short write")
-            except OSError as exc:
-                # Cut a torn tail so the segment stays parseable; the write is reported as failed.
-                try:
-                    os.ftruncate(self._fd, base)
-                except OSError:
-                    pass
-                raise _storage_error(exc) from exc
-            self._size = base + len(blob)
-            return self._seg, base
+        while True:
+            with self._append_lock:
+                seg = self._seg
+                if seg is not None and self._size < self.max_size:
+                    base = self._size
+                    try:
+                        written = os.write(self._fd, blob)
+                        if written != len(blob):
+                            raise OSError(errno.ENOSPC, "short write")
+                    except OSError as exc:
+                        # Cut a torn tail so the segment stays parseable; the write is reported as failed.
+                        try:
+                            os.ftruncate(self._fd, base)
+                        except OSError:
+                            pass
+                        raise _storage_error(exc) from exc
+                    self._size = base + len(blob)
+                    self._unsynced[seg][1] = self._size
+                    return seg, base
+            self._rollover(seg)
 
     def sync(self, segment: int, upto: int) -> None:
         """Make bytes ``[0, upto)`` of ``segment`` durable. Sealed segments already are."""
         with self._sync_lock:
             with self._append_lock:
-                if segment != self._seg:
+                entry = self._unsynced.get(segment)
+                if entry is None or entry[2] >= upto:
                     return
-                if self._synced >= upto:
-                    return
-                fd, target = self._fd, self._size
-            os.fsync(fd)  # outside the append lock: writers keep appending while we wait on the disk
+                fd, target = entry[0], entry[1]
+            try:
+                os.fsync(fd)  # outside the append lock: writers keep appending while we wait on the disk
+            except OSError as exc:
+                raise _storage_error(exc) from exc
             with self._append_lock:
-                if segment == self._seg:
-                    self._synced = max(self._synced, target)
+                entry = self._unsynced.get(segment)
+                if entry is not None:
+                    entry[2] = max(entry[2], target)
 
     def recover(self) -> None:
         """At start: seal segments a previous process left open, cutting any torn tail."""
@@ -120,8 +149,13 @@ class SegmentLog:
             self.meta.set_segment_state_sync(seg, "sealed", end)
 
     def close(self) -> None:
-        with self._append_lock:
-            self._seal_current()
+        with self._rollover_lock, self._sync_lock, self._append_lock:
+            for seg, (fd, size, _) in list(self._unsynced.items()):
+                os.fsync(fd)
+                os.close(fd)
+                self.meta.set_segment_state_sync(seg, "sealed", size)
+            self._unsynced.clear()
+            self._seg = None
         with self._fd_lock:
             for fd in self._read_fds.values():
                 os.close(fd)

@@ -272,14 +272,20 @@ class ObjectWriter:
             await self._digest_inflight
             self._inflight = self._digest_inflight = None
 
-    async def finish(self) -> WriteResult:
-        """Process the rest and make every record this object needs durable."""
+    async def finish(self, *, sync: bool = True) -> WriteResult:
+        """Process the rest and make every record this object needs durable. With ``sync=False``
+        the caller must run ``make_durable()`` before committing metadata that points at the
+        records (the metadata writer does it at the start of its batch: one thread hop, and one
+        fsync shared by every commit in the batch)."""
         await self._flush(final=True)
         assert not self._tail
         state = self.state
-        if state.touched:
-            await asyncio.get_running_loop().run_in_executor(self.store.pool, self.store._sync, state)
+        if sync and state.touched:
+            await asyncio.get_running_loop().run_in_executor(self.store.pool, self.make_durable)
         return WriteResult(state.size, mf.pack(state.slices), list(state.new_chunks.values()))
+
+    def make_durable(self) -> None:
+        self.store._sync(self.state)
 
     async def abort(self) -> None:
         if self._inflight is not None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+
+import uvloop
 
 from exastor import __version__
 from exastor.config import ConfigError, load
@@ -82,9 +83,12 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines), flush=True)
 
     try:
-        asyncio.run(server.run(cfg, ns, on_ready=banner))
+        uvloop.run(server.run(cfg, ns, on_ready=banner))
     except KeyboardInterrupt:
         pass
+    except server.ListenError as exc:
+        print(f"exastor serve: {exc}", file=sys.stderr)
+        return 1
     finally:
         ns.close()
     return 0

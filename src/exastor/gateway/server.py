@@ -14,6 +14,10 @@ from exastor.s3.app import S3App
 from exastor.services.gc import Collector, CollectorThread
 
 
+class ListenError(RuntimeError):
+    """A front-end could not bind its port."""
+
+
 def _uvicorn_server(app: object, host: str, port: int, log_level: str, http: object = "httptools"
                     ) -> uvicorn.Server:
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=http, lifespan="off",
@@ -39,7 +43,15 @@ async def run(cfg: Config, ns: Namespace, *, on_ready: Callable[[], None] | None
         if any(t.done() for t in tasks):
             break
         await asyncio.sleep(0.02)
-    if on_ready and all(s.started for s in servers):
+    if not all(s.started for s in servers):
+        for s in servers:
+            s.should_exit = True
+        if gc is not None:
+            gc.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ports = ", ".join(str(s.config.port) for s in servers if not s.started)
+        raise ListenError(f"cannot listen on {cfg.host} port {ports} (in use, or not permitted)")
+    if on_ready:
         on_ready()
     try:
         await asyncio.gather(*tasks)

@@ -44,9 +44,7 @@ class SqliteRunner:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._queue: queue.Queue[tuple[Callable[[Any], Any], Callable[[Any, BaseException | None], None]] | None] = (
-            queue.Queue()
-        )
+        self._queue: queue.Queue[tuple | None] = queue.Queue()
         writer = _connect(self.path)
         schema = resources.files("exastor.meta").joinpath("schema.sql").read_text()
         writer.executescript(schema)
@@ -74,8 +72,12 @@ class SqliteRunner:
             cur.execute("COMMIT")
 
     # -- writes ------------------------------------------------------------
-    async def write(self, fn: Callable[[sqlite3.Cursor], T]) -> T:
-        """Run ``fn(cursor)`` in a write transaction; resolves once the transaction is durable."""
+    async def write(self, fn: Callable[[sqlite3.Cursor], T], *, durable: Callable[[], None] | None = None) -> T:
+        """Run ``fn(cursor)`` in a write transaction; resolves once the transaction is durable.
+
+        ``durable()``, if given, runs on the writer thread before the batch's transaction begins:
+        it makes the data the unit's metadata points at durable (the ordering rule). If it fails,
+        the unit fails and nothing of it is committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
 
@@ -90,7 +92,7 @@ class SqliteRunner:
 
             loop.call_soon_threadsafe(settle)
 
-        self._queue.put((fn, done))
+        self._queue.put((fn, done, durable))
         return await future
 
     def write_sync(self, fn: Callable[[sqlite3.Cursor], T]) -> T:
@@ -102,7 +104,7 @@ class SqliteRunner:
             box["result"], box["error"] = result, error
             event.set()
 
-        self._queue.put((fn, done))
+        self._queue.put((fn, done, None))
         event.wait()
         if box["error"] is not None:
             raise box["error"]
@@ -128,6 +130,19 @@ class SqliteRunner:
 
     @staticmethod
     def _run_batch(conn: sqlite3.Connection, batch: list) -> None:
+        # Data first: every unit's records must be durable before its metadata can commit.
+        ready = []
+        for fn, done, durable in batch:
+            if durable is not None:
+                try:
+                    durable()
+                except BaseException as exc:  # noqa: BLE001 - reported to that unit's waiter only
+                    done(None, exc)
+                    continue
+            ready.append((fn, done))
+        batch = ready
+        if not batch:
+            return
         results: list[tuple[Any, BaseException | None]] = []
         cur = conn.cursor()
         try:

@@ -39,7 +39,7 @@ MANIFEST_QUERIES: list[str] = [
 
 class Runner(Protocol):
     def read(self, fn: Callable[[Any], T]) -> T: ...
-    async def write(self, fn: Callable[[Any], T]) -> T: ...
+    async def write(self, fn: Callable[[Any], T], *, durable: Callable[[], None] | None = None) -> T: ...
     def write_sync(self, fn: Callable[[Any], T]) -> T: ...
     def close(self) -> None: ...
 
@@ -247,15 +247,17 @@ class Metadata:
         new_chunks: Iterable[ChunkLocation] = (),
         check: Callable[[ObjectVersion | None], None] | None = None,
         make_version_id: Callable[[], str],
+        durable: Callable[[], None] | None = None,
     ) -> ObjectVersion:
         """Commit a new object version atomically. ``check(current_latest)`` runs inside the
-        transaction (conditional PUT) and may raise to abort."""
+        transaction (conditional PUT) and may raise to abort. ``durable()`` makes the object's
+        new records durable first (see the runner)."""
         new_chunks = list(new_chunks)
 
         def tx(cur: Any) -> ObjectVersion:
             return put_version(cur, obj, new_chunks, check, make_version_id)
 
-        return await self.runner.write(tx)
+        return await self.runner.write(tx, durable=durable)
 
     async def delete_object(self, bucket: str, key: str, version_id: str | None, *,
                             make_version_id: Callable[[], str], owner: str,
@@ -373,7 +375,8 @@ class Metadata:
 
         return self.runner.read(q)
 
-    async def put_part(self, part: Part, new_chunks: Iterable[ChunkLocation]) -> None:
+    async def put_part(self, part: Part, new_chunks: Iterable[ChunkLocation],
+                       durable: Callable[[], None] | None = None) -> None:
         new_chunks = list(new_chunks)
 
         def tx(cur: Any) -> None:
@@ -393,7 +396,7 @@ class Metadata:
                         (part.upload_id, part.part_number, part.size, part.etag, part.mtime_ns,
                          _dumps(part.attrs), part.manifest))
 
-        await self.runner.write(tx)
+        await self.runner.write(tx, durable=durable)
 
     def list_parts(self, upload_id: str, after: int, limit: int, *, with_manifest: bool = False) -> list[Part]:
         def q(cur: Any) -> list[Part]:

@@ -47,10 +47,10 @@ async def upload_part(ns: Namespace, principal: str, bucket: str, key: str, uplo
                       part_number: int, source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> Part:
     check_part_number(part_number)
     get_upload(ns, principal, bucket, key, upload_id)
-    writer, etag, size, manifest, new_chunks = await ns.write_bytes(source, spec)
+    writer, etag, size, manifest, new_chunks = await ns.write_bytes(source, spec, defer_sync=True)
     part = Part(upload_id, part_number, size, etag, time.time_ns(), spec.attrs, manifest)
     try:
-        await ns.meta.put_part(part, new_chunks)
+        await ns.meta.put_part(part, new_chunks, durable=writer.make_durable)
     finally:
         writer.done()
     return part

@@ -49,6 +49,7 @@ class Namespace:
         self.chunks = chunks
         self.region = region
         self._users: dict[str, tuple[float, User | None]] = {}
+        self._buckets: dict[str, tuple[float, Bucket | None]] = {}
 
     def close(self) -> None:
         self.chunks.close()
@@ -66,9 +67,26 @@ class Namespace:
         return user
 
     # --- buckets ---------------------------------------------------------------
+    def cached_bucket(self, name: str) -> Bucket | None:
+        """Bucket lookups on every request are cached for a second: this process's own changes
+        invalidate at once; another gateway's versioning or policy change shows within a second."""
+        now = time.monotonic()
+        hit = self._buckets.get(name)
+        if hit and now - hit[0] < 1.0:
+            return hit[1]
+        bucket = self.meta.get_bucket(name)
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()
+        self._buckets[name] = (now, bucket)
+        return bucket
+
+    def forget_bucket(self, name: str) -> None:
+        """Drop the cached bucket after changing it outside this class."""
+        self._buckets.pop(name, None)
+
     def bucket(self, principal: str | None, name: str, *, public_read: bool = False) -> Bucket:
         """The bucket, if ``principal`` may use it. Anonymous callers only where ``public_read``."""
-        bucket = self.meta.get_bucket(name)
+        bucket = self.cached_bucket(name)
         if bucket is None:
             raise errors.BucketNotFound(name)
         if principal is not None and principal == bucket.owner:
@@ -81,12 +99,19 @@ class Namespace:
                             attrs: dict[str, Any] | None = None) -> Bucket:
         check_bucket_name(name)
         bucket = Bucket(name, principal, time.time_ns(), region or self.region, "", attrs or {})
-        await self.meta.create_bucket(bucket)
+        self._buckets.pop(name, None)
+        try:
+            await self.meta.create_bucket(bucket)
+        finally:
+            self._buckets.pop(name, None)
         return bucket
 
     async def delete_bucket(self, principal: str, name: str) -> None:
         self.bucket(principal, name)
-        await self.meta.delete_bucket(name)
+        try:
+            await self.meta.delete_bucket(name)
+        finally:
+            self._buckets.pop(name, None)
 
     def list_buckets(self, principal: str, prefix: str = "") -> list[Bucket]:
         return [b for b in self.meta.list_buckets(principal) if b.name.startswith(prefix)]
@@ -94,22 +119,31 @@ class Namespace:
     async def set_versioning(self, principal: str, name: str, state: str) -> Bucket:
         assert state in ("Enabled", "Suspended")
         self.bucket(principal, name)
-        return await self.meta.update_bucket(name, versioning=state)
+        try:
+            return await self.meta.update_bucket(name, versioning=state)
+        finally:
+            self._buckets.pop(name, None)
 
     async def update_bucket_attrs(self, principal: str, name: str, patch: dict[str, Any]) -> Bucket:
         self.bucket(principal, name)
-        return await self.meta.update_bucket(name, attrs_patch=patch)
+        try:
+            return await self.meta.update_bucket(name, attrs_patch=patch)
+        finally:
+            self._buckets.pop(name, None)
 
     # --- objects: write --------------------------------------------------------
-    async def write_bytes(self, source: AsyncIterator[bytes | memoryview], spec: PutSpec
-                          ) -> tuple[ObjectWriter, str, int, bytes, list]:
-        """Stream ``source`` into the chunk store; verify; return what a commit needs."""
+    async def write_bytes(self, source: AsyncIterator[bytes | memoryview], spec: PutSpec, *,
+                          defer_sync: bool = False) -> tuple[ObjectWriter, str, int, bytes, list]:
+        """Stream ``source`` into the chunk store; verify; return what a commit needs.
+
+        The bytes are durable on return, unless ``defer_sync``: then the caller passes
+        ``writer.make_durable`` to the metadata commit, which runs it first."""
         md5 = hashlib.md5()
         writer = self.chunks.writer([md5, *spec.digesters])
         try:
             async for piece in source:
                 await writer.write(piece)
-            result = await writer.finish()
+            result = await writer.finish(sync=not defer_sync)
             if spec.expected_size is not None and result.size != spec.expected_size:
                 raise errors.IncompleteBody(f"received {result.size} of {spec.expected_size} bytes")
             etag = md5.hexdigest()
@@ -126,12 +160,12 @@ class Namespace:
         self.bucket(principal, bucket)
         if spec.check:  # fail fast before reading the body; re-checked atomically at commit
             spec.check(self.meta.get_object(bucket, key))
-        writer, etag, size, manifest, new_chunks = await self.write_bytes(source, spec)
+        writer, etag, size, manifest, new_chunks = await self.write_bytes(source, spec, defer_sync=True)
         obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal,
                             spec.attrs, manifest)
         try:
             return await self.meta.put_object(obj, new_chunks=new_chunks, check=spec.check,
-                                              make_version_id=new_version_id)
+                                              make_version_id=new_version_id, durable=writer.make_durable)
         finally:
             writer.done()
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -52,8 +53,7 @@ class S3Call:
         return self.req.headers
 
     def base_headers(self) -> list[tuple[str, str]]:
-        return [("x-amz-request-id", self.request_id), ("x-amz-id-2", self.request_id),
-                ("server", "exastor"), *self.extra_headers]
+        return [("x-amz-request-id", self.request_id), ("server", "exastor"), *self.extra_headers]
 
     async def reply(self, status: int = 200, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
                     *, content_type: str | None = "application/xml", head: bool = False) -> None:
@@ -232,7 +232,12 @@ def attrs_from_headers(h: dict[str, str]) -> dict[str, Any]:
 
 
 def http_date(ns: int) -> str:
-    return format_http_date(datetime.fromtimestamp(ns // 1_000_000_000, UTC))
+    return _http_date(ns // 1_000_000_000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return format_http_date(datetime.fromtimestamp(seconds, UTC))
 
 
 def mtime(obj: ObjectVersion) -> datetime:

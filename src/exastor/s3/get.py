@@ -50,8 +50,8 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
     version_id = call.q.get("versionId")
     obj = call.ns.get_object(call.principal, call.bucket, call.key, version_id)
     check_read_conditions(call, obj)
-    bucket = call.ns.bucket(call.principal, call.bucket)
-    headers = object_headers(obj, versioned=bool(bucket.versioning),
+    bucket = call.ns.cached_bucket(call.bucket)
+    headers = object_headers(obj, versioned=bool(bucket and bucket.versioning),
                              checksum_mode=call.h.get("x-amz-checksum-mode", "").upper() == "ENABLED")
     for param, header in _OVERRIDES.items():
         if param in call.q:
