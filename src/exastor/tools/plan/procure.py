@@ -17,11 +17,12 @@ Constraints::
     sum over the supplier's SKUs of capacity_s * x <=  alloc_tb[supplier, Q]
     x[s, m] = 0  or  min_order_s <= x[s, m]             a semi-integer column
 
-Objective, per drive: its price (after a blanket discount), its share of enclosure, server and
-rack, the buyer's cost of capital on each payment from the day it is paid to the end of the
-horizon (so every day a payment is brought forward costs money: this is what makes orders
-just-in-time unless allocation forces them earlier), the energy it uses from go-live to the end
-of the horizon, and, per TB, the shortfall penalty.
+The solve is lexicographic: first minimise the total shortfall ``sum u[p]``; then, with the
+shortfall held there, minimise cost. Cost, per drive: its price (after a blanket discount),
+its share of enclosure, server and rack, the buyer's cost of capital on each payment from the
+day it is paid to the end of the horizon (so every day a payment is brought forward costs
+money: this is what makes orders just-in-time unless allocation forces them earlier), and the
+energy it uses from go-live to the end of the horizon.
 
 Two strategies differ only in when the order is placed and how it is paid:
 ``per_phase`` orders each delivery just in time (order = delivery - lead - shipping);
@@ -35,6 +36,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -86,6 +89,32 @@ class ProcurementResult:
     @property
     def feasible(self) -> bool:
         return all(v <= 1e-6 for v in self.shortfall_tb.values())
+
+
+def _new_highs() -> highspy.Highs:
+    """A silent solver. HiGHS prints a banner to file descriptor 1 when the first one is made, which
+    would land in the middle of the planner's own output (or a JSON piped from it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.silent()
+    return h
+
+
+def _solve(h: highspy.Highs, stage: str) -> str:
+    h.minimize()
+    model_status = h.getModelStatus()
+    status_text = h.modelStatusToString(model_status)
+    if model_status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit) or (
+            h.getInfo().primal_solution_status != highspy.SolutionStatus.kSolutionStatusFeasible):
+        raise RuntimeError(f"HiGHS could not solve the procurement model ({stage} stage): {status_text}")
+    return status_text
 
 
 def weeks(n: float) -> dt.timedelta:
@@ -164,16 +193,15 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
     coc_day = plan.finance.buyer_cost_of_capital / 365.0
     usd_per_kwh_facility = plan.power.usd_per_kwh * plan.power.pue
     worst_usd_per_tb = max((d.price_usd * (1 - terms.discount) + slot_usd) / e for d, e in zip(plan.drives, eff, strict=True))
-    shortfall_penalty = 1e4 * max(worst_usd_per_tb, 1.0)  # per raw TB: dominates any real cost
     late_penalty_per_day = 0.01 * max(worst_usd_per_tb, 1.0)  # per TB-day, when looking back
 
-    h = highspy.Highs()
-    h.silent()
+    h = _new_highs()
     h.setOptionValue("mip_rel_gap", 1e-5)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("threads", 1)
 
     variables: list[tuple[_Candidate, object]] = []
+    costs: list[float] = []
     for c in _candidates(plan, today, strategy, phases[-1].online_by, past_weeks):
         d = plan.drives[c.sku]
         price = d.price_usd * (1 - terms.discount)
@@ -194,9 +222,10 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
             if upper < d.min_order:
                 continue  # not even one minimum order fits this month's allocation
             kind, lower = highspy.HighsVarType.kSemiInteger, d.min_order  # nothing, or at least the minimum
-        variables.append((c, h.addVariable(lb=lower, ub=upper, obj=cost, type=kind)))
+        variables.append((c, h.addVariable(lb=lower, ub=upper, type=kind)))
+        costs.append(cost)
 
-    short = [h.addVariable(lb=0, ub=max(req, 0.0), obj=shortfall_penalty) for req in required]
+    short = [h.addVariable(lb=0, ub=max(req, 0.0), obj=1.0) for req in required]
     constraints = 0
     for pi, (ph, req) in enumerate(zip(phases, required, strict=True)):
         in_time = [eff[c.sku] * v for c, v in variables if c.online <= ph.online_by]
@@ -220,12 +249,22 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
             h.addConstr(h.qsum(vs) <= sup.allocation_tb_per_quarter)
             constraints += 1
 
-    h.minimize()
-    model_status = h.getModelStatus()
-    status_text = h.modelStatusToString(model_status)
-    if model_status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit) or (
-            h.getInfo().primal_solution_status != highspy.SolutionStatus.kSolutionStatusFeasible):
-        raise RuntimeError(f"HiGHS could not solve the procurement model: {status_text}")
+    # Lexicographic: first get as much capacity online in time as possible (minimise the TB short),
+    # then, holding that, minimise cost. One weighted objective would let the MIP gap on a huge
+    # penalty hide real shortfalls or real costs.
+    _solve(h, "capacity")
+    least_short = max(0.0, h.getObjectiveValue())
+    if least_short <= 1e-6:
+        for u in short:
+            h.changeColBounds(u.index, 0.0, 0.0)
+    else:
+        h.addConstr(h.qsum(short) <= least_short * (1 + 1e-9) + 1e-6)
+        constraints += 1
+    for u in short:
+        h.changeColCost(u.index, 0.0)
+    for (_, v), cost in zip(variables, costs, strict=True):
+        h.changeColCost(v.index, cost)
+    status_text = _solve(h, "cost")
 
     values = h.vals([v for _, v in variables]) if variables else []
     deliveries = [(c, int(round(x))) for (c, _), x in zip(variables, values, strict=True) if round(x) > 0]
@@ -239,7 +278,7 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
             online_date=c.online, unit_price_usd=d.price_usd * (1 - terms.discount), days_late=c.days_late))
     lines.sort(key=lambda ln: (ln.delivery_date, ln.sku, ln.milestone))
     shortfall = {ph.name: max(0.0, float(h.val(u))) for ph, u in zip(phases, short, strict=True)}
-    # The penalty makes the solver maximise capacity first; round away solver dust below a drive.
+    # Round away solver dust far below one drive.
     shortfall = {k: (v if v > 1e-3 else 0.0) for k, v in shortfall.items()}
     return ProcurementResult(
         strategy=strategy, status="optimal" if status_text == "Optimal" else status_text, lines=lines,
@@ -322,7 +361,7 @@ def diagnose(plan: PlanInput, today: dt.date, result: ProcurementResult, *, max_
         for si, d in enumerate(plan.drives):
             order_by = latest_order_date(plan, si, ph.online_by)
             if order_by >= today:
-                extra = math.ceil(short / effective_tb(d, plan.protection))
+                extra = math.ceil(short / effective_tb(d, plan.protection) - 1e-6)
                 fixes.append(f"{extra:,} more {d.sku} drives from {d.supplier} (a larger allocation), "
                              f"ordered by {order_by.isoformat()}")
         gaps.append(MilestoneGap(ph.name, ph.online_by, short, short_logical, weeks_late, met_by,

@@ -187,8 +187,9 @@ def print_summary(outcome: PlanOutcome, console: Console | None = None) -> None:
                       f"{_tb(gap.short_raw_tb)} raw ({_tb(gap.short_logical_tb)} logical); "
                       + (f"met {gap.weeks_late} weeks late, on {gap.met_by}" if gap.met_by else "not met within 5 years"))
         for ln in gap.late_orders:
+            ago = f"{ln.days_late} days" if ln.days_late < 14 else f"{ln.days_late // 7} weeks"
             console.print(f"   already late: {ln.drives:,} {ln.sku} should have been ordered by {ln.order_date} "
-                          f"({ln.days_late // 7} weeks ago)")
+                          f"({ago} ago)")
         for fix in gap.fixes:
             console.print(f"   fix: {fix}")
 
