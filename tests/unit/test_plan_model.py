@@ -148,3 +148,10 @@ def test_unreadable_and_malformed_files(tmp_path):
     bad.write_text("phases: [unclosed\n")
     with pytest.raises(PlanInputError, match="not valid YAML"):
         load_plan(bad)
+
+
+def test_installed_drives_must_name_known_skus():
+    assert parse_plan(raw_plan(installed={"D100": 7})).installed == {"D100": 7}
+    found = problems_of(raw_plan(installed={"NOPE": 3, "D100": -1}))
+    assert "installed.NOPE: not a SKU in 'drives'" in found
+    assert "installed.D100: expected a whole number of drives >= 0, got -1" in found

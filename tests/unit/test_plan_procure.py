@@ -184,3 +184,12 @@ def test_more_reduction_never_needs_more_drives_or_money(r1, r2, alloc):
         assert high.objective_usd <= low.objective_usd * (1 + 1e-5)
         assert sum(n * (100 if s == "D100" else 50) for s, n in totals(high).items()) <= \
             sum(n * (100 if s == "D100" else 50) for s, n in totals(low).items())
+
+
+def test_installed_drives_count_towards_every_milestone():
+    # 4 drives (400 TB) are already online: only 6 more are bought for the 1,000 TB milestone.
+    plan = parse_plan(raw_plan(installed={"D100": 4}))
+    result = solve_procurement(plan, TODAY)
+    assert result.feasible and totals(result) == {"D100": 6}
+    # With 10 installed, nothing is bought at all.
+    assert solve_procurement(parse_plan(raw_plan(installed={"D100": 10})), TODAY).lines == []

@@ -84,3 +84,8 @@ def test_100k_scenarios_of_the_example_in_seconds():
     assert time.perf_counter() - started < 20
     assert risk.scenarios == 100_000 and len(risk.milestones) == 5
     assert all(0 <= m.probability <= 1 for m in risk.milestones)
+
+
+def test_installed_capacity_alone_meets_the_milestone():
+    risk = run(installed={"D100": 10}, drives=[drive(lead_time_slip_weeks={"p50": 8, "p90": 20})])
+    assert risk.milestones[0].probability == 1.0

@@ -106,7 +106,7 @@ def _phase_sizing(plan: PlanInput, outcome: StrategyOutcome) -> list[PhaseSizing
     out = []
     for ph in plan.phases:
         online = [ln for ln in lines if ln.online_date <= ph.online_by]
-        drives: dict[str, int] = {}
+        drives: dict[str, int] = dict(plan.installed)
         for ln in online:
             drives[ln.sku] = drives.get(ln.sku, 0) + ln.drives
         bom = bill_of_materials(plan, drives, drive_capex_usd=sum(ln.drives * ln.unit_price_usd for ln in online))

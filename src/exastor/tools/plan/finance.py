@@ -25,6 +25,7 @@ from exastor.tools.plan.sizing import (
     capacity_need,
     effective_tb,
     infrastructure_per_slot_usd,
+    installed_effective_tb,
     watts_per_drive,
 )
 
@@ -162,7 +163,7 @@ def timeline(plan: PlanInput, today: dt.date, result: ProcurementResult) -> Time
     line_tb = np.array([ln.drives * effective_tb(by_sku[ln.sku], plan.protection) for ln in result.lines])
     line_kw = np.array([ln.drives * watts_per_drive(plan, by_sku[ln.sku]) / 1000 for ln in result.lines])
     live = online_day[None, :] <= starts[:, None] if len(result.lines) else np.zeros((len(months), 0), bool)
-    online_tb = live @ line_tb if len(result.lines) else np.zeros(len(months))
+    online_tb = (live @ line_tb if len(result.lines) else np.zeros(len(months))) + installed_effective_tb(plan)
     days_in_month = (edges[1:] - edges[:-1]).astype(int)
     energy = (live @ line_kw if len(result.lines) else np.zeros(len(months))) * 24 * days_in_month \
         * plan.power.usd_per_kwh * plan.power.pue

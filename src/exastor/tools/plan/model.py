@@ -176,6 +176,7 @@ class PlanInput:
     strategy: str = "compare"
     supplier_correlation: float = 0.5
     title: str = "exastor deployment plan"
+    installed: dict[str, int] = field(default_factory=dict)  # drives per SKU already online today
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -339,7 +340,8 @@ def parse_plan(raw: Any, base_dir: Path | str = ".") -> PlanInput:
     """Validate an already-parsed mapping (what YAML/TOML give) into a :class:`PlanInput`."""
     r = _Reader(Path(base_dir))
     top = r.section(raw, "", {"title", "phases", "reduction", "protection", "drives", "suppliers", "enclosure",
-                              "server", "rack", "power", "logistics", "finance", "cloud", "strategy", "risk"},
+                              "server", "rack", "power", "logistics", "finance", "cloud", "strategy", "risk",
+                              "installed"},
                     {"phases", "reduction", "protection", "drives", "enclosure", "server", "rack"})
 
     phases = _phases(r, top.get("phases"))
@@ -376,11 +378,12 @@ def parse_plan(raw: Any, base_dir: Path | str = ".") -> PlanInput:
     rs = r.section(top.get("risk"), "risk", {"supplier_correlation"})
     correlation = r.number(rs, "risk", "supplier_correlation", 0.5, lo=0, hi=1)
     title = top.get("title", "exastor deployment plan")
+    installed = _installed(r, top.get("installed"), {d.sku for d in drives})
 
     if r.problems:
         raise PlanInputError(r.problems)
     return PlanInput(phases, reduction, protection, drives, suppliers, enclosure, server, rack, power, logistics,
-                     finance, cloud, strategy, correlation, str(title))
+                     finance, cloud, strategy, correlation, str(title), installed)
 
 
 def _phases(r: _Reader, raw: Any) -> list[Phase]:
@@ -403,6 +406,24 @@ def _phases(r: _Reader, raw: Any) -> list[Phase]:
     if len(set(names)) != len(names):
         r.problems.append("phases: names must be unique")
     return phases
+
+
+def _installed(r: _Reader, raw: Any, skus: set[str]) -> dict[str, int]:
+    """Drives already online today, per SKU: they count towards every milestone and cost nothing more."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        r.problems.append("installed: expected a mapping of SKU to drives already online, e.g. {QLC-61T: 1200}")
+        return {}
+    out = {}
+    for sku, n in raw.items():
+        if sku not in skus:
+            r.problems.append(f"installed.{sku}: not a SKU in 'drives'")
+        elif not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            r.problems.append(f"installed.{sku}: expected a whole number of drives >= 0, got {n!r}")
+        else:
+            out[str(sku)] = n
+    return out
 
 
 def _reduction(r: _Reader, raw: Any) -> Reduction:

@@ -48,6 +48,7 @@ from exastor.tools.plan.sizing import (
     capacity_need,
     effective_tb,
     infrastructure_per_slot_usd,
+    installed_effective_tb,
     watts_per_drive,
 )
 
@@ -188,6 +189,8 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
     terms = terms_for(plan, strategy)
     end = horizon_end(plan, today)
     required = [capacity_need(ph.logical_tb, ratio, plan.protection).raw_tb for ph in phases]
+    existing = installed_effective_tb(plan)
+    to_buy = [max(0.0, req - existing) for req in required]  # drives already online count everywhere
     eff = [effective_tb(d, plan.protection) for d in plan.drives]
     slot_usd = infrastructure_per_slot_usd(plan)
     coc_day = plan.finance.buyer_cost_of_capital / 365.0
@@ -212,7 +215,7 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
         energy = watts_per_drive(plan, d) / 1000 * max(0, (end - c.online).days) * 24 * usd_per_kwh_facility
         cost = price + slot_usd + capital + energy + late_penalty_per_day * eff[c.sku] * c.days_late
         # Tight bounds matter: HiGHS's root cut loop crawls with bounds in the millions.
-        upper = max(math.ceil(required[-1] / eff[c.sku]) + 1, d.min_order)
+        upper = max(math.ceil(to_buy[-1] / eff[c.sku]) + 1, d.min_order)
         alloc = d.allocation(quarter_of(c.delivery))
         if alloc is not None:
             upper = min(upper, math.ceil(alloc / 3))  # a quarter's allocation is shipped through the quarter
@@ -225,9 +228,9 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
         variables.append((c, h.addVariable(lb=lower, ub=upper, type=kind)))
         costs.append(cost)
 
-    short = [h.addVariable(lb=0, ub=max(req, 0.0), obj=1.0) for req in required]
+    short = [h.addVariable(lb=0, ub=need, obj=1.0) for need in to_buy]
     constraints = 0
-    for pi, (ph, req) in enumerate(zip(phases, required, strict=True)):
+    for pi, (ph, req) in enumerate(zip(phases, to_buy, strict=True)):
         in_time = [eff[c.sku] * v for c, v in variables if c.online <= ph.online_by]
         h.addConstr(h.qsum(in_time, short[pi]) >= req)
         constraints += 1
@@ -269,7 +272,7 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
     values = h.vals([v for _, v in variables]) if variables else []
     deliveries = [(c, int(round(x))) for (c, _), x in zip(variables, values, strict=True) if round(x) > 0]
     lines = []
-    for c, pi, n in attribute_fifo(deliveries, [eff[c.sku] for c, _ in deliveries], required,
+    for c, pi, n in attribute_fifo(deliveries, [eff[c.sku] for c, _ in deliveries], to_buy,
                                     [ph.online_by for ph in phases]):
         d = plan.drives[c.sku]
         lines.append(OrderLine(

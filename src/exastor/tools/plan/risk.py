@@ -22,7 +22,7 @@ import numpy as np
 
 from exastor.tools.plan.model import PlanInput
 from exastor.tools.plan.procure import ProcurementResult, weeks
-from exastor.tools.plan.sizing import capacity_need, effective_tb
+from exastor.tools.plan.sizing import capacity_need, effective_tb, installed_effective_tb
 
 _Z90 = 1.2815515655446004  # standard normal 90th percentile
 
@@ -105,6 +105,7 @@ def simulate(plan: PlanInput, today: dt.date, result: ProcurementResult, scenari
     rho = plan.supplier_correlation
     deadlines = np.array([days(ph.online_by) for ph in plan.phases])
     need = np.array([capacity_need(ph.logical_tb, plan.reduction.ratio, plan.protection).raw_tb for ph in plan.phases])
+    existing = installed_effective_tb(plan)
 
     met = np.zeros(len(plan.phases))
     never = np.zeros(len(plan.phases))
@@ -124,14 +125,13 @@ def simulate(plan: PlanInput, today: dt.date, result: ProcurementResult, scenari
         # When does each scenario's cumulative capacity first cover each milestone's requirement?
         order = np.argsort(online, axis=1)
         online_sorted = np.take_along_axis(online, order, axis=1)
-        cum = np.cumsum(tb[order], axis=1)  # (n, L)
+        cum = existing + np.cumsum(tb[order], axis=1)  # (n, L)
         for p in range(len(plan.phases)):
             covered = cum >= required[:, p:p + 1] - 1e-6
             ok = covered.any(axis=1) if len(lines) else np.zeros(n, bool)
             first = np.argmax(covered, axis=1) if len(lines) else np.zeros(n, int)
             when = np.where(ok, online_sorted[np.arange(n), first] if len(lines) else np.inf, np.inf)
-            if required[0, p] <= 0:
-                when = np.full(n, -np.inf)
+            when = np.where(required[:, p] <= existing + 1e-6, -np.inf, when)  # met by what is installed
             met[p] += np.count_nonzero(when <= deadlines[p])
             never[p] += np.count_nonzero(~np.isfinite(when) & (when > 0))
             met_days[p].append(when)

@@ -44,6 +44,12 @@ def effective_tb(drive: DriveSku, protection: Protection) -> float:
     return drive.capacity_tb * (1.0 - protection.spare_fraction)
 
 
+def installed_effective_tb(plan: PlanInput) -> float:
+    """Effective raw TB of the drives already online (``installed``), which every milestone can count."""
+    by_sku = {d.sku: d for d in plan.drives}
+    return sum(n * effective_tb(by_sku[sku], plan.protection) for sku, n in plan.installed.items())
+
+
 def infrastructure_per_slot_usd(plan: PlanInput) -> float:
     """Enclosure, server and rack capital per drive slot: what each drive costs beyond itself.
 
