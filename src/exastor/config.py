@@ -29,6 +29,7 @@ class Config:
     region: str = "us-east-1"
     domains: list[str] = field(default_factory=lambda: ["localhost"])
     log_level: str = "warning"
+    workers: int = 0            # gateway processes; 0 = one per CPU (at most 8)
     gc_interval: int = 300      # seconds between garbage-collection passes (0 = never)
     gc_grace: int = 600         # seconds a dead chunk or a sealed segment waits before it is reclaimed
     segment_size: int = 64 << 20  # bytes after which the open segment is sealed

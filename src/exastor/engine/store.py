@@ -59,10 +59,11 @@ class _WriterState:
 
 class ChunkStore:
     def __init__(self, drive: Path, meta: Metadata, *, segment_size: int = DEFAULT_SEGMENT_SIZE,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, recover: bool = True) -> None:
         self.meta = meta
         self.log = SegmentLog(drive / "segments", meta, max_size=segment_size)
-        self.log.recover()
+        if recover:  # only where no other process may have a segment open (see gateway.server)
+            self.log.recover()
         self.pool = ThreadPoolExecutor(max_workers=threads or max(2, os.cpu_count() or 2),
                                        thread_name_prefix="exastor-io")
         # Records written but not yet committed to the index, so concurrent writers of the same

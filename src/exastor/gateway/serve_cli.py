@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-
-import uvloop
 
 from exastor import __version__
 from exastor.config import ConfigError, load
 from exastor.gateway import server
 from exastor.gateway.lock import DataDirLocked, shared
-from exastor.gateway.store import ensure_account, ensure_admin, open_namespace
+from exastor.gateway.store import (
+    ensure_account,
+    ensure_admin,
+    open_metadata,
+    open_namespace,
+    recover_segments,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", help="region reported to clients (default us-east-1)")
     p.add_argument("--domain", action="append", dest="domains",
                    help="domain for virtual-host style requests (bucket.DOMAIN); repeatable")
+    p.add_argument("--workers", type=int, help="gateway processes (default: one per CPU, at most 8)")
     p.add_argument("--log-level", help="critical|error|warning|info|debug")
 
 
@@ -37,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             "account_name": args.account_name, "account_key": args.account_key, "access_key": args.access_key,
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
+            "workers": args.workers,
         })
     except ConfigError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
@@ -47,8 +54,12 @@ def run(args: argparse.Namespace) -> int:
     except DataDirLocked:
         print(f"exastor serve: {cfg.data} is locked by an offline repair (exastor fsck --repair)", file=sys.stderr)
         return 2
-    ns = open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size)
-    creds = ensure_admin(ns.meta, cfg.data, cfg.access_key, cfg.secret_key)
+    meta = open_metadata(cfg.data)
+    try:
+        creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
+        recover_segments(meta, cfg.data)  # once, before any worker opens a segment of its own
+    finally:
+        meta.close()  # no database connection may cross the fork into the workers
     account = ensure_account(cfg.data, cfg.account_name, cfg.account_key)
     cfg.account_name, cfg.account_key = account.name, account.key
     shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
@@ -83,13 +94,11 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines), flush=True)
 
     try:
-        uvloop.run(server.run(cfg, ns, on_ready=banner))
-    except KeyboardInterrupt:
-        pass
+        sockets = server.bind_all(cfg)
     except server.ListenError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
         return 1
-    finally:
-        ns.close()
-    return 0
-
+    banner()  # the sockets already accept: connections wait in the backlog for the workers
+    workers = cfg.workers or min(os.cpu_count() or 1, 8)
+    return server.serve(cfg, lambda: open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size,
+                                                    recover=False), sockets, workers)

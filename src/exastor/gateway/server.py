@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import socket
 from collections.abc import Callable
 
 import uvicorn
+import uvloop
 
 from exastor.config import Config
 from exastor.namespace.store import Namespace
@@ -26,40 +31,115 @@ def _uvicorn_server(app: object, host: str, port: int, log_level: str, http: obj
     return uvicorn.Server(config)
 
 
-async def run(cfg: Config, ns: Namespace, *, on_ready: Callable[[], None] | None = None) -> None:
-    servers = [_uvicorn_server(S3App(ns, domains=tuple(cfg.domains)), cfg.host, cfg.s3_port, cfg.log_level)]
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, made before the workers fork so they all accept from it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(4096)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host} port {port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_all(cfg: Config) -> dict[str, socket.socket]:
+    sockets = {"s3": bind(cfg.host, cfg.s3_port)}
     if cfg.blob_port and cfg.account_name and cfg.account_key:
+        try:
+            sockets["blob"] = bind(cfg.host, cfg.blob_port)
+        except ListenError:
+            sockets["s3"].close()
+            raise
+    return sockets
+
+
+async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socket], *, run_gc: bool) -> None:
+    """One gateway worker: the front-ends on this event loop, over the shared listening sockets."""
+    servers = [(_uvicorn_server(S3App(ns, domains=tuple(cfg.domains)), cfg.host, cfg.s3_port, cfg.log_level),
+                sockets["s3"])]
+    if "blob" in sockets:
         from exastor.blob.app import BlobApp
         from exastor.blob.protocol import CasePreservingHttpToolsProtocol
-        blob_app = BlobApp(ns, account=cfg.account_name, key=cfg.account_key)
-        servers.append(_uvicorn_server(blob_app, cfg.host, cfg.blob_port, cfg.log_level,
-                                       http=CasePreservingHttpToolsProtocol))
-    tasks = [asyncio.create_task(s.serve()) for s in servers]
+        blob_app = BlobApp(ns, account=cfg.account_name or "", key=cfg.account_key or "")
+        servers.append((_uvicorn_server(blob_app, cfg.host, cfg.blob_port, cfg.log_level,
+                                        http=CasePreservingHttpToolsProtocol), sockets["blob"]))
     gc = None
-    if cfg.gc_interval > 0:
+    if run_gc and cfg.gc_interval > 0:
         gc = CollectorThread(Collector(ns.chunks, grace_s=cfg.gc_grace), cfg.gc_interval)
         gc.start()
-    while not all(s.started for s in servers):
-        if any(t.done() for t in tasks):
-            break
-        await asyncio.sleep(0.02)
-    if not all(s.started for s in servers):
-        for s in servers:
-            s.should_exit = True
-        if gc is not None:
-            gc.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        ports = ", ".join(str(s.config.port) for s in servers if not s.started)
-        raise ListenError(f"cannot listen on {cfg.host} port {ports} (in use, or not permitted)")
-    if on_ready:
-        on_ready()
     try:
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*(srv.serve(sockets=[sock]) for srv, sock in servers))
     finally:
-        for s in servers:
-            s.should_exit = True
         if gc is not None:
             gc.stop()
+
+
+def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, socket.socket], workers: int) -> int:
+    """Run ``workers`` gateway processes over the sockets. With one worker, run in this process.
+
+    Workers share nothing but the sockets, the drives and the database: each has its own open
+    segment, caches and metadata connections. If a worker dies, the others are stopped and the
+    exit status says so (a supervisor such as systemd restarts the service)."""
+    if workers <= 1:
+        ns = open_ns()
+        try:
+            uvloop.run(run_worker(cfg, ns, sockets, run_gc=True))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ns.close()
+        return 0
+    children: list[int] = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                ns = open_ns()
+                try:
+                    uvloop.run(run_worker(cfg, ns, sockets, run_gc=index == 0))
+                finally:
+                    ns.close()
+            except KeyboardInterrupt:
+                pass
+            except BaseException:  # noqa: BLE001 - report, then leave without running the parent's cleanup
+                logging.getLogger("exastor").exception("worker %d failed", index)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    for sock in sockets.values():
+        sock.close()
+
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    alive = set(children)
+    while alive:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        alive.discard(pid)
+        if os.waitstatus_to_exitcode(code) != 0 and not stopping:
+            status = 1
+            forward(signal.SIGTERM, None)
+    return status
 
 
 def configure_logging(level: str) -> None:

@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from exastor.engine.segments import DEFAULT_SEGMENT_SIZE
+from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.engine.store import ChunkStore
 from exastor.meta.records import User
 from exastor.meta.sqlite import SqliteRunner
@@ -30,11 +30,17 @@ def drive_dirs(data: Path) -> list[Path]:
     return [data / "drive0"]
 
 
-def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE) -> Namespace:
+def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,
+                   recover: bool = True) -> Namespace:
     data.mkdir(parents=True, exist_ok=True)
     meta = open_metadata(data)
-    chunks = ChunkStore(drive_dirs(data)[0], meta, segment_size=segment_size)
+    chunks = ChunkStore(drive_dirs(data)[0], meta, segment_size=segment_size, recover=recover)
     return Namespace(meta, chunks, region=region)
+
+
+def recover_segments(meta: Metadata, data: Path) -> None:
+    """Seal the segments a previous run left open (cutting torn tails)."""
+    SegmentLog(drive_dirs(data)[0] / "segments", meta).recover()
 
 
 def new_access_key() -> str:

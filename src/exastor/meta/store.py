@@ -38,9 +38,10 @@ MANIFEST_QUERIES: list[str] = [
 
 
 class Runner(Protocol):
-    def read(self, fn: Callable[[Any], T]) -> T: ...
+    def read(self, fn: Callable[[Any], T], *, snapshot: bool = True) -> T: ...
     async def write(self, fn: Callable[[Any], T], *, durable: Callable[[], None] | None = None) -> T: ...
     def write_sync(self, fn: Callable[[Any], T]) -> T: ...
+    def data_version(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -149,7 +150,7 @@ class Metadata:
             row = cur.fetchone()
             return User(*row) if row else None
 
-        return self.runner.read(q)
+        return self.runner.read(q, snapshot=False)
 
     # --- buckets ---------------------------------------------------------------
     async def create_bucket(self, bucket: Bucket) -> None:
@@ -173,7 +174,7 @@ class Metadata:
             row = cur.fetchone()
             return Bucket(*row[:5], json.loads(row[5])) if row else None
 
-        return self.runner.read(q)
+        return self.runner.read(q, snapshot=False)
 
     def list_buckets(self, owner: str | None = None) -> list[Bucket]:
         def q(cur: Any) -> list[Bucket]:
@@ -238,7 +239,7 @@ class Metadata:
             row = cur.fetchone()
             return ObjectVersion.from_row(row) if row else None
 
-        return self.runner.read(q)
+        return self.runner.read(q, snapshot=False)
 
     async def put_object(
         self,
@@ -464,7 +465,7 @@ class Metadata:
                     found[bytes(row[0])] = ChunkLocation(bytes(row[0]), *row[1:])
             return found
 
-        return self.runner.read(q)
+        return self.runner.read(q, snapshot=len(fps) > 500)
 
     def new_segment_sync(self) -> int:
         def tx(cur: Any) -> int:

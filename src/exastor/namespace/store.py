@@ -49,7 +49,8 @@ class Namespace:
         self.chunks = chunks
         self.region = region
         self._users: dict[str, tuple[float, User | None]] = {}
-        self._buckets: dict[str, tuple[float, Bucket | None]] = {}
+        self._buckets: dict[str, Bucket | None] = {}
+        self._buckets_version = -1
 
     def close(self) -> None:
         self.chunks.close()
@@ -68,16 +69,15 @@ class Namespace:
 
     # --- buckets ---------------------------------------------------------------
     def cached_bucket(self, name: str) -> Bucket | None:
-        """Bucket lookups on every request are cached for a second: this process's own changes
-        invalidate at once; another gateway's versioning or policy change shows within a second."""
-        now = time.monotonic()
-        hit = self._buckets.get(name)
-        if hit and now - hit[0] < 1.0:
-            return hit[1]
-        bucket = self.meta.get_bucket(name)
-        if len(self._buckets) > 10_000:
+        """Bucket rows are cached until the database changes (any commit, by any process), so a
+        read-heavy load skips the lookup and nothing ever sees a stale bucket."""
+        version = self.meta.runner.data_version()
+        if version != self._buckets_version or len(self._buckets) > 10_000:
             self._buckets.clear()
-        self._buckets[name] = (now, bucket)
+            self._buckets_version = version
+        if name in self._buckets:
+            return self._buckets[name]
+        bucket = self._buckets[name] = self.meta.get_bucket(name)
         return bucket
 
     def forget_bucket(self, name: str) -> None:
