@@ -143,6 +143,13 @@ class Bench:
             if self.args.verbose:
                 traceback.print_exc()
 
+    def before_get(self) -> str:
+        """Drop the page cache before a GET phase so that a server's GET reads its disk, like the
+        raw read baseline does; servers that keep objects in RAM (moto, memstore) are unaffected."""
+        if self.args.warm_gets:
+            return "warm (not dropped)"
+        return "page cache dropped before GET" if rawdisk.drop_caches() else "drop_caches not allowed: maybe warm"
+
     # -- steps ---------------------------------------------------------------
     def baseline(self) -> None:
         data = datagen.payload(256 * MiB, "random")
@@ -167,13 +174,14 @@ class Bench:
                     zstd1_ratio=ratio)
         want = digest(data)
         del data
+        cache = self.before_get()
         t0 = time.perf_counter()
         got, n = get_digest(self.client, self.bucket, key)
         get_s = time.perf_counter() - t0
         if got != want or n != size:
             raise AssertionError(f"GET {key} returned different bytes ({n} bytes)")
         self.record(f"get_256MiB_{kind}", size / get_s / 1e6, "MB/s", seconds=get_s, bytes=size, data=kind,
-                    zstd1_ratio=ratio)
+                    zstd1_ratio=ratio, cache=cache)
 
     def multipart(self) -> None:
         parts, part_size = 8, 128 * MiB
@@ -201,12 +209,14 @@ class Bench:
         self.record("multipart_put_1GiB_random", total / put_s / 1e6, "MB/s", seconds=put_s, bytes=total,
                     data="random", parts=parts, part_size=part_size, concurrency=parts)
         bodies.clear()  # free 1 GiB before the GET
+        cache = self.before_get()
         t0 = time.perf_counter()
         got, n = get_digest(self.client, self.bucket, key)
         get_s = time.perf_counter() - t0
         if got != want or n != total:
             raise AssertionError(f"GET {key} returned different bytes ({n} bytes)")
-        self.record("get_1GiB_random", total / get_s / 1e6, "MB/s", seconds=get_s, bytes=total, data="random")
+        self.record("get_1GiB_random", total / get_s / 1e6, "MB/s", seconds=get_s, bytes=total, data="random",
+                    cache=cache)
 
     def small_objects(self) -> None:
         count, size, conc = self.args.small_count, 4096, 16
@@ -223,6 +233,7 @@ class Bench:
                 raise AssertionError(f"GET {keys[i]} returned different bytes")
 
         for name, fn in (("put_4KiB_c16", put), ("get_4KiB_c16", get)):
+            cache = self.before_get() if fn is get else None
             with _progress() as progress, ThreadPoolExecutor(conc) as pool:
                 task = progress.add_task(name, total=count)
                 t0 = time.perf_counter()
@@ -231,7 +242,7 @@ class Bench:
                     progress.advance(task)
                 secs = time.perf_counter() - t0
             self.record(name, count / secs, "obj/s", seconds=secs, count=count, size=size, concurrency=conc,
-                        data="random")
+                        data="random", cache=cache)
         self.keys.extend(keys)
 
     def stream(self) -> None:
@@ -282,6 +293,7 @@ class Bench:
                 put_s = time.perf_counter() - t0
                 self.keys.append(key)
                 put_peak = sampler.peak_tree if sampler else None
+                cache = self.before_get()
                 t0 = time.perf_counter()
                 got, n = get_digest(self.client, self.bucket, key, progress)
                 get_s = time.perf_counter() - t0
@@ -292,7 +304,8 @@ class Bench:
             raise AssertionError(f"GET {key} returned different bytes ({n} bytes)")
         self.record("stream_put_large", total / put_s / 1e6, "MB/s", seconds=put_s, bytes=total,
                     data="random", part_size=part_size, in_flight=in_flight, peak_tree_rss_bytes=put_peak)
-        self.record("stream_get_large", total / get_s / 1e6, "MB/s", seconds=get_s, bytes=total, data="random")
+        self.record("stream_get_large", total / get_s / 1e6, "MB/s", seconds=get_s, bytes=total, data="random",
+                    cache=cache)
         if sampler:
             self.rss["stream"] = sampler.summary()
             self.record("peak_rss_stream", sampler.peak_tree / MiB, "MiB", object_bytes=total,
@@ -338,6 +351,7 @@ class Bench:
             "finished_at": utc_stamp(),
             "inputs": {
                 "quick": args.quick,
+                "gets": "warm" if args.warm_gets else "page cache dropped before each GET phase (when allowed)",
                 "small_count": args.small_count,
                 "stream_gib": args.stream_gib,
                 "data_dir": str(args.data_dir),
@@ -401,6 +415,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-count", type=int, help="number of 4 KiB objects (default 2000; 500 with --quick)")
     p.add_argument("--stream-gib", type=float,
                    help="size of the streamed RSS object in GiB (default 10; 1 with --quick; 0 skips)")
+    p.add_argument("--warm-gets", action="store_true",
+                   help="do not drop the page cache before GET phases (default: drop it when allowed)")
     p.add_argument("--keep", action="store_true", help="leave the bucket and objects behind")
     p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failing steps")
     args = p.parse_args(argv)

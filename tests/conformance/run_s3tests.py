@@ -211,6 +211,7 @@ def run_suite(
     out_dir: Path,
     ids: list[str] | None = None,
     keyword: str | None = None,
+    marker: str | None = None,
     per_test_timeout: int = 60,
     total_timeout: float | None = None,
     venv: Path = DEFAULT_VENV,
@@ -241,6 +242,8 @@ def run_suite(
             "-o", "junit_family=xunit2", "-W", "ignore"]
     if keyword:
         args += ["-k", keyword]
+    if marker:
+        args += ["-m", marker]
     if ids is not None:
         args += ids
     else:
@@ -465,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--ids-file", type=Path, help="run only the ids in this file")
     p.add_argument("--passing-file", type=Path, default=PASSING_FILE)
     p.add_argument("-k", dest="keyword", help="pytest -k expression")
+    p.add_argument("--fast", action="store_true",
+                   help="leave out the suite's lifecycle_need_speedup tests (they wait 30-60 s each; ~10 min)")
     p.add_argument("--timeout", type=int, default=60, help="per-test timeout in seconds (default 60)")
     p.add_argument("--total-timeout", type=float, help="stop the whole run after this many seconds")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="the suite's own venv")
@@ -473,11 +478,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="use the given user ids instead of asking the server (ListBuckets Owner)")
     p.add_argument("--legacy-checksums", action="store_true",
                    help="make the suite's boto3 send checksums only when required (pre-2025 behaviour)")
+    p.add_argument("--update-passing-from", type=Path, metavar="SUMMARY_JSON",
+                   help="rewrite passing.txt from an earlier full run's summary.json and exit")
     p.add_argument("--render", nargs="+", type=Path, metavar="SUMMARY_JSON",
                    help="only render these summary.json files into --doc and exit")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "compatibility.md")
     args = p.parse_args(argv)
 
+    if args.update_passing_from:
+        saved = json.loads(args.update_passing_from.read_text())
+        run = RunResult({k: CaseResult(**v) for k, v in saved["results"].items()}, saved["elapsed_s"],
+                        saved["timed_out"], saved.get("pytest_returncode"), Path(), Path())
+        written = write_passing(run, saved["label"], saved, args.passing_file)
+        print(f"wrote {len(written)} ids to {args.passing_file}")
+        return 0
     if args.render:
         splice_doc(args.doc, render_doc_section([json.loads(f.read_text()) for f in args.render]))
         print(f"updated {args.doc}")
@@ -505,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
                      "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
 
     run = run_suite(args.endpoint, main_user, alt_user, out_dir, ids=ids, keyword=args.keyword,
+                    marker="not lifecycle_need_speedup" if args.fast else None,
                     per_test_timeout=args.timeout, total_timeout=args.total_timeout, venv=args.venv,
                     env_extra=env_extra, quiet=False, discover_ids=not args.no_discover_ids)
     summary = summarize(run)
