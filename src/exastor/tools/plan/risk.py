@@ -90,13 +90,13 @@ def simulate(plan: PlanInput, today: dt.date, result: ProcurementResult, scenari
     by_sku = {d.sku: (i, d) for i, d in enumerate(plan.drives)}
     suppliers = sorted({d.supplier for d in plan.drives})
     burn = weeks(plan.logistics.burn_in_weeks).days
-    ship = plan.logistics.shipping_weeks * 7
+    ship = weeks(plan.logistics.shipping_weeks).days  # rounded exactly as the solver dated the orders
 
     def days(d: dt.date) -> float:
         return float((d - today).days)
 
     sched = np.array([days(ln.delivery_date) for ln in lines])
-    transit_floor = np.array([days(ln.order_date) + by_sku[ln.sku][1].lead_time_weeks * 7 + ship for ln in lines])
+    transit_floor = np.array([days(ln.order_date) + weeks(by_sku[ln.sku][1].lead_time_weeks).days + ship for ln in lines])
     tb = np.array([ln.drives * effective_tb(by_sku[ln.sku][1], plan.protection) for ln in lines])
     mu_sigma = np.array([slip_sigma_mu(by_sku[ln.sku][1].slip.p50_weeks, by_sku[ln.sku][1].slip.p90_weeks) for ln in lines])
     mu = mu_sigma[:, 0] if len(lines) else np.zeros(0)
