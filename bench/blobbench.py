@@ -48,28 +48,64 @@ VERSION = "2025-11-05"
 
 # --- large: the SDK -----------------------------------------------------------------
 
-def large(cs: str, mib: int, repeat: int) -> dict[str, float]:
+def large_sdk(cs: str, mib: int) -> tuple[float, float]:
+    """One upload + download of a fresh blob with azure-storage-blob; (upload MB/s, download MB/s)."""
     from azure.storage.blob import BlobServiceClient
     svc = BlobServiceClient.from_connection_string(cs, max_block_size=BLOCK, max_single_put_size=BLOCK,
                                                    max_chunk_get_size=BLOCK, max_single_get_size=BLOCK)
     cc = svc.create_container(f"large{int(time.time() * 1000)}")
-    up, down = [], []
     try:
-        for i in range(repeat):
-            data = payload(mib * MiB)
-            bc = cc.get_blob_client(f"big-{i}")
-            t0 = time.perf_counter()
-            bc.upload_blob(data, max_concurrency=4)
-            up.append(len(data) / (time.perf_counter() - t0) / 1e6)
-            t0 = time.perf_counter()
-            got = bc.download_blob(max_concurrency=4).readall()
-            down.append(len(data) / (time.perf_counter() - t0) / 1e6)
-            if hashlib.md5(got).digest() != hashlib.md5(data).digest():
-                raise AssertionError("downloaded bytes differ")
-            del got, data
+        data = payload(mib * MiB)
+        bc = cc.get_blob_client("big")
+        t0 = time.perf_counter()
+        bc.upload_blob(data, max_concurrency=4)
+        up = len(data) / (time.perf_counter() - t0) / 1e6
+        t0 = time.perf_counter()
+        got = bc.download_blob(max_concurrency=4).readall()
+        down = len(data) / (time.perf_counter() - t0) / 1e6
+        if hashlib.md5(got).digest() != hashlib.md5(data).digest():
+            raise AssertionError("downloaded bytes differ")
     finally:
         cc.delete_container()
-    return {"upload_MBps": max(up), "download_MBps": max(down), "upload_runs": up, "download_runs": down}
+    return up, down
+
+
+async def large_lean(cs: str, mib: int) -> tuple[float, float]:
+    """The same transfer with the lean client (Put Block x N + Put Block List; ranged Get Blob), so the
+    numbers show the server rather than the SDK's Python cost; (upload MB/s, download MB/s)."""
+    import aiohttp
+    from azure.storage.blob import BlobServiceClient
+    parts = dict(p.split("=", 1) for p in cs.split(";") if "=" in p)
+    client = LeanClient(parts["BlobEndpoint"], parts["AccountName"], parts["AccountKey"])
+    container = f"lean{int(time.time() * 1000)}"
+    svc = BlobServiceClient.from_connection_string(cs)
+    svc.create_container(container)
+    data = payload(mib * MiB)
+    view = memoryview(data)
+    ids = [base64.b64encode(f"{i:08d}".encode()).decode() for i in range(len(data) // BLOCK)]
+    sem = asyncio.Semaphore(4)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def put_block(i: int) -> None:
+                async with sem:
+                    await client.put_block(session, container, "big", ids[i], view[i * BLOCK:(i + 1) * BLOCK])
+
+            async def get_range(i: int) -> int:
+                async with sem:
+                    return await client.get_range(session, container, "big", i * BLOCK, (i + 1) * BLOCK - 1)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(put_block(i) for i in range(len(ids))))
+            await client.put_block_list(session, container, "big", ids)
+            up = len(data) / (time.perf_counter() - t0) / 1e6
+            t0 = time.perf_counter()
+            got = sum(await asyncio.gather(*(get_range(i) for i in range(len(ids)))))
+            down = len(data) / (time.perf_counter() - t0) / 1e6
+            if got != len(data):
+                raise AssertionError("short download")
+    finally:
+        svc.delete_container(container)
+    return up, down
 
 
 # --- small: a lean Shared Key client --------------------------------------------------
@@ -81,11 +117,13 @@ class LeanClient:
         self.endpoint, self.account, self.key = endpoint.rstrip("/"), account, base64.b64decode(key)
         self.path_prefix = "/" + endpoint.split("/", 3)[3]
 
-    def _headers(self, method: str, path: str, length: int, extra: dict[str, str]) -> dict[str, str]:
+    def _headers(self, method: str, path: str, length: int, extra: dict[str, str],
+                 query: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": VERSION, **extra}
         xms = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()) if k.startswith("x-ms-"))
         ctype = headers.get("Content-Type", "")
-        sts = f"{method}\n\n\n{length or ''}\n\n{ctype}\n\n\n\n\n\n\n{xms}/{self.account}{path}"
+        q = "".join(f"\n{k}:{v}" for k, v in sorted((query or {}).items()))
+        sts = f"{method}\n\n\n{length or ''}\n\n{ctype}\n\n\n\n\n\n\n{xms}/{self.account}{path}{q}"
         sig = base64.b64encode(hmac.new(self.key, sts.encode(), hashlib.sha256).digest()).decode()
         headers["Authorization"] = f"SharedKey {self.account}:{sig}"
         return headers
@@ -97,6 +135,39 @@ class LeanClient:
         async with session.put(self.endpoint.rsplit("/", 1)[0] + path, data=data, headers=headers) as r:
             if r.status != 201:
                 raise RuntimeError(f"PUT {r.status}: {await r.text()}")
+
+    async def put_block(self, session, container: str, name: str, block_id: str, data) -> None:  # noqa: ANN001
+        path = f"{self.path_prefix}/{container}/{name}"
+        from urllib.parse import quote
+        query = f"comp=block&blockid={quote(block_id, safe='')}"
+        headers = self._headers("PUT", path, len(data), {"Content-Type": "application/octet-stream"},
+                               query={"blockid": block_id, "comp": "block"})
+        async with session.put(self.endpoint.rsplit("/", 1)[0] + path + "?" + query, data=data,
+                               headers=headers) as r:
+            if r.status != 201:
+                raise RuntimeError(f"Put Block {r.status}: {await r.text()}")
+
+    async def put_block_list(self, session, container: str, name: str, ids: list[str]) -> None:  # noqa: ANN001
+        path = f"{self.path_prefix}/{container}/{name}"
+        body = ("<?xml version='1.0' encoding='utf-8'?><BlockList>"
+                + "".join(f"<Latest>{i}</Latest>" for i in ids) + "</BlockList>").encode()
+        headers = self._headers("PUT", path, len(body), {"Content-Type": "application/xml"},
+                               query={"comp": "blocklist"})
+        async with session.put(self.endpoint.rsplit("/", 1)[0] + path + "?comp=blocklist", data=body,
+                               headers=headers) as r:
+            if r.status != 201:
+                raise RuntimeError(f"Put Block List {r.status}: {await r.text()}")
+
+    async def get_range(self, session, container: str, name: str, start: int, end: int) -> int:  # noqa: ANN001
+        path = f"{self.path_prefix}/{container}/{name}"
+        headers = self._headers("GET", path, 0, {"x-ms-range": f"bytes={start}-{end}"})
+        n = 0
+        async with session.get(self.endpoint.rsplit("/", 1)[0] + path, headers=headers) as r:
+            if r.status != 206:
+                raise RuntimeError(f"GET range {r.status}: {await r.text()}")
+            async for chunk in r.content.iter_chunked(1 << 20):
+                n += len(chunk)
+        return n
 
     async def get(self, session, container: str, name: str) -> bytes:  # noqa: ANN001
         path = f"{self.path_prefix}/{container}/{name}"
@@ -149,15 +220,17 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     servers = list(result["servers"])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    metrics = [("large", "upload_MBps", "upload MB/s"), ("large", "download_MBps", "download MB/s")]
+    metrics = [("large", "upload_MBps", "SDK up"), ("large", "download_MBps", "SDK down"),
+               ("large_lean", "upload_MBps", "lean up"), ("large_lean", "download_MBps", "lean down")]
     xs = range(len(metrics))
     for j, name in enumerate(servers):
         vals = [result["servers"][name][w][m] for w, m, _ in metrics]
         axes[0].bar([x + j * 0.38 for x in xs], vals, width=0.38, label=name)
     axes[0].set_xticks([x + 0.19 for x in xs], [label for *_, label in metrics])
-    axes[0].set_title(f"{result['inputs']['mib']} MiB blob, 8 MiB blocks, concurrency 4")
+    axes[0].set_title(f"{result['inputs']['mib']} MiB blob, 8 MiB blocks, concurrency 4 (MB/s)")
     axes[0].legend()
     metrics = [("small", "upload_per_s", "4 KiB uploads/s"), ("small", "download_per_s", "4 KiB downloads/s")]
+    xs = range(len(metrics))
     for j, name in enumerate(servers):
         vals = [result["servers"][name][w][m] for w, m, _ in metrics]
         axes[1].bar([x + j * 0.38 for x in xs], vals, width=0.38, label=name)
@@ -171,9 +244,14 @@ def plot(result: dict, path: Path) -> None:
 def render(result: dict) -> str:
     ex, az = result["servers"]["exastor"], result["servers"]["azurite"]
     m = result["machine"]
-    rows = [("256 MiB upload (MB/s)" if result["inputs"]["mib"] == 256 else "large upload (MB/s)",
-             ex["large"]["upload_MBps"], az["large"]["upload_MBps"], 4),
-            ("large download (MB/s)", ex["large"]["download_MBps"], az["large"]["download_MBps"], 4),
+    mib = result["inputs"]["mib"]
+    rows = [(f"{mib} MiB upload, azure-storage-blob (MB/s)", ex["large"]["upload_MBps"], az["large"]["upload_MBps"], 4),
+            (f"{mib} MiB download, azure-storage-blob (MB/s)", ex["large"]["download_MBps"],
+             az["large"]["download_MBps"], 4),
+            (f"{mib} MiB upload, lean client (MB/s)", ex["large_lean"]["upload_MBps"],
+             az["large_lean"]["upload_MBps"], 4),
+            (f"{mib} MiB download, lean client (MB/s)", ex["large_lean"]["download_MBps"],
+             az["large_lean"]["download_MBps"], 4),
             ("4 KiB uploads per second", ex["small"]["upload_per_s"], az["small"]["upload_per_s"], 10),
             ("4 KiB downloads per second", ex["small"]["download_per_s"], az["small"]["download_per_s"], 10)]
     base = result["baseline"]
@@ -183,7 +261,8 @@ def render(result: dict) -> str:
         f"{result['inputs']['small']} --repeat {result['inputs']['repeat']}` "
         f"(raw JSON: `bench/results/blobbench.json`, plot: `bench/results/blobbench.png`).", "",
         f"Machine: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores, "
-        f"{(m.get('mem_total_bytes') or 0) / 2**30:.0f} GiB RAM; client and both servers share it. "
+        f"{(m.get('mem_total_bytes') or 0) / 2**30:.0f} GiB RAM, load average at start "
+        f"{m.get('loadavg_at_start')}; client and both servers share it. "
         f"Azurite {result['azurite_version']} on Node {result['node_version']} (disk persistence, "
         "`--skipApiVersionCheck`); exastor with its embedded default (SQLite metadata, one drive).", "",
         "| workload | exastor | Azurite | ratio | target |", "|---|---:|---:|---:|---:|"]
@@ -197,9 +276,12 @@ def render(result: dict) -> str:
               "How: large transfers use azure-storage-blob exactly as an application would (upload_blob with "
               "max_block_size 8 MiB and max_concurrency 4 is Put Block x 32 + Put Block List; download_blob "
               "with 8 MiB chunks and max_concurrency 4 is ranged Get Blob); the best of the repeats is "
-              "reported, every repeat uses fresh random bytes. Small blobs use a lean aiohttp client "
-              "(Shared Key signed per request) at concurrency 16, because on 2 cores the SDK's own Python "
-              "cost per request would cap both servers at the same client-bound number.", ""]
+              "reported, every repeat uses fresh random bytes, and the servers take turns (exastor, Azurite, "
+              "exastor, ...) so a busy neighbour on the shared machine hits both alike. The lean-client rows "
+              "do the same transfers (Put Block x 32 + Put Block List, 8 MiB ranged GETs, concurrency 4) with "
+              "a minimal aiohttp client that signs Shared Key itself, and small blobs always use it (concurrency "
+              "16): on 2 cores the SDK's own Python cost per request would otherwise cap both servers at the "
+              "same client-bound number.", ""]
     return "\n".join(lines)
 
 
@@ -229,20 +311,37 @@ def main() -> int:
                               "small_files": small_files(tmp, args.small)}
         progress.advance(task)
         with Servers(tmp) as servers:
-            for name, cs in servers.targets().items():
-                progress.update(task, description=f"{name}: {args.mib} MiB up/down")
-                res = {"large": large(cs, args.mib, args.repeat)}
-                progress.advance(task)
-                progress.update(task, description=f"{name}: 4 KiB blobs")
-                res["small"] = asyncio.run(small(cs, args.small))
-                progress.advance(task)
-                result["servers"][name] = res
+            targets = servers.targets()
+            runs: dict[str, dict[str, list]] = {n: {"sdk": [], "lean": [], "small": []} for n in targets}
+            progress.update(task, total=1 + args.repeat * len(targets) * 3)
+            # Interleaved (exastor, Azurite, exastor, ...) so a noisy neighbour hits both alike.
+            for rep in range(args.repeat):
+                for name, cs in targets.items():
+                    progress.update(task, description=f"{name}: {args.mib} MiB via SDK ({rep + 1})")
+                    runs[name]["sdk"].append(large_sdk(cs, args.mib))
+                    progress.advance(task)
+                    progress.update(task, description=f"{name}: {args.mib} MiB via lean client ({rep + 1})")
+                    runs[name]["lean"].append(asyncio.run(large_lean(cs, args.mib)))
+                    progress.advance(task)
+                    progress.update(task, description=f"{name}: 4 KiB blobs ({rep + 1})")
+                    runs[name]["small"].append(asyncio.run(small(cs, args.small)))
+                    progress.advance(task)
+            for name, r in runs.items():
+                result["servers"][name] = {
+                    "large": {"upload_MBps": max(u for u, _ in r["sdk"]), "download_MBps": max(d for _, d in r["sdk"]),
+                              "runs": r["sdk"]},
+                    "large_lean": {"upload_MBps": max(u for u, _ in r["lean"]),
+                                   "download_MBps": max(d for _, d in r["lean"]), "runs": r["lean"]},
+                    "small": {"upload_per_s": max(x["upload_per_s"] for x in r["small"]),
+                              "download_per_s": max(x["download_per_s"] for x in r["small"]),
+                              "runs": r["small"]}}
     write_result(args.out, result)
     plot(result, Path(args.out).with_suffix(".png"))
     Path(args.md).write_text(render(result))
     table = Table("workload", "exastor", "Azurite", "ratio")
     ex, az = result["servers"]["exastor"], result["servers"]["azurite"]
-    for w, m in (("large", "upload_MBps"), ("large", "download_MBps"), ("small", "upload_per_s"),
+    for w, m in (("large", "upload_MBps"), ("large", "download_MBps"), ("large_lean", "upload_MBps"),
+                 ("large_lean", "download_MBps"), ("small", "upload_per_s"),
                  ("small", "download_per_s")):
         table.add_row(f"{w} {m}", f"{ex[w][m]:,.1f}", f"{az[w][m]:,.1f}", f"{ex[w][m] / az[w][m]:.1f}x")
     console.print(table)
