@@ -143,3 +143,40 @@ CREATE TABLE IF NOT EXISTS blob_settings (
     name        TEXT PRIMARY KEY,
     value       TEXT NOT NULL
 );
+
+-- --- Drives and redundancy (docs/format.md, "Redundancy") -------------------------------------
+-- Shared by every worker process: drive health and where each segment's bytes live.
+
+CREATE TABLE IF NOT EXISTS drives (
+    id          INTEGER PRIMARY KEY,          -- 0 is the first drive (DATA/drive0 by default)
+    path        TEXT NOT NULL UNIQUE,         -- absolute directory of the drive
+    state       TEXT NOT NULL,                -- 'active', 'full', 'failed', 'draining', 'removed'
+    reason      TEXT NOT NULL DEFAULT '',     -- why it left 'active' (the error seen)
+    changed_ns  BIGINT NOT NULL
+);
+
+-- How a segment is stored. No row: a segment from before drives existed, a plain file on drive 0.
+CREATE TABLE IF NOT EXISTS segment_layout (
+    segment     BIGINT PRIMARY KEY,
+    k           INTEGER NOT NULL,             -- data shards (1 while replicated)
+    m           INTEGER NOT NULL,             -- parity shards; an open segment has m+1 replicas
+    shard_len   BIGINT NOT NULL,              -- 0: whole-segment replicas (open, or sealed with k=1, m=0)
+    data_len    BIGINT NOT NULL               -- segment bytes before padding (0 while open)
+);
+
+-- Whole-segment replicas (an open segment's write buffer).
+CREATE TABLE IF NOT EXISTS replicas (
+    segment     BIGINT NOT NULL,
+    drive       INTEGER NOT NULL,
+    PRIMARY KEY (segment, drive)
+);
+
+-- Shards of sealed, erasure-coded segments: 0..k-1 data, k..k+m-1 parity.
+CREATE TABLE IF NOT EXISTS shards (
+    segment     BIGINT NOT NULL,
+    idx         INTEGER NOT NULL,
+    drive       INTEGER NOT NULL,
+    state       TEXT NOT NULL,                -- 'ok', 'bad' (queued for repair)
+    PRIMARY KEY (segment, idx)
+);
+CREATE INDEX IF NOT EXISTS shards_by_drive ON shards (drive);
