@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -364,6 +365,20 @@ def test_content_md5_and_crc64_verified(cc):
                body=b"data")
     assert resp.status_code == 201
     assert bc.download_blob().readall() == b"checked"  # failed writes left the blob alone
+
+
+def test_crc64_structured_messages(cc):
+    """validate_content="crc64": streamed uploads and downloads travel as XSM/1.0 structured messages."""
+    pytest.importorskip("azure.storage.extensions")
+    data = os.urandom(5 * 1024 * 1024 + 123)  # more than one 4 MiB segment
+    bc = cc.get_blob_client("crc64")
+    bc.upload_blob(io.BytesIO(data), length=len(data), validate_content="crc64")
+    assert bc.download_blob(validate_content="crc64").readall() == data
+    part = bc.download_blob(offset=7, length=4_500_000, validate_content="crc64").readall()
+    assert part == data[7:4_500_007]
+    bc.stage_block(_bid(3), b"small block", validate_content="crc64")  # bytes: x-ms-content-crc64
+    bc.commit_block_list([_bid(3)])
+    assert bc.download_blob(validate_content="crc64").readall() == b"small block"
 
 
 def test_every_response_has_request_id_and_version(cc):

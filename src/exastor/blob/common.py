@@ -48,6 +48,7 @@ class BlobCall:
     principal: str | None = None
     auth: AuthResult | None = None
     response_started: bool = False
+    structured: bool = False       # the body went as an XSM structured message (echoed in the reply)
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -80,7 +81,18 @@ class BlobCall:
         client_id = self.h.get("x-ms-client-request-id")
         if client_id:
             out.append(("x-ms-client-request-id", client_id))
+        if self.structured:
+            out.append(("x-ms-structured-body", self.h["x-ms-structured-body"]))
         return out
+
+    def wants_structured(self) -> bool:
+        value = self.h.get("x-ms-structured-body")
+        if value is None:
+            return False
+        from exastor.blob.structured import HEADER_VALUE
+        if value.replace(" ", "").lower() != HEADER_VALUE.replace(" ", "").lower():
+            raise BlobError("InvalidHeaderValue", "Only XSM/1.0; properties=crc64 structured bodies are supported.")
+        return True
 
     async def reply(self, status: int = 200, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
                     *, content_type: str | None = "application/xml", head: bool = False) -> None:
@@ -117,7 +129,24 @@ class BlobCall:
 
     # --- bodies ------------------------------------------------------------------
     def body(self, limit: int) -> AsyncIterator[bytes | memoryview]:
+        if self.wants_structured():
+            from exastor.blob.structured import decode, encoded_length
+            self.structured = True
+            size = self.content_size()
+            return decode(_body(self, encoded_length(min(size, limit))), size)
         return _body(self, limit)
+
+    def content_size(self) -> int | None:
+        """The content's length: x-ms-structured-content-length for a structured body, else Content-Length."""
+        raw = self.h.get("x-ms-structured-content-length") if self.wants_structured() else self.h.get("content-length")
+        if raw is None:
+            if self.wants_structured():
+                raise BlobError("MissingRequiredHeader", "x-ms-structured-content-length is required.")
+            return None
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise BlobError("InvalidHeaderValue", "Invalid content length.") from exc
 
     def put_spec(self, attrs: dict[str, Any]) -> PutSpec:
         """Digesters and verification for a blob/block body: Content-MD5 and x-ms-content-crc64."""
@@ -145,13 +174,8 @@ class BlobCall:
                 if crc.digest() != want_crc:
                     raise BlobError("Crc64Mismatch")
 
-        size = None
-        if "content-length" in h:
-            try:
-                size = int(h["content-length"])
-            except ValueError as exc:
-                raise BlobError("InvalidHeaderValue", "Invalid Content-Length.") from exc
-        return PutSpec(attrs=attrs, digesters=[crc] if crc is not None else [], verify=verify, expected_size=size)
+        return PutSpec(attrs=attrs, digesters=[crc] if crc is not None else [], verify=verify,
+                       expected_size=self.content_size())
 
     # --- leases --------------------------------------------------------------------
     def lease_guard(self, key: str, *, write: bool, container_level: bool = False) -> None:
