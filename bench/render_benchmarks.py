@@ -95,16 +95,17 @@ def peer_ratio_table(results: list[dict[str, Any]], subject: str) -> list[str]:
 
 def baseline_table(results: list[dict[str, Any]]) -> list[str]:
     lines = ["| run | raw write+fsync MB/s | raw read MB/s | read was | drop_caches allowed | "
-             "4 KiB create/s | 4 KiB read/s | load avg at start |",
+             "4 KiB create/s | 4 KiB read/s | load avg (1 min) start → end |",
              "|---|---:|---:|---|---|---:|---:|---|"]
     for res in results:
         seq = res["baselines"].get("raw_disk_seq", {})
         small = res["baselines"].get("raw_disk_small", {})
-        load = res["machine"].get("loadavg_at_start") or []
+        load0 = (res["machine"].get("loadavg_at_start") or [None])[0]
+        load1 = (res.get("loadavg_at_end") or [None])[0]
         lines.append(f"| {res['label']} ({res['started_at']}) | {fmt(seq.get('write_fsync_MBps'))} | "
                      f"{fmt(seq.get('read_MBps'))} | {seq.get('read_was', '–')} | "
                      f"{seq.get('drop_caches_allowed', '–')} | {fmt(small.get('create_per_s'))} | "
-                     f"{fmt(small.get('read_per_s'))} | {', '.join(f'{x:.2f}' for x in load)} |")
+                     f"{fmt(small.get('read_per_s'))} | {fmt(load0, 1)} → {fmt(load1, 1)} |")
     return lines
 
 

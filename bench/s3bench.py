@@ -28,6 +28,7 @@ inputs, and a table is printed.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import threading
@@ -349,6 +350,8 @@ class Bench:
             "endpoint": args.endpoint,
             "started_at": started,
             "finished_at": utc_stamp(),
+            # other work on a shared machine skews numbers: keep the evidence with them
+            "loadavg_at_end": os.getloadavg(),
             "inputs": {
                 "quick": args.quick,
                 "gets": "warm" if args.warm_gets else "page cache dropped before each GET phase (when allowed)",

@@ -68,6 +68,8 @@ rgw frontends = beast endpoint=127.0.0.1:$port
 rgw data = $dir/rgw
 rgw dns name = 127.0.0.1
 rgw thread pool size = 64
+# lifecycle "days" become 10-second units, matching lc_debug_interval in the s3-tests config
+rgw lc debug interval = 10
 CONF
     echo "$conf" >"$CONFFILE"
     : >"$PIDS"

@@ -434,6 +434,16 @@ def render_doc_section(summaries: list[dict], top: int = 12) -> str:
             c = s["groups"].get(g, {})
             cells.append(f"{c.get('passed', 0)}/{sum(c.values())}" if c else "–")
         out.append(f"| {g} | " + " | ".join(cells) + " |")
+    subject = summaries[0]
+    mine = {k for k, v in subject.get("results", {}).items() if v["outcome"] == "passed"}
+    for other in summaries[1:]:
+        theirs = {k for k, v in other.get("results", {}).items() if v["outcome"] == "passed"}
+        gap = sorted(theirs - mine)
+        if gap:
+            groups = Counter(group_of(k) for k in gap).most_common(6)
+            out += ["", f"{len(gap)} tests pass on {other['label']} but not on {subject['label']} "
+                    f"({len(mine - theirs)} the other way round); most in: "
+                    + ", ".join(f"{g} ({n})" for g, n in groups) + "."]
     for s in summaries:
         out += ["", f"Top failure causes, {s['label']} (count, cause):", ""]
         out += [f"- {n} × `{cause}`" for cause, n in s["top_failure_causes"][:top]]
