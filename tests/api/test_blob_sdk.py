@@ -253,6 +253,8 @@ def test_blocks_stage_commit_get_list(cc):
     assert {b.id: b.size for b in uncommitted} == {_bid(i): len(p) for i, p in enumerate(parts)}
     with pytest.raises(ResourceNotFoundError):
         bc.download_blob()  # nothing committed yet
+    assert list(cc.list_blobs()) == []
+    assert [b.name for b in cc.list_blobs(include=["uncommittedblobs"])] == ["blocks"]
     bc.commit_block_list([BlobBlock(_bid(2)), BlobBlock(_bid(0))],
                          content_settings=ContentSettings(content_type="text/x-blocks"), metadata={"m": "1"})
     assert bc.download_blob().readall() == parts[2] + parts[0]
@@ -504,6 +506,9 @@ def test_copy_blob_sync_and_from_url(cc):
     assert result["copy_status"] == "success"
     props = dst.get_blob_properties()
     assert props.copy.status == "success" and props.metadata == {"origin": "src"}
+    assert props.copy.id == result["copy_id"]
+    listed = {b.name: b for b in cc.list_blobs(include=["copy"])}
+    assert listed["dst"].copy.status == "success" and listed["dst"].copy.id == result["copy_id"]
     assert props.content_settings.content_type == "image/png"
     assert dst.download_blob().readall() == data
     dst2 = cc.get_blob_client("dst2")
