@@ -24,6 +24,16 @@ KIND_CHUNK = 1
 
 CODEC_RAW = 0
 CODEC_ZSTD = 1
+CODEC_GROUPED = 2   # byte-grouped float streams (payload says width and phase)
+CODEC_DELTA = 3     # delta against slices of other chunks (payload lists them)
+
+# Header flags: a summary of the transforms inside the payload, for scans and statistics
+# (the payload is authoritative; see docs/format.md "Codecs and transforms").
+FLAG_GROUPED = 1 << 0      # byte grouping applied
+FLAG_DELTA_DICT = 1 << 1   # zstd with a reference dictionary
+FLAG_DELTA_XOR = 1 << 2    # XOR residual against an aligned reference
+FLAG_DELTA_DIFF = 1 << 3   # difference residual against an aligned reference
+FLAG_WIDTH_SHIFT = 4       # bits 4-6: element width in bytes (0, 2, 4)
 
 SEGMENT_MAGIC = b"EXSEG001"
 SEGMENT_HEADER = struct.Struct("<8sQQQQQQQ")  # magic, segment id, created_ns, reserved...
