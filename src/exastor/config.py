@@ -33,6 +33,8 @@ class Config:
     gc_interval: int = 300      # seconds between garbage-collection passes (0 = never)
     gc_grace: int = 600         # seconds a dead chunk or a sealed segment waits before it is reclaimed
     segment_size: int = 64 << 20  # bytes after which the open segment is sealed
+    drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
+    ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
     def validate(self) -> None:
@@ -66,6 +68,14 @@ class Config:
                 raise ConfigError(f"{where('account_key')} must be base64 (as Azure account keys are)") from exc
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
             raise ConfigError(f"{where('log_level')} must be one of critical, error, warning, info, debug")
+        if self.ec:
+            from exastor.engine.erasure import parse
+            try:
+                g = parse(self.ec)
+            except ValueError as exc:
+                raise ConfigError(f"{where('ec')}: {exc}") from exc
+            if self.drives and g.k + g.m > len(self.drives):
+                raise ConfigError(f"{where('ec')}: {g} needs {g.k + g.m} drives, {len(self.drives)} given")
         if self.data.exists() and not self.data.is_dir():
             raise ConfigError(f"{where('data')}: {self.data} exists and is not a directory")
 

@@ -1,101 +1,137 @@
-"""Append-only segment files on a drive, with group fsync.
+"""Append-only segments across drives: replicated while open, erasure-coded once sealed.
 
-One segment is open for appends at a time per gateway process; it is sealed
-(fsynced, marked in the index) when it reaches ``max_size``. Writers append
-whole batches of records under a lock with one ``write`` call, then ask for
-durability up to their last byte: ``sync`` fsyncs once for every writer whose
-bytes were already in the file when the fsync started.
+One segment is open for appends at a time per gateway process. Its bytes go to m+1 replica files
+on distinct drives (the write buffer: it survives the same m failures as the final stripe), and
+``sync`` fsyncs all of them before any commit points at the bytes. When the segment reaches
+``max_size`` it is sealed on a background thread: cut into k contiguous data shards plus m parity
+shards (systematic Reed-Solomon, engine/erasure.py), each written and fsynced on a distinct drive,
+recorded in the database, and only then are the replicas deleted. With one drive (1+0) the single
+replica simply stays: the segment file IS the data, byte-compatible with format version 1.
+
+Reads: a healthy read is a ``pread`` of the one data shard (or two, across a boundary) holding the
+record. ``pread_degraded`` is for when that failed its checksum: other replicas, or a column-range
+decode from k verified shards.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from exastor import errors
-from exastor.engine.record import SEGMENT_HEADER_SIZE, segment_header
+from exastor.engine import erasure, shards
+from exastor.engine.drives import Drive, DriveSet, Layout, commit_seal, load_layout, new_segment
+from exastor.engine.record import (
+    HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    decode_header,
+    segment_header,
+    verify_payload,
+)
 from exastor.meta.store import Metadata
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
-WRITEBACK_KICK = 8 << 20
+log = logging.getLogger("exastor.segments")
 
-
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_sync_file_range = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing a range back now (Linux sync_file_range, non-blocking).
-    Only a hint: the fsync before the metadata commit is what guarantees durability."""
-    if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+Check = Callable[[bytes], object]
 
 
 def segment_path(directory: Path, segment_id: int) -> Path:
     return directory / f"seg-{segment_id:016x}.log"
 
 
+def record_length(view: memoryview, pos: int) -> int:
+    """Length of the valid record at ``pos`` of an in-memory segment, 0 if there is none."""
+    if pos + HEADER_SIZE > len(view):
+        return 0
+    try:
+        head = decode_header(view[pos:pos + HEADER_SIZE])
+        end = pos + HEADER_SIZE + head.stored_len
+        if end > len(view):
+            return 0
+        verify_payload(head, view[pos + HEADER_SIZE:end])
+    except errors.DataCorrupted:
+        return 0
+    return end - pos
+
+
 class SegmentLog:
     """Locks, and why there are three:
 
-    - ``_append_lock`` guards the open segment's descriptor and size; held only for a ``write``.
+    - ``_append_lock`` guards the open segment's descriptors and size; held only for the ``write``s.
     - ``_sync_lock`` serialises fsyncs and the closing of descriptors, so an fsync never runs on
       a descriptor that a rollover closed.
     - ``_rollover_lock`` lets one appender seal the full segment and open the next while the
       others wait. Rollover talks to the metadata writer thread, and the metadata writer thread
       calls ``sync`` (to make data durable before it commits), so rollover must never hold the
-      append or sync lock while it waits on the database: that would deadlock.
+      append or sync lock while it waits on the database: that would deadlock. The erasure coding
+      itself runs on the sealer thread, holding none of them.
     """
 
-    def __init__(self, directory: Path, meta: Metadata, max_size: int = DEFAULT_SEGMENT_SIZE) -> None:
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, drives: DriveSet | Path, meta: Metadata, max_size: int = DEFAULT_SEGMENT_SIZE) -> None:
+        if isinstance(drives, Path):  # one drive directory: DIR/segments as before
+            drives = DriveSet(meta, [drives.parent if drives.name == "segments" else drives])
+        self.drives = drives
         self.meta = meta
         self.max_size = max_size
         self._append_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._rollover_lock = threading.Lock()
-        self._read_fds: dict[int, int] = {}
+        self._read_fds: dict[tuple[int, int, int], int] = {}   # (segment, kind 0=replica 1=shard, n) -> fd
+        self._shard_info: dict[tuple[int, int], shards.ShardInfo] = {}
+        self._layouts: dict[int, Layout] = {}
         self._fd_lock = threading.Lock()
         self._seg: int | None = None
-        self._fd = -1
+        self._fds: list[tuple[int, int]] = []   # (drive id, fd) of the open segment's replicas
+        self._broken = False                    # a replica failed: roll over before the next append
         self._size = 0
-        self._kicked = 0
-        # Segments with bytes not yet known durable: segment -> [fd, size, durable offset].
-        self._unsynced: dict[int, list[int]] = {}
+        # Segments with bytes not yet known durable: segment -> [fds, size, durable offset].
+        self._unsynced: dict[int, list] = {}
+        self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exastor-seal")
+        self._sealing: dict[int, Future[None]] = {}
+
+    @property
+    def directory(self) -> Path:
+        """Drive 0's segment directory (single-drive compatibility)."""
+        return self.drives.first.segments
 
     # --- writing ---------------------------------------------------------------
-    def _create(self) -> tuple[int, int]:
-        seg = self.meta.new_segment_sync()
-        path = segment_path(self.directory, seg)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
-        try:
-            os.write(fd, segment_header(seg, time.time_ns()))
-            os.fsync(fd)
-            _fsync_dir(self.directory)
-        except OSError as exc:
-            os.close(fd)
-            path.unlink(missing_ok=True)
+    def _create(self) -> tuple[int, list[tuple[int, int]]]:
+        self.drives.maybe_refresh()
+        for _attempt in range(8):
+            g = self.drives.geometry()
+            placed = self.drives.place(g.m + 1, salt=int(time.monotonic_ns() // 1000))
+            seg = new_segment(self.meta, g.m, placed)
+            head = segment_header(seg, time.time_ns())
+            fds: list[tuple[int, int]] = []
+            failed: tuple[Drive, OSError] | None = None
+            for d in placed:
+                path = segment_path(d.segments, seg)
+                try:
+                    self.drives.check(d, "write")
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
+                    fds.append((d.id, fd))
+                    os.write(fd, head)
+                    os.fsync(fd)
+                    shards.fsync_dir(d.segments)
+                except OSError as exc:
+                    failed = (d, exc)
+                    break
+            if failed is None:
+                return seg, fds
+            for _, fd in fds:
+                os.close(fd)
+            for d in placed:
+                segment_path(d.segments, seg).unlink(missing_ok=True)
             self.meta.set_segment_state_sync(seg, "deleted", 0)
-            raise _storage_error(exc) from exc
-        return seg, fd
+            self.drives.failed_io(failed[0].id, failed[1])
+        raise errors.Unavailable("could not open a segment on enough healthy drives")
 
     def _rollover(self, full_segment: int | None) -> None:
         """Seal ``full_segment`` (if it is still the open one) and open a new segment."""
@@ -104,119 +140,442 @@ class SegmentLog:
                 if self._seg != full_segment:
                     return  # another appender already rolled over
                 old, self._seg = self._seg, None
+                self._broken = False
             if old is not None:
                 with self._sync_lock:
-                    fd, size, _ = self._unsynced[old]
-                    os.fsync(fd)
+                    fds, size, _ = self._unsynced[old]
+                    good = self._fsync_all(fds)
                     with self._append_lock:
                         del self._unsynced[old]
-                    os.close(fd)
-                self.meta.set_segment_state_sync(old, "sealed", size)
-            seg, fd = self._create()
+                    for _, fd in fds:
+                        os.close(fd)
+                self._sealing[old] = self._sealer.submit(self._seal_quietly, old, size, good)
+            seg, fds = self._create()
             with self._append_lock:
-                self._seg, self._fd, self._size, self._kicked = seg, fd, SEGMENT_HEADER_SIZE, 0
-                self._unsynced[seg] = [fd, SEGMENT_HEADER_SIZE, SEGMENT_HEADER_SIZE]
+                self._seg, self._fds, self._size = seg, fds, SEGMENT_HEADER_SIZE
+                self._unsynced[seg] = [fds, SEGMENT_HEADER_SIZE, SEGMENT_HEADER_SIZE]
+
+    def _fsync_all(self, fds: list[tuple[int, int]]) -> list[int]:
+        """fsync every replica; returns the drives that succeeded (failures are recorded)."""
+        good = []
+        for drive, fd in fds:
+            try:
+                d = self.drives.get(drive)
+                if d is not None:
+                    self.drives.check(d, "write")
+                os.fsync(fd)
+                good.append(drive)
+            except OSError as exc:
+                self.drives.failed_io(drive, exc, now=False)
+        return good
 
     def append(self, blob: bytes | bytearray) -> tuple[int, int]:
         """Append ``blob`` to the open segment; returns (segment id, offset of its first byte)."""
         while True:
+            failure: tuple[int, OSError] | None = None
             with self._append_lock:
                 seg = self._seg
-                if seg is not None and self._size < self.max_size:
+                if seg is not None and self._size < self.max_size and not self._broken:
                     base = self._size
-                    try:
-                        written = os.write(self._fd, blob)
-                        if written != len(blob):
-                            raise OSError(errno.ENOSPC, "short write")
-                    except OSError as exc:
-                        # Cut a torn tail so the segment stays parseable; the write is reported as failed.
+                    for drive, fd in self._fds:
                         try:
-                            os.ftruncate(self._fd, base)
+                            d = self.drives.get(drive)
+                            if d is not None:
+                                self.drives.check(d, "write")
+                            written = os.write(fd, blob)
+                            if written != len(blob):
+                                raise OSError(errno.ENOSPC, "short write")
+                        except OSError as exc:
+                            failure = (drive, exc)
+                            break
+                    if failure is None:
+                        self._size = base + len(blob)
+                        self._unsynced[seg][1] = self._size
+                        return seg, base
+                    # Cut torn tails so every replica stays parseable, then move to a new segment.
+                    for _, fd in self._fds:
+                        try:
+                            os.ftruncate(fd, base)
                         except OSError:
                             pass
-                        raise _storage_error(exc) from exc
-                    self._size = base + len(blob)
-                    self._unsynced[seg][1] = self._size
-                    if self._size - self._kicked >= WRITEBACK_KICK:
-                        # Start writeback now (non-blocking), so the fsync before the commit
-                        # finds little left to write: large PUTs stream to disk as they arrive.
-                        _start_writeback(self._fd, self._kicked, self._size - self._kicked)
-                        self._kicked = self._size
-                    return seg, base
+                    self._fds = [(d, fd) for d, fd in self._fds if d != failure[0]]
+                    self._broken = True
+            if failure is not None:
+                self.drives.failed_io(failure[0], failure[1])
             self._rollover(seg)
 
     def sync(self, segment: int, upto: int) -> None:
-        """Make bytes ``[0, upto)`` of ``segment`` durable. Sealed segments already are."""
+        """Make bytes ``[0, upto)`` of ``segment`` durable on every replica. Sealed segments already are."""
         with self._sync_lock:
             with self._append_lock:
                 entry = self._unsynced.get(segment)
                 if entry is None or entry[2] >= upto:
                     return
-                fd, target = entry[0], entry[1]
-            try:
-                os.fsync(fd)  # outside the append lock: writers keep appending while we wait on the disk
-            except OSError as exc:
-                raise _storage_error(exc) from exc
+                fds, target = list(entry[0]), entry[1]
+            good = self._fsync_all(fds)  # outside the append lock: writers keep appending meanwhile
+            if len(good) < len(fds):
+                with self._append_lock:
+                    if self._seg == segment:
+                        self._broken = True
+                raise errors.Unavailable("a drive failed while making data durable; retry")
             with self._append_lock:
                 entry = self._unsynced.get(segment)
                 if entry is not None:
                     entry[2] = max(entry[2], target)
 
-    def recover(self) -> None:
-        """At start: seal segments a previous process left open, cutting any torn tail."""
-        from exastor.engine.scan import valid_end  # local import: scan depends on this module's paths
+    # --- sealing ---------------------------------------------------------------
+    def _seal_quietly(self, segment: int, size: int | None, good: list[int] | None) -> None:
+        try:
+            self.seal(segment, size, good)
+        except Exception:  # noqa: BLE001 - the segment stays replicated; recovery seals it at next start
+            log.exception("sealing segment %d failed; it stays replicated", segment)
+        finally:
+            self._sealing.pop(segment, None)
 
+    def _replica_bytes(self, lay: Layout, good: list[int] | None, size: int | None) -> bytes:
+        """The segment's bytes from its replicas: the longest valid prefix, record by record from
+        whichever replica holds a valid copy (a flipped byte in one replica is healed by another)."""
+        bufs: list[bytes] = []
+        drives = list(lay.replicas) if lay.kind == "replicas" else [self.drives.first.id]
+        for drive in drives:
+            if good is not None and drive not in good:
+                continue
+            d = self.drives.get(drive)
+            if d is None or not self.drives.readable(drive):
+                continue
+            try:
+                self.drives.check(d, "read")
+                with open(segment_path(d.segments, lay.segment), "rb") as f:
+                    bufs.append(f.read() if size is None else f.read(size))
+            except OSError:
+                continue
+        if not bufs:
+            raise errors.DataCorrupted(f"segment {lay.segment}: no readable replica")
+        out = bytearray(bufs[0][:SEGMENT_HEADER_SIZE])
+        pos = SEGMENT_HEADER_SIZE
+        views = [memoryview(b) for b in bufs]
+        while True:
+            got = None
+            for v in views:
+                n = record_length(v, pos)
+                if n:
+                    got = v[pos:pos + n]
+                    break
+            if got is None:
+                break
+            out += got
+            pos += len(got)
+        return bytes(out)
+
+    def seal(self, segment: int, size: int | None = None, good: list[int] | None = None) -> None:
+        """Erasure-code a replicated segment and drop its replicas (idempotent; crash-safe at every step)."""
+        lay = load_layout(self.meta, segment)
+        if lay is None or lay.state != "open":
+            return
+        self.drives.maybe_refresh()
+        data = self._replica_bytes(lay, good, size)
+        g = self.drives.seal_geometry() if lay.kind == "replicas" else None
+        if lay.kind == "plain" or (g is not None and g.k == 1 and g.m == 0) or g is None:
+            # Legacy file or 1+0: the (cut back) replica is the final form.
+            self._truncate_replicas(lay, len(data), good)
+            if g is None and lay.kind == "replicas" and lay.m > 0:
+                log.warning("segment %d sealed without erasure coding: too few healthy drives", segment)
+            if lay.kind == "plain":
+                self.meta.set_segment_state_sync(segment, "sealed", len(data))
+            else:
+                commit_seal(self.meta, segment, 1, 0, 0, len(data), [])
+            return
+        data_shards = erasure.split(data, g.k)
+        all_shards = data_shards + erasure.encode(data_shards, g.m)
+        placed = self._write_shards(segment, g, len(data), all_shards)
+        if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed):
+            for i, drive in enumerate(placed):
+                d = self.drives.get(drive)
+                if d is not None:
+                    (d.shards / shards.shard_name(segment, i)).unlink(missing_ok=True)
+            return
+        with self._fd_lock:
+            self._layouts.pop(segment, None)
+        self.delete_replicas(lay)
+
+    def _write_shards(self, segment: int, g: erasure.Geometry, data_len: int, all_shards: list[bytes]) -> list[int]:
+        placed: list[int] = []
+        used: set[int] = set()
+        for i, shard in enumerate(all_shards):
+            while True:
+                d = self.drives.place(1, salt=segment + i, exclude=used)[0]
+                used.add(d.id)
+                try:
+                    self.drives.check(d, "write")
+                    shards.write_shard(d.shards / shards.shard_name(segment, i), segment, i, g.k, g.m, data_len, shard)
+                    placed.append(d.id)
+                    break
+                except OSError as exc:
+                    self.drives.failed_io(d.id, exc)
+        return placed
+
+    def _truncate_replicas(self, lay: Layout, end: int, good: list[int] | None) -> None:
+        drives = list(lay.replicas) if lay.kind == "replicas" else [self.drives.first.id]
+        for drive in drives:
+            d = self.drives.get(drive)
+            if d is None or (good is not None and drive not in good):
+                continue
+            try:
+                with open(segment_path(d.segments, lay.segment), "r+b") as f:
+                    if os.fstat(f.fileno()).st_size != end:
+                        f.truncate(end)
+                    os.fsync(f.fileno())
+            except OSError:
+                continue
+
+    def delete_replicas(self, lay: Layout) -> None:
+        for drive in lay.replicas:
+            d = self.drives.get(drive)
+            if d is not None:
+                try:
+                    segment_path(d.segments, lay.segment).unlink(missing_ok=True)
+                except OSError:
+                    pass
+
+    def delete_files(self, segment: int, lay: Layout | None = None) -> None:
+        """Remove every file of a deleted segment (replicas, shards, a legacy file)."""
+        self.forget(segment)
+        width = lay.k + lay.m if lay is not None and lay.kind == "ec" else 0
+        for d in self.drives.all:
+            paths = [segment_path(d.segments, segment)] + [d.shards / shards.shard_name(segment, i)
+                                                            for i in range(width)]
+            for path in paths:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
+
+    def wait_sealed(self) -> None:
+        for fut in list(self._sealing.values()):
+            try:
+                fut.result()
+            except Exception:  # noqa: BLE001 - logged by the sealer
+                pass
+
+    def recover(self) -> None:
+        """At start: seal segments a previous process left open, remove files a crash orphaned."""
         for seg, state, _size in self.meta.segments():
-            if state != "open":
+            if state == "open":
+                lay = load_layout(self.meta, seg)
+                if lay is None:
+                    continue
+                if lay.kind == "plain" and not segment_path(self.drives.first.segments, seg).exists():
+                    self.meta.set_segment_state_sync(seg, "deleted", 0)
+                    continue
+                try:
+                    self.seal(seg)
+                except errors.DataCorrupted:
+                    self.meta.set_segment_state_sync(seg, "deleted", 0)  # no replica survived: nothing was acked
+                except errors.Unavailable as exc:
+                    log.error("segment %d stays replicated: %s", seg, exc.detail)
+        self.remove_orphans()
+
+    def remove_orphans(self) -> None:
+        """Replica files of erasure-coded segments and files of deleted segments (a crash between
+        the database commit and the unlink leaves them); temporary shard files."""
+        states = {seg: state for seg, state, _ in self.meta.segments()}
+
+        def q(cur):  # noqa: ANN001, ANN202
+            cur.execute("SELECT segment FROM segment_layout WHERE shard_len > 0")
+            return {int(r[0]) for r in cur.fetchall()}
+
+        coded = self.meta.runner.read(q)
+        for d in self.drives.all:
+            if not self.drives.readable(d.id):
                 continue
-            path = segment_path(self.directory, seg)
-            if not path.exists():
-                self.meta.set_segment_state_sync(seg, "deleted", 0)
-                continue
-            end = valid_end(path)
-            with open(path, "r+b") as f:
-                f.truncate(end)
-                f.flush()
-                os.fsync(f.fileno())
-            self.meta.set_segment_state_sync(seg, "sealed", end)
+            for path in list(d.segments.glob("seg-*.log")):
+                seg = int(path.stem[4:], 16)
+                if states.get(seg) == "deleted" or (seg in coded and states.get(seg) == "sealed"):
+                    path.unlink(missing_ok=True)
+            for path in list(d.shards.glob("seg-*")):
+                if ".tmp" in path.name:
+                    path.unlink(missing_ok=True)
+                    continue
+                seg = int(path.name[4:20], 16)
+                if states.get(seg) == "deleted":
+                    path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        with self._rollover_lock, self._sync_lock, self._append_lock:
-            for seg, (fd, size, _) in list(self._unsynced.items()):
-                os.fsync(fd)
-                os.close(fd)
-                self.meta.set_segment_state_sync(seg, "sealed", size)
-            self._unsynced.clear()
-            self._seg = None
+        with self._rollover_lock:
+            with self._sync_lock, self._append_lock:
+                pending = [(seg, fds, size) for seg, (fds, size, _) in self._unsynced.items()]
+                self._unsynced.clear()
+                self._seg = None
+            for seg, fds, size in pending:
+                good = self._fsync_all(fds)
+                for _, fd in fds:
+                    os.close(fd)
+                self._sealing[seg] = self._sealer.submit(self._seal_quietly, seg, size, good)
+        self.wait_sealed()
+        self._sealer.shutdown(wait=True)
         with self._fd_lock:
             for fd in self._read_fds.values():
                 os.close(fd)
             self._read_fds.clear()
 
     # --- reading ---------------------------------------------------------------
-    def _read_fd(self, segment: int) -> int:
-        fd = self._read_fds.get(segment)
+    def layout(self, segment: int, *, fresh: bool = False) -> Layout:
+        lay = None if fresh else self._layouts.get(segment)
+        if lay is None:
+            lay = load_layout(self.meta, segment)
+            if lay is None or lay.state == "deleted":
+                raise errors.DataCorrupted(f"segment {segment} missing")
+            if lay.state == "sealed":  # immutable until repair moves a shard (then a read fails and refreshes)
+                self._layouts[segment] = lay
+        return lay
+
+    def _fd(self, segment: int, kind: int, n: int, path: Path) -> int:
+        key = (segment, kind, n)
+        fd = self._read_fds.get(key)
         if fd is not None:
             return fd
         with self._fd_lock:
-            fd = self._read_fds.get(segment)
+            fd = self._read_fds.get(key)
             if fd is None:
-                fd = os.open(segment_path(self.directory, segment), os.O_RDONLY)
-                self._read_fds[segment] = fd
+                fd = os.open(path, os.O_RDONLY)
+                self._read_fds[key] = fd
             return fd
+
+    def _replica_fd(self, lay: Layout, drive: int) -> int:
+        d = self.drives.get(drive)
+        if d is None or not self.drives.readable(drive):
+            raise FileNotFoundError(f"drive {drive} unavailable")
+        self.drives.check(d, "read")
+        return self._fd(lay.segment, 0, drive, segment_path(d.segments, lay.segment))
+
+    def _shard_fd(self, lay: Layout, idx: int) -> int:
+        if idx >= len(lay.shards):
+            raise FileNotFoundError(f"shard {idx} not recorded")
+        _, drive, _ = lay.shards[idx]
+        d = self.drives.get(drive)
+        if d is None or not self.drives.readable(drive):
+            raise FileNotFoundError(f"drive {drive} unavailable")
+        self.drives.check(d, "read")
+        return self._fd(lay.segment, 1, idx, d.shards / shards.shard_name(lay.segment, idx))
+
+    def _pread_healthy(self, lay: Layout, offset: int, length: int) -> bytes:
+        if lay.kind == "plain":
+            return os.pread(self._fd(lay.segment, 0, -1, segment_path(self.drives.first.segments, lay.segment)),
+                            length, offset)
+        if lay.kind == "replicas":
+            last: OSError | None = None
+            for drive in lay.replicas:
+                try:
+                    return os.pread(self._replica_fd(lay, drive), length, offset)
+                except OSError as exc:
+                    last = exc
+            raise last or FileNotFoundError("no replica")
+        out = []
+        pos, end = offset, offset + length
+        while pos < end:
+            idx = pos // lay.shard_len
+            within = pos - idx * lay.shard_len
+            take = min(end - pos, lay.shard_len - within)
+            out.append(os.pread(self._shard_fd(lay, idx), take, within))
+            pos += take
+        return b"".join(out)
 
     def pread(self, segment: int, offset: int, length: int) -> bytes:
+        """Healthy read: the one replica or data shard(s) holding the bytes; no verification here."""
         try:
-            return os.pread(self._read_fd(segment), length, offset)
-        except FileNotFoundError as exc:
-            raise errors.DataCorrupted(f"segment {segment} missing") from exc
+            return self._pread_healthy(self.layout(segment), offset, length)
+        except OSError:
+            self.forget(segment)
+            try:  # the layout may have changed under us (sealed, repaired, compacted): look again once
+                return self._pread_healthy(self.layout(segment, fresh=True), offset, length)
+            except OSError as exc:
+                raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
+
+    def pread_degraded(self, segment: int, offset: int, length: int, check: Check) -> bytes:
+        """Bytes that pass ``check`` from other copies or by decoding; queues bad shards for repair."""
+        self.forget(segment)
+        lay = self.layout(segment, fresh=True)
+        if lay.kind == "replicas":
+            for drive in lay.replicas:
+                try:
+                    raw = os.pread(self._replica_fd(lay, drive), length, offset)
+                    check(raw)
+                    return raw
+                except (OSError, errors.DataCorrupted):
+                    continue
+            raise errors.DataCorrupted(f"segment {segment}: every replica failed")
+        if lay.kind == "plain":
+            raw = self._pread_healthy(lay, offset, length)
+            check(raw)
+            return raw
+        raw = self.read_ec_range(lay, offset, length)
+        check(raw)
+        return raw
+
+    def _shard_info(self, lay: Layout, idx: int, fd: int) -> shards.ShardInfo:
+        key = (lay.segment, idx)
+        info = self._shard_info.get(key)
+        if info is None:
+            info = shards.read_info(fd)
+            if info.segment != lay.segment or info.index != idx or info.shard_len != lay.shard_len:
+                raise errors.DataCorrupted(f"shard {idx} of segment {lay.segment} is another shard")
+            self._shard_info[key] = info
+        return info
+
+    def read_shard_range(self, lay: Layout, idx: int, start: int, length: int) -> bytes:
+        """Verified bytes [start, start+length) of shard ``idx``; DataCorrupted/OSError if not."""
+        fd = self._shard_fd(lay, idx)
+        return shards.read_verified(fd, self._shard_info(lay, idx, fd), start, length)
+
+    def read_ec_range(self, lay: Layout, offset: int, length: int) -> bytes:
+        """Segment bytes [offset, offset+length) of an erasure-coded segment, decoding around bad shards."""
+        out = []
+        pos, end = offset, offset + length
+        while pos < end:
+            idx = pos // lay.shard_len
+            within = pos - idx * lay.shard_len
+            take = min(end - pos, lay.shard_len - within)
+            out.append(self.decode_columns(lay, within, take, [idx])[idx])
+            pos += take
+        return b"".join(out)
+
+    def decode_columns(self, lay: Layout, start: int, length: int, want: list[int]) -> dict[int, bytes]:
+        """Columns [start, start+length) of shards ``want``, from the shards themselves where they
+        verify, else decoded from k verified others. Bad shards are queued for repair."""
+        got: dict[int, bytes] = {}
+        bad: list[int] = []
+        order = want + [i for i in range(lay.k + lay.m) if i not in want]
+        for idx in order:
+            if len(got) >= lay.k and all(w in got for w in want):
+                break
+            if len(got) >= lay.k and idx not in want:
+                break
+            try:
+                got[idx] = self.read_shard_range(lay, idx, start, length)
+            except (OSError, errors.DataCorrupted):
+                bad.append(idx)
+        for idx in bad:
+            if idx < len(lay.shards) and lay.shards[idx][2] == "ok":
+                self.drives.shard_bad(lay.segment, idx)
+        if len(got) < lay.k:
+            raise errors.DataCorrupted(f"segment {lay.segment}: only {len(got)} of {lay.k} needed shards readable")
+        return erasure.decode(lay.k, lay.m, got, want)
+
+    def read_segment(self, segment: int) -> bytes:
+        """Every byte of a segment (fsck, scans), decoding if needed."""
+        lay = self.layout(segment, fresh=True)
+        if lay.kind == "ec":
+            return self.read_ec_range(lay, 0, lay.data_len)
+        return self._replica_bytes(lay, None, None)
 
     def forget(self, segment: int) -> None:
-        """Drop a cached read descriptor (after compaction deleted the file)."""
+        """Drop cached descriptors and layout of a segment (compacted, sealed, or repaired)."""
         with self._fd_lock:
-            fd = self._read_fds.pop(segment, None)
-        if fd is not None:
-            os.close(fd)
+            self._layouts.pop(segment, None)
+            for key in [k for k in self._read_fds if k[0] == segment]:
+                os.close(self._read_fds.pop(key))
+            for key in [k for k in self._shard_info if k[0] == segment]:
+                del self._shard_info[key]
 
     @property
     def open_segment(self) -> int | None:
@@ -230,8 +589,4 @@ def _storage_error(exc: OSError) -> errors.StoreError:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    shards.fsync_dir(path)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ import blake3
 from exastor import errors
 from exastor.engine import chunker, codec
 from exastor.engine import manifest as mf
+from exastor.engine.drives import DriveSet
 from exastor.engine.record import HEADER_SIZE, decode_header, encode, verify_payload
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.meta.records import ChunkLocation
@@ -58,10 +59,12 @@ class _WriterState:
 
 
 class ChunkStore:
-    def __init__(self, drive: Path, meta: Metadata, *, segment_size: int = DEFAULT_SEGMENT_SIZE,
+    def __init__(self, drive: Path | DriveSet, meta: Metadata, *, segment_size: int = DEFAULT_SEGMENT_SIZE,
                  threads: int | None = None, recover: bool = True) -> None:
         self.meta = meta
-        self.log = SegmentLog(drive / "segments", meta, max_size=segment_size)
+        # A bare directory is a one-drive store (no redundancy); a DriveSet spreads segments over drives.
+        self.log = SegmentLog(drive if isinstance(drive, DriveSet) else drive / "segments", meta,
+                              max_size=segment_size)
         if recover:  # only where no other process may have a segment open (see gateway.server)
             self.log.recover()
         self.pool = ThreadPoolExecutor(max_workers=threads or max(2, os.cpu_count() or 2),
@@ -141,14 +144,15 @@ class ChunkStore:
 
     # --- reading ---------------------------------------------------------------
     def read_chunk(self, loc: ChunkLocation) -> bytes | memoryview:
-        """Read and verify one chunk. Never returns bytes that failed their checksum."""
-        raw = self.log.pread(loc.segment, loc.offset, HEADER_SIZE + loc.stored_len)
-        head = decode_header(raw)
-        if head.fp != loc.fp:
-            raise errors.DataCorrupted("record at indexed location has another fingerprint")
-        payload = memoryview(raw)[HEADER_SIZE:]
-        verify_payload(head, payload)
-        return codec.decompress(head.codec, payload, head.raw_len)
+        """Read and verify one chunk. Never returns bytes that failed their checksum: a record that fails
+        on the healthy path (one replica, or the data shard holding it) is read degraded (another replica,
+        or decoded from the other shards), and the bad shard is queued for repair."""
+        length = HEADER_SIZE + loc.stored_len
+        try:
+            return _decode_record(loc, self.log.pread(loc.segment, loc.offset, length))
+        except errors.DataCorrupted:
+            raw = self.log.pread_degraded(loc.segment, loc.offset, length, lambda b: _decode_record(loc, b))
+            return _decode_record(loc, raw)
 
     def read_slices(self, slices: list[tuple[mf.Slice, int, int]]) -> list[bytes | memoryview]:
         """Bytes for (slice, skip, take) triples, in order. Runs on a worker thread for large reads."""
@@ -200,6 +204,15 @@ class ChunkStore:
             pending = nxt
         for piece in await pending:
             yield piece
+
+
+def _decode_record(loc: ChunkLocation, raw: bytes | memoryview) -> bytes | memoryview:
+    head = decode_header(raw)
+    if head.fp != loc.fp:
+        raise errors.DataCorrupted("record at indexed location has another fingerprint")
+    payload = memoryview(raw)[HEADER_SIZE:]
+    verify_payload(head, payload)
+    return codec.decompress(head.codec, payload, head.raw_len)
 
 
 def _batches(items: Iterator[tuple[mf.Slice, int, int]], limit: int) -> Iterator[list[tuple[mf.Slice, int, int]]]:
@@ -301,10 +314,3 @@ class ObjectWriter:
         """Call after the metadata commit (successful or not)."""
         self.store.release(self.state)
 
-
-async def drain(writer: ObjectWriter, source: AsyncIterator[bytes | memoryview],
-                on_piece: Callable[[int], None] | None = None) -> None:
-    async for piece in source:
-        await writer.write(piece)
-        if on_piece:
-            on_piece(len(piece))

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", help="region reported to clients (default us-east-1)")
     p.add_argument("--domain", action="append", dest="domains",
                    help="domain for virtual-host style requests (bucket.DOMAIN); repeatable")
+    p.add_argument("--drive", action="append", dest="drives", metavar="PATH",
+                   help="a drive directory (one per SSD); repeatable. Default: DATA/drive0 alone (no redundancy)")
+    p.add_argument("--ec", help="erasure geometry K+M, e.g. 4+2 or 146+4 (default: chosen by drive count)")
     p.add_argument("--workers", type=int, help="gateway processes (default: one per CPU, at most 8)")
     p.add_argument("--log-level", help="critical|error|warning|info|debug")
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             "account_name": args.account_name, "account_key": args.account_key, "access_key": args.access_key,
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
-            "workers": args.workers,
+            "workers": args.workers, "drives": args.drives, "ec": args.ec,
         })
     except ConfigError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
@@ -57,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     meta = open_metadata(cfg.data)
     try:
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
-        recover_segments(meta, cfg.data)  # once, before any worker opens a segment of its own
+        drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec)  # once, before any worker opens a segment
+        n_drives = sum(d.state != "removed" for d in drive_set.all)
+        geometry = drive_set.geometry()
     finally:
         meta.close()  # no database connection may cross the fork into the workers
     account = ensure_account(cfg.data, cfg.account_name, cfg.account_key)
@@ -69,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
         lines = [
             f"exastor {__version__} is serving",
             f"  S3 endpoint : {endpoint}",
-            f"  data        : {cfg.data.resolve()} (1 drive: no redundancy - add drives for erasure coding)",
+            f"  data        : {cfg.data.resolve()}",
+            ("  drives      : 1 drive: NO REDUNDANCY - a failed drive loses data; add drives for erasure coding"
+             if n_drives == 1 and geometry.m == 0 else
+             f"  drives      : {n_drives}, erasure {geometry} (survives {geometry.m} drive failures; "
+             f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas)"),
             f"  access key  : {creds.access_key}",
             f"  secret key  : {creds.secret_key}"
             + (f"   (generated; stored 0600 in {cfg.data / 'credentials.toml'})" if creds.generated else ""),
@@ -101,4 +110,5 @@ def run(args: argparse.Namespace) -> int:
     banner()  # the sockets already accept: connections wait in the backlog for the workers
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
     return server.serve(cfg, lambda: open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size,
-                                                    recover=False), sockets, workers)
+                                                    recover=False, drives=cfg.drives, ec=cfg.ec),
+                        sockets, workers)

@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.engine.store import ChunkStore
 from exastor.meta.records import User
@@ -27,20 +28,46 @@ def open_metadata(data: Path) -> Metadata:
 
 
 def drive_dirs(data: Path) -> list[Path]:
+    """The store's drive directories in id order (drive 0 first; removed drives left out). A store that
+    never named drives has one: DATA/drive0."""
+    db = data / "meta" / "exastor.sqlite"
+    if db.exists():
+        import sqlite3
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                rows = con.execute("SELECT path FROM drives WHERE state != 'removed' ORDER BY id").fetchall()
+            if rows:
+                return [Path(r[0]) for r in rows]
+        except sqlite3.Error:
+            pass  # an old store without the drives table yet
     return [data / "drive0"]
 
 
+def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None) -> DriveSet:
+    """The drive set: ``drives`` are registered (idempotent); with none given and none known, DATA/drive0."""
+    paths = [Path(p).expanduser() for p in drives or []]
+    if not paths:
+        known = meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM drives").fetchone()[0])
+        if not known:
+            paths = [data / "drive0"]
+    return DriveSet(meta, paths, ec=ec or None)
+
+
 def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,
-                   recover: bool = True) -> Namespace:
+                   recover: bool = True, drives: list[str] | None = None, ec: str | None = None) -> Namespace:
     data.mkdir(parents=True, exist_ok=True)
     meta = open_metadata(data)
-    chunks = ChunkStore(drive_dirs(data)[0], meta, segment_size=segment_size, recover=recover)
+    chunks = ChunkStore(open_drives(meta, data, drives, ec), meta, segment_size=segment_size, recover=recover)
     return Namespace(meta, chunks, region=region)
 
 
-def recover_segments(meta: Metadata, data: Path) -> None:
-    """Seal the segments a previous run left open (cutting torn tails)."""
-    SegmentLog(drive_dirs(data)[0] / "segments", meta).recover()
+def recover_segments(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None) -> DriveSet:
+    """Seal the segments a previous run left open (cutting torn tails, erasure-coding replicas)."""
+    drive_set = open_drives(meta, data, drives, ec)
+    log = SegmentLog(drive_set, meta)
+    log.recover()
+    log.close()
+    return drive_set
 
 
 def new_access_key() -> str:
