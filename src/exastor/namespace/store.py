@@ -24,6 +24,10 @@ from exastor.namespace import listing
 from exastor.namespace.names import check_bucket_name, check_key
 
 Check = Callable[[ObjectVersion | None], None]
+ANONYMOUS = "anonymous"  # the owner of what unauthenticated callers write where a bucket lets them
+# Front-end access rules (S3 ACLs and bucket policies): (principal, bucket, action, object) ->
+# True (granted), False (explicitly denied) or None (no grant: only the legacy rules may still allow).
+Authorizer = Callable[[str | None, Bucket, str, ObjectVersion | None], bool | None]
 
 
 def new_version_id() -> str:
@@ -51,6 +55,7 @@ class Namespace:
         self._users: dict[str, tuple[float, User | None]] = {}
         self._buckets: dict[str, Bucket | None] = {}
         self._buckets_version = -1
+        self.authorizer: Authorizer | None = None
 
     def close(self) -> None:
         self.chunks.close()
@@ -84,11 +89,23 @@ class Namespace:
         """Drop the cached bucket after changing it outside this class."""
         self._buckets.pop(name, None)
 
-    def bucket(self, principal: str | None, name: str, *, public_read: bool = False) -> Bucket:
-        """The bucket, if ``principal`` may use it. Anonymous callers only where ``public_read``."""
+    def bucket(self, principal: str | None, name: str, *, public_read: bool = False, action: str | None = None,
+               obj: ObjectVersion | None = None) -> Bucket:
+        """The bucket, if ``principal`` may do ``action`` there (on ``obj`` for object-level actions).
+
+        Without an action, or without an authorizer, only the owner may, and anonymous callers where
+        ``public_read``. With both, the authorizer decides; only ``public_read`` may still allow what
+        it did not grant."""
         bucket = self.cached_bucket(name)
         if bucket is None:
             raise errors.BucketNotFound(name)
+        if action is not None and self.authorizer is not None:
+            verdict = self.authorizer(principal, bucket, action, obj)
+            if verdict:
+                return bucket
+            if verdict is None and public_read and bucket.attrs.get("public_access") in ("blob", "container"):
+                return bucket
+            raise errors.AccessDenied(name)
         if principal is not None and principal == bucket.owner:
             return bucket
         if public_read and bucket.attrs.get("public_access") in ("blob", "container"):
@@ -107,7 +124,7 @@ class Namespace:
         return bucket
 
     async def delete_bucket(self, principal: str, name: str) -> None:
-        self.bucket(principal, name)
+        self.bucket(principal, name, action="s3:DeleteBucket")
         try:
             await self.meta.delete_bucket(name)
         finally:
@@ -118,14 +135,15 @@ class Namespace:
 
     async def set_versioning(self, principal: str, name: str, state: str) -> Bucket:
         assert state in ("Enabled", "Suspended")
-        self.bucket(principal, name)
+        self.bucket(principal, name, action="s3:PutBucketVersioning")
         try:
             return await self.meta.update_bucket(name, versioning=state)
         finally:
             self._buckets.pop(name, None)
 
-    async def update_bucket_attrs(self, principal: str, name: str, patch: dict[str, Any]) -> Bucket:
-        self.bucket(principal, name)
+    async def update_bucket_attrs(self, principal: str, name: str, patch: dict[str, Any], *,
+                                  action: str | None = None) -> Bucket:
+        self.bucket(principal, name, action=action)
         try:
             return await self.meta.update_bucket(name, attrs_patch=patch)
         finally:
@@ -157,11 +175,11 @@ class Namespace:
     async def put_object(self, principal: str, bucket: str, key: str,
                          source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> ObjectVersion:
         check_key(key)
-        self.bucket(principal, bucket)
+        self.bucket(principal, bucket, action="s3:PutObject")
         if spec.check:  # fail fast before reading the body; re-checked atomically at commit
             spec.check(self.meta.get_object(bucket, key))
         writer, etag, size, manifest, new_chunks = await self.write_bytes(source, spec, defer_sync=True)
-        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal,
+        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal or ANONYMOUS,
                             spec.attrs, manifest)
         try:
             return await self.meta.put_object(obj, new_chunks=new_chunks, check=spec.check,
@@ -174,14 +192,14 @@ class Namespace:
                           start: int | None = None, end: int | None = None) -> ObjectVersion:
         """Copy without moving bytes: the new manifest points at the source's chunks."""
         check_key(key)
-        self.bucket(principal, bucket)
+        self.bucket(principal, bucket, action="s3:PutObject")
         if start is None or end is None:
             manifest, size = src.manifest, src.size
         else:
             slices = mf.Layout(src.manifest).sub_manifest(start, end)
             manifest, size = mf.pack(slices), end - start + 1
         etag = src.etag if start is None else await self._md5_of(manifest, size)
-        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal,
+        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal or ANONYMOUS,
                             attrs, manifest)
         return await self.meta.put_object(obj, check=check, make_version_id=new_version_id)
 
@@ -193,11 +211,21 @@ class Namespace:
 
     # --- objects: read ---------------------------------------------------------
     def get_object(self, principal: str | None, bucket: str, key: str, version_id: str | None = None,
-                   *, public_read: bool = False) -> ObjectVersion:
+                   *, public_read: bool = False, action: str = "s3:GetObject") -> ObjectVersion:
         """The version to read. Raises ObjectNotFound/VersionNotFound, or MethodNotAllowed with
-        ``info['delete_marker']`` when the version is a delete marker."""
-        self.bucket(principal, bucket, public_read=public_read)
+        ``info['delete_marker']`` when the version is a delete marker.
+
+        A caller who may not list the bucket learns nothing: AccessDenied, not NotFound."""
+        if self.authorizer is None:
+            self.bucket(principal, bucket, public_read=public_read)
+        elif self.cached_bucket(bucket) is None:
+            raise errors.BucketNotFound(bucket)
         obj = self.meta.get_object(bucket, key, version_id)
+        if self.authorizer is not None:
+            if obj is None or obj.delete_marker:
+                self.bucket(principal, bucket, public_read=public_read, action="s3:ListBucket")
+            else:
+                self.bucket(principal, bucket, public_read=public_read, action=action, obj=obj)
         if obj is None:
             if version_id is not None:
                 raise errors.VersionNotFound(key)
@@ -216,21 +244,24 @@ class Namespace:
     # --- objects: delete and attributes ----------------------------------------
     async def delete_object(self, principal: str, bucket: str, key: str, version_id: str | None = None,
                             *, check: Check | None = None) -> tuple[ObjectVersion | None, bool]:
-        self.bucket(principal, bucket)
+        self.bucket(principal, bucket, action="s3:DeleteObject")
         return await self.meta.delete_object(bucket, key, version_id, make_version_id=new_version_id,
-                                             owner=principal, check=check)
+                                             owner=principal or ANONYMOUS, check=check)
 
     async def update_object_attrs(self, principal: str, bucket: str, key: str, version_id: str | None,
-                                  patch: dict[str, Any]) -> ObjectVersion:
-        self.bucket(principal, bucket)
+                                  patch: dict[str, Any], *, action: str | None = None) -> ObjectVersion:
+        if action is not None and self.authorizer is not None:
+            self.get_object(principal, bucket, key, version_id, action=action)
+        else:
+            self.bucket(principal, bucket)
         return await self.meta.update_object_attrs(bucket, key, version_id, patch)
 
     # --- listing ---------------------------------------------------------------
     def list_objects(self, principal: str | None, bucket: str, *, public_read: bool = False,
                      **kw: Any) -> listing.ListResult:
-        self.bucket(principal, bucket, public_read=public_read)
+        self.bucket(principal, bucket, public_read=public_read, action="s3:ListBucket")
         return listing.list_objects(self.meta, bucket, **kw)
 
     def list_versions(self, principal: str, bucket: str, **kw: Any) -> listing.VersionListResult:
-        self.bucket(principal, bucket)
+        self.bucket(principal, bucket, action="s3:ListBucketVersions")
         return listing.list_versions(self.meta, bucket, **kw)

@@ -14,7 +14,7 @@ import sqlite3
 from exastor import errors
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.namespace.store import Namespace
-from exastor.s3 import sigv4
+from exastor.s3 import access, sigv4
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
 from exastor.s3.router import route
@@ -66,6 +66,7 @@ def to_s3_error(exc: errors.StoreError, call: S3Call | None) -> S3Error:
 class S3App:
     def __init__(self, ns: Namespace, *, domains: tuple[str, ...] = ("localhost",)) -> None:
         self.ns = ns
+        ns.authorizer = access.authorize
         self.domains = tuple(d.lower() for d in domains)
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():X}".rjust(6, "0")
@@ -93,6 +94,7 @@ class S3App:
         req = Request(scope, receive)
         request_id = f"{self._id_prefix}{next(self._ids):010X}"
         call = S3Call(req, send, self.ns, None, None, None, request_id, None)
+        access.current_call.set(call)
         try:
             bucket, key = self._target(req)
             call.bucket, call.key = bucket, key

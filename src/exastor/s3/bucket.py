@@ -3,9 +3,10 @@ and the bucket sub-resources we store verbatim (policy, CORS, lifecycle, ACL).""
 
 from __future__ import annotations
 
-import json
-
-from exastor.s3.common import S3Call
+from exastor import errors
+from exastor.s3 import policy
+from exastor.s3.acl import acl_from_headers, acl_from_xml, acl_of, acl_xml
+from exastor.s3.common import S3Call, user_exists
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import doc, el, iso8601, owner_xml, parse, parse_tagging, tagging_xml, text
 
@@ -28,7 +29,16 @@ async def create_bucket(call: S3Call) -> None:
         region = text(root, "LocationConstraint")
     if region and region != call.ns.region:
         raise S3Error("InvalidLocationConstraint", "The specified location-constraint is not valid", status=400)
-    await call.ns.create_bucket(call.principal, call.bucket, region=region)
+    attrs = {}
+    acl = acl_from_headers(call.h, call.principal, None, user_exists(call))
+    if acl is not None:
+        attrs["acl"] = acl
+    try:
+        await call.ns.create_bucket(call.principal, call.bucket, region=region, attrs=attrs)
+    except errors.BucketExists as exc:
+        # us-east-1 answers a repeated create by the owner with success and changes nothing.
+        if not (exc.info.get("owned_by_caller") and (region or call.ns.region) == "us-east-1"):
+            raise
     await call.reply(200, headers=[("location", f"/{call.bucket}")])
 
 
@@ -38,7 +48,7 @@ async def delete_bucket(call: S3Call) -> None:
 
 
 async def head_bucket(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.principal, call.bucket)
+    bucket = call.ns.bucket(call.principal, call.bucket, action="s3:ListBucket")
     await call.reply(200, headers=[("x-amz-bucket-region", bucket.region)], head=True)
 
 
@@ -85,23 +95,21 @@ async def delete_tagging(call: S3Call) -> None:
 
 
 async def get_acl(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.principal, call.bucket)
-    await call.reply(200, acl_xml(bucket.owner))
-
-
-def acl_xml(owner: str) -> bytes:
-    grant = ('<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser">'
-             f"{el('ID', owner)}{el('DisplayName', owner)}</Grantee><Permission>FULL_CONTROL</Permission></Grant>")
-    return doc("AccessControlPolicy", f"{owner_xml(owner)}<AccessControlList>{grant}</AccessControlList>")
+    bucket = call.ns.bucket(call.principal, call.bucket, action="s3:GetBucketAcl")
+    await call.reply(200, acl_xml(acl_of(bucket.attrs, bucket.owner)))
 
 
 async def put_acl(call: S3Call) -> None:
-    """Only the private canned ACL exists here: access is owner-only until policies arrive."""
-    call.ns.bucket(call.principal, call.bucket)
-    await call.read_xml_body()
-    canned = call.h.get("x-amz-acl", "private")
-    if canned != "private":
-        raise S3Error("NotImplemented", f"canned ACL {canned!r} is not supported; buckets are private")
+    bucket = call.ns.bucket(call.principal, call.bucket, action="s3:PutBucketAcl")
+    body = await call.read_xml_body()
+    acl = acl_from_headers(call.h, bucket.owner, None, user_exists(call))
+    if acl is None:
+        if not body.strip():
+            raise S3Error("MissingSecurityElement", "The request is missing a security element", status=400)
+        acl = acl_from_xml(body, bucket.owner, user_exists(call))
+    elif body.strip():
+        raise S3Error("UnexpectedContent", "This request does not support content", status=400)
+    await call.ns.update_bucket_attrs(call.principal, call.bucket, {"acl": acl}, action="s3:PutBucketAcl")
     await call.reply(200)
 
 
@@ -111,8 +119,11 @@ _STORED = {"policy": ("NoSuchBucketPolicy", "application/json"),
            "lifecycle": ("NoSuchLifecycleConfiguration", "application/xml")}
 
 
+_ACTION = {"policy": "BucketPolicy", "cors": "BucketCORS", "lifecycle": "LifecycleConfiguration"}
+
+
 async def get_stored(call: S3Call, name: str) -> None:
-    bucket = call.ns.bucket(call.principal, call.bucket)
+    bucket = call.ns.bucket(call.principal, call.bucket, action=f"s3:Get{_ACTION[name]}")
     value = bucket.attrs.get(name)
     missing, ctype = _STORED[name]
     if value is None:
@@ -121,18 +132,17 @@ async def get_stored(call: S3Call, name: str) -> None:
 
 
 async def put_stored(call: S3Call, name: str) -> None:
+    call.ns.bucket(call.principal, call.bucket, action=f"s3:Put{_ACTION[name]}")
     body = await call.read_xml_body()
     if name == "policy":
-        try:
-            json.loads(body)
-        except ValueError as exc:
-            raise S3Error("MalformedPolicy", "Policies must be valid JSON", status=400) from exc
+        policy.validate(body, call.bucket or "")
     else:
         parse(body)
-    await call.ns.update_bucket_attrs(call.principal, call.bucket, {name: body.decode()})
+    await call.ns.update_bucket_attrs(call.principal, call.bucket, {name: body.decode()},
+                                      action=f"s3:Put{_ACTION[name]}")
     await call.reply(204 if name == "policy" else 200)
 
 
 async def delete_stored(call: S3Call, name: str) -> None:
-    await call.ns.update_bucket_attrs(call.principal, call.bucket, {name: None})
+    await call.ns.update_bucket_attrs(call.principal, call.bucket, {name: None}, action=f"s3:Delete{_ACTION[name]}")
     await call.reply(204)

@@ -8,7 +8,7 @@ import base64
 import functools
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -136,6 +136,13 @@ class S3Call:
 
         digesters: list[Any] = [*expected, *computed.values()]
         return PutSpec(attrs=attrs, digesters=digesters, verify=verify, expected_size=size)
+
+
+def user_exists(call: S3Call) -> Callable[[str], bool]:
+    """A lookup for ACL grantees: canonical ids are user names here."""
+    def exists(user_id: str) -> bool:
+        return any(u.name == user_id for u in call.ns.meta.list_users())
+    return exists
 
 
 def _trailer_algorithm(h: dict[str, str]) -> str | None:

@@ -7,12 +7,13 @@ from exastor.namespace import multipart as mp
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, url_encode_if
 from exastor.s3.errors import S3Error
 from exastor.s3.list import _encoding, _max_keys
-from exastor.s3.put import copy_range, copy_source, write_check
+from exastor.s3.put import copy_range, copy_source, object_acl, write_check
 from exastor.s3.xml import el, iso8601, owner_xml, parse, text
 
 
 async def create_upload(call: S3Call) -> None:
     attrs = attrs_from_headers(call.h)
+    object_acl(call, attrs)
     upload = await mp.create_upload(call.ns, call.principal, call.bucket, call.key, attrs)
     inner = el("Bucket", call.bucket) + el("Key", call.key) + el("UploadId", upload.upload_id)
     await call.reply_xml("InitiateMultipartUploadResult", inner)

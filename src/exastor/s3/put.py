@@ -10,7 +10,8 @@ from exastor.http.conditions import evaluate, evaluate_copy_source, parse_precon
 from exastor.http.ranges import RangeNotSatisfiable, parse_range
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.store import Check
-from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime
+from exastor.s3.acl import acl_from_headers
+from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime, user_exists
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import el, iso8601
 
@@ -37,8 +38,19 @@ def _echo_checksums(attrs: dict[str, Any]) -> list[tuple[str, str]]:
     return [(f"x-amz-checksum-{alg.lower()}", v) for alg, v in attrs.get("checksums", {}).items()]
 
 
+def object_acl(call: S3Call, attrs: dict[str, Any]) -> None:
+    """The ACL a new object gets from the request's x-amz-acl / x-amz-grant-* headers, if any."""
+    bucket = call.ns.cached_bucket(call.bucket or "")
+    acl = acl_from_headers(call.h, call.principal, bucket.owner if bucket else None, user_exists(call),
+                           for_object=True)
+    attrs.pop("acl", None)
+    if acl is not None:
+        attrs["acl"] = acl
+
+
 async def put_object(call: S3Call) -> None:
     attrs = attrs_from_headers(call.h)
+    object_acl(call, attrs)
     spec = call.put_spec(attrs)
     spec.check = write_check(call)
     obj = await call.ns.put_object(call.principal, call.bucket, call.key, call.body(MAX_PUT_SIZE), spec)
@@ -91,6 +103,7 @@ async def copy_object(call: S3Call) -> None:
         attrs = attrs_from_headers(call.h)
         if call.h.get("x-amz-tagging-directive", "COPY").upper() == "COPY" and "tags" in src.attrs:
             attrs["tags"] = src.attrs["tags"]
+    object_acl(call, attrs)
     obj = await call.ns.copy_object(call.principal, src, call.bucket, call.key, attrs=attrs,
                                     check=write_check(call))
     headers = []

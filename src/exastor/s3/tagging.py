@@ -1,9 +1,9 @@
-"""Object tagging and object ACL (owner-only)."""
+"""Object tagging and object ACLs."""
 
 from __future__ import annotations
 
-from exastor.s3.bucket import acl_xml
-from exastor.s3.common import S3Call
+from exastor.s3.acl import acl_from_headers, acl_from_xml, acl_of, acl_xml
+from exastor.s3.common import S3Call, user_exists
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import parse_tagging, tagging_xml
 
@@ -13,31 +13,41 @@ def _version_header(version_id: str) -> list[tuple[str, str]]:
 
 
 async def get_object_tagging(call: S3Call) -> None:
-    obj = call.ns.get_object(call.principal, call.bucket, call.key, call.q.get("versionId"))
+    obj = call.ns.get_object(call.principal, call.bucket, call.key, call.q.get("versionId"),
+                             action="s3:GetObjectTagging")
     await call.reply(200, tagging_xml(obj.attrs.get("tags", {})), _version_header(obj.version_id))
 
 
 async def put_object_tagging(call: S3Call) -> None:
     tags = parse_tagging(await call.read_xml_body())
+    call.request_tags = tags  # type: ignore[attr-defined]  # for s3:RequestObjectTag conditions
     obj = await call.ns.update_object_attrs(call.principal, call.bucket, call.key, call.q.get("versionId"),
-                                            {"tags": tags})
+                                            {"tags": tags}, action="s3:PutObjectTagging")
     await call.reply(200, b"", _version_header(obj.version_id))
 
 
 async def delete_object_tagging(call: S3Call) -> None:
     obj = await call.ns.update_object_attrs(call.principal, call.bucket, call.key, call.q.get("versionId"),
-                                            {"tags": None})
+                                            {"tags": None}, action="s3:DeleteObjectTagging")
     await call.reply(204, b"", _version_header(obj.version_id))
 
 
 async def get_object_acl(call: S3Call) -> None:
-    obj = call.ns.get_object(call.principal, call.bucket, call.key, call.q.get("versionId"))
-    await call.reply(200, acl_xml(obj.owner), _version_header(obj.version_id))
+    obj = call.ns.get_object(call.principal, call.bucket, call.key, call.q.get("versionId"),
+                             action="s3:GetObjectAcl")
+    await call.reply(200, acl_xml(acl_of(obj.attrs, obj.owner)), _version_header(obj.version_id))
 
 
 async def put_object_acl(call: S3Call) -> None:
-    call.ns.get_object(call.principal, call.bucket, call.key, call.q.get("versionId"))
-    await call.read_xml_body()
-    if call.h.get("x-amz-acl", "private") != "private":
-        raise S3Error("NotImplemented", "only the private canned ACL is supported")
-    await call.reply(200)
+    obj = call.ns.get_object(call.principal, call.bucket, call.key, call.q.get("versionId"),
+                             action="s3:PutObjectAcl")
+    bucket = call.ns.cached_bucket(obj.bucket)
+    body = await call.read_xml_body()
+    acl = acl_from_headers(call.h, obj.owner, bucket.owner if bucket else None, user_exists(call), for_object=True)
+    if acl is None:
+        if not body.strip():
+            raise S3Error("MissingSecurityElement", "The request is missing a security element", status=400)
+        acl = acl_from_xml(body, obj.owner, user_exists(call))
+    updated = await call.ns.update_object_attrs(call.principal, call.bucket, call.key, obj.version_id,
+                                                {"acl": acl}, action="s3:PutObjectAcl")
+    await call.reply(200, b"", _version_header(updated.version_id))
