@@ -61,8 +61,8 @@ def test_shared_key_accepts_what_the_sdk_signs(url, headers):
 
 def test_string_to_sign_layout_by_hand():
     """The spec's example layout: 12 standard lines, canonical x-ms headers, then the resource."""
-    strings = auth.shared_key_strings("GET", {"x-ms-date": "D", "x-ms-version": "V", "content-length": "0"},
-                                      "acct", "/acct/c/b", "comp=metadata&timeout=30")
+    strings = list(auth.shared_key_strings("GET", {"x-ms-date": "D", "x-ms-version": "V", "content-length": "0"},
+                                      "acct", "/acct/c/b", "comp=metadata&timeout=30"))
     expected = "GET\n" + "\n" * 11 + "x-ms-date:D\nx-ms-version:V\n/acct/acct/c/b\ncomp:metadata\ntimeout:30"
     assert expected in strings
 

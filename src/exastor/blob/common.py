@@ -180,7 +180,7 @@ class BlobCall:
     # --- leases --------------------------------------------------------------------
     def lease_guard(self, key: str, *, write: bool, container_level: bool = False) -> None:
         """Enforce the blob's (or container's) lease for this request's x-ms-lease-id."""
-        lease = self.app.blobs.meta.runner.read(lambda cur: bm.get_lease(cur, self.container, key))
+        lease = self.app.blobs.lease(self.container, key)
         state = lease_state(lease)
         given = self.h.get("x-ms-lease-id")
         what = "Container" if container_level else "Blob"
@@ -259,7 +259,16 @@ def http_date(ns: int) -> str:
     return format_http_date(datetime.fromtimestamp(ns // 1_000_000_000, UTC))
 
 
+_CONDITION_HEADERS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+
+
+def _has_conditions(h: dict[str, str]) -> bool:
+    return any(name in h for name in _CONDITION_HEADERS)
+
+
 def read_check(call: BlobCall, obj: ObjectVersion | bm.Snapshot) -> None:
+    if not _has_conditions(call.h):
+        return
     pre = parse_preconditions(call.h)
     if not pre.any():
         return
@@ -274,8 +283,10 @@ def read_check(call: BlobCall, obj: ObjectVersion | bm.Snapshot) -> None:
 def write_check(call: BlobCall, *, create: bool = False) -> Check | None:
     """The four conditional headers on a write, evaluated inside the commit transaction.
     ``create``: an If-None-Match: * failure is BlobAlreadyExists (Put Blob / Put Block List / Copy)."""
-    pre = parse_preconditions(call.h)
     tags_cond = call.h.get("x-ms-if-tags")
+    if not tags_cond and not _has_conditions(call.h):
+        return None
+    pre = parse_preconditions(call.h)
     if not pre.any() and not tags_cond:
         return None
 

@@ -12,7 +12,6 @@ from exastor.blob.errors import BlobError
 from exastor.blob.service import container_etag
 from exastor.blob.xml import el
 from exastor.http.conditions import evaluate, parse_preconditions
-from exastor.meta import blob as bm
 from exastor.meta.records import Bucket
 
 _NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
@@ -65,7 +64,7 @@ async def create(call: BlobCall) -> None:
 
 async def get_properties(call: BlobCall) -> None:
     bucket = container_or_404(call)
-    lease = call.blobs.meta.runner.read(lambda cur: bm.get_lease(cur, bucket.name, ""))
+    lease = call.blobs.lease(bucket.name, "")
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
     headers = _headers(bucket) + lease_headers(lease)

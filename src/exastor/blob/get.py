@@ -35,7 +35,7 @@ def _target(call: BlobCall):  # noqa: ANN202 - ObjectVersion | Snapshot
 
 
 def _lease(call: BlobCall) -> bm.Lease | None:
-    return call.blobs.meta.runner.read(lambda cur: bm.get_lease(cur, call.container, call.blob))
+    return call.blobs.lease(call.container, call.blob)
 
 
 async def get_blob(call: BlobCall, *, head: bool = False) -> None:

@@ -130,6 +130,10 @@ async def _lease(call: BlobCall, key: str) -> None:
     else:
         run_check(call, call.ns.get_object(call.principal, bucket, key))
     status, headers = await call.blobs.meta.runner.write(tx)
+    if action == "acquire":
+        call.blobs.leased.add((bucket, key))
+    elif action == "release":
+        call.blobs.leased.discard((bucket, key))
     if is_container:
         b = call.ns.bucket(call.principal, bucket)
         from exastor.blob.service import container_etag

@@ -11,7 +11,6 @@ from exastor.blob import xml as bx
 from exastor.blob.common import BlobCall, http_date, lease_headers
 from exastor.blob.errors import BlobError
 from exastor.blob.xml import el, opt
-from exastor.meta import blob as bm
 
 PROPERTIES = "service_properties"
 _DEFAULT_PROPERTIES = (
@@ -131,8 +130,7 @@ async def list_containers(call: BlobCall) -> None:
     include = set(q.get("include", "").split(","))
     buckets = [b for b in call.ns.list_buckets(call.principal, prefix) if not marker or b.name >= marker]
     page, rest = buckets[:max_results], buckets[max_results:]
-    leases = call.blobs.meta.runner.read(
-        lambda cur: {b.name: bm.get_lease(cur, b.name, "") for b in page})
+    leases = {b.name: call.blobs.lease(b.name, "") for b in page}
     items = []
     for b in page:
         props = (el("Last-Modified", http_date(b.attrs.get("blob_mtime_ns", b.created_ns)))

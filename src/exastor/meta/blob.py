@@ -253,6 +253,11 @@ def get_lease(cur: Any, bucket: str, key: str) -> Lease | None:
     return Lease(*row) if row else None
 
 
+def lease_keys(cur: Any) -> set[tuple[str, str]]:
+    cur.execute("SELECT bucket, key FROM blob_leases")
+    return {(r[0], r[1]) for r in cur.fetchall()}
+
+
 def put_lease(cur: Any, bucket: str, key: str, lease: Lease) -> None:
     cur.execute("DELETE FROM blob_leases WHERE bucket = ? AND key = ?", (bucket, key))
     cur.execute("INSERT INTO blob_leases (bucket, key, lease_id, duration, expires_ns, state, break_ns) "

@@ -62,6 +62,14 @@ class Blobs:
         self.ns = ns
         self.meta = ns.meta
         self._last_purge = 0.0
+        # (container, blob or '') pairs with a lease row. Only this process changes leases, so the set
+        # lets the hot paths skip the lease lookup for the (nearly all) blobs that never had one.
+        self.leased: set[tuple[str, str]] = self.meta.runner.read(bm.lease_keys)
+
+    def lease(self, bucket: str, key: str) -> bm.Lease | None:
+        if (bucket, key) not in self.leased:
+            return None
+        return self.meta.runner.read(lambda cur: bm.get_lease(cur, bucket, key), snapshot=False)
 
     # --- blocks ------------------------------------------------------------------
     async def stage_block(self, principal: str, bucket: str, key: str, block_id: str,
@@ -294,6 +302,8 @@ class Blobs:
             bm.delete_lease(cur, bucket, key)
 
         await self.meta.runner.write(tx)
+        if snapshot is None and snapshots != "only":
+            self.leased.discard((bucket, key))
 
     async def undelete(self, principal: str, bucket: str, key: str) -> None:
         self.ns.bucket(principal, bucket)
