@@ -84,7 +84,7 @@ class SegmentLog:
         self._sync_lock = threading.Lock()
         self._rollover_lock = threading.Lock()
         self._read_fds: dict[tuple[int, int, int], int] = {}   # (segment, kind 0=replica 1=shard, n) -> fd
-        self._shard_info: dict[tuple[int, int], shards.ShardInfo] = {}
+        self._infos: dict[tuple[int, int], shards.ShardInfo] = {}
         self._layouts: dict[int, Layout] = {}
         self._fd_lock = threading.Lock()
         self._seg: int | None = None
@@ -171,6 +171,7 @@ class SegmentLog:
 
     def append(self, blob: bytes | bytearray) -> tuple[int, int]:
         """Append ``blob`` to the open segment; returns (segment id, offset of its first byte)."""
+        self.drives.maybe_refresh()  # another process may have marked a drive failed
         while True:
             failure: tuple[int, OSError] | None = None
             with self._append_lock:
@@ -180,8 +181,9 @@ class SegmentLog:
                     for drive, fd in self._fds:
                         try:
                             d = self.drives.get(drive)
-                            if d is not None:
-                                self.drives.check(d, "write")
+                            if d is None or d.state == "failed":
+                                raise OSError(errno.EIO, "drive is marked failed")
+                            self.drives.check(d, "write")
                             written = os.write(fd, blob)
                             if written != len(blob):
                                 raise OSError(errno.ENOSPC, "short write")
@@ -200,7 +202,7 @@ class SegmentLog:
                             pass
                     self._fds = [(d, fd) for d, fd in self._fds if d != failure[0]]
                     self._broken = True
-            if failure is not None:
+            if failure is not None and self.drives.readable(failure[0]):
                 self.drives.failed_io(failure[0], failure[1])
             self._rollover(seg)
 
@@ -514,12 +516,12 @@ class SegmentLog:
 
     def _shard_info(self, lay: Layout, idx: int, fd: int) -> shards.ShardInfo:
         key = (lay.segment, idx)
-        info = self._shard_info.get(key)
+        info = self._infos.get(key)
         if info is None:
             info = shards.read_info(fd)
             if info.segment != lay.segment or info.index != idx or info.shard_len != lay.shard_len:
                 raise errors.DataCorrupted(f"shard {idx} of segment {lay.segment} is another shard")
-            self._shard_info[key] = info
+            self._infos[key] = info
         return info
 
     def read_shard_range(self, lay: Layout, idx: int, start: int, length: int) -> bytes:
@@ -574,8 +576,8 @@ class SegmentLog:
             self._layouts.pop(segment, None)
             for key in [k for k in self._read_fds if k[0] == segment]:
                 os.close(self._read_fds.pop(key))
-            for key in [k for k in self._shard_info if k[0] == segment]:
-                del self._shard_info[key]
+            for key in [k for k in self._infos if k[0] == segment]:
+                del self._infos[key]
 
     @property
     def open_segment(self) -> int | None:

@@ -1,0 +1,157 @@
+"""Multi-drive stores in process: replicated open segments, erasure-coded sealed ones, degraded reads
+around lost and corrupt shards, and failure behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+
+import pytest
+
+from exastor import errors
+from exastor.engine import shards
+from exastor.engine.drives import load_layout
+from exastor.engine.segments import segment_path
+from exastor.gateway.store import open_namespace
+from exastor.namespace.store import PutSpec
+
+
+async def _put(ns, key: str, body: bytes) -> None:
+    async def source():
+        for i in range(0, len(body), 100_000):
+            yield body[i:i + 100_000]
+
+    await ns.put_object("admin", "bkt", key, source(), PutSpec())
+
+
+async def _read(ns, key: str) -> bytes:
+    obj = ns.get_object("admin", "bkt", key)
+    return b"".join([bytes(p) async for p in ns.read(obj)])
+
+
+def _store(tmp_path, n: int, ec: str | None = None, segment_size: int = 1 << 20):
+    drives = [str(tmp_path / f"d{i}") for i in range(n)]
+    return open_namespace(tmp_path / "data", segment_size=segment_size, drives=drives, ec=ec), drives
+
+
+def _fill(ns, count: int = 12, seed: int = 1) -> dict[str, bytes]:
+    rng = random.Random(seed)
+    bodies = {f"k{i}": rng.randbytes(rng.randint(1, 400_000)) for i in range(count)}
+
+    async def main() -> None:
+        await ns.create_bucket("admin", "bkt")
+        for k, v in bodies.items():
+            await _put(ns, k, v)
+
+    asyncio.run(main())
+    return bodies
+
+
+def _check(ns, bodies: dict[str, bytes]) -> None:
+    async def main() -> None:
+        for k, v in bodies.items():
+            assert await _read(ns, k) == v, k
+
+    asyncio.run(main())
+
+
+def _sealed_ec(ns) -> list:
+    out = []
+    for seg, state, _ in ns.meta.segments():
+        lay = load_layout(ns.meta, seg)
+        if state == "sealed" and lay is not None and lay.kind == "ec":
+            out.append(lay)
+    return out
+
+
+def test_one_drive_keeps_the_version_1_layout(tmp_path):
+    ns = open_namespace(tmp_path, segment_size=1 << 20)
+    try:
+        bodies = _fill(ns)
+        ns.chunks.log.wait_sealed()
+    finally:
+        ns.close()
+    files = sorted((tmp_path / "drive0" / "segments").glob("seg-*.log"))
+    assert files and not list((tmp_path / "drive0" / "shards").glob("*"))
+    assert all(f.read_bytes()[:8] == b"EXSEG001" for f in files)
+    ns = open_namespace(tmp_path, segment_size=1 << 20)
+    try:
+        _check(ns, bodies)
+    finally:
+        ns.close()
+
+
+def test_sealed_segments_are_striped_on_distinct_drives_and_replicas_dropped(tmp_path):
+    ns, drives = _store(tmp_path, 6, "4+2")
+    try:
+        bodies = _fill(ns)
+        ns.chunks.log.wait_sealed()
+        coded = _sealed_ec(ns)
+        assert coded, "no segment was sealed"
+        for lay in coded:
+            assert (lay.k, lay.m) == (4, 2)
+            assert len({d for _, d, _ in lay.shards}) == 6          # distinct drives
+            assert not any(segment_path(tmp_path / f"d{i}" / "segments", lay.segment).exists() for i in range(6))
+        open_seg = ns.chunks.log.open_segment
+        open_lay = load_layout(ns.meta, open_seg)
+        assert len(open_lay.replicas) == 3                           # m + 1 replicas while open
+        _check(ns, bodies)
+    finally:
+        ns.close()
+
+
+@pytest.mark.parametrize("lost,flipped", [(["d0", "d1"], None), (["d0"], "d2")])
+def test_reads_survive_m_failures_lost_drives_or_corrupt_shards(tmp_path, lost, flipped):
+    ns, drives = _store(tmp_path, 6, "4+2")
+    try:
+        bodies = _fill(ns, 16, seed=2)
+    finally:
+        ns.close()  # seals everything
+    for d in lost:
+        shutil.rmtree(tmp_path / d / "shards")
+        (tmp_path / d / "shards").mkdir()
+    if flipped:
+        for victim in sorted((tmp_path / flipped / "shards").glob("seg-*")):
+            raw = bytearray(victim.read_bytes())
+            raw[10] ^= 0x40
+            victim.write_bytes(bytes(raw))
+    ns, _ = _store(tmp_path, 6, "4+2")
+    try:
+        _check(ns, bodies)
+        ns.chunks.log.drives.flush_reports()
+        bad = ns.meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM shards WHERE state = 'bad'")
+                                  .fetchone()[0])
+        assert bad >= 1                                               # queued for repair
+    finally:
+        ns.close()
+
+
+def test_writes_fail_cleanly_when_too_few_drives_remain_and_reads_continue(tmp_path):
+    ns, drives = _store(tmp_path, 4, "2+2")
+    try:
+        bodies = _fill(ns, 6, seed=3)
+        ns.chunks.log.wait_sealed()
+        for d in ns.chunks.log.drives.all[:2]:
+            ns.chunks.log.drives.set_state(d.id, "failed", "test")
+        with pytest.raises(errors.Unavailable):
+            asyncio.run(_put(ns, "more", random.Random(9).randbytes(3 << 20)))
+        _check(ns, bodies)  # k=2 shards of each stripe remain readable
+    except errors.DataCorrupted:
+        pytest.fail("a read failed although the data is recoverable")
+    finally:
+        ns.close()
+
+
+def test_shard_checksums_detect_a_flip_without_decoding(tmp_path):
+    ns, drives = _store(tmp_path, 4, "2+2")
+    try:
+        _fill(ns, 8, seed=4)
+    finally:
+        ns.close()
+    some = sorted((tmp_path / "d1" / "shards").glob("seg-*"))[0]
+    assert shards.verify_file(some)[1] == []
+    raw = bytearray(some.read_bytes())
+    raw[shards.BLOCK + 1] ^= 1
+    some.write_bytes(bytes(raw))
+    assert shards.verify_file(some)[1] == [1]
