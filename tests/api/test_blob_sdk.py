@@ -393,6 +393,33 @@ def test_every_response_has_request_id_and_version(cc):
             assert resp.headers.get("ETag") and resp.headers.get("Last-Modified")
 
 
+def test_request_body_too_large(cc, target):
+    """An Append Block over 100 MiB is refused from its headers, before any byte of body is read."""
+    import socket
+    from email.utils import formatdate
+    from urllib.parse import urlsplit
+
+    from azure.core.pipeline import PipelineContext, PipelineRequest
+    from azure.core.pipeline.transport import HttpRequest as LegacyRequest
+    from azure.storage.blob._shared.authentication import SharedKeyCredentialPolicy
+
+    cc.get_blob_client("huge").create_append_blob()
+    url = f"{cc.url}/huge?comp=appendblock"
+    req = LegacyRequest("PUT", url)
+    req.headers.update({"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2025-11-05",
+                        "Content-Length": str(200 << 20)})
+    SharedKeyCredentialPolicy(target.account_name, target.account_key).on_request(
+        PipelineRequest(req, PipelineContext(None)))
+    parts = urlsplit(url)
+    head = f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in req.headers.items()) + "\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        reply = sock.recv(65536).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 413")
+    assert "x-ms-error-code: requestbodytoolarge" in reply.lower()
+
+
 def test_page_blobs_refused_clearly(cc):
     with pytest.raises(HttpResponseError) as ei:
         cc.get_blob_client("disk.vhd").create_page_blob(512)
