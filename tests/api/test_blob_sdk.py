@@ -512,6 +512,9 @@ def test_tags_and_find_by_tags(cc):
     with pytest.raises(ResourceModifiedError):
         a.set_blob_metadata({"x": "y"}, if_tags_match_condition="\"project\"='beta'")
     a.set_blob_metadata({"x": "y"}, if_tags_match_condition="\"project\"='alpha'")
+    assert a.download_blob(if_tags_match_condition="\"stage\"='raw'").readall() == b"a"
+    with pytest.raises(ResourceModifiedError):
+        a.download_blob(if_tags_match_condition="\"stage\"='done'")
 
 
 def test_set_tier_recorded(cc):

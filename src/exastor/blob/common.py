@@ -267,6 +267,11 @@ def _has_conditions(h: dict[str, str]) -> bool:
 
 
 def read_check(call: BlobCall, obj: ObjectVersion | bm.Snapshot) -> None:
+    tags_cond = call.h.get("x-ms-if-tags")
+    if tags_cond:
+        from exastor.blob.tags import tags_match
+        if not tags_match(tags_cond, obj.attrs.get("tags") or {}):
+            raise BlobError("ConditionNotMet")
     if not _has_conditions(call.h):
         return
     pre = parse_preconditions(call.h)
