@@ -29,7 +29,10 @@ async def create_bucket(call: S3Call) -> None:
         region = text(root, "LocationConstraint")
     if region and region != call.ns.region:
         raise S3Error("InvalidLocationConstraint", "The specified location-constraint is not valid", status=400)
-    attrs = {}
+    attrs: dict = {}
+    lock = call.h.get("x-amz-bucket-object-lock-enabled", "").lower() == "true"
+    if lock:
+        attrs["object_lock"] = {"enabled": True}
     acl = acl_from_headers(call.h, call.principal, None, user_exists(call))
     if acl is not None:
         attrs["acl"] = acl
@@ -39,6 +42,9 @@ async def create_bucket(call: S3Call) -> None:
         # us-east-1 answers a repeated create by the owner with success and changes nothing.
         if not (exc.info.get("owned_by_caller") and (region or call.ns.region) == "us-east-1"):
             raise
+    else:
+        if lock:  # object lock needs versions to protect
+            await call.ns.set_versioning(call.principal, call.bucket, "Enabled")
     await call.reply(200, headers=[("location", f"/{call.bucket}")])
 
 
@@ -71,6 +77,10 @@ async def put_versioning(call: S3Call) -> None:
         raise S3Error("IllegalVersioningConfigurationException")
     if text(root, "MfaDelete") == "Enabled":
         raise S3Error("NotImplemented", "MFA delete is not supported")
+    bucket = call.ns.bucket(call.principal, call.bucket, action="s3:PutBucketVersioning")
+    if status == "Suspended" and (bucket.attrs.get("object_lock") or {}).get("enabled"):
+        raise S3Error("InvalidBucketState", "An Object Lock configuration is present on this bucket, so the "
+                      "versioning state cannot be changed.")
     await call.ns.set_versioning(call.principal, call.bucket, status)
     await call.reply(200)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from exastor import errors
+from exastor.namespace.store import Check
+from exastor.s3 import objectlock
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import el, parse, text
@@ -10,9 +12,17 @@ from exastor.s3.xml import el, parse, text
 MAX_DELETE_KEYS = 1000
 
 
+def _lock_check(call: S3Call, version_id: str | None, bypass: bool | None = None) -> Check | None:
+    """Only removing a version can break Object Lock; a delete marker never does."""
+    if version_id is None or not objectlock.enabled(call.ns.cached_bucket(call.bucket or "")):
+        return None
+    return objectlock.deletion_check(call, bypass)
+
+
 async def delete_object(call: S3Call) -> None:
     version_id = call.q.get("versionId")
-    victim, marker = await call.ns.delete_object(call.principal, call.bucket, call.key, version_id)
+    victim, marker = await call.ns.delete_object(call.principal, call.bucket, call.key, version_id,
+                                                 check=_lock_check(call, version_id))
     headers: list[tuple[str, str]] = []
     if marker and victim is not None:
         headers += [("x-amz-delete-marker", "true"), ("x-amz-version-id", victim.version_id)]
@@ -39,10 +49,16 @@ async def delete_objects(call: S3Call) -> None:
         if key is None:
             raise S3Error("MalformedXML")
         try:
-            victim, marker = await call.ns.delete_object(call.principal, call.bucket, key, version_id)
-        except errors.StoreError as exc:
-            code = "AccessDenied" if isinstance(exc, errors.AccessDenied) else "InternalError"
-            out.append(f"<Error>{el('Key', key)}{el('Code', code)}{el('Message', str(exc))}</Error>")
+            victim, marker = await call.ns.delete_object(call.principal, call.bucket, key, version_id,
+                                                         check=_lock_check(call, version_id))
+        except (errors.StoreError, S3Error) as exc:
+            if isinstance(exc, S3Error):
+                code, message = exc.code, exc.message
+            else:
+                code = "AccessDenied" if isinstance(exc, errors.AccessDenied) else "InternalError"
+                message = str(exc)
+            version = el("VersionId", version_id) if version_id is not None else ""
+            out.append(f"<Error>{el('Key', key)}{version}{el('Code', code)}{el('Message', message)}</Error>")
             continue
         if quiet:
             continue

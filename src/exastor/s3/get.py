@@ -5,6 +5,7 @@ from __future__ import annotations
 from exastor.http.conditions import evaluate, parse_preconditions
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta.records import ObjectVersion
+from exastor.s3 import objectlock
 from exastor.s3.common import S3Call, mtime, object_headers
 from exastor.s3.errors import S3Error
 
@@ -53,6 +54,7 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
     bucket = call.ns.cached_bucket(call.bucket)
     headers = object_headers(obj, versioned=bool(bucket and bucket.versioning),
                              checksum_mode=call.h.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+    headers += objectlock.object_headers(obj)
     for param, header in _OVERRIDES.items():
         if param in call.q:
             if call.principal is None:

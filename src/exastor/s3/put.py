@@ -10,6 +10,7 @@ from exastor.http.conditions import evaluate, evaluate_copy_source, parse_precon
 from exastor.http.ranges import RangeNotSatisfiable, parse_range
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.store import Check
+from exastor.s3 import objectlock
 from exastor.s3.acl import acl_from_headers
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime, user_exists
 from exastor.s3.errors import S3Error
@@ -39,8 +40,12 @@ def _echo_checksums(attrs: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def object_acl(call: S3Call, attrs: dict[str, Any]) -> None:
-    """The ACL a new object gets from the request's x-amz-acl / x-amz-grant-* headers, if any."""
+    """The ACL and Object Lock settings a new object gets from the request's headers
+    (x-amz-acl / x-amz-grant-*, x-amz-object-lock-*) and the bucket's defaults."""
     bucket = call.ns.cached_bucket(call.bucket or "")
+    for name in ("retention", "legal_hold"):
+        attrs.pop(name, None)
+    attrs.update(objectlock.attrs_for_new_object(call, bucket))
     acl = acl_from_headers(call.h, call.principal, bucket.owner if bucket else None, user_exists(call),
                            for_object=True)
     attrs.pop("acl", None)

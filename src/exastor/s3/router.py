@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from exastor.s3 import bucket, delete, get, multipart, put, tagging
+from exastor.s3 import bucket, delete, get, multipart, objectlock, put, tagging
 from exastor.s3 import list as listing
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
@@ -13,10 +13,10 @@ from exastor.s3.errors import S3Error
 Handler = Callable[[S3Call], Awaitable[None]]
 
 # Sub-resources S3 has that we do not implement: answer NotImplemented rather than guess.
-_UNSUPPORTED_BUCKET = ("website", "logging", "notification", "replication", "encryption", "object-lock",
-                       "accelerate", "requestPayment", "analytics", "metrics", "inventory", "ownershipControls",
-                       "publicAccessBlock", "intelligent-tiering")
-_UNSUPPORTED_OBJECT = ("retention", "legal-hold", "restore", "select", "torrent", "attributes")
+_UNSUPPORTED_BUCKET = ("website", "logging", "notification", "replication", "encryption",
+                       "accelerate", "requestPayment", "analytics", "metrics", "inventory",
+                       "ownershipControls", "publicAccessBlock", "intelligent-tiering")
+_UNSUPPORTED_OBJECT = ("restore", "select", "torrent", "attributes")
 _STORED = ("policy", "cors", "lifecycle")
 
 
@@ -34,6 +34,12 @@ def _bucket_route(method: str, q: dict[str, str]) -> Handler:
     for name in _UNSUPPORTED_BUCKET:
         if name in q:
             raise S3Error("NotImplemented")
+    if "object-lock" in q:
+        if method == "PUT":
+            return objectlock.put_configuration
+        if method == "GET":
+            return objectlock.get_configuration
+        raise S3Error("MethodNotAllowed")
     for name in _STORED:
         if name in q:
             if method == "GET":
@@ -84,6 +90,14 @@ def _object_route(method: str, q: dict[str, str], has_copy_source: bool) -> Hand
     for name in _UNSUPPORTED_OBJECT:
         if name in q:
             raise S3Error("NotImplemented")
+    for name, getter, putter in (("retention", objectlock.get_retention, objectlock.put_retention),
+                                 ("legal-hold", objectlock.get_legal_hold, objectlock.put_legal_hold)):
+        if name in q:
+            if method == "GET":
+                return getter
+            if method == "PUT":
+                return putter
+            raise S3Error("MethodNotAllowed")
     if method in ("GET", "HEAD"):
         if "uploadId" in q and method == "GET":
             return multipart.list_parts
