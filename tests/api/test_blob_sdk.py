@@ -638,6 +638,12 @@ def test_service_sas(cc, target):
                              permission=BlobSasPermissions(read=True), expiry=expiry)
     client = BlobClient.from_blob_url(f"{bc.url}?{read}")
     assert client.download_blob().readall() == b"sas bytes"
+    typed = generate_blob_sas(target.account_name, cc.container_name, "sas", account_key=target.account_key,
+                              permission=BlobSasPermissions(read=True), expiry=expiry, content_type="text/csv",
+                              content_disposition="attachment")
+    got = requests.get(f"{bc.url}?{typed}", timeout=10)
+    assert got.status_code == 200 and got.headers["Content-Type"] == "text/csv"
+    assert got.headers["Content-Disposition"] == "attachment"
     with pytest.raises(HttpResponseError) as ei:
         client.upload_blob(b"nope", overwrite=True)
     assert ei.value.status_code == 403

@@ -23,6 +23,9 @@ from exastor.blob.service import settings
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta import blob as bm
 
+_SAS_OVERRIDES = {"rscc": "cache-control", "rscd": "content-disposition", "rsce": "content-encoding",
+                  "rscl": "content-language", "rsct": "content-type"}
+
 
 def _target(call: BlobCall):  # noqa: ANN202 - ObjectVersion | Snapshot
     snapshot = call.q.get("snapshot")
@@ -44,6 +47,11 @@ async def get_blob(call: BlobCall, *, head: bool = False) -> None:
         call.lease_guard(call.blob, write=False)
     read_check(call, obj)
     headers = blob_headers(obj, None if "snapshot" in call.q else _lease(call))
+    if call.auth is not None and call.auth.kind == "service-sas":
+        # A service SAS may fix response headers (rscc, rscd, rsce, rscl, rsct); they are signed.
+        for param, name in _SAS_OVERRIDES.items():
+            if param in call.q:
+                headers = [(k, v) for k, v in headers if k != name] + [(name, call.q[param])]
     if call.q.get("comp") == "metadata":
         keep = ("etag", "last-modified")
         out = [(k, v) for k, v in headers if k in keep or k.startswith("x-ms-meta-")]
