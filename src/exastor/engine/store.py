@@ -13,6 +13,7 @@ GIL) while the event loop receives the next window.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -24,7 +25,7 @@ from typing import Protocol
 import blake3
 
 from exastor import errors
-from exastor.engine import chunker, codec
+from exastor.engine import chunker, codec, references
 from exastor.engine import manifest as mf
 from exastor.engine.drives import DriveSet
 from exastor.engine.record import HEADER_SIZE, decode_header, encode, verify_payload
@@ -148,11 +149,17 @@ class ChunkStore:
         on the healthy path (one replica, or the data shard holding it) is read degraded (another replica,
         or decoded from the other shards), and the bad shard is queued for repair."""
         length = HEADER_SIZE + loc.stored_len
+        resolve = self._resolve
         try:
-            return _decode_record(loc, self.log.pread(loc.segment, loc.offset, length))
+            return _decode_record(loc, self.log.pread(loc.segment, loc.offset, length), resolve)
         except errors.DataCorrupted:
-            raw = self.log.pread_degraded(loc.segment, loc.offset, length, lambda b: _decode_record(loc, b))
-            return _decode_record(loc, raw)
+            raw = self.log.pread_degraded(loc.segment, loc.offset, length, lambda b: _decode_record(loc, b, resolve))
+            return _decode_record(loc, raw, resolve)
+
+    @functools.cached_property
+    def _resolve(self) -> codec.Resolver:
+        """Reads a delta record's bases (engine/references.py): deltas reconstruct transparently."""
+        return references.resolver(self)
 
     def read_slices(self, slices: list[tuple[mf.Slice, int, int]]) -> list[bytes | memoryview]:
         """Bytes for (slice, skip, take) triples, in order. Runs on a worker thread for large reads."""
@@ -206,13 +213,14 @@ class ChunkStore:
             yield piece
 
 
-def _decode_record(loc: ChunkLocation, raw: bytes | memoryview) -> bytes | memoryview:
+def _decode_record(loc: ChunkLocation, raw: bytes | memoryview,
+                   resolve: codec.Resolver | None = None) -> bytes | memoryview:
     head = decode_header(raw)
     if head.fp != loc.fp:
         raise errors.DataCorrupted("record at indexed location has another fingerprint")
     payload = memoryview(raw)[HEADER_SIZE:]
     verify_payload(head, payload)
-    return codec.decompress(head.codec, payload, head.raw_len)
+    return codec.decode(head, payload, resolve)  # transformed/delta records: BLAKE3-verified
 
 
 def _batches(items: Iterator[tuple[mf.Slice, int, int]], limit: int) -> Iterator[list[tuple[mf.Slice, int, int]]]:

@@ -180,3 +180,41 @@ CREATE TABLE IF NOT EXISTS shards (
     PRIMARY KEY (segment, idx)
 );
 CREATE INDEX IF NOT EXISTS shards_by_drive ON shards (drive);
+
+-- --- Similarity-delta reduction (services/reducer.py; docs/reduction.md) -----------------------
+
+-- The sketch index: chunks the reducer evaluated that may serve as delta references (never a
+-- delta itself), with the object and offset where it first saw them (to align a reference).
+CREATE TABLE IF NOT EXISTS sketches (
+    fp            BLOB PRIMARY KEY,
+    seq           BIGINT NOT NULL,            -- evaluation order: later candidates win ties
+    sf0 BIGINT NOT NULL, sf1 BIGINT NOT NULL, sf2 BIGINT NOT NULL, sf3 BIGINT NOT NULL,
+    pos0 INTEGER NOT NULL, pos1 INTEGER NOT NULL, pos2 INTEGER NOT NULL, pos3 INTEGER NOT NULL,
+    owner_bucket  TEXT NOT NULL,
+    owner_key     TEXT NOT NULL,
+    owner_version TEXT NOT NULL,
+    owner_offset  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sketches_sf0 ON sketches (sf0, seq);
+CREATE INDEX IF NOT EXISTS sketches_sf1 ON sketches (sf1, seq);
+CREATE INDEX IF NOT EXISTS sketches_sf2 ON sketches (sf2, seq);
+CREATE INDEX IF NOT EXISTS sketches_sf3 ON sketches (sf3, seq);
+
+-- Chunks the reducer re-encoded (codec 2 grouped, 3 delta): their sizes before, for the stats
+-- split, and for deltas the reference slices they depend on. Each entry of `manifest` holds one
+-- reference in chunks.refs (like an object's manifest), so a base is never reclaimed while a
+-- delta needs it; the row goes (and releases them) once its chunk is gone or re-written plain.
+CREATE TABLE IF NOT EXISTS reduced_chunks (
+    fp            BLOB PRIMARY KEY,
+    codec         INTEGER NOT NULL,
+    plain_len     INTEGER NOT NULL,           -- stored_len as first written (zstd-1 or raw)
+    grouped_len   INTEGER NOT NULL,           -- with byte grouping alone (= plain_len when it did not pay)
+    manifest      BLOB                        -- delta references (40-byte entries); NULL when not a delta
+);
+-- base -> deltas depending on it: a base is never itself turned into a delta (chains stay 1 deep).
+CREATE TABLE IF NOT EXISTS delta_bases (
+    base          BLOB NOT NULL,
+    fp            BLOB NOT NULL,
+    PRIMARY KEY (base, fp)
+);
+CREATE INDEX IF NOT EXISTS delta_bases_by_fp ON delta_bases (fp);

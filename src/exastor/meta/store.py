@@ -34,6 +34,8 @@ KEY_MAX = "\U0010ffff"  # sorts after every character a key can contain after a 
 MANIFEST_QUERIES: list[str] = [
     "SELECT manifest FROM objects WHERE manifest IS NOT NULL",
     "SELECT manifest FROM parts WHERE manifest IS NOT NULL",
+    # delta records' references to their base chunks (services/reducer.py)
+    "SELECT manifest FROM reduced_chunks WHERE manifest IS NOT NULL",
 ]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import blake3
 
 from exastor import errors
-from exastor.engine import codec
+from exastor.engine import codec, references
 from exastor.engine import manifest as mf
 from exastor.engine.record import HEADER_SIZE, decode_header, verify_payload
 from exastor.engine.scan import iter_records
@@ -52,8 +52,26 @@ class FsckReport:
         return d
 
 
-def verify_chunk(segments_dir: Path, loc: ChunkLocation, fds: dict[int, Any]) -> str | None:
-    """None if the chunk is healthy, else why not."""
+class _RecordReader:
+    """What ``references.resolver`` needs to read a delta's bases: the index and verified reads."""
+
+    def __init__(self, meta: Metadata, segments_dir: Path, fds: dict[int, Any]) -> None:
+        self.meta, self.segments_dir, self.fds = meta, segments_dir, fds
+
+    def read_chunk(self, loc: ChunkLocation) -> bytes | memoryview:
+        f = self.fds.get(loc.segment) or open(segment_path(self.segments_dir, loc.segment), "rb")
+        self.fds[loc.segment] = f
+        f.seek(loc.offset)
+        raw = f.read(HEADER_SIZE + loc.stored_len)
+        head = decode_header(raw)
+        payload = memoryview(raw)[HEADER_SIZE:]
+        verify_payload(head, payload)
+        return codec.decode(head, payload)  # bases are never deltas
+
+
+def verify_chunk(segments_dir: Path, loc: ChunkLocation, fds: dict[int, Any],
+                 resolve: codec.Resolver | None = None) -> str | None:
+    """None if the chunk is healthy, else why not. Delta records need ``resolve`` (their bases)."""
     f = fds.get(loc.segment)
     if f is None:
         try:
@@ -68,8 +86,8 @@ def verify_chunk(segments_dir: Path, loc: ChunkLocation, fds: dict[int, Any]) ->
             return "record names another fingerprint"
         payload = memoryview(raw)[HEADER_SIZE:]
         verify_payload(head, payload)
-        data = codec.decompress(head.codec, payload, head.raw_len)
-    except errors.DataCorrupted as exc:
+        data = codec.decode(head, payload, resolve)
+    except (errors.DataCorrupted, OSError) as exc:
         return exc.detail
     if blake3.blake3(data).digest() != loc.fp:
         return "content does not match its fingerprint"
@@ -101,6 +119,7 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
     """fingerprint -> a location whose record verifies fully, found by reading segment files only."""
     found: dict[bytes, ChunkLocation] = {}
     fds: dict[int, Any] = {}
+    resolve = references.resolver(_RecordReader(meta, segments_dir, fds))
     try:
         for path in sorted(segments_dir.glob("seg-*.log")):
             seg = int(path.stem[4:], 16)
@@ -110,7 +129,7 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
                 if rec.fp in found or (want is not None and rec.fp not in want):
                     continue
                 loc = ChunkLocation(rec.fp, seg, offset, rec.stored_len, rec.raw_len, rec.codec)
-                if verify_chunk(segments_dir, loc, fds) is None:
+                if verify_chunk(segments_dir, loc, fds, resolve) is None:
                     found[rec.fp] = loc
     finally:
         for f in fds.values():
@@ -125,9 +144,10 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
     chunks = _all_chunks(meta)
     fds: dict[int, Any] = {}
     bad: list[ChunkLocation] = []
+    resolve = references.resolver(_RecordReader(meta, segments_dir, fds))
     try:
         for loc in chunks:
-            problem = verify_chunk(segments_dir, loc, fds)
+            problem = verify_chunk(segments_dir, loc, fds, resolve)
             report.chunks_checked += 1
             report.bytes_checked += HEADER_SIZE + loc.stored_len
             if progress:

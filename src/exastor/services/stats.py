@@ -1,4 +1,9 @@
-"""Logical vs physical bytes, and how the reduction splits into dedupe and compression."""
+"""Logical vs physical bytes, and how the reduction splits into four factors whose product is the total:
+
+dedupe (logical / unique chunk bytes), compression (unique / as written: zstd-1 or raw),
+float transforms (as written / with byte grouping alone) and similarity delta (with grouping
+alone / stored). The reducer keeps each re-encoded chunk's earlier sizes in ``reduced_chunks``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from exastor.engine.record import HEADER_SIZE
+from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED, HEADER_SIZE
 from exastor.engine.segments import segment_path
 from exastor.meta.store import Metadata
 
@@ -17,10 +22,14 @@ class StoreStats:
     objects: int              # object versions holding data (delete markers excluded)
     logical_bytes: int        # what clients stored, every version counted
     unique_bytes: int         # distinct chunk bytes after dedupe, before compression
-    stored_bytes: int         # live record bytes (payload + headers) after compression
+    stored_bytes: int         # live record bytes (payload + headers) after every reduction
     segment_bytes: int        # bytes of segment files on disk, dead records included
     chunks: int
     segments: int
+    written_bytes: int = 0    # live record bytes as the write path stored them (zstd-1 or raw)
+    grouped_bytes: int = 0    # ... had the reducer applied byte grouping alone, no deltas
+    delta_chunks: int = 0
+    grouped_chunks: int = 0
 
     @property
     def dedupe_ratio(self) -> float:
@@ -28,7 +37,17 @@ class StoreStats:
 
     @property
     def compression_ratio(self) -> float:
-        return self.unique_bytes / self.stored_bytes if self.stored_bytes else 1.0
+        written = self.written_bytes or self.stored_bytes
+        return self.unique_bytes / written if written else 1.0
+
+    @property
+    def float_transform_ratio(self) -> float:
+        grouped = self.grouped_bytes or self.stored_bytes
+        return (self.written_bytes or self.stored_bytes) / grouped if grouped else 1.0
+
+    @property
+    def delta_ratio(self) -> float:
+        return (self.grouped_bytes or self.stored_bytes) / self.stored_bytes if self.stored_bytes else 1.0
 
     @property
     def reduction_ratio(self) -> float:
@@ -37,7 +56,9 @@ class StoreStats:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = asdict(self)
         out["reduction"] = {"total": round(self.reduction_ratio, 4), "dedupe": round(self.dedupe_ratio, 4),
-                            "compression": round(self.compression_ratio, 4)}
+                            "compression": round(self.compression_ratio, 4),
+                            "float_transforms": round(self.float_transform_ratio, 4),
+                            "similarity_delta": round(self.delta_ratio, 4)}
         out["reduction_ratio"] = out["reduction"]["total"]
         return out
 
@@ -48,14 +69,19 @@ def collect(meta: Metadata, segments_dir: os.PathLike | None = None) -> StoreSta
         buckets = cur.fetchone()[0]
         cur.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE delete_marker = 0")
         objects, logical = cur.fetchone()
-        cur.execute(f"SELECT COUNT(*), COALESCE(SUM(raw_len), 0), COALESCE(SUM(stored_len + {HEADER_SIZE}), 0) "
-                    "FROM chunks WHERE refs > 0")
-        chunks, unique, stored = cur.fetchone()
+        cur.execute(f"SELECT COUNT(*), COALESCE(SUM(c.raw_len), 0), COALESCE(SUM(c.stored_len + {HEADER_SIZE}), 0), "
+                    f"COALESCE(SUM(COALESCE(r.plain_len, c.stored_len) + {HEADER_SIZE}), 0), "
+                    f"COALESCE(SUM(COALESCE(r.grouped_len, c.stored_len) + {HEADER_SIZE}), 0), "
+                    f"COALESCE(SUM(CASE WHEN r.codec = {CODEC_DELTA} THEN 1 ELSE 0 END), 0), "
+                    f"COALESCE(SUM(CASE WHEN r.codec = {CODEC_GROUPED} THEN 1 ELSE 0 END), 0) "
+                    "FROM chunks c LEFT JOIN reduced_chunks r ON r.fp = c.fp AND r.codec = c.codec "
+                    "WHERE c.refs > 0")
+        chunks, unique, stored, written, grouped, deltas, grouped_n = cur.fetchone()
         cur.execute("SELECT id FROM segments WHERE state != 'deleted'")
         segs = [r[0] for r in cur.fetchall()]
-        return buckets, objects, logical, chunks, unique, stored, segs
+        return buckets, objects, logical, chunks, unique, stored, segs, written, grouped, deltas, grouped_n
 
-    buckets, objects, logical, chunks, unique, stored, segs = meta.runner.read(q)
+    buckets, objects, logical, chunks, unique, stored, segs, written, grouped, deltas, grouped_n = meta.runner.read(q)
     on_disk = 0
     if segments_dir is not None:
         for seg in segs:
@@ -63,4 +89,5 @@ def collect(meta: Metadata, segments_dir: os.PathLike | None = None) -> StoreSta
                 on_disk += segment_path(segments_dir, seg).stat().st_size  # type: ignore[arg-type]
             except FileNotFoundError:
                 pass
-    return StoreStats(buckets, objects, int(logical), int(unique), int(stored), on_disk, chunks, len(segs))
+    return StoreStats(buckets, objects, int(logical), int(unique), int(stored), on_disk, chunks, len(segs),
+                      int(written), int(grouped), int(deltas), int(grouped_n))

@@ -38,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
         ("objects", f"{stats.objects:,}"),
         ("logical bytes", _size(stats.logical_bytes)),
         ("after dedupe", _size(stats.unique_bytes)),
-        ("after compression (stored)", _size(stats.stored_bytes)),
+        ("after compression (as written)", _size(stats.written_bytes)),
+        ("after float transforms", _size(stats.grouped_bytes)),
+        ("after similarity delta (stored)", _size(stats.stored_bytes)),
         ("segment files on disk", _size(stats.segment_bytes)),
         ("chunks / segments", f"{stats.chunks:,} / {stats.segments:,}"),
         ("reduction (total)", f"{stats.reduction_ratio:.2f}x"),
         ("  dedupe", f"{stats.dedupe_ratio:.2f}x"),
         ("  compression", f"{stats.compression_ratio:.2f}x"),
+        ("  float transforms", f"{stats.float_transform_ratio:.2f}x"),
+        ("  similarity delta", f"{stats.delta_ratio:.2f}x"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

@@ -1,0 +1,338 @@
+"""The background reducer: re-stores chunks byte-grouped or as deltas against similar chunks.
+
+It walks object versions in write order (``seq``) from a cursor kept in ``counters``, so it is
+restartable at any point: a chunk already evaluated (in ``sketches``) or already re-encoded is
+skipped. For each new chunk it runs ``engine.similarity.plan_chunk`` and, when that pays:
+
+1. appends the new record to its segment and fsyncs it;
+2. in ONE transaction: repoints ``chunks`` at the new record (only if the chunk is still where
+   it read it), adds one reference per reference slice to the base chunks (failing if any base
+   was reclaimed or became a delta), records the slices in ``reduced_chunks`` and
+   ``delta_bases``, and refuses if the chunk has meanwhile become some delta's base.
+
+A crash before 2 leaves an unreferenced record for compaction; after 2 the old record is dead.
+Reads reconstruct through ``ChunkStore.read_chunk`` and verify BLAKE3. Chains are one level deep
+(a delta's references are never deltas), so reading a delta touches at most 1 + MAX_REFS records.
+
+It never blocks writers: it holds no lock, and it sleeps between batches so that it uses at
+most ``duty`` of one core (writers get the rest).
+
+    python -m exastor.services.reducer --data DIR [--duty 0.5] [--once]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exastor import errors
+from exastor.engine import manifest as mf
+from exastor.engine import similarity
+from exastor.engine.record import CODEC_DELTA, CODEC_RAW, CODEC_ZSTD, HEADER_SIZE, encode
+from exastor.engine.sketch import Sketch
+from exastor.engine.store import ChunkStore
+from exastor.meta.records import ChunkLocation
+from exastor.meta.store import add_refs, drop_refs
+
+log = logging.getLogger("exastor.reducer")
+
+CURSOR = "reducer_seq"
+_SKETCH_COLS = "fp, seq, sf0, sf1, sf2, sf3, pos0, pos1, pos2, pos3, owner_bucket, owner_key, owner_version, owner_offset"
+
+
+@dataclass
+class ReduceResult:
+    objects: int = 0
+    chunks_seen: int = 0
+    bytes_seen: int = 0
+    grouped: int = 0
+    deltas: int = 0
+    saved_bytes: int = 0
+    released: int = 0
+    seconds: float = 0.0
+
+
+def _entry(row: tuple) -> similarity.Entry:
+    fp, seq, s0, s1, s2, s3, p0, p1, p2, p3, b, k, v, off = row
+    return similarity.Entry(bytes(fp), Sketch((s0, s1, s2, s3), (p0, p1, p2, p3)), (b, k, v), off, seq)
+
+
+class Reducer:
+    def __init__(self, store: ChunkStore, *, duty: float = 1.0) -> None:
+        self.store = store
+        self.meta = store.meta
+        self.duty = max(0.01, min(1.0, duty))
+        self._layouts: OrderedDict[tuple, mf.Layout | None] = OrderedDict()
+        self._bytes: OrderedDict[bytes, bytes | memoryview] = OrderedDict()
+        self._pending: list[tuple] = []  # sketch rows of plain chunks, committed in batches
+
+    # --- the sketch index, in SQL --------------------------------------------------------
+    def _candidates(self, sk: Sketch) -> list[similarity.Entry]:
+        def q(cur: Any) -> list[similarity.Entry]:
+            found: dict[bytes, similarity.Entry] = {}
+            for k, sf in enumerate(sk.supers):
+                cur.execute(f"SELECT {_SKETCH_COLS} FROM sketches WHERE sf{k} = ? ORDER BY seq DESC LIMIT ?",
+                            (sf, similarity.PER_FEATURE))
+                for row in cur.fetchall():
+                    e = _entry(row)
+                    found[e.fp] = e
+            return list(found.values())
+
+        found = {e.fp: e for e in self.meta.runner.read(q, snapshot=False)}
+        for row in self._pending:  # evaluated in this batch, not yet committed: newer than any row
+            e = _entry(row)
+            if any(a == b for a, b in zip(sk.supers, e.sketch.supers, strict=True)):
+                found[e.fp] = e
+        return similarity.rank(sk, list(found.values()))
+
+    @staticmethod
+    def _sketch_row(fp: bytes, seq: int, sk: Sketch, owner: tuple[str, str, str], offset: int) -> tuple:
+        return (fp, seq, *sk.supers, *sk.positions, *owner, offset)
+
+    # --- reference bytes -----------------------------------------------------------------
+    def _layout(self, owner: tuple[str, str, str]) -> mf.Layout | None:
+        if owner in self._layouts:
+            self._layouts.move_to_end(owner)
+            return self._layouts[owner]
+        obj = self.meta.get_object(*owner)
+        lay = mf.Layout(obj.manifest) if obj is not None and obj.manifest else None
+        self._layouts[owner] = lay
+        if len(self._layouts) > 16:
+            self._layouts.popitem(last=False)
+        return lay
+
+    def _chunk(self, fp: bytes) -> bytes | memoryview | None:
+        if fp in self._bytes:
+            self._bytes.move_to_end(fp)
+            return self._bytes[fp]
+        loc = self.meta.lookup_chunks([fp]).get(fp)
+        if loc is None or loc.codec == CODEC_DELTA:
+            return None
+        data = self.store.read_chunk(loc)
+        self._bytes[fp] = data
+        if len(self._bytes) > 64:
+            self._bytes.popitem(last=False)
+        return data
+
+    def _is_base(self, fp: bytes) -> bool:
+        loc = self.meta.lookup_chunks([fp]).get(fp)
+        return loc is not None and loc.codec != CODEC_DELTA
+
+    def _fetch(self, owner: tuple[str, str, str], start: int, end: int) -> similarity.Reference | None:
+        lay = self._layout(owner)
+        if lay is None:
+            return None
+        return similarity.reference_from_layout(lay, start, end, self._is_base, self._chunk)
+
+    # --- one chunk -----------------------------------------------------------------------
+    def _switch(self, loc: ChunkLocation, plan: similarity.Plan, sketch_row: tuple | None) -> bool:
+        """Write the new record durably, then repoint the index in one transaction."""
+        payload = plan.payload
+        seg, off = self.store.log.append(encode(loc.fp, plan.codec, loc.raw_len, payload, plan.flags) + payload)
+        self.store.log.sync(seg, off + HEADER_SIZE + len(payload))
+        refs = mf.ref_counts(mf.pack(plan.refs)) if plan.refs else Counter()
+
+        def tx(cur: Any) -> bool:
+            cur.execute("SELECT state FROM segments WHERE id = ?", (seg,))
+            got = cur.fetchone()
+            if got is None or got[0] == "deleted":
+                return False
+            if plan.codec == CODEC_DELTA:
+                cur.execute("SELECT 1 FROM delta_bases WHERE base = ?", (loc.fp,))
+                if cur.fetchone() is not None:
+                    return False  # became a base meanwhile: chains must stay one deep
+                marks = ",".join("?" * len(refs))
+                cur.execute(f"SELECT COUNT(*) FROM chunks WHERE fp IN ({marks}) AND codec != ?",
+                            [*refs, CODEC_DELTA])
+                if cur.fetchone()[0] != len(refs):
+                    return False  # a base was reclaimed or became a delta
+            cur.execute('UPDATE chunks SET segment = ?, "offset" = ?, stored_len = ?, codec = ? '
+                        'WHERE fp = ? AND segment = ? AND "offset" = ? AND codec = ?',
+                        (seg, off, len(payload), plan.codec, loc.fp, loc.segment, loc.offset, loc.codec))
+            if cur.rowcount != 1:
+                return False  # moved (compaction), reaped or re-encoded meanwhile
+            if refs:
+                add_refs(cur, refs)
+            cur.execute("DELETE FROM reduced_chunks WHERE fp = ?", (loc.fp,))
+            cur.execute("INSERT INTO reduced_chunks (fp, codec, plain_len, grouped_len, manifest) "
+                        "VALUES (?, ?, ?, ?, ?)", (loc.fp, plan.codec, plan.plain_len, plan.grouped_len,
+                                                  mf.pack(plan.refs) if plan.refs else None))
+            if refs:
+                cur.executemany("INSERT INTO delta_bases (base, fp) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                [(b, loc.fp) for b in refs])
+            if sketch_row is not None:
+                cur.execute(f"INSERT INTO sketches ({_SKETCH_COLS}) VALUES ({','.join('?' * 14)}) "
+                            "ON CONFLICT (fp) DO NOTHING", sketch_row)
+            return True
+
+        try:
+            return self.meta.runner.write_sync(tx)
+        except errors.Unavailable:
+            return False
+
+    def _object(self, bucket: str, key: str, version: str, seq: int, manifest: bytes,
+                result: ReduceResult) -> None:
+        owner = (bucket, key, version)
+        layout = mf.Layout(manifest)
+        firsts: dict[bytes, int] = {}
+        for s, pos in zip(layout.slices, layout.offsets, strict=True):
+            firsts.setdefault(s.fp, pos - s.start)
+        fps = list(firsts)
+
+        def known_q(cur: Any) -> set[bytes]:
+            out: set[bytes] = set()
+            for i in range(0, len(fps), 500):
+                batch = fps[i:i + 500]
+                cur.execute(f"SELECT fp FROM sketches WHERE fp IN ({','.join('?' * len(batch))})", batch)
+                out.update(bytes(r[0]) for r in cur.fetchall())
+            return out
+
+        known = self.meta.runner.read(known_q, snapshot=False) if fps else set()
+        locs = self.meta.lookup_chunks(fps)
+        for i, fp in enumerate(fps):
+            loc = locs.get(fp)
+            if fp in known or loc is None or loc.codec not in (CODEC_RAW, CODEC_ZSTD):
+                continue
+            began = time.monotonic()
+            raw = self.store.read_chunk(loc)
+            view = similarity.inspect(raw)
+            cands = self._candidates(view.sketch) if view.sketch is not None else []
+            plan = similarity.plan_chunk(raw, loc.stored_len, cands, view.sketch, view.layout, self._fetch)
+            row = (self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp])
+                   if view.sketch is not None else None)
+            result.chunks_seen += 1
+            result.bytes_seen += loc.raw_len
+            if plan is not None and self._switch(loc, plan, row if plan.codec != CODEC_DELTA else None):
+                result.saved_bytes += loc.stored_len - len(plan.payload)
+                if plan.codec == CODEC_DELTA:
+                    result.deltas += 1
+                else:
+                    result.grouped += 1
+            elif row is not None:
+                self._pending.append(row)
+                if len(self._pending) >= 256:
+                    self._flush_sketches()
+            self._throttle(time.monotonic() - began)
+        self._flush_sketches()
+
+    def _flush_sketches(self) -> None:
+        """Commit the plain chunks' sketch rows (one transaction per batch, not per chunk)."""
+        rows = self._pending
+        if not rows:
+            return
+
+        def tx(cur: Any) -> None:
+            cur.executemany(f"INSERT INTO sketches ({_SKETCH_COLS}) VALUES ({','.join('?' * 14)}) "
+                            "ON CONFLICT (fp) DO NOTHING", rows)
+
+        self.meta.runner.write_sync(tx)
+        rows.clear()
+
+    def _throttle(self, busy: float) -> None:
+        if self.duty < 1.0:
+            time.sleep(busy * (1.0 / self.duty - 1.0))
+
+    # --- passes --------------------------------------------------------------------------
+    def release_orphans(self) -> int:
+        """Drop the references of deltas whose chunk is gone (reaped) or no longer that record."""
+        def tx(cur: Any) -> int:
+            cur.execute("SELECT r.fp, r.manifest FROM reduced_chunks r LEFT JOIN chunks c ON c.fp = r.fp "
+                        "WHERE c.fp IS NULL OR c.codec != r.codec")
+            rows = [(bytes(fp), m) for fp, m in cur.fetchall()]
+            for fp, manifest in rows:
+                drop_refs(cur, mf.ref_counts(manifest))
+                cur.execute("DELETE FROM reduced_chunks WHERE fp = ?", (fp,))
+                cur.execute("DELETE FROM delta_bases WHERE fp = ?", (fp,))
+            cur.execute("DELETE FROM sketches WHERE fp NOT IN (SELECT fp FROM chunks)")
+            return len(rows)
+
+        return self.meta.runner.write_sync(tx)
+
+    def run_once(self, max_objects: int | None = None) -> ReduceResult:
+        started = time.monotonic()
+        result = ReduceResult(released=self.release_orphans())
+
+        def cursor_q(cur: Any) -> int:
+            cur.execute("SELECT value FROM counters WHERE name = ?", (CURSOR,))
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
+        cursor = self.meta.runner.read(cursor_q, snapshot=False)
+        while max_objects is None or result.objects < max_objects:
+            def batch_q(cur: Any, after: int = cursor) -> list[tuple]:
+                cur.execute("SELECT bucket, key, version_id, seq, manifest FROM objects WHERE seq > ? "
+                            "AND delete_marker = 0 ORDER BY seq LIMIT 64", (after,))
+                return [tuple(r) for r in cur.fetchall()]
+
+            batch = self.meta.runner.read(batch_q, snapshot=False)
+            if not batch:
+                break
+            for bucket, key, version, seq, manifest in batch:
+                if manifest:
+                    self._object(bucket, key, version, seq, bytes(manifest), result)
+                result.objects += 1
+                cursor = seq
+
+                def save(cur: Any, value: int = seq) -> None:
+                    cur.execute("UPDATE counters SET value = ? WHERE name = ?", (value, CURSOR))
+                    if cur.rowcount == 0:
+                        cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (CURSOR, value))
+
+                self.meta.runner.write_sync(save)
+                if max_objects is not None and result.objects >= max_objects:
+                    break
+        result.seconds = time.monotonic() - started
+        return result
+
+
+class ReducerThread(threading.Thread):
+    """Runs a pass every ``interval`` seconds until stopped (next to the garbage collector)."""
+
+    def __init__(self, reducer: Reducer, interval: float) -> None:
+        super().__init__(name="exastor-reducer", daemon=True)
+        self.reducer = reducer
+        self.interval = interval
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            try:
+                res = self.reducer.run_once()
+                if res.chunks_seen:
+                    log.info("reducer: %s", res)
+            except Exception:
+                log.exception("reducer pass failed; will retry")
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+    from dataclasses import asdict
+
+    from exastor.gateway.store import open_namespace
+
+    ap = argparse.ArgumentParser(prog="python -m exastor.services.reducer", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="./data")
+    ap.add_argument("--duty", type=float, default=1.0, help="share of one core to use (default 1.0)")
+    ap.add_argument("--max-objects", type=int, default=None)
+    args = ap.parse_args(argv)
+    # recover=False: a running server may have segments open; this process opens its own.
+    ns = open_namespace(Path(args.data), recover=False)
+    try:
+        res = Reducer(ns.chunks, duty=args.duty).run_once(args.max_objects)
+    finally:
+        ns.close()
+    print(json.dumps(asdict(res)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
