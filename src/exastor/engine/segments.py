@@ -269,15 +269,20 @@ class SegmentLog:
             pos += len(got)
         return bytes(out)
 
-    def seal(self, segment: int, size: int | None = None, good: list[int] | None = None) -> None:
-        """Erasure-code a replicated segment and drop its replicas (idempotent; crash-safe at every step)."""
+    def seal(self, segment: int, size: int | None = None, good: list[int] | None = None, *,
+             expect_state: str = "open") -> None:
+        """Erasure-code a replicated segment and drop its replicas (idempotent; crash-safe at every step).
+        ``expect_state='sealed'`` re-protects a sealed segment kept as plain copies."""
         lay = load_layout(self.meta, segment)
-        if lay is None or lay.state != "open":
+        if lay is None or lay.state != expect_state or lay.kind == "ec":
             return
         self.drives.maybe_refresh()
+        reprotect = expect_state == "sealed"
+        g = self.drives.seal_geometry() if (lay.kind == "replicas" or reprotect) else None
+        if reprotect and (g is None or g.m == 0):
+            return
         data = self._replica_bytes(lay, good, size)
-        g = self.drives.seal_geometry() if lay.kind == "replicas" else None
-        if lay.kind == "plain" or (g is not None and g.k == 1 and g.m == 0) or g is None:
+        if g is None or (g.k == 1 and g.m == 0):
             # Legacy file or 1+0: the (cut back) replica is the final form.
             self._truncate_replicas(lay, len(data), good)
             if g is None and lay.kind == "replicas" and lay.m > 0:
@@ -290,15 +295,17 @@ class SegmentLog:
         data_shards = erasure.split(data, g.k)
         all_shards = data_shards + erasure.encode(data_shards, g.m)
         placed = self._write_shards(segment, g, len(data), all_shards)
-        if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed):
+        if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
+                           expect_state=expect_state):
             for i, drive in enumerate(placed):
                 d = self.drives.get(drive)
                 if d is not None:
                     (d.shards / shards.shard_name(segment, i)).unlink(missing_ok=True)
             return
-        with self._fd_lock:
-            self._layouts.pop(segment, None)
+        self.forget(segment)
         self.delete_replicas(lay)
+        if lay.kind == "plain":
+            segment_path(self.drives.first.segments, segment).unlink(missing_ok=True)
 
     def _write_shards(self, segment: int, g: erasure.Geometry, data_len: int, all_shards: list[bytes]) -> list[int]:
         placed: list[int] = []

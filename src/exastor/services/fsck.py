@@ -21,11 +21,13 @@ import blake3
 from exastor import errors
 from exastor.engine import codec, references
 from exastor.engine import manifest as mf
-from exastor.engine.record import HEADER_SIZE, decode_header, verify_payload
-from exastor.engine.scan import iter_records
-from exastor.engine.segments import segment_path
+from exastor.engine.drives import DriveSet
+from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header, verify_payload
+from exastor.engine.segments import SegmentLog, record_length, segment_path
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import MANIFEST_QUERIES, Metadata
+from exastor.services.repair import Repairer
+from exastor.services.scrub import Scrubber
 
 Progress = Callable[[int], None]
 
@@ -39,12 +41,16 @@ class FsckReport:
     refcount_mismatches: int = 0
     repaired_refcounts: int = 0
     relocated_chunks: int = 0                                    # repointed at another valid copy
+    degraded_chunks: int = 0                                     # readable only around a bad shard/replica
+    bad_shards: list[str] = field(default_factory=list)          # shards failing their block checksums
+    repaired_shards: int = 0
     lost_chunks: list[str] = field(default_factory=list)         # no valid copy anywhere
     seconds: float = 0.0
 
     @property
     def clean(self) -> bool:
-        return not (self.corrupt_chunks or self.missing_chunks or self.refcount_mismatches or self.lost_chunks)
+        return not (self.corrupt_chunks or self.missing_chunks or self.refcount_mismatches or self.lost_chunks
+                    or self.bad_shards or self.degraded_chunks)
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -52,45 +58,60 @@ class FsckReport:
         return d
 
 
-class _RecordReader:
-    """What ``references.resolver`` needs to read a delta's bases: the index and verified reads."""
+def open_log(meta: Metadata, segments_dir: Path) -> SegmentLog:
+    """A read-side segment log over the store's drives (those in the database, else the one drive
+    whose segment directory is ``segments_dir``)."""
+    def q(cur: Any) -> int:
+        cur.execute("SELECT COUNT(*) FROM drives")
+        return int(cur.fetchone()[0])
 
-    def __init__(self, meta: Metadata, segments_dir: Path, fds: dict[int, Any]) -> None:
-        self.meta, self.segments_dir, self.fds = meta, segments_dir, fds
+    return SegmentLog(DriveSet(meta, None if meta.runner.read(q) else [segments_dir.parent]), meta)
+
+
+class _RecordReader:
+    """What ``references.resolver`` needs to read a delta's bases: verified reads through the drives."""
+
+    def __init__(self, log: SegmentLog) -> None:
+        self.log = log
 
     def read_chunk(self, loc: ChunkLocation) -> bytes | memoryview:
-        f = self.fds.get(loc.segment) or open(segment_path(self.segments_dir, loc.segment), "rb")
-        self.fds[loc.segment] = f
-        f.seek(loc.offset)
-        raw = f.read(HEADER_SIZE + loc.stored_len)
-        head = decode_header(raw)
-        payload = memoryview(raw)[HEADER_SIZE:]
-        verify_payload(head, payload)
-        return codec.decode(head, payload)  # bases are never deltas
+        def plain(raw: bytes | memoryview) -> bytes | memoryview:
+            head = decode_header(raw)
+            payload = memoryview(raw)[HEADER_SIZE:]
+            verify_payload(head, payload)
+            return codec.decode(head, payload)  # bases are never deltas
 
-
-def verify_chunk(segments_dir: Path, loc: ChunkLocation, fds: dict[int, Any],
-                 resolve: codec.Resolver | None = None) -> str | None:
-    """None if the chunk is healthy, else why not. Delta records need ``resolve`` (their bases)."""
-    f = fds.get(loc.segment)
-    if f is None:
+        length = HEADER_SIZE + loc.stored_len
         try:
-            f = fds[loc.segment] = open(segment_path(segments_dir, loc.segment), "rb")
-        except FileNotFoundError:
-            return "segment file missing"
-    f.seek(loc.offset)
-    raw = f.read(HEADER_SIZE + loc.stored_len)
-    try:
+            return plain(self.log.pread(loc.segment, loc.offset, length))
+        except errors.DataCorrupted:
+            return plain(self.log.pread_degraded(loc.segment, loc.offset, length, plain))
+
+
+def verify_chunk(log: SegmentLog, loc: ChunkLocation, resolve: codec.Resolver | None = None, *,
+                 degraded: bool = False) -> str | None:
+    """None if the chunk is healthy, else why not. Delta records need ``resolve`` (their bases).
+    ``degraded``: read around bad replicas or shards (decoding) instead of the healthy way."""
+    def full(raw: bytes | memoryview) -> None:
         head = decode_header(raw)
         if head.fp != loc.fp:
-            return "record names another fingerprint"
+            raise errors.DataCorrupted("record names another fingerprint")
         payload = memoryview(raw)[HEADER_SIZE:]
         verify_payload(head, payload)
         data = codec.decode(head, payload, resolve)
-    except (errors.DataCorrupted, OSError) as exc:
+        if blake3.blake3(data).digest() != loc.fp:
+            raise errors.DataCorrupted("content does not match its fingerprint")
+
+    length = HEADER_SIZE + loc.stored_len
+    try:
+        if degraded:
+            log.pread_degraded(loc.segment, loc.offset, length, full)
+        else:
+            full(log.pread(loc.segment, loc.offset, length))
+    except errors.DataCorrupted as exc:
         return exc.detail
-    if blake3.blake3(data).digest() != loc.fp:
-        return "content does not match its fingerprint"
+    except OSError as exc:
+        return str(exc)
     return None
 
 
@@ -116,24 +137,40 @@ def _all_chunks(meta: Metadata) -> list[ChunkLocation]:
 
 def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None = None,
                   want: set[bytes] | None = None) -> dict[bytes, ChunkLocation]:
-    """fingerprint -> a location whose record verifies fully, found by reading segment files only."""
+    """fingerprint -> a location whose record verifies fully, found from the segments' bytes alone:
+    whole files on drive 0, and every segment the database knows read through its replicas or shards
+    (decoding if needed)."""
+    log = open_log(meta, segments_dir)
+    resolve = references.resolver(_RecordReader(log))
     found: dict[bytes, ChunkLocation] = {}
-    fds: dict[int, Any] = {}
-    resolve = references.resolver(_RecordReader(meta, segments_dir, fds))
+    segs = {seg for seg, state, _ in meta.segments() if state != "deleted"}
+    segs |= {int(p.stem[4:], 16) for p in segments_dir.glob("seg-*.log")}
     try:
-        for path in sorted(segments_dir.glob("seg-*.log")):
-            seg = int(path.stem[4:], 16)
-            for offset, rec in iter_records(path):
-                if progress:
-                    progress(HEADER_SIZE + rec.stored_len)
-                if rec.fp in found or (want is not None and rec.fp not in want):
+        for seg in sorted(segs):
+            try:
+                buf = log.read_segment(seg)
+            except (errors.DataCorrupted, OSError):
+                path = segment_path(segments_dir, seg)
+                if not path.exists():
                     continue
-                loc = ChunkLocation(rec.fp, seg, offset, rec.stored_len, rec.raw_len, rec.codec)
-                if verify_chunk(segments_dir, loc, fds, resolve) is None:
-                    found[rec.fp] = loc
+                buf = path.read_bytes()
+            view = memoryview(buf)
+            pos = SEGMENT_HEADER_SIZE
+            while n := record_length(view, pos):
+                if progress:
+                    progress(n)
+                rec = decode_header(view[pos:pos + HEADER_SIZE])
+                if rec.fp not in found and (want is None or rec.fp in want):
+                    try:
+                        ok = blake3.blake3(codec.decode(rec, view[pos + HEADER_SIZE:pos + n], resolve)
+                                           ).digest() == rec.fp
+                    except (errors.DataCorrupted, KeyError, ValueError):
+                        ok = False
+                    if ok:
+                        found[rec.fp] = ChunkLocation(rec.fp, seg, pos, rec.stored_len, rec.raw_len, rec.codec)
+                pos += n
     finally:
-        for f in fds.values():
-            f.close()
+        log.close()
     return found
 
 
@@ -142,22 +179,31 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
     started = time.monotonic()
     report = FsckReport()
     chunks = _all_chunks(meta)
-    fds: dict[int, Any] = {}
+    log = open_log(meta, segments_dir)
     bad: list[ChunkLocation] = []
-    resolve = references.resolver(_RecordReader(meta, segments_dir, fds))
+    resolve = references.resolver(_RecordReader(log))
     try:
         for loc in chunks:
-            problem = verify_chunk(segments_dir, loc, fds, resolve)
+            problem = verify_chunk(log, loc, resolve)
             report.chunks_checked += 1
             report.bytes_checked += HEADER_SIZE + loc.stored_len
             if progress:
                 progress(HEADER_SIZE + loc.stored_len)
             if problem is not None:
-                bad.append(loc)
-                report.corrupt_chunks.append(loc.fp.hex())
+                if verify_chunk(log, loc, resolve, degraded=True) is None:
+                    report.degraded_chunks += 1  # readable around a bad shard or replica: repair rebuilds it
+                else:
+                    bad.append(loc)
+                    report.corrupt_chunks.append(loc.fp.hex())
+        # Every shard against its block checksums (whole-file copies were checked record by record above).
+        log.drives.flush_reports()
+        scrubbed = Scrubber(log).run_once(mark=repair, copies=False)
+        report.bad_shards = [f"segment {s} shard {i}: {why}" for s, i, why in scrubbed.bad_shards]
+        if repair and (scrubbed.bad_shards or report.degraded_chunks or Repairer(log).pending()):
+            fixed = Repairer(log).run_once(reprotect=False)
+            report.repaired_shards = fixed.repaired_shards + fixed.moved_shards
     finally:
-        for f in fds.values():
-            f.close()
+        log.close()
     indexed = {c.fp for c in chunks}
     wanted = referenced_counts(meta)
     missing = [fp for fp in wanted if fp not in indexed]
@@ -170,6 +216,11 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
     current = meta.runner.read(refs_q)
     mismatched = {fp: wanted.get(fp, 0) for fp, refs in current.items() if refs != wanted.get(fp, 0)}
     report.refcount_mismatches = len(mismatched)
+    if repair and report.repaired_shards and not (bad or missing or mismatched):
+        after = check(meta, segments_dir)
+        after.repaired_shards = report.repaired_shards
+        after.seconds = time.monotonic() - started
+        return after
     if repair and (bad or missing or mismatched):
         relocated: dict[bytes, ChunkLocation] = {}
         need = {loc.fp for loc in bad} | set(missing)
@@ -190,6 +241,7 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
         meta.runner.write_sync(fix)
         # Report the state after repair, and what the repair did.
         after = check(meta, segments_dir)
+        after.repaired_shards = report.repaired_shards
         after.repaired_refcounts = len(mismatched)
         after.relocated_chunks = len(relocated)
         after.lost_chunks = [fp.hex() for fp in need if fp not in relocated]

@@ -13,6 +13,7 @@ Safety argument (the ordering rule, from the other side):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from typing import Any
 
 from exastor import errors
 from exastor.engine.record import HEADER_SIZE, decode_header, verify_payload
-from exastor.engine.segments import segment_path
 from exastor.engine.store import ChunkStore
 
 log = logging.getLogger("exastor.gc")
@@ -91,13 +91,21 @@ class Collector:
             batch.clear()
             batch_rows.clear()
 
-        size = 0
-        for fp, offset, stored in rows:
-            raw = log_.pread(segment, offset, HEADER_SIZE + stored)
+        def check(raw: bytes, fp: bytes = b"", offset: int = 0) -> None:
             head = decode_header(raw)
             verify_payload(head, memoryview(raw)[HEADER_SIZE:])  # never copy a corrupt record
             if head.fp != fp:
                 raise errors.DataCorrupted(f"segment {segment} offset {offset}: fingerprint mismatch")
+
+        layout = log_.layout(segment, fresh=True)
+        size = 0
+        for fp, offset, stored in rows:
+            try:
+                raw = log_.pread(segment, offset, HEADER_SIZE + stored)
+                check(raw, fp, offset)
+            except errors.DataCorrupted:  # a bad replica or shard: read around it (other copies, decoding)
+                raw = log_.pread_degraded(segment, offset, HEADER_SIZE + stored,
+                                          lambda b, fp=fp, offset=offset: check(b, fp, offset))
             batch.append(raw)
             batch_rows.append((fp, offset, stored))
             size += len(raw)
@@ -116,11 +124,12 @@ class Collector:
             cur.execute("SELECT size FROM segments WHERE id = ?", (segment,))
             reclaimed = cur.fetchone()[0]
             cur.execute("UPDATE segments SET state = 'deleted' WHERE id = ?", (segment,))
+            cur.execute("DELETE FROM shards WHERE segment = ?", (segment,))
+            cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
             return reclaimed
 
         reclaimed = self.meta.runner.write_sync(tx)
-        log_.forget(segment)
-        segment_path(log_.directory, segment).unlink(missing_ok=True)
+        log_.delete_files(segment, layout)  # replicas, shards or the legacy file, on every drive
         return len(moves), reclaimed
 
     def run_once(self) -> GcResult:
@@ -140,22 +149,48 @@ class Collector:
 
 
 class CollectorThread(threading.Thread):
-    """Runs the collector every ``interval`` seconds until stopped."""
+    """Worker 0's maintenance thread: garbage collection every ``interval`` seconds, and in between the
+    redundancy services: repair every ``EXASTOR_REPAIR_INTERVAL`` seconds (default 10) and a scrub pass
+    every ``EXASTOR_SCRUB_INTERVAL`` seconds (default 86400, 0 = never) at ``EXASTOR_SCRUB_RATE`` MB/s
+    (default 200)."""
 
     def __init__(self, collector: Collector, interval: float) -> None:
         super().__init__(name="exastor-gc", daemon=True)
         self.collector = collector
         self.interval = interval
+        self.repair_interval = float(os.environ.get("EXASTOR_REPAIR_INTERVAL", "10"))
+        self.scrub_interval = float(os.environ.get("EXASTOR_SCRUB_INTERVAL", "86400"))
+        self.scrub_rate = float(os.environ.get("EXASTOR_SCRUB_RATE", "200"))
         self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._halt.wait(self.interval):
+        from exastor.services.repair import Repairer
+        from exastor.services.scrub import Scrubber
+
+        now = time.monotonic()
+        due = {"gc": now + self.interval, "repair": now + self.repair_interval,
+               "scrub": now + self.scrub_interval if self.scrub_interval > 0 else float("inf")}
+        tick = max(0.2, min(self.interval, self.repair_interval))
+        while not self._halt.wait(tick):
+            now = time.monotonic()
             try:
-                res = self.collector.run_once()
-                if res.reaped_chunks or res.compacted_segments:
-                    log.info("gc: %s", res)
+                if now >= due["gc"]:
+                    due["gc"] = now + self.interval
+                    res = self.collector.run_once()
+                    if res.reaped_chunks or res.compacted_segments:
+                        log.info("gc: %s", res)
+                if now >= due["scrub"]:
+                    due["scrub"] = now + self.scrub_interval
+                    scrubbed = Scrubber(self.collector.store.log, rate_mb_s=self.scrub_rate).run_once()
+                    if scrubbed.bad_shards or scrubbed.bad_copies:
+                        log.warning("scrub: %s", scrubbed.to_json())
+                if now >= due["repair"]:
+                    due["repair"] = now + self.repair_interval
+                    fixed = Repairer(self.collector.store.log).run_once()
+                    if fixed.repaired_shards or fixed.moved_shards or fixed.reprotected_segments:
+                        log.info("repair: %s", fixed.to_json())
             except Exception:
-                log.exception("gc pass failed; will retry")
+                log.exception("maintenance pass failed; will retry")
 
     def stop(self) -> None:
         self._halt.set()

@@ -1,0 +1,144 @@
+"""Repairer: rebuild shards that are bad, lost, or on a failed, draining or removed drive.
+
+Each repair is idempotent and crash-safe, by the same ordering rule as writes:
+1. the shard's bytes come from the shard itself where its blocks verify (a drain), else are decoded
+   from k verified shards, in column ranges of ``STEP`` bytes;
+2. they are written to a drive that holds no other shard of the stripe, fsynced, renamed into place;
+3. one conditional UPDATE moves the row (only if the shard is still where we found it);
+4. only then is the old file deleted.
+A crash before 3 leaves a complete new file nobody points at (removed as an orphan or overwritten by
+the next attempt); after 3, the old file (an orphan, deleted next pass). Nothing a reader needs is
+ever removed first.
+
+It also re-protects sealed segments stored as plain copies (a one-drive store that gained drives, or
+segments sealed while too few drives were healthy) by erasure-coding them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exastor import errors
+from exastor.engine import shards
+from exastor.engine.drives import Layout, load_layout, mark_shard
+from exastor.engine.segments import SegmentLog
+
+log = logging.getLogger("exastor.repair")
+STEP = 4 << 20
+Progress = Callable[[int], None]
+
+
+@dataclass
+class RepairResult:
+    repaired_shards: int = 0
+    moved_shards: int = 0            # drained off a draining/removed drive without decoding
+    reprotected_segments: int = 0
+    unrepairable: list[tuple[int, int, str]] = field(default_factory=list)
+    bytes_written: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Repairer:
+    def __init__(self, log_: SegmentLog) -> None:
+        self.log = log_
+        self.meta = log_.meta
+
+    def pending(self) -> list[tuple[int, int, int, str]]:
+        """(segment, idx, drive, why) for every shard that needs work."""
+        def q(cur: Any) -> list[tuple[int, int, int, str]]:
+            cur.execute("SELECT s.segment, s.idx, s.drive, s.state, COALESCE(d.state, 'removed') FROM shards s "
+                        "JOIN segments g ON g.id = s.segment LEFT JOIN drives d ON d.id = s.drive "
+                        "WHERE g.state = 'sealed' AND (s.state != 'ok' OR d.state IS NULL OR "
+                        "d.state IN ('failed', 'draining', 'removed')) ORDER BY s.segment, s.idx")
+            return [(int(a), int(b), int(c), st if st != "ok" else ds) for a, b, c, st, ds in cur.fetchall()]
+
+        return self.meta.runner.read(q, snapshot=False)
+
+    def run_once(self, progress: Progress | None = None, *, reprotect: bool = True) -> RepairResult:
+        res = RepairResult()
+        self.log.drives.refresh()
+        by_segment: dict[int, list[tuple[int, int, str]]] = {}
+        for seg, idx, drive, why in self.pending():
+            by_segment.setdefault(seg, []).append((idx, drive, why))
+        for seg, items in by_segment.items():
+            for idx, drive, why in items:
+                try:
+                    moved = self.repair_shard(seg, idx, drive, why, res)
+                    if moved and progress:
+                        progress(1)
+                except (errors.DataCorrupted, errors.Unavailable, OSError) as exc:
+                    detail = exc.detail if isinstance(exc, errors.StoreError) else str(exc)
+                    res.unrepairable.append((seg, idx, detail))
+                    log.error("cannot repair shard %d of segment %d: %s", idx, seg, detail)
+        if reprotect:
+            self.reprotect(res)
+        return res
+
+    def repair_shard(self, segment: int, idx: int, old_drive: int, why: str, res: RepairResult) -> bool:
+        lay = load_layout(self.meta, segment)
+        if lay is None or lay.state != "sealed" or lay.kind != "ec":
+            return False
+        current = dict((i, d) for i, d, _ in lay.shards)
+        if current.get(idx) != old_drive:
+            return False  # someone else moved it meanwhile
+        drives = self.log.drives
+        old = drives.get(old_drive)
+        draining = old is not None and old.state in ("draining", "removed") and why in ("draining", "removed")
+        self.log.forget(segment)
+        data = self._shard_bytes(lay, idx)
+        others = {d for i, d in current.items() if i != idx}
+        exclude = others | ({old_drive} if draining or (old is not None and old.state != "active") else set())
+        target = drives.place(1, salt=segment + idx, exclude=exclude)[0]
+        path = target.shards / shards.shard_name(segment, idx)
+        drives.check(target, "write")
+        shards.write_shard(path, segment, idx, lay.k, lay.m, lay.data_len, data)
+        res.bytes_written += len(data)
+        if not mark_shard(self.meta, segment, idx, state="ok", drive=target.id, expect_drive=old_drive):
+            if target.id != old_drive:
+                path.unlink(missing_ok=True)  # lost a race; the winner's copy stands
+            return False
+        self.log.forget(segment)
+        if old is not None and target.id != old_drive and drives.readable(old_drive):
+            try:
+                (old.shards / shards.shard_name(segment, idx)).unlink(missing_ok=True)
+            except OSError:
+                pass
+        if draining and why in ("draining", "removed"):
+            res.moved_shards += 1
+        else:
+            res.repaired_shards += 1
+        return True
+
+    def _shard_bytes(self, lay: Layout, idx: int) -> bytes:
+        """The whole shard: its own verified blocks where possible, decoded columns elsewhere."""
+        out = []
+        for start in range(0, lay.shard_len, STEP):
+            n = min(STEP, lay.shard_len - start)
+            out.append(self.log.decode_columns(lay, start, n, [idx])[idx])
+        return b"".join(out)
+
+    def reprotect(self, res: RepairResult) -> None:
+        """Erasure-code sealed segments that are plain copies while the store's geometry wants parity."""
+        drives = self.log.drives
+        g = drives.seal_geometry()
+        if g is None or g.m == 0:
+            return
+
+        def q(cur: Any) -> list[int]:
+            cur.execute("SELECT s.id FROM segments s LEFT JOIN segment_layout l ON l.segment = s.id "
+                        "WHERE s.state = 'sealed' AND (l.segment IS NULL OR l.shard_len = 0) ORDER BY s.id")
+            return [int(r[0]) for r in cur.fetchall()]
+
+        for seg in self.meta.runner.read(q, snapshot=False):
+            try:
+                self.log.seal(seg, expect_state="sealed")
+                lay = load_layout(self.meta, seg)
+                if lay is not None and lay.kind == "ec":
+                    res.reprotected_segments += 1
+            except (errors.DataCorrupted, errors.Unavailable, OSError) as exc:
+                log.error("cannot re-protect segment %d: %s", seg, exc)
