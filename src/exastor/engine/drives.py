@@ -120,8 +120,28 @@ class DriveSet:
         self._loaded = 0.0
         self.refresh()
         self.explicit = erasure.parse(ec) if ec else None
+        self._persist_geometry()
         self._reports: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
         self._reporter: threading.Thread | None = None
+
+    def _persist_geometry(self) -> None:
+        """An explicit geometry (--ec) is stored, so every tool and later start agrees on it."""
+        def tx(cur: Any) -> None:
+            for name, value in (("ec_k", self.explicit.k), ("ec_m", self.explicit.m)):  # type: ignore[union-attr]
+                cur.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
+                if cur.rowcount == 0:
+                    cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
+
+        def q(cur: Any) -> dict[str, int]:
+            cur.execute("SELECT name, value FROM counters WHERE name IN ('ec_k', 'ec_m')")
+            return {n: int(v) for n, v in cur.fetchall()}
+
+        if self.explicit is not None:
+            self.meta.runner.write_sync(tx)
+        else:
+            stored = self.meta.runner.read(q, snapshot=False)
+            if "ec_k" in stored and "ec_m" in stored:
+                self.explicit = erasure.Geometry(stored["ec_k"], stored["ec_m"])
 
     # --- the drives table -------------------------------------------------------
     def register(self, paths: list[Path], state: str = "active") -> list[int]:

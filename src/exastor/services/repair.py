@@ -23,7 +23,7 @@ from typing import Any
 
 from exastor import errors
 from exastor.engine import shards
-from exastor.engine.drives import Layout, load_layout, mark_shard
+from exastor.engine.drives import Drive, Layout, load_layout, mark_shard
 from exastor.engine.segments import SegmentLog
 
 log = logging.getLogger("exastor.repair")
@@ -79,7 +79,8 @@ class Repairer:
             self.reprotect(res)
         return res
 
-    def repair_shard(self, segment: int, idx: int, old_drive: int, why: str, res: RepairResult) -> bool:
+    def repair_shard(self, segment: int, idx: int, old_drive: int, why: str, res: RepairResult,
+                     target: Drive | None = None) -> bool:
         lay = load_layout(self.meta, segment)
         if lay is None or lay.state != "sealed" or lay.kind != "ec":
             return False
@@ -88,12 +89,15 @@ class Repairer:
             return False  # someone else moved it meanwhile
         drives = self.log.drives
         old = drives.get(old_drive)
-        draining = old is not None and old.state in ("draining", "removed") and why in ("draining", "removed")
+        draining = why in ("draining", "removed", "rebalance")
         self.log.forget(segment)
         data = self._shard_bytes(lay, idx)
         others = {d for i, d in current.items() if i != idx}
         exclude = others | ({old_drive} if draining or (old is not None and old.state != "active") else set())
-        target = drives.place(1, salt=segment + idx, exclude=exclude)[0]
+        if target is None:
+            target = drives.place(1, salt=segment + idx, exclude=exclude)[0]
+        elif target.id in others:
+            return False  # the stripe already has a shard there: moving would put two on one drive
         path = target.shards / shards.shard_name(segment, idx)
         drives.check(target, "write")
         shards.write_shard(path, segment, idx, lay.k, lay.m, lay.data_len, data)
@@ -108,7 +112,7 @@ class Repairer:
                 (old.shards / shards.shard_name(segment, idx)).unlink(missing_ok=True)
             except OSError:
                 pass
-        if draining and why in ("draining", "removed"):
+        if why in ("draining", "removed", "rebalance"):
             res.moved_shards += 1
         else:
             res.repaired_shards += 1
@@ -142,3 +146,36 @@ class Repairer:
                     res.reprotected_segments += 1
             except (errors.DataCorrupted, errors.Unavailable, OSError) as exc:
                 log.error("cannot re-protect segment %d: %s", seg, exc)
+
+    def rebalance(self, onto: Drive, progress: Progress | None = None) -> RepairResult:
+        """Move shards from the fullest drives onto ``onto`` until it holds about its share."""
+        res = RepairResult()
+        drives = self.log.drives
+        drives.refresh()
+        counts = drives.shard_counts()
+        live = [d for d in drives.all if d.state in ("active", "full")]
+        if not live:
+            return res
+        share = sum(counts.get(d.id, 0) for d in live) // len(live)
+
+        def q(cur: Any) -> list[tuple[int, int, int]]:
+            cur.execute("SELECT s.segment, s.idx, s.drive FROM shards s JOIN segments g ON g.id = s.segment "
+                        "WHERE g.state = 'sealed' AND s.state = 'ok' AND s.drive != ? ORDER BY s.segment, s.idx",
+                        (onto.id,))
+            return [(int(a), int(b), int(c)) for a, b, c in cur.fetchall()]
+
+        have = counts.get(onto.id, 0)
+        for seg, idx, drive in self.meta.runner.read(q, snapshot=False):
+            if have >= share:
+                break
+            if counts.get(drive, 0) <= share:
+                continue
+            try:
+                if self.repair_shard(seg, idx, drive, "rebalance", res, target=onto):
+                    have += 1
+                    counts[drive] = counts.get(drive, 0) - 1
+                    if progress:
+                        progress(1)
+            except (errors.DataCorrupted, errors.Unavailable, OSError) as exc:
+                res.unrepairable.append((seg, idx, str(exc)))
+        return res

@@ -30,6 +30,17 @@ class StoreStats:
     grouped_bytes: int = 0    # ... had the reducer applied byte grouping alone, no deltas
     delta_chunks: int = 0
     grouped_chunks: int = 0
+    # Redundancy (docs/reliability.md): bytes on all drives vs the segments' own bytes.
+    drives: int = 1
+    geometry: str = "1+0"             # the store's target erasure geometry
+    segment_data_bytes: int = 0       # live segments' own bytes (before replicas/parity)
+    raw_bytes: int = 0                # replica, shard and legacy segment files on every drive
+    write_amplification: float = 1.0  # device bytes written per segment byte: (m+1) replicas + (k+m)/k shards
+
+    @property
+    def capacity_overhead(self) -> float:
+        """Extra flash per byte of segment data (0.5 for 4+2; 0.027 for 146+4)."""
+        return self.raw_bytes / self.segment_data_bytes - 1 if self.segment_data_bytes else 0.0
 
     @property
     def dedupe_ratio(self) -> float:
@@ -60,6 +71,7 @@ class StoreStats:
                             "float_transforms": round(self.float_transform_ratio, 4),
                             "similarity_delta": round(self.delta_ratio, 4)}
         out["reduction_ratio"] = out["reduction"]["total"]
+        out["capacity_overhead"] = round(self.capacity_overhead, 4)
         return out
 
 
@@ -89,5 +101,46 @@ def collect(meta: Metadata, segments_dir: os.PathLike | None = None) -> StoreSta
                 on_disk += segment_path(segments_dir, seg).stat().st_size  # type: ignore[arg-type]
             except FileNotFoundError:
                 pass
-    return StoreStats(buckets, objects, int(logical), int(unique), int(stored), on_disk, chunks, len(segs),
-                      int(written), int(grouped), int(deltas), int(grouped_n))
+    st = StoreStats(buckets, objects, int(logical), int(unique), int(stored), on_disk, chunks, len(segs),
+                    int(written), int(grouped), int(deltas), int(grouped_n))
+    _redundancy(meta, st)
+    return st
+
+
+def _redundancy(meta: Metadata, st: StoreStats) -> None:
+    """Fill the redundancy figures from the drives and segment layouts in the database."""
+    from pathlib import Path
+
+    from exastor.engine import erasure
+    from exastor.engine.shards import shard_name
+
+    def q(cur: Any) -> tuple[list, list]:
+        cur.execute("SELECT id, path, state FROM drives WHERE state != 'removed'")
+        drives = cur.fetchall()
+        cur.execute("SELECT s.id, s.size, l.k, l.m, l.shard_len FROM segments s "
+                    "LEFT JOIN segment_layout l ON l.segment = s.id WHERE s.state = 'sealed'")
+        return drives, cur.fetchall()
+
+    drives, segs = meta.runner.read(q)
+    if not drives:
+        st.segment_data_bytes = st.raw_bytes = st.segment_bytes
+        return
+    st.drives = len(drives)
+    st.geometry = str(erasure.auto(len(drives)))
+    paths = [Path(p) for _, p, _ in drives]
+    data = raw = written = 0
+    for seg, size, k, m, shard_len in segs:
+        data += size
+        k, m = (k or 1), (m or 0)
+        written += size * (m + 1) + (shard_len or 0) * (k + m)  # write buffer, then the stripe
+        for p in paths:
+            names = [f"segments/seg-{seg:016x}.log"] + [f"shards/{shard_name(seg, i)}" for i in range(k + m)
+                                                        if shard_len]
+            for name in names:
+                try:
+                    raw += (p / name).stat().st_size
+                except OSError:
+                    pass
+    st.segment_data_bytes, st.raw_bytes = data, raw
+    st.segment_bytes = max(st.segment_bytes, raw)
+    st.write_amplification = round(written / data, 3) if data else 1.0

@@ -1,0 +1,164 @@
+"""`exastor drive add | remove | replace | status`: the drive lifecycle.
+
+Every step is a conditional database update after the data it points at is durable (see
+services/repair.py), so each command can be interrupted and simply run again; it is safe while the
+server runs (workers pick up drive states within seconds) or while it is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from exastor.engine.drives import Drive, DriveSet
+from exastor.engine.segments import SegmentLog
+from exastor.gateway.store import open_drives, open_metadata
+from exastor.meta.store import Metadata
+from exastor.services.repair import Repairer
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="./data", help="data directory (default ./data)")
+    p.add_argument("--ec", help="erasure geometry K+M if the store uses an explicit one")
+    sub = p.add_subparsers(dest="action", required=True)
+    s = sub.add_parser("status", help="drives, their state and load, the geometry, pending repairs")
+    s.add_argument("--json", action="store_true")
+    a = sub.add_parser("add", help="add a drive (or bring a failed one back) and rebalance shards onto it")
+    a.add_argument("path")
+    a.add_argument("--no-rebalance", action="store_true")
+    r = sub.add_parser("remove", help="drain a drive (move its shards to others), then remove it")
+    r.add_argument("drive", help="drive id or path")
+    rp = sub.add_parser("replace", help="add NEW and drain OLD onto it")
+    rp.add_argument("old", help="drive id or path")
+    rp.add_argument("new", help="path of the new drive")
+
+
+def _find(drives: DriveSet, ref: str) -> Drive | None:
+    for d in drives.all:
+        if ref == str(d.id) or Path(ref).resolve() == d.path:
+            return d
+    return None
+
+
+def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
+    counts = drives.shard_counts()
+
+    def q(cur: Any) -> tuple[int, int, int, int]:
+        cur.execute("SELECT COUNT(*) FROM shards WHERE state != 'ok'")
+        bad = cur.fetchone()[0]
+        cur.execute("SELECT COUNT(*) FROM segment_layout l JOIN segments s ON s.id = l.segment "
+                    "WHERE s.state = 'sealed' AND l.shard_len > 0")
+        coded = cur.fetchone()[0]
+        cur.execute("SELECT COUNT(*) FROM segments WHERE state = 'sealed'")
+        sealed = cur.fetchone()[0]
+        cur.execute("SELECT COUNT(*) FROM segments WHERE state = 'open'")
+        return bad, coded, sealed, cur.fetchone()[0]
+
+    bad, coded, sealed, open_ = meta.runner.read(q)
+    rows = []
+    for d in drives.all:
+        free = total = None
+        try:
+            st = os.statvfs(d.path)
+            free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        except OSError:
+            pass
+        used = sum(f.stat().st_size for sub in ("segments", "shards") for f in (d.path / sub).glob("seg-*")
+                   if f.is_file()) if d.path.is_dir() else 0
+        rows.append({"id": d.id, "path": str(d.path), "state": d.state, "shards": counts.get(d.id, 0),
+                     "bytes": used, "free": free, "total": total})
+    g = drives.geometry()
+    return {"drives": rows, "geometry": str(g), "capacity_overhead": round(g.overhead, 4),
+            "segments": {"open": open_, "sealed": sealed, "erasure_coded": coded}, "shards_needing_repair": bad,
+            "pending_repairs": len(Repairer(SegmentLog(drives, meta)).pending())}
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    con = Console()
+    t = Table(title=f"drives (erasure {st['geometry']}, overhead {st['capacity_overhead']:.1%})")
+    for col in ("id", "path", "state", "shards", "bytes", "free"):
+        t.add_column(col)
+    for r in st["drives"]:
+        t.add_row(str(r["id"]), r["path"], r["state"], str(r["shards"]), f"{r['bytes'] / 1e6:,.1f} MB",
+                  f"{(r['free'] or 0) / 1e9:,.1f} GB")
+    con.print(t)
+    s = st["segments"]
+    con.print(f"segments: {s['open']} open, {s['sealed']} sealed ({s['erasure_coded']} erasure-coded); "
+              f"shards needing repair: {st['pending_repairs']}")
+
+
+def _repair_all(log: SegmentLog, label: str) -> dict[str, Any]:
+    rep = Repairer(log)
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(label, total=len(rep.pending()))
+        res = rep.run_once(lambda n: bar.advance(task, n))
+    return res.to_json()
+
+
+def run(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    if not (data / "meta" / "exastor.sqlite").exists():
+        print(f"exastor drive: no store at {data}", file=sys.stderr)
+        return 2
+    meta = open_metadata(data)
+    try:
+        drives = open_drives(meta, data, None, args.ec)
+        log = SegmentLog(drives, meta)
+        try:
+            return _run(args, meta, drives, log)
+        finally:
+            log.close()
+    finally:
+        meta.close()
+
+
+def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: SegmentLog) -> int:
+    if args.action == "status":
+        st = _status(meta, drives)
+        print(json.dumps(st, indent=2)) if args.json else _print_status(st)
+        return 0
+    if args.action in ("add", "replace"):
+        path = Path(args.path if args.action == "add" else args.new)
+        (new_id,) = drives.register([path])
+        drives.set_state(new_id, "active", "added")
+        new = drives.get(new_id)
+        assert new is not None
+        print(f"drive {new_id} ({new.path}) is active")
+        if args.action == "add":
+            if not args.no_rebalance:
+                res = Repairer(log).rebalance(new)
+                print(f"rebalanced {res.moved_shards} shards onto drive {new_id}")
+            res = Repairer(log).run_once()  # also re-protects plain segments now that there are drives
+            print(f"repaired {res.repaired_shards} shards, erasure-coded {res.reprotected_segments} segments")
+            return 0
+    old = _find(drives, args.drive if args.action == "remove" else args.old)
+    if old is None:
+        print("exastor drive: no such drive", file=sys.stderr)
+        return 2
+    drives.set_state(old.id, "draining", f"{args.action} requested")
+    res = _repair_all(log, f"draining drive {old.id}")
+    left = drives.shard_counts().get(old.id, 0)
+
+    def replicas_left(cur: Any) -> int:
+        cur.execute("SELECT COUNT(*) FROM replicas r JOIN segments s ON s.id = r.segment "
+                    "WHERE r.drive = ? AND s.state != 'deleted'", (old.id,))
+        return int(cur.fetchone()[0])
+
+    reps = meta.runner.read(replicas_left)
+    if left or reps:
+        print(f"drive {old.id} still holds {left} shards and {reps} segment replicas "
+              f"({len(res['unrepairable'])} could not move: too few other drives?); it stays draining - "
+              f"run the command again", file=sys.stderr)
+        return 1
+    drives.set_state(old.id, "removed", f"{args.action} done")
+    print(f"drive {old.id} ({old.path}) drained ({res['moved_shards'] + res['repaired_shards']} shards moved) "
+          f"and removed")
+    return 0
