@@ -221,7 +221,7 @@ def main() -> int:
     write_safetensors(out / "weights" / "minilm-base-fp16.safetensors", fp16)
     write_safetensors(out / "weights" / "minilm-base-bf16.safetensors", {k: v.bfloat16() for k, v in base.items()})
     # Run A: consecutive checkpoints of one fine-tuning run.
-    for step, wts in fine_tune(base, cfg, tok, sents, seed=0, steps=6, save_at={3, 6}, lr=5e-5, log_path=log,
+    for step, wts in fine_tune(base, cfg, tok, sents, seed=0, steps=6, save_at={5, 6}, lr=2e-5, log_path=log,
                                run="A"):
         write_safetensors(out / "checkpoints" / f"runA-step{step:04d}.safetensors", wts)
         if step == 6:
@@ -231,7 +231,7 @@ def main() -> int:
                               {k: v.half() for k, v in wts.items()})
             torch.save(wts, out / "checkpoints" / f"runA-step{step:04d}.pt")
     # Run B: a second fine-tuned variant (other seed, other batches).
-    for step, wts in fine_tune(base, cfg, tok, sents, seed=1, steps=4, save_at={4}, lr=5e-5, log_path=log,
+    for step, wts in fine_tune(base, cfg, tok, sents, seed=1, steps=6, save_at={6}, lr=2e-5, log_path=log,
                                run="B"):
         write_safetensors(out / "variants" / f"runB-step{step:04d}.safetensors", wts)
     # Already-compressed images shipped with matplotlib.

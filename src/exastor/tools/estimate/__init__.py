@@ -1,0 +1,1 @@
+"""`exastor estimate`: predict the reduction on a user's data without storing it."""
