@@ -73,6 +73,7 @@ class _RecordReader:
 
     def __init__(self, log: SegmentLog) -> None:
         self.log = log
+        self.meta = log.meta  # the resolver looks bases up in the index
 
     def read_chunk(self, loc: ChunkLocation) -> bytes | memoryview:
         def plain(raw: bytes | memoryview) -> bytes | memoryview:
