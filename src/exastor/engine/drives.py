@@ -5,6 +5,7 @@ a drive one worker saw fail is avoided by all of them. States:
 
 - ``active``   takes new replicas and shards, serves reads;
 - ``full``     serves reads, takes nothing new (ENOSPC seen, or free space under a reserve);
+- ``readonly`` serves reads, takes nothing new (EROFS seen: a drive that went read-only, as SSDs do at end of life);
 - ``draining`` serves reads while ``exastor drive remove`` moves its shards away;
 - ``failed``   an I/O error was seen: nothing is read from or written to it; its shards are rebuilt;
 - ``removed``  gone from the store.
@@ -33,7 +34,7 @@ from exastor.meta.store import Metadata
 
 log = logging.getLogger("exastor.drives")
 
-READABLE = ("active", "full", "draining")
+READABLE = ("active", "full", "readonly", "draining")
 FREE_RESERVE = 256 << 20  # a drive with less free space than this takes no new segments
 
 
@@ -174,9 +175,24 @@ class DriveSet:
 
         self._drives = {i: Drive(i, Path(p), s) for i, p, s in self.meta.runner.read(q, snapshot=False)}
         self._loaded = time.monotonic()
-        for d in self._drives.values():  # a drive directory that vanished is a dead drive
-            if d.state in READABLE and not (d.path / "segments").is_dir():
-                self.set_state(d.id, "failed", "drive directory missing", refresh=False)
+        for d in [d for d in self._drives.values() if d.state == "full"]:
+            if self._has_room(d):  # space came back (gc, an operator): take new segments again
+                self.set_state(d.id, "active", "space available again", refresh=False)
+                self._drives[d.id] = Drive(d.id, d.path, "active")
+        gone = [d for d in self._drives.values() if d.state in READABLE and not (d.path / "segments").is_dir()]
+        for d in gone:  # a drive directory that vanished is a dead drive
+            self.set_state(d.id, "failed", "drive directory missing", refresh=False)
+            self._drives[d.id] = Drive(d.id, d.path, "failed")
+
+    def _has_room(self, d: Drive) -> bool:
+        if self.faults.rules(d.path).get("full"):
+            return False
+        try:
+            st = os.statvfs(d.path)
+        except OSError:
+            return False
+        total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+        return free >= 2 * FREE_RESERVE or total <= 4 * FREE_RESERVE
 
     def maybe_refresh(self, max_age: float = 2.0) -> None:
         if time.monotonic() - self._loaded > max_age:
@@ -214,7 +230,7 @@ class DriveSet:
             try:
                 st = os.statvfs(d.path)
                 if st.f_bavail * st.f_frsize < FREE_RESERVE and st.f_blocks * st.f_frsize > 4 * FREE_RESERVE:
-                    continue  # nearly full (ignored on tiny test filesystems)
+                    continue  # nearly full (the reserve is ignored on tiny test filesystems)
             except OSError:
                 continue
             out.append(d)
@@ -269,6 +285,8 @@ class DriveSet:
         ``now=False`` queues the database write (callers that may be on an event loop or hold locks)."""
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             state, reason = "full", "no space left"
+        elif exc.errno == errno.EROFS:
+            state, reason = "readonly", "read-only file system"
         else:
             state, reason = "failed", f"{errno.errorcode.get(exc.errno or 0, 'error')}: {exc.strerror or exc}"
         d = self._drives.get(drive)

@@ -150,7 +150,7 @@ CREATE TABLE IF NOT EXISTS blob_settings (
 CREATE TABLE IF NOT EXISTS drives (
     id          INTEGER PRIMARY KEY,          -- 0 is the first drive (DATA/drive0 by default)
     path        TEXT NOT NULL UNIQUE,         -- absolute directory of the drive
-    state       TEXT NOT NULL,                -- 'active', 'full', 'failed', 'draining', 'removed'
+    state       TEXT NOT NULL,                -- 'active', 'full', 'readonly', 'failed', 'draining', 'removed'
     reason      TEXT NOT NULL DEFAULT '',     -- why it left 'active' (the error seen)
     changed_ns  BIGINT NOT NULL
 );

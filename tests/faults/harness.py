@@ -1,0 +1,611 @@
+"""Seeded, deterministic fault-injection harness for exastor's redundancy (docs/reliability.md).
+
+Scenarios, each followed by the invariant checker (every acknowledged object byte-identical,
+nothing unacknowledged half-visible, `exastor fsck` clean after repair):
+
+- ``kill``: a multi-drive server (separate worker processes) under concurrent PUT / DELETE /
+  multipart-complete load with tiny segments (a seal every few PUTs) and garbage collection and
+  repair every second, so a ``kill -9`` at a random moment lands in any of PUT, DELETE, multipart
+  complete, seal, compaction or repair; bytes are flipped in shards and open-segment replicas and
+  shard files truncated while it runs.
+- ``corrupt``: rounds of random byte flips and truncations in shard files (at most m per stripe)
+  and in open-segment replicas; scrub must find every one, repair must rebuild every one.
+- ``drives``: whole drive directories deleted (up to m), a drive made read-only, a drive filled,
+  a drive slowed; then too few drives left to write: writes must fail with 503, reads continue.
+- ``speed``: scrub throughput, and degraded-read throughput as a ratio of healthy reads.
+
+Run: ``python tests/faults/harness.py --cycles 200 --seed 1`` (all scenarios; ``--only kill`` etc.).
+The same seed injects the same faults at the same points of the workload (timing of kill -9
+against the server's threads is the one thing a seed cannot pin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))           # tests/ (conftest: the server fixture helpers)
+sys.path.insert(0, str(HERE.parents[1] / "src"))
+
+from conftest import exastor, s3_client, start_server  # noqa: E402
+from exastor import errors  # noqa: E402
+from exastor.engine import shards as shardfiles  # noqa: E402
+from exastor.engine.drives import load_layout  # noqa: E402
+from exastor.gateway.store import open_namespace  # noqa: E402
+from exastor.namespace.store import PutSpec  # noqa: E402
+from exastor.services.repair import Repairer  # noqa: E402
+from exastor.services.scrub import Scrubber  # noqa: E402
+
+BUCKET = "faults"
+
+
+@dataclass
+class Results:
+    seed: int
+    kill_cycles: int = 0
+    acked_objects: int = 0
+    acked_lost: int = 0
+    half_visible: int = 0
+    fsck_unclean_after_repair: int = 0
+    fsck_problems_before_repair: list[str] = field(default_factory=list)
+    corruptions_injected: int = 0
+    corruptions_detected: int = 0
+    corruptions_repaired: int = 0
+    open_replica_flips: int = 0
+    open_replica_flips_healed: int = 0
+    drive_losses: int = 0
+    drive_loss_data_lost: int = 0
+    failure_modes: dict[str, str] = field(default_factory=dict)
+    scrub_mb_s: float = 0.0
+    healthy_read_mb_s: float = 0.0
+    degraded_read_mb_s: float = 0.0
+    seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def degraded_ratio(self) -> float:
+        return self.degraded_read_mb_s / self.healthy_read_mb_s if self.healthy_read_mb_s else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["degraded_ratio"] = round(self.degraded_ratio, 3)
+        return d
+
+
+def body_for(rng: random.Random) -> bytes:
+    kind = rng.random()
+    if kind < 0.55:
+        return rng.randbytes(rng.randint(0, 80_000))
+    if kind < 0.85:
+        return rng.randbytes(rng.randint(200_000, 900_000))
+    return bytes([rng.randint(0, 3)]) * rng.randint(1, 1_500_000)  # compressible, dedupes with itself
+
+
+def md5(b: bytes) -> str:
+    return hashlib.md5(b).hexdigest()
+
+
+# --- the oracle -----------------------------------------------------------------------------------
+
+class Oracle:
+    """What clients were told: acknowledged contents and deletes, and what was in flight."""
+
+    def __init__(self) -> None:
+        self.acked: dict[str, str] = {}
+        self.maybe: dict[str, set[str]] = {}   # key -> digests a write in flight may have left
+        self.deleted: set[str] = set()
+        self.deleting: set[str] = set()
+        self.lock = threading.Lock()
+
+    def check(self, s3: Any, res: Results, keys: list[str] | None = None) -> None:
+        present: dict[str, int] = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for obj in page.get("Contents", []):
+                present[obj["Key"]] = obj["Size"]
+        for key in list(self.acked):
+            if key in self.deleting:
+                continue
+            if key in self.deleted:
+                if key in present:
+                    res.violations.append(f"acknowledged delete of {key} lost")
+                continue
+            if key not in present:
+                res.acked_lost += 1
+                res.violations.append(f"acknowledged {key} missing")
+        for key in present:
+            if key not in self.acked and key not in self.maybe:
+                res.half_visible += 1
+                res.violations.append(f"{key} appeared from nowhere")
+        for key in keys if keys is not None else list(present):
+            if key not in present:
+                continue
+            data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+            ok = {self.acked[key]} if key in self.acked and key not in self.deleting else set()
+            ok |= self.maybe.get(key, set())
+            if md5(data) not in ok:
+                if key in self.acked and key not in self.maybe:
+                    res.acked_lost += 1
+                else:
+                    res.half_visible += 1
+                res.violations.append(f"{key} is not byte-identical to anything acknowledged")
+
+
+def load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    rng = random.Random(seed)
+    client = s3_client(server)
+    n = 0
+    while not stop.is_set():
+        n += 1
+        op = rng.random()
+        with oracle.lock:
+            victims = sorted(k for k in oracle.acked if k not in oracle.deleted and k not in oracle.deleting)
+        try:
+            if victims and op < 0.25:
+                key = rng.choice(victims)
+                with oracle.lock:
+                    oracle.deleting.add(key)
+                client.delete_object(Bucket=BUCKET, Key=key)
+                with oracle.lock:
+                    oracle.deleted.add(key)
+                    oracle.deleting.discard(key)
+            elif op < 0.32:
+                key = f"s{seed}/mp{n}"
+                parts = [rng.randbytes(5 << 20), rng.randbytes(rng.randint(1, 300_000))]
+                digest = md5(b"".join(parts))
+                with oracle.lock:
+                    oracle.maybe.setdefault(key, set()).add(digest)
+                up = client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+                etags = [client.upload_part(Bucket=BUCKET, Key=key, UploadId=up, PartNumber=i + 1, Body=p)["ETag"]
+                         for i, p in enumerate(parts)]
+                client.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=up, MultipartUpload={
+                    "Parts": [{"ETag": e, "PartNumber": i + 1} for i, e in enumerate(etags)]})
+                with oracle.lock:
+                    oracle.acked[key] = digest
+            else:
+                key = f"s{seed}/o{n}"
+                body = body_for(rng)
+                digest = md5(body)
+                with oracle.lock:
+                    oracle.maybe.setdefault(key, set()).add(digest)
+                client.put_object(Bucket=BUCKET, Key=key, Body=body)
+                with oracle.lock:
+                    oracle.acked[key] = digest
+        except (BotoCoreError, ClientError):
+            if stop.is_set():
+                return
+            time.sleep(0.05)  # a 503 during an injected fault: the client retries later
+
+
+# --- fault injection on files -----------------------------------------------------------------------
+
+def flip(path: Path, rng: random.Random, *, lo: int = 0, hi: int | None = None) -> int | None:
+    """Flip one random byte of ``path`` in [lo, hi); returns the offset (None if the file is gone/empty)."""
+    try:
+        size = path.stat().st_size
+        hi = size if hi is None else min(hi, size)
+        if hi <= lo:
+            return None
+        off = rng.randrange(lo, hi)
+        with open(path, "r+b") as f:
+            f.seek(off)
+            b = f.read(1)
+            f.seek(off)
+            f.write(bytes([b[0] ^ (1 << rng.randrange(8))]))
+        return off
+    except OSError:
+        return None
+
+
+def truncate(path: Path, rng: random.Random) -> bool:
+    try:
+        size = path.stat().st_size
+        os.truncate(path, rng.randrange(0, max(1, size)))
+        return True
+    except OSError:
+        return False
+
+
+def write_faults(path: Path, rules: dict[str, dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rules))
+    os.replace(tmp, path)
+
+
+# --- scenario: kill -9 under load -----------------------------------------------------------------
+
+def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int = 6, ec: str = "4+2",
+                fsck_every: int = 10, progress: Any = None) -> None:
+    rng = random.Random(seed)
+    drive_dirs = [work / f"drive{i}" for i in range(drives)]
+    args = [a for d in drive_dirs for a in ("--drive", str(d))] + ["--ec", ec]
+    env = {"EXASTOR_SEGMENT_SIZE": str(1 << 20), "EXASTOR_GC_INTERVAL": "1", "EXASTOR_GC_GRACE": "0",
+           "EXASTOR_REPAIR_INTERVAL": "1"}
+    server = start_server(work, *args, env=env)
+    oracle = Oracle()
+    s3_client(server).create_bucket(Bucket=BUCKET)
+    m = int(ec.split("+")[1])
+    for cycle in range(cycles):
+        stop = threading.Event()
+        threads = [threading.Thread(target=load, args=(server, oracle, seed * 100_000 + cycle * 10 + w, stop, w))
+                   for w in range(4)]
+        for t in threads:
+            t.start()
+        run_for = rng.uniform(0.3, 2.5)
+        # Flip bytes while the load runs: a sealed shard (scrub/repair or degraded reads must cope) or an
+        # open segment's replica (the other replicas must cover it) - never more than m per segment.
+        time.sleep(run_for / 2)
+        for _ in range(rng.randint(0, 2)):
+            files = sorted(p for d in drive_dirs for sub in ("shards", "segments")
+                           for p in (d / sub).glob("seg-*") if ".tmp" not in p.name)
+            if files:
+                victim = rng.choice(files)
+                if victim.parent.name == "shards" and rng.random() < 0.2:
+                    truncate(victim, rng)
+                elif victim.parent.name == "shards":
+                    flip(victim, rng)
+                else:
+                    # only a replica's durable prefix: the tail may be a torn write we would mask
+                    flip(victim, rng, lo=64, hi=max(65, victim.stat().st_size // 2) if victim.exists() else 65)
+                    res.open_replica_flips += 1
+                res.corruptions_injected += 1
+        time.sleep(run_for / 2)
+        server.kill()  # SIGKILL the whole process group, mid-flight
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        res.kill_cycles += 1
+        if (cycle + 1) % fsck_every == 0 or cycle == cycles - 1:
+            fsck_round(server.data_dir, res, m)
+        server.start()
+        s3 = s3_client(server)
+        with oracle.lock:
+            recent = [k for k in oracle.maybe if k.startswith(f"s{seed * 100_000 + cycle * 10}")]
+            sample = rng.sample(sorted(oracle.acked), min(15, len(oracle.acked)))
+        oracle.check(s3, res, keys=sorted(set(recent) | set(sample)))
+        with oracle.lock:  # settle what the kill left undecided: what is visible now is what counts
+            present = {o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+                       for o in p.get("Contents", [])}
+            for key in list(oracle.deleting):
+                oracle.deleting.discard(key)
+                (oracle.deleted.discard if key in present else oracle.deleted.add)(key)
+            for key in list(oracle.maybe):
+                if key in present and key not in oracle.acked:
+                    oracle.acked[key] = md5(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+                oracle.maybe.pop(key, None)
+        if progress:
+            progress(1)
+    oracle.check(s3_client(server), res)   # every object, byte for byte
+    res.acked_objects = len([k for k in oracle.acked if k not in oracle.deleted])
+    server.stop()
+    fsck_round(server.data_dir, res, m)
+
+
+def fsck_round(data: Path, res: Results, m: int) -> None:
+    before = json.loads(exastor("fsck", "--json", data_dir=data, check=False).stdout)
+    hard = {k: before[k] for k in ("corrupt_chunks", "missing_chunks", "lost_chunks") if before.get(k)}
+    if before.get("refcount_mismatches"):
+        hard["refcount_mismatches"] = before["refcount_mismatches"]
+    if hard:
+        res.fsck_problems_before_repair.append(json.dumps(hard)[:300])
+    exastor("fsck", "--repair", "--json", data_dir=data, check=False)
+    after = json.loads(exastor("fsck", "--json", data_dir=data, check=False).stdout)
+    if not after["clean"]:
+        res.fsck_unclean_after_repair += 1
+        res.violations.append(f"fsck unclean after repair: {json.dumps(after)[:400]}")
+
+
+# --- in-process stores for the other scenarios ---------------------------------------------------
+
+async def _put(ns: Any, key: str, body: bytes) -> None:
+    async def source() -> Any:
+        for i in range(0, len(body), 1 << 20):
+            yield body[i:i + (1 << 20)]
+        if not body:
+            return
+
+    await ns.put_object("admin", BUCKET, key, source(), PutSpec())
+
+
+async def _get(ns: Any, key: str) -> bytes:
+    obj = ns.get_object("admin", BUCKET, key)
+    return b"".join([bytes(p) async for p in ns.read(obj)])
+
+
+def _open(work: Path, n: int, ec: str, segment_size: int = 1 << 20) -> Any:
+    return open_namespace(work / "data", segment_size=segment_size,
+                          drives=[str(work / f"d{i}") for i in range(n)], ec=ec)
+
+
+def _fill(ns: Any, rng: random.Random, count: int, size: int | None = None) -> dict[str, str]:
+    bodies: dict[str, str] = {}
+
+    async def main() -> None:
+        if ns.meta.get_bucket(BUCKET) is None:
+            await ns.create_bucket("admin", BUCKET)
+        for _ in range(count):
+            b = rng.randbytes(size) if size else body_for(rng)
+            key = f"k{len(bodies)}-{rng.getrandbits(32):08x}"
+            await _put(ns, key, b)
+            bodies[key] = md5(b)
+
+    asyncio.run(main())
+    return bodies
+
+
+def _verify_all(ns: Any, bodies: dict[str, str], why: list[str] | None = None) -> int:
+    async def main() -> int:
+        bad = 0
+        for k, d in bodies.items():
+            try:
+                if md5(await _get(ns, k)) != d:
+                    bad += 1
+                    if why is not None:
+                        why.append(f"{k}: wrong bytes")
+            except errors.StoreError as exc:
+                bad += 1
+                if why is not None:
+                    why.append(f"{k}: {type(exc).__name__} {exc.detail}")
+        return bad
+
+    return asyncio.run(main())
+
+
+def _shard_files(ns: Any) -> list[tuple[int, int, Path]]:
+    out = []
+    for seg, state, _ in ns.meta.segments():
+        lay = load_layout(ns.meta, seg)
+        if state != "sealed" or lay is None or lay.kind != "ec":
+            continue
+        for idx, drive, _ in lay.shards:
+            d = ns.chunks.log.drives.get(drive)
+            if d is not None:
+                out.append((seg, idx, d.shards / shardfiles.shard_name(seg, idx)))
+    return out
+
+
+def corruption_rounds(work: Path, rounds: int, per_round: int, seed: int, res: Results, progress: Any = None) -> None:
+    """Flip/truncate shards (at most m per stripe per round); scrub must flag each, repair must fix each."""
+    rng = random.Random(seed)
+    ns = _open(work, 6, "4+2")
+    try:
+        bodies = _fill(ns, rng, 60)
+        ns.chunks.log.wait_sealed()
+        log = ns.chunks.log
+        for _ in range(rounds):
+            files = _shard_files(ns)
+            per_seg: dict[int, int] = {}
+            hit: list[tuple[int, int]] = []
+            rng.shuffle(files)
+            for seg, idx, path in files:
+                if len(hit) >= per_round:
+                    break
+                if per_seg.get(seg, 0) >= 2:
+                    continue
+                ok = truncate(path, rng) if rng.random() < 0.1 else flip(path, rng) is not None
+                if ok:
+                    per_seg[seg] = per_seg.get(seg, 0) + 1
+                    hit.append((seg, idx))
+            res.corruptions_injected += len(hit)
+            # Also a flipped byte in the open segment's replica: reads and sealing use the other replica.
+            scrubbed = Scrubber(log).run_once()
+            flagged = {(s, i) for s, i, _ in scrubbed.bad_shards}
+            res.corruptions_detected += sum(1 for h in hit if h in flagged)
+            fixed = Repairer(log).run_once()
+            after = Scrubber(log).run_once()
+            still = {(s, i) for s, i, _ in after.bad_shards}
+            res.corruptions_repaired += sum(1 for h in hit if h in flagged and h not in still)
+            if fixed.unrepairable:
+                res.violations.append(f"unrepairable: {fixed.unrepairable[:3]}")
+            if progress:
+                progress(1)
+        lost = _verify_all(ns, bodies)
+        if lost:
+            res.violations.append(f"corruption rounds: {lost} objects not byte-identical")
+            res.acked_lost += lost
+        # Open-segment replicas: flip a byte in one replica of the open segment, read everything back.
+        more = _fill(ns, rng, 3, 100_000)
+        seg = log.open_segment
+        lay = load_layout(ns.meta, seg) if seg else None
+        if lay is not None and lay.replicas:
+            d = log.drives.get(lay.replicas[0])
+            path = d.segments / f"seg-{seg:016x}.log"
+            for _ in range(5):
+                if flip(path, rng, lo=64) is not None:
+                    res.open_replica_flips += 1
+                    res.corruptions_injected += 1
+            log.forget(seg)
+            ok = _verify_all(ns, more) == 0
+            if ok:
+                res.open_replica_flips_healed += 5
+                res.corruptions_detected += 5
+                res.corruptions_repaired += 5  # sealing splices valid records from the other replicas
+            else:
+                res.violations.append("a flipped byte in one open replica was served or lost")
+    finally:
+        ns.close()
+    ns = _open(work, 6, "4+2")
+    try:
+        if _verify_all(ns, {**bodies, **more}):
+            res.violations.append("objects differ after sealing a segment with a corrupt replica")
+    finally:
+        ns.close()
+    fsck_round(work / "data", res, 2)
+
+
+def drive_scenarios(work: Path, seed: int, res: Results) -> None:
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    faults = work / "faults.json"
+    write_faults(faults, {})
+    os.environ["EXASTOR_FAULTS"] = str(faults)
+    try:
+        ns = _open(work, 8, "4+2")
+        try:
+            bodies = _fill(ns, rng, 40)
+            ns.chunks.log.wait_sealed()
+            drives = ns.chunks.log.drives
+            # 1. Lose m=2 whole drives (directories deleted): reads continue, repair rebuilds elsewhere.
+            lost = rng.sample(range(8), 2)
+            for i in lost:
+                shutil.rmtree(work / f"d{i}")
+            res.drive_losses += 2
+            drives.refresh()
+            failed = {d.id for d in drives.all if d.state == "failed"}
+            res.failure_modes["deleted drive dirs marked failed"] = "ok" if len(failed) == 2 else f"got {failed}"
+            bad = _verify_all(ns, bodies, res.violations)
+            res.drive_loss_data_lost += bad
+            fixed = Repairer(ns.chunks.log).run_once()
+            res.failure_modes["rebuilt shards after losing 2 drives"] = str(fixed.repaired_shards)
+            if fixed.unrepairable:
+                res.violations.append(f"drive loss: unrepairable {fixed.unrepairable[:3]}")
+            # 2. A read-only drive: writes route around it (marked failed on first write).
+            ro = next(d for d in drives.all if d.state == "active")
+            write_faults(faults, {str(ro.path): {"readonly": True}})
+            more = _fill(ns, rng, 10, 300_000)
+            drives.refresh()
+            res.failure_modes["read-only drive"] = f"writes ok, drive {ro.id} {drives.get(ro.id).state}"
+            # 3. A full drive: stops taking new segments, others continue.
+            full = next(d for d in drives.all if d.state == "active")
+            write_faults(faults, {str(ro.path): {"readonly": True}, str(full.path): {"full": True}})
+            more |= _fill(ns, rng, 10, 300_000)
+            res.failure_modes["full drive"] = "writes ok, others continue"
+            # 4. A slow drive: everything still works, only slower.
+            slow = next(d for d in drives.all if d.state == "active" and d.id != full.id)
+            write_faults(faults, {str(ro.path): {"readonly": True}, str(full.path): {"full": True},
+                                  str(slow.path): {"slow_ms": 5}})
+            more |= _fill(ns, rng, 5, 200_000)
+            res.failure_modes["slow drive"] = "writes and reads ok"
+            bad = _verify_all(ns, {**bodies, **more}, res.violations)
+            res.drive_loss_data_lost += bad
+            # 5. Too few drives to write safely: a clear 503-class error; reads continue.
+            write_faults(faults, {})
+            for d in drives.all:
+                if d.state == "active" and sum(x.state == "active" for x in drives.all) > 2:
+                    drives.set_state(d.id, "failed", "harness")
+            try:
+                _fill(ns, rng, 2, 2 << 20)
+                res.violations.append("writes succeeded with too few drives")
+                res.failure_modes["too few drives"] = "writes accepted (wrong)"
+            except errors.Unavailable as exc:
+                res.failure_modes["too few drives"] = f"503 Unavailable: {exc.detail}"
+            ns.chunks.log.wait_sealed()
+        finally:
+            ns.close()
+    finally:
+        os.environ.pop("EXASTOR_FAULTS", None)
+    ns = _open(work, 8, "4+2")
+    try:
+        bad = _verify_all(ns, {**bodies, **more}, res.violations)
+        res.drive_loss_data_lost += bad
+        if bad:
+            res.violations.append(f"drive scenarios: {bad} objects lost")
+    finally:
+        ns.close()
+
+
+def speed(work: Path, seed: int, res: Results, mb: int = 256) -> None:
+    """Scrub MB/s; healthy vs degraded read MB/s of the same objects (one data drive's shards gone)."""
+    rng = random.Random(seed)
+    ns = _open(work, 6, "4+2", segment_size=64 << 20)
+    try:
+        bodies: dict[str, str] = {}
+
+        async def fill() -> None:
+            await ns.create_bucket("admin", BUCKET)
+            for i in range(max(1, mb // 4)):
+                b = rng.randbytes(4 << 20)  # incompressible and unique: reads really hit the shards
+                await _put(ns, f"big{i}", b)
+                bodies[f"big{i}"] = md5(b)
+
+        asyncio.run(fill())
+    finally:
+        ns.close()
+    ns = _open(work, 6, "4+2", segment_size=64 << 20)
+    try:
+        scrub = Scrubber(ns.chunks.log).run_once()
+        res.scrub_mb_s = round(scrub.mb_per_s, 1)
+
+        def timed() -> float:
+            t = time.perf_counter()
+            total = 0
+
+            async def main() -> None:
+                nonlocal total
+                for k in bodies:
+                    total += len(await _get(ns, k))
+
+            asyncio.run(main())
+            return total / 1e6 / (time.perf_counter() - t)
+
+        res.healthy_read_mb_s = round(timed(), 1)
+        victim = ns.chunks.log.drives.get(0)
+        for p in victim.shards.glob("seg-*"):
+            p.unlink()
+        for seg, _s, _z in ns.meta.segments():
+            ns.chunks.log.forget(seg)
+        res.degraded_read_mb_s = round(timed(), 1)
+        if _verify_all(ns, bodies):
+            res.violations.append("degraded reads returned wrong bytes")
+    finally:
+        ns.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cycles", type=int, default=200, help="kill -9 cycles")
+    p.add_argument("--rounds", type=int, default=50, help="corruption rounds")
+    p.add_argument("--per-round", type=int, default=20, help="corruptions per round")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--only", choices=["kill", "corrupt", "drives", "speed"], action="append")
+    p.add_argument("--speed-mb", type=int, default=256)
+    p.add_argument("--work", help="working directory (default: a temporary one, removed after)")
+    p.add_argument("--out", help="write the results JSON here too")
+    args = p.parse_args(argv)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    res = Results(seed=args.seed)
+    started = time.monotonic()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="exastor-faults-"))
+    want = set(args.only or ["kill", "corrupt", "drives", "speed"])
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      disable=not sys.stderr.isatty()) as bar:
+            if "corrupt" in want:
+                t = bar.add_task("corruption rounds", total=args.rounds)
+                corruption_rounds(work / "corrupt", args.rounds, args.per_round, args.seed, res,
+                                  lambda n: bar.advance(t, n))
+            if "drives" in want:
+                drive_scenarios(work / "drives", args.seed, res)
+            if "speed" in want:
+                speed(work / "speed", args.seed, res, args.speed_mb)
+            if "kill" in want:
+                t = bar.add_task("kill -9 cycles", total=args.cycles)
+                kill_cycles(work / "kill", args.cycles, args.seed, res, progress=lambda n: bar.advance(t, n))
+    finally:
+        res.seconds = round(time.monotonic() - started, 1)
+        out = json.dumps(res.to_json(), indent=2)
+        print(out)
+        if args.out:
+            Path(args.out).write_text(out + "\n")
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if res.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
