@@ -126,10 +126,12 @@ async def put_acl(call: S3Call) -> None:
 # Sub-resources stored verbatim: accepted and returned, not yet enforced (documented in compatibility.md).
 _STORED = {"policy": ("NoSuchBucketPolicy", "application/json"),
            "cors": ("NoSuchCORSConfiguration", "application/xml"),
-           "lifecycle": ("NoSuchLifecycleConfiguration", "application/xml")}
+           "lifecycle": ("NoSuchLifecycleConfiguration", "application/xml"),
+           "encryption": ("ServerSideEncryptionConfigurationNotFoundError", "application/xml")}
 
 
-_ACTION = {"policy": "BucketPolicy", "cors": "BucketCORS", "lifecycle": "LifecycleConfiguration"}
+_ACTION = {"policy": "BucketPolicy", "cors": "BucketCORS", "lifecycle": "LifecycleConfiguration",
+           "encryption": "EncryptionConfiguration"}
 
 
 async def get_stored(call: S3Call, name: str) -> None:

@@ -49,6 +49,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "NoSuchVersion": (404, "The specified version does not exist."),
     "NoSuchBucketPolicy": (404, "The bucket policy does not exist."),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
+    "ServerSideEncryptionConfigurationNotFoundError": (404, "The server side encryption configuration was not found"),
     "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
     "NotImplemented": (501, "A header or query you provided implies functionality that is not implemented."),
     "NotModified": (304, "Not Modified"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from exastor.http.conditions import evaluate, parse_preconditions
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta.records import ObjectVersion
-from exastor.s3 import objectlock
+from exastor.s3 import objectlock, sse
 from exastor.s3.common import S3Call, mtime, object_headers
 from exastor.s3.errors import S3Error
 
@@ -55,6 +55,11 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
     headers = object_headers(obj, versioned=bool(bucket and bucket.versioning),
                              checksum_mode=call.h.get("x-amz-checksum-mode", "").upper() == "ENABLED")
     headers += objectlock.object_headers(obj)
+    if "x-amz-server-side-encryption" in call.h:
+        raise S3Error("InvalidArgument", "x-amz-server-side-encryption header is not supported for this operation.",
+                      ArgumentName="x-amz-server-side-encryption")
+    ck = sse.key_for_read(call.h, obj)
+    headers += sse.response_headers(obj.attrs)
     for param, header in _OVERRIDES.items():
         if param in call.q:
             if call.principal is None:
@@ -86,4 +91,7 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
     if head or length == 0:
         await call.reply(status, b"", headers, content_type=None, head=head)
         return
-    await call.reply_stream(status, headers, call.ns.read(obj, start, end))
+    pieces = call.ns.read(obj, start, end)
+    if ck is not None:
+        pieces = sse.decrypt_range(pieces, obj, ck.key, start)
+    await call.reply_stream(status, headers, pieces)

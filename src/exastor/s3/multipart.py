@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+
 from exastor.namespace import listing
 from exastor.namespace import multipart as mp
+from exastor.s3 import sse
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, url_encode_if
 from exastor.s3.errors import S3Error
 from exastor.s3.list import _encoding, _max_keys
@@ -14,9 +17,10 @@ from exastor.s3.xml import el, iso8601, owner_xml, parse, text
 async def create_upload(call: S3Call) -> None:
     attrs = attrs_from_headers(call.h)
     object_acl(call, attrs)
+    sse.new_object_encryption(call.h, attrs)
     upload = await mp.create_upload(call.ns, call.principal, call.bucket, call.key, attrs)
     inner = el("Bucket", call.bucket) + el("Key", call.key) + el("UploadId", upload.upload_id)
-    await call.reply_xml("InitiateMultipartUploadResult", inner)
+    await call.reply_xml("InitiateMultipartUploadResult", inner, sse.response_headers(attrs))
 
 
 def _part_number(call: S3Call) -> int:
@@ -37,10 +41,19 @@ async def upload_part(call: S3Call) -> None:
         inner = el("LastModified", iso8601(part.mtime_ns)) + el("ETag", f'"{part.etag}"')
         await call.reply_xml("CopyPartResult", inner)
         return
+    upload = mp.get_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
     attrs: dict = {}
     spec = call.put_spec(attrs)
+    body = call.body(MAX_PUT_SIZE)
+    stored = upload.attrs.get("sse_c")
+    ck = sse.customer_key(call.h)
+    if stored is not None or ck is not None:
+        if stored is None or ck is None or ck.key_md5 != stored["key_md5"]:
+            raise S3Error("InvalidRequest", "The encryption parameters of a part must be those the multipart "
+                          "upload was initiated with.")
+        body = sse.encrypt_stream(body, ck.key, sse.part_iv(base64.b64decode(stored["iv"]), number), spec)
     part = await mp.upload_part(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"], number,
-                                call.body(MAX_PUT_SIZE), spec)
+                                body, spec)
     headers = [("etag", f'"{part.etag}"')]
     headers += [(f"x-amz-checksum-{alg.lower()}", v) for alg, v in attrs.get("checksums", {}).items()]
     await call.reply(200, b"", headers)
@@ -63,6 +76,10 @@ async def complete_upload(call: S3Call) -> None:
         raise S3Error("MalformedXML")
     obj = await mp.complete_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"], requested,
                                    check=write_check(call))
+    if "sse_c" in obj.attrs:  # which part's counter each piece of the object was encrypted with
+        numbers = [n for n, _ in requested]
+        obj = await call.ns.update_object_attrs(call.principal, call.bucket, call.key, obj.version_id,
+                                                {"sse_c": {**obj.attrs["sse_c"], "part_numbers": numbers}})
     inner = (el("Location", f"/{call.bucket}/{call.key}") + el("Bucket", call.bucket) + el("Key", call.key)
              + el("ETag", f'"{obj.etag}"'))
     headers = [("x-amz-version-id", obj.version_id)] if obj.version_id != "null" else []

@@ -10,7 +10,7 @@ from exastor.http.conditions import evaluate, evaluate_copy_source, parse_precon
 from exastor.http.ranges import RangeNotSatisfiable, parse_range
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.store import Check
-from exastor.s3 import objectlock
+from exastor.s3 import objectlock, sse
 from exastor.s3.acl import acl_from_headers
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime, user_exists
 from exastor.s3.errors import S3Error
@@ -56,10 +56,12 @@ def object_acl(call: S3Call, attrs: dict[str, Any]) -> None:
 async def put_object(call: S3Call) -> None:
     attrs = attrs_from_headers(call.h)
     object_acl(call, attrs)
+    ck = sse.new_object_encryption(call.h, attrs)
     spec = call.put_spec(attrs)
     spec.check = write_check(call)
-    obj = await call.ns.put_object(call.principal, call.bucket, call.key, call.body(MAX_PUT_SIZE), spec)
-    headers = [("etag", f'"{obj.etag}"'), *_echo_checksums(obj.attrs)]
+    body = sse.wrap_put(call.body(MAX_PUT_SIZE), ck, attrs, spec)
+    obj = await call.ns.put_object(call.principal, call.bucket, call.key, body, spec)
+    headers = [("etag", f'"{obj.etag}"'), *_echo_checksums(obj.attrs), *sse.response_headers(obj.attrs)]
     if obj.version_id != "null":
         headers.append(("x-amz-version-id", obj.version_id))
     await call.reply(200, b"", headers)
@@ -81,6 +83,7 @@ def copy_source(call: S3Call) -> ObjectVersion:
     except errors.MethodNotAllowed as exc:
         raise S3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete "
                       "marker by version id.") from exc
+    sse.key_for_read(call.h, src, sse.COPY_PREFIX)
     pre = parse_preconditions(call.h, prefix="x-amz-copy-source-")
     if pre.any() and evaluate_copy_source(pre, etag=src.etag, last_modified=mtime(src)) == "failed":
         raise S3Error("PreconditionFailed")
@@ -109,6 +112,7 @@ async def copy_object(call: S3Call) -> None:
         if call.h.get("x-amz-tagging-directive", "COPY").upper() == "COPY" and "tags" in src.attrs:
             attrs["tags"] = src.attrs["tags"]
     object_acl(call, attrs)
+    _copy_encryption(call, src, attrs)
     obj = await call.ns.copy_object(call.principal, src, call.bucket, call.key, attrs=attrs,
                                     check=write_check(call))
     headers = []
@@ -118,6 +122,23 @@ async def copy_object(call: S3Call) -> None:
         headers.append(("x-amz-copy-source-version-id", src.version_id))
     await call.reply_xml("CopyObjectResult", el("LastModified", iso8601(obj.mtime_ns)) + el("ETag", f'"{obj.etag}"'),
                          headers)
+
+
+def _copy_encryption(call: S3Call, src: ObjectVersion, attrs: dict[str, Any]) -> None:
+    """A copy shares the source's stored bytes, so it keeps the source's encryption: an SSE-C
+    source can only be copied under the same key (re-encrypting would mean moving the bytes)."""
+    ck = sse.customer_key(call.h)
+    attrs.update(sse.check_sse_headers(call.h))
+    stored = src.attrs.get("sse_c")
+    if stored is None:
+        attrs.pop("sse_c", None)
+        if ck is not None:
+            raise S3Error("NotImplemented", "encrypting an unencrypted object while copying it is not supported")
+        return
+    if ck is None or ck.key_md5 != stored["key_md5"]:
+        raise S3Error("NotImplemented", "re-encrypting an SSE-C object under another key while copying it is not "
+                      "supported")
+    attrs["sse_c"] = stored
 
 
 def copy_range(call: S3Call, src: ObjectVersion) -> tuple[int, int] | tuple[None, None]:

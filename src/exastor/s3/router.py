@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from exastor.s3 import bucket, delete, get, multipart, objectlock, put, tagging
+from exastor.s3 import bucket, delete, get, multipart, objectlock, post, put, tagging
 from exastor.s3 import list as listing
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
@@ -13,11 +13,11 @@ from exastor.s3.errors import S3Error
 Handler = Callable[[S3Call], Awaitable[None]]
 
 # Sub-resources S3 has that we do not implement: answer NotImplemented rather than guess.
-_UNSUPPORTED_BUCKET = ("website", "logging", "notification", "replication", "encryption",
+_UNSUPPORTED_BUCKET = ("website", "logging", "notification", "replication",
                        "accelerate", "requestPayment", "analytics", "metrics", "inventory",
                        "ownershipControls", "publicAccessBlock", "intelligent-tiering")
 _UNSUPPORTED_OBJECT = ("restore", "select", "torrent", "attributes")
-_STORED = ("policy", "cors", "lifecycle")
+_STORED = ("policy", "cors", "lifecycle", "encryption")
 
 
 def route(method: str, bucket_name: str | None, key: str | None, q: dict[str, str], has_copy_source: bool) -> Handler:
@@ -82,7 +82,7 @@ def _bucket_route(method: str, q: dict[str, str]) -> Handler:
     if method == "POST":
         if "delete" in q:
             return delete.delete_objects
-        raise S3Error("NotImplemented", "POST object (browser form upload) is not supported")
+        return post.post_object
     raise S3Error("MethodNotAllowed")
 
 
