@@ -105,3 +105,28 @@ def test_reducer_end_to_end(tmp_path) -> None:
         asyncio.run(main())
     finally:
         ns.close()
+
+
+def test_successive_checkpoints_chain_at_most_two_deep(tmp_path) -> None:
+    rng = np.random.default_rng(9)
+    versions = [_weights(100_000, 9)]
+    for _ in range(4):
+        versions.append(versions[-1] + (rng.standard_normal(versions[0].size) * 1e-7).astype("<f4"))
+    ns = open_namespace(tmp_path)
+
+    async def main() -> None:
+        await ns.create_bucket("admin", "red")
+        for i, v in enumerate(versions):
+            await _put(ns, f"v{i}", v.tobytes())
+        Reducer(ns.chunks).run_once()
+        depths = ns.meta.runner.read(lambda cur: [r[0] for r in cur.execute(
+            "SELECT depth FROM reduced_chunks WHERE codec = ?", (CODEC_DELTA,)).fetchall()])
+        assert max(depths) == 2 and min(depths) == 1
+        for i, v in enumerate(versions):
+            assert await _read(ns, f"v{i}") == v.tobytes()
+        assert fsck.check(ns.meta, tmp_path / "drive0" / "segments").clean
+
+    try:
+        asyncio.run(main())
+    finally:
+        ns.close()

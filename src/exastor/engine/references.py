@@ -1,9 +1,10 @@
 """Reading a delta record's references: the bytes of its base chunk slices.
 
-Bases are never deltas (the reducer keeps chains one level deep), so resolving touches at most
-``codec.MAX_REFS`` plain or byte-grouped records. Consecutive delta chunks of an object share
-bases, so decoded bases are kept in a small per-store LRU cache: reading a delta-stored object
-then costs about one extra record read per base, not per delta.
+A base may itself be a delta, but the reducer keeps chains at most ``similarity.MAX_DEPTH``
+deep, so resolving decodes a bounded number of records (and a guard refuses anything deeper,
+which only corruption could produce). Consecutive delta chunks of an object share bases, so
+decoded bases are kept in a small per-store LRU cache: reading a delta-stored object then costs
+about one extra record read per base, not per delta.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from exastor.engine import manifest as mf
 from exastor.engine.record import CODEC_DELTA
 
 CACHE_CHUNKS = 64  # ~5 MiB of decoded bases at the mean chunk size
+MAX_DEPTH = 2      # = engine.similarity.MAX_DEPTH (not imported: similarity imports the codec stack)
+
+_nesting = threading.local()
 
 
 class BaseCache:
@@ -48,9 +52,16 @@ def resolver(store: Any, cache: BaseCache | None = None) -> codec.Resolver:
     def read_base(fp: bytes, loc: Any) -> bytes | memoryview:
         if loc is None:
             raise errors.DataCorrupted("a delta's base chunk is missing from the index")
-        if loc.codec == CODEC_DELTA:
-            raise errors.DataCorrupted("a delta's base is itself a delta (chain deeper than one)")
-        return store.read_chunk(loc)
+        if loc.codec != CODEC_DELTA:
+            return store.read_chunk(loc)
+        level = getattr(_nesting, "level", 0)
+        if level + 1 >= MAX_DEPTH:
+            raise errors.DataCorrupted("delta chain deeper than the maximum")
+        _nesting.level = level + 1
+        try:
+            return store.read_chunk(loc)
+        finally:
+            _nesting.level = level
 
     def resolve(slices: list[mf.Slice]) -> list[bytes | memoryview]:
         missing = [s.fp for s in slices if cache.get(s.fp) is None]

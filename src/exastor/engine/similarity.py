@@ -10,13 +10,16 @@ write order, and for each chunk not seen before:
 3. align: a shared super-feature anchors the same window in both chunks, so the chunk's bytes
    line up with its *owner object's* bytes at ``owner_offset + ref_anchor - anchor``. The
    reference is that range of the owner object, as slices of the owner's chunks (at most
-   ``codec.MAX_REFS``, none of them a delta: chains are one level deep);
+   ``codec.MAX_REFS``, each of depth below ``MAX_DEPTH``);
 4. encode every way that applies (byte grouping alone; XOR and difference residuals, grouped;
    zstd with the reference as dictionary) and keep the smallest, if it beats the record as
    written (zstd-1 or raw) by ``MARGIN`` and ``MIN_SAVING`` bytes.
 
-Only chunks that did not become deltas enter the index as candidates, which is what keeps
-every chain one level deep: a delta's references are never deltas themselves.
+A delta's depth is one more than its deepest base; only chunks of depth below ``MAX_DEPTH``
+enter the index as candidates, and a chunk that serves as a base is never re-encoded as a delta
+later, so no chain ever grows past ``MAX_DEPTH`` (2: successive checkpoints A1 -> A0 and
+A2 -> A1 both get the near neighbour that makes XOR deltas pay, and a read decodes at most
+three levels).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED
 from exastor.engine.sketch import N_SUPER, Sketch, sketch
 
 MAX_CANDIDATES = 2
+MAX_DEPTH = 2           # longest delta chain: a delta of a delta of a plain chunk
 PER_FEATURE = 16        # most recent index entries considered per matching super-feature
 MARGIN = 0.05           # a re-encoding must save at least 5% of the record as written...
 MIN_SAVING = 256        # ...and at least this many bytes, or the chunk stays as it is
@@ -45,6 +49,7 @@ class Entry:
     owner: Any
     offset: int
     seq: int
+    depth: int = 0
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Plan:
     refs: list[mf.Slice]
     plain_len: int      # the record as written (zstd-1 or raw)
     grouped_len: int    # what byte grouping alone would store (plain_len when it would not pay)
+    depth: int = 0      # delta chain depth: 1 + the deepest base's
 
     @property
     def kind(self) -> str:
@@ -70,6 +76,8 @@ class Reference:
 
 # owner, start, end (object coordinates, end exclusive) -> the reference, or None
 Fetch = Callable[[Any, int, int], Reference | None]
+# fingerprint -> its delta depth (0: not a delta), or None if it is unknown/gone
+Depth = Callable[[bytes], int | None]
 
 
 class MemoryIndex:
@@ -79,9 +87,11 @@ class MemoryIndex:
         self._by_super: list[dict[int, list[Entry]]] = [{} for _ in range(N_SUPER)]
         self._seq = 0
 
-    def add(self, fp: bytes, sk: Sketch, owner: Any, offset: int) -> None:
+    def add(self, fp: bytes, sk: Sketch, owner: Any, offset: int, depth: int = 0) -> None:
+        if depth >= MAX_DEPTH:
+            return  # could never be a base
         self._seq += 1
-        e = Entry(fp, sk, owner, offset, self._seq)
+        e = Entry(fp, sk, owner, offset, self._seq, depth)
         for k, sf in enumerate(sk.supers):
             self._by_super[k].setdefault(sf, []).append(e)
 
@@ -108,15 +118,20 @@ def anchor_start(sk: Sketch, e: Entry) -> int:
     return e.offset
 
 
-def reference_from_layout(layout: mf.Layout, start: int, end: int, is_base: Callable[[bytes], bool],
+def reference_from_layout(layout: mf.Layout, start: int, end: int, depth: Depth,
                           chunk_bytes: Callable[[bytes], bytes | memoryview | None]) -> Reference | None:
-    """Slices of an owner object covering [start, end) clipped to the object, as a Reference."""
+    """Slices of an owner object covering [start, end) clipped to the object, as a Reference.
+    None unless every slice's chunk may serve as a base (depth below MAX_DEPTH)."""
     lo, hi = max(0, start), min(layout.size, end)
     if hi - lo < 1024:
         return None
     slices = layout.sub_manifest(lo, hi - 1)
-    if not slices or len(slices) > codec.MAX_REFS or not all(is_base(s.fp) for s in slices):
+    if not slices or len(slices) > codec.MAX_REFS:
         return None
+    for s in slices:
+        d = depth(s.fp)
+        if d is None or d >= MAX_DEPTH:
+            return None
     pieces = []
     for s in slices:
         data = chunk_bytes(s.fp)
@@ -127,7 +142,7 @@ def reference_from_layout(layout: mf.Layout, start: int, end: int, is_base: Call
 
 
 def plan_chunk(raw: bytes | memoryview, plain_len: int, candidates: list[Entry], sk: Sketch | None,
-               layout: tuple[int, int] | None, fetch: Fetch) -> Plan | None:
+               layout: tuple[int, int] | None, fetch: Fetch, depth: Depth) -> Plan | None:
     """The best re-encoding of a chunk, or None to leave it as written."""
     best: tuple[int, int, bytes, list[mf.Slice]] | None = None  # codec, flags, payload, refs
     best_len = plain_len
@@ -159,7 +174,9 @@ def plan_chunk(raw: bytes | memoryview, plain_len: int, candidates: list[Entry],
     if best is None or best_len > plain_len * (1 - MARGIN) or plain_len - best_len < MIN_SAVING:
         return None
     which, flags, payload, refs = best
-    return Plan(which, flags, payload, refs, plain_len, grouped_len if grouped_len < plain_len else plain_len)
+    chain = 1 + max(depth(s.fp) or 0 for s in refs) if refs else 0
+    return Plan(which, flags, payload, refs, plain_len, grouped_len if grouped_len < plain_len else plain_len,
+                chain)
 
 
 @dataclass

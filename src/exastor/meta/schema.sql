@@ -183,8 +183,8 @@ CREATE INDEX IF NOT EXISTS shards_by_drive ON shards (drive);
 
 -- --- Similarity-delta reduction (services/reducer.py; docs/reduction.md) -----------------------
 
--- The sketch index: chunks the reducer evaluated that may serve as delta references (never a
--- delta itself), with the object and offset where it first saw them (to align a reference).
+-- The sketch index: chunks the reducer evaluated that may serve as delta references (depth below
+-- the maximum), with the object and offset where it first saw them (to align a reference).
 CREATE TABLE IF NOT EXISTS sketches (
     fp            BLOB PRIMARY KEY,
     seq           BIGINT NOT NULL,            -- evaluation order: later candidates win ties
@@ -193,7 +193,8 @@ CREATE TABLE IF NOT EXISTS sketches (
     owner_bucket  TEXT NOT NULL,
     owner_key     TEXT NOT NULL,
     owner_version TEXT NOT NULL,
-    owner_offset  BIGINT NOT NULL
+    owner_offset  BIGINT NOT NULL,
+    depth         INTEGER NOT NULL DEFAULT 0  -- 0: not a delta; n: a delta whose deepest base has depth n-1
 );
 CREATE INDEX IF NOT EXISTS sketches_sf0 ON sketches (sf0, seq);
 CREATE INDEX IF NOT EXISTS sketches_sf1 ON sketches (sf1, seq);
@@ -209,9 +210,11 @@ CREATE TABLE IF NOT EXISTS reduced_chunks (
     codec         INTEGER NOT NULL,
     plain_len     INTEGER NOT NULL,           -- stored_len as first written (zstd-1 or raw)
     grouped_len   INTEGER NOT NULL,           -- with byte grouping alone (= plain_len when it did not pay)
+    depth         INTEGER NOT NULL DEFAULT 0, -- delta chain depth (1 + deepest base); 0 for grouped
     manifest      BLOB                        -- delta references (40-byte entries); NULL when not a delta
 );
--- base -> deltas depending on it: a base is never itself turned into a delta (chains stay 1 deep).
+-- base -> deltas depending on it: a base is never itself turned into a delta later, so a chunk's
+-- depth never changes after it is written and chains stay within similarity.MAX_DEPTH.
 CREATE TABLE IF NOT EXISTS delta_bases (
     base          BLOB NOT NULL,
     fp            BLOB NOT NULL,

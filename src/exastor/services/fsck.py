@@ -74,13 +74,14 @@ class _RecordReader:
     def __init__(self, log: SegmentLog) -> None:
         self.log = log
         self.meta = log.meta  # the resolver looks bases up in the index
+        self.resolve = references.resolver(self)
 
     def read_chunk(self, loc: ChunkLocation) -> bytes | memoryview:
         def plain(raw: bytes | memoryview) -> bytes | memoryview:
             head = decode_header(raw)
             payload = memoryview(raw)[HEADER_SIZE:]
             verify_payload(head, payload)
-            return codec.decode(head, payload)  # bases are never deltas
+            return codec.decode(head, payload, self.resolve)  # a base may be a delta (bounded depth)
 
         length = HEADER_SIZE + loc.stored_len
         try:

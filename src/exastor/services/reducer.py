@@ -11,8 +11,9 @@ skipped. For each new chunk it runs ``engine.similarity.plan_chunk`` and, when t
    ``delta_bases``, and refuses if the chunk has meanwhile become some delta's base.
 
 A crash before 2 leaves an unreferenced record for compaction; after 2 the old record is dead.
-Reads reconstruct through ``ChunkStore.read_chunk`` and verify BLAKE3. Chains are one level deep
-(a delta's references are never deltas), so reading a delta touches at most 1 + MAX_REFS records.
+Reads reconstruct through ``ChunkStore.read_chunk`` and verify BLAKE3. Chains are at most
+``similarity.MAX_DEPTH`` deep (checked again inside the transaction), so a read decodes a
+bounded number of records: at most MAX_REFS per level.
 
 It never blocks writers: it holds no lock, and it sleeps between batches so that it uses at
 most ``duty`` of one core (writers get the rest).
@@ -43,7 +44,9 @@ from exastor.meta.store import add_refs, drop_refs
 log = logging.getLogger("exastor.reducer")
 
 CURSOR = "reducer_seq"
-_SKETCH_COLS = "fp, seq, sf0, sf1, sf2, sf3, pos0, pos1, pos2, pos3, owner_bucket, owner_key, owner_version, owner_offset"
+_SKETCH_COLS = ("fp, seq, sf0, sf1, sf2, sf3, pos0, pos1, pos2, pos3, owner_bucket, owner_key, owner_version, "
+                "owner_offset, depth")
+_SKETCH_INSERT = f"INSERT INTO sketches ({_SKETCH_COLS}) VALUES ({','.join('?' * 15)}) ON CONFLICT (fp) DO NOTHING"
 
 
 @dataclass
@@ -59,8 +62,8 @@ class ReduceResult:
 
 
 def _entry(row: tuple) -> similarity.Entry:
-    fp, seq, s0, s1, s2, s3, p0, p1, p2, p3, b, k, v, off = row
-    return similarity.Entry(bytes(fp), Sketch((s0, s1, s2, s3), (p0, p1, p2, p3)), (b, k, v), off, seq)
+    fp, seq, s0, s1, s2, s3, p0, p1, p2, p3, b, k, v, off, depth = row
+    return similarity.Entry(bytes(fp), Sketch((s0, s1, s2, s3), (p0, p1, p2, p3)), (b, k, v), off, seq, depth)
 
 
 class Reducer:
@@ -92,8 +95,9 @@ class Reducer:
         return similarity.rank(sk, list(found.values()))
 
     @staticmethod
-    def _sketch_row(fp: bytes, seq: int, sk: Sketch, owner: tuple[str, str, str], offset: int) -> tuple:
-        return (fp, seq, *sk.supers, *sk.positions, *owner, offset)
+    def _sketch_row(fp: bytes, seq: int, sk: Sketch, owner: tuple[str, str, str], offset: int,
+                    depth: int) -> tuple:
+        return (fp, seq, *sk.supers, *sk.positions, *owner, offset, depth)
 
     # --- reference bytes -----------------------------------------------------------------
     def _layout(self, owner: tuple[str, str, str]) -> mf.Layout | None:
@@ -112,23 +116,30 @@ class Reducer:
             self._bytes.move_to_end(fp)
             return self._bytes[fp]
         loc = self.meta.lookup_chunks([fp]).get(fp)
-        if loc is None or loc.codec == CODEC_DELTA:
+        if loc is None:
             return None
-        data = self.store.read_chunk(loc)
+        data = self.store.read_chunk(loc)  # a delta base is reconstructed (and verified) like any read
         self._bytes[fp] = data
         if len(self._bytes) > 64:
             self._bytes.popitem(last=False)
         return data
 
-    def _is_base(self, fp: bytes) -> bool:
-        loc = self.meta.lookup_chunks([fp]).get(fp)
-        return loc is not None and loc.codec != CODEC_DELTA
+    def _depth(self, fp: bytes) -> int | None:
+        def q(cur: Any) -> int | None:
+            cur.execute("SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
+                        "ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp = ?", (fp,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            return int(row[1] or 0) if row[0] == CODEC_DELTA else 0
+
+        return self.meta.runner.read(q, snapshot=False)
 
     def _fetch(self, owner: tuple[str, str, str], start: int, end: int) -> similarity.Reference | None:
         lay = self._layout(owner)
         if lay is None:
             return None
-        return similarity.reference_from_layout(lay, start, end, self._is_base, self._chunk)
+        return similarity.reference_from_layout(lay, start, end, self._depth, self._chunk)
 
     # --- one chunk -----------------------------------------------------------------------
     def _switch(self, loc: ChunkLocation, plan: similarity.Plan, sketch_row: tuple | None) -> bool:
@@ -146,12 +157,14 @@ class Reducer:
             if plan.codec == CODEC_DELTA:
                 cur.execute("SELECT 1 FROM delta_bases WHERE base = ?", (loc.fp,))
                 if cur.fetchone() is not None:
-                    return False  # became a base meanwhile: chains must stay one deep
+                    return False  # became a base meanwhile: its dependants' depth must not change
                 marks = ",".join("?" * len(refs))
-                cur.execute(f"SELECT COUNT(*) FROM chunks WHERE fp IN ({marks}) AND codec != ?",
-                            [*refs, CODEC_DELTA])
-                if cur.fetchone()[0] != len(refs):
-                    return False  # a base was reclaimed or became a delta
+                cur.execute(f"SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
+                            f"ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp IN ({marks})", list(refs))
+                rows = cur.fetchall()
+                deepest = max((int(d or 0) if c == CODEC_DELTA else 0) for c, d in rows) if rows else 0
+                if len(rows) != len(refs) or 1 + deepest != plan.depth or plan.depth > similarity.MAX_DEPTH:
+                    return False  # a base was reclaimed or re-encoded meanwhile
             cur.execute('UPDATE chunks SET segment = ?, "offset" = ?, stored_len = ?, codec = ? '
                         'WHERE fp = ? AND segment = ? AND "offset" = ? AND codec = ?',
                         (seg, off, len(payload), plan.codec, loc.fp, loc.segment, loc.offset, loc.codec))
@@ -160,15 +173,14 @@ class Reducer:
             if refs:
                 add_refs(cur, refs)
             cur.execute("DELETE FROM reduced_chunks WHERE fp = ?", (loc.fp,))
-            cur.execute("INSERT INTO reduced_chunks (fp, codec, plain_len, grouped_len, manifest) "
-                        "VALUES (?, ?, ?, ?, ?)", (loc.fp, plan.codec, plan.plain_len, plan.grouped_len,
-                                                  mf.pack(plan.refs) if plan.refs else None))
+            cur.execute("INSERT INTO reduced_chunks (fp, codec, plain_len, grouped_len, depth, manifest) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (loc.fp, plan.codec, plan.plain_len, plan.grouped_len,
+                                                     plan.depth, mf.pack(plan.refs) if plan.refs else None))
             if refs:
                 cur.executemany("INSERT INTO delta_bases (base, fp) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                 [(b, loc.fp) for b in refs])
             if sketch_row is not None:
-                cur.execute(f"INSERT INTO sketches ({_SKETCH_COLS}) VALUES ({','.join('?' * 14)}) "
-                            "ON CONFLICT (fp) DO NOTHING", sketch_row)
+                cur.execute(_SKETCH_INSERT, sketch_row)
             return True
 
         try:
@@ -203,19 +215,21 @@ class Reducer:
             raw = self.store.read_chunk(loc)
             view = similarity.inspect(raw)
             cands = self._candidates(view.sketch) if view.sketch is not None else []
-            plan = similarity.plan_chunk(raw, loc.stored_len, cands, view.sketch, view.layout, self._fetch)
-            row = (self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp])
-                   if view.sketch is not None else None)
+            plan = similarity.plan_chunk(raw, loc.stored_len, cands, view.sketch, view.layout, self._fetch,
+                                         self._depth)
+            depth = plan.depth if plan is not None else 0
+            row = (self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp], depth)
+                   if view.sketch is not None and depth < similarity.MAX_DEPTH else None)
             result.chunks_seen += 1
             result.bytes_seen += loc.raw_len
-            if plan is not None and self._switch(loc, plan, row if plan.codec != CODEC_DELTA else None):
+            if plan is not None and self._switch(loc, plan, row):
                 result.saved_bytes += loc.stored_len - len(plan.payload)
                 if plan.codec == CODEC_DELTA:
                     result.deltas += 1
                 else:
                     result.grouped += 1
-            elif row is not None:
-                self._pending.append(row)
+            elif view.sketch is not None:  # left as written: a plain candidate
+                self._pending.append(self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp], 0))
                 if len(self._pending) >= 256:
                     self._flush_sketches()
             self._throttle(time.monotonic() - began)
@@ -228,8 +242,7 @@ class Reducer:
             return
 
         def tx(cur: Any) -> None:
-            cur.executemany(f"INSERT INTO sketches ({_SKETCH_COLS}) VALUES ({','.join('?' * 14)}) "
-                            "ON CONFLICT (fp) DO NOTHING", rows)
+            cur.executemany(_SKETCH_INSERT, rows)
 
         self.meta.runner.write_sync(tx)
         rows.clear()

@@ -87,7 +87,8 @@ class Estimator:
         self.sample = sample
         self.index = similarity.MemoryIndex()
         self.where: dict[bytes, tuple[int, int, int]] = {}   # fp -> (file number, offset, length)
-        self.deltas: set[bytes] = set()
+        self.depths: dict[bytes, int] = {}   # fp -> delta chain depth (0: not a delta)
+        self.bases: set[bytes] = set()       # chunks some delta depends on: never re-encoded as deltas
         self.layouts: list[mf.Layout] = []
         self.items: list[Item] = []
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
@@ -113,8 +114,11 @@ class Estimator:
             self._cache.popitem(last=False)
 
     def _fetch(self, owner: int, start: int, end: int) -> similarity.Reference | None:
-        return similarity.reference_from_layout(self.layouts[owner], start, end,
-                                                lambda fp: fp not in self.deltas, self._chunk)
+        return similarity.reference_from_layout(self.layouts[owner], start, end, self._depth, self._chunk)
+
+    def _depth(self, fp: bytes) -> int | None:
+        """As the store sees it: a chunk not yet evaluated is stored as written (depth 0)."""
+        return self.depths.get(fp, 0 if fp in self.where else None)
 
     # --- one file --------------------------------------------------------------------
     def add(self, item: Item, progress: Callable[[int], None] | None = None) -> None:
@@ -162,14 +166,17 @@ class Estimator:
             plain = len(payload)
             view = similarity.inspect(data)
             cands = self.index.candidates(view.sketch) if view.sketch is not None else []
-            plan = similarity.plan_chunk(data, plain, cands, view.sketch, view.layout, self._fetch)
-            stored, grouped = plain, plain
+            plan = similarity.plan_chunk(data, plain, cands, view.sketch, view.layout, self._fetch, self._depth)
+            if plan is not None and plan.codec == CODEC_DELTA and fp in self.bases:
+                plan = None  # the reducer's transaction refuses: a base's dependants' depth must not change
             if plan is not None:
-                stored, grouped = len(plan.payload), plan.grouped_len
-                if plan.codec == CODEC_DELTA:
-                    self.deltas.add(fp)
-            if view.sketch is not None and (plan is None or plan.codec != CODEC_DELTA):
-                self.index.add(fp, view.sketch, number, offset)
+                self.bases.update(s.fp for s in plan.refs)
+            stored, grouped, depth = plain, plain, 0
+            if plan is not None:
+                stored, grouped, depth = len(plan.payload), plan.grouped_len, plan.depth
+            self.depths[fp] = depth
+            if view.sketch is not None:
+                self.index.add(fp, view.sketch, number, offset, depth)
             self._remember(fp, data)
             for t in (tally, tally_total):
                 t.unique += len(data)
