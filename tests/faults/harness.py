@@ -492,17 +492,20 @@ def drive_scenarios(work: Path, seed: int, res: Results) -> None:
             res.failure_modes["slow drive"] = "writes and reads ok"
             bad = _verify_all(ns, {**bodies, **more}, res.violations)
             res.drive_loss_data_lost += bad
-            # 5. Too few drives to write safely: a clear 503-class error; reads continue.
-            write_faults(faults, {})
-            for d in drives.all:
-                if d.state == "active" and sum(x.state == "active" for x in drives.all) > 2:
-                    drives.set_state(d.id, "failed", "harness")
+            # 5. Too few drives to write safely (all but two full): a clear 503-class error; reads continue.
+            drives.refresh()
+            keep = [d for d in drives.all if d.state == "active"][:2]
+            write_faults(faults, {str(d.path): {"full": True} for d in drives.all if d not in keep})
             try:
                 _fill(ns, rng, 2, 2 << 20)
                 res.violations.append("writes succeeded with too few drives")
                 res.failure_modes["too few drives"] = "writes accepted (wrong)"
             except errors.Unavailable as exc:
                 res.failure_modes["too few drives"] = f"503 Unavailable: {exc.detail}"
+            bad = _verify_all(ns, {**bodies, **more}, res.violations)
+            res.drive_loss_data_lost += bad
+            res.failure_modes["reads with too few drives to write"] = "ok" if not bad else f"{bad} failed"
+            write_faults(faults, {})
             ns.chunks.log.wait_sealed()
         finally:
             ns.close()

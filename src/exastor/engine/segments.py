@@ -393,7 +393,12 @@ class SegmentLog:
             cur.execute("SELECT segment FROM segment_layout WHERE shard_len > 0")
             return {int(r[0]) for r in cur.fetchall()}
 
+        def placed_q(cur):  # noqa: ANN001, ANN202
+            cur.execute("SELECT segment, idx, drive FROM shards")
+            return {(int(a), int(b)): int(c) for a, b, c in cur.fetchall()}
+
         coded = self.meta.runner.read(q)
+        placed = self.meta.runner.read(placed_q)
         for d in self.drives.all:
             if not self.drives.readable(d.id):
                 continue
@@ -405,8 +410,10 @@ class SegmentLog:
                 if ".tmp" in path.name:
                     path.unlink(missing_ok=True)
                     continue
-                seg = int(path.name[4:20], 16)
-                if states.get(seg) == "deleted":
+                seg, idx = int(path.name[4:20], 16), int(path.name[22:25])
+                # a deleted segment's, or a copy the database does not point at (a seal or repair that
+                # crashed before its commit, or the old copy of a moved shard)
+                if states.get(seg) == "deleted" or (states.get(seg) == "sealed" and placed.get((seg, idx)) != d.id):
                     path.unlink(missing_ok=True)
 
     def close(self) -> None:
