@@ -13,7 +13,8 @@ bench/.peers/) on loopback, one at a time so they never compete for the 2 cores,
 Writes bench/results/scaletest_peers.json with machine info and every input; the numbers go
 into docs/benchmarks/scaletest.md. The data set is far below MLPerf's 5x-client-memory rule
 (loopback, one disk, limited time): the servers read from their page cache, so this measures
-the request path, not the drives.
+the request path, not the drives. Data set generation writes 2 files at a time: at 8 (the
+tool's default) `exastor serve` stalled mid-generation on this machine (see the results doc).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def scaletest(server: Server, label: str, *args: str, timeout: float = 3600) -> 
     out = WORK / f"{server.name}-{label}.json"
     command = [sys.executable, "-m", "exastor.cli", "scaletest", "--endpoint", server.endpoint,
                "--access-key", server.access_key, "--secret-key", server.secret_key, "--quiet",
-               "--json", str(out), *args]
+               "--json", str(out), "--generate-parallel", "2", *args]
     load_before = os.getloadavg()[0]
     start = time.monotonic()
     log_path = WORK / f"{server.name}-{label}.log"

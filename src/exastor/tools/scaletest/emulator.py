@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -56,61 +55,53 @@ class Batch:
 class Sampler:
     """Which samples each accelerator reads, in order: MLPerf's shuffled, sharded epochs.
 
-    Epoch e is a seeded permutation of all S samples; accelerator r of N takes
+    Epoch e is a seeded permutation of all S samples (see ``__init__``); accelerator r of N takes
     every N-th sample starting at r (position g of the endless sequence of
     epochs is sample perm_{g // S}[g % S]; rank r takes g = r, r+N, r+2N, ...).
     That is MLPerf's sharding when N <= S and still gives distinct samples
     within every window of N when N > S, so any N works with any data set.
     Batch b of a rank is computed directly (vectorised, random access), so
     workers fetch their batches out of order without anything being kept.
-    Permutations are cached within a memory budget: accelerators advance at
-    about the same pace, so few epochs are live at a time.
     """
 
-    def __init__(self, spec: DatasetSpec, total_accelerators: int, shuffle: bool = True, seed: int = 0,
-                 cache_bytes: int = 64 << 20) -> None:
+    def __init__(self, spec: DatasetSpec, total_accelerators: int, shuffle: bool = True, seed: int = 0) -> None:
         self.spec = spec
         self.total = total_accelerators
         self.shuffle = shuffle
         self.seed = seed
         self.samples = spec.num_files * spec.samples_per_file
         self.keys = [spec.key(i) for i in range(spec.num_files)]
-        self._epochs: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._cache_epochs = max(4, cache_bytes // max(8 * self.samples, 1))
+        # Epoch e's order is P[(Q[i] + k_e) mod S] for two seeded random permutations P, Q
+        # and a seeded per-epoch offset k_e: a permutation of all samples for every epoch,
+        # different for every epoch, computed for any position with two gathers and no
+        # per-epoch state, so a batch spanning many epochs (N x batch > S) costs the same.
+        rng = np.random.default_rng(seed)
+        self._outer = rng.permutation(self.samples).astype(np.int64)
+        self._inner = rng.permutation(self.samples).astype(np.int64)
         # Plain arrays: faster to index than the spec's cached properties, once per batch
         self._sizes = spec.sample_sizes
         self._offsets = spec.sample_offsets
         self._file_sizes = spec.file_sizes
 
-    def _permutation(self, epoch: int) -> np.ndarray:
-        order = self._epochs.get(epoch)
-        if order is None:
-            if self.shuffle:
-                order = np.random.default_rng((self.seed, epoch)).permutation(self.samples)
-            else:
-                order = np.arange(self.samples)
-            self._epochs[epoch] = order
-            while len(self._epochs) > self._cache_epochs:
-                self._epochs.popitem(last=False)
-        else:
-            self._epochs.move_to_end(epoch)
-        return order
+    def _epoch_offsets(self, epochs: np.ndarray) -> np.ndarray:
+        # a cheap integer hash (splitmix64's finaliser) of (seed, epoch): seeded, stateless
+        mix = np.uint64((self.seed * 0x9E3779B97F4A7C15) & (2**64 - 1))
+        x = (epochs.astype(np.uint64) + mix) * np.uint64(0xBF58476D1CE4E5B9)  # wraps mod 2^64, as meant
+        x ^= x >> np.uint64(31)
+        return (x % np.uint64(self.samples)).astype(np.int64)
 
     def samples_at(self, rank: int, first: int, count: int) -> np.ndarray:
         """Global sample numbers of rank's ``first``..``first+count-1``-th reads."""
         positions = rank + self.total * (first + np.arange(count, dtype=np.int64))
         epochs, index = np.divmod(positions, self.samples)
-        if epochs[0] == epochs[-1]:
-            return self._permutation(int(epochs[0]))[index]
-        result = np.empty(count, dtype=np.int64)
-        for epoch in np.unique(epochs):
-            mask = epochs == epoch
-            result[mask] = self._permutation(int(epoch))[index[mask]]
-        return result
+        if not self.shuffle:
+            return index
+        return self._outer[(self._inner[index] + self._epoch_offsets(epochs)) % self.samples]
 
     def batch(self, rank: int, index: int, batch_size: int) -> Batch:
         samples = self.samples_at(rank, index * batch_size, batch_size)
         files, within = np.divmod(samples, self.spec.samples_per_file)
+        files = files.astype(np.int32)  # compact: see Accelerator.worker
         if self.spec.ranged:
             return Batch(files, self._offsets[files, within], self._sizes[files, within])
         return Batch(files, None, self._file_sizes[files])
@@ -184,12 +175,13 @@ class Accelerator:
             async with self.changed:
                 await self.changed.wait_for(lambda index=index: index < self.consumed + in_flight_limit)
             try:
+                # Arrays, not lists of ints: thousands of workers each hold a batch while they
+                # queue for the pool, and Python ints would cost ~5x the memory.
                 batch = self.sampler.batch(self.global_rank, index, self.workload.batch_size)
-                keys = self.sampler.keys
-                offsets = None if batch.offsets is None else batch.offsets.tolist()
-                lengths = batch.lengths.tolist()
-                for i, file_index in enumerate(batch.files.tolist()):
-                    await self.reader.read(keys[file_index], None if offsets is None else offsets[i], lengths[i])
+                keys, files, offsets, lengths = self.sampler.keys, batch.files, batch.offsets, batch.lengths
+                for i in range(len(files)):
+                    offset = None if offsets is None else int(offsets[i])
+                    await self.reader.read(keys[files[i]], offset, int(lengths[i]))
             except Exception as exc:  # hand the failure to the trainer, which ends the run
                 self._future(index).set_exception(exc)
                 raise
