@@ -3,8 +3,12 @@
 A window hash is computed at every position (a polynomial hash over ``WINDOW`` bytes, as W
 numpy passes over the whole chunk, never a per-byte loop). ``N_FEATURES`` linear transforms
 ``a*h + b`` of those hashes each keep their minimum: two chunks that share most windows share
-most minima. Features are grouped ``PER_SUPER`` at a time into super-features; one equal
-super-feature is strong evidence of similarity (Data Domain / Finesse).
+most minima. Features are grouped ``PER_SUPER`` at a time into super-features (Data Domain / Finesse).
+Here ``PER_SUPER`` is 1, measured on real successive checkpoints: content-defined boundaries
+move between versions, so a chunk overlaps each similar earlier chunk only partly (fraction f),
+and a super-feature of k features matches with probability about f^k. With k = 3, 43% of the
+chunks of a checkpoint found their predecessor; with k = 1 and four features, 89%. The cost is
+more false candidates, which the planner rejects by trying them (a delta must actually pay).
 
 Each super-feature also remembers *where* its first feature's minimum sits. Two chunks that
 share a super-feature share that window, so the difference of the positions aligns them — the
@@ -22,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 WINDOW = 16
-N_FEATURES = 12
-PER_SUPER = 3
+N_FEATURES = 4
+PER_SUPER = 1
 N_SUPER = N_FEATURES // PER_SUPER
 _PRIME = np.uint64(0x100000001B3)
 _rng = np.random.default_rng(0x5EED)
