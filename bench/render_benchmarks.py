@@ -148,7 +148,7 @@ def errors_lines(results: list[dict[str, Any]]) -> list[str]:
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    """Grouped bars of each throughput metric as a fraction of the same-run raw disk."""
+    """Grouped bars of every throughput metric, one panel per unit, one bar per server."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,21 +156,22 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import numpy as np
 
     metrics = metric_order(results)
-    x = np.arange(len(metrics))
-    width = 0.8 / max(1, len(results))
-    fig, ax = plt.subplots(figsize=(max(8, len(metrics) * 1.1), 4.8))
-    for i, res in enumerate(results):
-        vals = []
-        for m in metrics:
-            r = res["results"].get(m)
-            base = baseline_for(res, m)[1] if r else None
-            vals.append(r["value"] / base if r and base else 0.0)
-        ax.bar(x + i * width, vals, width, label=res["label"])
-    ax.set_xticks(x + width * (len(results) - 1) / 2, metrics, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("fraction of same-run raw disk")
-    ax.set_yscale("log")
-    ax.set_title("S3 throughput relative to the raw disk measured in the same run")
-    ax.legend(fontsize=8)
+    units = [u for u in ("MB/s", "obj/s") if any(
+        r["results"].get(m, {}).get("unit") == u for r in results for m in metrics)]
+    fig, axes = plt.subplots(1, len(units), figsize=(13, 4.8), squeeze=False,
+                             gridspec_kw={"width_ratios": [4, 1][: len(units)]})
+    for ax, unit in zip(axes[0], units, strict=True):
+        names = [m for m in metrics if any(r["results"].get(m, {}).get("unit") == unit for r in results)]
+        x = np.arange(len(names))
+        width = 0.8 / max(1, len(results))
+        for i, res in enumerate(results):
+            vals = [res["results"].get(m, {}).get("value", 0.0) for m in names]
+            ax.bar(x + i * width, vals, width, label=res["label"])
+        ax.set_xticks(x + width * (len(results) - 1) / 2, names, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel(unit)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_title("S3 throughput on loopback, one run per server (higher is better)")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -187,7 +188,7 @@ def render_section(results: list[dict[str, Any]], subject: str, png: Path | None
     lines += ["### Throughput", ""] + throughput_table(results) + [""]
     if png is not None:
         rel = os.path.relpath(png.resolve(), doc.resolve().parent)
-        lines += [f"![S3 throughput relative to raw disk]({rel})", ""]
+        lines += [f"![S3 throughput per server]({rel})", ""]
     lines += [f"### {subject} relative to each peer", ""] + peer_ratio_table(results, subject) + [""]
     lines += ["### Server memory (process-tree RSS sampled from /proc every 50 ms)", ""] + rss_table(results) + [""]
     lines += ["### Same-run baselines", ""] + baseline_table(results) + [""]
