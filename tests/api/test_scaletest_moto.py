@@ -55,3 +55,23 @@ def test_ranged_reads_and_reuse(moto_endpoint):
 
 def test_checkpoint(tmp_path, moto_endpoint):
     checks.check_checkpoint_multipart(tmp_path, moto_endpoint, *KEYS, "scaletest-ckpt")
+
+
+def test_two_mpi_hosts_aggregate(tmp_path, moto_endpoint):
+    """Under mpirun each process drives its share; rank 0 aggregates (skipped without MPI)."""
+    import importlib.util
+    import json
+
+    if shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("needs mpirun and mpi4py")
+    out = tmp_path / "mpi.json"
+    command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", sys.executable, "-m", "exastor.cli",
+               "scaletest", "--endpoint", moto_endpoint, "--access-key", KEYS[0], "--secret-key", KEYS[1],
+               "--bucket", "scaletest-mpi", "--quiet", "--workload", "cosmoflow", "--accelerators", "5",
+               "--duration", "2", "--record-length", "8KiB", "--num-files", "20", "--compute-time", "0.05",
+               "--json", str(out)]
+    subprocess.run(command, check=False, timeout=120, capture_output=True)
+    result = json.loads(out.read_text())["result"]
+    assert result["hosts"] == 2 and result["accelerators"] == 5
+    assert len(result["au_per_accelerator"]) == 5 and result["errors"] == 0
+    assert result["au_mean"] > 0.5

@@ -106,5 +106,6 @@ def test_aggregate_adds_hosts_up():
     assert total.throughput_bytes_per_s == pytest.approx(800.0)
     assert total.bytes_read == 3200
     assert sum(total.latency_histogram) == 6
+    assert total.latency_ms["max"] == pytest.approx(2000.0) and total.latency_ms["mean"] == pytest.approx(one.latency_ms["mean"])
     assert total.series_au == pytest.approx(one.series_au)
     assert total.cpu_seconds_per_gb == pytest.approx(2.0 / 3.2e-6)

@@ -257,7 +257,11 @@ def aggregate(results: list[RunResult]) -> RunResult:
         steps=sum(r.steps for r in results),
         requests=sum(r.requests for r in results),
         errors=sum(r.errors for r in results),
-        latency_ms=percentiles_from_histogram(histogram),
+        latency_ms={
+            **percentiles_from_histogram(histogram),
+            "mean": sum(r.latency_ms.get("mean", 0.0) * r.requests for r in results) / max(sum(r.requests for r in results), 1),
+            "max": max(r.latency_ms.get("max", 0.0) for r in results),
+        },
         latency_histogram=[int(c) for c in histogram],
         series_t=[float(i) * (first.series_t[1] - first.series_t[0] if len(first.series_t) > 1 else 1.0)
                   for i in range(nbins)],
