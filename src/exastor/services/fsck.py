@@ -22,7 +22,7 @@ from exastor import errors
 from exastor.engine import codec, references
 from exastor.engine import manifest as mf
 from exastor.engine.drives import DriveSet
-from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header, verify_payload
+from exastor.engine.record import CODEC_DELTA, HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header, verify_payload
 from exastor.engine.segments import SegmentLog, record_length, segment_path
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import MANIFEST_QUERIES, Metadata
@@ -68,12 +68,27 @@ def open_log(meta: Metadata, segments_dir: Path) -> SegmentLog:
     return SegmentLog(DriveSet(meta, None if meta.runner.read(q) else [segments_dir.parent]), meta)
 
 
+class _FoundFirst:
+    """``lookup_chunks`` over the records a segment scan verified, then the index."""
+
+    def __init__(self, meta: Metadata, found: dict[bytes, ChunkLocation]) -> None:
+        self.meta, self.found = meta, found
+
+    def lookup_chunks(self, fps: list[bytes]) -> dict[bytes, ChunkLocation]:
+        out = {fp: self.found[fp] for fp in fps if fp in self.found}
+        rest = [fp for fp in fps if fp not in out]
+        if rest:
+            out.update(self.meta.lookup_chunks(rest))
+        return out
+
+
 class _RecordReader:
     """What ``references.resolver`` needs to read a delta's bases: verified reads through the drives."""
 
-    def __init__(self, log: SegmentLog) -> None:
+    def __init__(self, log: SegmentLog, found: dict[bytes, ChunkLocation] | None = None) -> None:
         self.log = log
-        self.meta = log.meta  # the resolver looks bases up in the index
+        # The resolver looks bases up in the index, or, while rebuilding it, in what the scan found.
+        self.meta = _FoundFirst(log.meta, found) if found is not None else log.meta
         self.resolve = references.resolver(self)
 
     def read_chunk(self, loc: ChunkLocation) -> bytes | memoryview:
@@ -143,8 +158,9 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
     whole files on drive 0, and every segment the database knows read through its replicas or shards
     (decoding if needed)."""
     log = open_log(meta, segments_dir)
-    resolve = references.resolver(_RecordReader(log))
     found: dict[bytes, ChunkLocation] = {}
+    resolve = references.resolver(_RecordReader(log, found))
+    deferred: list[tuple[int, int, int]] = []  # delta records: verified once their bases are found
     segs = {seg for seg, state, _ in meta.segments() if state != "deleted"}
     segs |= {int(p.stem[4:], 16) for p in segments_dir.glob("seg-*.log")}
     try:
@@ -162,7 +178,9 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
                 if progress:
                     progress(n)
                 rec = decode_header(view[pos:pos + HEADER_SIZE])
-                if rec.fp not in found and (want is None or rec.fp in want):
+                if rec.fp not in found and (want is None or rec.fp in want) and rec.codec == CODEC_DELTA:
+                    deferred.append((seg, pos, n))  # its bases may lie later in the log (compaction)
+                elif rec.fp not in found and (want is None or rec.fp in want):
                     try:
                         ok = blake3.blake3(codec.decode(rec, view[pos + HEADER_SIZE:pos + n], resolve)
                                            ).digest() == rec.fp
@@ -171,6 +189,19 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
                     if ok:
                         found[rec.fp] = ChunkLocation(rec.fp, seg, pos, rec.stored_len, rec.raw_len, rec.codec)
                 pos += n
+        for _level in range(references.MAX_DEPTH):  # a delta's bases are found a level earlier
+            for seg, pos, n in deferred:
+                try:
+                    raw = log.pread(seg, pos, n)
+                    rec = decode_header(raw)
+                    if rec.fp in found:
+                        continue
+                    payload = memoryview(raw)[HEADER_SIZE:]
+                    verify_payload(rec, payload)
+                    codec.decode(rec, payload, resolve)  # BLAKE3-verified against rec.fp
+                except (errors.DataCorrupted, OSError, KeyError, ValueError):
+                    continue
+                found[rec.fp] = ChunkLocation(rec.fp, seg, pos, rec.stored_len, rec.raw_len, rec.codec)
     finally:
         log.close()
     return found
