@@ -60,7 +60,7 @@ for compute in $COMPUTE_TIMES; do
     "$PY" -m exastor.cli scaletest --endpoint "file://$WORK/ours" --quiet --workload unet3d \
         --accelerators 1 --record-length "$SIZE" --record-length-stdev 0 --num-files "$FILES" \
         --batch-size "$BATCH" --read-threads "$THREADS" --compute-time "$compute" \
-        --duration "$duration" --json "$WORK/ours_$compute.json" >/dev/null || true
+        --duration "$duration" --skip-first-step --json "$WORK/ours_$compute.json" >/dev/null || true
     rows+=("$("$PY" - "$WORK/ours_$compute.json" "$compute" "$dlio_au" "$dlio_sps" "$dlio_mbs" "$wall" <<'PYEOF'
 import json, sys
 ours = json.load(open(sys.argv[1]))["result"]

@@ -96,6 +96,14 @@ def test_analyse_with_warmup_leaves_out_the_start():
     assert result.throughput_bytes_per_s == pytest.approx(1200 / 3.0)
 
 
+def test_skip_first_step_is_dlios_au():
+    result = analyse(_recorder_two_accelerators(), {}, au_threshold=0.9, samples_per_batch=1, skip_first_step=True)
+    # rank 0: first step ends at 2.0; then computes 2-3 over 2-3 -> 1.0
+    # rank 1: first step ends at 1.0; then computes 2-3, 3-4 over 1-4 -> 2/3
+    assert result.au_per_accelerator == pytest.approx([1.0, 2 / 3])
+    assert result.bytes_read == 1600  # throughput keeps everything, as DLIO's does
+
+
 def test_aggregate_adds_hosts_up():
     one = analyse(_recorder_two_accelerators(), {"name": "t"}, 0.7, 4)
     two = analyse(_recorder_two_accelerators(), {"name": "t"}, 0.7, 4)

@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--accelerators", type=int, default=None, help="emulated accelerators (checkpoint: ranks)")
     run.add_argument("--duration", type=float, default=60.0, help="seconds per run (training workloads)")
     run.add_argument("--warmup", type=float, default=0.0, help="seconds at the start left out of AU and throughput")
+    run.add_argument("--skip-first-step", action="store_true",
+                     help="DLIO's AU: leave each accelerator's first step (pipeline fill) out of its AU")
     run.add_argument("--find-max", action="store_true", help="search the largest accelerator count that passes")
     run.add_argument("--find-max-start", type=int, default=1)
     run.add_argument("--find-max-limit", type=int, default=4096)
@@ -225,7 +227,7 @@ class TrainingRunner:
         cpu = time.process_time() - cpu_before
         result = analyse(recorder, self.workload_record(), self.workload.au_threshold,
                          self.workload.batch_size, warmup=self.args.warmup,
-                         errors=storage.errors - errors_before)
+                         errors=storage.errors - errors_before, skip_first_step=self.args.skip_first_step)
         result.client_cpu_seconds = cpu
         result.cpu_seconds_per_gb = cpu / (recorder.bytes_read / 1e9) if recorder.bytes_read else 0.0
         result.loop_lag_ms = lag.summary()

@@ -156,12 +156,15 @@ def analyse(
     warmup: float = 0.0,
     bin_width: float = 1.0,
     errors: int = 0,
+    skip_first_step: bool = False,
 ) -> RunResult:
     """Turn a recorder's raw events into a RunResult.
 
     Each accelerator's AU window runs from its own start plus ``warmup`` to its
     end; requests and steps before the warm-up still happened but are not
-    counted in AU or throughput.
+    counted in AU or throughput. ``skip_first_step`` is DLIO's AU: each
+    accelerator's first step (the pipeline fill, its wait and its compute) is
+    left out of its AU, its window starting where that step ends.
     """
     starts = np.array([w[0] for w in recorder.windows], dtype=float)
     ends = np.array([w[1] for w in recorder.windows], dtype=float)
@@ -175,7 +178,11 @@ def analyse(
         array = np.array(steps, dtype=float).reshape(-1, 3)
         compute = array[:, 1:3]
         compute_all.append(compute)
-        per_rank.append(accelerator_utilisation(compute, starts[rank] + warmup, ends[rank]))
+        window_start = starts[rank] + warmup
+        au_compute = compute
+        if skip_first_step and len(array):
+            window_start, au_compute = max(window_start, array[0, 2]), compute[1:]
+        per_rank.append(accelerator_utilisation(au_compute, window_start, ends[rank]))
         steps_counted += int(np.sum(array[:, 2] > measure_from)) if len(array) else 0
     requests = np.array(recorder.requests, dtype=float).reshape(-1, 3)
     counted = requests[requests[:, 1] > measure_from] if len(requests) else requests
