@@ -262,12 +262,18 @@ def render(result: dict) -> str:
         f"(raw JSON: `bench/results/blobbench.json`, plot: `bench/results/blobbench.png`).", "",
         f"Machine: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores, "
         f"{(m.get('mem_total_bytes') or 0) / 2**30:.0f} GiB RAM, load average at start "
-        f"{m.get('loadavg_at_start')}; client and both servers share it. "
+        f"{' / '.join(f'{x:.1f}' for x in m.get('loadavg_at_start') or [])}; client and both servers share it. "
         f"Azurite {result['azurite_version']} on Node {result['node_version']} (disk persistence, "
         "`--skipApiVersionCheck`); exastor with its embedded default (SQLite metadata, one drive).", "",
         "| workload | exastor | Azurite | ratio | target |", "|---|---:|---:|---:|---:|"]
     for label, e, a, target in rows:
         lines.append(f"| {label} | {e:,.0f} | {a:,.0f} | {e / a:.1f}x | >= {target}x |")
+    load = (m.get("loadavg_at_start") or [0])[0]
+    if load and load > (m.get("cpu_count") or 1):
+        lines += ["", f"**Caution:** the load average was {load:.1f} on {m.get('cpu_count')} cores when this run "
+                  "started (other jobs on the shared machine), so every number above is depressed and noisy, "
+                  "exastor's (several busy threads per transfer: chunking, hashing, compression) more than "
+                  "Azurite's. The per-repeat samples are in the JSON."]
     lines += ["", "Same-run baselines on the data disk: "
               f"sequential write+fsync {base['sequential']['write_fsync_MBps']:,.0f} MB/s, "
               f"read {base['sequential']['read_MBps']:,.0f} MB/s ({base['sequential']['read_was']}); "
