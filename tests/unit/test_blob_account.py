@@ -1,0 +1,29 @@
+"""The Blob account key: given, else stored (0600), else generated and stored; and config checks."""
+
+from __future__ import annotations
+
+import base64
+import stat
+
+import pytest
+
+from exastor.config import ConfigError, load
+from exastor.gateway.store import ACCOUNT_FILE, ensure_account
+
+
+def test_generated_then_stored_then_given(tmp_path):
+    first = ensure_account(tmp_path, None, None)
+    assert first.generated and first.name == "exastor"
+    assert len(base64.b64decode(first.key)) == 64
+    path = tmp_path / ACCOUNT_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = ensure_account(tmp_path, None, None)
+    assert (again.key, again.generated) == (first.key, False)
+    given = ensure_account(tmp_path, "other", base64.b64encode(b"k" * 32).decode())
+    assert given.name == "other" and given.key == base64.b64encode(b"k" * 32).decode() and not given.generated
+
+
+@pytest.mark.parametrize("name,key", [("UPPER", None), ("a", None), ("okname", "not base64!")])
+def test_config_rejects_bad_account_settings(tmp_path, name, key):
+    with pytest.raises(ConfigError):
+        load(None, {"data": str(tmp_path), "account_name": name, "account_key": key}, env={})
