@@ -13,6 +13,7 @@ shards k..k+m-1 are parity. With k=1 the parity shards are copies (mirroring).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import zfec
 
@@ -89,6 +90,16 @@ def split(data: bytes | memoryview, k: int) -> list[bytes]:
     return out
 
 
+@lru_cache(maxsize=64)
+def _encoder(k: int, n: int) -> zfec.Encoder:
+    return zfec.Encoder(k, n)  # building the matrix costs more than coding a small range
+
+
+@lru_cache(maxsize=64)
+def _decoder(k: int, n: int) -> zfec.Decoder:
+    return zfec.Decoder(k, n)
+
+
 def encode(data_shards: list[bytes], m: int) -> list[bytes]:
     """The m parity shards of k equal-length data shards."""
     k = len(data_shards)
@@ -96,7 +107,7 @@ def encode(data_shards: list[bytes], m: int) -> list[bytes]:
         return []
     if k == 1:
         return [data_shards[0]] * m
-    return list(zfec.Encoder(k, k + m).encode(data_shards, list(range(k, k + m))))
+    return list(_encoder(k, k + m).encode(data_shards, list(range(k, k + m))))
 
 
 def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict[int, bytes]:
@@ -113,12 +124,12 @@ def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict
         return {**out, **{i: only for i in missing}}
     use = sorted(available)[:k]
     if any(i >= k for i in use):
-        data = zfec.Decoder(k, k + m).decode([available[i] for i in use], use)
+        data = _decoder(k, k + m).decode([available[i] for i in use], use)
         data = [bytes(d) for d in data]
     else:
         data = [available[i] for i in use]
     parity_wanted = [i for i in missing if i >= k]
-    parity = dict(zip(parity_wanted, zfec.Encoder(k, k + m).encode(data, parity_wanted), strict=True)) \
+    parity = dict(zip(parity_wanted, _encoder(k, k + m).encode(data, parity_wanted), strict=True)) \
         if parity_wanted else {}
     for i in missing:
         out[i] = data[i] if i < k else bytes(parity[i])

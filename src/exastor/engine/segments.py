@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,8 @@ from exastor.engine.record import (
 from exastor.meta.store import Metadata
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
+DEGRADED_WINDOW = 1 << 20    # columns decoded at once by a degraded read
+DEGRADED_WINDOWS_KEPT = 32   # decoded windows kept per process (32 MiB)
 log = logging.getLogger("exastor.segments")
 
 Check = Callable[[bytes], object]
@@ -86,6 +89,7 @@ class SegmentLog:
         self._read_fds: dict[tuple[int, int, int], int] = {}   # (segment, kind 0=replica 1=shard, n) -> fd
         self._infos: dict[tuple[int, int], shards.ShardInfo] = {}
         self._layouts: dict[int, Layout] = {}
+        self._windows: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()  # decoded shard columns
         self._fd_lock = threading.Lock()
         self._seg: int | None = None
         self._fds: list[tuple[int, int]] = []   # (drive id, fd) of the open segment's replicas
@@ -229,6 +233,8 @@ class SegmentLog:
     def _seal_quietly(self, segment: int, size: int | None, good: list[int] | None) -> None:
         try:
             self.seal(segment, size, good)
+        except errors.Unavailable as exc:
+            log.warning("segment %d stays replicated for now: %s", segment, exc.detail)
         except Exception:  # noqa: BLE001 - the segment stays replicated; recovery seals it at next start
             log.exception("sealing segment %d failed; it stays replicated", segment)
         finally:
@@ -294,7 +300,7 @@ class SegmentLog:
             return
         data_shards = erasure.split(data, g.k)
         all_shards = data_shards + erasure.encode(data_shards, g.m)
-        placed = self._write_shards(segment, g, len(data), all_shards)
+        placed = self._write_shards(segment, g, len(data), all_shards)  # Unavailable: stays replicated
         if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
                            expect_state=expect_state):
             for i, drive in enumerate(placed):
@@ -501,16 +507,16 @@ class SegmentLog:
         try:
             return self._pread_healthy(self.layout(segment), offset, length)
         except OSError:
-            self.forget(segment)
             try:  # the layout may have changed under us (sealed, repaired, compacted): look again once
-                return self._pread_healthy(self.layout(segment, fresh=True), offset, length)
+                lay = self.layout(segment, fresh=True)
+                self._drop_stale_fds(lay)
+                return self._pread_healthy(lay, offset, length)
             except OSError as exc:
                 raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
 
     def pread_degraded(self, segment: int, offset: int, length: int, check: Check) -> bytes:
         """Bytes that pass ``check`` from other copies or by decoding; queues bad shards for repair."""
-        self.forget(segment)
-        lay = self.layout(segment, fresh=True)
+        lay = self.layout(segment)  # pread already looked the layout up afresh if a file was missing
         if lay.kind == "replicas":
             for drive in lay.replicas:
                 try:
@@ -544,14 +550,29 @@ class SegmentLog:
         return shards.read_verified(fd, self._shard_info(lay, idx, fd), start, length)
 
     def read_ec_range(self, lay: Layout, offset: int, length: int) -> bytes:
-        """Segment bytes [offset, offset+length) of an erasure-coded segment, decoding around bad shards."""
+        """Segment bytes [offset, offset+length) of an erasure-coded segment, decoding around bad shards.
+        Decodes whole ``DEGRADED_WINDOW`` column windows and keeps the last few: a degraded sequential
+        read then costs one decode per window, not one per record."""
         out = []
         pos, end = offset, offset + length
         while pos < end:
             idx = pos // lay.shard_len
             within = pos - idx * lay.shard_len
-            take = min(end - pos, lay.shard_len - within)
-            out.append(self.decode_columns(lay, within, take, [idx])[idx])
+            ws = within // DEGRADED_WINDOW * DEGRADED_WINDOW
+            key = (lay.segment, idx, ws)
+            with self._fd_lock:
+                window = self._windows.get(key)
+                if window is not None:
+                    self._windows.move_to_end(key)
+            if window is None:
+                n = min(DEGRADED_WINDOW, lay.shard_len - ws)
+                window = self.decode_columns(lay, ws, n, [idx])[idx]
+                with self._fd_lock:
+                    self._windows[key] = window
+                    while len(self._windows) > DEGRADED_WINDOWS_KEPT:
+                        self._windows.popitem(last=False)
+            take = min(end - pos, ws + len(window) - within)
+            out.append(window[within - ws:within - ws + take])
             pos += take
         return b"".join(out)
 
@@ -583,6 +604,25 @@ class SegmentLog:
         if lay.kind == "ec":
             return self.read_ec_range(lay, 0, lay.data_len)
         return self._replica_bytes(lay, None, None)
+
+    def _drop_stale_fds(self, lay: Layout) -> None:
+        """Close cached descriptors of shards that moved to another drive (repair, drain)."""
+        if lay.kind != "ec":
+            return
+        with self._fd_lock:
+            for idx, _drive, _ in lay.shards:
+                info = self._infos.get((lay.segment, idx))
+                fd = self._read_fds.get((lay.segment, 1, idx))
+                if fd is None:
+                    continue
+                try:
+                    moved = os.fstat(fd).st_nlink == 0  # the file we hold was unlinked: the shard moved
+                except OSError:
+                    moved = True
+                if moved:
+                    os.close(self._read_fds.pop((lay.segment, 1, idx)))
+                    if info is not None:
+                        del self._infos[(lay.segment, idx)]
 
     def forget(self, segment: int) -> None:
         """Drop cached descriptors and layout of a segment (compacted, sealed, or repaired)."""
