@@ -14,7 +14,7 @@ import sqlite3
 from exastor import errors
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.namespace.store import Namespace
-from exastor.s3 import access, sigv4
+from exastor.s3 import access, cors, sigv4
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
 from exastor.s3.router import route
@@ -98,6 +98,8 @@ class S3App:
         try:
             bucket, key = self._target(req)
             call.bucket, call.key = bucket, key
+            if "origin" in req.headers and req.method != "OPTIONS":
+                call.extra_headers.extend(cors.actual_request_headers(call))
             call.auth = sigv4.authenticate(req.method, req.raw_path, req.query_string, req.headers, self._secret)
             if call.auth is not None:
                 user = self.ns.user_by_access_key(call.auth.access_key)

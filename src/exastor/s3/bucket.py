@@ -4,7 +4,7 @@ and the bucket sub-resources we store verbatim (policy, CORS, lifecycle, ACL).""
 from __future__ import annotations
 
 from exastor import errors
-from exastor.s3 import policy
+from exastor.s3 import cors, lifecycle, policy
 from exastor.s3.acl import acl_from_headers, acl_from_xml, acl_of, acl_xml
 from exastor.s3.common import S3Call, user_exists
 from exastor.s3.errors import S3Error
@@ -146,11 +146,16 @@ async def get_stored(call: S3Call, name: str) -> None:
 async def put_stored(call: S3Call, name: str) -> None:
     call.ns.bucket(call.principal, call.bucket, action=f"s3:Put{_ACTION[name]}")
     body = await call.read_xml_body()
+    stored = body.decode()
     if name == "policy":
         policy.validate(body, call.bucket or "")
+    elif name == "lifecycle":
+        stored = lifecycle.normalise(body)
+    elif name == "cors":
+        cors.validate(body)
     else:
         parse(body)
-    await call.ns.update_bucket_attrs(call.principal, call.bucket, {name: body.decode()},
+    await call.ns.update_bucket_attrs(call.principal, call.bucket, {name: stored},
                                       action=f"s3:Put{_ACTION[name]}")
     await call.reply(204 if name == "policy" else 200)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from exastor.s3 import bucket, delete, get, multipart, objectlock, post, put, tagging
+from exastor.s3 import bucket, cors, delete, get, multipart, objectlock, post, put, tagging
 from exastor.s3 import list as listing
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
@@ -21,6 +21,8 @@ _STORED = ("policy", "cors", "lifecycle", "encryption")
 
 
 def route(method: str, bucket_name: str | None, key: str | None, q: dict[str, str], has_copy_source: bool) -> Handler:
+    if method == "OPTIONS" and bucket_name is not None:
+        return cors.preflight
     if bucket_name is None:
         if method == "GET":
             return bucket.list_buckets

@@ -373,6 +373,8 @@ def _v2_header(method: str, raw_path: str, query_string: str, headers: Mapping[s
                       ArgumentName="Authorization")
     secret = _lookup(lookup_secret, access_key)
     amz_date = headers.get("x-amz-date")
+    if amz_date is not None and not amz_date.strip():
+        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
     when = _valid_request_date(parse_http_date(amz_date) if amz_date else parse_http_date(headers.get("date")))
     if abs((now - when).total_seconds()) > max_skew_seconds:
         raise S3Error("RequestTimeTooSkewed", RequestTime=when.strftime(ISO8601_BASIC),
@@ -431,6 +433,8 @@ def _v2_resource_candidates(raw_path: str, query_string: str, headers: Mapping[s
     (the first Host label, or the whole Host for a CNAME bucket); sub-resources as botocore keeps them
     (value decoded; a bare name stays bare), then with the wider list."""
     path = raw_path or "/"
+    # botocore signs a bucket-level request as "/bucket/" while sending "/bucket"
+    paths = [path, path + "/"] if path.count("/") == 1 and len(path) > 1 else [path]
     prefixes = [""]
     host = headers.get("host", "")
     if host and not host.startswith("["):
@@ -443,10 +447,11 @@ def _v2_resource_candidates(raw_path: str, query_string: str, headers: Mapping[s
         kept = sorted((p for p in pieces if p[0] in subresources), key=lambda p: p[0])
         query = "&".join(p[0] if len(p) == 1 else f"{p[0]}={unquote(p[1])}" for p in kept)
         for prefix in prefixes:
-            resource = prefix + path + ("?" + query if query else "")
-            if resource not in seen:
-                seen.add(resource)
-                yield resource
+            for p in paths:
+                resource = prefix + p + ("?" + query if query else "")
+                if resource not in seen:
+                    seen.add(resource)
+                    yield resource
 
 
 # ------------------------------------------------------------------------------------------ shared
