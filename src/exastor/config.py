@@ -74,8 +74,9 @@ class Config:
                 g = parse(self.ec)
             except ValueError as exc:
                 raise ConfigError(f"{where('ec')}: {exc}") from exc
-            if self.drives and g.k + g.m > len(self.drives):
-                raise ConfigError(f"{where('ec')}: {g} needs {g.k + g.m} drives, {len(self.drives)} given")
+            if g.k + g.m > max(1, len(self.drives)):
+                raise ConfigError(f"{where('ec')}: {g} needs {g.k + g.m} drives, {max(1, len(self.drives))} given "
+                                  "(--drive PATH, repeated)")
         if self.data.exists() and not self.data.is_dir():
             raise ConfigError(f"{where('data')}: {self.data} exists and is not a directory")
 
