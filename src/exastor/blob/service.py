@@ -45,10 +45,12 @@ class ServiceSettings:
 
 
 def settings(call: BlobCall) -> ServiceSettings:
-    """Parsed service properties, cached on the app until the next Set Service Properties."""
+    """Parsed service properties, cached on the app until the database changes (any commit by any
+    gateway worker, so a Set Service Properties served by another worker is seen at once)."""
+    version = call.ns.meta.runner.data_version()
     cached = getattr(call.app, "_service_settings", None)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == version:
+        return cached[1]
     raw = call.blobs.setting(PROPERTIES) or _DEFAULT_PROPERTIES
     root = bx.parse(raw.encode())
     rules = []
@@ -63,7 +65,7 @@ def settings(call: BlobCall) -> ServiceSettings:
     if drp is not None and (bx.text(drp, "Enabled", "false") or "").lower() == "true":
         days = int(bx.text(drp, "Days", "7") or 7)
     result = ServiceSettings(raw, rules, days)
-    call.app._service_settings = result  # type: ignore[attr-defined]
+    call.app._service_settings = (version, result)  # type: ignore[attr-defined]
     return result
 
 
