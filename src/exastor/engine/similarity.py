@@ -142,8 +142,14 @@ def reference_from_layout(layout: mf.Layout, start: int, end: int, depth: Depth,
 
 
 def plan_chunk(raw: bytes | memoryview, plain_len: int, candidates: list[Entry], sk: Sketch | None,
-               layout: tuple[int, int] | None, fetch: Fetch, depth: Depth) -> Plan | None:
-    """The best re-encoding of a chunk, or None to leave it as written."""
+               layout: tuple[int, int] | None, fetch: Fetch, depth: Depth, fp: bytes) -> Plan | None:
+    """The best re-encoding of chunk ``fp``, or None to leave it as written."""
+
+    def usable(ref: Reference | None) -> Reference | None:
+        # An aligned range can cover the chunk itself (repeats inside an object): a record must
+        # never depend on itself.
+        return None if ref is None or any(s.fp == fp for s in ref.slices) else ref
+
     best: tuple[int, int, bytes, list[mf.Slice]] | None = None  # codec, flags, payload, refs
     best_len = plain_len
     grouped_len = plain_len
@@ -156,7 +162,7 @@ def plan_chunk(raw: bytes | memoryview, plain_len: int, candidates: list[Entry],
     if sk is not None:
         for e in candidates:
             start = anchor_start(sk, e)
-            ref = fetch(e.owner, start, start + n)
+            ref = usable(fetch(e.owner, start, start + n))
             if ref is not None:
                 reference = codec.reference_buffer(ref.pieces, ref.pad, n, codec.DELTA_XOR)
                 modes = [codec.DELTA_XOR] + ([codec.DELTA_DIFF] if layout else [])
@@ -165,7 +171,7 @@ def plan_chunk(raw: bytes | memoryview, plain_len: int, candidates: list[Entry],
                     if len(payload) < best_len:
                         best, best_len = (CODEC_DELTA, codec.flags_for(CODEC_DELTA, mode, layout), payload,
                                           ref.slices), len(payload)
-            wide = fetch(e.owner, start - DICT_WIDEN, start + n + DICT_WIDEN)
+            wide = usable(fetch(e.owner, start - DICT_WIDEN, start + n + DICT_WIDEN))
             if wide is not None:
                 payload = codec.encode_delta(codec.DELTA_DICT, raw, b"".join(wide.pieces), wide.slices, 0, None)
                 if len(payload) < best_len:

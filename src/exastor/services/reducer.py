@@ -44,6 +44,14 @@ from exastor.meta.store import add_refs, drop_refs
 log = logging.getLogger("exastor.reducer")
 
 CURSOR = "reducer_seq"
+BATCH_CHUNKS = 256        # re-encoded chunks per append + fsync + transaction
+BATCH_BYTES = 16 << 20
+
+
+def _rollback(cur: Any) -> bool:
+    cur.execute("ROLLBACK TO SAVEPOINT reduce_one")
+    cur.execute("RELEASE SAVEPOINT reduce_one")
+    return False
 _SKETCH_COLS = ("fp, seq, sf0, sf1, sf2, sf3, pos0, pos1, pos2, pos3, owner_bucket, owner_key, owner_version, "
                 "owner_offset, depth")
 _SKETCH_INSERT = f"INSERT INTO sketches ({_SKETCH_COLS}) VALUES ({','.join('?' * 15)}) ON CONFLICT (fp) DO NOTHING"
@@ -73,7 +81,12 @@ class Reducer:
         self.duty = max(0.01, min(1.0, duty))
         self._layouts: OrderedDict[tuple, mf.Layout | None] = OrderedDict()
         self._bytes: OrderedDict[bytes, bytes | memoryview] = OrderedDict()
-        self._pending: list[tuple] = []  # sketch rows of plain chunks, committed in batches
+        self._pending: list[tuple] = []  # sketch rows evaluated in this batch, committed with it
+        # The batch's decisions, visible to later chunks before they commit (as the estimator sees them).
+        self._batch: list[tuple[ChunkLocation, similarity.Plan]] = []
+        self._batch_bytes = 0
+        self._overlay_depth: dict[bytes, int] = {}
+        self._overlay_bases: set[bytes] = set()
 
     # --- the sketch index, in SQL --------------------------------------------------------
     def _candidates(self, sk: Sketch) -> list[similarity.Entry]:
@@ -125,6 +138,9 @@ class Reducer:
         return data
 
     def _depth(self, fp: bytes) -> int | None:
+        if fp in self._overlay_depth:
+            return self._overlay_depth[fp]
+
         def q(cur: Any) -> int | None:
             cur.execute("SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
                         "ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp = ?", (fp,))
@@ -141,53 +157,102 @@ class Reducer:
             return None
         return similarity.reference_from_layout(lay, start, end, self._depth, self._chunk)
 
-    # --- one chunk -----------------------------------------------------------------------
-    def _switch(self, loc: ChunkLocation, plan: similarity.Plan, sketch_row: tuple | None) -> bool:
-        """Write the new record durably, then repoint the index in one transaction."""
-        payload = plan.payload
-        seg, off = self.store.log.append(encode(loc.fp, plan.codec, loc.raw_len, payload, plan.flags) + payload)
-        self.store.log.sync(seg, off + HEADER_SIZE + len(payload))
-        refs = mf.ref_counts(mf.pack(plan.refs)) if plan.refs else Counter()
+    # --- committing a batch ---------------------------------------------------------------
+    def _is_base_in_db(self, fp: bytes) -> bool:
+        def q(cur: Any) -> bool:
+            cur.execute("SELECT 1 FROM delta_bases WHERE base = ?", (fp,))
+            return cur.fetchone() is not None
 
-        def tx(cur: Any) -> bool:
-            cur.execute("SELECT state FROM segments WHERE id = ?", (seg,))
-            got = cur.fetchone()
-            if got is None or got[0] == "deleted":
-                return False
-            if plan.codec == CODEC_DELTA:
-                cur.execute("SELECT 1 FROM delta_bases WHERE base = ?", (loc.fp,))
-                if cur.fetchone() is not None:
-                    return False  # became a base meanwhile: its dependants' depth must not change
-                marks = ",".join("?" * len(refs))
-                cur.execute(f"SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
-                            f"ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp IN ({marks})", list(refs))
-                rows = cur.fetchall()
-                deepest = max((int(d or 0) if c == CODEC_DELTA else 0) for c, d in rows) if rows else 0
-                if len(rows) != len(refs) or 1 + deepest != plan.depth or plan.depth > similarity.MAX_DEPTH:
-                    return False  # a base was reclaimed or re-encoded meanwhile
-            cur.execute('UPDATE chunks SET segment = ?, "offset" = ?, stored_len = ?, codec = ? '
-                        'WHERE fp = ? AND segment = ? AND "offset" = ? AND codec = ?',
-                        (seg, off, len(payload), plan.codec, loc.fp, loc.segment, loc.offset, loc.codec))
-            if cur.rowcount != 1:
-                return False  # moved (compaction), reaped or re-encoded meanwhile
-            if refs:
-                add_refs(cur, refs)
-            cur.execute("DELETE FROM reduced_chunks WHERE fp = ?", (loc.fp,))
-            cur.execute("INSERT INTO reduced_chunks (fp, codec, plain_len, grouped_len, depth, manifest) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (loc.fp, plan.codec, plan.plain_len, plan.grouped_len,
-                                                     plan.depth, mf.pack(plan.refs) if plan.refs else None))
-            if refs:
-                cur.executemany("INSERT INTO delta_bases (base, fp) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                [(b, loc.fp) for b in refs])
-            if sketch_row is not None:
-                cur.execute(_SKETCH_INSERT, sketch_row)
-            return True
+        return self.meta.runner.read(q, snapshot=False)
+
+    def _commit(self, result: ReduceResult) -> None:
+        """Write the batch's records durably (one append, one fsync), then in ONE transaction
+        repoint the index at each of them whose checks still hold, and index the batch's sketches."""
+        batch, rows = self._batch, self._pending
+        if not batch and not rows:
+            return
+        placed: list[tuple[ChunkLocation, similarity.Plan, int]] = []
+        seg = -1
+        if batch:
+            parts, pos = [], 0
+            for loc, plan in batch:
+                parts.append(encode(loc.fp, plan.codec, loc.raw_len, plan.payload, plan.flags))
+                parts.append(plan.payload)
+                placed.append((loc, plan, pos))
+                pos += HEADER_SIZE + len(plan.payload)
+            seg, base = self.store.log.append(b"".join(parts))
+            self.store.log.sync(seg, base + pos)
+            placed = [(loc, plan, base + rel) for loc, plan, rel in placed]
+
+        def tx(cur: Any) -> list[tuple[ChunkLocation, similarity.Plan]]:
+            done: list[tuple[ChunkLocation, similarity.Plan]] = []
+            if placed:
+                cur.execute("SELECT state FROM segments WHERE id = ?", (seg,))
+                got = cur.fetchone()
+                if got is None or got[0] == "deleted":
+                    placed.clear()  # compacted under us: nothing points at these records
+            for loc, plan, off in placed:
+                if self._apply(cur, loc, plan, seg, off):
+                    done.append((loc, plan))
+            if rows:
+                cur.executemany(_SKETCH_INSERT, rows)
+            return done
 
         try:
-            return self.meta.runner.write_sync(tx)
+            done = self.meta.runner.write_sync(tx)
         except errors.Unavailable:
-            return False
+            done = []
+        for loc, plan in done:
+            result.saved_bytes += loc.stored_len - len(plan.payload)
+            if plan.codec == CODEC_DELTA:
+                result.deltas += 1
+            else:
+                result.grouped += 1
+        batch.clear()
+        rows.clear()
+        self._overlay_depth.clear()
+        self._overlay_bases.clear()
+        self._batch_bytes = 0
 
+    @staticmethod
+    def _apply(cur: Any, loc: ChunkLocation, plan: similarity.Plan, seg: int, off: int) -> bool:
+        """Switch one chunk to its new record, if every rule still holds (inside the transaction)."""
+        refs = mf.ref_counts(mf.pack(plan.refs)) if plan.refs else Counter()
+        cur.execute("SAVEPOINT reduce_one")
+        if plan.codec == CODEC_DELTA:
+            if loc.fp in refs:
+                return _rollback(cur)  # never its own base
+            cur.execute("SELECT 1 FROM delta_bases WHERE base = ?", (loc.fp,))
+            if cur.fetchone() is not None:
+                return _rollback(cur)  # a base: its dependants' depth must not change
+            marks = ",".join("?" * len(refs))
+            cur.execute(f"SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
+                        f"ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp IN ({marks})", list(refs))
+            found = cur.fetchall()
+            deepest = max((int(d or 0) if c == CODEC_DELTA else 0) for c, d in found) if found else 0
+            if len(found) != len(refs) or 1 + deepest != plan.depth or plan.depth > similarity.MAX_DEPTH:
+                return _rollback(cur)  # a base was reclaimed or re-encoded meanwhile
+        cur.execute('UPDATE chunks SET segment = ?, "offset" = ?, stored_len = ?, codec = ? '
+                    'WHERE fp = ? AND segment = ? AND "offset" = ? AND codec = ?',
+                    (seg, off, len(plan.payload), plan.codec, loc.fp, loc.segment, loc.offset, loc.codec))
+        if cur.rowcount != 1:
+            return _rollback(cur)  # moved (compaction), reaped or re-encoded meanwhile
+        if refs:
+            try:
+                add_refs(cur, refs)
+            except errors.Unavailable:
+                return _rollback(cur)
+        cur.execute("DELETE FROM reduced_chunks WHERE fp = ?", (loc.fp,))
+        cur.execute("INSERT INTO reduced_chunks (fp, codec, plain_len, grouped_len, depth, manifest) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (loc.fp, plan.codec, plan.plain_len, plan.grouped_len,
+                                                 plan.depth, mf.pack(plan.refs) if plan.refs else None))
+        if refs:
+            cur.executemany("INSERT INTO delta_bases (base, fp) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                            [(b, loc.fp) for b in refs])
+        cur.execute("RELEASE SAVEPOINT reduce_one")
+        return True
+
+    # --- one object ----------------------------------------------------------------------
     def _object(self, bucket: str, key: str, version: str, seq: int, manifest: bytes,
                 result: ReduceResult) -> None:
         owner = (bucket, key, version)
@@ -216,36 +281,24 @@ class Reducer:
             view = similarity.inspect(raw)
             cands = self._candidates(view.sketch) if view.sketch is not None else []
             plan = similarity.plan_chunk(raw, loc.stored_len, cands, view.sketch, view.layout, self._fetch,
-                                         self._depth)
+                                         self._depth, fp)
+            if plan is not None and plan.codec == CODEC_DELTA and (
+                    fp in self._overlay_bases or self._is_base_in_db(fp)):
+                plan = None  # a base already: its dependants' depth must not change
             depth = plan.depth if plan is not None else 0
-            row = (self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp], depth)
-                   if view.sketch is not None and depth < similarity.MAX_DEPTH else None)
             result.chunks_seen += 1
             result.bytes_seen += loc.raw_len
-            if plan is not None and self._switch(loc, plan, row):
-                result.saved_bytes += loc.stored_len - len(plan.payload)
-                if plan.codec == CODEC_DELTA:
-                    result.deltas += 1
-                else:
-                    result.grouped += 1
-            elif view.sketch is not None:  # left as written: a plain candidate
-                self._pending.append(self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp], 0))
-                if len(self._pending) >= 256:
-                    self._flush_sketches()
+            if plan is not None:
+                self._batch.append((loc, plan))
+                self._batch_bytes += len(plan.payload)
+                self._overlay_depth[fp] = depth
+                self._overlay_bases.update(s.fp for s in plan.refs)
+            if view.sketch is not None and depth < similarity.MAX_DEPTH:
+                self._pending.append(self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp], depth))
+            if len(self._batch) >= BATCH_CHUNKS or self._batch_bytes >= BATCH_BYTES or len(self._pending) >= 1024:
+                self._commit(result)
             self._throttle(time.monotonic() - began)
-        self._flush_sketches()
-
-    def _flush_sketches(self) -> None:
-        """Commit the plain chunks' sketch rows (one transaction per batch, not per chunk)."""
-        rows = self._pending
-        if not rows:
-            return
-
-        def tx(cur: Any) -> None:
-            cur.executemany(_SKETCH_INSERT, rows)
-
-        self.meta.runner.write_sync(tx)
-        rows.clear()
+        self._commit(result)
 
     def _throttle(self, busy: float) -> None:
         if self.duty < 1.0:

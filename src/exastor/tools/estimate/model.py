@@ -166,7 +166,8 @@ class Estimator:
             plain = len(payload)
             view = similarity.inspect(data)
             cands = self.index.candidates(view.sketch) if view.sketch is not None else []
-            plan = similarity.plan_chunk(data, plain, cands, view.sketch, view.layout, self._fetch, self._depth)
+            plan = similarity.plan_chunk(data, plain, cands, view.sketch, view.layout, self._fetch, self._depth,
+                                         fp)
             if plan is not None and plan.codec == CODEC_DELTA and fp in self.bases:
                 plan = None  # the reducer's transaction refuses: a base's dependants' depth must not change
             if plan is not None:
