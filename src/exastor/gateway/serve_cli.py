@@ -10,6 +10,7 @@ from exastor import __version__
 from exastor.config import ConfigError, load
 from exastor.gateway import server
 from exastor.gateway.lock import DataDirLocked, shared
+from exastor.gateway.memory import tune_malloc
 from exastor.gateway.store import (
     ensure_account,
     ensure_admin,
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"exastor serve: {exc}", file=sys.stderr)
         return 2
     server.configure_logging(cfg.log_level)
+    tune_malloc()  # before any thread starts; inherited by the forked workers
     try:
         shared(cfg.data)  # held until exit: offline repairs (fsck --repair) refuse to run meanwhile
     except DataDirLocked:
