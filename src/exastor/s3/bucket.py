@@ -12,8 +12,9 @@ from exastor.s3.xml import doc, el, iso8601, owner_xml, parse, parse_tagging, ta
 
 
 async def list_buckets(call: S3Call) -> None:
-    if call.principal is None:
-        raise S3Error("AccessDenied")
+    if call.principal is None:  # an anonymous caller owns nothing
+        await call.reply_xml("ListAllMyBucketsResult", f"{owner_xml('anonymous')}<Buckets></Buckets>")
+        return
     buckets = call.ns.list_buckets(call.principal, call.q.get("prefix", ""))
     items = "".join(f"<Bucket>{el('Name', b.name)}{el('CreationDate', iso8601(b.created_ns))}"
                     f"{el('BucketRegion', b.region)}</Bucket>" for b in buckets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.listing import resume_cursor
@@ -47,13 +48,26 @@ def _prefixes(prefixes: list[str], enc: str | None) -> str:
     return "".join(f"<CommonPrefixes>{el('Prefix', url_encode_if(p, enc))}</CommonPrefixes>" for p in prefixes)
 
 
+_VERSION_ID = re.compile(r"null|[0-9a-f]{16,64}")
+
+
+def _check_unordered(call: S3Call, delimiter: str) -> None:
+    """``allow-unordered`` (a radosgw extension) permits any order, which we meet by listing in
+    order; like radosgw, it cannot be combined with a delimiter."""
+    if call.q.get("allow-unordered", "").lower() == "true" and delimiter:
+        raise S3Error("InvalidArgument", "allow-unordered cannot be used with a delimiter",
+                      ArgumentName="allow-unordered")
+
+
 async def list_objects_v1(call: S3Call) -> None:
     q = call.q
     prefix, delimiter, marker = q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", "")
+    _check_unordered(call, delimiter)
     enc, max_keys = _encoding(call), _max_keys(call)
     res = call.ns.list_objects(call.principal, call.bucket, prefix=prefix, delimiter=delimiter,
                                cursor=resume_cursor(marker or None, prefix, delimiter), max_keys=max_keys)
-    head = [el("Name", call.bucket), el("Prefix", url_encode_if(prefix, enc)), el("Marker", url_encode_if(marker, enc)),
+    # v1 leaves Prefix as sent even with encoding-type=url (botocore decodes every other field)
+    head = [el("Name", call.bucket), el("Prefix", prefix), el("Marker", url_encode_if(marker, enc)),
             el("MaxKeys", max_keys), el("IsTruncated", str(res.truncated).lower())]
     if delimiter:
         head.append(el("Delimiter", url_encode_if(delimiter, enc)))
@@ -83,10 +97,8 @@ async def list_objects_v2(call: S3Call) -> None:
     enc, max_keys = _encoding(call), _max_keys(call)
     token = q.get("continuation-token")
     start_after = q.get("start-after", "")
-    if token is not None:
-        if not token:
-            raise S3Error("InvalidArgument", "The continuation token provided is incorrect",
-                          ArgumentName="continuation-token")
+    _check_unordered(call, delimiter)
+    if token:
         cursor: str | None = _untoken(token)
     else:
         cursor = resume_cursor(start_after or None, prefix, delimiter)
@@ -120,9 +132,14 @@ async def list_object_versions(call: S3Call) -> None:
     marker_seq = None
     if key_marker and version_marker:
         marker_obj = call.ns.meta.get_object(call.bucket, key_marker, version_marker)
-        if marker_obj is None:
+        if marker_obj is not None:
+            marker_seq = marker_obj.seq
+        elif _VERSION_ID.fullmatch(version_marker):
+            # The marker version was deleted since the last page (a client deleting as it lists):
+            # resume with all of the marker key's versions; some may repeat, none are skipped.
+            marker_seq = 1 << 62
+        else:
             raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="version-id-marker")
-        marker_seq = marker_obj.seq
     res = call.ns.list_versions(call.principal, call.bucket, prefix=prefix, delimiter=delimiter,
                                 key_marker=key_marker or None, version_marker_seq=marker_seq, max_keys=max_keys)
     head = [el("Name", call.bucket), el("Prefix", url_encode_if(prefix, enc)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from exastor import errors
 from exastor.http.conditions import evaluate, evaluate_copy_source, parse_preconditions
@@ -25,8 +25,8 @@ def write_check(call: S3Call) -> Check | None:
 
     def check(current: ObjectVersion | None) -> None:
         live = current if current is not None and not current.delete_marker else None
-        if pre.if_match is not None and live is None:
-            raise errors.ObjectNotFound(call.key or "")
+        if pre.if_match is not None and live is None:  # nothing to match: the condition fails
+            raise errors.PreconditionFailed("If-Match")
         outcome = evaluate(pre, exists=live is not None, etag=live.etag if live else None,
                            last_modified=mtime(live) if live else None, method="PUT")
         if outcome != "ok":
@@ -69,15 +69,13 @@ async def put_object(call: S3Call) -> None:
 
 def copy_source(call: S3Call) -> ObjectVersion:
     """Resolve x-amz-copy-source (with its conditions) to a readable source version."""
-    raw = unquote(call.h["x-amz-copy-source"])
-    path, _, query = raw.partition("?")
-    path = path.lstrip("/")
+    # The header is URL-encoded: split off "?versionId=" before decoding, as a key may contain "?".
+    raw_path, _, query = call.h["x-amz-copy-source"].partition("?")
+    path = unquote(raw_path).lstrip("/")
     bucket, _, key = path.partition("/")
     if not bucket or not key:
         raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
-    version_id = None
-    if query.startswith("versionId="):
-        version_id = query[len("versionId="):]
+    version_id = dict(parse_qsl(query, keep_blank_values=True)).get("versionId") if query else None
     try:
         src = call.ns.get_object(call.principal, bucket, key, version_id)
     except errors.MethodNotAllowed as exc:

@@ -293,9 +293,19 @@ def _canonical_headers(signed_headers: list[str], headers: Mapping[str, str], ho
         if name == "host":
             value = host or ""
         else:
-            value = headers.get(name, "")
+            value = _signed_text(headers.get(name, ""))
         lines.append(f"{name}:{' '.join(value.split())}\n")  # Trimall, as the spec and botocore do
     return "".join(lines)
+
+
+def _signed_text(value: str) -> str:
+    """Header values arrive decoded as latin-1; clients sign the text their bytes spell in UTF-8."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def _parse_signed_headers(value: str, code: str) -> list[str]:
