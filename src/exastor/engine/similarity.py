@@ -163,14 +163,21 @@ def plan_chunk(raw: bytes | memoryview, plain_len: int, candidates: list[Entry],
         for e in candidates:
             start = anchor_start(sk, e)
             ref = usable(fetch(e.owner, start, start + n))
+            numeric_paid = False
             if ref is not None:
                 reference = codec.reference_buffer(ref.pieces, ref.pad, n, codec.DELTA_XOR)
-                modes = [codec.DELTA_XOR] + ([codec.DELTA_DIFF] if layout else [])
-                for mode in modes:
-                    payload = codec.encode_delta(mode, raw, reference, ref.slices, ref.pad, layout)
-                    if len(payload) < best_len:
-                        best, best_len = (CODEC_DELTA, codec.flags_for(CODEC_DELTA, mode, layout), payload,
-                                          ref.slices), len(payload)
+                payload = codec.encode_delta(codec.DELTA_XOR, raw, reference, ref.slices, ref.pad, layout)
+                if len(payload) < best_len:
+                    numeric_paid = True
+                    best, best_len = (CODEC_DELTA, codec.flags_for(CODEC_DELTA, codec.DELTA_XOR, layout), payload,
+                                      ref.slices), len(payload)
+                    if layout:  # the difference only has a chance where XOR already found the reference
+                        payload = codec.encode_delta(codec.DELTA_DIFF, raw, reference, ref.slices, ref.pad, layout)
+                        if len(payload) < best_len:
+                            best, best_len = (CODEC_DELTA, codec.flags_for(CODEC_DELTA, codec.DELTA_DIFF, layout),
+                                              payload, ref.slices), len(payload)
+            if layout and numeric_paid:
+                continue  # on floats a dictionary delta never beats a numeric one that pays: skip its cost
             wide = usable(fetch(e.owner, start - DICT_WIDEN, start + n + DICT_WIDEN))
             if wide is not None:
                 payload = codec.encode_delta(codec.DELTA_DICT, raw, b"".join(wide.pieces), wide.slices, 0, None)

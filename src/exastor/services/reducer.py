@@ -82,6 +82,7 @@ class Reducer:
         self._layouts: OrderedDict[tuple, mf.Layout | None] = OrderedDict()
         self._bytes: OrderedDict[bytes, bytes | memoryview] = OrderedDict()
         self._pending: list[tuple] = []  # sketch rows evaluated in this batch, committed with it
+        self._pending_by_super: dict[tuple[int, int], list[tuple]] = {}
         # The batch's decisions, visible to later chunks before they commit (as the estimator sees them).
         self._batch: list[tuple[ChunkLocation, similarity.Plan]] = []
         self._batch_bytes = 0
@@ -101,9 +102,9 @@ class Reducer:
             return list(found.values())
 
         found = {e.fp: e for e in self.meta.runner.read(q, snapshot=False)}
-        for row in self._pending:  # evaluated in this batch, not yet committed: newer than any row
-            e = _entry(row)
-            if any(a == b for a, b in zip(sk.supers, e.sketch.supers, strict=True)):
+        for k, sf in enumerate(sk.supers):  # evaluated in this batch, not yet committed: newer than any row
+            for row in self._pending_by_super.get((k, sf), [])[-similarity.PER_FEATURE:]:
+                e = _entry(row)
                 found[e.fp] = e
         return similarity.rank(sk, list(found.values()))
 
@@ -210,6 +211,7 @@ class Reducer:
                 result.grouped += 1
         batch.clear()
         rows.clear()
+        self._pending_by_super.clear()
         self._overlay_depth.clear()
         self._overlay_bases.clear()
         self._batch_bytes = 0
@@ -294,7 +296,10 @@ class Reducer:
                 self._overlay_depth[fp] = depth
                 self._overlay_bases.update(s.fp for s in plan.refs)
             if view.sketch is not None and depth < similarity.MAX_DEPTH:
-                self._pending.append(self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp], depth))
+                row = self._sketch_row(fp, seq * 1_000_000 + i, view.sketch, owner, firsts[fp], depth)
+                self._pending.append(row)
+                for k, sf in enumerate(view.sketch.supers):
+                    self._pending_by_super.setdefault((k, sf), []).append(row)
             if len(self._batch) >= BATCH_CHUNKS or self._batch_bytes >= BATCH_BYTES or len(self._pending) >= 1024:
                 self._commit(result)
             self._throttle(time.monotonic() - began)
