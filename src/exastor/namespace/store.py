@@ -24,7 +24,7 @@ from exastor.namespace import listing
 from exastor.namespace.names import check_bucket_name, check_key
 
 Check = Callable[[ObjectVersion | None], None]
-ANONYMOUS = "anonymous"  # the owner of what unauthenticated callers write where a bucket lets them
+ANONYMOUS = "anonymous"  # who an unauthenticated caller's delete marker names
 # Front-end access rules (S3 ACLs and bucket policies): (principal, bucket, action, object) ->
 # True (granted), False (explicitly denied) or None (no grant: only the legacy rules may still allow).
 Authorizer = Callable[[str | None, Bucket, str, ObjectVersion | None], bool | None]
@@ -175,11 +175,13 @@ class Namespace:
     async def put_object(self, principal: str, bucket: str, key: str,
                          source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> ObjectVersion:
         check_key(key)
-        self.bucket(principal, bucket, action="s3:PutObject")
+        # What an anonymous caller writes (where the bucket lets them) belongs to the bucket's owner.
+        target = self.bucket(principal, bucket, action="s3:PutObject")
+        owner = principal or target.owner
         if spec.check:  # fail fast before reading the body; re-checked atomically at commit
             spec.check(self.meta.get_object(bucket, key))
         writer, etag, size, manifest, new_chunks = await self.write_bytes(source, spec, defer_sync=True)
-        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal or ANONYMOUS,
+        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), owner,
                             spec.attrs, manifest)
         try:
             return await self.meta.put_object(obj, new_chunks=new_chunks, check=spec.check,
@@ -192,14 +194,15 @@ class Namespace:
                           start: int | None = None, end: int | None = None) -> ObjectVersion:
         """Copy without moving bytes: the new manifest points at the source's chunks."""
         check_key(key)
-        self.bucket(principal, bucket, action="s3:PutObject")
+        target = self.bucket(principal, bucket, action="s3:PutObject")
+        owner = principal or target.owner
         if start is None or end is None:
             manifest, size = src.manifest, src.size
         else:
             slices = mf.Layout(src.manifest).sub_manifest(start, end)
             manifest, size = mf.pack(slices), end - start + 1
         etag = src.etag if start is None else await self._md5_of(manifest, size)
-        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), principal or ANONYMOUS,
+        obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), owner,
                             attrs, manifest)
         return await self.meta.put_object(obj, check=check, make_version_id=new_version_id)
 

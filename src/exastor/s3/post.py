@@ -232,8 +232,8 @@ async def post_object(call: S3Call) -> None:
     if "tagging" in fields:
         attrs["tags"] = parse_tagging(fields["tagging"].encode())
     if "acl" in fields:
-        attrs["acl"] = canned_acl(fields["acl"], principal or "anonymous", bucket.owner if bucket else None,
-                                  for_object=True)
+        bucket_owner = bucket.owner if bucket else None
+        attrs["acl"] = canned_acl(fields["acl"], principal or bucket_owner or "", bucket_owner, for_object=True)
     attrs.update(objectlock.attrs_for_new_object(call, bucket))
 
     def verify(_md5: str, size: int) -> None:

@@ -46,7 +46,9 @@ def object_acl(call: S3Call, attrs: dict[str, Any]) -> None:
     for name in ("retention", "legal_hold"):
         attrs.pop(name, None)
     attrs.update(objectlock.attrs_for_new_object(call, bucket))
-    acl = acl_from_headers(call.h, call.principal, bucket.owner if bucket else None, user_exists(call),
+    bucket_owner = bucket.owner if bucket else None
+    # an anonymous writer's object belongs to the bucket's owner (as the namespace records it)
+    acl = acl_from_headers(call.h, call.principal or bucket_owner, bucket_owner, user_exists(call),
                            for_object=True)
     attrs.pop("acl", None)
     if acl is not None:
