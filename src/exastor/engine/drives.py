@@ -261,6 +261,10 @@ class DriveSet:
         """``count`` distinct writable drives, fewest shards first, rotated by ``salt`` to spread load."""
         cands = [d for d in self.writable() if d.id not in exclude]
         if len(cands) < count:
+            out_of_space = [d for d in self._drives.values() if d.state == "full" and d.id not in exclude]
+            if len(cands) + len(out_of_space) >= count:  # healthy but full: the store is out of space
+                raise errors.InsufficientStorage(
+                    f"no space left: need {count} drives with room, have {len(cands)}")
             raise errors.Unavailable(
                 f"too few healthy drives to write safely: need {count}, have {len(cands)} "
                 f"(see `exastor drive status`)")
@@ -319,8 +323,8 @@ class DriveSet:
                     self.set_state(*args)
                 else:
                     mark_shard(self.meta, *args, state="bad")
-            except Exception:  # noqa: BLE001 - a report must never kill the reporter
-                log.exception("could not record drive report %s %s", kind, args)
+            except Exception as exc:  # noqa: BLE001 - a report must never kill the reporter
+                log.error("could not record drive report %s %s: %s", kind, args, exc)
 
     def flush_reports(self, timeout: float = 5.0) -> None:
         t = self._reporter

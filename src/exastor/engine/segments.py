@@ -204,10 +204,17 @@ class SegmentLog:
                             os.ftruncate(fd, base)
                         except OSError:
                             pass
+                    if failure[1].errno in (errno.ENOSPC, errno.EDQUOT):
+                        holding = {d for d, _ in self._fds}
+                        if not [d for d in self.drives.writable() if d.id not in holding]:
+                            # Nowhere else to go: the store is out of space (507), the segment stays open.
+                            raise errors.InsufficientStorage("no space left on the drives")
                     self._fds = [(d, fd) for d, fd in self._fds if d != failure[0]]
                     self._broken = True
-            if failure is not None and self.drives.readable(failure[0]):
-                self.drives.failed_io(failure[0], failure[1])
+            if failure is not None:
+                d = self.drives.get(failure[0])
+                if d is not None and d.state == "active":
+                    self.drives.failed_io(failure[0], failure[1], now=False)  # the database may share the disk
             self._rollover(seg)
 
     def sync(self, segment: int, upto: int) -> None:
@@ -233,10 +240,12 @@ class SegmentLog:
     def _seal_quietly(self, segment: int, size: int | None, good: list[int] | None) -> None:
         try:
             self.seal(segment, size, good)
-        except errors.Unavailable as exc:
+        except (errors.Unavailable, errors.InsufficientStorage) as exc:
             log.warning("segment %d stays replicated for now: %s", segment, exc.detail)
-        except Exception:  # noqa: BLE001 - the segment stays replicated; recovery seals it at next start
-            log.exception("sealing segment %d failed; it stays replicated", segment)
+        except Exception as exc:  # noqa: BLE001 - the segment stays replicated; recovery seals it at next start
+            log.error("sealing segment %d failed (%s); it stays replicated and is sealed at the next start",
+                      segment, exc)
+            log.debug("sealing segment %d", segment, exc_info=True)
         finally:
             self._sealing.pop(segment, None)
 
