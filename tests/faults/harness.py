@@ -499,10 +499,18 @@ def drive_scenarios(work: Path, seed: int, res: Results) -> None:
             res.failure_modes["slow drive"] = "writes and reads ok"
             bad = _verify_all(ns, {**bodies, **more}, res.violations)
             res.drive_loss_data_lost += bad
-            # 5. Too few drives to write safely (all but two full): a clear 503-class error; reads continue.
+            # 5a. All but two drives full: the store is out of space - 507, nothing partial; reads continue.
             drives.refresh()
             keep = [d for d in drives.all if d.state == "active"][:2]
             write_faults(faults, {str(d.path): {"full": True} for d in drives.all if d not in keep})
+            try:
+                _fill(ns, rng, 2, 2 << 20)
+                res.violations.append("writes succeeded with too little space")
+            except errors.InsufficientStorage as exc:
+                res.failure_modes["out of space"] = f"507 InsufficientStorage: {exc.detail}"
+            write_faults(faults, {})
+            # 5b. All but two drives read-only (worn out): too few drives to write safely - 503.
+            write_faults(faults, {str(d.path): {"readonly": True} for d in drives.all if d not in keep})
             try:
                 _fill(ns, rng, 2, 2 << 20)
                 res.violations.append("writes succeeded with too few drives")
@@ -512,6 +520,7 @@ def drive_scenarios(work: Path, seed: int, res: Results) -> None:
             bad = _verify_all(ns, {**bodies, **more}, res.violations)
             res.drive_loss_data_lost += bad
             res.failure_modes["reads with too few drives to write"] = "ok" if not bad else f"{bad} failed"
+            write_faults(faults, {})
             write_faults(faults, {})
             ns.chunks.log.wait_sealed()
         finally:
