@@ -91,7 +91,7 @@ class Scrubber:
                     if why is not None:
                         res.bad_shards.append((seg, idx, why))
                         if mark and state == "ok":
-                            mark_shard(self.meta, seg, idx, state="bad")
+                            mark_shard(self.meta, seg, idx, state="bad", expect_drive=drive)  # unless it moved
                     self._throttle(started, res.bytes_read)
             elif copies:
                 held = list(lay.replicas) if lay.kind == "replicas" else [drives.first.id]
