@@ -93,6 +93,26 @@ def peer_ratio_table(results: list[dict[str, Any]], subject: str) -> list[str]:
     return lines
 
 
+def cpu_table(results: list[dict[str, Any]]) -> list[str]:
+    """Server CPU seconds per GiB (or per 1000 objects), with the client's in brackets."""
+    labels = [r["label"] for r in results]
+    lines = ["| metric | per | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
+    any_row = False
+    for metric in metric_order(results):
+        cells, per = [], ""
+        for res in results:
+            r = res["results"].get(metric, {})
+            if "server_cpu_s_per_unit" in r:
+                per = r["cpu_unit"]
+                cells.append(f"{r['server_cpu_s_per_unit']:.2f} ({r['client_cpu_s_per_unit']:.2f})")
+            else:
+                cells.append("–")
+        if per:
+            any_row = True
+            lines.append(f"| {metric} | {per} | " + " | ".join(cells) + " |")
+    return lines if any_row else ["_No CPU accounting in these results (needs `--server-pid`)._"]
+
+
 def baseline_table(results: list[dict[str, Any]]) -> list[str]:
     lines = ["| run | raw write+fsync MB/s | raw read MB/s | read was | drop_caches allowed | "
              "4 KiB create/s | 4 KiB read/s | load avg (1 min) start → end |",
@@ -190,6 +210,12 @@ def render_section(results: list[dict[str, Any]], subject: str, png: Path | None
         rel = os.path.relpath(png.resolve(), doc.resolve().parent)
         lines += [f"![S3 throughput per server]({rel})", ""]
     lines += [f"### {subject} relative to each peer", ""] + peer_ratio_table(results, subject) + [""]
+    lines += ["### CPU cost: server CPU-seconds per GiB or per 1000 objects (client's in brackets)", "",
+              "Read from /proc (utime+stime of the server's process tree) around each timed step. On a "
+              "shared machine this moves far less than the rates above, so it is the fairer comparison of "
+              "how much work each server does. Lower is better. RAM-backed peers (moto, radosgw's memstore "
+              "OSD) do less work per byte by design; radosgw's numbers include its OSD and monitor.", ""]
+    lines += cpu_table(results) + [""]
     lines += ["### Server memory (process-tree RSS sampled from /proc every 50 ms)", ""] + rss_table(results) + [""]
     lines += ["### Same-run baselines", ""] + baseline_table(results) + [""]
     errs = errors_lines(results)

@@ -52,6 +52,10 @@ for name in $ONLY; do
             extra=()
             # RAM-backed peers: a 10 GiB object would measure their data, not their overhead
             [[ $name == moto || $name == radosgw ]] && extra=(--stream-gib 2)
+            # radosgw's OSD and monitor do part of each request's work: count their CPU too
+            if [[ $name == radosgw ]]; then
+                for p in $(cat bench/.peers/run/radosgw.all.pids); do extra+=(--cpu-pid "$p"); done
+            fi
             ak=$(kv access_key "$info"); sk=$(kv secret_key "$info")
             [[ $name == moto ]] && { ak=benchkey; sk=benchsecret; }
             bench_one "$name" "$PORT" "$ak" "$sk" "$(kv pid "$info")" "$dir" "${extra[@]}"

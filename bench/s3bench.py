@@ -52,7 +52,7 @@ sys.path.insert(0, str(REPO))
 from bench.lib import datagen, rawdisk  # noqa: E402
 from bench.lib.machine import machine_info  # noqa: E402
 from bench.lib.results import utc_stamp, write_result  # noqa: E402
-from bench.lib.rss import RssSampler  # noqa: E402
+from bench.lib.rss import RssSampler, tree_cpu_seconds  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -130,9 +130,31 @@ class Bench:
         self.rss: dict[str, Any] = {}
 
     # -- bookkeeping -------------------------------------------------------
-    def record(self, name: str, value: float, unit: str, **extra: Any) -> None:
+    def cpu(self) -> tuple[float, float]:
+        """(server process-tree CPU seconds, this client's CPU seconds) so far."""
+        t = os.times()
+        pids = set(([self.args.server_pid] if self.args.server_pid else []) + list(self.args.cpu_pid or []))
+        server = sum(tree_cpu_seconds(p) for p in pids) if pids else float("nan")
+        return server, t.user + t.system
+
+    def record(self, name: str, value: float, unit: str, cpu0: tuple[float, float] | None = None,
+               cpu1: tuple[float, float] | None = None, **extra: Any) -> None:
+        """Keep one result. With ``cpu0`` (from :meth:`cpu` at the start of the timed region) the
+        server's and the client's CPU seconds for the region are kept too, per GiB or per 1000
+        objects: unlike rates, these hardly move when other work shares the machine."""
+        if cpu0 is not None:
+            s1, c1 = cpu1 or self.cpu()
+            extra["server_cpu_s"], extra["client_cpu_s"] = s1 - cpu0[0], c1 - cpu0[1]
+            per = extra["bytes"] / GiB if "bytes" in extra else extra["count"] / 1000
+            extra["server_cpu_s_per_unit"] = extra["server_cpu_s"] / per
+            extra["client_cpu_s_per_unit"] = extra["client_cpu_s"] / per
+            extra["cpu_unit"] = "GiB" if "bytes" in extra else "1000 objects"
         self.results[name] = {"value": value, "unit": unit, **extra}
-        console.print(f"  [green]{name}[/]: {value:,.1f} {unit}")
+        note = ""
+        if "server_cpu_s_per_unit" in extra:
+            note = (f"  (server {extra['server_cpu_s_per_unit']:.2f} CPU-s, client "
+                    f"{extra['client_cpu_s_per_unit']:.2f} CPU-s per {extra['cpu_unit']})")
+        console.print(f"  [green]{name}[/]: {value:,.1f} {unit}{note}")
 
     def step(self, name: str, fn: Callable[[], None]) -> None:
         console.rule(f"[bold]{name}")
@@ -170,21 +192,21 @@ class Bench:
         data = datagen.payload(size, kind)
         ratio = datagen.zstd_ratio(data[: 8 * MiB])
         key = f"single-{kind}"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), self.cpu()
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
         put_s = time.perf_counter() - t0
         self.keys.append(key)
-        self.record(f"put_256MiB_{kind}", size / put_s / 1e6, "MB/s", seconds=put_s, bytes=size, data=kind,
+        self.record(f"put_256MiB_{kind}", size / put_s / 1e6, "MB/s", cpu0=cpu0, seconds=put_s, bytes=size, data=kind,
                     zstd1_ratio=ratio)
         want = digest(data)
         del data
         cache = self.before_get()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), self.cpu()
         got, n = get_digest(self.client, self.bucket, key)
         get_s = time.perf_counter() - t0
         if got != want or n != size:
             raise AssertionError(f"GET {key} returned different bytes ({n} bytes)")
-        self.record(f"get_256MiB_{kind}", size / get_s / 1e6, "MB/s", seconds=get_s, bytes=size, data=kind,
+        self.record(f"get_256MiB_{kind}", size / get_s / 1e6, "MB/s", cpu0=cpu0, seconds=get_s, bytes=size, data=kind,
                     zstd1_ratio=ratio, cache=cache)
 
     def multipart(self) -> None:
@@ -195,7 +217,7 @@ class Bench:
             h.update(b)
         want = h.digest()
         key = "multipart-1GiB"
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), self.cpu()
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
 
         def upload(i: int) -> dict[str, Any]:
@@ -210,16 +232,16 @@ class Bench:
         put_s = time.perf_counter() - t0
         self.keys.append(key)
         total = parts * part_size
-        self.record("multipart_put_1GiB_random", total / put_s / 1e6, "MB/s", seconds=put_s, bytes=total,
+        self.record("multipart_put_1GiB_random", total / put_s / 1e6, "MB/s", cpu0=cpu0, seconds=put_s, bytes=total,
                     data="random", parts=parts, part_size=part_size, concurrency=parts)
         bodies.clear()  # free 1 GiB before the GET
         cache = self.before_get()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), self.cpu()
         got, n = get_digest(self.client, self.bucket, key)
         get_s = time.perf_counter() - t0
         if got != want or n != total:
             raise AssertionError(f"GET {key} returned different bytes ({n} bytes)")
-        self.record("get_1GiB_random", total / get_s / 1e6, "MB/s", seconds=get_s, bytes=total, data="random",
+        self.record("get_1GiB_random", total / get_s / 1e6, "MB/s", cpu0=cpu0, seconds=get_s, bytes=total, data="random",
                     cache=cache)
 
     def small_objects(self) -> None:
@@ -240,12 +262,12 @@ class Bench:
             cache = self.before_get() if fn is get else None
             with _progress() as progress, ThreadPoolExecutor(conc) as pool:
                 task = progress.add_task(name, total=count)
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), self.cpu()
                 for fut in [pool.submit(fn, i) for i in range(count)]:
                     fut.result()
                     progress.advance(task)
                 secs = time.perf_counter() - t0
-            self.record(name, count / secs, "obj/s", seconds=secs, count=count, size=size, concurrency=conc,
+            self.record(name, count / secs, "obj/s", cpu0=cpu0, seconds=secs, count=count, size=size, concurrency=conc,
                         data="random", cache=cache)
         self.keys.extend(keys)
 
@@ -267,7 +289,7 @@ class Bench:
             if sampler:
                 sampler.__enter__()
             try:
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), self.cpu()
                 upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
                 task = progress.add_task(f"PUT {total / GiB:g} GiB", total=total)
 
@@ -295,20 +317,24 @@ class Bench:
                 self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                                       MultipartUpload={"Parts": parts})
                 put_s = time.perf_counter() - t0
+                put_cpu0, put_cpu1 = cpu0, self.cpu()  # client CPU here includes generating the data
                 self.keys.append(key)
                 put_peak = sampler.peak_tree if sampler else None
                 cache = self.before_get()
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), self.cpu()
                 got, n = get_digest(self.client, self.bucket, key, progress)
                 get_s = time.perf_counter() - t0
+                get_cpu1 = self.cpu()
             finally:
                 if sampler:
                     sampler.__exit__(None, None, None)
         if got != h.digest() or n != total:
             raise AssertionError(f"GET {key} returned different bytes ({n} bytes)")
-        self.record("stream_put_large", total / put_s / 1e6, "MB/s", seconds=put_s, bytes=total,
+        self.record("stream_put_large", total / put_s / 1e6, "MB/s", cpu0=put_cpu0, cpu1=put_cpu1,
+                    seconds=put_s, bytes=total,
                     data="random", part_size=part_size, in_flight=in_flight, peak_tree_rss_bytes=put_peak)
-        self.record("stream_get_large", total / get_s / 1e6, "MB/s", seconds=get_s, bytes=total, data="random",
+        self.record("stream_get_large", total / get_s / 1e6, "MB/s", cpu0=cpu0, cpu1=get_cpu1,
+                    seconds=get_s, bytes=total, data="random",
                     cache=cache)
         if sampler:
             self.rss["stream"] = sampler.summary()
@@ -363,6 +389,7 @@ class Bench:
                 "stream_gib": args.stream_gib,
                 "data_dir": str(args.data_dir),
                 "server_pid": args.server_pid,
+                "cpu_pids": args.cpu_pid,
                 "bucket": self.bucket,
                 "client": "boto3, path-style, max_pool_connections=32, checksums when_required, SigV4 signed payloads",
                 "data_note": "payloads are fresh SFC64 output per object and per run, so dedupe cannot skip writes;"
@@ -380,8 +407,8 @@ def print_table(result: dict[str, Any]) -> None:
     seq = result["baselines"].get("raw_disk_seq", {})
     small = result["baselines"].get("raw_disk_small", {})
     table = Table(title=f"s3bench: {result['label']} ({result['endpoint']})")
-    for col in ("metric", "value", "unit", "data", "same-run baseline", "ratio"):
-        table.add_column(col, justify="right" if col in ("value", "ratio") else "left")
+    for col in ("metric", "value", "unit", "data", "same-run baseline", "ratio", "server CPU-s", "client CPU-s"):
+        table.add_column(col, justify="left" if col in ("metric", "unit", "data", "same-run baseline") else "right")
     for name, r in result["results"].items():
         base_name, base = None, None
         if r["unit"] == "MB/s":
@@ -401,6 +428,8 @@ def print_table(result: dict[str, Any]) -> None:
             str(r.get("data", "")),
             f"{base_name} {base:,.0f}" if base else "",
             f"{r['value'] / base:.3g}x" if base else "",
+            f"{r['server_cpu_s_per_unit']:.2f}/{r['cpu_unit']}" if "server_cpu_s_per_unit" in r else "",
+            f"{r['client_cpu_s_per_unit']:.2f}/{r['cpu_unit']}" if "client_cpu_s_per_unit" in r else "",
         )
     console.print(table)
     for step, err in result["errors"].items():
@@ -415,6 +444,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--label", default="server", help="name of the server under test (file name of the result)")
     p.add_argument("--server-pid", type=int, help="pid of the server; its process tree's RSS is sampled")
+    p.add_argument("--cpu-pid", type=int, action="append",
+                   help="another process of the server whose CPU counts (e.g. radosgw's OSD and monitor); repeatable")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="the server's data directory: the raw disk baseline runs on the same filesystem")
     p.add_argument("--out", type=Path, help="result JSON (default bench/results/<label>.json)")

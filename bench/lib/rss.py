@@ -58,6 +58,29 @@ def tree_rss_bytes(pid: int) -> tuple[int, int]:
     return _rss_bytes(pid), sum(_rss_bytes(p) for p in tree)
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU of one process, plus that of its children it has waited for."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    # after the command name: state=0 ... utime=11 stime=12 cutime=13 cstime=14
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / _CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and its live descendants.
+
+    A rate on a shared, overloaded machine mostly measures the other work;
+    CPU seconds per GiB or per object measure the server's own cost.
+    """
+    return sum(_cpu_seconds(p) for p in process_tree(pid))
+
+
 class RssSampler:
     """Background thread that records the peak RSS of a process tree.
 
