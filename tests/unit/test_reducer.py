@@ -158,3 +158,30 @@ def test_index_rebuilds_from_segments_alone_with_deltas(tmp_path) -> None:
         asyncio.run(main())
     finally:
         ns.close()
+
+
+def test_repetitive_object_never_references_itself(tmp_path) -> None:
+    """In an object that repeats itself with small changes, the aligned reference of a chunk can
+    cover the chunk itself; such a reference must be refused (a record can't depend on itself)."""
+    rng = np.random.default_rng(13)
+    period = _weights(9_000, 13)  # 36 KB: shorter than a chunk, so repeats fall inside one
+    parts = [period + (rng.standard_normal(period.size) * 1e-7).astype("<f4") for _ in range(40)]
+    body = b"".join(p.tobytes() for p in parts)
+    ns = open_namespace(tmp_path)
+
+    async def main() -> None:
+        await ns.create_bucket("admin", "red")
+        await _put(ns, "rep", body)
+        Reducer(ns.chunks).run_once()
+        rows = ns.meta.runner.read(lambda cur: cur.execute(
+            "SELECT fp, manifest FROM reduced_chunks WHERE manifest IS NOT NULL").fetchall())
+        assert rows  # deltas were made (against earlier periods)
+        from exastor.engine import manifest as mf
+        assert all(bytes(fp) not in {s.fp for s in mf.unpack(m)} for fp, m in rows)
+        assert await _read(ns, "rep") == body
+        assert fsck.check(ns.meta, tmp_path / "drive0" / "segments").clean
+
+    try:
+        asyncio.run(main())
+    finally:
+        ns.close()
