@@ -5,6 +5,7 @@ reads back exactly, `exastor stats` shows the four-way split, `exastor estimate`
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,12 @@ def test_reducer_stats_and_estimate_agree(tmp_path: Path) -> None:
         got = s3.get_object(Bucket="red", Key="ckpt/step-2.bin", Range="bytes=100000-300000")["Body"].read()
         assert got == files["ckpt/step-2.bin"][100000:300001]
         stats = json.loads(exastor("stats", "--json", data_dir=server.data_dir).stdout)
+        # The estimator reads the same data straight from the bucket, too.
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        from_s3 = json.loads(subprocess.run(
+            [sys.executable, "-m", "exastor.cli", "estimate", "s3://red/", "--endpoint-url", server.endpoint,
+             "--json", "--quiet"], capture_output=True, text=True, timeout=300, check=True, env=env).stdout)
     finally:
         server.stop()
     assert "Traceback" not in server.log_text()
@@ -64,6 +71,7 @@ def test_reducer_stats_and_estimate_agree(tmp_path: Path) -> None:
                                     check=True).stdout)
     assert abs(est["reduction_ratio"] / stats["reduction_ratio"] - 1) < 0.05
     assert est["stored_bytes"] == stats["stored_bytes"]
+    assert from_s3["stored_bytes"] == est["stored_bytes"] and from_s3["files"] == len(files)
 
     report = json.loads(exastor("fsck", "--json", data_dir=server.data_dir).stdout)
     assert report["clean"], report
