@@ -14,13 +14,13 @@ REPO=$(pwd)
 PY=${PY:-$REPO/.venv/bin/python}
 VENV=${DLIO_VENV:-/tmp/dlio-venv}
 WORK=${WORK:-$REPO/bench/results/tmp/scaletest_dlio}
-OUT=$REPO/bench/results/scaletest_dlio.json
+OUT=${OUT:-$REPO/bench/results/scaletest_dlio.json}
 FILES=${FILES:-128}
 RECORD=${RECORD:-4194304}   # bytes per sample (one sample per npz file, like U-Net3D)
 BATCH=${BATCH:-4}
 THREADS=${THREADS:-4}
 EPOCHS=${EPOCHS:-3}
-COMPUTE_TIMES=${COMPUTE_TIMES:-"0.05 0.02 0.005"}
+COMPUTE_TIMES=${COMPUTE_TIMES:-"0.2 0.05 0.02 0.005"}
 
 if [[ ! -x $VENV/bin/dlio_benchmark ]]; then
     command -v mpirun >/dev/null || apt-get install -y --no-install-recommends libopenmpi-dev openmpi-bin
