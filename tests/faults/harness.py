@@ -50,6 +50,8 @@ from exastor.services.repair import Repairer  # noqa: E402
 from exastor.services.scrub import Scrubber  # noqa: E402
 
 BUCKET = "faults"
+CRASH_POINTS = ["seal.shards_written", "seal.committed", "repair.written", "repair.moved", "gc.copied",
+                "gc.committed"]
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Results:
     half_visible: int = 0
     fsck_unclean_after_repair: int = 0
     fsck_problems_before_repair: list[str] = field(default_factory=list)
+    crash_points_hit: dict[str, int] = field(default_factory=dict)  # kill -9 at a named step
     kill_faults_injected: int = 0     # flips/truncations during kill cycles (checked by the invariants)
     corruptions_injected: int = 0
     corruptions_detected: int = 0
@@ -141,7 +144,7 @@ class Oracle:
             if key not in present:
                 continue
             data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-            ok = {self.acked[key]} if key in self.acked and key not in self.deleting else set()
+            ok = {self.acked[key]} if key in self.acked else set()  # a delete in flight may not have happened
             ok |= self.maybe.get(key, set())
             if md5(data) not in ok:
                 if key in self.acked and key not in self.maybe:
@@ -241,8 +244,12 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
     rng = random.Random(seed)
     drive_dirs = [work / f"drive{i}" for i in range(drives)]
     args = [a for d in drive_dirs for a in ("--drive", str(d))] + ["--ec", ec]
+    crash_file, crash_log = work / "crash-points", work / "crash-log"
+    work.mkdir(parents=True, exist_ok=True)
+    crash_file.write_text("")
     env = {"EXASTOR_SEGMENT_SIZE": str(1 << 20), "EXASTOR_GC_INTERVAL": "1", "EXASTOR_GC_GRACE": "0",
-           "EXASTOR_REPAIR_INTERVAL": "1"}
+           "EXASTOR_REPAIR_INTERVAL": "1", "EXASTOR_CRASH_POINTS": str(crash_file),
+           "EXASTOR_CRASH_LOG": str(crash_log), "EXASTOR_CRASH_SEED": str(seed)}
     server = start_server(work, *args, env=env)
     oracle = Oracle()
     s3_client(server).create_bucket(Bucket=BUCKET)
@@ -254,6 +261,11 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
         for t in threads:
             t.start()
         run_for = rng.uniform(0.3, 2.5)
+        # Half the cycles also arm a crash point: kill -9 exactly between two steps of a seal, a repair or
+        # a compaction (the other half rely on the kill's random timing).
+        if rng.random() < 0.5:
+            crash_file.write_text(",".join(f"{p}={rng.choice((0.3, 1.0))}" for p in
+                                           rng.sample(CRASH_POINTS, rng.randint(1, 2))))
         # Flip bytes while the load runs: a sealed shard (scrub/repair or degraded reads must cope) or an
         # open segment's replica (the other replicas must cover it) - never more than m per segment.
         time.sleep(run_for / 2)
@@ -271,7 +283,8 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
                     flip(victim, rng, lo=64, hi=max(65, victim.stat().st_size // 2) if victim.exists() else 65)
                 res.kill_faults_injected += 1
         time.sleep(run_for / 2)
-        server.kill()  # SIGKILL the whole process group, mid-flight
+        server.kill()  # SIGKILL the whole process group, mid-flight (if a crash point has not already)
+        crash_file.write_text("")
         stop.set()
         for t in threads:
             t.join(timeout=120)
@@ -296,6 +309,9 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
                 oracle.maybe.pop(key, None)
         if progress:
             progress(1)
+    if crash_log.exists():
+        for name in crash_log.read_text().split():
+            res.crash_points_hit[name] = res.crash_points_hit.get(name, 0) + 1
     oracle.check(s3_client(server), res)   # every object, byte for byte
     res.acked_objects = len([k for k in oracle.acked if k not in oracle.deleted])
     server.stop()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from exastor import errors
 from exastor.engine import erasure, shards
-from exastor.engine.drives import Drive, DriveSet, Layout, commit_seal, load_layout, new_segment
+from exastor.engine.drives import Drive, DriveSet, Layout, commit_seal, crash_point, load_layout, new_segment
 from exastor.engine.record import (
     HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
@@ -310,6 +310,7 @@ class SegmentLog:
         data_shards = erasure.split(data, g.k)
         all_shards = data_shards + erasure.encode(data_shards, g.m)
         placed = self._write_shards(segment, g, len(data), all_shards)  # Unavailable: stays replicated
+        crash_point("seal.shards_written")
         if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
                            expect_state=expect_state):
             for i, drive in enumerate(placed):
@@ -317,6 +318,7 @@ class SegmentLog:
                 if d is not None:
                     (d.shards / shards.shard_name(segment, i)).unlink(missing_ok=True)
             return
+        crash_point("seal.committed")
         self.forget(segment)
         self.delete_replicas(lay)
         if lay.kind == "plain":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exastor import errors
+from exastor.engine.drives import crash_point
 from exastor.engine.record import HEADER_SIZE, decode_header, verify_payload
 from exastor.engine.store import ChunkStore
 
@@ -128,7 +129,9 @@ class Collector:
             cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
             return reclaimed
 
+        crash_point("gc.copied")
         reclaimed = self.meta.runner.write_sync(tx)
+        crash_point("gc.committed")
         log_.delete_files(segment, layout)  # replicas, shards or the legacy file, on every drive
         return len(moves), reclaimed
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from exastor import errors
 from exastor.engine import shards
-from exastor.engine.drives import Drive, Layout, load_layout, mark_shard
+from exastor.engine.drives import Drive, Layout, crash_point, load_layout, mark_shard
 from exastor.engine.segments import SegmentLog
 
 log = logging.getLogger("exastor.repair")
@@ -102,10 +102,12 @@ class Repairer:
         drives.check(target, "write")
         shards.write_shard(path, segment, idx, lay.k, lay.m, lay.data_len, data)
         res.bytes_written += len(data)
+        crash_point("repair.written")
         if not mark_shard(self.meta, segment, idx, state="ok", drive=target.id, expect_drive=old_drive):
             if target.id != old_drive:
                 path.unlink(missing_ok=True)  # lost a race; the winner's copy stands
             return False
+        crash_point("repair.moved")
         self.log.forget(segment)
         if old is not None and target.id != old_drive and drives.readable(old_drive):
             try:
