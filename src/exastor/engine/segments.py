@@ -45,6 +45,10 @@ log = logging.getLogger("exastor.segments")
 Check = Callable[[bytes], object]
 
 
+class DriveDown(FileNotFoundError):
+    """The drive holding the bytes is failed or removed: go degraded without asking the database again."""
+
+
 def segment_path(directory: Path, segment_id: int) -> Path:
     return directory / f"seg-{segment_id:016x}.log"
 
@@ -89,6 +93,7 @@ class SegmentLog:
         self._read_fds: dict[tuple[int, int, int], int] = {}   # (segment, kind 0=replica 1=shard, n) -> fd
         self._infos: dict[tuple[int, int], shards.ShardInfo] = {}
         self._layouts: dict[int, Layout] = {}
+        self._loaded_at: dict[int, float] = {}
         self._windows: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()  # decoded shard columns
         self._fd_lock = threading.Lock()
         self._seg: int | None = None
@@ -460,6 +465,7 @@ class SegmentLog:
                 raise errors.DataCorrupted(f"segment {segment} missing")
             if lay.state == "sealed":  # immutable until repair moves a shard (then a read fails and refreshes)
                 self._layouts[segment] = lay
+                self._loaded_at[segment] = time.monotonic()
         return lay
 
     def _fd(self, segment: int, kind: int, n: int, path: Path) -> int:
@@ -477,7 +483,7 @@ class SegmentLog:
     def _replica_fd(self, lay: Layout, drive: int) -> int:
         d = self.drives.get(drive)
         if d is None or not self.drives.readable(drive):
-            raise FileNotFoundError(f"drive {drive} unavailable")
+            raise DriveDown(f"drive {drive} unavailable")
         self.drives.check(d, "read")
         return self._fd(lay.segment, 0, drive, segment_path(d.segments, lay.segment))
 
@@ -487,7 +493,7 @@ class SegmentLog:
         _, drive, _ = lay.shards[idx]
         d = self.drives.get(drive)
         if d is None or not self.drives.readable(drive):
-            raise FileNotFoundError(f"drive {drive} unavailable")
+            raise DriveDown(f"drive {drive} unavailable")
         self.drives.check(d, "read")
         return self._fd(lay.segment, 1, idx, d.shards / shards.shard_name(lay.segment, idx))
 
@@ -517,6 +523,15 @@ class SegmentLog:
         """Healthy read: the one replica or data shard(s) holding the bytes; no verification here."""
         try:
             return self._pread_healthy(self.layout(segment), offset, length)
+        except DriveDown as exc:
+            # Repair may have moved the shard off the dead drive: look again, at most every few seconds.
+            lay = self._layouts.get(segment)
+            if lay is not None and time.monotonic() - self._loaded_at.get(segment, 0.0) > 5.0:
+                try:
+                    return self._pread_healthy(self.layout(segment, fresh=True), offset, length)
+                except OSError:
+                    pass
+            raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
         except OSError:
             try:  # the layout may have changed under us (sealed, repaired, compacted): look again once
                 lay = self.layout(segment, fresh=True)
