@@ -9,7 +9,6 @@ object's manifest is a few MB and decodes with one numpy call.
 
 from __future__ import annotations
 
-import bisect
 import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -63,25 +62,41 @@ def total_length(manifest: bytes | None) -> int:
 
 
 class Layout:
-    """Byte offsets of a manifest's slices, to find the slices that cover a range."""
+    """Byte offsets of a manifest's slices, to find the slices that cover a range.
+
+    A ranged GET of a 115 KiB record inside a 1 GiB object must not turn its 13,000-entry
+    manifest into Python objects: offsets are one numpy cumulative sum and a range is found by
+    binary search, so only the entries the range touches are ever materialised."""
 
     def __init__(self, manifest: bytes | None) -> None:
-        self.slices = unpack(manifest)
-        self.offsets: list[int] = []
-        pos = 0
-        for s in self.slices:
-            self.offsets.append(pos)
-            pos += s.length
-        self.size = pos
+        self._arr = np.frombuffer(manifest, dtype=ENTRY_DTYPE) if manifest else np.empty(0, ENTRY_DTYPE)
+        self._ends = np.cumsum(self._arr["length"], dtype=np.int64)
+        self.size = int(self._ends[-1]) if len(self._ends) else 0
+
+    def __len__(self) -> int:
+        return len(self._arr)
+
+    def entry(self, i: int) -> tuple[Slice, int]:
+        """The i-th slice and the object offset where it starts."""
+        fp, start, length = self._arr[i].tolist()
+        return Slice(bytes(fp), int(start), int(length)), int(self._ends[i]) - int(length)
+
+    @property
+    def slices(self) -> list[Slice]:
+        return unpack(self._arr.tobytes())
+
+    @property
+    def offsets(self) -> list[int]:
+        return (self._ends - self._arr["length"]).tolist()
 
     def covering(self, start: int, end: int) -> Iterator[tuple[Slice, int, int]]:
         """Yield (slice, skip, take) for the inclusive byte range [start, end]."""
-        if start > end or not self.slices:
+        if start > end or not len(self._arr):
             return
-        i = bisect.bisect_right(self.offsets, start) - 1
+        i = int(np.searchsorted(self._ends, start, side="right"))  # first slice ending after start
         pos = start
-        while i < len(self.slices) and pos <= end:
-            s, base = self.slices[i], self.offsets[i]
+        while i < len(self._arr) and pos <= end:
+            s, base = self.entry(i)
             skip = pos - base
             take = min(s.length - skip, end + 1 - pos)
             if take > 0:
