@@ -33,9 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from exastor import errors
+from exastor.engine import codec, similarity
 from exastor.engine import manifest as mf
-from exastor.engine import similarity
-from exastor.engine.record import CODEC_DELTA, CODEC_RAW, CODEC_ZSTD, HEADER_SIZE, encode
+from exastor.engine.record import (
+    CODEC_DELTA,
+    CODEC_RAW,
+    CODEC_ZSTD,
+    HEADER_SIZE,
+    decode_header,
+    encode,
+    verify_payload,
+)
 from exastor.engine.sketch import Sketch
 from exastor.engine.store import ChunkStore
 from exastor.meta.records import ChunkLocation
@@ -325,9 +333,58 @@ class Reducer:
 
         return self.meta.runner.write_sync(tx)
 
+    def adopt_orphans(self) -> int:
+        """Re-register deltas the index points at without a ``reduced_chunks`` row (possible after
+        ``fsck --rebuild-index`` revived a delta record): their references must be held again, or
+        their bases could be reclaimed. Returns how many were adopted."""
+        def q(cur: Any) -> list[ChunkLocation]:
+            cur.execute('SELECT c.fp, c.segment, c."offset", c.stored_len, c.raw_len, c.codec FROM chunks c '
+                        "LEFT JOIN reduced_chunks r ON r.fp = c.fp AND r.codec = c.codec "
+                        "WHERE c.codec = ? AND r.fp IS NULL", (CODEC_DELTA,))
+            return [ChunkLocation(bytes(r[0]), *r[1:]) for r in cur.fetchall()]
+
+        adopted = 0
+        for loc in self.meta.runner.read(q, snapshot=False):
+            try:
+                raw = self.store.log.pread(loc.segment, loc.offset, HEADER_SIZE + loc.stored_len)
+                head = decode_header(raw)
+                verify_payload(head, memoryview(raw)[HEADER_SIZE:])
+                slices, _pad = codec.delta_refs(memoryview(raw)[HEADER_SIZE:])
+            except (errors.DataCorrupted, OSError):
+                log.error("delta chunk %s unreadable; run exastor fsck", loc.fp.hex())
+                continue
+            refs = mf.ref_counts(mf.pack(slices))
+
+            def tx(cur: Any, loc: ChunkLocation = loc, slices: list = slices, refs: Counter = refs) -> bool:
+                cur.execute("SELECT 1 FROM reduced_chunks WHERE fp = ?", (loc.fp,))
+                if cur.fetchone() is not None:
+                    return False
+                marks = ",".join("?" * len(refs))
+                cur.execute(f"SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
+                            f"ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp IN ({marks})", list(refs))
+                found = cur.fetchall()
+                if len(found) != len(refs):
+                    log.error("delta chunk %s lost a base; run exastor fsck", loc.fp.hex())
+                    return False
+                depth = 1 + max((int(d or 0) if c == CODEC_DELTA else 0) for c, d in found)
+                add_refs(cur, refs)
+                cur.execute("INSERT INTO reduced_chunks (fp, codec, plain_len, grouped_len, depth, manifest) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (loc.fp, CODEC_DELTA, loc.stored_len, loc.stored_len,
+                                                         depth, mf.pack(slices)))
+                cur.executemany("INSERT INTO delta_bases (base, fp) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                [(b, loc.fp) for b in refs])
+                return True
+
+            try:
+                adopted += bool(self.meta.runner.write_sync(tx))
+            except errors.Unavailable:
+                continue
+        return adopted
+
     def run_once(self, max_objects: int | None = None) -> ReduceResult:
         started = time.monotonic()
         result = ReduceResult(released=self.release_orphans())
+        self.adopt_orphans()
 
         def cursor_q(cur: Any) -> int:
             cur.execute("SELECT value FROM counters WHERE name = ?", (CURSOR,))
@@ -395,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duty", type=float, default=1.0, help="share of one core to use (default 1.0)")
     ap.add_argument("--max-objects", type=int, default=None)
     args = ap.parse_args(argv)
+    from exastor.gateway import lock
+
+    lock.shared(Path(args.data))  # beside servers, never beside an offline repair (exclusive)
     # recover=False: a running server may have segments open; this process opens its own.
     ns = open_namespace(Path(args.data), recover=False)
     try:
