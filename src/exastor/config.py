@@ -33,6 +33,8 @@ class Config:
     gc_interval: int = 300      # seconds between garbage-collection passes (0 = never)
     gc_grace: int = 600         # seconds a dead chunk or a sealed segment waits before it is reclaimed
     segment_size: int = 64 << 20  # bytes after which the open segment is sealed
+    reduce_interval: int = 60   # seconds between similarity-delta reducer passes (0 = never)
+    reduce_duty: float = 0.5    # share of one core the reducer may use
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
@@ -54,6 +56,8 @@ class Config:
                 raise ConfigError(f"{where('secret_key')} must be at least 8 characters")
         if not (1 << 16) <= self.segment_size <= (1 << 32):
             raise ConfigError(f"{where('segment_size')} must be between 64 KiB and 4 GiB")
+        if self.reduce_interval < 0 or not 0 < self.reduce_duty <= 1:
+            raise ConfigError("reduce_interval must be >= 0 seconds and reduce_duty in (0, 1]")
         if self.gc_interval < 0 or self.gc_grace < 0:
             raise ConfigError("gc_interval and gc_grace must be >= 0 seconds")
         if self.account_name is not None and not (3 <= len(self.account_name) <= 24
@@ -89,6 +93,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     try:
         if name == "data":
             return Path(value).expanduser()
+        if "float" in str(kind):
+            return float(value)
         if "int" in str(kind):
             return int(value)
         if "list" in str(kind):

@@ -17,6 +17,7 @@ from exastor.config import Config
 from exastor.namespace.store import Namespace
 from exastor.s3.app import S3App
 from exastor.services.gc import Collector, CollectorThread
+from exastor.services.reducer import Reducer, ReducerThread
 
 
 class ListenError(RuntimeError):
@@ -67,15 +68,20 @@ async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socke
         blob_app = BlobApp(ns, account=cfg.account_name or "", key=cfg.account_key or "")
         servers.append((_uvicorn_server(blob_app, cfg.host, cfg.blob_port, cfg.log_level,
                                         http=CasePreservingHttpToolsProtocol), sockets["blob"]))
-    gc = None
+    # Background services run in one worker only (worker 0): each pass is idempotent and safe
+    # beside the other workers' writes, but doing it twice would only waste the disk.
+    background: list[CollectorThread | ReducerThread] = []
     if run_gc and cfg.gc_interval > 0:
-        gc = CollectorThread(Collector(ns.chunks, grace_s=cfg.gc_grace), cfg.gc_interval)
-        gc.start()
+        background.append(CollectorThread(Collector(ns.chunks, grace_s=cfg.gc_grace), cfg.gc_interval))
+    if run_gc and cfg.reduce_interval > 0:
+        background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
+    for thread in background:
+        thread.start()
     try:
         await asyncio.gather(*(srv.serve(sockets=[sock]) for srv, sock in servers))
     finally:
-        if gc is not None:
-            gc.stop()
+        for thread in background:
+            thread.stop()
 
 
 def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, socket.socket], workers: int) -> int:
