@@ -212,6 +212,54 @@ async def small(cs: str, count: int, concurrency: int = 16, size: int = 4096) ->
     return {"upload_per_s": count / put_s, "download_per_s": count / get_s}
 
 
+# --- the write path without HTTP ----------------------------------------------------------
+
+async def namespace_ceiling(directory: Path, mib: int, count: int) -> dict[str, float]:
+    """exastor's namespace layer called in-process (no HTTP, no Blob front-end): the ceiling any
+    front-end on this store can reach on this machine. 4 concurrent writers of mib/4 MiB each, then
+    ``count`` 4 KiB puts at concurrency 16, then reading it all back."""
+    from exastor.gateway.store import open_namespace
+    from exastor.namespace.store import PutSpec
+
+    ns = open_namespace(directory)
+
+    async def source(data: bytes):
+        view = memoryview(data)
+        for i in range(0, len(data), MiB):
+            yield view[i:i + MiB]
+
+    try:
+        await ns.create_bucket("admin", "ceiling")
+        data = payload(mib * MiB)
+        quarter = len(data) // 4
+        t0 = time.perf_counter()
+        objs = await asyncio.gather(*(ns.put_object("admin", "ceiling", f"big{i}",
+                                                    source(data[i * quarter:(i + 1) * quarter]), PutSpec())
+                                      for i in range(4)))
+        write = len(data) / (time.perf_counter() - t0) / 1e6
+
+        async def drain(obj) -> int:  # noqa: ANN001
+            return sum([len(p) async for p in ns.read(obj)])
+
+        t0 = time.perf_counter()
+        assert sum(await asyncio.gather(*(drain(o) for o in objs))) == len(data)
+        read = len(data) / (time.perf_counter() - t0) / 1e6
+        small_blob = payload(count * 4096)
+        sem = asyncio.Semaphore(16)
+
+        async def put(i: int) -> None:
+            async with sem:
+                await ns.put_object("admin", "ceiling", f"s{i}", source(small_blob[i * 4096:(i + 1) * 4096]),
+                                    PutSpec(expected_size=4096))
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(put(i) for i in range(count)))
+        puts = count / (time.perf_counter() - t0)
+    finally:
+        ns.close()
+    return {"write_MBps": write, "read_MBps": read, "small_put_per_s": puts}
+
+
 # --- report ---------------------------------------------------------------------------
 
 def plot(result: dict, path: Path) -> None:
@@ -278,7 +326,20 @@ def render(result: dict) -> str:
               f"sequential write+fsync {base['sequential']['write_fsync_MBps']:,.0f} MB/s, "
               f"read {base['sequential']['read_MBps']:,.0f} MB/s ({base['sequential']['read_was']}); "
               f"4 KiB files: {base['small_files'].get('create_per_s', 0):,.0f} creates/s, "
-              f"{base['small_files'].get('read_per_s', 0):,.0f} reads/s (one thread).", "",
+              f"{base['small_files'].get('read_per_s', 0):,.0f} reads/s (one thread).", ""]
+    ns = base.get("namespace")
+    if ns:
+        lines += [f"exastor's namespace layer called in-process, without HTTP or the Blob front-end (same run): "
+                  f"{ns['write_MBps']:,.0f} MB/s write and {ns['read_MBps']:,.0f} MB/s read for the same "
+                  f"{mib} MiB in 4 streams, {ns['small_put_per_s']:,.0f} 4 KiB puts/s at concurrency 16. "
+                  "No front-end on this store can exceed these on this machine: the write path chunks, "
+                  "hashes (BLAKE3 and the MD5 ETag), compresses and fsyncs every byte, and commits each "
+                  "object durably before answering. Over HTTP the Blob front-end reached "
+                  f"{ex['large_lean']['upload_MBps'] / ns['write_MBps']:.0%} of that write rate and "
+                  f"{ex['small']['upload_per_s'] / ns['small_put_per_s']:.0%} of that small-put rate (client "
+                  "on the same 2 cores). The targets (>= 4x / >= 10x Azurite, which does not chunk, dedupe "
+                  "or compress) need a faster write path, not a faster protocol layer.", ""]
+    lines += [
               "How: large transfers use azure-storage-blob exactly as an application would (upload_blob with "
               "max_block_size 8 MiB and max_concurrency 4 is Put Block x 32 + Put Block List; download_blob "
               "with 8 MiB chunks and max_concurrency 4 is ranged Get Blob); the best of the repeats is "
@@ -314,7 +375,8 @@ def main() -> int:
     with Progress(console=console) as progress:
         task = progress.add_task("baselines", total=5)
         result["baseline"] = {"sequential": sequential_write_read(tmp, payload(args.mib * MiB)),
-                              "small_files": small_files(tmp, args.small)}
+                              "small_files": small_files(tmp, args.small),
+                              "namespace": asyncio.run(namespace_ceiling(tmp / "ceiling", args.mib, args.small))}
         progress.advance(task)
         with Servers(tmp) as servers:
             targets = servers.targets()
