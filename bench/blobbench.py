@@ -24,6 +24,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -365,13 +366,30 @@ def main() -> int:
         Path(args.md).write_text(render(read_result(args.render)))
         return 0
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
     console = Console()
     tmp = Path(tempfile.mkdtemp(prefix="blobbench-", dir=str(REPO / "bench/results/tmp")))
     result: dict = {"when": utc_stamp(), "inputs": vars(args), "machine": machine_info(tmp),
                     "azurite_version": "3.35.0", "servers": {}}
     result["node_version"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    try:
+        _run(args, result, tmp, console)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_result(args.out, result)
+    plot(result, Path(args.out).with_suffix(".png"))
+    Path(args.md).write_text(render(result))
+    table = Table("workload", "exastor", "Azurite", "ratio")
+    ex, az = result["servers"]["exastor"], result["servers"]["azurite"]
+    for w, m in (("large", "upload_MBps"), ("large", "download_MBps"), ("large_lean", "upload_MBps"),
+                 ("large_lean", "download_MBps"), ("small", "upload_per_s"), ("small", "download_per_s")):
+        table.add_row(f"{w} {m}", f"{ex[w][m]:,.1f}", f"{az[w][m]:,.1f}", f"{ex[w][m] / az[w][m]:.1f}x")
+    console.print(table)
+    return 0
+
+
+def _run(args: argparse.Namespace, result: dict, tmp: Path, console) -> None:  # noqa: ANN001
+    from rich.progress import Progress
     with Progress(console=console) as progress:
         task = progress.add_task("baselines", total=5)
         result["baseline"] = {"sequential": sequential_write_read(tmp, payload(args.mib * MiB)),
@@ -403,17 +421,6 @@ def main() -> int:
                     "small": {"upload_per_s": max(x["upload_per_s"] for x in r["small"]),
                               "download_per_s": max(x["download_per_s"] for x in r["small"]),
                               "runs": r["small"]}}
-    write_result(args.out, result)
-    plot(result, Path(args.out).with_suffix(".png"))
-    Path(args.md).write_text(render(result))
-    table = Table("workload", "exastor", "Azurite", "ratio")
-    ex, az = result["servers"]["exastor"], result["servers"]["azurite"]
-    for w, m in (("large", "upload_MBps"), ("large", "download_MBps"), ("large_lean", "upload_MBps"),
-                 ("large_lean", "download_MBps"), ("small", "upload_per_s"),
-                 ("small", "download_per_s")):
-        table.add_row(f"{w} {m}", f"{ex[w][m]:,.1f}", f"{az[w][m]:,.1f}", f"{ex[w][m] / az[w][m]:.1f}x")
-    console.print(table)
-    return 0
 
 
 if __name__ == "__main__":
