@@ -229,7 +229,8 @@ def run_suite(
         main, alt = discover_owner(endpoint, main, venv), discover_owner(endpoint, alt, venv)
     conf = out_dir / "s3tests.conf"
     conf.write_text(render_config(endpoint, main, alt))
-    report = out_dir / "results.jsonl"
+    # per-run name: two runs sharing an --out-dir (same --label) must not append to one file
+    report = out_dir / f"results.{os.getpid()}.jsonl"
     report.unlink(missing_ok=True)
     junit = out_dir / "junit.xml"
     # our own ini and rootdir: otherwise pytest, started under this repository, would adopt the
@@ -280,6 +281,8 @@ def run_suite(
     lines = []
     if report.exists():
         lines = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
+    if report.exists():
+        report.replace(out_dir / "results.jsonl")
     results = _final_outcomes(lines)
     if ids is not None:
         for nodeid in ids:
