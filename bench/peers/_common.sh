@@ -23,10 +23,11 @@ wait_port() {  # wait_port PORT SECONDS [PID]: until something accepts on 127.0.
     return 1
 }
 
-stop_pidfile() {  # stop_pidfile FILE: TERM the recorded pid, KILL after 10 s
+stop_pidfile() {  # stop_pidfile FILE: TERM the recorded pid (its group if FILE.group exists), KILL after 10 s
     local file=$1 pid i
     [[ -f $file ]] || return 0
     pid=$(cat "$file")
+    if [[ -f $file.group ]]; then kill -- "-$pid" 2>/dev/null || true; rm -f "$file.group"; fi
     if kill -0 "$pid" 2>/dev/null; then
         kill "$pid" 2>/dev/null || true
         for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -42,4 +43,25 @@ status_pidfile() {
     else
         echo "stopped"; return 1
     fi
+}
+
+# Pid files are per port (NAME.PORT.pid), so two people benchmarking from one
+# checkout on different ports never stop each other's servers.
+pidfile_for() { echo "$RUN/$1.$2.pid"; }   # pidfile_for NAME PORT
+
+stop_named() {  # stop_named NAME [PORT]: that instance, or every NAME instance started from this checkout
+    local f
+    if [[ -n ${2:-} ]]; then stop_pidfile "$RUN/$1.$2.pid"; return; fi
+    for f in "$RUN/$1".*.pid; do [[ -e $f ]] && stop_pidfile "$f"; done
+    return 0
+}
+
+status_named() {  # status_named NAME [PORT]
+    local f found=1
+    if [[ -n ${2:-} ]]; then status_pidfile "$RUN/$1.$2.pid"; return; fi
+    for f in "$RUN/$1".*.pid; do
+        [[ -e $f ]] || continue
+        echo -n "$(basename "$f" .pid): "; status_pidfile "$f" && found=0
+    done
+    return $found
 }

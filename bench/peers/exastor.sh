@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # exastor itself, started the same way as the peers: `exastor serve` on 127.0.0.1
 # from the project venv (.venv), an admin user and a second user 'alt' (for s3-tests).
-# usage: exastor.sh start PORT DATADIR | stop | status
+# usage: exastor.sh start PORT DATADIR | stop [PORT] | status [PORT]
 source "$(dirname "$0")/_common.sh"
 REPO="$(cd "$BENCH_DIR/.." && pwd)"
 PY=${PY:-$REPO/.venv/bin/python}
-PIDFILE="$RUN/exastor.pid"
+PIDFILE=$(pidfile_for exastor "${2:-none}")
 AK=${EXASTOR_BENCH_ACCESS_KEY:-EXBENCHADMIN}
 SK=${EXASTOR_BENCH_SECRET_KEY:-exastor-bench-secret-0123456789}
 ALT_AK=${EXASTOR_BENCH_ALT_ACCESS_KEY:-EXBENCHALT}
@@ -18,14 +18,14 @@ case ${1:-} in
         mkdir -p "$dir"
         # --blob-port 0: the S3 benchmarks do not need the Blob listener (and its port may clash)
         nohup "$PY" -m exastor.cli serve --data "$dir" --s3-port "$port" --access-key "$AK" --secret-key "$SK" \
-            --blob-port 0 --log-level warning >"$LOGS/exastor.log" 2>&1 &
+            --blob-port 0 --log-level warning >"$LOGS/exastor.$port.log" 2>&1 &
         echo $! >"$PIDFILE"
         wait_port "$port" 60 "$(cat "$PIDFILE")"
         "$PY" -m exastor.cli user --data "$dir" add alt --access-key "$ALT_AK" --secret-key "$ALT_SK" >/dev/null \
             || echo "could not add user alt (already there?)" >&2
         echo "access_key=$AK secret_key=$SK alt_access_key=$ALT_AK alt_secret_key=$ALT_SK pid=$(cat "$PIDFILE")"
         ;;
-    stop) stop_pidfile "$PIDFILE" ;;
-    status) status_pidfile "$PIDFILE" ;;
-    *) echo "usage: $0 start PORT DATADIR | stop | status" >&2; exit 2 ;;
+    stop) stop_named exastor "${2:-}" ;;
+    status) status_named exastor "${2:-}" ;;
+    *) echo "usage: $0 start PORT DATADIR | stop [PORT] | status [PORT]" >&2; exit 2 ;;
 esac

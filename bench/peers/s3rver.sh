@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # s3rver (npm): a lightweight Node.js S3 server on the filesystem. Keys S3RVER/S3RVER.
-# usage: s3rver.sh install | start PORT DATADIR | stop | status
+# usage: s3rver.sh install | start PORT DATADIR | stop [PORT] | status [PORT]
 source "$(dirname "$0")/_common.sh"
 NODE_DIR="$PEERS/node"
 BIN="$NODE_DIR/node_modules/s3rver/bin/s3rver.js"
-PIDFILE="$RUN/s3rver.pid"
+PIDFILE=$(pidfile_for s3rver "${2:-none}")
 
 install() {
     [[ -f $BIN ]] && return 0
@@ -24,21 +24,17 @@ case ${1:-} in
             # for conformance runs restart it, counting crashes in the log, so one crash does not
             # fail every later test. The pid recorded is the loop's (its own process group).
             setsid bash -c 'while :; do node "$0" "$@"; echo "s3rver exited with $?: respawning" >&2; sleep 0.5; done' \
-                "$BIN" -d "$dir" -a 127.0.0.1 -p "$port" --silent >"$LOGS/s3rver.log" 2>&1 &
+                "$BIN" -d "$dir" -a 127.0.0.1 -p "$port" --silent >"$LOGS/s3rver.$port.log" 2>&1 &
             echo $! >"$PIDFILE"; echo group >"$PIDFILE.group"
         else
             # node itself, so that the pid we record is the process whose RSS we sample
-            nohup node "$BIN" -d "$dir" -a 127.0.0.1 -p "$port" --silent >"$LOGS/s3rver.log" 2>&1 &
+            nohup node "$BIN" -d "$dir" -a 127.0.0.1 -p "$port" --silent >"$LOGS/s3rver.$port.log" 2>&1 &
             echo $! >"$PIDFILE"; rm -f "$PIDFILE.group"
         fi
         wait_port "$port" 30 "$(cat "$PIDFILE")"
         echo "access_key=S3RVER secret_key=S3RVER pid=$(cat "$PIDFILE")"
         ;;
-    stop)
-        if [[ -f $PIDFILE.group && -f $PIDFILE ]]; then
-            kill -- "-$(cat "$PIDFILE")" 2>/dev/null || true; rm -f "$PIDFILE" "$PIDFILE.group"
-        fi
-        stop_pidfile "$PIDFILE" ;;
-    status) status_pidfile "$PIDFILE" ;;
-    *) echo "usage: $0 install | start PORT DATADIR | stop | status" >&2; exit 2 ;;
+    stop) stop_named s3rver "${2:-}" ;;
+    status) status_named s3rver "${2:-}" ;;
+    *) echo "usage: $0 install | start PORT DATADIR | stop [PORT] | status [PORT]" >&2; exit 2 ;;
 esac
