@@ -79,7 +79,8 @@ async def complete_upload(call: S3Call) -> None:
     if "sse_c" in obj.attrs:  # which part's counter each piece of the object was encrypted with
         numbers = [n for n, _ in requested]
         obj = await call.ns.update_object_attrs(call.principal, call.bucket, call.key, obj.version_id,
-                                                {"sse_c": {**obj.attrs["sse_c"], "part_numbers": numbers}})
+                                                {"sse_c": {**obj.attrs["sse_c"], "part_numbers": numbers}},
+                                                action="s3:PutObject")
     inner = (el("Location", f"/{call.bucket}/{call.key}") + el("Bucket", call.bucket) + el("Key", call.key)
              + el("ETag", f'"{obj.etag}"'))
     headers = [("x-amz-version-id", obj.version_id)] if obj.version_id != "null" else []
