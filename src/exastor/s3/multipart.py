@@ -35,6 +35,10 @@ async def upload_part(call: S3Call) -> None:
     number = _part_number(call)
     if "x-amz-copy-source" in call.h:
         src = copy_source(call)
+        upload = mp.get_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
+        if "sse_c" in src.attrs or "sse_c" in upload.attrs:
+            # a part copy shares the source's stored bytes, which would be ciphertext under another counter
+            raise S3Error("NotImplemented", "UploadPartCopy from or into an SSE-C object is not supported")
         start, end = copy_range(call, src)
         part = await mp.upload_part_copy(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"],
                                          number, src, start, end)
