@@ -47,7 +47,7 @@ for name in $ONLY; do
         s3rver | moto | radosgw | exastor)
             if ! info=$(bench/peers/$name.sh start "$PORT" "$dir" | tail -n 1); then
                 echo "!!! $name did not start; see bench/.peers/logs" >&2
-                bench/peers/$name.sh stop; rm -rf "$dir"; continue
+                bench/peers/$name.sh stop "$PORT"; rm -rf "$dir"; continue
             fi
             extra=()
             # RAM-backed peers: a 10 GiB object would measure their data, not their overhead
@@ -59,7 +59,7 @@ for name in $ONLY; do
             ak=$(kv access_key "$info"); sk=$(kv secret_key "$info")
             [[ $name == moto ]] && { ak=benchkey; sk=benchsecret; }
             bench_one "$name" "$PORT" "$ak" "$sk" "$(kv pid "$info")" "$dir" "${extra[@]}"
-            bench/peers/$name.sh stop
+            bench/peers/$name.sh stop "$PORT"
             ;;
         *) echo "unknown server $name" >&2 ;;
     esac
