@@ -532,7 +532,11 @@ class SegmentLog:
                 except OSError:
                     pass
             raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
-        except OSError:
+        except OSError as exc:
+            if segment in self._layouts and time.monotonic() - self._loaded_at.get(segment, 0.0) < 5.0:
+                # The layout was just read afresh and the file is still not there: a lost shard, not a
+                # move. Go degraded without another database round trip per record.
+                raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
             try:  # the layout may have changed under us (sealed, repaired, compacted): look again once
                 lay = self.layout(segment, fresh=True)
                 self._drop_stale_fds(lay)
