@@ -49,8 +49,9 @@ def test_anonymous_is_denied(exastor_server, s3, bucket):
     s3.put_object(Bucket=bucket, Key="k", Body=b"v")
     resp, data = raw(exastor_server, "GET", "/", b"")  # an anonymous caller owns no buckets
     assert resp.status == 200 and b"<Bucket>" not in data
-    for method, path in (("GET", f"/{bucket}/k"), ("PUT", f"/{bucket}/k2"), ("GET", f"/{bucket}")):
-        resp, data = raw(exastor_server, method, path, b"data" if method == "PUT" else b"")
+    for method, path in (("GET", f"/{bucket}/k"), ("PUT", f"/{bucket}/k2"), ("GET", f"/{bucket}"),
+                         ("PUT", "/anonymous-bucket")):
+        resp, data = raw(exastor_server, method, path, b"data" if path.endswith("k2") else b"")
         assert resp.status == 403 and error_code(data) == "AccessDenied", (method, path)
         assert resp.getheader("x-amz-request-id")
     with pytest.raises(ClientError):

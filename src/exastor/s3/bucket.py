@@ -22,7 +22,9 @@ async def list_buckets(call: S3Call) -> None:
 
 
 async def create_bucket(call: S3Call) -> None:
-    assert call.bucket and call.principal
+    if call.principal is None:
+        raise S3Error("AccessDenied")  # anonymous callers cannot own buckets
+    assert call.bucket
     body = await call.read_xml_body()
     region = None
     if body.strip():
