@@ -134,3 +134,24 @@ def test_virtual_host_style(exastor_server, s3, bucket):
     vh._endpoint.http_session.send = send
     assert vh.get_object(Bucket=bucket, Key="vh")["Body"].read() == b"virtual"
     assert [o["Key"] for o in vh.list_objects_v2(Bucket=bucket)["Contents"]] == ["vh"]
+
+
+def test_signed_payload_hash_mismatch_stores_nothing(exastor_server, s3, bucket):
+    """A body that does not hash to the signed x-amz-content-sha256 is refused, for small and large bodies."""
+    import hashlib
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    for size in (100, 9 << 20):
+        url = f"{exastor_server.endpoint}/{bucket}/sha-{size}"
+        signed_for = b"a" * size
+        req = AWSRequest(method="PUT", url=url, data=signed_for,
+                         headers={"x-amz-content-sha256": hashlib.sha256(signed_for).hexdigest()})
+        S3SigV4Auth(Credentials(exastor_server.access_key, exastor_server.secret_key), "s3", "us-east-1").add_auth(req)
+        sent = b"b" * size
+        r = requests.put(url, data=sent, headers=dict(req.headers.items()), timeout=60)
+        assert r.status_code == 400 and error_code(r.content) == "XAmzContentSHA256Mismatch"
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=bucket, Key=f"sha-{size}")

@@ -42,6 +42,7 @@ class S3Call:
     request_id: str
     auth: sigv4.AuthContext | None
     response_started: bool = False
+    payload_hash_in_spec: bool = False  # this request's put spec verifies the signed payload's SHA-256
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -83,9 +84,11 @@ class S3Call:
             raise S3Error("MaxMessageLengthExceeded") from exc
 
     # --- bodies ------------------------------------------------------------------
-    def body(self, limit: int = MAX_XML_BODY) -> AsyncIterator[bytes | memoryview]:
-        """The decoded request body, verified against its signature/sha256 as it streams."""
-        return _decoded_body(self, limit)
+    def body(self, limit: int = MAX_XML_BODY, *, spec: PutSpec | None = None) -> AsyncIterator[bytes | memoryview]:
+        """The decoded request body, verified against its signature as it streams. With the
+        ``spec`` of an object/part write, a signed payload's SHA-256 is left to the spec's
+        digesters (hashed on a worker thread beside the MD5, not on the event loop)."""
+        return _decoded_body(self, limit, sha256_in_spec=spec is not None and self.payload_hash_in_spec)
 
     def put_spec(self, attrs: dict[str, Any]) -> PutSpec:
         """Digesters and the verification step for an object or part body."""
@@ -135,7 +138,19 @@ class S3Call:
                 attrs["checksums"] = stored
 
         digesters: list[Any] = [*expected, *computed.values()]
-        return PutSpec(attrs=attrs, digesters=digesters, verify=verify, expected_size=size)
+        payload_sha256 = sigv4.payload_sha256_required(self.auth) if self.auth else None
+        sha = hashlib.sha256() if payload_sha256 else None
+        if sha is not None:
+            digesters.append(sha)
+
+        def verify_all(md5_hex: str, got_size: int) -> None:
+            if sha is not None and sha.hexdigest() != payload_sha256:
+                raise S3Error("XAmzContentSHA256Mismatch")
+            verify(md5_hex, got_size)
+
+        spec = PutSpec(attrs=attrs, digesters=digesters, verify=verify_all, expected_size=size)
+        self.payload_hash_in_spec = sha is not None
+        return spec
 
 
 def user_exists(call: S3Call) -> Callable[[str], bool]:
@@ -167,7 +182,8 @@ def _declared_size(call: S3Call) -> int | None:
     return size
 
 
-async def _decoded_body(call: S3Call, limit: int) -> AsyncIterator[bytes | memoryview]:
+async def _decoded_body(call: S3Call, limit: int, *, sha256_in_spec: bool = False
+                        ) -> AsyncIterator[bytes | memoryview]:
     h = call.h
     content_sha256 = h.get("x-amz-content-sha256", "")
     if call.auth is not None and not call.auth.presigned:
@@ -190,7 +206,7 @@ async def _decoded_body(call: S3Call, limit: int) -> AsyncIterator[bytes | memor
         decoder.finish()
         call._trailers = decoder.trailers  # type: ignore[attr-defined]
         return
-    want = sigv4.payload_sha256_required(call.auth) if call.auth else None
+    want = sigv4.payload_sha256_required(call.auth) if call.auth and not sha256_in_spec else None
     sha = hashlib.sha256() if want else None
     async for piece in call.req.stream():
         received += len(piece)

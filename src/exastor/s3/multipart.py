@@ -48,7 +48,7 @@ async def upload_part(call: S3Call) -> None:
     upload = mp.get_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
     attrs: dict = {}
     spec = call.put_spec(attrs)
-    body = call.body(MAX_PUT_SIZE)
+    body = call.body(MAX_PUT_SIZE, spec=spec)
     stored = upload.attrs.get("sse_c")
     ck = sse.customer_key(call.h)
     if stored is not None or ck is not None:

@@ -61,7 +61,7 @@ async def put_object(call: S3Call) -> None:
     ck = sse.new_object_encryption(call.h, attrs)
     spec = call.put_spec(attrs)
     spec.check = write_check(call)
-    body = sse.wrap_put(call.body(MAX_PUT_SIZE), ck, attrs, spec)
+    body = sse.wrap_put(call.body(MAX_PUT_SIZE, spec=spec), ck, attrs, spec)
     obj = await call.ns.put_object(call.principal, call.bucket, call.key, body, spec)
     headers = [("etag", f'"{obj.etag}"'), *_echo_checksums(obj.attrs), *sse.response_headers(obj.attrs)]
     if obj.version_id != "null":
