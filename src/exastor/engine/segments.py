@@ -666,13 +666,3 @@ class SegmentLog:
     @property
     def open_segment(self) -> int | None:
         return self._seg
-
-
-def _storage_error(exc: OSError) -> errors.StoreError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return errors.InsufficientStorage("drive full")
-    return errors.Unavailable(f"drive error: {exc.strerror}")
-
-
-def _fsync_dir(path: Path) -> None:
-    shards.fsync_dir(path)

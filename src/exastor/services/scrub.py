@@ -16,7 +16,7 @@ from typing import Any
 from exastor import errors
 from exastor.engine import shards
 from exastor.engine.drives import load_layout, mark_shard
-from exastor.engine.record import HEADER_SIZE
+from exastor.engine.record import SEGMENT_HEADER_SIZE
 from exastor.engine.segments import SegmentLog, record_length, segment_path
 
 Progress = Callable[[int], None]
@@ -119,11 +119,9 @@ class Scrubber:
 
 
 def _valid_end(buf: bytes) -> int:
+    """Offset just past the last valid record of a whole segment in memory."""
     view = memoryview(buf)
-    pos = 64
-    while pos < len(view):
-        n = record_length(view, pos)
-        if not n:
-            break
+    pos = SEGMENT_HEADER_SIZE
+    while pos < len(view) and (n := record_length(view, pos)):
         pos += n
-    return pos if pos >= HEADER_SIZE else len(view)
+    return pos
