@@ -401,12 +401,13 @@ def _shard_files(ns: Any) -> list[tuple[int, int, Path]]:
     return out
 
 
-def corruption_rounds(work: Path, rounds: int, per_round: int, seed: int, res: Results, progress: Any = None) -> None:
+def corruption_rounds(work: Path, rounds: int, per_round: int, seed: int, res: Results, progress: Any = None,
+                      objects: int = 60) -> None:
     """Flip/truncate shards (at most m per stripe per round); scrub must flag each, repair must fix each."""
     rng = random.Random(seed)
     ns = _open(work, 6, "4+2")
     try:
-        bodies = _fill(ns, rng, 60)
+        bodies = _fill(ns, rng, objects)
         ns.chunks.log.wait_sealed()
         log = ns.chunks.log
         for _ in range(rounds):
@@ -623,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cycles", type=int, default=200, help="kill -9 cycles")
     p.add_argument("--rounds", type=int, default=50, help="corruption rounds")
     p.add_argument("--per-round", type=int, default=20, help="corruptions per round")
+    p.add_argument("--objects", type=int, default=60, help="objects in the corruption scenario's store")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--only", choices=["kill", "corrupt", "drives", "speed"], action="append")
     p.add_argument("--speed-mb", type=int, default=256)
@@ -641,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
             if "corrupt" in want:
                 t = bar.add_task("corruption rounds", total=args.rounds)
                 corruption_rounds(work / "corrupt", args.rounds, args.per_round, args.seed, res,
-                                  lambda n: bar.advance(t, n))
+                                  lambda n: bar.advance(t, n), objects=args.objects)
             if "drives" in want:
                 drive_scenarios(work / "drives", args.seed, res)
             if "speed" in want:
