@@ -298,6 +298,11 @@ class SegmentLog:
             return
         self.drives.maybe_refresh()
         reprotect = expect_state == "sealed"
+        if lay.kind == "plain" and not reprotect and size is not None:
+            # A one-drive segment sealed at rollover is its own final form: it was fsynced and
+            # appends cut any torn tail, so reading 64 MiB back would only burn a core.
+            self.meta.set_segment_state_sync(segment, "sealed", size)
+            return
         g = self.drives.seal_geometry() if (lay.kind == "replicas" or reprotect) else None
         if reprotect and (g is None or g.m == 0):
             return
