@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
 from exastor.blob.errors import BlobError
+from exastor.http import xmldoc
 
 HEADER = '<?xml version="1.0" encoding="utf-8"?>'
 
@@ -24,20 +25,10 @@ def doc(inner: str) -> bytes:
 
 
 def parse(body: bytes) -> ET.Element:
-    if not body.strip():
-        raise BlobError("InvalidXmlDocument")
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError as exc:
+        return xmldoc.parse(body)
+    except xmldoc.MalformedXml as exc:
         raise BlobError("InvalidXmlDocument") from exc
-    for node in root.iter():
-        if isinstance(node.tag, str) and "}" in node.tag:
-            node.tag = node.tag.split("}", 1)[1]
-    return root
 
 
-def text(node: ET.Element | None, path: str, default: str | None = None) -> str | None:
-    if node is None:
-        return default
-    child = node.find(path)
-    return child.text if child is not None and child.text is not None else default
+text = xmldoc.text

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape
 
+from exastor.http import xmldoc
 from exastor.s3.errors import S3Error
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -36,23 +37,13 @@ def owner_xml(owner: str, tag: str = "Owner") -> str:
 
 
 def parse(body: bytes) -> ET.Element:
-    if not body.strip():
-        raise S3Error("MalformedXML")
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError as exc:
+        return xmldoc.parse(body)
+    except xmldoc.MalformedXml as exc:
         raise S3Error("MalformedXML") from exc
-    for node in root.iter():  # drop namespaces: clients send both namespaced and bare documents
-        if isinstance(node.tag, str) and "}" in node.tag:
-            node.tag = node.tag.split("}", 1)[1]
-    return root
 
 
-def text(node: ET.Element | None, path: str, default: str | None = None) -> str | None:
-    if node is None:
-        return default
-    child = node.find(path)
-    return child.text if child is not None and child.text is not None else default
+text = xmldoc.text
 
 
 def parse_tagging(body: bytes, *, limit: int = 10) -> dict[str, str]:
