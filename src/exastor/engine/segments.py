@@ -298,12 +298,17 @@ class SegmentLog:
             return
         self.drives.maybe_refresh()
         reprotect = expect_state == "sealed"
-        if lay.kind == "plain" and not reprotect and size is not None:
-            # A one-drive segment sealed at rollover is its own final form: it was fsynced and
-            # appends cut any torn tail, so reading 64 MiB back would only burn a core.
-            self.meta.set_segment_state_sync(segment, "sealed", size)
-            return
         g = self.drives.seal_geometry() if (lay.kind == "replicas" or reprotect) else None
+        single_copy = lay.kind == "plain" or (lay.kind == "replicas" and lay.m == 0 and g is not None
+                                              and (g.k, g.m) == (1, 0) and len(lay.replicas) == 1)
+        if single_copy and not reprotect and size is not None and (good is None or set(lay.replicas) <= set(good)):
+            # A one-drive (1+0) segment sealed at rollover is its own final form: it was fsynced
+            # and appends cut any torn tail, so reading 64 MiB back would only burn a core.
+            if lay.kind == "plain":
+                self.meta.set_segment_state_sync(segment, "sealed", size)
+            else:
+                commit_seal(self.meta, segment, 1, 0, 0, size, [])
+            return
         if reprotect and (g is None or g.m == 0):
             return
         data = self._replica_bytes(lay, good, size)
