@@ -19,6 +19,7 @@ from exastor.blob.common import DEFAULT_VERSION, BlobCall, map_store_error
 from exastor.blob.errors import BlobError
 from exastor.blob.router import Route, route
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
+from exastor.meta.sqlite import store_error
 from exastor.namespace.blobs import Blobs
 from exastor.namespace.store import Namespace
 
@@ -58,10 +59,10 @@ class BlobApp:
         except errors.StoreError as exc:
             await self._error(call, map_store_error(exc, call))
         except sqlite3.OperationalError as exc:
-            full = "full" in str(exc)
-            if not full:
+            failure = store_error(exc)
+            if isinstance(failure, errors.Unavailable):
                 log.exception("metadata error on %s %s", req.method, req.raw_path)
-            await self._error(call, BlobError("InsufficientStorage" if full else "ServerBusy"))
+            await self._error(call, map_store_error(failure, call))
         except Exception:
             log.exception("internal error on %s %s (request %s)", req.method, req.raw_path, call.request_id)
             await self._error(call, BlobError("InternalError"))

@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from exastor import errors
+
 T = TypeVar("T")
 
 _MAX_BATCH = 256
@@ -34,6 +36,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA cache_size=-65536")
     return conn
+
+
+def store_error(exc: sqlite3.OperationalError) -> errors.StoreError:
+    """The protocol-neutral meaning of a database failure: a full disk (nothing was committed),
+    or a transient condition the client should retry."""
+    if "full" in str(exc):
+        return errors.InsufficientStorage("the metadata disk is full")
+    return errors.Unavailable("metadata database busy or failing")
 
 
 class SqliteRunner:

@@ -13,6 +13,7 @@ import sqlite3
 
 from exastor import errors
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
+from exastor.meta.sqlite import store_error
 from exastor.namespace.store import Namespace
 from exastor.s3 import access, cors, sigv4
 from exastor.s3.common import S3Call
@@ -113,10 +114,10 @@ class S3App:
         except errors.StoreError as exc:
             await self._error(call, to_s3_error(exc, call))
         except sqlite3.OperationalError as exc:
-            full = "full" in str(exc)
-            if not full:
+            failure = store_error(exc)
+            if isinstance(failure, errors.Unavailable):
                 log.exception("metadata error on %s %s", req.method, req.raw_path)
-            await self._error(call, S3Error("InsufficientStorage" if full else "ServiceUnavailable"))
+            await self._error(call, to_s3_error(failure, call))
         except Exception:
             log.exception("internal error on %s %s (request %s)", req.method, req.raw_path, request_id)
             await self._error(call, S3Error("InternalError"))
