@@ -171,21 +171,17 @@ class Metadata:
 
     def get_bucket(self, name: str) -> Bucket | None:
         def q(cur: Any) -> Bucket | None:
-            cur.execute("SELECT name, owner, created_ns, region, versioning, attrs FROM buckets WHERE name = ?",
-                        (name,))
-            row = cur.fetchone()
-            return Bucket(*row[:5], json.loads(row[5])) if row else None
+            return _get_bucket(cur, name)
 
         return self.runner.read(q, snapshot=False)
 
     def list_buckets(self, owner: str | None = None) -> list[Bucket]:
         def q(cur: Any) -> list[Bucket]:
             if owner is None:
-                cur.execute("SELECT name, owner, created_ns, region, versioning, attrs FROM buckets ORDER BY name")
+                cur.execute(f"SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name")
             else:
-                cur.execute("SELECT name, owner, created_ns, region, versioning, attrs FROM buckets "
-                            "WHERE owner = ? ORDER BY name", (owner,))
-            return [Bucket(*r[:5], json.loads(r[5])) for r in cur.fetchall()]
+                cur.execute(f"SELECT {BUCKET_COLUMNS} FROM buckets WHERE owner = ? ORDER BY name", (owner,))
+            return [_bucket_row(r) for r in cur.fetchall()]
 
         return self.runner.read(q)
 
@@ -210,12 +206,9 @@ class Metadata:
         """Set versioning and/or merge attributes (a value of None removes that attribute)."""
 
         def tx(cur: Any) -> Bucket:
-            cur.execute("SELECT name, owner, created_ns, region, versioning, attrs FROM buckets WHERE name = ?",
-                        (name,))
-            row = cur.fetchone()
-            if not row:
+            bucket = _get_bucket(cur, name)
+            if bucket is None:
                 raise errors.BucketNotFound(name)
-            bucket = Bucket(*row[:5], json.loads(row[5]))
             if versioning is not None:
                 bucket.versioning = versioning
             for k, v in (attrs_patch or {}).items():
@@ -497,6 +490,19 @@ class Metadata:
 
 
 # --- transaction bodies shared by several operations ----------------------------
+
+BUCKET_COLUMNS = "name, owner, created_ns, region, versioning, attrs"
+
+
+def _bucket_row(row: tuple) -> Bucket:
+    return Bucket(*row[:5], json.loads(row[5]))
+
+
+def _get_bucket(cur: Any, name: str) -> Bucket | None:
+    cur.execute(f"SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = ?", (name,))
+    row = cur.fetchone()
+    return _bucket_row(row) if row else None
+
 
 def _bucket_versioning(cur: Any, bucket: str) -> str:
     cur.execute("SELECT versioning FROM buckets WHERE name = ?", (bucket,))
