@@ -1,10 +1,14 @@
-"""Systematic Reed-Solomon over GF(2^8) (zfec), and the choice of a stripe geometry.
+"""Systematic Reed-Solomon over GF(2^8), and the choice of a stripe geometry.
 
-Why zfec and not pyeclib + ISA-L (both measured; docs/reliability.md has the numbers):
-- zfec works on raw, equal-length blocks with no fragment headers, so a degraded read can decode
-  just the byte columns a record occupies (RS is column-wise), not a whole 16 MiB fragment;
-- it releases the GIL while coding, so sealing on a thread never stalls a worker's event loop;
-- it handles wide stripes (146+4); liberasurecode's ISA-L backend refuses more than 32 fragments.
+The code is zfec's: its generator matrix decides the parity bytes on disk (pinned by
+docs/format.md). The byte work runs on ISA-L's SIMD kernel when it is loaded (engine/gf.py: the
+same matrices, several GB/s, GIL released) and on zfec itself otherwise; both give identical bytes.
+
+Why this shape and not pyeclib's own API (both measured; docs/reliability.md has the numbers):
+- raw, equal-length blocks with no fragment headers, so a degraded read decodes just the byte
+  columns a record occupies (RS is column-wise), not a whole 16 MiB fragment;
+- the GIL is released while coding, so sealing on a thread never stalls a worker's event loop;
+- wide stripes (146+4) work; liberasurecode refuses more than 32 fragments, ISA-L's kernel does not.
 
 Shards 0..k-1 are the segment's bytes cut into k contiguous pieces (zero-padded to equal length);
 shards k..k+m-1 are parity. With k=1 the parity shards are copies (mirroring).
@@ -16,6 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import zfec
+
+from exastor.engine import gf
 
 MAX_SHARDS = 256  # zfec's limit on k + m
 
@@ -100,6 +106,25 @@ def _decoder(k: int, n: int) -> zfec.Decoder:
     return zfec.Decoder(k, n)
 
 
+@lru_cache(maxsize=64)
+def parity_matrix(k: int, m: int) -> gf.Matrix:
+    """zfec's parity rows (m x k): parity shard j = sum over i of P[j][i] * data shard i.
+    Read out of zfec itself by encoding unit vectors (RS is linear, column by column), so the
+    ISA-L path writes exactly the bytes zfec would (docs/format.md pins zfec's matrix)."""
+    units = [bytes(int(i == col) for col in range(k)) for i in range(k)]
+    parity = _encoder(k, k + m).encode(units, list(range(k, k + m)))
+    return [list(bytes(row)) for row in parity]
+
+
+@lru_cache(maxsize=256)
+def _rebuild_matrix(k: int, m: int, use: tuple[int, ...], missing: tuple[int, ...]) -> gf.Matrix:
+    """Rows that turn the k shards ``use`` into the shards ``missing`` (data or parity)."""
+    parity = parity_matrix(k, m)
+    generator = [[int(i == c) for c in range(k)] if i < k else parity[i - k] for i in range(k + m)]
+    to_data = gf.mat_invert([generator[i] for i in use])  # data = to_data x shards(use)
+    return gf.mat_mul([generator[i] for i in missing], to_data)
+
+
 def encode(data_shards: list[bytes], m: int) -> list[bytes]:
     """The m parity shards of k equal-length data shards."""
     k = len(data_shards)
@@ -107,6 +132,8 @@ def encode(data_shards: list[bytes], m: int) -> list[bytes]:
         return []
     if k == 1:
         return [data_shards[0]] * m
+    if gf.available():
+        return [bytes(p) for p in gf.apply(parity_matrix(k, m), data_shards)]
     return list(_encoder(k, k + m).encode(data_shards, list(range(k, k + m))))
 
 
@@ -123,6 +150,9 @@ def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict
         only = next(iter(available.values()))
         return {**out, **{i: only for i in missing}}
     use = sorted(available)[:k]
+    if gf.available():
+        rebuilt = gf.apply(_rebuild_matrix(k, m, tuple(use), tuple(missing)), [available[i] for i in use])
+        return {**out, **{i: bytes(b) for i, b in zip(missing, rebuilt, strict=True)}}
     if any(i >= k for i in use):
         data = _decoder(k, k + m).decode([available[i] for i in use], use)
         data = [bytes(d) for d in data]
