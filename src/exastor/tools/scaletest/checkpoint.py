@@ -12,27 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
-from exastor.tools.scaletest.dataset import payload
+from exastor.tools.scaletest.dataset import ObjectWriter, payload
 from exastor.tools.scaletest.results import CheckpointResult
 
 
-class CheckpointStorage(Protocol):
-    errors: int
-
-    async def ensure_bucket(self) -> None: ...
-
-    async def write_object(
-        self,
-        key: str,
-        size: int,
-        part_size: int,
-        make_part: Callable[[int, int, int], Awaitable[bytes | memoryview]],
-        parallel: int = 4,
-    ) -> None: ...
-
+class CheckpointStorage(ObjectWriter, Protocol):
     async def read_object(self, key: str, size: int, part_size: int, parallel: int = 4) -> int: ...
 
     async def delete(self, key: str) -> None: ...

@@ -138,21 +138,39 @@ class DatasetSpec:
         return json.dumps({**asdict(self), "fingerprint": self.fingerprint, "total_bytes": self.total_bytes}).encode()
 
 
-class WritableStorage(Protocol):
+PartMaker = Callable[[int, int, int], Awaitable[bytes | memoryview]]  # (index, offset, length) -> bytes
+
+
+class ObjectWriter(Protocol):
+    errors: int
+
     async def ensure_bucket(self) -> None: ...
 
+    async def write_object(self, key: str, size: int, part_size: int, make_part: PartMaker,
+                           parallel: int = 4) -> None: ...
+
+
+class WritableStorage(ObjectWriter, Protocol):
     async def get_bytes(self, key: str) -> bytes | None: ...
 
     async def put(self, key: str, data: bytes | memoryview) -> None: ...
 
-    async def write_object(
-        self,
-        key: str,
-        size: int,
-        part_size: int,
-        make_part: Callable[[int, int, int], Awaitable[bytes | memoryview]],
-        parallel: int = 4,
-    ) -> None: ...
+
+class Session:
+    """``async with`` support for a storage client with ``open``/``close``."""
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self):  # noqa: ANN204 - returns the concrete subclass
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 async def dataset_present(storage: WritableStorage, spec: DatasetSpec) -> bool:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from exastor.tools.scaletest.dataset import PartMaker, Session
 
-class FileStore:
+
+class FileStore(Session):
     def __init__(self, root: str, pool: int = 64, read_chunk: int = 4 << 20) -> None:
         self.root = os.path.abspath(root)
         self.pool = pool
@@ -25,13 +27,6 @@ class FileStore:
     @property
     def description(self) -> str:
         return f"file://{self.root}"
-
-    async def __aenter__(self) -> FileStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def open(self) -> None:
         if self._executor is None:
@@ -105,7 +100,7 @@ class FileStore:
         key: str,
         size: int,
         part_size: int,
-        make_part: Callable[[int, int, int], Awaitable[bytes | memoryview]],
+        make_part: PartMaker,
         parallel: int = 4,
     ) -> None:
         """Parts written in place with pwrite, ``parallel`` at a time, then renamed into view."""

@@ -25,6 +25,8 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
+from exastor.tools.scaletest.dataset import PartMaker, Session
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _RETRYABLE_STATUS = {500, 502, 503, 504}
@@ -135,7 +137,7 @@ def _xml_text(body: bytes, tag: str) -> str:
     raise ValueError(f"no <{tag}> in response")
 
 
-class S3Client:
+class S3Client(Session):
     """Path-style S3 over one bounded aiohttp connection pool.
 
     ``pool`` bounds both open connections and requests in flight: thousands of
@@ -171,13 +173,6 @@ class S3Client:
     @property
     def description(self) -> str:
         return f"{self.base}/{self.bucket}"
-
-    async def __aenter__(self) -> S3Client:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def open(self) -> None:
         if self._session is None:
@@ -319,7 +314,7 @@ class S3Client:
         key: str,
         size: int,
         part_size: int,
-        make_part: Callable[[int, int, int], Awaitable[bytes | memoryview]],
+        make_part: PartMaker,
         parallel: int = 4,
     ) -> None:
         """Write ``size`` bytes produced part by part: one PUT when it fits a part, else multipart.
@@ -362,7 +357,7 @@ async def _run_parts(
     size: int,
     part_size: int,
     parallel: int,
-    make_part: Callable[[int, int, int], Awaitable[bytes | memoryview]],
+    make_part: PartMaker,
     send: Callable[[int, bytes | memoryview], Awaitable[str]],
 ) -> list[tuple[int, str]]:
     """Make and send parts with at most ``parallel`` in flight; (part number, result) pairs."""
