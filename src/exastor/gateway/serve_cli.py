@@ -8,6 +8,7 @@ import sys
 
 from exastor import __version__
 from exastor.config import ConfigError, load
+from exastor.engine import gf
 from exastor.gateway import server
 from exastor.gateway.lock import DataDirLocked, shared
 from exastor.gateway.memory import tune_malloc
@@ -70,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
     account = ensure_account(cfg.data, cfg.account_name, cfg.account_key)
     cfg.account_name, cfg.account_key = account.name, account.key
     shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
-    endpoint = f"http://{shown_host}:{cfg.s3_port}"
 
     def banner() -> None:
+        endpoint = f"http://{shown_host}:{cfg.s3_port}"  # after binding: --s3-port 0 got a real port
         lines = [
             f"exastor {__version__} is serving",
             f"  S3 endpoint : {endpoint}",
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             ("  drives      : 1 drive: NO REDUNDANCY - a failed drive loses data; add drives for erasure coding"
              if n_drives == 1 and geometry.m == 0 else
              f"  drives      : {n_drives}, erasure {geometry} (survives {geometry.m} drive failures; "
-             f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas)"),
+             f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas; "
+             f"coded by {gf.kernel_name()})"),
             f"  access key  : {creds.access_key}",
             f"  secret key  : {creds.secret_key}"
             + (f"   (generated; stored 0600 in {cfg.data / 'credentials.toml'})" if creds.generated else ""),

@@ -55,6 +55,10 @@ def bind_all(cfg: Config) -> dict[str, socket.socket]:
         except ListenError:
             sockets["s3"].close()
             raise
+    # Port 0 asks the kernel for a free port: record the one we got, for the banner and the workers.
+    cfg.s3_port = sockets["s3"].getsockname()[1]
+    if "blob" in sockets:
+        cfg.blob_port = sockets["blob"].getsockname()[1]
     return sockets
 
 
