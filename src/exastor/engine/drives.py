@@ -14,10 +14,8 @@ Fault injection (tests/faults): when ``EXASTOR_FAULTS`` names a JSON file, every
 consults it: ``{"<drive path>": {"readonly": true, "full": true, "slow_ms": 20, "eio": true}}``.
 The file is re-read when it changes, so a running server can be broken from outside.
 
-Crash points (tests/faults): when ``EXASTOR_CRASH_POINTS`` names a file holding e.g.
-``seal.committed=0.2,repair.written=0.5``, ``crash_point(name)`` SIGKILLs the whole process group
-with that probability (appending the name to the file ``EXASTOR_CRASH_LOG`` first), so the harness
-can kill -9 exactly between two steps of sealing, repair or compaction.
+Crash points (tests/faults): ``crash_point`` (exastor/crashpoints.py, re-exported here) kills -9
+the process group between two steps of sealing, repair, compaction or a metadata commit.
 """
 
 from __future__ import annotations
@@ -27,8 +25,6 @@ import json
 import logging
 import os
 import queue
-import random
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from exastor import errors
+from exastor.crashpoints import crash_point  # noqa: F401 - re-exported: engine and services import it here
 from exastor.engine import erasure
 from exastor.meta.store import Metadata
 
@@ -78,48 +75,6 @@ class Layout:
         if self.k == 0:
             return "plain"
         return "ec" if self.shard_len else "replicas"
-
-
-class _CrashPoints:
-    """Crash points named in the file ``EXASTOR_CRASH_POINTS`` (re-read when it changes)."""
-
-    def __init__(self) -> None:
-        self.path = os.environ.get("EXASTOR_CRASH_POINTS")
-        self.rng = random.Random(int(os.environ.get("EXASTOR_CRASH_SEED", "0")) * 1_000_003 + os.getpid())
-        self._mtime = -1.0
-        self.spec: dict[str, float] = {}
-
-    def probability(self, name: str) -> float:
-        if not self.path:
-            return 0.0
-        try:
-            mtime = os.stat(self.path).st_mtime
-            if mtime != self._mtime:
-                with open(self.path) as f:
-                    text = f.read()
-                self.spec = {}
-                for item in text.replace("\n", ",").split(","):
-                    key, _, p = item.partition("=")
-                    if key.strip():
-                        self.spec[key.strip()] = float(p or 1)
-                self._mtime = mtime
-        except (OSError, ValueError):
-            return 0.0
-        return self.spec.get(name, 0.0)
-
-
-_CRASH = _CrashPoints()
-
-
-def crash_point(name: str) -> None:
-    """Fault injection only: kill -9 this whole process group here, with the configured probability."""
-    p = _CRASH.probability(name)
-    if p and _CRASH.rng.random() < p:
-        log_path = os.environ.get("EXASTOR_CRASH_LOG")
-        if log_path:
-            with open(log_path, "a") as f:
-                f.write(name + "\n")
-        os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 class Faults:

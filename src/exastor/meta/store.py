@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from exastor import errors
+from exastor.crashpoints import crash_point
 from exastor.engine import manifest as mf
 from exastor.meta.records import (
     OBJECT_COLUMNS,
@@ -98,6 +99,17 @@ def drop_refs(cur: Any, counts: Counter[bytes]) -> None:
         "dead_since_ns = CASE WHEN refs - ? <= 0 THEN ? ELSE dead_since_ns END WHERE fp = ?",
         [(n, n, now, fp) for fp, n in counts.items()],
     )
+
+
+def _crashing(tx: Callable[[Any], T], op: str) -> Callable[[Any], T]:
+    """``tx``, then the crash point ``<op>.before_commit`` (exastor/crashpoints.py): on the metadata
+    writer thread, inside the batch's transaction, after the data it points at was made durable."""
+    def run(cur: Any) -> T:
+        result = tx(cur)
+        crash_point(op + ".before_commit")
+        return result
+
+    return run
 
 
 def next_seq(cur: Any) -> int:
@@ -253,7 +265,9 @@ class Metadata:
         def tx(cur: Any) -> ObjectVersion:
             return put_version(cur, obj, new_chunks, check, make_version_id)
 
-        return await self.runner.write(tx, durable=durable)
+        committed = await self.runner.write(_crashing(tx, "put"), durable=durable)
+        crash_point("put.committed")  # durable, not yet answered
+        return committed
 
     async def delete_object(self, bucket: str, key: str, version_id: str | None, *,
                             make_version_id: Callable[[], str], owner: str,
@@ -289,7 +303,9 @@ class Metadata:
             marker = ObjectVersion(bucket, key, "", 0, True, True, 0, "", _now_ns(), owner, {}, None)
             return put_version(cur, marker, [], None, make_version_id), True
 
-        return await self.runner.write(tx)
+        result = await self.runner.write(_crashing(tx, "delete"))
+        crash_point("delete.committed")
+        return result
 
     async def update_object_attrs(self, bucket: str, key: str, version_id: str | None,
                                   patch: dict[str, Any]) -> ObjectVersion:
@@ -445,7 +461,9 @@ class Metadata:
             _delete_upload(cur, upload_id)  # releases the parts' references; the object holds its own
             return committed
 
-        return await self.runner.write(tx)
+        result = await self.runner.write(_crashing(tx, "multipart"))
+        crash_point("multipart.committed")
+        return result
 
     # --- chunks and segments ---------------------------------------------------
     def lookup_chunks(self, fps: list[bytes]) -> dict[bytes, ChunkLocation]:

@@ -1,0 +1,110 @@
+"""kill -9 at each named crash point of a metadata commit (exastor/crashpoints.py): a PUT, a DELETE and
+a multipart complete, each once before its transaction commits (data durable) and once after it
+committed but before the client was answered. The client never gets an answer; after a restart the
+operation either did not happen at all or happened completely, exactly as the point says, and what
+is there is byte-identical."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from conftest import exastor, s3_client, start_server
+
+BUCKET = "points"
+
+
+def _md5(b: bytes) -> str:
+    return hashlib.md5(b).hexdigest()
+
+
+def _exists(s3, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=BUCKET, Key=key)
+        return True
+    except ClientError as exc:
+        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        return False
+
+
+def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
+    drives = [a for i in range(3) for a in ("--drive", str(tmp_path / f"d{i}"))]
+    points, crash_log = tmp_path / "crash-points", tmp_path / "crash-log"
+    points.write_text("")
+    server = start_server(tmp_path, *drives, env={
+        "EXASTOR_CRASH_POINTS": str(points), "EXASTOR_CRASH_LOG": str(crash_log),
+        "EXASTOR_SEGMENT_SIZE": str(1 << 20)})
+    try:
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket=BUCKET)
+        kept = {}  # acknowledged objects that must survive everything below
+        for i in range(4):
+            body = os.urandom(200_000 + i)
+            s3.put_object(Bucket=BUCKET, Key=f"kept{i}", Body=body)
+            kept[f"kept{i}"] = _md5(body)
+        victims = {}
+        for name in ("del-before", "del-committed"):
+            body = os.urandom(150_000)
+            s3.put_object(Bucket=BUCKET, Key=name, Body=body)
+            victims[name] = _md5(body)
+        parts = [os.urandom(5 << 20), os.urandom(70_000)]
+        uploads = {}
+        for name in ("mp-before", "mp-committed"):
+            up = s3.create_multipart_upload(Bucket=BUCKET, Key=name)["UploadId"]
+            etags = [s3.upload_part(Bucket=BUCKET, Key=name, UploadId=up, PartNumber=n + 1, Body=p)["ETag"]
+                     for n, p in enumerate(parts)]
+            uploads[name] = (up, {"Parts": [{"ETag": e, "PartNumber": n + 1} for n, e in enumerate(etags)]})
+        put_bodies = {"put-before": os.urandom(300_000), "put-committed": os.urandom(300_000)}
+
+        def put(key: str) -> None:
+            s3.put_object(Bucket=BUCKET, Key=key, Body=put_bodies[key])
+
+        def delete(key: str) -> None:
+            s3.delete_object(Bucket=BUCKET, Key=key)
+
+        def complete(key: str) -> None:
+            up, mp = uploads[key]
+            s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=up, MultipartUpload=mp)
+
+        cases = [("put.before_commit", put, "put-before"), ("put.committed", put, "put-committed"),
+                 ("delete.before_commit", delete, "del-before"), ("delete.committed", delete, "del-committed"),
+                 ("multipart.before_commit", complete, "mp-before"),
+                 ("multipart.committed", complete, "mp-committed")]
+        for point, op, key in cases:
+            points.write_text(f"{point}=1")
+            with pytest.raises((BotoCoreError, ClientError)):
+                op(key)  # the server kills its own process group: no answer
+            server.proc.wait(timeout=30)
+            assert crash_log.read_text().split()[-1] == point
+            points.write_text("")
+            server.start()
+            s3 = s3_client(server)
+            committed = point.endswith(".committed")
+            if op is put:
+                assert _exists(s3, key) == committed, point
+                if committed:
+                    data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+                    assert _md5(data) == _md5(put_bodies[key]), point
+            elif op is delete:
+                assert _exists(s3, key) == (not committed), point
+                if not committed:
+                    data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+                    assert _md5(data) == victims[key], point
+            else:
+                open_uploads = {u["UploadId"] for u in s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])}
+                assert _exists(s3, key) == committed, point
+                assert (uploads[key][0] in open_uploads) == (not committed), point
+                if not committed:
+                    complete(key)  # the upload survived whole: completing it again works
+                data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+                assert _md5(data) == _md5(b"".join(parts)), point
+            for k, digest in kept.items():
+                assert _md5(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()) == digest, (point, k)
+    finally:
+        server.stop()
+    report = exastor("fsck", "--json", data_dir=server.data_dir, check=False)
+    assert json.loads(report.stdout)["clean"], report.stdout
