@@ -26,6 +26,7 @@ from exastor.engine.record import CODEC_DELTA, HEADER_SIZE, SEGMENT_HEADER_SIZE,
 from exastor.engine.segments import SegmentLog, record_length, segment_path
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import MANIFEST_QUERIES, Metadata
+from exastor.services import relayout
 from exastor.services.repair import Repairer
 from exastor.services.scrub import Scrubber
 
@@ -45,6 +46,7 @@ class FsckReport:
     bad_shards: list[str] = field(default_factory=list)          # shards failing their block checksums
     repaired_shards: int = 0
     lost_chunks: list[str] = field(default_factory=list)         # no valid copy anywhere
+    rebuilt_layouts: int = 0                                     # --rebuild-index: segment layouts re-recorded
     seconds: float = 0.0
 
     @property
@@ -285,8 +287,15 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
 
 
 def rebuild_index(meta: Metadata, segments_dir: Path, progress: Progress | None = None) -> FsckReport:
-    """Throw the chunk index away and rebuild it from the segment files, then recount references."""
+    """Rebuild the layout tables from the shard trailers and segment headers on the drives
+    (services/relayout.py), then throw the chunk index away and rebuild it from the segments' records,
+    then recount references."""
     started = time.monotonic()
+    log = open_log(meta, segments_dir)
+    try:
+        layout = relayout.rebuild_layout(meta, log.drives)
+    finally:
+        log.close()
     found = scan_segments(meta, segments_dir, progress)
     wanted = referenced_counts(meta)
     now = time.time_ns()
@@ -307,6 +316,7 @@ def rebuild_index(meta: Metadata, segments_dir: Path, progress: Progress | None 
 
     meta.runner.write_sync(tx)
     report = FsckReport(chunks_checked=len(found))
+    report.rebuilt_layouts = layout.ec_segments + layout.replica_segments
     report.lost_chunks = [fp.hex() for fp in wanted if fp not in found]
     report.seconds = time.monotonic() - started
     return report

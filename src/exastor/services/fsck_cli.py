@@ -17,6 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from exastor.engine.drives import DriveSet
 from exastor.gateway.lock import DataDirLocked, exclusive
 from exastor.gateway.store import drive_dirs, open_metadata
 from exastor.services import fsck
@@ -28,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fix reference counts and repoint damaged chunks at valid copies (server must be stopped)")
     p.add_argument("--rebuild-index", action="store_true",
                    help="rebuild the chunk index from the segment files alone (server must be stopped)")
+    p.add_argument("--drive", action="append", default=[], metavar="PATH",
+                   help="with --rebuild-index: a drive directory of the store, when the database no longer lists "
+                        "its drives (repeat, in the order first given to `serve`)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
 
@@ -37,7 +41,7 @@ def _segment_bytes(segments: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
-    segments = drive_dirs(data)[0] / "segments"
+    segments = (Path(args.drive[0]).expanduser() if args.drive else drive_dirs(data)[0]) / "segments"
     if not (data / "meta" / "exastor.sqlite").exists():
         print(f"exastor fsck: no store at {data}", file=sys.stderr)
         return 2
@@ -48,11 +52,16 @@ def run(args: argparse.Namespace) -> int:
                 with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                               TimeRemainingColumn(), disable=args.json or not sys.stderr.isatty(),
                               console=None) as bar:
+                    rebuilt = None
                     if args.rebuild_index:
+                        if args.drive:  # registered if the database lost them (idempotent otherwise)
+                            DriveSet(meta, [Path(p).expanduser() for p in args.drive])
                         task = bar.add_task("rebuilding index", total=_segment_bytes(segments))
-                        fsck.rebuild_index(meta, segments, lambda n: bar.advance(task, n))
+                        rebuilt = fsck.rebuild_index(meta, segments, lambda n: bar.advance(task, n))
                     task = bar.add_task("verifying", total=_segment_bytes(segments))
                     report = fsck.check(meta, segments, repair=args.repair, progress=lambda n: bar.advance(task, n))
+                    if rebuilt is not None:
+                        report.rebuilt_layouts = rebuilt.rebuilt_layouts
             finally:
                 meta.close()
     except DataDirLocked:
@@ -68,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"corrupt chunks      : {len(report.corrupt_chunks)}")
         print(f"missing chunks      : {len(report.missing_chunks)}")
         print(f"refcount mismatches : {report.refcount_mismatches}")
+        if args.rebuild_index:
+            print(f"rebuilt layouts     : {report.rebuilt_layouts}")
         if args.repair:
             print(f"repaired refcounts  : {report.repaired_refcounts}")
             print(f"relocated chunks    : {report.relocated_chunks}")

@@ -1,0 +1,224 @@
+"""Rebuild the layout tables (``segments``, ``segment_layout``, ``shards``, ``replicas``) from the files
+on the drives alone: part of ``exastor fsck --rebuild-index`` (docs/format.md, "Rebuilding the index").
+
+Every file says what it is. A shard file ends with a trailer naming its segment, its index, k, m,
+``shard_len`` and ``data_len`` (engine/shards.py), checked by its own checksums; a segment file
+(an open segment's replica, or a sealed segment kept whole) starts with a header naming its segment.
+For each segment found:
+
+- a complete stripe (k + m shards agreeing on k, m, shard_len, data_len) makes it a sealed,
+  erasure-coded segment, whatever else lies around (replicas left by a crash after the seal
+  committed are orphans, deleted at the next start);
+- otherwise whole copies make it a segment of replicas: open if the database still says so (the next
+  start seals it, as after a crash), else sealed (the repairer erasure-codes sealed whole copies
+  once the drives allow);
+- otherwise k or more shards of one stripe make it erasure-coded with the missing shards recorded
+  as ``bad`` (queued for repair: ``fsck --repair`` or the running server rebuilds them);
+- a segment the database marks ``deleted`` stays deleted (its files are orphans), and a segment
+  whose rows agree with the files is left as it is (a one-drive store's plain files included).
+
+A segment with no usable file keeps whatever rows it had; the chunk scan that follows reports the
+chunks lost with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from exastor import errors
+from exastor.engine import shards as shardfiles
+from exastor.engine.drives import DriveSet
+from exastor.engine.record import SEGMENT_HEADER, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC
+from exastor.meta.store import Metadata
+
+log = logging.getLogger("exastor.relayout")
+
+_SHARD_NAME = re.compile(r"^seg-([0-9a-f]{16})\.s(\d{3})$")
+_SEGMENT_NAME = re.compile(r"^seg-([0-9a-f]{16})\.log$")
+
+
+@dataclass
+class LayoutReport:
+    ec_segments: int = 0          # recorded as erasure-coded stripes
+    replica_segments: int = 0     # recorded as whole copies
+    unchanged_segments: int = 0   # rows already agreed with the files
+    missing_shards: int = 0       # shards of a stripe not found: recorded 'bad', queued for repair
+    no_files: list[int] = field(default_factory=list)  # segments the database knows with no usable file
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    shards: dict[int, dict[int, list[tuple[int, shardfiles.ShardInfo]]]]  # seg -> idx -> [(drive, info)]
+    copies: dict[int, list[tuple[int, int, int]]]                         # seg -> [(drive, size, created_ns)]
+
+
+def _scan(drives: DriveSet) -> _Found:
+    found = _Found({}, {})
+    for d in drives.all:
+        if not drives.readable(d.id):
+            continue
+        try:
+            shard_names = sorted(os.listdir(d.shards))
+        except OSError:
+            shard_names = []
+        for name in shard_names:
+            match = _SHARD_NAME.match(name)
+            if match is None:
+                continue  # temporary files of an interrupted write, anything else
+            seg, idx = int(match[1], 16), int(match[2])
+            try:
+                fd = os.open(d.shards / name, os.O_RDONLY)
+                try:
+                    info = shardfiles.read_info(fd)
+                finally:
+                    os.close(fd)
+            except (OSError, errors.DataCorrupted) as exc:
+                log.warning("drive %d: ignoring shard file %s: %s", d.id, name, exc)
+                continue
+            if info.segment != seg or info.index != idx or idx >= info.k + info.m:
+                log.warning("drive %d: shard file %s names another shard", d.id, name)
+                continue
+            found.shards.setdefault(seg, {}).setdefault(idx, []).append((d.id, info))
+        try:
+            segment_names = sorted(os.listdir(d.segments))
+        except OSError:
+            segment_names = []
+        for name in segment_names:
+            match = _SEGMENT_NAME.match(name)
+            if match is None:
+                continue
+            seg = int(match[1], 16)
+            try:
+                with open(d.segments / name, "rb") as f:
+                    head = f.read(SEGMENT_HEADER_SIZE)
+                    size = os.fstat(f.fileno()).st_size
+            except OSError:
+                continue
+            if len(head) < SEGMENT_HEADER_SIZE:
+                continue
+            magic, sid, created = SEGMENT_HEADER.unpack(head)[:3]
+            if magic != SEGMENT_MAGIC or sid != seg:
+                log.warning("drive %d: %s is not segment %d", d.id, name, seg)
+                continue
+            found.copies.setdefault(seg, []).append((d.id, size, created))
+    return found
+
+
+def _best_stripe(by_idx: dict[int, list[tuple[int, shardfiles.ShardInfo]]]
+                 ) -> tuple[tuple[int, int, int, int], dict[int, list[int]]] | None:
+    """The geometry (k, m, shard_len, data_len) with the most shards found, and idx -> drives."""
+    groups: dict[tuple[int, int, int, int], dict[int, list[int]]] = {}
+    for idx, found in by_idx.items():
+        for drive, info in found:
+            key = (info.k, info.m, info.shard_len, info.data_len)
+            groups.setdefault(key, {}).setdefault(idx, []).append(drive)
+    if not groups:
+        return None
+    key = max(groups, key=lambda g: (len(groups[g]) >= g[0], len(groups[g]) - g[0] - g[1], len(groups[g])))
+    return key, groups[key]
+
+
+def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
+    """Make the layout tables agree with the files on the readable drives (see the module docstring)."""
+    report = LayoutReport()
+    drives.refresh()
+    found = _scan(drives)
+
+    def q(cur: Any) -> tuple[dict, dict, dict, dict]:
+        cur.execute("SELECT id, state, size, created_ns FROM segments")
+        segs = {int(a): (b, int(c), int(d)) for a, b, c, d in cur.fetchall()}
+        cur.execute("SELECT segment, k, m, shard_len, data_len FROM segment_layout")
+        lays = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
+        cur.execute("SELECT segment, idx, drive, state FROM shards")
+        shs: dict[int, dict[int, tuple[int, str]]] = {}
+        for seg, idx, drive, state in cur.fetchall():
+            shs.setdefault(int(seg), {})[int(idx)] = (int(drive), state)
+        cur.execute("SELECT segment, drive FROM replicas")
+        reps: dict[int, set[int]] = {}
+        for seg, drive in cur.fetchall():
+            reps.setdefault(int(seg), set()).add(int(drive))
+        return segs, lays, shs, reps
+
+    old_segs, old_lays, old_shards, old_reps = meta.runner.read(q)
+    now = time.time_ns()
+    first = drives.first.id
+    all_ids = [d.id for d in drives.all if d.state != "removed"]
+    plans: list[tuple[int, tuple, tuple, list[tuple[int, int, str]], list[int]]] = []
+    for seg in sorted(set(found.shards) | set(found.copies) | set(old_segs)):
+        old = old_segs.get(seg)
+        if old is not None and old[0] == "deleted":
+            continue
+        stripe = _best_stripe(found.shards.get(seg, {}))
+        copies = found.copies.get(seg, [])
+        created = old[2] if old is not None else min((c for _, _, c in copies), default=now)
+        complete = stripe is not None and len(stripe[1]) == stripe[0][0] + stripe[0][1]
+        decodable = stripe is not None and len(stripe[1]) >= stripe[0][0]
+        if complete or (decodable and not copies):
+            assert stripe is not None
+            (k, m, shard_len, data_len), where = stripe
+            before = old_shards.get(seg, {})
+            rows: list[tuple[int, int, str]] = []
+            used = {ds[0] for ds in where.values()}
+            for idx in range(k + m):
+                if idx in where:
+                    prev = before.get(idx)
+                    drive = prev[0] if prev is not None and prev[0] in where[idx] else where[idx][0]
+                    state = prev[1] if prev is not None and prev[0] == drive else "ok"
+                else:  # lost: a row the repairer will rebuild, on a drive holding no other shard of the stripe
+                    prev = before.get(idx)
+                    free = [i for i in all_ids if i not in used]
+                    drive = prev[0] if prev is not None and prev[0] not in used else (free or all_ids or [first])[0]
+                    used.add(drive)
+                    state = "bad"
+                    report.missing_shards += 1
+                rows.append((idx, drive, state))
+            if (old is not None and old[0] == "sealed" and old_lays.get(seg) == (k, m, shard_len, data_len)
+                    and before == {i: (d, s) for i, d, s in rows} and not old_reps.get(seg)):
+                report.unchanged_segments += 1
+                continue
+            plans.append((seg, ("sealed", data_len, created), (k, m, shard_len, data_len), rows, []))
+            report.ec_segments += 1
+        elif copies:
+            holders = sorted({d for d, _, _ in copies})
+            lay = old_lays.get(seg)
+            if old is not None and ((lay is None and holders == [first] and seg not in old_shards)
+                                    or (lay is not None and lay[2] == 0 and set(holders) == old_reps.get(seg))):
+                report.unchanged_segments += 1  # a plain file on drive 0, or whole copies the rows name
+                continue
+            if old is not None and old[0] == "open":
+                state, size, layout = "open", old[1], (1, len(holders) - 1, 0, 0)
+            else:
+                size = max(s for _, s, _ in copies)
+                state, layout = "sealed", (1, 0, 0, size)
+            plans.append((seg, (state, size, created), layout, [], holders))
+            report.replica_segments += 1
+        else:
+            report.no_files.append(seg)
+            if old is not None:
+                log.error("segment %d: no shard or copy of it found on the drives", seg)
+
+    def tx(cur: Any) -> None:
+        for seg, (state, size, created), (k, m, shard_len, data_len), rows, holders in plans:
+            cur.execute("DELETE FROM segments WHERE id = ?", (seg,))
+            cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, ?, ?, ?)",
+                        (seg, state, size, created))
+            cur.execute("DELETE FROM segment_layout WHERE segment = ?", (seg,))
+            cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
+                        (seg, k, m, shard_len, data_len))
+            cur.execute("DELETE FROM shards WHERE segment = ?", (seg,))
+            cur.executemany("INSERT INTO shards (segment, idx, drive, state) VALUES (?, ?, ?, ?)",
+                            [(seg, idx, drive, st) for idx, drive, st in rows])
+            cur.execute("DELETE FROM replicas WHERE segment = ?", (seg,))
+            cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in holders])
+
+    if plans:
+        meta.runner.write_sync(tx)
+        log.warning("rebuilt the layout of %d segments from the drives (%d erasure-coded, %d whole copies; "
+                    "%d shards missing, queued for repair)", len(plans), report.ec_segments,
+                    report.replica_segments, report.missing_shards)
+    return report
