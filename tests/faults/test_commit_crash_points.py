@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +30,22 @@ def _exists(s3, key: str) -> bool:
     except ClientError as exc:
         assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
         return False
+
+
+def _alive_in_group(pgid: int) -> list[int]:
+    """Processes of the group that are not zombies (a worker that outlived the kill would keep serving)."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            alive.append(int(entry))
+    return alive
 
 
 def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
@@ -79,6 +96,10 @@ def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
             with pytest.raises((BotoCoreError, ClientError)):
                 op(key)  # the server kills its own process group: no answer
             server.proc.wait(timeout=30)
+            deadline = time.monotonic() + 10
+            while _alive_in_group(server.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive_in_group(server.proc.pid), f"{point}: the whole process group must die"
             assert crash_log.read_text().split()[-1] == point
             points.write_text("")
             server.start()
