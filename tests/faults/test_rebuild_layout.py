@@ -4,13 +4,18 @@ headers on the drives alone, and every object reads back byte for byte."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import random
 import sqlite3
 
+import harness
+
 from conftest import exastor, s3_client, start_server
+from exastor.gateway.store import open_metadata
+from exastor.services import fsck
 
 BUCKET = "relayout"
 LAYOUT_TABLES = ("segments", "segment_layout", "shards", "replicas", "chunks", "drives")
@@ -104,3 +109,60 @@ def test_rebuild_index_recovers_erasure_coded_layout_from_the_drives(tmp_path):
     assert "Traceback" not in server.log_text()
     final = exastor("fsck", "--json", data_dir=server.data_dir, check=False)
     assert json.loads(final.stdout)["clean"], final.stdout
+
+
+def _store(tmp_path, drives: int, ec: str | None, bodies: dict[str, bytes]):
+    """An in-process store with ``bodies`` written and every segment sealed; returns its data dir."""
+    data = tmp_path / "data"
+    ns = harness.open_namespace(data, segment_size=1 << 20, ec=ec,
+                                drives=[str(tmp_path / f"d{i}") for i in range(drives)] if drives > 1 else None)
+    try:
+        async def fill() -> None:
+            await ns.create_bucket("admin", harness.BUCKET)
+            for key, body in bodies.items():
+                await harness._put(ns, key, body)
+
+        asyncio.run(fill())
+    finally:
+        ns.close()
+    return data
+
+
+def _read_all(data, bodies: dict[str, bytes]) -> None:
+    ns = harness.open_namespace(data, segment_size=1 << 20)
+    try:
+        for key, body in bodies.items():
+            assert _md5(asyncio.run(harness._get(ns, key))) == _md5(body), key
+    finally:
+        ns.close()
+
+
+def test_rebuild_layout_leaves_agreeing_rows_alone(tmp_path):
+    rng = random.Random(8)
+    bodies = {f"k{i}": rng.randbytes(rng.randint(1, 500_000)) for i in range(12)}
+    data = _store(tmp_path, 6, "4+2", bodies)
+    db = data / "meta" / "exastor.sqlite"
+    before = {t: _rows(db, f"SELECT * FROM {t}") for t in LAYOUT_TABLES if t != "chunks"}
+    meta = open_metadata(data)
+    try:
+        report = fsck.rebuild_index(meta, tmp_path / "d0" / "segments")
+    finally:
+        meta.close()
+    assert report.rebuilt_layouts == 0 and not report.lost_chunks
+    assert {t: _rows(db, f"SELECT * FROM {t}") for t in before} == before
+    _read_all(data, bodies)
+
+
+def test_rebuild_index_on_a_one_drive_store_without_layout_rows(tmp_path):
+    rng = random.Random(9)
+    bodies = {f"k{i}": rng.randbytes(rng.randint(1, 400_000)) for i in range(10)}
+    data = _store(tmp_path, 1, None, bodies)
+    db = data / "meta" / "exastor.sqlite"
+    with sqlite3.connect(db) as con:
+        for table in ("segments", "segment_layout", "shards", "replicas", "chunks"):
+            con.execute(f"DELETE FROM {table}")
+    rebuilt = exastor("fsck", "--rebuild-index", "--json", data_dir=data, check=False)
+    report = json.loads(rebuilt.stdout)
+    assert report["clean"] and report["rebuilt_layouts"] >= 2, report
+    assert _rows(db, "SELECT DISTINCT state FROM segments") == [("sealed",)]
+    _read_all(data, bodies)
