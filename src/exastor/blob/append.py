@@ -25,7 +25,8 @@ async def _append(call: BlobCall, source, spec: PutSpec) -> None:  # noqa: ANN00
     md5 = hashlib.md5()
     spec.digesters.append(md5)
     obj, offset = await call.blobs.append(call.principal, call.container, call.blob, source, spec,
-                                          append_pos=pos, max_size=max_size, check=write_check(call))
+                                          append_pos=pos, max_size=max_size,
+                                          check=write_check(call, lease="write"))
     headers = [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                ("x-ms-blob-append-offset", str(offset)),
                ("x-ms-blob-committed-block-count", str(obj.attrs.get("committed_blocks", 0))),
@@ -59,6 +60,6 @@ async def _empty():  # noqa: ANN202
 
 async def seal(call: BlobCall) -> None:
     call.lease_guard(call.blob, write=True)
-    obj = await call.blobs.seal(call.principal, call.container, call.blob, write_check(call))
+    obj = await call.blobs.seal(call.principal, call.container, call.blob, write_check(call, lease="write"))
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-blob-sealed", "true")])

@@ -7,7 +7,15 @@ import binascii
 
 from exastor import errors
 from exastor.blob import xml as bx
-from exastor.blob.common import MAX_BLOCK, BlobCall, blob_headers, http_date, new_blob_attrs, write_check
+from exastor.blob.common import (
+    MAX_BLOCK,
+    BlobCall,
+    blob_check,
+    blob_headers,
+    http_date,
+    new_blob_attrs,
+    write_check,
+)
 from exastor.blob.errors import BlobError
 from exastor.blob.xml import el
 from exastor.namespace.blobs import committed_blocks
@@ -40,7 +48,7 @@ async def put_block(call: BlobCall) -> None:
         call.lease_guard(call.blob, write=True)
     spec = call.put_spec({})
     block = await call.blobs.stage_block(call.principal, call.container, call.blob, block_id,
-                                         call.body(MAX_BLOCK), spec)
+                                         call.body(MAX_BLOCK), spec, blob_check(call, None, lease="read"))
     await call.reply(201, b"", _block_headers(block.md5, call))
 
 
@@ -52,7 +60,7 @@ async def put_block_from_url(call: BlobCall) -> None:
     src = resolve_source(call)
     start, end = source_range(call, src.size)
     block = await call.blobs.stage_block_from(call.principal, call.container, call.blob, block_id,
-                                              src, start, end)
+                                              src, start, end, blob_check(call, None, lease="read"))
     await call.reply(201, b"", _block_headers(block.md5, call))
 
 
@@ -68,7 +76,7 @@ async def put_block_list(call: BlobCall) -> None:
         wanted.append((node.tag, node.text.strip()))
     attrs = new_blob_attrs(call.h, "BlockBlob", body_is_content=False, names=call.meta_names)
     obj = await call.blobs.commit_blocks(call.principal, call.container, call.blob, wanted, attrs,
-                                         write_check(call, create=True))
+                                         write_check(call, create=True, lease="write"))
     await call.reply(201, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-request-server-encrypted", "true")])
 

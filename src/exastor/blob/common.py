@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from exastor.http.asgi import Request, Send
 from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
 from exastor.meta import blob as bm
 from exastor.meta.records import ObjectVersion
+from exastor.meta.store import TxCheck
 from exastor.namespace.store import Check, PutSpec
 
 if TYPE_CHECKING:
@@ -179,19 +180,58 @@ class BlobCall:
 
     # --- leases --------------------------------------------------------------------
     def lease_guard(self, key: str, *, write: bool, container_level: bool = False) -> None:
-        """Enforce the blob's (or container's) lease for this request's x-ms-lease-id."""
-        lease = self.app.blobs.lease(self.container, key)
-        state = lease_state(lease)
-        given = self.h.get("x-ms-lease-id")
-        what = "Container" if container_level else "Blob"
-        active = state in ("leased", "breaking")
-        if given:
-            if not active:
-                raise BlobError(f"LeaseNotPresentWith{what}Operation")
-            if lease is None or given.lower() != lease.lease_id.lower():
-                raise BlobError(f"LeaseIdMismatchWith{what}Operation")
-        elif write and active:
-            raise BlobError("LeaseIdMissing")
+        """Enforce the blob's (or container's) lease for this request's x-ms-lease-id against the
+        committed state. A write checks again inside its transaction (``write_check(lease=...)``);
+        this early check only fails a request before its body is read."""
+        enforce_lease(self.app.blobs.lease(self.container, key), self.h.get("x-ms-lease-id"),
+                      write=write, container_level=container_level)
+
+
+def enforce_lease(lease: bm.Lease | None, given: str | None, *, write: bool, container_level: bool = False) -> None:
+    """Azure's lease rules for an operation: with ``given`` (x-ms-lease-id) there must be an active
+    lease with that id; without it, a ``write`` must not touch an actively leased blob/container."""
+    state = lease_state(lease)
+    what = "Container" if container_level else "Blob"
+    active = state in ("leased", "breaking")
+    if given:
+        if not active:
+            raise BlobError(f"LeaseNotPresentWith{what}Operation")
+        if lease is None or given.lower() != lease.lease_id.lower():
+            raise BlobError(f"LeaseIdMismatchWith{what}Operation")
+    elif write and active:
+        raise BlobError("LeaseIdMissing")
+
+
+class BlobCheck(TxCheck):
+    """A Blob write's preconditions, run inside the transaction that makes the write (so nothing can
+    change between the check and the change): the lease, read from the lease table in that same
+    transaction and enforced against x-ms-lease-id, then the request's conditions on the current row
+    (an ObjectVersion, or the Bucket for container operations).
+
+    ``lease``: None (leases do not matter), "write" (an active lease needs its id) or "read" (only an
+    x-ms-lease-id that was sent is checked)."""
+
+    def __init__(self, bucket: str, key: str, given: str | None, lease: str | None,
+                 cond: Callable[[Any], None] | None, *, container_level: bool = False) -> None:
+        self.bucket, self.key, self.given, self.lease = bucket, key, given, lease
+        self.cond, self.container_level = cond, container_level
+
+    def run(self, cur: Any, current: Any) -> None:
+        if self.lease == "write" or (self.lease == "read" and self.given):
+            enforce_lease(bm.get_lease(cur, self.bucket, self.key), self.given, write=self.lease == "write",
+                          container_level=self.container_level)
+        if self.cond is not None:
+            self.cond(current)
+
+
+def blob_check(call: BlobCall, cond: Callable[[Any], None] | None, *, lease: str | None,
+               key: str | None = None, container_level: bool = False) -> BlobCheck | None:
+    """``cond`` and the lease rule as one in-transaction check (None when there is nothing to check)."""
+    given = call.h.get("x-ms-lease-id")
+    if cond is None and (lease is None or (lease == "read" and not given)):
+        return None
+    return BlobCheck(call.container or "", (call.blob or "") if key is None else key, given, lease, cond,
+                     container_level=container_level)
 
 
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -285,9 +325,15 @@ def read_check(call: BlobCall, obj: ObjectVersion | bm.Snapshot) -> None:
                         headers={"etag": f'"{obj.etag}"', "last-modified": http_date(obj.mtime_ns)})
 
 
-def write_check(call: BlobCall, *, create: bool = False) -> Check | None:
-    """The four conditional headers on a write, evaluated inside the commit transaction.
+def write_check(call: BlobCall, *, create: bool = False, lease: str | None = None) -> Check | None:
+    """The four conditional headers (and x-ms-if-tags) on a write, and the blob's lease (``lease``:
+    see BlobCheck), evaluated inside the commit transaction.
     ``create``: an If-None-Match: * failure is BlobAlreadyExists (Put Blob / Put Block List / Copy)."""
+    return blob_check(call, write_conditions(call, create=create), lease=lease)
+
+
+def write_conditions(call: BlobCall, *, create: bool = False) -> Callable[[ObjectVersion | None], None] | None:
+    """The request's conditional headers as a check of the current blob (None: there are none)."""
     tags_cond = call.h.get("x-ms-if-tags")
     if not tags_cond and not _has_conditions(call.h):
         return None
@@ -318,7 +364,8 @@ def write_check(call: BlobCall, *, create: bool = False) -> Check | None:
 
 
 def run_check(call: BlobCall, obj: ObjectVersion | None) -> None:
-    check = write_check(call)
+    """The request's conditions against a blob read outside any transaction (reads only)."""
+    check = write_conditions(call, create=False)
     if check:
         check(obj)
 

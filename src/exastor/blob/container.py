@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from exastor.blob import xml as bx
-from exastor.blob.common import BlobCall, http_date, lease_headers, metadata_from_headers
+from exastor.blob.common import (
+    BlobCall,
+    BlobCheck,
+    blob_check,
+    http_date,
+    lease_headers,
+    metadata_from_headers,
+)
 from exastor.blob.errors import BlobError
 from exastor.blob.service import container_etag
 from exastor.blob.xml import el
@@ -31,17 +40,33 @@ def _headers(bucket: Bucket) -> list[tuple[str, str]]:
             ("last-modified", http_date(bucket.attrs.get("blob_mtime_ns", bucket.created_ns)))]
 
 
-def _check_dates(call: BlobCall, bucket: Bucket) -> None:
+def dates_condition(call: BlobCall) -> Callable[[Bucket], None] | None:
+    """If-Modified-Since / If-Unmodified-Since on a container, as a check of the container's row
+    (the only conditions containers take)."""
     pre = parse_preconditions(call.h)
     if pre.if_match or pre.if_none_match:
         raise BlobError("UnsupportedHeader", "Containers take If-Modified-Since / If-Unmodified-Since only.")
-    if pre.any():
+    if not pre.any():
+        return None
+
+    def check(bucket: Bucket) -> None:
         mtime = bucket.attrs.get("blob_mtime_ns", bucket.created_ns)
-        from datetime import UTC, datetime
         outcome = evaluate(pre, exists=True, etag=None, last_modified=datetime.fromtimestamp(mtime // 10**9, UTC),
                            method="PUT", dates_on_writes=True)
         if outcome != "ok":
             raise BlobError("ConditionNotMet")
+    return check
+
+
+def _check_dates(call: BlobCall, bucket: Bucket) -> None:
+    check = dates_condition(call)
+    if check:
+        check(bucket)
+
+
+def container_check(call: BlobCall, *, lease: str) -> BlobCheck | None:
+    """The container's lease and date conditions, run inside the transaction that changes it."""
+    return blob_check(call, dates_condition(call), lease=lease, key="", container_level=True)
 
 
 async def create(call: BlobCall) -> None:
@@ -82,7 +107,7 @@ async def delete(call: BlobCall) -> None:
     bucket = call.ns.bucket(call.principal, call.container)
     _check_dates(call, bucket)
     call.lease_guard("", write=True, container_level=True)
-    await call.blobs.delete_container(call.principal, call.container)
+    await call.blobs.delete_container(call.principal, call.container, container_check(call, lease="write"))
     await call.reply(202)
 
 
@@ -94,7 +119,8 @@ async def set_metadata(call: BlobCall) -> None:
     now = time.time_ns()
     meta = metadata_from_headers(call.h, call.meta_names)
     bucket = await call.ns.update_bucket_attrs(call.principal, call.container,
-                                               {"blob_meta": meta or None, "blob_mtime_ns": now, "blob_etag_ns": now})
+                                               {"blob_meta": meta or None, "blob_mtime_ns": now, "blob_etag_ns": now},
+                                               check=container_check(call, lease="read"))
     await call.reply(200, b"", _headers(bucket))
 
 
@@ -137,5 +163,6 @@ async def set_acl(call: BlobCall) -> None:
             raise BlobError("InvalidXmlDocument", "At most five stored access policies per container.")
     now = time.time_ns()
     bucket = await call.ns.update_bucket_attrs(call.principal, call.container, {
-        "public_access": public, "blob_acl": acl or None, "blob_mtime_ns": now, "blob_etag_ns": now})
+        "public_access": public, "blob_acl": acl or None, "blob_mtime_ns": now, "blob_etag_ns": now},
+        check=container_check(call, lease="read"))
     await call.reply(200, b"", _headers(bucket))

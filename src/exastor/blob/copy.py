@@ -97,7 +97,7 @@ async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
         attrs["copy"] = {"id": str(uuid.uuid4()), "status": "success", "source": call.h["x-ms-copy-source"],
                          "progress": f"{src.size}/{src.size}", "completion_ns": now}
     return await call.ns.copy_object(call.principal, src, call.container, call.blob, attrs=attrs,
-                                     check=write_check(call, create=from_url))
+                                     check=write_check(call, create=from_url, lease="write"))
 
 
 async def copy_blob(call: BlobCall) -> None:

@@ -11,17 +11,20 @@ from exastor import errors
 from exastor.blob.common import (
     CONTENT_PROPS,
     BlobCall,
+    blob_check,
     blob_headers,
     check_tier,
     http_date,
     metadata_from_headers,
     read_check,
+    run_check,
     write_check,
 )
 from exastor.blob.errors import BlobError
 from exastor.blob.service import settings
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta import blob as bm
+from exastor.meta.records import ObjectVersion
 
 _SAS_OVERRIDES = {"rscc": "cache-control", "rscd": "content-disposition", "rsce": "content-encoding",
                   "rscl": "content-language", "rsct": "content-type"}
@@ -106,23 +109,22 @@ async def _nothing():  # noqa: ANN202
     yield b""
 
 
-def _live_with_checks(call: BlobCall):  # noqa: ANN202 - ObjectVersion
+def _live_with_checks(call: BlobCall):  # noqa: ANN202 - Check | None
+    """Fail early on the committed state; returns the check the update runs in its transaction."""
     obj = call.ns.get_object(call.principal, call.container, call.blob)
     call.lease_guard(call.blob, write=True)
-    check = write_check(call)
-    if check:
-        check(obj)
-    return obj
+    run_check(call, obj)
+    return write_check(call, lease="write")
 
 
 async def set_properties(call: BlobCall) -> None:
     if "snapshot" in call.q:
         raise BlobError("InvalidOperation")
-    _live_with_checks(call)
+    check = _live_with_checks(call)
     # Azure replaces every content property: ones not sent are cleared.
     patch: dict = {name: call.h.get("x-ms-blob-" + name) for name in CONTENT_PROPS}
     patch["content-md5"] = call.h.get("x-ms-blob-content-md5")
-    obj = await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, patch)
+    obj = await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, patch, check=check)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns))])
 
 
@@ -131,8 +133,9 @@ async def set_metadata(call: BlobCall) -> None:
     snapshot = call.q.get("snapshot")
     if snapshot:
         raise BlobError("InvalidOperation")
-    _live_with_checks(call)
-    obj = await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, {"meta": meta or None})
+    check = _live_with_checks(call)
+    obj = await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, {"meta": meta or None},
+                                            check=check)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-request-server-encrypted", "true")])
 
@@ -150,12 +153,13 @@ async def delete_blob(call: BlobCall) -> None:
     retention = settings(call).delete_retention_days
     if bucket.versioning and not snapshot:
         # S3 versioning is on: keep S3's semantics (a delete marker), never drop history.
-        obj, _ = await call.ns.delete_object(call.principal, call.container, call.blob, check=write_check(call))
+        obj, _ = await call.ns.delete_object(call.principal, call.container, call.blob,
+                                             check=write_check(call, lease="write"))
         if obj is None:
             raise errors.ObjectNotFound(call.blob)
     else:
         await call.blobs.delete(call.principal, call.container, call.blob, snapshot=snapshot, snapshots=mode,
-                                retention_days=retention, check=write_check(call))
+                                retention_days=retention, check=write_check(call, lease="write"))
     await call.reply(202, b"", [("x-ms-delete-type-permanent", "false" if retention else "true")])
 
 
@@ -169,7 +173,8 @@ async def snapshot(call: BlobCall) -> None:
         call.lease_guard(call.blob, write=False)
     has_meta = any(k.startswith("x-ms-meta-") for k in call.h)
     snap = await call.blobs.snapshot(call.principal, call.container, call.blob,
-                                     metadata_from_headers(call.h, call.meta_names) if has_meta else None, write_check(call))
+                                     metadata_from_headers(call.h, call.meta_names) if has_meta else None,
+                                     write_check(call, lease="read"))
     await call.reply(201, b"", [("x-ms-snapshot", snap.snapshot), ("etag", f'"{snap.etag}"'),
                                 ("last-modified", http_date(snap.mtime_ns)),
                                 ("x-ms-request-server-encrypted", "false")])
@@ -191,8 +196,14 @@ async def set_tier(call: BlobCall) -> None:
             raise BlobError("InvalidBlobType")
         call.lease_guard(call.blob, write=False)
         await call.ns.update_object_attrs(call.principal, call.container, call.blob, None,
-                                          {"tier": tier, "tier_ns": time.time_ns()})
+                                          {"tier": tier, "tier_ns": time.time_ns()},
+                                          check=blob_check(call, _block_blob, lease="read"))
     await call.reply(200)
+
+
+def _block_blob(obj: ObjectVersion) -> None:
+    if obj.attrs.get("blob-type", "BlockBlob") != "BlockBlob":
+        raise BlobError("InvalidBlobType")
 
 
 async def not_supported(call: BlobCall) -> None:

@@ -11,8 +11,8 @@ import uuid
 from typing import Any
 
 from exastor import errors
-from exastor.blob.common import BlobCall, http_date, lease_state, run_check
-from exastor.blob.container import _check_dates
+from exastor.blob.common import BlobCall, http_date, lease_state, run_check, write_conditions
+from exastor.blob.container import _check_dates, dates_condition
 from exastor.blob.errors import BlobError
 from exastor.meta import blob as bm
 
@@ -70,13 +70,16 @@ async def _lease(call: BlobCall, key: str) -> None:
     def same(lease: bm.Lease | None, lid: str | None) -> bool:
         return lease is not None and lid is not None and lease.lease_id.lower() == lid.lower()
 
+    # The conditions are checked against the container/blob as this transaction sees it.
+    condition = dates_condition(call) if is_container else write_conditions(call)
+
     def tx(cur: Any) -> tuple[int, list[tuple[str, str]]]:
         now = time.time_ns()
-        if is_container:
-            if not bm.bucket_exists(cur, bucket):
-                raise errors.BucketNotFound(bucket)
-        elif bm.latest(cur, bucket, key) is None:
-            raise errors.ObjectNotFound(key)
+        current = bm.get_bucket(cur, bucket) if is_container else bm.latest(cur, bucket, key)
+        if current is None:
+            raise errors.BucketNotFound(bucket) if is_container else errors.ObjectNotFound(key)
+        if condition is not None:
+            condition(current)
         lease = bm.get_lease(cur, bucket, key)
         state = lease_state(lease, now)
         if action == "acquire":
@@ -130,10 +133,6 @@ async def _lease(call: BlobCall, key: str) -> None:
     else:
         run_check(call, call.ns.get_object(call.principal, bucket, key))
     status, headers = await call.blobs.meta.runner.write(tx)
-    if action == "acquire":
-        call.blobs.leased.add((bucket, key))
-    elif action == "release":
-        call.blobs.leased.discard((bucket, key))
     if is_container:
         b = call.ns.bucket(call.principal, bucket)
         from exastor.blob.service import container_etag

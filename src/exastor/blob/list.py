@@ -113,7 +113,7 @@ async def list_blobs(call: BlobCall) -> None:
 
     entries: list[tuple[str, int, str]] = []   # (key, order within key, xml)
     keys = [o.key for o in result.objects]
-    leases = {k: call.blobs.lease(call.container, k) for k in keys}
+    leases = call.blobs.leases(call.container, keys)
     for o in result.objects:
         entries.append((o.key, 1, blob_xml(o.key, o.size, o.etag, o.mtime_ns, o.attrs, include,
                                            lease=leases.get(o.key), md5=content_md5_of(o))))

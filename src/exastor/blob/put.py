@@ -37,7 +37,7 @@ async def put_blob(call: BlobCall) -> None:
             raise BlobError("InvalidHeaderValue", "An append blob is created empty (Content-Length: 0).")
         limit = 0
     spec = call.put_spec(attrs)
-    spec.check = write_check(call, create=True)
+    spec.check = write_check(call, create=True, lease="write")
     obj = await call.ns.put_object(call.principal, call.container, call.blob, call.body(limit), spec)
     headers = written_headers(obj, md5=blob_type == "BlockBlob")
     if "x-ms-content-crc64" in call.h:

@@ -132,7 +132,7 @@ async def list_containers(call: BlobCall) -> None:
     include = set(q.get("include", "").split(","))
     buckets = [b for b in call.ns.list_buckets(call.principal, prefix) if not marker or b.name >= marker]
     page, rest = buckets[:max_results], buckets[max_results:]
-    leases = {b.name: call.blobs.lease(b.name, "") for b in page}
+    leases = call.blobs.container_leases() if page else {}
     items = []
     for b in page:
         props = (el("Last-Modified", http_date(b.attrs.get("blob_mtime_ns", b.created_ns)))

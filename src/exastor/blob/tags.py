@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 
 from exastor.blob import xml as bx
-from exastor.blob.common import BlobCall, run_check, validate_tags
+from exastor.blob.common import BlobCall, blob_check, run_check, validate_tags
 from exastor.blob.errors import BlobError
 from exastor.blob.service import service_endpoint
 from exastor.blob.xml import el, opt
+from exastor.meta.records import ObjectVersion
 
 _TERM = re.compile(r"""\s*("(?:[^"]+)"|@container|[A-Za-z0-9_.\-]+)\s*(>=|<=|=|<|>)\s*'([^']*)'\s*""")
 
@@ -54,8 +55,12 @@ async def set_tags(call: BlobCall) -> None:
     obj = call.ns.get_object(call.principal, call.container, call.blob)
     if call.h.get("x-ms-lease-id"):
         call.lease_guard(call.blob, write=False)
-    if call.h.get("x-ms-if-tags") and not tags_match(call.h["x-ms-if-tags"], obj.attrs.get("tags") or {}):
-        raise BlobError("ConditionNotMet")
+    if_tags = call.h.get("x-ms-if-tags")
+
+    def tags_condition(current: ObjectVersion) -> None:
+        if if_tags and not tags_match(if_tags, current.attrs.get("tags") or {}):
+            raise BlobError("ConditionNotMet")
+    tags_condition(obj)  # early; checked again (with the lease) in the update's transaction
     body = await call.read_small_body()
     tags: dict[str, str] = {}
     if body.strip():
@@ -66,7 +71,8 @@ async def set_tags(call: BlobCall) -> None:
                 raise BlobError("InvalidTag", "Tag keys must be present and unique.", status=400)
             tags[key] = value or ""
     validate_tags(tags)
-    await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, {"tags": tags or None})
+    await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, {"tags": tags or None},
+                                      check=blob_check(call, tags_condition if if_tags else None, lease="read"))
     await call.reply(204)
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from exastor.engine import manifest as mf
-from exastor.meta.records import OBJECT_COLUMNS, ChunkLocation, ObjectVersion
-from exastor.meta.store import KEY_MAX, add_refs, drop_refs, register_chunks
+from exastor.meta.records import OBJECT_COLUMNS, Bucket, ChunkLocation, ObjectVersion
+from exastor.meta.store import KEY_MAX, _get_bucket, add_refs, drop_refs, register_chunks
 
 
 def _dumps(d: dict[str, Any]) -> str:
@@ -63,6 +63,10 @@ def latest(cur: Any, bucket: str, key: str) -> ObjectVersion | None:
                 "AND delete_marker = 0", (bucket, key))
     row = cur.fetchone()
     return ObjectVersion.from_row(row) if row else None
+
+
+def get_bucket(cur: Any, bucket: str) -> Bucket | None:
+    return _get_bucket(cur, bucket)
 
 
 def bucket_exists(cur: Any, bucket: str) -> bool:
@@ -253,9 +257,16 @@ def get_lease(cur: Any, bucket: str, key: str) -> Lease | None:
     return Lease(*row) if row else None
 
 
-def lease_keys(cur: Any) -> set[tuple[str, str]]:
-    cur.execute("SELECT bucket, key FROM blob_leases")
-    return {(r[0], r[1]) for r in cur.fetchall()}
+def leases_between(cur: Any, bucket: str, first: str, last: str) -> dict[str, Lease]:
+    """The lease rows of the blobs first..last (inclusive) of a container: one range read per listing page."""
+    cur.execute("SELECT key, lease_id, duration, expires_ns, state, break_ns FROM blob_leases "
+                "WHERE bucket = ? AND key >= ? AND key <= ?", (bucket, first, last))
+    return {r[0]: Lease(*r[1:]) for r in cur.fetchall()}
+
+
+def container_leases(cur: Any) -> dict[str, Lease]:
+    cur.execute("SELECT bucket, lease_id, duration, expires_ns, state, break_ns FROM blob_leases WHERE key = ''")
+    return {r[0]: Lease(*r[1:]) for r in cur.fetchall()}
 
 
 def put_lease(cur: Any, bucket: str, key: str, lease: Lease) -> None:

@@ -101,6 +101,29 @@ def drop_refs(cur: Any, counts: Counter[bytes]) -> None:
     )
 
 
+class TxCheck:
+    """A conditional-write check that reads more of the transaction than the current row: ``run(cur,
+    current)``. A plain check is a callable of the current row (an ObjectVersion, or a Bucket for
+    bucket updates); both raise to abort the write. Blob leases are checked this way, so the lease
+    row is read in the same transaction that makes the change (``run_check``)."""
+
+    def run(self, cur: Any, current: Any) -> None:
+        raise NotImplementedError
+
+
+ObjectCheck = Callable[[ObjectVersion | None], None] | TxCheck
+
+
+def run_check(cur: Any, check: Callable[[Any], None] | TxCheck | None, current: Any) -> None:
+    """Evaluate a write's check inside its transaction (the one mechanism for conditional writes)."""
+    if check is None:
+        return
+    if isinstance(check, TxCheck):
+        check.run(cur, current)
+    else:
+        check(current)
+
+
 def _crashing(tx: Callable[[Any], T], op: str) -> Callable[[Any], T]:
     """``tx``, then the crash point ``<op>.before_commit`` (exastor/crashpoints.py): on the metadata
     writer thread, inside the batch's transaction, after the data it points at was made durable."""
@@ -214,13 +237,16 @@ class Metadata:
         await self.runner.write(tx)
 
     async def update_bucket(self, name: str, *, versioning: str | None = None,
-                            attrs_patch: dict[str, Any] | None = None) -> Bucket:
-        """Set versioning and/or merge attributes (a value of None removes that attribute)."""
+                            attrs_patch: dict[str, Any] | None = None,
+                            check: Callable[[Bucket], None] | TxCheck | None = None) -> Bucket:
+        """Set versioning and/or merge attributes (a value of None removes that attribute).
+        ``check(bucket)`` runs inside the transaction and may raise to abort."""
 
         def tx(cur: Any) -> Bucket:
             bucket = _get_bucket(cur, name)
             if bucket is None:
                 raise errors.BucketNotFound(name)
+            run_check(cur, check, bucket)
             if versioning is not None:
                 bucket.versioning = versioning
             for k, v in (attrs_patch or {}).items():
@@ -248,12 +274,24 @@ class Metadata:
 
         return self.runner.read(q, snapshot=False)
 
+    def precheck(self, bucket: str, key: str, check: ObjectCheck) -> None:
+        """Run a write's check against the committed state, outside any write: a cheap early
+        failure (before a body is read). Only the check inside the write's transaction decides."""
+
+        def q(cur: Any) -> None:
+            cur.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
+                        (bucket, key))
+            row = cur.fetchone()
+            run_check(cur, check, ObjectVersion.from_row(row) if row else None)
+
+        self.runner.read(q, snapshot=False)
+
     async def put_object(
         self,
         obj: ObjectVersion,
         *,
         new_chunks: Iterable[ChunkLocation] = (),
-        check: Callable[[ObjectVersion | None], None] | None = None,
+        check: ObjectCheck | None = None,
         make_version_id: Callable[[], str],
         durable: Callable[[], None] | None = None,
     ) -> ObjectVersion:
@@ -271,7 +309,7 @@ class Metadata:
 
     async def delete_object(self, bucket: str, key: str, version_id: str | None, *,
                             make_version_id: Callable[[], str], owner: str,
-                            check: Callable[[ObjectVersion | None], None] | None = None,
+                            check: ObjectCheck | None = None,
                             ) -> tuple[ObjectVersion | None, bool]:
         """Delete per the bucket's versioning state. Returns (affected version or new delete
         marker, whether a delete marker was created)."""
@@ -285,16 +323,14 @@ class Metadata:
                 if not row:
                     return None, False
                 victim = ObjectVersion.from_row(row)
-                if check:
-                    check(victim)
+                run_check(cur, check, victim)
                 _remove_version(cur, victim)
                 return victim, False
             cur.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
                         (bucket, key))
             row = cur.fetchone()
             current = ObjectVersion.from_row(row) if row else None
-            if check:
-                check(current)
+            run_check(cur, check, current)
             if versioning == "":
                 if current is None:
                     return None, False
@@ -308,7 +344,10 @@ class Metadata:
         return result
 
     async def update_object_attrs(self, bucket: str, key: str, version_id: str | None,
-                                  patch: dict[str, Any]) -> ObjectVersion:
+                                  patch: dict[str, Any], *, check: ObjectCheck | None = None) -> ObjectVersion:
+        """Merge attributes into a version (None removes one). ``check(version)`` runs inside the
+        transaction, after the version is found, and may raise to abort."""
+
         def tx(cur: Any) -> ObjectVersion:
             if version_id is None:
                 cur.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
@@ -322,6 +361,7 @@ class Metadata:
             obj = ObjectVersion.from_row(row)
             if obj.delete_marker:
                 raise errors.MethodNotAllowed("delete marker", delete_marker=obj)
+            run_check(cur, check, obj)
             for k, v in patch.items():
                 if v is None:
                     obj.attrs.pop(k, None)
@@ -445,7 +485,7 @@ class Metadata:
         upload_id: str,
         assemble: Callable[[Upload, dict[int, Part]], ObjectVersion],
         *,
-        check: Callable[[ObjectVersion | None], None] | None = None,
+        check: ObjectCheck | None = None,
         make_version_id: Callable[[], str],
     ) -> ObjectVersion:
         """``assemble(upload, parts)`` validates the client's part list and builds the object
@@ -531,15 +571,14 @@ def _bucket_versioning(cur: Any, bucket: str) -> str:
 
 
 def put_version(cur: Any, obj: ObjectVersion, new_chunks: list[ChunkLocation],
-                check: Callable[[ObjectVersion | None], None] | None,
+                check: ObjectCheck | None,
                 make_version_id: Callable[[], str]) -> ObjectVersion:
     versioning = _bucket_versioning(cur, obj.bucket)
     cur.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
                 (obj.bucket, obj.key))
     row = cur.fetchone()
     current = ObjectVersion.from_row(row) if row else None
-    if check:
-        check(current)
+    run_check(cur, check, current)
     register_chunks(cur, new_chunks)
     add_refs(cur, mf.ref_counts(obj.manifest))
     obj.version_id = make_version_id() if versioning == "Enabled" else "null"

@@ -19,8 +19,8 @@ from typing import Any
 from exastor import errors
 from exastor.engine import manifest as mf
 from exastor.meta import blob as bm
-from exastor.meta.records import ObjectVersion
-from exastor.meta.store import put_version
+from exastor.meta.records import Bucket, ObjectVersion
+from exastor.meta.store import TxCheck, put_version, run_check
 from exastor.namespace.names import check_key
 from exastor.namespace.store import Check, Namespace, PutSpec, new_version_id
 
@@ -62,18 +62,27 @@ class Blobs:
         self.ns = ns
         self.meta = ns.meta
         self._last_purge = 0.0
-        # (container, blob or '') pairs with a lease row. Only this process changes leases, so the set
-        # lets the hot paths skip the lease lookup for the (nearly all) blobs that never had one.
-        self.leased: set[tuple[str, str]] = self.meta.runner.read(bm.lease_keys)
 
     def lease(self, bucket: str, key: str) -> bm.Lease | None:
-        if (bucket, key) not in self.leased:
-            return None
+        """The committed lease row of a blob (key '' : the container). Every gateway worker changes
+        leases, so nothing here caches them; a write checks its lease inside its own transaction."""
         return self.meta.runner.read(lambda cur: bm.get_lease(cur, bucket, key), snapshot=False)
+
+    def leases(self, bucket: str, keys: list[str]) -> dict[str, bm.Lease]:
+        """The lease rows of some blobs of a container (a listing page)."""
+        if not keys:
+            return {}
+        found = self.meta.runner.read(lambda cur: bm.leases_between(cur, bucket, min(keys), max(keys)), snapshot=False)
+        return {k: found[k] for k in keys if k in found}
+
+    def container_leases(self) -> dict[str, bm.Lease]:
+        return self.meta.runner.read(bm.container_leases, snapshot=False)
 
     # --- blocks ------------------------------------------------------------------
     async def stage_block(self, principal: str, bucket: str, key: str, block_id: str,
-                          source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> bm.Block:
+                          source: AsyncIterator[bytes | memoryview], spec: PutSpec,
+                          check: Check | None = None) -> bm.Block:
+        """Put Block. ``check`` (the blob's lease) runs in the transaction against the committed blob."""
         check_key(key)
         self.ns.bucket(principal, bucket)
         await self.purge_expired()
@@ -83,6 +92,7 @@ class Blobs:
             def tx(cur: Any) -> None:
                 if not bm.bucket_exists(cur, bucket):
                     raise errors.BucketNotFound(bucket)
+                run_check(cur, check, bm.latest(cur, bucket, key) if check else None)
                 bm.put_block(cur, bucket, key, block, new_chunks)
             await self.meta.runner.write(tx)
         finally:
@@ -90,7 +100,7 @@ class Blobs:
         return block
 
     async def stage_block_from(self, principal: str, bucket: str, key: str, block_id: str,
-                               src: ObjectVersion, start: int, end: int) -> bm.Block:
+                               src: ObjectVersion, start: int, end: int, check: Check | None = None) -> bm.Block:
         """Put Block From URL within the account: a slice of another blob, no bytes copied."""
         check_key(key)
         self.ns.bucket(principal, bucket)
@@ -100,6 +110,7 @@ class Blobs:
         block = bm.Block(block_id, max(end - start + 1, 0), md5, time.time_ns(), manifest)
 
         def tx(cur: Any) -> None:
+            run_check(cur, check, bm.latest(cur, bucket, key) if check else None)
             bm.put_block(cur, bucket, key, block, [])
         await self.meta.runner.write(tx)
         return block
@@ -122,8 +133,7 @@ class Blobs:
 
         def tx(cur: Any) -> ObjectVersion:
             current = bm.latest(cur, bucket, key)
-            if check:
-                check(current)
+            run_check(cur, check, current)
             staged = {b.block_id: b for b in bm.blocks(cur, bucket, key, with_manifest=True)}
             committed: dict[str, tuple[list[mf.Slice], int, str]] = {}
             if current is not None:
@@ -181,8 +191,7 @@ class Blobs:
         try:
             def tx(cur: Any) -> tuple[ObjectVersion, int]:
                 cur_obj = bm.latest(cur, bucket, key)
-                if check:
-                    check(cur_obj)
+                run_check(cur, check, cur_obj)
                 _check_appendable(cur_obj, append_pos, max_size, size)
                 assert cur_obj is not None
                 attrs = dict(cur_obj.attrs)
@@ -202,8 +211,7 @@ class Blobs:
             obj = bm.latest(cur, bucket, key)
             if obj is None:
                 raise errors.ObjectNotFound(key)
-            if check:
-                check(obj)
+            run_check(cur, check, obj)
             if obj.attrs.get("blob-type") != "AppendBlob":
                 raise BlobStateError("InvalidBlobType")
             obj.attrs["sealed"] = True
@@ -221,8 +229,7 @@ class Blobs:
             obj = bm.latest(cur, bucket, key)
             if obj is None:
                 raise errors.ObjectNotFound(key)
-            if check:
-                check(obj)
+            run_check(cur, check, obj)
             attrs = dict(obj.attrs)
             if meta is not None:
                 attrs["meta"] = meta
@@ -283,8 +290,7 @@ class Blobs:
             obj = bm.latest(cur, bucket, key)
             if obj is None:
                 raise errors.ObjectNotFound(key)
-            if check:
-                check(obj)
+            run_check(cur, check, obj)
             snaps = bm.snapshots(cur, bucket, key, with_manifest=True)
             if snaps and snapshots is None:
                 raise BlobStateError("SnapshotsPresent")
@@ -302,8 +308,6 @@ class Blobs:
             bm.delete_lease(cur, bucket, key)
 
         await self.meta.runner.write(tx)
-        if snapshot is None and snapshots != "only":
-            self.leased.discard((bucket, key))
 
     async def undelete(self, principal: str, bucket: str, key: str) -> None:
         self.ns.bucket(principal, bucket)
@@ -322,12 +326,16 @@ class Blobs:
                 bm.forget_deleted(cur, bucket, key, snap.snapshot, keep_refs=False)
         await self.meta.runner.write(tx)
 
-    async def delete_container(self, principal: str, bucket: str) -> None:
+    async def delete_container(self, principal: str, bucket: str,
+                               check: Callable[[Bucket], None] | TxCheck | None = None) -> None:
+        """``check(container)`` (its lease and conditions) runs in the deleting transaction."""
         self.ns.bucket(principal, bucket)
 
         def tx(cur: Any) -> None:
-            if not bm.bucket_exists(cur, bucket):
+            current = bm.get_bucket(cur, bucket)
+            if current is None:
                 raise errors.BucketNotFound(bucket)
+            run_check(cur, check, current)
             bm.delete_container(cur, bucket)
         try:
             await self.meta.runner.write(tx)

@@ -19,11 +19,13 @@ from exastor import errors
 from exastor.engine import manifest as mf
 from exastor.engine.store import ChunkStore, Digester, ObjectWriter
 from exastor.meta.records import Bucket, ObjectVersion, User
-from exastor.meta.store import Metadata
+from exastor.meta.store import Metadata, ObjectCheck, TxCheck
 from exastor.namespace import listing
 from exastor.namespace.names import check_bucket_name, check_key
 
-Check = Callable[[ObjectVersion | None], None]
+# Preconditions on a write, evaluated against the current version inside the commit transaction
+# (a TxCheck may also read other rows of that transaction, e.g. a Blob lease).
+Check = ObjectCheck
 ANONYMOUS = "anonymous"  # who an unauthenticated caller's delete marker names
 # Front-end access rules (S3 ACLs and bucket policies): (principal, bucket, action, object) ->
 # True (granted), False (explicitly denied) or None (no grant: only the legacy rules may still allow).
@@ -142,10 +144,11 @@ class Namespace:
             self._buckets.pop(name, None)
 
     async def update_bucket_attrs(self, principal: str, name: str, patch: dict[str, Any], *,
-                                  action: str | None = None) -> Bucket:
+                                  action: str | None = None,
+                                  check: Callable[[Bucket], None] | TxCheck | None = None) -> Bucket:
         self.bucket(principal, name, action=action)
         try:
-            return await self.meta.update_bucket(name, attrs_patch=patch)
+            return await self.meta.update_bucket(name, attrs_patch=patch, check=check)
         finally:
             self._buckets.pop(name, None)
 
@@ -179,7 +182,7 @@ class Namespace:
         target = self.bucket(principal, bucket, action="s3:PutObject")
         owner = principal or target.owner
         if spec.check:  # fail fast before reading the body; re-checked atomically at commit
-            spec.check(self.meta.get_object(bucket, key))
+            self.meta.precheck(bucket, key, spec.check)
         writer, etag, size, manifest, new_chunks = await self.write_bytes(source, spec, defer_sync=True)
         obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), owner,
                             spec.attrs, manifest)
@@ -252,12 +255,13 @@ class Namespace:
                                              owner=principal or ANONYMOUS, check=check)
 
     async def update_object_attrs(self, principal: str, bucket: str, key: str, version_id: str | None,
-                                  patch: dict[str, Any], *, action: str | None = None) -> ObjectVersion:
+                                  patch: dict[str, Any], *, action: str | None = None,
+                                  check: Check | None = None) -> ObjectVersion:
         if action is not None and self.authorizer is not None:
             self.get_object(principal, bucket, key, version_id, action=action)
         else:
             self.bucket(principal, bucket)
-        return await self.meta.update_object_attrs(bucket, key, version_id, patch)
+        return await self.meta.update_object_attrs(bucket, key, version_id, patch, check=check)
 
     # --- listing ---------------------------------------------------------------
     def list_objects(self, principal: str | None, bucket: str, *, public_read: bool = False,
