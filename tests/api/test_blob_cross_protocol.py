@@ -106,3 +106,27 @@ def test_blob_container_delete_removes_s3_objects(s3, svc):
     cc.delete_container()
     with pytest.raises(s3.exceptions.NoSuchBucket):
         s3.list_objects_v2(Bucket="xproto-delete")
+
+
+def test_blob_property_change_gives_s3_a_non_md5_etag(s3, svc, bucket):
+    """A Blob metadata change gives the object a new ETag, in the multipart form (``hex-N``), so S3
+    clients that check a plain ETag against the body's MD5 never see a wrong one."""
+    data = os.urandom(10_000)
+    s3.put_object(Bucket=bucket, Key="k", Body=data)
+    bc = svc.get_blob_client(bucket, "k")
+    bc.set_blob_metadata({"changed": "yes"})
+    head = s3.head_object(Bucket=bucket, Key="k")
+    etag = head["ETag"].strip('"')
+    assert etag != hashlib.md5(data).hexdigest() and etag.endswith("-1")
+    assert head["Metadata"] == {"changed": "yes"}
+    assert f'"{etag}"' == bc.get_blob_properties().etag
+    assert bytes(bc.get_blob_properties().content_settings.content_md5) == hashlib.md5(data).digest()
+    assert s3.get_object(Bucket=bucket, Key="k", IfMatch=head["ETag"])["Body"].read() == data
+
+
+def test_appended_blob_etag_is_not_an_md5(s3, svc, bucket):
+    ab = svc.get_blob_client(bucket, "log")
+    ab.create_append_blob()
+    etags = [ab.append_block(f"line {i}\n".encode())["etag"] for i in range(3)]
+    assert len(set(etags)) == 3 and all(e.strip('"').endswith(f"-{i + 1}") for i, e in enumerate(etags))
+    assert s3.head_object(Bucket=bucket, Key="log")["ETag"] == etags[-1]

@@ -89,7 +89,7 @@ def code(exc: object) -> tuple[int | None, str | None]:
 
 # --- If-Match: one winner ----------------------------------------------------------------
 
-IF_MATCH_OPS = ["put_blob", "put_block_list", "append_block", "delete"]
+IF_MATCH_OPS = ["put_blob", "set_metadata", "set_properties", "put_block_list", "append_block", "delete"]
 
 
 @pytest.mark.parametrize("op", IF_MATCH_OPS)

@@ -331,6 +331,33 @@ def test_conditions(cc):
     bc.delete_blob(if_modified_since=past)
 
 
+def test_metadata_and_properties_changes_change_the_etag(cc):
+    """As in Azure: Set Blob Metadata / Properties give the blob a new ETag and Last-Modified, so
+    If-Match with the ETag read before the change fails (metadata updates guard each other)."""
+    bc = cc.get_blob_client("etags")
+    data = b"same bytes"
+    first = bc.upload_blob(data)
+    time.sleep(1.1)  # Last-Modified has one-second resolution
+    meta = bc.set_blob_metadata({"a": "1"}, etag=first["etag"], match_condition=_match("IfNotModified"))
+    assert meta["etag"] != first["etag"] and meta["last_modified"] > first["last_modified"]
+    props = bc.get_blob_properties()
+    assert props.etag == meta["etag"] and props.last_modified == meta["last_modified"]
+    assert bytes(props.content_settings.content_md5) == hashlib.md5(data).digest()  # the body's MD5 stays
+    with pytest.raises(ResourceModifiedError) as ei:
+        bc.set_blob_metadata({"a": "2"}, etag=first["etag"], match_condition=_match("IfNotModified"))
+    assert code_of(ei.value) == "ConditionNotMet"
+    headers = bc.set_http_headers(ContentSettings(content_type="text/x-new", content_md5=props.content_settings.content_md5),
+                                  etag=meta["etag"], match_condition=_match("IfNotModified"))
+    assert headers["etag"] not in (first["etag"], meta["etag"])
+    with pytest.raises(ResourceModifiedError):
+        bc.set_http_headers(ContentSettings(content_type="text/x-lost"), etag=meta["etag"],
+                            match_condition=_match("IfNotModified"))
+    props = bc.get_blob_properties()
+    assert props.etag == headers["etag"] and props.metadata == {"a": "1"}
+    assert props.content_settings.content_type == "text/x-new"
+    assert bc.download_blob().readall() == data
+
+
 def _match(name: str):
     from azure.core import MatchConditions
     return getattr(MatchConditions, name)

@@ -14,6 +14,7 @@ from exastor.blob.common import (
     blob_check,
     blob_headers,
     check_tier,
+    content_md5_of,
     http_date,
     metadata_from_headers,
     read_check,
@@ -124,7 +125,8 @@ async def set_properties(call: BlobCall) -> None:
     # Azure replaces every content property: ones not sent are cleared.
     patch: dict = {name: call.h.get("x-ms-blob-" + name) for name in CONTENT_PROPS}
     patch["content-md5"] = call.h.get("x-ms-blob-content-md5")
-    obj = await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, patch, check=check)
+    obj = await call.blobs.set_blob_attrs(call.principal, call.container, call.blob, patch, check,
+                                         content_md5=content_md5_of)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns))])
 
 
@@ -134,8 +136,8 @@ async def set_metadata(call: BlobCall) -> None:
     if snapshot:
         raise BlobError("InvalidOperation")
     check = _live_with_checks(call)
-    obj = await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, {"meta": meta or None},
-                                            check=check)
+    obj = await call.blobs.set_blob_attrs(call.principal, call.container, call.blob, {"meta": meta or None}, check,
+                                         content_md5=content_md5_of)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-request-server-encrypted", "true")])
 

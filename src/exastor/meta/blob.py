@@ -69,6 +69,12 @@ def get_bucket(cur: Any, bucket: str) -> Bucket | None:
     return _get_bucket(cur, bucket)
 
 
+def update_latest(cur: Any, obj: ObjectVersion) -> None:
+    """Store a version's changed attributes, ETag and modification time (its bytes are unchanged)."""
+    cur.execute("UPDATE objects SET attrs = ?, etag = ?, mtime_ns = ? WHERE bucket = ? AND key = ? AND version_id = ?",
+                (_dumps(obj.attrs), obj.etag, obj.mtime_ns, obj.bucket, obj.key, obj.version_id))
+
+
 def bucket_exists(cur: Any, bucket: str) -> bool:
     cur.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,))
     return cur.fetchone() is not None

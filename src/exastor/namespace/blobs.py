@@ -196,7 +196,9 @@ class Blobs:
                 assert cur_obj is not None
                 attrs = dict(cur_obj.attrs)
                 attrs["committed_blocks"] = attrs.get("committed_blocks", 0) + 1
-                etag = hashlib.md5(f"{cur_obj.etag}:{md5}".encode()).hexdigest()
+                # a new ETag per append, in the ``hex-N`` form: never mistaken for the body's MD5
+                digest = hashlib.md5(f"{cur_obj.etag}:{md5}".encode()).hexdigest()
+                etag = f"{digest}-{attrs['committed_blocks']}"
                 obj = ObjectVersion(bucket, key, "", 0, True, False, cur_obj.size + size, etag, time.time_ns(),
                                     cur_obj.owner, attrs, (cur_obj.manifest or b"") + (manifest or b""))
                 return put_version(cur, obj, new_chunks, None, new_version_id), cur_obj.size
@@ -217,6 +219,36 @@ class Blobs:
             obj.attrs["sealed"] = True
             cur.execute("UPDATE objects SET attrs = ? WHERE bucket = ? AND key = ? AND version_id = ?",
                         (bm._dumps(obj.attrs), bucket, key, obj.version_id))
+            return obj
+        return await self.meta.runner.write(tx)
+
+    # --- properties --------------------------------------------------------------
+    async def set_blob_attrs(self, principal: str, bucket: str, key: str, patch: dict[str, Any],
+                             check: Check | None, *, content_md5: Callable[[ObjectVersion], str | None]
+                             ) -> ObjectVersion:
+        """Set Blob Metadata / Set Blob Properties: merge ``patch`` (None removes) into the blob's
+        attributes and, as Azure does, give it a new ETag and Last-Modified, so a writer that read the
+        old ETag cannot overwrite this change with If-Match. The new ETag has a part-count suffix, so S3
+        clients never take it for the body's MD5; ``content_md5(blob)`` (the Content-MD5 the blob
+        shows, which may be derived from its old ETag) is kept as a property first."""
+        self.ns.bucket(principal, bucket)
+
+        def tx(cur: Any) -> ObjectVersion:
+            obj = bm.latest(cur, bucket, key)
+            if obj is None:
+                raise errors.ObjectNotFound(key)
+            run_check(cur, check, obj)
+            md5 = content_md5(obj)
+            if md5 and "content-md5" not in obj.attrs:
+                obj.attrs["content-md5"] = md5
+            for k, v in patch.items():
+                if v is None:
+                    obj.attrs.pop(k, None)
+                else:
+                    obj.attrs[k] = v
+            obj.mtime_ns = time.time_ns()
+            obj.etag = changed_etag(obj.etag, obj.mtime_ns)
+            bm.update_latest(cur, obj)
             return obj
         return await self.meta.runner.write(tx)
 
@@ -358,6 +390,13 @@ class Blobs:
 
     async def set_setting(self, name: str, value: str) -> None:
         await self.meta.runner.write(lambda cur: bm.put_setting(cur, name, value))
+
+
+def changed_etag(old: str, now_ns: int) -> str:
+    """A new ETag for a blob whose properties changed: unique, and in the ``hex-N`` form of an S3
+    multipart ETag (never mistaken for the body's MD5). A multipart-shaped ETag keeps its part count."""
+    _, _, parts = old.partition("-")
+    return f"{hashlib.md5(f'{old}:{now_ns}'.encode()).hexdigest()}-{parts if parts.isdigit() else 1}"
 
 
 def _check_appendable(obj: ObjectVersion | None, append_pos: int | None, max_size: int | None, size: int) -> None:
