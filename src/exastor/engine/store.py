@@ -36,6 +36,7 @@ from exastor.meta.store import Metadata
 WINDOW = 4 << 20          # bytes chunked per worker-thread task
 INLINE_LIMIT = 256 << 10  # objects this small are processed on the event loop: a thread hop costs more
 READ_BATCH = 4 << 20      # bytes read per worker-thread task on GET
+RUN_LIMIT = 8 << 20       # at most this many bytes of adjacent records per pread
 
 
 class Digester(Protocol):
@@ -121,7 +122,7 @@ class ChunkStore:
             fresh[fp] = (pos, len(payload), len(chunk), which)
             pos += HEADER_SIZE + len(payload)
         if fresh:
-            seg, base = self.log.append(b"".join(parts))
+            seg, base = self.log.append(parts)  # one writev: no joined copy of the window
             with self._pending_lock:
                 for fp, (rel, stored, raw, which) in fresh.items():
                     loc = ChunkLocation(fp, seg, base + rel, stored, raw, which)
@@ -163,31 +164,66 @@ class ChunkStore:
         return references.resolver(self)
 
     def read_slices(self, slices: list[tuple[mf.Slice, int, int]]) -> list[bytes | memoryview]:
-        """Bytes for (slice, skip, take) triples, in order. Runs on a worker thread for large reads."""
-        fps = list({s.fp for s, _, _ in slices})
-        locs = self.meta.lookup_chunks(fps)
+        """Bytes for (slice, skip, take) triples, in order. Runs on a worker thread for large reads.
+
+        Records that lie back to back in a segment (a window's new chunks are appended in one
+        write) are read with one ``pread``, and stored-raw chunks are returned as views of it: one
+        large buffer per run, which malloc maps and unmaps, instead of a heap block per chunk,
+        which fragments the heap (and one system call instead of ~64 per 4 MiB)."""
+        order = list(dict.fromkeys(s.fp for s, _, _ in slices))
+        locs = self.meta.lookup_chunks(order)
+        data: dict[bytes, bytes | memoryview] = {}
+        run: list[ChunkLocation] = []
+        for fp in order:
+            loc = locs.get(fp)
+            if loc is None:
+                raise errors.DataCorrupted("manifest references a chunk missing from the index")
+            if run and (loc.segment != run[0].segment or loc.offset != _record_end(run[-1])
+                        or _record_end(loc) - run[0].offset > RUN_LIMIT):
+                self._read_run(run, data)
+                run = []
+            run.append(loc)
+        if run:
+            self._read_run(run, data)
         out: list[bytes | memoryview] = []
-        cache: tuple[bytes, bytes | memoryview] | None = None
         for s, skip, take in slices:
-            if cache is not None and cache[0] == s.fp:
-                data = cache[1]
-            else:
-                loc = locs.get(s.fp)
-                if loc is None:
-                    raise errors.DataCorrupted("manifest references a chunk missing from the index")
-                try:
-                    data = self.read_chunk(loc)
-                except errors.DataCorrupted:
-                    # The chunk may have moved (compaction) since we looked it up: look again once.
-                    self.log.forget(loc.segment)
-                    fresh = self.meta.lookup_chunks([s.fp]).get(s.fp)
-                    if fresh is None or fresh == loc:
-                        raise
-                    data = self.read_chunk(fresh)
-                cache = (s.fp, data)
+            chunk = data[s.fp]
             begin = s.start + skip
-            out.append(memoryview(data)[begin:begin + take] if (begin or take != len(data)) else data)
+            out.append(memoryview(chunk)[begin:begin + take] if (begin or take != len(chunk)) else chunk)
         return out
+
+    def _read_run(self, run: list[ChunkLocation], data: dict[bytes, bytes | memoryview]) -> None:
+        """Read adjacent records with one pread; any record that fails is read on its own (degraded)."""
+        view: memoryview | None = None
+        start = run[0].offset
+        if len(run) > 1:
+            length = _record_end(run[-1]) - start
+            try:
+                raw = self.log.pread(run[0].segment, start, length)
+                if len(raw) == length:
+                    view = memoryview(raw)
+            except errors.DataCorrupted:
+                pass
+        for loc in run:
+            if view is not None:
+                rel = loc.offset - start
+                try:
+                    data[loc.fp] = _decode_record(loc, view[rel:rel + HEADER_SIZE + loc.stored_len], self._resolve)
+                    continue
+                except errors.DataCorrupted:
+                    pass
+            data[loc.fp] = self._read_located(loc)
+
+    def _read_located(self, loc: ChunkLocation) -> bytes | memoryview:
+        try:
+            return self.read_chunk(loc)
+        except errors.DataCorrupted:
+            # The chunk may have moved (compaction) since we looked it up: look again once.
+            self.log.forget(loc.segment)
+            fresh = self.meta.lookup_chunks([loc.fp]).get(loc.fp)
+            if fresh is None or fresh == loc:
+                raise
+            return self.read_chunk(fresh)
 
     async def read_range(self, manifest: bytes | None, start: int, end: int) -> AsyncIterator[bytes | memoryview]:
         """Stream the inclusive byte range [start, end] of an object, reading only the chunks needed."""
@@ -222,6 +258,10 @@ def _decode_record(loc: ChunkLocation, raw: bytes | memoryview,
     payload = memoryview(raw)[HEADER_SIZE:]
     verify_payload(head, payload)
     return codec.decode(head, payload, resolve)  # transformed/delta records: BLAKE3-verified
+
+
+def _record_end(loc: ChunkLocation) -> int:
+    return loc.offset + HEADER_SIZE + loc.stored_len
 
 
 def _batches(items: Iterator[tuple[mf.Slice, int, int]], limit: int) -> Iterator[list[tuple[mf.Slice, int, int]]]:
