@@ -14,6 +14,7 @@ import uvicorn
 import uvloop
 
 from exastor.config import Config
+from exastor.gateway.memory import Trimmer
 from exastor.namespace.store import Namespace
 from exastor.s3.app import S3App
 from exastor.services.gc import Collector, CollectorThread
@@ -81,9 +82,11 @@ async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socke
         background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
     for thread in background:
         thread.start()
+    trimmer = Trimmer().start()
     try:
         await asyncio.gather(*(srv.serve(sockets=[sock]) for srv, sock in servers))
     finally:
+        trimmer.stop()
         for thread in background:
             thread.stop()
 
