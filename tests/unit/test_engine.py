@@ -138,3 +138,16 @@ def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives
                 asyncio.run(_read(ns, "k"))
     finally:
         ns.close()
+
+
+def test_ref_count_windows_sum_to_the_whole():
+    rng = random.Random(9)
+    fps = [rng.randbytes(32) for _ in range(50)]
+    manifest = mf.pack([mf.Slice(rng.choice(fps), 0, 100) for _ in range(1000)])
+    total: dict[bytes, int] = {}
+    for counts in mf.ref_count_windows(manifest, window=64):
+        assert len(counts) <= 64
+        for fp, n in counts.items():
+            total[fp] = total.get(fp, 0) + n
+    assert total == dict(mf.ref_counts(manifest))
+    assert list(mf.ref_count_windows(None)) == []
