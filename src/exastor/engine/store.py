@@ -36,6 +36,7 @@ from exastor.meta.store import Metadata
 WINDOW = 4 << 20          # bytes chunked per worker-thread task
 INLINE_LIMIT = 256 << 10  # objects this small are processed on the event loop: a thread hop costs more
 READ_BATCH = 4 << 20      # bytes read per worker-thread task on GET
+_ROOM = chunker.MAX_SIZE  # kept in front of each window after the first, for the chunk carried into it
 RUN_LIMIT = 768 << 10     # bytes of adjacent records per pread: under malloc's 1 MiB mmap threshold
 
 
@@ -286,7 +287,8 @@ class ObjectWriter:
         self.store = store
         self.digesters = digesters
         self.state = _WriterState(cdc=chunker.new_chunker())
-        self._buf: list[bytes | memoryview] = []
+        self._buf: list[bytes | memoryview] = []  # the first window's pieces
+        self._win: bytearray | None = None        # later windows: _ROOM bytes, then the new data
         self._buffered = 0
         self._tail = b""
         self._inflight: asyncio.Future[bytes] | None = None
@@ -299,7 +301,10 @@ class ObjectWriter:
     async def write(self, data: bytes | memoryview) -> None:
         if not data:
             return
-        self._buf.append(data)
+        if self._win is None:
+            self._buf.append(data)
+        else:
+            self._win += data  # copied as it arrives: no piece outlives its receive
         self._buffered += len(data)
         if self._buffered >= WINDOW:
             await self._flush(final=False)
@@ -313,9 +318,18 @@ class ObjectWriter:
             await self._digest_inflight
             self._inflight = self._digest_inflight = None
         tail, self._tail = self._tail, b""
-        buf = b"".join([tail, *self._buf]) if tail else b"".join(self._buf)  # the window's only copy
-        fresh = memoryview(buf)[len(tail):]                                   # what digests have not seen
-        self._buf.clear()
+        buf: bytes | memoryview
+        if self._win is None:  # the first window (no carried chunk): its pieces joined, the only copy
+            buf = b"".join([tail, *self._buf]) if tail else b"".join(self._buf)
+            self._buf.clear()
+        elif len(tail) <= _ROOM:  # the carried chunk goes into the room left in front of the new data
+            self._win[_ROOM - len(tail):_ROOM] = tail
+            buf = memoryview(self._win)[_ROOM - len(tail):]
+        else:  # not reached: a carried chunk is at most chunker.MAX_SIZE
+            buf = bytes(tail) + self._win[_ROOM:]
+        # The next window is filled in a buffer of its own while this one is processed.
+        self._win = None if final else bytearray(_ROOM)
+        fresh = memoryview(buf)[len(tail):]  # what digests have not seen
         self.state.size += self._buffered
         self._buffered = 0
         if final and len(buf) <= INLINE_LIMIT:
