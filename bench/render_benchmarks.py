@@ -205,7 +205,7 @@ RSS_NOTE = (
     'object streams, a worker holds the buffers in flight (per PUT: the 4 MiB window being filled '
     'and the one being chunked; per GET: up to two 4 MiB read batches ahead of the socket), the free '
     'heap those buffers leave behind (`malloc_trim` returns it once a second) and SQLite page caches '
-    '(1 MiB per reader thread, 8 MiB for the writer). What grows with the object is its manifest (40 '
+    '(2 MiB per reader thread, 8 MiB for the writer). What grows with the object is its manifest (40 '
     'bytes per ~64 KiB chunk: 6.4 MiB for 10 GiB), held while completing and while serving it, and '
     "worker 0's background reducer, which holds per-chunk Python objects for a whole new object when "
     'it reaches it (~4.4 MiB per GiB, if its pass overlaps the stream).'

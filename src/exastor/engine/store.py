@@ -77,6 +77,9 @@ class ChunkStore:
         # bytes share one record instead of both writing it.
         self._pending: dict[bytes, ChunkLocation] = {}
         self._pending_lock = threading.Lock()
+        # Bytes that went through worker-thread windows and read batches (large objects only): the
+        # gateway's heap trimmer runs only when this moved (gateway/memory.py).
+        self.moved = 0
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -243,8 +246,10 @@ class ChunkStore:
             if first is None:
                 return
         loop = asyncio.get_running_loop()
+        self.moved += READ_BATCH
         pending = loop.run_in_executor(self.pool, self.read_slices, first)
         for batch in batches:
+            self.moved += READ_BATCH
             nxt = loop.run_in_executor(self.pool, self.read_slices, batch)  # read ahead one batch
             for piece in await pending:
                 yield piece
@@ -337,6 +342,7 @@ class ObjectWriter:
                 d.update(fresh)
             self._tail = self.store._process(self.state, buf, True)
             return
+        self.store.moved += len(buf)
         # Each digest (MD5 for the ETag, SHA-256 of a signed payload, a CRC) on its own thread,
         # beside the chunking: the MD5 alone is the slowest stage of a large PUT.
         self._digest_inflight = asyncio.gather(

@@ -7,9 +7,10 @@ large buffer an mmap that returns to the OS when freed, and capping the arenas b
 
 What stays is fragmentation: chunk-sized buffers (16-256 KiB: request body pieces, compressed
 records, chunks read back) come and go between longer-lived small blocks, and glibc only gives
-back the free memory at the top of a heap. ``Trimmer`` calls ``malloc_trim(0)`` once a second,
-which returns every free page inside the heaps too (tens of MiB per worker while a stream runs;
-under a millisecond when there is nothing to return).
+back the free memory at the top of a heap. ``Trimmer`` calls ``malloc_trim(0)`` once a second
+while large objects stream (it returns every free page inside the heaps too: tens of MiB per
+worker), and not otherwise: small requests reuse their freed heap memory at once, and trimming
+under them would only make them fault the pages back in (~15% more CPU per 4 KiB PUT).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
+from collections.abc import Callable
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -44,15 +46,19 @@ def tune_malloc(mmap_threshold: int = 1 << 20, trim_threshold: int = 8 << 20, ar
 
 
 class Trimmer:
-    """A daemon thread that gives free heap memory back to the OS every ``interval`` seconds.
-    ctypes releases the GIL for the call, so the event loop and the I/O threads run on."""
+    """A daemon thread that gives free heap memory back to the OS, checking every ``interval``
+    seconds: when ``moved()`` (bytes of large objects streamed so far) advanced by ``every`` bytes
+    since the last trim, and once when it stops advancing. ctypes releases the GIL for the call, so
+    the event loop and the I/O threads run on."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, moved: Callable[[], int], interval: float = 1.0, every: int = 32 << 20) -> None:
         libc = _libc()
         self._trim = getattr(libc, "malloc_trim", None)
         if self._trim is not None:
             self._trim.argtypes = [ctypes.c_size_t]
+        self.moved = moved
         self.interval = interval
+        self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exastor-trim", daemon=True)
 
@@ -67,5 +73,11 @@ class Trimmer:
             self._thread.join()
 
     def _run(self) -> None:
+        last = seen = self.moved()
         while not self._stop.wait(self.interval):
-            self._trim(0)
+            now = self.moved()
+            # every ``every`` bytes, and once more when a stream has stopped
+            if now - last >= self.every or (now == seen and now != last):
+                last = now
+                self._trim(0)
+            seen = now

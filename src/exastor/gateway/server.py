@@ -82,7 +82,7 @@ async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socke
         background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
     for thread in background:
         thread.start()
-    trimmer = Trimmer().start()
+    trimmer = Trimmer(lambda: ns.chunks.moved).start()
     try:
         await asyncio.gather(*(srv.serve(sockets=[sock]) for srv, sock in servers))
     finally:

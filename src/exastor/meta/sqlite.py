@@ -32,7 +32,7 @@ _MAX_BATCH = 256
 # ~8 MiB per GiB read. The pages are in the OS page cache anyway (a miss is one pread), so
 # readers keep only the hot upper levels of the B-trees; the writer keeps more, for the leaves a
 # batch dirties, and empties its cache when idle.
-READER_CACHE_KIB = 1024
+READER_CACHE_KIB = 2048
 WRITER_CACHE_KIB = 8192
 _IDLE_SHRINK_S = 2.0  # the writer empties its cache after this long without work
 
