@@ -221,3 +221,38 @@ def test_a_revived_delta_is_adopted(tmp_path) -> None:
         asyncio.run(main())
     finally:
         ns.close()
+
+
+def test_first_uses_are_the_first_slice_of_each_chunk_in_order() -> None:
+    a, b, c = (bytes([n]) * 32 for n in (2, 1, 3))
+    layout = mf.Layout(mf.pack([mf.Slice(a, 0, 10), mf.Slice(b, 0, 5), mf.Slice(a, 3, 4), mf.Slice(c, 0, 9),
+                                mf.Slice(b, 1, 2)]))
+    assert layout.first_uses().tolist() == [0, 1, 3]
+    assert mf.Layout(None).first_uses().tolist() == []
+
+
+def test_small_windows_decide_exactly_what_one_window_does(tmp_path, monkeypatch) -> None:
+    """The reducer walks an object's chunks a window at a time (bounded memory for huge objects);
+    the window size must not change a single decision."""
+    import exastor.services.reducer as reducer_mod
+
+    corpus = _corpus()
+    outcomes = []
+    for window in (reducer_mod.WINDOW_CHUNKS, 3):
+        monkeypatch.setattr(reducer_mod, "WINDOW_CHUNKS", window)
+        ns = open_namespace(tmp_path / f"w{window}", recover=True)
+
+        async def main(ns: Any = ns) -> tuple:
+            await ns.create_bucket("admin", "red")
+            for key, body in corpus.items():
+                await _put(ns, key, body)
+            res = Reducer(ns.chunks).run_once()
+            for key, body in corpus.items():
+                assert await _read(ns, key) == body
+            return res.deltas, res.grouped, res.saved_bytes, res.chunks_seen, _codecs(ns)
+
+        try:
+            outcomes.append(asyncio.run(main()))
+        finally:
+            ns.close()
+    assert outcomes[0] == outcomes[1] and outcomes[0][0] > 0

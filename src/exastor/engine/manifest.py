@@ -94,6 +94,14 @@ class Layout:
         fp, start, length = self._arr[i].tolist()
         return Slice(bytes(fp), int(start), int(length)), int(self._ends[i]) - int(length)
 
+    def first_uses(self) -> np.ndarray:
+        """Indexes of the first slice of each distinct chunk, in manifest order (numpy, so a 10 GiB
+        object's 160,000 entries never become Python objects all at once)."""
+        if not len(self._arr):
+            return np.empty(0, dtype=np.int64)
+        _, first = np.unique(self._arr["fp"], return_index=True)
+        return np.sort(first)
+
     @property
     def slices(self) -> list[Slice]:
         return unpack(self._arr.tobytes())
