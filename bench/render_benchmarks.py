@@ -206,9 +206,10 @@ RSS_NOTE = (
     'and the one being chunked; per GET: up to two 4 MiB read batches ahead of the socket), the free '
     'heap those buffers leave behind (`malloc_trim` returns it once a second) and SQLite page caches '
     '(2 MiB per reader thread, 8 MiB for the writer). What grows with the object is its manifest (40 '
-    'bytes per ~64 KiB chunk: 6.4 MiB for 10 GiB), held while completing and while serving it, and '
-    "worker 0's background reducer, which holds per-chunk Python objects for a whole new object when "
-    'it reaches it (~4.4 MiB per GiB, if its pass overlaps the stream).'
+    'bytes per ~64 KiB chunk: 6.4 MiB for 10 GiB), held while completing and while serving it. '
+    "Worker 0's background reducer walks a new object 4,096 distinct chunks at a time, so its state "
+    'stays a few MiB whatever the object size; when its pass overlaps the read-back (at `reduce_duty`, '
+    'half a core by default) the stream GET pays for the shared cores.'
 )
 
 
