@@ -210,10 +210,7 @@ class Blobs:
         self.ns.bucket(principal, bucket)
 
         def tx(cur: Any) -> ObjectVersion:
-            obj = bm.latest(cur, bucket, key)
-            if obj is None:
-                raise errors.ObjectNotFound(key)
-            run_check(cur, check, obj)
+            obj = _existing_checked(cur, bucket, key, check)
             if obj.attrs.get("blob-type") != "AppendBlob":
                 raise BlobStateError("InvalidBlobType")
             obj.attrs["sealed"] = True
@@ -234,10 +231,7 @@ class Blobs:
         self.ns.bucket(principal, bucket)
 
         def tx(cur: Any) -> ObjectVersion:
-            obj = bm.latest(cur, bucket, key)
-            if obj is None:
-                raise errors.ObjectNotFound(key)
-            run_check(cur, check, obj)
+            obj = _existing_checked(cur, bucket, key, check)
             md5 = content_md5(obj)
             if md5 and "content-md5" not in obj.attrs:
                 obj.attrs["content-md5"] = md5
@@ -258,10 +252,7 @@ class Blobs:
         self.ns.bucket(principal, bucket)
 
         def tx(cur: Any) -> bm.Snapshot:
-            obj = bm.latest(cur, bucket, key)
-            if obj is None:
-                raise errors.ObjectNotFound(key)
-            run_check(cur, check, obj)
+            obj = _existing_checked(cur, bucket, key, check)
             attrs = dict(obj.attrs)
             if meta is not None:
                 attrs["meta"] = meta
@@ -319,10 +310,7 @@ class Blobs:
                     raise errors.ObjectNotFound(key)
                 gone(cur, snap)
                 return
-            obj = bm.latest(cur, bucket, key)
-            if obj is None:
-                raise errors.ObjectNotFound(key)
-            run_check(cur, check, obj)
+            obj = _existing_checked(cur, bucket, key, check)
             snaps = bm.snapshots(cur, bucket, key, with_manifest=True)
             if snaps and snapshots is None:
                 raise BlobStateError("SnapshotsPresent")
@@ -397,6 +385,16 @@ def changed_etag(old: str, now_ns: int) -> str:
     multipart ETag (never mistaken for the body's MD5). A multipart-shaped ETag keeps its part count."""
     _, _, parts = old.partition("-")
     return f"{hashlib.md5(f'{old}:{now_ns}'.encode()).hexdigest()}-{parts if parts.isdigit() else 1}"
+
+
+def _existing_checked(cur: Any, bucket: str, key: str, check: Check | None) -> ObjectVersion:
+    """The blob's current version, inside the write's transaction, after the request's lease and
+    conditions passed on it; ObjectNotFound if there is none."""
+    obj = bm.latest(cur, bucket, key)
+    if obj is None:
+        raise errors.ObjectNotFound(key)
+    run_check(cur, check, obj)
+    return obj
 
 
 def _check_appendable(obj: ObjectVersion | None, append_pos: int | None, max_size: int | None, size: int) -> None:
