@@ -464,6 +464,10 @@ def test_blob_lease_lifecycle(cc):
         bc.upload_blob(b"v2", overwrite=True)
     assert ei.value.status_code == 412 and code_of(ei.value) == "LeaseIdMissing"
     bc.upload_blob(b"v2", overwrite=True, lease=lease)
+    with pytest.raises(HttpResponseError) as ei:  # staging a block of a leased blob needs the id too
+        bc.stage_block("YmxvY2sx", b"block")
+    assert ei.value.status_code == 412 and code_of(ei.value) == "LeaseIdMissing"
+    bc.stage_block("YmxvY2sx", b"block", lease=lease)
     with pytest.raises(HttpResponseError) as ei:
         bc.delete_blob()
     assert code_of(ei.value) == "LeaseIdMissing"

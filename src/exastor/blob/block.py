@@ -44,23 +44,21 @@ def _block_headers(md5_hex: str, call: BlobCall) -> list[tuple[str, str]]:
 
 async def put_block(call: BlobCall) -> None:
     block_id = check_block_id(call)
-    if call.h.get("x-ms-lease-id"):
-        call.lease_guard(call.blob, write=True)
+    call.lease_guard(call.blob, write=True)  # as Azure: an active lease needs its id to stage a block
     spec = call.put_spec({})
     block = await call.blobs.stage_block(call.principal, call.container, call.blob, block_id,
-                                         call.body(MAX_BLOCK), spec, blob_check(call, None, lease="read"))
+                                         call.body(MAX_BLOCK), spec, blob_check(call, None, lease="write"))
     await call.reply(201, b"", _block_headers(block.md5, call))
 
 
 async def put_block_from_url(call: BlobCall) -> None:
     from exastor.blob.copy import resolve_source, source_range
     block_id = check_block_id(call)
-    if call.h.get("x-ms-lease-id"):
-        call.lease_guard(call.blob, write=True)
+    call.lease_guard(call.blob, write=True)
     src = resolve_source(call)
     start, end = source_range(call, src.size)
     block = await call.blobs.stage_block_from(call.principal, call.container, call.blob, block_id,
-                                              src, start, end, blob_check(call, None, lease="read"))
+                                              src, start, end, blob_check(call, None, lease="write"))
     await call.reply(201, b"", _block_headers(block.md5, call))
 
 
