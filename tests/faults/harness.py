@@ -52,10 +52,11 @@ from exastor.services.scrub import Scrubber  # noqa: E402
 BUCKET = "faults"
 CRASH_POINTS = ["seal.shards_written", "seal.committed", "repair.written", "repair.moved", "gc.copied",
                 "gc.committed",
-                # inside the metadata commit of a PUT, a DELETE, a multipart complete: data durable and the
-                # transaction not committed, or committed and the client not answered (exastor/crashpoints.py)
+                # inside the metadata commit of a PUT, a DELETE, an UploadPart, a multipart complete: data
+                # durable and the transaction not committed, or committed and the client not answered
+                # (exastor/crashpoints.py)
                 "put.before_commit", "put.committed", "delete.before_commit", "delete.committed",
-                "multipart.before_commit", "multipart.committed"]
+                "part.before_commit", "part.committed", "multipart.before_commit", "multipart.committed"]
 
 
 @dataclass

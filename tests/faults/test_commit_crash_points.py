@@ -1,5 +1,5 @@
-"""kill -9 at each named crash point of a metadata commit (exastor/crashpoints.py): a PUT, a DELETE and
-a multipart complete, each once before its transaction commits (data durable) and once after it
+"""kill -9 at each named crash point of a metadata commit (exastor/crashpoints.py): a PUT, a DELETE, an
+UploadPart and a multipart complete, each once before its transaction commits (data durable) and once after it
 committed but before the client was answered. The client never gets an answer; after a restart the
 operation either did not happen at all or happened completely, exactly as the point says, and what
 is there is byte-identical."""
@@ -76,6 +76,9 @@ def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
                      for n, p in enumerate(parts)]
             uploads[name] = (up, {"Parts": [{"ETag": e, "PartNumber": n + 1} for n, e in enumerate(etags)]})
         put_bodies = {"put-before": os.urandom(300_000), "put-committed": os.urandom(300_000)}
+        part_uploads = {name: s3.create_multipart_upload(Bucket=BUCKET, Key=name)["UploadId"]
+                        for name in ("part-before", "part-committed")}
+        part_bodies = {name: os.urandom(250_000) for name in part_uploads}
 
         def put(key: str) -> None:
             s3.put_object(Bucket=BUCKET, Key=key, Body=put_bodies[key])
@@ -87,8 +90,14 @@ def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
             up, mp = uploads[key]
             s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=up, MultipartUpload=mp)
 
+        def upload_part(key: str) -> str:
+            return s3.upload_part(Bucket=BUCKET, Key=key, UploadId=part_uploads[key], PartNumber=1,
+                                  Body=part_bodies[key])["ETag"]
+
         cases = [("put.before_commit", put, "put-before"), ("put.committed", put, "put-committed"),
                  ("delete.before_commit", delete, "del-before"), ("delete.committed", delete, "del-committed"),
+                 ("part.before_commit", upload_part, "part-before"),
+                 ("part.committed", upload_part, "part-committed"),
                  ("multipart.before_commit", complete, "mp-before"),
                  ("multipart.committed", complete, "mp-committed")]
         for point, op, key in cases:
@@ -110,6 +119,15 @@ def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
                 if committed:
                     data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
                     assert _md5(data) == _md5(put_bodies[key]), point
+            elif op is upload_part:
+                listed = s3.list_parts(Bucket=BUCKET, Key=key, UploadId=part_uploads[key]).get("Parts", [])
+                assert len(listed) == int(committed), point
+                etag = listed[0]["ETag"] if committed else upload_part(key)  # not there: send it again
+                assert etag.strip('"') == _md5(part_bodies[key]), point
+                s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=part_uploads[key],
+                                             MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]})
+                data = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+                assert _md5(data) == _md5(part_bodies[key]), point
             elif op is delete:
                 assert _exists(s3, key) == (not committed), point
                 if not committed:

@@ -448,7 +448,8 @@ class Metadata:
                         (part.upload_id, part.part_number, part.size, part.etag, part.mtime_ns,
                          _dumps(part.attrs), part.manifest))
 
-        await self.runner.write(tx, durable=durable)
+        await self.runner.write(_crashing(tx, "part"), durable=durable)
+        crash_point("part.committed")
 
     def list_parts(self, upload_id: str, after: int, limit: int, *, with_manifest: bool = False) -> list[Part]:
         def q(cur: Any) -> list[Part]:
