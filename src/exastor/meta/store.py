@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
 from exastor import errors
@@ -484,22 +484,30 @@ class Metadata:
     async def complete_upload(
         self,
         upload_id: str,
-        assemble: Callable[[Upload, dict[int, Part]], ObjectVersion],
+        assemble: Callable[[Upload, dict[int, Part]], tuple[ObjectVersion, list[int]]],
         *,
         check: ObjectCheck | None = None,
         make_version_id: Callable[[], str],
     ) -> ObjectVersion:
-        """``assemble(upload, parts)`` validates the client's part list and builds the object
-        (manifest = the chosen parts' slices); it runs inside the transaction."""
+        """``assemble(upload, parts)`` validates the client's part list and builds the object, whose
+        manifest is the chosen parts' manifests end to end; it runs inside the transaction and
+        returns the object and the chosen part numbers.
+
+        The chosen parts hand their chunk references to the object (same entries, so the counts do
+        not change); only the parts left out release theirs. Counting the object's references up
+        and the parts' down again would be two updates per chunk, 320,000 for a 10 GiB upload, on
+        the writer thread every other commit waits for."""
 
         def tx(cur: Any) -> ObjectVersion:
             upload = _get_upload(cur, upload_id)
             if upload is None:
                 raise errors.UploadNotFound(upload_id)
             parts = {p.part_number: p for p in _list_parts(cur, upload_id, 0, 1_000_000, True)}
-            obj = assemble(upload, parts)
-            committed = put_version(cur, obj, [], check, make_version_id)
-            _delete_upload(cur, upload_id)  # releases the parts' references; the object holds its own
+            obj, chosen = assemble(upload, parts)
+            assert len(obj.manifest or b"") == sum(len(parts[n].manifest or b"") for n in chosen), \
+                "a multipart object's manifest must be its chosen parts' manifests"
+            committed = put_version(cur, obj, [], check, make_version_id, refs_held=True)
+            _delete_upload(cur, upload_id, handed_over=set(chosen))
             return committed
 
         result = await self.runner.write(_crashing(tx, "multipart"))
@@ -573,7 +581,10 @@ def _bucket_versioning(cur: Any, bucket: str) -> str:
 
 def put_version(cur: Any, obj: ObjectVersion, new_chunks: list[ChunkLocation],
                 check: ObjectCheck | None,
-                make_version_id: Callable[[], str]) -> ObjectVersion:
+                make_version_id: Callable[[], str], *, refs_held: bool = False) -> ObjectVersion:
+    """Insert ``obj`` as the latest version. ``refs_held``: its manifest's references are already
+    counted by rows that hand them over in the same transaction (a multipart upload's chosen parts),
+    so they are not added again."""
     versioning = _bucket_versioning(cur, obj.bucket)
     cur.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
                 (obj.bucket, obj.key))
@@ -581,8 +592,9 @@ def put_version(cur: Any, obj: ObjectVersion, new_chunks: list[ChunkLocation],
     current = ObjectVersion.from_row(row) if row else None
     run_check(cur, check, current)
     register_chunks(cur, new_chunks)
-    for counts in mf.ref_count_windows(obj.manifest):
-        add_refs(cur, counts)
+    if not refs_held:
+        for counts in mf.ref_count_windows(obj.manifest):
+            add_refs(cur, counts)
     obj.version_id = make_version_id() if versioning == "Enabled" else "null"
     if obj.version_id == "null":
         cur.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND version_id = 'null'",
@@ -631,9 +643,13 @@ def _list_parts(cur: Any, upload_id: str, after: int, limit: int, with_manifest:
     return [Part(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in cur.fetchall()]
 
 
-def _delete_upload(cur: Any, upload_id: str) -> None:
-    cur.execute("SELECT manifest FROM parts WHERE upload_id = ?", (upload_id,))
-    for (manifest,) in cur.fetchall():  # part by part: one Counter of a 10 GiB upload is ~25 MiB
+def _delete_upload(cur: Any, upload_id: str, handed_over: Collection[int] = ()) -> None:
+    """Remove an upload and its parts, releasing the references of every part except those
+    ``handed_over`` to the completed object."""
+    cur.execute("SELECT part_number, manifest FROM parts WHERE upload_id = ?", (upload_id,))
+    for number, manifest in cur.fetchall():  # part by part: one Counter of a 10 GiB upload is ~25 MiB
+        if number in handed_over:
+            continue
         for counts in mf.ref_count_windows(manifest):
             drop_refs(cur, counts)
     cur.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))

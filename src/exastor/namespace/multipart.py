@@ -80,7 +80,7 @@ async def complete_upload(ns: Namespace, principal: str, bucket: str, key: str, 
     if not requested:
         raise errors.InvalidArgument("You must specify at least one part", malformed=True)
 
-    def assemble(upload: Upload, parts: dict[int, Part]) -> ObjectVersion:
+    def assemble(upload: Upload, parts: dict[int, Part]) -> tuple[ObjectVersion, list[int]]:
         numbers = [n for n, _ in requested]
         if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
             raise errors.InvalidPartOrder("parts must be in ascending order")
@@ -98,7 +98,8 @@ async def complete_upload(ns: Namespace, principal: str, bucket: str, key: str, 
         attrs = dict(upload.attrs)
         attrs["parts"] = [p.size for p in chosen]
         return ObjectVersion(bucket, key, "", 0, True, False, sum(p.size for p in chosen),
-                             f"{digest}-{len(chosen)}", time.time_ns(), principal, attrs, manifest)
+                             f"{digest}-{len(chosen)}", time.time_ns(), principal, attrs, manifest), \
+            [p.part_number for p in chosen]
 
     return await ns.meta.complete_upload(upload_id, assemble, check=check, make_version_id=new_version_id)
 
