@@ -130,3 +130,24 @@ def test_appended_blob_etag_is_not_an_md5(s3, svc, bucket):
     etags = [ab.append_block(f"line {i}\n".encode())["etag"] for i in range(3)]
     assert len(set(etags)) == 3 and all(e.strip('"').endswith(f"-{i + 1}") for i, e in enumerate(etags))
     assert s3.head_object(Bucket=bucket, Key="log")["ETag"] == etags[-1]
+
+
+def test_sse_c_object_is_never_read_as_ciphertext_over_blob(s3, svc, bucket):
+    """An object written over S3 with a customer key is stored encrypted under a key the server does
+    not keep: Blob reads and copies get 409 BlobUsesCustomerSpecifiedEncryption, never the ciphertext."""
+    from azure.core.exceptions import HttpResponseError
+
+    key = os.urandom(32)
+    sse = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": base64.b64encode(key).decode(),
+           "SSECustomerKeyMD5": base64.b64encode(hashlib.md5(key).digest()).decode()}
+    s3.put_object(Bucket=bucket, Key="secret", Body=b"plaintext" * 1000, **sse)
+    bc = svc.get_blob_client(bucket, "secret")
+    with pytest.raises(HttpResponseError) as err:
+        bc.download_blob().readall()
+    assert err.value.status_code == 409 and err.value.error_code == "BlobUsesCustomerSpecifiedEncryption"
+    copy = svc.get_blob_client(bucket, "copy-of-secret")
+    with pytest.raises(HttpResponseError) as err:
+        copy.start_copy_from_url(bc.url)
+    assert err.value.status_code == 409 and err.value.error_code == "BlobUsesCustomerSpecifiedEncryption"
+    assert bc.get_blob_properties().size == 9000  # properties stay visible, like S3's listing
+    assert s3.get_object(Bucket=bucket, Key="secret", **sse)["Body"].read() == b"plaintext" * 1000

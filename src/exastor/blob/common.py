@@ -187,6 +187,15 @@ class BlobCall:
                       write=write, container_level=container_level)
 
 
+def plaintext_readable(obj: Any) -> Any:
+    """``obj``, unless its bytes are stored encrypted under a customer key the server never keeps
+    (written over S3 with SSE-C): read over Blob they would be ciphertext, so refuse as Azure does
+    for a blob read without its customer-provided key."""
+    if "sse_c" in obj.attrs:
+        raise BlobError("BlobUsesCustomerSpecifiedEncryption")
+    return obj
+
+
 def enforce_lease(lease: bm.Lease | None, given: str | None, *, write: bool, container_level: bool = False) -> None:
     """Azure's lease rules for an operation: with ``given`` (x-ms-lease-id) there must be an active
     lease with that id; without it, a ``write`` must not touch an actively leased blob/container."""

@@ -17,6 +17,7 @@ from exastor.blob.common import (
     metadata_from_headers,
     mtime,
     parse_tags_header,
+    plaintext_readable,
     write_check,
 )
 from exastor.blob.errors import BlobError
@@ -50,7 +51,7 @@ def resolve_source(call: BlobCall) -> ObjectVersion:
                            dates_on_writes=True)
         if outcome != "ok":
             raise BlobError("SourceConditionNotMet", "The source condition specified is not met.", status=412)
-    return src
+    return plaintext_readable(src)
 
 
 def source_range(call: BlobCall, size: int) -> tuple[int, int]:

@@ -26,6 +26,8 @@ ERRORS: dict[str, tuple[int, str]] = {
                                       "protocol."),
     "BlobAlreadyExists": (409, "The specified blob already exists."),
     "BlobIsSealed": (409, "The blob is sealed and its contents cannot be modified."),
+    "BlobUsesCustomerSpecifiedEncryption": (409, "The blob is encrypted with customer specified encryption, "
+                                            "but it was not provided in the request."),
     "BlobNotFound": (404, "The specified blob does not exist."),
     "BlobTierInadequateForContentLength": (409, "The blob's tier is inadequate for the content length."),
     "BlockCountExceedsLimit": (409, "The committed block count cannot exceed the maximum limit of 50,000 blocks."),

@@ -17,6 +17,7 @@ from exastor.blob.common import (
     content_md5_of,
     http_date,
     metadata_from_headers,
+    plaintext_readable,
     read_check,
     run_check,
     write_check,
@@ -78,6 +79,8 @@ async def get_blob(call: BlobCall, *, head: bool = False) -> None:
                 headers.append(("x-ms-blob-content-md5", whole_md5))
             headers.append(("content-range", content_range(start, end, obj.size)))
     length = max(end - start + 1, 0)
+    if not head:
+        plaintext_readable(obj)
     if call.h.get("x-ms-range-get-content-md5", "").lower() == "true":
         if status != 206 or length > 4 << 20:
             raise BlobError("OutOfRangeInput", "x-ms-range-get-content-md5 needs a range of at most 4 MiB.")
