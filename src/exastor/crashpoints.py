@@ -8,11 +8,12 @@ exactly between two steps of an ordering rule. It works from any thread: the met
 
 The points (docs/reliability.md):
 
-- ``put.before_commit`` / ``delete.before_commit`` / ``multipart.before_commit``: inside the
-  metadata transaction of a PUT (or copy, or Put Blob), a DELETE, a multipart complete, after its
-  statements ran and (for a PUT) after the data it points at was fsynced, before COMMIT;
-- ``put.committed`` / ``delete.committed`` / ``multipart.committed``: the transaction is durable,
-  the client has not been answered;
+- ``<op>.before_commit`` for ``put`` (PUT, copy, Put Blob), ``delete``, ``part`` (UploadPart),
+  ``multipart`` (complete), ``block`` (Put Block), ``blocklist`` (Put Block List) and ``append``
+  (Append Block): inside the operation's metadata transaction, after its statements ran and after
+  the data it points at was made durable, before COMMIT (``Metadata.commit``);
+- ``<op>.committed`` for the same operations: the transaction is durable, the client has not been
+  answered;
 - ``seal.shards_written``, ``seal.committed``, ``repair.written``, ``repair.moved``, ``gc.copied``,
   ``gc.committed``: between the steps of sealing, repair and compaction.
 

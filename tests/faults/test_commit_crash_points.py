@@ -10,6 +10,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
@@ -46,6 +49,23 @@ def _alive_in_group(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             alive.append(int(entry))
     return alive
+
+
+def _kill_at(server: Any, points: Path, crash_log: Path, point: str, op: Callable[[], object],
+             client_errors: tuple[type[BaseException], ...]) -> None:
+    """Arm ``point``, run ``op`` (the server kills its own process group: no answer), check that the
+    whole group died at that point, disarm, restart."""
+    points.write_text(f"{point}=1")
+    with pytest.raises(client_errors):
+        op()
+    server.proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while _alive_in_group(server.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive_in_group(server.proc.pid), f"{point}: the whole process group must die"
+    assert crash_log.read_text().split()[-1] == point
+    points.write_text("")
+    server.start()
 
 
 def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
@@ -101,17 +121,7 @@ def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
                  ("multipart.before_commit", complete, "mp-before"),
                  ("multipart.committed", complete, "mp-committed")]
         for point, op, key in cases:
-            points.write_text(f"{point}=1")
-            with pytest.raises((BotoCoreError, ClientError)):
-                op(key)  # the server kills its own process group: no answer
-            server.proc.wait(timeout=30)
-            deadline = time.monotonic() + 10
-            while _alive_in_group(server.proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not _alive_in_group(server.proc.pid), f"{point}: the whole process group must die"
-            assert crash_log.read_text().split()[-1] == point
-            points.write_text("")
-            server.start()
+            _kill_at(server, points, crash_log, point, lambda op=op, key=key: op(key), (BotoCoreError, ClientError))
             s3 = s3_client(server)
             committed = point.endswith(".committed")
             if op is put:
@@ -143,6 +153,60 @@ def test_kill9_at_each_metadata_commit_crash_point(tmp_path):
                 assert _md5(data) == _md5(b"".join(parts)), point
             for k, digest in kept.items():
                 assert _md5(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()) == digest, (point, k)
+    finally:
+        server.stop()
+    report = exastor("fsck", "--json", data_dir=server.data_dir, check=False)
+    assert json.loads(report.stdout)["clean"], report.stdout
+
+
+def test_kill9_at_each_blob_commit_crash_point(tmp_path):
+    """The same for the Blob API's own commits: Put Block, Put Block List, Append Block."""
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
+    from azure.storage.blob import BlobBlock, BlobServiceClient
+
+    points, crash_log = tmp_path / "crash-points", tmp_path / "crash-log"
+    points.write_text("")
+    server = start_server(tmp_path, *[a for i in range(3) for a in ("--drive", str(tmp_path / f"d{i}"))],
+                          env={"EXASTOR_CRASH_POINTS": str(points), "EXASTOR_CRASH_LOG": str(crash_log)})
+
+    def blob(key: str) -> Any:
+        svc = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
+        return svc.get_blob_client("blobpoints", key)
+
+    def uncommitted(key: str) -> list[int]:
+        try:
+            return [b.size for b in blob(key).get_block_list("uncommitted")[1]]
+        except ResourceNotFoundError:  # no blob and no staged block: Azure says the blob is not there
+            return []
+
+    block, head, tail = os.urandom(200_000), os.urandom(100_000), os.urandom(50_000)
+    try:
+        BlobServiceClient.from_connection_string(server.connection_string).create_container("blobpoints")
+        for key in ("list-before", "list-committed"):
+            blob(key).stage_block("YmxvY2sx", block)
+        for key in ("append-before", "append-committed"):
+            blob(key).create_append_blob()
+            blob(key).append_block(head)
+        cases = [("block.before_commit", "block-before", lambda k: blob(k).stage_block("YmxvY2sx", block)),
+                 ("block.committed", "block-committed", lambda k: blob(k).stage_block("YmxvY2sx", block)),
+                 ("blocklist.before_commit", "list-before", lambda k: blob(k).commit_block_list([BlobBlock("YmxvY2sx")])),
+                 ("blocklist.committed", "list-committed", lambda k: blob(k).commit_block_list([BlobBlock("YmxvY2sx")])),
+                 ("append.before_commit", "append-before", lambda k: blob(k).append_block(tail)),
+                 ("append.committed", "append-committed", lambda k: blob(k).append_block(tail))]
+        for point, key, op in cases:
+            _kill_at(server, points, crash_log, point, lambda op=op, key=key: op(key), (AzureError,))
+            committed = point.endswith(".committed")
+            if point.startswith("block."):
+                assert uncommitted(key) == ([len(block)] if committed else []), point
+            elif point.startswith("blocklist."):
+                if not committed:
+                    with pytest.raises(ResourceNotFoundError):
+                        blob(key).get_blob_properties()
+                    assert uncommitted(key) == [len(block)], point  # the staged block survived
+                    blob(key).commit_block_list([BlobBlock("YmxvY2sx")])
+                assert blob(key).download_blob().readall() == block, point
+            else:
+                assert blob(key).download_blob().readall() == (head + tail if committed else head), point
     finally:
         server.stop()
     report = exastor("fsck", "--json", data_dir=server.data_dir, check=False)

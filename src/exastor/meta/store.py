@@ -37,6 +37,10 @@ MANIFEST_QUERIES: list[str] = [
     "SELECT manifest FROM parts WHERE manifest IS NOT NULL",
     # delta records' references to their base chunks (services/reducer.py)
     "SELECT manifest FROM reduced_chunks WHERE manifest IS NOT NULL",
+    # the Blob front-end's own holders: uncommitted blocks, snapshots, soft-deleted blobs (meta/blob.py)
+    "SELECT manifest FROM blob_blocks WHERE manifest IS NOT NULL",
+    "SELECT manifest FROM blob_snapshots WHERE manifest IS NOT NULL",
+    "SELECT manifest FROM blob_deleted WHERE manifest IS NOT NULL",
 ]
 
 
@@ -286,6 +290,14 @@ class Metadata:
 
         self.runner.read(q, snapshot=False)
 
+    async def commit(self, tx: Callable[[Any], T], op: str, *,
+                     durable: Callable[[], None] | None = None) -> T:
+        """``tx`` as one durable write between the crash points ``<op>.before_commit`` (inside the
+        transaction, data already durable) and ``<op>.committed`` (durable, caller not answered)."""
+        result = await self.runner.write(_crashing(tx, op), durable=durable)
+        crash_point(op + ".committed")
+        return result
+
     async def put_object(
         self,
         obj: ObjectVersion,
@@ -303,9 +315,7 @@ class Metadata:
         def tx(cur: Any) -> ObjectVersion:
             return put_version(cur, obj, new_chunks, check, make_version_id)
 
-        committed = await self.runner.write(_crashing(tx, "put"), durable=durable)
-        crash_point("put.committed")  # durable, not yet answered
-        return committed
+        return await self.commit(tx, "put", durable=durable)
 
     async def delete_object(self, bucket: str, key: str, version_id: str | None, *,
                             make_version_id: Callable[[], str], owner: str,
@@ -339,9 +349,7 @@ class Metadata:
             marker = ObjectVersion(bucket, key, "", 0, True, True, 0, "", _now_ns(), owner, {}, None)
             return put_version(cur, marker, [], None, make_version_id), True
 
-        result = await self.runner.write(_crashing(tx, "delete"))
-        crash_point("delete.committed")
-        return result
+        return await self.commit(tx, "delete")
 
     async def update_object_attrs(self, bucket: str, key: str, version_id: str | None,
                                   patch: dict[str, Any], *, check: ObjectCheck | None = None) -> ObjectVersion:
@@ -448,8 +456,7 @@ class Metadata:
                         (part.upload_id, part.part_number, part.size, part.etag, part.mtime_ns,
                          _dumps(part.attrs), part.manifest))
 
-        await self.runner.write(_crashing(tx, "part"), durable=durable)
-        crash_point("part.committed")
+        await self.commit(tx, "part", durable=durable)
 
     def list_parts(self, upload_id: str, after: int, limit: int, *, with_manifest: bool = False) -> list[Part]:
         def q(cur: Any) -> list[Part]:
@@ -510,9 +517,7 @@ class Metadata:
             _delete_upload(cur, upload_id, handed_over=set(chosen))
             return committed
 
-        result = await self.runner.write(_crashing(tx, "multipart"))
-        crash_point("multipart.committed")
-        return result
+        return await self.commit(tx, "multipart")
 
     # --- chunks and segments ---------------------------------------------------
     def lookup_chunks(self, fps: list[bytes]) -> dict[bytes, ChunkLocation]:

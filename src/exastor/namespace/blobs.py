@@ -94,7 +94,7 @@ class Blobs:
                     raise errors.BucketNotFound(bucket)
                 run_check(cur, check, bm.latest(cur, bucket, key) if check else None)
                 bm.put_block(cur, bucket, key, block, new_chunks)
-            await self.meta.runner.write(tx)
+            await self.meta.commit(tx, "block")
         finally:
             writer.done()
         return block
@@ -164,7 +164,7 @@ class Blobs:
             bm.drop_blocks(cur, bucket, key)  # the uncommitted list is discarded at commit
             return committed_obj
 
-        return await self.meta.runner.write(tx)
+        return await self.meta.commit(tx, "blocklist")
 
     async def purge_expired(self, *, force: bool = False) -> None:
         """Discard week-old uncommitted blocks and expired soft-deleted blobs (at most once a minute)."""
@@ -202,7 +202,7 @@ class Blobs:
                 obj = ObjectVersion(bucket, key, "", 0, True, False, cur_obj.size + size, etag, time.time_ns(),
                                     cur_obj.owner, attrs, (cur_obj.manifest or b"") + (manifest or b""))
                 return put_version(cur, obj, new_chunks, None, new_version_id), cur_obj.size
-            return await self.meta.runner.write(tx)
+            return await self.meta.commit(tx, "append")
         finally:
             writer.done()
 
