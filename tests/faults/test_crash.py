@@ -12,19 +12,11 @@ import time
 
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
+from harness import body_for
 
 from conftest import exastor, s3_client, start_server
 
 SEEDS = [1, 2, 3]
-
-
-def _body(rng: random.Random) -> bytes:
-    kind = rng.random()
-    if kind < 0.5:
-        return rng.randbytes(rng.randint(0, 64_000))
-    if kind < 0.8:
-        return rng.randbytes(rng.randint(200_000, 2_000_000))
-    return bytes(rng.randint(0, 3)) * rng.randint(1, 3_000_000)  # compressible, dedupes with itself
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -60,7 +52,7 @@ def test_kill9_under_load(tmp_path, seed):
                     return
                 continue
             key = f"w{wid}/o{n}"
-            body = _body(wrng)
+            body = body_for(wrng)
             digest = hashlib.md5(body).hexdigest()
             with lock:
                 inflight[key] = digest
