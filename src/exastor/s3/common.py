@@ -8,7 +8,7 @@ import base64
 import functools
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -223,6 +223,15 @@ async def _decoded_body(call: S3Call, limit: int, *, sha256_in_spec: bool = Fals
 
 # --- object attributes <-> headers ---------------------------------------------
 
+def add_user_metadata(attrs: dict[str, Any], fields: Mapping[str, str]) -> None:
+    """x-amz-meta-* from request headers or POST form fields into ``attrs["meta"]``, within S3's 2 KB."""
+    meta = {k[len("x-amz-meta-"):]: v for k, v in fields.items() if k.startswith("x-amz-meta-")}
+    if sum(len(k) + len(v) for k, v in meta.items()) > MAX_USER_METADATA:
+        raise S3Error("MetadataTooLarge")
+    if meta:
+        attrs["meta"] = meta
+
+
 def attrs_from_headers(h: dict[str, str]) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     for name in CONTENT_HEADERS:
@@ -234,11 +243,7 @@ def attrs_from_headers(h: dict[str, str]) -> dict[str, Any]:
                     continue
             attrs[name] = value
     attrs.setdefault("content-type", "binary/octet-stream")
-    meta = {k[len("x-amz-meta-"):]: v for k, v in h.items() if k.startswith("x-amz-meta-")}
-    if sum(len(k) + len(v) for k, v in meta.items()) > MAX_USER_METADATA:
-        raise S3Error("MetadataTooLarge")
-    if meta:
-        attrs["meta"] = meta
+    add_user_metadata(attrs, h)
     tagging = h.get("x-amz-tagging")
     if tagging:
         tags = dict(parse_qsl(tagging, keep_blank_values=True))

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from exastor.s3 import objectlock, sse
 from exastor.s3.acl import canned_acl
-from exastor.s3.common import MAX_PUT_SIZE, MAX_USER_METADATA, S3Call
+from exastor.s3.common import MAX_PUT_SIZE, S3Call, add_user_metadata
 from exastor.s3.errors import S3Error
 from exastor.s3.sigv4 import derive_signing_key
 from exastor.s3.xml import HEADER, el, parse_tagging
@@ -224,11 +224,7 @@ async def post_object(call: S3Call) -> None:
     bucket = call.ns.cached_bucket(call.bucket or "")
     attrs: dict[str, Any] = {name: fields[name] for name in _CONTENT_FIELDS if name in fields}
     attrs.setdefault("content-type", "binary/octet-stream")
-    meta = {k[len("x-amz-meta-"):]: v for k, v in fields.items() if k.startswith("x-amz-meta-")}
-    if sum(len(k) + len(v) for k, v in meta.items()) > MAX_USER_METADATA:
-        raise S3Error("MetadataTooLarge")
-    if meta:
-        attrs["meta"] = meta
+    add_user_metadata(attrs, fields)
     if "tagging" in fields:
         attrs["tags"] = parse_tagging(fields["tagging"].encode())
     if "acl" in fields:
