@@ -125,7 +125,7 @@ def _rebuild_matrix(k: int, m: int, use: tuple[int, ...], missing: tuple[int, ..
     return gf.mat_mul([generator[i] for i in missing], to_data)
 
 
-def encode(data_shards: list[bytes], m: int) -> list[bytes]:
+def encode(data_shards: list[bytes], m: int) -> list[bytes] | list[bytearray]:
     """The m parity shards of k equal-length data shards."""
     k = len(data_shards)
     if m == 0:
@@ -133,11 +133,11 @@ def encode(data_shards: list[bytes], m: int) -> list[bytes]:
     if k == 1:
         return [data_shards[0]] * m
     if gf.available():
-        return [bytes(p) for p in gf.apply(parity_matrix(k, m), data_shards)]
+        return gf.apply(parity_matrix(k, m), data_shards)  # written in place by ISA-L: no copy
     return list(_encoder(k, k + m).encode(data_shards, list(range(k, k + m))))
 
 
-def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict[int, bytes]:
+def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict[int, bytes | bytearray]:
     """Shards ``want`` (data or parity) from at least k ``available`` shards (index -> equal-length bytes,
     any byte range as long as it is the same range of every shard: RS works column by column)."""
     if len(available) < k:
@@ -152,7 +152,7 @@ def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict
     use = sorted(available)[:k]
     if gf.available():
         rebuilt = gf.apply(_rebuild_matrix(k, m, tuple(use), tuple(missing)), [available[i] for i in use])
-        return {**out, **{i: bytes(b) for i, b in zip(missing, rebuilt, strict=True)}}
+        return {**out, **dict(zip(missing, rebuilt, strict=True))}
     if any(i >= k for i in use):
         data = _decoder(k, k + m).decode([available[i] for i in use], use)
         data = [bytes(d) for d in data]
