@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,17 +23,45 @@ ACCOUNT_NAME = "exastortest"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port *below* the kernel's ephemeral range.
+
+    A port from bind(0) lies inside that range, so between this call and the server's bind any
+    outgoing connection (a client of another test server) may take it as its local port, and the
+    server then fails with "address in use". Ports below the range are never handed to connect()."""
+    low, _ = _ephemeral_range()
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(max(1024, low - 20000), low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)  # restarts reuse a server's ports: never give them to another server
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0, log_path: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
+            log = log_path.read_text(errors="replace")[-4000:] if log_path and log_path.exists() else ""
+            raise RuntimeError(f"server exited early with code {proc.returncode}\n{log}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -83,8 +112,8 @@ class ServerProcess:
              "--secret-key", self.secret_key, "--blob-port", str(self.blob_port),
              "--account-name", self.account_name, "--account-key", self.account_key, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        wait_port(self.s3_port, self.proc)
-        wait_port(self.blob_port, self.proc)
+        wait_port(self.s3_port, self.proc, log_path=self.log_path)
+        wait_port(self.blob_port, self.proc, log_path=self.log_path)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
