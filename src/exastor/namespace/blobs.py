@@ -244,7 +244,7 @@ class Blobs:
             obj.etag = changed_etag(obj.etag, obj.mtime_ns)
             bm.update_latest(cur, obj)
             return obj
-        return await self.meta.runner.write(tx)
+        return await self.meta.commit(tx, "props")
 
     # --- snapshots ---------------------------------------------------------------
     async def snapshot(self, principal: str, bucket: str, key: str, meta: dict[str, str] | None,
@@ -260,7 +260,7 @@ class Blobs:
                                attrs, obj.manifest)
             bm.add_snapshot(cur, snap)
             return snap
-        return await self.meta.runner.write(tx)
+        return await self.meta.commit(tx, "snapshot")
 
     def get_snapshot(self, principal: str | None, bucket: str, key: str, snapshot: str, *,
                      public_read: bool = False) -> bm.Snapshot:
@@ -327,7 +327,7 @@ class Blobs:
             bm.drop_blocks(cur, bucket, key)
             bm.delete_lease(cur, bucket, key)
 
-        await self.meta.runner.write(tx)
+        await self.meta.commit(tx, "blobdelete")
 
     async def undelete(self, principal: str, bucket: str, key: str) -> None:
         self.ns.bucket(principal, bucket)
@@ -344,7 +344,7 @@ class Blobs:
                 else:
                     bm.add_snapshot(cur, snap)
                 bm.forget_deleted(cur, bucket, key, snap.snapshot, keep_refs=False)
-        await self.meta.runner.write(tx)
+        await self.meta.commit(tx, "undelete")
 
     async def delete_container(self, principal: str, bucket: str,
                                check: Callable[[Bucket], None] | TxCheck | None = None) -> None:
