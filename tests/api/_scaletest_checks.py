@@ -17,11 +17,12 @@ def scaletest(endpoint, access_key, secret_key, bucket, *extra):
 
 
 def check_training_compute_bound(tmp_path, endpoint, access_key, secret_key, bucket):
-    """Tiny samples and 0.2 s of compute: storage keeps up, AU must be near 1 and the arithmetic consistent."""
+    """Tiny samples and 0.5 s of compute: storage keeps up, AU must be near 1 and the arithmetic consistent.
+    (With 0.2 s, a slow peer on a busy 2-core machine, moto at 40 ms a GET, fell just under the 90 % pass.)"""
     out = tmp_path / "train.json"
     rc = scaletest(endpoint, access_key, secret_key, bucket, "--workload", "unet3d", "--accelerators", "4",
-                   "--duration", "2", "--record-length", "16KiB", "--record-length-stdev", "4KiB",
-                   "--num-files", "32", "--batch-size", "3", "--compute-time", "0.2", "--json", str(out))
+                   "--duration", "4", "--record-length", "16KiB", "--record-length-stdev", "4KiB",
+                   "--num-files", "32", "--batch-size", "3", "--compute-time", "0.5", "--json", str(out))
     result = json.loads(out.read_text())["result"]
     assert rc == 0 and result["passed"]
     assert result["au_mean"] > 0.85 and result["errors"] == 0
@@ -30,8 +31,8 @@ def check_training_compute_bound(tmp_path, endpoint, access_key, secret_key, buc
     # whole-object reads: each request is one sample, within the generator's clip bounds
     assert 4 * 1024 <= result["bytes_read"] / result["requests"] <= 28 * 1024
     assert result["steps"] * 3 <= result["requests"]
-    # 4 accelerators x ~2 s / 0.2 s per step: about 40 steps, and never more than the clock allows
-    assert 30 <= result["steps"] <= 4 * (2 / 0.2 + 1)
+    # 4 accelerators x ~4 s / 0.5 s per step: about 32 steps, and never more than the clock allows
+    assert 24 <= result["steps"] <= 4 * (4 / 0.5 + 1)
     return result
 
 
