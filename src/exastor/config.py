@@ -34,6 +34,7 @@ class Config:
     gc_grace: int = 600         # seconds a dead chunk or a sealed segment waits before it is reclaimed
     segment_size: int = 64 << 20  # bytes after which the open segment is sealed
     reduce_interval: int = 60   # seconds between similarity-delta reducer passes (0 = never)
+    meta_backup_interval: int = 300  # seconds between copies of the metadata database onto the drives (0 = never)
     reduce_duty: float = 0.5    # share of one core the reducer may use
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
@@ -58,8 +59,8 @@ class Config:
             raise ConfigError(f"{where('segment_size')} must be between 64 KiB and 4 GiB")
         if self.reduce_interval < 0 or not 0 < self.reduce_duty <= 1:
             raise ConfigError("reduce_interval must be >= 0 seconds and reduce_duty in (0, 1]")
-        if self.gc_interval < 0 or self.gc_grace < 0:
-            raise ConfigError("gc_interval and gc_grace must be >= 0 seconds")
+        if self.gc_interval < 0 or self.gc_grace < 0 or self.meta_backup_interval < 0:
+            raise ConfigError("gc_interval, gc_grace and meta_backup_interval must be >= 0 seconds")
         if self.account_name is not None and not (3 <= len(self.account_name) <= 24
                                                   and self.account_name.isalnum() and self.account_name.islower()):
             raise ConfigError(f"{where('account_name')} must be 3-24 lower-case letters and digits")

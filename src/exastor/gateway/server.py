@@ -18,6 +18,7 @@ from exastor.gateway.memory import Trimmer
 from exastor.namespace.store import Namespace
 from exastor.s3.app import S3App
 from exastor.services.gc import Collector, CollectorThread
+from exastor.services.metabackup import MetaBackupThread, targets
 from exastor.services.reducer import Reducer, ReducerThread
 
 
@@ -75,11 +76,14 @@ async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socke
                                         http=CasePreservingHttpToolsProtocol), sockets["blob"]))
     # Background services run in one worker only (worker 0): each pass is idempotent and safe
     # beside the other workers' writes, but doing it twice would only waste the disk.
-    background: list[CollectorThread | ReducerThread] = []
+    background: list[CollectorThread | ReducerThread | MetaBackupThread] = []
     if run_gc and cfg.gc_interval > 0:
         background.append(CollectorThread(Collector(ns.chunks, grace_s=cfg.gc_grace), cfg.gc_interval))
     if run_gc and cfg.reduce_interval > 0:
         background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
+    if run_gc and cfg.meta_backup_interval > 0:
+        background.append(MetaBackupThread(ns.meta.runner.path, lambda: targets(ns.chunks.log.drives),
+                                           cfg.meta_backup_interval))
     for thread in background:
         thread.start()
     trimmer = Trimmer(lambda: ns.chunks.moved).start()

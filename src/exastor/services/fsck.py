@@ -47,6 +47,7 @@ class FsckReport:
     repaired_shards: int = 0
     lost_chunks: list[str] = field(default_factory=list)         # no valid copy anywhere
     rebuilt_layouts: int = 0                                     # --rebuild-index: segment layouts re-recorded
+    restored_meta: str = ""                                      # --restore-meta: the copy installed
     seconds: float = 0.0
 
     @property

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.progress import (
@@ -20,7 +21,7 @@ from rich.progress import (
 from exastor.engine.drives import DriveSet
 from exastor.gateway.lock import DataDirLocked, exclusive
 from exastor.gateway.store import drive_dirs, open_metadata
-from exastor.services import fsck
+from exastor.services import fsck, metabackup
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,9 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fix reference counts and repoint damaged chunks at valid copies (server must be stopped)")
     p.add_argument("--rebuild-index", action="store_true",
                    help="rebuild the chunk index from the segment files alone (server must be stopped)")
+    p.add_argument("--restore-meta", action="store_true",
+                   help="replace the metadata database with the newest copy on the drives that verifies (the old "
+                        "one is kept aside), then --rebuild-index and --repair (server must be stopped)")
     p.add_argument("--drive", action="append", default=[], metavar="PATH",
-                   help="with --rebuild-index: a drive directory of the store, when the database no longer lists "
-                        "its drives (repeat, in the order first given to `serve`)")
+                   help="with --rebuild-index or --restore-meta: a drive directory of the store, when the database "
+                        "no longer lists its drives (repeat, in the order first given to `serve`)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
 
@@ -39,14 +43,37 @@ def _segment_bytes(segments: Path) -> int:
     return sum(p.stat().st_size for p in segments.glob("seg-*.log"))
 
 
+def _restore_meta(data: Path, drives: list[Path], quiet: bool) -> metabackup.Backup | None:
+    """Install the newest verified metadata copy from ``drives`` (services/metabackup.py)."""
+    try:
+        backup, rejected = metabackup.newest_good(drives)
+    except metabackup.NoBackup as exc:
+        print(f"exastor fsck: {exc}", file=sys.stderr)
+        return None
+    aside = metabackup.install(backup, data / "meta" / "exastor.sqlite")
+    if not quiet:
+        for bad, why in rejected:
+            print(f"skipped metadata copy {bad.path}: {why}")
+        taken = datetime.fromtimestamp(backup.taken_ns / 1e9, UTC).isoformat(timespec="seconds")
+        print(f"restored metadata copy taken {taken} from {backup.path}"
+              + (f"; the database it replaced is kept in {aside}" if aside else ""))
+    return backup
+
+
 def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
-    segments = (Path(args.drive[0]).expanduser() if args.drive else drive_dirs(data)[0]) / "segments"
-    if not (data / "meta" / "exastor.sqlite").exists():
+    drives = [Path(p).expanduser() for p in args.drive] or drive_dirs(data)
+    segments = drives[0] / "segments"
+    if args.restore_meta:
+        args.rebuild_index = args.repair = True
+    elif not (data / "meta" / "exastor.sqlite").exists():
         print(f"exastor fsck: no store at {data}", file=sys.stderr)
         return 2
     try:
         with exclusive(data) if (args.repair or args.rebuild_index) else contextlib.nullcontext():
+            restored = _restore_meta(data, drives, args.json) if args.restore_meta else None
+            if args.restore_meta and restored is None:
+                return 2
             meta = open_metadata(data)
             try:
                 with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -62,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
                     report = fsck.check(meta, segments, repair=args.repair, progress=lambda n: bar.advance(task, n))
                     if rebuilt is not None:
                         report.rebuilt_layouts = rebuilt.rebuilt_layouts
+                    if restored is not None:
+                        report.restored_meta = str(restored.path)
             finally:
                 meta.close()
     except DataDirLocked:

@@ -1,0 +1,229 @@
+"""Copies of the metadata database on the data drives, and restoring the newest good one.
+
+Why: object names and manifests live only in the SQLite database under ``--data``, which is one
+disk, while the chunks they point at are replicated and erasure-coded across the drives. A
+consistent copy of the database (SQLite's online backup: one read snapshot, writers keep going) is
+written every ``meta_backup_interval`` seconds onto m+1 drives, the failures an open segment
+survives. Each copy is named by when it was taken and the BLAKE3 of its bytes, written under a
+temporary name, fsynced, then renamed, so a crash leaves either a whole verified copy or none.
+
+Restoring takes the newest copy that verifies (digest and SQLite's quick_check), keeps whatever
+database was there aside, and then the chunk index and segment layout must be rebuilt from the
+drives (``exastor meta restore`` runs ``fsck --rebuild-index`` and ``--repair``): segments may have
+been sealed, repaired or compacted after the copy was taken.
+
+What a restore loses: metadata changes committed after the copy, so at most one interval. Chunks of
+objects deleted after the copy are still on the drives while the interval is shorter than
+``gc_grace``, so every object the copy names comes back whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from blake3 import blake3
+
+from exastor.engine.drives import DriveSet
+
+BACKUP_DIR = "meta-backups"
+KEEP = 3  # copies kept per drive: the newest can be the one a failing disk corrupted
+_CHUNK = 1 << 20
+log = logging.getLogger("exastor.metabackup")
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    taken_ns: int
+    digest: str  # BLAKE3 of the file, hex (also in its name)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    @staticmethod
+    def parse(path: Path) -> Backup | None:
+        """``meta-<taken_ns>-<blake3>.sqlite``; anything else (a partial copy) is not a backup."""
+        parts = path.name.removesuffix(".sqlite").split("-")
+        if len(parts) != 3 or parts[0] != "meta" or not path.name.endswith(".sqlite") or not parts[1].isdigit():
+            return None
+        return Backup(path, int(parts[1]), parts[2])
+
+    def verify(self) -> str | None:
+        """None if the copy is whole and a sound database, else why not."""
+        if _digest(self.path) != self.digest:
+            return "BLAKE3 mismatch"
+        try:
+            with sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True) as con:
+                result = con.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.Error as exc:
+            return f"not a database: {exc}"
+        return None if result == "ok" else f"quick_check: {result}"
+
+
+def _digest(path: Path) -> str:
+    h = blake3()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, rename it to ``final``, fsync the directory: whole or absent after a crash."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def take(db: Path, drive_paths: list[Path], keep: int = KEEP) -> list[Backup]:
+    """Copy the database ``db`` (online) onto each of ``drive_paths``; prune to ``keep`` per drive."""
+    assert drive_paths, "a metadata copy needs at least one drive"
+    taken_ns = time.time_ns()
+    first_dir = drive_paths[0] / BACKUP_DIR
+    first_dir.mkdir(parents=True, exist_ok=True)
+    tmp = first_dir / f"meta-{taken_ns}.partial"
+    src = sqlite3.connect(db, timeout=30.0)
+    try:
+        dst = sqlite3.connect(tmp)
+        try:
+            src.backup(dst)  # one read snapshot of the WAL database: writers are not blocked
+            dst.execute("PRAGMA journal_mode=DELETE")  # everything in the one file, no -wal beside it
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    digest = _digest(tmp)
+    name = f"meta-{taken_ns}-{digest}.sqlite"
+    _publish(tmp, first_dir / name)
+    made = [Backup(first_dir / name, taken_ns, digest)]
+    for drive in drive_paths[1:]:
+        folder = drive / BACKUP_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        part = folder / f"meta-{taken_ns}.partial"
+        shutil.copyfile(made[0].path, part)
+        _publish(part, folder / name)
+        made.append(Backup(folder / name, taken_ns, digest))
+    for drive in drive_paths:
+        prune(drive, keep)
+    return made
+
+
+def prune(drive: Path, keep: int = KEEP) -> None:
+    """Keep the ``keep`` newest copies on ``drive``; remove older ones and partial leftovers."""
+    folder = drive / BACKUP_DIR
+    if not folder.is_dir():
+        return
+    for leftover in folder.glob("*.partial"):
+        leftover.unlink(missing_ok=True)
+    for old in sorted(found(folder), key=lambda b: b.taken_ns, reverse=True)[keep:]:
+        old.path.unlink(missing_ok=True)
+
+
+def found(folder: Path) -> list[Backup]:
+    return [b for p in folder.glob("meta-*.sqlite") if (b := Backup.parse(p))]
+
+
+def backups(drive_paths: Iterable[Path]) -> list[Backup]:
+    """Every copy on these drives, newest first (the same copy on several drives appears once each)."""
+    out = [b for drive in drive_paths if (drive / BACKUP_DIR).is_dir() for b in found(drive / BACKUP_DIR)]
+    return sorted(out, key=lambda b: b.taken_ns, reverse=True)
+
+
+class NoBackup(RuntimeError):
+    """No copy on the drives verifies."""
+
+
+def newest_good(drive_paths: Iterable[Path]) -> tuple[Backup, list[tuple[Backup, str]]]:
+    """The newest copy that verifies, and the newer ones that did not (with why)."""
+    rejected: list[tuple[Backup, str]] = []
+    for candidate in backups(drive_paths):
+        problem = candidate.verify()
+        if problem is None:
+            return candidate, rejected
+        rejected.append((candidate, problem))
+    raise NoBackup("no metadata copy on the drives verifies"
+                   + "".join(f"\n  {b.path}: {why}" for b, why in rejected))
+
+
+def install(backup: Backup, db: Path) -> Path | None:
+    """Put ``backup`` in place as the database ``db``. What was there (with its -wal and -shm) is
+    moved aside, never deleted; returns where, or None if there was nothing."""
+    aside = None
+    olds = [p for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()]
+    if olds:
+        aside = db.parent / f"replaced-{time.time_ns()}"
+        aside.mkdir()
+        for p in olds:
+            os.replace(p, aside / p.name)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    part = db.with_name(db.name + ".partial")
+    shutil.copyfile(backup.path, part)
+    _publish(part, db)
+    return aside
+
+
+def targets(drives: DriveSet) -> list[Path]:
+    """Where a copy goes: m+1 drives that take writes (the lowest ids, so copies stay findable)."""
+    writable = sorted(drives.writable(), key=lambda d: d.id)
+    return [d.path for d in writable[:drives.geometry().m + 1]]
+
+
+class MetaBackupThread(threading.Thread):
+    """Worker 0's copier: a copy every ``interval`` seconds while the database changed since the last."""
+
+    def __init__(self, db: Path, drive_paths: Callable[[], list[Path]], interval: float) -> None:
+        super().__init__(name="exastor-meta-backup", daemon=True)
+        self.db, self.drive_paths, self.interval = db, drive_paths, interval
+        self._halt = threading.Event()
+        self._last_seen: tuple | None = None
+
+    def _signature(self) -> tuple:
+        """Sizes and mtimes of the database and its WAL: unchanged means no commit since."""
+        sig = []
+        for p in (self.db, self.db.with_name(self.db.name + "-wal")):
+            try:
+                st = p.stat()
+                sig.append((st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
+
+    def run_once(self) -> list[Backup]:
+        signature = self._signature()
+        if signature == self._last_seen:
+            return []
+        drive_paths = self.drive_paths()
+        if not drive_paths:
+            log.warning("metadata copy skipped: no drive takes writes")
+            return []
+        made = take(self.db, drive_paths)
+        self._last_seen = signature
+        return made
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - a failed copy must not stop the server; the next one retries
+                log.exception("metadata copy failed")
+
+    def stop(self) -> None:
+        self._halt.set()

@@ -1,0 +1,115 @@
+"""Losing the metadata database: the server keeps verified copies of it on the drives, and
+`exastor fsck --restore-meta` brings the newest good one back and rebuilds the index around it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from conftest import exastor, s3_client, start_server
+from exastor.services import metabackup
+
+BUCKET = "names"
+
+
+def _drives(tmp_path: Path) -> list[Path]:
+    return [tmp_path / f"d{i}" for i in range(3)]
+
+
+def _serve(tmp_path: Path):
+    args = [a for d in _drives(tmp_path) for a in ("--drive", str(d))]
+    return start_server(tmp_path, *args, env={"EXASTOR_META_BACKUP_INTERVAL": "1",
+                                              "EXASTOR_SEGMENT_SIZE": str(1 << 20)})
+
+
+def _wait_for_copy(drives: list[Path], after_ns: int) -> list[metabackup.Backup]:
+    """The copies (one per drive it went to) of the first backup taken after ``after_ns``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        fresh = [b for b in metabackup.backups(drives) if b.taken_ns > after_ns]
+        if fresh:
+            newest = fresh[0].taken_ns
+            return [b for b in fresh if b.taken_ns == newest]
+        time.sleep(0.2)
+    raise AssertionError("no metadata copy was taken")
+
+
+def _lose_database(data: Path) -> None:
+    shutil.rmtree(data / "meta")
+
+
+def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
+    server = _serve(tmp_path)
+    drives = _drives(tmp_path)
+    try:
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket=BUCKET)
+        kept = {f"kept/{i}": os.urandom(300_000 * (i + 1)) for i in range(6)}  # several seals of 1 MiB segments
+        kept["kept/dup"] = kept["kept/0"]  # deduplicated against another key
+        for key, body in kept.items():
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        s3.put_object(Bucket=BUCKET, Key="gone-before", Body=os.urandom(50_000))
+        s3.delete_object(Bucket=BUCKET, Key="gone-before")
+        copies = _wait_for_copy(drives, time.time_ns())
+        # After the copy: a new object (its name is in no copy) and a delete (the copy still names it).
+        s3.put_object(Bucket=BUCKET, Key="after-copy", Body=os.urandom(40_000))
+        s3.delete_object(Bucket=BUCKET, Key="kept/1")
+    finally:
+        server.stop()
+    assert len({c.path.parent.parent for c in copies}) == 2, "a copy on m+1 = 2 of the 3 drives"
+    damaged = bytearray(copies[0].path.read_bytes())
+    damaged[100] ^= 0x01  # the first copy is damaged
+    copies[0].path.write_bytes(damaged)
+    _lose_database(server.data_dir)
+
+    report = exastor("fsck", "--restore-meta", "--json", *[a for d in drives for a in ("--drive", str(d))],
+                     data_dir=server.data_dir, check=False)
+    result = json.loads(report.stdout)
+    assert report.returncode == 0 and result["clean"], report.stdout + report.stderr
+    assert result["restored_meta"] == str(copies[1].path), "the damaged copy was skipped for its twin"
+
+    server.start()
+    try:
+        s3 = s3_client(server)
+        for key, body in kept.items():  # kept/1 too: deleted after the copy, its chunks within gc_grace
+            assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body, key
+        names = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+        assert names == set(kept), "exactly the names the copy holds: the window after it is lost"
+        s3.put_object(Bucket=BUCKET, Key="new", Body=b"writes work after a restore")
+    finally:
+        server.stop()
+    after = exastor("fsck", "--json", data_dir=server.data_dir, check=False)
+    assert json.loads(after.stdout)["clean"], after.stdout
+
+
+def test_restore_meta_refuses_when_no_copy_verifies(tmp_path):
+    server = _serve(tmp_path)
+    drives = _drives(tmp_path)
+    try:
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="k", Body=b"v" * 1000)
+        _wait_for_copy(drives, time.time_ns())
+    finally:
+        server.stop()
+    for copy in metabackup.backups(drives):
+        damaged = bytearray(copy.path.read_bytes())
+        damaged[len(damaged) // 2] ^= 0x40
+        copy.path.write_bytes(damaged)
+    db = server.data_dir / "meta" / "exastor.sqlite"
+    before = db.read_bytes()
+    report = exastor("fsck", "--restore-meta", data_dir=server.data_dir, check=False)
+    assert report.returncode == 2 and "no metadata copy on the drives verifies" in report.stderr, report.stderr
+    assert db.read_bytes() == before, "the database in place is left alone"
+    server.start()
+    try:
+        assert s3_client(server).get_object(Bucket=BUCKET, Key="k")["Body"].read() == b"v" * 1000
+    except ClientError as exc:
+        raise AssertionError(exc) from exc
+    finally:
+        server.stop()
