@@ -4,7 +4,8 @@ Scenarios, each followed by the invariant checker (every acknowledged object byt
 nothing unacknowledged half-visible, `exastor fsck` clean after repair):
 
 - ``kill``: a multi-drive server (separate worker processes) under concurrent PUT / DELETE /
-  multipart-complete load with tiny segments (a seal every few PUTs) and garbage collection and
+  multipart-complete load over S3 and Put Blob / Put Block List / Append Block over the Blob API,
+  with tiny segments (a seal every few PUTs) and garbage collection and
   repair every second, so a ``kill -9`` at a random moment lands in any of PUT, DELETE, multipart
   complete, seal, compaction or repair; bytes are flipped in shards and open-segment replicas and
   shard files truncated while it runs.
@@ -56,7 +57,10 @@ CRASH_POINTS = ["seal.shards_written", "seal.committed", "repair.written", "repa
                 # durable and the transaction not committed, or committed and the client not answered
                 # (exastor/crashpoints.py)
                 "put.before_commit", "put.committed", "delete.before_commit", "delete.committed",
-                "part.before_commit", "part.committed", "multipart.before_commit", "multipart.committed"]
+                "part.before_commit", "part.committed", "multipart.before_commit", "multipart.committed",
+                # the same for the Blob API's Put Block, Put Block List and Append Block (blob_load)
+                "block.before_commit", "block.committed", "blocklist.before_commit", "blocklist.committed",
+                "append.before_commit", "append.committed"]
 
 
 @dataclass
@@ -209,6 +213,66 @@ def load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int
             time.sleep(0.05)
 
 
+def blob_load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int) -> None:
+    """The Blob API's writes into the same namespace: Put Blob, Put Block + Put Block List, and Append
+    Block onto append blobs this thread created (an append in flight may leave the old or the new
+    contents: both are "maybe" until the blob is read back)."""
+    from azure.core.exceptions import AzureError
+    from azure.storage.blob import BlobBlock, BlobServiceClient
+
+    rng = random.Random(seed)
+    container = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0,
+                                                         connection_timeout=20, read_timeout=60
+                                                         ).get_container_client(BUCKET)
+    appendable: dict[str, bytes] = {}  # append blobs this thread made, and their acknowledged contents
+    n = 0
+    while not stop.is_set():
+        n += 1
+        op = rng.random()
+        try:
+            if op < 0.4:
+                key, body = f"s{seed}/b{n}", body_for(rng)
+                with oracle.lock:
+                    oracle.maybe.setdefault(key, set()).add(md5(body))
+                container.upload_blob(key, body, overwrite=True)
+            elif op < 0.7:
+                key = f"s{seed}/bl{n}"
+                blocks = [rng.randbytes(rng.randint(1, 300_000)) for _ in range(rng.randint(1, 3))]
+                body = b"".join(blocks)
+                with oracle.lock:
+                    oracle.maybe.setdefault(key, set()).add(md5(body))
+                blob = container.get_blob_client(key)
+                ids = [f"{i:08d}" for i in range(len(blocks))]
+                for block_id, block in zip(ids, blocks, strict=True):
+                    blob.stage_block(block_id, block)
+                blob.commit_block_list([BlobBlock(block_id) for block_id in ids])
+            else:
+                with oracle.lock:  # an append blob another thread deleted is not appended to again
+                    live = sorted(k for k in appendable if k not in oracle.deleted and k not in oracle.deleting)
+                if live and rng.random() < 0.7:
+                    key = rng.choice(live)
+                    tail = rng.randbytes(rng.randint(1, 200_000))
+                    body = appendable.pop(key) + tail  # back only once acknowledged: a failed append may
+                    # still have landed, so this thread no longer knows the blob's contents
+                    with oracle.lock:
+                        oracle.maybe.setdefault(key, set()).add(md5(body))
+                    container.get_blob_client(key).append_block(tail)
+                else:
+                    key, body = f"s{seed}/ab{n}", rng.randbytes(rng.randint(1, 100_000))
+                    with oracle.lock:
+                        oracle.maybe.setdefault(key, set()).update({md5(b""), md5(body)})
+                    blob = container.get_blob_client(key)
+                    blob.create_append_blob()
+                    blob.append_block(body)
+                appendable[key] = body
+            with oracle.lock:
+                oracle.acked[key] = md5(body)
+        except AzureError:
+            if stop.is_set():
+                return
+            time.sleep(0.05)
+
+
 # --- fault injection on files -----------------------------------------------------------------------
 
 def flip(path: Path, rng: random.Random, *, lo: int = 0, hi: int | None = None) -> int | None:
@@ -263,7 +327,9 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
     m = int(ec.split("+")[1])
     for cycle in range(cycles):
         stop = threading.Event()
-        threads = [threading.Thread(target=load, args=(server, oracle, seed * 100_000 + cycle * 10 + w, stop, w))
+        # three S3 threads and one Blob thread (the same namespace: the S3 threads may delete its blobs)
+        threads = [threading.Thread(target=blob_load if w == 3 else load,
+                                    args=(server, oracle, seed * 100_000 + cycle * 10 + w, stop, w))
                    for w in range(4)]
         for t in threads:
             t.start()
@@ -315,7 +381,8 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
                 oracle.deleting.discard(key)
                 (oracle.deleted.discard if key in present else oracle.deleted.add)(key)
             for key in list(oracle.maybe):
-                if key in present and key not in oracle.acked:
+                # an unanswered write that landed (a new key, or an append onto an acknowledged blob)
+                if key in present:
                     digest = md5(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
                     if digest in oracle.maybe[key]:  # (a mismatch was counted by the check above)
                         oracle.acked[key] = digest
