@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from exastor import __version__
+from exastor.errors import MetadataUnreadable
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -53,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"exastor {name}", description=text)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except MetadataUnreadable as exc:
+        print(f"exastor {name}: the metadata database cannot be read ({exc}). With the server stopped, "
+              "`exastor fsck --restore-meta --data DIR` installs the newest verified copy from the drives "
+              "(docs/operations.md)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -45,3 +45,8 @@ class Unavailable(StoreError):
     """Transient: too few drives, a raced garbage collection. The client should retry."""
 class DataCorrupted(StoreError):
     """Every copy of some bytes failed its checksum. Never served to a client as data."""
+
+
+class MetadataUnreadable(Exception):
+    """The metadata database file is not a readable database (damaged, or not SQLite at all).
+    Not a StoreError: no request maps to it; commands stop with a pointer to ``fsck --restore-meta``."""

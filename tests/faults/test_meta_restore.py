@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
+import pytest
 from botocore.exceptions import ClientError
 
 from conftest import exastor, s3_client, start_server
@@ -39,8 +39,12 @@ def _wait_for_copy(drives: list[Path], after_ns: int) -> list[metabackup.Backup]
     raise AssertionError("no metadata copy was taken")
 
 
-def _lose_database(data: Path) -> None:
-    shutil.rmtree(data / "meta")
+def _damage_database(data: Path) -> None:
+    """The database device returned garbage: not a database any more, its WAL gone."""
+    db = data / "meta" / "exastor.sqlite"
+    db.write_bytes(os.urandom(db.stat().st_size))
+    for suffix in ("-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
 
 
 def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
@@ -65,13 +69,18 @@ def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
     damaged = bytearray(copies[0].path.read_bytes())
     damaged[100] ^= 0x01  # the first copy is damaged
     copies[0].path.write_bytes(damaged)
-    _lose_database(server.data_dir)
+    _damage_database(server.data_dir)
+    with pytest.raises(RuntimeError, match="fsck --restore-meta"):  # a clear refusal, not a traceback
+        server.start()
+    assert "Traceback" not in server.log_text()
 
     report = exastor("fsck", "--restore-meta", "--json", *[a for d in drives for a in ("--drive", str(d))],
                      data_dir=server.data_dir, check=False)
     result = json.loads(report.stdout)
     assert report.returncode == 0 and result["clean"], report.stdout + report.stderr
     assert result["restored_meta"] == str(copies[1].path), "the damaged copy was skipped for its twin"
+    kept_aside = list((server.data_dir / "meta").glob("replaced-*/exastor.sqlite"))
+    assert len(kept_aside) == 1, "the damaged database is moved aside, not deleted"
 
     server.start()
     try:

@@ -65,9 +65,14 @@ class SqliteRunner:
         self.path = Path(path)
         self._local = threading.local()
         self._queue: queue.Queue[tuple | None] = queue.Queue()
-        writer = _connect(self.path, WRITER_CACHE_KIB)
         schema = resources.files("exastor.meta").joinpath("schema.sql").read_text()
-        writer.executescript(schema)
+        try:
+            writer = _connect(self.path, WRITER_CACHE_KIB)
+            writer.executescript(schema)
+        except sqlite3.OperationalError:
+            raise  # locked, no permission, no such directory: the message says which
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            raise errors.MetadataUnreadable(f"{self.path}: {exc}") from exc
         self._writer_conn = writer
         self._thread = threading.Thread(target=self._writer_loop, name="exastor-meta-writer", daemon=True)
         self._closed = False
