@@ -34,8 +34,8 @@ class Config:
     gc_grace: int = 600         # seconds a dead chunk or a sealed segment waits before it is reclaimed
     segment_size: int = 64 << 20  # bytes after which the open segment is sealed
     reduce_interval: int = 60   # seconds between similarity-delta reducer passes (0 = never)
-    meta_backup_interval: int = 300  # seconds between copies of the metadata database onto the drives (0 = never)
     reduce_duty: float = 0.5    # share of one core the reducer may use
+    meta_backup_interval: int = 300  # seconds between copies of the metadata database onto the drives (0 = never)
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
     sources: dict[str, str] = field(default_factory=dict, repr=False)

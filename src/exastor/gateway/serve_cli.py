@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
              f"  drives      : {n_drives}, erasure {geometry} (survives {geometry.m} drive failures; "
              f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas; "
              f"coded by {gf.kernel_name()})"),
+            (f"  metadata    : {cfg.data.resolve() / 'meta'}, copied every {cfg.meta_backup_interval} s onto "
+             f"{geometry.m + 1} drive{'s' if geometry.m else ''} (exastor fsck --restore-meta)"
+             if cfg.meta_backup_interval else
+             f"  metadata    : {cfg.data.resolve() / 'meta'}, NOT copied (meta_backup_interval = 0)"),
             f"  access key  : {creds.access_key}",
             f"  secret key  : {creds.secret_key}"
             + (f"   (generated; stored 0600 in {cfg.data / 'credentials.toml'})" if creds.generated else ""),
