@@ -66,6 +66,8 @@ def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
     finally:
         server.stop()
     assert len({c.path.parent.parent for c in copies}) == 2, "a copy on m+1 = 2 of the 3 drives"
+    status = json.loads(exastor("drive", "status", "--json", data_dir=server.data_dir).stdout)["metadata_copies"]
+    assert status["newest_ns"] >= copies[0].taken_ns and len(status["newest_on_drives"]) == 2
     damaged = bytearray(copies[0].path.read_bytes())
     damaged[100] ^= 0x01  # the first copy is damaged
     copies[0].path.write_bytes(damaged)

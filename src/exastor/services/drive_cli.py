@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from exastor.engine.drives import Drive, DriveSet
 from exastor.engine.segments import SegmentLog
 from exastor.gateway.store import open_drives, open_metadata
 from exastor.meta.store import Metadata
+from exastor.services import metabackup
 from exastor.services.repair import Repairer
 
 
@@ -76,7 +78,13 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
         rows.append({"id": d.id, "path": str(d.path), "state": d.state, "shards": counts.get(d.id, 0),
                      "bytes": used, "free": free, "total": total})
     g = drives.geometry()
+    copies = metabackup.backups(d.path for d in drives.all)
+    newest = [c for c in copies if c.taken_ns == copies[0].taken_ns] if copies else []
+    by_path = {d.path: d.id for d in drives.all}
+    meta_copies = {"newest_ns": newest[0].taken_ns if newest else None,
+                   "newest_on_drives": sorted(by_path[c.path.parent.parent] for c in newest)}
     return {"drives": rows, "geometry": str(g), "capacity_overhead": round(g.overhead, 4),
+            "metadata_copies": meta_copies,
             "segments": {"open": open_, "sealed": sealed, "erasure_coded": coded}, "shards_needing_repair": bad,
             "pending_repairs": len(Repairer(SegmentLog(drives, meta)).pending())}
 
@@ -93,6 +101,13 @@ def _print_status(st: dict[str, Any]) -> None:
     s = st["segments"]
     con.print(f"segments: {s['open']} open, {s['sealed']} sealed ({s['erasure_coded']} erasure-coded); "
               f"shards needing repair: {st['pending_repairs']}")
+    copies = st["metadata_copies"]
+    if copies["newest_ns"] is None:
+        con.print("metadata copies: none yet (the server takes one every meta_backup_interval seconds)")
+    else:
+        age = time.time() - copies["newest_ns"] / 1e9
+        con.print(f"metadata copies: newest {age:,.0f} s old, on drives "
+                  + ", ".join(map(str, copies["newest_on_drives"])))
 
 
 def _repair_all(log: SegmentLog, label: str) -> dict[str, Any]:
