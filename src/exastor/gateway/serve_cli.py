@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"exastor serve: {exc}", file=sys.stderr)
         return 2
     server.configure_logging(cfg.log_level)
+    if cfg.meta_backup_interval and cfg.gc_grace <= cfg.meta_backup_interval:
+        print(f"exastor serve: warning: gc_grace ({cfg.gc_grace} s) <= meta_backup_interval "
+              f"({cfg.meta_backup_interval} s): chunks of objects deleted after the newest metadata copy may be "
+              "reclaimed before the next copy, and a restore from it would bring those objects back unreadable",
+              file=sys.stderr)
     tune_malloc()  # before any thread starts; inherited by the forked workers
     try:
         shared(cfg.data)  # held until exit: offline repairs (fsck --repair) refuse to run meanwhile
