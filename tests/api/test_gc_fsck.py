@@ -49,6 +49,7 @@ def test_fsck_detects_corruption_and_rebuilds_index(tmp_path):
         body = os.urandom(1 << 20)
         s3.put_object(Bucket="fsck", Key="a", Body=body)
         s3.put_object(Bucket="fsck", Key="b", Body=body)  # same bytes: one copy of each chunk
+        s3.put_object(Bucket="fsck", Key="other", Body=b"elsewhere" * 1000)
     finally:
         server.stop()
     assert exastor("fsck", "--json", data_dir=server.data_dir).returncode == 0
@@ -63,6 +64,10 @@ def test_fsck_detects_corruption_and_rebuilds_index(tmp_path):
     bad = exastor("fsck", "--json", data_dir=server.data_dir, check=False)
     assert bad.returncode == 1
     assert len(json.loads(bad.stdout)["corrupt_chunks"]) == 1
+    # ...and name the objects that hold the bad chunk (both keys share it; "other" does not)
+    assert json.loads(bad.stdout)["damaged_objects"] == ["fsck/a null", "fsck/b null"]
+    text = exastor("fsck", data_dir=server.data_dir, check=False).stdout
+    assert "damaged objects     : 2" in text and "  fsck/a null" in text, text
     # And the server never serves the corrupt bytes: the GET fails instead.
     server.start()
     try:

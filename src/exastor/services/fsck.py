@@ -48,6 +48,7 @@ class FsckReport:
     lost_chunks: list[str] = field(default_factory=list)         # no valid copy anywhere
     rebuilt_layouts: int = 0                                     # --rebuild-index: segment layouts re-recorded
     restored_meta: str = ""                                      # --restore-meta: the copy installed
+    damaged_objects: list[str] = field(default_factory=list)     # "bucket/key version": naming a bad chunk above
     seconds: float = 0.0
 
     @property
@@ -143,6 +144,22 @@ def referenced_counts(meta: Metadata) -> Counter[bytes]:
             for (manifest,) in cur.fetchall():
                 total.update(mf.ref_counts(manifest))
         return total
+
+    return meta.runner.read(q)
+
+
+def damaged_objects(meta: Metadata, report: FsckReport) -> list[str]:
+    """The objects (every version) whose manifests name a corrupt, missing or lost chunk: what an
+    operator has to restore from elsewhere, or delete."""
+    bad = {bytes.fromhex(h) for h in (*report.corrupt_chunks, *report.missing_chunks, *report.lost_chunks)}
+    if not bad:
+        return []
+
+    def q(cur: Any) -> list[str]:
+        cur.execute("SELECT bucket, key, version_id, manifest FROM objects WHERE manifest IS NOT NULL "
+                    "ORDER BY bucket, key")
+        return [f"{bucket}/{key} {version or 'null'}" for bucket, key, version, manifest in cur.fetchall()
+                if bad.intersection(mf.ref_counts(manifest))]
 
     return meta.runner.read(q)
 
@@ -281,8 +298,10 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
         after.repaired_refcounts = len(mismatched)
         after.relocated_chunks = len(relocated)
         after.lost_chunks = [fp.hex() for fp in need if fp not in relocated]
+        after.damaged_objects = damaged_objects(meta, after)
         after.seconds = time.monotonic() - started
         return after
+    report.damaged_objects = damaged_objects(meta, report)
     report.seconds = time.monotonic() - started
     return report
 

@@ -112,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"repaired refcounts  : {report.repaired_refcounts}")
             print(f"relocated chunks    : {report.relocated_chunks}")
             print(f"lost chunks         : {len(report.lost_chunks)}")
+        if report.damaged_objects:
+            print(f"damaged objects     : {len(report.damaged_objects)}")
+            for name in report.damaged_objects[:20]:
+                print(f"  {name}")
+            if len(report.damaged_objects) > 20:
+                print(f"  ... and {len(report.damaged_objects) - 20:,} more (--json lists all)")
         print("clean" if report.clean else "PROBLEMS FOUND")
     return 0 if report.clean else 1
 
