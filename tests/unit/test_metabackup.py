@@ -58,3 +58,16 @@ def test_a_damaged_copy_is_never_installed(tmp_path):
     older.path.write_bytes(b"not a database at all")
     with pytest.raises(metabackup.NoBackup):
         metabackup.newest_good(drives)
+
+
+def test_first_copy_waits_only_for_the_rest_of_the_interval(tmp_path):
+    db, _ = _db(tmp_path)
+    drives = [tmp_path / "d0"]
+    thread = metabackup.MetaBackupThread(db, lambda: drives, interval=300)
+    assert thread.first_delay() == metabackup.FIRST_COPY_MIN_S, "no copy yet: soon after start"
+    metabackup.take(db, drives)
+    assert 290 < thread.first_delay() <= 300, "a fresh copy: the next one a full interval later"
+    old = metabackup.backups(drives)[0]
+    aged = old.path.with_name(f"meta-{old.taken_ns - 280 * 10**9}-{old.digest}.sqlite")
+    old.path.rename(aged)
+    assert 19 < thread.first_delay() <= 20, "a restart 280 s after the last copy copies 20 s later"

@@ -35,6 +35,7 @@ from exastor.engine.drives import DriveSet
 
 BACKUP_DIR = "meta-backups"
 KEEP = 3  # copies kept per drive: the newest can be the one a failing disk corrupted
+FIRST_COPY_MIN_S = 10.0  # after a start: recovery has committed, clients have begun
 _CHUNK = 1 << 20
 log = logging.getLogger("exastor.metabackup")
 
@@ -218,8 +219,21 @@ class MetaBackupThread(threading.Thread):
         self._last_seen = signature
         return made
 
+    def first_delay(self) -> float:
+        """Seconds until the first copy: the rest of the interval since the newest copy on the drives,
+        at least ``FIRST_COPY_MIN_S`` (or the interval, if shorter). A server restarted more often than
+        the interval still copies."""
+        try:
+            copies = backups(self.drive_paths())
+        except OSError:
+            copies = []
+        age = (time.time_ns() - copies[0].taken_ns) / 1e9 if copies else float("inf")
+        return max(min(FIRST_COPY_MIN_S, self.interval), min(self.interval, self.interval - age))
+
     def run(self) -> None:
-        while not self._halt.wait(self.interval):
+        delay = self.first_delay()
+        while not self._halt.wait(delay):
+            delay = self.interval
             try:
                 self.run_once()
             except Exception:  # noqa: BLE001 - a failed copy must not stop the server; the next one retries
