@@ -60,8 +60,11 @@ def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
         s3.put_object(Bucket=BUCKET, Key="gone-before", Body=os.urandom(50_000))
         s3.delete_object(Bucket=BUCKET, Key="gone-before")
         copies = _wait_for_copy(drives, time.time_ns())
-        # After the copy: a new object (its name is in no copy) and a delete (the copy still names it).
-        s3.put_object(Bucket=BUCKET, Key="after-copy", Body=os.urandom(40_000))
+        # After the copy: new objects (their names are in no copy; 3 MiB seal the segments that were open
+        # when the copy was taken, so the copy's layout rows are stale) and a delete (the copy still
+        # names that object).
+        for i in range(3):
+            s3.put_object(Bucket=BUCKET, Key=f"after-copy/{i}", Body=os.urandom(1 << 20))
         s3.delete_object(Bucket=BUCKET, Key="kept/1")
     finally:
         server.stop()

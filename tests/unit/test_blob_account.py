@@ -23,6 +23,21 @@ def test_generated_then_stored_then_given(tmp_path):
     assert given.name == "other" and given.key == base64.b64encode(b"k" * 32).decode() and not given.generated
 
 
+def test_account_comes_back_from_the_database_when_the_file_is_gone(tmp_path):
+    """After `fsck --restore-meta` into a new --data, Azure clients keep working with the old key."""
+    from exastor.gateway.store import open_metadata
+
+    meta = open_metadata(tmp_path)
+    try:
+        first = ensure_account(tmp_path, None, None, meta)
+        (tmp_path / ACCOUNT_FILE).unlink()
+        again = ensure_account(tmp_path, None, None, meta)
+        assert (again.name, again.key, again.generated) == (first.name, first.key, False)
+        assert first.key in (tmp_path / ACCOUNT_FILE).read_text()
+    finally:
+        meta.close()
+
+
 @pytest.mark.parametrize("name,key", [("UPPER", None), ("a", None), ("okname", "not base64!")])
 def test_config_rejects_bad_account_settings(tmp_path, name, key):
     with pytest.raises(ConfigError):

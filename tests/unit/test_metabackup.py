@@ -71,3 +71,20 @@ def test_first_copy_waits_only_for_the_rest_of_the_interval(tmp_path):
     aged = old.path.with_name(f"meta-{old.taken_ns - 280 * 10**9}-{old.digest}.sqlite")
     old.path.rename(aged)
     assert 19 < thread.first_delay() <= 20, "a restart 280 s after the last copy copies 20 s later"
+
+
+def test_admin_keys_come_back_from_the_database_when_the_credentials_file_is_gone(tmp_path):
+    """After `fsck --restore-meta` into a new --data, the admin keeps the keys the copy holds."""
+    from exastor.gateway.store import CREDENTIALS_FILE, ensure_admin, open_metadata
+
+    meta = open_metadata(tmp_path)
+    try:
+        first = ensure_admin(meta, tmp_path, None, None)
+        assert first.generated
+        (tmp_path / CREDENTIALS_FILE).unlink()
+        again = ensure_admin(meta, tmp_path, None, None)
+        assert (again.access_key, again.secret_key, again.generated) == (first.access_key, first.secret_key, False)
+        assert (tmp_path / CREDENTIALS_FILE).read_text().count(first.secret_key) == 1  # written back, 0600
+        assert (tmp_path / CREDENTIALS_FILE).stat().st_mode & 0o077 == 0
+    finally:
+        meta.close()

@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
         drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec)  # once, before any worker opens a segment
         n_drives = sum(d.state != "removed" for d in drive_set.all)
         geometry = drive_set.geometry()
+        account = ensure_account(cfg.data, cfg.account_name, cfg.account_key, meta)
     finally:
         meta.close()  # no database connection may cross the fork into the workers
-    account = ensure_account(cfg.data, cfg.account_name, cfg.account_key)
     cfg.account_name, cfg.account_key = account.name, account.key
     shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
 

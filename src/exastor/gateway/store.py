@@ -9,6 +9,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
@@ -86,20 +87,25 @@ class Credentials:
 
 
 def ensure_admin(meta: Metadata, data: Path, access_key: str | None, secret_key: str | None) -> Credentials:
-    """The admin identity: the given keys, else the stored ones, else freshly generated and stored 0600."""
+    """The admin identity: the given keys, else the stored ones (the credentials file, else the
+    database: a `--data` rebuilt by `fsck --restore-meta` keeps its admin), else freshly generated.
+    Keys not given are written to the credentials file, 0600."""
     path = data / CREDENTIALS_FILE
     generated = False
+    current = {u.name: u for u in meta.list_users()}.get(ADMIN)
     if access_key is None:
         if path.exists():
             with open(path, "rb") as f:
                 stored = tomllib.load(f)
             access_key, secret_key = stored["access_key"], stored["secret_key"]
         else:
-            access_key, secret_key = new_access_key(), new_secret_key()
-            generated = True
+            if current is not None:
+                access_key, secret_key = current.access_key, current.secret_key
+            else:
+                access_key, secret_key = new_access_key(), new_secret_key()
+                generated = True
             _write_private(path, f'access_key = "{access_key}"\nsecret_key = "{secret_key}"\n')
     assert secret_key is not None
-    current = {u.name: u for u in meta.list_users()}.get(ADMIN)
     if current is None or (current.access_key, current.secret_key) != (access_key, secret_key):
         if current is not None:
             meta.remove_user(ADMIN)
@@ -126,15 +132,23 @@ class AccountKey:
     generated: bool
 
 
-def ensure_account(data: Path, name: str | None, key: str | None) -> AccountKey:
-    """The Blob account name and key: the given ones, else the stored ones, else generated and stored
-    0600 (a 64-byte key, base64, as Azure's)."""
+def ensure_account(data: Path, name: str | None, key: str | None, meta: Metadata | None = None) -> AccountKey:
+    """The Blob account name and key: the given ones, else the stored ones (the account file, else
+    the database, so a `--data` rebuilt by `fsck --restore-meta` keeps its key), else generated (a
+    64-byte key, base64, as Azure's). Keys not given are written to the account file, 0600; with
+    ``meta``, the account is also recorded in the database (and so in its copies on the drives)."""
     import base64
+
+    from exastor.meta import blob as bm
     path = data / ACCOUNT_FILE
     stored: dict[str, str] = {}
     if path.exists():
         with open(path, "rb") as f:
             stored = tomllib.load(f)
+    elif meta is not None:
+        recorded = {k: meta.runner.read(lambda cur, k=k: bm.get_setting(cur, k))
+                    for k in ("account_name", "account_key")}
+        stored = {k: v for k, v in recorded.items() if v is not None}
     name = name or stored.get("account_name") or DEFAULT_ACCOUNT
     generated = False
     if key is None:
@@ -142,5 +156,12 @@ def ensure_account(data: Path, name: str | None, key: str | None) -> AccountKey:
         if key is None:
             key = base64.b64encode(secrets.token_bytes(64)).decode()
             generated = True
+        if not path.exists():
             _write_private(path, f'account_name = "{name}"\naccount_key = "{key}"\n')
+    if meta is not None:
+        def record(cur: Any) -> None:
+            for setting, value in (("account_name", name), ("account_key", key)):
+                if bm.get_setting(cur, setting) != value:
+                    bm.put_setting(cur, setting, value)
+        meta.runner.write_sync(record)
     return AccountKey(name, key, generated)
