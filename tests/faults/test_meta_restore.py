@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -125,5 +126,32 @@ def test_restore_meta_refuses_when_no_copy_verifies(tmp_path):
         assert s3_client(server).get_object(Bucket=BUCKET, Key="k")["Body"].read() == b"v" * 1000
     except ClientError as exc:
         raise AssertionError(exc) from exc
+    finally:
+        server.stop()
+
+
+def test_restore_meta_into_a_new_data_directory(tmp_path):
+    """The device holding --data died with everything on it: a new, empty --data and the drives are
+    enough (the drives named with --drive, as the database that listed them is gone)."""
+    server = _serve(tmp_path)
+    drives = _drives(tmp_path)
+    bodies = {f"k{i}": os.urandom(200_000) for i in range(5)}
+    try:
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket=BUCKET)
+        for key, body in bodies.items():
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        _wait_for_copy(drives, time.time_ns())
+    finally:
+        server.stop()
+    shutil.rmtree(server.data_dir)
+    report = exastor("fsck", "--restore-meta", *[a for d in drives for a in ("--drive", str(d))],
+                     data_dir=server.data_dir, check=False)
+    assert report.returncode == 0 and "restored metadata copy taken" in report.stdout, report.stdout + report.stderr
+    server.start()
+    try:
+        s3 = s3_client(server)
+        for key, body in bodies.items():
+            assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body, key
     finally:
         server.stop()
