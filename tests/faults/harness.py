@@ -14,6 +14,8 @@ nothing unacknowledged half-visible, `exastor fsck` clean after repair):
 - ``drives``: whole drive directories deleted (up to m), a drive made read-only, a drive filled,
   a drive slowed; then too few drives left to write: writes must fail with 503, reads continue.
 - ``speed``: scrub throughput, and degraded-read throughput as a ratio of healthy reads.
+- ``meta``: the metadata database overwritten with garbage under a live store (copies taken after
+  the one awaited damaged too); ``fsck --restore-meta`` must bring back exactly what that copy held.
 
 Run: ``python tests/faults/harness.py --cycles 200 --seed 1`` (all scenarios; ``--only kill`` etc.).
 The same seed injects the same faults at the same points of the workload (timing of kill -9
@@ -82,6 +84,8 @@ class Results:
     drive_losses: int = 0
     drive_loss_data_lost: int = 0
     failure_modes: dict[str, str] = field(default_factory=dict)
+    meta_restores: int = 0            # metadata database destroyed, restored from the drives' copy
+    meta_restore_objects: int = 0     # objects the copy named, each checked byte for byte afterwards
     scrub_mb_s: float = 0.0
     healthy_read_mb_s: float = 0.0
     degraded_read_mb_s: float = 0.0
@@ -161,6 +165,32 @@ class Oracle:
                 else:
                     res.half_visible += 1
                 res.violations.append(f"{key} is not byte-identical to anything acknowledged")
+
+
+    def settle(self, s3: Any) -> None:
+        """After a kill or a stopped load: what is visible now is what counts for every write and delete
+        that was not answered (a mismatching body was already counted by ``check``)."""
+        with self.lock:
+            present = {o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+                       for o in p.get("Contents", [])}
+            for key in list(self.deleting):
+                self.deleting.discard(key)
+                (self.deleted.discard if key in present else self.deleted.add)(key)
+            for key in list(self.maybe):
+                # an unanswered write that landed (a new key, or an append onto an acknowledged blob)
+                if key in present:
+                    digest = md5(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+                    if digest in self.maybe[key]:
+                        self.acked[key] = digest
+                self.maybe.pop(key, None)
+
+    def snapshot(self) -> Oracle:
+        """A settled copy: what a metadata copy taken now must bring back."""
+        with self.lock:
+            assert not self.maybe and not self.deleting, "settle first"
+            twin = Oracle()
+            twin.acked, twin.deleted = dict(self.acked), set(self.deleted)
+            return twin
 
 
 def load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int) -> None:
@@ -374,19 +404,7 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
             recent = list(oracle.maybe)
             sample = rng.sample(sorted(oracle.acked), min(15, len(oracle.acked)))
         oracle.check(s3, res, keys=sorted(set(recent) | set(sample)))
-        with oracle.lock:  # settle what the kill left undecided: what is visible now is what counts
-            present = {o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-                       for o in p.get("Contents", [])}
-            for key in list(oracle.deleting):
-                oracle.deleting.discard(key)
-                (oracle.deleted.discard if key in present else oracle.deleted.add)(key)
-            for key in list(oracle.maybe):
-                # an unanswered write that landed (a new key, or an append onto an acknowledged blob)
-                if key in present:
-                    digest = md5(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-                    if digest in oracle.maybe[key]:  # (a mismatch was counted by the check above)
-                        oracle.acked[key] = digest
-                oracle.maybe.pop(key, None)
+        oracle.settle(s3)
         if progress:
             progress(1)
     if crash_log.exists():
@@ -396,6 +414,82 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
     res.acked_objects = len([k for k in oracle.acked if k not in oracle.deleted])
     server.stop()
     fsck_round(server.data_dir, res, m)
+
+
+def _run_load(server: Any, oracle: Oracle, seed: int, seconds: float) -> None:
+    """Three S3 threads and one Blob thread for ``seconds``, then wait for every request to end."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=blob_load if w == 3 else load, args=(server, oracle, seed + w, stop, w))
+               for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(timeout=120)
+
+
+def meta_restore_rounds(work: Path, rounds: int, seed: int, res: Results) -> None:
+    """The metadata database destroyed under a live store: each round writes and deletes under load,
+    waits for the server's next copy of the database onto the drives, goes on writing and deleting
+    (changes the copy will not hold), then kill -9, overwrites the database with garbage, runs
+    `fsck --restore-meta` and restarts. The store must then hold exactly what the copy held: every
+    object byte for byte (one deleted after the copy comes back whole), nothing written after it,
+    and fsck clean."""
+    from exastor.services import metabackup
+
+    rng = random.Random(seed)
+    drive_dirs = [work / f"drive{i}" for i in range(6)]
+    drive_args = [a for d in drive_dirs for a in ("--drive", str(d))]
+    env = {"EXASTOR_SEGMENT_SIZE": str(1 << 20), "EXASTOR_GC_INTERVAL": "1", "EXASTOR_GC_GRACE": "120",
+           "EXASTOR_META_BACKUP_INTERVAL": "1"}
+    work.mkdir(parents=True, exist_ok=True)
+    server = start_server(work, *drive_args, "--ec", "4+2", env=env)
+    oracle = Oracle()
+    s3_client(server).create_bucket(Bucket=BUCKET)
+    try:
+        for r in range(rounds):
+            _run_load(server, oracle, seed * 100_000 + r * 10, rng.uniform(1.0, 3.0))
+            s3 = s3_client(server)
+            oracle.settle(s3)
+            marker = f"s{seed}/marker{r}".encode()  # a write, so the next copy is not skipped as unchanged
+            s3.put_object(Bucket=BUCKET, Key=marker.decode(), Body=marker)
+            oracle.acked[marker.decode()] = md5(marker)
+            held = oracle.snapshot()
+            mark = time.time_ns()
+            deadline = time.monotonic() + 60
+            while not (fresh := [b for b in metabackup.backups(drive_dirs) if b.taken_ns > mark]):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the server took no metadata copy within 60 s")
+                time.sleep(0.1)
+            chosen = min(b.taken_ns for b in fresh)
+            _run_load(server, oracle, seed * 100_000 + r * 10 + 5, rng.uniform(0.5, 2.0))  # after the copy
+            server.kill()
+            # The copies taken during that load are damaged: the restore must skip every one of them and
+            # fall back to the copy that holds exactly ``held``.
+            for later in metabackup.backups(drive_dirs):
+                if later.taken_ns > chosen:
+                    flip(later.path, rng)
+            db = server.data_dir / "meta" / "exastor.sqlite"
+            db.write_bytes(rng.randbytes(max(4096, db.stat().st_size)))
+            for suffix in ("-wal", "-shm"):
+                db.with_name(db.name + suffix).unlink(missing_ok=True)
+            restored = exastor("fsck", "--restore-meta", "--json", *drive_args, data_dir=server.data_dir,
+                               check=False)
+            report = json.loads(restored.stdout) if restored.stdout.strip() else {"clean": False}
+            if restored.returncode != 0 or not report["clean"] or f"meta-{chosen}-" not in report["restored_meta"]:
+                res.violations.append(f"meta restore round {r}: {restored.stdout[-2000:]} {restored.stderr[-2000:]}")
+            server.start()
+            oracle = held  # the copy's state is the truth now: later changes are the documented window
+            before = len(res.violations)
+            oracle.check(s3_client(server), res)
+            res.meta_restores += 1
+            res.meta_restore_objects += len([k for k in oracle.acked if k not in oracle.deleted])
+            if len(res.violations) > before:
+                break
+    finally:
+        server.stop()
+    fsck_round(server.data_dir, res, 2)
 
 
 def fsck_round(data: Path, res: Results, m: int) -> None:
@@ -706,7 +800,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-round", type=int, default=20, help="corruptions per round")
     p.add_argument("--objects", type=int, default=60, help="objects in the corruption scenario's store")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--only", choices=["kill", "corrupt", "drives", "speed"], action="append")
+    p.add_argument("--meta-rounds", type=int, default=5, help="metadata database losses and restores")
+    p.add_argument("--only", choices=["kill", "corrupt", "drives", "speed", "meta"], action="append")
     p.add_argument("--speed-mb", type=int, default=256)
     p.add_argument("--work", help="working directory (default: a temporary one, removed after)")
     p.add_argument("--out", help="write the results JSON here too")
@@ -716,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     res = Results(seed=args.seed)
     started = time.monotonic()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="exastor-faults-"))
-    want = set(args.only or ["kill", "corrupt", "drives", "speed"])
+    want = set(args.only or ["kill", "corrupt", "drives", "speed", "meta"])
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       disable=not sys.stderr.isatty()) as bar:
@@ -728,6 +823,8 @@ def main(argv: list[str] | None = None) -> int:
                 drive_scenarios(work / "drives", args.seed, res)
             if "speed" in want:
                 speed(work / "speed", args.seed, res, args.speed_mb)
+            if "meta" in want:
+                meta_restore_rounds(work / "meta", args.meta_rounds, args.seed, res)
             if "kill" in want:
                 t = bar.add_task("kill -9 cycles", total=args.cycles)
                 kill_cycles(work / "kill", args.cycles, args.seed, res, progress=lambda n: bar.advance(t, n))

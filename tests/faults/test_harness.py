@@ -48,6 +48,13 @@ def test_kill9_cycles_on_a_multi_drive_server(tmp_path):
     assert res.kill_cycles == 2 and res.acked_objects > 0
 
 
+def test_metadata_database_lost_and_restored_from_the_drives(tmp_path):
+    res = harness.Results(seed=13)
+    harness.meta_restore_rounds(tmp_path, rounds=2, seed=13, res=res)
+    _clean(res)
+    assert res.meta_restores == 2 and res.meta_restore_objects > 0
+
+
 @pytest.mark.slow
 def test_harness_long_slice(tmp_path):
     assert harness.main(["--cycles", "20", "--rounds", "10", "--seed", "2", "--work", str(tmp_path)]) == 0
