@@ -9,7 +9,7 @@ temporary name, fsynced, then renamed, so a crash leaves either a whole verified
 
 Restoring takes the newest copy that verifies (digest and SQLite's quick_check), keeps whatever
 database was there aside, and then the chunk index and segment layout must be rebuilt from the
-drives (``exastor meta restore`` runs ``fsck --rebuild-index`` and ``--repair``): segments may have
+drives (``exastor fsck --restore-meta`` also runs ``--rebuild-index`` and ``--repair``): segments may have
 been sealed, repaired or compacted after the copy was taken.
 
 What a restore loses: metadata changes committed after the copy, so at most one interval. Chunks of
@@ -19,6 +19,7 @@ objects deleted after the copy are still on the drives while the interval is sho
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -36,6 +37,7 @@ from exastor.engine.drives import DriveSet
 BACKUP_DIR = "meta-backups"
 KEEP = 3  # copies kept per drive: the newest can be the one a failing disk corrupted
 FIRST_COPY_MIN_S = 10.0  # after a start: recovery has committed, clients have begun
+PARTIAL_STALE_S = 3600.0
 _CHUNK = 1 << 20
 log = logging.getLogger("exastor.metabackup")
 
@@ -45,10 +47,6 @@ class Backup:
     path: Path
     taken_ns: int
     digest: str  # BLAKE3 of the file, hex (also in its name)
-
-    @property
-    def size(self) -> int:
-        return self.path.stat().st_size
 
     @staticmethod
     def parse(path: Path) -> Backup | None:
@@ -132,8 +130,10 @@ def prune(drive: Path, keep: int = KEEP) -> None:
     folder = drive / BACKUP_DIR
     if not folder.is_dir():
         return
-    for leftover in folder.glob("*.partial"):
-        leftover.unlink(missing_ok=True)
+    for leftover in folder.glob("*.partial"):  # a crashed copy's; an hour old, so never one still being written
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - leftover.stat().st_mtime > PARTIAL_STALE_S:
+                leftover.unlink()
     for old in sorted(found(folder), key=lambda b: b.taken_ns, reverse=True)[keep:]:
         old.path.unlink(missing_ok=True)
 
