@@ -280,6 +280,14 @@ def test_kill9_at_each_blob_property_snapshot_and_delete_crash_point(tmp_path):
                             blob(key).get_blob_properties()
                         blob(key).undelete_blob()
                 assert blob(key).download_blob().readall() == bodies[key], crash
+        # Seal Blob commits through the same ``props`` points: sealed whole or not at all.
+        for when in ("before", "committed"):
+            key, crash = f"seal-{when}", f"props.{'before_commit' if when == 'before' else 'committed'}"
+            blob(key).create_append_blob()
+            blob(key).append_block(b"sealed bytes")
+            _kill_at(server, points, crash_log, crash, lambda key=key: blob(key).seal_append_blob(), (AzureError,))
+            assert blob(key).get_blob_properties().is_append_blob_sealed == (when == "committed"), crash
+            assert blob(key).download_blob().readall() == b"sealed bytes", crash
     finally:
         server.stop()
     report = exastor("fsck", "--json", data_dir=server.data_dir, check=False)

@@ -112,7 +112,7 @@ class Blobs:
         def tx(cur: Any) -> None:
             run_check(cur, check, bm.latest(cur, bucket, key) if check else None)
             bm.put_block(cur, bucket, key, block, [])
-        await self.meta.runner.write(tx)
+        await self.meta.commit(tx, "block")
         return block
 
     def block_lists(self, principal: str | None, bucket: str, key: str, *, public_read: bool = False
@@ -217,7 +217,7 @@ class Blobs:
             cur.execute("UPDATE objects SET attrs = ? WHERE bucket = ? AND key = ? AND version_id = ?",
                         (bm._dumps(obj.attrs), bucket, key, obj.version_id))
             return obj
-        return await self.meta.runner.write(tx)
+        return await self.meta.commit(tx, "props")
 
     # --- properties --------------------------------------------------------------
     async def set_blob_attrs(self, principal: str, bucket: str, key: str, patch: dict[str, Any],
@@ -285,7 +285,7 @@ class Blobs:
                     snap.attrs[k] = v
             bm.update_snapshot_attrs(cur, snap)
             return snap
-        return await self.meta.runner.write(tx)
+        return await self.meta.commit(tx, "props")
 
     # --- delete / undelete -------------------------------------------------------
     async def delete(self, principal: str, bucket: str, key: str, *, snapshot: str | None,
