@@ -60,9 +60,11 @@ CRASH_POINTS = ["seal.shards_written", "seal.committed", "repair.written", "repa
                 # (exastor/crashpoints.py)
                 "put.before_commit", "put.committed", "delete.before_commit", "delete.committed",
                 "part.before_commit", "part.committed", "multipart.before_commit", "multipart.committed",
-                # the same for the Blob API's Put Block, Put Block List and Append Block (blob_load)
+                # the same for the Blob API's Put Block, Put Block List, Append Block, Snapshot Blob,
+                # Delete Blob (soft) and Undelete Blob (blob_load)
                 "block.before_commit", "block.committed", "blocklist.before_commit", "blocklist.committed",
-                "append.before_commit", "append.committed"]
+                "append.before_commit", "append.committed", "snapshot.before_commit", "snapshot.committed",
+                "blobdelete.before_commit", "blobdelete.committed", "undelete.before_commit", "undelete.committed"]
 
 
 @dataclass
@@ -132,6 +134,7 @@ class Oracle:
         self.maybe: dict[str, set[str]] = {}   # key -> digests a write in flight may have left
         self.deleted: set[str] = set()
         self.deleting: set[str] = set()
+        self.snaps: dict[tuple[str, str], str] = {}  # (key, Blob snapshot id) -> acknowledged contents
         self.lock = threading.Lock()
 
     def check(self, s3: Any, res: Results, keys: list[str] | None = None) -> None:
@@ -167,6 +170,23 @@ class Oracle:
                 res.violations.append(f"{key} is not byte-identical to anything acknowledged")
 
 
+    def check_snapshots(self, server: Any, res: Results) -> None:
+        """Every acknowledged Blob snapshot of a blob that is not deleted reads back byte for byte."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(server.connection_string)
+        for (key, snap), digest in sorted(self.snaps.items()):
+            if key in self.deleted or key in self.deleting:
+                continue
+            try:
+                data = service.get_blob_client(BUCKET, key, snapshot=snap).download_blob().readall()
+            except ResourceNotFoundError:
+                data = None
+            if data is None or md5(data) != digest:
+                res.acked_lost += 1
+                res.violations.append(f"snapshot {snap} of {key} {'missing' if data is None else 'differs'}")
+
     def settle(self, s3: Any) -> None:
         """After a kill or a stopped load: what is visible now is what counts for every write and delete
         that was not answered (a mismatching body was already counted by ``check``)."""
@@ -189,7 +209,7 @@ class Oracle:
         with self.lock:
             assert not self.maybe and not self.deleting, "settle first"
             twin = Oracle()
-            twin.acked, twin.deleted = dict(self.acked), set(self.deleted)
+            twin.acked, twin.deleted, twin.snaps = dict(self.acked), set(self.deleted), dict(self.snaps)
             return twin
 
 
@@ -203,7 +223,9 @@ def load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int
         n += 1
         op = rng.random()
         with oracle.lock:
-            victims = sorted(k for k in oracle.acked if k not in oracle.deleted and k not in oracle.deleting)
+            # not the Blob thread's pinned blobs: it soft-deletes and undeletes them itself
+            victims = sorted(k for k in oracle.acked
+                             if k not in oracle.deleted and k not in oracle.deleting and "/pin" not in k)
         try:
             if victims and op < 0.25:
                 key = rng.choice(victims)
@@ -244,9 +266,11 @@ def load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int
 
 
 def blob_load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int) -> None:
-    """The Blob API's writes into the same namespace: Put Blob, Put Block + Put Block List, and Append
+    """The Blob API's writes into the same namespace: Put Blob, Put Block + Put Block List, Append
     Block onto append blobs this thread created (an append in flight may leave the old or the new
-    contents: both are "maybe" until the blob is read back)."""
+    contents: both are "maybe" until the blob is read back), and on "pinned" blobs (which the S3
+    threads leave alone) Snapshot Blob and a soft Delete Blob (snapshots included) followed by
+    Undelete Blob (cut in between, the blob stays soft-deleted: deleted for the oracle)."""
     from azure.core.exceptions import AzureError
     from azure.storage.blob import BlobBlock, BlobServiceClient
 
@@ -255,17 +279,41 @@ def blob_load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid
                                                          connection_timeout=20, read_timeout=60
                                                          ).get_container_client(BUCKET)
     appendable: dict[str, bytes] = {}  # append blobs this thread made, and their acknowledged contents
+    pinned: dict[str, str] = {}        # pinned blobs this thread made, and their contents' digests
     n = 0
     while not stop.is_set():
         n += 1
         op = rng.random()
         try:
-            if op < 0.4:
+            if op >= 0.84 and pinned:
+                key = rng.choice(sorted(pinned))
+                if op < 0.92:
+                    snap = container.get_blob_client(key).create_snapshot()["snapshot"]
+                    with oracle.lock:
+                        oracle.snaps[(key, snap)] = pinned[key]
+                else:
+                    digest = pinned.pop(key)  # back once undeleted: cut in between, it stays soft-deleted
+                    with oracle.lock:
+                        oracle.deleting.add(key)
+                    blob = container.get_blob_client(key)
+                    blob.delete_blob(delete_snapshots="include")
+                    blob.undelete_blob()
+                    with oracle.lock:
+                        oracle.deleting.discard(key)
+                    pinned[key] = digest
+                continue
+            if op >= 0.76:
+                key, body = f"s{seed}/pin{n}", body_for(rng)
+                with oracle.lock:
+                    oracle.maybe.setdefault(key, set()).add(md5(body))
+                container.upload_blob(key, body, overwrite=True)
+                pinned[key] = md5(body)
+            elif op < 0.3:
                 key, body = f"s{seed}/b{n}", body_for(rng)
                 with oracle.lock:
                     oracle.maybe.setdefault(key, set()).add(md5(body))
                 container.upload_blob(key, body, overwrite=True)
-            elif op < 0.7:
+            elif op < 0.55:
                 key = f"s{seed}/bl{n}"
                 blocks = [rng.randbytes(rng.randint(1, 300_000)) for _ in range(rng.randint(1, 3))]
                 body = b"".join(blocks)
@@ -353,7 +401,7 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
            "EXASTOR_CRASH_LOG": str(crash_log), "EXASTOR_CRASH_SEED": str(seed)}
     server = start_server(work, *args, env=env)
     oracle = Oracle()
-    s3_client(server).create_bucket(Bucket=BUCKET)
+    _create_bucket(server)
     m = int(ec.split("+")[1])
     for cycle in range(cycles):
         stop = threading.Event()
@@ -405,15 +453,26 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
             sample = rng.sample(sorted(oracle.acked), min(15, len(oracle.acked)))
         oracle.check(s3, res, keys=sorted(set(recent) | set(sample)))
         oracle.settle(s3)
+        oracle.check_snapshots(server, res)
         if progress:
             progress(1)
     if crash_log.exists():
         for name in crash_log.read_text().split():
             res.crash_points_hit[name] = res.crash_points_hit.get(name, 0) + 1
     oracle.check(s3_client(server), res)   # every object, byte for byte
+    oracle.check_snapshots(server, res)
     res.acked_objects = len([k for k in oracle.acked if k not in oracle.deleted])
     server.stop()
     fsck_round(server.data_dir, res, m)
+
+
+def _create_bucket(server: Any) -> None:
+    """The load's bucket, and Blob soft delete on (a day's retention) for the Blob thread's deletes."""
+    from azure.storage.blob import BlobServiceClient, RetentionPolicy
+
+    s3_client(server).create_bucket(Bucket=BUCKET)
+    BlobServiceClient.from_connection_string(server.connection_string).set_service_properties(
+        delete_retention_policy=RetentionPolicy(enabled=True, days=1))
 
 
 def _run_load(server: Any, oracle: Oracle, seed: int, seconds: float) -> None:
@@ -446,7 +505,7 @@ def meta_restore_rounds(work: Path, rounds: int, seed: int, res: Results) -> Non
     work.mkdir(parents=True, exist_ok=True)
     server = start_server(work, *drive_args, "--ec", "4+2", env=env)
     oracle = Oracle()
-    s3_client(server).create_bucket(Bucket=BUCKET)
+    _create_bucket(server)
     try:
         for r in range(rounds):
             _run_load(server, oracle, seed * 100_000 + r * 10, rng.uniform(1.0, 3.0))
@@ -483,6 +542,7 @@ def meta_restore_rounds(work: Path, rounds: int, seed: int, res: Results) -> Non
             oracle = held  # the copy's state is the truth now: later changes are the documented window
             before = len(res.violations)
             oracle.check(s3_client(server), res)
+            oracle.check_snapshots(server, res)
             res.meta_restores += 1
             res.meta_restore_objects += len([k for k in oracle.acked if k not in oracle.deleted])
             if len(res.violations) > before:
