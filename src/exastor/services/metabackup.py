@@ -33,6 +33,7 @@ from pathlib import Path
 from blake3 import blake3
 
 from exastor.engine.drives import DriveSet
+from exastor.engine.shards import fsync_dir
 
 BACKUP_DIR = "meta-backups"
 KEEP = 3  # copies kept per drive: the newest can be the one a failing disk corrupted
@@ -76,20 +77,12 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _publish(tmp: Path, final: Path) -> None:
     """fsync ``tmp``, rename it to ``final``, fsync the directory: whole or absent after a crash."""
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def take(db: Path, drive_paths: list[Path], keep: int = KEEP) -> list[Backup]:
