@@ -11,9 +11,10 @@ The points (docs/reliability.md):
 - ``<op>.before_commit`` for ``put`` (PUT, copy, Put Blob), ``delete``, ``part`` (UploadPart),
   ``multipart`` (complete), ``block`` (Put Block, Put Block From URL), ``blocklist`` (Put Block List),
   ``append`` (Append Block), ``props`` (Set Blob Metadata / Properties / Tier, Seal Blob, a
-  snapshot's properties), ``snapshot`` (Snapshot Blob),
-  ``blobdelete`` (Delete Blob, soft or hard) and ``undelete`` (Undelete Blob): inside the operation's metadata transaction, after its statements ran and after
-  the data it points at was made durable, before COMMIT (``Metadata.commit``);
+  snapshot's properties), ``snapshot`` (Snapshot Blob), ``blobdelete`` (Delete Blob, soft or hard)
+  and ``undelete`` (Undelete Blob): inside the operation's metadata transaction, after its
+  statements ran and after the data it points at was made durable, before COMMIT
+  (``Metadata.commit``);
 - ``<op>.committed`` for the same operations: the transaction is durable, the client has not been
   answered;
 - ``seal.shards_written``, ``seal.committed``, ``repair.written``, ``repair.moved``, ``gc.copied``,

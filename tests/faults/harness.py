@@ -405,12 +405,7 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
     m = int(ec.split("+")[1])
     for cycle in range(cycles):
         stop = threading.Event()
-        # three S3 threads and one Blob thread (the same namespace: the S3 threads may delete its blobs)
-        threads = [threading.Thread(target=blob_load if w == 3 else load,
-                                    args=(server, oracle, seed * 100_000 + cycle * 10 + w, stop, w))
-                   for w in range(4)]
-        for t in threads:
-            t.start()
+        threads = start_load(server, oracle, seed * 100_000 + cycle * 10, stop)
         run_for = rng.uniform(0.3, 2.5)
         # Half the cycles also arm a crash point: kill -9 exactly between two steps of a seal, a repair, a
         # compaction or the metadata commit of a PUT / DELETE / multipart complete (the other half rely on
@@ -475,13 +470,28 @@ def _create_bucket(server: Any) -> None:
         delete_retention_policy=RetentionPolicy(enabled=True, days=1))
 
 
-def _run_load(server: Any, oracle: Oracle, seed: int, seconds: float) -> None:
-    """Three S3 threads and one Blob thread for ``seconds``, then wait for every request to end."""
-    stop = threading.Event()
+def start_load(server: Any, oracle: Oracle, seed: int, stop: threading.Event) -> list[threading.Thread]:
+    """Three S3 threads and one Blob thread (the same namespace: the S3 threads may delete its blobs),
+    running until ``stop``."""
     threads = [threading.Thread(target=blob_load if w == 3 else load, args=(server, oracle, seed + w, stop, w))
                for w in range(4)]
     for t in threads:
         t.start()
+    return threads
+
+
+def damage_database(data: Path, rng: random.Random) -> None:
+    """The metadata database's device returned garbage: not a database any more, its WAL gone."""
+    db = data / "meta" / "exastor.sqlite"
+    db.write_bytes(rng.randbytes(max(4096, db.stat().st_size)))
+    for suffix in ("-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+
+
+def _run_load(server: Any, oracle: Oracle, seed: int, seconds: float) -> None:
+    """The load for ``seconds``, then wait for every request to end."""
+    stop = threading.Event()
+    threads = start_load(server, oracle, seed, stop)
     time.sleep(seconds)
     stop.set()
     for t in threads:
@@ -529,10 +539,7 @@ def meta_restore_rounds(work: Path, rounds: int, seed: int, res: Results) -> Non
             for later in metabackup.backups(drive_dirs):
                 if later.taken_ns > chosen:
                     flip(later.path, rng)
-            db = server.data_dir / "meta" / "exastor.sqlite"
-            db.write_bytes(rng.randbytes(max(4096, db.stat().st_size)))
-            for suffix in ("-wal", "-shm"):
-                db.with_name(db.name + suffix).unlink(missing_ok=True)
+            damage_database(server.data_dir, rng)
             restored = exastor("fsck", "--restore-meta", "--json", *drive_args, data_dir=server.data_dir,
                                check=False)
             report = json.loads(restored.stdout) if restored.stdout.strip() else {"clean": False}

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import time
 from pathlib import Path
 
+import harness
 import pytest
 from botocore.exceptions import ClientError
 
@@ -40,14 +42,6 @@ def _wait_for_copy(drives: list[Path], after_ns: int) -> list[metabackup.Backup]
     raise AssertionError("no metadata copy was taken")
 
 
-def _damage_database(data: Path) -> None:
-    """The database device returned garbage: not a database any more, its WAL gone."""
-    db = data / "meta" / "exastor.sqlite"
-    db.write_bytes(os.urandom(db.stat().st_size))
-    for suffix in ("-wal", "-shm"):
-        db.with_name(db.name + suffix).unlink(missing_ok=True)
-
-
 def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
     server = _serve(tmp_path)
     drives = _drives(tmp_path)
@@ -75,7 +69,7 @@ def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
     damaged = bytearray(copies[0].path.read_bytes())
     damaged[100] ^= 0x01  # the first copy is damaged
     copies[0].path.write_bytes(damaged)
-    _damage_database(server.data_dir)
+    harness.damage_database(server.data_dir, random.Random(1))
     with pytest.raises(RuntimeError, match="fsck --restore-meta"):  # a clear refusal, not a traceback
         server.start()
     assert "Traceback" not in server.log_text()

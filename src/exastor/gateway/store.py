@@ -14,6 +14,7 @@ from typing import Any
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.engine.store import ChunkStore
+from exastor.meta import blob as bm
 from exastor.meta.records import User
 from exastor.meta.sqlite import SqliteRunner
 from exastor.meta.store import Metadata
@@ -139,16 +140,14 @@ def ensure_account(data: Path, name: str | None, key: str | None, meta: Metadata
     ``meta``, the account is also recorded in the database (and so in its copies on the drives)."""
     import base64
 
-    from exastor.meta import blob as bm
     path = data / ACCOUNT_FILE
     stored: dict[str, str] = {}
     if path.exists():
         with open(path, "rb") as f:
             stored = tomllib.load(f)
     elif meta is not None:
-        recorded = {k: meta.runner.read(lambda cur, k=k: bm.get_setting(cur, k))
-                    for k in ("account_name", "account_key")}
-        stored = {k: v for k, v in recorded.items() if v is not None}
+        stored = meta.runner.read(lambda cur: {k: v for k in ("account_name", "account_key")
+                                               if (v := bm.get_setting(cur, k)) is not None})
     name = name or stored.get("account_name") or DEFAULT_ACCOUNT
     generated = False
     if key is None:
