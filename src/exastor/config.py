@@ -36,6 +36,9 @@ class Config:
     reduce_interval: int = 60   # seconds between similarity-delta reducer passes (0 = never)
     reduce_duty: float = 0.5    # share of one core the reducer may use
     meta_backup_interval: int = 300  # seconds between copies of the metadata database onto the drives (0 = never)
+    # Journal every metadata commit onto m+1 drives before it is acknowledged, so a lost database
+    # loses nothing (meta/journal.py). Needs the copies (meta_backup_interval > 0): they are its start.
+    meta_journal: bool = True
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
@@ -94,6 +97,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     try:
         if name == "data":
             return Path(value).expanduser()
+        if "bool" in str(kind):
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower()
+            if word not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(word)
+            return word in ("1", "true", "yes", "on")
         if "float" in str(kind):
             return float(value)
         if "int" in str(kind):

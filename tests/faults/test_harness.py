@@ -53,6 +53,7 @@ def test_metadata_database_lost_and_restored_from_the_drives(tmp_path):
     harness.meta_restore_rounds(tmp_path, rounds=2, seed=13, res=res)
     _clean(res)
     assert res.meta_restores == 2 and res.meta_restore_objects > 0
+    assert res.meta_journal_replayed > 0, "the writes after the copy came back from the journal"
 
 
 @pytest.mark.slow

@@ -24,9 +24,10 @@ def _drives(tmp_path: Path) -> list[Path]:
     return [tmp_path / f"d{i}" for i in range(3)]
 
 
-def _serve(tmp_path: Path):
+def _serve(tmp_path: Path, journal: bool = True):
     args = [a for d in _drives(tmp_path) for a in ("--drive", str(d))]
     return start_server(tmp_path, *args, env={"EXASTOR_META_BACKUP_INTERVAL": "1",
+                                              "EXASTOR_META_JOURNAL": "1" if journal else "0",
                                               "EXASTOR_SEGMENT_SIZE": str(1 << 20)})
 
 
@@ -42,8 +43,11 @@ def _wait_for_copy(drives: list[Path], after_ns: int) -> list[metabackup.Backup]
     raise AssertionError("no metadata copy was taken")
 
 
-def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
-    server = _serve(tmp_path)
+@pytest.mark.parametrize("journal", [True, False], ids=["journaled", "copies-only"])
+def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path, journal):
+    """With the journal (the default) the restore ends exactly where the lost database was; with
+    copies alone it ends at the copy."""
+    server = _serve(tmp_path, journal)
     drives = _drives(tmp_path)
     try:
         s3 = s3_client(server)
@@ -58,8 +62,9 @@ def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
         # After the copy: new objects (their names are in no copy; 3 MiB seal the segments that were open
         # when the copy was taken, so the copy's layout rows are stale) and a delete (the copy still
         # names that object).
-        for i in range(3):
-            s3.put_object(Bucket=BUCKET, Key=f"after-copy/{i}", Body=os.urandom(1 << 20))
+        after = {f"after-copy/{i}": os.urandom(1 << 20) for i in range(3)}
+        for key, body in after.items():
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         s3.delete_object(Bucket=BUCKET, Key="kept/1")
     finally:
         server.stop()
@@ -85,10 +90,15 @@ def test_restore_meta_brings_every_object_of_the_copy_back(tmp_path):
     server.start()
     try:
         s3 = s3_client(server)
-        for key, body in kept.items():  # kept/1 too: deleted after the copy, its chunks within gc_grace
+        if journal:  # every acknowledged change after the copy is back: the new objects, the delete
+            expected = {k: v for k, v in kept.items() if k != "kept/1"} | after
+        else:  # kept/1 too: deleted after the copy, its chunks within gc_grace
+            expected = kept
+        for key, body in expected.items():
             assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body, key
         names = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
-        assert names == set(kept), "exactly the names the copy holds: the window after it is lost"
+        assert names == set(expected), "journaled: as before the loss; copies only: as in the copy"
+        assert result["journal_replayed"] > 0 if journal else result["journal_replayed"] == 0
         s3.put_object(Bucket=BUCKET, Key="new", Body=b"writes work after a restore")
     finally:
         server.stop()

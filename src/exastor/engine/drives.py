@@ -141,10 +141,11 @@ class DriveSet:
             cur.execute("SELECT name, value FROM counters WHERE name IN ('ec_k', 'ec_m')")
             return {n: int(v) for n, v in cur.fetchall()}
 
+        stored = self.meta.runner.read(q, snapshot=False)
         if self.explicit is not None:
-            self.meta.runner.write_sync(tx)
+            if stored != {"ec_k": self.explicit.k, "ec_m": self.explicit.m}:  # no empty commit at every start
+                self.meta.runner.write_sync(tx)
         else:
-            stored = self.meta.runner.read(q, snapshot=False)
             if "ec_k" in stored and "ec_m" in stored:
                 self.explicit = erasure.Geometry(stored["ec_k"], stored["ec_m"])
 

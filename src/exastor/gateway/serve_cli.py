@@ -19,6 +19,7 @@ from exastor.gateway.store import (
     open_namespace,
     recover_segments,
 )
+from exastor.services import metabackup
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,10 +69,14 @@ def run(args: argparse.Namespace) -> int:
     meta = open_metadata(cfg.data)
     try:
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
-        drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec)  # once, before any worker opens a segment
+        journal = cfg.meta_journal and cfg.meta_backup_interval > 0
+        # once, before any worker opens a segment
+        drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec, journal=journal)
         n_drives = sum(d.state != "removed" for d in drive_set.all)
         geometry = drive_set.geometry()
         account = ensure_account(cfg.data, cfg.account_name, cfg.account_key, meta)
+        if journal:  # the journal continues a copy: one must exist that covers every commit made without it
+            metabackup.ensure_base_copy(meta, drive_set)
     finally:
         meta.close()  # no database connection may cross the fork into the workers
     cfg.account_name, cfg.account_key = account.name, account.key
@@ -88,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
              f"  drives      : {n_drives}, erasure {geometry} (survives {geometry.m} drive failures; "
              f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas; "
              f"coded by {gf.kernel_name()})"),
-            (f"  metadata    : {cfg.data.resolve() / 'meta'}, copied every {cfg.meta_backup_interval} s onto "
+            (f"  metadata    : {cfg.data.resolve() / 'meta'}, "
+             + ("every commit journaled and " if journal else "")
+             + f"copied every {cfg.meta_backup_interval} s onto "
              f"{geometry.m + 1} drive{'s' if geometry.m else ''} (exastor fsck --restore-meta)"
              if cfg.meta_backup_interval else
              f"  metadata    : {cfg.data.resolve() / 'meta'}, NOT copied (meta_backup_interval = 0)"),
@@ -123,5 +130,6 @@ def run(args: argparse.Namespace) -> int:
     banner()  # the sockets already accept: connections wait in the backlog for the workers
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
     return server.serve(cfg, lambda: open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size,
-                                                    recover=False, drives=cfg.drives, ec=cfg.ec),
+                                                    recover=False, drives=cfg.drives, ec=cfg.ec,
+                                                    journal=journal),
                         sockets, workers)

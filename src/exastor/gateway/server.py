@@ -83,7 +83,7 @@ async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socke
         background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
     if run_gc and cfg.meta_backup_interval > 0:
         background.append(MetaBackupThread(ns.meta.runner.path, lambda: targets(ns.chunks.log.drives),
-                                           cfg.meta_backup_interval))
+                                           cfg.meta_backup_interval, meta=ns.meta))
     for thread in background:
         thread.start()
     trimmer = Trimmer(lambda: ns.chunks.moved).start()

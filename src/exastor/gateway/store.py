@@ -19,6 +19,7 @@ from exastor.meta.records import User
 from exastor.meta.sqlite import SqliteRunner
 from exastor.meta.store import Metadata
 from exastor.namespace.store import Namespace
+from exastor.services import metabackup
 
 ADMIN = "admin"
 CREDENTIALS_FILE = "credentials.toml"
@@ -45,27 +46,35 @@ def drive_dirs(data: Path) -> list[Path]:
     return [data / "drive0"]
 
 
-def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None) -> DriveSet:
-    """The drive set: ``drives`` are registered (idempotent); with none given and none known, DATA/drive0."""
+def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
+                journal: bool = False) -> DriveSet:
+    """The drive set: ``drives`` are registered (idempotent); with none given and none known, DATA/drive0.
+    ``journal``: from now on every metadata commit is journaled onto the drives (meta/journal.py)."""
     paths = [Path(p).expanduser() for p in drives or []]
     if not paths:
         known = meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM drives").fetchone()[0])
         if not known:
             paths = [data / "drive0"]
-    return DriveSet(meta, paths, ec=ec or None)
+    drive_set = DriveSet(meta, paths, ec=ec or None)
+    if journal:
+        metabackup.attach_journal(meta, drive_set)
+    return drive_set
 
 
 def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,
-                   recover: bool = True, drives: list[str] | None = None, ec: str | None = None) -> Namespace:
+                   recover: bool = True, drives: list[str] | None = None, ec: str | None = None,
+                   journal: bool = False) -> Namespace:
     data.mkdir(parents=True, exist_ok=True)
     meta = open_metadata(data)
-    chunks = ChunkStore(open_drives(meta, data, drives, ec), meta, segment_size=segment_size, recover=recover)
+    chunks = ChunkStore(open_drives(meta, data, drives, ec, journal=journal), meta, segment_size=segment_size,
+                        recover=recover)
     return Namespace(meta, chunks, region=region)
 
 
-def recover_segments(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None) -> DriveSet:
+def recover_segments(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
+                     journal: bool = False) -> DriveSet:
     """Seal the segments a previous run left open (cutting torn tails, erasure-coding replicas)."""
-    drive_set = open_drives(meta, data, drives, ec)
+    drive_set = open_drives(meta, data, drives, ec, journal=journal)
     log = SegmentLog(drive_set, meta)
     log.recover()
     log.close()

@@ -16,12 +16,14 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 from exastor import errors
+from exastor.meta import journal as jr
 
 T = TypeVar("T")
 
@@ -73,7 +75,10 @@ class SqliteRunner:
             raise  # locked, no permission, no such directory: the message says which
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
             raise errors.MetadataUnreadable(f"{self.path}: {exc}") from exc
+        for name in jr.HEAD_ROWS:  # the journal's head (meta/journal.py); created once, idempotent
+            writer.execute("INSERT INTO counters (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,))
         self._writer_conn = writer
+        self.journal: jr.Journal | None = None
         self._thread = threading.Thread(target=self._writer_loop, name="exastor-meta-writer", daemon=True)
         self._closed = False
         self._thread.start()
@@ -172,8 +177,15 @@ class SqliteRunner:
                 batch.append(nxt)
             self._run_batch(conn, batch)
 
-    @staticmethod
-    def _run_batch(conn: sqlite3.Connection, batch: list) -> None:
+    def attach_journal(self, journal: jr.Journal | None) -> None:
+        """From now on every batch is journaled before it commits (meta/journal.py); None: not."""
+        self.journal = journal
+
+    def head(self) -> tuple[int, int, int, int]:
+        """The journal head as committed: (seq, record id, gen, gap)."""
+        return jr.read_head(self._reader())
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list) -> None:
         # Data first: every unit's records must be durable before its metadata can commit.
         ready = []
         for fn, done, durable in batch:
@@ -195,15 +207,28 @@ class SqliteRunner:
             for _, done in batch:
                 done(None, exc)
             return
+        statements: list[jr.Statement] = []
         for fn, _ in batch:
             cur.execute("SAVEPOINT unit")
+            recorder = jr.RecordingCursor(cur)
             try:
-                results.append((fn(cur), None))
+                results.append((fn(recorder), None))
                 cur.execute("RELEASE unit")
+                statements += recorder.statements
             except BaseException as exc:  # noqa: BLE001 - reported to that unit's waiter only
                 cur.execute("ROLLBACK TO unit")
                 cur.execute("RELEASE unit")
                 results.append((None, exc))
+        written: tuple[int, int, int] | None = None
+        if statements:
+            try:
+                written = self._journal_batch(cur, statements)
+            except BaseException as exc:  # noqa: BLE001 - not journaled means not committed
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
+                for _, done in batch:
+                    done(None, exc)
+                return
         try:
             cur.execute("COMMIT")
         except BaseException as exc:  # noqa: BLE001 - nothing of this batch is durable
@@ -211,11 +236,34 @@ class SqliteRunner:
                 cur.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            if written is not None and self.journal is not None:
+                self.journal.abort(written[0], written[1], written[2])
             for _, done in batch:
                 done(None, exc)
             return
         for (_, done), (result, error) in zip(batch, results, strict=True):
             done(result, error)
+
+    def _journal_batch(self, cur: sqlite3.Cursor, statements: list[jr.Statement]) -> tuple[int, int, int] | None:
+        """Move the head and write the batch's commit record ahead of its COMMIT (meta/journal.py).
+        Returns (gen, record id, time) of the record written, None when no journal is attached."""
+        seq, prev, gen, _gap = jr.read_head(cur)
+        seq += 1
+        if self.journal is None:  # e.g. a tool run without the drives: the next copy must come soon
+            cur.execute("UPDATE counters SET value = ? WHERE name = 'journal_gap'", (seq,))
+            cur.execute("UPDATE counters SET value = ? WHERE name = 'journal_seq'", (seq,))
+            return None
+        rid = jr.new_record_id()
+        moves: list[jr.Statement] = [
+            ("UPDATE counters SET value = ? WHERE name = 'journal_seq'", (seq,), False),
+            ("UPDATE counters SET value = ? WHERE name = 'journal_head'", (rid,), False),
+        ]
+        for sql, params, _ in moves:
+            cur.execute(sql, params)
+        now = time.time_ns()
+        self.journal.append(gen, jr.encode_record(jr.COMMIT, seq, rid, prev, now,
+                                                  jr.encode_statements(statements + moves)))
+        return gen, rid, now
 
     def close(self) -> None:
         if self._closed:

@@ -48,6 +48,7 @@ class FsckReport:
     lost_chunks: list[str] = field(default_factory=list)         # no valid copy anywhere
     rebuilt_layouts: int = 0                                     # --rebuild-index: segment layouts re-recorded
     restored_meta: str = ""                                      # --restore-meta: the copy installed
+    journal_replayed: int = 0                                    # --restore-meta: journaled commits re-executed
     damaged_objects: list[str] = field(default_factory=list)     # "bucket/key version": naming a bad chunk above
     seconds: float = 0.0
 

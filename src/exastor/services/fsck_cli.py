@@ -43,21 +43,27 @@ def _segment_bytes(segments: Path) -> int:
     return sum(p.stat().st_size for p in segments.glob("seg-*.log"))
 
 
-def _restore_meta(data: Path, drives: list[Path], quiet: bool) -> metabackup.Backup | None:
-    """Install the newest verified metadata copy from ``drives`` (services/metabackup.py)."""
+def _restore_meta(data: Path, drives: list[Path], quiet: bool) -> tuple[metabackup.Backup, int] | None:
+    """Install the newest verified metadata copy from ``drives`` and replay the journal after it
+    (services/metabackup.py, meta/journal.py). Returns the copy and how many commits were replayed."""
     try:
         backup, rejected = metabackup.newest_good(drives)
     except metabackup.NoBackup as exc:
         print(f"exastor fsck: {exc}", file=sys.stderr)
         return None
-    aside = metabackup.install(backup, data / "meta" / "exastor.sqlite")
+    db = data / "meta" / "exastor.sqlite"
+    aside = metabackup.install(backup, db)
+    chain = metabackup.replay_journal(db, backup, drives, lambda: drive_dirs(data))
     if not quiet:
         for bad, why in rejected:
             print(f"skipped metadata copy {bad.path}: {why}")
         taken = datetime.fromtimestamp(backup.taken_ns / 1e9, UTC).isoformat(timespec="seconds")
         print(f"restored metadata copy taken {taken} from {backup.path}"
               + (f"; the database it replaced is kept in {aside}" if aside else ""))
-    return backup
+        print(f"replayed {len(chain.records):,} journaled commits after it"
+              + (f" ({chain.orphans} never committed, skipped)" if chain.orphans else "")
+              + (f"; {chain.skipped_bytes:,} torn journal bytes stepped over" if chain.skipped_bytes else ""))
+    return backup, len(chain.records)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
                     if rebuilt is not None:
                         report.rebuilt_layouts = rebuilt.rebuilt_layouts
                     if restored is not None:
-                        report.restored_meta = str(restored.path)
+                        report.restored_meta = str(restored[0].path)
+                        report.journal_replayed = restored[1]
             finally:
                 meta.close()
     except DataDirLocked:

@@ -12,9 +12,14 @@ database was there aside, and then the chunk index and segment layout must be re
 drives (``exastor fsck --restore-meta`` also runs ``--rebuild-index`` and ``--repair``): segments may have
 been sealed, repaired or compacted after the copy was taken.
 
-What a restore loses: metadata changes committed after the copy, so at most one interval. Chunks of
-objects deleted after the copy are still on the drives while the interval is shorter than
-``gc_grace``, so every object the copy names comes back whole.
+What a restore loses: nothing that was acknowledged, while the metadata journal is on
+(``meta_journal``, the default): every commit after the copy is on m+1 drives before it is
+acknowledged (meta/journal.py) and the restore re-executes them in order. Copies are its starting
+points: each records the journal head it contains, the journal moves to a new file generation
+after each copy, and files older than every kept copy are removed. Without the journal a restore
+loses the changes after the copy, at most one interval; chunks of objects deleted after the copy
+are still on the drives while the interval is shorter than ``gc_grace``, so every object the copy
+names comes back whole.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blake3 import blake3
 
 from exastor.engine.drives import DriveSet
 from exastor.engine.shards import fsync_dir
+from exastor.meta import journal as jr
+from exastor.meta.store import Metadata
 
 BACKUP_DIR = "meta-backups"
 KEEP = 3  # copies kept per drive: the newest can be the one a failing disk corrupted
@@ -67,6 +75,16 @@ class Backup:
         except sqlite3.Error as exc:
             return f"not a database: {exc}"
         return None if result == "ok" else f"quick_check: {result}"
+
+    def head(self) -> tuple[int, int, int, int] | None:
+        """The journal head this copy holds (seq, record id, gen, gap); None for a copy from before the
+        journal, or one that cannot be read."""
+        try:
+            with sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True) as con:
+                rows = con.execute("SELECT COUNT(*) FROM counters WHERE name = 'journal_head'").fetchone()[0]
+                return jr.read_head(con) if rows else None
+        except sqlite3.Error:
+            return None
 
 
 def _digest(path: Path) -> str:
@@ -174,6 +192,111 @@ def install(backup: Backup, db: Path) -> Path | None:
     return aside
 
 
+def newest_head(drive_paths: Iterable[Path]) -> tuple[int, int, int, int] | None:
+    """The journal head of the newest copy on the drives that has one (not verified: a cheap check)."""
+    for b in backups(drive_paths):
+        head = b.head()
+        if head is not None:
+            return head
+    return None
+
+
+def needs_copy(meta: Metadata, drive_paths: Iterable[Path]) -> bool:
+    """True when the journal alone cannot bring the database back: there is no copy to start from
+    that knows the journal, or commits were made without the journal since the newest one."""
+    _seq, _rid, _gen, gap = meta.runner.head()  # type: ignore[attr-defined]
+    copy = newest_head(drive_paths)
+    return copy is None or gap > copy[0]
+
+
+def next_generation(meta: Metadata) -> None:
+    """Move the journal to new files: those of older generations then hold only commits the copies
+    taken since already contain."""
+    def tx(cur: Any) -> None:
+        cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'journal_gen'")
+
+    meta.runner.write_sync(tx)
+
+
+def prune_journal(drive_paths: Iterable[Path]) -> int:
+    """Remove journal files no kept copy needs: a restore starts from a copy and replays the files
+    of that copy's generation and later, so files older than the oldest kept copy's generation are
+    proven garbage. Returns how many were removed; none while any copy predates the journal."""
+    drive_paths = list(drive_paths)
+    heads = [b.head() for b in backups(drive_paths)]
+    if not heads or any(h is None for h in heads):
+        return 0
+    oldest_gen = min(h[2] for h in heads if h is not None)
+    removed = 0
+    for drive in drive_paths:
+        for gen, path in jr.gens_on(drive):
+            if gen < oldest_gen:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def attach_journal(meta: Metadata, drives: DriveSet) -> jr.Journal:
+    """Journal every commit of ``meta`` onto the drives that take the copies (meta/journal.py)."""
+    def failed(folder: Path, exc: OSError) -> None:
+        for d in drives.all:
+            if d.path == folder:
+                drives.failed_io(d.id, exc, now=False)  # on the writer thread: queued, never waited for
+
+    journal = jr.Journal(lambda: journal_targets(drives), failed)
+    meta.runner.attach_journal(journal)  # type: ignore[attr-defined]
+    return journal
+
+
+def ensure_base_copy(meta: Metadata, drives: DriveSet) -> list[Backup]:
+    """Take a copy now if the journal alone could not restore the database (``needs_copy``)."""
+    paths = targets(drives)
+    if not paths or not needs_copy(meta, paths):
+        return []
+    made = take(meta.runner.path, paths)  # type: ignore[attr-defined]
+    next_generation(meta)
+    return made
+
+
+def replay_journal(db: Path, backup: Backup, drive_paths: Iterable[Path],
+                   drives_of: Callable[[], list[Path]] | None = None) -> jr.Chain:
+    """Re-execute on ``db`` (``backup`` just installed) every journaled commit made after it.
+
+    The journal is read from ``drive_paths`` and from the drives the database lists
+    (``drives_of()``); a replayed commit may add drives that hold more of it, so it reads again
+    until no new drive appears."""
+    head = backup.head()
+    total = jr.Chain()
+    if head is None:
+        return total
+    seq, rid = head[0], head[1]
+    seen: set[Path] = set()
+    wanted = list(drive_paths)
+    for _ in range(64):  # bounded: each pass must find a new drive to go on
+        wanted += [p for p in (drives_of() if drives_of else []) if p not in wanted]
+        if set(wanted) <= seen:
+            break
+        seen |= set(wanted)
+        records, skipped = jr.read_all(sorted(seen))
+        chain = jr.committed_chain(records, seq, rid)
+        jr.replay(db, chain.records)
+        total.records += chain.records
+        total.orphans = chain.orphans
+        total.skipped_bytes = skipped
+        if chain.records:
+            seq, rid = chain.records[-1].seq, chain.records[-1].rid
+    return total
+
+
+def journal_targets(drives: DriveSet) -> list[Path]:
+    """Where journal records go: m+1 drives in service, full ones included - a full store must still
+    commit the deletes that free it, and a record is small beside the space a drive keeps in reserve."""
+    # Called on the metadata writer thread: no refresh here (a refresh may commit, which would wait on
+    # this very thread); the process's view is kept fresh by its segment writes.
+    live = sorted((d for d in drives.all if d.state in ("active", "full")), key=lambda d: d.id)
+    return [d.path for d in live[:drives.geometry().m + 1]]
+
+
 def targets(drives: DriveSet) -> list[Path]:
     """Where a copy goes: m+1 drives that take writes (the lowest ids, so copies stay findable)."""
     writable = sorted(drives.writable(), key=lambda d: d.id)
@@ -181,11 +304,17 @@ def targets(drives: DriveSet) -> list[Path]:
 
 
 class MetaBackupThread(threading.Thread):
-    """Worker 0's copier: a copy every ``interval`` seconds while the database changed since the last."""
+    """Worker 0's copier: a copy every ``interval`` seconds while the database changed since the last,
+    and at once when the journal alone could not restore it (``needs_copy``)."""
 
-    def __init__(self, db: Path, drive_paths: Callable[[], list[Path]], interval: float) -> None:
+    POLL_S = 5.0  # how often a commit made without the journal is looked for
+
+    def __init__(self, db: Path, drive_paths: Callable[[], list[Path]], interval: float, *,
+                 meta: Metadata | None = None) -> None:
         super().__init__(name="exastor-meta-backup", daemon=True)
         self.db, self.drive_paths, self.interval = db, drive_paths, interval
+        self.meta = meta  # given when its commits are journaled: copies then also move the journal on
+        self.journaled = meta is not None and getattr(meta.runner, "journal", None) is not None
         self._halt = threading.Event()
         self._last_seen: tuple | None = None
 
@@ -210,6 +339,9 @@ class MetaBackupThread(threading.Thread):
             return []
         made = take(self.db, drive_paths)
         self._last_seen = signature
+        if self.meta is not None and self.journaled:
+            next_generation(self.meta)
+            prune_journal(drive_paths)
         return made
 
     def first_delay(self) -> float:
@@ -224,11 +356,15 @@ class MetaBackupThread(threading.Thread):
         return max(min(FIRST_COPY_MIN_S, self.interval), min(self.interval, self.interval - age))
 
     def run(self) -> None:
-        delay = self.first_delay()
-        while not self._halt.wait(delay):
-            delay = self.interval
+        due = time.monotonic() + self.first_delay()
+        while not self._halt.wait(min(self.POLL_S, max(0.0, due - time.monotonic()))):
             try:
-                self.run_once()
+                urgent = self.meta is not None and self.journaled and needs_copy(self.meta, self.drive_paths())
+                if urgent or time.monotonic() >= due:
+                    due = time.monotonic() + self.interval
+                    if urgent:
+                        self._last_seen = None
+                    self.run_once()
             except Exception:  # noqa: BLE001 - a failed copy must not stop the server; the next one retries
                 log.exception("metadata copy failed")
 

@@ -1,0 +1,156 @@
+"""The metadata journal (meta/journal.py): records, the committed chain, and exact replay."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from exastor import errors
+from exastor.meta import journal as jr
+from exastor.meta.sqlite import SqliteRunner
+
+
+def _dump(db: Path) -> list[str]:
+    con = sqlite3.connect(db)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+def _runner(tmp_path: Path, drives: list[Path]) -> SqliteRunner:
+    runner = SqliteRunner(tmp_path / "meta.sqlite")
+    runner.write_sync(lambda cur: cur.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB, n BIGINT)"))
+    return runner
+
+
+def _copy(runner: SqliteRunner, dest: Path) -> Path:
+    src = sqlite3.connect(runner.path)
+    dst = sqlite3.connect(dest)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    return dest
+
+
+def _workload(runner: SqliteRunner, rng: random.Random, n: int) -> None:
+    """Random units through the writer, some failing (rolled back), some with their own savepoints."""
+    async def main() -> None:
+        async def unit(i: int) -> None:
+            key = f"k{rng.randrange(50)}"
+
+            def tx(cur: sqlite3.Cursor) -> None:
+                cur.execute("SELECT n FROM kv WHERE k = ?", (key,))
+                row = cur.fetchone()
+                if row is None:
+                    cur.execute("INSERT INTO kv (k, v, n) VALUES (?, ?, ?)", (key, rng.randbytes(20), i))
+                else:
+                    cur.execute("UPDATE kv SET n = n + ?, v = ? WHERE k = ?", (i, rng.randbytes(8), key))
+                cur.execute("SAVEPOINT inner")
+                cur.executemany("INSERT INTO kv (k, v, n) VALUES (?, ?, ?) ON CONFLICT (k) DO NOTHING",
+                                [(f"m{i}-{j}", b"\x00\xff", j) for j in range(3)])
+                if i % 4 == 0:  # the unit's own savepoint undone: must not reach the journal
+                    cur.execute("ROLLBACK TO SAVEPOINT inner")
+                cur.execute("RELEASE SAVEPOINT inner")
+                if i % 7 == 0:
+                    raise errors.PreconditionFailed("a failing unit leaves nothing")
+
+            try:
+                await runner.write(tx)
+            except errors.PreconditionFailed:
+                pass
+
+        for wave in range(0, n, 8):  # several batches, each with several units
+            await asyncio.gather(*(unit(i) for i in range(wave, min(n, wave + 8))))
+
+    asyncio.run(main())
+
+
+def test_replaying_the_journal_onto_a_copy_gives_the_same_database(tmp_path):
+    drives = [tmp_path / "d0", tmp_path / "d1"]
+    for d in drives:
+        d.mkdir()
+    runner = _runner(tmp_path, drives)
+    journal = jr.Journal(lambda: drives)
+    runner.attach_journal(journal)
+    rng = random.Random(7)
+    _workload(runner, rng, 40)
+    base = _copy(runner, tmp_path / "base.sqlite")
+    head = jr.read_head(sqlite3.connect(base))
+    _workload(runner, rng, 200)
+    final = _dump(runner.path)
+    runner.close()
+    assert journal.appended > 2
+
+    records, skipped = jr.read_all(drives)
+    chain = jr.committed_chain(records, head[0], head[1])
+    assert skipped == 0 and chain.orphans == 0
+    jr.replay(base, chain.records)
+    assert _dump(base) == final, "the copy plus the journal is exactly the database"
+
+    # Either drive alone holds the whole journal.
+    one, _ = jr.read_drive(drives[1])
+    assert len(jr.committed_chain(one, head[0], head[1]).records) == len(chain.records)
+
+
+def test_a_failed_journal_write_fails_the_batch_and_commits_nothing(tmp_path):
+    drive = tmp_path / "d0"
+    drive.mkdir()
+    runner = _runner(tmp_path, [drive])
+    runner.attach_journal(jr.Journal(lambda: [drive]))
+    runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('a', 1)"))
+    failures: list[Path] = []
+    broken = jr.Journal(lambda: [tmp_path / "missing-drive"], lambda folder, exc: failures.append(folder))
+    runner.attach_journal(broken)
+    with pytest.raises(jr.JournalError):
+        runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('b', 2)"))
+    assert failures == [tmp_path / "missing-drive"], "the drive is reported"
+    rows = runner.read(lambda cur: cur.execute("SELECT k FROM kv ORDER BY k").fetchall())
+    assert rows == [("a",)], "not journaled means not committed"
+    runner.close()
+
+
+def test_commits_without_a_journal_mark_a_gap(tmp_path):
+    runner = _runner(tmp_path, [])
+    seq0, _, _, gap0 = runner.head()
+    runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('a', 1)"))
+    seq, _, _, gap = runner.head()
+    assert seq == seq0 + 1 and gap == seq > gap0
+    runner.write_sync(lambda cur: cur.execute("SELECT 1"))  # a read-only unit moves nothing
+    assert runner.head()[0] == seq
+    runner.close()
+
+
+def _rec(seq: int, rid: int, prev: int, where: tuple[str, int, int], kind: int = jr.COMMIT) -> jr.Record:
+    return jr.Record(kind, seq, rid, prev, 0, b"[]", where)
+
+
+def test_a_record_that_never_committed_is_told_apart():
+    # Record 2 was written on head 1 but its batch died before COMMIT; record 3 was written on the
+    # same head later in the same file, committed, and 4 followed it.
+    records = [_rec(1, 1, 0, ("a", 0, 0)), _rec(2, 2, 1, ("a", 0, 100)), _rec(2, 3, 1, ("a", 0, 200)),
+               _rec(3, 4, 3, ("a", 0, 300))]
+    chain = jr.committed_chain(records, 0, 0)
+    assert [r.rid for r in chain.records] == [1, 3, 4] and chain.orphans == 1
+    # At the very end: two leaves on one head, the later in the file wins.
+    chain = jr.committed_chain(records[:3], 0, 0)
+    assert [r.rid for r in chain.records] == [1, 3]
+    # An abort record names a batch whose COMMIT failed.
+    chain = jr.committed_chain([*records[:2], _rec(0, 2, 0, ("a", 0, 150), jr.ABORT)], 0, 0)
+    assert [r.rid for r in chain.records] == [1]
+
+
+def test_torn_records_are_stepped_over():
+    good = [jr.encode_record(jr.COMMIT, i + 1, i + 10, i + 9, 0, jr.encode_statements(
+        [("INSERT INTO kv (k, v) VALUES (?, ?)", ("k", b"\x00" * i), False)])) for i in range(3)]
+    torn = good[1][: len(good[1]) // 2]
+    data = good[0] + torn + good[1] + good[2][:-3]  # a torn record mid-file, a torn tail
+    records, skipped = jr.parse(data)
+    assert [r.rid for r in records] == [10, 11]
+    assert skipped == len(torn) + len(good[2]) - 3
+    assert jr.decode_statements(records[1].payload) == [("INSERT INTO kv (k, v) VALUES (?, ?)", ("k", b"\x00"),
+                                                         False)]
