@@ -181,8 +181,8 @@ class SqliteRunner:
         """From now on every batch is journaled before it commits (meta/journal.py); None: not."""
         self.journal = journal
 
-    def head(self) -> tuple[int, int, int, int]:
-        """The journal head as committed: (seq, record id, gen, gap)."""
+    def head(self) -> tuple[int, int, int, int, int]:
+        """The journal head as committed: (seq, record id, gen, gap, offset)."""
         return jr.read_head(self._reader())
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list) -> None:
@@ -219,7 +219,7 @@ class SqliteRunner:
                 cur.execute("ROLLBACK TO unit")
                 cur.execute("RELEASE unit")
                 results.append((None, exc))
-        written: tuple[int, int, int] | None = None
+        written: tuple[int, int, int, int] | None = None
         if statements:
             try:
                 written = self._journal_batch(cur, statements)
@@ -237,23 +237,25 @@ class SqliteRunner:
             except sqlite3.Error:
                 pass
             if written is not None and self.journal is not None:
-                self.journal.abort(written[0], written[1], written[2])
+                self.journal.abort(*written)
             for _, done in batch:
                 done(None, exc)
             return
         for (_, done), (result, error) in zip(batch, results, strict=True):
             done(result, error)
 
-    def _journal_batch(self, cur: sqlite3.Cursor, statements: list[jr.Statement]) -> tuple[int, int, int] | None:
+    def _journal_batch(self, cur: sqlite3.Cursor, statements: list[jr.Statement]
+                       ) -> tuple[int, int, int, int] | None:
         """Move the head and write the batch's commit record ahead of its COMMIT (meta/journal.py).
-        Returns (gen, record id, time) of the record written, None when no journal is attached."""
-        seq, prev, gen, _gap = jr.read_head(cur)
+        Returns (gen, offset, record id, time) of the record written, None when no journal is attached."""
+        seq, prev, gen, _gap, offset = jr.read_head(cur)
         seq += 1
+        rid = jr.new_record_id()
         if self.journal is None:  # e.g. a tool run without the drives: the next copy must come soon
             cur.execute("UPDATE counters SET value = ? WHERE name = 'journal_gap'", (seq,))
             cur.execute("UPDATE counters SET value = ? WHERE name = 'journal_seq'", (seq,))
+            cur.execute("UPDATE counters SET value = ? WHERE name = 'journal_head'", (rid,))
             return None
-        rid = jr.new_record_id()
         moves: list[jr.Statement] = [
             ("UPDATE counters SET value = ? WHERE name = 'journal_seq'", (seq,), False),
             ("UPDATE counters SET value = ? WHERE name = 'journal_head'", (rid,), False),
@@ -261,9 +263,11 @@ class SqliteRunner:
         for sql, params, _ in moves:
             cur.execute(sql, params)
         now = time.time_ns()
-        self.journal.append(gen, jr.encode_record(jr.COMMIT, seq, rid, prev, now,
-                                                  jr.encode_statements(statements + moves)))
-        return gen, rid, now
+        record = jr.encode_record(jr.COMMIT, seq, rid, prev, now, jr.encode_statements(statements + moves))
+        self.journal.write(gen, offset, record)
+        # Where the next record goes: not part of the record (a restore starts a new generation).
+        cur.execute("UPDATE counters SET value = ? WHERE name = 'journal_off'", (offset + len(record),))
+        return gen, offset, rid, now
 
     def close(self) -> None:
         if self._closed:

@@ -76,8 +76,8 @@ class Backup:
             return f"not a database: {exc}"
         return None if result == "ok" else f"quick_check: {result}"
 
-    def head(self) -> tuple[int, int, int, int] | None:
-        """The journal head this copy holds (seq, record id, gen, gap); None for a copy from before the
+    def head(self) -> tuple[int, ...] | None:
+        """The journal head this copy holds (seq, record id, gen, gap, offset); None for a copy from before the
         journal, or one that cannot be read."""
         try:
             with sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True) as con:
@@ -192,7 +192,7 @@ def install(backup: Backup, db: Path) -> Path | None:
     return aside
 
 
-def newest_head(drive_paths: Iterable[Path]) -> tuple[int, int, int, int] | None:
+def newest_head(drive_paths: Iterable[Path]) -> tuple[int, ...] | None:
     """The journal head of the newest copy on the drives that has one (not verified: a cheap check)."""
     for b in backups(drive_paths):
         head = b.head()
@@ -204,7 +204,7 @@ def newest_head(drive_paths: Iterable[Path]) -> tuple[int, int, int, int] | None
 def needs_copy(meta: Metadata, drive_paths: Iterable[Path]) -> bool:
     """True when the journal alone cannot bring the database back: there is no copy to start from
     that knows the journal, or commits were made without the journal since the newest one."""
-    _seq, _rid, _gen, gap = meta.runner.head()  # type: ignore[attr-defined]
+    gap = meta.runner.head()[3]  # type: ignore[attr-defined]
     copy = newest_head(drive_paths)
     return copy is None or gap > copy[0]
 
@@ -214,6 +214,7 @@ def next_generation(meta: Metadata) -> None:
     taken since already contain."""
     def tx(cur: Any) -> None:
         cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'journal_gen'")
+        cur.execute("UPDATE counters SET value = 0 WHERE name = 'journal_off'")
 
     meta.runner.write_sync(tx)
 
@@ -285,6 +286,14 @@ def replay_journal(db: Path, backup: Backup, drive_paths: Iterable[Path],
         total.skipped_bytes = skipped
         if chain.records:
             seq, rid = chain.records[-1].seq, chain.records[-1].rid
+    # New records go to a generation of their own: never over what this restore read.
+    newest = max((g for folder in seen for g, _ in jr.gens_on(folder)), default=head[2])
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("UPDATE counters SET value = ? WHERE name = 'journal_gen'", (max(newest, head[2]) + 1,))
+        con.execute("UPDATE counters SET value = 0 WHERE name = 'journal_off'")
+    finally:
+        con.close()
     return total
 
 
