@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+import boto3
 import harness
 import pytest
 from botocore.exceptions import ClientError
@@ -157,5 +158,36 @@ def test_restore_meta_into_a_new_data_directory(tmp_path):
         s3 = s3_client(server)
         for key, body in bodies.items():
             assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body, key
+    finally:
+        server.stop()
+
+
+def test_a_commit_made_without_the_journal_gets_a_copy_at_once(tmp_path):
+    """`exastor user add` beside a running server commits without the journal (it opens no drives):
+    the server sees the gap and takes a copy within seconds, so a restore still loses nothing -
+    the new user's keys work after the database is destroyed."""
+    server = start_server(tmp_path, *[a for d in _drives(tmp_path) for a in ("--drive", str(d))],
+                          env={"EXASTOR_META_BACKUP_INTERVAL": "3600"})  # no copy by the clock
+    drives = _drives(tmp_path)
+    try:
+        s3_client(server).create_bucket(Bucket=BUCKET)
+        mark = time.time_ns()
+        exastor("user", "add", "late", "--access-key", "EXLATEUSER", "--secret-key", "late-secret-key-0123456789",
+                data_dir=server.data_dir)
+        copies = _wait_for_copy(drives, mark)  # bounded: fails after 30 s
+        assert copies, "the gap was closed by a copy"
+        s3_client(server).put_object(Bucket=BUCKET, Key="after", Body=b"journaled after the copy")
+    finally:
+        server.stop()
+    harness.damage_database(server.data_dir, random.Random(2))
+    report = exastor("fsck", "--restore-meta", "--json", *[a for d in drives for a in ("--drive", str(d))],
+                     data_dir=server.data_dir, check=False)
+    assert report.returncode == 0, report.stdout + report.stderr
+    server.start()
+    try:
+        late = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                            aws_access_key_id="EXLATEUSER", aws_secret_access_key="late-secret-key-0123456789")
+        assert s3_client(server).get_object(Bucket=BUCKET, Key="after")["Body"].read() == b"journaled after the copy"
+        late.list_buckets()  # authenticates: the user came back
     finally:
         server.stop()
