@@ -48,6 +48,9 @@ class Config:
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ConfigError(f"{where(name)} must be a port number 0-65535, got {port!r}")
+        if self.s3_port and self.s3_port == self.blob_port:
+            raise ConfigError(f"{where('s3_port')} and {where('blob_port')} are both {self.s3_port}: S3 and Blob "
+                              "need a port each (--blob-port 0 disables Blob)")
         if (self.access_key is None) != (self.secret_key is None):
             raise ConfigError("access_key and secret_key must be given together")
         if self.access_key is not None:

@@ -170,12 +170,52 @@ class Metadata:
 
         self.runner.write_sync(tx)
 
-    def remove_user(self, name: str) -> bool:
-        def tx(cur: Any) -> bool:
+    def remove_user(self, name: str, *, transfer_to: str | None = None) -> list[str] | None:
+        """Remove a user. None when there is no such user; else the buckets handed to ``transfer_to``.
+
+        Refused (InvalidArgument) while the user owns buckets and ``transfer_to`` is not given: a
+        bucket whose owner is gone is reachable by nobody, and a later user of the same name would
+        inherit it. With ``transfer_to``, the buckets and the objects and uploads in them change
+        owner in the same transaction that removes the user."""
+
+        def tx(cur: Any) -> list[str] | None:
+            cur.execute("SELECT 1 FROM users WHERE name = ?", (name,))
+            if cur.fetchone() is None:
+                return None
+            cur.execute("SELECT name FROM buckets WHERE owner = ? ORDER BY name", (name,))
+            owned = [r[0] for r in cur.fetchall()]
+            if owned and transfer_to is None:
+                shown = ", ".join(owned[:10]) + (f" and {len(owned) - 10} more" if len(owned) > 10 else "")
+                raise errors.InvalidArgument(f"user {name!r} owns {len(owned)} bucket(s) ({shown}): delete them, "
+                                             "or hand them over with --transfer-to USER")
+            if transfer_to is not None:
+                if transfer_to == name:
+                    raise errors.InvalidArgument("--transfer-to must name another user")
+                cur.execute("SELECT 1 FROM users WHERE name = ?", (transfer_to,))
+                if cur.fetchone() is None:
+                    raise errors.InvalidArgument(f"no user {transfer_to!r} to transfer the buckets to")
+                for bucket in owned:
+                    cur.execute("UPDATE buckets SET owner = ? WHERE name = ?", (transfer_to, bucket))
+                    cur.execute("UPDATE objects SET owner = ? WHERE bucket = ? AND owner = ?",
+                                (transfer_to, bucket, name))
+                    cur.execute("UPDATE uploads SET owner = ? WHERE bucket = ? AND owner = ?",
+                                (transfer_to, bucket, name))
             cur.execute("DELETE FROM users WHERE name = ?", (name,))
-            return cur.rowcount > 0
+            return owned
 
         return self.runner.write_sync(tx)
+
+    def set_user_keys(self, name: str, access_key: str, secret_key: str) -> None:
+        """Replace a user's key pair (the admin's, when `serve` is given new ones): one transaction, and
+        the user keeps what it owns."""
+
+        def tx(cur: Any) -> None:
+            cur.execute("UPDATE users SET access_key = ?, secret_key = ? WHERE name = ?",
+                        (access_key, secret_key, name))
+            if cur.rowcount != 1:
+                raise errors.InvalidArgument(f"no user {name!r}")
+
+        self.runner.write_sync(tx)
 
     def list_users(self) -> list[User]:
         def q(cur: Any) -> list[User]:

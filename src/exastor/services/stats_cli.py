@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from exastor.cliargs import add_data_argument, existing_store
 from exastor.gateway.store import drive_dirs, open_metadata
 from exastor.services.stats import collect
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="./data", help="data directory (default ./data)")
+    add_data_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -24,7 +24,7 @@ def _size(n: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = Path(args.data)
+    data = existing_store(args.data)
     meta = open_metadata(data)
     try:
         stats = collect(meta, drive_dirs(data)[0] / "segments")
