@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS objects (
 );
 CREATE INDEX IF NOT EXISTS objects_live ON objects (bucket, key) WHERE is_latest = 1 AND delete_marker = 0;
 CREATE INDEX IF NOT EXISTS objects_versions ON objects (bucket, key, seq);
+-- write order: the reducer walks it from its cursor, and its backlog is what lies past the cursor
+CREATE INDEX IF NOT EXISTS objects_seq ON objects (seq);
 
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id    TEXT PRIMARY KEY,
