@@ -442,12 +442,14 @@ class ReducerThread(threading.Thread):
         self.reducer = reducer
         self.interval = interval
         self.tick = tick
+        self.ticks = 0  # times it looked at the controls (tests wait on it instead of sleeping)
         self._halt = threading.Event()
 
     def run(self) -> None:
         meta = self.reducer.meta
         due = time.monotonic() + self.interval if self.interval > 0 else float("inf")
         while not self._halt.wait(self.tick):
+            self.ticks += 1
             try:
                 control = reduce_control.state(meta)
                 asked = control.run_pending

@@ -7,6 +7,7 @@ import json
 
 from exastor.cliargs import add_data_argument, existing_store
 from exastor.gateway.store import drive_dirs, open_metadata
+from exastor.services.reduce_cli import summary
 from exastor.services.stats import collect
 
 
@@ -28,10 +29,11 @@ def run(args: argparse.Namespace) -> int:
     meta = open_metadata(data)
     try:
         stats = collect(meta, drive_dirs(data)[0] / "segments")
+        reducer = summary(meta)
     finally:
         meta.close()
     if args.json:
-        print(json.dumps(stats.to_json(), indent=2))
+        print(json.dumps({**stats.to_json(), "reducer": reducer}, indent=2))
         return 0
     rows = [
         ("buckets", f"{stats.buckets:,}"),
@@ -51,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         ("  compression", f"{stats.compression_ratio:.2f}x"),
         ("  float transforms", f"{stats.float_transform_ratio:.2f}x"),
         ("  similarity delta", f"{stats.delta_ratio:.2f}x"),
+        ("reducer backlog (not yet reduced)", f"{reducer['backlog_objects']:,} objects, "
+                                              f"{_size(reducer['backlog_bytes'])}"),
+        ("reducer", "paused (exastor reduce resume)" if reducer["paused"] else
+                    "running a pass" if reducer["running"] else "active"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
