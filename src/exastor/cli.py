@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("exastor.services.stats_cli", "logical vs physical bytes and the reduction achieved"),
     "fsck": ("exastor.services.fsck_cli", "verify every record and reference; repair; rebuild the index"),
     "drive": ("exastor.services.drive_cli", "add, remove, replace drives and show their status"),
+    "quota": ("exastor.services.quota_cli", "capacity quotas of buckets and users: set, clear, show"),
     "reduce": ("exastor.services.reduce_cli", "the background reducer: run a pass now, pause, resume, status"),
     "estimate": ("exastor.tools.estimate.cli", "predict the reduction on your own data without storing it"),
     "scaletest": ("exastor.tools.scaletest.cli", "emulate thousands of accelerators against an S3 endpoint"),

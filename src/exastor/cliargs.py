@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from exastor.errors import CommandError
@@ -34,3 +35,16 @@ def existing_store(data: str | Path) -> Path:
         raise CommandError(f"no store at {path} (start one with `exastor serve --data {path}`, "
                            "or name the right directory with --data)")
     return path
+
+
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB": 10**6, "MIB": 2**20,
+          "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40,
+          "P": 10**15, "PB": 10**15, "PIB": 2**50}
+
+
+def parse_size(text: str) -> int:
+    """'64MiB' -> 67108864, '1.5GB' -> 1500000000, '4096' -> 4096 (an argparse type)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 64KiB, 1.5GB, 10TiB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -118,5 +117,8 @@ def worker_exited(pid: int) -> None:
         multiprocess.mark_process_dead(pid, str(_directory))
 
 
-def now() -> float:
-    return time.time()
+def refused(kind: str, api: str, scope: object) -> None:
+    """Count a request refused by a quota (``kind`` 'quota') or a rate limit ('qos')."""
+    if _metrics is not None:
+        counter = _metrics.quota_refused if kind == "quota" else _metrics.throttled
+        counter.labels(api, str(scope or "bucket")).inc()

@@ -84,6 +84,25 @@ CREATE TABLE IF NOT EXISTS counters (
     value BIGINT NOT NULL
 );
 
+-- --- Capacity quotas (exastor quota; docs/operations.md, "Quotas") ---------------------------
+-- A bucket's quota bounds that bucket; a user's bounds all the buckets the user owns together.
+CREATE TABLE IF NOT EXISTS quotas (
+    scope       TEXT NOT NULL,                -- 'bucket' or 'user'
+    name        TEXT NOT NULL,
+    max_bytes   BIGINT,                       -- logical bytes (every version counted); NULL: no limit
+    max_objects BIGINT,                       -- object versions holding data; NULL: no limit
+    PRIMARY KEY (scope, name)
+);
+
+-- What each bucket holds: logical bytes and object versions (delete markers excluded), kept by
+-- every transaction that adds or removes a version (meta/store.py, charge). A missing row is
+-- computed from the objects at the bucket's next write.
+CREATE TABLE IF NOT EXISTS bucket_usage (
+    bucket      TEXT PRIMARY KEY,
+    bytes       BIGINT NOT NULL,
+    objects     BIGINT NOT NULL
+);
+
 -- --- Azure Blob-only state (the Blob front-end; S3 never reads these) ------------------------
 -- Every manifest below holds chunk references counted in chunks.refs, like objects and parts.
 

@@ -11,7 +11,7 @@ import logging
 import os
 import sqlite3
 
-from exastor import errors
+from exastor import errors, metrics
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.store import Namespace
@@ -41,12 +41,15 @@ _SIMPLE: dict[type[errors.StoreError], str] = {
     errors.InvalidArgument: "InvalidArgument",
     errors.InvalidRange: "InvalidRange",
     errors.InsufficientStorage: "InsufficientStorage",
+    errors.QuotaExceeded: "QuotaExceeded",
     errors.Unavailable: "ServiceUnavailable",
     errors.DataCorrupted: "InternalError",
 }
 
 
 def to_s3_error(exc: errors.StoreError, call: S3Call | None) -> S3Error:
+    if isinstance(exc, errors.QuotaExceeded):
+        metrics.refused("quota", "s3", exc.info.get("scope"))
     if isinstance(exc, errors.BucketExists):
         return S3Error("BucketAlreadyOwnedByYou" if exc.info.get("owned_by_caller") else "BucketAlreadyExists")
     if isinstance(exc, errors.ObjectNotFound | errors.MethodNotAllowed):
