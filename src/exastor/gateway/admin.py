@@ -37,7 +37,9 @@ class AdminApp:
         self.cfg = cfg
         self.figures = StoreFigures(ns.meta)
         self._registry: Any = None
-        self.console: Any = None  # set by gateway/console.py when the console is served
+        from exastor.gateway.console import Console
+
+        self.console = Console(self)
 
     def registry(self) -> Any:
         if self._registry is None:
@@ -80,10 +82,7 @@ class AdminApp:
                 await respond(send, 200, [("content-type", METRICS_TYPE), ("cache-control", "no-store")], body,
                               head=req.method == "HEAD")
             return
-        if self.console is not None:
-            await self.console(req, send)
-            return
-        await respond(send, 404, [("content-type", "text/plain")], b"not found\n")
+        await self.console(req, send)
 
 
 def bind(cfg: Config) -> dict[str, socket.socket]:

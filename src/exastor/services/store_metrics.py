@@ -51,13 +51,20 @@ class StoreSnapshot:
     taken: float = 0.0         # Unix time
     seconds: float = 0.0       # how long computing it took
 
+    @property
+    def physical_bytes(self) -> int:
+        """This store's files on every drive (replicas of open segments included, unlike stats' raw_bytes,
+        which counts sealed segments only)."""
+        return sum(d.used_bytes for d in self.drives)
+
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
         return {"stats": self.stats.to_json(), "reducer": {**self.reducer.to_json(),
                                                            "backlog_objects": self.backlog_objects,
                                                            "backlog_bytes": self.backlog_bytes},
                 "drives": [asdict(d) for d in self.drives], "segments": self.segments,
-                "shards_needing_repair": self.shards_needing_repair, "taken": self.taken,
+                "shards_needing_repair": self.shards_needing_repair, "physical_bytes": self.physical_bytes,
+                "taken": self.taken,
                 "seconds": round(self.seconds, 4)}
 
 
@@ -177,8 +184,8 @@ class StoreFigures:
         for stage, attr in STAGES:
             data.add_metric([stage], getattr(st, attr) or (st.stored_bytes if attr != "logical_bytes" else 0))
         yield data
-        yield one("exastor_physical_bytes", "Bytes on all drives: segment replicas and erasure-coded shards, dead "
-                  "records included until compaction.", st.raw_bytes)
+        yield one("exastor_physical_bytes", "Bytes on all drives: open segments' replicas and sealed segments' "
+                  "shards or files, dead records included until compaction.", snap.physical_bytes)
         yield one("exastor_reduction_saved_bytes", "Logical bytes minus stored bytes: what reduction saved, before "
                   "redundancy.", max(0, st.logical_bytes - st.stored_bytes))
         ratio = GaugeMetricFamily("exastor_reduction_ratio", "Reduction factors; their product is the total.",
