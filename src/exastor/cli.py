@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fsck": ("exastor.services.fsck_cli", "verify every record and reference; repair; rebuild the index"),
     "drive": ("exastor.services.drive_cli", "add, remove, replace drives and show their status"),
     "quota": ("exastor.services.quota_cli", "capacity quotas of buckets and users: set, clear, show"),
+    "qos": ("exastor.services.qos_cli", "rate limits of users and buckets: set, clear, show"),
     "reduce": ("exastor.services.reduce_cli", "the background reducer: run a pass now, pause, resume, status"),
     "estimate": ("exastor.tools.estimate.cli", "predict the reduction on your own data without storing it"),
     "scaletest": ("exastor.tools.scaletest.cli", "emulate thousands of accelerators against an S3 endpoint"),
@@ -42,7 +43,7 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 # Commands that work on a store's data directory: they take --data anywhere on the line.
-STORE_COMMANDS = {"serve", "user", "stats", "fsck", "drive", "quota", "reduce"}
+STORE_COMMANDS = {"serve", "user", "stats", "fsck", "drive", "quota", "qos", "reduce"}
 
 
 def _hoist_data(argv: list[str]) -> list[str]:

@@ -42,6 +42,9 @@ class InvalidRange(StoreError): ...
 class QuotaExceeded(StoreError):
     """A capacity quota (bytes or objects, of a bucket or of its owner) would be exceeded; nothing was
     written. ``info['scope']`` is 'bucket' or 'user'."""
+class SlowDown(StoreError):
+    """A QoS rate limit refused the request (http/qos.py). ``info['retry_after']``: whole seconds until
+    it would pass; ``info['scope']``: 'user' or 'bucket'."""
 class InsufficientStorage(StoreError):
     """A drive is full; nothing of the failed write became visible."""
 class Unavailable(StoreError):

@@ -18,7 +18,7 @@ from exastor.tools.plan.procure import ratio_fix
 
 # Commands with actions: every action is tried too.
 ACTIONS = {"user": ["add", "list", "remove"], "drive": ["status", "add", "remove", "replace"],
-           "quota": ["set", "clear", "show"], "reduce": ["run", "pause", "resume", "status"]}
+           "quota": ["set", "clear", "show"], "qos": ["set", "clear", "show"], "reduce": ["run", "pause", "resume", "status"]}
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:

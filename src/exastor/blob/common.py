@@ -509,6 +509,9 @@ def map_store_error(exc: errors.StoreError, call: BlobCall | None) -> BlobError:
         return BlobError(str(exc.info.get("code")))
     if isinstance(exc, errors.QuotaExceeded):
         metrics.refused("quota", "blob", exc.info.get("scope"))
+    if isinstance(exc, errors.SlowDown):
+        return BlobError("ServerBusy", "The server is busy: this account's or container's rate limit is reached.",
+                         headers={"Retry-After": str(exc.info.get("retry_after", 1))})
     table: list[tuple[type[errors.StoreError], str]] = [
         (errors.BucketNotFound, "ContainerNotFound"), (errors.BucketExists, "ContainerAlreadyExists"),
         (errors.ObjectNotFound, "BlobNotFound"), (errors.VersionNotFound, "BlobNotFound"),

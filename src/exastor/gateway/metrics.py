@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from exastor import metrics
+from exastor.http import qos
 from exastor.http.asgi import Receive, Scope, Send
 
 
@@ -71,3 +72,4 @@ class RequestMetrics:
                 self._child(m.received, (api,)).inc(received)
             if sent:
                 self._child(m.sent, (api,)).inc(sent)
+                qos.settle(scope, sent)  # response bytes count against the byte limits that admitted it

@@ -19,6 +19,7 @@ from exastor.gateway.store import (
     open_namespace,
     recover_segments,
 )
+from exastor.http import qos
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     # Before the workers fork: each writes its values under DATA/metrics, any of them serves them all.
     metrics.enable(cfg.data / "metrics")
+    qos.enable(cfg.data / "qos")  # token buckets shared by the workers, full again after a restart
     banner()  # the sockets already accept: connections wait in the backlog for the workers
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
     return server.serve(cfg, lambda: open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size,

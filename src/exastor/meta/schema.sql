@@ -103,6 +103,17 @@ CREATE TABLE IF NOT EXISTS bucket_usage (
     objects     BIGINT NOT NULL
 );
 
+-- QoS rate limits (exastor qos; http/qos.py): token buckets per user or bucket, NULL = no limit.
+CREATE TABLE IF NOT EXISTS qos_limits (
+    scope          TEXT NOT NULL,             -- 'bucket' or 'user'
+    name           TEXT NOT NULL,
+    requests_per_s DOUBLE PRECISION,
+    requests_burst DOUBLE PRECISION,          -- NULL: one second's worth
+    bytes_per_s    DOUBLE PRECISION,
+    bytes_burst    DOUBLE PRECISION,
+    PRIMARY KEY (scope, name)
+);
+
 -- --- Azure Blob-only state (the Blob front-end; S3 never reads these) ------------------------
 -- Every manifest below holds chunk references counted in chunks.refs, like objects and parts.
 

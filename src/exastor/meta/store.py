@@ -202,6 +202,7 @@ class Metadata:
                                 (transfer_to, bucket, name))
             cur.execute("DELETE FROM users WHERE name = ?", (name,))
             cur.execute("DELETE FROM quotas WHERE scope = 'user' AND name = ?", (name,))
+            cur.execute("DELETE FROM qos_limits WHERE scope = 'user' AND name = ?", (name,))
             return owned
 
         return self.runner.write_sync(tx)
@@ -246,6 +247,31 @@ class Metadata:
             return out
 
         return self.runner.read(q)
+
+    # --- QoS limits (http/qos.py) -------------------------------------------------
+    def set_qos(self, scope: str, name: str, requests_per_s: float | None, requests_burst: float | None,
+                bytes_per_s: float | None, bytes_burst: float | None) -> None:
+        assert scope in ("bucket", "user"), scope
+
+        def tx(cur: Any) -> None:
+            table, column = ("buckets", "name") if scope == "bucket" else ("users", "name")
+            cur.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (name,))
+            if cur.fetchone() is None:
+                raise errors.InvalidArgument(f"no {'bucket' if scope == 'bucket' else 'user'} {name!r}")
+            cur.execute("INSERT INTO qos_limits (scope, name, requests_per_s, requests_burst, bytes_per_s, bytes_burst) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, name) DO UPDATE SET "
+                        "requests_per_s = excluded.requests_per_s, requests_burst = excluded.requests_burst, "
+                        "bytes_per_s = excluded.bytes_per_s, bytes_burst = excluded.bytes_burst",
+                        (scope, name, requests_per_s, requests_burst, bytes_per_s, bytes_burst))
+
+        self.runner.write_sync(tx)
+
+    def clear_qos(self, scope: str, name: str) -> bool:
+        def tx(cur: Any) -> bool:
+            cur.execute("DELETE FROM qos_limits WHERE scope = ? AND name = ?", (scope, name))
+            return cur.rowcount > 0
+
+        return self.runner.write_sync(tx)
 
     def bucket_usage(self) -> dict[str, tuple[int, int]]:
         """(logical bytes, object versions) per bucket, as the write path keeps them."""
@@ -658,6 +684,7 @@ def forget_bucket(cur: Any, name: str) -> None:
     """A deleted bucket's usage row and quota go with it (a new bucket of that name starts afresh)."""
     cur.execute("DELETE FROM bucket_usage WHERE bucket = ?", (name,))
     cur.execute("DELETE FROM quotas WHERE scope = 'bucket' AND name = ?", (name,))
+    cur.execute("DELETE FROM qos_limits WHERE scope = 'bucket' AND name = ?", (name,))
 
 
 BUCKET_COLUMNS = "name, owner, created_ns, region, versioning, attrs"
