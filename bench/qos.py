@@ -145,8 +145,12 @@ def admit_cost(tmp: Path, n: int = 50_000) -> dict[str, float]:
         qos._limits_at = -1e9  # reread the limits now
         scope: dict[str, Any] = {}
         started = time.perf_counter()
-        for _ in range(n):
-            qos.admit(scope, meta, "s3", principal, "b", {})
+
+        async def many(scope: dict[str, Any] = scope, principal: str = principal) -> None:
+            for _ in range(n):
+                await qos.admit(scope, meta, "s3", principal, "b", {})
+
+        asyncio.run(many())
         out[label] = round((time.perf_counter() - started) / n * 1e6, 2)
     meta.close()
     return out

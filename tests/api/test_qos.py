@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -31,6 +32,12 @@ def test_a_shared_token_bucket_refills_at_its_rate(tmp_path):
     assert a.take("other", rate=1, burst=1, cost=1) == 0  # another key, another bucket
     assert a.take("big", rate=100, burst=100, cost=500, debt=True) == 0  # debt is allowed when asked
     assert a.take("big", rate=100, burst=100, cost=1) >= 3.9  # ... and paid back before the next
+    # within max_delay the tokens are reserved (drawn ahead of time) and the caller told how long to wait
+    assert b.take("near", rate=100, burst=1, cost=1) == 0
+    first = b.take("near", rate=100, burst=1, cost=1, max_delay=0.5)
+    second = b.take("near", rate=100, burst=1, cost=1, max_delay=0.5)
+    assert -0.011 <= first < 0 and second < first  # served in order: the second waits longer
+    assert b.take("near", rate=2, burst=1, cost=1, max_delay=0.1) > 0.1  # too far ahead: refused
 
 
 def _slow(call) -> ClientError:
@@ -49,7 +56,7 @@ def test_limits_per_user_and_bucket_across_workers(tmp_path):
         s3 = s3_client(server)
         s3.create_bucket(Bucket="qos")
         s3.create_bucket(Bucket="free")
-        exastor("qos", "set", "bucket", "qos", "--requests", "0.5", "--burst", "5", data_dir=server.data_dir)
+        exastor("qos", "set", "bucket", "qos", "--requests", "0.01", "--burst", "5", data_dir=server.data_dir)
         deadline = time.monotonic() + 10  # the workers read the limits within a second
         admitted = 0
         while time.monotonic() < deadline:
@@ -65,7 +72,7 @@ def test_limits_per_user_and_bucket_across_workers(tmp_path):
         s3.put_object(Bucket="free", Key="k", Body=b"x")  # other buckets are not limited
         # Blob: the admin's account under a user limit of its own
         exastor("qos", "clear", "bucket", "qos", data_dir=server.data_dir)
-        exastor("qos", "set", "user", "admin", "--requests", "0.5", "--burst", "3", data_dir=server.data_dir)
+        exastor("qos", "set", "user", "admin", "--requests", "0.01", "--burst", "3", data_dir=server.data_dir)
         blob = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
         container = blob.get_container_client("qos")
         deadline = time.monotonic() + 10
@@ -90,3 +97,29 @@ def test_limits_per_user_and_bucket_across_workers(tmp_path):
     finally:
         server.stop()
     assert "Traceback" not in server.log_text()
+
+
+def test_a_client_a_little_over_its_rate_is_slowed_not_refused(tmp_path):
+    server = start_server(tmp_path, "--workers", "1")
+    try:
+        s3 = s3_client(server)
+        for name in ("slow", "probe"):
+            s3.create_bucket(Bucket=name)
+        s3.put_object(Bucket="slow", Key="k", Body=b"x")
+        exastor("qos", "set", "bucket", "slow", "--requests", "20", "--burst", "1", data_dir=server.data_dir)
+        exastor("qos", "set", "bucket", "probe", "--requests", "0.01", "--burst", "1", data_dir=server.data_dir)
+        deadline = time.monotonic() + 30
+        while True:  # once the probe's limit bites, the worker has read both limits (set before it)
+            try:
+                s3.head_bucket(Bucket="probe")
+            except ClientError:
+                break
+            assert time.monotonic() < deadline, "the limits were never read"
+        clients = [s3_client(server) for _ in range(8)]
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda c: [c.head_object(Bucket="slow", Key="k") for _ in range(5)], clients))
+        # 40 requests at 20/s, none refused: 8 waiting at once reserve at most 8 x 50 ms < MAX_DELAY
+        assert time.monotonic() - started >= 1.9
+    finally:
+        server.stop()

@@ -82,7 +82,7 @@ class BlobApp:
             return
         r: Route = route(req.method, call.container, call.blob, call.q, call.h)
         self._authenticate(call, r)
-        qos.admit(req.scope, self.ns.meta, "blob", call.principal, call.container, req.headers)  # http/qos.py
+        await qos.admit(req.scope, self.ns.meta, "blob", call.principal, call.container, req.headers)  # http/qos.py
         from exastor.blob.service import cors_headers
         call.extra_headers.extend(cors_headers(call))
         await r.handler(call)

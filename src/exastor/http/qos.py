@@ -12,13 +12,15 @@ and a response body its length once sent (gateway/metrics.py settles it): a buck
 debt, and the next requests wait until it is paid back, so large GETs are limited too without
 knowing their size beforehand.
 
-A refusal raises ``errors.SlowDown`` (S3 ``503 SlowDown``, Blob ``503 ServerBusy``) with the
+A request whose tokens will be there within ``MAX_DELAY`` (0.5 s) waits for them (they are
+reserved, so waiting requests are served in order); beyond that, a refusal raises ``errors.SlowDown`` (S3 ``503 SlowDown``, Blob ``503 ServerBusy``) with the
 seconds until a token is there (``Retry-After``). The limits are rows of ``qos_limits`` in the
 database (`exastor qos set`), read by each worker at most once a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import math
@@ -36,6 +38,10 @@ SLOT = struct.Struct("<Qdd8x")  # key hash, tokens, last refill (monotonic s)
 SLOTS = 1 << 16                  # 2 MiB of shared memory
 PROBES = 64
 REFRESH_S = 1.0
+# A request whose tokens will be there within this long waits for them (in order, costing no CPU)
+# instead of being refused: a client a little over its rate is slowed, not failed, and one far over
+# it gets 503s without each retry being handled again and again.
+MAX_DELAY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +67,12 @@ class SharedBuckets:
         h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1
         return h, h % SLOTS
 
-    def take(self, key: str, rate: float, burst: float, cost: float, *, debt: bool = False) -> float:
-        """Draw ``cost`` tokens. Returns 0.0 when drawn, else the seconds until they will be there
-        (nothing drawn). With ``debt``, always draws (the bucket may go negative)."""
+    def take(self, key: str, rate: float, burst: float, cost: float, *, debt: bool = False,
+             max_delay: float = 0.0) -> float:
+        """Draw ``cost`` tokens. Returns 0.0 when drawn now; a negative number -w when drawn ahead of
+        time (the tokens will be there in w <= ``max_delay`` seconds: the caller waits w first, so
+        waiting callers are served in order); else the seconds until they will be there (nothing
+        drawn). With ``debt``, always draws now (the bucket may go negative)."""
         h, start = self._slot(key)
         for probe in range(PROBES):
             index = (start + probe) % SLOTS
@@ -80,8 +89,12 @@ class SharedBuckets:
                 if debt or tokens >= cost:
                     SLOT.pack_into(self.map, offset, h, tokens - cost, now)
                     return 0.0
+                wait = (cost - tokens) / rate if rate > 0 else 3600.0
+                if wait <= max_delay:  # a reservation: the bucket goes negative by what is owed
+                    SLOT.pack_into(self.map, offset, h, tokens - cost, now)
+                    return -wait
                 SLOT.pack_into(self.map, offset, h, tokens, now)
-                return (cost - tokens) / rate if rate > 0 else 3600.0
+                return wait
             finally:
                 fcntl.lockf(self.fd, fcntl.LOCK_UN, SLOT.size, offset)
         return 0.0  # table full around this key: admit (logged by the caller's metrics, never refused blindly)
@@ -129,9 +142,10 @@ def _current_limits(meta: Any) -> dict[tuple[str, str], Limit]:
     return _limits
 
 
-def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | None, bucket: str | None,
-          headers: dict[str, str]) -> None:
-    """Admit the request or raise SlowDown. Called once per request, after authentication."""
+async def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | None, bucket: str | None,
+                headers: dict[str, str]) -> None:
+    """Admit the request (at once, or after waiting at most MAX_DELAY for its tokens) or raise
+    SlowDown. Called once per request, after authentication."""
     table = _shared()
     if table is None:
         return
@@ -146,22 +160,28 @@ def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | None, buc
         size = max(0, int(headers.get("content-length", "0") or 0))
     except ValueError:
         size = 0
+    delay = 0.0
     for lim in applied:
         if lim.requests_per_s:
             burst = lim.requests_burst or lim.requests_per_s
-            wait = table.take(f"{lim.scope}\0{lim.name}\0r", lim.requests_per_s, burst, 1.0)
-            if wait:
+            wait = table.take(f"{lim.scope}\0{lim.name}\0r", lim.requests_per_s, burst, 1.0, max_delay=MAX_DELAY)
+            if wait > 0:
                 _refuse(api, lim, wait)
+            delay = max(delay, -wait)
         if lim.bytes_per_s:
             burst = lim.bytes_burst or lim.bytes_per_s
-            # the body is drawn now; refused only while the bucket is in debt (a body larger than the
-            # burst would otherwise never pass)
-            wait = table.take(f"{lim.scope}\0{lim.name}\0b", lim.bytes_per_s, burst, min(size, burst) or 1e-9)
-            if wait:
+            # The body is drawn now, at most a burst of it against the tokens (a body larger than the
+            # burst would otherwise never pass), the rest as debt that later requests wait out.
+            wait = table.take(f"{lim.scope}\0{lim.name}\0b", lim.bytes_per_s, burst, min(size, burst) or 1e-9,
+                              max_delay=MAX_DELAY)
+            if wait > 0:
                 _refuse(api, lim, wait)
+            delay = max(delay, -wait)
             if size > burst:
                 table.take(f"{lim.scope}\0{lim.name}\0b", lim.bytes_per_s, burst, size - burst, debt=True)
             scope.setdefault("exastor.qos", []).append(lim)
+    if delay > 0:
+        await asyncio.sleep(delay)  # its tokens are reserved: served in the order they were asked for
 
 
 def settle(scope: dict[str, Any], sent: int) -> None:

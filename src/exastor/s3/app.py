@@ -111,7 +111,7 @@ class S3App:
             if call.auth is not None:
                 user = self.ns.user_by_access_key(call.auth.access_key)
                 call.principal = user.name if user else None
-            qos.admit(scope, self.ns.meta, "s3", call.principal, bucket, req.headers)  # rate limits (http/qos.py)
+            await qos.admit(scope, self.ns.meta, "s3", call.principal, bucket, req.headers)  # rate limits (http/qos.py)
             handler = route(req.method, bucket, key, req.query, "x-amz-copy-source" in req.headers)
             await handler(call)
         except ClientDisconnected:
