@@ -13,7 +13,9 @@ debt, and the next requests wait until it is paid back, so large GETs are limite
 knowing their size beforehand.
 
 A request whose tokens will be there within ``MAX_DELAY`` (0.5 s) waits for them (they are
-reserved, so waiting requests are served in order); beyond that, a refusal raises ``errors.SlowDown`` (S3 ``503 SlowDown``, Blob ``503 ServerBusy``) with the
+reserved, so waiting requests are served in order); beyond that, the request is refused, no sooner
+than ``MAX_DELAY`` either (so a client retrying at once is held to a few refusals per second per
+connection): ``errors.SlowDown`` (S3 ``503 SlowDown``, Blob ``503 ServerBusy``) with the
 seconds until a token is there (``Retry-After``). The limits are rows of ``qos_limits`` in the
 database (`exastor qos set`), read by each worker at most once a second.
 """
@@ -166,7 +168,7 @@ async def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | Non
             burst = lim.requests_burst or lim.requests_per_s
             wait = table.take(f"{lim.scope}\0{lim.name}\0r", lim.requests_per_s, burst, 1.0, max_delay=MAX_DELAY)
             if wait > 0:
-                _refuse(api, lim, wait)
+                await _refuse(api, lim, wait)
             delay = max(delay, -wait)
         if lim.bytes_per_s:
             burst = lim.bytes_burst or lim.bytes_per_s
@@ -175,7 +177,7 @@ async def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | Non
             wait = table.take(f"{lim.scope}\0{lim.name}\0b", lim.bytes_per_s, burst, min(size, burst) or 1e-9,
                               max_delay=MAX_DELAY)
             if wait > 0:
-                _refuse(api, lim, wait)
+                await _refuse(api, lim, wait)
             delay = max(delay, -wait)
             if size > burst:
                 table.take(f"{lim.scope}\0{lim.name}\0b", lim.bytes_per_s, burst, size - burst, debt=True)
@@ -194,7 +196,12 @@ def settle(scope: dict[str, Any], sent: int) -> None:
                    float(sent), debt=True)
 
 
-def _refuse(api: str, lim: Limit, wait: float) -> None:
+async def _refuse(api: str, lim: Limit, wait: float) -> None:
+    """Answer SlowDown, no sooner than MAX_DELAY: an over-limit request takes at least that long
+    whether it waits or is refused, so a client that retries at once on each connection is held to
+    a few refusals per second per connection instead of as many as the server can answer (the
+    refusals' CPU would otherwise come out of every other tenant's share). Holding costs no CPU."""
     metrics.refused("qos", api, lim.scope)
+    await asyncio.sleep(MAX_DELAY)
     raise errors.SlowDown(f"the {lim.scope} {lim.name!r} is over its rate limit", scope=lim.scope,
                           retry_after=max(1, math.ceil(wait)))
