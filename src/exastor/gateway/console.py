@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from exastor import errors, metrics
 from exastor.gateway.store import ADMIN, new_access_key, new_secret_key
@@ -159,7 +159,7 @@ class Console:
         if method not in ("GET", "HEAD") and not hmac.compare_digest(req.headers.get("x-exastor-csrf", ""),
                                                                        self.csrf(nonce)):
             raise ApiError(403, "missing or wrong X-Exastor-CSRF header")
-        parts = [unquote(p) for p in path.strip("/").split("/", 3)]
+        parts = path.strip("/").split("/", 3)  # Request.path is already percent-decoded
         route = (method, parts[0] if parts else "")
         if route == ("GET", "session"):
             await self._json(send, 200, {"user": ADMIN, "csrf": self.csrf(nonce)})
