@@ -246,43 +246,51 @@ def render(result: dict[str, Any]) -> str:
 def write_doc(result_path: Path, doc_path: Path = REPO / "docs/benchmarks.md") -> None:
     """Replace the text between the qos markers of docs/benchmarks.md with this result's section."""
     d = json.loads(result_path.read_text())
-    table = render(d)
-    m = d["machine"]
-    params = d["params"]
-    text = f"""Run {d['started_at']} by `python bench/qos.py --rate {params['rate']:g} --seconds {params['seconds']:g} --rounds {params['rounds']}`
-    (raw JSON: `bench/results/qos.json`) on this machine ({m['cpu_model']}, {m['cpu_count']} cores, shared: load
-    average {m['loadavg_at_start'][0]:.1f} at start). Geometry: {d['geometry']}. Each tenant GETs a 4 KiB
-    object through a pre-signed URL from its own process: `noisy` is limited to {params['rate']:g} requests/s
-    (burst {params['rate'] / 10:g}) and runs a closed loop on {params['noisy_conc']} connections that ignores
-    `Retry-After`; the *flooding* phase uses {params['flood_conc']} connections (more waiting requests than the
-    0.5 s reservation window holds, so most are refused); the *polite* phase backs off after a 503 as SDKs
-    do; `loud` is the same load from a tenant without a limit. `quiet` (no limit) runs one connection
-    beside them. Every phase ran {params['rounds']} times, interleaved, and the quiet tenant's p99 is taken
-    relative to its p99 alone in the same round (median over rounds); rates are means, 503s sums.
+    m, params = d["machine"], d["params"]
+    rate = params["rate"]
+    ratio = {name: phase["quiet"]["p99_vs_alone"] for name, phase in d["phases"].items() if "quiet" in phase}
+    limited, polite = ratio["noisy + quiet, noisy limited"], ratio["polite noisy + quiet, noisy limited"]
+    flood, loud = ratio["flooding noisy + quiet, noisy limited"], ratio["noisy + quiet, no limit"]
+    text = f"""
+Run {d['started_at']} by `python bench/qos.py --rate {rate:g} --seconds {params['seconds']:g} \
+--rounds {params['rounds']}` (raw JSON: `bench/results/qos.json`) on this machine ({m['cpu_model']},
+{m['cpu_count']} cores, shared with other work: load average {m['loadavg_at_start'][0]:.1f} at start).
+Geometry: {d['geometry']}. Each tenant GETs a 4 KiB object through a pre-signed URL from its own
+process: `noisy` is limited to {rate:g} requests/s (burst {rate / 10:g}) and runs a closed loop on
+{params['noisy_conc']} connections that ignores `Retry-After`; the *flooding* phase uses
+{params['flood_conc']} connections (more waiting requests than the 0.5 s reservation window holds, so
+most are refused); the *polite* phase backs off after a 503 as SDKs do; `loud` is the same load from
+a tenant without a limit. `quiet` (no limit) runs one connection beside them. Every phase ran
+{params['rounds']} times, interleaved, and the quiet tenant's p99 is taken relative to its p99 alone in
+the same round (median over rounds); rates are means, 503s sums.
 
-    {table}
+{render(d)}
 
-    What it shows:
+What it shows:
 
-    - **The limit holds.** A limited tenant gets its rate within a few percent whether it runs 16 or
-      {params['flood_conc']} connections: requests within 0.5 s of their tokens wait for them (reserved, served in
-      order, no CPU spent waiting), the rest are refused after being held the same 0.5 s, so a client
-      that retries at once gets a few refusals per second per connection instead of as many as the
-      server can answer.
-    - **A quiet tenant's p99** beside a limited noisy one stays near its p99 alone; beside the same
-      load without a limit it grows several times. The flooding case costs more: thousands of
-      refused requests are still authenticated (SigV4) and answered, and the flooding client itself
-      takes a core on this 2-core machine. On this machine client and server share 2 cores with
-      other work, so p99s of a few milliseconds move with the machine's load: compare only within
-      the table (same run), and treat ratios under ~1.5x as noise.
-    - **Admission costs** about 1 µs per request when the caller has no limit and 5-15 µs when it has
-      one (two byte-range-locked slot updates of the shared file); the metrics middleware about
-      8-20 µs per request (four mmap-backed value updates), depending on the machine's load.
-    """
+- **The limit holds.** A limited tenant gets its rate within a few percent whether it runs
+  {params['noisy_conc']} or {params['flood_conc']} connections: requests within 0.5 s of their tokens
+  wait for them (reserved, served in order, no CPU spent waiting), the rest are refused after being
+  held the same 0.5 s, so a client that retries at once gets a few refusals per second per
+  connection instead of as many as the server can answer.
+- **A quiet tenant's p99** beside the limited noisy tenant is {limited:.2f}x its p99 alone in this run
+  (polite noisy: {polite:.2f}x; flooding: {flood:.2f}x), against {loud:.2f}x beside the same load without
+  a limit. On this 2-core machine the noisy tenant's admitted {rate:g} requests/s and its client
+  process are themselves enough to move a 2-4 ms p99: the limiter bounds the noisy tenant's share,
+  it cannot make that share free. Flooding costs more: thousands of refused requests are still
+  authenticated (SigV4) and answered, and the flooding client takes a core of its own. p99s of a
+  few milliseconds move with the machine's load: earlier runs during development (results not
+  kept) gave the limited case between 0.95x and 2x at load 3-5 and 5x at load 9, and flooding
+  between 1.5x and 6x (15x at load 9). The issue's "within 2x" is met by a limited tenant in some
+  runs and missed narrowly in others on this machine, and missed when the noisy tenant floods.
+- **Admission costs** about 1 µs per request when the caller has no limit and 5-15 µs when it has
+  one (two byte-range-locked slot updates of the shared file); the metrics middleware 8-20 µs per
+  request (four mmap-backed value updates), both depending on the machine's load.
+"""
     doc = doc_path.read_text()
     start = doc.index("<!-- qos:begin -->") + len("<!-- qos:begin -->")
     end = doc.index("<!-- qos:end -->")
-    doc_path.write_text(doc[:start] + "\n" + text + doc[end:])
+    doc_path.write_text(doc[:start] + text + doc[end:])
 
 
 def main() -> int:
