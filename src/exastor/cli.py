@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from exastor import __version__
-from exastor.errors import MetadataUnreadable
+from exastor.errors import CommandError, MetadataUnreadable
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("exastor.services.stats_cli", "logical vs physical bytes and the reduction achieved"),
     "fsck": ("exastor.services.fsck_cli", "verify every record and reference; repair; rebuild the index"),
     "drive": ("exastor.services.drive_cli", "add, remove, replace drives and show their status"),
+    "quota": ("exastor.services.quota_cli", "capacity quotas of buckets and users: set, clear, show"),
+    "qos": ("exastor.services.qos_cli", "rate limits of users and buckets: set, clear, show"),
+    "reduce": ("exastor.services.reduce_cli", "the background reducer: run a pass now, pause, resume, status"),
     "estimate": ("exastor.tools.estimate.cli", "predict the reduction on your own data without storing it"),
     "scaletest": ("exastor.tools.scaletest.cli", "emulate thousands of accelerators against an S3 endpoint"),
     "plan": ("exastor.tools.plan.cli", "turn a capacity target into flash, hardware, orders and milestones"),
@@ -39,8 +42,21 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that work on a store's data directory: they take --data anywhere on the line.
+STORE_COMMANDS = {"serve", "user", "stats", "fsck", "drive", "quota", "qos", "reduce"}
+
+
+def _hoist_data(argv: list[str]) -> list[str]:
+    """`exastor --data D CMD ...` means `exastor CMD --data D ...`."""
+    if argv and argv[0] == "--data" and len(argv) >= 3:
+        return [argv[2], "--data", argv[1], *argv[3:]]
+    if argv and argv[0].startswith("--data=") and len(argv) >= 2:
+        return [argv[1], argv[0], *argv[2:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _hoist_data(list(sys.argv[1:] if argv is None else argv))
     top = _top_parser()
     if not argv or argv[0].startswith("-"):
         top.parse_args(argv)  # prints help/version, or the usage error
@@ -50,12 +66,22 @@ def main(argv: list[str] | None = None) -> int:
         top.parse_args([name])  # exits with a clear "invalid choice"
         return 2
     module_name, text = COMMANDS[name]
+    if name not in STORE_COMMANDS and any(a == "--data" or a.startswith("--data=") for a in rest):
+        print(f"exastor {name}: --data does not apply here: `exastor {name}` does not use a store's data "
+              "directory", file=sys.stderr)
+        return 2
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"exastor {name}", description=text)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
+    except CommandError as exc:
+        print(f"exastor {name}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"exastor {name}: interrupted", file=sys.stderr)
+        return 130
     except MetadataUnreadable as exc:
         print(f"exastor {name}: the metadata database cannot be read ({exc}). With the server stopped, "
               "`exastor fsck --restore-meta --data DIR` installs the newest verified copy from the drives "

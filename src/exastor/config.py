@@ -39,6 +39,9 @@ class Config:
     # Journal every metadata commit onto m+1 drives before it is acknowledged, so a lost database
     # loses nothing (meta/journal.py). Needs the copies (meta_backup_interval > 0): they are its start.
     meta_journal: bool = True
+    admin_port: int = 0         # /metrics and the web console; 0 = off (docs/operations.md, "Admin listener")
+    admin_host: str = "127.0.0.1"
+    metrics_token: str = ""     # /metrics needs "Authorization: Bearer TOKEN"; empty = loopback clients only
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
@@ -47,10 +50,18 @@ class Config:
         def where(name: str) -> str:
             return f"{name} (from {self.sources.get(name, 'default')})"
 
-        for name in ("s3_port", "blob_port"):
+        for name in ("s3_port", "blob_port", "admin_port"):
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ConfigError(f"{where(name)} must be a port number 0-65535, got {port!r}")
+        if self.s3_port and self.s3_port == self.blob_port:
+            raise ConfigError(f"{where('s3_port')} and {where('blob_port')} are both {self.s3_port}: S3 and Blob "
+                              "need a port each (--blob-port 0 disables Blob)")
+        if self.admin_port and self.admin_port in (self.s3_port, self.blob_port) and self.admin_host == self.host:
+            raise ConfigError(f"{where('admin_port')} {self.admin_port} is already the S3 or Blob port")
+        if self.metrics_token and (len(self.metrics_token) < 16 or not self.metrics_token.isprintable()
+                                   or " " in self.metrics_token):
+            raise ConfigError(f"{where('metrics_token')} must be at least 16 printable characters without spaces")
         if (self.access_key is None) != (self.secret_key is None):
             raise ConfigError("access_key and secret_key must be given together")
         if self.access_key is not None:

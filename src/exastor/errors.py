@@ -39,6 +39,12 @@ class IncompleteBody(StoreError): ...
 class EntityTooLarge(StoreError): ...
 class InvalidArgument(StoreError): ...
 class InvalidRange(StoreError): ...
+class QuotaExceeded(StoreError):
+    """A capacity quota (bytes or objects, of a bucket or of its owner) would be exceeded; nothing was
+    written. ``info['scope']`` is 'bucket' or 'user'."""
+class SlowDown(StoreError):
+    """A QoS rate limit refused the request (http/qos.py). ``info['retry_after']``: whole seconds until
+    it would pass; ``info['scope']``: 'user' or 'bucket'."""
 class InsufficientStorage(StoreError):
     """A drive is full; nothing of the failed write became visible."""
 class Unavailable(StoreError):
@@ -50,3 +56,22 @@ class DataCorrupted(StoreError):
 class MetadataUnreadable(Exception):
     """The metadata database file is not a readable database (damaged, or not SQLite at all).
     Not a StoreError: no request maps to it; commands stop with a pointer to ``fsck --restore-meta``."""
+
+
+class CommandError(Exception):
+    """An operator's command cannot proceed (bad input, a missing or unusable data directory). The
+    `exastor` entry point prints ``exastor <command>: <message>`` and exits with ``code``; never a
+    traceback."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def data_dir_unusable(data: object, exc: BaseException) -> CommandError:
+    """The one message for a data directory the process cannot write (read-only mount, wrong owner)."""
+    why = getattr(exc, "strerror", None) or str(exc)
+    where = getattr(exc, "filename", None)
+    return CommandError(f"cannot use the data directory {data}: {why}" + (f" ({where})" if where else "")
+                        + ". exastor needs to write there, even to read its metadata (SQLite WAL): check the "
+                          "mount and the owner")

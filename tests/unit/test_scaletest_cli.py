@@ -6,7 +6,7 @@ import json
 import pytest
 
 from exastor.cli import main
-from exastor.tools.scaletest.cli import parse_size
+from exastor.cliargs import parse_size
 
 
 def test_parse_size():

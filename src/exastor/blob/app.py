@@ -18,6 +18,7 @@ from exastor.blob import auth
 from exastor.blob.common import DEFAULT_VERSION, BlobCall, map_store_error
 from exastor.blob.errors import BlobError
 from exastor.blob.router import Route, route
+from exastor.http import qos
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.blobs import Blobs
@@ -81,6 +82,7 @@ class BlobApp:
             return
         r: Route = route(req.method, call.container, call.blob, call.q, call.h)
         self._authenticate(call, r)
+        await qos.admit(req.scope, self.ns.meta, "blob", call.principal, call.container, req.headers)  # http/qos.py
         from exastor.blob.service import cors_headers
         call.extra_headers.extend(cors_headers(call))
         await r.handler(call)

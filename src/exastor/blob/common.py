@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from exastor import errors
+from exastor import errors, metrics
 from exastor.blob.auth import AuthResult
 from exastor.blob.errors import BlobError
 from exastor.blob.protocol import CASE_HEADER, META_NAMES
@@ -507,6 +507,11 @@ def map_store_error(exc: errors.StoreError, call: BlobCall | None) -> BlobError:
     from exastor.namespace.blobs import BlobStateError
     if isinstance(exc, BlobStateError):
         return BlobError(str(exc.info.get("code")))
+    if isinstance(exc, errors.QuotaExceeded):
+        metrics.refused("quota", "blob", exc.info.get("scope"))
+    if isinstance(exc, errors.SlowDown):
+        return BlobError("ServerBusy", "The server is busy: this account's or container's rate limit is reached.",
+                         headers={"Retry-After": str(exc.info.get("retry_after", 1))})
     table: list[tuple[type[errors.StoreError], str]] = [
         (errors.BucketNotFound, "ContainerNotFound"), (errors.BucketExists, "ContainerAlreadyExists"),
         (errors.ObjectNotFound, "BlobNotFound"), (errors.VersionNotFound, "BlobNotFound"),
@@ -517,7 +522,7 @@ def map_store_error(exc: errors.StoreError, call: BlobCall | None) -> BlobError:
         (errors.EntityTooLarge, "RequestBodyTooLarge"), (errors.InvalidRange, "InvalidRange"),
         (errors.InvalidArgument, "InvalidInput"), (errors.InsufficientStorage, "InsufficientStorage"),
         (errors.Unavailable, "ServerBusy"), (errors.DataCorrupted, "InternalError"),
-        (errors.BucketNotEmpty, "ContainerBeingDeleted"),
+        (errors.BucketNotEmpty, "ContainerBeingDeleted"), (errors.QuotaExceeded, "QuotaExceeded"),
     ]
     for cls, code in table:
         if isinstance(exc, cls):

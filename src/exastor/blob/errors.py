@@ -99,6 +99,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "ResourceNotFound": (404, "The specified resource does not exist."),
     "ServerBusy": (503, "The server is currently unable to receive requests. Please retry your request."),
     "InsufficientStorage": (507, "The server is out of space for this request."),
+    # Not an Azure code (Azure has no container quotas): the same answer as exastor's S3 side.
+    "QuotaExceeded": (403, "The container's or its owner's quota would be exceeded; nothing was written."),
     "SnapshotsPresent": (409, "This operation is not permitted because the blob has snapshots."),
     "UnsupportedHeader": (400, "One of the HTTP headers specified in the request is not supported."),
     "UnsupportedHttpVerb": (405, "The resource doesn't support the specified HTTP verb."),

@@ -8,14 +8,19 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from exastor.errors import data_dir_unusable
+
 
 class DataDirLocked(RuntimeError):
     """Another process holds the lock in a conflicting mode."""
 
 
 def _lock(data: Path, mode: int) -> int:
-    data.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise data_dir_unusable(data, exc) from exc
     try:
         fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError as exc:

@@ -6,10 +6,10 @@ import argparse
 import os
 import sys
 
-from exastor import __version__
+from exastor import __version__, metrics
 from exastor.config import ConfigError, load
 from exastor.engine import gf
-from exastor.gateway import server
+from exastor.gateway import admin, server
 from exastor.gateway.lock import DataDirLocked, shared
 from exastor.gateway.memory import tune_malloc
 from exastor.gateway.store import (
@@ -19,6 +19,7 @@ from exastor.gateway.store import (
     open_namespace,
     recover_segments,
 )
+from exastor.http import qos
 from exastor.services import metabackup
 
 
@@ -39,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a drive directory (one per SSD); repeatable. Default: DATA/drive0 alone (no redundancy)")
     p.add_argument("--ec", help="erasure geometry K+M, e.g. 4+2 or 146+4 (default: chosen by drive count)")
     p.add_argument("--workers", type=int, help="gateway processes (default: one per CPU, at most 8)")
+    p.add_argument("--admin-port", type=int,
+                   help="serve /metrics and the web console on this port (default: off)")
+    p.add_argument("--admin-host", help="address of the admin port (default 127.0.0.1)")
+    p.add_argument("--metrics-token", help="bearer token /metrics requires (default: none, loopback clients only)")
     p.add_argument("--log-level", help="critical|error|warning|info|debug")
 
 
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
             "account_name": args.account_name, "account_key": args.account_key, "access_key": args.access_key,
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
-            "workers": args.workers, "drives": args.drives, "ec": args.ec,
+            "workers": args.workers, "drives": args.drives, "ec": args.ec, "admin_port": args.admin_port,
+            "admin_host": args.admin_host, "metrics_token": args.metrics_token,
         })
     except ConfigError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
@@ -99,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
              f"{geometry.m + 1} drive{'s' if geometry.m else ''} (exastor fsck --restore-meta)"
              if cfg.meta_backup_interval else
              f"  metadata    : {cfg.data.resolve() / 'meta'}, NOT copied (meta_backup_interval = 0)"),
+            (f"  admin       : http://{cfg.admin_host}:{cfg.admin_port}/ (console) and /metrics"
+             if cfg.admin_port else "  admin       : off (--admin-port N serves /metrics and the console)"),
             f"  access key  : {creds.access_key}",
             f"  secret key  : {creds.secret_key}"
             + (f"   (generated; stored 0600 in {cfg.data / 'credentials.toml'})" if creds.generated else ""),
@@ -124,9 +132,18 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         sockets = server.bind_all(cfg)
+        try:
+            sockets.update(admin.bind(cfg))
+        except server.ListenError:
+            for sock in sockets.values():
+                sock.close()
+            raise
     except server.ListenError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
         return 1
+    # Before the workers fork: each writes its values under DATA/metrics, any of them serves them all.
+    metrics.enable(cfg.data / "metrics")
+    qos.enable(cfg.data / "qos")  # token buckets shared by the workers, full again after a restart
     banner()  # the sockets already accept: connections wait in the backlog for the workers
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
     return server.serve(cfg, lambda: open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size,

@@ -13,8 +13,11 @@ from collections.abc import Callable
 import uvicorn
 import uvloop
 
+from exastor import metrics
 from exastor.config import Config
+from exastor.gateway import admin
 from exastor.gateway.memory import Trimmer
+from exastor.gateway.metrics import RequestMetrics
 from exastor.namespace.store import Namespace
 from exastor.s3.app import S3App
 from exastor.services.gc import Collector, CollectorThread
@@ -66,20 +69,21 @@ def bind_all(cfg: Config) -> dict[str, socket.socket]:
 
 async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socket], *, run_gc: bool) -> None:
     """One gateway worker: the front-ends on this event loop, over the shared listening sockets."""
-    servers = [(_uvicorn_server(S3App(ns, domains=tuple(cfg.domains)), cfg.host, cfg.s3_port, cfg.log_level),
-                sockets["s3"])]
+    servers = [(_uvicorn_server(RequestMetrics(S3App(ns, domains=tuple(cfg.domains)), "s3"), cfg.host, cfg.s3_port,
+                                cfg.log_level), sockets["s3"])]
     if "blob" in sockets:
         from exastor.blob.app import BlobApp
         from exastor.blob.protocol import CasePreservingHttpToolsProtocol
         blob_app = BlobApp(ns, account=cfg.account_name or "", key=cfg.account_key or "")
-        servers.append((_uvicorn_server(blob_app, cfg.host, cfg.blob_port, cfg.log_level,
+        servers.append((_uvicorn_server(RequestMetrics(blob_app, "blob"), cfg.host, cfg.blob_port, cfg.log_level,
                                         http=CasePreservingHttpToolsProtocol), sockets["blob"]))
+    servers += admin.servers(cfg, ns, sockets)  # /metrics and the console, when --admin-port is set
     # Background services run in one worker only (worker 0): each pass is idempotent and safe
     # beside the other workers' writes, but doing it twice would only waste the disk.
     background: list[CollectorThread | ReducerThread | MetaBackupThread] = []
     if run_gc and cfg.gc_interval > 0:
         background.append(CollectorThread(Collector(ns.chunks, grace_s=cfg.gc_grace), cfg.gc_interval))
-    if run_gc and cfg.reduce_interval > 0:
+    if run_gc:  # interval 0: no timed passes, but `exastor reduce run` still gets one
         background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
     if run_gc and cfg.meta_backup_interval > 0:
         background.append(MetaBackupThread(ns.meta.runner.path, lambda: targets(ns.chunks.log.drives),
@@ -153,6 +157,7 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
         except InterruptedError:
             continue
         alive.discard(pid)
+        metrics.worker_exited(pid)
         if os.waitstatus_to_exitcode(code) != 0 and not stopping:
             status = 1
             forward(signal.SIGTERM, None)

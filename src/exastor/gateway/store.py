@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import sqlite3
 import string
 import time
 import tomllib
@@ -14,6 +16,7 @@ from typing import Any
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.engine.store import ChunkStore
+from exastor.errors import data_dir_unusable
 from exastor.meta import blob as bm
 from exastor.meta.records import User
 from exastor.meta.sqlite import SqliteRunner
@@ -26,8 +29,19 @@ CREDENTIALS_FILE = "credentials.toml"
 
 
 def open_metadata(data: Path) -> Metadata:
-    (data / "meta").mkdir(parents=True, exist_ok=True)
-    return Metadata(SqliteRunner(data / "meta" / "exastor.sqlite"))
+    """The store's metadata database, created on first use. A data directory the process cannot
+    write (a read-only mount, wrong owner) stops with a CommandError that says so: SQLite needs to
+    write beside the database even to read it (WAL), so every command needs a writable directory."""
+    meta_dir = data / "meta"
+    try:
+        meta_dir.mkdir(parents=True, exist_ok=True)
+        if os.statvfs(meta_dir).f_flag & os.ST_RDONLY:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(meta_dir))
+        if not os.access(meta_dir, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(meta_dir))
+        return Metadata(SqliteRunner(meta_dir / "exastor.sqlite"))
+    except (OSError, sqlite3.OperationalError) as exc:
+        raise data_dir_unusable(data, exc) from exc
 
 
 def drive_dirs(data: Path) -> list[Path]:
@@ -35,7 +49,6 @@ def drive_dirs(data: Path) -> list[Path]:
     never named drives has one: DATA/drive0."""
     db = data / "meta" / "exastor.sqlite"
     if db.exists():
-        import sqlite3
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
                 rows = con.execute("SELECT path FROM drives WHERE state != 'removed' ORDER BY id").fetchall()
@@ -116,10 +129,10 @@ def ensure_admin(meta: Metadata, data: Path, access_key: str | None, secret_key:
                 generated = True
             _write_private(path, f'access_key = "{access_key}"\nsecret_key = "{secret_key}"\n')
     assert secret_key is not None
-    if current is None or (current.access_key, current.secret_key) != (access_key, secret_key):
-        if current is not None:
-            meta.remove_user(ADMIN)
+    if current is None:
         meta.add_user(User(ADMIN, access_key, secret_key, time.time_ns()))
+    elif (current.access_key, current.secret_key) != (access_key, secret_key):
+        meta.set_user_keys(ADMIN, access_key, secret_key)  # the admin keeps its buckets
     return Credentials(access_key, secret_key, generated)
 
 

@@ -5,27 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from exastor import errors
+from exastor.cliargs import add_action, add_data_argument, existing_store
 from exastor.gateway.store import ADMIN, new_access_key, new_secret_key, open_metadata
 from exastor.meta.records import User
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="./data", help="data directory (default ./data)")
-    sub = p.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="create a user and print its keys")
+    add_data_argument(p)
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = add_action(sub, "add", "create a user and print its keys")
     add.add_argument("name")
     add.add_argument("--access-key", help="use this access key instead of a generated one")
     add.add_argument("--secret-key", help="use this secret key instead of a generated one")
-    sub.add_parser("list", help="list users and their access keys (secrets are not shown)")
-    rm = sub.add_parser("remove", help="remove a user; its keys stop working within seconds")
+    add_action(sub, "list", "list users and their access keys (secrets are not shown)")
+    rm = add_action(sub, "remove", "remove a user; its keys stop working within seconds. Refused while the "
+                                   "user owns buckets, unless --transfer-to names who takes them")
     rm.add_argument("name")
+    rm.add_argument("--transfer-to", metavar="USER",
+                    help="hand the user's buckets (and the objects in them) to USER in the same transaction")
 
 
 def run(args: argparse.Namespace) -> int:
-    meta = open_metadata(Path(args.data))
+    meta = open_metadata(existing_store(args.data))
     try:
         if args.action == "add":
             access = args.access_key or new_access_key()
@@ -43,10 +46,16 @@ def run(args: argparse.Namespace) -> int:
             if args.name == ADMIN:
                 print("exastor user remove: the admin user is managed by `exastor serve`", file=sys.stderr)
                 return 1
-            if not meta.remove_user(args.name):
+            try:
+                moved = meta.remove_user(args.name, transfer_to=args.transfer_to)
+            except errors.InvalidArgument as exc:
+                print(f"exastor user remove: {exc.detail}", file=sys.stderr)
+                return 1
+            if moved is None:
                 print(f"exastor user remove: no user {args.name!r}", file=sys.stderr)
                 return 1
-            print(f"removed {args.name}")
+            print(f"removed {args.name}" + (f"; {len(moved)} bucket(s) now owned by {args.transfer_to}: "
+                                             + ", ".join(moved) if moved else ""))
         return 0
     finally:
         meta.close()

@@ -15,7 +15,17 @@ from typing import Any
 
 from exastor.engine import manifest as mf
 from exastor.meta.records import OBJECT_COLUMNS, Bucket, ChunkLocation, ObjectVersion
-from exastor.meta.store import KEY_MAX, _get_bucket, add_refs, drop_refs, register_chunks
+from exastor.meta.store import (
+    KEY_MAX,
+    _get_bucket,
+    add_refs,
+    charge,
+    drop_refs,
+    ensure_usage,
+    forget_bucket,
+    register_chunks,
+    version_usage,
+)
 
 
 def _dumps(d: dict[str, Any]) -> str:
@@ -82,6 +92,8 @@ def bucket_exists(cur: Any, bucket: str) -> bool:
 
 def remove_latest(cur: Any, obj: ObjectVersion, *, keep_refs: bool = False) -> None:
     """Remove every version row of an unversioned blob (Blob has no versions of its own)."""
+    ensure_usage(cur, obj.bucket)
+    charge(cur, obj.bucket, *(-n for n in version_usage(obj.size, obj.delete_marker)))
     if not keep_refs:
         drop_refs(cur, mf.ref_counts(obj.manifest))
     cur.execute("DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?",
@@ -326,3 +338,4 @@ def delete_container(cur: Any, bucket: str) -> None:
     for table in ("blob_snapshots", "blob_deleted", "blob_leases"):
         cur.execute(f"DELETE FROM {table} WHERE bucket = ?", (bucket,))
     cur.execute("DELETE FROM buckets WHERE name = ?", (bucket,))
+    forget_bucket(cur, bucket)

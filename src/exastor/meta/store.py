@@ -170,12 +170,128 @@ class Metadata:
 
         self.runner.write_sync(tx)
 
-    def remove_user(self, name: str) -> bool:
-        def tx(cur: Any) -> bool:
+    def remove_user(self, name: str, *, transfer_to: str | None = None) -> list[str] | None:
+        """Remove a user. None when there is no such user; else the buckets handed to ``transfer_to``.
+
+        Refused (InvalidArgument) while the user owns buckets and ``transfer_to`` is not given: a
+        bucket whose owner is gone is reachable by nobody, and a later user of the same name would
+        inherit it. With ``transfer_to``, the buckets and the objects and uploads in them change
+        owner in the same transaction that removes the user."""
+
+        def tx(cur: Any) -> list[str] | None:
+            cur.execute("SELECT 1 FROM users WHERE name = ?", (name,))
+            if cur.fetchone() is None:
+                return None
+            cur.execute("SELECT name FROM buckets WHERE owner = ? ORDER BY name", (name,))
+            owned = [r[0] for r in cur.fetchall()]
+            if owned and transfer_to is None:
+                shown = ", ".join(owned[:10]) + (f" and {len(owned) - 10} more" if len(owned) > 10 else "")
+                raise errors.InvalidArgument(f"user {name!r} owns {len(owned)} bucket(s) ({shown}): delete them, "
+                                             "or hand them over with --transfer-to USER")
+            if transfer_to is not None:
+                if transfer_to == name:
+                    raise errors.InvalidArgument("--transfer-to must name another user")
+                cur.execute("SELECT 1 FROM users WHERE name = ?", (transfer_to,))
+                if cur.fetchone() is None:
+                    raise errors.InvalidArgument(f"no user {transfer_to!r} to transfer the buckets to")
+                for bucket in owned:
+                    cur.execute("UPDATE buckets SET owner = ? WHERE name = ?", (transfer_to, bucket))
+                    cur.execute("UPDATE objects SET owner = ? WHERE bucket = ? AND owner = ?",
+                                (transfer_to, bucket, name))
+                    cur.execute("UPDATE uploads SET owner = ? WHERE bucket = ? AND owner = ?",
+                                (transfer_to, bucket, name))
             cur.execute("DELETE FROM users WHERE name = ?", (name,))
+            cur.execute("DELETE FROM quotas WHERE scope = 'user' AND name = ?", (name,))
+            cur.execute("DELETE FROM qos_limits WHERE scope = 'user' AND name = ?", (name,))
+            return owned
+
+        return self.runner.write_sync(tx)
+
+    # --- quotas ------------------------------------------------------------------
+    def set_quota(self, scope: str, name: str, max_bytes: int | None, max_objects: int | None) -> None:
+        """Set (replace) the quota of a bucket or a user. Existing data above it stays; only writes that
+        would grow past it are refused."""
+        assert scope in ("bucket", "user"), scope
+
+        def tx(cur: Any) -> None:
+            if scope == "bucket":
+                cur.execute("SELECT 1 FROM buckets WHERE name = ?", (name,))
+                if cur.fetchone() is None:
+                    raise errors.BucketNotFound(name)
+            else:
+                cur.execute("SELECT 1 FROM users WHERE name = ?", (name,))
+                if cur.fetchone() is None:
+                    raise errors.InvalidArgument(f"no user {name!r}")
+            cur.execute("INSERT INTO quotas (scope, name, max_bytes, max_objects) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (scope, name) DO UPDATE SET max_bytes = excluded.max_bytes, "
+                        "max_objects = excluded.max_objects", (scope, name, max_bytes, max_objects))
+
+        self.runner.write_sync(tx)
+
+    def clear_quota(self, scope: str, name: str) -> bool:
+        def tx(cur: Any) -> bool:
+            cur.execute("DELETE FROM quotas WHERE scope = ? AND name = ?", (scope, name))
             return cur.rowcount > 0
 
         return self.runner.write_sync(tx)
+
+    def quotas(self) -> list[dict[str, Any]]:
+        """Every quota with what it bounds now: scope, name, max_bytes, max_objects, used_bytes, used_objects."""
+        def q(cur: Any) -> list[dict[str, Any]]:
+            cur.execute("SELECT scope, name, max_bytes, max_objects FROM quotas ORDER BY scope, name")
+            out = []
+            for scope, name, max_bytes, max_objects in cur.fetchall():
+                used_bytes, used_objects = _usage_readonly(cur, scope, name)
+                out.append({"scope": scope, "name": name, "max_bytes": max_bytes, "max_objects": max_objects,
+                            "used_bytes": used_bytes, "used_objects": used_objects})
+            return out
+
+        return self.runner.read(q)
+
+    # --- QoS limits (http/qos.py) -------------------------------------------------
+    def set_qos(self, scope: str, name: str, requests_per_s: float | None, requests_burst: float | None,
+                bytes_per_s: float | None, bytes_burst: float | None) -> None:
+        assert scope in ("bucket", "user"), scope
+
+        def tx(cur: Any) -> None:
+            table, column = ("buckets", "name") if scope == "bucket" else ("users", "name")
+            cur.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (name,))
+            if cur.fetchone() is None:
+                raise errors.InvalidArgument(f"no {'bucket' if scope == 'bucket' else 'user'} {name!r}")
+            cur.execute("INSERT INTO qos_limits (scope, name, requests_per_s, requests_burst, bytes_per_s, bytes_burst) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, name) DO UPDATE SET "
+                        "requests_per_s = excluded.requests_per_s, requests_burst = excluded.requests_burst, "
+                        "bytes_per_s = excluded.bytes_per_s, bytes_burst = excluded.bytes_burst",
+                        (scope, name, requests_per_s, requests_burst, bytes_per_s, bytes_burst))
+
+        self.runner.write_sync(tx)
+
+    def clear_qos(self, scope: str, name: str) -> bool:
+        def tx(cur: Any) -> bool:
+            cur.execute("DELETE FROM qos_limits WHERE scope = ? AND name = ?", (scope, name))
+            return cur.rowcount > 0
+
+        return self.runner.write_sync(tx)
+
+    def bucket_usage(self) -> dict[str, tuple[int, int]]:
+        """(logical bytes, object versions) per bucket, as the write path keeps them."""
+        def q(cur: Any) -> dict[str, tuple[int, int]]:
+            cur.execute("SELECT name FROM buckets")
+            return {name: _usage_readonly(cur, "bucket", name) for (name,) in cur.fetchall()}
+
+        return self.runner.read(q)
+
+    def set_user_keys(self, name: str, access_key: str, secret_key: str) -> None:
+        """Replace a user's key pair (the admin's, when `serve` is given new ones): one transaction, and
+        the user keeps what it owns."""
+
+        def tx(cur: Any) -> None:
+            cur.execute("UPDATE users SET access_key = ?, secret_key = ? WHERE name = ?",
+                        (access_key, secret_key, name))
+            if cur.rowcount != 1:
+                raise errors.InvalidArgument(f"no user {name!r}")
+
+        self.runner.write_sync(tx)
 
     def list_users(self) -> list[User]:
         def q(cur: Any) -> list[User]:
@@ -237,6 +353,7 @@ class Metadata:
             for (upload_id,) in cur.fetchall():
                 _delete_upload(cur, upload_id)
             cur.execute("DELETE FROM buckets WHERE name = ?", (name,))
+            forget_bucket(cur, name)
 
         await self.runner.write(tx)
 
@@ -563,6 +680,13 @@ class Metadata:
 
 # --- transaction bodies shared by several operations ----------------------------
 
+def forget_bucket(cur: Any, name: str) -> None:
+    """A deleted bucket's usage row and quota go with it (a new bucket of that name starts afresh)."""
+    cur.execute("DELETE FROM bucket_usage WHERE bucket = ?", (name,))
+    cur.execute("DELETE FROM quotas WHERE scope = 'bucket' AND name = ?", (name,))
+    cur.execute("DELETE FROM qos_limits WHERE scope = 'bucket' AND name = ?", (name,))
+
+
 BUCKET_COLUMNS = "name, owner, created_ns, region, versioning, attrs"
 
 
@@ -584,6 +708,89 @@ def _bucket_versioning(cur: Any, bucket: str) -> str:
     return row[0]
 
 
+# --- usage and quotas (inside write transactions) --------------------------------
+
+def ensure_usage(cur: Any, bucket: str) -> None:
+    """Make sure the bucket's usage row exists (computed from its objects once, e.g. after an
+    upgrade). Call before changing the bucket's versions in the transaction."""
+    cur.execute("SELECT 1 FROM bucket_usage WHERE bucket = ?", (bucket,))
+    if cur.fetchone() is None:
+        cur.execute("INSERT INTO bucket_usage (bucket, bytes, objects) SELECT ?, COALESCE(SUM(size), 0), COUNT(*) "
+                    "FROM objects WHERE bucket = ? AND delete_marker = 0", (bucket, bucket))
+
+
+def quotas_for(cur: Any, bucket: str) -> list[tuple[str, str, int | None, int | None]]:
+    """(scope, name, max bytes, max objects) of the quotas that bound writes into ``bucket``."""
+    cur.execute("SELECT scope, name, max_bytes, max_objects FROM quotas WHERE (scope = 'bucket' AND name = ?) "
+                "OR (scope = 'user' AND name = (SELECT owner FROM buckets WHERE name = ?)) ORDER BY scope",
+                (bucket, bucket))
+    return [tuple(r) for r in cur.fetchall()]
+
+
+def usage_of(cur: Any, scope: str, name: str) -> tuple[int, int]:
+    """(logical bytes, object versions) a bucket holds, or all of a user's buckets together."""
+    if scope == "bucket":
+        ensure_usage(cur, name)
+        cur.execute("SELECT bytes, objects FROM bucket_usage WHERE bucket = ?", (name,))
+        got = cur.fetchone()
+        return int(got[0]), int(got[1])
+    cur.execute("SELECT name FROM buckets WHERE owner = ?", (name,))
+    for (bucket,) in cur.fetchall():
+        ensure_usage(cur, bucket)
+    cur.execute("SELECT COALESCE(SUM(u.bytes), 0), COALESCE(SUM(u.objects), 0) FROM bucket_usage u "
+                "JOIN buckets b ON b.name = u.bucket WHERE b.owner = ?", (name,))
+    got = cur.fetchone()
+    return int(got[0]), int(got[1])
+
+
+def _usage_readonly(cur: Any, scope: str, name: str) -> tuple[int, int]:
+    """usage_of without writing: a bucket without a usage row yet is summed from its objects."""
+    buckets = [name]
+    if scope == "user":
+        cur.execute("SELECT name FROM buckets WHERE owner = ?", (name,))
+        buckets = [r[0] for r in cur.fetchall()]
+    total_bytes = total_objects = 0
+    for bucket in buckets:
+        cur.execute("SELECT bytes, objects FROM bucket_usage WHERE bucket = ?", (bucket,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM objects WHERE bucket = ? AND delete_marker = 0",
+                        (bucket,))
+            row = cur.fetchone()
+        total_bytes, total_objects = total_bytes + int(row[0]), total_objects + int(row[1])
+    return total_bytes, total_objects
+
+
+def check_quotas(cur: Any, bucket: str, add_bytes: int, add_objects: int) -> None:
+    """Raise QuotaExceeded if growing ``bucket`` by this much passes a quota. Only growth is checked:
+    an overwrite with a smaller object or a delete always goes through. Inside the write transaction,
+    so concurrent writers are serialised and none can overshoot."""
+    if add_bytes <= 0 and add_objects <= 0:
+        return
+    for scope, name, max_bytes, max_objects in quotas_for(cur, bucket):
+        used_bytes, used_objects = usage_of(cur, scope, name)
+        if add_bytes > 0 and max_bytes is not None and used_bytes + add_bytes > max_bytes:
+            raise errors.QuotaExceeded(f"the {scope} quota of {name!r} ({max_bytes:,} bytes) would be exceeded: "
+                                       f"{used_bytes:,} used, {add_bytes:,} more asked", scope=scope, name=name)
+        if add_objects > 0 and max_objects is not None and used_objects + add_objects > max_objects:
+            raise errors.QuotaExceeded(f"the {scope} quota of {name!r} ({max_objects:,} objects) would be exceeded",
+                                       scope=scope, name=name)
+
+
+def charge(cur: Any, bucket: str, add_bytes: int, add_objects: int) -> None:
+    """Check the quotas for growth, then record the change in the bucket's usage row."""
+    check_quotas(cur, bucket, add_bytes, add_objects)
+    if add_bytes or add_objects:
+        cur.execute("UPDATE bucket_usage SET bytes = bytes + ?, objects = objects + ? WHERE bucket = ?",
+                    (add_bytes, add_objects, bucket))
+        assert cur.rowcount == 1, f"usage row of {bucket} missing: ensure_usage first"
+
+
+def version_usage(size: int, delete_marker: bool | int) -> tuple[int, int]:
+    """What one version row counts for: its bytes and one object, or nothing for a delete marker."""
+    return (0, 0) if delete_marker else (int(size), 1)
+
+
 def put_version(cur: Any, obj: ObjectVersion, new_chunks: list[ChunkLocation],
                 check: ObjectCheck | None,
                 make_version_id: Callable[[], str], *, refs_held: bool = False) -> ObjectVersion:
@@ -591,11 +798,13 @@ def put_version(cur: Any, obj: ObjectVersion, new_chunks: list[ChunkLocation],
     counted by rows that hand them over in the same transaction (a multipart upload's chosen parts),
     so they are not added again."""
     versioning = _bucket_versioning(cur, obj.bucket)
+    ensure_usage(cur, obj.bucket)
     cur.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
                 (obj.bucket, obj.key))
     row = cur.fetchone()
     current = ObjectVersion.from_row(row) if row else None
     run_check(cur, check, current)
+    add_bytes, add_objects = version_usage(obj.size, obj.delete_marker)
     register_chunks(cur, new_chunks)
     if not refs_held:
         for counts in mf.ref_count_windows(obj.manifest):
@@ -606,12 +815,15 @@ def put_version(cur: Any, obj: ObjectVersion, new_chunks: list[ChunkLocation],
                     (obj.bucket, obj.key))
         old = cur.fetchone()
         if old:
+            old_bytes, old_objects = version_usage(old[6], old[5])
+            add_bytes, add_objects = add_bytes - old_bytes, add_objects - old_objects
             for counts in mf.ref_count_windows(old[-1]):
                 drop_refs(cur, counts)
             cur.execute("DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = 'null'",
                         (obj.bucket, obj.key))
     cur.execute("UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
                 (obj.bucket, obj.key))
+    charge(cur, obj.bucket, add_bytes, add_objects)
     obj.seq = next_seq(cur)
     obj.is_latest = True
     cur.execute(f"INSERT INTO objects ({OBJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -621,6 +833,8 @@ def put_version(cur: Any, obj: ObjectVersion, new_chunks: list[ChunkLocation],
 
 
 def _remove_version(cur: Any, victim: ObjectVersion) -> None:
+    ensure_usage(cur, victim.bucket)
+    charge(cur, victim.bucket, *(-n for n in version_usage(victim.size, victim.delete_marker)))
     for counts in mf.ref_count_windows(victim.manifest):
         drop_refs(cur, counts)
     cur.execute("DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?",

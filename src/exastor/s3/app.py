@@ -11,7 +11,8 @@ import logging
 import os
 import sqlite3
 
-from exastor import errors
+from exastor import errors, metrics
+from exastor.http import qos
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.store import Namespace
@@ -41,12 +42,17 @@ _SIMPLE: dict[type[errors.StoreError], str] = {
     errors.InvalidArgument: "InvalidArgument",
     errors.InvalidRange: "InvalidRange",
     errors.InsufficientStorage: "InsufficientStorage",
+    errors.QuotaExceeded: "QuotaExceeded",
     errors.Unavailable: "ServiceUnavailable",
     errors.DataCorrupted: "InternalError",
 }
 
 
 def to_s3_error(exc: errors.StoreError, call: S3Call | None) -> S3Error:
+    if isinstance(exc, errors.QuotaExceeded):
+        metrics.refused("quota", "s3", exc.info.get("scope"))
+    if isinstance(exc, errors.SlowDown):
+        return S3Error("SlowDown", headers={"Retry-After": str(exc.info.get("retry_after", 1))})
     if isinstance(exc, errors.BucketExists):
         return S3Error("BucketAlreadyOwnedByYou" if exc.info.get("owned_by_caller") else "BucketAlreadyExists")
     if isinstance(exc, errors.ObjectNotFound | errors.MethodNotAllowed):
@@ -105,6 +111,7 @@ class S3App:
             if call.auth is not None:
                 user = self.ns.user_by_access_key(call.auth.access_key)
                 call.principal = user.name if user else None
+            await qos.admit(scope, self.ns.meta, "s3", call.principal, bucket, req.headers)  # rate limits (http/qos.py)
             handler = route(req.method, bucket, key, req.query, "x-amz-copy-source" in req.headers)
             await handler(call)
         except ClientDisconnected:

@@ -62,6 +62,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
     "InvalidChecksum": (400, "The checksum you specified is invalid."),
     "ConditionalRequestConflict": (409, "A conflicting operation occurred."),
+    # Not an AWS code: Ceph RGW's answer to a write past a bucket or user quota (403, not retried).
+    "QuotaExceeded": (403, "The bucket's or its owner's quota would be exceeded; nothing was written."),
     # Not an AWS code: the closest S3-style answer to a full disk (HTTP 507 Insufficient Storage).
     "InsufficientStorage": (507, "The store has no space left for this object; nothing was written."),
 }

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from exastor.cliargs import add_action, add_data_argument, existing_store
 from exastor.engine.drives import Drive, DriveSet
 from exastor.engine.segments import SegmentLog
 from exastor.gateway.store import open_drives, open_metadata
@@ -28,17 +29,17 @@ from exastor.services.repair import Repairer
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="./data", help="data directory (default ./data)")
+    add_data_argument(p)
     p.add_argument("--ec", help="erasure geometry K+M if the store uses an explicit one")
-    sub = p.add_subparsers(dest="action", required=True)
-    s = sub.add_parser("status", help="drives, their state and load, the geometry, pending repairs")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = add_action(sub, "status", "drives, their state and load, the geometry, pending repairs")
     s.add_argument("--json", action="store_true")
-    a = sub.add_parser("add", help="add a drive (or bring a failed one back) and rebalance shards onto it")
+    a = add_action(sub, "add", "add a drive (or bring a failed one back) and rebalance shards onto it")
     a.add_argument("path")
     a.add_argument("--no-rebalance", action="store_true")
-    r = sub.add_parser("remove", help="drain a drive (move its shards to others), then remove it")
+    r = add_action(sub, "remove", "drain a drive (move its shards to others), then remove it")
     r.add_argument("drive", help="drive id or path")
-    rp = sub.add_parser("replace", help="add NEW and drain OLD onto it")
+    rp = add_action(sub, "replace", "add NEW and drain OLD onto it")
     rp.add_argument("old", help="drive id or path")
     rp.add_argument("new", help="path of the new drive")
 
@@ -119,10 +120,7 @@ def _repair_all(log: SegmentLog, label: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = Path(args.data)
-    if not (data / "meta" / "exastor.sqlite").exists():
-        print(f"exastor drive: no store at {data}", file=sys.stderr)
-        return 2
+    data = existing_store(args.data)
     meta = open_metadata(data)
     try:
         drives = open_drives(meta, data, None, args.ec)

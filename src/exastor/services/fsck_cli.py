@@ -18,6 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from exastor.cliargs import add_data_argument, existing_store
 from exastor.engine.drives import DriveSet
 from exastor.gateway.lock import DataDirLocked, exclusive
 from exastor.gateway.store import drive_dirs, open_metadata
@@ -25,7 +26,7 @@ from exastor.services import fsck, metabackup
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="./data", help="data directory (default ./data)")
+    add_data_argument(p)
     p.add_argument("--repair", action="store_true",
                    help="fix reference counts and repoint damaged chunks at valid copies (server must be stopped)")
     p.add_argument("--rebuild-index", action="store_true",
@@ -72,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     segments = drives[0] / "segments"
     if args.restore_meta:
         args.rebuild_index = args.repair = True
-    elif not (data / "meta" / "exastor.sqlite").exists():
-        print(f"exastor fsck: no store at {data}", file=sys.stderr)
-        return 2
+    else:
+        existing_store(data)
     try:
         with exclusive(data) if (args.repair or args.rebuild_index) else contextlib.nullcontext():
             restored = _restore_meta(data, drives, args.json) if args.restore_meta else None
@@ -110,15 +110,22 @@ def run(args: argparse.Namespace) -> int:
         mb = report.bytes_checked / 1e6
         print(f"checked {report.chunks_checked:,} chunks ({mb:,.1f} MB) in {report.seconds:.1f}s"
               f" ({mb / max(report.seconds, 1e-9):,.0f} MB/s)")
+        # Every counter that can make the verdict "PROBLEMS FOUND" is printed, so the verdict is
+        # never left without the line that explains it.
         print(f"corrupt chunks      : {len(report.corrupt_chunks)}")
         print(f"missing chunks      : {len(report.missing_chunks)}")
         print(f"refcount mismatches : {report.refcount_mismatches}")
+        print(f"degraded chunks     : {report.degraded_chunks} (readable only around a bad replica or shard)")
+        print(f"bad shards          : {len(report.bad_shards)}")
+        for line in report.bad_shards[:20]:
+            print(f"  {line}")
         if args.rebuild_index:
             print(f"rebuilt layouts     : {report.rebuilt_layouts}")
         if args.repair:
             print(f"repaired refcounts  : {report.repaired_refcounts}")
             print(f"relocated chunks    : {report.relocated_chunks}")
-            print(f"lost chunks         : {len(report.lost_chunks)}")
+            print(f"repaired shards     : {report.repaired_shards}")
+        print(f"lost chunks         : {len(report.lost_chunks)}")
         if report.damaged_objects:
             print(f"damaged objects     : {len(report.damaged_objects)}")
             for name in report.damaged_objects[:20]:
@@ -126,5 +133,8 @@ def run(args: argparse.Namespace) -> int:
             if len(report.damaged_objects) > 20:
                 print(f"  ... and {len(report.damaged_objects) - 20:,} more (--json lists all)")
         print("clean" if report.clean else "PROBLEMS FOUND")
+        if not report.clean and not args.repair:
+            print("with the server stopped, `exastor fsck --repair` rebuilds bad replicas and shards from the good "
+                  "copies and fixes reference counts (the running server's repairer does the former too)")
     return 0 if report.clean else 1
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from exastor import errors
+from exastor import errors, metrics
 from exastor.engine.drives import crash_point
 from exastor.engine.record import HEADER_SIZE, decode_header, verify_payload
 from exastor.engine.store import ChunkStore
@@ -177,21 +177,37 @@ class CollectorThread(threading.Thread):
         while not self._halt.wait(tick):
             now = time.monotonic()
             try:
+                m = metrics.get()
                 if now >= due["gc"]:
                     due["gc"] = now + self.interval
                     res = self.collector.run_once()
                     if res.reaped_chunks or res.compacted_segments:
                         log.info("gc: %s", res)
+                    if m is not None:
+                        m.gc_passes.inc()
+                        m.gc_reaped.inc(res.reaped_chunks)
+                        m.gc_compacted.inc(res.compacted_segments)
+                        m.gc_reclaimed.inc(res.reclaimed_bytes)
+                        m.gc_last.set(time.time())
                 if now >= due["scrub"]:
                     due["scrub"] = now + self.scrub_interval
                     scrubbed = Scrubber(self.collector.store.log, rate_mb_s=self.scrub_rate).run_once()
                     if scrubbed.bad_shards or scrubbed.bad_copies:
                         log.warning("scrub: %s", scrubbed.to_json())
+                    if m is not None:
+                        m.scrub_passes.inc()
+                        m.scrub_bytes.inc(scrubbed.bytes_read)
+                        m.scrub_bad.inc(len(scrubbed.bad_shards) + len(scrubbed.bad_copies))
+                        m.scrub_last.set(time.time())
                 if now >= due["repair"]:
                     due["repair"] = now + self.repair_interval
                     fixed = Repairer(self.collector.store.log).run_once()
                     if fixed.repaired_shards or fixed.moved_shards or fixed.reprotected_segments:
                         log.info("repair: %s", fixed.to_json())
+                    if m is not None:
+                        m.repair_shards.inc(fixed.repaired_shards + fixed.moved_shards)
+                        m.repair_segments.inc(fixed.reprotected_segments)
+                        m.repair_last.set(time.time())
             except Exception:
                 log.exception("maintenance pass failed; will retry")
 

@@ -28,11 +28,12 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exastor import errors
+from exastor import errors, metrics
 from exastor.engine import codec, similarity
 from exastor.engine import manifest as mf
 from exastor.engine.record import (
@@ -48,6 +49,7 @@ from exastor.engine.sketch import Sketch
 from exastor.engine.store import ChunkStore
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import add_refs, drop_refs
+from exastor.services import reduce_control
 
 log = logging.getLogger("exastor.reducer")
 
@@ -389,7 +391,9 @@ class Reducer:
                 continue
         return adopted
 
-    def run_once(self, max_objects: int | None = None) -> ReduceResult:
+    def run_once(self, max_objects: int | None = None, stop: Callable[[], bool] | None = None) -> ReduceResult:
+        """One pass from the cursor to the newest object. ``stop()`` is asked between batches of
+        objects (an operator's pause): the cursor keeps what was done, the next pass goes on from it."""
         started = time.monotonic()
         result = ReduceResult(released=self.release_orphans())
         self.adopt_orphans()
@@ -407,7 +411,7 @@ class Reducer:
                 return [tuple(r) for r in cur.fetchall()]
 
             batch = self.meta.runner.read(batch_q, snapshot=False)
-            if not batch:
+            if not batch or (stop is not None and stop()):
                 break
             for bucket, key, version, seq, manifest in batch:
                 if manifest:
@@ -428,22 +432,58 @@ class Reducer:
 
 
 class ReducerThread(threading.Thread):
-    """Runs a pass every ``interval`` seconds until stopped (next to the garbage collector)."""
+    """Runs a pass every ``interval`` seconds (0: only when an operator asks) until stopped, next to
+    the garbage collector, and obeys the operator's controls in the database (reduce_control):
+    a pause stops a pass between batches and skips the timed ones; `exastor reduce run` gets a pass
+    within a second, paused or not."""
 
-    def __init__(self, reducer: Reducer, interval: float) -> None:
+    def __init__(self, reducer: Reducer, interval: float, tick: float = 1.0) -> None:
         super().__init__(name="exastor-reducer", daemon=True)
         self.reducer = reducer
         self.interval = interval
+        self.tick = tick
+        self.ticks = 0  # times it looked at the controls (tests wait on it instead of sleeping)
         self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._halt.wait(self.interval):
+        meta = self.reducer.meta
+        due = time.monotonic() + self.interval if self.interval > 0 else float("inf")
+        while not self._halt.wait(self.tick):
+            self.ticks += 1
             try:
-                res = self.reducer.run_once()
-                if res.chunks_seen:
-                    log.info("reducer: %s", res)
+                control = reduce_control.state(meta)
+                asked = control.run_pending
+                if not asked and (control.paused or time.monotonic() < due):
+                    continue
+                self.run_pass(forced=asked, request=control.run_request)
             except Exception:
                 log.exception("reducer pass failed; will retry")
+            due = time.monotonic() + self.interval if self.interval > 0 else float("inf")
+
+    def run_pass(self, *, forced: bool = False, request: int = 0) -> ReduceResult:
+        """One pass, recorded in the database (reduce_control) and the metrics."""
+        meta = self.reducer.meta
+        reduce_control.set_values(meta, pass_started=time.time_ns())
+
+        def paused() -> bool:
+            return self._halt.is_set() or (not forced and reduce_control.state(meta).paused)
+
+        res = ReduceResult()
+        try:
+            res = self.reducer.run_once(stop=paused)
+        finally:
+            done = {"run_done": request} if forced else {}
+            reduce_control.set_values(meta, pass_ended=time.time_ns(), pass_bytes=res.bytes_seen,
+                                      pass_saved=res.saved_bytes, **done)
+            m = metrics.get()
+            if m is not None:
+                m.reducer_passes.inc()
+                m.reducer_bytes.inc(res.bytes_seen)
+                m.reducer_saved.inc(res.saved_bytes)
+                m.reducer_last.set(time.time())
+        if res.chunks_seen:
+            log.info("reducer: %s", res)
+        return res
 
     def stop(self) -> None:
         self._halt.set()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from exastor.cliargs import add_data_argument, existing_store
 from exastor.gateway.store import drive_dirs, open_metadata
+from exastor.services.reduce_cli import summary
 from exastor.services.stats import collect
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="./data", help="data directory (default ./data)")
+    add_data_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -24,14 +25,15 @@ def _size(n: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = Path(args.data)
+    data = existing_store(args.data)
     meta = open_metadata(data)
     try:
         stats = collect(meta, drive_dirs(data)[0] / "segments")
+        reducer = summary(meta)
     finally:
         meta.close()
     if args.json:
-        print(json.dumps(stats.to_json(), indent=2))
+        print(json.dumps({**stats.to_json(), "reducer": reducer}, indent=2))
         return 0
     rows = [
         ("buckets", f"{stats.buckets:,}"),
@@ -51,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         ("  compression", f"{stats.compression_ratio:.2f}x"),
         ("  float transforms", f"{stats.float_transform_ratio:.2f}x"),
         ("  similarity delta", f"{stats.delta_ratio:.2f}x"),
+        ("reducer backlog (not yet reduced)", f"{reducer['backlog_objects']:,} objects, "
+                                              f"{_size(reducer['backlog_bytes'])}"),
+        ("reducer", "paused (exastor reduce resume)" if reducer["paused"] else
+                    "running a pass" if reducer["running"] else "active"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from exastor.errors import CommandError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a local file or directory, or s3://bucket/prefix")
@@ -31,21 +33,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from exastor.tools.estimate.model import estimate
-    from exastor.tools.estimate.sources import open_source
+    from exastor.tools.estimate.sources import SourceError, open_source
 
     if not 0.0 < args.sample <= 1.0:
         print("--sample must be in (0, 1]", file=sys.stderr)
         return 2
-    source = open_source(args.source, args.endpoint_url)
+    try:
+        source = open_source(args.source, args.endpoint_url)
+    except SourceError as exc:
+        raise CommandError(str(exc)) from exc
     console = Console(stderr=True)
     columns = (TextColumn("estimating"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=args.quiet or not console.is_terminal) as progress:
-        task = progress.add_task("estimate", total=None)
+    try:
+        with Progress(*columns, console=console, disable=args.quiet or not console.is_terminal) as progress:
+            task = progress.add_task("estimate", total=None)
 
-        def step(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            def step(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
 
-        result = estimate(source, sample=args.sample, progress=step).to_json()
+            result = estimate(source, sample=args.sample, progress=step).to_json()
+    except SourceError as exc:
+        raise CommandError(str(exc), code=1) from exc
+    except OSError as exc:  # a file vanished or became unreadable while being read
+        raise CommandError(f"{exc.filename or args.source}: {exc.strerror or exc}", code=1) from exc
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+    if result["files_total"] == 0:
+        raise CommandError(f"{args.source}: no files to estimate", code=1)
     if args.report:
         from exastor.tools.estimate.report import plot, write_html
         out = Path(args.report)
@@ -64,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(name, f"{t['files']:,}", f"{t['logical_bytes'] / 1e6:,.1f}", f"{t['stored_bytes'] / 1e6:,.1f}",
                       f"{r['total']:.2f}x", f"{r['dedupe']:.2f}x", f"{r['compression']:.2f}x",
                       f"{r['float_transforms']:.2f}x", f"{r['similarity_delta']:.2f}x")
-    Console().print(table)
+    # Never cut a number: the table keeps its natural width on a narrow terminal, in a pipe or a file.
+    natural = Console(width=10_000).measure(table).maximum
+    Console(width=max(Console().width, natural)).print(table, crop=False, no_wrap=True)
     if args.report:
         print(f"report: {Path(args.report) / 'estimate.html'}")
     return 0

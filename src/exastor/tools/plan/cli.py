@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,6 +17,19 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from exc
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a result file cannot be written at ``path``, or None."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if target.is_dir():
+        return "is a directory"
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if args.scenarios < 0:
         err.print("[red]--scenarios must be >= 0")
         return 2
+    for flag, out in (("--json", args.json), ("--report", args.report)):
+        problem = _unwritable(out) if out else None
+        if problem:  # checked before the work, not found after the summary was printed
+            err.print(f"[red]exastor plan: {flag} {out}: {problem}", soft_wrap=True)
+            return 2
     try:
         plan = load_plan(args.input)
     except PlanInputError as exc:

@@ -331,6 +331,17 @@ class MilestoneGap:
     fixes: list[str]
 
 
+def ratio_fix(needed: float, have: float) -> str:
+    """"N instead of H" with as many decimals as it takes for N to differ from H (up to 6), N
+    rounded up so that it is enough: never "1.50 instead of 1.50"."""
+    for digits in range(2, 7):
+        scale = 10 ** digits
+        shown = math.ceil(needed * scale - 1e-9) / scale
+        if round(have, digits) < shown:
+            return f"{shown:.{digits}f} instead of {have:.{digits}f}"
+    return f"{needed:.6f} instead of {have:.6f}"
+
+
 def diagnose(plan: PlanInput, today: dt.date, result: ProcurementResult, *, max_weeks: int = 260) -> list[MilestoneGap]:
     """For every milestone the plan misses: by how much, by how long, what was already late, what would fix it."""
     gaps = []
@@ -355,7 +366,7 @@ def diagnose(plan: PlanInput, today: dt.date, result: ProcurementResult, *, max_
         if met_by is not None:
             fixes.append(f"move '{ph.name}' to {met_by.isoformat()} (+{weeks_late} weeks)")
         if reduction_needed is not None:
-            fixes.append(f"a reduction ratio of {reduction_needed:.2f} instead of {ratio:.2f}")
+            fixes.append(f"a reduction ratio of {ratio_fix(reduction_needed, ratio)}")
         ship_burn = weeks(plan.logistics.shipping_weeks) + weeks(plan.logistics.burn_in_weeks)
         max_lead = (ph.online_by - ship_burn - today).days / 7
         if max_lead >= 0:

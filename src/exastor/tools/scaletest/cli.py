@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import sys
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from exastor.cliargs import parse_size
 from exastor.tools.scaletest import distributed, workloads
 from exastor.tools.scaletest.checkpoint import checkpoint_cycle
 from exastor.tools.scaletest.dataset import (
@@ -36,17 +36,6 @@ from exastor.tools.scaletest.filestore import FileStore
 from exastor.tools.scaletest.results import Recorder, RunResult, analyse, summary_rows, write_json
 from exastor.tools.scaletest.s3client import S3Client
 from exastor.tools.scaletest.search import SearchOutcome, find_max
-
-_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB": 10**6, "MIB": 2**20,
-          "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40}
-
-
-def parse_size(text: str) -> int:
-    """'64MiB' -> 67108864, '1.5GB' -> 1500000000, '4096' -> 4096."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
-    if not match or match.group(2).upper() not in _UNITS:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 64KiB, 1.5GB)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

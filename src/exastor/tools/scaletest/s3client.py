@@ -277,6 +277,37 @@ class S3Client(Session):
         status, _, data, _ = await self._request("GET", key, ok=(200, 404))
         return data if status == 200 else None
 
+    async def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of an object from ``offset`` (fewer at its end)."""
+        if length <= 0:
+            return b""
+        _, _, data, _ = await self._request("GET", key, headers={"Range": f"bytes={offset}-{offset + length - 1}"},
+                                            ok=(206, 200))
+        return data
+
+    async def list_objects(self, prefix: str = "") -> list[tuple[str, int]]:
+        """Every (key, size) under ``prefix``, in key order (ListObjectsV2, page by page)."""
+        out: list[tuple[str, int]] = []
+        token = ""
+        for _ in range(10_000_000):  # bounded: a billion keys at 1,000 a page
+            query = {"list-type": "2"}
+            if prefix:
+                query["prefix"] = prefix
+            if token:
+                query["continuation-token"] = token
+            _, _, body, _ = await self._request("GET", query=query)
+            root = ET.fromstring(body)
+            local = {el: el.tag.rsplit("}", 1)[-1] for el in root.iter()}
+            for el in root:
+                if local[el] == "Contents":
+                    fields = {local[c]: c.text or "" for c in el}
+                    out.append((fields["Key"], int(fields["Size"])))
+            truncated = next((el.text for el in root if local[el] == "IsTruncated"), "false") == "true"
+            token = next((el.text or "" for el in root if local[el] == "NextContinuationToken"), "")
+            if not truncated or not token:
+                break
+        return out
+
     async def put(self, key: str, data: bytes | memoryview) -> None:
         await self._request("PUT", key, body=data)
 

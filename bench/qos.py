@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""QoS under a noisy neighbour (http/qos.py): does a tenant limited to N requests/s get N while it
+saturates, and what happens to a quiet tenant's latency meanwhile?
+
+Starts `exastor serve` (2 workers, one drive) on loopback, with three users: ``noisy`` (limited to
+``--rate`` requests/s, burst ``--rate/10``), ``quiet`` and ``loud`` (no limit). Each tenant GETs one 4 KiB
+object through a pre-signed URL (so the client spends nothing on signing) from its own process:
+noisy in a closed loop that ignores Retry-After (the worst case), quiet with one connection.
+Phases, in the same run:
+
+1. quiet alone (its baseline p50/p99);
+2. noisy alone, ``--noisy-conc`` connections (its admitted rate);
+3. noisy and quiet together (admitted rate, quiet's p50/p99);
+4. noisy flooding with ``--flood-conc`` connections (more waiting requests than MAX_DELAY holds,
+   so most are refused with 503) and quiet;
+5. a polite noisy (backs off after a 503 as SDKs do) and quiet;
+6. the same load from a tenant without a limit (``loud``) beside quiet (what QoS prevents).
+
+The phases run ``--rounds`` times, interleaved, and the quiet tenant's p99 in each phase is taken
+relative to its p99 alone in the same round (median over the rounds): the machine is shared, and
+its load changes between phases more than QoS does.
+
+Also the cost of the admission check itself, in-process: ``admit`` per request with and without a
+limit on the caller. Writes bench/results/qos.json; docs/benchmarks.md has the table.
+
+    python bench/qos.py [--rate 200] [--seconds 5] [--rounds 3] [--noisy-conc 16] [--flood-conc 256]
+    python bench/qos.py --render bench/results/qos.json     # the table
+    python bench/qos.py --doc bench/results/qos.json        # rewrite the section of docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from bench.lib.machine import machine_info  # noqa: E402
+from bench.lib.results import utc_stamp, write_result  # noqa: E402
+from bench.lib.rss import tree_cpu_seconds  # noqa: E402
+
+EXASTOR = [sys.executable, "-m", "exastor.cli"]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port}")
+
+
+# --- one tenant's load, in a process of its own ------------------------------------------------
+
+async def _load(url: str, seconds: float, conc: int, polite: bool) -> dict[str, Any]:
+    """A closed loop of GETs on ``conc`` connections. ``polite``: after a 503, wait a jittered backoff
+    that doubles from 10 ms (at most 1 s), as SDK retry policies do; otherwise go again at once."""
+    import random
+
+    import aiohttp
+
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    end = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=conc)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def lane() -> None:
+            backoff = 0.01
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                async with session.get(url) as resp:
+                    await resp.read()
+                    status = resp.status
+                if status == 200:
+                    latencies.append(time.perf_counter() - started)
+                    backoff = 0.01
+                elif polite:
+                    await asyncio.sleep(random.uniform(0, backoff))
+                    backoff = min(1.0, backoff * 2)
+                codes[status] = codes.get(status, 0) + 1
+
+        await asyncio.gather(*(lane() for _ in range(conc)))
+    return {"seconds": seconds, "codes": codes, "ok_per_s": codes.get(200, 0) / seconds,
+            "latencies": latencies}
+
+
+def tenant_main(url: str, seconds: float, conc: int, out: str, polite: bool) -> None:
+    res = asyncio.run(_load(url, seconds, conc, polite))
+    Path(out).write_text(json.dumps(res))
+
+
+def _spawn(url: str, seconds: float, conc: int, tmp: Path, name: str, polite: bool = False
+           ) -> tuple[subprocess.Popen, Path]:
+    out = tmp / f"{name}-{time.monotonic_ns()}.json"
+    proc = subprocess.Popen([sys.executable, __file__, "--tenant", url, str(seconds), str(conc), str(out),
+                             "polite" if polite else "greedy"])
+    return proc, out
+
+
+def _collect(proc: subprocess.Popen, out: Path) -> dict[str, Any]:
+    assert proc.wait(timeout=600) == 0
+    return json.loads(out.read_text())
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each phase over the rounds: rates averaged, 503s added, percentiles and the quiet tenant's p99
+    relative to its own round's baseline as medians (robust to a round the machine was busy)."""
+    out: dict[str, Any] = {}
+    for name in rounds[0]:
+        phase: dict[str, Any] = {}
+        for tenant in rounds[0][name]:
+            runs = [r[name][tenant] for r in rounds]
+            phase[tenant] = {"ok_per_s": statistics.fmean(x["ok_per_s"] for x in runs),
+                             "codes": {c: sum(x["codes"].get(c, 0) for x in runs)
+                                       for c in sorted({c for x in runs for c in x["codes"]})},
+                             "p50_ms": statistics.median(x["p50_ms"] for x in runs),
+                             "p99_ms": statistics.median(x["p99_ms"] for x in runs)}
+            if tenant == "quiet":
+                phase[tenant]["p99_vs_alone"] = statistics.median(
+                    r[name]["quiet"]["p99_ms"] / r["quiet alone"]["quiet"]["p99_ms"] for r in rounds)
+        out[name] = phase
+    return out
+
+
+def _summary(res: dict[str, Any]) -> dict[str, Any]:
+    lat = res.pop("latencies")
+    return {**res, "p50_ms": round(_pct(lat, 0.5) * 1000, 3), "p99_ms": round(_pct(lat, 0.99) * 1000, 3),
+            "mean_ms": round(statistics.fmean(lat) * 1000, 3) if lat else None}
+
+
+# --- the admission check alone ------------------------------------------------------------------
+
+def admit_cost(tmp: Path, n: int = 50_000) -> dict[str, float]:
+    from exastor.gateway.store import open_metadata
+    from exastor.http import qos
+    from exastor.meta.records import User
+
+    meta = open_metadata(tmp / "admit")
+    meta.add_user(User("limited", "AKLIMITED", "x" * 40, 0))
+    qos.enable(tmp / "admit" / "qos")
+    out = {}
+    for label, principal in (("no limits in the store", "limited"), ("caller without a limit", "other"),
+                             ("caller with a limit", "limited")):
+        if label == "caller without a limit":
+            meta.set_qos("user", "limited", 1e9, 1e9, None, None)
+        qos._limits_at = -1e9  # reread the limits now
+        scope: dict[str, Any] = {}
+        started = time.perf_counter()
+
+        async def many(scope: dict[str, Any] = scope, principal: str = principal) -> None:
+            for _ in range(n):
+                await qos.admit(scope, meta, "s3", principal, "b", {})
+
+        asyncio.run(many())
+        out[label] = round((time.perf_counter() - started) / n * 1e6, 2)
+    meta.close()
+    return out
+
+
+def metrics_cost(tmp: Path, n: int = 20_000) -> dict[str, float]:
+    """The per-request metrics middleware (gateway/metrics.py) around a trivial ASGI app, in-process."""
+    from exastor import metrics
+    from exastor.gateway.metrics import RequestMetrics
+
+    metrics.enable(tmp / "metrics-cost")
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x" * 100})
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"y" * 100}
+
+    async def send(message: dict) -> None:
+        return None
+
+    async def timed(handler: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            await handler({"type": "http", "method": "GET"}, receive, send)
+        return (time.perf_counter() - started) / n * 1e6
+
+    async def both() -> dict[str, float]:
+        wrapped = RequestMetrics(app, "s3")
+        await timed(wrapped)  # warm: label children created
+        bare, with_metrics = await timed(app), await timed(wrapped)
+        return {"bare_app_us": round(bare, 2), "with_metrics_us": round(with_metrics, 2),
+                "metrics_cost_us": round(with_metrics - bare, 2)}
+
+    return asyncio.run(both())
+
+
+def render(result: dict[str, Any]) -> str:
+    """The docs/benchmarks.md table of a result JSON."""
+    rate = result["params"]["rate"]
+    lines = [f"| phase | noisy admitted/s (limit {rate:g}) | noisy 503s | noisy p50 / p99 ms | quiet p50 / p99 ms | "
+             "quiet p99 vs alone (same round) |", "|---|---|---|---|---|---|"]
+    for name, tenants in result["phases"].items():
+        n, q = tenants.get("noisy"), tenants.get("quiet")
+        lines.append("| " + " | ".join([
+            name,
+            f"{n['ok_per_s']:,.0f}" if n else "",
+            f"{n['codes'].get('503', 0):,}" if n else "",
+            f"{n['p50_ms']:.1f} / {n['p99_ms']:.1f}" if n else "",
+            f"{q['p50_ms']:.2f} / {q['p99_ms']:.2f}" if q else "",
+            f"{q['p99_vs_alone']:.2f}x" if q else "",
+        ]) + " |")
+    cost = result["admit_us"]
+    lines += ["", "Admission check per request, in-process: " + "; ".join(f"{k}: {v} µs" for k, v in cost.items())
+              + f". Server CPU for the whole run: {result['server_cpu_seconds']} s.",
+              "", "Metrics middleware per request, in-process: "
+              + "; ".join(f"{k}: {v}" for k, v in result.get("metrics_middleware", {}).items()) + ".",
+              "", "Checks: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in result["checks"].items()) + "."]
+    return "\n".join(lines)
+
+
+def write_doc(result_path: Path, doc_path: Path = REPO / "docs/benchmarks.md") -> None:
+    """Replace the text between the qos markers of docs/benchmarks.md with this result's section."""
+    d = json.loads(result_path.read_text())
+    m, params = d["machine"], d["params"]
+    rate = params["rate"]
+    ratio = {name: phase["quiet"]["p99_vs_alone"] for name, phase in d["phases"].items() if "quiet" in phase}
+    limited, polite = ratio["noisy + quiet, noisy limited"], ratio["polite noisy + quiet, noisy limited"]
+    flood, loud = ratio["flooding noisy + quiet, noisy limited"], ratio["noisy + quiet, no limit"]
+    text = f"""
+Run {d['started_at']} by `python bench/qos.py --rate {rate:g} --seconds {params['seconds']:g} \
+--rounds {params['rounds']}` (raw JSON: `bench/results/qos.json`) on this machine ({m['cpu_model']},
+{m['cpu_count']} cores, shared with other work: load average {m['loadavg_at_start'][0]:.1f} at start).
+Geometry: {d['geometry']}. Each tenant GETs a 4 KiB object through a pre-signed URL from its own
+process: `noisy` is limited to {rate:g} requests/s (burst {rate / 10:g}) and runs a closed loop on
+{params['noisy_conc']} connections that ignores `Retry-After`; the *flooding* phase uses
+{params['flood_conc']} connections (more waiting requests than the 0.5 s reservation window holds, so
+most are refused); the *polite* phase backs off after a 503 as SDKs do; `loud` is the same load from
+a tenant without a limit. `quiet` (no limit) runs one connection beside them. Every phase ran
+{params['rounds']} times, interleaved, and the quiet tenant's p99 is taken relative to its p99 alone in
+the same round (median over rounds); rates are means, 503s sums.
+
+{render(d)}
+
+What it shows:
+
+- **The limit holds.** A limited tenant gets its rate within a few percent whether it runs
+  {params['noisy_conc']} or {params['flood_conc']} connections: requests within 0.5 s of their tokens
+  wait for them (reserved, served in order, no CPU spent waiting), the rest are refused after being
+  held the same 0.5 s, so a client that retries at once gets a few refusals per second per
+  connection instead of as many as the server can answer.
+- **A quiet tenant's p99** beside the limited noisy tenant is {limited:.2f}x its p99 alone in this run
+  (polite noisy: {polite:.2f}x; flooding: {flood:.2f}x), against {loud:.2f}x beside the same load without
+  a limit. On this 2-core machine the noisy tenant's admitted {rate:g} requests/s and its client
+  process are themselves enough to move a 2-4 ms p99: the limiter bounds the noisy tenant's share,
+  it cannot make that share free. Flooding costs more: thousands of refused requests are still
+  authenticated (SigV4) and answered, and the flooding client takes a core of its own. p99s of a
+  few milliseconds move with the machine's load: earlier runs during development (results not
+  kept) gave the limited case between 0.95x and 2x at load 3-5 and 5x at load 9, and flooding
+  between 1.5x and 6x (15x at load 9). The issue's "within 2x" is met by a limited tenant in some
+  runs and missed narrowly in others on this machine, and missed when the noisy tenant floods.
+- **Admission costs** about 1 µs per request when the caller has no limit and 5-15 µs when it has
+  one (two byte-range-locked slot updates of the shared file); the metrics middleware 8-20 µs per
+  request (four mmap-backed value updates), both depending on the machine's load.
+"""
+    doc = doc_path.read_text()
+    start = doc.index("<!-- qos:begin -->") + len("<!-- qos:begin -->")
+    end = doc.index("<!-- qos:end -->")
+    doc_path.write_text(doc[:start] + text + doc[end:])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", type=float, default=200.0, help="noisy's limit, requests/s")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
+    ap.add_argument("--rounds", type=int, default=3, help="times every phase runs, interleaved")
+    ap.add_argument("--noisy-conc", type=int, default=16)
+    ap.add_argument("--flood-conc", type=int, default=256,
+                    help="connections of the flooding phase: more waiting requests than MAX_DELAY holds, so 503s")
+    ap.add_argument("--out", default=str(REPO / "bench/results/qos.json"))
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="exastor-qos-"))
+    data = tmp / "data"
+    s3_port, blob_port = _port(), _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXASTOR_")}
+    server = subprocess.Popen([*EXASTOR, "serve", "--data", str(data), "--s3-port", str(s3_port),
+                               "--blob-port", str(blob_port), "--workers", "2", "--access-key", "BENCHADMIN",
+                               "--secret-key", "bench-admin-secret-0123456789"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_port(s3_port)
+        import boto3
+        from botocore.config import Config
+
+        urls = {}
+        for name in ("noisy", "quiet", "loud"):
+            made = subprocess.run([*EXASTOR, "user", "add", name, "--data", str(data)], capture_output=True,
+                                  text=True, check=True).stdout
+            keys = dict(re.findall(r"^(access key|secret key)\s*: (\S+)", made, re.M))
+            s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
+                              aws_access_key_id=keys["access key"], aws_secret_access_key=keys["secret key"],
+                              config=Config(s3={"addressing_style": "path"}))
+            s3.create_bucket(Bucket=f"{name}-bucket")
+            s3.put_object(Bucket=f"{name}-bucket", Key="obj", Body=os.urandom(4096))
+            urls[name] = s3.generate_presigned_url("get_object", Params={"Bucket": f"{name}-bucket", "Key": "obj"},
+                                                   ExpiresIn=3600)
+
+        def limit(on: bool) -> None:
+            action = ["set", "user", "noisy", "--requests", str(args.rate), "--burst", str(max(1.0, args.rate / 10))] \
+                if on else ["clear", "user", "noisy"]
+            subprocess.run([*EXASTOR, "qos", *action, "--data", str(data)], check=True, capture_output=True)
+            time.sleep(1.5)  # the workers reread the limits once a second (a bench, not a test)
+
+        # (tenant, connections, polite, with quiet beside it); quiet alone is each round's baseline
+        plan = {"noisy alone": ("noisy", args.noisy_conc, False, False),
+                "noisy + quiet, noisy limited": ("noisy", args.noisy_conc, False, True),
+                "flooding noisy + quiet, noisy limited": ("noisy", args.flood_conc, False, True),
+                "polite noisy + quiet, noisy limited": ("noisy", args.noisy_conc, True, True),
+                "noisy + quiet, no limit": ("loud", args.noisy_conc, False, True)}
+        rounds: list[dict[str, Any]] = []
+        cpu0 = tree_cpu_seconds(server.pid)
+        limit(True)
+        for _ in range(args.rounds):  # interleaved, so a change in the machine's load hits every phase alike
+            got_round: dict[str, Any] = {"quiet alone": {"quiet": _summary(_collect(*_spawn(
+                urls["quiet"], args.seconds, 1, tmp, "q")))}}
+            for name, (tenant, conc, polite, with_quiet) in plan.items():
+                procs = [_spawn(urls[tenant], args.seconds, conc, tmp, "n", polite=polite)]
+                if with_quiet:
+                    procs.append(_spawn(urls["quiet"], args.seconds, 1, tmp, "q"))
+                got = [_summary(_collect(*p)) for p in procs]
+                got_round[name] = {"noisy": got[0], **({"quiet": got[1]} if with_quiet else {})}
+            rounds.append(got_round)
+        phases = _aggregate(rounds)
+        cpu = tree_cpu_seconds(server.pid) - cpu0
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+    limited = phases["noisy + quiet, noisy limited"]
+    result = {
+        "label": "qos", "started_at": utc_stamp(), "machine": machine_info(tmp),
+        "geometry": "1 drive (no erasure), 2 gateway workers, SQLite metadata",
+        "params": vars(args), "phases": phases, "rounds": rounds, "server_cpu_seconds": round(cpu, 2),
+        "admit_us": admit_cost(tmp),
+        "metrics_middleware": metrics_cost(tmp),
+        "checks": {
+            "noisy_rate_within_10pct": abs(limited["noisy"]["ok_per_s"] - args.rate) <= 0.1 * args.rate,
+            "noisy_alone_rate_within_10pct": abs(phases["noisy alone"]["noisy"]["ok_per_s"] - args.rate)
+            <= 0.1 * args.rate,
+            "quiet_p99_within_2x": limited["quiet"]["p99_vs_alone"] <= 2,
+            "flooding_noisy_rate_within_10pct": abs(phases["flooding noisy + quiet, noisy limited"]["noisy"]["ok_per_s"]
+                                                    - args.rate) <= 0.1 * args.rate,
+            "quiet_p99_within_2x_of_flooding_noisy":
+                phases["flooding noisy + quiet, noisy limited"]["quiet"]["p99_vs_alone"] <= 2,
+            "polite_noisy_rate_within_10pct": abs(phases["polite noisy + quiet, noisy limited"]["noisy"]["ok_per_s"]
+                                                  - args.rate) <= 0.1 * args.rate,
+            "quiet_p99_within_2x_of_polite_noisy":
+                phases["polite noisy + quiet, noisy limited"]["quiet"]["p99_vs_alone"] <= 2,
+        },
+    }
+    write_result(args.out, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":
+        print(render(json.loads(Path(sys.argv[2]).read_text())))
+        sys.exit(0)
+    if len(sys.argv) == 3 and sys.argv[1] == "--doc":
+        write_doc(Path(sys.argv[2]))
+        sys.exit(0)
+    if len(sys.argv) == 7 and sys.argv[1] == "--tenant":
+        tenant_main(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6] == "polite")
+        sys.exit(0)
+    sys.exit(main())

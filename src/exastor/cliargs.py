@@ -1,0 +1,50 @@
+"""Arguments every store command shares, so an operator can put them where habit puts them.
+
+``--data`` is accepted before the action and after it (``exastor user --data D list`` and
+``exastor user list --data D``); `exastor --data D user list` is handled in ``exastor.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from exastor.errors import CommandError
+
+DATA_HELP = "data directory (default ./data)"
+
+
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="./data", help=DATA_HELP)
+
+
+def add_action(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    """An action parser that also takes ``--data`` (without a default, so a ``--data`` given before
+    the action is not overwritten)."""
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("--data", default=argparse.SUPPRESS, help=DATA_HELP)
+    return p
+
+
+def existing_store(data: str | Path) -> Path:
+    """The data directory of a store that exists. Commands other than `serve` never create one: a
+    mistyped ``--data`` must not answer with the figures of a new, empty store."""
+    path = Path(data).expanduser()
+    if not (path / "meta" / "exastor.sqlite").exists():
+        raise CommandError(f"no store at {path} (start one with `exastor serve --data {path}`, "
+                           "or name the right directory with --data)")
+    return path
+
+
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB": 10**6, "MIB": 2**20,
+          "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12, "TIB": 2**40,
+          "P": 10**15, "PB": 10**15, "PIB": 2**50}
+
+
+def parse_size(text: str) -> int:
+    """'64MiB' -> 67108864, '1.5GB' -> 1500000000, '4096' -> 4096 (an argparse type)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 64KiB, 1.5GB, 10TiB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
