@@ -21,6 +21,7 @@ from exastor.blob.router import Route, route
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.blobs import Blobs
+from exastor.namespace.names import is_utf8_text
 from exastor.namespace.store import Namespace
 
 log = logging.getLogger("exastor.blob")
@@ -75,6 +76,8 @@ class BlobApp:
                             status=400)
         call.container = parts[1] if len(parts) > 1 and parts[1] else None
         call.blob = parts[2] if len(parts) > 2 and parts[2] else None
+        if not is_utf8_text(req.path):
+            raise BlobError("InvalidUri", "The URL is not valid UTF-8.", status=400)
         if req.method == "OPTIONS":
             from exastor.blob.service import preflight
             await preflight(call)

@@ -34,7 +34,7 @@ MAX_BLOCK = 4000 << 20               # Put Block: 4000 MiB
 MAX_APPEND_BLOCK = 100 << 20         # Append Block: 100 MiB
 MAX_XML_BODY = 4 << 20
 CONTENT_PROPS = ("content-type", "content-encoding", "content-language", "cache-control", "content-disposition")
-_META_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_META_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -386,7 +386,7 @@ def metadata_from_headers(h: dict[str, str], names: dict[str, str] | None = None
     names = names or {}
     meta = {names.get(k, k)[len("x-ms-meta-"):]: v for k, v in h.items() if k.startswith("x-ms-meta-")}
     for name in meta:
-        if not _META_NAME.match(name):
+        if not _META_NAME.fullmatch(name):
             raise BlobError("InvalidMetadata")
     return meta
 
@@ -402,9 +402,9 @@ def parse_tags_header(value: str | None) -> dict[str, str] | None:
 def validate_tags(tags: dict[str, str]) -> None:
     if len(tags) > 10:
         raise BlobError("InvalidTag", "Blobs may have at most 10 tags.", status=400)
-    allowed = re.compile(r"^[A-Za-z0-9 +\-./:=_]*$")
+    allowed = re.compile(r"[A-Za-z0-9 +\-./:=_]*")
     for k, v in tags.items():
-        if not 1 <= len(k) <= 128 or len(v) > 256 or not allowed.match(k) or not allowed.match(v):
+        if not 1 <= len(k) <= 128 or len(v) > 256 or not allowed.fullmatch(k) or not allowed.fullmatch(v):
             raise BlobError("InvalidTag", "The tags specified are invalid.", status=400)
 
 

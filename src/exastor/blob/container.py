@@ -23,7 +23,7 @@ from exastor.blob.xml import el
 from exastor.http.conditions import evaluate, parse_preconditions
 from exastor.meta.records import Bucket
 
-_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 _PUBLIC = ("container", "blob")
 
 
@@ -71,7 +71,7 @@ def container_check(call: BlobCall, *, lease: str) -> BlobCheck | None:
 
 async def create(call: BlobCall) -> None:
     name = call.container or ""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise BlobError("InvalidResourceName")
     public = call.h.get("x-ms-blob-public-access")
     if public is not None and public not in _PUBLIC:

@@ -126,4 +126,4 @@ class BlobError(Exception):
         extra = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in self.extra.items())
         return (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{self.code}</Code>'
                 f"<Message>{escape(self.message)}\nRequestId:{request_id}\nTime:{now}</Message>{extra}</Error>"
-                ).encode()
+                ).encode("utf-8", "replace")

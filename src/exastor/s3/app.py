@@ -14,6 +14,7 @@ import sqlite3
 from exastor import errors
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
+from exastor.namespace.names import is_utf8_text
 from exastor.namespace.store import Namespace
 from exastor.s3 import access, cors, sigv4
 from exastor.s3.common import S3Call
@@ -98,6 +99,8 @@ class S3App:
         access.current_call.set(call)
         try:
             bucket, key = self._target(req)
+            if not is_utf8_text(bucket or "") or not is_utf8_text(key or ""):
+                raise S3Error("InvalidURI")  # %FF and the like: no UTF-8 name, nothing to look up
             call.bucket, call.key = bucket, key
             if "origin" in req.headers and req.method != "OPTIONS":
                 call.extra_headers.extend(cors.actual_request_headers(call))

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, unquote
 
 from exastor import errors
 from exastor.http.conditions import evaluate, evaluate_copy_source, parse_preconditions
-from exastor.http.ranges import RangeNotSatisfiable, parse_range
+from exastor.http.ranges import RangeNotSatisfiable, bounded_int, parse_range
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.store import Check
 from exastor.s3 import objectlock, sse
@@ -155,6 +155,6 @@ def copy_range(call: S3Call, src: ObjectVersion) -> tuple[int, int] | tuple[None
                       "bytes=first-last where first and last are the zero-based offsets of the first and last bytes "
                       "to copy")
     start, end = rng
-    if end >= src.size or int(header.split("-")[-1]) >= src.size:
+    if end >= src.size or bounded_int(header.split("-")[-1].strip()) >= src.size:
         raise S3Error("InvalidRange")
     return start, end
