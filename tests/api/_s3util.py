@@ -28,7 +28,9 @@ def signed_request(server, method: str, target: str, *, headers: dict | None = N
 
     creds = Credentials(server.alt_access_key if alt else server.access_key,
                         server.alt_secret_key if alt else server.secret_key)
-    req = AWSRequest(method=method, url=f"{server.endpoint}{target}", data=body, headers=dict(headers or {}))
+    # a presigned URL is signed without its body (botocore would try to move a body into the query)
+    req = AWSRequest(method=method, url=f"{server.endpoint}{target}", data=b"" if presign is not None else body,
+                     headers=dict(headers or {}))
     if presign is not None:
         S3SigV4QueryAuth(creds, "s3", region, expires=presign).add_auth(req)
     else:

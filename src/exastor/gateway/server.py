@@ -66,7 +66,8 @@ def bind_all(cfg: Config) -> dict[str, socket.socket]:
 
 async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socket], *, run_gc: bool) -> None:
     """One gateway worker: the front-ends on this event loop, over the shared listening sockets."""
-    servers = [(_uvicorn_server(S3App(ns, domains=tuple(cfg.domains)), cfg.host, cfg.s3_port, cfg.log_level),
+    s3_app = S3App(ns, domains=tuple(cfg.domains), regions=(cfg.region, *cfg.extra_regions))
+    servers = [(_uvicorn_server(s3_app, cfg.host, cfg.s3_port, cfg.log_level),
                 sockets["s3"])]
     if "blob" in sockets:
         from exastor.blob.app import BlobApp

@@ -66,8 +66,11 @@ def to_s3_error(exc: errors.StoreError, call: S3Call | None) -> S3Error:
 
 
 class S3App:
-    def __init__(self, ns: Namespace, *, domains: tuple[str, ...] = ("localhost",)) -> None:
+    def __init__(self, ns: Namespace, *, domains: tuple[str, ...] = ("localhost",),
+                 regions: tuple[str, ...] | None = None) -> None:
         self.ns = ns
+        # Credential-scope regions accepted: the store's own region unless configured otherwise.
+        self.regions = tuple(regions) if regions else (ns.region,)
         ns.authorizer = access.authorize
         self.domains = tuple(d.lower() for d in domains)
         self._ids = itertools.count(1)
@@ -95,7 +98,7 @@ class S3App:
             return
         req = Request(scope, receive)
         request_id = f"{self._id_prefix}{next(self._ids):010X}"
-        call = S3Call(req, send, self.ns, None, None, None, request_id, None)
+        call = S3Call(req, send, self.ns, None, None, None, request_id, None, regions=self.regions)
         access.current_call.set(call)
         try:
             bucket, key = self._target(req)
@@ -104,7 +107,8 @@ class S3App:
             call.bucket, call.key = bucket, key
             if "origin" in req.headers and req.method != "OPTIONS":
                 call.extra_headers.extend(cors.actual_request_headers(call))
-            call.auth = sigv4.authenticate(req.method, req.raw_path, req.query_string, req.headers, self._secret)
+            call.auth = sigv4.authenticate(req.method, req.raw_path, req.query_string, req.headers, self._secret,
+                                           regions=self.regions)
             if call.auth is not None:
                 user = self.ns.user_by_access_key(call.auth.access_key)
                 call.principal = user.name if user else None

@@ -43,6 +43,7 @@ class S3Call:
     auth: sigv4.AuthContext | None
     response_started: bool = False
     payload_hash_in_spec: bool = False  # this request's put spec verifies the signed payload's SHA-256
+    regions: tuple[str, ...] = ()        # credential-scope regions this endpoint accepts (POST forms too)
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
