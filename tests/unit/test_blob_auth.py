@@ -23,6 +23,7 @@ from exastor.blob.errors import BlobError
 
 ACCOUNT = "acct"
 KEY = base64.b64encode(bytes(range(64))).decode()
+SIGNED_AT = datetime(2026, 11, 27, 5, 0, 0, tzinfo=UTC)
 
 
 def _sdk_signed(method: str, url: str, headers: dict[str, str]) -> dict[str, str]:
@@ -45,18 +46,19 @@ def test_shared_key_accepts_what_the_sdk_signs(url, headers):
     headers = {"x-ms-date": "Fri, 27 Nov 2026 05:00:00 GMT", "x-ms-version": "2025-11-05", **headers}
     signed = _sdk_signed("PUT", url, headers)
     parts = urlsplit(url)
-    result = auth.verify_shared_key("PUT", signed, ACCOUNT, KEY, parts.path, parts.query)
+    # the request is dated 27 Nov 2026 05:00 GMT: check it as of then (Shared Key dates must be current)
+    result = auth.verify_shared_key("PUT", signed, ACCOUNT, KEY, parts.path, parts.query, now=SIGNED_AT)
     assert result.kind == "sharedkey"
     # Any change to what was signed is caught.
     tampered = dict(signed, **{"x-ms-version": "2020-01-01"})
     with pytest.raises(BlobError) as ei:
-        auth.verify_shared_key("PUT", tampered, ACCOUNT, KEY, parts.path, parts.query)
+        auth.verify_shared_key("PUT", tampered, ACCOUNT, KEY, parts.path, parts.query, now=SIGNED_AT)
     assert ei.value.code == "AuthenticationFailed"
     with pytest.raises(BlobError):
-        auth.verify_shared_key("GET", signed, ACCOUNT, KEY, parts.path, parts.query)
+        auth.verify_shared_key("GET", signed, ACCOUNT, KEY, parts.path, parts.query, now=SIGNED_AT)
     other_key = base64.b64encode(b"x" * 64).decode()
     with pytest.raises(BlobError):
-        auth.verify_shared_key("PUT", signed, ACCOUNT, other_key, parts.path, parts.query)
+        auth.verify_shared_key("PUT", signed, ACCOUNT, other_key, parts.path, parts.query, now=SIGNED_AT)
 
 
 def test_string_to_sign_layout_by_hand():

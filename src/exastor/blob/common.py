@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from exastor import errors
-from exastor.blob.auth import AuthResult
+from exastor.auth.decision import Decision
+from exastor.auth.principal import AuthResult
 from exastor.blob.errors import BlobError
 from exastor.blob.protocol import CASE_HEADER, META_NAMES
+from exastor.errors import AuthorizationMissing
 from exastor.http import checksums
 from exastor.http.asgi import Request, Send
 from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
@@ -51,6 +53,16 @@ class BlobCall:
     response_started: bool = False
     structured: bool = False       # the body went as an XSM structured message (echoed in the reply)
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    decision: Decision | None = None     # the authorizer's, made before the handler runs
+    info: dict[str, Any] = field(default_factory=dict)  # scope["exastor"]: what other layers may read
+
+    @property
+    def grant(self) -> Decision:
+        """The request's decision, which every namespace call needs. There is none before the
+        authorizer ran: asking then is a bug, and fails closed."""
+        if self.decision is None:
+            raise AuthorizationMissing("a Blob handler reached the namespace before any decision")
+        return self.decision
 
     @property
     def q(self) -> dict[str, str]:
@@ -183,7 +195,7 @@ class BlobCall:
         """Enforce the blob's (or container's) lease for this request's x-ms-lease-id against the
         committed state. A write checks again inside its transaction (``write_check(lease=...)``);
         this early check only fails a request before its body is read."""
-        enforce_lease(self.app.blobs.lease(self.container, key), self.h.get("x-ms-lease-id"),
+        enforce_lease(self.app.blobs.lease(self.grant, self.container or "", key), self.h.get("x-ms-lease-id"),
                       write=write, container_level=container_level)
 
 
@@ -519,9 +531,19 @@ def map_store_error(exc: errors.StoreError, call: BlobCall | None) -> BlobError:
         (errors.Unavailable, "ServerBusy"), (errors.DataCorrupted, "InternalError"),
         (errors.BucketNotEmpty, "ContainerBeingDeleted"),
     ]
+    if isinstance(exc, errors.BucketNotFound) and exc.info.get("role") == "source":
+        return BlobError("CannotVerifyCopySource", "The source container does not exist.", status=404)
+    if isinstance(exc, errors.AccessDenied):
+        if exc.info.get("role") == "source":  # the copy source's own credentials do not reach it
+            return BlobError("CannotVerifyCopySource", "The copy source is not readable with its own credentials "
+                             "(a SAS in its URL, or public access).", status=403)
+        specific = exc.info.get("code")
+        if specific:
+            return BlobError(str(specific))
+        if call is not None and call.anonymous:
+            return BlobError("ResourceNotFound")  # an anonymous caller learns nothing of private data
+        return BlobError("AuthorizationFailure")
     for cls, code in table:
         if isinstance(exc, cls):
-            if code == "AuthorizationFailure" and call is not None and call.anonymous:
-                return BlobError("ResourceNotFound")
             return BlobError(code)
     return BlobError("InternalError")

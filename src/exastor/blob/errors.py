@@ -20,6 +20,8 @@ ERRORS: dict[str, tuple[int, str]] = {
                                         "this permission."),
     "AuthorizationResourceTypeMismatch": (403, "This request is not authorized to perform this operation using "
                                           "this resource type."),
+    "AuthorizationServiceMismatch": (403, "This request is not authorized to perform this operation using this "
+                                     "service."),
     "AuthorizationSourceIPMismatch": (403, "This request is not authorized to perform this operation using this "
                                       "source IP."),
     "AuthorizationProtocolMismatch": (403, "This request is not authorized to perform this operation using this "

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from exastor.auth.principal import Principal
 from exastor.s3 import objectlock, sse
 from exastor.s3.acl import canned_acl
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, add_user_metadata
@@ -225,7 +226,11 @@ async def post_object(call: S3Call) -> None:
         key = fields["key"] = key.replace("${filename}", filename)
     size_range = _check_policy(fields) if "policy" in fields else None
     call.key = key
-    bucket = call.ns.cached_bucket(call.bucket or "")
+    # Who signed the form, and the key it writes, complete the request's decision.
+    who = Principal.user(principal) if principal else Principal.anonymous()
+    call.info.update(principal=who.label, key=key)
+    call.decision = call.decision.refine(principal=who, key=key)
+    bucket = call.ns.bucket(call.grant, call.bucket or "")
     attrs: dict[str, Any] = {name: fields[name] for name in _CONTENT_FIELDS if name in fields}
     attrs.setdefault("content-type", "binary/octet-stream")
     add_user_metadata(attrs, fields)
