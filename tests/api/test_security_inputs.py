@@ -6,10 +6,10 @@ trailing newline (``re.match`` with ``$``), a key with an invalid UTF-8 byte (%F
 
 from __future__ import annotations
 
-import http.client
 import xml.etree.ElementTree as ET
 
 import pytest
+from _blobutil import blob_signed
 from _s3util import signed_request
 from azure.storage.blob import BlobServiceClient
 
@@ -50,29 +50,6 @@ def test_five_thousand_digit_range(exastor_server, s3, bucket, rng):
                                      headers={"x-amz-copy-source": f"{bucket}/r", "x-amz-copy-source-range": rng})
     assert 400 <= status < 500, (status, body[:200])
     s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload)
-
-
-def blob_signed(server, method: str, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """A raw Blob request signed with Shared Key by the SDK's own policy, sent exactly as written."""
-    from datetime import UTC, datetime
-    from email.utils import format_datetime
-
-    from azure.core.pipeline import PipelineContext, PipelineRequest
-    from azure.core.pipeline.transport import HttpRequest
-    from azure.storage.blob._shared.authentication import SharedKeyCredentialPolicy
-
-    req = HttpRequest(method, f"http://127.0.0.1:{server.blob_port}{path}")
-    req.headers.update({"x-ms-date": format_datetime(datetime.now(UTC), usegmt=True), "x-ms-version": "2025-11-05",
-                        **(headers or {})})
-    SharedKeyCredentialPolicy(server.account_name, server.account_key).on_request(
-        PipelineRequest(req, PipelineContext(None)))
-    conn = http.client.HTTPConnection("127.0.0.1", server.blob_port, timeout=30)
-    try:
-        conn.request(method, path, headers=dict(req.headers))
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
 
 
 def test_blob_names_and_ranges(exastor_server):

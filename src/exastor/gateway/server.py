@@ -28,7 +28,10 @@ class ListenError(RuntimeError):
 
 def _uvicorn_server(app: object, host: str, port: int, log_level: str, http: object = "httptools"
                     ) -> uvicorn.Server:
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback and hand the
+    # authorizer (SAS sip, aws:SourceIp) a client address anyone can write.
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=http, lifespan="off",
+                            proxy_headers=False,
                             access_log=False, log_level=log_level, timeout_keep_alive=75,
                             server_header=False, date_header=True, limit_concurrency=4096, backlog=4096)
     return uvicorn.Server(config)
