@@ -118,6 +118,15 @@ class Authorizer:
         create_only = False
         if principal.sas is not None:
             create_only = self._check_sas(op, principal.sas, target, "target")
+        if op.per_key:
+            # DeleteObjects: the keys are in the body; each is decided as the handler reaches it.
+            if self.ns.cached_bucket(target.bucket or "") is None:
+                raise errors.BucketNotFound(target.bucket or "")
+
+            def per_key(key: str, version_id: str | None) -> Granted:
+                return self._resource(_Work(op, principal, facts), op.target, principal,
+                                      Target(target.bucket, key, version_id), False)
+            return self._decision(work, [Granted(target.bucket or "", None, frozenset())], per_key=per_key)
         grants = [self._resource(work, op.target, principal, target, create_only)]
         if op.source is not None:
             if source is None:
@@ -131,13 +140,7 @@ class Authorizer:
             except (errors.AccessDenied, errors.BucketNotFound) as exc:
                 exc.info["role"] = "source"
                 raise
-        per_key = None
-        if op.per_key:
-            def per_key(key: str, version_id: str | None) -> Granted:
-                return self._resource(_Work(op, principal, facts), op.target, principal,
-                                      Target(target.bucket, key, version_id), False)
-            grants = [Granted(target.bucket or "", None, frozenset())]
-        return self._decision(work, grants, redo=redo if op.body_refines else None, per_key=per_key)
+        return self._decision(work, grants, redo=redo if op.body_refines else None)
 
     def _decision(self, work: _Work, grants: list[Granted], **kw: Any) -> Decision:
         return Decision(_DECISION_TOKEN, work.op.api, work.op.name, work.principal.name, work.principal.label,

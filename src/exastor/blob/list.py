@@ -16,7 +16,6 @@ from exastor.blob.errors import BlobError
 from exastor.blob.service import service_endpoint
 from exastor.blob.xml import el, opt
 from exastor.meta import blob as bm
-from exastor.namespace import listing
 
 _INCLUDES = {"snapshots", "metadata", "uncommittedblobs", "copy", "deleted", "tags", "versions",
              "immutabilitypolicy", "legalhold", "deletedwithversions", "permissions"}
@@ -101,7 +100,7 @@ async def list_blobs(call: BlobCall) -> None:
     if include - _INCLUDES:
         raise BlobError("InvalidQueryParameterValue", "Unknown include value.")
     cursor = decode_marker(marker) if marker else None
-    result = listing.list_objects(call.ns.meta, call.container, prefix=prefix, delimiter=delimiter,
+    result = call.ns.list_objects(call.grant, call.container, prefix=prefix, delimiter=delimiter,
                                   cursor=cursor, max_keys=max_results)
     hi = result.next_cursor if result.truncated else None
 
