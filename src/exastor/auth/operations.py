@@ -240,6 +240,10 @@ def markdown_table(api: str) -> str:
 def _acl_text(need: Need) -> str:
     if need.acl == ANYONE:
         return "anyone"
+    if need.scope == SERVICE:
+        return "the caller's own buckets"
+    if need.scope == NEW_BUCKET:
+        return "any signed user (who then owns it)"
     where = "object" if need.scope == OBJECT else "bucket"
     if need.acl is None:
         return f"{where} owner only"

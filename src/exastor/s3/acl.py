@@ -1,5 +1,5 @@
-"""S3 access control lists: canned ACLs, x-amz-grant-* headers, AccessControlPolicy XML,
-and the permission check behind them.
+"""S3 access control lists as requests carry them: canned ACLs, x-amz-grant-* headers,
+AccessControlPolicy XML. What a stored ACL grants is the authorizer's (exastor.auth.acl).
 
 An ACL is stored in the bucket's or object's ``attrs["acl"]`` as
 ``{"owner": id, "grants": [[kind, value, permission], ...]}`` with ``kind`` one of
