@@ -65,6 +65,7 @@ class Decision:
     pending: str | None = None        # why writes wait (the body completes the decision)
     redo: Callable[..., Decision] | None = field(default=None, repr=False)
     per_key: Callable[[str, str | None], Granted] | None = field(default=None, repr=False)
+    keyed: dict[tuple[str, str], Granted] = field(default_factory=dict, repr=False)  # extend()'s, by key
 
     def __post_init__(self) -> None:
         from exastor.auth.authorizer import _DECISION_TOKEN
@@ -77,6 +78,10 @@ class Decision:
         """Pass, or raise AuthorizationMissing: this request was not authorized for that."""
         if access == WRITE and self.pending:
             raise AuthorizationMissing(f"{self.operation}: writes wait until {self.pending}")
+        if bucket is not None and key is not None:
+            granted = self.keyed.get((bucket, key))
+            if granted is not None and granted.covers(self.principal, bucket, key, access, bucket_owner):
+                return
         for granted in self.grants:
             if granted.covers(self.principal, bucket, key, access, bucket_owner):
                 return
@@ -84,11 +89,12 @@ class Decision:
                                    f"({access or 'its row'}) outside its decision")
 
     def known_object(self, bucket: str, key: str, version_id: str | None) -> tuple[bool, ObjectVersion | None]:
-        """The object row the decision was made on, if the authorizer read it: handlers act on
-        exactly the version that was authorized (and skip a second read)."""
+        """The object row the decision was made on, if the authorizer read it: the handler's first
+        read of it gets exactly the version that was authorized (and skips a second read). Once:
+        a handler that reads it again, after changing it, sees the change."""
         k = (bucket, key, version_id)
         if k in self.objects:
-            return True, self.objects[k]
+            return True, self.objects.pop(k)
         return False, None
 
     def create_only(self, bucket: str, key: str) -> bool:
@@ -102,7 +108,8 @@ class Decision:
         """DeleteObjects: decide one more key of the body (raises AccessDenied when denied)."""
         if self.per_key is None:
             raise AuthorizationMissing(f"{self.operation} does not decide keys one by one")
-        self.grants.append(self.per_key(key, version_id))
+        granted = self.per_key(key, version_id)
+        self.keyed[(granted.bucket, key)] = granted
 
     def refine(self, **facts: Any) -> Decision:
         """The decision again, with what the body told (PostObject: who signed the form and the

@@ -146,6 +146,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {(op.api, op.name): op for op in 
     _blob("GetServiceStats", SERVICE, "s3:GetAccountSettings", None, READ, "r", "s", authenticated=True),
     _blob("GetAccountInformation", SERVICE, "s3:GetAccountSettings", None, READ, "", "s", authenticated=True),
     _blob("FindBlobsByTags", SERVICE, "s3:ListAllMyBuckets", None, READ, "f", "s", authenticated=True),
+    # Preflights carry no credentials by design: they read the account's CORS rules, nothing else.
+    _blob("CorsPreflight", SERVICE, "", ANYONE, ROW_ONLY, "", ""),
     # --- Blob: containers -------------------------------------------------------------------------
     _blob("CreateContainer", NEW_BUCKET, "s3:CreateBucket", None, WRITE, "c", "c", authenticated=True),
     _blob("DeleteContainer", BUCKET, "s3:DeleteBucket", None, WRITE, "d", "c"),
@@ -232,8 +234,12 @@ def markdown_table(api: str) -> str:
         if op.authenticated:
             notes.append("account key or account SAS only")
         public = " / ".join(t.public) + " public access" if t.public else "no"
-        lines.append(f"| {op.name} | {t.scope} | {op.sas or 'any'} | {op.sas_level} | "
-                     f"{'yes' if op.service_sas else 'no'} | {public} | {t.action} | {'; '.join(notes)} |")
+        if t.acl == ANYONE:
+            public = "yes"
+            notes.append("no credentials: reads the account's CORS rules only")
+        lines.append(f"| {op.name} | {t.scope} | {op.sas or ('any' if op.sas_level else '-')} | "
+                     f"{op.sas_level or '-'} | {'yes' if op.service_sas else 'no'} | {public} | {t.action or '-'} | "
+                     f"{'; '.join(notes)} |")
     return "\n".join(lines)
 
 

@@ -87,9 +87,13 @@ class BlobApp:
             raise BlobError("InvalidUri", "The URL is not valid UTF-8.", status=400)
         call.info.update(bucket=call.container, key=call.blob)
         if req.method == "OPTIONS":
+            # A preflight carries no credentials by design; it reads the account's CORS rules only.
             from exastor.blob.service import preflight
             call.info["operation"] = "CorsPreflight"
-            await preflight(call)  # reads the account's CORS rules only: no credentials, no decision
+            call.decision = self.authorizer.decide(operation("blob", "CorsPreflight"), Principal.anonymous(),
+                                                   self._facts(call), Target(call.container, call.blob))
+            call.info["allowed"] = True
+            await preflight(call)
             return
         route_error: BlobError | None = None
         try:
