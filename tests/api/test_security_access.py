@@ -194,3 +194,25 @@ def test_multipart_obeys_acl_grants(s3, s3_alt, bucket):
     s3_alt.complete_multipart_upload(Bucket=bucket, Key="alt", UploadId=upload,
                                      MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert s3_alt.get_object(Bucket=bucket, Key="alt")["Body"].read() == b"alt part"
+
+
+# --- S3 copy sources are read with the caller's own rights ------------------------------------------
+
+def test_s3_copy_source_needs_read_on_the_source(s3, s3_alt, bucket):
+    s3.put_object(Bucket=bucket, Key="private", Body=b"owner only")
+    theirs = f"alt-own-{bucket}"
+    s3_alt.create_bucket(Bucket=theirs)
+    source = {"Bucket": bucket, "Key": "private"}
+    with pytest.raises(ClientError) as e:
+        s3_alt.copy_object(Bucket=theirs, Key="stolen", CopySource=source)
+    assert status(e) == 403
+    upload = s3_alt.create_multipart_upload(Bucket=theirs, Key="stolen")["UploadId"]
+    with pytest.raises(ClientError) as e:
+        s3_alt.upload_part_copy(Bucket=theirs, Key="stolen", UploadId=upload, PartNumber=1, CopySource=source)
+    assert status(e) == 403
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/alt"}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/private"}]}))
+    s3_alt.copy_object(Bucket=theirs, Key="stolen", CopySource=source)
+    assert s3_alt.get_object(Bucket=theirs, Key="stolen")["Body"].read() == b"owner only"
+    s3_alt.abort_multipart_upload(Bucket=theirs, Key="stolen", UploadId=upload)
