@@ -28,7 +28,7 @@ from exastor.auth import policy
 from exastor.auth.acl import acl_of, grants_permission
 from exastor.auth.decision import ANY_OWNED, Decision, Granted
 from exastor.auth.operations import ANYONE, BUCKET, KEY, NEW_BUCKET, OBJECT, SERVICE, Need, Operation
-from exastor.auth.principal import ANONYMOUS, SAS, AuthResult, Principal
+from exastor.auth.principal import ANONYMOUS, AuthResult, Principal
 from exastor.meta.records import Bucket, ObjectVersion
 from exastor.namespace.store import READ, Namespace
 
@@ -99,18 +99,15 @@ class Authorizer:
                source: Source | None = None, *, refined: bool = False) -> Decision:
         """The decision for one request, or AccessDenied / BucketNotFound."""
         work = _Work(op, principal, facts)
-
-        def redo(**changes: Any) -> Decision:
-            p = changes.pop("principal", principal)
-            t = replace(target, key=changes.pop("key", target.key))
-            f = replace(facts, **changes)
-            return self.decide(op, p, f, t, source, refined=True)
-
         if op.body_refines and not refined:
             # Who asks (PostObject's form) or what they ask for (PutObjectTagging's tags) is in the
             # body: until it is read, the handler may see the bucket's row and write nothing.
             if target.bucket is not None and self.ns.cached_bucket(target.bucket) is None:
                 raise errors.BucketNotFound(target.bucket)
+            def redo(**changes: Any) -> Decision:
+                p = changes.pop("principal", principal)
+                t = replace(target, key=changes.pop("key", target.key))
+                return self.decide(op, p, replace(facts, **changes), t, source, refined=True)
             return self._decision(work, [Granted(target.bucket or "", None, frozenset())],
                                   pending="the body completes the decision", redo=redo)
         if op.authenticated and principal.name is None:
@@ -140,7 +137,7 @@ class Authorizer:
             except (errors.AccessDenied, errors.BucketNotFound) as exc:
                 exc.info["role"] = "source"
                 raise
-        return self._decision(work, grants, redo=redo if op.body_refines else None)
+        return self._decision(work, grants)
 
     def _decision(self, work: _Work, grants: list[Granted], **kw: Any) -> Decision:
         return Decision(_DECISION_TOKEN, work.op.api, work.op.name, work.principal.name, work.principal.label,
@@ -289,4 +286,4 @@ def _plain_ip(text: str) -> str:
     return str(mapped) if mapped is not None else str(ip)
 
 
-__all__ = ["Authorizer", "RequestFacts", "Source", "Target", "sas_denial", "SAS"]
+__all__ = ["Authorizer", "RequestFacts", "Source", "Target", "sas_denial"]
