@@ -220,7 +220,8 @@ async def namespace_ceiling(directory: Path, mib: int, count: int) -> dict[str, 
     front-end on this store can reach on this machine. 4 concurrent writers of mib/4 MiB each, then
     ``count`` 4 KiB puts at concurrency 16, then reading it all back."""
     from exastor.gateway.store import open_namespace
-    from exastor.namespace.store import PutSpec
+    from exastor.namespace.store import PutSpec, SystemGrant
+    ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 
     ns = open_namespace(directory)
 
@@ -230,17 +231,17 @@ async def namespace_ceiling(directory: Path, mib: int, count: int) -> dict[str, 
             yield view[i:i + MiB]
 
     try:
-        await ns.create_bucket("admin", "ceiling")
+        await ns.create_bucket(ADMIN, "ceiling")
         data = payload(mib * MiB)
         quarter = len(data) // 4
         t0 = time.perf_counter()
-        objs = await asyncio.gather(*(ns.put_object("admin", "ceiling", f"big{i}",
+        objs = await asyncio.gather(*(ns.put_object(ADMIN, "ceiling", f"big{i}",
                                                     source(data[i * quarter:(i + 1) * quarter]), PutSpec())
                                       for i in range(4)))
         write = len(data) / (time.perf_counter() - t0) / 1e6
 
         async def drain(obj) -> int:  # noqa: ANN001
-            return sum([len(p) async for p in ns.read(obj)])
+            return sum([len(p) async for p in ns.read(ADMIN, obj)])
 
         t0 = time.perf_counter()
         assert sum(await asyncio.gather(*(drain(o) for o in objs))) == len(data)
@@ -250,7 +251,7 @@ async def namespace_ceiling(directory: Path, mib: int, count: int) -> dict[str, 
 
         async def put(i: int) -> None:
             async with sem:
-                await ns.put_object("admin", "ceiling", f"s{i}", source(small_blob[i * 4096:(i + 1) * 4096]),
+                await ns.put_object(ADMIN, "ceiling", f"s{i}", source(small_blob[i * 4096:(i + 1) * 4096]),
                                     PutSpec(expected_size=4096))
 
         t0 = time.perf_counter()

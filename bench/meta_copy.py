@@ -43,11 +43,16 @@ async def _one(data: bytes):
     yield data
 
 
+def _admin() -> Any:
+    from exastor.namespace.store import SystemGrant
+    return SystemGrant("admin")  # the namespace used directly, outside any request
+
+
 async def _fill(ns: Any, count: int, start: int = 0, concurrency: int = 64) -> None:
     from exastor.namespace.store import PutSpec
 
     async def put(i: int) -> None:
-        await ns.put_object("admin", "meta", f"obj/{i:09d}", _one(i.to_bytes(8, "little") * (BODY // 8)),
+        await ns.put_object(_admin(), "meta", f"obj/{i:09d}", _one(i.to_bytes(8, "little") * (BODY // 8)),
                             PutSpec())
 
     for lo in range(start, start + count, concurrency):
@@ -84,7 +89,7 @@ async def _run(base: Path, args: argparse.Namespace) -> dict[str, Any]:
     db = base / "data" / "meta" / "exastor.sqlite"
     drives = [base / "copy0", base / "copy1"]
     try:
-        await ns.create_bucket("admin", "meta")
+        await ns.create_bucket(_admin(), "meta")
         t0 = time.perf_counter()
         await _fill(ns, args.objects)
         out["fill_s"] = round(time.perf_counter() - t0, 1)

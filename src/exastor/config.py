@@ -27,6 +27,7 @@ class Config:
     account_name: str | None = None
     account_key: str | None = None
     region: str = "us-east-1"
+    extra_regions: list[str] = field(default_factory=list)  # SigV4 scope regions accepted besides `region`
     domains: list[str] = field(default_factory=lambda: ["localhost"])
     log_level: str = "warning"
     workers: int = 0            # gateway processes; 0 = one per CPU (at most 8)

@@ -53,6 +53,13 @@ class DataCorrupted(StoreError):
     """Every copy of some bytes failed its checksum. Never served to a client as data."""
 
 
+class AuthorizationMissing(Exception):
+    """A request touched a bucket or object its authorization decision does not cover: a bug in a
+    handler (a resource nobody declared), never a client's doing. Not a StoreError, so no front-end
+    maps it to a protocol answer: the request fails closed as an internal error, logged with its
+    traceback."""
+
+
 class MetadataUnreadable(Exception):
     """The metadata database file is not a readable database (damaged, or not SQLite at all).
     Not a StoreError: no request maps to it; commands stop with a pointer to ``fsck --restore-meta``."""

@@ -49,9 +49,11 @@ from exastor import errors  # noqa: E402
 from exastor.engine import shards as shardfiles  # noqa: E402
 from exastor.engine.drives import load_layout  # noqa: E402
 from exastor.gateway.store import open_namespace  # noqa: E402
-from exastor.namespace.store import PutSpec  # noqa: E402
+from exastor.namespace.store import PutSpec, SystemGrant  # noqa: E402
 from exastor.services.repair import Repairer  # noqa: E402
 from exastor.services.scrub import Scrubber  # noqa: E402
+
+ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 
 BUCKET = "faults"
 CRASH_POINTS = ["seal.shards_written", "seal.committed", "repair.written", "repair.moved", "gc.copied",
@@ -585,12 +587,12 @@ async def _put(ns: Any, key: str, body: bytes) -> None:
         if not body:
             return
 
-    await ns.put_object("admin", BUCKET, key, source(), PutSpec())
+    await ns.put_object(ADMIN, BUCKET, key, source(), PutSpec())
 
 
 async def _get(ns: Any, key: str) -> bytes:
-    obj = ns.get_object("admin", BUCKET, key)
-    return b"".join([bytes(p) async for p in ns.read(obj)])
+    obj = ns.get_object(ADMIN, BUCKET, key)
+    return b"".join([bytes(p) async for p in ns.read(ADMIN, obj)])
 
 
 def _open(work: Path, n: int, ec: str, segment_size: int = 1 << 20) -> Any:
@@ -603,7 +605,7 @@ def _fill(ns: Any, rng: random.Random, count: int, size: int | None = None) -> d
 
     async def main() -> None:
         if ns.meta.get_bucket(BUCKET) is None:
-            await ns.create_bucket("admin", BUCKET)
+            await ns.create_bucket(ADMIN, BUCKET)
         for _ in range(count):
             b = rng.randbytes(size) if size else body_for(rng)
             key = f"k{len(bodies)}-{rng.getrandbits(32):08x}"
@@ -806,7 +808,7 @@ def speed(work: Path, seed: int, res: Results, mb: int = 256) -> None:
         bodies: dict[str, str] = {}
 
         async def fill() -> None:
-            await ns.create_bucket("admin", BUCKET)
+            await ns.create_bucket(ADMIN, BUCKET)
             for i in range(max(1, mb // 4)):
                 b = rng.randbytes(4 << 20)  # incompressible and unique: reads really hit the shards
                 await _put(ns, f"big{i}", b)

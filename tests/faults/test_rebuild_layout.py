@@ -118,7 +118,7 @@ def _store(tmp_path, drives: int, ec: str | None, bodies: dict[str, bytes]):
                                 drives=[str(tmp_path / f"d{i}") for i in range(drives)] if drives > 1 else None)
     try:
         async def fill() -> None:
-            await ns.create_bucket("admin", harness.BUCKET)
+            await ns.create_bucket(harness.ADMIN, harness.BUCKET)
             for key, body in bodies.items():
                 await harness._put(ns, key, body)
 

@@ -23,6 +23,7 @@ from exastor.blob.errors import BlobError
 
 ACCOUNT = "acct"
 KEY = base64.b64encode(bytes(range(64))).decode()
+SIGNED_AT = datetime(2026, 11, 27, 5, 0, 0, tzinfo=UTC)
 
 
 def _sdk_signed(method: str, url: str, headers: dict[str, str]) -> dict[str, str]:
@@ -45,18 +46,19 @@ def test_shared_key_accepts_what_the_sdk_signs(url, headers):
     headers = {"x-ms-date": "Fri, 27 Nov 2026 05:00:00 GMT", "x-ms-version": "2025-11-05", **headers}
     signed = _sdk_signed("PUT", url, headers)
     parts = urlsplit(url)
-    result = auth.verify_shared_key("PUT", signed, ACCOUNT, KEY, parts.path, parts.query)
+    # the request is dated 27 Nov 2026 05:00 GMT: check it as of then (Shared Key dates must be current)
+    result = auth.verify_shared_key("PUT", signed, ACCOUNT, KEY, parts.path, parts.query, now=SIGNED_AT)
     assert result.kind == "sharedkey"
     # Any change to what was signed is caught.
     tampered = dict(signed, **{"x-ms-version": "2020-01-01"})
     with pytest.raises(BlobError) as ei:
-        auth.verify_shared_key("PUT", tampered, ACCOUNT, KEY, parts.path, parts.query)
+        auth.verify_shared_key("PUT", tampered, ACCOUNT, KEY, parts.path, parts.query, now=SIGNED_AT)
     assert ei.value.code == "AuthenticationFailed"
     with pytest.raises(BlobError):
-        auth.verify_shared_key("GET", signed, ACCOUNT, KEY, parts.path, parts.query)
+        auth.verify_shared_key("GET", signed, ACCOUNT, KEY, parts.path, parts.query, now=SIGNED_AT)
     other_key = base64.b64encode(b"x" * 64).decode()
     with pytest.raises(BlobError):
-        auth.verify_shared_key("PUT", signed, ACCOUNT, other_key, parts.path, parts.query)
+        auth.verify_shared_key("PUT", signed, ACCOUNT, other_key, parts.path, parts.query, now=SIGNED_AT)
 
 
 def test_string_to_sign_layout_by_hand():
@@ -121,3 +123,107 @@ def test_account_sas_resource_types():
     q["sp"] = "rwdl"  # widening the permissions breaks the signature
     with pytest.raises(BlobError):
         auth.verify_sas(q, ACCOUNT, KEY, "c", "b", "127.0.0.1", None)
+
+
+# ------------------------------------------------------------------ issue 12: every SAS field, every time
+
+def _blob_sas(**kw) -> dict[str, str]:
+    kw.setdefault("permission", BlobSasPermissions(read=True))
+    kw.setdefault("expiry", datetime.now(UTC) + timedelta(hours=1))
+    return _q(generate_blob_sas(ACCOUNT, "ctr", "b", account_key=KEY, **kw))
+
+
+@pytest.mark.parametrize(("sip", "client", "ok"), [
+    ("10.0.0.1-10.0.0.9", "::1", False),                # IPv6 client, IPv4 range: a clean mismatch, not a 500
+    ("10.0.0.1-10.0.0.9", "::ffff:10.0.0.5", True),     # an IPv4 client on a dual-stack socket
+    ("10.0.0.1-10.0.0.9", "10.0.0.10", False),
+    ("2001:db8::1-2001:db8::ff", "2001:db8::7", True),  # IPv6 ranges
+    ("2001:db8::1-2001:db8::ff", "10.0.0.5", False),
+    ("2001:db8::5", "2001:db8::5", True),
+    ("10.0.0.1", "", False),                            # no client address: outside every range
+])
+def test_sip_ranges_both_families(sip: str, client: str, ok: bool):
+    q = _blob_sas(ip=sip)
+    if ok:
+        assert auth.verify_sas(q, ACCOUNT, KEY, "ctr", "b", client, None).permissions == "r"
+    else:
+        with pytest.raises(BlobError) as ei:
+            auth.verify_sas(q, ACCOUNT, KEY, "ctr", "b", client, None)
+        assert ei.value.code == "AuthorizationSourceIPMismatch" and ei.value.status == 403
+
+
+def test_bad_sip_refuses_everyone():
+    for sip in ("not-an-ip", "10.0.0.1-2001:db8::1"):
+        with pytest.raises(BlobError) as ei:
+            auth.verify_sas(_blob_sas(ip=sip), ACCOUNT, KEY, "ctr", "b", "10.0.0.1", None)
+        assert ei.value.status == 403
+
+
+def test_protocol_https_only_needs_tls():
+    q = _blob_sas(protocol="https")
+    with pytest.raises(BlobError) as ei:
+        auth.verify_sas(q, ACCOUNT, KEY, "ctr", "b", "127.0.0.1", None, secure=False)
+    assert ei.value.code == "AuthorizationProtocolMismatch"
+    assert auth.verify_sas(q, ACCOUNT, KEY, "ctr", "b", "127.0.0.1", None, secure=True).kind == "service-sas"
+    assert auth.verify_sas(_blob_sas(protocol="https,http"), ACCOUNT, KEY, "ctr", "b", "127.0.0.1", None)
+
+
+def test_start_and_expiry_windows():
+    future = _blob_sas(start=datetime.now(UTC) + timedelta(hours=1), expiry=datetime.now(UTC) + timedelta(hours=2))
+    with pytest.raises(BlobError):
+        auth.verify_sas(future, ACCOUNT, KEY, "ctr", "b", "127.0.0.1", None)
+    later = datetime.now(UTC) + timedelta(hours=1, minutes=30)
+    assert auth.verify_sas(future, ACCOUNT, KEY, "ctr", "b", "127.0.0.1", None, now=later)
+
+
+def test_stored_policy_and_sas_may_not_both_set_a_field():
+    expiry = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    q = _q(generate_blob_sas(ACCOUNT, "ctr", "b", account_key=KEY, policy_id="pol",
+                             permission=BlobSasPermissions(read=True, write=True)))
+    with pytest.raises(BlobError):
+        auth.verify_sas(q, ACCOUNT, KEY, "ctr", "b", "127.0.0.1", {"pol": {"permission": "r", "expiry": expiry}})
+
+
+@pytest.mark.parametrize("version", ["2015-04-05", "2018-11-09", "2020-12-06", "2025-11-05"])
+def test_signed_version_layouts(version: str):
+    """The string-to-sign gained sr/snapshot (2018-11-09) and ses (2020-12-06); each version verifies
+    with its own layout, and a token re-labelled with another version does not."""
+    q = _blob_sas()
+    fields = [q.get("sp", ""), q.get("st", ""), q["se"], f"/blob/{ACCOUNT}/ctr/b", "", "", "", version]
+    if version >= "2018-11-09":
+        fields += ["b", ""]
+    if version >= "2020-12-06":
+        fields.append("")
+    fields += ["", "", "", "", ""]
+    token = {"sv": version, "sr": "b", "sp": q["sp"], "se": q["se"], "sig": auth.sign(KEY, "\n".join(fields))}
+    assert auth.verify_sas(token, ACCOUNT, KEY, "ctr", "b", "127.0.0.1", None).permissions == "r"
+    relabelled = dict(token, sv="2019-02-02" if version >= "2020-12-06" else "2021-06-08")
+    with pytest.raises(BlobError):
+        auth.verify_sas(relabelled, ACCOUNT, KEY, "ctr", "b", "127.0.0.1", None)
+    old = dict(token, sv="2013-08-15")
+    with pytest.raises(BlobError):
+        auth.verify_sas(old, ACCOUNT, KEY, "ctr", "b", "127.0.0.1", None)
+
+
+def test_shared_key_dates_and_lite():
+    now = datetime(2026, 11, 27, 5, 0, 0, tzinfo=UTC)
+    url = "http://127.0.0.1:10000/acct/ctr?restype=container"
+    parts = urlsplit(url)
+    for date, ok in (("Fri, 27 Nov 2026 05:14:00 GMT", True), ("Fri, 27 Nov 2026 05:16:00 GMT", False),
+                     ("Fri, 27 Nov 2026 04:44:00 GMT", False), ("Mon, 01 Jan 2001 00:00:00 GMT", False),
+                     ("garbage", False)):
+        signed = _sdk_signed("PUT", url, {"x-ms-date": date, "x-ms-version": "2025-11-05"})
+        if ok:
+            assert auth.verify_shared_key("PUT", signed, ACCOUNT, KEY, parts.path, parts.query, now=now)
+        else:
+            with pytest.raises(BlobError) as ei:
+                auth.verify_shared_key("PUT", signed, ACCOUNT, KEY, parts.path, parts.query, now=now)
+            assert ei.value.code == "AuthenticationFailed" and ei.value.status == 403
+    # Shared Key Lite: VERB, Content-MD5, Content-Type, Date, x-ms-* headers, /account/path?comp=
+    headers = {"x-ms-date": "Fri, 27 Nov 2026 05:00:00 GMT", "x-ms-version": "2025-11-05"}
+    text = "PUT\n\n\n\nx-ms-date:Fri, 27 Nov 2026 05:00:00 GMT\nx-ms-version:2025-11-05\n/acct/acct/ctr?comp=metadata"
+    headers["authorization"] = f"SharedKeyLite {ACCOUNT}:{auth.sign(KEY, text)}"
+    assert auth.verify_shared_key("PUT", headers, ACCOUNT, KEY, "/acct/ctr", "restype=container&comp=metadata",
+                                  now=now).kind == "sharedkey"
+    with pytest.raises(BlobError):
+        auth.verify_shared_key("PUT", headers, ACCOUNT, KEY, "/acct/ctr", "restype=container&comp=acl", now=now)

@@ -14,7 +14,9 @@ from exastor.engine import shards
 from exastor.engine.drives import load_layout
 from exastor.engine.segments import segment_path
 from exastor.gateway.store import open_namespace
-from exastor.namespace.store import PutSpec
+from exastor.namespace.store import PutSpec, SystemGrant
+
+ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 
 
 async def _put(ns, key: str, body: bytes) -> None:
@@ -22,12 +24,12 @@ async def _put(ns, key: str, body: bytes) -> None:
         for i in range(0, len(body), 100_000):
             yield body[i:i + 100_000]
 
-    await ns.put_object("admin", "bkt", key, source(), PutSpec())
+    await ns.put_object(ADMIN, "bkt", key, source(), PutSpec())
 
 
 async def _read(ns, key: str) -> bytes:
-    obj = ns.get_object("admin", "bkt", key)
-    return b"".join([bytes(p) async for p in ns.read(obj)])
+    obj = ns.get_object(ADMIN, "bkt", key)
+    return b"".join([bytes(p) async for p in ns.read(ADMIN, obj)])
 
 
 def _store(tmp_path, n: int, ec: str | None = None, segment_size: int = 1 << 20):
@@ -40,7 +42,7 @@ def _fill(ns, count: int = 12, seed: int = 1) -> dict[str, bytes]:
     bodies = {f"k{i}": rng.randbytes(rng.randint(1, 400_000)) for i in range(count)}
 
     async def main() -> None:
-        await ns.create_bucket("admin", "bkt")
+        await ns.create_bucket(ADMIN, "bkt")
         for k, v in bodies.items():
             await _put(ns, k, v)
 

@@ -13,7 +13,9 @@ from exastor.engine import chunker, record, store
 from exastor.engine import manifest as mf
 from exastor.engine.drives import load_layout
 from exastor.gateway.store import open_namespace
-from exastor.namespace.store import PutSpec
+from exastor.namespace.store import PutSpec, SystemGrant
+
+ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 
 
 def test_windowed_chunking_equals_whole_buffer_chunking():
@@ -69,12 +71,12 @@ async def _put(ns, key: str, body: bytes) -> None:
         for i in range(0, len(body), 100_000):
             yield body[i:i + 100_000]
 
-    await ns.put_object("admin", "eng", key, source(), PutSpec())
+    await ns.put_object(ADMIN, "eng", key, source(), PutSpec())
 
 
 async def _read(ns, key: str) -> bytes:
-    obj = ns.get_object("admin", "eng", key)
-    return b"".join([bytes(p) async for p in ns.read(obj)])
+    obj = ns.get_object(ADMIN, "eng", key)
+    return b"".join([bytes(p) async for p in ns.read(ADMIN, obj)])
 
 
 def test_concurrent_writes_across_many_segment_rollovers(tmp_path):
@@ -83,7 +85,7 @@ def test_concurrent_writes_across_many_segment_rollovers(tmp_path):
     ns = open_namespace(tmp_path, segment_size=1 << 16)
 
     async def main() -> None:
-        await ns.create_bucket("admin", "eng")
+        await ns.create_bucket(ADMIN, "eng")
         rng = random.Random(3)
         bodies = {f"k{i}": rng.randbytes(rng.randint(0, 300_000)) for i in range(40)}
         await asyncio.wait_for(asyncio.gather(*(_put(ns, k, b) for k, b in bodies.items())), 120)
@@ -112,7 +114,7 @@ def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives
     body = random.Random(5).randbytes(3 << 20)
     try:
         async def put() -> None:
-            await ns.create_bucket("admin", "eng")
+            await ns.create_bucket(ADMIN, "eng")
             await _put(ns, "k", body)
 
         asyncio.run(put())
@@ -120,7 +122,7 @@ def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives
         real = ns.chunks.log.pread
         ns.chunks.log.pread = lambda seg, off, n: preads.append(n) or real(seg, off, n)
         assert asyncio.run(_read(ns, "k")) == body
-        obj = ns.get_object("admin", "eng", "k")
+        obj = ns.get_object(ADMIN, "eng", "k")
         fps = [s.fp for s in mf.Layout(obj.manifest).slices]
         assert len(preads) <= len(body) // store.RUN_LIMIT + 2 < len(fps) // 4   # per run, not per chunk
         loc = ns.meta.lookup_chunks([fps[len(fps) // 2]])[fps[len(fps) // 2]]
@@ -164,7 +166,7 @@ def test_streamed_windows_chunk_like_the_whole_object(tmp_path):
     ns = open_namespace(tmp_path)
     try:
         async def main() -> bytes:
-            await ns.create_bucket("admin", "eng")
+            await ns.create_bucket(ADMIN, "eng")
 
             async def source():
                 pos, i = 0, 0
@@ -173,12 +175,12 @@ def test_streamed_windows_chunk_like_the_whole_object(tmp_path):
                     yield memoryview(body)[pos:pos + n] if i % 2 else body[pos:pos + n]
                     pos, i = pos + n, i + 1
 
-            await ns.put_object("admin", "eng", "big", source(), PutSpec())
+            await ns.put_object(ADMIN, "eng", "big", source(), PutSpec())
             return await _read(ns, "big")
 
         assert asyncio.run(main()) == body
         whole, _ = chunker.cut(chunker.new_chunker(), body, True)
-        obj = ns.get_object("admin", "eng", "big")
+        obj = ns.get_object(ADMIN, "eng", "big")
         assert [s.fp for s in mf.Layout(obj.manifest).slices] == [blake3.blake3(c).digest() for c in whole]
         assert obj.etag == __import__("hashlib").md5(body).hexdigest()
     finally:

@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 
 from exastor.gateway.store import open_namespace
-from exastor.namespace.store import PutSpec
+from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services.reducer import Reducer
 from exastor.services.stats import collect
 from exastor.tools.estimate import cli
 from exastor.tools.estimate.model import estimate, sampled
 from exastor.tools.estimate.sources import LocalSource
+
+ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -48,7 +50,7 @@ def _store(tmp: Path, files: dict[str, bytes]):
     ns = open_namespace(tmp / "store")
 
     async def main() -> None:
-        await ns.create_bucket("admin", "est")
+        await ns.create_bucket(ADMIN, "est")
         for name in sorted(files):
             body = files[name]
 
@@ -56,7 +58,7 @@ def _store(tmp: Path, files: dict[str, bytes]):
                 for i in range(0, len(body), 1 << 20):
                     yield body[i:i + (1 << 20)]
 
-            await ns.put_object("admin", "est", name, source(), PutSpec())
+            await ns.put_object(ADMIN, "est", name, source(), PutSpec())
 
     try:
         asyncio.run(main())

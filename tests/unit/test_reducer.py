@@ -12,11 +12,13 @@ from exastor.engine import manifest as mf
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED
 from exastor.gateway.store import open_namespace
 from exastor.meta.store import drop_refs
-from exastor.namespace.store import PutSpec
+from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services import fsck
 from exastor.services.gc import Collector
 from exastor.services.reducer import Reducer
 from exastor.services.stats import collect
+
+ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 
 
 def _weights(n: int, seed: int) -> np.ndarray:
@@ -42,12 +44,12 @@ async def _put(ns: Any, key: str, body: bytes) -> None:
         for i in range(0, len(body), 100_000):
             yield body[i:i + 100_000]
 
-    await ns.put_object("admin", "red", key, source(), PutSpec())
+    await ns.put_object(ADMIN, "red", key, source(), PutSpec())
 
 
 async def _read(ns: Any, key: str) -> bytes:
-    obj = ns.get_object("admin", "red", key)
-    return b"".join([bytes(p) async for p in ns.read(obj)])
+    obj = ns.get_object(ADMIN, "red", key)
+    return b"".join([bytes(p) async for p in ns.read(ADMIN, obj)])
 
 
 def _codecs(ns: Any) -> dict[int, int]:
@@ -61,7 +63,7 @@ def test_reducer_end_to_end(tmp_path) -> None:
     segments = tmp_path / "drive0" / "segments"
 
     async def main() -> None:
-        await ns.create_bucket("admin", "red")
+        await ns.create_bucket(ADMIN, "red")
         for key, body in corpus.items():
             await _put(ns, key, body)
         before = collect(ns.meta)
@@ -85,7 +87,7 @@ def test_reducer_end_to_end(tmp_path) -> None:
 
         # The owners of the bases go away; the deltas keep their bases alive.
         for key in ("ckpt-1", "text-1"):
-            await ns.delete_object("admin", "red", key)
+            await ns.delete_object(ADMIN, "red", key)
         gc = Collector(ns.chunks, grace_s=0)
         gc.run_once()
         assert await _read(ns, "ckpt-2") == corpus["ckpt-2"]
@@ -93,7 +95,7 @@ def test_reducer_end_to_end(tmp_path) -> None:
         assert fsck.check(ns.meta, segments).clean
         # Then the deltas go too: their references are released and everything is reclaimable.
         for key in ("ckpt-2", "text-2"):
-            await ns.delete_object("admin", "red", key)
+            await ns.delete_object(ADMIN, "red", key)
         gc.run_once()
         assert Reducer(ns.chunks).run_once().released >= res.deltas  # + byte-grouped chunks reaped
         gc.run_once()
@@ -117,7 +119,7 @@ def test_successive_checkpoints_chain_at_most_two_deep(tmp_path) -> None:
     ns = open_namespace(tmp_path)
 
     async def main() -> None:
-        await ns.create_bucket("admin", "red")
+        await ns.create_bucket(ADMIN, "red")
         for i, v in enumerate(versions):
             await _put(ns, f"v{i}", v.tobytes())
         Reducer(ns.chunks).run_once()
@@ -142,7 +144,7 @@ def test_index_rebuilds_from_segments_alone_with_deltas(tmp_path) -> None:
     segments = tmp_path / "drive0" / "segments"
 
     async def main() -> None:
-        await ns.create_bucket("admin", "red")
+        await ns.create_bucket(ADMIN, "red")
         for key, body in corpus.items():
             await _put(ns, key, body)
         res = Reducer(ns.chunks).run_once()
@@ -172,7 +174,7 @@ def test_repetitive_object_never_references_itself(tmp_path) -> None:
     ns = open_namespace(tmp_path)
 
     async def main() -> None:
-        await ns.create_bucket("admin", "red")
+        await ns.create_bucket(ADMIN, "red")
         await _put(ns, "rep", body)
         Reducer(ns.chunks).run_once()
         rows = ns.meta.runner.read(lambda cur: cur.execute(
@@ -196,7 +198,7 @@ def test_a_revived_delta_is_adopted(tmp_path) -> None:
     segments = tmp_path / "drive0" / "segments"
 
     async def main() -> None:
-        await ns.create_bucket("admin", "red")
+        await ns.create_bucket(ADMIN, "red")
         for key, body in corpus.items():
             await _put(ns, key, body)
         Reducer(ns.chunks).run_once()
@@ -243,7 +245,7 @@ def test_small_windows_decide_exactly_what_one_window_does(tmp_path, monkeypatch
         ns = open_namespace(tmp_path / f"w{window}", recover=True)
 
         async def main(ns: Any = ns) -> tuple:
-            await ns.create_bucket("admin", "red")
+            await ns.create_bucket(ADMIN, "red")
             for key, body in corpus.items():
                 await _put(ns, key, body)
             res = Reducer(ns.chunks).run_once()

@@ -429,3 +429,59 @@ def test_auth_context_repr_hides_key() -> None:
     args = sign_v4("GET", URL)
     ctx = _auth(*args)
     assert repr(ctx.signing_key) not in repr(ctx)
+
+
+# ------------------------------------------------------------------ issue 12: what must be signed
+
+@pytest.mark.parametrize("added", [{"x-amz-acl": "public-read"}, {"x-amz-grant-full-control": 'id="mallory"'},
+                                   {"x-amz-object-lock-mode": "COMPLIANCE",
+                                    "x-amz-object-lock-retain-until-date": "2099-01-01T00:00:00Z"}])
+def test_unsigned_amz_headers_are_refused(added: dict[str, str]) -> None:
+    """An x-amz-* header added after signing (by anyone on the path, or by the holder of a presigned
+    URL) must not ride on someone else's signature."""
+    method, path, query, headers = sign_v4("PUT", URL, body=b"x")
+    err = _expect("AccessDenied", method, path, query, dict(headers, **added))
+    assert err.message == "There were headers present in the request which were not signed"
+    method, path, query, headers = presign_v4("PUT", URL)
+    _expect("AccessDenied", method, path, query, dict(headers, **added))
+    # signed, the same headers are fine
+    assert _auth(*sign_v4("PUT", URL, dict(added), body=b"x")) is not None
+    assert _auth(*presign_v4("PUT", URL, headers=dict(added))) is not None
+
+
+def test_content_type_must_be_signed_for_header_auth_only() -> None:
+    method, path, query, headers = sign_v4("PUT", URL, body=b"x")
+    _expect("AccessDenied", method, path, query, dict(headers, **{"content-type": "text/html"}))
+    method, path, query, headers = presign_v4("PUT", URL)  # a browser picks its own Content-Type
+    assert _auth(method, path, query, dict(headers, **{"content-type": "text/html"})) is not None
+
+
+def test_credential_scope_regions() -> None:
+    args = sign_v4("GET", URL)
+    assert _auth(*args, regions=("eu-west-1", "us-east-1")) is not None
+    err = _expect("AuthorizationHeaderMalformed", *args, regions=("eu-west-1",))
+    assert err.extra["Region"] == "eu-west-1"
+    _expect("AuthorizationQueryParametersError", *presign_v4("GET", URL), regions=("eu-west-1",))
+
+
+@pytest.mark.parametrize("expires", ["9" * 5000, "-" + "9" * 5000, "-1", "604801", "abc", ""])
+def test_presigned_expires_values(expires: str) -> None:
+    method, path, query, headers = presign_v4("GET", URL)
+    query = "&".join(f"X-Amz-Expires={expires}" if p.startswith("X-Amz-Expires=") else p for p in query.split("&"))
+    _expect("AuthorizationQueryParametersError", method, path, query, headers)
+
+
+def test_v2_presigned_capped_at_a_week() -> None:
+    for seconds, ok in ((6 * 86400, True), (31 * 365 * 86400, False)):
+        req = AWSRequest(method="GET", url=URL)
+        HmacV1QueryAuth(CREDS, expires=seconds).add_auth(req)
+        args = _wire(req)
+        if ok:
+            assert _auth(*args) is not None
+        else:
+            _expect("AccessDenied", *args)
+    req = AWSRequest(method="GET", url=URL)
+    HmacV1QueryAuth(CREDS, expires=60).add_auth(req)
+    method, path, query, headers = _wire(req)
+    huge = "&".join("Expires=" + "9" * 5000 if p.startswith("Expires=") else p for p in query.split("&"))
+    _expect("AccessDenied", method, path, huge, headers)

@@ -14,6 +14,9 @@ import sqlite3
 import uuid
 
 from exastor import errors
+from exastor.auth.authorizer import Authorizer, RequestFacts, Source, Target
+from exastor.auth.operations import operation
+from exastor.auth.principal import ACCOUNT, ANONYMOUS, AuthResult, Principal
 from exastor.blob import auth
 from exastor.blob.common import DEFAULT_VERSION, BlobCall, map_store_error
 from exastor.blob.errors import BlobError
@@ -22,6 +25,7 @@ from exastor.http import qos
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.blobs import Blobs
+from exastor.namespace.names import is_utf8_text
 from exastor.namespace.store import Namespace
 
 log = logging.getLogger("exastor.blob")
@@ -34,6 +38,7 @@ class BlobApp:
         self.account = account
         self.key = key
         self.principal = principal
+        self.authorizer = Authorizer(ns)
         self._ids = itertools.count(1)
         self._id_base = uuid.uuid4().hex[:20]
 
@@ -51,6 +56,9 @@ class BlobApp:
         req = Request(scope, receive)
         version = req.headers.get("x-ms-version") or DEFAULT_VERSION
         call = BlobCall(req, send, self, self._request_id(), version)
+        # What other layers (metrics, access log, QoS) may read about this request, filled in as it is known.
+        call.info = scope["exastor"] = {"api": "blob", "operation": None, "principal": "anonymous",
+                                        "bucket": None, "key": None, "allowed": False}
         try:
             await self._handle(call)
         except ClientDisconnected:
@@ -76,37 +84,86 @@ class BlobApp:
                             status=400)
         call.container = parts[1] if len(parts) > 1 and parts[1] else None
         call.blob = parts[2] if len(parts) > 2 and parts[2] else None
+        if not is_utf8_text(req.path):
+            raise BlobError("InvalidUri", "The URL is not valid UTF-8.", status=400)
+        call.info.update(bucket=call.container, key=call.blob)
         if req.method == "OPTIONS":
+            # A preflight carries no credentials by design; it reads the account's CORS rules only.
             from exastor.blob.service import preflight
+            call.info["operation"] = "CorsPreflight"
+            call.decision = self.authorizer.decide(operation("blob", "CorsPreflight"), Principal.anonymous(),
+                                                   self._facts(call), Target(call.container, call.blob))
+            call.info["allowed"] = True
             await preflight(call)
             return
-        r: Route = route(req.method, call.container, call.blob, call.q, call.h)
-        self._authenticate(call, r)
-        await qos.admit(req.scope, self.ns.meta, "blob", call.principal, call.container, req.headers)  # http/qos.py
+        route_error: BlobError | None = None
+        try:
+            r: Route = route(req.method, call.container, call.blob, call.q, call.h)
+            call.info["operation"] = r.operation
+        except BlobError as exc:
+            route_error = exc
+        principal = self._authenticate(call)
+        call.info["principal"] = principal.label
+        if route_error is not None:
+            raise route_error
+        op = operation("blob", r.operation)
+        if principal.kind == ANONYMOUS and not op.target.public:
+            # Azure's answers to an anonymous request for something never public.
+            raise BlobError("NoAuthenticationInformation", status=401) if req.method not in ("GET", "HEAD") \
+                else BlobError("ResourceNotFound")
+        source = self._copy_source(call, principal) if op.source is not None else None
+        call.decision = self.authorizer.decide(op, principal, self._facts(call),
+                                               Target(call.container, call.blob), source)
+        call.info["allowed"] = True
+        await qos.admit(req.scope, self.ns.meta, "blob", principal.name, call.container, req.headers)  # http/qos.py
         from exastor.blob.service import cors_headers
         call.extra_headers.extend(cors_headers(call))
         await r.handler(call)
 
-    def _authenticate(self, call: BlobCall, r: Route) -> None:
+    def _facts(self, call: BlobCall) -> RequestFacts:
+        return RequestFacts.from_scope(call.req.scope, call.h, call.q)
+
+    def _authenticate(self, call: BlobCall) -> Principal:
         req = call.req
         if "authorization" in req.headers:
             call.auth = auth.verify_shared_key(req.method, req.headers, self.account, self.key, req.raw_path,
                                                req.query_string)
+            principal = Principal.account(self.principal)
         elif "sig" in call.q:
-            policies = None
-            if call.container and "si" in call.q:
-                bucket = self.ns.meta.get_bucket(call.container)
-                policies = (bucket.attrs.get("blob_acl") or {}) if bucket else {}
-            call.auth = auth.verify_sas(call.q, self.account, self.key, call.container, call.blob,
-                                        req.client_host, policies)
-            auth.authorize(call.auth, r.level, r.perms, call.container, call.blob)
+            call.auth = self._verify_sas(call, call.q, call.container, call.blob)
+            principal = Principal.from_sas(self.principal, call.auth)
         else:
-            # Anonymous: only reads the container's public access level allows (checked by handlers).
-            if not r.anonymous:
-                raise BlobError("NoAuthenticationInformation", status=401) if req.method not in ("GET", "HEAD") \
-                    else BlobError("ResourceNotFound")
-            return
+            return Principal.anonymous()
         call.principal = self.principal
+        return principal
+
+    def _verify_sas(self, call: BlobCall, q: dict[str, str], container: str | None, blob: str | None) -> AuthResult:
+        """A SAS checked against the resource it is used for; the client address is the ASGI scope's."""
+        policies = None
+        if container and "si" in q:
+            bucket = self.ns.cached_bucket(container)  # the container's stored access policies sign with it
+            policies = (bucket.attrs.get("blob_acl") or {}) if bucket else {}
+        facts = self._facts(call)
+        return auth.verify_sas(q, self.account, self.key, container, blob, facts.client_ip, policies,
+                               secure=facts.secure)
+
+    def _copy_source(self, call: BlobCall, principal: Principal) -> Source:
+        """The copy source, and whose credentials read it: the SAS in its URL if it has one; else the
+        account itself only when the request is signed with the account key (Azure reads a source in
+        the same account that way); else nobody, so only public access reaches it. Never the
+        destination's SAS: a SAS for one blob must not read another."""
+        from exastor.blob.copy import source_location
+        container, blob, query = source_location(call.h, self.account)
+        if "sig" in query:
+            try:
+                token = self._verify_sas(call, query, container, blob)
+            except BlobError as exc:
+                raise BlobError("CannotVerifyCopySource", f"The copy source's SAS was refused: {exc.message}",
+                                status=403) from exc
+            return Source(Principal.from_sas(self.principal, token), container, blob)
+        if principal.kind == ACCOUNT:
+            return Source(principal, container, blob)
+        return Source(Principal.anonymous(), container, blob)
 
     async def _error(self, call: BlobCall, exc: BlobError) -> None:
         if call.response_started:

@@ -24,7 +24,7 @@ async def _append(call: BlobCall, source, spec: PutSpec) -> None:  # noqa: ANN00
     pos, max_size = _conditions(call)
     md5 = hashlib.md5()
     spec.digesters.append(md5)
-    obj, offset = await call.blobs.append(call.principal, call.container, call.blob, source, spec,
+    obj, offset = await call.blobs.append(call.grant, call.container, call.blob, source, spec,
                                           append_pos=pos, max_size=max_size,
                                           check=write_check(call, lease="write"))
     headers = [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
@@ -49,7 +49,7 @@ async def append_block_from_url(call: BlobCall) -> None:
     start, end = source_range(call, src.size)
     if end - start + 1 > MAX_APPEND_BLOCK:
         raise BlobError("RequestBodyTooLarge")
-    source = call.ns.read(src, start, end) if end >= start else _empty()
+    source = call.ns.read(call.grant, src, start, end) if end >= start else _empty()
     await _append(call, source, PutSpec(attrs={}, expected_size=end - start + 1))
 
 
@@ -60,6 +60,6 @@ async def _empty():  # noqa: ANN202
 
 async def seal(call: BlobCall) -> None:
     call.lease_guard(call.blob, write=True)
-    obj = await call.blobs.seal(call.principal, call.container, call.blob, write_check(call, lease="write"))
+    obj = await call.blobs.seal(call.grant, call.container, call.blob, write_check(call, lease="write"))
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-blob-sealed", "true")])

@@ -21,27 +21,22 @@ import hashlib
 import hmac
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, unquote
 
+from exastor.auth.authorizer import sas_denial
+from exastor.auth.operations import READ, Need, Operation
+from exastor.auth.principal import AuthResult
 from exastor.blob.errors import BlobError
+from exastor.http.conditions import parse_http_date
 
 _STANDARD = ("content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
              "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range")
 SAS_PARAMS = frozenset({"sv", "ss", "srt", "sp", "se", "st", "sip", "spr", "sig", "sr", "si", "rscc", "rscd",
                         "rsce", "rscl", "rsct", "sdd", "ses", "snapshot"})
-
-
-@dataclass
-class AuthResult:
-    """Who is calling. ``sas`` is None for Shared Key (full access)."""
-
-    kind: str                           # 'sharedkey', 'service-sas', 'account-sas'
-    permissions: str = ""
-    resource: str = ""                  # service SAS 'sr' (c, b, bs, bv) / account SAS resource types
-    services: str = ""
-    path: str = ""                      # service SAS: the container or container/blob it names
+MAX_DATE_SKEW = timedelta(minutes=15)   # Azure refuses a Shared Key request dated further off than this
+OLDEST_SAS_VERSION = "2015-04-05"       # sip/spr and the /blob/ canonical resource start here
+__all__ = ["AuthResult", "authorize", "verify_sas", "verify_shared_key", "shared_key_strings", "sign"]
 
 
 def sign(key: str, text: str) -> str:
@@ -83,20 +78,49 @@ def shared_key_strings(method: str, headers: dict[str, str], account: str, raw_p
 
 
 def verify_shared_key(method: str, headers: dict[str, str], account: str, key: str, raw_path: str,
-                      query_string: str) -> AuthResult:
+                      query_string: str, *, now: datetime | None = None) -> AuthResult:
+    """Shared Key or Shared Key Lite. The request's date (x-ms-date, else Date) must be readable and
+    within 15 minutes of ours, as Azure requires: a captured request cannot be replayed later."""
     auth = headers.get("authorization", "")
     scheme, _, cred = auth.partition(" ")
-    if scheme != "SharedKey":
-        raise BlobError("InvalidAuthenticationInfo", "Only SharedKey authorization is supported.")
+    if scheme not in ("SharedKey", "SharedKeyLite"):
+        raise BlobError("InvalidAuthenticationInfo", "Only SharedKey and SharedKeyLite authorization are supported.")
     name, _, signature = cred.strip().partition(":")
     if name != account:
         raise BlobError("AuthenticationFailed", "The account in the Authorization header is unknown.")
-    if "x-ms-date" not in headers and "date" not in headers:
-        raise BlobError("AuthenticationFailed", "Request date header not specified.")
-    for text in shared_key_strings(method, headers, account, raw_path, query_string):
+    _check_request_date(headers, now or datetime.now(UTC))
+    strings = (shared_key_strings(method, headers, account, raw_path, query_string) if scheme == "SharedKey"
+               else shared_key_lite_strings(method, headers, account, raw_path, query_string))
+    for text in strings:
         if hmac.compare_digest(sign(key, text), signature):
             return AuthResult("sharedkey")
     raise BlobError("AuthenticationFailed")
+
+
+def _check_request_date(headers: dict[str, str], now: datetime) -> None:
+    raw = headers.get("x-ms-date") or headers.get("date")
+    if not raw:
+        raise BlobError("AuthenticationFailed", "Request date header not specified.")
+    when = parse_http_date(raw)
+    if when is None:
+        raise BlobError("AuthenticationFailed", f"The date header in the request is not valid: {raw[:64]!r}.")
+    if abs(now - when) > MAX_DATE_SKEW:
+        raise BlobError("AuthenticationFailed", f"Request date header too old or too far ahead: {raw[:64]!r}.")
+
+
+def shared_key_lite_strings(method: str, headers: dict[str, str], account: str, raw_path: str, query_string: str
+                            ) -> Iterator[str]:
+    """Shared Key Lite (Blob, 2009-09-19 and later): VERB, Content-MD5, Content-Type, Date, the x-ms-*
+    headers, then /account/path with only ``?comp=`` kept."""
+    xms = sorted((k, v.strip()) for k, v in headers.items() if k.startswith("x-ms-"))
+    header_form = "".join(f"{k}:{v}\n" for k, v in xms)
+    date = "" if "x-ms-date" in headers else headers.get("date", "")
+    head = "\n".join((method, headers.get("content-md5", ""), headers.get("content-type", ""), date)) + "\n"
+    comp = dict(parse_qsl(query_string, keep_blank_values=True)).get("comp")
+    suffix = f"?comp={comp}" if comp is not None else ""
+    decoded = unquote(raw_path)
+    for p in dict.fromkeys([raw_path, quote(decoded, safe="/~"), decoded]):
+        yield head + header_form + f"/{account}{p}{suffix}"
 
 
 def parse_time(value: str) -> datetime:
@@ -107,11 +131,32 @@ def parse_time(value: str) -> datetime:
             return datetime.strptime(v[:26] if "." in v else v, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
-    raise BlobError("AuthenticationFailed", f"Invalid SAS time {value!r}.")
+    raise BlobError("AuthenticationFailed", f"Invalid SAS time {value[:64]!r}.")
 
 
-def _check_window_ip_protocol(q: dict[str, str], start: str, expiry: str, client_ip: str) -> None:
-    now = datetime.now(UTC)
+def _in_ip_range(client_ip: str, sip: str) -> bool:
+    """Whether the client is inside ``sip`` (one address, or ``low-high``; IPv4 or IPv6). An address of
+    the other family is simply outside (never an error); an unreadable range refuses everyone."""
+    lo_text, _, hi_text = sip.partition("-")
+    try:
+        lo = ipaddress.ip_address(lo_text.strip())
+        hi = ipaddress.ip_address((hi_text or lo_text).strip())
+    except ValueError as exc:
+        raise BlobError("AuthenticationFailed", "The signed IP range (sip) is not valid.") from exc
+    if lo.version != hi.version:
+        raise BlobError("AuthenticationFailed", "The signed IP range (sip) mixes IPv4 and IPv6.")
+    try:
+        ip = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # an IPv4 client on a dual-stack socket
+    if mapped is not None:
+        ip = mapped
+    return ip.version == lo.version and lo <= ip <= hi  # type: ignore[operator]
+
+
+def _check_window_ip_protocol(q: dict[str, str], start: str, expiry: str, client_ip: str, *, secure: bool,
+                              now: datetime) -> None:
     if start and parse_time(start) > now:
         raise BlobError("AuthenticationFailed", "Signed access not yet valid (st is in the future).")
     if not expiry:
@@ -119,26 +164,40 @@ def _check_window_ip_protocol(q: dict[str, str], start: str, expiry: str, client
     if parse_time(expiry) < now:
         raise BlobError("AuthenticationFailed", "Signed expiry time has passed.")
     sip = q.get("sip")
-    if sip:
-        lo, _, hi = sip.partition("-")
-        try:
-            ip = ipaddress.ip_address(client_ip)
-            if not ipaddress.ip_address(lo) <= ip <= ipaddress.ip_address(hi or lo):
-                raise BlobError("AuthorizationSourceIPMismatch")
-        except ValueError as exc:
-            raise BlobError("AuthorizationSourceIPMismatch") from exc
+    if sip and not _in_ip_range(client_ip, sip):
+        raise BlobError("AuthorizationSourceIPMismatch")
     spr = q.get("spr")
-    if spr and "http" not in [p.strip() for p in spr.split(",")]:
-        raise BlobError("AuthorizationProtocolMismatch")
+    if spr:
+        allowed = {p.strip() for p in spr.split(",")}
+        if not allowed <= {"https", "http"} or "https" not in allowed:
+            raise BlobError("AuthenticationFailed", "The signed protocol (spr) must be https or https,http.")
+        if not secure and "http" not in allowed:
+            raise BlobError("AuthorizationProtocolMismatch")
+
+
+def _check_version(q: dict[str, str]) -> str:
+    version = q.get("sv", "")
+    if len(version) != 10 or version < OLDEST_SAS_VERSION:
+        raise BlobError("AuthenticationFailed", f"SAS version {version[:16]!r} is not supported "
+                        f"({OLDEST_SAS_VERSION} and later are).")
+    if q.get("skoid") or q.get("sduoid"):
+        raise BlobError("AuthenticationFailed", "User delegation SAS is not supported.")
+    if q.get("ses"):
+        raise BlobError("AuthenticationFailed", "Encryption scopes are not supported.")
+    return version
 
 
 def verify_sas(q: dict[str, str], account: str, key: str, container: str | None, blob: str | None,
-               client_ip: str, policies: dict[str, dict[str, str]] | None) -> AuthResult:
-    """Check a SAS token in the query. ``policies``: the container's stored access policies."""
+               client_ip: str, policies: dict[str, dict[str, str]] | None, *, secure: bool = False,
+               now: datetime | None = None) -> AuthResult:
+    """Check a SAS token in the query. ``policies``: the container's stored access policies.
+    ``client_ip``: the ASGI scope's client address; ``secure``: whether the request came over TLS."""
     if "sv" not in q or "sig" not in q:
         raise BlobError("AuthenticationFailed", "Missing sv or sig in the SAS token.")
+    version = _check_version(q)
+    now = now or datetime.now(UTC)
     if "ss" in q or "srt" in q:
-        return _verify_account_sas(q, account, key, client_ip)
+        return _verify_account_sas(q, account, key, client_ip, version, secure=secure, now=now)
     sr = q.get("sr", "")
     if sr not in ("c", "b", "bs", "bv"):
         raise BlobError("AuthenticationFailed", "Invalid signed resource (sr).")
@@ -149,44 +208,50 @@ def verify_sas(q: dict[str, str], account: str, key: str, container: str | None,
         policy = (policies or {}).get(si)
         if policy is None:
             raise BlobError("AuthenticationFailed", "The stored access policy named in si does not exist.")
+        for field, given in (("permission", perms), ("start", start), ("expiry", expiry)):
+            if given and policy.get(field):  # Azure: a field comes from the SAS or the policy, never both
+                raise BlobError("AuthenticationFailed", f"The SAS and its stored access policy both set {field}.")
         perms = perms or policy.get("permission", "")
         start = start or policy.get("start", "")
         expiry = expiry or policy.get("expiry", "")
     fields = [q.get("sp", ""), q.get("st", ""), q.get("se", ""), f"/blob/{account}{path}", si, q.get("sip", ""),
-              q.get("spr", ""), q.get("sv", ""), sr, q.get("snapshot", ""), q.get("ses", ""), q.get("rscc", ""),
-              q.get("rscd", ""), q.get("rsce", ""), q.get("rscl", ""), q.get("rsct", "")]
+              q.get("spr", ""), version]
+    if version >= "2018-11-09":
+        fields += [sr, q.get("snapshot", "")]
+    if version >= "2020-12-06":
+        fields.append(q.get("ses", ""))
+    fields += [q.get("rscc", ""), q.get("rscd", ""), q.get("rsce", ""), q.get("rscl", ""), q.get("rsct", "")]
     if not hmac.compare_digest(sign(key, "\n".join(fields)), q["sig"]):
         raise BlobError("AuthenticationFailed", "Signature did not match.")
-    _check_window_ip_protocol(q, start, expiry, client_ip)
-    return AuthResult("service-sas", permissions=perms, resource=sr, path=path)
+    _check_window_ip_protocol(q, start, expiry, client_ip, secure=secure, now=now)
+    if sr == "bs" and not q.get("snapshot"):
+        raise BlobError("AuthenticationFailed", "A snapshot SAS (sr=bs) names a snapshot.")
+    return AuthResult("service-sas", permissions=perms, resource=sr, path=path, snapshot=q.get("snapshot", ""))
 
 
-def _verify_account_sas(q: dict[str, str], account: str, key: str, client_ip: str) -> AuthResult:
-    names = ("sp", "ss", "srt", "st", "se", "sip", "spr", "sv", "ses")
+def _verify_account_sas(q: dict[str, str], account: str, key: str, client_ip: str, version: str, *, secure: bool,
+                        now: datetime) -> AuthResult:
+    names = ["sp", "ss", "srt", "st", "se", "sip", "spr", "sv"]
+    if version >= "2020-12-06":
+        names.append("ses")
     text = account + "\n" + "".join(q.get(n, "") + "\n" for n in names)
     if not hmac.compare_digest(sign(key, text), q["sig"]):
         raise BlobError("AuthenticationFailed", "Signature did not match.")
     if "b" not in q.get("ss", ""):
         raise BlobError("AuthorizationServiceMismatch", "This SAS is not valid for the Blob service.", status=403)
-    _check_window_ip_protocol(q, q.get("st", ""), q.get("se", ""), client_ip)
-    return AuthResult("account-sas", permissions=q.get("sp", ""), resource=q.get("srt", ""),
-                      services=q.get("ss", ""))
+    srt = q.get("srt", "")
+    if not srt or set(srt) - set("sco"):
+        raise BlobError("AuthenticationFailed", "Invalid signed resource types (srt).")
+    _check_window_ip_protocol(q, q.get("st", ""), q.get("se", ""), client_ip, secure=secure, now=now)
+    return AuthResult("account-sas", permissions=q.get("sp", ""), resource=srt, services=q.get("ss", ""))
 
 
 def authorize(result: AuthResult, level: str, needs: str, container: str | None, blob: str | None) -> None:
-    """Check a SAS grants an operation: ``level`` is s(ervice), c(ontainer) or o(bject); ``needs`` the
-    permission letters of which one suffices."""
+    """Whether a SAS grants an operation at ``level`` (s/c/o) needing one of the ``needs`` letters; the
+    authorizer's own rule (exastor.auth.authorizer.sas_denial), for callers outside a request."""
     if result.kind == "sharedkey":
         return
-    if result.kind == "account-sas":
-        if level not in result.resource:
-            raise BlobError("AuthorizationResourceTypeMismatch")
-    else:
-        if level == "s":
-            raise BlobError("AuthorizationResourceTypeMismatch")
-        want = f"/{container or ''}" + (f"/{blob}" if result.resource != "c" else "")
-        if level == "c" and result.resource != "c" or want != result.path:
-            raise BlobError("AuthorizationResourceTypeMismatch" if level == "c" else "AuthenticationFailed",
-                            "The SAS does not cover this resource.")
-    if needs and not any(p in result.permissions for p in needs):
-        raise BlobError("AuthorizationPermissionMismatch")
+    op = Operation("blob", "?", Need(level, "", None, READ), sas=needs, sas_level=level, service_sas=level != "s")
+    code = sas_denial(op, result, container, blob)
+    if code is not None:
+        raise BlobError(code, "The SAS does not cover this resource." if code == "AuthenticationFailed" else None)

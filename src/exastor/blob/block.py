@@ -46,7 +46,7 @@ async def put_block(call: BlobCall) -> None:
     block_id = check_block_id(call)
     call.lease_guard(call.blob, write=True)  # as Azure: an active lease needs its id to stage a block
     spec = call.put_spec({})
-    block = await call.blobs.stage_block(call.principal, call.container, call.blob, block_id,
+    block = await call.blobs.stage_block(call.grant, call.container, call.blob, block_id,
                                          call.body(MAX_BLOCK), spec, blob_check(call, None, lease="write"))
     await call.reply(201, b"", _block_headers(block.md5, call))
 
@@ -57,7 +57,7 @@ async def put_block_from_url(call: BlobCall) -> None:
     call.lease_guard(call.blob, write=True)
     src = resolve_source(call)
     start, end = source_range(call, src.size)
-    block = await call.blobs.stage_block_from(call.principal, call.container, call.blob, block_id,
+    block = await call.blobs.stage_block_from(call.grant, call.container, call.blob, block_id,
                                               src, start, end, blob_check(call, None, lease="write"))
     await call.reply(201, b"", _block_headers(block.md5, call))
 
@@ -73,7 +73,7 @@ async def put_block_list(call: BlobCall) -> None:
             raise BlobError("InvalidXmlNodeValue")
         wanted.append((node.tag, node.text.strip()))
     attrs = new_blob_attrs(call.h, "BlockBlob", body_is_content=False, names=call.meta_names)
-    obj = await call.blobs.commit_blocks(call.principal, call.container, call.blob, wanted, attrs,
+    obj = await call.blobs.commit_blocks(call.grant, call.container, call.blob, wanted, attrs,
                                          write_check(call, create=True, lease="write"))
     await call.reply(201, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-request-server-encrypted", "true")])
@@ -85,10 +85,9 @@ async def get_block_list(call: BlobCall) -> None:
         raise BlobError("InvalidQueryParameterValue", "blocklisttype must be committed, uncommitted or all.")
     snapshot = call.q.get("snapshot")
     if snapshot:
-        obj, staged = call.blobs.get_snapshot(call.principal, call.container, call.blob, snapshot,
-                                              public_read=call.anonymous), []
+        obj, staged = call.blobs.get_snapshot(call.grant, call.container, call.blob, snapshot), []
     else:
-        obj, staged = call.blobs.block_lists(call.principal, call.container, call.blob, public_read=call.anonymous)
+        obj, staged = call.blobs.block_lists(call.grant, call.container, call.blob)
     if obj is None and not staged:
         raise errors.ObjectNotFound(call.blob)
     if call.h.get("x-ms-lease-id"):

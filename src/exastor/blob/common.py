@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from exastor import errors, metrics
-from exastor.blob.auth import AuthResult
+from exastor.auth.decision import Decision
+from exastor.auth.principal import AuthResult
 from exastor.blob.errors import BlobError
 from exastor.blob.protocol import CASE_HEADER, META_NAMES
+from exastor.errors import AuthorizationMissing
 from exastor.http import checksums
 from exastor.http.asgi import Request, Send
 from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
@@ -34,7 +36,7 @@ MAX_BLOCK = 4000 << 20               # Put Block: 4000 MiB
 MAX_APPEND_BLOCK = 100 << 20         # Append Block: 100 MiB
 MAX_XML_BODY = 4 << 20
 CONTENT_PROPS = ("content-type", "content-encoding", "content-language", "cache-control", "content-disposition")
-_META_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_META_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -51,6 +53,16 @@ class BlobCall:
     response_started: bool = False
     structured: bool = False       # the body went as an XSM structured message (echoed in the reply)
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    decision: Decision | None = None     # the authorizer's, made before the handler runs
+    info: dict[str, Any] = field(default_factory=dict)  # scope["exastor"]: what other layers may read
+
+    @property
+    def grant(self) -> Decision:
+        """The request's decision, which every namespace call needs. There is none before the
+        authorizer ran: asking then is a bug, and fails closed."""
+        if self.decision is None:
+            raise AuthorizationMissing("a Blob handler reached the namespace before any decision")
+        return self.decision
 
     @property
     def q(self) -> dict[str, str]:
@@ -183,7 +195,7 @@ class BlobCall:
         """Enforce the blob's (or container's) lease for this request's x-ms-lease-id against the
         committed state. A write checks again inside its transaction (``write_check(lease=...)``);
         this early check only fails a request before its body is read."""
-        enforce_lease(self.app.blobs.lease(self.container, key), self.h.get("x-ms-lease-id"),
+        enforce_lease(self.app.blobs.lease(self.grant, self.container or "", key), self.h.get("x-ms-lease-id"),
                       write=write, container_level=container_level)
 
 
@@ -386,7 +398,7 @@ def metadata_from_headers(h: dict[str, str], names: dict[str, str] | None = None
     names = names or {}
     meta = {names.get(k, k)[len("x-ms-meta-"):]: v for k, v in h.items() if k.startswith("x-ms-meta-")}
     for name in meta:
-        if not _META_NAME.match(name):
+        if not _META_NAME.fullmatch(name):
             raise BlobError("InvalidMetadata")
     return meta
 
@@ -402,9 +414,9 @@ def parse_tags_header(value: str | None) -> dict[str, str] | None:
 def validate_tags(tags: dict[str, str]) -> None:
     if len(tags) > 10:
         raise BlobError("InvalidTag", "Blobs may have at most 10 tags.", status=400)
-    allowed = re.compile(r"^[A-Za-z0-9 +\-./:=_]*$")
+    allowed = re.compile(r"[A-Za-z0-9 +\-./:=_]*")
     for k, v in tags.items():
-        if not 1 <= len(k) <= 128 or len(v) > 256 or not allowed.match(k) or not allowed.match(v):
+        if not 1 <= len(k) <= 128 or len(v) > 256 or not allowed.fullmatch(k) or not allowed.fullmatch(v):
             raise BlobError("InvalidTag", "The tags specified are invalid.", status=400)
 
 
@@ -524,9 +536,19 @@ def map_store_error(exc: errors.StoreError, call: BlobCall | None) -> BlobError:
         (errors.Unavailable, "ServerBusy"), (errors.DataCorrupted, "InternalError"),
         (errors.BucketNotEmpty, "ContainerBeingDeleted"), (errors.QuotaExceeded, "QuotaExceeded"),
     ]
+    if isinstance(exc, errors.BucketNotFound) and exc.info.get("role") == "source":
+        return BlobError("CannotVerifyCopySource", "The source container does not exist.", status=404)
+    if isinstance(exc, errors.AccessDenied):
+        if exc.info.get("role") == "source":  # the copy source's own credentials do not reach it
+            return BlobError("CannotVerifyCopySource", "The copy source is not readable with its own credentials "
+                             "(a SAS in its URL, or public access).", status=403)
+        specific = exc.info.get("code")
+        if specific:
+            return BlobError(str(specific))
+        if call is not None and call.anonymous:
+            return BlobError("ResourceNotFound")  # an anonymous caller learns nothing of private data
+        return BlobError("AuthorizationFailure")
     for cls, code in table:
         if isinstance(exc, cls):
-            if code == "AuthorizationFailure" and call is not None and call.anonymous:
-                return BlobError("ResourceNotFound")
             return BlobError(code)
     return BlobError("InternalError")

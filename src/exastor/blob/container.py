@@ -22,17 +22,15 @@ from exastor.blob.service import container_etag
 from exastor.blob.xml import el
 from exastor.http.conditions import evaluate, parse_preconditions
 from exastor.meta.records import Bucket
+from exastor.namespace.store import READ
 
-_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 _PUBLIC = ("container", "blob")
 
 
 def container_or_404(call: BlobCall) -> Bucket:
-    """The container, if the caller may see it (anonymous: only with public access 'container')."""
-    bucket = call.ns.bucket(call.principal, call.container, public_read=call.anonymous)
-    if call.anonymous and bucket.attrs.get("public_access") != "container":
-        raise BlobError("ResourceNotFound")
-    return bucket
+    """The container (anonymous callers got here only through its public access 'container')."""
+    return call.ns.bucket(call.grant, call.container, READ)
 
 
 def _headers(bucket: Bucket) -> list[tuple[str, str]]:
@@ -71,7 +69,7 @@ def container_check(call: BlobCall, *, lease: str) -> BlobCheck | None:
 
 async def create(call: BlobCall) -> None:
     name = call.container or ""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise BlobError("InvalidResourceName")
     public = call.h.get("x-ms-blob-public-access")
     if public is not None and public not in _PUBLIC:
@@ -83,13 +81,13 @@ async def create(call: BlobCall) -> None:
         attrs["blob_meta"] = meta
     if public:
         attrs["public_access"] = public
-    bucket = await call.ns.create_bucket(call.principal, name, attrs=attrs)
+    bucket = await call.ns.create_bucket(call.grant, name, attrs=attrs)
     await call.reply(201, b"", _headers(bucket))
 
 
 async def get_properties(call: BlobCall) -> None:
     bucket = container_or_404(call)
-    lease = call.blobs.lease(bucket.name, "")
+    lease = call.blobs.lease(call.grant, bucket.name, "")
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
     headers = _headers(bucket) + lease_headers(lease)
@@ -104,28 +102,28 @@ async def get_properties(call: BlobCall) -> None:
 
 
 async def delete(call: BlobCall) -> None:
-    bucket = call.ns.bucket(call.principal, call.container)
+    bucket = call.ns.bucket(call.grant, call.container)
     _check_dates(call, bucket)
     call.lease_guard("", write=True, container_level=True)
-    await call.blobs.delete_container(call.principal, call.container, container_check(call, lease="write"))
+    await call.blobs.delete_container(call.grant, call.container, container_check(call, lease="write"))
     await call.reply(202)
 
 
 async def set_metadata(call: BlobCall) -> None:
-    bucket = call.ns.bucket(call.principal, call.container)
+    bucket = call.ns.bucket(call.grant, call.container)
     _check_dates(call, bucket)
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
     now = time.time_ns()
     meta = metadata_from_headers(call.h, call.meta_names)
-    bucket = await call.ns.update_bucket_attrs(call.principal, call.container,
+    bucket = await call.ns.update_bucket_attrs(call.grant, call.container,
                                                {"blob_meta": meta or None, "blob_mtime_ns": now, "blob_etag_ns": now},
                                                check=container_check(call, lease="read"))
     await call.reply(200, b"", _headers(bucket))
 
 
 async def get_acl(call: BlobCall) -> None:
-    bucket = call.ns.bucket(call.principal, call.container)
+    bucket = call.ns.bucket(call.grant, call.container)
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
     items = []
@@ -140,7 +138,7 @@ async def get_acl(call: BlobCall) -> None:
 
 
 async def set_acl(call: BlobCall) -> None:
-    bucket = call.ns.bucket(call.principal, call.container)
+    bucket = call.ns.bucket(call.grant, call.container)
     _check_dates(call, bucket)
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
@@ -162,7 +160,7 @@ async def set_acl(call: BlobCall) -> None:
         if len(acl) > 5:
             raise BlobError("InvalidXmlDocument", "At most five stored access policies per container.")
     now = time.time_ns()
-    bucket = await call.ns.update_bucket_attrs(call.principal, call.container, {
+    bucket = await call.ns.update_bucket_attrs(call.grant, call.container, {
         "public_access": public, "blob_acl": acl or None, "blob_mtime_ns": now, "blob_etag_ns": now},
         check=container_check(call, lease="read"))
     await call.reply(200, b"", _headers(bucket))

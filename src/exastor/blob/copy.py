@@ -26,21 +26,27 @@ from exastor.http.ranges import RangeNotSatisfiable, parse_range
 from exastor.meta.records import ObjectVersion
 
 
-def resolve_source(call: BlobCall) -> ObjectVersion:
-    url = call.h.get("x-ms-copy-source", "")
+def source_location(h: dict[str, str], account: str) -> tuple[str, str, dict[str, str]]:
+    """x-ms-copy-source as (container, blob, its query): what the authorizer decides on (with the
+    URL's own SAS, if its query has one) and what ``resolve_source`` then reads."""
+    url = h.get("x-ms-copy-source", "")
     parts = urlsplit(url)
     path = unquote(parts.path).lstrip("/").split("/", 2)
-    if len(path) < 3 or path[0] != call.app.account or not path[1] or not path[2]:
+    if len(path) < 3 or path[0] != account or not path[1] or not path[2]:
         raise BlobError("CannotVerifyCopySource", "Copy sources must be blobs in this account "
                         "(http://host/account/container/blob).", status=400)
-    query = dict(parse_qsl(parts.query))
-    container, blob = path[1], path[2]
+    return path[1], path[2], dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def resolve_source(call: BlobCall) -> ObjectVersion:
+    """The source blob (or snapshot) the request's decision authorized for reading."""
+    container, blob, query = source_location(call.h, call.app.account)
     if query.get("snapshot"):
-        src = call.blobs.get_snapshot(call.principal, container, blob, query["snapshot"]).as_version()
+        src = call.blobs.get_snapshot(call.grant, container, blob, query["snapshot"]).as_version()
     else:
         from exastor import errors
         try:
-            src = call.ns.get_object(call.principal, container, blob)
+            src = call.ns.get_object(call.grant, container, blob)
         except errors.ObjectNotFound as exc:
             raise BlobError("CannotVerifyCopySource", "The source blob does not exist.", status=404) from exc
         except errors.BucketNotFound as exc:
@@ -97,7 +103,7 @@ async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
     if not from_url:
         attrs["copy"] = {"id": str(uuid.uuid4()), "status": "success", "source": call.h["x-ms-copy-source"],
                          "progress": f"{src.size}/{src.size}", "completion_ns": now}
-    return await call.ns.copy_object(call.principal, src, call.container, call.blob, attrs=attrs,
+    return await call.ns.copy_object(call.grant, src, call.container, call.blob, attrs=attrs,
                                      check=write_check(call, create=from_url, lease="write"))
 
 

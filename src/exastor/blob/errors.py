@@ -20,6 +20,8 @@ ERRORS: dict[str, tuple[int, str]] = {
                                         "this permission."),
     "AuthorizationResourceTypeMismatch": (403, "This request is not authorized to perform this operation using "
                                           "this resource type."),
+    "AuthorizationServiceMismatch": (403, "This request is not authorized to perform this operation using this "
+                                     "service."),
     "AuthorizationSourceIPMismatch": (403, "This request is not authorized to perform this operation using this "
                                       "source IP."),
     "AuthorizationProtocolMismatch": (403, "This request is not authorized to perform this operation using this "
@@ -128,4 +130,4 @@ class BlobError(Exception):
         extra = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in self.extra.items())
         return (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{self.code}</Code>'
                 f"<Message>{escape(self.message)}\nRequestId:{request_id}\nTime:{now}</Message>{extra}</Error>"
-                ).encode()
+                ).encode("utf-8", "replace")

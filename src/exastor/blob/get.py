@@ -27,6 +27,7 @@ from exastor.blob.service import settings
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta import blob as bm
 from exastor.meta.records import ObjectVersion
+from exastor.namespace.store import WRITE
 
 _SAS_OVERRIDES = {"rscc": "cache-control", "rscd": "content-disposition", "rsce": "content-encoding",
                   "rscl": "content-language", "rsct": "content-type"}
@@ -35,15 +36,14 @@ _SAS_OVERRIDES = {"rscc": "cache-control", "rscd": "content-disposition", "rsce"
 def _target(call: BlobCall):  # noqa: ANN202 - ObjectVersion | Snapshot
     snapshot = call.q.get("snapshot")
     if snapshot:
-        return call.blobs.get_snapshot(call.principal, call.container, call.blob, snapshot,
-                                       public_read=call.anonymous)
+        return call.blobs.get_snapshot(call.grant, call.container, call.blob, snapshot)
     if "versionid" in call.q:
         raise BlobError("FeatureNotSupported", "Blob versions are not exposed over Blob; use snapshots.")
-    return call.ns.get_object(call.principal, call.container, call.blob, public_read=call.anonymous)
+    return call.ns.get_object(call.grant, call.container, call.blob)
 
 
 def _lease(call: BlobCall) -> bm.Lease | None:
-    return call.blobs.lease(call.container, call.blob)
+    return call.blobs.lease(call.grant, call.container, call.blob)
 
 
 async def get_blob(call: BlobCall, *, head: bool = False) -> None:
@@ -85,7 +85,7 @@ async def get_blob(call: BlobCall, *, head: bool = False) -> None:
         if status != 206 or length > 4 << 20:
             raise BlobError("OutOfRangeInput", "x-ms-range-get-content-md5 needs a range of at most 4 MiB.")
         md5 = hashlib.md5()
-        async for piece in call.ns.read(obj, start, end):
+        async for piece in call.ns.read(call.grant, obj, start, end):
             md5.update(piece)
         headers = [(k, v) for k, v in headers if k != "content-md5"]
         headers.append(("content-md5", base64.b64encode(md5.digest()).decode()))
@@ -93,7 +93,7 @@ async def get_blob(call: BlobCall, *, head: bool = False) -> None:
         headers = [(k, v) for k, v in headers if k != "content-range"] if status == 206 else headers
         await call.reply(200, b"", headers + [("content-length", str(obj.size))], content_type=None, head=True)
         return
-    pieces = call.ns.read(obj, start, end) if length else _nothing()
+    pieces = call.ns.read(call.grant, obj, start, end) if length else _nothing()
     if call.wants_structured():  # CRC64 per 4 MiB segment, for validate_content="crc64" downloads
         from exastor.blob.structured import encode, encoded_length
         call.structured = True
@@ -115,7 +115,7 @@ async def _nothing():  # noqa: ANN202
 
 def _live_with_checks(call: BlobCall):  # noqa: ANN202 - Check | None
     """Fail early on the committed state; returns the check the update runs in its transaction."""
-    obj = call.ns.get_object(call.principal, call.container, call.blob)
+    obj = call.ns.get_object(call.grant, call.container, call.blob, access=WRITE)
     call.lease_guard(call.blob, write=True)
     run_check(call, obj)
     return write_check(call, lease="write")
@@ -128,7 +128,7 @@ async def set_properties(call: BlobCall) -> None:
     # Azure replaces every content property: ones not sent are cleared.
     patch: dict = {name: call.h.get("x-ms-blob-" + name) for name in CONTENT_PROPS}
     patch["content-md5"] = call.h.get("x-ms-blob-content-md5")
-    obj = await call.blobs.set_blob_attrs(call.principal, call.container, call.blob, patch, check,
+    obj = await call.blobs.set_blob_attrs(call.grant, call.container, call.blob, patch, check,
                                          content_md5=content_md5_of)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns))])
 
@@ -139,7 +139,7 @@ async def set_metadata(call: BlobCall) -> None:
     if snapshot:
         raise BlobError("InvalidOperation")
     check = _live_with_checks(call)
-    obj = await call.blobs.set_blob_attrs(call.principal, call.container, call.blob, {"meta": meta or None}, check,
+    obj = await call.blobs.set_blob_attrs(call.grant, call.container, call.blob, {"meta": meta or None}, check,
                                          content_md5=content_md5_of)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-request-server-encrypted", "true")])
@@ -154,22 +154,22 @@ async def delete_blob(call: BlobCall) -> None:
         raise BlobError("InvalidQueryParameterValue", "x-ms-delete-snapshots is not allowed with snapshot=.")
     if not snapshot:
         call.lease_guard(call.blob, write=True)
-    bucket = call.ns.bucket(call.principal, call.container)
+    bucket = call.ns.bucket(call.grant, call.container)
     retention = settings(call).delete_retention_days
     if bucket.versioning and not snapshot:
         # S3 versioning is on: keep S3's semantics (a delete marker), never drop history.
-        obj, _ = await call.ns.delete_object(call.principal, call.container, call.blob,
+        obj, _ = await call.ns.delete_object(call.grant, call.container, call.blob,
                                              check=write_check(call, lease="write"))
         if obj is None:
             raise errors.ObjectNotFound(call.blob)
     else:
-        await call.blobs.delete(call.principal, call.container, call.blob, snapshot=snapshot, snapshots=mode,
+        await call.blobs.delete(call.grant, call.container, call.blob, snapshot=snapshot, snapshots=mode,
                                 retention_days=retention, check=write_check(call, lease="write"))
     await call.reply(202, b"", [("x-ms-delete-type-permanent", "false" if retention else "true")])
 
 
 async def undelete(call: BlobCall) -> None:
-    await call.blobs.undelete(call.principal, call.container, call.blob)
+    await call.blobs.undelete(call.grant, call.container, call.blob)
     await call.reply(200)
 
 
@@ -177,7 +177,7 @@ async def snapshot(call: BlobCall) -> None:
     if call.h.get("x-ms-lease-id"):
         call.lease_guard(call.blob, write=False)
     has_meta = any(k.startswith("x-ms-meta-") for k in call.h)
-    snap = await call.blobs.snapshot(call.principal, call.container, call.blob,
+    snap = await call.blobs.snapshot(call.grant, call.container, call.blob,
                                      metadata_from_headers(call.h, call.meta_names) if has_meta else None,
                                      write_check(call, lease="read"))
     await call.reply(201, b"", [("x-ms-snapshot", snap.snapshot), ("etag", f'"{snap.etag}"'),
@@ -193,14 +193,14 @@ async def set_tier(call: BlobCall) -> None:
     tier = check_tier(tier)
     snapshot_id = call.q.get("snapshot")
     if snapshot_id:
-        await call.blobs.update_snapshot_attrs(call.principal, call.container, call.blob, snapshot_id,
+        await call.blobs.update_snapshot_attrs(call.grant, call.container, call.blob, snapshot_id,
                                                {"tier": tier, "tier_ns": time.time_ns()})
     else:
-        obj = call.ns.get_object(call.principal, call.container, call.blob)
+        obj = call.ns.get_object(call.grant, call.container, call.blob, access=WRITE)
         if obj.attrs.get("blob-type", "BlockBlob") != "BlockBlob":
             raise BlobError("InvalidBlobType")
         call.lease_guard(call.blob, write=False)
-        await call.ns.update_object_attrs(call.principal, call.container, call.blob, None,
+        await call.ns.update_object_attrs(call.grant, call.container, call.blob, None,
                                           {"tier": tier, "tier_ns": time.time_ns()},
                                           check=blob_check(call, _block_blob, lease="read"))
     await call.reply(200)

@@ -15,6 +15,7 @@ from exastor.blob.common import BlobCall, http_date, lease_state, run_check, wri
 from exastor.blob.container import _check_dates, dates_condition
 from exastor.blob.errors import BlobError
 from exastor.meta import blob as bm
+from exastor.namespace.store import WRITE
 
 NS = 10**9
 
@@ -129,17 +130,17 @@ async def _lease(call: BlobCall, key: str) -> None:
         return 200, []
 
     if is_container:
-        _check_dates(call, call.ns.bucket(call.principal, bucket))
+        _check_dates(call, call.ns.bucket(call.grant, bucket))
     else:
-        run_check(call, call.ns.get_object(call.principal, bucket, key))
-    status, headers = await call.blobs.meta.runner.write(tx)
+        run_check(call, call.ns.get_object(call.grant, bucket, key, access=WRITE))
+    status, headers = await call.blobs.change_lease(call.grant, bucket, key, tx)
     if is_container:
-        b = call.ns.bucket(call.principal, bucket)
+        b = call.ns.bucket(call.grant, bucket)
         from exastor.blob.service import container_etag
         headers += [("etag", container_etag(b.attrs, b.created_ns)),
                     ("last-modified", http_date(b.attrs.get("blob_mtime_ns", b.created_ns)))]
     else:
-        obj = call.ns.get_object(call.principal, bucket, key)
+        obj = call.ns.get_object(call.grant, bucket, key, access=WRITE)
         headers += [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns))]
     await call.reply(status, b"", headers)
 

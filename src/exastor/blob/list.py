@@ -16,7 +16,6 @@ from exastor.blob.errors import BlobError
 from exastor.blob.service import service_endpoint
 from exastor.blob.xml import el, opt
 from exastor.meta import blob as bm
-from exastor.namespace import listing
 
 _INCLUDES = {"snapshots", "metadata", "uncommittedblobs", "copy", "deleted", "tags", "versions",
              "immutabilitypolicy", "legalhold", "deletedwithversions", "permissions"}
@@ -101,7 +100,7 @@ async def list_blobs(call: BlobCall) -> None:
     if include - _INCLUDES:
         raise BlobError("InvalidQueryParameterValue", "Unknown include value.")
     cursor = decode_marker(marker) if marker else None
-    result = listing.list_objects(call.ns.meta, call.container, prefix=prefix, delimiter=delimiter,
+    result = call.ns.list_objects(call.grant, call.container, prefix=prefix, delimiter=delimiter,
                                   cursor=cursor, max_keys=max_results)
     hi = result.next_cursor if result.truncated else None
 
@@ -113,24 +112,24 @@ async def list_blobs(call: BlobCall) -> None:
 
     entries: list[tuple[str, int, str]] = []   # (key, order within key, xml)
     keys = [o.key for o in result.objects]
-    leases = call.blobs.leases(call.container, keys)
+    leases = call.blobs.leases(call.grant, call.container, keys)
     for o in result.objects:
         entries.append((o.key, 1, blob_xml(o.key, o.size, o.etag, o.mtime_ns, o.attrs, include,
                                            lease=leases.get(o.key), md5=content_md5_of(o))))
     if "snapshots" in include:
-        for s in call.blobs.snapshots_under(call.container, prefix):
+        for s in call.blobs.snapshots_under(call.grant, call.container, prefix):
             if in_page(s.key):
                 entries.append((s.key, 0, blob_xml(s.key, s.size, s.etag, s.mtime_ns, s.attrs, include,
                                                    snapshot=s.snapshot, md5=content_md5_of(s))))
     if "uncommittedblobs" in include:
         live = set(keys)
-        for key, _, newest in call.blobs.uncommitted_under(call.container, prefix):
+        for key, _, newest in call.blobs.uncommitted_under(call.grant, call.container, prefix):
             if key not in live and in_page(key):
                 entries.append((key, 1, blob_xml(key, 0, "0x0", newest, {}, include)))
     if "deleted" in include:
         from exastor.blob.service import settings
         days = settings(call).delete_retention_days
-        for s, deleted_ns in call.blobs.deleted_under(call.container, prefix):
+        for s, deleted_ns in call.blobs.deleted_under(call.grant, call.container, prefix):
             if in_page(s.key):
                 entries.append((s.key, 2, blob_xml(s.key, s.size, s.etag, s.mtime_ns, s.attrs, include,
                                                    snapshot=s.snapshot or None, deleted_ns=deleted_ns,

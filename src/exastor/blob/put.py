@@ -38,7 +38,7 @@ async def put_blob(call: BlobCall) -> None:
         limit = 0
     spec = call.put_spec(attrs)
     spec.check = write_check(call, create=True, lease="write")
-    obj = await call.ns.put_object(call.principal, call.container, call.blob, call.body(limit), spec)
+    obj = await call.ns.put_object(call.grant, call.container, call.blob, call.body(limit), spec)
     headers = written_headers(obj, md5=blob_type == "BlockBlob")
     if "x-ms-content-crc64" in call.h:
         headers.append(("x-ms-content-crc64", call.h["x-ms-content-crc64"]))

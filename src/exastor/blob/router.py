@@ -1,7 +1,7 @@
 """Which Blob operation a request is: method + container/blob presence + comp/restype + headers.
 
-Each route also says what a SAS must grant: the resource level (s/c/o) and the permission letters
-of which one suffices, and whether an anonymous caller may try it (public containers).
+Each route names the operation (Azure's own name); what it needs (SAS permissions and level,
+public access, the account's rights) is that name's row in exastor.auth.operations.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ Handler = Callable[[BlobCall], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Route:
+    operation: str
     handler: Handler
-    level: str
-    perms: str
-    anonymous: bool = False
 
 
 def route(method: str, container_name: str | None, blob: str | None, q: dict[str, str],
           h: dict[str, str]) -> Route:
     comp, restype = q.get("comp"), q.get("restype")
     if restype == "account" and comp == "properties" and method in ("GET", "HEAD"):
-        return Route(service.account_info, "s", "")
+        return Route("GetAccountInformation", service.account_info)
     if container_name is None:
         return _service_route(method, comp, restype)
     if blob is None:
@@ -40,16 +38,16 @@ def route(method: str, container_name: str | None, blob: str | None, q: dict[str
 
 def _service_route(method: str, comp: str | None, restype: str | None) -> Route:
     if method == "GET" and comp == "list":
-        return Route(service.list_containers, "s", "l")
+        return Route("ListContainers", service.list_containers)
     if restype == "service" and comp == "properties":
         if method == "GET":
-            return Route(service.get_properties, "s", "r")
+            return Route("GetServiceProperties", service.get_properties)
         if method == "PUT":
-            return Route(service.set_properties, "s", "w")
+            return Route("SetServiceProperties", service.set_properties)
     if restype == "service" and comp == "stats" and method == "GET":
-        return Route(service.get_stats, "s", "r")
+        return Route("GetServiceStats", service.get_stats)
     if method == "GET" and comp == "blobs":
-        return Route(tags.find_blobs, "s", "f")
+        return Route("FindBlobsByTags", tags.find_blobs)
     if comp == "batch":
         raise BlobError("NotImplemented", "Blob batch is not supported by exastor.")
     if comp == "userdelegationkey":
@@ -59,30 +57,30 @@ def _service_route(method: str, comp: str | None, restype: str | None) -> Route:
 
 def _container_route(method: str, comp: str | None, restype: str | None) -> Route:
     if comp == "list" and method == "GET":
-        return Route(listing.list_blobs, "c", "l", anonymous=True)
+        return Route("ListBlobs", listing.list_blobs)
     if comp == "blobs" and method == "GET":
-        return Route(tags.find_blobs, "c", "f")
+        return Route("FindBlobsByTagsInContainer", tags.find_blobs)
     if restype != "container":
         raise BlobError("InvalidQueryParameterValue", "restype=container is required for container operations.")
     if comp is None:
         if method == "PUT":
-            return Route(container.create, "c", "c")
+            return Route("CreateContainer", container.create)
         if method in ("GET", "HEAD"):
-            return Route(container.get_properties, "c", "r", anonymous=True)
+            return Route("GetContainerProperties", container.get_properties)
         if method == "DELETE":
-            return Route(container.delete, "c", "d")
+            return Route("DeleteContainer", container.delete)
     if comp == "metadata":
         if method == "PUT":
-            return Route(container.set_metadata, "c", "w")
+            return Route("SetContainerMetadata", container.set_metadata)
         if method in ("GET", "HEAD"):
-            return Route(container.get_properties, "c", "r", anonymous=True)
+            return Route("GetContainerMetadata", container.get_properties)
     if comp == "acl":
         if method == "PUT":
-            return Route(container.set_acl, "c", "w")
+            return Route("SetContainerACL", container.set_acl)
         if method in ("GET", "HEAD"):
-            return Route(container.get_acl, "c", "r")
+            return Route("GetContainerACL", container.get_acl)
     if comp == "lease" and method == "PUT":
-        return Route(lease.container_lease, "c", "w")
+        return Route("LeaseContainer", lease.container_lease)
     if comp == "batch":
         raise BlobError("NotImplemented", "Blob batch is not supported by exastor.")
     raise BlobError("UnsupportedHttpVerb" if comp is None else "InvalidQueryParameterValue")
@@ -94,21 +92,23 @@ def _blob_route(method: str, comp: str | None, q: dict[str, str], h: dict[str, s
     has_copy = "x-ms-copy-source" in h
     if method == "PUT":
         table: dict[str | None, Route] = {
-            "block": Route(block.put_block_from_url if has_copy else block.put_block, "o", "wa"),
-            "blocklist": Route(block.put_block_list, "o", "w"),
-            "appendblock": Route(append.append_block_from_url if has_copy else append.append_block, "o", "aw"),
-            "seal": Route(append.seal, "o", "w"),
-            "metadata": Route(get.set_metadata, "o", "w"),
-            "properties": Route(get.set_properties, "o", "w"),
-            "lease": Route(lease.blob_lease, "o", "w"),
-            "snapshot": Route(get.snapshot, "o", "cw"),
-            "tags": Route(tags.set_tags, "o", "t"),
-            "tier": Route(get.set_tier, "o", "w"),
-            "undelete": Route(get.undelete, "o", "w"),
-            "copy": Route(copy.abort_copy, "o", "w"),
-            "expiry": Route(get.not_supported, "o", "w"),
-            "immutabilityPolicies": Route(get.not_supported, "o", "w"),
-            "legalhold": Route(get.not_supported, "o", "w"),
+            "block": Route("PutBlockFromURL", block.put_block_from_url) if has_copy
+            else Route("PutBlock", block.put_block),
+            "blocklist": Route("PutBlockList", block.put_block_list),
+            "appendblock": Route("AppendBlockFromURL", append.append_block_from_url) if has_copy
+            else Route("AppendBlock", append.append_block),
+            "seal": Route("SealBlob", append.seal),
+            "metadata": Route("SetBlobMetadata", get.set_metadata),
+            "properties": Route("SetBlobProperties", get.set_properties),
+            "lease": Route("LeaseBlob", lease.blob_lease),
+            "snapshot": Route("SnapshotBlob", get.snapshot),
+            "tags": Route("SetBlobTags", tags.set_tags),
+            "tier": Route("SetBlobTier", get.set_tier),
+            "undelete": Route("UndeleteBlob", get.undelete),
+            "copy": Route("AbortCopyBlob", copy.abort_copy),
+            "expiry": Route("SetBlobExpiry", get.not_supported),
+            "immutabilityPolicies": Route("SetBlobImmutabilityPolicy", get.not_supported),
+            "legalhold": Route("SetBlobLegalHold", get.not_supported),
         }
         if comp in table:
             return table[comp]
@@ -116,19 +116,21 @@ def _blob_route(method: str, comp: str | None, q: dict[str, str], h: dict[str, s
             raise BlobError("InvalidQueryParameterValue")
         if has_copy:
             if "x-ms-blob-type" in h:
-                return Route(put.put_blob_from_url, "o", "cw")
-            return Route(copy.copy_blob, "o", "cw")
-        return Route(put.put_blob, "o", "cw")
+                return Route("PutBlobFromURL", put.put_blob_from_url)
+            return Route("CopyBlob", copy.copy_blob)
+        return Route("PutBlob", put.put_blob)
     if method in ("GET", "HEAD"):
         if comp == "blocklist":
-            return Route(block.get_block_list, "o", "r", anonymous=True)
+            return Route("GetBlockList", block.get_block_list)
         if comp == "metadata":
-            return Route(partial(get.get_blob, head=True), "o", "r", anonymous=True)
+            return Route("GetBlobMetadata", partial(get.get_blob, head=True))
         if comp == "tags":
-            return Route(tags.get_tags, "o", "t")
+            return Route("GetBlobTags", tags.get_tags)
+        if comp is None and method == "GET":
+            return Route("GetBlob", partial(get.get_blob, head=False))
         if comp is None or comp == "properties":
-            return Route(partial(get.get_blob, head=method == "HEAD"), "o", "r", anonymous=True)
+            return Route("GetBlobProperties", partial(get.get_blob, head=method == "HEAD"))
         raise BlobError("InvalidQueryParameterValue")
     if method == "DELETE" and comp is None:
-        return Route(get.delete_blob, "o", "d")
+        return Route("DeleteBlob", get.delete_blob)
     raise BlobError("UnsupportedHttpVerb")

@@ -47,7 +47,7 @@ class ServiceSettings:
 def settings(call: BlobCall) -> ServiceSettings:
     """Parsed service properties, cached on the app until the database changes (any commit by any
     gateway worker, so a Set Service Properties served by another worker is seen at once)."""
-    version = call.ns.meta.runner.data_version()
+    version = call.ns.data_version()
     cached = getattr(call.app, "_service_settings", None)
     if cached is not None and cached[0] == version:
         return cached[1]
@@ -85,7 +85,7 @@ async def set_properties(call: BlobCall) -> None:
         if old is not None:
             current.remove(old)
         current.append(child)
-    await call.blobs.set_setting(PROPERTIES, ET.tostring(current, encoding="unicode"))
+    await call.blobs.set_setting(call.grant, PROPERTIES, ET.tostring(current, encoding="unicode"))
     call.app._service_settings = None  # type: ignore[attr-defined]
     await call.reply(202)
 
@@ -130,9 +130,9 @@ async def list_containers(call: BlobCall) -> None:
     if max_results <= 0:
         raise BlobError("OutOfRangeQueryParameterValue")
     include = set(q.get("include", "").split(","))
-    buckets = [b for b in call.ns.list_buckets(call.principal, prefix) if not marker or b.name >= marker]
+    buckets = [b for b in call.ns.list_buckets(call.grant, prefix) if not marker or b.name >= marker]
     page, rest = buckets[:max_results], buckets[max_results:]
-    leases = call.blobs.container_leases() if page else {}
+    leases = call.blobs.container_leases(call.grant) if page else {}
     items = []
     for b in page:
         props = (el("Last-Modified", http_date(b.attrs.get("blob_mtime_ns", b.created_ns)))

@@ -14,6 +14,7 @@ from exastor.blob.errors import BlobError
 from exastor.blob.service import service_endpoint
 from exastor.blob.xml import el, opt
 from exastor.meta.records import ObjectVersion
+from exastor.namespace.store import WRITE
 
 _TERM = re.compile(r"""\s*("(?:[^"]+)"|@container|[A-Za-z0-9_.\-]+)\s*(>=|<=|=|<|>)\s*'([^']*)'\s*""")
 
@@ -52,7 +53,7 @@ def _tags_body(tags: dict[str, str]) -> bytes:
 async def set_tags(call: BlobCall) -> None:
     if "snapshot" in call.q:
         raise BlobError("InvalidOperation")
-    obj = call.ns.get_object(call.principal, call.container, call.blob)
+    obj = call.ns.get_object(call.grant, call.container, call.blob, access=WRITE)
     if call.h.get("x-ms-lease-id"):
         call.lease_guard(call.blob, write=False)
     if_tags = call.h.get("x-ms-if-tags")
@@ -71,16 +72,16 @@ async def set_tags(call: BlobCall) -> None:
                 raise BlobError("InvalidTag", "Tag keys must be present and unique.", status=400)
             tags[key] = value or ""
     validate_tags(tags)
-    await call.ns.update_object_attrs(call.principal, call.container, call.blob, None, {"tags": tags or None},
+    await call.ns.update_object_attrs(call.grant, call.container, call.blob, None, {"tags": tags or None},
                                       check=blob_check(call, tags_condition if if_tags else None, lease="read"))
     await call.reply(204)
 
 
 async def get_tags(call: BlobCall) -> None:
     if "snapshot" in call.q:
-        obj = call.blobs.get_snapshot(call.principal, call.container, call.blob, call.q["snapshot"])
+        obj = call.blobs.get_snapshot(call.grant, call.container, call.blob, call.q["snapshot"])
     else:
-        obj = call.ns.get_object(call.principal, call.container, call.blob)
+        obj = call.ns.get_object(call.grant, call.container, call.blob)
         if call.h.get("x-ms-lease-id"):
             call.lease_guard(call.blob, write=False)
         run_check(call, obj) if call.h.get("x-ms-if-tags") else None
@@ -97,16 +98,16 @@ async def find_blobs(call: BlobCall) -> None:
     except ValueError as exc:
         raise BlobError("InvalidQueryParameterValue") from exc
     marker = call.q.get("marker", "")
-    containers = [call.container] if call.container else [b.name for b in call.ns.list_buckets(call.principal)]
+    containers = [call.container] if call.container else [b.name for b in call.ns.list_buckets(call.grant)]
     for key, op, want in terms:
         if key == "@container" and op == "=":
             containers = [c for c in containers if c == want]
     found: list[tuple[str, str, dict[str, str]]] = []
     for name in containers:
-        call.ns.bucket(call.principal, name)
+        call.ns.bucket(call.grant, name)
         after = None
         while True:
-            rows = call.ns.meta.list_latest(name, "", after, 1000)
+            rows = call.ns.list_latest(call.grant, name, after, 1000)
             for o in rows:
                 tags = o.attrs.get("tags") or {}
                 if tags and all(_holds(name if k == "@container" else tags.get(k), op, v) for k, op, v in terms):

@@ -31,7 +31,10 @@ class ListenError(RuntimeError):
 
 def _uvicorn_server(app: object, host: str, port: int, log_level: str, http: object = "httptools"
                     ) -> uvicorn.Server:
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from loopback and hand the
+    # authorizer (SAS sip, aws:SourceIp) a client address anyone can write.
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=http, lifespan="off",
+                            proxy_headers=False,
                             access_log=False, log_level=log_level, timeout_keep_alive=75,
                             server_header=False, date_header=True, limit_concurrency=4096, backlog=4096)
     return uvicorn.Server(config)
@@ -69,8 +72,9 @@ def bind_all(cfg: Config) -> dict[str, socket.socket]:
 
 async def run_worker(cfg: Config, ns: Namespace, sockets: dict[str, socket.socket], *, run_gc: bool) -> None:
     """One gateway worker: the front-ends on this event loop, over the shared listening sockets."""
-    servers = [(_uvicorn_server(RequestMetrics(S3App(ns, domains=tuple(cfg.domains)), "s3"), cfg.host, cfg.s3_port,
-                                cfg.log_level), sockets["s3"])]
+    s3_app = S3App(ns, domains=tuple(cfg.domains), regions=(cfg.region, *cfg.extra_regions))
+    servers = [(_uvicorn_server(RequestMetrics(s3_app, "s3"), cfg.host, cfg.s3_port, cfg.log_level),
+                sockets["s3"])]
     if "blob" in sockets:
         from exastor.blob.app import BlobApp
         from exastor.blob.protocol import CasePreservingHttpToolsProtocol

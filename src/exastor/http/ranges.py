@@ -32,6 +32,15 @@ class RangeNotSatisfiable(ValueError):
 
 # ASCII digits only: int() alone would accept '+5', ' 5', '1_0' and non-ASCII digits.
 _SINGLE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
+# Past any object's size; offsets with more digits are read as this (int() refuses > 4300 digits,
+# and a 5,000-digit offset must be a 416 or a clamp like any other large one, never a 500).
+BEYOND_ANY_SIZE = 10**19
+
+
+def bounded_int(digits: str) -> int:
+    """A non-negative decimal offset, saturating at BEYOND_ANY_SIZE (``digits`` is ASCII digits)."""
+    digits = digits.lstrip("0") or "0"
+    return BEYOND_ANY_SIZE if len(digits) > 19 else min(int(digits), BEYOND_ANY_SIZE)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -46,8 +55,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None  # not a single byte range S3 understands: ignored
     first, last = match.group(1), match.group(2)
     if first:
-        start = int(first)
-        end = int(last) if last else size - 1
+        start = bounded_int(first)
+        end = bounded_int(last) if last else size - 1
         if last and end < start:
             return None  # invalid byte-range-spec: the header is ignored
         if start >= size:
@@ -55,7 +64,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return start, min(end, size - 1)
     if not last:
         return None  # 'bytes=-' names no range
-    suffix = int(last)
+    suffix = bounded_int(last)
     if suffix == 0 or size == 0:
         raise RangeNotSatisfiable(header, size)
     return max(size - suffix, 0), size - 1

@@ -22,7 +22,16 @@ from exastor.meta import blob as bm
 from exastor.meta.records import Bucket, ObjectVersion
 from exastor.meta.store import TxCheck, put_version, run_check
 from exastor.namespace.names import check_key
-from exastor.namespace.store import Check, Namespace, PutSpec, new_version_id
+from exastor.namespace.store import (
+    READ,
+    WRITE,
+    Check,
+    Grant,
+    Namespace,
+    PutSpec,
+    new_version_id,
+    with_create_only,
+)
 
 BLOCK_TTL_NS = 7 * 24 * 3600 * 10**9   # uncommitted blocks live a week, as in Azure
 MAX_BLOCKS = 50_000
@@ -63,28 +72,37 @@ class Blobs:
         self.meta = ns.meta
         self._last_purge = 0.0
 
-    def lease(self, bucket: str, key: str) -> bm.Lease | None:
+    def lease(self, grant: Grant, bucket: str, key: str) -> bm.Lease | None:
         """The committed lease row of a blob (key '' : the container). Every gateway worker changes
         leases, so nothing here caches them; a write checks its lease inside its own transaction."""
+        self.ns.bucket(grant, bucket, None, key or None)
         return self.meta.runner.read(lambda cur: bm.get_lease(cur, bucket, key), snapshot=False)
 
-    def leases(self, bucket: str, keys: list[str]) -> dict[str, bm.Lease]:
+    def leases(self, grant: Grant, bucket: str, keys: list[str]) -> dict[str, bm.Lease]:
         """The lease rows of some blobs of a container (a listing page)."""
+        self.ns.bucket(grant, bucket, READ)
         if not keys:
             return {}
         found = self.meta.runner.read(lambda cur: bm.leases_between(cur, bucket, min(keys), max(keys)), snapshot=False)
         return {k: found[k] for k in keys if k in found}
 
-    def container_leases(self) -> dict[str, bm.Lease]:
+    def container_leases(self, grant: Grant) -> dict[str, bm.Lease]:
+        """The lease rows of every container (Get Containers lists them with the caller's own)."""
+        grant.require(None, None, READ)
         return self.meta.runner.read(bm.container_leases, snapshot=False)
 
+    async def change_lease(self, grant: Grant, bucket: str, key: str, tx: Callable[[Any], Any]) -> Any:
+        """A lease operation: ``tx`` reads and writes the lease row in one transaction."""
+        self.ns.bucket(grant, bucket, WRITE, key or None)
+        return await self.meta.runner.write(tx)
+
     # --- blocks ------------------------------------------------------------------
-    async def stage_block(self, principal: str, bucket: str, key: str, block_id: str,
+    async def stage_block(self, grant: Grant, bucket: str, key: str, block_id: str,
                           source: AsyncIterator[bytes | memoryview], spec: PutSpec,
                           check: Check | None = None) -> bm.Block:
         """Put Block. ``check`` (the blob's lease) runs in the transaction against the committed blob."""
         check_key(key)
-        self.ns.bucket(principal, bucket)
+        self.ns.bucket(grant, bucket, WRITE, key)
         await self.purge_expired()
         writer, md5, size, manifest, new_chunks = await self.ns.write_bytes(source, spec)
         block = bm.Block(block_id, size, md5, time.time_ns(), manifest)
@@ -99,14 +117,15 @@ class Blobs:
             writer.done()
         return block
 
-    async def stage_block_from(self, principal: str, bucket: str, key: str, block_id: str,
+    async def stage_block_from(self, grant: Grant, bucket: str, key: str, block_id: str,
                                src: ObjectVersion, start: int, end: int, check: Check | None = None) -> bm.Block:
         """Put Block From URL within the account: a slice of another blob, no bytes copied."""
         check_key(key)
-        self.ns.bucket(principal, bucket)
+        grant.require(src.bucket, src.key, READ)
+        self.ns.bucket(grant, bucket, WRITE, key)
         slices = mf.Layout(src.manifest).sub_manifest(start, end) if end >= start else []
         manifest = mf.pack(slices)
-        md5 = await self.ns._md5_of(manifest, end - start + 1) if slices else hashlib.md5().hexdigest()
+        md5 = await self.ns.md5_of(manifest, end - start + 1) if slices else hashlib.md5().hexdigest()
         block = bm.Block(block_id, max(end - start + 1, 0), md5, time.time_ns(), manifest)
 
         def tx(cur: Any) -> None:
@@ -115,19 +134,20 @@ class Blobs:
         await self.meta.commit(tx, "block")
         return block
 
-    def block_lists(self, principal: str | None, bucket: str, key: str, *, public_read: bool = False
-                    ) -> tuple[ObjectVersion | None, list[bm.Block]]:
-        self.ns.bucket(principal, bucket, public_read=public_read)
+    def block_lists(self, grant: Grant, bucket: str, key: str) -> tuple[ObjectVersion | None, list[bm.Block]]:
+        self.ns.bucket(grant, bucket, READ, key)
 
         def q(cur: Any) -> tuple[ObjectVersion | None, list[bm.Block]]:
             return bm.latest(cur, bucket, key), bm.blocks(cur, bucket, key)
         return self.meta.runner.read(q)
 
-    async def commit_blocks(self, principal: str, bucket: str, key: str, wanted: list[tuple[str, str]],
+    async def commit_blocks(self, grant: Grant, bucket: str, key: str, wanted: list[tuple[str, str]],
                             attrs: dict[str, Any], check: Check | None) -> ObjectVersion:
         """Put Block List: ``wanted`` is [(Committed|Uncommitted|Latest, block id)] in blob order."""
         check_key(key)
-        self.ns.bucket(principal, bucket)
+        target = self.ns.bucket(grant, bucket, WRITE, key)
+        owner = grant.principal or target.owner
+        check = with_create_only(grant, bucket, key, check)
         if len(wanted) > MAX_BLOCKS:
             raise BlobStateError("InvalidBlockList", "too many blocks")
 
@@ -159,7 +179,7 @@ class Blobs:
             digest = hashlib.md5(b"".join(bytes.fromhex(b[2]) for b in blocks if b[2]))
             digest.update(str(time.time_ns()).encode())  # a new commit is a new ETag, as in Azure
             obj = ObjectVersion(bucket, key, "", 0, True, False, size, f"{digest.hexdigest()}-{len(blocks)}",
-                                time.time_ns(), principal, {**attrs, "blocks": blocks}, mf.pack(slices))
+                                time.time_ns(), owner, {**attrs, "blocks": blocks}, mf.pack(slices))
             committed_obj = put_version(cur, obj, [], None, new_version_id)
             bm.drop_blocks(cur, bucket, key)  # the uncommitted list is discarded at commit
             return committed_obj
@@ -180,11 +200,11 @@ class Blobs:
         await self.meta.runner.write(tx)
 
     # --- append blobs ------------------------------------------------------------
-    async def append(self, principal: str, bucket: str, key: str, source: AsyncIterator[bytes | memoryview],
+    async def append(self, grant: Grant, bucket: str, key: str, source: AsyncIterator[bytes | memoryview],
                      spec: PutSpec, *, append_pos: int | None, max_size: int | None, check: Check | None
                      ) -> tuple[ObjectVersion, int]:
         """Append Block: returns the blob and the offset the block landed at."""
-        self.ns.bucket(principal, bucket)
+        self.ns.bucket(grant, bucket, WRITE, key)
         current = self.meta.get_object(bucket, key)
         _check_appendable(current, append_pos, max_size, spec.expected_size or 0)
         writer, md5, size, manifest, new_chunks = await self.ns.write_bytes(source, spec)
@@ -206,8 +226,8 @@ class Blobs:
         finally:
             writer.done()
 
-    async def seal(self, principal: str, bucket: str, key: str, check: Check | None) -> ObjectVersion:
-        self.ns.bucket(principal, bucket)
+    async def seal(self, grant: Grant, bucket: str, key: str, check: Check | None) -> ObjectVersion:
+        self.ns.bucket(grant, bucket, WRITE, key)
 
         def tx(cur: Any) -> ObjectVersion:
             obj = _existing_checked(cur, bucket, key, check)
@@ -220,7 +240,7 @@ class Blobs:
         return await self.meta.commit(tx, "props")
 
     # --- properties --------------------------------------------------------------
-    async def set_blob_attrs(self, principal: str, bucket: str, key: str, patch: dict[str, Any],
+    async def set_blob_attrs(self, grant: Grant, bucket: str, key: str, patch: dict[str, Any],
                              check: Check | None, *, content_md5: Callable[[ObjectVersion], str | None]
                              ) -> ObjectVersion:
         """Set Blob Metadata / Set Blob Properties: merge ``patch`` (None removes) into the blob's
@@ -228,7 +248,7 @@ class Blobs:
         old ETag cannot overwrite this change with If-Match. The new ETag has a part-count suffix, so S3
         clients never take it for the body's MD5; ``content_md5(blob)`` (the Content-MD5 the blob
         shows, which may be derived from its old ETag) is kept as a property first."""
-        self.ns.bucket(principal, bucket)
+        self.ns.bucket(grant, bucket, WRITE, key)
 
         def tx(cur: Any) -> ObjectVersion:
             obj = _existing_checked(cur, bucket, key, check)
@@ -247,9 +267,9 @@ class Blobs:
         return await self.meta.commit(tx, "props")
 
     # --- snapshots ---------------------------------------------------------------
-    async def snapshot(self, principal: str, bucket: str, key: str, meta: dict[str, str] | None,
+    async def snapshot(self, grant: Grant, bucket: str, key: str, meta: dict[str, str] | None,
                        check: Check | None) -> bm.Snapshot:
-        self.ns.bucket(principal, bucket)
+        self.ns.bucket(grant, bucket, WRITE, key)
 
         def tx(cur: Any) -> bm.Snapshot:
             obj = _existing_checked(cur, bucket, key, check)
@@ -262,17 +282,17 @@ class Blobs:
             return snap
         return await self.meta.commit(tx, "snapshot")
 
-    def get_snapshot(self, principal: str | None, bucket: str, key: str, snapshot: str, *,
-                     public_read: bool = False) -> bm.Snapshot:
-        self.ns.bucket(principal, bucket, public_read=public_read)
+    def get_snapshot(self, grant: Grant, bucket: str, key: str, snapshot: str, *, access: str = READ
+                     ) -> bm.Snapshot:
+        self.ns.bucket(grant, bucket, access, key)
         snap = self.meta.runner.read(lambda cur: bm.get_snapshot(cur, bucket, key, snapshot))
         if snap is None:
             raise errors.ObjectNotFound(key)
         return snap
 
-    async def update_snapshot_attrs(self, principal: str, bucket: str, key: str, snapshot: str,
+    async def update_snapshot_attrs(self, grant: Grant, bucket: str, key: str, snapshot: str,
                                     patch: dict[str, Any]) -> bm.Snapshot:
-        self.ns.bucket(principal, bucket)
+        self.ns.bucket(grant, bucket, WRITE, key)
 
         def tx(cur: Any) -> bm.Snapshot:
             snap = bm.get_snapshot(cur, bucket, key, snapshot)
@@ -288,11 +308,11 @@ class Blobs:
         return await self.meta.commit(tx, "props")
 
     # --- delete / undelete -------------------------------------------------------
-    async def delete(self, principal: str, bucket: str, key: str, *, snapshot: str | None,
+    async def delete(self, grant: Grant, bucket: str, key: str, *, snapshot: str | None,
                      snapshots: str | None, retention_days: int | None, check: Check | None) -> None:
         """Delete Blob. ``snapshots``: None, 'include' or 'only'. With a retention period the blob
         (and snapshots) move to the soft-deleted table with their references, restorable by Undelete."""
-        self.ns.bucket(principal, bucket)
+        self.ns.bucket(grant, bucket, WRITE, key)
         now = time.time_ns()
         purge = now + (retention_days or 0) * 86400 * 10**9
 
@@ -329,8 +349,9 @@ class Blobs:
 
         await self.meta.commit(tx, "blobdelete")
 
-    async def undelete(self, principal: str, bucket: str, key: str) -> None:
-        self.ns.bucket(principal, bucket)
+    async def undelete(self, grant: Grant, bucket: str, key: str) -> None:
+        target = self.ns.bucket(grant, bucket, WRITE, key)
+        owner = grant.principal or target.owner
 
         def tx(cur: Any) -> None:
             live = bm.latest(cur, bucket, key)
@@ -339,17 +360,17 @@ class Blobs:
                     if live is not None:
                         continue
                     obj = ObjectVersion(bucket, key, "", 0, True, False, snap.size, snap.etag, snap.mtime_ns,
-                                        principal, snap.attrs, snap.manifest)
+                                        owner, snap.attrs, snap.manifest)
                     put_version(cur, obj, [], None, new_version_id)
                 else:
                     bm.add_snapshot(cur, snap)
                 bm.forget_deleted(cur, bucket, key, snap.snapshot, keep_refs=False)
         await self.meta.commit(tx, "undelete")
 
-    async def delete_container(self, principal: str, bucket: str,
+    async def delete_container(self, grant: Grant, bucket: str,
                                check: Callable[[Bucket], None] | TxCheck | None = None) -> None:
         """``check(container)`` (its lease and conditions) runs in the deleting transaction."""
-        self.ns.bucket(principal, bucket)
+        self.ns.bucket(grant, bucket, WRITE)
 
         def tx(cur: Any) -> None:
             current = bm.get_bucket(cur, bucket)
@@ -363,20 +384,26 @@ class Blobs:
             self.ns.forget_bucket(bucket)
 
     # --- listing helpers ---------------------------------------------------------
-    def snapshots_under(self, bucket: str, prefix: str) -> list[bm.Snapshot]:
+    def snapshots_under(self, grant: Grant, bucket: str, prefix: str) -> list[bm.Snapshot]:
+        self.ns.bucket(grant, bucket, READ)
         return self.meta.runner.read(lambda cur: bm.snapshots(cur, bucket, None, prefix))
 
-    def deleted_under(self, bucket: str, prefix: str) -> list[tuple[bm.Snapshot, int]]:
+    def deleted_under(self, grant: Grant, bucket: str, prefix: str) -> list[tuple[bm.Snapshot, int]]:
+        self.ns.bucket(grant, bucket, READ)
         return self.meta.runner.read(lambda cur: bm.deleted(cur, bucket, None, prefix))
 
-    def uncommitted_under(self, bucket: str, prefix: str) -> list[tuple[str, int, int]]:
+    def uncommitted_under(self, grant: Grant, bucket: str, prefix: str) -> list[tuple[str, int, int]]:
+        self.ns.bucket(grant, bucket, READ)
         return self.meta.runner.read(lambda cur: bm.keys_with_blocks(cur, bucket, prefix))
 
     # --- settings ----------------------------------------------------------------
     def setting(self, name: str) -> str | None:
+        """Account settings (service properties: CORS rules, soft-delete retention). Every request
+        is served under them, so reading them needs no grant; changing them does."""
         return self.meta.runner.read(lambda cur: bm.get_setting(cur, name))
 
-    async def set_setting(self, name: str, value: str) -> None:
+    async def set_setting(self, grant: Grant, name: str, value: str) -> None:
+        grant.require(None, None, WRITE)
         await self.meta.runner.write(lambda cur: bm.put_setting(cur, name, value))
 
 

@@ -13,28 +13,40 @@ from typing import Any
 from exastor import errors
 from exastor.engine import manifest as mf
 from exastor.meta.records import ObjectVersion, Part, Upload
+from exastor.namespace import listing
 from exastor.namespace.names import check_key
-from exastor.namespace.store import Check, Namespace, PutSpec, new_version_id
+from exastor.namespace.store import READ, WRITE, Check, Grant, Namespace, PutSpec, new_version_id
 
 MIN_PART_SIZE = 5 << 20
 MAX_PART_NUMBER = 10000
 
 
-async def create_upload(ns: Namespace, principal: str, bucket: str, key: str,
+async def create_upload(ns: Namespace, grant: Grant, bucket: str, key: str,
                         attrs: dict[str, Any]) -> Upload:
+    """Parts and completion are authorized like PutObject (bucket policy and ACL), each request."""
     check_key(key)
-    ns.bucket(principal, bucket)
-    upload = Upload(secrets.token_urlsafe(24), bucket, key, time.time_ns(), principal, attrs)
+    target = ns.bucket(grant, bucket, WRITE, key)
+    upload = Upload(secrets.token_urlsafe(24), bucket, key, time.time_ns(), grant.principal or target.owner, attrs)
     await ns.meta.create_upload(upload)
     return upload
 
 
-def get_upload(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str) -> Upload:
-    ns.bucket(principal, bucket)
+def get_upload(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str, access: str = WRITE) -> Upload:
+    ns.bucket(grant, bucket, access, key)
     upload = ns.meta.get_upload(upload_id)
     if upload is None or upload.bucket != bucket or upload.key != key:
         raise errors.UploadNotFound(upload_id)
     return upload
+
+
+def list_parts(ns: Namespace, grant: Grant, upload: Upload, after: int, limit: int) -> list[Part]:
+    ns.bucket(grant, upload.bucket, READ, upload.key)
+    return ns.meta.list_parts(upload.upload_id, after, limit)
+
+
+def list_uploads(ns: Namespace, grant: Grant, bucket: str, **kw: Any) -> tuple[list[Upload], list[str], bool]:
+    ns.bucket(grant, bucket, READ)
+    return listing.list_uploads(ns.meta, bucket, **kw)
 
 
 def check_part_number(part_number: int) -> None:
@@ -43,10 +55,10 @@ def check_part_number(part_number: int) -> None:
                                      argument="partNumber")
 
 
-async def upload_part(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str,
+async def upload_part(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str,
                       part_number: int, source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> Part:
     check_part_number(part_number)
-    get_upload(ns, principal, bucket, key, upload_id)
+    get_upload(ns, grant, bucket, key, upload_id)
     writer, etag, size, manifest, new_chunks = await ns.write_bytes(source, spec, defer_sync=True)
     part = Part(upload_id, part_number, size, etag, time.time_ns(), spec.attrs, manifest)
     try:
@@ -56,27 +68,29 @@ async def upload_part(ns: Namespace, principal: str, bucket: str, key: str, uplo
     return part
 
 
-async def upload_part_copy(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str,
+async def upload_part_copy(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str,
                            part_number: int, src: ObjectVersion, start: int | None, end: int | None) -> Part:
     """A part that reuses the source's chunks; a byte range becomes slices of them."""
     check_part_number(part_number)
-    get_upload(ns, principal, bucket, key, upload_id)
+    grant.require(src.bucket, src.key, READ)
+    get_upload(ns, grant, bucket, key, upload_id)
     if start is None or end is None:
         manifest, size, etag = src.manifest, src.size, src.etag.split("-")[0]
         if "-" in src.etag:  # a multipart source's ETag is not an MD5 of the bytes: compute one
-            etag = await ns._md5_of(manifest, size) if size else hashlib.md5().hexdigest()
+            etag = await ns.md5_of(manifest, size) if size else hashlib.md5().hexdigest()
     else:
         manifest = mf.pack(mf.Layout(src.manifest).sub_manifest(start, end))
         size = end - start + 1
-        etag = await ns._md5_of(manifest, size)
+        etag = await ns.md5_of(manifest, size)
     part = Part(upload_id, part_number, size, etag, time.time_ns(), {}, manifest)
     await ns.meta.put_part(part, [])
     return part
 
 
-async def complete_upload(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str,
+async def complete_upload(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str,
                           requested: list[tuple[int, str]], *, check: Check | None = None) -> ObjectVersion:
-    get_upload(ns, principal, bucket, key, upload_id)
+    get_upload(ns, grant, bucket, key, upload_id)
+    owner = grant.principal or ns.bucket(grant, bucket).owner
     if not requested:
         raise errors.InvalidArgument("You must specify at least one part", malformed=True)
 
@@ -98,12 +112,12 @@ async def complete_upload(ns: Namespace, principal: str, bucket: str, key: str, 
         attrs = dict(upload.attrs)
         attrs["parts"] = [p.size for p in chosen]
         return ObjectVersion(bucket, key, "", 0, True, False, sum(p.size for p in chosen),
-                             f"{digest}-{len(chosen)}", time.time_ns(), principal, attrs, manifest), \
+                             f"{digest}-{len(chosen)}", time.time_ns(), owner, attrs, manifest), \
             [p.part_number for p in chosen]
 
     return await ns.meta.complete_upload(upload_id, assemble, check=check, make_version_id=new_version_id)
 
 
-async def abort_upload(ns: Namespace, principal: str, bucket: str, key: str, upload_id: str) -> None:
-    get_upload(ns, principal, bucket, key, upload_id)
+async def abort_upload(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str) -> None:
+    get_upload(ns, grant, bucket, key, upload_id)
     await ns.meta.abort_upload(upload_id)

@@ -8,12 +8,13 @@ import re
 from exastor import errors
 
 MAX_KEY_BYTES = 1024
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def check_bucket_name(name: str) -> None:
     """S3's bucket naming rules (which also satisfy Azure's container rules except dots)."""
-    if not _BUCKET_RE.match(name) or ".." in name or ".-" in name or "-." in name:
+    # fullmatch: re.match with "$" would let a trailing newline through ("abcd\n")
+    if not _BUCKET_RE.fullmatch(name) or ".." in name or ".-" in name or "-." in name:
         raise errors.InvalidBucketName(name)
     try:
         ipaddress.IPv4Address(name)
@@ -25,5 +26,17 @@ def check_bucket_name(name: str) -> None:
 def check_key(key: str) -> None:
     if not key:
         raise errors.InvalidKey("empty key")
+    if not is_utf8_text(key):
+        raise errors.InvalidKey("keys must be valid UTF-8")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise errors.KeyTooLong(key[:64] + "...")
+
+
+def is_utf8_text(name: str) -> bool:
+    """Whether a name decoded from a URL spells valid UTF-8 (no lone surrogates from %FF-style bytes,
+    which the database cannot store and no client could name again)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -13,13 +13,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from exastor import errors
 from exastor.engine import manifest as mf
 from exastor.engine.store import ChunkStore, Digester, ObjectWriter
 from exastor.meta.records import Bucket, ObjectVersion, User
-from exastor.meta.store import Metadata, ObjectCheck, TxCheck
+from exastor.meta.store import Metadata, ObjectCheck, TxCheck, run_check
 from exastor.namespace import listing
 from exastor.namespace.names import check_bucket_name, check_key
 
@@ -27,9 +27,67 @@ from exastor.namespace.names import check_bucket_name, check_key
 # (a TxCheck may also read other rows of that transaction, e.g. a Blob lease).
 Check = ObjectCheck
 ANONYMOUS = "anonymous"  # who an unauthenticated caller's delete marker names
-# Front-end access rules (S3 ACLs and bucket policies): (principal, bucket, action, object) ->
-# True (granted), False (explicitly denied) or None (no grant: only the legacy rules may still allow).
-Authorizer = Callable[[str | None, Bucket, str, ObjectVersion | None], bool | None]
+READ, WRITE = "read", "write"  # what a grant lets a request do with a bucket or an object
+
+
+class Grant(Protocol):
+    """What one request was authorized to touch (made by exastor.auth before any handler runs).
+
+    Every method here that reads or changes a bucket or an object takes one and asks it first:
+    ``require`` raises errors.AuthorizationMissing for anything the request was not authorized
+    for, so a handler cannot reach data its operation's decision does not name."""
+
+    @property
+    def principal(self) -> str | None:
+        """The user the request acts as (new objects are theirs); None: anonymous."""
+
+    def require(self, bucket: str | None, key: str | None, access: str | None, *,
+                bucket_owner: str | None = None) -> None:
+        """``key`` None: the bucket itself; ``access`` None: only the bucket's row; ``bucket`` None:
+        account-wide settings."""
+
+    def known_object(self, bucket: str, key: str, version_id: str | None) -> tuple[bool, ObjectVersion | None]:
+        """The row the decision was made on, when it read one."""
+
+    def create_only(self, bucket: str, key: str) -> bool:
+        """Whether a write there may only create (never replace a live object)."""
+
+
+@dataclass(frozen=True)
+class SystemGrant:
+    """Everything, as ``principal``: for tools and tests that run the namespace without a request.
+    Front-ends never use it (tests/unit/test_auth_structure.py checks their imports)."""
+
+    principal: str | None
+
+    def require(self, bucket: str | None, key: str | None, access: str | None, *,
+                bucket_owner: str | None = None) -> None:
+        return None
+
+    def known_object(self, bucket: str, key: str, version_id: str | None) -> tuple[bool, ObjectVersion | None]:
+        return False, None
+
+    def create_only(self, bucket: str, key: str) -> bool:
+        return False
+
+
+class _CreateOnly(TxCheck):
+    """A write allowed only where nothing lives yet (a SAS with create but not write permission),
+    checked in the write's transaction together with the request's own check."""
+
+    def __init__(self, inner: Check | None) -> None:
+        self.inner = inner
+
+    def run(self, cur: Any, current: Any) -> None:
+        if current is not None and not getattr(current, "delete_marker", False):
+            raise errors.AccessDenied("a create-only grant cannot replace an existing object",
+                                      code="AuthorizationPermissionMismatch")
+        run_check(cur, self.inner, current)
+
+
+def with_create_only(grant: Grant, bucket: str, key: str, check: Check | None) -> Check | None:
+    """``check``, plus the refusal to overwrite when the grant only allows creating."""
+    return _CreateOnly(check) if grant.create_only(bucket, key) else check
 
 
 def new_version_id() -> str:
@@ -57,7 +115,6 @@ class Namespace:
         self._users: dict[str, tuple[float, User | None]] = {}
         self._buckets: dict[str, Bucket | None] = {}
         self._buckets_version = -1
-        self.authorizer: Authorizer | None = None
 
     def close(self) -> None:
         self.chunks.close()
@@ -74,10 +131,19 @@ class Namespace:
         self._users[access_key] = (now, user)
         return user
 
+    def user_exists(self, name: str) -> bool:
+        """For ACL grantees: canonical ids are user names here."""
+        return any(u.name == name for u in self.meta.list_users())
+
+    def data_version(self) -> int:
+        """Changes whenever anything commits: for caches of settings above this layer."""
+        return self.meta.runner.data_version()
+
     # --- buckets ---------------------------------------------------------------
     def cached_bucket(self, name: str) -> Bucket | None:
         """Bucket rows are cached until the database changes (any commit, by any process), so a
-        read-heavy load skips the lookup and nothing ever sees a stale bucket."""
+        read-heavy load skips the lookup and nothing ever sees a stale bucket. For the authorizer
+        (and this class): front-ends get buckets through ``bucket`` with their request's grant."""
         version = self.meta.runner.data_version()
         if version != self._buckets_version or len(self._buckets) > 10_000:
             self._buckets.clear()
@@ -91,31 +157,20 @@ class Namespace:
         """Drop the cached bucket after changing it outside this class."""
         self._buckets.pop(name, None)
 
-    def bucket(self, principal: str | None, name: str, *, public_read: bool = False, action: str | None = None,
-               obj: ObjectVersion | None = None) -> Bucket:
-        """The bucket, if ``principal`` may do ``action`` there (on ``obj`` for object-level actions).
-
-        Without an action, or without an authorizer, only the owner may, and anonymous callers where
-        ``public_read``. With both, the authorizer decides; only ``public_read`` may still allow what
-        it did not grant."""
+    def bucket(self, grant: Grant, name: str, access: str | None = None, key: str | None = None) -> Bucket:
+        """The bucket's row, if ``grant`` covers ``access`` there (None: only seeing the row)."""
         bucket = self.cached_bucket(name)
+        grant.require(name, key, access, bucket_owner=bucket.owner if bucket else None)
         if bucket is None:
             raise errors.BucketNotFound(name)
-        if action is not None and self.authorizer is not None:
-            verdict = self.authorizer(principal, bucket, action, obj)
-            if verdict:
-                return bucket
-            if verdict is None and public_read and bucket.attrs.get("public_access") in ("blob", "container"):
-                return bucket
-            raise errors.AccessDenied(name)
-        if principal is not None and principal == bucket.owner:
-            return bucket
-        if public_read and bucket.attrs.get("public_access") in ("blob", "container"):
-            return bucket
-        raise errors.AccessDenied(name)
+        return bucket
 
-    async def create_bucket(self, principal: str, name: str, *, region: str | None = None,
+    async def create_bucket(self, grant: Grant, name: str, *, region: str | None = None,
                             attrs: dict[str, Any] | None = None) -> Bucket:
+        grant.require(name, None, WRITE)
+        principal = grant.principal
+        if principal is None:
+            raise errors.AccessDenied(name)
         check_bucket_name(name)
         bucket = Bucket(name, principal, time.time_ns(), region or self.region, "", attrs or {})
         self._buckets.pop(name, None)
@@ -125,28 +180,31 @@ class Namespace:
             self._buckets.pop(name, None)
         return bucket
 
-    async def delete_bucket(self, principal: str, name: str) -> None:
-        self.bucket(principal, name, action="s3:DeleteBucket")
+    async def delete_bucket(self, grant: Grant, name: str) -> None:
+        self.bucket(grant, name, WRITE)
         try:
             await self.meta.delete_bucket(name)
         finally:
             self._buckets.pop(name, None)
 
-    def list_buckets(self, principal: str, prefix: str = "") -> list[Bucket]:
-        return [b for b in self.meta.list_buckets(principal) if b.name.startswith(prefix)]
+    def list_buckets(self, grant: Grant, prefix: str = "") -> list[Bucket]:
+        """The buckets the grant's principal owns."""
+        grant.require(None, None, READ)
+        if grant.principal is None:
+            return []
+        return [b for b in self.meta.list_buckets(grant.principal) if b.name.startswith(prefix)]
 
-    async def set_versioning(self, principal: str, name: str, state: str) -> Bucket:
+    async def set_versioning(self, grant: Grant, name: str, state: str) -> Bucket:
         assert state in ("Enabled", "Suspended")
-        self.bucket(principal, name, action="s3:PutBucketVersioning")
+        self.bucket(grant, name, WRITE)
         try:
             return await self.meta.update_bucket(name, versioning=state)
         finally:
             self._buckets.pop(name, None)
 
-    async def update_bucket_attrs(self, principal: str, name: str, patch: dict[str, Any], *,
-                                  action: str | None = None,
+    async def update_bucket_attrs(self, grant: Grant, name: str, patch: dict[str, Any], *,
                                   check: Callable[[Bucket], None] | TxCheck | None = None) -> Bucket:
-        self.bucket(principal, name, action=action)
+        self.bucket(grant, name, WRITE)
         try:
             return await self.meta.update_bucket(name, attrs_patch=patch, check=check)
         finally:
@@ -158,7 +216,8 @@ class Namespace:
         """Stream ``source`` into the chunk store; verify; return what a commit needs.
 
         The bytes are durable on return, unless ``defer_sync``: then the caller passes
-        ``writer.make_durable`` to the metadata commit, which runs it first."""
+        ``writer.make_durable`` to the metadata commit, which runs it first. Nothing refers to
+        them until a commit does, so this needs no grant; every commit does."""
         md5 = hashlib.md5()
         writer = self.chunks.writer([md5, *spec.digesters])
         try:
@@ -175,63 +234,64 @@ class Namespace:
             raise
         return writer, etag, result.size, result.manifest, result.new_chunks
 
-    async def put_object(self, principal: str, bucket: str, key: str,
+    async def put_object(self, grant: Grant, bucket: str, key: str,
                          source: AsyncIterator[bytes | memoryview], spec: PutSpec) -> ObjectVersion:
         check_key(key)
         # What an anonymous caller writes (where the bucket lets them) belongs to the bucket's owner.
-        target = self.bucket(principal, bucket, action="s3:PutObject")
-        owner = principal or target.owner
-        if spec.check:  # fail fast before reading the body; re-checked atomically at commit
-            self.meta.precheck(bucket, key, spec.check)
+        target = self.bucket(grant, bucket, WRITE, key)
+        owner = grant.principal or target.owner
+        check = with_create_only(grant, bucket, key, spec.check)
+        if check:  # fail fast before reading the body; re-checked atomically at commit
+            self.meta.precheck(bucket, key, check)
         writer, etag, size, manifest, new_chunks = await self.write_bytes(source, spec, defer_sync=True)
         obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), owner,
                             spec.attrs, manifest)
         try:
-            return await self.meta.put_object(obj, new_chunks=new_chunks, check=spec.check,
+            return await self.meta.put_object(obj, new_chunks=new_chunks, check=check,
                                               make_version_id=new_version_id, durable=writer.make_durable)
         finally:
             writer.done()
 
-    async def copy_object(self, principal: str, src: ObjectVersion, bucket: str, key: str, *,
+    async def copy_object(self, grant: Grant, src: ObjectVersion, bucket: str, key: str, *,
                           attrs: dict[str, Any], check: Check | None = None,
                           start: int | None = None, end: int | None = None) -> ObjectVersion:
         """Copy without moving bytes: the new manifest points at the source's chunks."""
         check_key(key)
-        target = self.bucket(principal, bucket, action="s3:PutObject")
-        owner = principal or target.owner
+        grant.require(src.bucket, src.key, READ)
+        target = self.bucket(grant, bucket, WRITE, key)
+        owner = grant.principal or target.owner
         if start is None or end is None:
             manifest, size = src.manifest, src.size
         else:
             slices = mf.Layout(src.manifest).sub_manifest(start, end)
             manifest, size = mf.pack(slices), end - start + 1
-        etag = src.etag if start is None else await self._md5_of(manifest, size)
+        etag = src.etag if start is None else await self.md5_of(manifest, size)
         obj = ObjectVersion(bucket, key, "", 0, True, False, size, etag, time.time_ns(), owner,
                             attrs, manifest)
-        return await self.meta.put_object(obj, check=check, make_version_id=new_version_id)
+        return await self.meta.put_object(obj, check=with_create_only(grant, bucket, key, check),
+                                          make_version_id=new_version_id)
 
-    async def _md5_of(self, manifest: bytes | None, size: int) -> str:
+    async def md5_of(self, manifest: bytes | None, size: int) -> str:
+        """The MD5 of bytes already stored (an ETag for a slice of another object)."""
         md5 = hashlib.md5()
         async for piece in self.chunks.read_range(manifest, 0, size - 1):
             md5.update(piece)
         return md5.hexdigest()
 
     # --- objects: read ---------------------------------------------------------
-    def get_object(self, principal: str | None, bucket: str, key: str, version_id: str | None = None,
-                   *, public_read: bool = False, action: str = "s3:GetObject") -> ObjectVersion:
-        """The version to read. Raises ObjectNotFound/VersionNotFound, or MethodNotAllowed with
-        ``info['delete_marker']`` when the version is a delete marker.
-
-        A caller who may not list the bucket learns nothing: AccessDenied, not NotFound."""
-        if self.authorizer is None:
-            self.bucket(principal, bucket, public_read=public_read)
-        elif self.cached_bucket(bucket) is None:
+    def get_object(self, grant: Grant, bucket: str, key: str, version_id: str | None = None,
+                   *, access: str = READ) -> ObjectVersion:
+        """The version to read (or, with ``access`` WRITE, to change). Raises
+        ObjectNotFound/VersionNotFound, or MethodNotAllowed with ``info['delete_marker']`` when the
+        version is a delete marker. The row is the one the request's decision was made on, when
+        the authorizer read it."""
+        b = self.cached_bucket(bucket)
+        grant.require(bucket, key, access, bucket_owner=b.owner if b else None)
+        if b is None:
             raise errors.BucketNotFound(bucket)
-        obj = self.meta.get_object(bucket, key, version_id)
-        if self.authorizer is not None:
-            if obj is None or obj.delete_marker:
-                self.bucket(principal, bucket, public_read=public_read, action="s3:ListBucket")
-            else:
-                self.bucket(principal, bucket, public_read=public_read, action=action, obj=obj)
+        known, obj = grant.known_object(bucket, key, version_id)
+        if not known:
+            obj = self.meta.get_object(bucket, key, version_id)
         if obj is None:
             if version_id is not None:
                 raise errors.VersionNotFound(key)
@@ -242,33 +302,39 @@ class Namespace:
             raise errors.MethodNotAllowed(key, delete_marker=obj)
         return obj
 
-    def read(self, obj: ObjectVersion, start: int = 0, end: int | None = None
+    def read(self, grant: Grant, obj: ObjectVersion | Any, start: int = 0, end: int | None = None
              ) -> AsyncIterator[bytes | memoryview]:
+        grant.require(obj.bucket, obj.key, READ)
         last = obj.size - 1 if end is None else end
         return self.chunks.read_range(obj.manifest, start, last)
 
     # --- objects: delete and attributes ----------------------------------------
-    async def delete_object(self, principal: str, bucket: str, key: str, version_id: str | None = None,
+    async def delete_object(self, grant: Grant, bucket: str, key: str, version_id: str | None = None,
                             *, check: Check | None = None) -> tuple[ObjectVersion | None, bool]:
-        self.bucket(principal, bucket, action="s3:DeleteObject")
+        self.bucket(grant, bucket, WRITE, key)
         return await self.meta.delete_object(bucket, key, version_id, make_version_id=new_version_id,
-                                             owner=principal or ANONYMOUS, check=check)
+                                             owner=grant.principal or ANONYMOUS, check=check)
 
-    async def update_object_attrs(self, principal: str, bucket: str, key: str, version_id: str | None,
-                                  patch: dict[str, Any], *, action: str | None = None,
-                                  check: Check | None = None) -> ObjectVersion:
-        if action is not None and self.authorizer is not None:
-            self.get_object(principal, bucket, key, version_id, action=action)
-        else:
-            self.bucket(principal, bucket)
+    async def update_object_attrs(self, grant: Grant, bucket: str, key: str, version_id: str | None,
+                                  patch: dict[str, Any], *, check: Check | None = None) -> ObjectVersion:
+        self.bucket(grant, bucket, WRITE, key)
         return await self.meta.update_object_attrs(bucket, key, version_id, patch, check=check)
 
     # --- listing ---------------------------------------------------------------
-    def list_objects(self, principal: str | None, bucket: str, *, public_read: bool = False,
-                     **kw: Any) -> listing.ListResult:
-        self.bucket(principal, bucket, public_read=public_read, action="s3:ListBucket")
+    def list_objects(self, grant: Grant, bucket: str, **kw: Any) -> listing.ListResult:
+        self.bucket(grant, bucket, READ)
         return listing.list_objects(self.meta, bucket, **kw)
 
-    def list_versions(self, principal: str, bucket: str, **kw: Any) -> listing.VersionListResult:
-        self.bucket(principal, bucket, action="s3:ListBucketVersions")
+    def list_versions(self, grant: Grant, bucket: str, **kw: Any) -> listing.VersionListResult:
+        self.bucket(grant, bucket, READ)
         return listing.list_versions(self.meta, bucket, **kw)
+
+    def version_row(self, grant: Grant, bucket: str, key: str, version_id: str) -> ObjectVersion | None:
+        """One version's row for a listing's marker (None if it is gone)."""
+        self.bucket(grant, bucket, READ)
+        return self.meta.get_object(bucket, key, version_id)
+
+    def list_latest(self, grant: Grant, bucket: str, after: str | None, limit: int) -> list[ObjectVersion]:
+        """Live objects after ``after`` in key order, with their attributes (no manifests)."""
+        self.bucket(grant, bucket, READ)
+        return self.meta.list_latest(bucket, "", after, limit)

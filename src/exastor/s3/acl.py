@@ -1,5 +1,5 @@
-"""S3 access control lists: canned ACLs, x-amz-grant-* headers, AccessControlPolicy XML,
-and the permission check behind them.
+"""S3 access control lists as requests carry them: canned ACLs, x-amz-grant-* headers,
+AccessControlPolicy XML. What a stored ACL grants is the authorizer's (exastor.auth.acl).
 
 An ACL is stored in the bucket's or object's ``attrs["acl"]`` as
 ``{"owner": id, "grants": [[kind, value, permission], ...]}`` with ``kind`` one of
@@ -12,30 +12,26 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from exastor.auth.acl import (  # noqa: F401 - re-exported for the S3 handlers
+    ALL_USERS,
+    AUTHENTICATED_USERS,
+    GROUPS,
+    LOG_DELIVERY,
+    PERMISSIONS,
+    Acl,
+    acl_of,
+    default_acl,
+    grants_permission,
+)
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import doc, el, owner_xml, parse, text
 
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
-LOG_DELIVERY = "http://acs.amazonaws.com/groups/s3/LogDelivery"
-GROUPS = (ALL_USERS, AUTHENTICATED_USERS, LOG_DELIVERY)
-PERMISSIONS = ("FULL_CONTROL", "READ", "WRITE", "READ_ACP", "WRITE_ACP")
 # x-amz-grant-* header -> permission, in the order S3 lists them back
 GRANT_HEADERS = {"x-amz-grant-read": "READ", "x-amz-grant-write": "WRITE", "x-amz-grant-read-acp": "READ_ACP",
                  "x-amz-grant-write-acp": "WRITE_ACP", "x-amz-grant-full-control": "FULL_CONTROL"}
 BUCKET_CANNED = ("private", "public-read", "public-read-write", "authenticated-read", "log-delivery-write",
                  "aws-exec-read")
 OBJECT_CANNED = (*BUCKET_CANNED, "bucket-owner-read", "bucket-owner-full-control")
-
-Acl = dict[str, Any]
-
-
-def default_acl(owner: str) -> Acl:
-    return {"owner": owner, "grants": [["user", owner, "FULL_CONTROL"]]}
-
-
-def acl_of(attrs: dict[str, Any], owner: str) -> Acl:
-    return attrs.get("acl") or default_acl(owner)
 
 
 def canned_acl(name: str, owner: str, bucket_owner: str | None = None, *, for_object: bool = False) -> Acl:
@@ -142,18 +138,3 @@ def acl_xml(acl: Acl) -> bytes:
         parts.append(f"<Grant>{grantee}{el('Permission', permission)}</Grant>")
     return doc("AccessControlPolicy",
                f"{owner_xml(acl['owner'])}<AccessControlList>{''.join(parts)}</AccessControlList>")
-
-
-def grants_permission(acl: Acl, principal: str | None, permission: str) -> bool:
-    """Whether the ACL gives ``principal`` (None: anonymous) ``permission``. The owner may always
-    read and change the ACL itself, so an owner can never lock themselves out."""
-    if principal is not None and principal == acl["owner"] and permission in ("READ_ACP", "WRITE_ACP"):
-        return True
-    for kind, value, granted in acl["grants"]:
-        if granted != permission and granted != "FULL_CONTROL":
-            continue
-        if kind == "user" and principal is not None and value == principal:
-            return True
-        if kind == "group" and (value == ALL_USERS or (value == AUTHENTICATED_USERS and principal is not None)):
-            return True
-    return False

@@ -12,13 +12,19 @@ import os
 import sqlite3
 
 from exastor import errors, metrics
+from exastor.auth.authorizer import Authorizer, RequestFacts, Source, Target
+from exastor.auth.decision import Decision
+from exastor.auth.operations import operation
+from exastor.auth.principal import Principal
 from exastor.http import qos
 from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
+from exastor.namespace.names import is_utf8_text
 from exastor.namespace.store import Namespace
-from exastor.s3 import access, cors, sigv4
+from exastor.s3 import cors, sigv4
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
+from exastor.s3.put import parse_copy_source
 from exastor.s3.router import route
 
 log = logging.getLogger("exastor.s3")
@@ -71,9 +77,12 @@ def to_s3_error(exc: errors.StoreError, call: S3Call | None) -> S3Error:
 
 
 class S3App:
-    def __init__(self, ns: Namespace, *, domains: tuple[str, ...] = ("localhost",)) -> None:
+    def __init__(self, ns: Namespace, *, domains: tuple[str, ...] = ("localhost",),
+                 regions: tuple[str, ...] | None = None) -> None:
         self.ns = ns
-        ns.authorizer = access.authorize
+        # Credential-scope regions accepted: the store's own region unless configured otherwise.
+        self.regions = tuple(regions) if regions else (ns.region,)
+        self.authorizer = Authorizer(ns)
         self.domains = tuple(d.lower() for d in domains)
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():X}".rjust(6, "0")
@@ -100,20 +109,12 @@ class S3App:
             return
         req = Request(scope, receive)
         request_id = f"{self._id_prefix}{next(self._ids):010X}"
-        call = S3Call(req, send, self.ns, None, None, None, request_id, None)
-        access.current_call.set(call)
+        call = S3Call(req, send, self.ns, None, None, None, request_id, None, regions=self.regions)
+        # What other layers (metrics, access log, QoS) may read about this request, filled in as it is known.
+        call.info = scope["exastor"] = {"api": "s3", "operation": None, "principal": "anonymous",
+                                        "bucket": None, "key": None, "allowed": False}
         try:
-            bucket, key = self._target(req)
-            call.bucket, call.key = bucket, key
-            if "origin" in req.headers and req.method != "OPTIONS":
-                call.extra_headers.extend(cors.actual_request_headers(call))
-            call.auth = sigv4.authenticate(req.method, req.raw_path, req.query_string, req.headers, self._secret)
-            if call.auth is not None:
-                user = self.ns.user_by_access_key(call.auth.access_key)
-                call.principal = user.name if user else None
-            await qos.admit(scope, self.ns.meta, "s3", call.principal, bucket, req.headers)  # rate limits (http/qos.py)
-            handler = route(req.method, bucket, key, req.query, "x-amz-copy-source" in req.headers)
-            await handler(call)
+            await self._handle(call)
         except ClientDisconnected:
             return
         except S3Error as exc:
@@ -128,6 +129,49 @@ class S3App:
         except Exception:
             log.exception("internal error on %s %s (request %s)", req.method, req.raw_path, request_id)
             await self._error(call, S3Error("InternalError"))
+
+    async def _handle(self, call: S3Call) -> None:
+        req = call.req
+        bucket, key = self._target(req)
+        if not is_utf8_text(bucket or "") or not is_utf8_text(key or ""):
+            raise S3Error("InvalidURI")  # %FF and the like: no UTF-8 name, nothing to look up
+        call.bucket, call.key = bucket, key
+        call.info.update(bucket=bucket, key=key)
+        if "origin" in req.headers and req.method != "OPTIONS":
+            call.extra_headers.extend(cors.actual_request_headers(call))
+        # The operation is named before the signature is checked (for the record), but a request that
+        # names none answers as before: a bad signature first, then NotImplemented/MethodNotAllowed.
+        route_error: S3Error | None = None
+        try:
+            r = route(req.method, bucket, key, req.query, "x-amz-copy-source" in req.headers)
+            call.info["operation"] = r.operation
+        except S3Error as exc:
+            route_error = exc
+        call.auth = sigv4.authenticate(req.method, req.raw_path, req.query_string, req.headers, self._secret,
+                                       regions=self.regions)
+        principal = Principal.anonymous()
+        if call.auth is not None:
+            user = self.ns.user_by_access_key(call.auth.access_key)
+            principal = Principal.user(user.name) if user else principal
+        call.principal = principal.name
+        call.info["principal"] = principal.label
+        if route_error is not None:
+            raise route_error
+        call.decision = self._decide(call, r.operation, principal)
+        call.info["allowed"] = True
+        await qos.admit(req.scope, self.ns.meta, "s3", principal.name, bucket, req.headers)  # http/qos.py
+        await r.handler(call)
+
+    def _decide(self, call: S3Call, name: str, principal: Principal) -> Decision:
+        """The authorizer's decision for this request: before the handler, on every resource it names."""
+        h, q = call.h, call.q
+        facts = RequestFacts.from_scope(call.req.scope, h, q)
+        source = None
+        if "x-amz-copy-source" in h and name in ("CopyObject", "UploadPartCopy"):
+            src_bucket, src_key, src_version = parse_copy_source(h["x-amz-copy-source"])
+            source = Source(principal, src_bucket, src_key, src_version)
+        target = Target(call.bucket, call.key, q.get("versionId"))
+        return self.authorizer.decide(operation("s3", name), principal, facts, target, source)
 
     def _secret(self, access_key: str) -> str | None:
         user = self.ns.user_by_access_key(access_key)

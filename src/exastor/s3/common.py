@@ -8,12 +8,14 @@ import base64
 import functools
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from exastor.auth.decision import Decision
+from exastor.errors import AuthorizationMissing
 from exastor.http import checksums
 from exastor.http.asgi import Request, Send, respond, respond_stream
 from exastor.http.conditions import format_http_date
@@ -43,7 +45,18 @@ class S3Call:
     auth: sigv4.AuthContext | None
     response_started: bool = False
     payload_hash_in_spec: bool = False  # this request's put spec verifies the signed payload's SHA-256
+    regions: tuple[str, ...] = ()        # credential-scope regions this endpoint accepts (POST forms too)
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    decision: Decision | None = None     # the authorizer's, made before the handler runs
+    info: dict[str, Any] = field(default_factory=dict)  # scope["exastor"]: what other layers may read
+
+    @property
+    def grant(self) -> Decision:
+        """The request's decision, which every namespace call needs. There is none before the
+        authorizer ran: asking then is a bug, and fails closed."""
+        if self.decision is None:
+            raise AuthorizationMissing("an S3 handler reached the namespace before any decision")
+        return self.decision
 
     @property
     def q(self) -> dict[str, str]:
@@ -151,13 +164,6 @@ class S3Call:
         spec = PutSpec(attrs=attrs, digesters=digesters, verify=verify_all, expected_size=size)
         self.payload_hash_in_spec = sha is not None
         return spec
-
-
-def user_exists(call: S3Call) -> Callable[[str], bool]:
-    """A lookup for ACL grantees: canonical ids are user names here."""
-    def exists(user_id: str) -> bool:
-        return any(u.name == user_id for u in call.ns.meta.list_users())
-    return exists
 
 
 def _trailer_algorithm(h: dict[str, str]) -> str | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from exastor.auth.policy import like as _like
 from exastor.meta.records import Bucket
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
-from exastor.s3.policy import _like
 from exastor.s3.xml import parse, text
 
 METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
@@ -113,9 +113,7 @@ async def preflight(call: S3Call) -> None:
     method = call.h.get("access-control-request-method")
     if not origin or not method:
         raise S3Error("BadRequest", "Insufficient information. Origin request header needed.", status=400)
-    bucket = call.ns.cached_bucket(call.bucket or "")
-    if bucket is None:
-        raise S3Error("NoSuchBucket")
+    bucket = call.ns.bucket(call.grant, call.bucket or "")
     headers = _find(bucket, origin, method, _requested_headers(call))
     if headers is None:
         raise S3Error("AccessForbidden", "CORSResponse: This CORS request is not allowed.", status=403)

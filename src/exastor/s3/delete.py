@@ -14,14 +14,14 @@ MAX_DELETE_KEYS = 1000
 
 def _lock_check(call: S3Call, version_id: str | None, bypass: bool | None = None) -> Check | None:
     """Only removing a version can break Object Lock; a delete marker never does."""
-    if version_id is None or not objectlock.enabled(call.ns.cached_bucket(call.bucket or "")):
+    if version_id is None or not objectlock.enabled(call.ns.bucket(call.grant, call.bucket or "")):
         return None
     return objectlock.deletion_check(call, bypass)
 
 
 async def delete_object(call: S3Call) -> None:
     version_id = call.q.get("versionId")
-    victim, marker = await call.ns.delete_object(call.principal, call.bucket, call.key, version_id,
+    victim, marker = await call.ns.delete_object(call.grant, call.bucket, call.key, version_id,
                                                  check=_lock_check(call, version_id))
     headers: list[tuple[str, str]] = []
     if marker and victim is not None:
@@ -41,7 +41,7 @@ async def delete_objects(call: S3Call) -> None:
     items = root.findall("Object")
     if not items or len(items) > MAX_DELETE_KEYS:
         raise S3Error("MalformedXML")
-    call.ns.bucket(call.principal, call.bucket)
+    call.ns.bucket(call.grant, call.bucket)  # NoSuchBucket before anything else
     out: list[str] = []
     for item in items:
         key = text(item, "Key")
@@ -49,7 +49,8 @@ async def delete_objects(call: S3Call) -> None:
         if key is None:
             raise S3Error("MalformedXML")
         try:
-            victim, marker = await call.ns.delete_object(call.principal, call.bucket, key, version_id,
+            call.decision.extend(key, version_id)  # s3:DeleteObject(Version) for this key, as S3 asks
+            victim, marker = await call.ns.delete_object(call.grant, call.bucket, key, version_id,
                                                          check=_lock_check(call, version_id))
         except (errors.StoreError, S3Error) as exc:
             if isinstance(exc, S3Error):

@@ -34,6 +34,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidStorageClass": (400, "The storage class you specified is not valid."),
+    "InvalidURI": (400, "Couldn't parse the specified URI."),
     "InvalidTag": (400, "The tag provided was not a valid tag."),
     "KeyTooLongError": (400, "Your key is too long."),
     "MalformedXML": (400, "The XML you provided was not well-formed or did not validate against our published schema."),
@@ -90,4 +91,6 @@ class S3Error(Exception):
         if self.resource:
             parts.append(f"<Resource>{escape(self.resource)}</Resource>")
         parts.append(f"<RequestId>{request_id}</RequestId>")
-        return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode()
+        # "replace": a %FF path decodes to a lone surrogate, which UTF-8 cannot carry
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode(
+            "utf-8", "replace")

@@ -49,9 +49,9 @@ def _part_range(call: S3Call, obj: ObjectVersion) -> tuple[int, int, list[tuple[
 
 async def get_object(call: S3Call, *, head: bool = False) -> None:
     version_id = call.q.get("versionId")
-    obj = call.ns.get_object(call.principal, call.bucket, call.key, version_id)
+    obj = call.ns.get_object(call.grant, call.bucket, call.key, version_id)
     check_read_conditions(call, obj)
-    bucket = call.ns.cached_bucket(call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket)
     headers = object_headers(obj, versioned=bool(bucket and bucket.versioning),
                              checksum_mode=call.h.get("x-amz-checksum-mode", "").upper() == "ENABLED")
     headers += objectlock.object_headers(obj)
@@ -91,7 +91,7 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
     if head or length == 0:
         await call.reply(status, b"", headers, content_type=None, head=head)
         return
-    pieces = call.ns.read(obj, start, end)
+    pieces = call.ns.read(call.grant, obj, start, end)
     if ck is not None:
         pieces = sse.decrypt_range(pieces, obj, ck.key, start)
     await call.reply_stream(status, headers, pieces)

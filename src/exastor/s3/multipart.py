@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from exastor.namespace import listing
 from exastor.namespace import multipart as mp
+from exastor.namespace.store import READ
 from exastor.s3 import sse
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, url_encode_if
 from exastor.s3.errors import S3Error
@@ -18,7 +18,7 @@ async def create_upload(call: S3Call) -> None:
     attrs = attrs_from_headers(call.h)
     object_acl(call, attrs)
     sse.new_object_encryption(call.h, attrs)
-    upload = await mp.create_upload(call.ns, call.principal, call.bucket, call.key, attrs)
+    upload = await mp.create_upload(call.ns, call.grant, call.bucket, call.key, attrs)
     inner = el("Bucket", call.bucket) + el("Key", call.key) + el("UploadId", upload.upload_id)
     await call.reply_xml("InitiateMultipartUploadResult", inner, sse.response_headers(attrs))
 
@@ -35,17 +35,17 @@ async def upload_part(call: S3Call) -> None:
     number = _part_number(call)
     if "x-amz-copy-source" in call.h:
         src = copy_source(call)
-        upload = mp.get_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
+        upload = mp.get_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"])
         if "sse_c" in src.attrs or "sse_c" in upload.attrs:
             # a part copy shares the source's stored bytes, which would be ciphertext under another counter
             raise S3Error("NotImplemented", "UploadPartCopy from or into an SSE-C object is not supported")
         start, end = copy_range(call, src)
-        part = await mp.upload_part_copy(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"],
+        part = await mp.upload_part_copy(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"],
                                          number, src, start, end)
         inner = el("LastModified", iso8601(part.mtime_ns)) + el("ETag", f'"{part.etag}"')
         await call.reply_xml("CopyPartResult", inner)
         return
-    upload = mp.get_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
+    upload = mp.get_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"])
     attrs: dict = {}
     spec = call.put_spec(attrs)
     body = call.body(MAX_PUT_SIZE, spec=spec)
@@ -56,7 +56,7 @@ async def upload_part(call: S3Call) -> None:
             raise S3Error("InvalidRequest", "The encryption parameters of a part must be those the multipart "
                           "upload was initiated with.")
         body = sse.encrypt_stream(body, ck.key, sse.part_iv(base64.b64decode(stored["iv"]), number), spec)
-    part = await mp.upload_part(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"], number,
+    part = await mp.upload_part(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"], number,
                                 body, spec)
     headers = [("etag", f'"{part.etag}"')]
     headers += [(f"x-amz-checksum-{alg.lower()}", v) for alg, v in attrs.get("checksums", {}).items()]
@@ -78,13 +78,12 @@ async def complete_upload(call: S3Call) -> None:
             raise S3Error("MalformedXML") from exc
     if not requested:
         raise S3Error("MalformedXML")
-    obj = await mp.complete_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"], requested,
+    obj = await mp.complete_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"], requested,
                                    check=write_check(call))
     if "sse_c" in obj.attrs:  # which part's counter each piece of the object was encrypted with
         numbers = [n for n, _ in requested]
-        obj = await call.ns.update_object_attrs(call.principal, call.bucket, call.key, obj.version_id,
-                                                {"sse_c": {**obj.attrs["sse_c"], "part_numbers": numbers}},
-                                                action="s3:PutObject")
+        obj = await call.ns.update_object_attrs(call.grant, call.bucket, call.key, obj.version_id,
+                                                {"sse_c": {**obj.attrs["sse_c"], "part_numbers": numbers}})
     inner = (el("Location", f"/{call.bucket}/{call.key}") + el("Bucket", call.bucket) + el("Key", call.key)
              + el("ETag", f'"{obj.etag}"'))
     headers = [("x-amz-version-id", obj.version_id)] if obj.version_id != "null" else []
@@ -92,18 +91,18 @@ async def complete_upload(call: S3Call) -> None:
 
 
 async def abort_upload(call: S3Call) -> None:
-    await mp.abort_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
+    await mp.abort_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"])
     await call.reply(204)
 
 
 async def list_parts(call: S3Call) -> None:
-    upload = mp.get_upload(call.ns, call.principal, call.bucket, call.key, call.q["uploadId"])
+    upload = mp.get_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"], READ)
     max_parts = _max_keys(call, "max-parts")
     try:
         marker = int(call.q.get("part-number-marker", "0") or 0)
     except ValueError as exc:
         raise S3Error("InvalidArgument", "Invalid part-number-marker", ArgumentName="part-number-marker") from exc
-    parts = call.ns.meta.list_parts(upload.upload_id, marker, max_parts + 1)
+    parts = mp.list_parts(call.ns, call.grant, upload, marker, max_parts + 1)
     truncated = len(parts) > max_parts
     parts = parts[:max_parts]
     head = [el("Bucket", call.bucket), el("Key", call.key), el("UploadId", upload.upload_id),
@@ -117,14 +116,13 @@ async def list_parts(call: S3Call) -> None:
 
 
 async def list_uploads(call: S3Call) -> None:
-    call.ns.bucket(call.principal, call.bucket)
     q = call.q
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker"), q.get("upload-id-marker")
     enc, max_uploads = _encoding(call), _max_keys(call, "max-uploads")
-    uploads, prefixes, truncated = listing.list_uploads(call.ns.meta, call.bucket, prefix=prefix, delimiter=delimiter,
-                                                        key_marker=key_marker or None, upload_id_marker=id_marker,
-                                                        max_uploads=max_uploads)
+    uploads, prefixes, truncated = mp.list_uploads(call.ns, call.grant, call.bucket, prefix=prefix,
+                                                   delimiter=delimiter, key_marker=key_marker or None,
+                                                   upload_id_marker=id_marker, max_uploads=max_uploads)
     head = [el("Bucket", call.bucket), el("KeyMarker", url_encode_if(key_marker or "", enc)),
             el("UploadIdMarker", id_marker or ""), el("Prefix", url_encode_if(prefix, enc)),
             el("MaxUploads", max_uploads), el("IsTruncated", str(truncated).lower())]

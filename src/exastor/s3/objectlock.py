@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from exastor.meta.records import Bucket, ObjectVersion
+from exastor.namespace.store import WRITE
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import doc, el, parse, text
@@ -41,7 +42,7 @@ def _bypass(call: S3Call) -> bool:
 
 
 def _require_lock(call: S3Call) -> Bucket:
-    bucket = call.ns.bucket(call.principal, call.bucket or "")
+    bucket = call.ns.bucket(call.grant, call.bucket or "")
     if not enabled(bucket):
         raise S3Error("InvalidRequest", "Bucket is missing Object Lock Configuration")
     return bucket
@@ -50,7 +51,7 @@ def _require_lock(call: S3Call) -> Bucket:
 # --- bucket configuration ---------------------------------------------------------
 
 async def put_configuration(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.principal, call.bucket or "", action="s3:PutBucketObjectLockConfiguration")
+    bucket = call.ns.bucket(call.grant, call.bucket or "")
     root = parse(await call.read_xml_body())
     if root.tag != "ObjectLockConfiguration" or text(root, "ObjectLockEnabled") != "Enabled":
         raise S3Error("MalformedXML")
@@ -70,12 +71,12 @@ async def put_configuration(call: S3Call) -> None:
             raise S3Error("InvalidRetentionPeriod", "Default retention period must be a positive integer value",
                           status=400)
         config["rule"] = {"mode": mode, "days" if days is not None else "years": amount}
-    await call.ns.update_bucket_attrs(call.principal, call.bucket or "", {"object_lock": config})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket or "", {"object_lock": config})
     await call.reply(200)
 
 
 async def get_configuration(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.principal, call.bucket or "", action="s3:GetBucketObjectLockConfiguration")
+    bucket = call.ns.bucket(call.grant, call.bucket or "")
     if not enabled(bucket):
         raise S3Error("ObjectLockConfigurationNotFoundError", "Object Lock configuration does not exist for this "
                       "bucket", status=404)
@@ -144,8 +145,7 @@ async def put_retention(call: S3Call) -> None:
     if root.tag != "Retention" or mode not in MODES or until is None:
         raise S3Error("MalformedXML")
     when = parse_date(until)
-    obj = call.ns.get_object(call.principal, call.bucket or "", call.key or "", call.q.get("versionId"),
-                             action="s3:PutObjectRetention")
+    obj = call.ns.get_object(call.grant, call.bucket or "", call.key or "", call.q.get("versionId"), access=WRITE)
     current = obj.attrs.get("retention")
     if current and parse_date(current["until"]) > datetime.now(UTC):
         shorter = when < parse_date(current["until"])
@@ -155,16 +155,14 @@ async def put_retention(call: S3Call) -> None:
         if current["mode"] == "GOVERNANCE" and (shorter or changed) and not _bypass(call):
             raise S3Error("AccessDenied", "Governance-mode retention can only be reduced with "
                           "x-amz-bypass-governance-retention")
-    updated = await call.ns.update_object_attrs(
-        call.principal, call.bucket or "", call.key or "", obj.version_id,
-        {"retention": {"mode": mode, "until": format_date(when)}}, action="s3:PutObjectRetention")
+    updated = await call.ns.update_object_attrs(call.grant, call.bucket or "", call.key or "", obj.version_id,
+                                                {"retention": {"mode": mode, "until": format_date(when)}})
     await call.reply(200, b"", _version_header(updated))
 
 
 async def get_retention(call: S3Call) -> None:
     _require_lock(call)
-    obj = call.ns.get_object(call.principal, call.bucket or "", call.key or "", call.q.get("versionId"),
-                             action="s3:GetObjectRetention")
+    obj = call.ns.get_object(call.grant, call.bucket or "", call.key or "", call.q.get("versionId"))
     retention = obj.attrs.get("retention")
     if not retention:
         raise S3Error("NoSuchObjectLockConfiguration", "The specified object does not have a ObjectLock "
@@ -179,16 +177,14 @@ async def put_legal_hold(call: S3Call) -> None:
     status = text(root, "Status")
     if root.tag != "LegalHold" or status not in ("ON", "OFF"):
         raise S3Error("MalformedXML")
-    updated = await call.ns.update_object_attrs(call.principal, call.bucket or "", call.key or "",
-                                                call.q.get("versionId"), {"legal_hold": status},
-                                                action="s3:PutObjectLegalHold")
+    updated = await call.ns.update_object_attrs(call.grant, call.bucket or "", call.key or "",
+                                                call.q.get("versionId"), {"legal_hold": status})
     await call.reply(200, b"", _version_header(updated))
 
 
 async def get_legal_hold(call: S3Call) -> None:
     _require_lock(call)
-    obj = call.ns.get_object(call.principal, call.bucket or "", call.key or "", call.q.get("versionId"),
-                             action="s3:GetObjectLegalHold")
+    obj = call.ns.get_object(call.grant, call.bucket or "", call.key or "", call.q.get("versionId"))
     status = obj.attrs.get("legal_hold")
     if status is None:
         raise S3Error("NoSuchObjectLockConfiguration", "The specified object does not have a ObjectLock "

@@ -20,11 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from exastor.auth.principal import Principal
 from exastor.s3 import objectlock, sse
 from exastor.s3.acl import canned_acl
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, add_user_metadata
 from exastor.s3.errors import S3Error
-from exastor.s3.sigv4 import derive_signing_key
+from exastor.s3.sigv4 import check_scope, derive_signing_key
 from exastor.s3.xml import HEADER, el, parse_tagging
 
 MAX_FIELDS_BYTES = 1 << 20   # everything before the file part
@@ -114,8 +115,12 @@ def _authenticate(call: S3Call, fields: dict[str, str]) -> str | None:
         return None
     if "x-amz-signature" in fields or "x-amz-credential" in fields:
         credential = fields.get("x-amz-credential", "").split("/")
-        if len(credential) != 5 or "x-amz-signature" not in fields:
+        if len(credential) != 5 or "x-amz-signature" not in fields or credential[4] != "aws4_request":
             raise S3Error("InvalidArgument", "POST form's V4 signature fields are incomplete")
+        check_scope(credential[2], credential[3], "InvalidArgument", call.regions or None)
+        amz_date = fields.get("x-amz-date", "")
+        if amz_date and amz_date[:8] != credential[1]:
+            raise S3Error("InvalidArgument", "The credential date does not match x-amz-date")
         user = call.ns.user_by_access_key(credential[0])
         if user is None:
             raise S3Error("InvalidAccessKeyId")
@@ -221,7 +226,11 @@ async def post_object(call: S3Call) -> None:
         key = fields["key"] = key.replace("${filename}", filename)
     size_range = _check_policy(fields) if "policy" in fields else None
     call.key = key
-    bucket = call.ns.cached_bucket(call.bucket or "")
+    # Who signed the form, and the key it writes, complete the request's decision.
+    who = Principal.user(principal) if principal else Principal.anonymous()
+    call.info.update(principal=who.label, key=key)
+    call.decision = call.decision.refine(principal=who, key=key)
+    bucket = call.ns.bucket(call.grant, call.bucket or "")
     attrs: dict[str, Any] = {name: fields[name] for name in _CONTENT_FIELDS if name in fields}
     attrs.setdefault("content-type", "binary/octet-stream")
     add_user_metadata(attrs, fields)

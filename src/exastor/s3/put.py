@@ -7,12 +7,12 @@ from urllib.parse import parse_qsl, unquote
 
 from exastor import errors
 from exastor.http.conditions import evaluate, evaluate_copy_source, parse_preconditions
-from exastor.http.ranges import RangeNotSatisfiable, parse_range
+from exastor.http.ranges import RangeNotSatisfiable, bounded_int, parse_range
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.store import Check
 from exastor.s3 import objectlock, sse
 from exastor.s3.acl import acl_from_headers
-from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime, user_exists
+from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import el, iso8601
 
@@ -42,13 +42,13 @@ def _echo_checksums(attrs: dict[str, Any]) -> list[tuple[str, str]]:
 def object_acl(call: S3Call, attrs: dict[str, Any]) -> None:
     """The ACL and Object Lock settings a new object gets from the request's headers
     (x-amz-acl / x-amz-grant-*, x-amz-object-lock-*) and the bucket's defaults."""
-    bucket = call.ns.cached_bucket(call.bucket or "")
+    bucket = call.ns.bucket(call.grant, call.bucket or "")
     for name in ("retention", "legal_hold"):
         attrs.pop(name, None)
     attrs.update(objectlock.attrs_for_new_object(call, bucket))
     bucket_owner = bucket.owner if bucket else None
     # an anonymous writer's object belongs to the bucket's owner (as the namespace records it)
-    acl = acl_from_headers(call.h, call.principal or bucket_owner, bucket_owner, user_exists(call),
+    acl = acl_from_headers(call.h, call.principal or bucket_owner, bucket_owner, call.ns.user_exists,
                            for_object=True)
     attrs.pop("acl", None)
     if acl is not None:
@@ -62,24 +62,32 @@ async def put_object(call: S3Call) -> None:
     spec = call.put_spec(attrs)
     spec.check = write_check(call)
     body = sse.wrap_put(call.body(MAX_PUT_SIZE, spec=spec), ck, attrs, spec)
-    obj = await call.ns.put_object(call.principal, call.bucket, call.key, body, spec)
+    obj = await call.ns.put_object(call.grant, call.bucket, call.key, body, spec)
     headers = [("etag", f'"{obj.etag}"'), *_echo_checksums(obj.attrs), *sse.response_headers(obj.attrs)]
     if obj.version_id != "null":
         headers.append(("x-amz-version-id", obj.version_id))
     await call.reply(200, b"", headers)
 
 
-def copy_source(call: S3Call) -> ObjectVersion:
-    """Resolve x-amz-copy-source (with its conditions) to a readable source version."""
+def parse_copy_source(header: str) -> tuple[str, str, str | None]:
+    """x-amz-copy-source as (bucket, key, versionId): what the authorizer decides on, and what
+    ``copy_source`` then reads."""
     # The header is URL-encoded: split off "?versionId=" before decoding, as a key may contain "?".
-    raw_path, _, query = call.h["x-amz-copy-source"].partition("?")
+    raw_path, _, query = header.partition("?")
     path = unquote(raw_path).lstrip("/")
     bucket, _, key = path.partition("/")
     if not bucket or not key:
         raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
     version_id = dict(parse_qsl(query, keep_blank_values=True)).get("versionId") if query else None
+    return bucket, key, version_id
+
+
+def copy_source(call: S3Call) -> ObjectVersion:
+    """Resolve x-amz-copy-source (with its conditions) to the source version the request's decision
+    authorized (s3:GetObject on it, with the caller's own rights)."""
+    bucket, key, version_id = parse_copy_source(call.h["x-amz-copy-source"])
     try:
-        src = call.ns.get_object(call.principal, bucket, key, version_id)
+        src = call.ns.get_object(call.grant, bucket, key, version_id)
     except errors.MethodNotAllowed as exc:
         raise S3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete "
                       "marker by version id.") from exc
@@ -113,7 +121,7 @@ async def copy_object(call: S3Call) -> None:
             attrs["tags"] = src.attrs["tags"]
     object_acl(call, attrs)
     _copy_encryption(call, src, attrs)
-    obj = await call.ns.copy_object(call.principal, src, call.bucket, call.key, attrs=attrs,
+    obj = await call.ns.copy_object(call.grant, src, call.bucket, call.key, attrs=attrs,
                                     check=write_check(call))
     headers = []
     if obj.version_id != "null":
@@ -155,6 +163,6 @@ def copy_range(call: S3Call, src: ObjectVersion) -> tuple[int, int] | tuple[None
                       "bytes=first-last where first and last are the zero-based offsets of the first and last bytes "
                       "to copy")
     start, end = rng
-    if end >= src.size or int(header.split("-")[-1]) >= src.size:
+    if end >= src.size or bounded_int(header.split("-")[-1].strip()) >= src.size:
         raise S3Error("InvalidRange")
     return start, end

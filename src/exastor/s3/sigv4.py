@@ -18,7 +18,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -97,15 +97,21 @@ def derive_signing_key(secret: str, date: str, region: str, service: str) -> byt
 
 def authenticate(method: str, raw_path: str, query_string: str, headers: Mapping[str, str],
                  lookup_secret: Callable[[str], str | None], *, now: datetime | None = None,
-                 max_skew_seconds: int = 900, region: str | None = None) -> AuthContext | None:
+                 max_skew_seconds: int = 900, region: str | None = None,
+                 regions: Collection[str] | None = None) -> AuthContext | None:
     """Verify a request's signature; None for an anonymous request.
 
     headers: lower-cased names -> values (multiple values joined with ','). raw_path: the path exactly
-    as sent (percent-encoded, no query). query_string: raw query string as sent. ``region``, when
-    given, is enforced against the credential scope (AuthorizationHeaderMalformed otherwise).
+    as sent (percent-encoded, no query). query_string: raw query string as sent. ``regions`` (or one
+    ``region``), when given, are the credential-scope regions accepted (AuthorizationHeaderMalformed /
+    AuthorizationQueryParametersError otherwise). Every x-amz-* header the request carries must be
+    signed (and Content-Type too, for header auth), as S3 requires: an unsigned one could have been
+    added by anyone on the path (an ``x-amz-acl: public-read`` after signing).
     Raises S3Error with the code S3 uses for each failure.
     """
     now = _as_utc(now or datetime.now(UTC))
+    if regions is None and region is not None:
+        regions = (region,)
     pairs = _split_query(query_string)
     params = _decoded_params(pairs)
     authorization = (headers.get("authorization") or "").strip()
@@ -118,16 +124,16 @@ def authenticate(method: str, raw_path: str, query_string: str, headers: Mapping
     if authorization:
         if authorization.startswith(ALGORITHM + " ") or authorization == ALGORITHM:
             return _v4_header(method, raw_path, pairs, headers, authorization, lookup_secret, now,
-                              max_skew_seconds, region)
+                              max_skew_seconds, regions)
         if authorization.startswith("AWS "):
             return _v2_header(method, raw_path, query_string, headers, authorization, lookup_secret, now,
                               max_skew_seconds)
         raise S3Error("InvalidArgument", "Unsupported Authorization Type", ArgumentName="Authorization")
     if v4_query:
         return _v4_query(method, raw_path, pairs, params, headers, lookup_secret, now, max_skew_seconds,
-                         region)
+                         regions)
     if v2_query:
-        return _v2_query(method, raw_path, query_string, params, headers, lookup_secret, now)
+        return _v2_query(method, raw_path, query_string, params, headers, lookup_secret, now, max_skew_seconds)
     return None
 
 
@@ -145,19 +151,37 @@ class _Credential:
         return f"{self.date}/{self.region}/{self.service}/aws4_request"
 
 
-def _parse_credential(value: str, code: str, region: str | None) -> _Credential:
+def _parse_credential(value: str, code: str, regions: Collection[str] | None) -> _Credential:
     parts = value.rsplit("/", 4)
     if len(parts) != 5 or not parts[0] or parts[4] != "aws4_request" or not re.fullmatch(r"[0-9]{8}", parts[1]):
         raise S3Error(code, 'Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; '
                       'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
     cred = _Credential(*parts[:4])
-    if cred.service != "s3":
-        raise S3Error(code, f"Error parsing the X-Amz-Credential parameter; incorrect service "
-                      f'"{cred.service}". This endpoint belongs to "s3".')
-    if region is not None and cred.region != region:
-        raise S3Error(code, f"Error parsing the X-Amz-Credential parameter; the region '{cred.region}' is "
-                      f"wrong; expecting '{region}'", Region=region)
+    check_scope(cred.region, cred.service, code, regions)
     return cred
+
+
+def check_scope(region: str, service: str, code: str, regions: Collection[str] | None) -> None:
+    """The credential scope's service must be s3 and its region one this endpoint serves (the error
+    names the expected region, which SDKs read to re-sign)."""
+    if service != "s3":
+        raise S3Error(code, f"Error parsing the X-Amz-Credential parameter; incorrect service "
+                      f'"{service}". This endpoint belongs to "s3".')
+    if regions is not None and region not in regions:
+        expected = next(iter(regions), "")
+        raise S3Error(code, f"Error parsing the X-Amz-Credential parameter; the region '{region}' is "
+                      f"wrong; expecting '{expected}'", Region=expected)
+
+
+def _check_all_signed(signed_headers: list[str], headers: Mapping[str, str], *, presigned: bool) -> None:
+    """S3's rule: every x-amz-* header present is signed, and for header auth Content-Type too
+    (a presigned URL is meant to be used by clients that pick their own Content-Type)."""
+    signed = set(signed_headers)
+    unsigned = sorted(name for name in headers if name not in signed and (
+        name.startswith("x-amz-") or (name == "content-type" and not presigned)))
+    if unsigned:
+        raise S3Error("AccessDenied", "There were headers present in the request which were not signed",
+                      HeadersNotSigned=", ".join(unsigned))
 
 
 def _parse_authorization_v4(authorization: str) -> dict[str, str]:
@@ -175,9 +199,9 @@ def _parse_authorization_v4(authorization: str) -> dict[str, str]:
 
 def _v4_header(method: str, raw_path: str, pairs: list[tuple[str, str]], headers: Mapping[str, str],
                authorization: str, lookup_secret: Callable[[str], str | None], now: datetime,
-               max_skew_seconds: int, region: str | None) -> AuthContext:
+               max_skew_seconds: int, regions: Collection[str] | None) -> AuthContext:
     fields = _parse_authorization_v4(authorization)
-    cred = _parse_credential(fields["Credential"], "AuthorizationHeaderMalformed", region)
+    cred = _parse_credential(fields["Credential"], "AuthorizationHeaderMalformed", regions)
     signed_headers = _parse_signed_headers(fields["SignedHeaders"], "AuthorizationHeaderMalformed")
     secret = _lookup(lookup_secret, cred.access_key)
 
@@ -199,13 +223,14 @@ def _v4_header(method: str, raw_path: str, pairs: list[tuple[str, str]], headers
     signature = fields["Signature"].lower()
     _verify_v4(method, raw_path, pairs, headers, signed_headers, content_sha256, amz_date, cred,
                signing_key, signature, exclude_signature_param=False)
+    _check_all_signed(signed_headers, headers, presigned=False)
     return AuthContext(access_key=cred.access_key, content_sha256=content_sha256, signing_key=signing_key,
                        seed_signature=signature, scope=cred.scope, amz_date=amz_date, presigned=False)
 
 
 def _v4_query(method: str, raw_path: str, pairs: list[tuple[str, str]], params: dict[str, str],
               headers: Mapping[str, str], lookup_secret: Callable[[str], str | None], now: datetime,
-              max_skew_seconds: int, region: str | None) -> AuthContext:
+              max_skew_seconds: int, regions: Collection[str] | None) -> AuthContext:
     code = "AuthorizationQueryParametersError"
     if params.get("X-Amz-Algorithm") != ALGORITHM:
         raise S3Error(code, 'X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"')
@@ -215,7 +240,7 @@ def _v4_query(method: str, raw_path: str, pairs: list[tuple[str, str]], params: 
             raise S3Error(code, "Query-string authentication version 4 requires the X-Amz-Algorithm, "
                           "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
                           "X-Amz-Expires parameters.")
-    cred = _parse_credential(params["X-Amz-Credential"], code, region)
+    cred = _parse_credential(params["X-Amz-Credential"], code, regions)
     signed_headers = _parse_signed_headers(params["X-Amz-SignedHeaders"], code)
     amz_date = params["X-Amz-Date"]
     if not _AMZ_DATE.fullmatch(amz_date):
@@ -226,7 +251,7 @@ def _v4_query(method: str, raw_path: str, pairs: list[tuple[str, str]], params: 
     expires_text = params["X-Amz-Expires"]
     if not _DIGITS.fullmatch(expires_text):
         raise S3Error(code, "X-Amz-Expires should be a number")
-    expires = int(expires_text)
+    expires = _bounded_seconds(expires_text)
     if expires < 0:
         raise S3Error(code, "X-Amz-Expires must be non-negative")
     if expires > MAX_PRESIGN_EXPIRES:
@@ -248,6 +273,7 @@ def _v4_query(method: str, raw_path: str, pairs: list[tuple[str, str]], params: 
     signature = params["X-Amz-Signature"].lower()
     _verify_v4(method, raw_path, pairs, headers, signed_headers, content_sha256, amz_date, cred,
                signing_key, signature, exclude_signature_param=True)
+    _check_all_signed(signed_headers, headers, presigned=True)
     return AuthContext(access_key=cred.access_key, content_sha256=content_sha256, signing_key=signing_key,
                        seed_signature=signature, scope=cred.scope, amz_date=amz_date, presigned=True)
 
@@ -399,14 +425,20 @@ def _v2_header(method: str, raw_path: str, query_string: str, headers: Mapping[s
 
 def _v2_query(method: str, raw_path: str, query_string: str, params: dict[str, str],
               headers: Mapping[str, str], lookup_secret: Callable[[str], str | None],
-              now: datetime) -> AuthContext:
+              now: datetime, max_skew_seconds: int) -> AuthContext:
     access_key, signature, expires = params["AWSAccessKeyId"], params["Signature"], params.get("Expires", "")
     if not _DIGITS.fullmatch(expires):
         raise S3Error("AccessDenied", "Query-string authentication requires the Signature, Expires and "
                       "AWSAccessKeyId parameters")
     secret = _lookup(lookup_secret, access_key)
-    if now.timestamp() > int(expires):
+    expires_at = _bounded_seconds(expires)
+    if now.timestamp() > expires_at:
         raise S3Error("AccessDenied", "Request has expired", Expires=expires)
+    # V2 URLs carry an absolute expiry; cap them at a week like V4's X-Amz-Expires (with the
+    # clock skew allowed elsewhere), or a leaked URL would open an object for decades.
+    if expires_at - now.timestamp() > MAX_PRESIGN_EXPIRES + max_skew_seconds:
+        raise S3Error("AccessDenied", "Query-string authentication version 2 requires an Expires no more "
+                      "than a week (604800 seconds) from now", Expires=expires)
     # A V2 presigned URL carries the signed x-amz-*, Content-MD5 and Content-Type values as query
     # parameters (that is how botocore's HmacV1QueryAuth builds it); sign over them as headers.
     signing_headers = dict(headers)
@@ -417,7 +449,7 @@ def _v2_query(method: str, raw_path: str, query_string: str, params: dict[str, s
     _verify_v2(method, raw_path, query_string, signing_headers, expires, secret, signature, access_key)
     return AuthContext(access_key=access_key, content_sha256=UNSIGNED_PAYLOAD, signing_key=b"",
                        seed_signature=signature, scope="",
-                       amz_date=datetime.fromtimestamp(int(expires), UTC).strftime(ISO8601_BASIC),
+                       amz_date=datetime.fromtimestamp(expires_at, UTC).strftime(ISO8601_BASIC),
                        presigned=True, signature_version=2)
 
 
@@ -481,6 +513,15 @@ def _decoded_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
     for name, value in pairs:
         params.setdefault(unquote(name), unquote(value))
     return params
+
+
+def _bounded_seconds(digits: str) -> int:
+    """An integer from at most a few hundred digits: int() of thousands would raise (a 500), and
+    any value this long is already far outside every limit checked here."""
+    negative = digits.startswith("-")
+    body = digits.lstrip("-").lstrip("0") or "0"
+    value = 10**15 if len(body) > 15 else int(body)
+    return -value if negative else value
 
 
 def _lookup(lookup_secret: Callable[[str], str | None], access_key: str) -> str:

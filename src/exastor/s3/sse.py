@@ -217,7 +217,7 @@ async def put_plain_or_encrypted(call: Any, key: str, source: AsyncIterator[byte
     ck = new_object_encryption(fields, attrs)
     spec = PutSpec(attrs=attrs, verify=verify)
     body = wrap_put(_limited(source, limit), ck, attrs, spec)
-    return await call.ns.put_object(call.principal, call.bucket, key, body, spec)
+    return await call.ns.put_object(call.grant, call.bucket, key, body, spec)
 
 
 async def _limited(source: AsyncIterator[bytes | memoryview], limit: int) -> AsyncIterator[bytes | memoryview]:

@@ -178,12 +178,14 @@ class S3Client(Session):
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.pool, limit_per_host=self.pool, ttl_dns_cache=3600)
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
-            # skip_auto_headers: no Accept-Encoding, so bodies arrive as stored, not recompressed
+            # skip_auto_headers: no Accept-Encoding, so bodies arrive as stored, not recompressed; no
+            # Content-Type, which S3 requires to be signed when present (this signer signs only host,
+            # x-amz-content-sha256 and x-amz-date)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=timeout,
                 auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding", "User-Agent"),
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
             )
 
     async def close(self) -> None:

@@ -1,0 +1,73 @@
+"""Hostile names and ranges get the protocol's 4xx, never a 500 (issue 12's "smaller holes").
+
+Each of these answered 500 or stored something it must not before the fix: a bucket named with a
+trailing newline (``re.match`` with ``$``), a key with an invalid UTF-8 byte (%FF), and a Range with
+5,000 digits (``int()`` refuses more than 4,300)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+from _blobutil import blob_signed
+from _s3util import signed_request
+from azure.storage.blob import BlobServiceClient
+
+
+def _code(body: bytes) -> str | None:
+    return ET.fromstring(body).findtext("Code") if body else None
+
+
+def test_bucket_name_with_trailing_newline_is_invalid(exastor_server, s3):
+    status, _, body = signed_request(exastor_server, "PUT", "/abcd%0A")
+    assert status == 400 and _code(body) == "InvalidBucketName"
+    assert "abcd\n" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_key_with_invalid_utf8_is_a_400(exastor_server, s3, bucket):
+    for method in ("PUT", "GET", "HEAD", "DELETE"):
+        status, _, body = signed_request(exastor_server, method, f"/{bucket}/bad%FFkey", body=b"x" * (method == "PUT"))
+        assert status == 400, (method, status, body)
+        if method != "HEAD":
+            assert _code(body) == "InvalidURI"
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+@pytest.mark.parametrize("rng", ["bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=-" + "9" * 5000,
+                                 "bytes=" + "0" * 4999 + "1-"])
+def test_five_thousand_digit_range(exastor_server, s3, bucket, rng):
+    s3.put_object(Bucket=bucket, Key="r", Body=b"0123456789")
+    status, headers, body = signed_request(exastor_server, "GET", f"/{bucket}/r", headers={"Range": rng})
+    assert status in (200, 206, 416), (status, body[:200])
+    if rng.startswith("bytes=9"):
+        assert status == 416 and _code(body) == "InvalidRange"
+    elif status == 206:
+        assert body in (b"0123456789", b"123456789")
+    # and as a copy source range: InvalidRange / InvalidArgument, never a 500
+    s3.create_multipart_upload(Bucket=bucket, Key="mp")
+    upload = s3.list_multipart_uploads(Bucket=bucket)["Uploads"][0]["UploadId"]
+    status, _, body = signed_request(exastor_server, "PUT", f"/{bucket}/mp?partNumber=1&uploadId={upload}",
+                                     headers={"x-amz-copy-source": f"{bucket}/r", "x-amz-copy-source-range": rng})
+    assert 400 <= status < 500, (status, body[:200])
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload)
+
+
+def test_blob_names_and_ranges(exastor_server):
+    account = exastor_server.account_name
+    status, headers, _ = blob_signed(exastor_server, "PUT", f"/{account}/abcd%0A?restype=container")
+    assert status == 400 and headers.get("x-ms-error-code") == "InvalidResourceName"
+    svc = BlobServiceClient.from_connection_string(exastor_server.connection_string)
+    assert "abcd\n" not in [c.name for c in svc.list_containers()]
+    cc = svc.create_container("rangectr")
+    try:
+        cc.upload_blob("r", b"0123456789")
+        status, headers, _ = blob_signed(exastor_server, "GET", f"/{account}/rangectr/bad%FFname")
+        assert status == 400 and headers.get("x-ms-error-code") == "InvalidUri"
+        status, headers, _ = blob_signed(exastor_server, "PUT", f"/{account}/rangectr/bad%FFname",
+                                         {"x-ms-blob-type": "BlockBlob", "Content-Length": "0"})
+        assert status == 400, status
+        for rng in ("bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000):
+            status, _, body = blob_signed(exastor_server, "GET", f"/{account}/rangectr/r", {"x-ms-range": rng})
+            assert status in (200, 206, 416), (status, body[:200])
+    finally:
+        cc.delete_container()
