@@ -30,7 +30,9 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "exastor"
 FRONT_ENDS = sorted([*(SRC / "s3").glob("*.py"), *(SRC / "blob").glob("*.py")])
 # Reads a front-end makes before any decision exists, each for a reason written beside it.
 ALLOWED = {("s3/cors.py", "cached_bucket"),   # CORS headers on every answer, errors included (public config)
-           ("blob/app.py", "cached_bucket")}  # a container's stored access policies, to verify a SAS
+           ("blob/app.py", "cached_bucket"),  # a container's stored access policies, to verify a SAS
+           # QoS limits (operator settings, no stored data), read after the decision (http/qos.py)
+           ("s3/app.py", "ns.meta"), ("blob/app.py", "ns.meta")}
 
 
 def _holder(node: ast.expr) -> str:

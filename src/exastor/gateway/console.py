@@ -31,7 +31,7 @@ from exastor import errors, metrics
 from exastor.gateway.store import ADMIN, new_access_key, new_secret_key
 from exastor.http.asgi import ClientDisconnected, Request, Send, respond, respond_stream
 from exastor.meta.records import User
-from exastor.namespace.store import PutSpec
+from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services import reduce_control
 from exastor.services.store_metrics import backlog
 
@@ -240,7 +240,7 @@ class Console:
                 await self._json(send, 200, await asyncio.to_thread(bucket_rows, self.meta))
             elif req.method == "POST":
                 name = str((await self._body(req)).get("name", ""))
-                await self.ns.create_bucket(ADMIN, name)
+                await self.ns.create_bucket(SystemGrant(ADMIN), name)
                 await self._json(send, 201, {"name": name, "owner": ADMIN})
             else:
                 raise ApiError(405, "GET or POST")
@@ -248,7 +248,7 @@ class Console:
         bucket = self.ns.cached_bucket(parts[1])
         if bucket is None:
             raise ApiError(404, f"no bucket {parts[1]!r}")
-        owner = bucket.owner  # the operator acts as the bucket's owner
+        owner = SystemGrant(bucket.owner)  # the operator (logged in as admin) acts as the bucket's owner
         if len(parts) == 3 and parts[2] == "objects" and req.method == "GET":
             prefix = req.query.get("prefix", "")
             listed = self.ns.list_objects(owner, bucket.name, prefix=prefix, delimiter="/",
@@ -268,7 +268,7 @@ class Console:
             headers = [("content-type", obj.attrs.get("content-type") or "application/octet-stream"),
                        ("content-length", str(obj.size)), ("etag", f'"{obj.etag}"'),
                        ("content-disposition", f"attachment; filename*=UTF-8''{filename}"), *SECURITY_HEADERS]
-            await respond_stream(send, 200, headers, self.ns.read(obj))
+            await respond_stream(send, 200, headers, self.ns.read(owner, obj))
         elif req.method == "PUT":
             spec = PutSpec(attrs={"content-type": req.headers.get("content-type") or "application/octet-stream"})
             obj = await self.ns.put_object(owner, bucket.name, key, _body_pieces(req), spec)
