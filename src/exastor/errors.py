@@ -50,3 +50,9 @@ class DataCorrupted(StoreError):
 class MetadataUnreadable(Exception):
     """The metadata database file is not a readable database (damaged, or not SQLite at all).
     Not a StoreError: no request maps to it; commands stop with a pointer to ``fsck --restore-meta``."""
+
+
+class MetadataOpenError(Exception):
+    """The metadata database cannot be opened: unreachable (PostgreSQL down, a wrong URL), written by
+    a newer exastor, or a schema migration failed (the database is left as it was). Not a
+    StoreError: no request maps to it; commands stop with the message."""
