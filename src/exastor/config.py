@@ -39,6 +39,10 @@ class Config:
     # Journal every metadata commit onto m+1 drives before it is acknowledged, so a lost database
     # loses nothing (meta/journal.py). Needs the copies (meta_backup_interval > 0): they are its start.
     meta_journal: bool = True
+    # The metadata database: empty = the embedded SQLite under DATA/meta; a postgresql:// URL = a
+    # shared PostgreSQL (many gateways, one namespace). PostgreSQL keeps its own durability (WAL,
+    # base backups, a synchronous standby): the SQLite copies and journal are then off.
+    meta_url: str = ""
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
@@ -85,6 +89,8 @@ class Config:
             if g.k + g.m > max(1, len(self.drives)):
                 raise ConfigError(f"{where('ec')}: {g} needs {g.k + g.m} drives, {max(1, len(self.drives))} given "
                                   "(--drive PATH, repeated)")
+        if self.meta_url and not self.meta_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"{where('meta_url')} must be empty (embedded SQLite) or a postgresql:// URL")
         if self.data.exists() and not self.data.is_dir():
             raise ConfigError(f"{where('data')}: {self.data} exists and is not a directory")
 
@@ -144,4 +150,6 @@ def load(config_file: str | None = None, overrides: dict[str, Any] | None = None
             setattr(cfg, name, _coerce(name, value, "command line"))
             cfg.sources[name] = "command line"
     cfg.validate()
+    if cfg.meta_url:  # the copies and the journal are of the SQLite file (services/metabackup.py)
+        cfg.meta_backup_interval, cfg.meta_journal = 0, False
     return cfg

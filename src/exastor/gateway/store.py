@@ -25,7 +25,12 @@ ADMIN = "admin"
 CREDENTIALS_FILE = "credentials.toml"
 
 
-def open_metadata(data: Path) -> Metadata:
+def open_metadata(data: Path, meta_url: str | None = None) -> Metadata:
+    """The metadata database: PostgreSQL at ``meta_url`` (postgresql://...), else the embedded
+    SQLite under DATA/meta."""
+    if meta_url:
+        from exastor.meta.postgres import PostgresRunner  # psycopg only where it is used
+        return Metadata(PostgresRunner(meta_url))
     (data / "meta").mkdir(parents=True, exist_ok=True)
     return Metadata(SqliteRunner(data / "meta" / "exastor.sqlite"))
 
@@ -63,9 +68,9 @@ def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec:
 
 def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,
                    recover: bool = True, drives: list[str] | None = None, ec: str | None = None,
-                   journal: bool = False) -> Namespace:
+                   journal: bool = False, meta_url: str | None = None) -> Namespace:
     data.mkdir(parents=True, exist_ok=True)
-    meta = open_metadata(data)
+    meta = open_metadata(data, meta_url)
     chunks = ChunkStore(open_drives(meta, data, drives, ec, journal=journal), meta, segment_size=segment_size,
                         recover=recover)
     return Namespace(meta, chunks, region=region)
