@@ -165,11 +165,13 @@ class PostgresRunner:
     paramstyle = "?"
     backend = "postgres"
 
-    def __init__(self, url: str, *, pool_max: int = POOL_MAX, listen: bool = True) -> None:
+    def __init__(self, url: str, *, pool_max: int = POOL_MAX, listen: bool = True,
+                 statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> None:
         self.url = url
         self.where = describe(url)
         self._closed = False
         self._kwargs = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
+        self._statement_timeout_ms = int(statement_timeout_ms)
         self.schema_versions = self._migrate()
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_max, kwargs=self._kwargs,
                                     configure=self._configure, timeout=POOL_TIMEOUT_S, open=False,
@@ -197,9 +199,8 @@ class PostgresRunner:
         self._configure(conn)
         return conn
 
-    @staticmethod
-    def _configure(conn: psycopg.Connection) -> None:
-        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
         conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}")
 
     def _migrate(self) -> tuple[int, int]:
