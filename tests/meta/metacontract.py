@@ -127,3 +127,20 @@ def threads(n: int, target: Callable[[int], Any], timeout: float = 120.0) -> lis
         t.join(timeout)
         assert not t.is_alive(), "a writer thread hung"
     return results
+
+
+def race_if_none_match(meta: Metadata, key: str, writer: int, *, swallow: bool = False) -> str:
+    """A PUT of ``key`` in bucket "bkt" with If-None-Match: * (the check runs inside the write)."""
+    from exastor import errors
+
+    def if_none_match(current: ObjectVersion | None) -> None:
+        if current is not None:
+            raise errors.PreconditionFailed("exists")
+
+    try:
+        run(meta.put_object(obj("bkt", key, etag=f"w{writer}"), check=if_none_match, make_version_id=vid_factory()))
+    except errors.PreconditionFailed:
+        if swallow:
+            return "lost"
+        raise
+    return "won"

@@ -10,8 +10,8 @@ SQLite run here (meta/store.py, "The metadata contract"); what differs is in thi
   fail. ``durable()`` (the data the metadata points at) runs before the transaction begins.
 * Isolation: writes run at REPEATABLE READ. Two transactions that write one row, or insert one
   unique key, cannot both commit; the loser fails with a serialization failure (40001), a deadlock
-  (40P01) or a unique violation (23505) and the body is re-run from the start on the committed
-  state, with jittered exponential backoff, at most MAX_ATTEMPTS times. Bodies are written to be
+  (40P01), a unique (23505) or foreign-key (23503) violation and the body is re-run from the start on the committed
+  state, with jittered exponential backoff, for up to RETRY_BUDGET_S. Bodies are written to be
   re-run (no effect outside the database). A COMMIT whose outcome is unknown (the connection broke
   during it) is not re-run: the caller gets errors.Unavailable.
 * The bodies' ``?`` placeholders become ``%s`` (each statement text translated once, cached);
@@ -58,15 +58,23 @@ CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 10.0
 STATEMENT_TIMEOUT_MS = 30_000
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
-MAX_ATTEMPTS = 12
+# Conflicts are re-run with full-jitter exponential backoff for up to RETRY_BUDGET_S: rows every
+# writer touches (the reference count of a chunk that many concurrent objects share) make
+# REPEATABLE READ writers take turns, like a randomized lock; the budget stays below clients' timeouts.
+MAX_ATTEMPTS = 200
+RETRY_BUDGET_S = 20.0
 BACKOFF_FIRST_S = 0.002
-BACKOFF_MAX_S = 0.2
+BACKOFF_MAX_S = 0.1
 POOL_MAX = 16
 NOTIFY_CHANNEL = "exastor_bucket_version"
 _MIGRATION_LOCK = 0x65786173746F72  # pg_advisory_xact_lock key of schema migrations ("exastor")
 
-# Conflicts between concurrent transactions: the body re-runs on the committed state.
-_RETRYABLE = (pgerr.SerializationFailure, pgerr.DeadlockDetected, pgerr.UniqueViolation)
+# Conflicts between concurrent transactions: the body re-runs on the committed state, where its own
+# reads see the winner (a key that now exists, a bucket now gone or no longer empty) and it decides
+# as it would have serially. A unique or foreign-key violation can only come from such a race:
+# every body checks what it inserts or deletes against the rows it read first.
+_RETRYABLE = (pgerr.SerializationFailure, pgerr.DeadlockDetected, pgerr.UniqueViolation,
+              pgerr.ForeignKeyViolation)
 
 
 def is_url(meta: str | None) -> bool:
@@ -250,6 +258,7 @@ class PostgresRunner:
 
     def _run(self, fn: Callable[[PgCursor], T], begin: str | None, *, write: bool) -> T:
         delay = BACKOFF_FIRST_S
+        deadline = time.monotonic() + RETRY_BUDGET_S
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 result, bumped = self._attempt(fn, begin, idempotent=not write)
@@ -266,7 +275,7 @@ class PostgresRunner:
                             self.where, str(wrapped.error).strip())
                 raise errors.Unavailable("the metadata database failed during a commit") from wrapped.error
             except _RETRYABLE as exc:
-                if not write or attempt == MAX_ATTEMPTS:
+                if not write or attempt == MAX_ATTEMPTS or time.monotonic() > deadline:
                     log.warning("metadata write gave up after %d conflicting attempts: %s", attempt,
                                 str(exc).strip())
                     raise store_error(exc) from exc

@@ -36,8 +36,8 @@ Guarantees, per operation (one method of ``Metadata``, or one body passed to ``w
     row the transaction then writes) exactly one wins and the others fail the check; multipart
     completion racing an abort: one of them (the other finds no upload); reference counts equal
     what fsck recomputes from the manifests (``MANIFEST_QUERIES``), whatever the interleaving.
-  * Retries: a write body may run more than once (PostgreSQL re-runs it after a conflict, at most
-    ``postgres.MAX_ATTEMPTS`` times, then ``errors.Unavailable``). So a body has no effect outside
+  * Retries: a write body may run more than once (PostgreSQL re-runs it after a conflict, for up to
+    ``postgres.RETRY_BUDGET_S``, then ``errors.Unavailable``). So a body has no effect outside
     the database except through its return value: it may compute (times, random version ids) but
     must not append to outside lists, send, or write files; ``durable()`` runs once, before the
     first attempt. A write whose COMMIT outcome is unknown (the connection broke during it) is
