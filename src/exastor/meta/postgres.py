@@ -67,6 +67,7 @@ BACKOFF_FIRST_S = 0.002
 BACKOFF_MAX_S = 0.1
 POOL_MAX = 16
 NOTIFY_CHANNEL = "exastor_bucket_version"
+BUCKET_VERSION = "bucket_version"
 _MIGRATION_LOCK = 0x65786173746F72  # pg_advisory_xact_lock key of schema migrations ("exastor")
 
 # Conflicts between concurrent transactions: the body re-runs on the committed state, where its own
@@ -127,22 +128,31 @@ class PgCursor:
 
     def __init__(self, cur: psycopg.Cursor) -> None:
         self._cur = cur
-        self.bumped = False  # a statement moved bucket_version
-        self.sent = False    # a statement of the body was sent
+        self.bumped: int | None = None  # bucket_version as this transaction set it
+        self.sent = False               # a statement of the body was sent
 
     def execute(self, sql: str, params: Any = ()) -> PgCursor:
         text, bumps = _translate(sql)
         self.sent = True
         self._cur.execute(text, params)  # type: ignore[arg-type]
-        self.bumped |= bumps
+        if bumps:
+            self._note_version()
         return self
 
     def executemany(self, sql: str, seq: Any) -> PgCursor:
         text, bumps = _translate(sql)
         self.sent = True
         self._cur.executemany(text, list(seq))  # type: ignore[arg-type]
-        self.bumped |= bumps
+        if bumps:
+            self._note_version()
         return self
+
+    def _note_version(self) -> None:
+        """The value this transaction gave bucket_version (its row is locked by us until COMMIT):
+        after the commit this process's data_version moves to it at once."""
+        with self._cur.connection.cursor() as side:
+            row = side.execute(f"SELECT value FROM counters WHERE name = '{BUCKET_VERSION}'").fetchone()
+        self.bumped = int(row[0]) if row else None
 
     def fetchone(self) -> tuple | None:
         return self._cur.fetchone()
@@ -227,7 +237,7 @@ class PostgresRunner:
                 raise errors.MetadataOpenError(f"cannot prepare the metadata database {self.where}: "
                                                f"{str(exc).strip()}") from exc
 
-    def _attempt(self, fn: Callable[[PgCursor], T], begin: str | None, idempotent: bool) -> tuple[T, bool]:
+    def _attempt(self, fn: Callable[[PgCursor], T], begin: str | None, idempotent: bool) -> tuple[T, int | None]:
         """One transaction (``begin`` ... COMMIT; None: autocommit) on a pooled connection. A broken
         connection is discarded by the pool when it comes back (psycopg marks it closed)."""
         with self._pool.connection() as conn:
@@ -262,8 +272,8 @@ class PostgresRunner:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 result, bumped = self._attempt(fn, begin, idempotent=not write)
-                if bumped:
-                    self._moved()
+                if bumped is not None:
+                    self._seen(bumped)
                 return result
             except _NotSent as wrapped:
                 if attempt >= 3:
@@ -318,13 +328,15 @@ class PostgresRunner:
 
     # -- bucket cache invalidation ----------------------------------------------------------
     def data_version(self) -> int:
+        """The ``bucket_version`` row as this process last heard it: its own commits at once, other
+        gateways' through their notifications. While not listening, a new number on every call."""
         if not self._listening:
             return next(self._unique)  # not hearing changes: treat every cached row as stale
         return self._version
 
-    def _moved(self) -> None:
+    def _seen(self, value: int, *, reset: bool = False) -> None:
         with self._version_lock:
-            self._version += 1
+            self._version = value if reset else max(self._version, value)
 
     def _listen(self) -> None:
         backoff = 0.1
@@ -332,14 +344,16 @@ class PostgresRunner:
             try:
                 with psycopg.connect(self.url, **self._kwargs) as conn:  # type: ignore[arg-type]
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._moved()  # anything may have changed while not listening
+                    # after LISTEN: a change committed from now on is heard, one before it is read here
+                    row = conn.execute(f"SELECT value FROM counters WHERE name = '{BUCKET_VERSION}'").fetchone()
+                    self._seen(int(row[0]) if row else 0, reset=True)
                     self._listening = True
                     backoff = 0.1
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self._moved()
+                        for note in conn.notifies(timeout=1.0):
+                            self._seen(int(note.payload))
                         conn.execute("SELECT 1")  # notices a dead connection within a second
-            except psycopg.Error as exc:
+            except (psycopg.Error, ValueError) as exc:
                 if self._listening:
                     log.warning("metadata database %s: lost the change notifications (%s); "
                                 "bucket caches are off until they are back", self.where, str(exc).strip())

@@ -68,9 +68,13 @@ class SqliteRunner:
         self.path = Path(path)
         self._local = threading.local()
         self._queue: queue.Queue[tuple | None] = queue.Queue()
+        writer: sqlite3.Connection | None = None
         try:
             writer = _connect(self.path, WRITER_CACHE_KIB)
             self.schema_versions = _migrate(writer)
+        except errors.MetadataOpenError:
+            writer.close()  # type: ignore[union-attr]
+            raise
         except sqlite3.OperationalError:
             raise  # locked, no permission, no such directory: the message says which
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
