@@ -90,3 +90,31 @@ def test_blob_front_end(pg_server):
     lease.release()
     assert [b.name for b in container.list_blobs()] == ["b"]
     service.delete_container("pgctr")
+
+
+def test_database_down_answers_503_and_recovers(tmp_path, pg_cluster):
+    """PostgreSQL stopping under a running gateway: requests get 503 (never a 500 or a traceback);
+    once it is back, the same gateway serves again without a restart."""
+    dsn = pg_cluster.create_database("exastor_down")
+    # The request path only: the background passes (gc, reducer) are off here; a pass that fails
+    # while the database is down is the services' own concern (logged by them).
+    server = start_server(tmp_path, "--meta", dsn, "--workers", "1",
+                          env={"EXASTOR_GC_INTERVAL": "0", "EXASTOR_REDUCE_INTERVAL": "0"})
+    try:
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket="down")
+        s3.put_object(Bucket="down", Key="k", Body=b"v")
+        pg_cluster.sql("ALTER DATABASE exastor_down ALLOW_CONNECTIONS false")
+        pg_cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'exastor_down'")
+        for call in (lambda: s3.get_object(Bucket="down", Key="k"),
+                     lambda: s3.put_object(Bucket="down", Key="k2", Body=b"v")):
+            with pytest.raises(ClientError) as exc:
+                call()
+            assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        pg_cluster.sql("ALTER DATABASE exastor_down ALLOW_CONNECTIONS true")
+        assert s3.get_object(Bucket="down", Key="k")["Body"].read() == b"v"
+        s3.put_object(Bucket="down", Key="k2", Body=b"v2")
+    finally:
+        server.stop()
+        pg_cluster.drop_database("exastor_down")
+    assert "Traceback" not in server.log_text(), server.log_text()[-5000:]

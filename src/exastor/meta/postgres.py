@@ -55,7 +55,7 @@ T = TypeVar("T")
 log = logging.getLogger("exastor.meta.postgres")
 
 CONNECT_TIMEOUT_S = 5
-POOL_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 5.0
 STATEMENT_TIMEOUT_MS = 30_000
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 # Conflicts are re-run with full-jitter exponential backoff for up to RETRY_BUDGET_S: rows every
