@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from bench.lib.machine import machine_info  # noqa: E402
 from bench.smallops import tree_cpu_seconds  # noqa: E402
-from exastor.meta.records import Bucket, ObjectVersion  # noqa: E402
+
+from exastor.meta.records import ObjectVersion  # noqa: E402
 from exastor.meta.store import Metadata, put_version  # noqa: E402
 from pgcluster import PgCluster, pg_bindir  # noqa: E402
 
