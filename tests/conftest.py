@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pgcluster import pg_cluster, pg_database, pg_dsn  # noqa: F401 - fixtures: a throwaway PostgreSQL
+
 ACCESS_KEY = "EXTESTADMIN"
 SECRET_KEY = "exastor-test-secret-key-0123456789"
 ALT_ACCESS_KEY = "EXTESTALT"

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from exastor import __version__
-from exastor.errors import CommandError, MetadataUnreadable
+from exastor.errors import CommandError, MetadataOpenError, MetadataUnreadable
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exastor {name}: the metadata database cannot be read ({exc}). With the server stopped, "
               "`exastor fsck --restore-meta --data DIR` installs the newest verified copy from the drives "
               "(docs/operations.md)", file=sys.stderr)
+        return 2
+    except MetadataOpenError as exc:
+        print(f"exastor {name}: {exc}", file=sys.stderr)
         return 2
 
 

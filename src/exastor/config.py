@@ -43,6 +43,10 @@ class Config:
     admin_port: int = 0         # /metrics and the web console; 0 = off (docs/operations.md, "Admin listener")
     admin_host: str = "127.0.0.1"
     metrics_token: str = ""     # /metrics needs "Authorization: Bearer TOKEN"; empty = loopback clients only
+    # The metadata database: empty = the embedded SQLite under DATA/meta; a postgresql:// URL = a
+    # shared PostgreSQL (many gateways, one namespace). PostgreSQL keeps its own durability (WAL,
+    # base backups, a synchronous standby): the SQLite copies and journal are then off.
+    meta_url: str = ""
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
@@ -97,6 +101,8 @@ class Config:
             if g.k + g.m > max(1, len(self.drives)):
                 raise ConfigError(f"{where('ec')}: {g} needs {g.k + g.m} drives, {max(1, len(self.drives))} given "
                                   "(--drive PATH, repeated)")
+        if self.meta_url and not self.meta_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"{where('meta_url')} must be empty (embedded SQLite) or a postgresql:// URL")
         if self.data.exists() and not self.data.is_dir():
             raise ConfigError(f"{where('data')}: {self.data} exists and is not a directory")
 
@@ -156,4 +162,6 @@ def load(config_file: str | None = None, overrides: dict[str, Any] | None = None
             setattr(cfg, name, _coerce(name, value, "command line"))
             cfg.sources[name] = "command line"
     cfg.validate()
+    if cfg.meta_url:  # the copies and the journal are of the SQLite file (services/metabackup.py)
+        cfg.meta_backup_interval, cfg.meta_journal = 0, False
     return cfg

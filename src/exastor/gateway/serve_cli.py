@@ -20,6 +20,7 @@ from exastor.gateway.store import (
     recover_segments,
 )
 from exastor.http import qos
+from exastor.meta.postgres import describe
 from exastor.services import metabackup
 
 
@@ -38,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="domain for virtual-host style requests (bucket.DOMAIN); repeatable")
     p.add_argument("--drive", action="append", dest="drives", metavar="PATH",
                    help="a drive directory (one per SSD); repeatable. Default: DATA/drive0 alone (no redundancy)")
+    p.add_argument("--meta", dest="meta_url", metavar="URL",
+                   help="metadata database: a postgresql:// URL shared by many gateways (default: embedded "
+                        "SQLite under DATA/meta)")
     p.add_argument("--ec", help="erasure geometry K+M, e.g. 4+2 or 146+4 (default: chosen by drive count)")
     p.add_argument("--workers", type=int, help="gateway processes (default: one per CPU, at most 8)")
     p.add_argument("--admin-port", type=int,
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
             "workers": args.workers, "drives": args.drives, "ec": args.ec, "admin_port": args.admin_port,
-            "admin_host": args.admin_host, "metrics_token": args.metrics_token,
+            "admin_host": args.admin_host, "metrics_token": args.metrics_token, "meta_url": args.meta_url,
         })
     except ConfigError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     except DataDirLocked:
         print(f"exastor serve: {cfg.data} is locked by an offline repair (exastor fsck --repair)", file=sys.stderr)
         return 2
-    meta = open_metadata(cfg.data)
+    meta = open_metadata(cfg.data, cfg.meta_url)
     try:
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
         journal = cfg.meta_journal and cfg.meta_backup_interval > 0
@@ -99,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
              f"  drives      : {n_drives}, erasure {geometry} (survives {geometry.m} drive failures; "
              f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas; "
              f"coded by {gf.kernel_name()})"),
-            (f"  metadata    : {cfg.data.resolve() / 'meta'}, "
+            (f"  metadata    : PostgreSQL {describe(cfg.meta_url)} (its own WAL, backups and standby keep it)"
+             if cfg.meta_url else
+             f"  metadata    : {cfg.data.resolve() / 'meta'}, "
              + ("every commit journaled and " if journal else "")
              + f"copied every {cfg.meta_backup_interval} s onto "
              f"{geometry.m + 1} drive{'s' if geometry.m else ''} (exastor fsck --restore-meta)"
@@ -148,5 +154,5 @@ def run(args: argparse.Namespace) -> int:
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
     return server.serve(cfg, lambda: open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size,
                                                     recover=False, drives=cfg.drives, ec=cfg.ec,
-                                                    journal=journal),
+                                                    journal=journal, meta_url=cfg.meta_url),
                         sockets, workers)

@@ -28,10 +28,14 @@ ADMIN = "admin"
 CREDENTIALS_FILE = "credentials.toml"
 
 
-def open_metadata(data: Path) -> Metadata:
-    """The store's metadata database, created on first use. A data directory the process cannot
-    write (a read-only mount, wrong owner) stops with a CommandError that says so: SQLite needs to
-    write beside the database even to read it (WAL), so every command needs a writable directory."""
+def open_metadata(data: Path, meta_url: str | None = None) -> Metadata:
+    """The metadata database: PostgreSQL at ``meta_url`` (postgresql://...), else the embedded SQLite
+    under DATA/meta, created on first use. A data directory the process cannot write (a read-only
+    mount, wrong owner) stops with a CommandError that says so: SQLite needs to write beside the
+    database even to read it (WAL), so every command needs a writable directory."""
+    if meta_url:
+        from exastor.meta.postgres import PostgresRunner  # psycopg only where it is used
+        return Metadata(PostgresRunner(meta_url))
     meta_dir = data / "meta"
     try:
         meta_dir.mkdir(parents=True, exist_ok=True)
@@ -76,9 +80,9 @@ def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec:
 
 def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,
                    recover: bool = True, drives: list[str] | None = None, ec: str | None = None,
-                   journal: bool = False) -> Namespace:
+                   journal: bool = False, meta_url: str | None = None) -> Namespace:
     data.mkdir(parents=True, exist_ok=True)
-    meta = open_metadata(data)
+    meta = open_metadata(data, meta_url)
     chunks = ChunkStore(open_drives(meta, data, drives, ec, journal=journal), meta, segment_size=segment_size,
                         recover=recover)
     return Namespace(meta, chunks, region=region)

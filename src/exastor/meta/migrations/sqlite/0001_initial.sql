@@ -1,5 +1,7 @@
--- exastor metadata schema. Portable SQL: runs on SQLite and PostgreSQL alike
--- (keys are TEXT compared bytewise: SQLite BINARY collation, PostgreSQL COLLATE "C").
+-- exastor metadata schema, SQLite, version 1: the schema every store had before versions were kept
+-- (meta/migrations/__init__.py). Every statement is idempotent, so a store from before applies it
+-- unchanged and is then at version 1. Keys are TEXT compared bytewise (SQLite's BINARY collation).
+-- Never edit a released migration: add the next one. PostgreSQL's schema: ../postgres/.
 
 CREATE TABLE IF NOT EXISTS users (
     name        TEXT PRIMARY KEY,
