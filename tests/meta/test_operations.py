@@ -33,7 +33,7 @@ def test_users(meta):
     assert [u.name for u in meta.list_users()] == ["alice", "bob"]
     assert meta.user_by_access_key("AKB") == User("bob", "AKB", "s1", 2)
     assert meta.user_by_access_key("nope") is None
-    assert meta.remove_user("bob") and not meta.remove_user("bob")
+    assert meta.remove_user("bob") == [] and meta.remove_user("bob") is None  # [] buckets handed over; None: no user
     assert meta.user_by_access_key("AKB") is None
 
 

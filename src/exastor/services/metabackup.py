@@ -38,6 +38,7 @@ from typing import Any
 
 from blake3 import blake3
 
+from exastor import errors
 from exastor.engine.drives import DriveSet
 from exastor.engine.shards import fsync_dir
 from exastor.meta import journal as jr
@@ -374,6 +375,8 @@ class MetaBackupThread(threading.Thread):
                     if urgent:
                         self._last_seen = None
                     self.run_once()
+            except errors.Unavailable as exc:
+                log.warning("metadata copy skipped: %s; will retry", exc.detail)
             except Exception:  # noqa: BLE001 - a failed copy must not stop the server; the next one retries
                 log.exception("metadata copy failed")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exastor import errors
 from exastor.meta.store import Metadata
 from exastor.services import reduce_control
 from exastor.services.stats import StoreStats, collect
@@ -140,6 +141,8 @@ class StoreFigures:
             snap = take(self.meta)
             with self._lock:
                 self._snapshot = snap
+        except errors.Unavailable as exc:  # the metadata database is down: keep the last figures
+            log.warning("computing the store figures skipped: %s", exc.detail)
         except Exception:  # noqa: BLE001 - a failed refresh keeps the last figures; logged, retried later
             log.exception("computing the store figures failed")
         finally:
