@@ -56,18 +56,33 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port below the ephemeral range")
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0, log_path: Path | None = None) -> None:
+def wait_released(data_dir: Path, ports: list[int], timeout: float = 30.0) -> None:
+    """Until no process of an earlier server holds ``data_dir`` (its server lock) or listens on ``ports``.
+
+    A server killed with -9 is not gone when its master has been reaped: a worker's thread still in
+    the kernel keeps the listening socket (and the lock) open for a moment while its main thread is
+    already a zombie. A restart in that moment would be refused, or its probe would reach the dying
+    listener."""
+    from exastor.gateway.lock import server_running
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log = log_path.read_text(errors="replace")[-4000:] if log_path and log_path.exists() else ""
-            raise RuntimeError(f"server exited early with code {proc.returncode}\n{log}")
+    while True:
+        busy = [p for p in ports if not _bindable(p)]
+        if not busy and not server_running(data_dir):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{data_dir} still held or ports {busy} still listening after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            s.bind(("127.0.0.1", port))
         except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"server did not listen on {port} within {timeout}s")
+            return False
+    return True
 
 
 @dataclass
@@ -87,21 +102,28 @@ class ServerProcess:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    tls_ca: Path | None = None  # the CA to trust when the server speaks HTTPS
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_ca else "http"
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"{self.scheme}://127.0.0.1:{self.s3_port}"
 
     @property
     def blob_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.blob_port}/{self.account_name}"
+        return f"{self.scheme}://127.0.0.1:{self.blob_port}/{self.account_name}"
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={self.account_name};AccountKey={self.account_key};"
-                f"BlobEndpoint={self.blob_endpoint};")
+        return (f"DefaultEndpointsProtocol={self.scheme};AccountName={self.account_name};"
+                f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};")
 
-    def start(self) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        """Start `exastor serve` and return once both endpoints answer their readiness probe."""
+        wait_released(self.data_dir, [self.s3_port, self.blob_port])
         env = dict(os.environ)
         env.pop("EXASTOR_CONFIG", None)
         env.update(self.env)
@@ -112,20 +134,33 @@ class ServerProcess:
              "--secret-key", self.secret_key, "--blob-port", str(self.blob_port),
              "--account-name", self.account_name, "--account-key", self.account_key, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        wait_port(self.s3_port, self.proc, log_path=self.log_path)
-        wait_port(self.blob_port, self.proc, log_path=self.log_path)
+        self.wait_ready(timeout)
         return self
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        from exastor.gateway.health import wait_ready
+
+        assert self.proc is not None
+        try:
+            wait_ready([f"{self.scheme}://127.0.0.1:{self.s3_port}", f"{self.scheme}://127.0.0.1:{self.blob_port}"],
+                       timeout=timeout, alive=lambda: self.proc.poll() is None,
+                       ca=str(self.tls_ca) if self.tls_ca else None)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc} (exit code {self.proc.poll()})\n{self.log_text()[-4000:]}") from exc
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group, then wait until every process of it let go of the data
+        directory and the ports (so a restart or an offline fsck can follow at once)."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=60)
+        wait_released(self.data_dir, [self.s3_port, self.blob_port])
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:

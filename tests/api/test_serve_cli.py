@@ -15,6 +15,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from exastor.gateway.health import wait_ready
+
 
 def _banner(proc: subprocess.Popen, deadline_s: float = 30) -> dict[str, str]:
     exports: dict[str, str] = {}
@@ -39,9 +41,10 @@ def test_generated_credentials_and_port_zero_work_as_printed(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
     try:
-        exports = _banner(proc)
+        exports = _banner(proc)  # port 0: only the banner says which port the kernel gave
         port = int(exports["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
         assert port > 0  # the kernel's port, not the 0 that was asked for
+        wait_ready([exports["AWS_ENDPOINT_URL"]], alive=lambda: proc.poll() is None)  # the banner is not readiness
         creds = tmp_path / "data" / "credentials.toml"
         assert creds.stat().st_mode & 0o777 == 0o600
         assert exports["AWS_SECRET_ACCESS_KEY"] in creds.read_text()

@@ -18,7 +18,7 @@ from exastor.blob import auth
 from exastor.blob.common import DEFAULT_VERSION, BlobCall, map_store_error
 from exastor.blob.errors import BlobError
 from exastor.blob.router import Route, route
-from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
+from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.blobs import Blobs
 from exastor.namespace.store import Namespace
@@ -49,7 +49,7 @@ class BlobApp:
             return
         req = Request(scope, receive)
         version = req.headers.get("x-ms-version") or DEFAULT_VERSION
-        call = BlobCall(req, send, self, self._request_id(), version)
+        call = BlobCall(req, send, self, scope.get(REQUEST_ID) or self._request_id(), version)
         try:
             await self._handle(call)
         except ClientDisconnected:

@@ -9,8 +9,8 @@ import sys
 from exastor import __version__
 from exastor.config import ConfigError, load
 from exastor.engine import gf
-from exastor.gateway import server
-from exastor.gateway.lock import DataDirLocked, shared
+from exastor.gateway import server, tls
+from exastor.gateway.lock import DataDirLocked, ServerRunning, serving, shared
 from exastor.gateway.memory import tune_malloc
 from exastor.gateway.store import (
     ensure_account,
@@ -39,6 +39,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ec", help="erasure geometry K+M, e.g. 4+2 or 146+4 (default: chosen by drive count)")
     p.add_argument("--workers", type=int, help="gateway processes (default: one per CPU, at most 8)")
     p.add_argument("--log-level", help="critical|error|warning|info|debug")
+    p.add_argument("--log-format", choices=["text", "json"], help="server log lines: text (default) or json")
+    p.add_argument("--access-log", metavar="FILE",
+                   help="one JSON line per request to FILE ('-' for stdout); default off")
+    p.add_argument("--shutdown-timeout", type=float,
+                   help="seconds SIGTERM lets in-flight requests finish (default 30)")
+    p.add_argument("--tls-cert", metavar="PEM", help="TLS certificate (chain) for both endpoints")
+    p.add_argument("--tls-key", metavar="PEM", help="TLS private key for --tls-cert")
+    p.add_argument("--tls", choices=["self-signed"],
+                   help="self-signed: make a development CA and certificate in DATA/tls and serve HTTPS")
+    p.add_argument("--trusted-proxy", action="append", dest="trusted_proxies", metavar="ADDR",
+                   help="an address or network whose X-Forwarded-For/-Proto are believed; repeatable "
+                        "(default: none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,11 +61,14 @@ def run(args: argparse.Namespace) -> int:
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
             "workers": args.workers, "drives": args.drives, "ec": args.ec,
+            "log_format": args.log_format, "access_log": args.access_log, "shutdown_timeout": args.shutdown_timeout,
+            "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls": args.tls,
+            "trusted_proxies": args.trusted_proxies,
         })
     except ConfigError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
         return 2
-    server.configure_logging(cfg.log_level)
+    server.configure_logging(cfg.log_level, cfg.log_format)
     if cfg.meta_backup_interval and cfg.gc_grace <= cfg.meta_backup_interval:
         print(f"exastor serve: warning: gc_grace ({cfg.gc_grace} s) <= meta_backup_interval "
               f"({cfg.meta_backup_interval} s): chunks of objects deleted after the newest metadata copy may be "
@@ -61,10 +76,24 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     tune_malloc()  # before any thread starts; inherited by the forked workers
     try:
+        # First of all: one server per data directory. Recovery below seals and cuts open segments,
+        # which would wreck the segments another live server is writing.
+        serving(cfg.data)  # held (and inherited by the workers) until the last of them exits
+    except ServerRunning as exc:
+        who = f" (pid {exc.pid})" if exc.pid else ""
+        print(f"exastor serve: another exastor server{who} is serving {cfg.data}; one server per data "
+              "directory: stop it first", file=sys.stderr)
+        return 2
+    try:
         shared(cfg.data)  # held until exit: offline repairs (fsck --repair) refuse to run meanwhile
     except DataDirLocked:
         print(f"exastor serve: {cfg.data} is locked by an offline repair (exastor fsck --repair)", file=sys.stderr)
         return 2
+    trust_note = ""
+    if cfg.tls == "self-signed":
+        cert, key, ca, made = tls.self_signed(cfg.data, cfg.host)
+        cfg.tls_cert, cfg.tls_key = str(cert), str(key)
+        trust_note = f"{'made ' if made else ''}self-signed; clients trust {ca.resolve()}"
     meta = open_metadata(cfg.data)
     try:
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
@@ -76,13 +105,15 @@ def run(args: argparse.Namespace) -> int:
         meta.close()  # no database connection may cross the fork into the workers
     cfg.account_name, cfg.account_key = account.name, account.key
     shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    scheme = "https" if cfg.tls_cert else "http"
 
     def banner() -> None:
-        endpoint = f"http://{shown_host}:{cfg.s3_port}"  # after binding: --s3-port 0 got a real port
+        endpoint = f"{scheme}://{shown_host}:{cfg.s3_port}"  # after binding: --s3-port 0 got a real port
         lines = [
             f"exastor {__version__} is serving",
             f"  S3 endpoint : {endpoint}",
             f"  data        : {cfg.data.resolve()}",
+            *([f"  TLS         : {cfg.tls_cert} ({trust_note or 'certificate given'})"] if cfg.tls_cert else []),
             ("  drives      : 1 drive: NO REDUNDANCY - a failed drive loses data; add drives for erasure coding"
              if n_drives == 1 and geometry.m == 0 else
              f"  drives      : {n_drives}, erasure {geometry} (survives {geometry.m} drive failures; "
@@ -101,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
             "  export AWS_ENDPOINT_URL=" + endpoint,
             "  export AWS_DEFAULT_REGION=" + cfg.region,
         ]
+        if trust_note:
+            lines.append("  export AWS_CA_BUNDLE=" + str(ca.resolve()))
         if cfg.blob_port:
-            blob_endpoint = f"http://{shown_host}:{cfg.blob_port}/{account.name}"
+            blob_endpoint = f"{scheme}://{shown_host}:{cfg.blob_port}/{account.name}"
             lines += [
                 "",
                 f"  Blob endpoint : {blob_endpoint}",
@@ -110,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 f"  account key   : {account.key}"
                 + (f"   (generated; stored 0600 in {cfg.data / 'blob-account.toml'})" if account.generated else ""),
                 "",
-                "  export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol=http;"
+                f"  export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol={scheme};"
                 f"AccountName={account.name};AccountKey={account.key};BlobEndpoint={blob_endpoint};'",
             ]
         print("\n".join(lines), flush=True)

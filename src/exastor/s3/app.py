@@ -12,7 +12,7 @@ import os
 import sqlite3
 
 from exastor import errors
-from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
+from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.store import Namespace
 from exastor.s3 import access, cors, sigv4
@@ -93,7 +93,7 @@ class S3App:
         if scope["type"] != "http":
             return
         req = Request(scope, receive)
-        request_id = f"{self._id_prefix}{next(self._ids):010X}"
+        request_id = scope.get(REQUEST_ID) or f"{self._id_prefix}{next(self._ids):010X}"
         call = S3Call(req, send, self.ns, None, None, None, request_id, None)
         access.current_call.set(call)
         try:
