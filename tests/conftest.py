@@ -224,3 +224,43 @@ def bucket(s3):
     name = f"test-{os.getpid()}-{next(_counter)}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+def signed_head(server: ServerProcess, method: str, path: str, length: int,
+                headers: dict[str, str] | None = None) -> bytes:
+    """The raw head of a SigV4-signed S3 request (UNSIGNED-PAYLOAD) with a body of ``length`` bytes,
+    for tests that send the body themselves over a socket (slowly, partly, never)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    class Unsigned(S3SigV4Auth):  # botocore signs payloads over plain http; this body comes later
+        def _should_sha256_sign_payload(self, request: AWSRequest) -> bool:
+            return False
+
+    req = AWSRequest(method=method, url=f"http://127.0.0.1:{server.s3_port}{path}", headers=headers or {})
+    Unsigned(Credentials(server.access_key, server.secret_key), "s3", "us-east-1").add_auth(req)
+    lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{server.s3_port}", f"content-length: {length}"]
+    lines += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() not in ("host", "content-length")]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_response(sock: socket.socket, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response (status, lower-cased headers, body by content-length) from a raw socket."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            raise ConnectionError(f"connection closed after {data[:200]!r}")
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return int(lines[0].split()[1]), headers, body[:length]

@@ -3,7 +3,7 @@
 Ready means all of:
 - every worker has started serving and its event loop beat within ``supervise.STALE_S``, and the
   server is not draining after SIGTERM (the shared ``Board``);
-- the metadata database answers a read within ``TIMEOUT_S``;
+- the metadata database file is there and answers a read within ``TIMEOUT_S``;
 - at least m+1 drives take writes, m being the store's parity count (an open segment is written
   to m+1 replicas: with fewer, every PUT would fail).
 
@@ -15,6 +15,7 @@ answer too (not ready).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 
@@ -52,6 +53,9 @@ class Readiness:
 
     def _check_local(self) -> str | None:
         try:
+            # The file first: open connections keep reading a database whose disk was unmounted or
+            # whose file was moved away, but nothing new (another worker, a restart) could open it.
+            os.stat(self.ns.meta.runner.path)
             self.ns.meta.runner.read(lambda cur: cur.execute("SELECT 1 FROM drives LIMIT 1").fetchall(),
                                      snapshot=False)
         except Exception as exc:  # noqa: BLE001 - any failure means the metadata cannot serve
