@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import logging
 import os
 import time
 import uuid
@@ -31,6 +32,8 @@ from exastor.gateway.logs import AccessLog, current_request_id
 from exastor.gateway.protocol import REFUSE
 from exastor.http.asgi import REQUEST_ID, Receive, Scope, Send, encode_headers
 from exastor.s3.errors import S3Error
+
+log = logging.getLogger("exastor.request")
 
 LIVE_PATH = "/minio/health/live"
 READY_PATH = "/minio/health/ready"
@@ -115,7 +118,10 @@ class Gateway:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path.startswith("/minio/health/") and scope["method"] in ("GET", "HEAD"):
+        # Probes are anonymous and plain; a signed request for that path is a request for an object
+        # (bucket ``minio``, key ``health/...``) and goes to the front-end.
+        if path.startswith("/minio/health/") and scope["method"] in ("GET", "HEAD") \
+                and not scope.get("query_string") and not _has_authorization(scope["headers"]):
             await self._health(scope, send, path)
             return
         request_id = IDS.s3() if self.api == "s3" else IDS.blob()
@@ -146,11 +152,15 @@ class Gateway:
             refused = scope.get(REFUSE) or (f"over max_requests ({self.max_requests})"
                                             if self.in_flight > self.max_requests else None)
             if refused:
+                log.warning("refused %s %s: %s", scope["method"], scope["path"], refused)
                 await self._busy(scope, tagged_send, request_id, refused)
             else:
                 await self.app(scope, counting_receive, tagged_send)
         finally:
             self.in_flight -= 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s %s -> %d (%d bytes in, %d out)", self.api, scope["method"], scope["path"],
+                          state["status"], state["in"], state["out"])
             current_request_id.reset(token)
             if self.access_log is not None:
                 self._log_access(scope, request_id, state, time.monotonic() - started)
@@ -202,6 +212,10 @@ class Gateway:
             "bytes_out": state["out"],
             "latency_ms": round(latency * 1000, 3),
         })
+
+
+def _has_authorization(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"authorization" for name, _ in headers)
 
 
 def _target(api: str, path: str) -> tuple[str | None, str | None]:
