@@ -25,7 +25,10 @@ One timer per worker sweeps the connections once a second: no timer per connecti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -203,7 +206,7 @@ class Guarded(HttpToolsProtocol):
     def _cut(self, why: str) -> None:
         log.warning("%s: %s; closing", self._peer(), why)
         self.guard.cut += 1
-        self.transport.close()  # the app's receive() gets a disconnect: nothing is stored
+        reset(self.transport)
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "client"
@@ -218,6 +221,17 @@ class Guarded(HttpToolsProtocol):
         head += [f"content-length: {len(body)}", "connection: close", "", ""]
         self.transport.write("\r\n".join(head).encode("latin-1") + body)
         self.transport.close()
+
+
+def reset(transport: asyncio.BaseTransport) -> None:
+    """Close with a reset: not ``close()``, which waits to flush to a client that may never read, and
+    not a bare ``abort()``, after which the kernel still keeps the unsent megabytes of an orphaned
+    socket for minutes (SO_LINGER 0 makes it drop them)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def guarded(base: type[HttpToolsProtocol], guard: Guard, api: str) -> type[HttpToolsProtocol]:

@@ -35,7 +35,7 @@ from exastor.gateway import logs, supervise
 from exastor.gateway.health import Readiness
 from exastor.gateway.memory import Trimmer
 from exastor.gateway.middleware import Gateway, reset_ids
-from exastor.gateway.protocol import Guard, Limits, guarded
+from exastor.gateway.protocol import Guard, Limits, guarded, reset
 from exastor.namespace.store import Namespace
 from exastor.s3.app import S3App
 from exastor.services.gc import Collector, CollectorThread
@@ -179,7 +179,7 @@ class Worker:
             log.warning("worker %d: shutdown_timeout (%.0f s) reached; cutting %d connection(s)", self.index,
                         self.cfg.shutdown_timeout, len(left))
         for conn in left:
-            conn.transport.close()
+            reset(conn.transport)
 
     def _overran(self) -> None:
         logging.getLogger("exastor.server").error("worker %d: drain overran shutdown_timeout; exiting", self.index)
