@@ -171,11 +171,14 @@ def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=300)
 
 
-def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None,
+                 tls_ca: Path | None = None) -> ServerProcess:
+    """A server on ``tmp/data``; ``tls_ca``: it speaks HTTPS under a certificate from this CA (for
+    ``--tls self-signed``, ``tmp/data/tls/ca.pem``, written by the server as it starts)."""
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(data, free_port(), free_port(), tmp / "server.log", extra_args=list(extra),
-                           env=env or {})
+                           env=env or {}, tls_ca=tls_ca)
     server.start()
     return server
 
@@ -200,6 +203,7 @@ def s3_client(server: ServerProcess, *, alt: bool = False, **config):
 
     return boto3.client(
         "s3", endpoint_url=server.endpoint, region_name="us-east-1",
+        verify=str(server.tls_ca) if server.tls_ca else None,
         aws_access_key_id=server.alt_access_key if alt else server.access_key,
         aws_secret_access_key=server.alt_secret_key if alt else server.secret_key,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config))

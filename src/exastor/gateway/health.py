@@ -82,7 +82,6 @@ def wait_ready(endpoints: list[str], *, timeout: float = 60.0, alive: Callable[[
     import urllib.error
     import urllib.request
 
-    context = ssl.create_default_context(cafile=ca) if ca else None
     deadline = time.monotonic() + timeout
     last = "no answer"
     for endpoint in endpoints:
@@ -90,7 +89,8 @@ def wait_ready(endpoints: list[str], *, timeout: float = 60.0, alive: Callable[[
         while True:
             if not alive():
                 raise RuntimeError(f"the server exited before {endpoint} was ready ({last})")
-            try:
+            try:  # the context is made each time: a self-signed server writes its CA file as it starts
+                context = ssl.create_default_context(cafile=ca) if ca else None
                 with urllib.request.urlopen(url, timeout=2.0, context=context) as reply:
                     if reply.status == 200:
                         break

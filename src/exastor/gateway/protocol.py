@@ -169,6 +169,18 @@ class Guarded(HttpToolsProtocol):
         else:
             super().send_400_response(msg)
 
+    def shutdown(self) -> None:
+        """The server drains: an idle connection goes now. (uvicorn closes it gracefully, and over
+        TLS that waits up to 30 s for the client's close_notify, which idle clients never send.)"""
+        if self.cycle is None or self.cycle.response_complete:
+            reset(self.transport)
+        else:
+            super().shutdown()
+
+    def finished(self) -> bool:
+        """Answered and closing: only a TLS close_notify exchange, if anything, keeps it open."""
+        return self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete)
+
     # -- the sweep -----------------------------------------------------------------------------
     def check(self, now: float) -> None:
         limits = self.guard.limits

@@ -168,10 +168,21 @@ class Worker:
         self.readiness.draining = True
         for srv, _ in self.servers:
             srv.should_exit = True
-        asyncio.get_running_loop().call_later(self.cfg.shutdown_timeout, self._cut_connections)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.cfg.shutdown_timeout, self._cut_connections)
+        loop.call_soon(self._reap_finished)
         timer = threading.Timer(self.cfg.shutdown_timeout + WATCHDOG_GRACE_S, self._overran)
         timer.daemon = True
         timer.start()
+
+    def _reap_finished(self) -> None:
+        """While draining: connections that answered their last request go at once, not after a
+        TLS close_notify their clients may never send (the drain waits for every connection)."""
+        for conn in list(self.guard.connections if self.guard else ()):
+            if conn.finished():
+                reset(conn.transport)
+        if self.guard and self.guard.connections:
+            asyncio.get_running_loop().call_later(0.1, self._reap_finished)
 
     def _cut_connections(self) -> None:
         left = list(self.guard.connections) if self.guard else []
