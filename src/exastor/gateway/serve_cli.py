@@ -9,7 +9,7 @@ import sys
 from exastor import __version__
 from exastor.config import ConfigError, load
 from exastor.engine import gf
-from exastor.gateway import server, tls
+from exastor.gateway import keys, server, tls
 from exastor.gateway.lock import DataDirLocked, ServerRunning, serving, shared
 from exastor.gateway.memory import tune_malloc
 from exastor.gateway.store import (
@@ -17,8 +17,12 @@ from exastor.gateway.store import (
     ensure_admin,
     open_metadata,
     open_namespace,
+    private_dir,
+    private_file,
     recover_segments,
 )
+from exastor.meta.sealing import SecretsLocked
+from exastor.services import metabackup
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
               "reclaimed before the next copy, and a restore from it would bring those objects back unreadable",
               file=sys.stderr)
     tune_malloc()  # before any thread starts; inherited by the forked workers
+    private_dir(cfg.data)  # it holds the key file, the credentials and the metadata (docs/security.md)
+    for name in ("credentials.toml", "blob-account.toml", keys.KEY_FILE):
+        private_file(cfg.data / name)
     try:
         # First of all: one server per data directory. Recovery below seals and cuts open segments,
         # which would wreck the segments another live server is writing.
@@ -94,13 +101,26 @@ def run(args: argparse.Namespace) -> int:
         cert, key, ca, made = tls.self_signed(cfg.data, cfg.host)
         cfg.tls_cert, cfg.tls_key = str(cert), str(key)
         trust_note = f"{'made ' if made else ''}self-signed; clients trust {ca.resolve()}"
-    meta = open_metadata(cfg.data)
+    meta = open_metadata(cfg.data, key_command=cfg.key_command)
     try:
+        try:
+            key_id = keys.ensure(cfg.data, meta, command=cfg.key_command).key_id
+        except SecretsLocked as exc:
+            print(f"exastor serve: the secrets in the metadata cannot be opened: {exc}", file=sys.stderr)
+            return 2
+        sealed_now = keys.seal_plaintext(meta)  # a store from before sealing: its secrets leave the clear
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
         drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec)  # once, before any worker opens a segment
         n_drives = sum(d.state != "removed" for d in drive_set.all)
         geometry = drive_set.geometry()
         account = ensure_account(cfg.data, cfg.account_name, cfg.account_key, meta)
+        if sealed_now and cfg.meta_backup_interval:
+            # The copies on the drives still hold those secrets in the clear: one fresh copy, then
+            # the older ones go (the fresh one supersedes them as a restore point).
+            fresh = metabackup.take(meta.runner.path, metabackup.targets(drive_set))
+            if fresh[0].verify() is None:
+                metabackup.retire_older(metabackup.targets(drive_set) + [d.path for d in drive_set.all],
+                                        fresh[0].taken_ns)
     finally:
         meta.close()  # no database connection may cross the fork into the workers
     cfg.account_name, cfg.account_key = account.name, account.key
@@ -123,12 +143,16 @@ def run(args: argparse.Namespace) -> int:
              f"{geometry.m + 1} drive{'s' if geometry.m else ''} (exastor fsck --restore-meta)"
              if cfg.meta_backup_interval else
              f"  metadata    : {cfg.data.resolve() / 'meta'}, NOT copied (meta_backup_interval = 0)"),
+            f"  secrets     : sealed in the metadata under master key {key_id}, "
+            + ("from key_command" if cfg.key_command or os.environ.get("EXASTOR_KEY_COMMAND") else
+               f"in {cfg.data.resolve() / keys.KEY_FILE} (back it up apart from the drives)"),
             f"  access key  : {creds.access_key}",
-            f"  secret key  : {creds.secret_key}"
-            + (f"   (generated; stored 0600 in {cfg.data / 'credentials.toml'})" if creds.generated else ""),
+            # Secrets are printed only when made now: the banner goes to logs and terminals.
+            (f"  secret key  : {creds.secret_key}   (generated; stored 0600 in {cfg.data / 'credentials.toml'})"
+             if creds.generated else f"  secret key  : not shown (exastor user show admin --data {cfg.data})"),
             "",
             "  export AWS_ACCESS_KEY_ID=" + creds.access_key,
-            "  export AWS_SECRET_ACCESS_KEY=" + creds.secret_key,
+            *(["  export AWS_SECRET_ACCESS_KEY=" + creds.secret_key] if creds.generated else []),
             "  export AWS_ENDPOINT_URL=" + endpoint,
             "  export AWS_DEFAULT_REGION=" + cfg.region,
         ]
@@ -140,12 +164,15 @@ def run(args: argparse.Namespace) -> int:
                 "",
                 f"  Blob endpoint : {blob_endpoint}",
                 f"  account       : {account.name}",
-                f"  account key   : {account.key}"
-                + (f"   (generated; stored 0600 in {cfg.data / 'blob-account.toml'})" if account.generated else ""),
-                "",
-                f"  export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol={scheme};"
-                f"AccountName={account.name};AccountKey={account.key};BlobEndpoint={blob_endpoint};'",
+                (f"  account key   : {account.key}   (generated; stored 0600 in {cfg.data / 'blob-account.toml'})"
+                 if account.generated else f"  account key   : not shown (exastor user show admin --data {cfg.data})"),
             ]
+            if account.generated:
+                lines += [
+                    "",
+                    f"  export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol={scheme};"
+                    f"AccountName={account.name};AccountKey={account.key};BlobEndpoint={blob_endpoint};'",
+                ]
         print("\n".join(lines), flush=True)
 
     try:
@@ -156,5 +183,6 @@ def run(args: argparse.Namespace) -> int:
     banner()  # the sockets already accept: connections wait in the backlog for the workers
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
     return server.serve(cfg, lambda: open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size,
-                                                    recover=False, drives=cfg.drives, ec=cfg.ec),
+                                                    recover=False, drives=cfg.drives, ec=cfg.ec,
+                                                    key_command=cfg.key_command),
                         sockets, workers)
