@@ -73,6 +73,16 @@ def test_a_megabyte_of_headers_is_answered_431(server, api):
     _alive(server)
 
 
+@pytest.mark.parametrize("api", ["s3", "blob"])
+def test_a_request_that_is_not_http_gets_the_protocols_400(server, api):
+    with _connect(server.s3_port if api == "s3" else server.blob_port) as sock:
+        sock.sendall(b"GET /limits/x HTTP/1.1\r\nhost: x\r\nbad header line\r\n\r\n")
+        status, headers, body = read_response(sock)
+    assert status == 400 and headers["connection"] == "close"
+    assert b"<Code>" + (b"InvalidRequest" if api == "s3" else b"InvalidInput") + b"</Code>" in body
+    _alive(server)
+
+
 def test_a_head_under_the_limit_is_served(server):
     with _connect(server.s3_port) as sock:
         sock.sendall(b"GET /limits/x HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 12000 + b"\r\n\r\n")

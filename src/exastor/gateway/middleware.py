@@ -89,11 +89,15 @@ def _error(api: str, status: int, code: str, message: str, request_id: str) -> t
 
 
 def limit_error(api: str, status: int, kind: str) -> tuple[list[tuple[str, str]], bytes]:
-    """Headers and body for a reply the protocol writes itself (request head too large or too slow)."""
+    """Headers and body for a reply the protocol writes itself (request head too large, too slow, or
+    not HTTP at all)."""
     request_id = IDS.s3() if api == "s3" else IDS.blob()
     if kind == "head":
         code = "RequestHeaderSectionTooLarge" if api == "s3" else "RequestHeaderFieldsTooLarge"
         message = "Your request header section exceeds the maximum allowed size."
+    elif kind == "malformed":
+        code = "InvalidRequest" if api == "s3" else "InvalidInput"
+        message = "The request is not valid HTTP/1.1."
     else:
         code, message = "RequestTimeout", "The request head was not received within the timeout period."
     headers, body = _error(api, status, code, message, request_id)

@@ -31,6 +31,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -164,10 +165,11 @@ class Guarded(HttpToolsProtocol):
         super().data_received(data)
 
     def send_400_response(self, msg: str) -> None:
+        """The parser gave up: uvicorn would answer a plain-text 400 no SDK parses."""
         if self._too_large:
             self._answer(431, "head")
         else:
-            super().send_400_response(msg)
+            self._answer(400, "malformed")
 
     def shutdown(self) -> None:
         """The server drains: an idle connection goes now. (uvicorn closes it gracefully, and over
@@ -228,7 +230,7 @@ class Guarded(HttpToolsProtocol):
         from exastor.gateway.middleware import limit_error  # the error formats live with the middleware
 
         headers, body = limit_error(self.api, status, kind)
-        head = [f"HTTP/1.1 {status} {'Request Header Fields Too Large' if status == 431 else 'Request Timeout'}"]
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
         head += [f"{k}: {v}" for k, v in headers]
         head += [f"content-length: {len(body)}", "connection: close", "", ""]
         self.transport.write("\r\n".join(head).encode("latin-1") + body)
