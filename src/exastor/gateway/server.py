@@ -207,12 +207,12 @@ class Worker:
             await asyncio.sleep(1.0)
 
     async def run(self) -> None:
+        self.build()  # first: a stop() must find the servers it stops
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._signal, signum)
         if self.master_fd is not None:
             loop.add_reader(self.master_fd, self._master_gone)
-        self.build()
         # Background services run in one worker only (worker 0): each pass is idempotent and safe
         # beside the other workers' writes, but doing it twice would only waste the disk.
         cfg, ns = self.cfg, self.ns
