@@ -65,3 +65,13 @@ def test_generated_credentials_and_port_zero_work_as_printed(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_the_same_port_for_s3_and_blob_is_refused_clearly(tmp_path):
+    from conftest import free_port
+
+    port = str(free_port())
+    done = subprocess.run([sys.executable, "-m", "exastor.cli", "serve", "--data", str(tmp_path / "data"),
+                           "--s3-port", port, "--blob-port", port], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "the S3 and Blob ports are both" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -36,7 +36,7 @@ def test_self_signed_mode_keeps_its_key_private_and_says_what_to_trust(tls_serve
     assert f"clients trust {tls_server.tls_ca.resolve()}" in log
     assert f"export AWS_CA_BUNDLE={tls_server.tls_ca.resolve()}" in log
     assert f"S3 endpoint : https://127.0.0.1:{tls_server.s3_port}" in log
-    assert "DefaultEndpointsProtocol=https;" in log
+    assert f"Blob endpoint : https://127.0.0.1:{tls_server.blob_port}/" in log
 
 
 def test_boto3_over_https_verifies_the_certificate(tls_server):

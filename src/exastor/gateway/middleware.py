@@ -105,17 +105,24 @@ def limit_error(api: str, status: int, kind: str) -> tuple[list[tuple[str, str]]
     return ids + headers + [("date", formatdate(usegmt=True))], body
 
 
+class InFlight:
+    """Requests in flight in one worker, across its front-ends (``max_requests`` bounds the sum)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+
 class Gateway:
     """Wraps one front-end (``api`` is ``s3`` or ``blob``)."""
 
     def __init__(self, app: Callable[..., Any], api: str, *, ready: Callable[[], Any],
-                 max_requests: int = 1024, access_log: AccessLog | None = None) -> None:
+                 in_flight: InFlight | None = None, access_log: AccessLog | None = None) -> None:
         self.app = app
         self.api = api
         self.ready = ready            # async () -> None when ready, else the reason
-        self.max_requests = max_requests
+        self.load = in_flight or InFlight(1024)
         self.access_log = access_log
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,17 +158,17 @@ class Gateway:
                 state["out"] += len(message.get("body", b""))
             await send(message)
 
-        self.in_flight += 1
+        load = self.load
+        load.count += 1
         try:
-            refused = scope.get(REFUSE) or (f"over max_requests ({self.max_requests})"
-                                            if self.in_flight > self.max_requests else None)
+            refused = scope.get(REFUSE) or (f"over max_requests ({load.limit})" if load.count > load.limit else None)
             if refused:
                 log.warning("refused %s %s: %s", scope["method"], scope["path"], refused)
                 await self._busy(scope, tagged_send, request_id, refused)
             else:
                 await self.app(scope, counting_receive, tagged_send)
         finally:
-            self.in_flight -= 1
+            load.count -= 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s %s -> %d (%d bytes in, %d out)", self.api, scope["method"], scope["path"],
                           state["status"], state["in"], state["out"])

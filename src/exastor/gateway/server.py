@@ -34,7 +34,7 @@ from exastor.config import Config
 from exastor.gateway import logs, supervise
 from exastor.gateway.health import Readiness
 from exastor.gateway.memory import Trimmer
-from exastor.gateway.middleware import Gateway, reset_ids
+from exastor.gateway.middleware import Gateway, InFlight, reset_ids
 from exastor.gateway.protocol import Guard, Limits, guarded, reset
 from exastor.namespace.store import Namespace
 from exastor.s3.app import S3App
@@ -126,6 +126,7 @@ class Worker:
         self.cfg, self.ns, self.sockets, self.index, self.board = cfg, ns, sockets, index, board
         self.run_gc, self.master_fd, self.ssl = run_gc, master_fd, ssl or {}
         self.readiness = Readiness(ns, board)
+        self.in_flight = InFlight(cfg.max_requests)  # shared by the S3 and Blob front-ends
         self.access_log = logs.AccessLog(cfg.access_log) if cfg.access_log else None
         self.servers: list[tuple[_Server, socket.socket]] = []
         self.guard: Guard | None = None
@@ -133,7 +134,7 @@ class Worker:
         self._stopping = False
 
     def _wrap(self, app: Any, api: str) -> Any:
-        gateway = Gateway(app, api, ready=self.readiness, max_requests=self.cfg.max_requests,
+        gateway = Gateway(app, api, ready=self.readiness, in_flight=self.in_flight,
                           access_log=self.access_log)
         if self.cfg.trusted_proxies:  # uvicorn's own, applied only to the configured proxies' connections
             return ProxyHeadersMiddleware(gateway, trusted_hosts=",".join(self.cfg.trusted_proxies))
