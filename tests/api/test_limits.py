@@ -94,7 +94,7 @@ def test_a_head_sent_one_byte_a_second_is_cut(server):
     with _connect(server.s3_port) as sock:
         sock.sendall(b"GET /limits/x HTTP/1.1\r\n")
         started = time.monotonic()
-        deadline = started + TIMEOUT_S + 2 * SWEEP_S + 3
+        deadline = started + TIMEOUT_S + 2 * SWEEP_S + 6
         got = b""
         try:
             while time.monotonic() < deadline:  # one header byte every 0.3 s, until the server gives up
@@ -113,7 +113,7 @@ def test_a_head_sent_one_byte_a_second_is_cut(server):
         elapsed = time.monotonic() - started
     assert got.startswith(b"HTTP/1.1 408 "), got[:200]
     assert b"<Code>RequestTimeout</Code>" in got
-    assert elapsed < TIMEOUT_S + 2 * SWEEP_S + 2, elapsed
+    assert elapsed < TIMEOUT_S + 2 * SWEEP_S + 4, elapsed  # the limit plus a sweep, not the client's pace
     _alive(server)
 
 
@@ -129,7 +129,7 @@ def test_a_body_trickled_one_byte_at_a_time_is_cut_and_stores_nothing(server):
         sock.sendall(signed_head(server, "PUT", "/limits/trickled", 1 << 20, {"expect": "100-continue"}))
         assert read_response(sock)[0] == 100
         started = time.monotonic()
-        deadline = started + 2 * TIMEOUT_S + 2 * SWEEP_S + 3
+        deadline = started + 2 * TIMEOUT_S + 2 * SWEEP_S + 6
         cut = False
         while time.monotonic() < deadline and not cut:
             try:
@@ -141,7 +141,7 @@ def test_a_body_trickled_one_byte_at_a_time_is_cut_and_stores_nothing(server):
             except (BrokenPipeError, ConnectionResetError):
                 cut = True
     assert cut, "a body trickled at 5 B/s was not cut"
-    assert time.monotonic() - started < 2 * TIMEOUT_S + 2 * SWEEP_S + 2
+    assert time.monotonic() - started < 2 * TIMEOUT_S + 2 * SWEEP_S + 4
     listed = s3_client(server).list_objects_v2(Bucket="limits", Prefix="trickled")
     assert "Contents" not in listed
     _alive(server)

@@ -133,7 +133,8 @@ def test_sigterm_finishes_requests_in_flight_and_cuts_a_stalled_upload_at_shutdo
         server.proc.wait(timeout=timeout + 20)
         elapsed = time.monotonic() - started
         assert server.proc.returncode == 0
-        assert elapsed < timeout + 3, f"SIGTERM took {elapsed:.1f} s with shutdown_timeout {timeout}"
+        # bounded by the timeout (not minutes), with room for a loaded machine to exit the processes
+        assert elapsed < timeout + 6, f"SIGTERM took {elapsed:.1f} s with shutdown_timeout {timeout}"
         stalled.settimeout(5)
         try:
             assert stalled.recv(1) == b""  # cut
