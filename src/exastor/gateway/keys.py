@@ -197,9 +197,13 @@ def seal_plaintext(meta: Metadata) -> int:
             raise
         count = len(clear) + int(account_clear)
         if count:
-            con.execute("VACUUM")
-            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             log.warning("sealed %d secret(s) that were stored in the clear", count)
+            try:  # secure_delete already zeroed what the rewrite freed; this also drops older free pages
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:  # another process (a standalone reducer) is reading
+                log.warning("could not VACUUM the metadata after sealing (%s): free pages may still hold "
+                            "secrets from before; run `exastor serve` again with nothing else open", exc)
         return count
     finally:
         con.close()
