@@ -69,6 +69,7 @@ from exastor.meta.records import (
     Upload,
     User,
 )
+from exastor.meta.sealing import Sealer
 
 T = TypeVar("T")
 KEY_MAX = "\U0010ffff"  # sorts after every character a key can contain after a given prefix
@@ -217,11 +218,18 @@ def bucket_changed(cur: Any) -> None:
     cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'bucket_version'")
 
 
+def user_context(access_key: str) -> str:
+    """What a user's sealed secret is bound to: it opens only in the row of this access key."""
+    return f"users.secret_key:{access_key}"
+
+
 class Metadata:
     """Typed operations over a runner. One method = one transaction."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, sealer: Sealer | None = None) -> None:
         self.runner = runner
+        # Users' secret keys are sealed in the database (meta/sealing.py); locked without a key.
+        self.sealer = sealer or Sealer(None)
 
     def close(self) -> None:
         self.runner.close()
@@ -233,13 +241,15 @@ class Metadata:
 
     # --- users -----------------------------------------------------------------
     def add_user(self, user: User) -> None:
+        sealed = self.sealer.seal(user.secret_key, user_context(user.access_key))
+
         def tx(cur: Any) -> None:
             cur.execute("SELECT 1 FROM users WHERE name = ?", (user.name,))
             if cur.fetchone():
                 raise errors.InvalidArgument(f"user {user.name!r} already exists")
             cur.execute(
                 "INSERT INTO users (name, access_key, secret_key, created_ns) VALUES (?, ?, ?, ?)",
-                (user.name, user.access_key, user.secret_key, user.created_ns),
+                (user.name, user.access_key, sealed, user.created_ns),
             )
 
         self.runner.write_sync(tx)
@@ -357,31 +367,37 @@ class Metadata:
 
     def set_user_keys(self, name: str, access_key: str, secret_key: str) -> None:
         """Replace a user's key pair (the admin's, when `serve` is given new ones): one transaction, and
-        the user keeps what it owns."""
+        the user keeps what it owns. The secret is sealed like add_user's."""
+        sealed = self.sealer.seal(secret_key, user_context(access_key))
 
         def tx(cur: Any) -> None:
             cur.execute("UPDATE users SET access_key = ?, secret_key = ? WHERE name = ?",
-                        (access_key, secret_key, name))
+                        (access_key, sealed, name))
             if cur.rowcount != 1:
                 raise errors.InvalidArgument(f"no user {name!r}")
 
         self.runner.write_sync(tx)
 
-    def list_users(self) -> list[User]:
-        def q(cur: Any) -> list[User]:
+    def list_users(self, *, secrets: bool = True) -> list[User]:
+        """Every user; with ``secrets=False`` their secret keys are left empty (and no key is needed)."""
+        def q(cur: Any) -> list[Any]:
             cur.execute("SELECT name, access_key, secret_key, created_ns FROM users ORDER BY name")
-            return [User(*r) for r in cur.fetchall()]
+            return cur.fetchall()
 
-        return self.runner.read(q)
+        return [User(name, access, self.sealer.open(secret, user_context(access)) if secrets else "", created)
+                for name, access, secret, created in self.runner.read(q)]
 
     def user_by_access_key(self, access_key: str) -> User | None:
-        def q(cur: Any) -> User | None:
+        def q(cur: Any) -> Any:
             cur.execute("SELECT name, access_key, secret_key, created_ns FROM users WHERE access_key = ?",
                         (access_key,))
-            row = cur.fetchone()
-            return User(*row) if row else None
+            return cur.fetchone()
 
-        return self.runner.read(q, snapshot=False)
+        row = self.runner.read(q, snapshot=False)
+        if row is None:
+            return None
+        name, access, secret, created = row
+        return User(name, access, self.sealer.open(secret, user_context(access)), created)
 
     # --- buckets ---------------------------------------------------------------
     async def create_bucket(self, bucket: Bucket) -> None:

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             if args.restore_meta and restored is None:
                 return 2
             meta = open_metadata(data)
+            if restored is not None and meta.sealer.locked:  # a new --data: the key lives apart from the drives
+                print(f"exastor fsck: note: {meta.sealer.why_locked}; `exastor serve` needs it", file=sys.stderr)
             try:
                 with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                               TimeRemainingColumn(), disable=args.json or not sys.stderr.isatty(),

@@ -104,13 +104,32 @@ def _publish(tmp: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
+def _private_dir(folder: Path) -> None:
+    """The copies' folder is 0700 and each copy 0600: a copy is the whole metadata (its secrets are
+    sealed, docs/security.md, but names and layouts are nobody else's business either)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        os.chmod(folder, 0o700)
+
+
+def _new_private(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+
+
+def _copy_private(src: Path, dst: Path) -> None:
+    _new_private(dst)  # shutil.copyfile would create it with the umask's mode
+    with open(src, "rb") as fin, open(dst, "r+b") as fout:
+        shutil.copyfileobj(fin, fout, _CHUNK)
+
+
 def take(db: Path, drive_paths: list[Path], keep: int = KEEP) -> list[Backup]:
     """Copy the database ``db`` (online) onto each of ``drive_paths``; prune to ``keep`` per drive."""
     assert drive_paths, "a metadata copy needs at least one drive"
     taken_ns = time.time_ns()
     first_dir = drive_paths[0] / BACKUP_DIR
-    first_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(first_dir)
     tmp = first_dir / f"meta-{taken_ns}.partial"
+    _new_private(tmp)  # an empty file is an empty database to SQLite: the backup fills it
     src = sqlite3.connect(db, timeout=30.0)
     try:
         dst = sqlite3.connect(tmp)
@@ -127,9 +146,9 @@ def take(db: Path, drive_paths: list[Path], keep: int = KEEP) -> list[Backup]:
     made = [Backup(first_dir / name, taken_ns, digest)]
     for drive in drive_paths[1:]:
         folder = drive / BACKUP_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        _private_dir(folder)
         part = folder / f"meta-{taken_ns}.partial"
-        shutil.copyfile(made[0].path, part)
+        _copy_private(made[0].path, part)
         _publish(part, folder / name)
         made.append(Backup(folder / name, taken_ns, digest))
     for drive in drive_paths:
@@ -148,6 +167,22 @@ def prune(drive: Path, keep: int = KEEP) -> None:
                 leftover.unlink()
     for old in sorted(found(folder), key=lambda b: b.taken_ns, reverse=True)[keep:]:
         old.path.unlink(missing_ok=True)
+
+
+def retire_older(drive_paths: Iterable[Path], taken_ns: int) -> int:
+    """Remove every copy older than ``taken_ns`` (a verified copy taken then superseding them), e.g.
+    copies made before the secrets in the database were sealed, which hold them in the clear."""
+    removed = 0
+    for drive in set(drive_paths):
+        folder = drive / BACKUP_DIR
+        if folder.is_dir():
+            for old in found(folder):
+                if old.taken_ns < taken_ns:
+                    old.path.unlink(missing_ok=True)
+                    removed += 1
+    if removed:
+        log.warning("removed %d metadata copies taken before %d (superseded by a newer copy)", removed, taken_ns)
+    return removed
 
 
 def found(folder: Path) -> list[Backup]:
@@ -183,12 +218,12 @@ def install(backup: Backup, db: Path) -> Path | None:
     olds = [p for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()]
     if olds:
         aside = db.parent / f"replaced-{time.time_ns()}"
-        aside.mkdir()
+        aside.mkdir(mode=0o700)
         for p in olds:
             os.replace(p, aside / p.name)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    _private_dir(db.parent)
     part = db.with_name(db.name + ".partial")
-    shutil.copyfile(backup.path, part)
+    _copy_private(backup.path, part)
     _publish(part, db)
     return aside
 
