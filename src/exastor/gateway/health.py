@@ -3,7 +3,8 @@
 Ready means all of:
 - every worker has started serving and its event loop beat within ``supervise.STALE_S``, and the
   server is not draining after SIGTERM (the shared ``Board``);
-- the metadata database file is there and answers a read within ``TIMEOUT_S``;
+- the metadata database (its file, for the embedded SQLite) is there and answers a read within
+  ``TIMEOUT_S``;
 - at least m+1 drives take writes, m being the store's parity count (an open segment is written
   to m+1 replicas: with fewer, every PUT would fail).
 
@@ -55,7 +56,9 @@ class Readiness:
         try:
             # The file first: open connections keep reading a database whose disk was unmounted or
             # whose file was moved away, but nothing new (another worker, a restart) could open it.
-            os.stat(self.ns.meta.runner.path)
+            path = getattr(self.ns.meta.runner, "path", None)
+            if path is not None:  # the embedded SQLite: its file must be there (PostgreSQL: the read says)
+                os.stat(path)
             self.ns.meta.runner.read(lambda cur: cur.execute("SELECT 1 FROM drives LIMIT 1").fetchall(),
                                      snapshot=False)
         except Exception as exc:  # noqa: BLE001 - any failure means the metadata cannot serve

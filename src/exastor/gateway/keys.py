@@ -26,7 +26,7 @@ import os
 import sqlite3
 import subprocess
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from exastor.gateway.store import ACCOUNT_CONTEXT
 from exastor.meta import blob as bm
@@ -168,34 +168,44 @@ def ensure(data: Path, meta: Metadata, *, command: str | None = None) -> Sealer:
     return meta.sealer
 
 
+def _seal_rows(box: Any, cur: Any) -> int:
+    """Seal, in one transaction's cursor, every secret still in the clear; returns how many."""
+    cur.execute("SELECT access_key, secret_key FROM users")
+    clear = [(access, secret) for access, secret in cur.fetchall() if not is_sealed(secret)]
+    for access, secret in clear:
+        cur.execute("UPDATE users SET secret_key = ? WHERE access_key = ?", (box.seal(secret, user_context(access)), access))
+    account = bm.get_setting(cur, "account_key")
+    account_clear = account is not None and not is_sealed(account)
+    if account_clear:
+        bm.put_setting(cur, "account_key", box.seal(account, ACCOUNT_CONTEXT))
+    return len(clear) + int(account_clear)
+
+
 def seal_plaintext(meta: Metadata) -> int:
     """Seal every secret still stored in the clear (a store from before sealing); returns how many.
 
-    The clear values must not survive anywhere in the file: the rewrite runs with
+    On SQLite the clear values must not survive anywhere in the file: the rewrite runs with
     ``secure_delete`` (freed bytes are zeroed), then VACUUM rebuilds the file without free pages and
     the WAL is truncated. Copies on the drives taken before this still hold them: the caller replaces
-    them (metabackup.retire_older)."""
+    them (metabackup.retire_older). PostgreSQL rewrites rows through the runner (its own storage
+    reclaims the old row versions)."""
     box = meta.sealer
     assert not box.locked, "sealing needs the key"
-    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)
+    if getattr(meta.runner, "backend", "sqlite") != "sqlite":
+        count = meta.runner.write_sync(lambda cur: _seal_rows(box, cur))
+        if count:
+            log.warning("sealed %d secret(s) that were stored in the clear", count)
+        return count
+    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)  # not the runner: secure_delete
     try:
         con.execute("PRAGMA secure_delete=ON")
         con.execute("BEGIN IMMEDIATE")
         try:
-            users = con.execute("SELECT access_key, secret_key FROM users").fetchall()
-            clear = [(access, secret) for access, secret in users if not is_sealed(secret)]
-            for access, secret in clear:
-                con.execute("UPDATE users SET secret_key = ? WHERE access_key = ?",
-                            (box.seal(secret, user_context(access)), access))
-            account = bm.get_setting(con.cursor(), "account_key")
-            account_clear = account is not None and not is_sealed(account)
-            if account_clear:
-                bm.put_setting(con.cursor(), "account_key", box.seal(account, ACCOUNT_CONTEXT))
+            count = _seal_rows(box, con.cursor())
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        count = len(clear) + int(account_clear)
         if count:
             log.warning("sealed %d secret(s) that were stored in the clear", count)
             try:  # secure_delete already zeroed what the rewrite freed; this also drops older free pages
