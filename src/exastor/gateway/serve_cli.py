@@ -9,6 +9,7 @@ import sys
 from exastor import __version__
 from exastor.config import ConfigError, load
 from exastor.engine import gf
+from exastor.engine.drives import DriveRefused
 from exastor.gateway import server
 from exastor.gateway.lock import DataDirLocked, shared
 from exastor.gateway.memory import tune_malloc
@@ -68,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     meta = open_metadata(cfg.data)
     try:
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
-        drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec)  # once, before any worker opens a segment
+        try:
+            drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec)  # once, before any worker opens a segment
+        except DriveRefused as exc:
+            print(f"exastor serve: {exc}", file=sys.stderr)
+            return 2
         n_drives = sum(d.state != "removed" for d in drive_set.all)
         geometry = drive_set.geometry()
         account = ensure_account(cfg.data, cfg.account_name, cfg.account_key, meta)

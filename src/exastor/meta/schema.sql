@@ -147,10 +147,16 @@ CREATE TABLE IF NOT EXISTS blob_settings (
 -- --- Drives and redundancy (docs/format.md, "Redundancy") -------------------------------------
 -- Shared by every worker process: drive health and where each segment's bytes live.
 
+-- The store's own settings: 'store_id' (hex), written in every drive's identity file (docs/format.md).
+CREATE TABLE IF NOT EXISTS store_info (
+    name        TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS drives (
     id          INTEGER PRIMARY KEY,          -- 0 is the first drive (DATA/drive0 by default)
-    path        TEXT NOT NULL UNIQUE,         -- absolute directory of the drive
-    state       TEXT NOT NULL,                -- 'active', 'full', 'readonly', 'failed', 'draining', 'removed'
+    path        TEXT NOT NULL UNIQUE,         -- its directory: relative to the data directory when inside it
+    state       TEXT NOT NULL,                -- 'active', 'full', 'readonly', 'offline', 'failed', 'draining', 'removed'
     reason      TEXT NOT NULL DEFAULT '',     -- why it left 'active' (the error seen)
     changed_ns  BIGINT NOT NULL
 );
@@ -177,6 +183,7 @@ CREATE TABLE IF NOT EXISTS shards (
     idx         INTEGER NOT NULL,
     drive       INTEGER NOT NULL,
     state       TEXT NOT NULL,                -- 'ok', 'bad' (queued for repair)
+    gen         BIGINT NOT NULL DEFAULT 0,    -- names the file (0: a shard written before generations)
     PRIMARY KEY (segment, idx)
 );
 CREATE INDEX IF NOT EXISTS shards_by_drive ON shards (drive);

@@ -48,6 +48,18 @@ def _connect(path: Path, cache_kib: int = READER_CACHE_KIB) -> sqlite3.Connectio
     return conn
 
 
+# Columns added to existing tables after their first release: (table, column, definition).
+# CREATE TABLE IF NOT EXISTS leaves an older table as it was, so these are added here.
+_ADDED_COLUMNS = [("shards", "gen", "BIGINT NOT NULL DEFAULT 0")]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    for table, column, definition in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
 def store_error(exc: sqlite3.OperationalError) -> errors.StoreError:
     """The protocol-neutral meaning of a database failure: a full disk (nothing was committed),
     or a transient condition the client should retry."""
@@ -69,6 +81,7 @@ class SqliteRunner:
         try:
             writer = _connect(self.path, WRITER_CACHE_KIB)
             writer.executescript(schema)
+            _migrate(writer)
         except sqlite3.OperationalError:
             raise  # locked, no permission, no such directory: the message says which
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"

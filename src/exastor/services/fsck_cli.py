@@ -18,6 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from exastor.drives import open_drive
 from exastor.engine.drives import DriveSet
 from exastor.gateway.lock import DataDirLocked, exclusive
 from exastor.gateway.store import drive_dirs, open_metadata
@@ -40,13 +41,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _segment_bytes(segments: Path) -> int:
-    return sum(p.stat().st_size for p in segments.glob("seg-*.log"))
+    """Bytes of drive 0's segment files: the progress bar's total."""
+    drive = open_drive(segments.parent)
+    try:
+        names = drive.list("segments")
+    except OSError:
+        return 0
+    total = 0
+    for name in names:
+        try:
+            total += drive.stat(f"segments/{name}").size
+        except OSError:
+            pass
+    return total
 
 
 def _restore_meta(data: Path, drives: list[Path], quiet: bool) -> metabackup.Backup | None:
     """Install the newest verified metadata copy from ``drives`` (services/metabackup.py)."""
+    (data / "meta").mkdir(parents=True, exist_ok=True)  # not a drive: scratch space for checking copies
     try:
-        backup, rejected = metabackup.newest_good(drives)
+        backup, rejected = metabackup.newest_good(drives, scratch=data / "meta")
     except metabackup.NoBackup as exc:
         print(f"exastor fsck: {exc}", file=sys.stderr)
         return None
@@ -66,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     segments = drives[0] / "segments"
     if args.restore_meta:
         args.rebuild_index = args.repair = True
-    elif not (data / "meta" / "exastor.sqlite").exists():
+    elif not (data / "meta" / "exastor.sqlite").exists():  # not a drive: the metadata in --data
         print(f"exastor fsck: no store at {data}", file=sys.stderr)
         return 2
     try:
@@ -81,8 +95,15 @@ def run(args: argparse.Namespace) -> int:
                               console=None) as bar:
                     rebuilt = None
                     if args.rebuild_index:
-                        if args.drive:  # registered if the database lost them (idempotent otherwise)
-                            DriveSet(meta, [Path(p).expanduser() for p in args.drive])
+                        # named drives are registered if the database lost them (idempotent otherwise)
+                        known = DriveSet(meta, [Path(p).expanduser() for p in args.drive], adopt=True, vouch=True)
+                        known.close()
+                        offline = [d for d in known.all if d.state == "offline"]
+                        if offline:
+                            print("exastor fsck: not rebuilding the index while drives are offline (it would "
+                                  "record their data as lost): " + "; ".join(
+                                      f"drive {d.id} {d.path}: {d.reason}" for d in offline), file=sys.stderr)
+                            return 2
                         task = bar.add_task("rebuilding index", total=_segment_bytes(segments))
                         rebuilt = fsck.rebuild_index(meta, segments, lambda n: bar.advance(task, n))
                     task = bar.add_task("verifying", total=_segment_bytes(segments))
@@ -106,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"corrupt chunks      : {len(report.corrupt_chunks)}")
         print(f"missing chunks      : {len(report.missing_chunks)}")
         print(f"refcount mismatches : {report.refcount_mismatches}")
+        if report.unavailable_chunks or report.offline_drives:
+            print(f"unavailable chunks  : {report.unavailable_chunks} (on offline drives: bring them back)")
+            for line in report.offline_drives:
+                print(f"  offline drive {line}")
         if args.rebuild_index:
             print(f"rebuilt layouts     : {report.rebuilt_layouts}")
         if args.repair:

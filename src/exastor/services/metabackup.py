@@ -7,6 +7,9 @@ written every ``meta_backup_interval`` seconds onto m+1 drives, the failures an 
 survives. Each copy is named by when it was taken and the BLAKE3 of its bytes, written under a
 temporary name, fsynced, then renamed, so a crash leaves either a whole verified copy or none.
 
+Copies reach the drives through the drive I/O seam (``DriveIO.put``: whole or absent after a
+crash); the database file and its scratch copies in ``--data`` are not drive paths.
+
 Restoring takes the newest copy that verifies (digest and SQLite's quick_check), keeps whatever
 database was there aside, and then the chunk index and segment layout must be rebuilt from the
 drives (``exastor fsck --restore-meta`` also runs ``--rebuild-index`` and ``--repair``): segments may have
@@ -22,18 +25,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from blake3 import blake3
 
+from exastor.drives import DriveIO, age_s, open_drive
 from exastor.engine.drives import DriveSet
-from exastor.engine.shards import fsync_dir
 
 BACKUP_DIR = "meta-backups"
 KEEP = 3  # copies kept per drive: the newest can be the one a failing disk corrupted
@@ -42,102 +45,137 @@ PARTIAL_STALE_S = 3600.0
 _CHUNK = 1 << 20
 log = logging.getLogger("exastor.metabackup")
 
+DriveLike = DriveIO | Path
+
+
+def _io(drive: DriveLike) -> DriveIO:
+    return drive if isinstance(drive, DriveIO) else open_drive(drive)
+
 
 @dataclass(frozen=True)
 class Backup:
-    path: Path
+    label: str       # the drive it is on
+    name: str        # BACKUP_DIR/meta-<taken_ns>-<blake3>.sqlite
     taken_ns: int
-    digest: str  # BLAKE3 of the file, hex (also in its name)
+    digest: str      # BLAKE3 of the file, hex (also in its name)
+    drive: DriveIO = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def path(self) -> Path:
+        """Where the copy is, for messages (and tests, on local drives)."""
+        return Path(self.label) / self.name
 
     @staticmethod
-    def parse(path: Path) -> Backup | None:
+    def parse(drive: DriveIO, name: str) -> Backup | None:
         """``meta-<taken_ns>-<blake3>.sqlite``; anything else (a partial copy) is not a backup."""
-        parts = path.name.removesuffix(".sqlite").split("-")
-        if len(parts) != 3 or parts[0] != "meta" or not path.name.endswith(".sqlite") or not parts[1].isdigit():
+        base = name.rsplit("/", 1)[-1]
+        parts = base.removesuffix(".sqlite").split("-")
+        if len(parts) != 3 or parts[0] != "meta" or not base.endswith(".sqlite") or not parts[1].isdigit():
             return None
-        return Backup(path, int(parts[1]), parts[2])
+        return Backup(drive.label, f"{BACKUP_DIR}/{base}", int(parts[1]), parts[2], drive)
 
-    def verify(self) -> str | None:
-        """None if the copy is whole and a sound database, else why not."""
-        if _digest(self.path) != self.digest:
-            return "BLAKE3 mismatch"
-        try:
-            with sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True) as con:
-                result = con.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.Error as exc:
-            return f"not a database: {exc}"
+    def chunks(self) -> Iterator[bytes]:
+        size = self.drive.stat(self.name).size
+        for offset in range(0, size, _CHUNK):
+            yield self.drive.pread(self.name, offset, min(_CHUNK, size - offset))
+
+    def verify(self, scratch: Path | None = None) -> str | None:
+        """None if the copy is whole and a sound database, else why not. SQLite's check needs a local
+        file: the copy is fetched into ``scratch`` (a temporary directory by default) and removed."""
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            local = Path(tmp) / "candidate.sqlite"
+            h = blake3()
+            try:
+                with open(local, "wb") as out:  # not a drive: a scratch file
+                    for block in self.chunks():
+                        h.update(block)
+                        out.write(block)
+            except OSError as exc:
+                return f"unreadable: {exc}"
+            if h.hexdigest() != self.digest:
+                return "BLAKE3 mismatch"
+            try:
+                with sqlite3.connect(f"file:{local}?mode=ro&immutable=1", uri=True) as con:  # not a drive
+                    result = con.execute("PRAGMA quick_check").fetchone()[0]
+            except sqlite3.Error as exc:
+                return f"not a database: {exc}"
         return None if result == "ok" else f"quick_check: {result}"
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:  # not a drive: the scratch copy in --data
+        while block := f.read(_CHUNK):
+            yield block
 
 
 def _digest(path: Path) -> str:
     h = blake3()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
+    for block in _file_chunks(path):
+        h.update(block)
     return h.hexdigest()
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, rename it to ``final``, fsync the directory: whole or absent after a crash."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-
-
-def take(db: Path, drive_paths: list[Path], keep: int = KEEP) -> list[Backup]:
-    """Copy the database ``db`` (online) onto each of ``drive_paths``; prune to ``keep`` per drive."""
-    assert drive_paths, "a metadata copy needs at least one drive"
+def take(db: Path, drives: list[DriveLike], keep: int = KEEP) -> list[Backup]:
+    """Copy the database ``db`` (online) onto each of ``drives``; prune to ``keep`` per drive."""
+    assert drives, "a metadata copy needs at least one drive"
+    ios = [_io(d) for d in drives]
     taken_ns = time.time_ns()
-    first_dir = drive_paths[0] / BACKUP_DIR
-    first_dir.mkdir(parents=True, exist_ok=True)
-    tmp = first_dir / f"meta-{taken_ns}.partial"
-    src = sqlite3.connect(db, timeout=30.0)
+    scratch = db.with_name(f"{db.name}.copy-{taken_ns}")  # beside the database: never on a drive
     try:
-        dst = sqlite3.connect(tmp)
+        src = sqlite3.connect(db, timeout=30.0)  # not a drive: the database in --data
         try:
-            src.backup(dst)  # one read snapshot of the WAL database: writers are not blocked
-            dst.execute("PRAGMA journal_mode=DELETE")  # everything in the one file, no -wal beside it
+            dst = sqlite3.connect(scratch)  # not a drive
+            try:
+                src.backup(dst)  # one read snapshot of the WAL database: writers are not blocked
+                dst.execute("PRAGMA journal_mode=DELETE")  # everything in the one file, no -wal beside it
+            finally:
+                dst.close()
         finally:
-            dst.close()
+            src.close()
+        digest = _digest(scratch)
+        name = f"{BACKUP_DIR}/meta-{taken_ns}-{digest}.sqlite"
+        made = []
+        for io in ios:
+            io.put(name, _file_chunks(scratch))  # temporary file, fsync, rename, directory fsync
+            made.append(Backup(io.label, name, taken_ns, digest, io))
     finally:
-        src.close()
-    digest = _digest(tmp)
-    name = f"meta-{taken_ns}-{digest}.sqlite"
-    _publish(tmp, first_dir / name)
-    made = [Backup(first_dir / name, taken_ns, digest)]
-    for drive in drive_paths[1:]:
-        folder = drive / BACKUP_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        part = folder / f"meta-{taken_ns}.partial"
-        shutil.copyfile(made[0].path, part)
-        _publish(part, folder / name)
-        made.append(Backup(folder / name, taken_ns, digest))
-    for drive in drive_paths:
-        prune(drive, keep)
+        scratch.unlink(missing_ok=True)  # not a drive
+    for io in ios:
+        prune(io, keep)
     return made
 
 
-def prune(drive: Path, keep: int = KEEP) -> None:
-    """Keep the ``keep`` newest copies on ``drive``; remove older ones and partial leftovers."""
-    folder = drive / BACKUP_DIR
-    if not folder.is_dir():
+def prune(drive: DriveLike, keep: int = KEEP) -> None:
+    """Keep the ``keep`` newest copies on ``drive``; remove older ones and temporary leftovers."""
+    io = _io(drive)
+    try:
+        names = io.list(BACKUP_DIR)
+    except FileNotFoundError:
         return
-    for leftover in folder.glob("*.partial"):  # a crashed copy's; an hour old, so never one still being written
-        with contextlib.suppress(FileNotFoundError):
-            if time.time() - leftover.stat().st_mtime > PARTIAL_STALE_S:
-                leftover.unlink()
-    for old in sorted(found(folder), key=lambda b: b.taken_ns, reverse=True)[keep:]:
-        old.path.unlink(missing_ok=True)
+    for leftover in names:  # a crashed copy's; an hour old, so never one still being written
+        if ".tmp" in leftover or leftover.endswith(".partial"):
+            with contextlib.suppress(FileNotFoundError):
+                if age_s(io.stat(f"{BACKUP_DIR}/{leftover}")) > PARTIAL_STALE_S:
+                    io.unlink(f"{BACKUP_DIR}/{leftover}")
+    for old in sorted(found(io), key=lambda b: b.taken_ns, reverse=True)[keep:]:
+        io.unlink(old.name)
 
 
-def found(folder: Path) -> list[Backup]:
-    return [b for p in folder.glob("meta-*.sqlite") if (b := Backup.parse(p))]
+def found(drive: DriveLike) -> list[Backup]:
+    """The copies on ``drive`` (a drive, or for callers of the old form its ``meta-backups`` folder)."""
+    if isinstance(drive, Path) and drive.name == BACKUP_DIR:
+        drive = drive.parent
+    io = _io(drive)
+    try:
+        names = io.list(BACKUP_DIR)
+    except FileNotFoundError:
+        return []
+    return [b for n in names if (b := Backup.parse(io, n))]
 
 
-def backups(drive_paths: Iterable[Path]) -> list[Backup]:
+def backups(drives: Iterable[DriveLike]) -> list[Backup]:
     """Every copy on these drives, newest first (the same copy on several drives appears once each)."""
-    out = [b for drive in drive_paths if (drive / BACKUP_DIR).is_dir() for b in found(drive / BACKUP_DIR)]
+    out = [b for drive in drives for b in found(drive)]
     return sorted(out, key=lambda b: b.taken_ns, reverse=True)
 
 
@@ -145,11 +183,11 @@ class NoBackup(RuntimeError):
     """No copy on the drives verifies."""
 
 
-def newest_good(drive_paths: Iterable[Path]) -> tuple[Backup, list[tuple[Backup, str]]]:
+def newest_good(drives: Iterable[DriveLike], scratch: Path | None = None) -> tuple[Backup, list[tuple[Backup, str]]]:
     """The newest copy that verifies, and the newer ones that did not (with why)."""
     rejected: list[tuple[Backup, str]] = []
-    for candidate in backups(drive_paths):
-        problem = candidate.verify()
+    for candidate in backups(drives):
+        problem = candidate.verify(scratch)
         if problem is None:
             return candidate, rejected
         rejected.append((candidate, problem))
@@ -159,33 +197,44 @@ def newest_good(drive_paths: Iterable[Path]) -> tuple[Backup, list[tuple[Backup,
 
 def install(backup: Backup, db: Path) -> Path | None:
     """Put ``backup`` in place as the database ``db``. What was there (with its -wal and -shm) is
-    moved aside, never deleted; returns where, or None if there was nothing."""
+    moved aside, never deleted; returns where, or None if there was nothing. (``db`` and its
+    directory are the metadata in --data, not a drive.)"""
     aside = None
-    olds = [p for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")) if p.exists()]
+    olds = [p for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"))
+            if p.exists()]  # not a drive
     if olds:
         aside = db.parent / f"replaced-{time.time_ns()}"
-        aside.mkdir()
+        aside.mkdir()  # not a drive
         for p in olds:
-            os.replace(p, aside / p.name)
-    db.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, aside / p.name)  # not a drive
+    db.parent.mkdir(parents=True, exist_ok=True)  # not a drive
     part = db.with_name(db.name + ".partial")
-    shutil.copyfile(backup.path, part)
-    _publish(part, db)
+    with open(part, "wb") as out:  # not a drive
+        for block in backup.chunks():
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())  # not a drive
+    os.replace(part, db)  # not a drive
+    fd = os.open(db.parent, os.O_RDONLY)  # not a drive
+    try:
+        os.fsync(fd)  # not a drive
+    finally:
+        os.close(fd)
     return aside
 
 
-def targets(drives: DriveSet) -> list[Path]:
+def targets(drives: DriveSet) -> list[DriveIO]:
     """Where a copy goes: m+1 drives that take writes (the lowest ids, so copies stay findable)."""
     writable = sorted(drives.writable(), key=lambda d: d.id)
-    return [d.path for d in writable[:drives.geometry().m + 1]]
+    return [d.io for d in writable[:drives.geometry().m + 1]]
 
 
 class MetaBackupThread(threading.Thread):
     """Worker 0's copier: a copy every ``interval`` seconds while the database changed since the last."""
 
-    def __init__(self, db: Path, drive_paths: Callable[[], list[Path]], interval: float) -> None:
+    def __init__(self, db: Path, drives: Callable[[], list[DriveLike]], interval: float) -> None:
         super().__init__(name="exastor-meta-backup", daemon=True)
-        self.db, self.drive_paths, self.interval = db, drive_paths, interval
+        self.db, self.drives, self.interval = db, drives, interval
         self._halt = threading.Event()
         self._last_seen: tuple | None = None
 
@@ -194,7 +243,7 @@ class MetaBackupThread(threading.Thread):
         sig = []
         for p in (self.db, self.db.with_name(self.db.name + "-wal")):
             try:
-                st = p.stat()
+                st = p.stat()  # not a drive: the database in --data
                 sig.append((st.st_size, st.st_mtime_ns))
             except FileNotFoundError:
                 sig.append(None)
@@ -204,11 +253,11 @@ class MetaBackupThread(threading.Thread):
         signature = self._signature()
         if signature == self._last_seen:
             return []
-        drive_paths = self.drive_paths()
-        if not drive_paths:
+        drives = self.drives()
+        if not drives:
             log.warning("metadata copy skipped: no drive takes writes")
             return []
-        made = take(self.db, drive_paths)
+        made = take(self.db, drives)
         self._last_seen = signature
         return made
 
@@ -217,7 +266,7 @@ class MetaBackupThread(threading.Thread):
         at least ``FIRST_COPY_MIN_S`` (or the interval, if shorter). A server restarted more often than
         the interval still copies."""
         try:
-            copies = backups(self.drive_paths())
+            copies = backups(self.drives())
         except OSError:
             copies = []
         age = (time.time_ns() - copies[0].taken_ns) / 1e9 if copies else float("inf")

@@ -24,7 +24,6 @@ chunks lost with it.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -33,12 +32,11 @@ from typing import Any
 from exastor import errors
 from exastor.engine import shards as shardfiles
 from exastor.engine.drives import DriveSet
-from exastor.engine.record import SEGMENT_HEADER, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC
+from exastor.engine.record import SEGMENT_HEADER_SIZE, parse_segment_header
 from exastor.meta.store import Metadata
 
 log = logging.getLogger("exastor.relayout")
 
-_SHARD_NAME = re.compile(r"^seg-([0-9a-f]{16})\.s(\d{3})$")
 _SEGMENT_NAME = re.compile(r"^seg-([0-9a-f]{16})\.log$")
 
 
@@ -53,7 +51,7 @@ class LayoutReport:
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    shards: dict[int, dict[int, list[tuple[int, shardfiles.ShardInfo]]]]  # seg -> idx -> [(drive, info)]
+    shards: dict[int, dict[int, list[tuple[int, shardfiles.ShardInfo, int]]]]  # seg -> idx -> [(drive, info, gen)]
     copies: dict[int, list[tuple[int, int, int]]]                         # seg -> [(drive, size, created_ns)]
 
 
@@ -63,60 +61,58 @@ def _scan(drives: DriveSet) -> _Found:
         if not drives.readable(d.id):
             continue
         try:
-            shard_names = sorted(os.listdir(d.shards))
+            shard_names = d.io.list("shards")
         except OSError:
             shard_names = []
-        for name in shard_names:
-            match = _SHARD_NAME.match(name)
-            if match is None:
+        for base in shard_names:
+            name = f"shards/{base}"
+            parsed = shardfiles.parse_shard_name(name)
+            if parsed is None:
                 continue  # temporary files of an interrupted write, anything else
-            seg, idx = int(match[1], 16), int(match[2])
+            seg, idx, gen = parsed
             try:
-                fd = os.open(d.shards / name, os.O_RDONLY)
-                try:
-                    info = shardfiles.read_info(fd)
-                finally:
-                    os.close(fd)
+                info = shardfiles.read_info(d.io, name)
             except (OSError, errors.DataCorrupted) as exc:
                 log.warning("drive %d: ignoring shard file %s: %s", d.id, name, exc)
                 continue
             if info.segment != seg or info.index != idx or idx >= info.k + info.m:
                 log.warning("drive %d: shard file %s names another shard", d.id, name)
                 continue
-            found.shards.setdefault(seg, {}).setdefault(idx, []).append((d.id, info))
+            if info.store_tag not in (0, drives.store_tag):
+                log.warning("drive %d: shard file %s belongs to another store", d.id, name)
+                continue
+            found.shards.setdefault(seg, {}).setdefault(idx, []).append((d.id, info, gen))
         try:
-            segment_names = sorted(os.listdir(d.segments))
+            segment_names = d.io.list("segments")
         except OSError:
             segment_names = []
-        for name in segment_names:
-            match = _SEGMENT_NAME.match(name)
+        for base in segment_names:
+            match = _SEGMENT_NAME.match(base)
             if match is None:
                 continue
             seg = int(match[1], 16)
+            name = f"segments/{base}"
             try:
-                with open(d.segments / name, "rb") as f:
-                    head = f.read(SEGMENT_HEADER_SIZE)
-                    size = os.fstat(f.fileno()).st_size
+                head = parse_segment_header(d.io.pread(name, 0, SEGMENT_HEADER_SIZE))
+                size = d.io.stat(name).size
             except OSError:
                 continue
-            if len(head) < SEGMENT_HEADER_SIZE:
+            if head is None or head[0] != seg or head[2] not in (0, drives.store_tag):
+                log.warning("drive %d: %s is not segment %d of this store", d.id, name, seg)
                 continue
-            magic, sid, created = SEGMENT_HEADER.unpack(head)[:3]
-            if magic != SEGMENT_MAGIC or sid != seg:
-                log.warning("drive %d: %s is not segment %d", d.id, name, seg)
-                continue
-            found.copies.setdefault(seg, []).append((d.id, size, created))
+            found.copies.setdefault(seg, []).append((d.id, size, head[1]))
     return found
 
 
-def _best_stripe(by_idx: dict[int, list[tuple[int, shardfiles.ShardInfo]]]
-                 ) -> tuple[tuple[int, int, int, int], dict[int, list[int]]] | None:
-    """The geometry (k, m, shard_len, data_len) with the most shards found, and idx -> drives."""
-    groups: dict[tuple[int, int, int, int], dict[int, list[int]]] = {}
+def _best_stripe(by_idx: dict[int, list[tuple[int, shardfiles.ShardInfo, int]]]
+                 ) -> tuple[tuple[int, int, int, int], dict[int, list[tuple[int, int]]]] | None:
+    """The geometry (k, m, shard_len, data_len) with the most shards found, and idx -> [(drive, gen)]
+    (the newest generation first: an older one on another drive is a superseded copy)."""
+    groups: dict[tuple[int, int, int, int], dict[int, list[tuple[int, int]]]] = {}
     for idx, found in by_idx.items():
-        for drive, info in found:
+        for drive, info, gen in sorted(found, key=lambda f: -f[2]):
             key = (info.k, info.m, info.shard_len, info.data_len)
-            groups.setdefault(key, {}).setdefault(idx, []).append(drive)
+            groups.setdefault(key, {}).setdefault(idx, []).append((drive, gen))
     if not groups:
         return None
     key = max(groups, key=lambda g: (len(groups[g]) >= g[0], len(groups[g]) - g[0] - g[1], len(groups[g])))
@@ -134,10 +130,10 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
         segs = {int(a): (b, int(c), int(d)) for a, b, c, d in cur.fetchall()}
         cur.execute("SELECT segment, k, m, shard_len, data_len FROM segment_layout")
         lays = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
-        cur.execute("SELECT segment, idx, drive, state FROM shards")
-        shs: dict[int, dict[int, tuple[int, str]]] = {}
-        for seg, idx, drive, state in cur.fetchall():
-            shs.setdefault(int(seg), {})[int(idx)] = (int(drive), state)
+        cur.execute("SELECT segment, idx, drive, state, gen FROM shards")
+        shs: dict[int, dict[int, tuple[int, str, int]]] = {}
+        for seg, idx, drive, state, gen in cur.fetchall():
+            shs.setdefault(int(seg), {})[int(idx)] = (int(drive), state, int(gen))
         cur.execute("SELECT segment, drive FROM replicas")
         reps: dict[int, set[int]] = {}
         for seg, drive in cur.fetchall():
@@ -148,7 +144,7 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
     now = time.time_ns()
     first = drives.first.id
     all_ids = [d.id for d in drives.all if d.state != "removed"]
-    plans: list[tuple[int, tuple, tuple, list[tuple[int, int, str]], list[int]]] = []
+    plans: list[tuple[int, tuple, tuple, list[tuple[int, int, str, int]], list[int]]] = []
     for seg in sorted(set(found.shards) | set(found.copies) | set(old_segs)):
         old = old_segs.get(seg)
         if old is not None and old[0] == "deleted":
@@ -162,23 +158,24 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
             assert stripe is not None
             (k, m, shard_len, data_len), where = stripe
             before = old_shards.get(seg, {})
-            rows: list[tuple[int, int, str]] = []
-            used = {ds[0] for ds in where.values()}
+            rows: list[tuple[int, int, str, int]] = []
+            used = {copies_of[0][0] for copies_of in where.values()}
             for idx in range(k + m):
+                prev = before.get(idx)
                 if idx in where:
-                    prev = before.get(idx)
-                    drive = prev[0] if prev is not None and prev[0] in where[idx] else where[idx][0]
-                    state = prev[1] if prev is not None and prev[0] == drive else "ok"
+                    kept = prev is not None and (prev[0], prev[2]) in where[idx]
+                    drive, gen = (prev[0], prev[2]) if kept else where[idx][0]  # type: ignore[index]
+                    state = prev[1] if kept else "ok"  # type: ignore[index]
                 else:  # lost: a row the repairer will rebuild, on a drive holding no other shard of the stripe
-                    prev = before.get(idx)
                     free = [i for i in all_ids if i not in used]
                     drive = prev[0] if prev is not None and prev[0] not in used else (free or all_ids or [first])[0]
+                    gen = prev[2] if prev is not None else 0
                     used.add(drive)
                     state = "bad"
                     report.missing_shards += 1
-                rows.append((idx, drive, state))
+                rows.append((idx, drive, state, gen))
             if (old is not None and old[0] == "sealed" and old_lays.get(seg) == (k, m, shard_len, data_len)
-                    and before == {i: (d, s) for i, d, s in rows} and not old_reps.get(seg)):
+                    and before == {i: (d, st, g) for i, d, st, g in rows} and not old_reps.get(seg)):
                 report.unchanged_segments += 1
                 continue
             plans.append((seg, ("sealed", data_len, created), (k, m, shard_len, data_len), rows, []))
@@ -211,8 +208,8 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
             cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
                         (seg, k, m, shard_len, data_len))
             cur.execute("DELETE FROM shards WHERE segment = ?", (seg,))
-            cur.executemany("INSERT INTO shards (segment, idx, drive, state) VALUES (?, ?, ?, ?)",
-                            [(seg, idx, drive, st) for idx, drive, st in rows])
+            cur.executemany("INSERT INTO shards (segment, idx, drive, state, gen) VALUES (?, ?, ?, ?, ?)",
+                            [(seg, idx, drive, st, gen) for idx, drive, st, gen in rows])
             cur.execute("DELETE FROM replicas WHERE segment = ?", (seg,))
             cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in holders])
 
