@@ -70,17 +70,6 @@ def test_a_failed_fsync_at_rollover_fails_every_commit_that_needs_those_bytes(tm
     assert state == "failed"
 
 
-def _no_retries(server):
-    """A client that reports the first answer: a 503 must not be hidden by the SDK's own retry."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                        aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
-                        config=Config(s3={"addressing_style": "path"},
-                                      retries={"mode": "standard", "total_max_attempts": 1}))
-
-
 def test_a_failed_fsync_fails_the_put_with_503_on_both_protocols_and_the_store_goes_on(tmp_path):
     from azure.core.exceptions import HttpResponseError
     from azure.storage.blob import BlobServiceClient
@@ -100,7 +89,7 @@ def test_a_failed_fsync_fails_the_put_with_503_on_both_protocols_and_the_store_g
         return [r[0] for r in rows]
 
     try:
-        s3 = _no_retries(server)
+        s3 = s3_client(server, retry=False)
         s3.create_bucket(Bucket="fsync")
         s3.put_object(Bucket="fsync", Key="before", Body=b"x" * 100_000)
         _rules(rules, {open_replicas()[0]: {"eio_fsync": True}})
