@@ -120,6 +120,17 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=30)
+        if self.proc and sig == signal.SIGKILL:
+            # The workers die with the group, but not at the same instant as the master: until the last
+            # is gone its inherited listening socket still accepts, and a restart's readiness check
+            # would be answered by the dying server. Wait (bounded) until the group is empty.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.02)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
