@@ -675,6 +675,10 @@ def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, da
         row = cur.fetchone()
         if row is None or row[0] != expect_state:
             return False
+        cur.execute("SELECT shard_len FROM segment_layout WHERE segment = ?", (segment,))
+        current = cur.fetchone()
+        if shard_len and current is not None and int(current[0]) > 0:
+            return False  # another sealer (a re-protect in another process) won
         cur.execute("DELETE FROM segment_layout WHERE segment = ?", (segment,))
         cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
                     (segment, k, m, shard_len, data_len))
@@ -687,6 +691,14 @@ def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, da
         return True
 
     return meta.runner.write_sync(tx)
+
+
+def names_shard(meta: Metadata, segment: int, idx: int, drive: int, gen: int) -> bool:
+    """Whether the database points at this copy of a shard: a writer that lost its own conditional
+    update checks this before deleting its file (a rebuild from the drives may have published it)."""
+    return bool(meta.runner.read(lambda cur: cur.execute(
+        "SELECT 1 FROM shards WHERE segment = ? AND idx = ? AND drive = ? AND gen = ?",
+        (segment, idx, drive, gen)).fetchone(), snapshot=False))
 
 
 def mark_shard(meta: Metadata, segment: int, idx: int, *, state: str, drive: int | None = None,

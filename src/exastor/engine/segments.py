@@ -45,6 +45,7 @@ from exastor.engine.drives import (
     commit_seal,
     crash_point,
     load_layout,
+    names_shard,
     new_segment,
     segment_name,
 )
@@ -402,10 +403,10 @@ class SegmentLog:
         if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
                            expect_state=expect_state):
             # Lost to another sealer or to compaction: remove only the files this call wrote (their
-            # generations are ours alone and no row names them).
+            # generations are ours alone), and only those no row names.
             for i, (drive, gen) in enumerate(placed):
                 d = self.drives.get(drive)
-                if d is not None:
+                if d is not None and not names_shard(self.meta, segment, i, drive, gen):
                     try:
                         d.io.unlink(shards.shard_name(segment, i, gen))
                     except OSError:
@@ -736,9 +737,20 @@ class SegmentLog:
             if unavailable is not None:
                 raise unavailable
             raise errors.DataCorrupted(f"segment {segment}: every replica failed")
-        raw = self.read_ec_range(lay, offset, length)
-        check(raw)
-        return raw
+        try:
+            raw = self.read_ec_range(lay, offset, length)
+            check(raw)
+            return raw
+        except errors.DataCorrupted:
+            # The cached layout may predate a repair or drain that moved the shards (in another
+            # process): decode once more from where the database says they are now.
+            fresh = self.layout(segment, fresh=True)
+            if fresh == lay:
+                raise
+            self.forget(segment)
+            raw = self.read_ec_range(self.layout(segment, fresh=True), offset, length)
+            check(raw)
+            return raw
 
     def _shard_info(self, lay: Layout, idx: int) -> shards.ShardInfo:
         key = (lay.segment, idx)

@@ -46,6 +46,7 @@ class LayoutReport:
     replica_segments: int = 0     # recorded as whole copies
     unchanged_segments: int = 0   # rows already agreed with the files
     missing_shards: int = 0       # shards of a stripe not found: recorded 'bad', queued for repair
+    changed_meanwhile: int = 0    # plans dropped: another process changed the segment's rows meanwhile
     no_files: list[int] = field(default_factory=list)  # segments the database knows with no usable file
 
 
@@ -154,7 +155,10 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
         created = old[2] if old is not None else min((c for _, _, c in copies), default=now)
         complete = stripe is not None and len(stripe[1]) == stripe[0][0] + stripe[0][1]
         decodable = stripe is not None and len(stripe[1]) >= stripe[0][0]
-        if complete or (decodable and not copies):
+        # A segment the database says is open and whose copies exist is left to its sealer (a running
+        # writer, or the next start): shards beside it may be a seal in progress that has not committed.
+        still_open = old is not None and old[0] == "open" and copies
+        if not still_open and (complete or (decodable and not copies)):
             assert stripe is not None
             (k, m, shard_len, data_len), where = stripe
             before = old_shards.get(seg, {})
@@ -199,8 +203,28 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
             if old is not None:
                 log.error("segment %d: no shard or copy of it found on the drives", seg)
 
+    def unchanged(cur: Any, seg: int) -> bool:
+        """The rows are still what the scan was compared with: no seal, repair, move or compaction
+        committed meanwhile (the transaction is the arbiter; a plan made on stale rows is dropped)."""
+        cur.execute("SELECT state, size, created_ns FROM segments WHERE id = ?", (seg,))
+        row = cur.fetchone()
+        if (None if row is None else (row[0], int(row[1]), int(row[2]))) != old_segs.get(seg):
+            return False
+        cur.execute("SELECT k, m, shard_len, data_len FROM segment_layout WHERE segment = ?", (seg,))
+        lay = cur.fetchone()
+        if (tuple(int(x) for x in lay) if lay else None) != old_lays.get(seg):
+            return False
+        cur.execute("SELECT idx, drive, state, gen FROM shards WHERE segment = ?", (seg,))
+        if {int(i): (int(d), st, int(g)) for i, d, st, g in cur.fetchall()} != old_shards.get(seg, {}):
+            return False
+        cur.execute("SELECT drive FROM replicas WHERE segment = ?", (seg,))
+        return {int(r[0]) for r in cur.fetchall()} == old_reps.get(seg, set())
+
     def tx(cur: Any) -> None:
         for seg, (state, size, created), (k, m, shard_len, data_len), rows, holders in plans:
+            if not unchanged(cur, seg):
+                report.changed_meanwhile += 1
+                continue
             cur.execute("DELETE FROM segments WHERE id = ?", (seg,))
             cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, ?, ?, ?)",
                         (seg, state, size, created))

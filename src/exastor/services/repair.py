@@ -33,14 +33,21 @@ from typing import Any
 
 from exastor import errors
 from exastor.engine import shards
-from exastor.engine.drives import Drive, Layout, allocate_gens, crash_point, load_layout, mark_shard
+from exastor.engine.drives import (
+    Drive,
+    Layout,
+    allocate_gens,
+    crash_point,
+    load_layout,
+    mark_shard,
+    names_shard,
+)
 from exastor.engine.segments import SegmentLog
 
 log = logging.getLogger("exastor.repair")
 STEP = 4 << 20
 OFFLINE_REPAIR_AFTER_S = float(os.environ.get("EXASTOR_OFFLINE_REPAIR_AFTER", "600"))
 Progress = Callable[[int], None]
-Hook = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -56,14 +63,10 @@ class RepairResult:
 
 
 class Repairer:
-    """``hook(step, segment, idx)``, for tests that force interleavings: called after the new copy
-    is written ('written') and after the row moved ('moved')."""
-
-    def __init__(self, log_: SegmentLog, *, offline_after_s: float | None = None, hook: Hook | None = None) -> None:
+    def __init__(self, log_: SegmentLog, *, offline_after_s: float | None = None) -> None:
         self.log = log_
         self.meta = log_.meta
         self.offline_after_s = OFFLINE_REPAIR_AFTER_S if offline_after_s is None else offline_after_s
-        self.hook = hook
 
     def pending(self) -> list[tuple[int, int, int, str]]:
         """(segment, idx, drive, why) for every shard that needs work."""
@@ -126,20 +129,18 @@ class Repairer:
         shards.write_shard(target.io, name, segment, idx, lay.k, lay.m, lay.data_len, data, drives.store_tag)
         res.bytes_written += len(data)
         crash_point("repair.written")
-        if self.hook:
-            self.hook("written", segment, idx)
         if not mark_shard(self.meta, segment, idx, state="ok", drive=target.id, gen=gen,
                           expect_drive=old_drive, expect_gen=found.gen):
-            # Lost the race: the file under our generation is ours alone and no row names it.
-            try:
-                target.io.unlink(name)
-            except OSError:
-                pass  # swept later: its generation is below the winner's
-            target.io.release([name])
+            # Lost the race: the file under our generation is ours alone - unless a rebuild from the
+            # drives published it meanwhile, so ask the database before deleting it.
+            if not names_shard(self.meta, segment, idx, target.id, gen):
+                try:
+                    target.io.unlink(name)
+                except OSError:
+                    pass  # swept later: its generation is below the winner's
+                target.io.release([name])
             return False
         crash_point("repair.moved")
-        if self.hook:
-            self.hook("moved", segment, idx)
         self.log.forget(segment)
         if old is not None and drives.readable(old_drive):
             # The copy our transaction superseded (never on an offline drive: swept when it returns).
