@@ -116,6 +116,17 @@ def interleavings(a: int, b: int) -> list[list[str]]:
         range(a + b), a))]
 
 
+def _fill(ns, bodies: dict[str, bytes]) -> None:
+    async def main() -> None:
+        await ns.create_bucket("admin", "bkt")
+        for key, body in bodies.items():
+            async def source(body: bytes = body):
+                yield body
+            await ns.put_object("admin", "bkt", key, source(), PutSpec())
+
+    asyncio.run(main())
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     sched = Scheduler()
@@ -125,15 +136,7 @@ def store(tmp_path, monkeypatch):
                         drives=[str(tmp_path / f"d{i}") for i in range(7)])
     rng = random.Random(1)
     bodies = {f"k{i}": rng.randbytes(rng.randint(100_000, 400_000)) for i in range(24)}
-
-    async def fill() -> None:
-        await ns.create_bucket("admin", "bkt")
-        for key, body in bodies.items():
-            async def source(body: bytes = body):
-                yield body
-            await ns.put_object("admin", "bkt", key, source(), PutSpec())
-
-    asyncio.run(fill())
+    _fill(ns, bodies)
     ns.chunks.log.wait_sealed()
     yield ns, bodies, sched
     ns.close()
@@ -263,15 +266,7 @@ def test_two_reprotections_of_one_segment(tmp_path, monkeypatch):
     ns = open_namespace(tmp_path / "data", segment_size=1 << 20)
     rng = random.Random(2)
     bodies = {f"p{i}": rng.randbytes(300_000) for i in range(8)}
-
-    async def fill() -> None:
-        await ns.create_bucket("admin", "bkt")
-        for key, body in bodies.items():
-            async def source(body: bytes = body):
-                yield body
-            await ns.put_object("admin", "bkt", key, source(), PutSpec())
-
-    asyncio.run(fill())
+    _fill(ns, bodies)
     ns.close()
     ns = open_namespace(tmp_path / "data", segment_size=1 << 20, ec="2+1",
                         drives=[str(tmp_path / "data" / "drive0")] + [str(tmp_path / f"d{i}") for i in range(3)])

@@ -53,6 +53,20 @@ def _assert_503(call, code: str = "ServiceUnavailable") -> None:
     assert err.value.response["Error"]["Code"] == code
 
 
+def _serve(tmp_path: Path, n: int, bodies: dict[str, bytes], env: dict[str, str], *, kill: bool = False):
+    """A server on ``n`` drives (2+1, 1 MiB segments) holding ``bodies``, then stopped (or killed)."""
+    drives = [tmp_path / f"d{i}" for i in range(n)]
+    args = [a for d in drives for a in ("--drive", str(d))] + ["--ec", "2+1"]
+    server = start_server(tmp_path, *args, env={"EXASTOR_SEGMENT_SIZE": str(1 << 20), **env})
+    try:
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket=BUCKET)
+        _put_all(s3, bodies)
+    finally:
+        server.kill() if kill else server.stop()
+    return server, drives
+
+
 def _fsck_clean(server) -> None:
     report = exastor("fsck", "--json", data_dir=server.data_dir, check=False)
     assert json.loads(report.stdout)["clean"], report.stdout
@@ -107,17 +121,8 @@ def test_a_drive_unmounted_at_start_is_offline_its_data_unavailable_never_delete
 
 
 def test_swapped_drives_are_offline_and_untouched_until_put_back(tmp_path):
-    drives = [tmp_path / f"d{i}" for i in range(3)]
-    args = [a for d in drives for a in ("--drive", str(d))] + ["--ec", "2+1"]
-    env = {"EXASTOR_SEGMENT_SIZE": str(1 << 20)}
-    server = start_server(tmp_path, *args, env=env)
     bodies = {f"s{i}": os.urandom(300_000) for i in range(8)}
-    try:
-        s3 = s3_client(server)
-        s3.create_bucket(Bucket=BUCKET)
-        _put_all(s3, bodies)
-    finally:
-        server.stop()  # seals: 2+1 stripes on the three drives
+    server, drives = _serve(tmp_path, 3, bodies, {})  # 2+1 stripes on the three drives
     drives[0].rename(tmp_path / "swap")
     drives[1].rename(drives[0])
     (tmp_path / "swap").rename(drives[1])
@@ -204,17 +209,9 @@ def test_a_copied_data_directory_never_touches_the_originals_files(tmp_path):
 def test_a_read_only_drive_serves_reads_takes_no_writes_and_is_never_swept(tmp_path):
     rules = tmp_path / "faults.json"
     rules.write_text("{}")
-    drives = [tmp_path / f"d{i}" for i in range(4)]
-    args = [a for d in drives for a in ("--drive", str(d))] + ["--ec", "2+1"]
-    env = {"EXASTOR_SEGMENT_SIZE": str(1 << 20), "EXASTOR_FAULTS": str(rules)}
-    server = start_server(tmp_path, *args, env=env)
     bodies = {f"r{i}": os.urandom(250_000) for i in range(6)}
-    try:
-        s3 = s3_client(server)
-        s3.create_bucket(Bucket=BUCKET)
-        _put_all(s3, bodies)
-    finally:
-        server.kill()  # leaves an open segment, maybe on the drive that now goes read-only
+    # killed: an open segment is left, maybe on the drive that now goes read-only
+    server, drives = _serve(tmp_path, 4, bodies, {"EXASTOR_FAULTS": str(rules)}, kill=True)
     rules.write_text(json.dumps({str(drives[1]): {"readonly": True}}))
     before = _tree(drives[1])
     server.start()
@@ -240,18 +237,9 @@ def test_a_drive_that_returns_after_its_data_was_repaired_elsewhere(tmp_path):
     """The drive was offline long enough for its shards to be rebuilt elsewhere; when it comes back,
     the copies the database proves superseded are removed and everything else on it stays: the live
     shards written after it returned, and a file of a segment the database does not know."""
-    drives = [tmp_path / f"d{i}" for i in range(4)]
-    args = [a for d in drives for a in ("--drive", str(d))] + ["--ec", "2+1"]
-    env = {"EXASTOR_SEGMENT_SIZE": str(1 << 20), "EXASTOR_OFFLINE_REPAIR_AFTER": "0",
-           "EXASTOR_REPAIR_INTERVAL": "0.5", "EXASTOR_GC_INTERVAL": "1"}
-    server = start_server(tmp_path, *args, env=env)
     first = {f"a{i}": os.urandom(300_000) for i in range(10)}
-    try:
-        s3 = s3_client(server)
-        s3.create_bucket(Bucket=BUCKET)
-        _put_all(s3, first)
-    finally:
-        server.stop()
+    server, drives = _serve(tmp_path, 4, first, {"EXASTOR_OFFLINE_REPAIR_AFTER": "0",
+                                                  "EXASTOR_REPAIR_INTERVAL": "0.5", "EXASTOR_GC_INTERVAL": "1"})
     db = server.data_dir / "meta" / "exastor.sqlite"
 
     def shards_on(drive: int) -> int:

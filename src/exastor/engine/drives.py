@@ -706,23 +706,14 @@ def mark_shard(meta: Metadata, segment: int, idx: int, *, state: str, drive: int
     """Set a shard's state (and move it to ``drive``/``gen``); with ``expect_*``, only if the row
     still names that copy. True if the row changed: the transaction is the only arbiter of which
     of two racing copies wins."""
+    sets = [("state", state), ("drive", drive), ("gen", gen)]
+    where = [("segment", segment), ("idx", idx), ("drive", expect_drive), ("gen", expect_gen)]
+    sets, where = [(c, v) for c, v in sets if v is not None], [(c, v) for c, v in where if v is not None]
+    params = [v for _, v in sets] + [v for _, v in where]
+
     def tx(cur: Any) -> bool:
-        sets, params = ["state = ?"], [state]
-        if drive is not None:
-            sets.append("drive = ?")
-            params.append(drive)
-        if gen is not None:
-            sets.append("gen = ?")
-            params.append(gen)
-        where = ["segment = ?", "idx = ?"]
-        params += [segment, idx]
-        if expect_drive is not None:
-            where.append("drive = ?")
-            params.append(expect_drive)
-        if expect_gen is not None:
-            where.append("gen = ?")
-            params.append(expect_gen)
-        cur.execute(f"UPDATE shards SET {', '.join(sets)} WHERE {' AND '.join(where)}", params)
+        cur.execute(f"UPDATE shards SET {', '.join(f'{c} = ?' for c, _ in sets)} "
+                    f"WHERE {' AND '.join(f'{c} = ?' for c, _ in where)}", params)
         return cur.rowcount == 1
 
     return meta.runner.write_sync(tx)

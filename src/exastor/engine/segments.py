@@ -622,10 +622,6 @@ class SegmentLog:
             log.info("drive %d: removed %s (garbage by the database)", d.id, name)
         return int(gone)
 
-    def remove_orphans(self) -> None:
-        """Kept for callers of the old name."""
-        self.sweep()
-
     def close(self) -> None:
         with self._rollover_lock:
             with self._sync_lock, self._append_lock:

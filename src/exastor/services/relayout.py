@@ -124,7 +124,6 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
     """Make the layout tables agree with the files on the readable drives (see the module docstring)."""
     report = LayoutReport()
     drives.refresh()
-    found = _scan(drives)
 
     def q(cur: Any) -> tuple[dict, dict, dict, dict]:
         cur.execute("SELECT id, state, size, created_ns FROM segments")
@@ -141,7 +140,10 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
             reps.setdefault(int(seg), set()).add(int(drive))
         return segs, lays, shs, reps
 
+    # The rows first, then the files: a seal, repair or move that commits after this snapshot changes
+    # rows the transaction below compares with, so a plan made from files that moved is dropped.
     old_segs, old_lays, old_shards, old_reps = meta.runner.read(q)
+    found = _scan(drives)
     now = time.time_ns()
     first = drives.first.id
     all_ids = [d.id for d in drives.all if d.state != "removed"]
