@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -350,14 +351,17 @@ def run_stress(work: Path, seconds: float, seed: int) -> dict:
             "acked_objects": len([k for k in oracle.acked if k not in oracle.deleted]),
             "acked_lost": res.acked_lost, "half_visible": res.half_visible, "violations": res.violations,
             "fsck_clean": json.loads(report.stdout)["clean"], "fsck_after_repair": repaired.stdout[-2000:],
-            "traceback_in_server_log": "Traceback" in server.log_text()}
+            "traceback_in_server_log": "Traceback" in server.log_text(),
+            # ERROR lines other than a compaction giving way to one the other process finished first
+            "server_errors": [line for line in server.log_text().splitlines() if " ERROR " in line
+                              and not re.search(r"not compacting segment (\d+): segment \1 missing", line)][:20]}
 
 
 def test_services_in_two_processes_beside_a_live_server_lose_nothing(tmp_path):
     got = run_stress(tmp_path, seconds=20, seed=3)
     assert got["acked_lost"] == 0 and got["half_visible"] == 0 and not got["violations"], got
     assert got["fsck_clean"], got
-    assert not got["traceback_in_server_log"]
+    assert not got["traceback_in_server_log"] and not got["server_errors"], got
     assert got["acked_objects"] > 0 and got["interleavings"] > 10, got
 
 

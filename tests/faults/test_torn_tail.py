@@ -122,3 +122,37 @@ def test_the_walk_tells_damage_from_a_torn_tail():
     scan = walk(bytes(buf) + b"\0" * 333)                # plus a torn tail of zeros
     assert scan.damaged == [(second, second + len(records[1]))] and scan.end == whole
     assert len(scan.records) == 9
+
+
+def test_sealing_never_cuts_below_the_last_indexed_record(tmp_path):
+    """Damage in the last record looks like a torn tail to a walk, but that record was committed (so
+    fsynced): recovery keeps it in place instead of cutting it off, and fsck names its object."""
+    import asyncio
+
+    from exastor.gateway.store import open_namespace
+    from exastor.namespace.store import PutSpec
+    from exastor.services import fsck
+
+    ns = open_namespace(tmp_path)
+    bodies = {f"t{i}": random.Random(i).randbytes(300_000) for i in range(4)}
+
+    async def fill() -> None:
+        await ns.create_bucket("admin", "bkt")
+        for key, body in bodies.items():
+            async def source(body: bytes = body):
+                yield body
+            await ns.put_object("admin", "bkt", key, source(), PutSpec())
+
+    asyncio.run(fill())
+    path = next((tmp_path / "drive0" / "segments").iterdir())  # the open segment: no close, as after a crash
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x08
+    path.write_bytes(bytes(raw))
+    again = open_namespace(tmp_path)  # recovery seals the open segment
+    try:
+        assert path.stat().st_size == len(raw), "the damaged last record was kept, not cut as a torn tail"
+        report = fsck.check(again.meta, tmp_path / "drive0" / "segments")
+        assert len(report.corrupt_chunks) == 1 and report.damaged_objects == ["bkt/t3 null"], report.to_json()
+    finally:
+        again.close()
+        ns.chunks.pool.shutdown()

@@ -49,7 +49,7 @@ from exastor.engine.drives import (
     new_segment,
     segment_name,
 )
-from exastor.engine.record import SEGMENT_HEADER_SIZE, segment_header
+from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_header
 from exastor.engine.scan import next_valid, record_length
 from exastor.meta.store import Metadata
 
@@ -310,11 +310,17 @@ class SegmentLog:
     def _holders(self, lay: Layout) -> list[int]:
         return list(lay.replicas) if lay.kind == "replicas" else [self.drives.first.id]
 
-    def _replica_bytes(self, lay: Layout, good: list[int] | None, size: int | None) -> bytes:
+    def _replica_bytes(self, lay: Layout, good: list[int] | None, size: int | None, *,
+                       sealing: bool = False) -> bytes:
         """The segment's bytes from its replicas, record by record from whichever replica holds a
         valid copy (a flipped byte in one replica is healed by another). A record no replica holds
         valid is kept as it is when a valid record follows it (damage: reported, never a reason to
-        drop what follows); only what follows the last valid record is a torn tail, cut."""
+        drop what follows); only what follows the last valid record is a torn tail, cut.
+
+        ``sealing``: the result must reach the end of the last record the chunk index points at (a
+        committed record was fsynced, so it is never a torn tail): damage there is kept in place, and
+        if no readable replica is that long (the complete ones offline, one that stopped growing
+        left) nothing is sealed - SegmentUnavailable while a holder is offline, else DataCorrupted."""
         bufs: list[bytes] = []
         offline = []
         for drive in self._holders(lay):
@@ -357,6 +363,20 @@ class SegmentLog:
             out += source[pos:nxt]
             damaged.append((pos, nxt))
             pos = nxt
+        if sealing:
+            need = self.meta.runner.read(lambda cur: cur.execute(
+                f'SELECT MAX("offset" + stored_len + {HEADER_SIZE}) FROM chunks WHERE segment = ?',
+                (lay.segment,)).fetchone()[0]) or 0
+            if len(out) < need:
+                source = next((b for b in bufs if len(b) >= need), None)
+                if source is None:
+                    if offline:
+                        raise SegmentUnavailable(f"segment {lay.segment}: the replicas that hold its last indexed "
+                                                 f"bytes are on offline drives {offline}")
+                    raise errors.DataCorrupted(f"segment {lay.segment}: no readable replica holds its indexed "
+                                               f"bytes up to {need}")
+                damaged.append((len(out), need))
+                out += source[len(out):need]
         if damaged:
             log.error("segment %d: bytes %s fail their checksums in every replica; kept in place, not cut "
                       "(exastor fsck names the objects they belong to)", lay.segment,
@@ -385,7 +405,7 @@ class SegmentLog:
             return
         if reprotect and (g is None or g.m == 0):
             return
-        data = self._replica_bytes(lay, good, size)
+        data = self._replica_bytes(lay, good, size, sealing=True)
         if g is None or (g.k == 1 and g.m == 0):
             # Legacy file or 1+0: the (cut back) replica is the final form.
             self._truncate_replicas(lay, len(data), good)
