@@ -277,3 +277,20 @@ def test_a_fresh_journal_after_each_cut(tmp_path):
     drive.append("segments/a", 10, b"2" * 10)           # recorded in a new journal, against the new state
     power_cut(tmp_path / "journal", random.Random(0), "drop")
     assert Path(drive.label, "segments/a").read_bytes() == b"1" * 10
+
+
+def test_identity_is_read_afresh_so_a_disk_swapped_under_a_running_server_is_noticed(tmp_path):
+    from exastor.drives import identity
+
+    a, b = LocalDrive(tmp_path / "a"), LocalDrive(tmp_path / "b")
+    a.format(identity.Identity.new("11" * 16, 0).encode())
+    b.format(identity.Identity.new("11" * 16, 1).encode())
+    assert identity.verify(a, "11" * 16, 0).drive == 0
+    (tmp_path / "a").rename(tmp_path / "tmp")
+    (tmp_path / "b").rename(tmp_path / "a")   # the other disk now mounted where drive 0 was
+    with pytest.raises(identity.Unidentified, match="drives swapped"):
+        identity.verify(a, "11" * 16, 0)
+    (tmp_path / "a").rename(tmp_path / "b")
+    with pytest.raises(identity.Unidentified) as gone:
+        identity.verify(a, "11" * 16, 0)
+    assert gone.value.root_missing

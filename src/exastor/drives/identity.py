@@ -51,7 +51,12 @@ class Unidentified(Exception):
 def read(drive: DriveIO) -> Identity:
     """The drive's identity; Unidentified if the root or the file is missing, unreadable or malformed."""
     try:
-        raw = drive.read(IDENTITY_NAME)
+        try:
+            raw = drive.read(IDENTITY_NAME)
+        finally:
+            # Never keep it open: a cached descriptor would keep verifying a disk that was swapped
+            # out (and would keep it from being unmounted).
+            drive.release([IDENTITY_NAME])
     except FileNotFoundError:
         try:
             drive.stat("")
