@@ -156,6 +156,17 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=60)
+        if self.proc and sig == signal.SIGKILL:
+            # The workers die with the group, but not at the same instant as the master: until the last
+            # is gone its inherited listening socket still accepts, and a restart's readiness check
+            # would be answered by the dying server. Wait (bounded) until the group is empty.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.02)
         wait_released(self.data_dir, [self.s3_port, self.blob_port])
 
     def stop(self) -> None:
@@ -199,16 +210,18 @@ def exastor_server(tmp_path_factory: pytest.TempPathFactory):
     assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
 
 
-def s3_client(server: ServerProcess, *, alt: bool = False, **config):
+def s3_client(server: ServerProcess, *, alt: bool = False, retry: bool = True, **config):
+    """``retry=False``: the first answer is the one seen (a 503 is not hidden by the SDK's retry)."""
     import boto3
     from botocore.config import Config
 
+    retries = {"max_attempts": 1} if retry else {"mode": "standard", "total_max_attempts": 1}
     return boto3.client(
         "s3", endpoint_url=server.endpoint, region_name="us-east-1",
         verify=str(server.tls_ca) if server.tls_ca else None,
         aws_access_key_id=server.alt_access_key if alt else server.access_key,
         aws_secret_access_key=server.alt_secret_key if alt else server.secret_key,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config))
+        config=Config(s3={"addressing_style": "path"}, retries=retries, **config))
 
 
 @pytest.fixture(scope="session")

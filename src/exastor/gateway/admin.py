@@ -35,7 +35,7 @@ class AdminApp:
     def __init__(self, ns: Namespace, cfg: Config) -> None:
         self.ns = ns
         self.cfg = cfg
-        self.figures = StoreFigures(ns.meta)
+        self.figures = StoreFigures(ns.meta, ns.chunks.log.drives)
         self._registry: Any = None
         from exastor.gateway.console import Console
 

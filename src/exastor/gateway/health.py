@@ -58,7 +58,7 @@ class Readiness:
             # whose file was moved away, but nothing new (another worker, a restart) could open it.
             path = getattr(self.ns.meta.runner, "path", None)
             if path is not None:  # the embedded SQLite: its file must be there (PostgreSQL: the read says)
-                os.stat(path)
+                os.stat(path)  # not a drive: the metadata database in --data
             self.ns.meta.runner.read(lambda cur: cur.execute("SELECT 1 FROM drives LIMIT 1").fetchall(),
                                      snapshot=False)
         except Exception as exc:  # noqa: BLE001 - any failure means the metadata cannot serve

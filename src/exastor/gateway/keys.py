@@ -67,17 +67,17 @@ class FileKeyProvider:
 
     def load(self) -> bytes | None:
         try:
-            text = self.path.read_text()
+            text = self.path.read_text()  # not a drive: the master key and the metadata in --data
         except FileNotFoundError:
             return None
-        if self.path.stat().st_mode & 0o077:
+        if self.path.stat().st_mode & 0o077:  # not a drive: the master key and the metadata in --data
             os.chmod(self.path, 0o600)
         return _decode(text, self.description)
 
     def create(self) -> bytes:
         key = os.urandom(32)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # not a drive: the master key and the metadata in --data
         except FileExistsError:  # another process made it first: use theirs
             loaded = self.load()
             assert loaded is not None
@@ -85,10 +85,10 @@ class FileKeyProvider:
         with os.fdopen(fd, "w") as f:
             f.write(base64.b64encode(key).decode() + "\n")
             f.flush()
-            os.fsync(f.fileno())
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            os.fsync(f.fileno())  # not a drive: the master key and the metadata in --data
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)  # not a drive: the master key and the metadata in --data
         try:
-            os.fsync(dir_fd)
+            os.fsync(dir_fd)  # not a drive: the master key and the metadata in --data
         finally:
             os.close(dir_fd)
         log.warning("made a new master key in %s: back it up apart from the drives (docs/security.md)", self.path)
@@ -196,7 +196,7 @@ def seal_plaintext(meta: Metadata) -> int:
         if count:
             log.warning("sealed %d secret(s) that were stored in the clear", count)
         return count
-    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)  # not the runner: secure_delete
+    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)  # not a drive; not the runner: secure_delete
     try:
         con.execute("PRAGMA secure_delete=ON")
         con.execute("BEGIN IMMEDIATE")

@@ -75,12 +75,12 @@ class AccessLog:
             self.fd = sys.stdout.fileno()
             self._owned = False
         else:
-            self.fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self.fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # not a drive: the access log
             self._owned = True
 
     def write(self, entry: dict[str, Any]) -> None:
         try:
-            os.write(self.fd, (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
+            os.write(self.fd, (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode())  # not a drive: the access log
         except OSError:
             logging.getLogger("exastor.access").warning("access log write failed", exc_info=True)
 

@@ -9,6 +9,7 @@ import sys
 from exastor import __version__, metrics
 from exastor.config import ConfigError, load
 from exastor.engine import gf
+from exastor.engine.drives import DriveRefused
 from exastor.gateway import admin, keys, server, tls
 from exastor.gateway.lock import DataDirLocked, ServerRunning, serving, shared
 from exastor.gateway.memory import tune_malloc
@@ -121,8 +122,11 @@ def run(args: argparse.Namespace) -> int:
         sealed_now = keys.seal_plaintext(meta)  # a store from before sealing: its secrets leave the clear
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
         journal = cfg.meta_journal and cfg.meta_backup_interval > 0
-        # once, before any worker opens a segment
-        drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec, journal=journal)
+        try:  # once, before any worker opens a segment
+            drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec, journal=journal)
+        except DriveRefused as exc:
+            print(f"exastor serve: {exc}", file=sys.stderr)
+            return 2
         n_drives = sum(d.state != "removed" for d in drive_set.all)
         geometry = drive_set.geometry()
         account = ensure_account(cfg.data, cfg.account_name, cfg.account_key, meta)
@@ -134,10 +138,10 @@ def run(args: argparse.Namespace) -> int:
                 metabackup.next_generation(meta)
             fresh = metabackup.take(meta.runner.path, metabackup.targets(drive_set))
             if fresh[0].verify() is None:
-                metabackup.retire_older(metabackup.targets(drive_set) + [d.path for d in drive_set.all],
+                metabackup.retire_older([d.io for d in drive_set.all if drive_set.readable(d.id)],
                                         fresh[0].taken_ns)
-                if journal:
-                    metabackup.prune_journal([d.path for d in drive_set.all])
+                if journal:  # only drives whose identity verified: never sweep an offline or foreign one
+                    metabackup.prune_journal([d.io for d in drive_set.all if drive_set.readable(d.id)])
         if journal:  # the journal continues a copy: one must exist that covers every commit made without it
             metabackup.ensure_base_copy(meta, drive_set)
     finally:

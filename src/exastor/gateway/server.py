@@ -251,7 +251,7 @@ class Worker:
     def _master_gone(self) -> None:
         assert self.master_fd is not None
         with contextlib.suppress(BlockingIOError):
-            if os.read(self.master_fd, 1) == b"":  # EOF: the master's write end closed with it
+            if os.read(self.master_fd, 1) == b"":  # not a drive; EOF: the master's write end closed with it
                 asyncio.get_running_loop().remove_reader(self.master_fd)
                 self.stop("the master process is gone")
 

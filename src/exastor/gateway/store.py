@@ -84,30 +84,33 @@ def open_metadata(data: Path, meta_url: str | None = None, *, key_command: str |
 
 
 def drive_dirs(data: Path) -> list[Path]:
-    """The store's drive directories in id order (drive 0 first; removed drives left out). A store that
-    never named drives has one: DATA/drive0."""
+    """The store's drive directories in id order (drive 0 first; removed drives left out), paths
+    stored relative to the data directory resolved against it. A store that never named drives
+    has one: DATA/drive0."""
     db = data / "meta" / DB_NAME
     if db.exists():
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
                 rows = con.execute("SELECT path FROM drives WHERE state != 'removed' ORDER BY id").fetchall()
             if rows:
-                return [Path(r[0]) for r in rows]
+                return [Path(r[0]) if Path(r[0]).is_absolute() else data.resolve() / r[0] for r in rows]
         except sqlite3.Error:
             pass  # an old store without the drives table yet
     return [data / "drive0"]
 
 
 def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
-                journal: bool = False) -> DriveSet:
-    """The drive set: ``drives`` are registered (idempotent); with none given and none known, DATA/drive0.
-    ``journal``: from now on every metadata commit is journaled onto the drives (meta/journal.py)."""
+                journal: bool = False, adopt: bool = False) -> DriveSet:
+    """The drive set: ``drives`` are registered (idempotent); with none given and none known, DATA/drive0
+    joins (the first start: the only time a drive's directory is created without `exastor drive add`).
+    ``journal``: from now on every metadata commit is journaled onto the drives (meta/journal.py).
+    ``adopt``: this process has the store to itself (see DriveSet)."""
     paths = [Path(p).expanduser() for p in drives or []]
     if not paths:
         known = meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM drives").fetchone()[0])
         if not known:
             paths = [data / "drive0"]
-    drive_set = DriveSet(meta, paths, ec=ec or None)
+    drive_set = DriveSet(meta, paths, ec=ec or None, base=data, adopt=adopt)
     if journal:
         metabackup.attach_journal(meta, drive_set)
     return drive_set
@@ -119,15 +122,16 @@ def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int =
                    key_command: str | None = None) -> Namespace:
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     meta = open_metadata(data, meta_url, key_command=key_command)
-    chunks = ChunkStore(open_drives(meta, data, drives, ec, journal=journal), meta, segment_size=segment_size,
-                        recover=recover)
+    drive_set = open_drives(meta, data, drives, ec, journal=journal, adopt=recover)
+    chunks = ChunkStore(drive_set, meta, segment_size=segment_size, recover=recover)
     return Namespace(meta, chunks, region=region)
 
 
 def recover_segments(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
                      journal: bool = False) -> DriveSet:
-    """Seal the segments a previous run left open (cutting torn tails, erasure-coding replicas)."""
-    drive_set = open_drives(meta, data, drives, ec, journal=journal)
+    """Adopt drives of a store from before identity files, seal the segments a previous run left open
+    (cutting torn tails, erasure-coding replicas), and sweep what the database proves is garbage."""
+    drive_set = open_drives(meta, data, drives, ec, journal=journal, adopt=True)
     log = SegmentLog(drive_set, meta)
     log.recover()
     log.close()

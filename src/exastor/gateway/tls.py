@@ -24,14 +24,14 @@ def self_signed(data: Path, host: str) -> tuple[Path, Path, Path, bool]:
     """(certificate, key, CA to trust, generated now) under ``DATA/tls``, made if missing."""
     folder = data / TLS_DIR
     cert, key, ca = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
-    if cert.exists() and key.exists() and ca.exists():
+    if cert.exists() and key.exists() and ca.exists():  # not a drive: certificates in --data
         return cert, key, ca, False
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # not a drive: certificates in --data
     os.chmod(folder, 0o700)
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=VALID_DAYS)
@@ -80,9 +80,9 @@ def self_signed(data: Path, host: str) -> tuple[Path, Path, Path, bool]:
 
 def _write(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # not a drive: certificates in --data
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        os.fsync(f.fileno())  # not a drive: certificates in --data
+    os.replace(tmp, path)  # not a drive: certificates in --data

@@ -194,7 +194,7 @@ class PostgresRunner:
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_max, kwargs=self._kwargs,
                                     configure=self._configure, timeout=POOL_TIMEOUT_S, open=False,
                                     name="exastor-meta", reconnect_timeout=60.0)
-        self._pool.open(wait=False)
+        self._pool.open(wait=False)  # not a drive: a connection pool
         self._executor = ThreadPoolExecutor(max_workers=pool_max, thread_name_prefix="exastor-pg")
         # data_version: (moved locally or by a notification) while the listener is connected
         self._version = 0

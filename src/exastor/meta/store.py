@@ -384,7 +384,7 @@ class Metadata:
             cur.execute("SELECT name, access_key, secret_key, created_ns FROM users ORDER BY name")
             return cur.fetchall()
 
-        return [User(name, access, self.sealer.open(secret, user_context(access)) if secrets else "", created)
+        return [User(name, access, self.sealer.open(secret, user_context(access)) if secrets else "", created)  # not a drive: a sealed value
                 for name, access, secret, created in self.runner.read(q)]
 
     def user_by_access_key(self, access_key: str) -> User | None:
@@ -397,7 +397,7 @@ class Metadata:
         if row is None:
             return None
         name, access, secret, created = row
-        return User(name, access, self.sealer.open(secret, user_context(access)), created)
+        return User(name, access, self.sealer.open(secret, user_context(access)), created)  # not a drive: a sealed value
 
     # --- buckets ---------------------------------------------------------------
     async def create_bucket(self, bucket: Bucket) -> None:

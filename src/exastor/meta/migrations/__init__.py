@@ -62,10 +62,10 @@ def migrations(backend: str) -> list[Migration]:
     assert backend in BACKENDS, backend
     folder = resources.files("exastor.meta.migrations").joinpath(backend)
     found = []
-    for entry in folder.iterdir():
+    for entry in folder.iterdir():  # not a drive: package files
         match = _NAME.match(entry.name)
         if match:
-            found.append(Migration(int(match.group(1)), entry.name, entry.read_text()))
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text()))  # not a drive: package files
     found.sort(key=lambda m: m.version)
     assert [m.version for m in found] == list(range(1, len(found) + 1)), \
         f"{backend} migrations must be numbered 1..n without gaps: {[m.name for m in found]}"

@@ -193,6 +193,7 @@ CREATE TABLE shards (
     idx         INTEGER NOT NULL,
     drive       INTEGER NOT NULL,
     state       TEXT NOT NULL,
+    gen         BIGINT NOT NULL DEFAULT 0,    -- names the file (0: a shard written before generations)
     PRIMARY KEY (segment, idx)
 );
 CREATE INDEX shards_by_drive ON shards (drive);
@@ -259,4 +260,10 @@ CREATE TABLE qos_limits (
     bytes_per_s    DOUBLE PRECISION,
     bytes_burst    DOUBLE PRECISION,
     PRIMARY KEY (scope, name)
+);
+
+-- The store's own settings: 'store_id' (hex), written in every drive's identity file.
+CREATE TABLE store_info (
+    name        TEXT COLLATE "C" PRIMARY KEY,
+    value       TEXT NOT NULL
 );
