@@ -16,7 +16,10 @@ import pytest
 
 from exastor.engine import manifest as mf
 from exastor.meta.records import Bucket, ChunkLocation, ObjectVersion
+from exastor.meta.sealing import Sealer
 from exastor.meta.store import MANIFEST_QUERIES, Metadata
+
+TEST_MASTER_KEY = bytes(range(32))
 
 
 @dataclass
@@ -29,12 +32,14 @@ class Backend:
     opened: list[Metadata] = field(default_factory=list)
 
     def open(self, **kwargs: Any) -> Metadata:
+        # Secrets are sealed under a master key (meta/sealing.py): one fixed test key for every runner.
+        sealer = Sealer(TEST_MASTER_KEY)
         if self.kind == "postgres":
             from exastor.meta.postgres import PostgresRunner
-            meta = Metadata(PostgresRunner(self.target, **kwargs))
+            meta = Metadata(PostgresRunner(self.target, **kwargs), sealer)
         else:
             from exastor.meta.sqlite import SqliteRunner
-            meta = Metadata(SqliteRunner(self.target, **kwargs))
+            meta = Metadata(SqliteRunner(self.target, **kwargs), sealer)
         self.opened.append(meta)
         return meta
 

@@ -12,16 +12,16 @@ from pathlib import Path
 
 from exastor.drives import IDENTITY_NAME
 from exastor.gateway.store import open_namespace
-from exastor.namespace.store import PutSpec
+from exastor.namespace.store import PutSpec, SystemGrant
 
 
 def _fill(ns, bodies: dict[str, bytes]) -> None:
     async def main() -> None:
-        await ns.create_bucket("admin", "bkt")
+        await ns.create_bucket(SystemGrant("admin"), "bkt")
         for key, body in bodies.items():
             async def source(body: bytes = body):
                 yield body
-            await ns.put_object("admin", "bkt", key, source(), PutSpec())
+            await ns.put_object(SystemGrant("admin"), "bkt", key, source(), PutSpec())
 
     asyncio.run(main())
 
@@ -29,8 +29,8 @@ def _fill(ns, bodies: dict[str, bytes]) -> None:
 def _read_all(ns, bodies: dict[str, bytes]) -> None:
     async def main() -> None:
         for key, body in bodies.items():
-            obj = ns.get_object("admin", "bkt", key)
-            assert b"".join([bytes(p) async for p in ns.read(obj)]) == body, key
+            obj = ns.get_object(SystemGrant("admin"), "bkt", key)
+            assert b"".join([bytes(p) async for p in ns.read(SystemGrant("admin"), obj)]) == body, key
 
     asyncio.run(main())
 

@@ -10,6 +10,7 @@ from exastor import __version__, metrics
 from exastor.config import ConfigError, load
 from exastor.engine import gf
 from exastor.engine.drives import DriveRefused
+from exastor.errors import data_dir_unusable
 from exastor.gateway import admin, keys, server, tls
 from exastor.gateway.lock import DataDirLocked, ServerRunning, serving, shared
 from exastor.gateway.memory import tune_malloc
@@ -90,9 +91,12 @@ def run(args: argparse.Namespace) -> int:
               "reclaimed before the next copy, and a restore from it would bring those objects back unreadable",
               file=sys.stderr)
     tune_malloc()  # before any thread starts; inherited by the forked workers
-    private_dir(cfg.data)  # it holds the key file, the credentials and the metadata (docs/security.md)
-    for name in ("credentials.toml", "blob-account.toml", keys.KEY_FILE):
-        private_file(cfg.data / name)
+    try:
+        private_dir(cfg.data)  # it holds the key file, the credentials and the metadata (docs/security.md)
+        for name in ("credentials.toml", "blob-account.toml", keys.KEY_FILE):
+            private_file(cfg.data / name)
+    except OSError as exc:  # a read-only mount, another owner: named, never a traceback
+        raise data_dir_unusable(cfg.data, exc) from exc
     try:
         # First of all: one server per data directory. Recovery below seals and cuts open segments,
         # which would wreck the segments another live server is writing.

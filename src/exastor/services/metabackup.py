@@ -172,6 +172,8 @@ def _journal_position(copy: Path) -> tuple[int, int] | None:
             return None
         seq, _rid, gen, _gap, _off = jr.read_head(con)
         return seq, gen
+    except sqlite3.OperationalError:  # no counters table: not an exastor database of this kind
+        return None
     finally:
         con.close()
 
