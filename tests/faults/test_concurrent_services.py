@@ -32,7 +32,7 @@ from exastor.engine import shards
 from exastor.engine.drives import DriveSet, load_layout, mark_shard
 from exastor.engine.segments import SegmentLog
 from exastor.gateway.store import open_namespace
-from exastor.namespace.store import PutSpec
+from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services import fsck
 from exastor.services import gc as gc_module
 from exastor.services import repair as repair_module
@@ -119,11 +119,11 @@ def interleavings(a: int, b: int) -> list[list[str]]:
 
 def _fill(ns, bodies: dict[str, bytes]) -> None:
     async def main() -> None:
-        await ns.create_bucket("admin", "bkt")
+        await ns.create_bucket(SystemGrant("admin"), "bkt")
         for key, body in bodies.items():
             async def source(body: bytes = body):
                 yield body
-            await ns.put_object("admin", "bkt", key, source(), PutSpec())
+            await ns.put_object(SystemGrant("admin"), "bkt", key, source(), PutSpec())
 
     asyncio.run(main())
 
@@ -146,8 +146,8 @@ def store(tmp_path, monkeypatch):
 def _read_all(ns, bodies: dict[str, bytes]) -> None:
     async def main() -> None:
         for key, body in bodies.items():
-            obj = ns.get_object("admin", "bkt", key)
-            assert b"".join([bytes(p) async for p in ns.read(obj)]) == body, key
+            obj = ns.get_object(SystemGrant("admin"), "bkt", key)
+            assert b"".join([bytes(p) async for p in ns.read(SystemGrant("admin"), obj)]) == body, key
 
     asyncio.run(main())
 

@@ -130,18 +130,18 @@ def test_sealing_never_cuts_below_the_last_indexed_record(tmp_path):
     import asyncio
 
     from exastor.gateway.store import open_namespace
-    from exastor.namespace.store import PutSpec
+    from exastor.namespace.store import PutSpec, SystemGrant
     from exastor.services import fsck
 
     ns = open_namespace(tmp_path)
     bodies = {f"t{i}": random.Random(i).randbytes(300_000) for i in range(4)}
 
     async def fill() -> None:
-        await ns.create_bucket("admin", "bkt")
+        await ns.create_bucket(SystemGrant("admin"), "bkt")
         for key, body in bodies.items():
             async def source(body: bytes = body):
                 yield body
-            await ns.put_object("admin", "bkt", key, source(), PutSpec())
+            await ns.put_object(SystemGrant("admin"), "bkt", key, source(), PutSpec())
 
     asyncio.run(fill())
     path = next((tmp_path / "drive0" / "segments").iterdir())  # the open segment: no close, as after a crash
