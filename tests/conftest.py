@@ -123,8 +123,10 @@ class ServerProcess:
         return (f"DefaultEndpointsProtocol={self.scheme};AccountName={self.account_name};"
                 f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};")
 
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        """Start `exastor serve` and return once both endpoints answer their readiness probe."""
+    def start(self, timeout: float = 60.0, *, degraded: bool = False) -> ServerProcess:
+        """Start `exastor serve` and return once both endpoints answer their readiness probe
+        (``degraded``: or say that every worker serves but too few drives take writes, as a test
+        that took a drive away on purpose expects)."""
         wait_released(self.data_dir, [self.s3_port, self.blob_port])
         env = dict(os.environ)
         env.pop("EXASTOR_CONFIG", None)
@@ -136,17 +138,17 @@ class ServerProcess:
              "--secret-key", self.secret_key, "--blob-port", str(self.blob_port),
              "--account-name", self.account_name, "--account-key", self.account_key, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, degraded=degraded)
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0, *, degraded: bool = False) -> None:
         from exastor.gateway.health import wait_ready
 
         assert self.proc is not None
         try:
             wait_ready([f"{self.scheme}://127.0.0.1:{self.s3_port}", f"{self.scheme}://127.0.0.1:{self.blob_port}"],
                        timeout=timeout, alive=lambda: self.proc.poll() is None,
-                       ca=str(self.tls_ca) if self.tls_ca else None)
+                       ca=str(self.tls_ca) if self.tls_ca else None, degraded_ok=degraded)
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{exc} (exit code {self.proc.poll()})\n{self.log_text()[-4000:]}") from exc
 

@@ -73,5 +73,5 @@ def test_the_same_port_for_s3_and_blob_is_refused_clearly(tmp_path):
     port = str(free_port())
     done = subprocess.run([sys.executable, "-m", "exastor.cli", "serve", "--data", str(tmp_path / "data"),
                            "--s3-port", port, "--blob-port", port], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1 and "the S3 and Blob ports are both" in done.stderr, done.stderr
+    assert done.returncode == 2 and f"are both {port}: S3 and Blob need a port each" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr

@@ -89,7 +89,7 @@ def test_a_drive_unmounted_at_start_is_offline_its_data_unavailable_never_delete
     away = tmp_path / "unmounted"
     drive.rename(away)
 
-    server.start()
+    server.start(degraded=True)
     try:
         s3 = s3_client(server, retry=False)
         for key in bodies:
@@ -128,7 +128,7 @@ def test_swapped_drives_are_offline_and_untouched_until_put_back(tmp_path):
     (tmp_path / "swap").rename(drives[1])
     before = {d.name: _tree(d) for d in drives[:2]}
 
-    server.start()
+    server.start(degraded=True)
     try:
         s3 = s3_client(server, retry=False)
         status = _status(server)

@@ -71,16 +71,21 @@ class Readiness:
         except Exception as exc:  # noqa: BLE001
             return f"drive state unreadable ({type(exc).__name__})"
         if have < need:
-            return f"{have} drive(s) take writes, {need} needed"
+            return f"{have} {DRIVES_SHORT}, {need} needed"
         return None
 
 
+DRIVES_SHORT = "drive(s) take writes"  # the readiness answer of a server up, but with too few writable drives
+
+
 def wait_ready(endpoints: list[str], *, timeout: float = 60.0, alive: Callable[[], bool] = lambda: True,
-               ca: str | None = None) -> None:
+               ca: str | None = None, degraded_ok: bool = False) -> None:
     """Poll ``<endpoint>/minio/health/ready`` of each endpoint until it answers 200 (for scripts and
     tests that start a server: a listening port is not a ready server, and it may even be the
-    previous server's, still dying). Raises TimeoutError after ``timeout`` seconds, RuntimeError as
-    soon as ``alive()`` says the server process is gone."""
+    previous server's, still dying). ``degraded_ok``: a server whose every worker serves but whose
+    drives are too few to write (an offline drive, on purpose) counts as started: the drive check
+    comes after the workers' and the metadata's. Raises TimeoutError after ``timeout`` seconds,
+    RuntimeError as soon as ``alive()`` says the server process is gone."""
     import ssl
     import urllib.error
     import urllib.request
@@ -99,6 +104,8 @@ def wait_ready(endpoints: list[str], *, timeout: float = 60.0, alive: Callable[[
                         break
             except urllib.error.HTTPError as exc:
                 last = f"{exc.code} {exc.read()[:200].decode(errors='replace')}"
+                if degraded_ok and exc.code == 503 and DRIVES_SHORT in last:
+                    break
             except (OSError, ValueError) as exc:  # refused, reset, timed out
                 last = str(exc)
             if time.monotonic() > deadline:
