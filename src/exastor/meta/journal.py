@@ -42,12 +42,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,6 +356,7 @@ Failure = Callable[[DriveIO, OSError], None]
 # A journal file is zero-filled ahead of its writes by as much as it already holds, between these
 # bounds: a generation that lives a second stays small, a busy one flushes its size rarely.
 ZERO_MIN, ZERO_MAX = 256 << 10, 8 << 20
+MAX_PARALLEL_FLUSHES = 8  # m+1 targets; more would only queue
 
 
 class Journal:
@@ -381,6 +384,8 @@ class Journal:
         self._ready: dict[tuple[str, str], int] = {}   # (drive, file) -> bytes known zero-filled
         self._dead: set[tuple[str, int]] = set()       # (drive, gen): a write failed there, final
         self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
         self.appended = 0
 
     def _current_targets(self, gen: int) -> list[DriveIO]:
@@ -424,16 +429,23 @@ class Journal:
         """Write ``record`` at ``offset`` of every target's file and make it durable there;
         JournalError if any failed (the batch must then not commit)."""
         name = journal_name(gen)
+
+        def write_one(io: DriveIO) -> OSError | None:
+            try:
+                self._prepare(io, name, offset + len(record))
+                io.write_at(name, offset, record)
+            except OSError as exc:
+                return exc
+            return None
+
         with self._lock:
-            failed: list[tuple[DriveIO, OSError]] = []
-            # One drive after another: a flush is a few tens of microseconds of CPU, a thread
-            # hand-off costs more than that (bench/meta_journal.py).
-            for io in self._current_targets(gen):
-                try:
-                    self._prepare(io, name, offset + len(record))
-                    io.write_at(name, offset, record)
-                except OSError as exc:
-                    failed.append((io, exc))
+            targets = self._current_targets(gen)
+            # The drives flush side by side: the batch (and every PUT in it) waits for the slowest
+            # flush, not for their sum. The first target is written on this thread, so one drive
+            # costs no hand-off.
+            others = [self._pool().submit(write_one, io) for io in targets[1:]]
+            outcomes = [write_one(targets[0])] + [f.result() for f in others]
+            failed = [(io, exc) for io, exc in zip(targets, outcomes, strict=True) if exc is not None]
             for io, exc in failed:
                 self._fail(io, gen, exc)
             if failed:
@@ -448,8 +460,20 @@ class Journal:
         except JournalError as exc:
             log.error("could not journal the abort of record %x: %s", rid, exc)
 
+    def _pool(self) -> ThreadPoolExecutor:
+        """Threads for the flushes beyond the first drive (made on first use: a process that never
+        journals to several drives starts none)."""
+        if self._executor is None or self._executor_pid != os.getpid():
+            # A pool inherited through fork has no threads behind it: work queued there never runs.
+            self._executor = ThreadPoolExecutor(max_workers=MAX_PARALLEL_FLUSHES, thread_name_prefix="journal")
+            self._executor_pid = os.getpid()
+        return self._executor
+
     def close(self) -> None:
-        """Nothing to let go: the drives keep their own descriptors."""
+        """The drives keep their own descriptors; only the flush threads go."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def new_record_id() -> int:
