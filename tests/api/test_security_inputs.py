@@ -71,3 +71,14 @@ def test_blob_names_and_ranges(exastor_server):
             assert status in (200, 206, 416), (status, body[:200])
     finally:
         cc.delete_container()
+
+
+# --- found by the fuzzer (bench/fuzz.py, tests/api/test_fuzz.py): each answered 500 before its fix ---
+
+
+def test_empty_bucket_segment_is_an_invalid_bucket_name(exastor_server):
+    """``PUT //`` reached CreateBucket with the bucket name "" (an assertion: 500)."""
+    for method, target in (("PUT", "//"), ("PUT", "//?partNumber=3&uploadId=x"), ("GET", "//key"),
+                           ("DELETE", "//")):
+        status, _, body = signed_request(exastor_server, method, target)
+        assert status == 400 and _code(body) == "InvalidBucketName", (method, target, status, body[:300])
