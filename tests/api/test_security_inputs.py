@@ -82,3 +82,37 @@ def test_empty_bucket_segment_is_an_invalid_bucket_name(exastor_server):
                            ("DELETE", "//")):
         status, _, body = signed_request(exastor_server, method, target)
         assert status == 400 and _code(body) == "InvalidBucketName", (method, target, status, body[:300])
+
+
+def test_xml_declaring_an_unknown_encoding_is_malformed(exastor_server, bucket):
+    """``<?xml version="1.0" encoding="ebcdic"?>``: the parser's LookupError was a 500."""
+    doc = b'<?xml version="1.0" encoding="ebcdic"?><Tagging><TagSet/></Tagging>'
+    status, _, body = signed_request(exastor_server, "PUT", f"/{bucket}?tagging", body=doc)
+    assert status == 400 and _code(body) == "MalformedXML", (status, body[:300])
+    status, _, body = signed_request(exastor_server, "PUT", "/fz-ebcdic-bucket", body=doc)
+    assert status == 400 and _code(body) == "MalformedXML", (status, body[:300])
+    account = exastor_server.account_name
+    status, _, _ = blob_signed(exastor_server, "PUT", f"/{account}/ctr-ebcdic?restype=container")
+    assert status == 201
+    status, headers, _ = blob_signed(exastor_server, "PUT", f"/{account}/ctr-ebcdic/b?comp=blocklist",
+                                     {"Content-Length": str(len(doc))}, body=doc)
+    assert status == 400 and headers.get("x-ms-error-code") == "InvalidXmlDocument", (status, headers)
+
+
+@pytest.mark.parametrize("doc", [
+    # external entity (XXE) and entity expansion (billion laughs): no request document has a DTD
+    b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><Delete><Object><Key>&x;'
+    b"</Key></Object></Delete>",
+    b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><Delete><Object><Key>&c;</Key></Object></Delete>',
+])
+def test_xml_with_a_document_type_declaration_is_refused(exastor_server, s3, bucket, doc):
+    import base64
+    import hashlib
+
+    s3.put_object(Bucket=bucket, Key="aaaaaaaaaa" * 100, Body=b"x")
+    md5 = base64.b64encode(hashlib.md5(doc).digest()).decode()
+    status, _, body = signed_request(exastor_server, "POST", f"/{bucket}?delete", body=doc,
+                                     headers={"Content-MD5": md5})
+    assert status == 400 and _code(body) == "MalformedXML", (status, body[:300])
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
