@@ -116,3 +116,16 @@ def test_xml_with_a_document_type_declaration_is_refused(exastor_server, s3, buc
                                      headers={"Content-MD5": md5})
     assert status == 400 and _code(body) == "MalformedXML", (status, body[:300])
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+
+
+@pytest.mark.parametrize("subresource", ["policy", "cors", "lifecycle", "encryption"])
+def test_bucket_document_that_is_not_utf8_is_malformed(exastor_server, bucket, subresource):
+    """A stored bucket document is kept as text: bytes that are not UTF-8 were a UnicodeDecodeError."""
+    import base64
+    import hashlib
+
+    doc = b"\xa5\xff<x/>"
+    status, _, body = signed_request(exastor_server, "PUT", f"/{bucket}?{subresource}", body=doc,
+                                     headers={"Content-MD5": base64.b64encode(hashlib.md5(doc).digest()).decode()})
+    assert status == 400, (status, body[:300])
+    assert _code(body) == ("MalformedPolicy" if subresource == "policy" else "MalformedXML"), body[:300]
