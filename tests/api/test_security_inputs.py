@@ -129,3 +129,10 @@ def test_bucket_document_that_is_not_utf8_is_malformed(exastor_server, bucket, s
                                      headers={"Content-MD5": base64.b64encode(hashlib.md5(doc).digest()).decode()})
     assert status == 400, (status, body[:300])
     assert _code(body) == ("MalformedPolicy" if subresource == "policy" else "MalformedXML"), body[:300]
+
+
+def test_bucket_policy_nested_thousands_deep_is_malformed(exastor_server, bucket):
+    """json.loads raises RecursionError (not ValueError) on deep nesting: it was a 500."""
+    doc = b'{"Statement":' * 5000 + b"1" + b"}" * 5000
+    status, _, body = signed_request(exastor_server, "PUT", f"/{bucket}?policy", body=doc)
+    assert status == 400 and _code(body) == "MalformedPolicy", (status, body[:300])
