@@ -136,3 +136,55 @@ def test_bucket_policy_nested_thousands_deep_is_malformed(exastor_server, bucket
     doc = b'{"Statement":' * 5000 + b"1" + b"}" * 5000
     status, _, body = signed_request(exastor_server, "PUT", f"/{bucket}?policy", body=doc)
     assert status == 400 and _code(body) == "MalformedPolicy", (status, body[:300])
+
+
+def test_response_header_overrides_with_control_characters_are_refused(exastor_server, s3, bucket):
+    """``response-content-type=a%0D%0ASet-Cookie:...`` made a response uvicorn refused to send: the
+    handler's traceback, the connection cut (no answer at all)."""
+    s3.put_object(Bucket=bucket, Key="o", Body=b"x")
+    for param in ("response-content-type", "response-content-disposition", "response-cache-control"):
+        for method in ("GET", "HEAD"):
+            status, headers, body = signed_request(exastor_server, method, f"/{bucket}/o?{param}=a%0D%0ASet-Cookie:%20x")
+            assert status == 400 and "set-cookie" not in headers, (param, method, status, headers)
+            if method == "GET":
+                assert _code(body) == "InvalidArgument"
+    account = exastor_server.account_name
+    svc = BlobServiceClient.from_connection_string(exastor_server.connection_string)
+    cc = svc.create_container("rsctctr")
+    try:
+        cc.upload_blob("b", b"x")
+        from datetime import UTC, datetime, timedelta
+
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+        sas = generate_blob_sas(account, "rsctctr", "b", account_key=exastor_server.account_key,
+                                permission=BlobSasPermissions(read=True),
+                                expiry=datetime.now(UTC) + timedelta(hours=1), content_type="a\r\nSet-Cookie: x")
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", exastor_server.blob_port, timeout=30)
+        conn.request("GET", f"/{account}/rsctctr/b?{sas}")
+        resp = conn.getresponse()
+        assert resp.status == 400 and resp.getheader("x-ms-error-code") == "InvalidQueryParameterValue"
+        assert resp.getheader("set-cookie") is None
+        conn.close()
+    finally:
+        cc.delete_container()
+
+
+def test_stored_value_with_control_characters_is_sent_escaped(exastor_server, s3, bucket):
+    """A POST form field may carry CR/LF into a stored Content-Type or metadata value (a header can
+    not); every later GET of the object then failed to send its answer. It is sent percent-escaped."""
+    import requests
+
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    fields = {"key": "crlf", "Content-Type": "text/plain\r\nSet-Cookie: x=1", "x-amz-meta-a": "b\nc"}
+    r = requests.post(f"{exastor_server.endpoint}/{bucket}", files={**fields, "file": ("f", b"data")}, timeout=60)
+    assert r.status_code in (200, 201, 204, 400), r.text
+    if r.status_code == 400:
+        return  # refusing the field up front is as good
+    for method in ("GET", "HEAD"):
+        status, headers, body = signed_request(exastor_server, method, f"/{bucket}/crlf")
+        assert status == 200 and "set-cookie" not in headers, (method, status, headers)
+        assert headers["content-type"] == "text/plain%0D%0ASet-Cookie: x=1"
+        assert headers["x-amz-meta-a"] == "b%0Ac"
+        assert body == (b"data" if method == "GET" else b"")
