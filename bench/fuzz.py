@@ -695,7 +695,18 @@ class Generator:
             "publicAccessBlock", "analytics&id=1", "metrics&id=x", "inventory", "intelligent-tiering",
             "x-id=PutObject", "partNumber=1", "uploadId=" + self.upload_id, "versioning&uploads&delete",
             "comp=appendblock&comp=appendblock", "comp=page", "comp=incrementalcopy", "comp=copy&copyid=x",
-            "comp=query", "comp=batch", "comp=userdelegationkey", "comp=rename", "q" * 9000 + "=1"])
+            "comp=query", "comp=batch", "comp=userdelegationkey", "comp=rename", "q" * 9000 + "=1",
+            "partNumber=abc", "partNumber=0", "partNumber=10001", "max-parts=-1&uploadId=x",
+            "part-number-marker=abc&uploadId=" + self.upload_id, "max-parts=abc&uploadId=" + self.upload_id,
+            "uploads&max-uploads=abc", "uploads&key-marker=%FF&upload-id-marker=zz", "versions&version-id-marker=zzz",
+            "versions&key-marker=a&version-id-marker=" + "9" * 40, "versions&max-keys=-1", "list-type=2&start-after=%FF",
+            "list-type=2&fetch-owner=maybe", "list-type=2&max-keys=1001&encoding-type=url&delimiter=%00",
+            "restype=container&comp=list&maxresults=99999999999999999999", "restype=container&comp=list&marker=zz",
+            "restype=container&comp=list&include=bogus,metadata", "restype=container&comp=list&showonly=deleted",
+            "snapshot=2026-01-01T00:00:00.0000000Z", "comp=page", "comp=pagelist", "comp=blocklist&blocklisttype=",
+            "comp=tags&versionid=x", "prefix=" + "a" * 2000, "delimiter=%C3%A9", "versionId=null", "uploadId=",
+            "response-content-type=a%0D%0ASet-Cookie:%20x", "response-expires=garbage",
+            "response-cache-control=%00", "rscd=a%0D%0Ab", "rsct=%0A"])
         req.query = extra if not req.query or rng.random() < 0.3 else req.query + "&" + extra
 
     def _header(self, req: Request, rng: random.Random) -> None:
