@@ -1142,13 +1142,14 @@ class Report:
 
 class Fuzzer:
     def __init__(self, target: Target, seed: int, *, timeout: float = 20.0, batch: int = 100,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, progress: int = 0) -> None:
         self.t = target
         self.gen = Generator(target, seed)
         self.canaries = Canaries(self.gen)
         self.timeout = timeout
         self.batch = batch
         self.log = log
+        self.progress = progress  # print a line every this many requests (0: never)
         self.report = Report(seed)
         self.workers = children(target.master_pid) if target.master_pid else set()
         self._probes: dict[int, http.client.HTTPConnection] = {}
@@ -1217,6 +1218,10 @@ class Fuzzer:
                     self.fail(problem + "\n" + "\n".join(batch_log), None, index)
                 touched, batch_log = set(), []
                 self.new_upload()
+            if self.progress and (index - start + 1) % self.progress == 0:
+                r = self.report
+                self.log(f"{r.requests} requests in {time.monotonic() - began:.0f} s: {r.server_errors} 5xx, "
+                         f"{r.hangs} hangs, {r.worker_deaths} worker deaths, {r.canary_changes} canary changes")
         self.report.seconds = time.monotonic() - began
         return self.report
 
@@ -1295,12 +1300,14 @@ def main() -> int:
     p.add_argument("--only", type=int, help="print request N of the seed and send it alone")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds a request may take before it is a hang")
     p.add_argument("--out", type=Path, help="write the summary as JSON here")
+    p.add_argument("--progress", type=int, default=5000, help="a progress line every N requests (0: none)")
     args = p.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     with tempfile.TemporaryDirectory(prefix="exastor-fuzz-") as tmp:
         proc, target = start_server(Path(tmp) / "data", Path(tmp) / "server.log")
         try:
-            fuzzer = Fuzzer(target, args.seed, timeout=args.timeout)
+            fuzzer = Fuzzer(target, args.seed, timeout=args.timeout, progress=args.progress,
+                            log=lambda line: print(line, flush=True))
             if args.only is not None:
                 fuzzer.canaries.setup()
                 fuzzer.new_upload()
