@@ -39,7 +39,7 @@ def fuzz_target(tmp_path_factory):
 def test_seeded_slice_has_no_500_no_hang_no_dead_worker_and_no_changed_canary(fuzz_target):
     server, target = fuzz_target
     failures: list[str] = []
-    report = Fuzzer(target, SEED, log=failures.append).run(REQUESTS)
+    report = Fuzzer(target, SEED, log=failures.append, batch=250).run(REQUESTS)
     assert report.requests == REQUESTS
     assert not failures, "\n\n".join(failures[:10])
     assert report.server_errors == report.hangs == report.worker_deaths == report.canary_changes == 0

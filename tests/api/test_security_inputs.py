@@ -188,3 +188,18 @@ def test_stored_value_with_control_characters_is_sent_escaped(exastor_server, s3
         assert headers["content-type"] == "text/plain%0D%0ASet-Cookie: x=1"
         assert headers["x-amz-meta-a"] == "b%0Ac"
         assert body == (b"data" if method == "GET" else b"")
+
+
+def test_post_form_policy_nested_thousands_deep_is_invalid(exastor_server, bucket):
+    """The same RecursionError in a signed POST form's policy document."""
+    import base64
+    import hashlib
+    import hmac
+
+    import requests
+
+    policy = base64.b64encode(b'{"conditions":' * 5000 + b"1" + b"}" * 5000)
+    signature = base64.b64encode(hmac.new(exastor_server.secret_key.encode(), policy, hashlib.sha1).digest())
+    fields = {"key": "deep", "AWSAccessKeyId": exastor_server.access_key, "policy": policy, "signature": signature}
+    r = requests.post(f"{exastor_server.endpoint}/{bucket}", files={**fields, "file": ("f", b"x")}, timeout=60)
+    assert r.status_code == 400 and "<Code>InvalidPolicyDocument</Code>" in r.text, (r.status_code, r.text[:300])
