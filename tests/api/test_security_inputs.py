@@ -203,3 +203,17 @@ def test_post_form_policy_nested_thousands_deep_is_invalid(exastor_server, bucke
     fields = {"key": "deep", "AWSAccessKeyId": exastor_server.access_key, "policy": policy, "signature": signature}
     r = requests.post(f"{exastor_server.endpoint}/{bucket}", files={**fields, "file": ("f", b"x")}, timeout=60)
     assert r.status_code == 400 and "<Code>InvalidPolicyDocument</Code>" in r.text, (r.status_code, r.text[:300])
+
+
+def test_xml_nested_deeper_than_any_request_document_is_malformed(exastor_server, bucket):
+    """Blob Set Service Properties merges the document into the stored one and serialises it again:
+    a document nested 1,000 deep made ElementTree recurse past Python's limit (a 500)."""
+    deep = b"<Part>" * 1000 + b"</Part>" * 1000
+    account = exastor_server.account_name
+    doc = b'<?xml version="1.0" encoding="utf-8"?><StorageServiceProperties>' + deep + b"</StorageServiceProperties>"
+    status, headers, _ = blob_signed(exastor_server, "PUT", f"/{account}?restype=service&comp=properties",
+                                     {"Content-Length": str(len(doc))}, body=doc)
+    assert status == 400 and headers.get("x-ms-error-code") == "InvalidXmlDocument", (status, headers)
+    status, _, body = signed_request(exastor_server, "PUT", f"/{bucket}?tagging",
+                                     body=b"<Tagging><TagSet>" + deep + b"</TagSet></Tagging>")
+    assert status == 400 and _code(body) == "MalformedXML", (status, body[:300])
