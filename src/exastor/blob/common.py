@@ -20,7 +20,7 @@ from exastor.blob.errors import BlobError
 from exastor.blob.protocol import CASE_HEADER, META_NAMES
 from exastor.errors import AuthorizationMissing
 from exastor.http import checksums
-from exastor.http.asgi import Request, Send
+from exastor.http.asgi import Request, Send, encode_headers
 from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
 from exastor.meta import blob as bm
 from exastor.meta.records import ObjectVersion
@@ -262,7 +262,7 @@ def blob_check(call: BlobCall, cond: Callable[[Any], None] | None, *, lease: str
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """ASGI headers; x-ms-meta-* names with capitals are listed for the protocol to restore their case
     (Azure metadata names are case-preserving; ASGI servers lower-case every name)."""
-    out = [(k.lower().encode("latin-1"), str(v).encode("latin-1", "replace")) for k, v in headers]
+    out = encode_headers(headers)
     cased = [k for k, _ in headers if k.startswith("x-ms-meta-") and not k.islower()]
     if cased:
         out.append((CASE_HEADER.encode(), ",".join(cased).encode("latin-1", "replace")))

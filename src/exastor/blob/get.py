@@ -24,6 +24,7 @@ from exastor.blob.common import (
 )
 from exastor.blob.errors import BlobError
 from exastor.blob.service import settings
+from exastor.http.asgi import header_value_ok
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta import blob as bm
 from exastor.meta.records import ObjectVersion
@@ -56,6 +57,8 @@ async def get_blob(call: BlobCall, *, head: bool = False) -> None:
         # A service SAS may fix response headers (rscc, rscd, rsce, rscl, rsct); they are signed.
         for param, name in _SAS_OVERRIDES.items():
             if param in call.q:
+                if not header_value_ok(call.q[param]):
+                    raise BlobError("InvalidQueryParameterValue", f"{param} holds a character a header cannot carry.")
                 headers = [(k, v) for k, v in headers if k != name] + [(name, call.q[param])]
     if call.q.get("comp") == "metadata":
         keep = ("etag", "last-modified")

@@ -168,6 +168,12 @@ class Guarded(HttpToolsProtocol):
         """The parser gave up: uvicorn would answer a plain-text 400 no SDK parses."""
         if self._too_large:
             self._answer(431, "head")
+        elif self._in_body:
+            # The head was whole, so the request is already the app's, and a handler that reads no
+            # body (DeleteObject, DeleteBlob, a copy) may have acted on it: a 400 now would tell the
+            # client it did not. The body's framing broke (a bad chunk size): cut the connection as
+            # for a body cut short, which leaves the outcome unknown to the client, as it is.
+            self._cut("malformed request body framing")
         else:
             self._answer(400, "malformed")
 

@@ -7,6 +7,7 @@ between copies or buffers an object.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -100,8 +101,32 @@ class Request:
         return True
 
 
+# What HTTP forbids in a header value (uvicorn's own check, which raises once the handler is done):
+# CR and LF would split the header, NUL and the other controls are refused by clients.
+_FORBIDDEN_IN_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_value_ok(value: str) -> bool:
+    """Whether ``value`` can be sent as a header value as it is (for front-ends that echo a
+    client-chosen value, such as S3's response-* overrides, and refuse it up front)."""
+    return _FORBIDDEN_IN_VALUE.search(value) is None
+
+
+def _escape_controls(match: re.Match[str]) -> str:
+    return f"%{ord(match.group()):02X}"
+
+
+def _header_value(value: object) -> bytes:
+    text = str(value)
+    if _FORBIDDEN_IN_VALUE.search(text):
+        # A stored value that reached here with a control character (a POST form field, say) is sent
+        # percent-escaped: never a split header, and never a response that cannot be sent at all.
+        text = _FORBIDDEN_IN_VALUE.sub(_escape_controls, text)
+    return text.encode("latin-1", "replace")
+
+
 def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), str(v).encode("latin-1", "replace")) for k, v in headers]
+    return [(k.lower().encode("latin-1"), _header_value(v)) for k, v in headers]
 
 
 async def respond(send: Send, status: int, headers: Iterable[tuple[str, str]], body: bytes = b"",

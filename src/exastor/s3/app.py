@@ -135,6 +135,8 @@ class S3App:
         bucket, key = self._target(req)
         if not is_utf8_text(bucket or "") or not is_utf8_text(key or ""):
             raise S3Error("InvalidURI")  # %FF and the like: no UTF-8 name, nothing to look up
+        if bucket == "":
+            raise S3Error("InvalidBucketName")  # "//key": an empty bucket segment names no bucket
         call.bucket, call.key = bucket, key
         call.info.update(bucket=bucket, key=key)
         if "origin" in req.headers and req.method != "OPTIONS":

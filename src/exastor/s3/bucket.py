@@ -149,7 +149,10 @@ async def get_stored(call: S3Call, name: str) -> None:
 async def put_stored(call: S3Call, name: str) -> None:
     call.ns.bucket(call.grant, call.bucket)
     body = await call.read_xml_body()
-    stored = body.decode()
+    try:
+        stored = body.decode()
+    except UnicodeDecodeError as exc:  # kept as text: a document that is not UTF-8 is malformed
+        raise S3Error("MalformedPolicy" if name == "policy" else "MalformedXML") from exc
     if name == "policy":
         policy.validate(body, call.bucket or "")
     elif name == "lifecycle":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from exastor.http.asgi import header_value_ok
 from exastor.http.conditions import evaluate, parse_preconditions
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta.records import ObjectVersion
@@ -65,6 +66,9 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
             if call.principal is None:
                 raise S3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous "
                               "GET requests.")
+            if not header_value_ok(call.q[param]):
+                raise S3Error("InvalidArgument", f"{param} holds a character a header cannot carry",
+                              ArgumentName=param)
             headers = [(k, v) for k, v in headers if k != header] + [(header, call.q[param])]
     status, start, end = 200, 0, obj.size - 1
     part = _part_range(call, obj)

@@ -14,7 +14,7 @@ def validate(body: bytes, bucket: str) -> dict[str, Any]:
     """Parse a policy document, rejecting what S3 rejects (MalformedPolicy)."""
     try:
         policy = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise S3Error("MalformedPolicy", "Policies must be valid JSON", status=400) from exc
     if not isinstance(policy, dict):
         raise S3Error("MalformedPolicy", "Policies must be JSON objects", status=400)

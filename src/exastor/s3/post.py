@@ -150,7 +150,7 @@ def _check_policy(fields: dict[str, str]) -> tuple[int, int] | None:
     """Validate the policy document against the fields; the content-length-range, if any."""
     try:
         policy = json.loads(base64.b64decode(fields["policy"], validate=False))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise S3Error("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.", status=400) from exc
     if not isinstance(policy, dict) or "expiration" not in policy:
         raise S3Error("InvalidPolicyDocument", "Invalid Policy: Policy missing expiration.", status=400)
