@@ -1,0 +1,274 @@
+"""A drive served by a drive server on another host (drives/server.py), over HTTP/1.1 keep-alive.
+
+``RemoteDrive("http://10.0.0.5:9100/ssd0", key)`` is a ``DriveIO`` like any other: the engine cannot
+tell it from a local directory, except for one thing it must be told - *unreachable is not broken*.
+
+- A connection refused, reset or timed out, a 401 (another cluster key), an answer that is not signed
+  by the server for this very request, or a server that does not serve this drive, raises
+  ``DriveUnreachable`` (an OSError): the drive is *unavailable* - the drive set keeps it out of
+  reads and writes in this process and never records it failed. Never ``FileNotFoundError``: only a
+  signed answer saying the file is absent is "not found" (and the drive set still checks the drive's
+  identity file through the same server before it believes a missing file means anything).
+- After such an error the drive is not asked again for a short, growing while (``reachable()`` is
+  False; 0.25 s doubling to 5 s), so a dead host costs one timeout per interval, not one per request.
+- A failed write or fsync is final for that file (as ``LocalDrive``), and so is a lost answer to one:
+  the client cannot know whether the write happened, so it never writes or fsyncs that file again.
+- A server restart between a write and its fsync fails the fsync (final): the fsync names the
+  server's boot id under which the file was written, and the server refuses a stale one.
+
+Requests that change nothing (pread, stat, list, space, fsync, sync_dir, release) are sent again once,
+newly signed, when a pooled keep-alive connection turns out to have been closed by the server.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from urllib.parse import urlencode, urlsplit
+
+import urllib3
+
+from exastor.drives.base import (
+    Buffers,
+    DriveIO,
+    DriveUnreachable,
+    FsyncFailed,
+    Piece,
+    Space,
+    Stat,
+    check_name,
+    pieces,
+)
+from exastor.drives.server import H_BOOT, UNAVAILABLE
+from exastor.drives.wire import (
+    EMPTY_DIGEST,
+    H_ANSWER,
+    H_AUTH,
+    H_ERRNO,
+    H_FINAL,
+    SCHEME,
+    body_digest,
+    errno_from_name,
+    request_headers,
+    sign_answer,
+)
+
+CONNECT_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_CONNECT_TIMEOUT", "3"))
+READ_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_TIMEOUT", "60"))  # an fsync of a large file may take a while
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.25, 5.0
+_SAFE_TO_RESEND = {"pread", "read", "stat", "list", "space", "fsync", "sync_dir", "release"}
+_WRITE_ERRORS_NOT_FINAL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EINVAL, errno.EEXIST, errno.ENOENT)
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, drive name) of ``http://HOST:PORT/NAME``; ValueError if it is not one."""
+    parts = urlsplit(url)
+    name = parts.path.strip("/")
+    if parts.scheme != "http" or not parts.hostname or not parts.port or not name or "/" in name \
+            or parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: a drive URL is http://HOST:PORT/NAME")
+    return parts.scheme, parts.hostname, parts.port, name
+
+
+class RemoteDrive(DriveIO):
+    def __init__(self, url: str, key: bytes, *, connections: int = 16) -> None:
+        _scheme, host, port, name = parse_url(url)
+        self.host, self.port, self.name = host, port, name
+        self.label = f"http://{host}:{port}/{name}" if ":" not in host else f"http://[{host}]:{port}/{name}"
+        self._key = key
+        self._pool = urllib3.HTTPConnectionPool(
+            host, port, maxsize=connections, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S))
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._backoff = 0.0
+        self._why_down = ""
+        self._poisoned: set[str] = set()
+        self._written_under: dict[str, str] = {}   # name -> server boot id of its first unsynced write
+
+    def __repr__(self) -> str:
+        return f"RemoteDrive({self.label!r})"
+
+    # --- reachability -------------------------------------------------------------------
+    def reachable(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _down(self, why: str) -> DriveUnreachable:
+        with self._lock:
+            self._backoff = min(max(self._backoff * 2, BACKOFF_MIN_S), BACKOFF_MAX_S)
+            self._down_until = time.monotonic() + self._backoff
+            self._why_down = why
+        return DriveUnreachable(errno.EHOSTUNREACH, f"{self.label} unreachable: {why}")
+
+    def _up(self) -> None:
+        if self._backoff:
+            with self._lock:
+                self._backoff, self._down_until, self._why_down = 0.0, 0.0, ""
+
+    # --- one request ---------------------------------------------------------------------
+    def _request(self, method: str, op: str, params: dict[str, object] | None = None,
+                 body: bytes | bytearray | memoryview = b"") -> tuple[bytes, str]:
+        """The answer's body and the server's boot id; OSError as the drive raised it there."""
+        if not self.reachable():
+            raise DriveUnreachable(errno.EHOSTUNREACH, f"{self.label} unreachable ({self._why_down}); "
+                                                       "not asked again yet")
+        path = f"/{self.name}/{op}"
+        query = urlencode(params or {})
+        digest = body_digest(body) if len(body) else EMPTY_DIGEST
+        for attempt in (0, 1):
+            headers = request_headers(self._key, method, path, query, digest)
+            try:
+                resp = self._pool.urlopen(method, f"{path}?{query}" if query else path, body=bytes(body) if body else None,
+                                          headers=headers, retries=False, redirect=False, assert_same_host=False,
+                                          preload_content=True)
+            except urllib3.exceptions.ProtocolError as exc:
+                if attempt == 0 and op in _SAFE_TO_RESEND:
+                    continue  # a keep-alive connection the server had closed: once more, newly signed
+                raise self._down(f"{type(exc).__name__}: {exc}") from None
+            except urllib3.exceptions.HTTPError as exc:  # refused, timed out, unresolvable
+                raise self._down(f"{type(exc).__name__}: {exc}") from None
+            break
+        data = resp.data
+        err = resp.headers.get(H_ERRNO, "")
+        boot = resp.headers.get(H_BOOT, "")
+        signature = headers[H_AUTH][len(SCHEME) + 1:]
+        expected = sign_answer(self._key, signature, resp.status, err + "/" + boot,
+                               body_digest(data) if data else EMPTY_DIGEST)
+        if resp.headers.get(H_ANSWER) != expected:
+            if resp.status == 401:
+                raise self._down("the drive server refused our signature (another cluster key? clocks apart?)")
+            raise self._down(f"HTTP {resp.status} without a valid answer signature (not a drive server of "
+                             "this cluster, or the answer was damaged)")
+        self._up()
+        if resp.status == 200:
+            return data, boot
+        if err == UNAVAILABLE:
+            raise self._down(data.decode("utf-8", "replace").strip())
+        code = errno_from_name(err)
+        message = f"{self.label}: {data.decode('utf-8', 'replace').strip()}"
+        if resp.headers.get(H_FINAL) == "1":
+            raise FsyncFailed(code, message)
+        raise OSError(code, message)
+
+    def _json(self, method: str, op: str, params: dict[str, object] | None = None) -> object:
+        data, _ = self._request(method, op, params)
+        return json.loads(data)
+
+    # --- writes: final on failure ---------------------------------------------------------
+    def _refuse_if_poisoned(self, name: str) -> None:
+        if name in self._poisoned:
+            raise FsyncFailed(errno.EIO, f"{self.label}/{name}: an earlier write or fsync failed (or its answer "
+                                         "was lost); the file is never written again")
+
+    def _write(self, name: str, op: str, params: dict[str, object], body: bytes | bytearray | memoryview,
+               *, durable: bool = False) -> None:
+        check_name(name)
+        with self._lock:
+            self._refuse_if_poisoned(name)
+        try:
+            _, boot = self._request("POST", op, params, body)
+        except OSError as exc:
+            if isinstance(exc, DriveUnreachable) or exc.errno not in _WRITE_ERRORS_NOT_FINAL \
+                    or isinstance(exc, FsyncFailed):
+                with self._lock:
+                    self._poisoned.add(name)
+                    self._written_under.pop(name, None)
+            raise
+        if not durable:
+            with self._lock:
+                self._written_under.setdefault(name, boot)
+
+    def create(self, name: str, data: Buffers = b"") -> None:
+        with self._lock:
+            self._poisoned.discard(name)  # a new file of that name (the old one was deleted)
+            self._written_under.pop(name, None)
+        self._write(name, "create", {"name": name}, _joined(data))
+
+    def append(self, name: str, offset: int, data: Buffers) -> None:
+        self._write(name, "append", {"name": name, "offset": offset}, _joined(data))
+
+    def write_at(self, name: str, offset: int, data: Buffers) -> None:
+        self._write(name, "write_at", {"name": name, "offset": offset}, _joined(data), durable=True)
+
+    def truncate(self, name: str, size: int) -> None:
+        self._write(name, "truncate", {"name": name, "size": size}, b"")
+
+    def fsync(self, name: str) -> None:
+        check_name(name)
+        with self._lock:
+            self._refuse_if_poisoned(name)
+            since = self._written_under.get(name, "")
+        try:
+            self._request("POST", "fsync", {"name": name, "since": since})
+        except FileNotFoundError:
+            raise
+        except OSError:
+            with self._lock:
+                self._poisoned.add(name)
+                self._written_under.pop(name, None)
+            raise
+        with self._lock:
+            if self._written_under.get(name) == since:
+                self._written_under.pop(name, None)
+
+    def sync_dir(self, directory: str = "") -> None:
+        self._request("POST", "sync_dir", {"name": check_name(directory)})
+
+    def put(self, name: str, data: Buffers | Iterable[Piece]) -> None:
+        body = data if isinstance(data, bytes | bytearray | memoryview) else b"".join(data)
+        self._request("POST", "put", {"name": check_name(name)}, body)
+
+    # --- reads ------------------------------------------------------------------------------
+    def pread(self, name: str, offset: int, length: int) -> bytes:
+        data, _ = self._request("GET", "pread", {"name": check_name(name), "offset": offset, "length": length})
+        return data
+
+    def read(self, name: str) -> bytes:
+        data, _ = self._request("GET", "read", {"name": check_name(name)})
+        return data
+
+    def stat(self, name: str = "") -> Stat:
+        doc = self._json("GET", "stat", {"name": check_name(name)})
+        assert isinstance(doc, dict)
+        return Stat(int(doc["size"]), int(doc["mtime_ns"]))
+
+    def list(self, directory: str = "") -> list[str]:
+        names = self._json("GET", "list", {"name": check_name(directory)})
+        assert isinstance(names, list)
+        return [str(n) for n in names]
+
+    # --- the namespace -------------------------------------------------------------------------
+    def rename(self, src: str, dst: str) -> None:
+        self._request("POST", "rename", {"src": check_name(src), "dst": check_name(dst)})
+
+    def unlink(self, name: str) -> bool:
+        gone = self._json("POST", "unlink", {"name": check_name(name)})
+        with self._lock:
+            self._written_under.pop(name, None)
+        return bool(gone)
+
+    # --- the drive ------------------------------------------------------------------------------
+    def space(self) -> Space:
+        doc = self._json("GET", "space")
+        assert isinstance(doc, dict)
+        return Space(int(doc["free"]), int(doc["total"]))
+
+    def format(self, identity: bytes) -> None:
+        self._request("POST", "format", None, identity)
+
+    def release(self, names: Iterable[str]) -> None:
+        names = list(names)
+        if names:
+            self._request("POST", "release", None, json.dumps(names).encode())
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _joined(data: Buffers) -> bytes | bytearray | memoryview:
+    parts = pieces(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
