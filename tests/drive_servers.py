@@ -32,18 +32,19 @@ class DriveServerProcess:
     key_file: Path
     log_path: Path
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"http://{self.host}:{self.port}/{name}"
 
     def start(self, timeout: float = 30.0) -> DriveServerProcess:
         env = {**os.environ, **self.env}
         args = [a for name, path in self.drives.items() for a in ("--drive", f"{name}={path}")]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "exastor.cli", "drive-server", *args, "--listen", f"127.0.0.1:{self.port}",
+                [sys.executable, "-m", "exastor.cli", "drive-server", *args, "--listen", f"{self.host}:{self.port}",
                  "--key-file", str(self.key_file)],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.wait_ready(timeout)

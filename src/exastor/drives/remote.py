@@ -80,9 +80,8 @@ class RemoteDrive(DriveIO):
         self.host, self.port, self.name = host, port, name
         self.label = f"http://{host}:{port}/{name}" if ":" not in host else f"http://[{host}]:{port}/{name}"
         self._key = key
-        self._pool = urllib3.HTTPConnectionPool(
-            host, port, maxsize=connections, block=False, retries=False,
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S))
+        self._connections = connections
+        self._pool = self._new_pool()
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._backoff = 0.0
@@ -92,6 +91,11 @@ class RemoteDrive(DriveIO):
 
     def __repr__(self) -> str:
         return f"RemoteDrive({self.label!r})"
+
+    def _new_pool(self) -> urllib3.HTTPConnectionPool:
+        return urllib3.HTTPConnectionPool(
+            self.host, self.port, maxsize=self._connections, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S))
 
     # --- reachability -------------------------------------------------------------------
     def reachable(self) -> bool:
@@ -261,12 +265,20 @@ class RemoteDrive(DriveIO):
         self._request("POST", "format", None, identity)
 
     def release(self, names: Iterable[str]) -> None:
+        """Best effort, as for a local drive (it never fails): the server's cached descriptors are
+        its own business, and a server that restarts has none."""
         names = list(names)
-        if names:
-            self._request("POST", "release", None, json.dumps(names).encode())
+        if names and self.reachable():
+            try:
+                self._request("POST", "release", None, json.dumps(names).encode())
+            except OSError:
+                pass
 
     def close(self) -> None:
-        self._pool.close()
+        """Close the idle connections. Like ``LocalDrive.close`` (which closes descriptors that later
+        calls reopen), the drive stays usable: a later call opens new connections."""
+        old, self._pool = self._pool, self._new_pool()
+        old.close()
 
 
 def _joined(data: Buffers) -> bytes | bytearray | memoryview:
