@@ -36,6 +36,8 @@ import queue
 import secrets
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -578,8 +580,19 @@ class DriveSet:
             return None
         return erasure.Geometry(min(g.k, n - g.m), g.m)
 
-    def place(self, count: int, salt: int, exclude: set[int] = frozenset()) -> list[Drive]:  # type: ignore[assignment]
-        """``count`` distinct writable drives, fewest shards first, rotated by ``salt`` to spread load."""
+    def domains_of(self, drive_ids: Iterable[int]) -> Counter[tuple[str, str]]:
+        """How many of ``drive_ids`` are on each (host, rack): what a stripe already occupies."""
+        out: Counter[tuple[str, str]] = Counter()
+        for i in drive_ids:
+            d = self._drives.get(i)
+            if d is not None:
+                out[(d.host, d.rack)] += 1
+        return out
+
+    def place(self, count: int, salt: int, exclude: set[int] = frozenset(),  # type: ignore[assignment]
+              occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
+        """``count`` distinct writable drives on distinct hosts while there are enough (see
+        ``spread``); ``occupied``: (host, rack) already holding other copies of the same data."""
         cands = [d for d in self.writable() if d.id not in exclude]
         if len(cands) < count:
             out_of_space = [d for d in self._drives.values() if d.state == "full" and d.id not in exclude]
@@ -592,7 +605,7 @@ class DriveSet:
         load = self.shard_counts()
         n = len(cands)
         cands.sort(key=lambda d: (load.get(d.id, 0), (d.id - salt) % max(n, 1)))
-        return cands[:count]
+        return spread(cands, count, occupied)
 
     def shard_counts(self) -> dict[int, int]:
         def q(cur: Any) -> dict[int, int]:
@@ -682,6 +695,34 @@ class DriveSet:
         except OSError:
             return False
         return head is not None and head[0] == segment and head[2] in (0, self.store_tag)
+
+
+def spread(ranked: list[Drive], count: int, occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
+    """``count`` of ``ranked`` (best first), each taken from the host holding the fewest of the chosen
+    so far (and of ``occupied``), then the rack holding the fewest, then by rank.
+
+    So the copies of one segment land on distinct hosts whenever there are as many hosts with a
+    writable drive as copies (m+1 replicas; k+m shards: at most one shard per host while hosts >=
+    k+m), and on distinct racks too while racks allow. With fewer hosts, copies spread as evenly as
+    possible - at most ceil(count / hosts) on one host - so a stripe still survives the loss of
+    floor(m / ceil((k+m) / hosts)) hosts (and of any m drives). Local drives (host '') are one host."""
+    hosts: Counter[str] = Counter()
+    racks: Counter[str] = Counter()
+    for (host, rack), n in (occupied or Counter()).items():
+        hosts[host] += n
+        if rack:
+            racks[rack] += n
+    rank = {d.id: i for i, d in enumerate(ranked)}
+    left = list(ranked)
+    chosen: list[Drive] = []
+    while len(chosen) < count and left:
+        best = min(left, key=lambda d: (hosts[d.host], racks[d.rack] if d.rack else 0, rank[d.id]))
+        left.remove(best)
+        chosen.append(best)
+        hosts[best.host] += 1
+        if best.rack:
+            racks[best.rack] += 1
+    return chosen
 
 
 def _same(location: Location) -> str:
