@@ -95,10 +95,21 @@ class DriveServer:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="exastor-drive-io")
 
     # --- one request ---------------------------------------------------------------------
+    def _checked_call(self, drive: DriveIO, op: str, query: dict[str, str], body: bytes,
+                      signed_digest: str) -> tuple[bytes, str, str]:
+        """The call, if the body is the one the request signed; with the answer's digest."""
+        if (body_digest(body) if body else EMPTY_DIGEST) != signed_digest:
+            raise Answer(400, "EBADMSG", "the body does not match its signed digest")
+        result, ctype = self._call(drive, op, query, body)
+        return result, ctype, body_digest(result) if result else EMPTY_DIGEST
+
     def _call(self, drive: DriveIO, op: str, query: dict[str, str], body: bytes) -> tuple[bytes, str]:
         """Run one DriveIO call; returns the answer's body and content type."""
         if op == "pread":
-            return drive.pread(_name(query), _int(query, "offset"), _int(query, "length")), "application/octet-stream"
+            length = _int(query, "length")
+            if length > MAX_BODY:
+                raise Answer(400, "EINVAL", f"length: at most {MAX_BODY} bytes per read")
+            return drive.pread(_name(query), _int(query, "offset"), length), "application/octet-stream"
         if op == "read":
             data = drive.read(_name(query))
             return data, "application/octet-stream"
@@ -172,8 +183,9 @@ class DriveServer:
             await _send(send, 401, [], b"unauthorized\n")  # unsigned: the caller proved nothing
             return
 
-        async def answer(status: int, err: str, body: bytes = b"", ctype: str = "", final: bool = False) -> None:
-            digest = body_digest(body) if body else EMPTY_DIGEST
+        async def answer(status: int, err: str, body: bytes = b"", ctype: str = "", final: bool = False,
+                         digest: str = "") -> None:
+            digest = digest or (body_digest(body) if body else EMPTY_DIGEST)
             hdrs = [(H_ERRNO, err), (H_BOOT, self.boot),
                     (H_ANSWER, sign_answer(self.key, signature, status, err + "/" + self.boot, digest))]
             if ctype:
@@ -197,13 +209,12 @@ class DriveServer:
         body = await _read_body(receive, length)
         if body is None:
             return  # the client went away
-        if body_digest(body) != headers.get(H_BODY):
-            await answer(400, "EBADMSG", b"the body does not match its signed digest\n")
-            return
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         loop = asyncio.get_running_loop()
         try:
-            result, ctype = await loop.run_in_executor(self.pool, self._call, drive, parts[1], query, body)
+            # Digests of multi-MiB bodies run on the pool too: never a stalled event loop.
+            result, ctype, digest = await loop.run_in_executor(
+                self.pool, self._checked_call, drive, parts[1], query, body, headers.get(H_BODY, ""))
         except Answer as exc:
             await answer(exc.status, exc.err, f"{exc}\n".encode())
             return
@@ -217,7 +228,7 @@ class DriveServer:
             log.exception("drive server: %s %s failed", method, path)
             await answer(500, "EIO", f"internal error: {type(exc).__name__}\n".encode())
             return
-        await answer(200, "", result, ctype)
+        await answer(200, "", result, ctype, digest=digest)
 
 
 async def _read_body(receive: Callable, length: int) -> bytes | None:
