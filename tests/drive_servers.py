@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import free_port
-from exastor.drives import DriveUnreachable
 from exastor.drives.remote import RemoteDrive
 from exastor.drives.wire import create_key, load_key
 
@@ -59,14 +58,8 @@ class DriveServerProcess:
                 assert self.proc is not None
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"drive server exited ({self.proc.returncode}):\n{self.log_text()[-3000:]}")
-                try:
-                    probe._down_until = 0.0  # poll: do not wait out the client's back-off
-                    probe.space()
+                if probe.probe():  # a signed request answered now (not the client's own probing pace)
                     return
-                except DriveUnreachable:
-                    pass
-                except OSError:
-                    return  # answered (e.g. the directory is not there yet): it serves
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"drive server not ready after {timeout} s:\n{self.log_text()[-3000:]}")
                 time.sleep(0.05)

@@ -32,21 +32,15 @@ def _s3(endpoint: str):
 
 
 def ready_drive(url: str, key_file: str, timeout: float) -> int:
-    from exastor.drives import DriveUnreachable
     from exastor.drives.remote import RemoteDrive
     from exastor.drives.wire import load_key
 
     drive = RemoteDrive(url, load_key(Path(key_file)))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        drive._down_until = 0.0  # poll: not the client's back-off
-        try:
-            drive.space()
+        if drive.probe():  # answered a signed request now
             return 0
-        except DriveUnreachable:
-            time.sleep(0.1)
-        except OSError:
-            return 0  # answered
+        time.sleep(0.1)
     print(f"{url} not ready after {timeout} s", file=sys.stderr)
     return 1
 

@@ -9,8 +9,10 @@ tell it from a local directory, except for one thing it must be told - *unreacha
   reads and writes in this process and never records it failed. Never ``FileNotFoundError``: only a
   signed answer saying the file is absent is "not found" (and the drive set still checks the drive's
   identity file through the same server before it believes a missing file means anything).
-- After such an error the drive is not asked again for a short, growing while (``reachable()`` is
-  False; 0.25 s doubling to 5 s), so a dead host costs one timeout per interval, not one per request.
+- After such an error the drive is *down*: ``reachable()`` is False and every call fails at once,
+  until a background thread's probe (a signed ``space`` request, 0.25 s apart doubling to 5 s) is
+  answered. So a dead or partitioned host costs the request that found it one timeout, and no
+  request after it anything.
 - A failed write or fsync is final for that file (as ``LocalDrive``), and so is a lost answer to one:
   the client cannot know whether the write happened, so it never writes or fsyncs that file again.
 - A server restart between a write and its fsync fails the fsync (final): the fsync names the
@@ -58,8 +60,12 @@ from exastor.drives.wire import (
 )
 
 CONNECT_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_CONNECT_TIMEOUT", "3"))
-READ_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_TIMEOUT", "60"))  # an fsync of a large file may take a while
-BACKOFF_MIN_S, BACKOFF_MAX_S = 0.25, 5.0
+# A partitioned host does not refuse: a request on a kept-alive connection waits for this long. Short
+# for what a local disk answers at once; long for what waits on the disk (an fsync of a 64 MiB file).
+READ_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_TIMEOUT", "10"))
+SYNC_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_SYNC_TIMEOUT", "60"))
+_WAITS_ON_DISK = {"fsync", "sync_dir", "put", "format", "write_at", "rename"}
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.25, 5.0   # between probes of an unreachable drive
 _SAFE_TO_RESEND = {"pread", "read", "stat", "list", "space", "fsync", "sync_dir", "release"}
 _WRITE_ERRORS_NOT_FINAL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EINVAL, errno.EEXIST, errno.ENOENT)
 
@@ -83,9 +89,11 @@ class RemoteDrive(DriveIO):
         self._connections = connections
         self._pool = self._new_pool()
         self._lock = threading.Lock()
-        self._down_until = 0.0
-        self._backoff = 0.0
+        self._down = False
         self._why_down = ""
+        self._closed = False
+        self._prober: threading.Thread | None = None
+        self._prober_pid = 0
         self._poisoned: set[str] = set()
         self._written_under: dict[str, str] = {}   # name -> server boot id of its first unsynced write
 
@@ -99,27 +107,59 @@ class RemoteDrive(DriveIO):
 
     # --- reachability -------------------------------------------------------------------
     def reachable(self) -> bool:
-        return time.monotonic() >= self._down_until
+        if self._down:
+            self._ensure_prober()  # a forked worker inherits the state, not the thread
+        return not self._down
 
-    def _down(self, why: str) -> DriveUnreachable:
+    def _went_down(self, why: str) -> DriveUnreachable:
         with self._lock:
-            self._backoff = min(max(self._backoff * 2, BACKOFF_MIN_S), BACKOFF_MAX_S)
-            self._down_until = time.monotonic() + self._backoff
-            self._why_down = why
+            self._down, self._why_down = True, why
+        self._ensure_prober()
         return DriveUnreachable(errno.EHOSTUNREACH, f"{self.label} unreachable: {why}")
 
-    def _up(self) -> None:
-        if self._backoff:
-            with self._lock:
-                self._backoff, self._down_until, self._why_down = 0.0, 0.0, ""
+    def _ensure_prober(self) -> None:
+        with self._lock:
+            alive = self._prober is not None and self._prober.is_alive() and self._prober_pid == os.getpid()
+            if alive or not self._down or self._closed:
+                return
+            self._prober_pid = os.getpid()
+            self._prober = threading.Thread(target=self._probe_until_up, name=f"exastor-probe-{self.name}",
+                                            daemon=True)
+            self._prober.start()
+
+    def _probe_until_up(self) -> None:
+        """Ends when the drive answers or is closed (each wait bounded by BACKOFF_MAX_S)."""
+        delay = BACKOFF_MIN_S
+        while self._down and not self._closed:
+            time.sleep(delay)
+            if self.probe():
+                return
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def probe(self) -> bool:
+        """Ask the server now (a signed ``space``), whatever the state; True (and up again) if it
+        answered as a drive server of this cluster serving this drive."""
+        try:
+            self._request("GET", "space", probing=True)
+        except DriveUnreachable:
+            return False
+        except OSError:
+            pass  # answered: the drive's own error (its directory missing: the identity check says so)
+        return True
 
     # --- one request ---------------------------------------------------------------------
     def _request(self, method: str, op: str, params: dict[str, object] | None = None,
-                 body: bytes | bytearray | memoryview = b"") -> tuple[bytes, str]:
+                 body: bytes | bytearray | memoryview = b"", *, probing: bool = False) -> tuple[bytes, str]:
         """The answer's body and the server's boot id; OSError as the drive raised it there."""
-        if not self.reachable():
+        if not probing:
+            self._closed = False  # used again after close(): a prober may run again
+        if not probing and not self.reachable():
             raise DriveUnreachable(errno.EHOSTUNREACH, f"{self.label} unreachable ({self._why_down}); "
-                                                       "not asked again yet")
+                                                       "waiting for it to answer a probe")
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S,
+                                  read=min(READ_TIMEOUT_S, 2.0) if probing else
+                                  SYNC_TIMEOUT_S if op in _WAITS_ON_DISK or params and params.get("sync") else
+                                  READ_TIMEOUT_S)
         path = f"/{self.name}/{op}"
         query = urlencode(params or {})
         digest = body_digest(body) if len(body) else EMPTY_DIGEST
@@ -128,13 +168,13 @@ class RemoteDrive(DriveIO):
             try:
                 resp = self._pool.urlopen(method, f"{path}?{query}" if query else path, body=bytes(body) if body else None,
                                           headers=headers, retries=False, redirect=False, assert_same_host=False,
-                                          preload_content=True)
+                                          preload_content=True, timeout=timeout)
             except urllib3.exceptions.ProtocolError as exc:
                 if attempt == 0 and op in _SAFE_TO_RESEND:
                     continue  # a keep-alive connection the server had closed: once more, newly signed
-                raise self._down(f"{type(exc).__name__}: {exc}") from None
+                raise self._went_down(f"{type(exc).__name__}: {exc}") from None
             except urllib3.exceptions.HTTPError as exc:  # refused, timed out, unresolvable
-                raise self._down(f"{type(exc).__name__}: {exc}") from None
+                raise self._went_down(f"{type(exc).__name__}: {exc}") from None
             break
         data = resp.data
         err = resp.headers.get(H_ERRNO, "")
@@ -144,14 +184,16 @@ class RemoteDrive(DriveIO):
                                body_digest(data) if data else EMPTY_DIGEST)
         if resp.headers.get(H_ANSWER) != expected:
             if resp.status == 401:
-                raise self._down("the drive server refused our signature (another cluster key? clocks apart?)")
-            raise self._down(f"HTTP {resp.status} without a valid answer signature (not a drive server of "
+                raise self._went_down("the drive server refused our signature (another cluster key? clocks apart?)")
+            raise self._went_down(f"HTTP {resp.status} without a valid answer signature (not a drive server of "
                              "this cluster, or the answer was damaged)")
-        self._up()
+        if self._down:
+            with self._lock:
+                self._down, self._why_down = False, ""
         if resp.status == 200:
             return data, boot
         if err == UNAVAILABLE:
-            raise self._down(data.decode("utf-8", "replace").strip())
+            raise self._went_down(data.decode("utf-8", "replace").strip())
         code = errno_from_name(err)
         message = f"{self.label}: {data.decode('utf-8', 'replace').strip()}"
         if resp.headers.get(H_FINAL) == "1":
@@ -277,6 +319,7 @@ class RemoteDrive(DriveIO):
     def close(self) -> None:
         """Close the idle connections. Like ``LocalDrive.close`` (which closes descriptors that later
         calls reopen), the drive stays usable: a later call opens new connections."""
+        self._closed = True  # stops the prober, if one runs
         old, self._pool = self._pool, self._new_pool()
         old.close()
 
