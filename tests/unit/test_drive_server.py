@@ -167,3 +167,21 @@ def test_errors_travel_with_their_errno(served):
             call()
         assert err.value.errno == code and not isinstance(err.value, DriveUnreachable)
     assert H_AUTH == "authorization"
+
+
+def test_a_forked_worker_never_shares_its_parents_connections(served):
+    """Gateway workers are forked after the master used the drives: each must open its own
+    connections, or two processes' requests would interleave on one socket."""
+    import os
+
+    _, drive = served
+    drive.create("segments/a", b"x" * 1000)
+    assert drive.read("segments/a") == b"x" * 1000  # the parent now holds a pooled connection
+    pid = os.fork()
+    if pid == 0:  # the child: many requests while the parent makes its own
+        inherited = drive._pool
+        ok = all(drive.read("segments/a") == b"x" * 1000 for _ in range(200))
+        os._exit(0 if ok and drive._pool is not inherited else 1)
+    parent_ok = all(drive.pread("segments/a", 10, 10) == b"x" * 10 for _ in range(200))
+    _, status = os.waitpid(pid, 0)
+    assert parent_ok and os.waitstatus_to_exitcode(status) == 0

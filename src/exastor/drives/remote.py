@@ -101,6 +101,7 @@ class RemoteDrive(DriveIO):
         return f"RemoteDrive({self.label!r})"
 
     def _new_pool(self) -> urllib3.HTTPConnectionPool:
+        self._pool_pid = os.getpid()
         return urllib3.HTTPConnectionPool(
             self.host, self.port, maxsize=self._connections, block=False, retries=False,
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S))
@@ -151,6 +152,10 @@ class RemoteDrive(DriveIO):
     def _request(self, method: str, op: str, params: dict[str, object] | None = None,
                  body: bytes | bytearray | memoryview = b"", *, probing: bool = False) -> tuple[bytes, str]:
         """The answer's body and the server's boot id; OSError as the drive raised it there."""
+        if self._pool_pid != os.getpid():
+            # A forked process (a gateway worker) never shares its parent's connections: two processes
+            # writing requests into one socket would interleave them.
+            self._pool = self._new_pool()
         if not probing:
             self._closed = False  # used again after close(): a prober may run again
         if not probing and not self.reachable():
