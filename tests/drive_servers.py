@@ -32,11 +32,12 @@ class DriveServerProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
+    tls: tuple[Path, Path, Path] | None = None  # (certificate, key, CA): serve HTTPS
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
     def url(self, name: str) -> str:
-        return f"http://{self.host}:{self.port}/{name}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/{name}"
 
     def start(self, timeout: float = 30.0) -> DriveServerProcess:
         env = {**os.environ, **self.env}
@@ -44,14 +45,16 @@ class DriveServerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "exastor.cli", "drive-server", *args, "--listen", f"{self.host}:{self.port}",
-                 "--key-file", str(self.key_file)],
+                 "--key-file", str(self.key_file),
+                 *(["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])] if self.tls else [])],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout: float) -> None:
         """Until a signed request is answered (bounded; fails at once if the process died)."""
-        probe = RemoteDrive(self.url(next(iter(self.drives))), load_key(self.key_file))
+        probe = RemoteDrive(self.url(next(iter(self.drives))), load_key(self.key_file),
+                            ca_file=str(self.tls[2]) if self.tls else None)
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -69,7 +72,12 @@ class DriveServerProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+                raise
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)

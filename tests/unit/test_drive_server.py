@@ -185,3 +185,24 @@ def test_a_forked_worker_never_shares_its_parents_connections(served):
     parent_ok = all(drive.pread("segments/a", 10, 10) == b"x" * 10 for _ in range(200))
     _, status = os.waitpid(pid, 0)
     assert parent_ok and os.waitstatus_to_exitcode(status) == 0
+
+
+def test_https_drive_servers_verify_the_certificate_and_still_sign(tmp_path):
+    from exastor.gateway.tls import self_signed
+
+    cert, key_pem, ca, _ = self_signed(tmp_path / "tls-home", "127.0.0.1")
+    server = DriveServerProcess({"d0": tmp_path / "d0"}, cluster_key(tmp_path), tmp_path / "server.log",
+                                tls=(cert, key_pem, ca))
+    server.start()
+    try:
+        assert server.url("d0").startswith("https://")
+        drive = RemoteDrive(server.url("d0"), load_key(server.key_file), ca_file=str(ca))
+        drive.format(b"{}")
+        drive.put("shards/s", b"over tls")
+        assert drive.read("shards/s") == b"over tls"
+        untrusting = RemoteDrive(server.url("d0"), load_key(server.key_file))  # the system's CAs only
+        with pytest.raises(DriveUnreachable, match="(?i)certificate"):
+            untrusting.read("shards/s")
+        drive.close()
+    finally:
+        server.stop()

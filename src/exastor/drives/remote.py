@@ -71,20 +71,23 @@ _WRITE_ERRORS_NOT_FINAL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EINVAL
 
 
 def parse_url(url: str) -> tuple[str, str, int, str]:
-    """(scheme, host, port, drive name) of ``http://HOST:PORT/NAME``; ValueError if it is not one."""
+    """(scheme, host, port, drive name) of ``http(s)://HOST:PORT/NAME``; ValueError if it is not one."""
     parts = urlsplit(url)
     name = parts.path.strip("/")
-    if parts.scheme != "http" or not parts.hostname or not parts.port or not name or "/" in name \
+    if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port or not name or "/" in name \
             or parts.query or parts.fragment:
-        raise ValueError(f"{url!r}: a drive URL is http://HOST:PORT/NAME")
+        raise ValueError(f"{url!r}: a drive URL is http(s)://HOST:PORT/NAME")
     return parts.scheme, parts.hostname, parts.port, name
 
 
 class RemoteDrive(DriveIO):
-    def __init__(self, url: str, key: bytes, *, connections: int = 16) -> None:
-        _scheme, host, port, name = parse_url(url)
-        self.host, self.port, self.name = host, port, name
-        self.label = f"http://{host}:{port}/{name}" if ":" not in host else f"http://[{host}]:{port}/{name}"
+    def __init__(self, url: str, key: bytes, *, connections: int = 16, ca_file: str | None = None) -> None:
+        scheme, host, port, name = parse_url(url)
+        self.scheme, self.host, self.port, self.name = scheme, host, port, name
+        self.label = f"{scheme}://{host}:{port}/{name}" if ":" not in host else f"{scheme}://[{host}]:{port}/{name}"
+        # https: the server's certificate is verified against this CA (EXASTOR_DRIVE_CA_FILE), else
+        # the system's trust store; the cluster key's signatures are checked as well.
+        self._ca_file = ca_file or os.environ.get("EXASTOR_DRIVE_CA_FILE") or None
         self._key = key
         self._connections = connections
         self._pool = self._new_pool()
@@ -102,9 +105,13 @@ class RemoteDrive(DriveIO):
 
     def _new_pool(self) -> urllib3.HTTPConnectionPool:
         self._pool_pid = os.getpid()
-        return urllib3.HTTPConnectionPool(
-            self.host, self.port, maxsize=self._connections, block=False, retries=False,
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S))
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S)
+        if self.scheme == "https":
+            return urllib3.HTTPSConnectionPool(self.host, self.port, maxsize=self._connections, block=False,
+                                               retries=False, timeout=timeout, cert_reqs="CERT_REQUIRED",
+                                               ca_certs=self._ca_file)
+        return urllib3.HTTPConnectionPool(self.host, self.port, maxsize=self._connections, block=False,
+                                          retries=False, timeout=timeout)
 
     # --- reachability -------------------------------------------------------------------
     def reachable(self) -> bool:

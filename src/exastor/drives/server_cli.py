@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-file", type=Path, help="the cluster key (mode 0600), the same on every host")
     p.add_argument("--new-key", type=Path, metavar="PATH", help="write a new cluster key to PATH and exit")
     p.add_argument("--threads", type=int, default=32, help="file calls run at once (default 32)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain); drive URLs are "
+                                                     "then https://...")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
 
@@ -57,14 +60,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"exastor drive-server: --listen {args.listen}: HOST:PORT expected", file=sys.stderr)
         return 2
     host = host.strip("[]") or "127.0.0.1"
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("exastor drive-server: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    scheme = "https" if args.tls_cert else "http"
+    tls = {"ssl_certfile": args.tls_cert, "ssl_keyfile": args.tls_key} if args.tls_cert else {}
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = DriveServer({name: open_drive(path) for name, path in paths.items()}, key, threads=args.threads)
     import uvicorn  # the server's own import, not the command line's
 
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="off",
                             log_config=None, access_log=False, log_level=args.log_level,
-                            timeout_keep_alive=120, server_header=False, date_header=False, backlog=1024)
+                            timeout_keep_alive=120, server_header=False, date_header=False, backlog=1024,
+                            # SIGTERM: requests in flight get this long, then connections are cut (a
+                            # client then sees the drive unreachable, and a write it sent is final)
+                            timeout_graceful_shutdown=10, **tls)
     server = uvicorn.Server(config)
-    print(f"exastor drive-server: serving {', '.join(f'http://{args.listen}/{n}' for n in paths)}", flush=True)
+    print(f"exastor drive-server: serving {', '.join(f'{scheme}://{args.listen}/{n}' for n in paths)}", flush=True)
     server.run()
     return 0 if server.started else 2
