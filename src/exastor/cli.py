@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("exastor.services.stats_cli", "logical vs physical bytes and the reduction achieved"),
     "fsck": ("exastor.services.fsck_cli", "verify every record and reference; repair; rebuild the index"),
     "drive": ("exastor.services.drive_cli", "add, remove, replace drives and show their status"),
+    "drive-server": ("exastor.drives.server_cli", "serve this host's drives to the cluster's gateways"),
     "quota": ("exastor.services.quota_cli", "capacity quotas of buckets and users: set, clear, show"),
     "qos": ("exastor.services.qos_cli", "rate limits of users and buckets: set, clear, show"),
     "reduce": ("exastor.services.reduce_cli", "the background reducer: run a pass now, pause, resume, status"),

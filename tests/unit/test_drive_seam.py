@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import ast
 import errno
+import itertools
 import json
 import os
 import random
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from exastor.drives import FaultRules, FaultyDrive, FsyncFailed, LocalDrive, power_cut
+from drive_servers import DriveServerProcess, cluster_key
+from exastor.drives import DriveIO, FaultRules, FaultyDrive, FsyncFailed, LocalDrive, power_cut
 from exastor.drives import local as local_module
+from exastor.drives.remote import RemoteDrive
+from exastor.drives.wire import load_key
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "exastor"
 
@@ -94,84 +100,169 @@ def test_the_check_finds_what_it_looks_for(tmp_path):
     assert [f.split(": ", 1)[1] for f in found] == ["os.open", "os.fsync", "open()", "Path('c').unlink()"]
 
 
-# --- LocalDrive -----------------------------------------------------------------------------------
+# --- the contract: LocalDrive and RemoteDrive alike ---------------------------------------------------
+# One set of tests, run against a local directory and against the same kind of directory served by a
+# real `exastor drive-server` process (as zarr's StoreTests run one suite over every store).
+
+@dataclass
+class Target:
+    """Makes fresh drives of one kind: ``new()`` -> (drive, the directory it is on the serving host)."""
+
+    base: Path
+    server: DriveServerProcess | None = None
+    names: Iterator[str] = field(default_factory=lambda: (f"local{i}" for i in itertools.count()))
+
+    def new(self) -> tuple[DriveIO, Path]:
+        name = next(self.names)
+        if self.server is None:
+            return LocalDrive(self.base / name), self.base / name
+        return RemoteDrive(self.server.url(name), load_key(self.server.key_file)), self.server.drives[name]
+
+    def formatted(self) -> tuple[DriveIO, Path]:
+        drive, root = self.new()
+        drive.format(b'{"test": 1}\n')
+        return drive, root
+
+
+@pytest.fixture(scope="module")
+def drive_server(tmp_path_factory):
+    """One drive server for the module, serving 64 drive directories (absent until a test makes one)."""
+    base = tmp_path_factory.mktemp("served")
+    (base / "faults.json").write_text("{}")
+    server = DriveServerProcess({f"d{i}": base / f"d{i}" for i in range(64)}, cluster_key(base), base / "server.log",
+                                env={"EXASTOR_FAULTS": str(base / "faults.json")})
+    server.start()
+    yield server, iter(list(server.drives))
+    server.stop()
+    assert "Traceback" not in server.log_text(), server.log_text()[-3000:]
+
+
+@pytest.fixture(params=["local", "remote"])
+def target(request, tmp_path):
+    if request.param == "local":
+        return Target(tmp_path)
+    server, names = request.getfixturevalue("drive_server")
+    return Target(tmp_path, server, names)
+
+
+class TestDriveContract:
+    def test_append_at_exact_offsets_and_pread(self, target):
+        drive, _ = target.formatted()
+        drive.create("segments/a", b"head")
+        drive.append("segments/a", 4, [b"one", memoryview(b"two")])
+        with pytest.raises(OSError) as wrong:
+            drive.append("segments/a", 3, b"x")  # a retried or misordered append never writes twice
+        assert wrong.value.errno == errno.EINVAL
+        drive.fsync("segments/a")
+        assert drive.pread("segments/a", 0, 100) == b"headonetwo" and drive.stat("segments/a").size == 10
+        assert drive.pread("segments/a", 3, 4) == b"done" and drive.pread("segments/a", 10, 5) == b""
+        drive.truncate("segments/a", 7)
+        drive.append("segments/a", 7, b"!")
+        assert drive.read("segments/a") == b"headone!"
+        with pytest.raises(FileExistsError):
+            drive.create("segments/a")
+        assert drive.list("segments") == ["a"] and drive.unlink("segments/a") and not drive.unlink("segments/a")
+        with pytest.raises(FileNotFoundError):
+            drive.pread("segments/a", 0, 1)
+        with pytest.raises(FileNotFoundError):
+            drive.list("nothing-here")
+        for bad in ("/etc/passwd", "../x", "segments/../../x"):
+            with pytest.raises(OSError):
+                drive.pread(bad, 0, 1)
+
+    def test_write_at_rename_sync_and_space(self, target):
+        drive, root = target.formatted()
+        drive.create("segments/j", bytes(16))
+        drive.fsync("segments/j")
+        drive.write_at("segments/j", 4, b"DSYNC")  # durable when it returns
+        drive.write_at("segments/j", 14, b"grow")
+        assert drive.read("segments/j") == bytes(4) + b"DSYNC" + bytes(5) + b"grow"
+        drive.rename("segments/j", "segments/k")
+        drive.sync_dir("segments")
+        assert drive.list("segments") == ["k"] and (root / "segments" / "k").stat().st_mode & 0o077 == 0
+        space = drive.space()
+        assert 0 < space.free <= space.total
+        stat = drive.stat("")
+        assert stat.mtime_ns > 0
+
+    def test_put_is_write_once_and_leaves_no_temporary_file(self, target):
+        drive, _ = target.formatted()
+        drive.put("shards/s", iter([b"a" * 10, b"b" * 5]))
+        assert drive.read("shards/s") == b"a" * 10 + b"b" * 5
+        with pytest.raises(FileExistsError):
+            drive.put("shards/s", b"other")
+        assert drive.read("shards/s") == b"a" * 10 + b"b" * 5 and drive.list("shards") == ["s"]
+        drive.put("meta-backups/m", b"x")  # a subdirectory is made on demand, never the root
+        gone, gone_root = target.new()
+        with pytest.raises(FileNotFoundError):
+            gone.put("meta-backups/m", b"x")
+        with pytest.raises(FileNotFoundError):
+            gone.create("segments/a")
+        assert not gone_root.exists(), "nothing but format() ever creates a drive's root"
+
+    def test_format_only_an_absent_or_empty_directory(self, target):
+        used, used_root = target.new()
+        used_root.mkdir()
+        (used_root / "something").write_text("x")
+        with pytest.raises(FileExistsError):
+            used.format(b"{}")
+        fresh, fresh_root = target.new()
+        (fresh_root / "lost+found").mkdir(parents=True)
+        fresh.format(b"{}")  # a new ext4 file system counts as empty
+        assert sorted(os.listdir(fresh_root)) == ["exastor-drive.json", "lost+found", "segments", "shards"]
+
+    def test_a_failed_fsync_is_final_for_that_file(self, target, monkeypatch):
+        """PostgreSQL's fsyncgate: after a failed fsync the kernel may have dropped the dirty pages; a
+        second fsync would succeed and lie. The seam never writes or fsyncs that file again."""
+        drive, root = target.formatted()
+        drive.create("segments/a", b"data")
+        calls: list[int] = []
+        if target.server is None:
+            def failing(fd: int) -> None:
+                calls.append(fd)
+                raise OSError(errno.EIO, "injected")
+
+            monkeypatch.setattr(local_module.os, "fsync", failing)
+        else:  # the fault is injected in the drive server's process (EXASTOR_FAULTS)
+            rules = root.parent / "faults.json"
+            rules.write_text(json.dumps({str(root): {"eio_fsync": True}}))
+        with pytest.raises(OSError):
+            drive.fsync("segments/a")
+        monkeypatch.undo()
+        if target.server is not None:
+            rules.write_text("{}")
+            os.utime(rules, ns=(1, 1))
+        with pytest.raises(FsyncFailed):
+            drive.fsync("segments/a")
+        with pytest.raises(FsyncFailed):
+            drive.append("segments/a", 4, b"more")
+        if target.server is None:
+            assert len(calls) == 1, "fsync reached the kernel once, never again"
+        assert drive.read("segments/a") == b"data", "reads still work"
+        drive.create("segments/b", b"x")  # other files are not affected
+        drive.fsync("segments/b")
+
+    def test_identity_is_read_afresh_so_a_disk_swapped_under_a_running_server_is_noticed(self, target):
+        from exastor.drives import identity
+
+        (a, a_root), (b, b_root) = target.new(), target.new()
+        a.format(identity.Identity.new("11" * 16, 0).encode())
+        b.format(identity.Identity.new("11" * 16, 1).encode())
+        assert identity.verify(a, "11" * 16, 0).drive == 0
+        a_root.rename(a_root.with_name("tmp-" + a_root.name))
+        b_root.rename(a_root)   # the other disk now mounted where drive 0 was
+        with pytest.raises(identity.Unidentified, match="drives swapped"):
+            identity.verify(a, "11" * 16, 0)
+        a_root.rename(b_root)
+        with pytest.raises(identity.Unidentified) as gone:
+            identity.verify(a, "11" * 16, 0)
+        assert gone.value.root_missing
+
 
 def _drive(tmp_path: Path) -> LocalDrive:
     drive = LocalDrive(tmp_path / "drive")
     drive.format(b'{"test": 1}\n')
     return drive
-
-
-def test_append_at_exact_offsets_and_pread(tmp_path):
-    drive = _drive(tmp_path)
-    drive.create("segments/a", b"head")
-    drive.append("segments/a", 4, [b"one", memoryview(b"two")])
-    with pytest.raises(OSError) as wrong:
-        drive.append("segments/a", 3, b"x")  # a retried or misordered append never writes twice
-    assert wrong.value.errno == errno.EINVAL
-    drive.fsync("segments/a")
-    assert drive.pread("segments/a", 0, 100) == b"headonetwo" and drive.stat("segments/a").size == 10
-    drive.truncate("segments/a", 7)
-    drive.append("segments/a", 7, b"!")
-    assert drive.read("segments/a") == b"headone!"
-    with pytest.raises(FileExistsError):
-        drive.create("segments/a")
-    assert drive.list("segments") == ["a"] and drive.unlink("segments/a") and not drive.unlink("segments/a")
-    for bad in ("/etc/passwd", "../x", "segments/../../x"):
-        with pytest.raises(OSError):
-            drive.pread(bad, 0, 1)
-
-
-def test_put_is_write_once_and_leaves_no_temporary_file(tmp_path):
-    drive = _drive(tmp_path)
-    drive.put("shards/s", iter([b"a" * 10, b"b" * 5]))
-    assert drive.read("shards/s") == b"a" * 10 + b"b" * 5
-    with pytest.raises(FileExistsError):
-        drive.put("shards/s", b"other")
-    assert drive.read("shards/s") == b"a" * 10 + b"b" * 5 and drive.list("shards") == ["s"]
-    drive.put("meta-backups/m", b"x")  # a subdirectory is made on demand, never the root
-    gone = LocalDrive(tmp_path / "unmounted")
-    with pytest.raises(FileNotFoundError):
-        gone.put("meta-backups/m", b"x")
-    with pytest.raises(FileNotFoundError):
-        gone.create("segments/a")
-    assert not (tmp_path / "unmounted").exists(), "nothing but format() ever creates a drive's root"
-
-
-def test_format_only_an_absent_or_empty_directory(tmp_path):
-    (tmp_path / "used").mkdir()
-    (tmp_path / "used" / "something").write_text("x")
-    with pytest.raises(FileExistsError):
-        LocalDrive(tmp_path / "used").format(b"{}")
-    (tmp_path / "fresh-fs" / "lost+found").mkdir(parents=True)
-    LocalDrive(tmp_path / "fresh-fs").format(b"{}")  # a new ext4 file system counts as empty
-    assert sorted(os.listdir(tmp_path / "fresh-fs")) == ["exastor-drive.json", "lost+found", "segments", "shards"]
-
-
-def test_a_failed_fsync_is_final_for_that_file(tmp_path, monkeypatch):
-    """PostgreSQL's fsyncgate: after a failed fsync the kernel may have dropped the dirty pages; a
-    second fsync would succeed and lie. The seam never writes or fsyncs that file again."""
-    drive = _drive(tmp_path)
-    drive.create("segments/a", b"data")
-    real = os.fsync
-    calls: list[int] = []
-
-    def failing(fd: int) -> None:
-        calls.append(fd)
-        raise OSError(errno.EIO, "injected")
-
-    monkeypatch.setattr(local_module.os, "fsync", failing)
-    with pytest.raises(OSError):
-        drive.fsync("segments/a")
-    monkeypatch.setattr(local_module.os, "fsync", real)
-    with pytest.raises(FsyncFailed):
-        drive.fsync("segments/a")
-    with pytest.raises(FsyncFailed):
-        drive.append("segments/a", 4, b"more")
-    assert len(calls) == 1, "fsync reached the kernel once, never again"
-    assert drive.read("segments/a") == b"data", "reads still work"
-    drive.create("segments/b", b"x")  # other files are not affected
-    drive.fsync("segments/b")
 
 
 def test_release_never_closes_a_descriptor_a_reader_holds(tmp_path):
@@ -277,20 +368,3 @@ def test_a_fresh_journal_after_each_cut(tmp_path):
     drive.append("segments/a", 10, b"2" * 10)           # recorded in a new journal, against the new state
     power_cut(tmp_path / "journal", random.Random(0), "drop")
     assert Path(drive.label, "segments/a").read_bytes() == b"1" * 10
-
-
-def test_identity_is_read_afresh_so_a_disk_swapped_under_a_running_server_is_noticed(tmp_path):
-    from exastor.drives import identity
-
-    a, b = LocalDrive(tmp_path / "a"), LocalDrive(tmp_path / "b")
-    a.format(identity.Identity.new("11" * 16, 0).encode())
-    b.format(identity.Identity.new("11" * 16, 1).encode())
-    assert identity.verify(a, "11" * 16, 0).drive == 0
-    (tmp_path / "a").rename(tmp_path / "tmp")
-    (tmp_path / "b").rename(tmp_path / "a")   # the other disk now mounted where drive 0 was
-    with pytest.raises(identity.Unidentified, match="drives swapped"):
-        identity.verify(a, "11" * 16, 0)
-    (tmp_path / "a").rename(tmp_path / "b")
-    with pytest.raises(identity.Unidentified) as gone:
-        identity.verify(a, "11" * 16, 0)
-    assert gone.value.root_missing

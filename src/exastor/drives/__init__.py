@@ -1,8 +1,8 @@
 """Drive I/O: the one seam every byte on a drive goes through (below engine/ and services/).
 
-``open_drive(location)`` gives the ``DriveIO`` for a drive: a ``LocalDrive`` for a directory,
-wrapped in a ``FaultyDrive`` when ``EXASTOR_FAULTS`` names a rule file (tests). A remote drive (a
-drive server over HTTP) will implement the same interface.
+``open_drive(location)`` gives the ``DriveIO`` for a drive: a ``LocalDrive`` for a directory, a
+``RemoteDrive`` for a drive server's URL (``http://HOST:PORT/NAME``, signed with the cluster key),
+wrapped in a ``FaultyDrive`` when ``EXASTOR_FAULTS`` names a rule file (tests).
 """
 
 from __future__ import annotations
@@ -10,20 +10,57 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from exastor.drives.base import IDENTITY_NAME, SUBDIRS, Buffers, DriveIO, FsyncFailed, Space, Stat, age_s
+from exastor.drives.base import (
+    IDENTITY_NAME,
+    SUBDIRS,
+    Buffers,
+    DriveIO,
+    DriveUnreachable,
+    FsyncFailed,
+    Space,
+    Stat,
+    age_s,
+)
 from exastor.drives.faulty import FaultRules, FaultyDrive, power_cut
 from exastor.drives.identity import Identity, Unidentified
 from exastor.drives.local import LocalDrive
 
-__all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "FaultRules", "FaultyDrive", "FsyncFailed",
-           "Identity", "LocalDrive", "Space", "Stat", "Unidentified", "age_s", "open_drive", "power_cut"]
+__all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveUnreachable", "FaultRules", "FaultyDrive",
+           "FsyncFailed", "Identity", "LocalDrive", "Space", "Stat", "Unidentified", "age_s", "cluster_key",
+           "is_url", "open_drive", "power_cut"]
 
 _rules: dict[str, FaultRules] = {}
+_keys: dict[str, bytes] = {}
 
 
-def open_drive(location: str | Path) -> DriveIO:
-    """The drive at ``location`` (a directory today; a URL once drive servers exist)."""
-    drive: DriveIO = LocalDrive(location)
+def is_url(location: object) -> bool:
+    """Whether a drive's location is a drive server's URL rather than a directory."""
+    return isinstance(location, str) and location.startswith(("http://", "https://"))
+
+
+def cluster_key(key_file: str | Path | None = None) -> bytes:
+    """The cluster key remote drives sign with: ``EXASTOR_CLUSTER_KEY_FILE``, else ``key_file`` (a
+    gateway's DATA/cluster.key). ClusterKeyError if neither holds a usable key."""
+    from exastor.drives.wire import ClusterKeyError, load_key
+
+    path = os.environ.get("EXASTOR_CLUSTER_KEY_FILE") or (str(key_file) if key_file else "")
+    if not path:
+        raise ClusterKeyError("no cluster key: put it in DATA/cluster.key or name it in EXASTOR_CLUSTER_KEY_FILE")
+    if path not in _keys:
+        _keys[path] = load_key(Path(path))
+    return _keys[path]
+
+
+def open_drive(location: str | Path, *, key_file: str | Path | None = None) -> DriveIO:
+    """The drive at ``location``: a directory, or a drive server's URL (``key_file``: where the
+    cluster key is when ``EXASTOR_CLUSTER_KEY_FILE`` does not say)."""
+    drive: DriveIO
+    if is_url(location):
+        from exastor.drives.remote import RemoteDrive  # urllib3 only where remote drives are used
+
+        drive = RemoteDrive(str(location), cluster_key(key_file))
+    else:
+        drive = LocalDrive(location)
     faults = os.environ.get("EXASTOR_FAULTS")
     if faults:
         rules = _rules.setdefault(faults, FaultRules(faults))  # one parse of the file per process

@@ -52,6 +52,13 @@ class FsyncFailed(OSError):
     """This file's fsync (or a write to it) failed before: it is never written or fsynced again."""
 
 
+class DriveUnreachable(OSError):
+    """The drive could not be reached: its server is down, refuses us, or the network failed or timed
+    out (``RemoteDrive``). The drive is *unavailable*, exactly like a local drive that is offline: it
+    is left out of reads and writes and its data is expected back. Never "not found" (that is only
+    ever a positive answer from the drive), and never a reason to mark the drive failed."""
+
+
 def pieces(data: Buffers) -> list[Piece]:
     return [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
 
@@ -156,3 +163,8 @@ class DriveIO(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def reachable(self) -> bool:
+        """False for a while after ``DriveUnreachable`` (a remote drive): callers skip the drive
+        instead of waiting for its timeout on every request. A local drive is always reachable."""
+        return True

@@ -213,6 +213,9 @@ class FaultyDrive(DriveIO):
     def close(self) -> None:
         self.inner.close()
 
+    def reachable(self) -> bool:
+        return self.inner.reachable()
+
     def power_cut(self, rng: random.Random, mode: str = "drop") -> PowerCut:
         """Apply a power cut to this drive from its journal (every process using it has stopped)."""
         rule = self.rules.for_drive(self.label)

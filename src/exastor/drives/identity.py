@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from exastor.drives.base import IDENTITY_NAME, DriveIO
+from exastor.drives.base import IDENTITY_NAME, DriveIO, DriveUnreachable
 
 MAGIC = "exastor-drive"
 FORMAT = 1
@@ -43,9 +43,11 @@ class Identity:
 class Unidentified(Exception):
     """Why a drive's identity could not be established (``reason`` is for operators)."""
 
-    def __init__(self, reason: str, *, root_missing: bool = False, missing: bool = False) -> None:
+    def __init__(self, reason: str, *, root_missing: bool = False, missing: bool = False,
+                 unreachable: bool = False) -> None:
         super().__init__(reason)
         self.reason, self.root_missing, self.missing = reason, root_missing, missing
+        self.unreachable = unreachable  # a remote drive that did not answer: nothing is known about it
 
 
 def read(drive: DriveIO) -> Identity:
@@ -63,9 +65,12 @@ def read(drive: DriveIO) -> Identity:
         except FileNotFoundError:
             raise Unidentified("the drive's directory is missing (not mounted?)", root_missing=True) from None
         except OSError as exc:
-            raise Unidentified(f"the drive's directory is unreadable: {exc}") from None
+            raise Unidentified(f"the drive's directory is unreadable: {exc}",
+                               unreachable=isinstance(exc, DriveUnreachable)) from None
         raise Unidentified(f"no identity file ({IDENTITY_NAME}): not mounted, or not this store's drive",
                            missing=True) from None
+    except DriveUnreachable as exc:
+        raise Unidentified(f"unreachable: {exc}", unreachable=True) from None
     except OSError as exc:
         raise Unidentified(f"identity file unreadable: {errno.errorcode.get(exc.errno or 0, '')} {exc}") from None
     try:

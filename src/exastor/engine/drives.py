@@ -36,13 +36,24 @@ import queue
 import secrets
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from exastor import errors
 from exastor.crashpoints import crash_point  # noqa: F401 - re-exported: engine and services import it here
-from exastor.drives import IDENTITY_NAME, SUBDIRS, DriveIO, Identity, Unidentified, open_drive
+from exastor.drives import (
+    IDENTITY_NAME,
+    SUBDIRS,
+    DriveIO,
+    DriveUnreachable,
+    Identity,
+    Unidentified,
+    is_url,
+    open_drive,
+)
 from exastor.drives import identity as drive_identity
 from exastor.engine import erasure
 from exastor.engine.record import HEADER_SIZE, decode_header, parse_segment_header
@@ -66,13 +77,30 @@ class ShardRow(NamedTuple):
     gen: int = 0    # names the file (engine/shards.py): unique per write, so racing writers never share a file
 
 
+Location = Path | str   # a directory, or a drive server's URL (http://HOST:PORT/NAME)
+LOCAL_HOST = ""         # the host column of a drive in a directory: the host of the process using it
+
+
 @dataclass(frozen=True, slots=True)
 class Drive:
     id: int
-    path: Path
-    state: str                                           # as this process sees it ('offline': identity failed)
+    path: Location
+    state: str                                           # as this process sees it ('offline': identity failed
+                                                         # or, for a remote drive, unreachable from here)
     io: DriveIO = field(compare=False, repr=False)
     reason: str = ""
+    host: str = LOCAL_HOST                               # failure domains: drive < host < rack
+    rack: str = ""
+
+    def with_state(self, state: str, reason: str = "") -> Drive:
+        return Drive(self.id, self.path, state, self.io, reason, self.host, self.rack)
+
+
+def host_of_url(url: str) -> str:
+    """The host part of a drive server's URL: its failure domain unless the operator names one."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +146,7 @@ class DriveSet:
     command) and may run the one-time steps: writing identity files on drives of a store from
     before identities (``adopt_legacy``)."""
 
-    def __init__(self, meta: Metadata, paths: list[Path] | None = None, *, ec: str | None = None,
+    def __init__(self, meta: Metadata, paths: list[Location] | None = None, *, ec: str | None = None,
                  base: Path | None = None, adopt: bool = False, vouch: bool = False) -> None:
         self.meta = meta
         self.base = Path(base).resolve() if base else data_dir_of(meta)
@@ -129,7 +157,7 @@ class DriveSet:
         if adopt:
             self.adopt_legacy()
         if paths:
-            self.register([Path(p) for p in paths], vouch=vouch)
+            self.register(list(paths), vouch=vouch)
         self.refresh()
         self.explicit = erasure.parse(ec) if ec else None
         self._persist_geometry()
@@ -187,13 +215,17 @@ class DriveSet:
         return self.store_id
 
     # --- where drives are ----------------------------------------------------------------
-    def location(self, stored: str) -> Path:
+    def location(self, stored: str) -> Location:
+        if is_url(stored):
+            return stored
         p = Path(stored)
         if p.is_absolute() or self.base is None:
             return p
         return self.base / p
 
-    def _stored(self, location: Path) -> str:
+    def _stored(self, location: Location) -> str:
+        if isinstance(location, str):
+            return location
         if self.base is not None:
             try:
                 return location.relative_to(self.base).as_posix()
@@ -208,16 +240,32 @@ class DriveSet:
 
         return self.meta.runner.read(q, snapshot=False)
 
-    def _io_for(self, drive: int, location: Path) -> DriveIO:
+    def _domains(self) -> dict[int, tuple[str, str]]:
+        def q(cur: Any) -> dict[int, tuple[str, str]]:
+            cur.execute("SELECT id, host, rack FROM drives")
+            return {int(a): (str(b), str(c)) for a, b, c in cur.fetchall()}
+
+        return self.meta.runner.read(q, snapshot=False)
+
+    def _open(self, location: Location) -> DriveIO:
+        return open_drive(location, key_file=self.base / "cluster.key" if self.base else None)
+
+    def _io_for(self, drive: int, location: Location) -> DriveIO:
         io = self._io.get(drive)
         if io is None or io.label != str(location):
             if io is not None:
                 io.close()
-            io = self._io[drive] = open_drive(location)
+            io = self._io[drive] = self._open(location)
         return io
 
+    def set_domain(self, drive: int, host: str | None, rack: str = "") -> None:
+        """Record where ``drive`` is (failure domains for placement: docs/design.md); ``host`` None
+        keeps the one recorded."""
+        self.meta.runner.write_sync(lambda cur: cur.execute(
+            "UPDATE drives SET host = COALESCE(?, host), rack = ? WHERE id = ?", (host, rack, drive)))
+
     # --- joining ----------------------------------------------------------------------------
-    def register(self, paths: list[Path], state: str = "active", *, vouch: bool = False) -> list[int]:
+    def register(self, paths: list[Location], state: str = "active", *, vouch: bool = False) -> list[int]:
         """The ids of drives at ``paths``, joining the ones the store does not know yet. A directory
         joins when it is absent or empty (its root, ``segments/``, ``shards/`` and identity file are
         created: the only place a drive's root is ever made), or when its identity file names this
@@ -227,23 +275,23 @@ class DriveSet:
         proof) or the operator names it for a rebuild (``vouch``: ``fsck --rebuild-index --drive``)."""
         ids = []
         for p in paths:
-            location = Path(os.path.abspath(p.expanduser()))
-            known = {self.location(stored).resolve(): i for i, stored, *_ in self._rows()}
-            if location.resolve() in known:
-                ids.append(known[location.resolve()])
+            location: Location = str(p) if is_url(str(p)) else Path(os.path.abspath(Path(p).expanduser()))
+            known = {_same(self.location(stored)): i for i, stored, *_ in self._rows()}
+            if _same(location) in known:
+                ids.append(known[_same(location)])
                 continue
-            io = open_drive(location)
+            io = self._open(location)
             try:
                 found = drive_identity.read(io)
             except Unidentified as why:
-                if not (why.root_missing or why.missing):
+                if why.unreachable or not (why.root_missing or why.missing):
                     raise DriveRefused(f"{location}: {why.reason}") from None
                 ids.append(self._join_fresh(io, location, state, vouch))
                 continue
             ids.append(self._join_known(found, location, state))
         return ids
 
-    def _join_fresh(self, io: DriveIO, location: Path, state: str, vouch: bool) -> int:
+    def _join_fresh(self, io: DriveIO, location: Location, state: str, vouch: bool) -> int:
         try:
             entries = [n for n in io.list("") if n != "lost+found"]
         except FileNotFoundError:
@@ -263,8 +311,8 @@ class DriveSet:
         def tx(cur: Any) -> int:
             cur.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM drives")
             new = int(cur.fetchone()[0])
-            cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns) VALUES (?, ?, ?, 'joined', ?)",
-                        (new, self._stored(location), state, now))
+            cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns, host) "
+                        "VALUES (?, ?, ?, 'joined', ?, ?)", (new, self._stored(location), state, now, _host(location)))
             return new
 
         new = self.meta.runner.write_sync(tx)
@@ -278,7 +326,7 @@ class DriveSet:
         log.warning("drive %d (%s) joined the store", new, location)
         return new
 
-    def _join_known(self, found: Identity, location: Path, state: str) -> int:
+    def _join_known(self, found: Identity, location: Location, state: str) -> int:
         store = self.store_id
         if store is None:  # a database rebuilt from the drives: take the store id they carry
             store = self._ensure_store_id(adopt_from=found.store)
@@ -290,10 +338,11 @@ class DriveSet:
             cur.execute("SELECT path FROM drives WHERE id = ?", (found.drive,))
             row = cur.fetchone()
             if row is None:
-                cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns) VALUES (?, ?, ?, ?, ?)",
-                            (found.drive, self._stored(location), state, "identity verified", now))
-            else:
-                cur.execute("UPDATE drives SET path = ? WHERE id = ?", (self._stored(location), found.drive))
+                cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns, host) VALUES (?, ?, ?, ?, ?, ?)",
+                            (found.drive, self._stored(location), state, "identity verified", now, _host(location)))
+            elif str(row[0]) != self._stored(location):  # it moved: to another host, perhaps
+                cur.execute("UPDATE drives SET path = ?, host = ? WHERE id = ?",
+                            (self._stored(location), _host(location), found.drive))
 
         self.meta.runner.write_sync(tx)
         log.warning("drive %d is at %s (its identity file says so)", found.drive, location)
@@ -319,6 +368,8 @@ class DriveSet:
         store = self._ensure_store_id()
         for drive, stored, _state, _reason, _changed in rows:
             location = self.location(stored)
+            if isinstance(location, str):
+                continue  # a remote drive joined with its identity file (format): never a legacy drive
             relative = self._stored(location.resolve())
             if Path(stored).is_absolute() and not Path(relative).is_absolute():
                 self.meta.runner.write_sync(lambda cur, r=relative, d=drive: cur.execute(
@@ -411,25 +462,35 @@ class DriveSet:
     # --- health ------------------------------------------------------------------------------
     def identity_problem(self, drive: int, io: DriveIO) -> str | None:
         """None if ``io`` carries this store's identity for ``drive``, else why not."""
+        return self._identity(drive, io)[0]
+
+    def _identity(self, drive: int, io: DriveIO) -> tuple[str | None, bool]:
+        """(why the identity does not verify or None, whether that is only because the drive could not
+        be reached from this process: then nothing is known about the drive itself)."""
         if self.store_id is None:
             self.store_id = self._read_store_id()
             if self.store_id is None:
-                return "the store has no id yet (a store from before identity files: start the server once)"
+                return "the store has no id yet (a store from before identity files: start the server once)", False
         try:
             drive_identity.verify(io, self.store_id, drive)
         except Unidentified as why:
-            return why.reason
-        return None
+            return why.reason, why.unreachable
+        return None, False
 
     def refresh(self) -> None:
         drives: dict[int, Drive] = {}
+        domains = self._domains()
         for i, stored, state, reason, _changed in self._rows():
             location = self.location(stored)
             io = self._io_for(i, location)
             seen = state
             if state in VERIFIED:
-                problem = self.identity_problem(i, io)
-                if problem is not None:
+                problem, unreachable = self._identity(i, io)
+                if unreachable:
+                    # Unavailable from here, and only from here: other gateways may reach it. Never a
+                    # database change (never offline for all, never failed): this process skips it.
+                    seen, reason = "offline", problem or "unreachable"
+                elif problem is not None:
                     seen, reason = "offline", problem
                     if state in ("active", "full", "readonly"):
                         self.set_state(i, "offline", problem, refresh=False)
@@ -437,13 +498,14 @@ class DriveSet:
                     self.set_state(i, "active", "identity verified: back online", refresh=False)
                     log.warning("drive %d (%s) is back online", i, location)
                     seen, reason = "active", "back online"
-            drives[i] = Drive(i, location, seen, io, reason)
+            host, rack = domains.get(i, (LOCAL_HOST, ""))
+            drives[i] = Drive(i, location, seen, io, reason, host, rack)
         self._drives = drives
         self._loaded = time.monotonic()
         for d in [d for d in self._drives.values() if d.state == "full"]:
             if self._has_room(d):  # space came back (gc, an operator): take new segments again
                 self.set_state(d.id, "active", "space available again", refresh=False)
-                self._drives[d.id] = Drive(d.id, d.path, "active", d.io)
+                self._drives[d.id] = d.with_state("active")
 
     def _has_room(self, d: Drive) -> bool:
         try:
@@ -476,16 +538,17 @@ class DriveSet:
 
     def readable(self, drive: int) -> bool:
         d = self._drives.get(drive)
-        return d is not None and d.state in READABLE
+        return d is not None and d.state in READABLE and d.io.reachable()
 
     def offline(self, drive: int) -> bool:
+        """Offline, or unreachable from this process: its data is expected back, never rebuilt from here."""
         d = self._drives.get(drive)
-        return d is not None and d.state == "offline"
+        return d is not None and (d.state == "offline" or (d.state in READABLE and not d.io.reachable()))
 
     def writable(self) -> list[Drive]:
         out = []
         for d in self._drives.values():
-            if d.state != "active":
+            if d.state != "active" or not d.io.reachable():
                 continue
             try:
                 space = d.io.space()
@@ -517,8 +580,19 @@ class DriveSet:
             return None
         return erasure.Geometry(min(g.k, n - g.m), g.m)
 
-    def place(self, count: int, salt: int, exclude: set[int] = frozenset()) -> list[Drive]:  # type: ignore[assignment]
-        """``count`` distinct writable drives, fewest shards first, rotated by ``salt`` to spread load."""
+    def domains_of(self, drive_ids: Iterable[int]) -> Counter[tuple[str, str]]:
+        """How many of ``drive_ids`` are on each (host, rack): what a stripe already occupies."""
+        out: Counter[tuple[str, str]] = Counter()
+        for i in drive_ids:
+            d = self._drives.get(i)
+            if d is not None:
+                out[(d.host, d.rack)] += 1
+        return out
+
+    def place(self, count: int, salt: int, exclude: set[int] = frozenset(),  # type: ignore[assignment]
+              occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
+        """``count`` distinct writable drives on distinct hosts while there are enough (see
+        ``spread``); ``occupied``: (host, rack) already holding other copies of the same data."""
         cands = [d for d in self.writable() if d.id not in exclude]
         if len(cands) < count:
             out_of_space = [d for d in self._drives.values() if d.state == "full" and d.id not in exclude]
@@ -531,7 +605,7 @@ class DriveSet:
         load = self.shard_counts()
         n = len(cands)
         cands.sort(key=lambda d: (load.get(d.id, 0), (d.id - salt) % max(n, 1)))
-        return cands[:count]
+        return spread(cands, count, occupied)
 
     def shard_counts(self) -> dict[int, int]:
         def q(cur: Any) -> dict[int, int]:
@@ -548,11 +622,21 @@ class DriveSet:
         not a broken drive). ``now=False`` queues the database write (callers that may be on an
         event loop or hold locks)."""
         d = self._drives.get(drive)
+        if isinstance(exc, DriveUnreachable):
+            # Not this drive's fault as far as anyone knows: unavailable to this process until its
+            # identity reads back (refresh), never recorded in the database.
+            if d is not None and d.state in READABLE:
+                self._drives[drive] = d.with_state("offline", f"unreachable: {exc}")
+            log.warning("drive %d is unreachable from here: %s", drive, exc)
+            return
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             if d is None:
                 return
-            problem = self.identity_problem(drive, d.io)
+            problem, unreachable = self._identity(drive, d.io)
             if problem is None:
+                return
+            if unreachable:
+                self._drives[drive] = d.with_state("offline", problem)
                 return
             state, reason = "offline", problem
         elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -562,7 +646,7 @@ class DriveSet:
         else:
             state, reason = "failed", f"{errno.errorcode.get(exc.errno or 0, 'error')}: {exc.strerror or exc}"
         if d is not None:  # this process stops using it at once
-            self._drives[drive] = Drive(d.id, d.path, state, d.io, reason)
+            self._drives[drive] = d.with_state(state, reason)
         if now:
             self.set_state(drive, state, reason)
         else:
@@ -611,6 +695,43 @@ class DriveSet:
         except OSError:
             return False
         return head is not None and head[0] == segment and head[2] in (0, self.store_tag)
+
+
+def spread(ranked: list[Drive], count: int, occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
+    """``count`` of ``ranked`` (best first), each taken from the host holding the fewest of the chosen
+    so far (and of ``occupied``), then the rack holding the fewest, then by rank.
+
+    So the copies of one segment land on distinct hosts whenever there are as many hosts with a
+    writable drive as copies (m+1 replicas; k+m shards: at most one shard per host while hosts >=
+    k+m), and on distinct racks too while racks allow. With fewer hosts, copies spread as evenly as
+    possible - at most ceil(count / hosts) on one host - so a stripe still survives the loss of
+    floor(m / ceil((k+m) / hosts)) hosts (and of any m drives). Local drives (host '') are one host."""
+    hosts: Counter[str] = Counter()
+    racks: Counter[str] = Counter()
+    for (host, rack), n in (occupied or Counter()).items():
+        hosts[host] += n
+        if rack:
+            racks[rack] += n
+    rank = {d.id: i for i, d in enumerate(ranked)}
+    left = list(ranked)
+    chosen: list[Drive] = []
+    while len(chosen) < count and left:
+        best = min(left, key=lambda d: (hosts[d.host], racks[d.rack] if d.rack else 0, rank[d.id]))
+        left.remove(best)
+        chosen.append(best)
+        hosts[best.host] += 1
+        if best.rack:
+            racks[best.rack] += 1
+    return chosen
+
+
+def _same(location: Location) -> str:
+    """A key under which two spellings of one location compare equal."""
+    return location if isinstance(location, str) else str(Path(location).resolve())
+
+
+def _host(location: Location) -> str:
+    return host_of_url(location) if isinstance(location, str) else LOCAL_HOST
 
 
 # --- segment layouts in the database ----------------------------------------------

@@ -443,7 +443,8 @@ class SegmentLog:
         gens = allocate_gens(self.meta, len(all_shards))
         for i, shard in enumerate(all_shards):
             while True:
-                d = self.drives.place(1, salt=segment + i, exclude=used)[0]
+                d = self.drives.place(1, salt=segment + i, exclude=used,
+                                      occupied=self.drives.domains_of(drive for drive, _gen in placed))[0]
                 used.add(d.id)
                 try:
                     shards.write_shard(d.io, shards.shard_name(segment, i, gens[i]), segment, i, g.k, g.m,

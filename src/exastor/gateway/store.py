@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from exastor.drives import is_url
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.engine.store import ChunkStore
@@ -105,7 +106,7 @@ def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec:
     joins (the first start: the only time a drive's directory is created without `exastor drive add`).
     ``journal``: from now on every metadata commit is journaled onto the drives (meta/journal.py).
     ``adopt``: this process has the store to itself (see DriveSet)."""
-    paths = [Path(p).expanduser() for p in drives or []]
+    paths: list[Path | str] = [p if is_url(p) else Path(p).expanduser() for p in drives or []]
     if not paths:
         known = meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM drives").fetchone()[0])
         if not known:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from exastor.cliargs import add_action, add_data_argument, existing_store
-from exastor.drives import SUBDIRS
+from exastor.drives import SUBDIRS, is_url
 from exastor.engine.drives import Drive, DriveRefused, DriveSet
 from exastor.engine.segments import SegmentLog
 from exastor.gateway.store import open_drives, open_metadata
@@ -37,8 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--json", action="store_true")
     a = add_action(sub, "add", "add a drive (or bring a failed one back, or vouch for one of this store "
                                    "that lacks its identity file) and rebalance shards onto it")
-    a.add_argument("path")
+    a.add_argument("path", help="a directory, or a drive server's URL http://HOST:PORT/NAME")
     a.add_argument("--no-rebalance", action="store_true")
+    a.add_argument("--host", help="the drive's host, its failure domain (default: the URL's host; '' for a "
+                                  "directory: this host)")
+    a.add_argument("--rack", default="", help="the drive's rack, the failure domain above hosts")
     r = add_action(sub, "remove", "drain a drive (move its shards to others), then remove it")
     r.add_argument("drive", help="drive id or path")
     rp = add_action(sub, "replace", "add NEW and drain OLD onto it")
@@ -48,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _find(drives: DriveSet, ref: str) -> Drive | None:
     for d in drives.all:
-        if ref == str(d.id) or Path(ref).resolve() == d.path.resolve():
+        if ref == str(d.id) or ref == str(d.path) or (isinstance(d.path, Path) and not is_url(ref)
+                                                       and Path(ref).resolve() == d.path.resolve()):
             return d
     return None
 
@@ -131,7 +135,7 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
                 free, total = space.free, space.total
             except OSError:
                 pass
-        rows.append({"id": d.id, "path": str(d.path), "state": d.state, "reason": d.reason,
+        rows.append({"id": d.id, "path": str(d.path), "host": d.host, "rack": d.rack, "state": d.state, "reason": d.reason,
                      "shards": counts.get(d.id, 0), "bytes": _bytes_on(d) if online else None,
                      "free": free, "total": total})
     g = drives.geometry()
@@ -154,10 +158,10 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
 def _print_status(st: dict[str, Any]) -> None:
     con = Console()
     t = Table(title=f"drives (erasure {st['geometry']}, overhead {st['capacity_overhead']:.1%})")
-    for col in ("id", "path", "state", "shards", "bytes", "free"):
+    for col in ("id", "path", "host", "state", "shards", "bytes", "free"):
         t.add_column(col)
     for r in st["drives"]:
-        t.add_row(str(r["id"]), r["path"], r["state"], str(r["shards"]),
+        t.add_row(str(r["id"]), r["path"], r["host"] or "(here)", r["state"], str(r["shards"]),
                   "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:,.1f} MB",
                   "-" if r["free"] is None else f"{r['free'] / 1e9:,.1f} GB")
     con.print(t)
@@ -207,9 +211,12 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
         print(json.dumps(st, indent=2)) if args.json else _print_status(st)
         return 0
     if args.action in ("add", "replace"):
-        path = Path(args.path if args.action == "add" else args.new)
+        where = args.path if args.action == "add" else args.new
+        path: Path | str = where if is_url(where) else Path(where)
         try:
             (new_id,) = drives.register([path])
+            if args.action == "add" and (args.host is not None or args.rack):
+                drives.set_domain(new_id, args.host, args.rack)
             drives.refresh()
             drives.vouch(new_id)  # a drive of this store without its identity file: the operator says it is
         except DriveRefused as exc:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,9 +120,11 @@ class Repairer:
         others = {row.drive for i, row in current.items() if i != idx}
         exclude = others | ({old_drive} if draining or (old is not None and old.state != "active") else set())
         if target is None:
-            target = drives.place(1, salt=segment + idx, exclude=exclude)[0]
+            target = drives.place(1, salt=segment + idx, exclude=exclude, occupied=drives.domains_of(others))[0]
         elif target.id in others:
             return False  # the stripe already has a shard there: moving would put two on one drive
+        elif old is not None and _crowds(drives.domains_of(others), old, target):
+            return False  # the target's host already holds more of this stripe than the old one's
         elif target.state != "active":
             return False  # never repair into an offline, full, read-only or failed drive
         (gen,) = allocate_gens(self.meta, 1)
@@ -217,3 +220,12 @@ class Repairer:
             except (errors.DataCorrupted, errors.Unavailable, OSError) as exc:
                 res.unrepairable.append((seg, idx, str(exc)))
         return res
+
+
+def _crowds(occupied: Counter[tuple[str, str]], old: Drive, target: Drive) -> bool:
+    """Whether moving a shard from ``old`` to ``target`` puts more of its stripe on one host than
+    were on ``old``'s (placement by failure domain: engine/drives.py, ``spread``)."""
+    def on(host: str) -> int:
+        return sum(n for (h, _rack), n in occupied.items() if h == host)
+
+    return on(target.host) > on(old.host)
