@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("name")
     add.add_argument("--access-key", help="use this access key instead of a generated one")
     add.add_argument("--secret-key", help="use this secret key instead of a generated one")
+    add.add_argument("--email", help="the user's e-mail address (S3 ACL grants by e-mail name it)")
     add_action(sub, "list", "list users and their access keys (secrets are not shown)")
     rm = add_action(sub, "remove", "remove a user; its keys stop working within seconds. Refused while the "
                                    "user owns buckets, unless --transfer-to names who takes them")
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
             secret = args.secret_key or new_secret_key()
             try:
                 meta.add_user(User(args.name, access, secret, time.time_ns()))
+                if args.email:
+                    meta.set_user_email(args.name, args.email)
             except errors.InvalidArgument as exc:
                 print(f"exastor user add: {exc.detail}", file=sys.stderr)
                 return 1

@@ -8,6 +8,12 @@ CREATE TABLE IF NOT EXISTS users (
     created_ns  BIGINT NOT NULL
 );
 
+-- A user's e-mail address, for S3 ACL grants by e-mail (emailAddress grantees). Optional, one per user.
+CREATE TABLE IF NOT EXISTS user_emails (
+    email       TEXT PRIMARY KEY,             -- lower-cased
+    name        TEXT NOT NULL UNIQUE
+);
+
 CREATE TABLE IF NOT EXISTS buckets (
     name        TEXT PRIMARY KEY,
     owner       TEXT NOT NULL,
