@@ -46,17 +46,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
-
-
 def connection_string(account: str, key: str, port: int) -> str:
     return (f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
             f"BlobEndpoint=http://127.0.0.1:{port}/{account};")
@@ -77,7 +66,9 @@ class Servers:
              "--s3-port", str(free_port()), "--blob-port", str(self.exastor_port),
              "--account-name", EXASTOR_ACCOUNT, "--account-key", AZURITE_KEY],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_port(self.exastor_port)
+        from exastor.gateway.health import wait_ready
+
+        wait_ready([f"http://127.0.0.1:{self.exastor_port}"], alive=lambda: self.exastor_proc.poll() is None)
         out = subprocess.run(["bash", str(REPO / "bench/peers/azurite.sh"), "start", str(self.azurite_port),
                               str(self.tmp / "azurite")], capture_output=True, text=True, check=True)
         self.azurite_pid = int(out.stdout.strip().split("pid=")[-1])

@@ -42,11 +42,11 @@ BEGIN, END = "<!-- ceiling:begin -->", "<!-- ceiling:end -->"
 async def _one_round(directory: Path, data: bytes, streams: int) -> dict[str, float]:
     """PUT ``data`` as ``streams`` objects at once, drop the page cache, GET them back."""
     from exastor.gateway.store import open_namespace
-    from exastor.namespace.store import PutSpec
+    from exastor.namespace.store import PutSpec, SystemGrant
 
     ns = open_namespace(directory)
     try:
-        await ns.create_bucket("admin", "ceiling")
+        await ns.create_bucket(SystemGrant("admin"), "ceiling")
         part = len(data) // streams
         views = [memoryview(data)[i * part:(i + 1) * part] for i in range(streams)]
 
@@ -55,14 +55,14 @@ async def _one_round(directory: Path, data: bytes, streams: int) -> dict[str, fl
                 yield view[i:i + MiB]
 
         t0, c0 = time.perf_counter(), time.process_time()
-        objs = await asyncio.gather(*(ns.put_object("admin", "ceiling", f"o{i}", source(v), PutSpec())
+        objs = await asyncio.gather(*(ns.put_object(SystemGrant("admin"), "ceiling", f"o{i}", source(v), PutSpec())
                                       for i, v in enumerate(views)))
         put_s, put_cpu = time.perf_counter() - t0, time.process_time() - c0
         cold = rawdisk.drop_caches()
 
         async def drain(obj: Any) -> str:
             h = xxhash.xxh3_128()  # ~25 GB/s: checking costs next to nothing
-            async for piece in ns.read(obj):
+            async for piece in ns.read(SystemGrant("admin"), obj):
                 h.update(piece)
             return h.hexdigest()
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from bench.lib.machine import machine_info  # noqa: E402
 from bench.smallops import drive, tree_cpu_seconds  # noqa: E402
+
 from conftest import start_server  # noqa: E402
 
 

@@ -132,14 +132,9 @@ class Server:
              "--access-key", self.key, "--secret-key", self.secret],
             stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "EXASTOR_GC_INTERVAL": "0"},
             start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start")
+        from exastor.gateway.health import wait_ready
+
+        wait_ready([f"http://127.0.0.1:{self.port}"], alive=lambda: self.proc.poll() is None)
 
     def client(self) -> Any:
         import boto3

@@ -70,7 +70,12 @@ class Server:
     def __enter__(self) -> Server:
         log = open(WORK / f"{self.name}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_port(self.port, self.process)
+        if self.name == "exastor":  # it has a readiness probe: a listening port is not a ready server
+            from exastor.gateway.health import wait_ready
+
+            wait_ready([self.endpoint], timeout=60, alive=lambda: self.process.poll() is None)
+        else:
+            wait_port(self.port, self.process)
         return self
 
     def __exit__(self, *exc: object) -> None:

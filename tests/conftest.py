@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pgcluster import pg_cluster, pg_database, pg_dsn  # noqa: F401 - fixtures: a throwaway PostgreSQL
+
 ACCESS_KEY = "EXTESTADMIN"
 SECRET_KEY = "exastor-test-secret-key-0123456789"
 ALT_ACCESS_KEY = "EXTESTALT"
@@ -56,18 +58,33 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port below the ephemeral range")
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0, log_path: Path | None = None) -> None:
+def wait_released(data_dir: Path, ports: list[int], timeout: float = 30.0) -> None:
+    """Until no process of an earlier server holds ``data_dir`` (its server lock) or listens on ``ports``.
+
+    A server killed with -9 is not gone when its master has been reaped: a worker's thread still in
+    the kernel keeps the listening socket (and the lock) open for a moment while its main thread is
+    already a zombie. A restart in that moment would be refused, or its probe would reach the dying
+    listener."""
+    from exastor.gateway.lock import server_running
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log = log_path.read_text(errors="replace")[-4000:] if log_path and log_path.exists() else ""
-            raise RuntimeError(f"server exited early with code {proc.returncode}\n{log}")
+    while True:
+        busy = [p for p in ports if not _bindable(p)]
+        if not busy and not server_running(data_dir):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{data_dir} still held or ports {busy} still listening after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            s.bind(("127.0.0.1", port))
         except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"server did not listen on {port} within {timeout}s")
+            return False
+    return True
 
 
 @dataclass
@@ -87,21 +104,30 @@ class ServerProcess:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    tls_ca: Path | None = None  # the CA to trust when the server speaks HTTPS
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_ca else "http"
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"{self.scheme}://127.0.0.1:{self.s3_port}"
 
     @property
     def blob_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.blob_port}/{self.account_name}"
+        return f"{self.scheme}://127.0.0.1:{self.blob_port}/{self.account_name}"
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={self.account_name};AccountKey={self.account_key};"
-                f"BlobEndpoint={self.blob_endpoint};")
+        return (f"DefaultEndpointsProtocol={self.scheme};AccountName={self.account_name};"
+                f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};")
 
-    def start(self) -> ServerProcess:
+    def start(self, timeout: float = 60.0, *, degraded: bool = False) -> ServerProcess:
+        """Start `exastor serve` and return once both endpoints answer their readiness probe
+        (``degraded``: or say that every worker serves but too few drives take writes, as a test
+        that took a drive away on purpose expects)."""
+        wait_released(self.data_dir, [self.s3_port, self.blob_port])
         env = dict(os.environ)
         env.pop("EXASTOR_CONFIG", None)
         env.update(self.env)
@@ -112,20 +138,44 @@ class ServerProcess:
              "--secret-key", self.secret_key, "--blob-port", str(self.blob_port),
              "--account-name", self.account_name, "--account-key", self.account_key, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        wait_port(self.s3_port, self.proc, log_path=self.log_path)
-        wait_port(self.blob_port, self.proc, log_path=self.log_path)
+        self.wait_ready(timeout, degraded=degraded)
         return self
 
+    def wait_ready(self, timeout: float = 60.0, *, degraded: bool = False) -> None:
+        from exastor.gateway.health import wait_ready
+
+        assert self.proc is not None
+        try:
+            wait_ready([f"{self.scheme}://127.0.0.1:{self.s3_port}", f"{self.scheme}://127.0.0.1:{self.blob_port}"],
+                       timeout=timeout, alive=lambda: self.proc.poll() is None,
+                       ca=str(self.tls_ca) if self.tls_ca else None, degraded_ok=degraded)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc} (exit code {self.proc.poll()})\n{self.log_text()[-4000:]}") from exc
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group, then wait until every process of it let go of the data
+        directory and the ports (so a restart or an offline fsck can follow at once)."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=60)
+        if self.proc and sig == signal.SIGKILL:
+            # The workers die with the group, but not at the same instant as the master: until the last
+            # is gone its inherited listening socket still accepts, and a restart's readiness check
+            # would be answered by the dying server. Wait (bounded) until the group is empty.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.02)
+        wait_released(self.data_dir, [self.s3_port, self.blob_port])
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -136,11 +186,14 @@ def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=300)
 
 
-def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None,
+                 tls_ca: Path | None = None) -> ServerProcess:
+    """A server on ``tmp/data``; ``tls_ca``: it speaks HTTPS under a certificate from this CA (for
+    ``--tls self-signed``, ``tmp/data/tls/ca.pem``, written by the server as it starts)."""
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(data, free_port(), free_port(), tmp / "server.log", extra_args=list(extra),
-                           env=env or {})
+                           env=env or {}, tls_ca=tls_ca)
     server.start()
     return server
 
@@ -159,15 +212,18 @@ def exastor_server(tmp_path_factory: pytest.TempPathFactory):
     assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
 
 
-def s3_client(server: ServerProcess, *, alt: bool = False, **config):
+def s3_client(server: ServerProcess, *, alt: bool = False, retry: bool = True, **config):
+    """``retry=False``: the first answer is the one seen (a 503 is not hidden by the SDK's retry)."""
     import boto3
     from botocore.config import Config
 
+    retries = {"max_attempts": 1} if retry else {"mode": "standard", "total_max_attempts": 1}
     return boto3.client(
         "s3", endpoint_url=server.endpoint, region_name="us-east-1",
+        verify=str(server.tls_ca) if server.tls_ca else None,
         aws_access_key_id=server.alt_access_key if alt else server.access_key,
         aws_secret_access_key=server.alt_secret_key if alt else server.secret_key,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config))
+        config=Config(s3={"addressing_style": "path"}, retries=retries, **config))
 
 
 @pytest.fixture(scope="session")
@@ -189,3 +245,43 @@ def bucket(s3):
     name = f"test-{os.getpid()}-{next(_counter)}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+def signed_head(server: ServerProcess, method: str, path: str, length: int,
+                headers: dict[str, str] | None = None) -> bytes:
+    """The raw head of a SigV4-signed S3 request (UNSIGNED-PAYLOAD) with a body of ``length`` bytes,
+    for tests that send the body themselves over a socket (slowly, partly, never)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    class Unsigned(S3SigV4Auth):  # botocore signs payloads over plain http; this body comes later
+        def _should_sha256_sign_payload(self, request: AWSRequest) -> bool:
+            return False
+
+    req = AWSRequest(method=method, url=f"http://127.0.0.1:{server.s3_port}{path}", headers=headers or {})
+    Unsigned(Credentials(server.access_key, server.secret_key), "s3", "us-east-1").add_auth(req)
+    lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{server.s3_port}", f"content-length: {length}"]
+    lines += [f"{k}: {v}" for k, v in req.headers.items() if k.lower() not in ("host", "content-length")]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_response(sock: socket.socket, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response (status, lower-cased headers, body by content-length) from a raw socket."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            raise ConnectionError(f"connection closed after {data[:200]!r}")
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return int(lines[0].split()[1]), headers, body[:length]

@@ -20,7 +20,9 @@ case ${1:-} in
         nohup "$PY" -m exastor.cli serve --data "$dir" --s3-port "$port" --access-key "$AK" --secret-key "$SK" \
             --blob-port 0 --log-level warning >"$LOGS/exastor.$port.log" 2>&1 &
         echo $! >"$PIDFILE"
-        wait_port "$port" 60 "$(cat "$PIDFILE")"
+        # a listening port is not a ready server: wait for its readiness probe (docs/operations.md)
+        "$PY" -c "import sys; from exastor.gateway.health import wait_ready; wait_ready([sys.argv[1]], timeout=60)" \
+            "http://127.0.0.1:$port"
         "$PY" -m exastor.cli user --data "$dir" add alt --access-key "$ALT_AK" --secret-key "$ALT_SK" >/dev/null \
             || echo "could not add user alt (already there?)" >&2
         echo "access_key=$AK secret_key=$SK alt_access_key=$ALT_AK alt_secret_key=$ALT_SK pid=$(cat "$PIDFILE")"

@@ -12,7 +12,8 @@ import importlib
 import sys
 
 from exastor import __version__
-from exastor.errors import CommandError, MetadataUnreadable
+from exastor.errors import CommandError, MetadataOpenError, MetadataUnreadable
+from exastor.meta.sealing import SecretsLocked
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -82,10 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"exastor {name}: interrupted", file=sys.stderr)
         return 130
+    except SecretsLocked as exc:
+        print(f"exastor {name}: the secrets in the metadata cannot be opened: {exc}", file=sys.stderr)
+        return 2
     except MetadataUnreadable as exc:
         print(f"exastor {name}: the metadata database cannot be read ({exc}). With the server stopped, "
               "`exastor fsck --restore-meta --data DIR` installs the newest verified copy from the drives "
               "(docs/operations.md)", file=sys.stderr)
+        return 2
+    except MetadataOpenError as exc:
+        print(f"exastor {name}: {exc}", file=sys.stderr)
         return 2
 
 

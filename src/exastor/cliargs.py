@@ -31,7 +31,7 @@ def existing_store(data: str | Path) -> Path:
     """The data directory of a store that exists. Commands other than `serve` never create one: a
     mistyped ``--data`` must not answer with the figures of a new, empty store."""
     path = Path(data).expanduser()
-    if not (path / "meta" / "exastor.sqlite").exists():
+    if not (path / "meta" / "exastor.sqlite").exists():  # not a drive: the metadata in --data
         raise CommandError(f"no store at {path} (start one with `exastor serve --data {path}`, "
                            "or name the right directory with --data)")
     return path

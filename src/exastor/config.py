@@ -43,8 +43,31 @@ class Config:
     admin_port: int = 0         # /metrics and the web console; 0 = off (docs/operations.md, "Admin listener")
     admin_host: str = "127.0.0.1"
     metrics_token: str = ""     # /metrics needs "Authorization: Bearer TOKEN"; empty = loopback clients only
+    # The metadata database: empty = the embedded SQLite under DATA/meta; a postgresql:// URL = a
+    # shared PostgreSQL (many gateways, one namespace). PostgreSQL keeps its own durability (WAL,
+    # base backups, a synchronous standby): the SQLite copies and journal are then off.
+    meta_url: str = ""
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
+    # --- process, logs ---------------------------------------------------------------------------
+    shutdown_timeout: float = 30.0  # seconds SIGTERM lets in-flight requests finish before cutting them
+    log_format: str = "text"    # text | json (one JSON object per line, with the request id)
+    access_log: str = ""        # "" = off, "-" = stdout, else a file: one JSON line per request
+    # --- TLS and proxies (docs/security.md) ------------------------------------------------------
+    tls_cert: str = ""          # PEM certificate (chain) for both endpoints; with tls_key
+    tls_key: str = ""           # PEM private key
+    tls: str = ""               # "self-signed": make DATA/tls/{cert,key}.pem on first start (development)
+    trusted_proxies: list[str] = field(default_factory=list)  # addresses/networks whose X-Forwarded-* count
+    # --- limits per worker process (hostile or broken clients) -----------------------------------
+    max_header_bytes: int = 65536  # request line + headers; more is answered 431
+    header_timeout: float = 30.0   # seconds for a request's head, from its first byte (408 after)
+    body_timeout: float = 30.0     # window over which a body must arrive at body_min_rate (cut after)
+    body_min_rate: int = 1024      # bytes/s a request body must average while the server waits for it
+    max_connections: int = 4096    # open connections per worker; more get 503 SlowDown / ServerBusy
+    max_connections_per_client: int = 0  # per worker and client address; 0 = no limit (behind a balancer)
+    max_requests: int = 1024       # requests in flight per worker; more get 503 SlowDown / ServerBusy
+    # --- secrets at rest (docs/security.md) ------------------------------------------------------
+    key_command: str = ""       # prints the base64 master key (a KMS hook); empty = DATA/master.key
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
     def validate(self) -> None:
@@ -97,6 +120,33 @@ class Config:
             if g.k + g.m > max(1, len(self.drives)):
                 raise ConfigError(f"{where('ec')}: {g} needs {g.k + g.m} drives, {max(1, len(self.drives))} given "
                                   "(--drive PATH, repeated)")
+        if self.meta_url and not self.meta_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"{where('meta_url')} must be empty (embedded SQLite) or a postgresql:// URL")
+        if self.shutdown_timeout < 0:
+            raise ConfigError(f"{where('shutdown_timeout')} must be >= 0 seconds")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"{where('log_format')} must be text or json")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key must be given together")
+        if self.tls not in ("", "self-signed"):
+            raise ConfigError(f"{where('tls')} must be self-signed (or empty, with tls_cert and tls_key)")
+        if self.tls and self.tls_cert:
+            raise ConfigError("tls = self-signed and tls_cert/tls_key exclude each other")
+        for name in ("tls_cert", "tls_key"):
+            if getattr(self, name) and not Path(getattr(self, name)).expanduser().is_file():
+                raise ConfigError(f"{where(name)}: no file {getattr(self, name)}")
+        import ipaddress
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"{where('trusted_proxies')}: {proxy!r} is not an address or network") from exc
+        if self.max_header_bytes < 1024:
+            raise ConfigError(f"{where('max_header_bytes')} must be at least 1024")
+        if self.header_timeout <= 0 or self.body_timeout <= 0 or self.body_min_rate < 0:
+            raise ConfigError("header_timeout and body_timeout must be > 0 seconds, body_min_rate >= 0")
+        if self.max_connections < 1 or self.max_requests < 1 or self.max_connections_per_client < 0:
+            raise ConfigError("max_connections and max_requests must be >= 1, max_connections_per_client >= 0")
         if self.data.exists() and not self.data.is_dir():
             raise ConfigError(f"{where('data')}: {self.data} exists and is not a directory")
 
@@ -156,4 +206,6 @@ def load(config_file: str | None = None, overrides: dict[str, Any] | None = None
             setattr(cfg, name, _coerce(name, value, "command line"))
             cfg.sources[name] = "command line"
     cfg.validate()
+    if cfg.meta_url:  # the copies and the journal are of the SQLite file (services/metabackup.py)
+        cfg.meta_backup_interval, cfg.meta_journal = 0, False
     return cfg

@@ -85,3 +85,7 @@ def data_dir_unusable(data: object, exc: BaseException) -> CommandError:
     return CommandError(f"cannot use the data directory {data}: {why}" + (f" ({where})" if where else "")
                         + ". exastor needs to write there, even to read its metadata (SQLite WAL): check the "
                           "mount and the owner")
+class MetadataOpenError(Exception):
+    """The metadata database cannot be opened: unreachable (PostgreSQL down, a wrong URL), written by
+    a newer exastor, or a schema migration failed (the database is left as it was). Not a
+    StoreError: no request maps to it; commands stop with the message."""

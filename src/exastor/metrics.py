@@ -83,8 +83,8 @@ _directory: Path | None = None
 def enable(directory: Path) -> Metrics:
     """Multiprocess metrics in ``directory`` (emptied first). Call once, before forking workers."""
     global _metrics, _directory
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)  # not a drive: the metrics folder in --data
+    directory.mkdir(parents=True, exist_ok=True)  # not a drive: the metrics folder in --data
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     from prometheus_client import values
 

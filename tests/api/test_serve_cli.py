@@ -15,6 +15,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from exastor.gateway.health import wait_ready
+
 
 def _banner(proc: subprocess.Popen, deadline_s: float = 30) -> dict[str, str]:
     exports: dict[str, str] = {}
@@ -39,9 +41,10 @@ def test_generated_credentials_and_port_zero_work_as_printed(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
     try:
-        exports = _banner(proc)
+        exports = _banner(proc)  # port 0: only the banner says which port the kernel gave
         port = int(exports["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
         assert port > 0  # the kernel's port, not the 0 that was asked for
+        wait_ready([exports["AWS_ENDPOINT_URL"]], alive=lambda: proc.poll() is None)  # the banner is not readiness
         creds = tmp_path / "data" / "credentials.toml"
         assert creds.stat().st_mode & 0o777 == 0o600
         assert exports["AWS_SECRET_ACCESS_KEY"] in creds.read_text()
@@ -62,3 +65,13 @@ def test_generated_credentials_and_port_zero_work_as_printed(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_the_same_port_for_s3_and_blob_is_refused_clearly(tmp_path):
+    from conftest import free_port
+
+    port = str(free_port())
+    done = subprocess.run([sys.executable, "-m", "exastor.cli", "serve", "--data", str(tmp_path / "data"),
+                           "--s3-port", port, "--blob-port", port], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"are both {port}: S3 and Blob need a port each" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE.parents[1] / "src"))
 from conftest import exastor, s3_client, start_server  # noqa: E402
 from exastor import errors  # noqa: E402
 from exastor.engine import shards as shardfiles  # noqa: E402
-from exastor.engine.drives import load_layout  # noqa: E402
+from exastor.engine.drives import load_layout, segment_name  # noqa: E402
 from exastor.gateway.store import open_namespace  # noqa: E402
 from exastor.namespace.store import PutSpec, SystemGrant  # noqa: E402
 from exastor.services.repair import Repairer  # noqa: E402
@@ -640,10 +640,10 @@ def _shard_files(ns: Any) -> list[tuple[int, int, Path]]:
         lay = load_layout(ns.meta, seg)
         if state != "sealed" or lay is None or lay.kind != "ec":
             continue
-        for idx, drive, _ in lay.shards:
-            d = ns.chunks.log.drives.get(drive)
+        for row in lay.shards:
+            d = ns.chunks.log.drives.get(row.drive)
             if d is not None:
-                out.append((seg, idx, d.shards / shardfiles.shard_name(seg, idx)))
+                out.append((seg, row.idx, d.path / shardfiles.shard_name(seg, row.idx, row.gen)))
     return out
 
 
@@ -693,7 +693,7 @@ def corruption_rounds(work: Path, rounds: int, per_round: int, seed: int, res: R
         lay = load_layout(ns.meta, seg) if seg else None
         if lay is not None and lay.replicas:
             d = log.drives.get(lay.replicas[0])
-            path = d.segments / f"seg-{seg:016x}.log"
+            path = d.path / segment_name(seg)
             for _ in range(5):
                 if flip(path, rng, lo=64) is not None:
                     res.open_replica_flips += 1
@@ -729,17 +729,19 @@ def drive_scenarios(work: Path, seed: int, res: Results) -> None:
             bodies = _fill(ns, rng, 40)
             ns.chunks.log.wait_sealed()
             drives = ns.chunks.log.drives
-            # 1. Lose m=2 whole drives (directories deleted): reads continue, repair rebuilds elsewhere.
+            # 1. Lose m=2 whole drives (directories deleted): they are offline (never re-created, never
+            # written), reads continue, and repair (here without waiting out the offline grace period)
+            # rebuilds their shards elsewhere.
             lost = rng.sample(range(8), 2)
             for i in lost:
                 shutil.rmtree(work / f"d{i}")
             res.drive_losses += 2
             drives.refresh()
-            failed = {d.id for d in drives.all if d.state == "failed"}
-            res.failure_modes["deleted drive dirs marked failed"] = "ok" if len(failed) == 2 else f"got {failed}"
+            offline = {d.id for d in drives.all if d.state == "offline"}
+            res.failure_modes["deleted drive dirs offline"] = "ok" if len(offline) == 2 else f"got {offline}"
             bad = _verify_all(ns, bodies, res.violations)
             res.drive_loss_data_lost += bad
-            fixed = Repairer(ns.chunks.log).run_once()
+            fixed = Repairer(ns.chunks.log, offline_after_s=0).run_once()
             res.failure_modes["rebuilt shards after losing 2 drives"] = str(fixed.repaired_shards)
             if fixed.unrepairable:
                 res.violations.append(f"drive loss: unrepairable {fixed.unrepairable[:3]}")
@@ -853,8 +855,8 @@ def speed(work: Path, seed: int, res: Results, mb: int = 256) -> None:
         res.worst_healthy_mb_s = round(max(shard0(False), shard0(False)), 1)
         # Lose data shard 0 of every stripe (one drive's worth of data shards, the case that decodes).
         for lay in coded:
-            d = log.drives.get(lay.shards[0][1])
-            (d.shards / shardfiles.shard_name(lay.segment, 0)).unlink()
+            d = log.drives.get(lay.shards[0].drive)
+            (d.path / shardfiles.shard_name(lay.segment, 0, lay.shards[0].gen)).unlink()
             log.forget(lay.segment)
         coded = [load_layout(ns.meta, lay.segment) for lay in coded]
         res.worst_degraded_mb_s = round(max(shard0(True), shard0(True)), 1)

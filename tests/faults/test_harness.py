@@ -27,7 +27,7 @@ def test_drive_loss_readonly_full_slow_and_too_few_drives(tmp_path):
     harness.drive_scenarios(tmp_path, seed=3, res=res)
     _clean(res)
     assert res.drive_losses == 2 and res.drive_loss_data_lost == 0
-    assert res.failure_modes["deleted drive dirs marked failed"] == "ok"
+    assert res.failure_modes["deleted drive dirs offline"] == "ok"
     assert res.failure_modes["too few drives"].startswith("503")
     assert res.failure_modes["out of space"].startswith("507")
     assert res.failure_modes["reads with too few drives to write"] == "ok"

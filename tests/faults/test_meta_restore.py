@@ -149,10 +149,20 @@ def test_restore_meta_into_a_new_data_directory(tmp_path):
         _wait_for_copy(drives, time.time_ns())
     finally:
         server.stop()
+    # The operator's backup of the master key, kept apart from the drives and --data (docs/security.md).
+    key_backup = tmp_path / "vault" / "master.key"
+    key_backup.parent.mkdir()
+    shutil.copy(server.data_dir / "master.key", key_backup)
     shutil.rmtree(server.data_dir)
     report = exastor("fsck", "--restore-meta", *[a for d in drives for a in ("--drive", str(d))],
                      data_dir=server.data_dir, check=False)
     assert report.returncode == 0 and "restored metadata copy taken" in report.stdout, report.stdout + report.stderr
+    # The copies on the drives hold the secrets sealed: the key does not come from them.
+    assert "master.key is missing and the database's secrets are sealed under master key" in report.stderr
+    with pytest.raises(RuntimeError, match="put that key back"):
+        server.start()
+    assert not (server.data_dir / "master.key").exists()
+    server.env["EXASTOR_KEY_COMMAND"] = f"cat {key_backup}"  # the KMS hook hands the key back
     server.start()
     try:
         s3 = s3_client(server)

@@ -14,6 +14,7 @@ import sqlite3
 import harness
 
 from conftest import exastor, s3_client, start_server
+from exastor.engine.shards import shard_name
 from exastor.gateway.store import open_metadata
 from exastor.services import fsck
 
@@ -64,15 +65,15 @@ def test_rebuild_index_recovers_erasure_coded_layout_from_the_drives(tmp_path):
     db = server.data_dir / "meta" / "exastor.sqlite"
     stripes = _rows(db, "SELECT l.segment, l.k, l.m, l.shard_len, l.data_len FROM segment_layout l "
                         "JOIN segments s ON s.id = l.segment WHERE s.state = 'sealed' AND l.shard_len > 0")
-    placed = _rows(db, "SELECT segment, idx, drive FROM shards")
+    placed = _rows(db, "SELECT segment, idx, drive, gen FROM shards")
     assert len(stripes) >= 4 and all(k == 4 and m == 2 for _, k, m, _, _ in stripes)
     assert _rows(db, "SELECT id FROM segments WHERE state = 'open'"), "the kill left no open segment"
     with sqlite3.connect(db) as con:
         for table in LAYOUT_TABLES:
             con.execute(f"DELETE FROM {table}")
     # And one data shard of one stripe is gone as well.
-    lost_seg, lost_idx, lost_drive = next(p for p in placed if p[1] == 0)
-    (drives[lost_drive] / "shards" / f"seg-{lost_seg:016x}.s{lost_idx:03d}").unlink()
+    lost_seg, lost_idx, lost_drive, lost_gen = next(p for p in placed if p[1] == 0)
+    (drives[lost_drive] / shard_name(lost_seg, lost_idx, lost_gen)).unlink()
 
     rebuilt = exastor("fsck", "--rebuild-index", "--json", *drive_args, data_dir=server.data_dir, check=False)
     report = json.loads(rebuilt.stdout)
@@ -82,10 +83,10 @@ def test_rebuild_index_recovers_erasure_coded_layout_from_the_drives(tmp_path):
     # The stripes are recorded as they were; the lost shard is queued for repair.
     assert _rows(db, "SELECT l.segment, l.k, l.m, l.shard_len, l.data_len FROM segment_layout l "
                      "WHERE l.shard_len > 0") == stripes
-    now = _rows(db, "SELECT segment, idx, drive, state FROM shards")
-    assert [(s, i, d) for s, i, d, st in now if (s, i) != (lost_seg, lost_idx)] == \
+    now = _rows(db, "SELECT segment, idx, drive, gen, state FROM shards")
+    assert [(s, i, d, g) for s, i, d, g, st in now if (s, i) != (lost_seg, lost_idx)] == \
         [p for p in placed if p[:2] != (lost_seg, lost_idx)]
-    assert [st for s, i, _, st in now if (s, i) == (lost_seg, lost_idx)] == ["bad"]
+    assert [st for s, i, _, _, st in now if (s, i) == (lost_seg, lost_idx)] == ["bad"]
     assert [p for (p,) in _rows(db, "SELECT path FROM drives")] == sorted(str(d.resolve()) for d in drives)
 
     repaired = exastor("fsck", "--repair", "--json", data_dir=server.data_dir, check=False)

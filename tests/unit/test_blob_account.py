@@ -25,9 +25,11 @@ def test_generated_then_stored_then_given(tmp_path):
 
 def test_account_comes_back_from_the_database_when_the_file_is_gone(tmp_path):
     """After `fsck --restore-meta` into a new --data, Azure clients keep working with the old key."""
+    from exastor.gateway import keys
     from exastor.gateway.store import open_metadata
 
     meta = open_metadata(tmp_path)
+    keys.ensure(tmp_path, meta)  # as `exastor serve` does: the key that seals the account key in the database
     try:
         first = ensure_account(tmp_path, None, None, meta)
         (tmp_path / ACCOUNT_FILE).unlink()

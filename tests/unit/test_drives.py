@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from exastor import errors
+from exastor.drives import LocalDrive
 from exastor.engine import shards
-from exastor.engine.drives import load_layout
-from exastor.engine.segments import segment_path
+from exastor.engine.drives import load_layout, segment_name
 from exastor.gateway.store import open_namespace
 from exastor.namespace.store import PutSpec, SystemGrant
 
@@ -93,8 +93,8 @@ def test_sealed_segments_are_striped_on_distinct_drives_and_replicas_dropped(tmp
         assert coded, "no segment was sealed"
         for lay in coded:
             assert (lay.k, lay.m) == (4, 2)
-            assert len({d for _, d, _ in lay.shards}) == 6          # distinct drives
-            assert not any(segment_path(tmp_path / f"d{i}" / "segments", lay.segment).exists() for i in range(6))
+            assert len({row.drive for row in lay.shards}) == 6         # distinct drives
+            assert not any((tmp_path / f"d{i}" / segment_name(lay.segment)).exists() for i in range(6))
         open_seg = ns.chunks.log.open_segment
         open_lay = load_layout(ns.meta, open_seg)
         assert len(open_lay.replicas) == 3                           # m + 1 replicas while open
@@ -152,11 +152,14 @@ def test_shard_checksums_detect_a_flip_without_decoding(tmp_path):
     finally:
         ns.close()
     some = sorted((tmp_path / "d1" / "shards").glob("seg-*"))[0]
-    assert shards.verify_file(some)[1] == []
+    drive = LocalDrive(tmp_path / "d1")
+    name = f"shards/{some.name}"
+    assert shards.verify_file(drive, name)[1] == []
     raw = bytearray(some.read_bytes())
     raw[shards.BLOCK + 1] ^= 1
     some.write_bytes(bytes(raw))
-    assert shards.verify_file(some)[1] == [1]
+    drive.release([name])
+    assert shards.verify_file(drive, name)[1] == [1]
 
 
 def _drive_cmd(data, *argv):

@@ -107,7 +107,7 @@ def test_concurrent_writes_across_many_segment_rollovers(tmp_path):
 def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives):
     """A GET reads back-to-back records with one pread; a record in that run that fails its
     checksum is read again on its own: degraded from another replica, or an error, never wrong bytes."""
-    from exastor.engine.segments import segment_path
+    from exastor.engine.drives import segment_name
 
     dirs = [str(tmp_path / f"d{i}") for i in range(drives)] if drives > 1 else None
     ns = open_namespace(tmp_path / "data", drives=dirs, ec="2+1" if dirs else None)
@@ -128,7 +128,7 @@ def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives
         loc = ns.meta.lookup_chunks([fps[len(fps) // 2]])[fps[len(fps) // 2]]
         lay = load_layout(ns.meta, loc.segment)
         first = ns.chunks.log.drives.get(lay.replicas[0] if lay.kind == "replicas" else ns.chunks.log.drives.first.id)
-        path = segment_path(first.segments, loc.segment)
+        path = first.path / segment_name(loc.segment)
         raw = bytearray(path.read_bytes())
         raw[loc.offset + record.HEADER_SIZE + 7] ^= 0x01
         path.write_bytes(bytes(raw))

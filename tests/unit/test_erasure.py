@@ -74,35 +74,36 @@ def test_too_few_shards_is_an_error():
 
 
 def test_shard_file_roundtrip_and_block_checksums(tmp_path):
+    from exastor.drives import LocalDrive
+
     shard = os.urandom(3 * shards.BLOCK + 100)
-    path = tmp_path / shards.shard_name(7, 2)
-    shards.write_shard(path, 7, 2, 4, 2, 999_999, shard)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        info = shards.read_info(fd)
-        assert (info.segment, info.index, info.k, info.m, info.shard_len, info.data_len) == (7, 2, 4, 2, len(shard),
-                                                                                               999_999)
-        assert info.blocks == 4
-        assert shards.read_verified(fd, info, 70_000, 100_000) == shard[70_000:170_000]
-    finally:
-        os.close(fd)
-    assert shards.verify_file(path) == (len(shard), [])
+    (tmp_path / "shards").mkdir()
+    drive = LocalDrive(tmp_path)
+    name = shards.shard_name(7, 2, 9)
+    assert shards.parse_shard_name(name) == (7, 2, 9) and shards.parse_shard_name(shards.shard_name(7, 2)) == (7, 2, 0)
+    shards.write_shard(drive, name, 7, 2, 4, 2, 999_999, shard, store_tag=0xABC)
+    with pytest.raises(FileExistsError):  # write-once: a name is never reused
+        shards.write_shard(drive, name, 7, 2, 4, 2, 999_999, shard)
+    path = tmp_path / name
+    info = shards.read_info(drive, name)
+    assert (info.segment, info.index, info.k, info.m, info.shard_len, info.data_len, info.store_tag) == (
+        7, 2, 4, 2, len(shard), 999_999, 0xABC)
+    assert info.blocks == 4
+    assert shards.read_verified(drive, name, info, 70_000, 100_000) == shard[70_000:170_000]
+    assert shards.verify_file(drive, name) == (len(shard), [])
     raw = bytearray(path.read_bytes())
     raw[2 * shards.BLOCK + 5] ^= 0x01   # one bit in block 2
     path.write_bytes(bytes(raw))
-    assert shards.verify_file(path) == (len(shard), [2])
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        info = shards.read_info(fd)
-        assert shards.read_verified(fd, info, 0, shards.BLOCK) == shard[:shards.BLOCK]  # other blocks still serve
-        with pytest.raises(errors.DataCorrupted):
-            shards.read_verified(fd, info, 2 * shards.BLOCK, 10)
-    finally:
-        os.close(fd)
+    drive.release([name])
+    assert shards.verify_file(drive, name) == (len(shard), [2])
+    info = shards.read_info(drive, name)
+    assert shards.read_verified(drive, name, info, 0, shards.BLOCK) == shard[:shards.BLOCK]  # other blocks still serve
+    with pytest.raises(errors.DataCorrupted):
+        shards.read_verified(drive, name, info, 2 * shards.BLOCK, 10)
     raw[-3] ^= 0xFF  # the trailer itself
     path.write_bytes(bytes(raw))
     with pytest.raises(errors.DataCorrupted):
-        shards.verify_file(path)
+        shards.verify_file(drive, name)
 
 
 @pytest.mark.skipif(not gf.available(), reason="ISA-L kernel not loaded")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from exastor import errors
+from exastor.drives import LocalDrive
 from exastor.meta import journal as jr
 from exastor.meta.sqlite import SqliteRunner
 
@@ -72,10 +73,11 @@ def _workload(runner: SqliteRunner, rng: random.Random, n: int) -> None:
 
 
 def test_replaying_the_journal_onto_a_copy_gives_the_same_database(tmp_path):
-    drives = [tmp_path / "d0", tmp_path / "d1"]
-    for d in drives:
+    roots = [tmp_path / "d0", tmp_path / "d1"]
+    for d in roots:
         d.mkdir()
-    runner = _runner(tmp_path, drives)
+    drives = [LocalDrive(d) for d in roots]
+    runner = _runner(tmp_path, roots)
     journal = jr.Journal(lambda: drives)
     runner.attach_journal(journal)
     rng = random.Random(7)
@@ -99,17 +101,18 @@ def test_replaying_the_journal_onto_a_copy_gives_the_same_database(tmp_path):
 
 
 def test_a_failed_journal_write_fails_the_batch_and_commits_nothing(tmp_path):
-    drive = tmp_path / "d0"
-    drive.mkdir()
-    runner = _runner(tmp_path, [drive])
+    (tmp_path / "d0").mkdir()
+    drive = LocalDrive(tmp_path / "d0")
+    runner = _runner(tmp_path, [tmp_path / "d0"])
     runner.attach_journal(jr.Journal(lambda: [drive]))
     runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('a', 1)"))
-    failures: list[Path] = []
-    broken = jr.Journal(lambda: [tmp_path / "missing-drive"], lambda folder, exc: failures.append(folder))
+    failures: list[str] = []
+    missing = LocalDrive(tmp_path / "missing-drive")  # an unmounted drive: its root is not there
+    broken = jr.Journal(lambda: [missing], lambda io, exc: failures.append(io.label))
     runner.attach_journal(broken)
     with pytest.raises(jr.JournalError):
         runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('b', 2)"))
-    assert failures == [tmp_path / "missing-drive"], "the drive is reported"
+    assert failures == [missing.label], "the drive is reported"
     rows = runner.read(lambda cur: cur.execute("SELECT k FROM kv ORDER BY k").fetchall())
     assert rows == [("a",)], "not journaled means not committed"
     runner.close()

@@ -18,9 +18,17 @@ def _db(tmp_path):
     return db, con
 
 
+def _drives(tmp_path, n: int):
+    """Drive directories (they exist: a copy is never what creates a drive's root)."""
+    drives = [tmp_path / f"d{i}" for i in range(n)]
+    for d in drives:
+        d.mkdir()
+    return drives
+
+
 def test_copies_are_consistent_verified_pruned_and_skipped_when_unchanged(tmp_path):
     db, con = _db(tmp_path)
-    drives = [tmp_path / f"d{i}" for i in range(2)]
+    drives = _drives(tmp_path, 2)
     thread = metabackup.MetaBackupThread(db, lambda: drives, interval=3600)
     for round_ in range(5):
         con.execute("INSERT INTO t VALUES (?, ?)", (f"k{round_}", b"x" * 5000))
@@ -41,7 +49,7 @@ def test_copies_are_consistent_verified_pruned_and_skipped_when_unchanged(tmp_pa
 def test_a_damaged_copy_is_never_installed(tmp_path):
     db, con = _db(tmp_path)
     con.execute("INSERT INTO t VALUES ('a', x'00')")
-    drives = [tmp_path / "d0"]
+    drives = _drives(tmp_path, 1)
     older = metabackup.take(db, drives)[0]
     time.sleep(0.001)
     con.execute("INSERT INTO t VALUES ('b', x'01')")
@@ -62,7 +70,7 @@ def test_a_damaged_copy_is_never_installed(tmp_path):
 
 def test_first_copy_waits_only_for_the_rest_of_the_interval(tmp_path):
     db, _ = _db(tmp_path)
-    drives = [tmp_path / "d0"]
+    drives = _drives(tmp_path, 1)
     thread = metabackup.MetaBackupThread(db, lambda: drives, interval=300)
     assert thread.first_delay() == metabackup.FIRST_COPY_MIN_S, "no copy yet: soon after start"
     metabackup.take(db, drives)
@@ -75,9 +83,11 @@ def test_first_copy_waits_only_for_the_rest_of_the_interval(tmp_path):
 
 def test_admin_keys_come_back_from_the_database_when_the_credentials_file_is_gone(tmp_path):
     """After `fsck --restore-meta` into a new --data, the admin keeps the keys the copy holds."""
+    from exastor.gateway import keys
     from exastor.gateway.store import CREDENTIALS_FILE, ensure_admin, open_metadata
 
     meta = open_metadata(tmp_path)
+    keys.ensure(tmp_path, meta)  # as `exastor serve` does: the key that seals the secrets in the database
     try:
         first = ensure_admin(meta, tmp_path, None, None)
         assert first.generated

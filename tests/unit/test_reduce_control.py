@@ -10,6 +10,7 @@ import time
 from test_reducer import _corpus, _put
 
 from exastor.gateway.store import open_namespace
+from exastor.namespace.store import SystemGrant
 from exastor.services import reduce_control
 from exastor.services.reducer import Reducer, ReducerThread
 from exastor.services.store_metrics import backlog
@@ -27,7 +28,7 @@ def test_pause_run_and_resume(tmp_path) -> None:
     corpus = _corpus()
 
     async def fill() -> None:
-        await ns.create_bucket("admin", "red")
+        await ns.create_bucket(SystemGrant("admin"), "red")
         for key, body in corpus.items():
             await _put(ns, key, body)
 
@@ -57,7 +58,7 @@ def test_a_pause_stops_a_pass_between_batches(tmp_path) -> None:
     ns = open_namespace(tmp_path, recover=True)
 
     async def fill() -> None:
-        await ns.create_bucket("admin", "red")
+        await ns.create_bucket(SystemGrant("admin"), "red")
         for i in range(3):
             await _put(ns, f"k{i}", bytes([i]) * 1000)
 

@@ -22,7 +22,7 @@ from exastor.blob.common import DEFAULT_VERSION, BlobCall, map_store_error
 from exastor.blob.errors import BlobError
 from exastor.blob.router import Route, route
 from exastor.http import qos
-from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
+from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.blobs import Blobs
 from exastor.namespace.names import is_utf8_text
@@ -55,7 +55,7 @@ class BlobApp:
             return
         req = Request(scope, receive)
         version = req.headers.get("x-ms-version") or DEFAULT_VERSION
-        call = BlobCall(req, send, self, self._request_id(), version)
+        call = BlobCall(req, send, self, scope.get(REQUEST_ID) or self._request_id(), version)
         # What other layers (metrics, access log, QoS) may read about this request, filled in as it is known.
         call.info = scope["exastor"] = {"api": "blob", "operation": None, "principal": "anonymous",
                                         "bucket": None, "key": None, "allowed": False}

@@ -121,12 +121,16 @@ class BlobCall:
 
     async def reply_stream(self, status: int, headers: list[tuple[str, str]],
                            pieces: AsyncIterator[bytes | memoryview]) -> None:
+        # The first piece is read before the status line (as http/asgi.respond_stream does): a read
+        # that fails at once - bytes on an offline drive (503 ServerBusy) - is still a proper answer.
+        iterator = aiter(pieces)
+        first = await anext(iterator, None)
         self.response_started = True
         await self.send({"type": "http.response.start", "status": status,
                          "headers": _encode(self.base_headers() + headers)})
-        pending: list[bytes | memoryview] = []
-        size = 0
-        async for piece in pieces:  # coalesced so each send carries a useful amount
+        pending: list[bytes | memoryview] = [first] if first is not None else []
+        size = len(first) if first is not None else 0
+        async for piece in iterator:  # coalesced so each send carries a useful amount
             pending.append(piece)
             size += len(piece)
             if size >= 1 << 20:

@@ -6,13 +6,22 @@ a drive one worker saw fail is avoided by all of them. States:
 - ``active``   takes new replicas and shards, serves reads;
 - ``full``     serves reads, takes nothing new (ENOSPC seen, or free space under a reserve);
 - ``readonly`` serves reads, takes nothing new (EROFS seen: a drive that went read-only, as SSDs do at end of life);
+- ``offline``  its root or identity file is missing, unreadable or another's (an unmounted disk, the
+  wrong disk in the right place): nothing is read, written, repaired into or swept there. Not
+  ``failed``: its data is expected back, and it is ``active`` again as soon as its identity
+  verifies. Segments all of whose copies are on offline drives are *unavailable* (503), never lost;
 - ``draining`` serves reads while ``exastor drive remove`` moves its shards away;
 - ``failed``   an I/O error was seen: nothing is read from or written to it; its shards are rebuilt;
 - ``removed``  gone from the store.
 
-Fault injection (tests/faults): when ``EXASTOR_FAULTS`` names a JSON file, every drive I/O first
-consults it: ``{"<drive path>": {"readonly": true, "full": true, "slow_ms": 20, "eio": true}}``.
-The file is re-read when it changes, so a running server can be broken from outside.
+Every byte goes through the drive I/O seam (``exastor.drives``): a drive here is an id, where it
+is, its state, and its ``DriveIO``. Each drive carries an identity file naming the store and its
+id (drives/identity.py), written once when it joins; the store id lives in the database
+(``store_info``). A drive's ``path`` is stored relative to the data directory when it lies inside
+it, so a copied data directory uses its own drives, never the original's.
+
+Fault injection (tests/faults): ``EXASTOR_FAULTS`` names a JSON rule file read by the drives'
+``FaultyDrive`` wrapper (drives/faulty.py).
 
 Crash points (tests/faults): ``crash_point`` (exastor/crashpoints.py, re-exported here) kills -9
 the process group between two steps of sealing, repair, compaction or a metadata commit.
@@ -21,40 +30,49 @@ the process group between two steps of sealing, repair, compaction or a metadata
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import queue
+import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from exastor import errors
 from exastor.crashpoints import crash_point  # noqa: F401 - re-exported: engine and services import it here
+from exastor.drives import IDENTITY_NAME, SUBDIRS, DriveIO, Identity, Unidentified, open_drive
+from exastor.drives import identity as drive_identity
 from exastor.engine import erasure
+from exastor.engine.record import HEADER_SIZE, decode_header, parse_segment_header
 from exastor.meta.store import Metadata
 
 log = logging.getLogger("exastor.drives")
 
 READABLE = ("active", "full", "readonly", "draining")
+VERIFIED = ("active", "full", "readonly", "offline", "draining")  # states whose identity is checked
 FREE_RESERVE = 256 << 20  # a drive with less free space than this takes no new segments
+
+
+class DriveRefused(RuntimeError):
+    """A directory cannot join this store (another store's drive, or not empty)."""
+
+
+class ShardRow(NamedTuple):
+    idx: int
+    drive: int
+    state: str
+    gen: int = 0    # names the file (engine/shards.py): unique per write, so racing writers never share a file
 
 
 @dataclass(frozen=True, slots=True)
 class Drive:
     id: int
     path: Path
-    state: str
-
-    @property
-    def segments(self) -> Path:
-        return self.path / "segments"
-
-    @property
-    def shards(self) -> Path:
-        return self.path / "shards"
+    state: str                                           # as this process sees it ('offline': identity failed)
+    io: DriveIO = field(compare=False, repr=False)
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +86,7 @@ class Layout:
     shard_len: int
     data_len: int
     replicas: tuple[int, ...] = ()                   # drive ids
-    shards: tuple[tuple[int, int, str], ...] = ()    # (idx, drive id, state), by idx
+    shards: tuple[ShardRow, ...] = ()                # by idx
 
     @property
     def kind(self) -> str:
@@ -77,57 +95,50 @@ class Layout:
         return "ec" if self.shard_len else "replicas"
 
 
-class Faults:
-    """Injected drive faults, read from the JSON file named by EXASTOR_FAULTS (testing only)."""
+def segment_name(segment_id: int) -> str:
+    """A segment file's name on a drive (docs/format.md)."""
+    return f"segments/seg-{segment_id:016x}.log"
 
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self._mtime = -1.0
-        self._rules: dict[str, dict[str, Any]] = {}
 
-    def rules(self, drive: Path) -> dict[str, Any]:
-        if not self.path:
-            return {}
-        try:
-            mtime = os.stat(self.path).st_mtime
-            if mtime != self._mtime:
-                with open(self.path) as f:
-                    self._rules = json.load(f)
-                self._mtime = mtime
-        except (OSError, ValueError):
-            return {}
-        return self._rules.get(str(drive), {})
+def store_tag_of(store_id: str | None) -> int:
+    """The 64 bits of the store id written in segment headers and shard trailers (0: none yet)."""
+    return int(store_id[:16], 16) if store_id else 0
 
-    def check(self, drive: Path, op: str) -> None:
-        """Raise the OSError a broken drive would raise for ``op`` ('read' or 'write')."""
-        rule = self.rules(drive)
-        if not rule:
-            return
-        if rule.get("slow_ms"):
-            time.sleep(rule["slow_ms"] / 1000)
-        if rule.get("eio"):
-            raise OSError(errno.EIO, "injected I/O error")
-        if op == "write" and rule.get("readonly"):
-            raise OSError(errno.EROFS, "injected read-only drive")
-        if op == "write" and rule.get("full"):
-            raise OSError(errno.ENOSPC, "injected full drive")
+
+def data_dir_of(meta: Metadata) -> Path | None:
+    """The data directory of an embedded (SQLite) store: DATA/meta/exastor.sqlite."""
+    path = getattr(meta.runner, "path", None)
+    return Path(path).resolve().parent.parent if path else None
 
 
 class DriveSet:
-    """The store's drives as the database records them, plus this process's view of their health."""
+    """The store's drives as the database records them, plus this process's view of their health.
 
-    def __init__(self, meta: Metadata, paths: list[Path] | None = None, *, ec: str | None = None) -> None:
+    ``adopt``: this process owns the store exclusively for now (the server's start, an offline
+    command) and may run the one-time steps: writing identity files on drives of a store from
+    before identities (``adopt_legacy``)."""
+
+    def __init__(self, meta: Metadata, paths: list[Path] | None = None, *, ec: str | None = None,
+                 base: Path | None = None, adopt: bool = False, vouch: bool = False) -> None:
         self.meta = meta
-        self.faults = Faults(os.environ.get("EXASTOR_FAULTS"))
-        if paths:
-            self.register([Path(p) for p in paths])
+        self.base = Path(base).resolve() if base else data_dir_of(meta)
+        self._io: dict[int, DriveIO] = {}
         self._drives: dict[int, Drive] = {}
         self._loaded = 0.0
+        self.store_id: str | None = self._read_store_id()
+        if adopt:
+            self.adopt_legacy()
+        if paths:
+            self.register([Path(p) for p in paths], vouch=vouch)
         self.refresh()
         self.explicit = erasure.parse(ec) if ec else None
         self._persist_geometry()
         self._reports: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
         self._reporter: threading.Thread | None = None
+
+    @property
+    def store_tag(self) -> int:
+        return store_tag_of(self.store_id)
 
     def _persist_geometry(self) -> None:
         """An explicit geometry (--ec) is stored, so every tool and later start agrees on it."""
@@ -149,55 +160,297 @@ class DriveSet:
             if "ec_k" in stored and "ec_m" in stored:
                 self.explicit = erasure.Geometry(stored["ec_k"], stored["ec_m"])
 
-    # --- the drives table -------------------------------------------------------
-    def register(self, paths: list[Path], state: str = "active") -> list[int]:
-        """Add drives not yet known (idempotent). Returns their ids, in order."""
+    # --- the store id ------------------------------------------------------------------
+    def _read_store_id(self) -> str | None:
+        def q(cur: Any) -> str | None:
+            cur.execute("SELECT value FROM store_info WHERE name = 'store_id'")
+            row = cur.fetchone()
+            return str(row[0]) if row else None
+
+        return self.meta.runner.read(q, snapshot=False)
+
+    def _ensure_store_id(self, adopt_from: str | None = None) -> str:
+        """The store id; made now (random, or ``adopt_from``: the drives' when the database was lost)."""
+        proposed = adopt_from or secrets.token_hex(16)
+
+        def tx(cur: Any) -> str:
+            cur.execute("SELECT value FROM store_info WHERE name = 'store_id'")
+            row = cur.fetchone()
+            if row is not None:
+                return str(row[0])
+            cur.execute("INSERT INTO store_info (name, value) VALUES ('store_id', ?)", (proposed,))
+            return proposed
+
+        if self.store_id is None:
+            self.store_id = self.meta.runner.write_sync(tx)
+            log.info("store id %s", self.store_id)
+        return self.store_id
+
+    # --- where drives are ----------------------------------------------------------------
+    def location(self, stored: str) -> Path:
+        p = Path(stored)
+        if p.is_absolute() or self.base is None:
+            return p
+        return self.base / p
+
+    def _stored(self, location: Path) -> str:
+        if self.base is not None:
+            try:
+                return location.relative_to(self.base).as_posix()
+            except ValueError:
+                pass
+        return str(location)
+
+    def _rows(self) -> list[tuple[int, str, str, str, int]]:
+        def q(cur: Any) -> list[tuple[int, str, str, str, int]]:
+            cur.execute("SELECT id, path, state, reason, changed_ns FROM drives ORDER BY id")
+            return [(int(a), str(b), str(c), str(d), int(e)) for a, b, c, d, e in cur.fetchall()]
+
+        return self.meta.runner.read(q, snapshot=False)
+
+    def _io_for(self, drive: int, location: Path) -> DriveIO:
+        io = self._io.get(drive)
+        if io is None or io.label != str(location):
+            if io is not None:
+                io.close()
+            io = self._io[drive] = open_drive(location)
+        return io
+
+    # --- joining ----------------------------------------------------------------------------
+    def register(self, paths: list[Path], state: str = "active", *, vouch: bool = False) -> list[int]:
+        """The ids of drives at ``paths``, joining the ones the store does not know yet. A directory
+        joins when it is absent or empty (its root, ``segments/``, ``shards/`` and identity file are
+        created: the only place a drive's root is ever made), or when its identity file names this
+        store (a drive that moved, or a store whose database was rebuilt from its drives). Anything
+        else is refused (DriveRefused): never write into a directory that may be another's - unless
+        its files prove it is this store's (a store from before the drives table: ``adopt_legacy``'s
+        proof) or the operator names it for a rebuild (``vouch``: ``fsck --rebuild-index --drive``)."""
+        ids = []
+        for p in paths:
+            location = Path(os.path.abspath(p.expanduser()))
+            known = {self.location(stored).resolve(): i for i, stored, *_ in self._rows()}
+            if location.resolve() in known:
+                ids.append(known[location.resolve()])
+                continue
+            io = open_drive(location)
+            try:
+                found = drive_identity.read(io)
+            except Unidentified as why:
+                if not (why.root_missing or why.missing):
+                    raise DriveRefused(f"{location}: {why.reason}") from None
+                ids.append(self._join_fresh(io, location, state, vouch))
+                continue
+            ids.append(self._join_known(found, location, state))
+        return ids
+
+    def _join_fresh(self, io: DriveIO, location: Path, state: str, vouch: bool) -> int:
+        try:
+            entries = [n for n in io.list("") if n != "lost+found"]
+        except FileNotFoundError:
+            entries = []
+        proof = None
+        if entries:
+            next_id = self.meta.runner.read(lambda cur: int(cur.execute(
+                "SELECT COALESCE(MAX(id), -1) + 1 FROM drives").fetchone()[0]), snapshot=False)
+            proof = self._prove_ours(io, next_id) or ("named by the operator" if vouch else None)
+            if proof is None:
+                raise DriveRefused(f"{location} is not empty and has no identity file: not joining it (another "
+                                   f"store's? a drive of this store from before identity files is adopted at "
+                                   f"the server's start)")
+        store = self._ensure_store_id()
         now = time.time_ns()
 
-        def tx(cur: Any) -> list[int]:
-            ids = []
-            for p in paths:
-                cur.execute("SELECT id FROM drives WHERE path = ?", (str(p.resolve()),))
-                row = cur.fetchone()
-                if row is None:
-                    cur.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM drives")
-                    new = int(cur.fetchone()[0])
-                    cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns) VALUES (?, ?, ?, '', ?)",
-                                (new, str(p.resolve()), state, now))
-                    ids.append(new)
-                else:
-                    ids.append(int(row[0]))
-            return ids
+        def tx(cur: Any) -> int:
+            cur.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM drives")
+            new = int(cur.fetchone()[0])
+            cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns) VALUES (?, ?, ?, 'joined', ?)",
+                        (new, self._stored(location), state, now))
+            return new
 
-        for p in paths:
-            _prepare(p)
-        return self.meta.runner.write_sync(tx)
+        new = self.meta.runner.write_sync(tx)
+        if proof is not None:
+            io.put(IDENTITY_NAME, Identity.new(store, new).encode())
+            log.warning("drive %d (%s): identity file written (store %s): %s", new, location, store, proof)
+            return new
+        # A crash between the row and the identity file leaves an empty drive the database places
+        # nothing on: adopt_legacy writes its identity at the next start.
+        io.format(Identity.new(store, new).encode())
+        log.warning("drive %d (%s) joined the store", new, location)
+        return new
+
+    def _join_known(self, found: Identity, location: Path, state: str) -> int:
+        store = self.store_id
+        if store is None:  # a database rebuilt from the drives: take the store id they carry
+            store = self._ensure_store_id(adopt_from=found.store)
+        if found.store != store:
+            raise DriveRefused(f"{location} belongs to another store ({found.store[:12]}..., drive {found.drive})")
+        now = time.time_ns()
+
+        def tx(cur: Any) -> None:
+            cur.execute("SELECT path FROM drives WHERE id = ?", (found.drive,))
+            row = cur.fetchone()
+            if row is None:
+                cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns) VALUES (?, ?, ?, ?, ?)",
+                            (found.drive, self._stored(location), state, "identity verified", now))
+            else:
+                cur.execute("UPDATE drives SET path = ? WHERE id = ?", (self._stored(location), found.drive))
+
+        self.meta.runner.write_sync(tx)
+        log.warning("drive %d is at %s (its identity file says so)", found.drive, location)
+        return found.drive
+
+    # --- stores from before identity files ---------------------------------------------------
+    def adopt_legacy(self) -> None:
+        """The one-time migration of a store from before identity files, run at the server's start
+        and by offline commands. For each drive the database lists without an identity file, write
+        one only with positive proof that the directory is this store's drive:
+
+        - a segment file whose record at an offset the chunk index names holds that very chunk
+          (its 256-bit fingerprint), or a shard file whose trailer matches the segment's layout and
+          the shard row placing it on this drive; or
+        - its ``segments/`` and ``shards/`` exist and hold no segment or shard file while the
+          database places nothing on the drive (a drive that joined just before a crash).
+
+        Without proof it stays offline (``exastor drive status`` says why). Drive paths inside the
+        data directory are stored relative to it from then on."""
+        rows = [r for r in self._rows() if r[2] != "removed"]
+        if not rows:
+            return
+        store = self._ensure_store_id()
+        for drive, stored, _state, _reason, _changed in rows:
+            location = self.location(stored)
+            relative = self._stored(location.resolve())
+            if Path(stored).is_absolute() and not Path(relative).is_absolute():
+                self.meta.runner.write_sync(lambda cur, r=relative, d=drive: cur.execute(
+                    "UPDATE drives SET path = ? WHERE id = ?", (r, d)))
+                log.warning("drive %d: path stored relative to the data directory (%s)", drive, relative)
+                location = self.location(relative)
+            io = self._io_for(drive, location)
+            try:
+                drive_identity.read(io)
+                continue
+            except Unidentified as why:
+                if not why.missing:
+                    continue
+            proof = self._prove_ours(io, drive)
+            if proof is None:
+                log.error("drive %d (%s) has no identity file and nothing on it proves it is this store's: "
+                          "it stays offline (mount the right disk; `exastor drive add %s` if it is)",
+                          drive, location, location)
+                continue
+            io.put(IDENTITY_NAME, Identity.new(store, drive).encode())
+            log.warning("drive %d (%s): identity file written (store %s): %s", drive, location, store, proof)
+
+    def _prove_ours(self, io: DriveIO, drive: int) -> str | None:
+        from exastor.engine import shards as shardfiles
+
+        try:
+            files = {sub: [n for n in io.list(sub) if n.startswith("seg-")] for sub in SUBDIRS}
+        except FileNotFoundError:
+            return None
+
+        def q(cur: Any) -> tuple[dict[int, tuple], dict[tuple[int, int], int], bool]:
+            cur.execute("SELECT s.id, COALESCE(l.k, 0), COALESCE(l.m, 0), COALESCE(l.shard_len, 0), "
+                        "COALESCE(l.data_len, 0) FROM segments s LEFT JOIN segment_layout l ON l.segment = s.id "
+                        "WHERE s.state != 'deleted'")
+            layouts = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
+            cur.execute("SELECT segment, idx FROM shards WHERE drive = ?", (drive,))
+            placed = {(int(a), int(b)): drive for a, b in cur.fetchall()}
+            cur.execute("SELECT COUNT(*) FROM replicas r JOIN segments s ON s.id = r.segment "
+                        "WHERE r.drive = ? AND s.state != 'deleted'", (drive,))
+            return layouts, placed, bool(cur.fetchone()[0]) or bool(placed)
+
+        layouts, placed, expected = self.meta.runner.read(q)
+        if not files["segments"] and not files["shards"]:
+            return None if expected else "empty, and the database places nothing on it"
+        for name in files["segments"][:64]:
+            try:
+                seg = int(name[4:20], 16)
+            except ValueError:
+                continue
+            if seg not in layouts:
+                continue
+            rows = self.meta.runner.read(lambda cur, s=seg: cur.execute(
+                'SELECT fp, "offset" FROM chunks WHERE segment = ? LIMIT 4', (s,)).fetchall())
+            for fp, offset in rows:
+                try:
+                    head = decode_header(io.pread(f"segments/{name}", int(offset), HEADER_SIZE))
+                except (OSError, errors.DataCorrupted):
+                    continue
+                if head.fp == bytes(fp):
+                    return f"segments/{name} holds chunk {bytes(fp).hex()[:16]} at offset {offset}, as the index says"
+        for name in files["shards"][:64]:
+            parsed = shardfiles.parse_shard_name(f"shards/{name}")
+            if parsed is None or (parsed[0], parsed[1]) not in placed:
+                continue
+            try:
+                info = shardfiles.read_info(io, f"shards/{name}")
+            except (OSError, errors.DataCorrupted):
+                continue
+            lay = layouts.get(info.segment)
+            if lay is not None and (info.k, info.m, info.shard_len, info.data_len) == lay \
+                    and (info.segment, info.index) == parsed[:2]:
+                return f"shards/{name}'s trailer matches the layout of segment {info.segment}"
+        return None
+
+    def vouch(self, drive: int) -> None:
+        """``exastor drive add PATH`` of a known drive without an identity file: the operator vouches
+        for it, and the identity file is written (logged)."""
+        d = self._drives.get(drive)
+        if d is None:
+            return
+        try:
+            drive_identity.read(d.io)
+            return
+        except Unidentified as why:
+            if not why.missing:
+                raise DriveRefused(f"{d.path}: {why.reason}") from None
+        d.io.put(IDENTITY_NAME, Identity.new(self._ensure_store_id(), drive).encode())
+        log.warning("drive %d (%s): identity file written at the operator's request", drive, d.path)
+
+    # --- health ------------------------------------------------------------------------------
+    def identity_problem(self, drive: int, io: DriveIO) -> str | None:
+        """None if ``io`` carries this store's identity for ``drive``, else why not."""
+        if self.store_id is None:
+            self.store_id = self._read_store_id()
+            if self.store_id is None:
+                return "the store has no id yet (a store from before identity files: start the server once)"
+        try:
+            drive_identity.verify(io, self.store_id, drive)
+        except Unidentified as why:
+            return why.reason
+        return None
 
     def refresh(self) -> None:
-        def q(cur: Any) -> list[tuple[int, str, str]]:
-            cur.execute("SELECT id, path, state FROM drives ORDER BY id")
-            return [tuple(r) for r in cur.fetchall()]
-
-        self._drives = {i: Drive(i, Path(p), s) for i, p, s in self.meta.runner.read(q, snapshot=False)}
+        drives: dict[int, Drive] = {}
+        for i, stored, state, reason, _changed in self._rows():
+            location = self.location(stored)
+            io = self._io_for(i, location)
+            seen = state
+            if state in VERIFIED:
+                problem = self.identity_problem(i, io)
+                if problem is not None:
+                    seen, reason = "offline", problem
+                    if state in ("active", "full", "readonly"):
+                        self.set_state(i, "offline", problem, refresh=False)
+                elif state == "offline":
+                    self.set_state(i, "active", "identity verified: back online", refresh=False)
+                    log.warning("drive %d (%s) is back online", i, location)
+                    seen, reason = "active", "back online"
+            drives[i] = Drive(i, location, seen, io, reason)
+        self._drives = drives
         self._loaded = time.monotonic()
         for d in [d for d in self._drives.values() if d.state == "full"]:
             if self._has_room(d):  # space came back (gc, an operator): take new segments again
                 self.set_state(d.id, "active", "space available again", refresh=False)
-                self._drives[d.id] = Drive(d.id, d.path, "active")
-        gone = [d for d in self._drives.values() if d.state in READABLE and not (d.path / "segments").is_dir()]
-        for d in gone:  # a drive directory that vanished is a dead drive
-            self.set_state(d.id, "failed", "drive directory missing", refresh=False)
-            self._drives[d.id] = Drive(d.id, d.path, "failed")
+                self._drives[d.id] = Drive(d.id, d.path, "active", d.io)
 
     def _has_room(self, d: Drive) -> bool:
-        if self.faults.rules(d.path).get("full"):
-            return False
         try:
-            st = os.statvfs(d.path)
+            space = d.io.space()
         except OSError:
             return False
-        total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
-        return free >= 2 * FREE_RESERVE or total <= 4 * FREE_RESERVE
+        return space.free >= 2 * FREE_RESERVE or 0 < space.total <= 4 * FREE_RESERVE and space.free > 0
 
     def maybe_refresh(self, max_age: float = 2.0) -> None:
         if time.monotonic() - self._loaded > max_age:
@@ -225,16 +478,18 @@ class DriveSet:
         d = self._drives.get(drive)
         return d is not None and d.state in READABLE
 
+    def offline(self, drive: int) -> bool:
+        d = self._drives.get(drive)
+        return d is not None and d.state == "offline"
+
     def writable(self) -> list[Drive]:
         out = []
         for d in self._drives.values():
             if d.state != "active":
                 continue
-            if self.faults.rules(d.path).get("full"):
-                continue
             try:
-                st = os.statvfs(d.path)
-                if st.f_bavail * st.f_frsize < FREE_RESERVE and st.f_blocks * st.f_frsize > 4 * FREE_RESERVE:
+                space = d.io.space()
+                if space.free < FREE_RESERVE and (space.total > 4 * FREE_RESERVE or space.free == 0):
                     continue  # nearly full (the reserve is ignored on tiny test filesystems)
             except OSError:
                 continue
@@ -286,21 +541,28 @@ class DriveSet:
         return self.meta.runner.read(q, snapshot=False)
 
     # --- errors ------------------------------------------------------------------
-    def check(self, drive: Drive, op: str) -> None:
-        self.faults.check(drive.path, op)
-
     def failed_io(self, drive: int, exc: OSError, *, now: bool = True) -> None:
-        """Record an I/O error on ``drive``: ENOSPC makes it full, anything else failed.
-        ``now=False`` queues the database write (callers that may be on an event loop or hold locks)."""
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        """Record an I/O error on ``drive``: ENOSPC makes it full, EROFS read-only, anything else
+        failed - except a missing file or directory, which makes it offline if its identity no
+        longer verifies (unmounted, removed) and changes nothing if it does (one missing file is
+        not a broken drive). ``now=False`` queues the database write (callers that may be on an
+        event loop or hold locks)."""
+        d = self._drives.get(drive)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if d is None:
+                return
+            problem = self.identity_problem(drive, d.io)
+            if problem is None:
+                return
+            state, reason = "offline", problem
+        elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
             state, reason = "full", "no space left"
         elif exc.errno == errno.EROFS:
             state, reason = "readonly", "read-only file system"
         else:
             state, reason = "failed", f"{errno.errorcode.get(exc.errno or 0, 'error')}: {exc.strerror or exc}"
-        d = self._drives.get(drive)
         if d is not None:  # this process stops using it at once
-            self._drives[drive] = Drive(d.id, d.path, state)
+            self._drives[drive] = Drive(d.id, d.path, state, d.io, reason)
         if now:
             self.set_state(drive, state, reason)
         else:
@@ -336,17 +598,26 @@ class DriveSet:
         if t is not None:
             t.join(timeout)
 
+    def close(self) -> None:
+        for io in self._io.values():
+            io.close()
 
-def _prepare(path: Path) -> None:
-    (path / "segments").mkdir(parents=True, exist_ok=True)
-    (path / "shards").mkdir(parents=True, exist_ok=True)
+    # --- proofs ---------------------------------------------------------------------
+    def names_segment(self, io: DriveIO, name: str, segment: int) -> bool:
+        """A segment file's own header names ``segment`` and this store (or no store: written
+        before store tags): part of the proof that deleting it deletes only garbage."""
+        try:
+            head = parse_segment_header(io.pread(name, 0, 64))
+        except OSError:
+            return False
+        return head is not None and head[0] == segment and head[2] in (0, self.store_tag)
 
 
 # --- segment layouts in the database ----------------------------------------------
 
-def new_segment(meta: Metadata, m: int, drives: list[Drive]) -> int:
+def new_segment(meta: Metadata, m: int, drives: list[Drive], created_ns: int | None = None) -> int:
     """Allocate a segment id, open, replicated on ``drives`` (m+1 of them): one transaction."""
-    now = time.time_ns()
+    now = created_ns or time.time_ns()
 
     def tx(cur: Any) -> int:
         cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
@@ -356,6 +627,22 @@ def new_segment(meta: Metadata, m: int, drives: list[Drive]) -> int:
                     (seg, m))
         cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d.id) for d in drives])
         return seg
+
+    return meta.runner.write_sync(tx)
+
+
+def allocate_gens(meta: Metadata, count: int) -> list[int]:
+    """``count`` shard generations, increasing across every process: a shard file written later
+    always has a higher one, so a file whose generation is below its row's is provably superseded."""
+    def tx(cur: Any) -> list[int]:
+        cur.execute("SELECT value FROM counters WHERE name = 'shard_gen'")
+        row = cur.fetchone()
+        start = int(row[0]) if row else 0
+        if row is None:
+            cur.execute("INSERT INTO counters (name, value) VALUES ('shard_gen', ?)", (start + count,))
+        else:
+            cur.execute("UPDATE counters SET value = ? WHERE name = 'shard_gen'", (start + count,))
+        return list(range(start + 1, start + count + 1))
 
     return meta.runner.write_sync(tx)
 
@@ -373,28 +660,32 @@ def load_layout(meta: Metadata, segment: int) -> Layout | None:
             return Layout(segment, state, 0, 0, 0, int(size))
         cur.execute("SELECT drive FROM replicas WHERE segment = ? ORDER BY drive", (segment,))
         reps = tuple(int(r[0]) for r in cur.fetchall())
-        cur.execute("SELECT idx, drive, state FROM shards WHERE segment = ? ORDER BY idx", (segment,))
-        shs = tuple((int(a), int(b), c) for a, b, c in cur.fetchall())
+        cur.execute("SELECT idx, drive, state, gen FROM shards WHERE segment = ? ORDER BY idx", (segment,))
+        shs = tuple(ShardRow(int(a), int(b), c, int(g)) for a, b, c, g in cur.fetchall())
         return Layout(segment, state, int(lay[0]), int(lay[1]), int(lay[2]), int(lay[3]), reps, shs)
 
     return meta.runner.read(q, snapshot=True)
 
 
 def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, data_len: int,
-                placed: list[int], *, expect_state: str = "open") -> bool:
-    """Point the database at the shards (all fsynced already) and forget the replicas, in one transaction.
-    False when the segment is no longer in ``expect_state`` (deleted meanwhile)."""
+                placed: list[tuple[int, int]], *, expect_state: str = "open") -> bool:
+    """Point the database at the shards ((drive, gen) by index, all fsynced already) and forget the
+    replicas, in one transaction. False when the segment is no longer in ``expect_state``."""
     def tx(cur: Any) -> bool:
         cur.execute("SELECT state FROM segments WHERE id = ?", (segment,))
         row = cur.fetchone()
         if row is None or row[0] != expect_state:
             return False
+        cur.execute("SELECT shard_len FROM segment_layout WHERE segment = ?", (segment,))
+        current = cur.fetchone()
+        if shard_len and current is not None and int(current[0]) > 0:
+            return False  # another sealer (a re-protect in another process) won
         cur.execute("DELETE FROM segment_layout WHERE segment = ?", (segment,))
         cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
                     (segment, k, m, shard_len, data_len))
         cur.execute("DELETE FROM shards WHERE segment = ?", (segment,))
-        cur.executemany("INSERT INTO shards (segment, idx, drive, state) VALUES (?, ?, ?, 'ok')",
-                        [(segment, i, d) for i, d in enumerate(placed)])
+        cur.executemany("INSERT INTO shards (segment, idx, drive, state, gen) VALUES (?, ?, ?, 'ok', ?)",
+                        [(segment, i, d, g) for i, (d, g) in enumerate(placed)])
         if shard_len:
             cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
         cur.execute("UPDATE segments SET state = 'sealed', size = ? WHERE id = ?", (data_len, segment))
@@ -403,15 +694,27 @@ def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, da
     return meta.runner.write_sync(tx)
 
 
+def names_shard(meta: Metadata, segment: int, idx: int, drive: int, gen: int) -> bool:
+    """Whether the database points at this copy of a shard: a writer that lost its own conditional
+    update checks this before deleting its file (a rebuild from the drives may have published it)."""
+    return bool(meta.runner.read(lambda cur: cur.execute(
+        "SELECT 1 FROM shards WHERE segment = ? AND idx = ? AND drive = ? AND gen = ?",
+        (segment, idx, drive, gen)).fetchone(), snapshot=False))
+
+
 def mark_shard(meta: Metadata, segment: int, idx: int, *, state: str, drive: int | None = None,
-               expect_drive: int | None = None) -> bool:
-    """Set a shard's state (and move it to ``drive``). With ``expect_drive``, only if it is still there."""
+               gen: int | None = None, expect_drive: int | None = None, expect_gen: int | None = None) -> bool:
+    """Set a shard's state (and move it to ``drive``/``gen``); with ``expect_*``, only if the row
+    still names that copy. True if the row changed: the transaction is the only arbiter of which
+    of two racing copies wins."""
+    sets = [("state", state), ("drive", drive), ("gen", gen)]
+    where = [("segment", segment), ("idx", idx), ("drive", expect_drive), ("gen", expect_gen)]
+    sets, where = [(c, v) for c, v in sets if v is not None], [(c, v) for c, v in where if v is not None]
+    params = [v for _, v in sets] + [v for _, v in where]
+
     def tx(cur: Any) -> bool:
-        sql = "UPDATE shards SET state = ?" + (", drive = ?" if drive is not None else "") + \
-              " WHERE segment = ? AND idx = ?" + (" AND drive = ?" if expect_drive is not None else "")
-        params: list[Any] = [state] + ([drive] if drive is not None else []) + [segment, idx] + \
-            ([expect_drive] if expect_drive is not None else [])
-        cur.execute(sql, params)
+        cur.execute(f"UPDATE shards SET {', '.join(f'{c} = ?' for c, _ in sets)} "
+                    f"WHERE {' AND '.join(f'{c} = ?' for c, _ in where)}", params)
         return cur.rowcount == 1
 
     return meta.runner.write_sync(tx)

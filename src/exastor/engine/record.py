@@ -36,7 +36,7 @@ FLAG_DELTA_DIFF = 1 << 3   # difference residual against an aligned reference
 FLAG_WIDTH_SHIFT = 4       # bits 4-6: element width in bytes (0, 2, 4)
 
 SEGMENT_MAGIC = b"EXSEG001"
-SEGMENT_HEADER = struct.Struct("<8sQQQQQQQ")  # magic, segment id, created_ns, reserved...
+SEGMENT_HEADER = struct.Struct("<8sQQQQQQQ")  # magic, segment id, created_ns, store tag, reserved...
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size
 assert SEGMENT_HEADER_SIZE == 64
 
@@ -75,5 +75,15 @@ def verify_payload(head: RecordHeader, payload: bytes | memoryview) -> None:
         raise errors.DataCorrupted("record payload checksum mismatch")
 
 
-def segment_header(segment_id: int, created_ns: int) -> bytes:
-    return SEGMENT_HEADER.pack(SEGMENT_MAGIC, segment_id, created_ns, 0, 0, 0, 0, 0)
+def segment_header(segment_id: int, created_ns: int, store_tag: int = 0) -> bytes:
+    """``store_tag``: the first 64 bits of the store id (0 in files written before it existed), so a
+    file found on a drive names the store it belongs to (docs/format.md)."""
+    return SEGMENT_HEADER.pack(SEGMENT_MAGIC, segment_id, created_ns, store_tag, 0, 0, 0, 0)
+
+
+def parse_segment_header(buf: bytes | memoryview) -> tuple[int, int, int] | None:
+    """(segment id, created_ns, store tag) of a segment file's first bytes; None if not a segment header."""
+    if len(buf) < SEGMENT_HEADER_SIZE:
+        return None
+    magic, seg, created, tag = SEGMENT_HEADER.unpack_from(buf)[:4]
+    return (seg, created, tag) if magic == SEGMENT_MAGIC else None

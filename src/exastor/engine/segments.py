@@ -8,73 +8,90 @@ shards (systematic Reed-Solomon, engine/erasure.py), each written and fsynced on
 recorded in the database, and only then are the replicas deleted. With one drive (1+0) the single
 replica simply stays: the segment file IS the data, byte-compatible with format version 1.
 
+Every byte goes through the drives' I/O seam (``exastor.drives``): names, never paths.
+
+A failed write or fsync is final. The replica is never appended to or fsynced again (the seam
+refuses too: after a failed fsync the kernel may have dropped the dirty pages, and a second fsync
+would report success for lost bytes), the segment is rolled over (sealed from the replicas that
+are left), and every commit that needs bytes the failure may have lost fails (``_tainted``): the
+client gets a 503 and retries into a new segment, never a 200 for bytes that may be gone.
+
 Reads: a healthy read is a ``pread`` of the one data shard (or two, across a boundary) holding the
 record. ``pread_degraded`` is for when that failed its checksum: other replicas, or a column-range
-decode from k verified shards.
+decode from k verified shards. Bytes that exist only on offline drives are *unavailable*
+(``SegmentUnavailable``, a 503), never reported lost.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from exastor import errors
+from exastor.drives import age_s
 from exastor.engine import erasure, shards
-from exastor.engine.drives import Drive, DriveSet, Layout, commit_seal, crash_point, load_layout, new_segment
-from exastor.engine.record import (
-    HEADER_SIZE,
-    SEGMENT_HEADER_SIZE,
-    decode_header,
-    segment_header,
-    verify_payload,
+from exastor.engine.drives import (
+    Drive,
+    DriveSet,
+    Layout,
+    allocate_gens,
+    commit_seal,
+    crash_point,
+    load_layout,
+    names_shard,
+    new_segment,
+    segment_name,
 )
+from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_header
+from exastor.engine.scan import next_valid, record_length
 from exastor.meta.store import Metadata
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 _IOV_MAX = 1024              # pieces one writev takes (Linux)
 DEGRADED_WINDOW = 1 << 20    # columns decoded at once by a degraded read
 DEGRADED_WINDOWS_KEPT = 32   # decoded windows kept per process (32 MiB)
+LEFTOVER_GRACE_S = 3600.0    # a temporary file this old belongs to no write still in progress
+# Write errors after which the replica still holds every byte written before (it only cannot
+# grow): it is dropped from appends but still fsynced, and nothing written before is in doubt.
+_CANNOT_GROW = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 log = logging.getLogger("exastor.segments")
 
 Check = Callable[[bytes], object]
 
+__all__ = ["DEFAULT_SEGMENT_SIZE", "DriveDown", "SegmentLog", "SegmentUnavailable", "record_length", "segment_name"]
+
 
 class DriveDown(FileNotFoundError):
-    """The drive holding the bytes is failed or removed: go degraded without asking the database again."""
+    """The drive holding the bytes is failed, offline or removed: go degraded without asking the database again."""
 
 
-def segment_path(directory: Path, segment_id: int) -> Path:
-    return directory / f"seg-{segment_id:016x}.log"
+class SegmentUnavailable(errors.Unavailable):
+    """Every copy of these bytes is on an offline drive: they come back with the drive (503, never 500)."""
 
 
-def record_length(view: memoryview, pos: int) -> int:
-    """Length of the valid record at ``pos`` of an in-memory segment, 0 if there is none."""
-    if pos + HEADER_SIZE > len(view):
-        return 0
-    try:
-        head = decode_header(view[pos:pos + HEADER_SIZE])
-        end = pos + HEADER_SIZE + head.stored_len
-        if end > len(view):
-            return 0
-        verify_payload(head, view[pos + HEADER_SIZE:end])
-    except errors.DataCorrupted:
-        return 0
-    return end - pos
+@dataclass
+class _Open:
+    """A segment this process wrote and has not made fully durable yet."""
+
+    replicas: list[int]          # drives to fsync (a replica that cannot grow is still fsynced)
+    size: int                    # bytes written
+    durable: int                 # bytes known fsynced on every replica
+    all_replicas: list[int] = field(default_factory=list)
 
 
 class SegmentLog:
     """Locks, and why there are three:
 
-    - ``_append_lock`` guards the open segment's descriptors and size; held only for the ``write``s.
-    - ``_sync_lock`` serialises fsyncs and the closing of descriptors, so an fsync never runs on
-      a descriptor that a rollover closed.
+    - ``_append_lock`` guards the open segment's replicas and size; held only for the writes.
+    - ``_sync_lock`` serialises fsyncs and the releasing of write handles, so an fsync never runs on
+      a handle that a rollover released.
     - ``_rollover_lock`` lets one appender seal the full segment and open the next while the
       others wait. Rollover talks to the metadata writer thread, and the metadata writer thread
       calls ``sync`` (to make data durable before it commits), so rollover must never hold the
@@ -91,57 +108,67 @@ class SegmentLog:
         self._append_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._rollover_lock = threading.Lock()
-        self._read_fds: dict[tuple[int, int, int], int] = {}   # (segment, kind 0=replica 1=shard, n) -> fd
         self._infos: dict[tuple[int, int], shards.ShardInfo] = {}
         self._layouts: dict[int, Layout] = {}
         self._loaded_at: dict[int, float] = {}
         self._windows: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()  # decoded shard columns
-        self._fd_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
         self._seg: int | None = None
-        self._fds: list[tuple[int, int]] = []   # (drive id, fd) of the open segment's replicas
-        self._broken = False                    # a replica failed: roll over before the next append
+        self._writing: list[int] = []          # drives the open segment's appends go to
+        self._broken = False                   # a replica failed: roll over before the next append
         self._size = 0
-        # Segments with bytes not yet known durable: segment -> [fds, size, durable offset].
-        self._unsynced: dict[int, list] = {}
+        self._unsynced: dict[int, _Open] = {}
+        # Segments where a write or fsync failed: segment -> bytes durable on every replica before the
+        # failure. A commit that needs more of it fails, forever (the failure is final).
+        self._tainted: dict[int, int] = {}
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exastor-seal")
         self._sealing: dict[int, Future[None]] = {}
 
-    @property
-    def directory(self) -> Path:
-        """Drive 0's segment directory (single-drive compatibility)."""
-        return self.drives.first.segments
-
     # --- writing ---------------------------------------------------------------
-    def _create(self) -> tuple[int, list[tuple[int, int]]]:
+    def _create(self) -> tuple[int, list[int]]:
         self.drives.maybe_refresh()
         for _attempt in range(8):
             g = self.drives.geometry()
             placed = self.drives.place(g.m + 1, salt=int(time.monotonic_ns() // 1000))
-            seg = new_segment(self.meta, g.m, placed)
-            head = segment_header(seg, time.time_ns())
-            fds: list[tuple[int, int]] = []
+            created_ns = time.time_ns()
+            seg = new_segment(self.meta, g.m, placed, created_ns)
+            name = segment_name(seg)
+            head = segment_header(seg, created_ns, self.drives.store_tag)
+            made: list[Drive] = []
             failed: tuple[Drive, OSError] | None = None
             for d in placed:
-                path = segment_path(d.segments, seg)
                 try:
-                    self.drives.check(d, "write")
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
-                    fds.append((d.id, fd))
-                    os.write(fd, head)
-                    os.fsync(fd)
-                    shards.fsync_dir(d.segments)
+                    d.io.create(name, head)
+                    made.append(d)
+                    d.io.fsync(name)
+                    d.io.sync_dir("segments")
                 except OSError as exc:
                     failed = (d, exc)
                     break
             if failed is None:
-                return seg, fds
-            for _, fd in fds:
-                os.close(fd)
-            for d in placed:
-                segment_path(d.segments, seg).unlink(missing_ok=True)
+                return seg, [d.id for d in placed]
+            for d in made:  # only the files this call created (O_EXCL): never one it found there
+                try:
+                    d.io.unlink(name)
+                except OSError:
+                    pass
+                d.io.release([name])
             self.meta.set_segment_state_sync(seg, "deleted", 0)
+            if failed[1].errno == errno.EEXIST:
+                log.error("drive %d already holds %s, which this store never wrote: another store is writing "
+                          "to this drive (a copied data directory?); not touching it", failed[0].id, name)
+                continue
             self.drives.failed_io(failed[0].id, failed[1])
         raise errors.Unavailable("could not open a segment on enough healthy drives")
+
+    def _taint(self, segment: int, entry: _Open, failed: list[int]) -> None:
+        """A write or fsync failed on ``failed``: those replicas are done with, and bytes past what was
+        durable everywhere are in doubt (the append lock is held)."""
+        self._tainted[segment] = min(self._tainted.get(segment, entry.durable), entry.durable)
+        entry.replicas = [d for d in entry.replicas if d not in failed]
+        if self._seg == segment:
+            self._writing = [d for d in self._writing if d not in failed]
+            self._broken = True
 
     def _rollover(self, full_segment: int | None) -> None:
         """Seal ``full_segment`` (if it is still the open one) and open a new segment."""
@@ -153,36 +180,51 @@ class SegmentLog:
                 self._broken = False
             if old is not None:
                 with self._sync_lock:
-                    fds, size, _ = self._unsynced[old]
-                    good = self._fsync_all(fds)
                     with self._append_lock:
-                        del self._unsynced[old]
-                    for _, fd in fds:
-                        os.close(fd)
-                self._sealing[old] = self._sealer.submit(self._seal_quietly, old, size, good)
-            seg, fds = self._create()
+                        entry = self._unsynced[old]
+                        targets = list(entry.replicas)
+                    failed = self._fsync_all(old, targets)
+                    with self._append_lock:
+                        if failed:
+                            self._taint(old, entry, failed)
+                        else:
+                            entry.durable = entry.size
+                        del self._unsynced[old]  # a later sync of it: durable, or failing by _tainted
+                    self._release_writes(old, entry.all_replicas)
+                self._sealing[old] = self._sealer.submit(self._seal_quietly, old, entry.size, list(entry.replicas))
+            seg, placed = self._create()
             with self._append_lock:
-                self._seg, self._fds, self._size = seg, fds, SEGMENT_HEADER_SIZE
-                self._unsynced[seg] = [fds, SEGMENT_HEADER_SIZE, SEGMENT_HEADER_SIZE]
+                self._seg, self._writing, self._size = seg, list(placed), SEGMENT_HEADER_SIZE
+                self._unsynced[seg] = _Open(list(placed), SEGMENT_HEADER_SIZE, SEGMENT_HEADER_SIZE, list(placed))
 
-    def _fsync_all(self, fds: list[tuple[int, int]]) -> list[int]:
-        """fsync every replica; returns the drives that succeeded (failures are recorded)."""
-        good = []
-        for drive, fd in fds:
+    def _release_writes(self, segment: int, drive_ids: list[int]) -> None:
+        for drive in drive_ids:
+            d = self.drives.get(drive)
+            if d is not None:
+                d.io.release([segment_name(segment)])
+
+    def _fsync_all(self, segment: int, drive_ids: list[int]) -> list[int]:
+        """fsync every replica once; returns the drives that failed (recorded as failed I/O). A
+        failed replica is never fsynced again: the caller drops it."""
+        failed = []
+        name = segment_name(segment)
+        for drive in drive_ids:
+            d = self.drives.get(drive)
             try:
-                d = self.drives.get(drive)
-                if d is not None:
-                    self.drives.check(d, "write")
-                os.fsync(fd)
-                good.append(drive)
+                if d is None:
+                    raise OSError(errno.EIO, f"drive {drive} is gone")
+                d.io.fsync(name)
             except OSError as exc:
+                failed.append(drive)
+                log.error("fsync of segment %d on drive %d failed (%s): that replica is written no more",
+                          segment, drive, exc)
                 self.drives.failed_io(drive, exc, now=False)
-        return good
+        return failed
 
     def append(self, blob: bytes | bytearray | list[bytes | memoryview]) -> tuple[int, int]:
         """Append ``blob`` to the open segment; returns (segment id, offset of its first byte).
 
-        A list of pieces is written with one ``writev`` per replica: the write path passes its
+        A list of pieces is written with one ``pwritev`` per replica: the write path passes its
         records' headers and payloads as they are instead of joining a 4 MiB copy per window."""
         if isinstance(blob, list) and len(blob) > _IOV_MAX:
             blob = b"".join(blob)
@@ -194,35 +236,39 @@ class SegmentLog:
                 seg = self._seg
                 if seg is not None and self._size < self.max_size and not self._broken:
                     base = self._size
-                    for drive, fd in self._fds:
+                    name = segment_name(seg)
+                    for drive in self._writing:
                         try:
                             d = self.drives.get(drive)
-                            if d is None or d.state == "failed":
-                                raise OSError(errno.EIO, "drive is marked failed")
-                            self.drives.check(d, "write")
-                            written = os.writev(fd, blob) if isinstance(blob, list) else os.write(fd, blob)
-                            if written != size:
-                                raise OSError(errno.ENOSPC, "short write")
+                            if d is None or d.state in ("failed", "offline", "removed"):
+                                raise OSError(errno.EIO, f"drive {drive} is {d.state if d else 'gone'}")
+                            d.io.append(name, base, blob)
                         except OSError as exc:
                             failure = (drive, exc)
                             break
+                    entry = self._unsynced[seg]
                     if failure is None:
                         self._size = base + size
-                        self._unsynced[seg][1] = self._size
+                        entry.size = self._size
                         return seg, base
-                    # Cut torn tails so every replica stays parseable, then move to a new segment.
-                    for _, fd in self._fds:
+                    # Cut the failed append back so every replica stays parseable, then move on.
+                    for drive in self._writing:
+                        d = self.drives.get(drive)
                         try:
-                            os.ftruncate(fd, base)
+                            if d is not None:
+                                d.io.truncate(name, base)
                         except OSError:
                             pass
                     if failure[1].errno in (errno.ENOSPC, errno.EDQUOT):
-                        holding = {d for d, _ in self._fds}
+                        holding = set(self._writing)
                         if not [d for d in self.drives.writable() if d.id not in holding]:
                             # Nowhere else to go: the store is out of space (507), the segment stays open.
                             raise errors.InsufficientStorage("no space left on the drives")
-                    self._fds = [(d, fd) for d, fd in self._fds if d != failure[0]]
-                    self._broken = True
+                    if failure[1].errno in _CANNOT_GROW:
+                        self._writing = [d for d in self._writing if d != failure[0]]
+                        self._broken = True
+                    else:
+                        self._taint(seg, entry, [failure[0]])
             if failure is not None:
                 d = self.drives.get(failure[0])
                 if d is not None and d.state == "active":
@@ -230,23 +276,23 @@ class SegmentLog:
             self._rollover(seg)
 
     def sync(self, segment: int, upto: int) -> None:
-        """Make bytes ``[0, upto)`` of ``segment`` durable on every replica. Sealed segments already are."""
+        """Make bytes ``[0, upto)`` of ``segment`` durable on every replica. Sealed segments already
+        are. Unavailable if a write or fsync failed on any replica after bytes this needs were
+        written: they may be lost there, and that failure is final."""
         with self._sync_lock:
             with self._append_lock:
+                if segment in self._tainted and upto > self._tainted[segment]:
+                    raise errors.Unavailable("a drive failed while making data durable; retry")
                 entry = self._unsynced.get(segment)
-                if entry is None or entry[2] >= upto:
+                if entry is None or entry.durable >= upto:
                     return
-                fds, target = list(entry[0]), entry[1]
-            good = self._fsync_all(fds)  # outside the append lock: writers keep appending meanwhile
-            if len(good) < len(fds):
-                with self._append_lock:
-                    if self._seg == segment:
-                        self._broken = True
-                raise errors.Unavailable("a drive failed while making data durable; retry")
+                targets, target = list(entry.replicas), entry.size
+            failed = self._fsync_all(segment, targets)  # outside the append lock: writers keep appending meanwhile
             with self._append_lock:
-                entry = self._unsynced.get(segment)
-                if entry is not None:
-                    entry[2] = max(entry[2], target)
+                if failed:
+                    self._taint(segment, entry, failed)
+                    raise errors.Unavailable("a drive failed while making data durable; retry")
+                entry.durable = max(entry.durable, target)
 
     # --- sealing ---------------------------------------------------------------
     def _seal_quietly(self, segment: int, size: int | None, good: list[int] | None) -> None:
@@ -261,28 +307,43 @@ class SegmentLog:
         finally:
             self._sealing.pop(segment, None)
 
-    def _replica_bytes(self, lay: Layout, good: list[int] | None, size: int | None) -> bytes:
-        """The segment's bytes from its replicas: the longest valid prefix, record by record from
-        whichever replica holds a valid copy (a flipped byte in one replica is healed by another)."""
+    def _holders(self, lay: Layout) -> list[int]:
+        return list(lay.replicas) if lay.kind == "replicas" else [self.drives.first.id]
+
+    def _replica_bytes(self, lay: Layout, good: list[int] | None, size: int | None, *,
+                       sealing: bool = False) -> bytes:
+        """The segment's bytes from its replicas, record by record from whichever replica holds a
+        valid copy (a flipped byte in one replica is healed by another). A record no replica holds
+        valid is kept as it is when a valid record follows it (damage: reported, never a reason to
+        drop what follows); only what follows the last valid record is a torn tail, cut.
+
+        ``sealing``: the result must reach the end of the last record the chunk index points at (a
+        committed record was fsynced, so it is never a torn tail): damage there is kept in place, and
+        if no readable replica is that long (the complete ones offline, one that stopped growing
+        left) nothing is sealed - SegmentUnavailable while a holder is offline, else DataCorrupted."""
         bufs: list[bytes] = []
-        drives = list(lay.replicas) if lay.kind == "replicas" else [self.drives.first.id]
-        for drive in drives:
+        offline = []
+        for drive in self._holders(lay):
             if good is not None and drive not in good:
                 continue
             d = self.drives.get(drive)
             if d is None or not self.drives.readable(drive):
+                if self.drives.offline(drive):
+                    offline.append(drive)
                 continue
+            name = segment_name(lay.segment)
             try:
-                self.drives.check(d, "read")
-                with open(segment_path(d.segments, lay.segment), "rb") as f:
-                    bufs.append(f.read() if size is None else f.read(size))
+                bufs.append(d.io.pread(name, 0, size if size is not None else d.io.stat(name).size))
             except OSError:
                 continue
         if not bufs:
+            if offline:
+                raise SegmentUnavailable(f"segment {lay.segment}: its replicas are on offline drives {offline}")
             raise errors.DataCorrupted(f"segment {lay.segment}: no readable replica")
         out = bytearray(bufs[0][:SEGMENT_HEADER_SIZE])
         pos = SEGMENT_HEADER_SIZE
         views = [memoryview(b) for b in bufs]
+        damaged: list[tuple[int, int]] = []
         while True:
             got = None
             for v in views:
@@ -290,10 +351,36 @@ class SegmentLog:
                 if n:
                     got = v[pos:pos + n]
                     break
-            if got is None:
-                break
-            out += got
-            pos += len(got)
+            if got is not None:
+                out += got
+                pos += len(got)
+                continue
+            after = [p for b in bufs if (p := next_valid(b, pos + 1)) is not None]
+            if not after:
+                break  # the torn tail
+            nxt = min(after)
+            source = next(b for b in bufs if len(b) >= nxt)
+            out += source[pos:nxt]
+            damaged.append((pos, nxt))
+            pos = nxt
+        if sealing:
+            need = self.meta.runner.read(lambda cur: cur.execute(
+                f'SELECT MAX("offset" + stored_len + {HEADER_SIZE}) FROM chunks WHERE segment = ?',
+                (lay.segment,)).fetchone()[0]) or 0
+            if len(out) < need:
+                source = next((b for b in bufs if len(b) >= need), None)
+                if source is None:
+                    if offline:
+                        raise SegmentUnavailable(f"segment {lay.segment}: the replicas that hold its last indexed "
+                                                 f"bytes are on offline drives {offline}")
+                    raise errors.DataCorrupted(f"segment {lay.segment}: no readable replica holds its indexed "
+                                               f"bytes up to {need}")
+                damaged.append((len(out), need))
+                out += source[len(out):need]
+        if damaged:
+            log.error("segment %d: bytes %s fail their checksums in every replica; kept in place, not cut "
+                      "(exastor fsck names the objects they belong to)", lay.segment,
+                      ", ".join(f"{a}-{b}" for a, b in damaged[:8]))
         return bytes(out)
 
     def seal(self, segment: int, size: int | None = None, good: list[int] | None = None, *,
@@ -318,7 +405,7 @@ class SegmentLog:
             return
         if reprotect and (g is None or g.m == 0):
             return
-        data = self._replica_bytes(lay, good, size)
+        data = self._replica_bytes(lay, good, size, sealing=True)
         if g is None or (g.k == 1 and g.m == 0):
             # Legacy file or 1+0: the (cut back) replica is the final form.
             self._truncate_replicas(lay, len(data), good)
@@ -335,68 +422,83 @@ class SegmentLog:
         crash_point("seal.shards_written")
         if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
                            expect_state=expect_state):
-            for i, drive in enumerate(placed):
+            # Lost to another sealer or to compaction: remove only the files this call wrote (their
+            # generations are ours alone), and only those no row names.
+            for i, (drive, gen) in enumerate(placed):
                 d = self.drives.get(drive)
-                if d is not None:
-                    (d.shards / shards.shard_name(segment, i)).unlink(missing_ok=True)
+                if d is not None and not names_shard(self.meta, segment, i, drive, gen):
+                    try:
+                        d.io.unlink(shards.shard_name(segment, i, gen))
+                    except OSError:
+                        pass
             return
         crash_point("seal.committed")
         self.forget(segment)
         self.delete_replicas(lay)
-        if lay.kind == "plain":
-            segment_path(self.drives.first.segments, segment).unlink(missing_ok=True)
 
-    def _write_shards(self, segment: int, g: erasure.Geometry, data_len: int, all_shards: list[bytes]) -> list[int]:
-        placed: list[int] = []
+    def _write_shards(self, segment: int, g: erasure.Geometry, data_len: int,
+                      all_shards: list[bytes]) -> list[tuple[int, int]]:
+        placed: list[tuple[int, int]] = []
         used: set[int] = set()
+        gens = allocate_gens(self.meta, len(all_shards))
         for i, shard in enumerate(all_shards):
             while True:
                 d = self.drives.place(1, salt=segment + i, exclude=used)[0]
                 used.add(d.id)
                 try:
-                    self.drives.check(d, "write")
-                    shards.write_shard(d.shards / shards.shard_name(segment, i), segment, i, g.k, g.m, data_len, shard)
-                    placed.append(d.id)
+                    shards.write_shard(d.io, shards.shard_name(segment, i, gens[i]), segment, i, g.k, g.m,
+                                       data_len, shard, self.drives.store_tag)
+                    placed.append((d.id, gens[i]))
                     break
                 except OSError as exc:
                     self.drives.failed_io(d.id, exc)
         return placed
 
     def _truncate_replicas(self, lay: Layout, end: int, good: list[int] | None) -> None:
-        drives = list(lay.replicas) if lay.kind == "replicas" else [self.drives.first.id]
-        for drive in drives:
+        name = segment_name(lay.segment)
+        for drive in self._holders(lay):
             d = self.drives.get(drive)
-            if d is None or (good is not None and drive not in good):
+            if d is None or (good is not None and drive not in good) or not self.drives.readable(drive):
                 continue
             try:
-                with open(segment_path(d.segments, lay.segment), "r+b") as f:
-                    if os.fstat(f.fileno()).st_size != end:
-                        f.truncate(end)
-                    os.fsync(f.fileno())
+                if d.io.stat(name).size != end:
+                    d.io.truncate(name, end)
+                    d.io.fsync(name)
             except OSError:
                 continue
 
     def delete_replicas(self, lay: Layout) -> None:
+        """The replica files of a segment whose stripe this process just committed: garbage by that
+        transaction. Offline drives keep theirs until they return (swept then)."""
         for drive in lay.replicas:
-            d = self.drives.get(drive)
-            if d is not None:
-                try:
-                    segment_path(d.segments, lay.segment).unlink(missing_ok=True)
-                except OSError:
-                    pass
+            self._delete_file(drive, segment_name(lay.segment), lay.segment)
+
+    def _delete_file(self, drive: int, name: str, segment: int) -> None:
+        d = self.drives.get(drive)
+        if d is None or not self.drives.readable(drive):
+            return
+        try:
+            d.io.unlink(name)
+        except OSError as exc:
+            log.warning("could not delete %s on drive %d (%s): swept later", name, drive, exc)
+        d.io.release([name])
 
     def delete_files(self, segment: int, lay: Layout | None = None) -> None:
-        """Remove every file of a deleted segment (replicas, shards, a legacy file)."""
+        """Remove every file of a segment compaction just marked deleted (its replicas, its shards as
+        the layout names them, a legacy file) from the drives that are online; the rest is swept
+        when those drives return (``sweep``)."""
         self.forget(segment)
-        width = lay.k + lay.m if lay is not None and lay.kind == "ec" else 0
-        for d in self.drives.all:
-            paths = [segment_path(d.segments, segment)] + [d.shards / shards.shard_name(segment, i)
-                                                            for i in range(width)]
-            for path in paths:
-                try:
-                    path.unlink(missing_ok=True)
-                except OSError:
-                    pass
+        if lay is None:
+            return
+        for drive in ([self.drives.first.id] if lay.kind == "plain" else lay.replicas):
+            d = self.drives.get(drive)
+            if d is not None and self.drives.names_segment(d.io, segment_name(segment), segment):
+                self._delete_file(drive, segment_name(segment), segment)
+        for row in lay.shards:
+            d = self.drives.get(row.drive)
+            name = shards.shard_name(segment, row.idx, row.gen)
+            if d is not None and self._names_shard(d.io, name, segment, row.idx):
+                self._delete_file(row.drive, name, segment)
 
     def wait_sealed(self) -> None:
         for fut in list(self._sealing.values()):
@@ -406,72 +508,156 @@ class SegmentLog:
                 pass
 
     def recover(self) -> None:
-        """At start: seal segments a previous process left open, remove files a crash orphaned."""
-        for seg, state, _size in self.meta.segments():
-            if state == "open":
-                lay = load_layout(self.meta, seg)
-                if lay is None:
-                    continue
-                if lay.kind == "plain" and not segment_path(self.drives.first.segments, seg).exists():
-                    self.meta.set_segment_state_sync(seg, "deleted", 0)
-                    continue
-                try:
-                    self.seal(seg)
-                except errors.DataCorrupted:
-                    self.meta.set_segment_state_sync(seg, "deleted", 0)  # no replica survived: nothing was acked
-                except errors.Unavailable as exc:
-                    log.error("segment %d stays replicated: %s", seg, exc.detail)
-        self.remove_orphans()
+        """At start: seal segments a previous process left open, then sweep what is provably garbage.
 
-    def remove_orphans(self) -> None:
-        """Replica files of erasure-coded segments and files of deleted segments (a crash between
-        the database commit and the unlink leaves them); temporary shard files."""
-        states = {seg: state for seg, state, _ in self.meta.segments()}
+        A segment whose replicas are all on offline drives is left exactly as it is, open, until a
+        drive returns: sealing it from nothing, or marking it deleted, would lose acknowledged
+        bytes that are merely unreachable. The same for replicas on failed drives: never deleted."""
+        self.drives.refresh()
+        for seg, state, _size in self.meta.segments():
+            if state != "open":
+                continue
+            lay = load_layout(self.meta, seg)
+            if lay is None:
+                continue
+            holders = self._holders(lay)
+            if not any(self.drives.readable(d) for d in holders):
+                waiting = [d for d in holders if self.drives.offline(d)]
+                if waiting:
+                    log.error("segment %d waits for offline drive(s) %s: left open until they return "
+                              "(exastor drive status)", seg, waiting)
+                else:
+                    log.error("segment %d: every replica is on a failed drive (%s); left as it is "
+                              "(bring the drive back with exastor drive add)", seg, holders)
+                continue
+            try:
+                self.seal(seg)
+            except errors.Unavailable as exc:
+                log.error("segment %d stays replicated: %s", seg, exc.detail)
+            except errors.DataCorrupted as exc:
+                if self._never_written(lay):
+                    # Positive proof, not absence of evidence: every drive that should hold it is online
+                    # with its identity verified, none has the file, and no chunk points into it.
+                    self.meta.set_segment_state_sync(seg, "deleted", 0)
+                    log.warning("segment %d was allocated but never written (a crash before its files were "
+                                "created): marked deleted", seg)
+                else:
+                    log.error("segment %d could not be sealed (%s); left open", seg, exc.detail)
+        self.sweep()
+
+    def _never_written(self, lay: Layout) -> bool:
+        holders = self._holders(lay)
+        for drive in holders:
+            d = self.drives.get(drive)
+            if d is None or not self.drives.readable(drive):
+                return False
+            try:
+                d.io.stat(segment_name(lay.segment))
+                return False
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return False
+        return not self.meta.runner.read(lambda cur: cur.execute(
+            "SELECT 1 FROM chunks WHERE segment = ? LIMIT 1", (lay.segment,)).fetchone())
+
+    def sweep(self) -> int:
+        """Delete files the database proves are garbage, on drives whose identity verifies. Proof
+        means: the database says the segment is deleted, or (for a replica) erasure-coded, or (for
+        a shard) that another copy superseded this one - its row names a later generation, or this
+        generation on another drive - AND the file's own header or trailer names that segment (and
+        shard) and this store. Absence of evidence proves nothing: a file of a segment the database
+        does not know (a restored older database, another writer) stays, as does one whose header
+        cannot be read. Temporary files are removed an hour after their last write."""
+        self.drives.refresh()
 
         def q(cur):  # noqa: ANN001, ANN202
+            cur.execute("SELECT id, state FROM segments")
+            states = {int(a): b for a, b in cur.fetchall()}
             cur.execute("SELECT segment FROM segment_layout WHERE shard_len > 0")
-            return {int(r[0]) for r in cur.fetchall()}
+            coded = {int(r[0]) for r in cur.fetchall()}
+            cur.execute("SELECT segment, idx, drive, gen FROM shards")
+            rows: dict[int, dict[int, tuple[int, int]]] = {}
+            for seg, idx, drive, gen in cur.fetchall():
+                rows.setdefault(int(seg), {})[int(idx)] = (int(drive), int(gen))
+            return states, coded, rows
 
-        def placed_q(cur):  # noqa: ANN001, ANN202
-            cur.execute("SELECT segment, idx, drive FROM shards")
-            return {(int(a), int(b)): int(c) for a, b, c in cur.fetchall()}
-
-        coded = self.meta.runner.read(q)
-        placed = self.meta.runner.read(placed_q)
+        states, coded, rows = self.meta.runner.read(q)
+        removed = 0
         for d in self.drives.all:
-            if not self.drives.readable(d.id):
+            if d.state not in ("active", "full", "draining"):
+                continue  # offline, failed, removed: never touched; read-only: cannot be
+            try:
+                segment_files = d.io.list("segments")
+                shard_files = d.io.list("shards")
+            except OSError:
                 continue
-            for path in list(d.segments.glob("seg-*.log")):
-                seg = int(path.stem[4:], 16)
-                if states.get(seg) == "deleted" or (seg in coded and states.get(seg) == "sealed"):
-                    path.unlink(missing_ok=True)
-            for path in list(d.shards.glob("seg-*")):
-                if ".tmp" in path.name:
-                    path.unlink(missing_ok=True)
+            for base in segment_files:
+                name = f"segments/{base}"
+                try:
+                    seg = int(base[4:20], 16) if base.startswith("seg-") and base.endswith(".log") else None
+                except ValueError:
+                    seg = None
+                if seg is None:
                     continue
-                seg, idx = int(path.name[4:20], 16), int(path.name[22:25])
-                # a deleted segment's, or a copy the database does not point at (a seal or repair that
-                # crashed before its commit, or the old copy of a moved shard)
-                if states.get(seg) == "deleted" or (states.get(seg) == "sealed" and placed.get((seg, idx)) != d.id):
-                    path.unlink(missing_ok=True)
+                if states.get(seg) == "deleted" or (seg in coded and states.get(seg) == "sealed"):
+                    removed += self._remove_proven(d, name, lambda io, n, s=seg: self.drives.names_segment(io, n, s))
+            for base in shard_files:
+                name = f"shards/{base}"
+                if ".tmp" in base:
+                    try:
+                        if age_s(d.io.stat(name)) > LEFTOVER_GRACE_S:
+                            removed += self._remove_proven(d, name, lambda io, n: True)
+                    except OSError:
+                        pass
+                    continue
+                parsed = shards.parse_shard_name(name)
+                if parsed is None:
+                    continue
+                seg, idx, gen = parsed
+                if states.get(seg) == "deleted" or (states.get(seg) == "sealed" and
+                                                    _superseded(rows.get(seg, {}), idx, gen, d.id)):
+                    removed += self._remove_proven(d, name, lambda io, n, s=seg, i=idx: self._names_shard(io, n, s, i))
+        return removed
+
+    def _names_shard(self, io, name: str, segment: int, idx: int) -> bool:  # noqa: ANN001
+        try:
+            info = shards.read_info(io, name)
+        except (OSError, errors.DataCorrupted):
+            return False
+        return info.segment == segment and info.index == idx and info.store_tag in (0, self.drives.store_tag)
+
+    def _remove_proven(self, d: Drive, name: str, names_itself: Callable) -> int:
+        if not names_itself(d.io, name):
+            log.warning("drive %d: %s looks like garbage by the database but does not name itself as this "
+                        "store's: left alone", d.id, name)
+            return 0
+        try:
+            gone = d.io.unlink(name)
+        except OSError as exc:
+            log.warning("drive %d: could not delete %s: %s", d.id, name, exc)
+            return 0
+        d.io.release([name])
+        if gone:
+            log.info("drive %d: removed %s (garbage by the database)", d.id, name)
+        return int(gone)
 
     def close(self) -> None:
         with self._rollover_lock:
             with self._sync_lock, self._append_lock:
-                pending = [(seg, fds, size) for seg, (fds, size, _) in self._unsynced.items()]
+                pending = list(self._unsynced.items())
                 self._unsynced.clear()
                 self._seg = None
-            for seg, fds, size in pending:
-                good = self._fsync_all(fds)
-                for _, fd in fds:
-                    os.close(fd)
-                self._sealing[seg] = self._sealer.submit(self._seal_quietly, seg, size, good)
+            for seg, entry in pending:
+                failed = self._fsync_all(seg, entry.replicas)
+                with self._append_lock:
+                    if failed:
+                        self._taint(seg, entry, failed)
+                self._release_writes(seg, entry.all_replicas)
+                self._sealing[seg] = self._sealer.submit(self._seal_quietly, seg, entry.size, list(entry.replicas))
         self.wait_sealed()
         self._sealer.shutdown(wait=True)
-        with self._fd_lock:
-            for fd in self._read_fds.values():
-                os.close(fd)
-            self._read_fds.clear()
+        self.drives.close()
 
     # --- reading ---------------------------------------------------------------
     def layout(self, segment: int, *, fresh: bool = False) -> Layout:
@@ -485,46 +671,32 @@ class SegmentLog:
                 self._loaded_at[segment] = time.monotonic()
         return lay
 
-    def _fd(self, segment: int, kind: int, n: int, path: Path) -> int:
-        key = (segment, kind, n)
-        fd = self._read_fds.get(key)
-        if fd is not None:
-            return fd
-        with self._fd_lock:
-            fd = self._read_fds.get(key)
-            if fd is None:
-                fd = os.open(path, os.O_RDONLY)
-                self._read_fds[key] = fd
-            return fd
-
-    def _replica_fd(self, lay: Layout, drive: int) -> int:
+    def _readable(self, drive: int) -> Drive:
         d = self.drives.get(drive)
         if d is None or not self.drives.readable(drive):
-            raise DriveDown(f"drive {drive} unavailable")
-        self.drives.check(d, "read")
-        return self._fd(lay.segment, 0, drive, segment_path(d.segments, lay.segment))
+            raise DriveDown(f"drive {drive} is {d.state if d else 'unknown'}")
+        return d
 
-    def _shard_fd(self, lay: Layout, idx: int) -> int:
-        if idx >= len(lay.shards):
-            raise FileNotFoundError(f"shard {idx} not recorded")
-        _, drive, _ = lay.shards[idx]
-        d = self.drives.get(drive)
-        if d is None or not self.drives.readable(drive):
-            raise DriveDown(f"drive {drive} unavailable")
-        self.drives.check(d, "read")
-        return self._fd(lay.segment, 1, idx, d.shards / shards.shard_name(lay.segment, idx))
+    def _unavailable(self, lay: Layout, drives: list[int]) -> SegmentUnavailable | None:
+        waiting = [d for d in drives if self.drives.offline(d)]
+        if not waiting:
+            return None
+        return SegmentUnavailable(f"segment {lay.segment} is on offline drive(s) {waiting}: bring "
+                                  f"{'it' if len(waiting) == 1 else 'them'} back (exastor drive status)")
 
     def _pread_healthy(self, lay: Layout, offset: int, length: int) -> bytes:
-        if lay.kind == "plain":
-            return os.pread(self._fd(lay.segment, 0, -1, segment_path(self.drives.first.segments, lay.segment)),
-                            length, offset)
-        if lay.kind == "replicas":
+        if lay.kind in ("plain", "replicas"):
             last: OSError | None = None
-            for drive in lay.replicas:
+            holders = self._holders(lay)
+            for drive in holders:
                 try:
-                    return os.pread(self._replica_fd(lay, drive), length, offset)
+                    return self._readable(drive).io.pread(segment_name(lay.segment), offset, length)
                 except OSError as exc:
                     last = exc
+            unavailable = self._unavailable(lay, holders) if not any(self.drives.readable(d) for d in holders) \
+                else None
+            if unavailable is not None:
+                raise unavailable
             raise last or FileNotFoundError("no replica")
         out = []
         pos, end = offset, offset + length
@@ -532,7 +704,10 @@ class SegmentLog:
             idx = pos // lay.shard_len
             within = pos - idx * lay.shard_len
             take = min(end - pos, lay.shard_len - within)
-            out.append(os.pread(self._shard_fd(lay, idx), take, within))
+            if idx >= len(lay.shards):
+                raise FileNotFoundError(f"shard {idx} not recorded")
+            row = lay.shards[idx]
+            out.append(self._readable(row.drive).io.pread(shards.shard_name(lay.segment, idx, row.gen), within, take))
             pos += take
         return b"".join(out)
 
@@ -556,36 +731,49 @@ class SegmentLog:
                 raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
             try:  # the layout may have changed under us (sealed, repaired, compacted): look again once
                 lay = self.layout(segment, fresh=True)
-                self._drop_stale_fds(lay)
+                self._drop_stale(lay)
                 return self._pread_healthy(lay, offset, length)
             except OSError as exc:
                 raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
 
     def pread_degraded(self, segment: int, offset: int, length: int, check: Check) -> bytes:
-        """Bytes that pass ``check`` from other copies or by decoding; queues bad shards for repair."""
+        """Bytes that pass ``check`` from other copies or by decoding; queues bad shards for repair.
+        SegmentUnavailable when only copies on offline drives could still have them."""
         lay = self.layout(segment)  # pread already looked the layout up afresh if a file was missing
-        if lay.kind == "replicas":
-            for drive in lay.replicas:
+        if lay.kind in ("replicas", "plain"):
+            holders = self._holders(lay)
+            for drive in holders:
                 try:
-                    raw = os.pread(self._replica_fd(lay, drive), length, offset)
+                    raw = self._readable(drive).io.pread(segment_name(segment), offset, length)
                     check(raw)
                     return raw
                 except (OSError, errors.DataCorrupted):
                     continue
+            unavailable = self._unavailable(lay, holders)
+            if unavailable is not None:
+                raise unavailable
             raise errors.DataCorrupted(f"segment {segment}: every replica failed")
-        if lay.kind == "plain":
-            raw = self._pread_healthy(lay, offset, length)
+        try:
+            raw = self.read_ec_range(lay, offset, length)
             check(raw)
             return raw
-        raw = self.read_ec_range(lay, offset, length)
-        check(raw)
-        return raw
+        except errors.DataCorrupted:
+            # The cached layout may predate a repair or drain that moved the shards (in another
+            # process): decode once more from where the database says they are now.
+            fresh = self.layout(segment, fresh=True)
+            if fresh == lay:
+                raise
+            self.forget(segment)
+            raw = self.read_ec_range(self.layout(segment, fresh=True), offset, length)
+            check(raw)
+            return raw
 
-    def _shard_info(self, lay: Layout, idx: int, fd: int) -> shards.ShardInfo:
+    def _shard_info(self, lay: Layout, idx: int) -> shards.ShardInfo:
         key = (lay.segment, idx)
         info = self._infos.get(key)
         if info is None:
-            info = shards.read_info(fd)
+            row = lay.shards[idx]
+            info = shards.read_info(self._readable(row.drive).io, shards.shard_name(lay.segment, idx, row.gen))
             if info.segment != lay.segment or info.index != idx or info.shard_len != lay.shard_len:
                 raise errors.DataCorrupted(f"shard {idx} of segment {lay.segment} is another shard")
             self._infos[key] = info
@@ -593,8 +781,12 @@ class SegmentLog:
 
     def read_shard_range(self, lay: Layout, idx: int, start: int, length: int) -> bytes:
         """Verified bytes [start, start+length) of shard ``idx``; DataCorrupted/OSError if not."""
-        fd = self._shard_fd(lay, idx)
-        return shards.read_verified(fd, self._shard_info(lay, idx, fd), start, length)
+        if idx >= len(lay.shards):
+            raise FileNotFoundError(f"shard {idx} not recorded")
+        row = lay.shards[idx]
+        io = self._readable(row.drive).io
+        return shards.read_verified(io, shards.shard_name(lay.segment, idx, row.gen), self._shard_info(lay, idx),
+                                    start, length)
 
     def read_ec_range(self, lay: Layout, offset: int, length: int) -> bytes:
         """Segment bytes [offset, offset+length) of an erasure-coded segment, decoding around bad shards.
@@ -607,14 +799,14 @@ class SegmentLog:
             within = pos - idx * lay.shard_len
             ws = within // DEGRADED_WINDOW * DEGRADED_WINDOW
             key = (lay.segment, idx, ws)
-            with self._fd_lock:
+            with self._cache_lock:
                 window = self._windows.get(key)
                 if window is not None:
                     self._windows.move_to_end(key)
             if window is None:
                 n = min(DEGRADED_WINDOW, lay.shard_len - ws)
                 window = self.decode_columns(lay, ws, n, [idx])[idx]
-                with self._fd_lock:
+                with self._cache_lock:
                     self._windows[key] = window
                     while len(self._windows) > DEGRADED_WINDOWS_KEPT:
                         self._windows.popitem(last=False)
@@ -625,7 +817,8 @@ class SegmentLog:
 
     def decode_columns(self, lay: Layout, start: int, length: int, want: list[int]) -> dict[int, bytes]:
         """Columns [start, start+length) of shards ``want``, from the shards themselves where they
-        verify, else decoded from k verified others. Bad shards are queued for repair."""
+        verify, else decoded from k verified others. Bad shards are queued for repair (not those on
+        offline drives: their data is expected back)."""
         got: dict[int, bytes] = {}
         bad: list[int] = []
         order = want + [i for i in range(lay.k + lay.m) if i not in want]
@@ -639,9 +832,13 @@ class SegmentLog:
             except (OSError, errors.DataCorrupted):
                 bad.append(idx)
         for idx in bad:
-            if idx < len(lay.shards) and lay.shards[idx][2] == "ok":
+            if idx < len(lay.shards) and lay.shards[idx].state == "ok" and not self.drives.offline(lay.shards[idx].drive):
                 self.drives.shard_bad(lay.segment, idx)
         if len(got) < lay.k:
+            offline = [lay.shards[i].drive for i in bad if i < len(lay.shards) and self.drives.offline(lay.shards[i].drive)]
+            if len(got) + len(offline) >= lay.k:
+                raise SegmentUnavailable(f"segment {lay.segment}: {len(got)} of {lay.k} needed shards readable, "
+                                         f"the others on offline drive(s) {sorted(set(offline))}")
             raise errors.DataCorrupted(f"segment {lay.segment}: only {len(got)} of {lay.k} needed shards readable")
         return erasure.decode(lay.k, lay.m, got, want)
 
@@ -652,34 +849,37 @@ class SegmentLog:
             return self.read_ec_range(lay, 0, lay.data_len)
         return self._replica_bytes(lay, None, None)
 
-    def _drop_stale_fds(self, lay: Layout) -> None:
-        """Close cached descriptors of shards that moved to another drive (repair, drain)."""
+    def _drop_stale(self, lay: Layout) -> None:
+        """Forget cached shard trailers and handles of shards that moved (repair, drain)."""
         if lay.kind != "ec":
             return
-        with self._fd_lock:
-            for idx, _drive, _ in lay.shards:
-                info = self._infos.get((lay.segment, idx))
-                fd = self._read_fds.get((lay.segment, 1, idx))
-                if fd is None:
-                    continue
-                try:
-                    moved = os.fstat(fd).st_nlink == 0  # the file we hold was unlinked: the shard moved
-                except OSError:
-                    moved = True
-                if moved:
-                    os.close(self._read_fds.pop((lay.segment, 1, idx)))
-                    if info is not None:
-                        del self._infos[(lay.segment, idx)]
+        with self._cache_lock:
+            for row in lay.shards:
+                info = self._infos.get((lay.segment, row.idx))
+                if info is not None:
+                    del self._infos[(lay.segment, row.idx)]
 
     def forget(self, segment: int) -> None:
-        """Drop cached descriptors and layout of a segment (compacted, sealed, or repaired)."""
-        with self._fd_lock:
+        """Drop cached handles, trailers and layout of a segment (compacted, sealed, or repaired)."""
+        with self._cache_lock:
             self._layouts.pop(segment, None)
-            for key in [k for k in self._read_fds if k[0] == segment]:
-                os.close(self._read_fds.pop(key))
             for key in [k for k in self._infos if k[0] == segment]:
                 del self._infos[key]
+        names = [segment_name(segment), shards.shard_name(segment, 0)[:-3] + "*"]  # its shards, any generation
+        for d in self.drives.all:
+            d.io.release(names)
 
     @property
     def open_segment(self) -> int | None:
         return self._seg
+
+
+def _superseded(rows: dict[int, tuple[int, int]], idx: int, gen: int, drive: int) -> bool:
+    """Shard file (``idx``, ``gen``) on ``drive`` is a copy the database no longer points at and
+    never will: generations only grow, so a writer that allocated ``gen`` before the row's current
+    one was committed can no longer win its conditional update."""
+    row = rows.get(idx)
+    if row is not None:
+        row_drive, row_gen = row
+        return row_gen > gen or (row_gen == gen and row_drive != drive)
+    return bool(rows) and min(g for _, g in rows.values()) > gen  # a stripe of another geometry replaced it

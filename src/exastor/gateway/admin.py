@@ -35,7 +35,7 @@ class AdminApp:
     def __init__(self, ns: Namespace, cfg: Config) -> None:
         self.ns = ns
         self.cfg = cfg
-        self.figures = StoreFigures(ns.meta)
+        self.figures = StoreFigures(ns.meta, ns.chunks.log.drives)
         self._registry: Any = None
         from exastor.gateway.console import Console
 
@@ -96,11 +96,8 @@ def bind(cfg: Config) -> dict[str, socket.socket]:
     return {"admin": sock}
 
 
-def servers(cfg: Config, ns: Namespace, sockets: dict[str, socket.socket]) -> list[tuple[Any, socket.socket]]:
-    """The admin listener's uvicorn server for this worker, if there is one."""
+def apps(cfg: Config, ns: Namespace, sockets: dict[str, socket.socket]) -> list[tuple[Any, socket.socket]]:
+    """The admin listener's app and socket for this worker, if there is one (the worker serves it)."""
     if "admin" not in sockets:
         return []
-    from exastor.gateway.server import _uvicorn_server
-
-    app = AdminApp(ns, cfg)
-    return [(_uvicorn_server(app, cfg.admin_host, cfg.admin_port, cfg.log_level), sockets["admin"])]
+    return [(AdminApp(ns, cfg), sockets["admin"])]

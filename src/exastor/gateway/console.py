@@ -58,7 +58,7 @@ class ApiError(Exception):
 
 
 def _static(name: str) -> bytes:
-    return resources.files("exastor.gateway").joinpath("static", name).read_bytes()
+    return resources.files("exastor.gateway").joinpath("static", name).read_bytes()  # not a drive: package files and the metrics folder in --data
 
 
 class Console:
@@ -309,7 +309,7 @@ def _samples(app: Any) -> list[tuple[str, dict[str, str], float]]:
     import glob
     import os
 
-    files = glob.glob(os.path.join(str(directory), "*.db"))
+    files = glob.glob(os.path.join(str(directory), "*.db"))  # not a drive: package files and the metrics folder in --data
     return [(s.name, s.labels, s.value) for family in MultiProcessCollector.merge(files, accumulate=True)
             for s in family.samples]
 

@@ -25,7 +25,7 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 
-def _libc() -> ctypes.CDLL | None:
+def libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
@@ -34,8 +34,7 @@ def _libc() -> ctypes.CDLL | None:
 
 def tune_malloc(mmap_threshold: int = 1 << 20, trim_threshold: int = 8 << 20, arenas: int = 4) -> bool:
     """Apply the settings to this process (call before starting threads). False if not glibc."""
-    libc = _libc()
-    mallopt = getattr(libc, "mallopt", None)
+    mallopt = getattr(libc(), "mallopt", None)
     if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -52,8 +51,7 @@ class Trimmer:
     the event loop and the I/O threads run on."""
 
     def __init__(self, moved: Callable[[], int], interval: float = 1.0, every: int = 32 << 20) -> None:
-        libc = _libc()
-        self._trim = getattr(libc, "malloc_trim", None)
+        self._trim = getattr(libc(), "malloc_trim", None)
         if self._trim is not None:
             self._trim.argtypes = [ctypes.c_size_t]
         self.moved = moved

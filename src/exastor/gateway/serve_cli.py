@@ -9,17 +9,23 @@ import sys
 from exastor import __version__, metrics
 from exastor.config import ConfigError, load
 from exastor.engine import gf
-from exastor.gateway import admin, server
-from exastor.gateway.lock import DataDirLocked, shared
+from exastor.engine.drives import DriveRefused
+from exastor.errors import data_dir_unusable
+from exastor.gateway import admin, keys, server, tls
+from exastor.gateway.lock import DataDirLocked, ServerRunning, serving, shared
 from exastor.gateway.memory import tune_malloc
 from exastor.gateway.store import (
     ensure_account,
     ensure_admin,
     open_metadata,
     open_namespace,
+    private_dir,
+    private_file,
     recover_segments,
 )
 from exastor.http import qos
+from exastor.meta.postgres import describe
+from exastor.meta.sealing import SecretsLocked
 from exastor.services import metabackup
 
 
@@ -38,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="domain for virtual-host style requests (bucket.DOMAIN); repeatable")
     p.add_argument("--drive", action="append", dest="drives", metavar="PATH",
                    help="a drive directory (one per SSD); repeatable. Default: DATA/drive0 alone (no redundancy)")
+    p.add_argument("--meta", dest="meta_url", metavar="URL",
+                   help="metadata database: a postgresql:// URL shared by many gateways (default: embedded "
+                        "SQLite under DATA/meta)")
     p.add_argument("--ec", help="erasure geometry K+M, e.g. 4+2 or 146+4 (default: chosen by drive count)")
     p.add_argument("--workers", type=int, help="gateway processes (default: one per CPU, at most 8)")
     p.add_argument("--admin-port", type=int,
@@ -45,6 +54,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--admin-host", help="address of the admin port (default 127.0.0.1)")
     p.add_argument("--metrics-token", help="bearer token /metrics requires (default: none, loopback clients only)")
     p.add_argument("--log-level", help="critical|error|warning|info|debug")
+    p.add_argument("--log-format", choices=["text", "json"], help="server log lines: text (default) or json")
+    p.add_argument("--access-log", metavar="FILE",
+                   help="one JSON line per request to FILE ('-' for stdout); default off")
+    p.add_argument("--shutdown-timeout", type=float,
+                   help="seconds SIGTERM lets in-flight requests finish (default 30)")
+    p.add_argument("--tls-cert", metavar="PEM", help="TLS certificate (chain) for both endpoints")
+    p.add_argument("--tls-key", metavar="PEM", help="TLS private key for --tls-cert")
+    p.add_argument("--tls", choices=["self-signed"],
+                   help="self-signed: make a development CA and certificate in DATA/tls and serve HTTPS")
+    p.add_argument("--trusted-proxy", action="append", dest="trusted_proxies", metavar="ADDR",
+                   help="an address or network whose X-Forwarded-For/-Proto are believed; repeatable "
+                        "(default: none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,12 +76,15 @@ def run(args: argparse.Namespace) -> int:
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
             "workers": args.workers, "drives": args.drives, "ec": args.ec, "admin_port": args.admin_port,
-            "admin_host": args.admin_host, "metrics_token": args.metrics_token,
+            "admin_host": args.admin_host, "metrics_token": args.metrics_token, "meta_url": args.meta_url,
+            "log_format": args.log_format, "access_log": args.access_log, "shutdown_timeout": args.shutdown_timeout,
+            "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls": args.tls,
+            "trusted_proxies": args.trusted_proxies,
         })
     except ConfigError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
         return 2
-    server.configure_logging(cfg.log_level)
+    server.configure_logging(cfg.log_level, cfg.log_format)
     if cfg.meta_backup_interval and cfg.gc_grace <= cfg.meta_backup_interval:
         print(f"exastor serve: warning: gc_grace ({cfg.gc_grace} s) <= meta_backup_interval "
               f"({cfg.meta_backup_interval} s): chunks of objects deleted after the newest metadata copy may be "
@@ -68,38 +92,83 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     tune_malloc()  # before any thread starts; inherited by the forked workers
     try:
+        private_dir(cfg.data)  # it holds the key file, the credentials and the metadata (docs/security.md)
+        for name in ("credentials.toml", "blob-account.toml", keys.KEY_FILE):
+            private_file(cfg.data / name)
+    except OSError as exc:  # a read-only mount, another owner: named, never a traceback
+        raise data_dir_unusable(cfg.data, exc) from exc
+    try:
+        # First of all: one server per data directory. Recovery below seals and cuts open segments,
+        # which would wreck the segments another live server is writing.
+        serving(cfg.data)  # held (and inherited by the workers) until the last of them exits
+    except ServerRunning as exc:
+        who = f" (pid {exc.pid})" if exc.pid else ""
+        print(f"exastor serve: another exastor server{who} is serving {cfg.data}; one server per data "
+              "directory: stop it first", file=sys.stderr)
+        return 2
+    try:
         shared(cfg.data)  # held until exit: offline repairs (fsck --repair) refuse to run meanwhile
     except DataDirLocked:
         print(f"exastor serve: {cfg.data} is locked by an offline repair (exastor fsck --repair)", file=sys.stderr)
         return 2
-    meta = open_metadata(cfg.data)
+    trust_note = ""
+    if cfg.tls == "self-signed":
+        cert, key, ca, made = tls.self_signed(cfg.data, cfg.host)
+        cfg.tls_cert, cfg.tls_key = str(cert), str(key)
+        trust_note = f"{'made ' if made else ''}self-signed; clients trust {ca.resolve()}"
+    meta = open_metadata(cfg.data, cfg.meta_url, key_command=cfg.key_command)
     try:
+        try:
+            key_id = keys.ensure(cfg.data, meta, command=cfg.key_command).key_id
+        except SecretsLocked as exc:
+            print(f"exastor serve: the secrets in the metadata cannot be opened: {exc}", file=sys.stderr)
+            return 2
+        sealed_now = keys.seal_plaintext(meta)  # a store from before sealing: its secrets leave the clear
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
         journal = cfg.meta_journal and cfg.meta_backup_interval > 0
-        # once, before any worker opens a segment
-        drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec, journal=journal)
+        try:  # once, before any worker opens a segment
+            drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec, journal=journal)
+        except DriveRefused as exc:
+            print(f"exastor serve: {exc}", file=sys.stderr)
+            return 2
         n_drives = sum(d.state != "removed" for d in drive_set.all)
         geometry = drive_set.geometry()
         account = ensure_account(cfg.data, cfg.account_name, cfg.account_key, meta)
+        if sealed_now and cfg.meta_backup_interval and not cfg.meta_url:
+            # The copies (and journal files) on the drives still hold those secrets in the clear: a new
+            # journal generation and one fresh copy, then the older copies and generations go (the
+            # fresh copy supersedes them as a restore point).
+            if journal:
+                metabackup.next_generation(meta)
+            fresh = metabackup.take(meta.runner.path, metabackup.targets(drive_set))
+            if fresh[0].verify() is None:
+                metabackup.retire_older([d.io for d in drive_set.all if drive_set.readable(d.id)],
+                                        fresh[0].taken_ns)
+                if journal:  # only drives whose identity verified: never sweep an offline or foreign one
+                    metabackup.prune_journal([d.io for d in drive_set.all if drive_set.readable(d.id)])
         if journal:  # the journal continues a copy: one must exist that covers every commit made without it
             metabackup.ensure_base_copy(meta, drive_set)
     finally:
         meta.close()  # no database connection may cross the fork into the workers
     cfg.account_name, cfg.account_key = account.name, account.key
     shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    scheme = "https" if cfg.tls_cert else "http"
 
     def banner() -> None:
-        endpoint = f"http://{shown_host}:{cfg.s3_port}"  # after binding: --s3-port 0 got a real port
+        endpoint = f"{scheme}://{shown_host}:{cfg.s3_port}"  # after binding: --s3-port 0 got a real port
         lines = [
             f"exastor {__version__} is serving",
             f"  S3 endpoint : {endpoint}",
             f"  data        : {cfg.data.resolve()}",
+            *([f"  TLS         : {cfg.tls_cert} ({trust_note or 'certificate given'})"] if cfg.tls_cert else []),
             ("  drives      : 1 drive: NO REDUNDANCY - a failed drive loses data; add drives for erasure coding"
              if n_drives == 1 and geometry.m == 0 else
              f"  drives      : {n_drives}, erasure {geometry} (survives {geometry.m} drive failures; "
              f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas; "
              f"coded by {gf.kernel_name()})"),
-            (f"  metadata    : {cfg.data.resolve() / 'meta'}, "
+            (f"  metadata    : PostgreSQL {describe(cfg.meta_url)} (its own WAL, backups and standby keep it)"
+             if cfg.meta_url else
+             f"  metadata    : {cfg.data.resolve() / 'meta'}, "
              + ("every commit journaled and " if journal else "")
              + f"copied every {cfg.meta_backup_interval} s onto "
              f"{geometry.m + 1} drive{'s' if geometry.m else ''} (exastor fsck --restore-meta)"
@@ -107,27 +176,36 @@ def run(args: argparse.Namespace) -> int:
              f"  metadata    : {cfg.data.resolve() / 'meta'}, NOT copied (meta_backup_interval = 0)"),
             (f"  admin       : http://{cfg.admin_host}:{cfg.admin_port}/ (console) and /metrics"
              if cfg.admin_port else "  admin       : off (--admin-port N serves /metrics and the console)"),
+            f"  secrets     : sealed in the metadata under master key {key_id}, "
+            + ("from key_command" if cfg.key_command or os.environ.get("EXASTOR_KEY_COMMAND") else
+               f"in {cfg.data.resolve() / keys.KEY_FILE} (back it up apart from the drives)"),
             f"  access key  : {creds.access_key}",
-            f"  secret key  : {creds.secret_key}"
-            + (f"   (generated; stored 0600 in {cfg.data / 'credentials.toml'})" if creds.generated else ""),
+            # Secrets are printed only when made now: the banner goes to logs and terminals.
+            (f"  secret key  : {creds.secret_key}   (generated; stored 0600 in {cfg.data / 'credentials.toml'})"
+             if creds.generated else f"  secret key  : not shown (exastor user show admin --data {cfg.data})"),
             "",
             "  export AWS_ACCESS_KEY_ID=" + creds.access_key,
-            "  export AWS_SECRET_ACCESS_KEY=" + creds.secret_key,
+            *(["  export AWS_SECRET_ACCESS_KEY=" + creds.secret_key] if creds.generated else []),
             "  export AWS_ENDPOINT_URL=" + endpoint,
             "  export AWS_DEFAULT_REGION=" + cfg.region,
         ]
+        if trust_note:
+            lines.append("  export AWS_CA_BUNDLE=" + str(ca.resolve()))
         if cfg.blob_port:
-            blob_endpoint = f"http://{shown_host}:{cfg.blob_port}/{account.name}"
+            blob_endpoint = f"{scheme}://{shown_host}:{cfg.blob_port}/{account.name}"
             lines += [
                 "",
                 f"  Blob endpoint : {blob_endpoint}",
                 f"  account       : {account.name}",
-                f"  account key   : {account.key}"
-                + (f"   (generated; stored 0600 in {cfg.data / 'blob-account.toml'})" if account.generated else ""),
-                "",
-                "  export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol=http;"
-                f"AccountName={account.name};AccountKey={account.key};BlobEndpoint={blob_endpoint};'",
+                (f"  account key   : {account.key}   (generated; stored 0600 in {cfg.data / 'blob-account.toml'})"
+                 if account.generated else f"  account key   : not shown (exastor user show admin --data {cfg.data})"),
             ]
+            if account.generated:
+                lines += [
+                    "",
+                    f"  export AZURE_STORAGE_CONNECTION_STRING='DefaultEndpointsProtocol={scheme};"
+                    f"AccountName={account.name};AccountKey={account.key};BlobEndpoint={blob_endpoint};'",
+                ]
         print("\n".join(lines), flush=True)
 
     try:
@@ -148,5 +226,6 @@ def run(args: argparse.Namespace) -> int:
     workers = cfg.workers or min(os.cpu_count() or 1, 8)
     return server.serve(cfg, lambda: open_namespace(cfg.data, region=cfg.region, segment_size=cfg.segment_size,
                                                     recover=False, drives=cfg.drives, ec=cfg.ec,
-                                                    journal=journal),
+                                                    journal=journal, meta_url=cfg.meta_url,
+                                                    key_command=cfg.key_command),
                         sockets, workers)

@@ -19,6 +19,7 @@ from exastor.engine.store import ChunkStore
 from exastor.errors import data_dir_unusable
 from exastor.meta import blob as bm
 from exastor.meta.records import User
+from exastor.meta.sealing import is_sealed
 from exastor.meta.sqlite import SqliteRunner
 from exastor.meta.store import Metadata
 from exastor.namespace.store import Namespace
@@ -28,47 +29,88 @@ ADMIN = "admin"
 CREDENTIALS_FILE = "credentials.toml"
 
 
-def open_metadata(data: Path) -> Metadata:
-    """The store's metadata database, created on first use. A data directory the process cannot
-    write (a read-only mount, wrong owner) stops with a CommandError that says so: SQLite needs to
-    write beside the database even to read it (WAL), so every command needs a writable directory."""
-    meta_dir = data / "meta"
+DB_NAME = "exastor.sqlite"
+
+
+def private_dir(path: Path) -> None:
+    """``path`` exists and is 0700 (made so, or tightened: a store from before this was 0755)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def private_file(path: Path) -> None:
+    """``path``, if it exists, is 0600."""
     try:
-        meta_dir.mkdir(parents=True, exist_ok=True)
-        if os.statvfs(meta_dir).f_flag & os.ST_RDONLY:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(meta_dir))
-        if not os.access(meta_dir, os.W_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(meta_dir))
-        return Metadata(SqliteRunner(meta_dir / "exastor.sqlite"))
-    except (OSError, sqlite3.OperationalError) as exc:
-        raise data_dir_unusable(data, exc) from exc
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except FileNotFoundError:
+        pass
+
+
+def open_metadata(data: Path, meta_url: str | None = None, *, key_command: str | None = None) -> Metadata:
+    """The metadata database: PostgreSQL at ``meta_url`` (postgresql://...), else the embedded SQLite
+    under DATA/meta, created on first use and private (directory 0700; the file, its -wal and -shm
+    0600: SQLite gives its side files the database file's mode). Either way with the sealer for its
+    secrets (gateway/keys.py: locked when the master key is not there; the commands that store
+    secrets call keys.ensure).
+
+    A data directory the process cannot write (a read-only mount, wrong owner) stops with a
+    CommandError that says so: SQLite needs to write beside the database even to read it (WAL), so
+    every command needs a writable directory."""
+    from exastor.gateway import keys
+
+    if meta_url:
+        from exastor.meta.postgres import PostgresRunner  # psycopg only where it is used
+        meta = Metadata(PostgresRunner(meta_url))
+    else:
+        folder = data / "meta"
+        try:
+            private_dir(folder)
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder))
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+            db = folder / DB_NAME
+            if not db.exists():
+                os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite would make it 0644
+            for path in (db, folder / f"{DB_NAME}-wal", folder / f"{DB_NAME}-shm"):
+                private_file(path)
+            meta = Metadata(SqliteRunner(db))
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise data_dir_unusable(data, exc) from exc
+    meta.sealer = keys.sealer(data, meta, command=key_command)
+    return meta
 
 
 def drive_dirs(data: Path) -> list[Path]:
-    """The store's drive directories in id order (drive 0 first; removed drives left out). A store that
-    never named drives has one: DATA/drive0."""
-    db = data / "meta" / "exastor.sqlite"
+    """The store's drive directories in id order (drive 0 first; removed drives left out), paths
+    stored relative to the data directory resolved against it. A store that never named drives
+    has one: DATA/drive0."""
+    db = data / "meta" / DB_NAME
     if db.exists():
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
                 rows = con.execute("SELECT path FROM drives WHERE state != 'removed' ORDER BY id").fetchall()
             if rows:
-                return [Path(r[0]) for r in rows]
+                return [Path(r[0]) if Path(r[0]).is_absolute() else data.resolve() / r[0] for r in rows]
         except sqlite3.Error:
             pass  # an old store without the drives table yet
     return [data / "drive0"]
 
 
 def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
-                journal: bool = False) -> DriveSet:
-    """The drive set: ``drives`` are registered (idempotent); with none given and none known, DATA/drive0.
-    ``journal``: from now on every metadata commit is journaled onto the drives (meta/journal.py)."""
+                journal: bool = False, adopt: bool = False) -> DriveSet:
+    """The drive set: ``drives`` are registered (idempotent); with none given and none known, DATA/drive0
+    joins (the first start: the only time a drive's directory is created without `exastor drive add`).
+    ``journal``: from now on every metadata commit is journaled onto the drives (meta/journal.py).
+    ``adopt``: this process has the store to itself (see DriveSet)."""
     paths = [Path(p).expanduser() for p in drives or []]
     if not paths:
         known = meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM drives").fetchone()[0])
         if not known:
             paths = [data / "drive0"]
-    drive_set = DriveSet(meta, paths, ec=ec or None)
+    drive_set = DriveSet(meta, paths, ec=ec or None, base=data, adopt=adopt)
     if journal:
         metabackup.attach_journal(meta, drive_set)
     return drive_set
@@ -76,18 +118,20 @@ def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec:
 
 def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,
                    recover: bool = True, drives: list[str] | None = None, ec: str | None = None,
-                   journal: bool = False) -> Namespace:
-    data.mkdir(parents=True, exist_ok=True)
-    meta = open_metadata(data)
-    chunks = ChunkStore(open_drives(meta, data, drives, ec, journal=journal), meta, segment_size=segment_size,
-                        recover=recover)
+                   journal: bool = False, meta_url: str | None = None,
+                   key_command: str | None = None) -> Namespace:
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    meta = open_metadata(data, meta_url, key_command=key_command)
+    drive_set = open_drives(meta, data, drives, ec, journal=journal, adopt=recover)
+    chunks = ChunkStore(drive_set, meta, segment_size=segment_size, recover=recover)
     return Namespace(meta, chunks, region=region)
 
 
 def recover_segments(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
                      journal: bool = False) -> DriveSet:
-    """Seal the segments a previous run left open (cutting torn tails, erasure-coding replicas)."""
-    drive_set = open_drives(meta, data, drives, ec, journal=journal)
+    """Adopt drives of a store from before identity files, seal the segments a previous run left open
+    (cutting torn tails, erasure-coding replicas), and sweep what the database proves is garbage."""
+    drive_set = open_drives(meta, data, drives, ec, journal=journal, adopt=True)
     log = SegmentLog(drive_set, meta)
     log.recover()
     log.close()
@@ -138,6 +182,7 @@ def ensure_admin(meta: Metadata, data: Path, access_key: str | None, secret_key:
 
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
     with os.fdopen(fd, "w") as f:
         f.write(text)
         f.flush()
@@ -145,6 +190,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 ACCOUNT_FILE = "blob-account.toml"
+ACCOUNT_CONTEXT = "blob_settings.account_key"  # what the sealed account key is bound to
 DEFAULT_ACCOUNT = "exastor"
 
 
@@ -155,11 +201,18 @@ class AccountKey:
     generated: bool
 
 
+def stored_account(meta: Metadata) -> tuple[str | None, str | None]:
+    """The Blob account name and key the server last recorded in the database (the key opened)."""
+    name, key = meta.runner.read(lambda cur: (bm.get_setting(cur, "account_name"), bm.get_setting(cur, "account_key")))
+    return name, (meta.sealer.open(key, ACCOUNT_CONTEXT) if key is not None else None)
+
+
 def ensure_account(data: Path, name: str | None, key: str | None, meta: Metadata | None = None) -> AccountKey:
     """The Blob account name and key: the given ones, else the stored ones (the account file, else
     the database, so a `--data` rebuilt by `fsck --restore-meta` keeps its key), else generated (a
     64-byte key, base64, as Azure's). Keys not given are written to the account file, 0600; with
-    ``meta``, the account is also recorded in the database (and so in its copies on the drives)."""
+    ``meta``, the account is also recorded in the database (and so in its copies on the drives),
+    its key sealed."""
     import base64
 
     path = data / ACCOUNT_FILE
@@ -168,8 +221,8 @@ def ensure_account(data: Path, name: str | None, key: str | None, meta: Metadata
         with open(path, "rb") as f:
             stored = tomllib.load(f)
     elif meta is not None:
-        stored = meta.runner.read(lambda cur: {k: v for k in ("account_name", "account_key")
-                                               if (v := bm.get_setting(cur, k)) is not None})
+        recorded = dict(zip(("account_name", "account_key"), stored_account(meta), strict=True))
+        stored = {k: v for k, v in recorded.items() if v is not None}
     name = name or stored.get("account_name") or DEFAULT_ACCOUNT
     generated = False
     if key is None:
@@ -180,9 +233,13 @@ def ensure_account(data: Path, name: str | None, key: str | None, meta: Metadata
         if not path.exists():
             _write_private(path, f'account_name = "{name}"\naccount_key = "{key}"\n')
     if meta is not None:
+        sealer = meta.sealer
+
         def record(cur: Any) -> None:
-            for setting, value in (("account_name", name), ("account_key", key)):
-                if bm.get_setting(cur, setting) != value:
-                    bm.put_setting(cur, setting, value)
+            if bm.get_setting(cur, "account_name") != name:
+                bm.put_setting(cur, "account_name", name)
+            current = bm.get_setting(cur, "account_key")
+            if current is None or sealer.open(current, ACCOUNT_CONTEXT) != key or not is_sealed(current):
+                bm.put_setting(cur, "account_key", sealer.seal(key, ACCOUNT_CONTEXT))
         meta.runner.write_sync(record)
     return AccountKey(name, key, generated)

@@ -1,4 +1,7 @@
-"""`exastor user add|list|remove`: identities and their access-key pairs."""
+"""`exastor user add|list|show|remove`: identities and their access-key pairs.
+
+Secrets are sealed in the database (gateway/keys.py): `list` never shows them; `show NAME` opens
+them on demand (it needs the master key, as the server does)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import time
 
 from exastor import errors
 from exastor.cliargs import add_action, add_data_argument, existing_store
-from exastor.gateway.store import ADMIN, new_access_key, new_secret_key, open_metadata
+from exastor.gateway import keys
+from exastor.gateway.store import ADMIN, new_access_key, new_secret_key, open_metadata, stored_account
 from exastor.meta.records import User
 
 
@@ -21,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("--secret-key", help="use this secret key instead of a generated one")
     add.add_argument("--email", help="the user's e-mail address (S3 ACL grants by e-mail name it)")
     add_action(sub, "list", "list users and their access keys (secrets are not shown)")
+    show = add_action(sub, "show", "print a user's access key and secret key (admin: also the Blob account key "
+                                   "and connection settings)")
+    show.add_argument("name")
     rm = add_action(sub, "remove", "remove a user; its keys stop working within seconds. Refused while the "
                                    "user owns buckets, unless --transfer-to names who takes them")
     rm.add_argument("name")
@@ -29,11 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    meta = open_metadata(existing_store(args.data))
+    data = existing_store(args.data)
+    meta = open_metadata(data)
     try:
         if args.action == "add":
             access = args.access_key or new_access_key()
             secret = args.secret_key or new_secret_key()
+            keys.ensure(data, meta)  # the secret is sealed: a store without a key yet gets one
             try:
                 meta.add_user(User(args.name, access, secret, time.time_ns()))
                 if args.email:
@@ -43,8 +52,20 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             print(f"user       : {args.name}\naccess key : {access}\nsecret key : {secret}")
         elif args.action == "list":
-            for user in meta.list_users():
+            for user in meta.list_users(secrets=False):
                 print(f"{user.name:<24} {user.access_key}")
+        elif args.action == "show":
+            found = {u.name: u for u in meta.list_users(secrets=False)}.get(args.name)
+            if found is None:
+                print(f"exastor user show: no user {args.name!r}", file=sys.stderr)
+                return 1
+            user = meta.user_by_access_key(found.access_key)
+            assert user is not None
+            print(f"user       : {user.name}\naccess key : {user.access_key}\nsecret key : {user.secret_key}")
+            if args.name == ADMIN:
+                name, key = stored_account(meta)
+                if key is not None:
+                    print(f"\nBlob account     : {name}\nBlob account key : {key}")
         elif args.action == "remove":
             if args.name == ADMIN:
                 print("exastor user remove: the admin user is managed by `exastor serve`", file=sys.stderr)

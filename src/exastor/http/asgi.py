@@ -15,6 +15,10 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# Scope key: the request id the gateway middleware made for this request (exastor/gateway/middleware.py).
+# The front-ends answer with it (headers, error bodies) so the logs and the client name one id.
+REQUEST_ID = "exastor.request_id"
+
 
 class ClientDisconnected(Exception):
     """The client went away before sending the whole body."""

@@ -60,9 +60,9 @@ class SharedBuckets:
     """Token buckets in a shared file; safe across processes (one thread per process calls it)."""
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        if os.fstat(self.fd).st_size < SLOTS * SLOT.size:
-            os.ftruncate(self.fd, SLOTS * SLOT.size)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not a drive: shared token buckets in --data
+        if os.fstat(self.fd).st_size < SLOTS * SLOT.size:  # not a drive: shared token buckets in --data
+            os.ftruncate(self.fd, SLOTS * SLOT.size)  # not a drive: shared token buckets in --data
         self.map = mmap.mmap(self.fd, SLOTS * SLOT.size)
 
     def _slot(self, key: str) -> tuple[int, int]:
@@ -112,9 +112,9 @@ _pid = 0
 def enable(directory: Path) -> None:
     """Called by `serve` before forking: a fresh shared file (buckets start full after a restart)."""
     global _path, _table
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)  # not a drive: shared token buckets in --data
     path = directory / "buckets"
-    path.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)  # not a drive: shared token buckets in --data
     _path, _table = path, None
     SharedBuckets(path)  # created at its full size before any worker maps it
 

@@ -1,5 +1,5 @@
 """SQL for the Azure Blob-only state: uncommitted blocks, snapshots, soft-deleted blobs, leases,
-account settings (tables at the end of schema.sql).
+account settings (tables at the end of meta/migrations/*/0001_initial.sql).
 
 Functions taking ``cur`` run inside a write transaction the caller opened with
 ``meta.runner.write(fn)``, so a blob change and its chunk reference counts commit together.
@@ -19,6 +19,7 @@ from exastor.meta.store import (
     KEY_MAX,
     _get_bucket,
     add_refs,
+    bucket_changed,
     charge,
     drop_refs,
     ensure_usage,
@@ -309,6 +310,7 @@ def get_setting(cur: Any, name: str) -> str | None:
 def put_setting(cur: Any, name: str, value: str) -> None:
     cur.execute("DELETE FROM blob_settings WHERE name = ?", (name,))
     cur.execute("INSERT INTO blob_settings (name, value) VALUES (?, ?)", (name, value))
+    bucket_changed(cur)  # the gateways' cached service properties (blob/service.py) follow it
 
 
 # --- containers ----------------------------------------------------------------
@@ -339,3 +341,4 @@ def delete_container(cur: Any, bucket: str) -> None:
         cur.execute(f"DELETE FROM {table} WHERE bucket = ?", (bucket,))
     cur.execute("DELETE FROM buckets WHERE name = ?", (bucket,))
     forget_bucket(cur, bucket)
+    bucket_changed(cur)

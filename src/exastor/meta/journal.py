@@ -40,16 +40,14 @@ Record layout: docs/format.md, "Metadata journal".
 from __future__ import annotations
 
 import base64
-import errno
 import json
 import logging
-import os
 import secrets
 import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +55,7 @@ from typing import Any
 import xxhash
 
 from exastor import errors
+from exastor.drives import DriveIO
 
 log = logging.getLogger("exastor.journal")
 
@@ -167,26 +166,32 @@ def parse(data: bytes, where: tuple[str, int] = ("", 0)) -> tuple[list[Record], 
 
 
 def journal_name(gen: int) -> str:
-    return f"journal-{gen:010d}.log"
+    return f"{JOURNAL_DIR}/journal-{gen:010d}.log"
 
 
 def file_gen(name: str) -> int | None:
-    if not (name.startswith("journal-") and name.endswith(".log")):
+    base = name.rsplit("/", 1)[-1]
+    if not (base.startswith("journal-") and base.endswith(".log")):
         return None
-    middle = name[len("journal-"):-len(".log")]
+    middle = base[len("journal-"):-len(".log")]
     return int(middle) if middle.isdigit() else None
 
 
-def read_drive(folder: Path) -> tuple[list[Record], int]:
+def gens_on(io: DriveIO) -> list[tuple[int, str]]:
+    """(gen, name) of every journal file on a drive."""
+    try:
+        names = io.list(JOURNAL_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted((g, f"{JOURNAL_DIR}/{n}") for n in names if (g := file_gen(n)) is not None)
+
+
+def read_drive(io: DriveIO) -> tuple[list[Record], int]:
     """Every record in a drive's journal files (oldest file first)."""
-    jdir = folder / JOURNAL_DIR
-    if not jdir.is_dir():
-        return [], 0
     records: list[Record] = []
     skipped = 0
-    for name in sorted(p.name for p in jdir.iterdir() if file_gen(p.name) is not None):
-        with open(jdir / name, "rb") as f:
-            got, lost = parse(f.read(), (str(folder), file_gen(name) or 0))
+    for gen, name in gens_on(io):
+        got, lost = parse(io.read(name), (io.label, gen))
         records += got
         skipped += lost
     return records, skipped
@@ -260,7 +265,7 @@ def _decide(candidates: list[int], successors: dict[int, list[int]],
 
 def replay(db: Path, chain: Sequence[Record]) -> int:
     """Re-execute ``chain`` on the database ``db`` (one transaction per record). Returns the head id."""
-    con = sqlite3.connect(db, isolation_level=None)
+    con = sqlite3.connect(db, isolation_level=None)  # not a drive: the metadata database in --data
     try:
         head = 0
         for rec in chain:
@@ -345,117 +350,95 @@ def _savepoint_name(sql: str) -> str:
 
 # --- writing -----------------------------------------------------------------------------------
 
-Failure = Callable[[Path, OSError], None]
+Failure = Callable[[DriveIO, OSError], None]
 # A journal file is zero-filled ahead of its writes by as much as it already holds, between these
 # bounds: a generation that lives a second stays small, a busy one flushes its size rarely.
 ZERO_MIN, ZERO_MAX = 256 << 10, 8 << 20
 
 
 class Journal:
-    """This process's writer: one file per target drive for the current ``gen``.
+    """This process's writer: one file per target drive for the current ``gen``, through the drive
+    I/O seam (drives/).
 
     Records are written *in place* at the offset the database holds (``counters.journal_off``),
     into a part of the file that was filled with zeros and made durable beforehand: overwriting
-    allocated blocks needs no file-system metadata change, so the write with ``RWF_DSYNC`` costs a
-    data flush and no journal commit of the file system (about half of an appending write plus
-    fdatasync here). A batch that never committed left its record at the offset the next batch
-    writes to, so it is overwritten.
+    allocated blocks needs no file-system metadata change, so each write (``DriveIO.write_at``,
+    O_DSYNC) costs a data flush and no journal commit of the file system (about half of an
+    appending write plus fdatasync here). A batch that never committed left its record at the
+    offset the next batch writes to, so it is overwritten.
 
-    ``targets()`` names the drive folders (m+1 of them) each record must reach; ``on_failure`` is
-    told which drive failed (the drive set marks it, so ``targets`` stops naming it). Writes are
-    made only by the runner's writer thread while it holds SQLite's write lock."""
+    ``targets()`` names the drives (m+1 of them) each record must reach; ``on_failure`` is told
+    which drive failed (the drive set marks it, so ``targets`` stops naming it). Writes are made
+    only by the runner's writer thread while it holds SQLite's write lock."""
 
     TARGETS_TTL_S = 1.0  # asking the drive set costs a statvfs per drive: not once per batch
 
-    def __init__(self, targets: Callable[[], list[Path]], on_failure: Failure | None = None) -> None:
+    def __init__(self, targets: Callable[[], list[DriveIO]], on_failure: Failure | None = None) -> None:
         self.targets = targets
         self.on_failure = on_failure
-        self._targets: list[Path] = []
+        self._targets: list[DriveIO] = []
         self._targets_at = -1e9
-        self._gen = -1
-        self._fds: dict[Path, int] = {}
-        self._dead: set[tuple[Path, int]] = set()   # (drive, gen): a write or flush failed there, final
+        self._ready: dict[tuple[str, str], int] = {}   # (drive, file) -> bytes known zero-filled
+        self._dead: set[tuple[str, int]] = set()       # (drive, gen): a write failed there, final
         self._lock = threading.Lock()
         self.appended = 0
 
-    def _current_targets(self) -> list[Path]:
+    def _current_targets(self, gen: int) -> list[DriveIO]:
         now = time.monotonic()
         if now - self._targets_at > self.TARGETS_TTL_S:
             self._targets, self._targets_at = list(self.targets()), now
-        return self._targets
-
-    def _open(self, gen: int) -> dict[Path, int]:
-        targets = [t for t in self._current_targets() if (t, gen) not in self._dead]
-        if gen != self._gen or set(self._fds) != set(targets):
-            for path, fd in list(self._fds.items()):
-                if gen != self._gen or path not in targets:
-                    os.close(fd)
-                    del self._fds[path]
-            self._gen = gen
-            for folder in targets:
-                if folder in self._fds:
-                    continue
-                jdir = folder / JOURNAL_DIR
-                try:
-                    if not jdir.is_dir():
-                        jdir.mkdir(mode=0o700)
-                        _fsync_dir(folder)
-                    path = jdir / journal_name(gen)
-                    created = not path.exists()
-                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                    if created:
-                        _fsync_dir(jdir)  # a file created since the last directory fsync is gone after a power cut
-                except OSError as exc:
-                    self._fail(folder, gen, exc)
-                    raise JournalError(f"metadata journal: cannot open on {folder}: {exc.strerror}") from exc
-                self._fds[folder] = fd
-        if not self._fds:
+        live = [io for io in self._targets if (io.label, gen) not in self._dead]
+        if not live:
             raise JournalError("metadata journal: no drive takes writes")
-        return self._fds
+        return live
 
-    def _fail(self, folder: Path, gen: int, exc: OSError) -> None:
-        self._dead.add((folder, gen))
-        self._targets_at = -1e9  # ask the drive set again: it is told about this drive now
-        fd = self._fds.pop(folder, None)
-        if fd is not None:
-            os.close(fd)
-        log.error("metadata journal on %s failed: %s; that file is never written again", folder, exc)
-        if self.on_failure is not None:
-            self.on_failure(folder, exc)
-
-    @staticmethod
-    def _zero_ahead(fd: int, end: int) -> None:
-        """Make bytes up to ``end`` exist as durable zeros (written, not holes: see the class)."""
-        size = os.fstat(fd).st_size
-        if size >= end:
+    def _prepare(self, io: DriveIO, name: str, end: int) -> None:
+        """The file exists (created durably) and holds durable zeros up to at least ``end``."""
+        key = (io.label, name)
+        if self._ready.get(key, -1) >= end:
             return
-        step = min(ZERO_MAX, max(ZERO_MIN, size))
-        target = -(-end // step) * step
-        zeros = bytes(min(step, target - size))
-        while size < target:
-            size += os.pwrite(fd, zeros[:target - size], size)
-        os.fdatasync(fd)  # the new size is metadata: flushed once per step, not per record
+        try:
+            size = io.stat(name).size
+        except FileNotFoundError:
+            try:
+                io.create(name)  # makes the folder too
+            except FileExistsError:
+                pass
+            io.sync_dir(JOURNAL_DIR)  # a file created since the last directory fsync is gone after a power cut
+            size = 0
+        if size < end:
+            step = min(ZERO_MAX, max(ZERO_MIN, size))
+            target = -(-end // step) * step
+            io.write_at(name, size, bytes(target - size))  # durable, size included (O_DSYNC)
+            size = target
+        self._ready[key] = size
+
+    def _fail(self, io: DriveIO, gen: int, exc: OSError) -> None:
+        self._dead.add((io.label, gen))
+        self._targets_at = -1e9  # ask the drive set again: it is told about this drive now
+        log.error("metadata journal on %s failed: %s; that file is never written again", io.label, exc)
+        if self.on_failure is not None:
+            self.on_failure(io, exc)
 
     def write(self, gen: int, offset: int, record: bytes) -> None:
         """Write ``record`` at ``offset`` of every target's file and make it durable there;
         JournalError if any failed (the batch must then not commit)."""
+        name = journal_name(gen)
         with self._lock:
-            fds = self._open(gen)
-            failed: list[tuple[Path, OSError]] = []
-            end = offset + len(record)
+            failed: list[tuple[DriveIO, OSError]] = []
             # One drive after another: a flush is a few tens of microseconds of CPU, a thread
             # hand-off costs more than that (bench/meta_journal.py).
-            for folder, fd in list(fds.items()):
+            for io in self._current_targets(gen):
                 try:
-                    self._zero_ahead(fd, end)
-                    if os.pwritev(fd, [record], offset, os.RWF_DSYNC) != len(record):
-                        raise OSError(errno.ENOSPC, "short write")
+                    self._prepare(io, name, offset + len(record))
+                    io.write_at(name, offset, record)
                 except OSError as exc:
-                    failed.append((folder, exc))
-            for folder, exc in failed:
-                self._fail(folder, gen, exc)
+                    failed.append((io, exc))
+            for io, exc in failed:
+                self._fail(io, gen, exc)
             if failed:
-                raise JournalError(f"metadata journal write failed on {failed[0][0]}: {failed[0][1].strerror}")
+                raise JournalError(f"metadata journal write failed on {failed[0][0].label}: "
+                                   f"{failed[0][1].strerror or failed[0][1]}")
             self.appended += 1
 
     def abort(self, gen: int, offset: int, rid: int, time_ns: int) -> None:
@@ -466,38 +449,18 @@ class Journal:
             log.error("could not journal the abort of record %x: %s", rid, exc)
 
     def close(self) -> None:
-        with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+        """Nothing to let go: the drives keep their own descriptors."""
 
 
 def new_record_id() -> int:
     return secrets.randbits(63) or 1
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_all(folders: Iterable[Path]) -> tuple[list[Record], int]:
+def read_all(drives: Iterable[DriveIO]) -> tuple[list[Record], int]:
     records: list[Record] = []
     skipped = 0
-    for folder in folders:
-        got, lost = read_drive(folder)
+    for io in drives:
+        got, lost = read_drive(io)
         records += got
         skipped += lost
     return records, skipped
-
-
-def gens_on(folder: Path) -> Iterator[tuple[int, Path]]:
-    jdir = folder / JOURNAL_DIR
-    if jdir.is_dir():
-        for p in jdir.iterdir():
-            g = file_gen(p.name)
-            if g is not None:
-                yield g, p

@@ -18,12 +18,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 from exastor import errors
 from exastor.meta import journal as jr
+from exastor.meta import migrations
 
 T = TypeVar("T")
 
@@ -62,15 +62,19 @@ class SqliteRunner:
     """Runs read functions on per-thread connections and write functions in batched transactions."""
 
     paramstyle = "?"
+    backend = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
         self._queue: queue.Queue[tuple | None] = queue.Queue()
-        schema = resources.files("exastor.meta").joinpath("schema.sql").read_text()
+        writer: sqlite3.Connection | None = None
         try:
             writer = _connect(self.path, WRITER_CACHE_KIB)
-            writer.executescript(schema)
+            self.schema_versions = _migrate(writer)
+        except errors.MetadataOpenError:
+            writer.close()  # type: ignore[union-attr]
+            raise
         except sqlite3.OperationalError:
             raise  # locked, no permission, no such directory: the message says which
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
@@ -106,9 +110,16 @@ class SqliteRunner:
             cur.execute("COMMIT")
 
     def data_version(self) -> int:
-        """Changes whenever any other connection (this process's writer, or another process)
-        commits: a free way to know whether cached rows may be stale."""
-        return self._reader().execute("PRAGMA data_version").fetchone()[0]
+        """Changes whenever a transaction that changed a bucket or an account setting committed, in
+        any process (``bucket_version``, bumped by meta/store.py ``bucket_changed``): cached bucket rows
+        are stale exactly when it moved. A point read on this thread's connection (microseconds)."""
+        row = self._reader().execute("SELECT value FROM counters WHERE name = 'bucket_version'").fetchone()
+        return row[0] if row else 0
+
+    async def offload(self, fn: Callable[[], T]) -> T:
+        """Run a blocking read ``fn()`` for an async caller. SQLite reads are local page-cache reads
+        (tens of microseconds), cheaper than a hop to a thread: run inline."""
+        return fn()
 
     # -- writes ------------------------------------------------------------
     async def write(self, fn: Callable[[sqlite3.Cursor], T], *, durable: Callable[[], None] | None = None) -> T:
@@ -276,3 +287,19 @@ class SqliteRunner:
         self._queue.put(None)
         self._thread.join(timeout=30)
         self._writer_conn.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Bring the database to the newest schema version (meta/migrations/), holding the write lock:
+    worker processes opening the store at once wait for each other, the first one migrates."""
+    def execute(sql: str, params: tuple = ()) -> list[tuple]:
+        return conn.execute(sql, params).fetchall()
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        versions = migrations.migrate(execute, "sqlite")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return versions

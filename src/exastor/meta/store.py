@@ -1,8 +1,51 @@
-"""The metadata interface: every namespace change a client can observe is one transaction here.
+"""The metadata contract: every namespace change a client can observe is one transaction here.
 
-SQL is kept portable (SQLite now, PostgreSQL behind the same class later):
-standard types, ``ON CONFLICT``, no SQLite-only functions. The runner
-supplies connections, the parameter style and group commit.
+Backends. A *runner* supplies transactions: meta/sqlite.py (embedded default: WAL, one writer
+thread with group commit, the metadata journal) and meta/postgres.py (many gateways: psycopg 3, a
+connection pool, each write its own transaction). Both run the same bodies: functions of a DB-API
+cursor with ``?`` placeholders and portable SQL (standard types, ``ON CONFLICT``, no backend-only
+functions). Where the backends must differ, the difference is in the backend, not in a body: ids
+from sequences on PostgreSQL and from the single writer's counter row on SQLite (``next_seq``,
+``next_segment_id``), ``?`` translated to the driver's style, driver errors translated to
+``errors.Unavailable`` / ``errors.InsufficientStorage``. Schemas and their versions:
+meta/migrations/. The tests of this contract, run against both: tests/meta/.
+
+The runner interface (``Runner`` below):
+  * ``read(fn, snapshot=True)``: ``fn(cur)`` on a consistent snapshot (``snapshot=False``: one
+    statement, no transaction). Blocking; an async caller wraps it in ``await runner.offload(...)``
+    (``Metadata.aread``), which runs it on a thread where a read is a network round trip.
+  * ``await write(fn, durable=None)``, ``write_sync(fn)``: ``fn(cur)`` in one write transaction,
+    resolved once it is durable. ``durable()`` runs first and makes the data the metadata points at
+    durable (the ordering rule: data before the metadata commit); if it fails nothing commits.
+  * ``data_version()``: a number that changes whenever a bucket row or an account setting changed
+    (``bucket_changed``), in any process or gateway; caches of those rows live until it moves.
+  * ``close()``.
+
+Guarantees, per operation (one method of ``Metadata``, or one body passed to ``write``):
+  * Atomic and durable: all of its changes or none; acknowledged only once committed.
+  * Isolated: on SQLite, transactions run one at a time (serializable). On PostgreSQL, each runs
+    at REPEATABLE READ (a snapshot); two transactions that write the same row, or insert the same
+    unique key, cannot both commit: the later one fails with a serialization failure, a deadlock
+    or a unique violation and is re-run from the start on the committed state. The invariants the
+    bodies rely on are constraints of the database itself, on both: one latest version per key
+    (unique index ``objects_one_latest``), unique upload ids (primary key), reference counts never
+    negative (``CHECK (refs >= 0)``); on PostgreSQL also foreign keys object/upload -> bucket and
+    part -> upload, so a concurrent delete cannot orphan a row. Hence, for concurrent writers:
+    one key written by two writers ends with exactly one latest version; of writers racing with
+    conditions (If-Match / If-None-Match, Blob leases: checks run *inside* the transaction, on the
+    row the transaction then writes) exactly one wins and the others fail the check; multipart
+    completion racing an abort: one of them (the other finds no upload); reference counts equal
+    what fsck recomputes from the manifests (``MANIFEST_QUERIES``), whatever the interleaving.
+  * Retries: a write body may run more than once (PostgreSQL re-runs it after a conflict, for up to
+    ``postgres.RETRY_BUDGET_S``, then ``errors.Unavailable``). So a body has no effect outside
+    the database except through its return value: it may compute (times, random version ids) but
+    must not append to outside lists, send, or write files; ``durable()`` runs once, before the
+    first attempt. A write whose COMMIT outcome is unknown (the connection broke during it) is
+    never re-run: the caller gets ``errors.Unavailable`` and the ordering rule keeps the data safe
+    either way. Reads are re-run freely.
+  * Not guaranteed across gateways: bucket caches follow ``data_version``, which on PostgreSQL moves
+    when a gateway hears the commit's notification (milliseconds); every decision made inside a
+    write transaction reads the committed row itself.
 """
 
 from __future__ import annotations
@@ -26,6 +69,7 @@ from exastor.meta.records import (
     Upload,
     User,
 )
+from exastor.meta.sealing import Sealer
 
 T = TypeVar("T")
 KEY_MAX = "\U0010ffff"  # sorts after every character a key can contain after a given prefix
@@ -45,9 +89,13 @@ MANIFEST_QUERIES: list[str] = [
 
 
 class Runner(Protocol):
+    backend: str          # "sqlite" or "postgres"
+    paramstyle: str       # what the bodies use: "?"
+
     def read(self, fn: Callable[[Any], T], *, snapshot: bool = True) -> T: ...
     async def write(self, fn: Callable[[Any], T], *, durable: Callable[[], None] | None = None) -> T: ...
     def write_sync(self, fn: Callable[[Any], T]) -> T: ...
+    async def offload(self, fn: Callable[[], T]) -> T: ...
     def data_version(self) -> int: ...
     def close(self) -> None: ...
 
@@ -65,11 +113,11 @@ def _dumps(d: dict[str, Any]) -> str:
 def register_chunks(cur: Any, new_chunks: Iterable[ChunkLocation]) -> None:
     """Make freshly written records known to the index. A record whose fingerprint is already
     indexed (a concurrent writer won) is simply left unreferenced for compaction."""
-    rows = [(c.fp, c.segment, c.offset, c.stored_len, c.raw_len, c.codec) for c in new_chunks]
+    rows = sorted((c.fp, c.segment, c.offset, c.stored_len, c.raw_len, c.codec) for c in new_chunks)
     if not rows:
         return
     segments = {r[1] for r in rows}
-    for seg in segments:
+    for seg in sorted(segments):
         cur.execute("SELECT state FROM segments WHERE id = ?", (seg,))
         got = cur.fetchone()
         if got is None or got[0] == "deleted":
@@ -101,7 +149,7 @@ def drop_refs(cur: Any, counts: Counter[bytes]) -> None:
     cur.executemany(
         "UPDATE chunks SET refs = refs - ?, "
         "dead_since_ns = CASE WHEN refs - ? <= 0 THEN ? ELSE dead_since_ns END WHERE fp = ?",
-        [(n, n, now, fp) for fp, n in counts.items()],
+        [(n, n, now, fp) for fp, n in sorted(counts.items())],  # one order for every writer: no deadlocks
     )
 
 
@@ -175,6 +223,12 @@ def _crashing(tx: Callable[[Any], T], op: str) -> Callable[[Any], T]:
 
 
 def next_seq(cur: Any) -> int:
+    """The next object write order number (``objects.seq``). A backend with sequences (its cursor
+    has ``nextval``: PostgreSQL) draws one, so concurrent writers share no row; SQLite has one writer
+    at a time and keeps a counter row (its journal replays the same statements)."""
+    nextval = getattr(cur, "nextval", None)
+    if nextval is not None:
+        return int(nextval("object_seq"))
     cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'seq'")
     if cur.rowcount == 0:
         cur.execute("INSERT INTO counters (name, value) VALUES ('seq', 1)")
@@ -183,24 +237,54 @@ def next_seq(cur: Any) -> int:
     return int(cur.fetchone()[0])
 
 
+def next_segment_id(cur: Any) -> int:
+    """A new segment id: a sequence where the backend has them, else MAX(id) + 1 (one writer)."""
+    nextval = getattr(cur, "nextval", None)
+    if nextval is not None:
+        return int(nextval("segments_id_seq"))
+    cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
+    return int(cur.fetchone()[0])
+
+
+def bucket_changed(cur: Any) -> None:
+    """Every transaction that changes a bucket row or an account setting calls this: gateways cache
+    those rows until ``bucket_version`` moves (``Runner.data_version``). Rare writes only (never per
+    object), so the row is not a hot spot; on PostgreSQL its update notifies every gateway."""
+    cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'bucket_version'")
+
+
+def user_context(access_key: str) -> str:
+    """What a user's sealed secret is bound to: it opens only in the row of this access key."""
+    return f"users.secret_key:{access_key}"
+
+
 class Metadata:
     """Typed operations over a runner. One method = one transaction."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, sealer: Sealer | None = None) -> None:
         self.runner = runner
+        # Users' secret keys are sealed in the database (meta/sealing.py); locked without a key.
+        self.sealer = sealer or Sealer(None)
 
     def close(self) -> None:
         self.runner.close()
 
+    async def aread(self, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``await meta.aread(meta.get_object, bucket, key)``: any read of this class from async code,
+        without blocking the event loop where a read is a network round trip (``Runner.offload``)."""
+        return await self.runner.offload(lambda: read(*args, **kwargs))
+
     # --- users -----------------------------------------------------------------
     def add_user(self, user: User) -> None:
+        sealed = self.sealer.seal(user.secret_key, user_context(user.access_key))
+
         def tx(cur: Any) -> None:
             cur.execute("SELECT 1 FROM users WHERE name = ?", (user.name,))
             if cur.fetchone():
                 raise errors.InvalidArgument(f"user {user.name!r} already exists")
             cur.execute(
                 "INSERT INTO users (name, access_key, secret_key, created_ns) VALUES (?, ?, ?, ?)",
-                (user.name, user.access_key, user.secret_key, user.created_ns),
+                (user.name, user.access_key, sealed, user.created_ns),
             )
 
         self.runner.write_sync(tx)
@@ -319,11 +403,12 @@ class Metadata:
 
     def set_user_keys(self, name: str, access_key: str, secret_key: str) -> None:
         """Replace a user's key pair (the admin's, when `serve` is given new ones): one transaction, and
-        the user keeps what it owns."""
+        the user keeps what it owns. The secret is sealed like add_user's."""
+        sealed = self.sealer.seal(secret_key, user_context(access_key))
 
         def tx(cur: Any) -> None:
             cur.execute("UPDATE users SET access_key = ?, secret_key = ? WHERE name = ?",
-                        (access_key, secret_key, name))
+                        (access_key, sealed, name))
             if cur.rowcount != 1:
                 raise errors.InvalidArgument(f"no user {name!r}")
 
@@ -355,21 +440,26 @@ class Metadata:
 
         return self.runner.read(q, snapshot=False)
 
-    def list_users(self) -> list[User]:
-        def q(cur: Any) -> list[User]:
+    def list_users(self, *, secrets: bool = True) -> list[User]:
+        """Every user; with ``secrets=False`` their secret keys are left empty (and no key is needed)."""
+        def q(cur: Any) -> list[Any]:
             cur.execute("SELECT name, access_key, secret_key, created_ns FROM users ORDER BY name")
-            return [User(*r) for r in cur.fetchall()]
+            return cur.fetchall()
 
-        return self.runner.read(q)
+        return [User(name, access, self.sealer.open(secret, user_context(access)) if secrets else "", created)  # not a drive: a sealed value
+                for name, access, secret, created in self.runner.read(q)]
 
     def user_by_access_key(self, access_key: str) -> User | None:
-        def q(cur: Any) -> User | None:
+        def q(cur: Any) -> Any:
             cur.execute("SELECT name, access_key, secret_key, created_ns FROM users WHERE access_key = ?",
                         (access_key,))
-            row = cur.fetchone()
-            return User(*row) if row else None
+            return cur.fetchone()
 
-        return self.runner.read(q, snapshot=False)
+        row = self.runner.read(q, snapshot=False)
+        if row is None:
+            return None
+        name, access, secret, created = row
+        return User(name, access, self.sealer.open(secret, user_context(access)), created)  # not a drive: a sealed value
 
     # --- buckets ---------------------------------------------------------------
     async def create_bucket(self, bucket: Bucket) -> None:
@@ -383,6 +473,7 @@ class Metadata:
                 (bucket.name, bucket.owner, bucket.created_ns, bucket.region, bucket.versioning,
                  _dumps(bucket.attrs)),
             )
+            bucket_changed(cur)
 
         await self.runner.write(tx)
 
@@ -416,6 +507,7 @@ class Metadata:
                 _delete_upload(cur, upload_id)
             cur.execute("DELETE FROM buckets WHERE name = ?", (name,))
             forget_bucket(cur, name)
+            bucket_changed(cur)
 
         await self.runner.write(tx)
 
@@ -439,6 +531,7 @@ class Metadata:
                     bucket.attrs[k] = v
             cur.execute("UPDATE buckets SET versioning = ?, attrs = ? WHERE name = ?",
                         (bucket.versioning, _dumps(bucket.attrs), name))
+            bucket_changed(cur)
             return bucket
 
         return await self.runner.write(tx)
@@ -716,8 +809,7 @@ class Metadata:
 
     def new_segment_sync(self) -> int:
         def tx(cur: Any) -> int:
-            cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
-            seg = int(cur.fetchone()[0])
+            seg = next_segment_id(cur)
             cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, 'open', 0, ?)",
                         (seg, _now_ns()))
             return seg

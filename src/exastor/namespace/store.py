@@ -144,7 +144,7 @@ class Namespace:
 
     def user_exists(self, name: str) -> bool:
         """For ACL grantees: canonical ids are user names here."""
-        return any(u.name == name for u in self.meta.list_users())
+        return any(u.name == name for u in self.meta.list_users(secrets=False))
 
     def user_by_email(self, email: str) -> str | None:
         """For ACL grants by e-mail address: the user with that address."""

@@ -17,7 +17,7 @@ from exastor.auth.decision import Decision
 from exastor.auth.operations import operation
 from exastor.auth.principal import Principal
 from exastor.http import qos
-from exastor.http.asgi import ClientDisconnected, Receive, Request, Scope, Send, respond
+from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.meta.sqlite import store_error
 from exastor.namespace.names import is_utf8_text
 from exastor.namespace.store import Namespace
@@ -61,7 +61,7 @@ class S3App:
         if scope["type"] != "http":
             return
         req = Request(scope, receive)
-        request_id = f"{self._id_prefix}{next(self._ids):010X}"
+        request_id = scope.get(REQUEST_ID) or f"{self._id_prefix}{next(self._ids):010X}"
         call = S3Call(req, send, self.ns, None, None, None, request_id, None, regions=self.regions)
         # What other layers (metrics, access log, QoS) may read about this request, filled in as it is known.
         call.info = scope["exastor"] = {"api": "s3", "operation": None, "principal": "anonymous",

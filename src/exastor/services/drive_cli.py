@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from exastor.cliargs import add_action, add_data_argument, existing_store
-from exastor.engine.drives import Drive, DriveSet
+from exastor.drives import SUBDIRS
+from exastor.engine.drives import Drive, DriveRefused, DriveSet
 from exastor.engine.segments import SegmentLog
 from exastor.gateway.store import open_drives, open_metadata
 from exastor.meta.store import Metadata
@@ -32,9 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
     p.add_argument("--ec", help="erasure geometry K+M if the store uses an explicit one")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = add_action(sub, "status", "drives, their state and load, the geometry, pending repairs")
+    s = add_action(sub, "status", "drives, their state and load, the geometry, pending repairs, and which "
+                                      "offline drives segments wait for")
     s.add_argument("--json", action="store_true")
-    a = add_action(sub, "add", "add a drive (or bring a failed one back) and rebalance shards onto it")
+    a = add_action(sub, "add", "add a drive (or bring a failed one back, or vouch for one of this store "
+                                   "that lacks its identity file) and rebalance shards onto it")
     a.add_argument("path")
     a.add_argument("--no-rebalance", action="store_true")
     r = add_action(sub, "remove", "drain a drive (move its shards to others), then remove it")
@@ -46,9 +48,62 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _find(drives: DriveSet, ref: str) -> Drive | None:
     for d in drives.all:
-        if ref == str(d.id) or Path(ref).resolve() == d.path:
+        if ref == str(d.id) or Path(ref).resolve() == d.path.resolve():
             return d
     return None
+
+
+def _bytes_on(d: Drive) -> int:
+    total = 0
+    for sub in SUBDIRS:
+        try:
+            names = d.io.list(sub)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("seg-"):
+                try:
+                    total += d.io.stat(f"{sub}/{name}").size
+                except OSError:
+                    pass
+    return total
+
+
+def waiting_on_offline(meta: Metadata, drives: DriveSet) -> dict[int, list[int]]:
+    """segment -> the offline drives it waits for: open segments whose every replica is offline,
+    sealed ones with fewer than k shards readable (or whole copies only on offline drives)."""
+    offline = {d.id for d in drives.all if d.state == "offline"}
+    if not offline:
+        return {}
+    readable = {d.id for d in drives.all if drives.readable(d.id)}
+
+    def q(cur: Any) -> tuple[list, dict, dict]:
+        cur.execute("SELECT s.id, COALESCE(l.k, 0), COALESCE(l.shard_len, 0) FROM segments s "
+                    "LEFT JOIN segment_layout l ON l.segment = s.id WHERE s.state != 'deleted'")
+        segs = [(int(a), int(b), int(c)) for a, b, c in cur.fetchall()]
+        cur.execute("SELECT segment, drive FROM replicas")
+        reps: dict[int, list[int]] = {}
+        for seg, drive in cur.fetchall():
+            reps.setdefault(int(seg), []).append(int(drive))
+        cur.execute("SELECT segment, drive FROM shards WHERE state = 'ok'")
+        placed: dict[int, list[int]] = {}
+        for seg, drive in cur.fetchall():
+            placed.setdefault(int(seg), []).append(int(drive))
+        return segs, reps, placed
+
+    segs, reps, placed = meta.runner.read(q)
+    out: dict[int, list[int]] = {}
+    first = drives.first.id if drives.all else 0
+    for seg, k, shard_len in segs:
+        if shard_len:
+            holders = placed.get(seg, [])
+            if sum(d in readable for d in holders) < k and any(d in offline for d in holders):
+                out[seg] = sorted({d for d in holders if d in offline})
+        else:
+            holders = reps.get(seg, [first] if k == 0 else [])
+            if holders and not any(d in readable for d in holders) and any(d in offline for d in holders):
+                out[seg] = sorted({d for d in holders if d in offline})
+    return out
 
 
 def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
@@ -69,23 +124,29 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
     rows = []
     for d in drives.all:
         free = total = None
-        try:
-            st = os.statvfs(d.path)
-            free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
-        except OSError:
-            pass
-        used = sum(f.stat().st_size for sub in ("segments", "shards") for f in (d.path / sub).glob("seg-*")
-                   if f.is_file()) if d.path.is_dir() else 0
-        rows.append({"id": d.id, "path": str(d.path), "state": d.state, "shards": counts.get(d.id, 0),
-                     "bytes": used, "free": free, "total": total})
+        online = drives.readable(d.id)
+        if online:
+            try:
+                space = d.io.space()
+                free, total = space.free, space.total
+            except OSError:
+                pass
+        rows.append({"id": d.id, "path": str(d.path), "state": d.state, "reason": d.reason,
+                     "shards": counts.get(d.id, 0), "bytes": _bytes_on(d) if online else None,
+                     "free": free, "total": total})
     g = drives.geometry()
-    copies = metabackup.backups(d.path for d in drives.all)
+    copies = metabackup.backups(d.io for d in drives.all if drives.readable(d.id))
     newest = [c for c in copies if c.taken_ns == copies[0].taken_ns] if copies else []
-    by_path = {d.path: d.id for d in drives.all}
+    by_label = {d.io.label: d.id for d in drives.all}
     meta_copies = {"newest_ns": newest[0].taken_ns if newest else None,
-                   "newest_on_drives": sorted(by_path[c.path.parent.parent] for c in newest)}
+                   "newest_on_drives": sorted(by_label[c.label] for c in newest)}
+    waiting = waiting_on_offline(meta, drives)
+    offline = [{"id": d.id, "path": str(d.path), "reason": d.reason,
+                "unavailable_segments": sorted(s for s, ds in waiting.items() if d.id in ds)}
+               for d in drives.all if d.state == "offline"]
     return {"drives": rows, "geometry": str(g), "capacity_overhead": round(g.overhead, 4),
-            "metadata_copies": meta_copies,
+            "metadata_copies": meta_copies, "offline": offline,
+            "unavailable_segments": sorted(waiting),
             "segments": {"open": open_, "sealed": sealed, "erasure_coded": coded}, "shards_needing_repair": bad,
             "pending_repairs": len(Repairer(SegmentLog(drives, meta)).pending())}
 
@@ -96,9 +157,16 @@ def _print_status(st: dict[str, Any]) -> None:
     for col in ("id", "path", "state", "shards", "bytes", "free"):
         t.add_column(col)
     for r in st["drives"]:
-        t.add_row(str(r["id"]), r["path"], r["state"], str(r["shards"]), f"{r['bytes'] / 1e6:,.1f} MB",
-                  f"{(r['free'] or 0) / 1e9:,.1f} GB")
+        t.add_row(str(r["id"]), r["path"], r["state"], str(r["shards"]),
+                  "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:,.1f} MB",
+                  "-" if r["free"] is None else f"{r['free'] / 1e9:,.1f} GB")
     con.print(t)
+    for off in st["offline"]:
+        waits = off["unavailable_segments"]
+        con.print(f"drive {off['id']} ({off['path']}) is OFFLINE: {off['reason']}. Bring it back (mount it); "
+                  + (f"{len(waits)} segment(s) are unavailable until then: {', '.join(map(str, waits[:20]))}"
+                     + (" ..." if len(waits) > 20 else "") if waits else "no segment waits for it")
+                  , soft_wrap=True)
     s = st["segments"]
     con.print(f"segments: {s['open']} open, {s['sealed']} sealed ({s['erasure_coded']} erasure-coded); "
               f"shards needing repair: {st['pending_repairs']}")
@@ -123,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     data = existing_store(args.data)
     meta = open_metadata(data)
     try:
-        drives = open_drives(meta, data, None, args.ec)
+        drives = open_drives(meta, data, None, args.ec, adopt=args.action != "status")
         log = SegmentLog(drives, meta)
         try:
             return _run(args, meta, drives, log)
@@ -140,8 +208,18 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
         return 0
     if args.action in ("add", "replace"):
         path = Path(args.path if args.action == "add" else args.new)
-        (new_id,) = drives.register([path])
+        try:
+            (new_id,) = drives.register([path])
+            drives.refresh()
+            drives.vouch(new_id)  # a drive of this store without its identity file: the operator says it is
+        except DriveRefused as exc:
+            print(f"exastor drive: {exc}", file=sys.stderr)
+            return 2
         drives.set_state(new_id, "active", "added")
+        if drives.get(new_id) is not None and drives.get(new_id).state == "offline":  # type: ignore[union-attr]
+            print(f"exastor drive: drive {new_id} stays offline: {drives.get(new_id).reason}",  # type: ignore[union-attr]
+                  file=sys.stderr)
+            return 2
         new = drives.get(new_id)
         assert new is not None
         print(f"drive {new_id} ({new.path}) is active")

@@ -21,9 +21,10 @@ import blake3
 from exastor import errors
 from exastor.engine import codec, references
 from exastor.engine import manifest as mf
-from exastor.engine.drives import DriveSet
-from exastor.engine.record import CODEC_DELTA, HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header, verify_payload
-from exastor.engine.segments import SegmentLog, record_length, segment_path
+from exastor.engine.drives import DriveSet, segment_name
+from exastor.engine.record import CODEC_DELTA, HEADER_SIZE, decode_header, verify_payload
+from exastor.engine.scan import walk
+from exastor.engine.segments import SegmentLog, SegmentUnavailable
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import MANIFEST_QUERIES, Metadata
 from exastor.services import relayout
@@ -50,12 +51,14 @@ class FsckReport:
     restored_meta: str = ""                                      # --restore-meta: the copy installed
     journal_replayed: int = 0                                    # --restore-meta: journaled commits re-executed
     damaged_objects: list[str] = field(default_factory=list)     # "bucket/key version": naming a bad chunk above
+    unavailable_chunks: int = 0                                  # only on offline drives: back when they are
+    offline_drives: list[str] = field(default_factory=list)      # "id path: why", to bring back
     seconds: float = 0.0
 
     @property
     def clean(self) -> bool:
         return not (self.corrupt_chunks or self.missing_chunks or self.refcount_mismatches or self.lost_chunks
-                    or self.bad_shards or self.degraded_chunks)
+                    or self.bad_shards or self.degraded_chunks or self.unavailable_chunks)
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -65,12 +68,13 @@ class FsckReport:
 
 def open_log(meta: Metadata, segments_dir: Path) -> SegmentLog:
     """A read-side segment log over the store's drives (those in the database, else the one drive
-    whose segment directory is ``segments_dir``)."""
+    whose segment directory is ``segments_dir``, a store from before the drives table)."""
     def q(cur: Any) -> int:
         cur.execute("SELECT COUNT(*) FROM drives")
         return int(cur.fetchone()[0])
 
-    return SegmentLog(DriveSet(meta, None if meta.runner.read(q) else [segments_dir.parent]), meta)
+    known = meta.runner.read(q)
+    return SegmentLog(DriveSet(meta, None if known else [segments_dir.parent], adopt=not known), meta)
 
 
 class _FoundFirst:
@@ -183,19 +187,20 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
     resolve = references.resolver(_RecordReader(log, found))
     deferred: list[tuple[int, int, int]] = []  # delta records: verified once their bases are found
     segs = {seg for seg, state, _ in meta.segments() if state != "deleted"}
-    segs |= {int(p.stem[4:], 16) for p in segments_dir.glob("seg-*.log")}
+    first = log.drives.first.io
+    segs |= set(_segment_files(first))
     try:
         for seg in sorted(segs):
             try:
                 buf = log.read_segment(seg)
-            except (errors.DataCorrupted, OSError):
-                path = segment_path(segments_dir, seg)
-                if not path.exists():
+            except (errors.DataCorrupted, errors.Unavailable, OSError):
+                try:  # a segment file on drive 0 the database does not know
+                    name = segment_name(seg)
+                    buf = first.pread(name, 0, first.stat(name).size)
+                except OSError:
                     continue
-                buf = path.read_bytes()
             view = memoryview(buf)
-            pos = SEGMENT_HEADER_SIZE
-            while n := record_length(view, pos):
+            for pos, n in walk(buf).records:
                 if progress:
                     progress(n)
                 rec = decode_header(view[pos:pos + HEADER_SIZE])
@@ -209,7 +214,6 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
                         ok = False
                     if ok:
                         found[rec.fp] = ChunkLocation(rec.fp, seg, pos, rec.stored_len, rec.raw_len, rec.codec)
-                pos += n
         for _level in range(references.MAX_DEPTH):  # a delta's bases are found a level earlier
             for seg, pos, n in deferred:
                 try:
@@ -228,6 +232,21 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
     return found
 
 
+def _segment_files(drive: Any) -> list[int]:
+    try:
+        names = drive.list("segments")
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if name.startswith("seg-") and name.endswith(".log"):
+            try:
+                out.append(int(name[4:20], 16))
+            except ValueError:
+                continue
+    return out
+
+
 def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress: Progress | None = None
           ) -> FsckReport:
     started = time.monotonic()
@@ -236,19 +255,24 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
     log = open_log(meta, segments_dir)
     bad: list[ChunkLocation] = []
     resolve = references.resolver(_RecordReader(log))
+    report.offline_drives = [f"{d.id} {d.path}: {d.reason}" for d in log.drives.all if d.state == "offline"]
     try:
         for loc in chunks:
-            problem = verify_chunk(log, loc, resolve)
             report.chunks_checked += 1
             report.bytes_checked += HEADER_SIZE + loc.stored_len
             if progress:
                 progress(HEADER_SIZE + loc.stored_len)
-            if problem is not None:
-                if verify_chunk(log, loc, resolve, degraded=True) is None:
+            try:
+                problem = verify_chunk(log, loc, resolve)
+                if problem is not None and verify_chunk(log, loc, resolve, degraded=True) is None:
                     report.degraded_chunks += 1  # readable around a bad shard or replica: repair rebuilds it
-                else:
-                    bad.append(loc)
-                    report.corrupt_chunks.append(loc.fp.hex())
+                    continue
+            except SegmentUnavailable:
+                report.unavailable_chunks += 1  # waiting on an offline drive: neither corrupt nor lost
+                continue
+            if problem is not None:
+                bad.append(loc)
+                report.corrupt_chunks.append(loc.fp.hex())
         # Every shard against its block checksums (whole-file copies were checked record by record above).
         log.drives.flush_reports()
         scrubbed = Scrubber(log).run_once(mark=repair, copies=False)
@@ -320,7 +344,13 @@ def rebuild_index(meta: Metadata, segments_dir: Path, progress: Progress | None 
     found = scan_segments(meta, segments_dir, progress)
     wanted = referenced_counts(meta)
     now = time.time_ns()
-    segs = {loc.segment for loc in found.values()}
+    known = {seg for seg, _, _ in meta.segments()}
+    log = open_log(meta, segments_dir)
+    try:  # plain files on drive 0 the database never recorded (a store from before segment rows)
+        sizes = {seg: log.drives.first.io.stat(segment_name(seg)).size
+                 for seg in {loc.segment for loc in found.values()} - known}
+    finally:
+        log.close()
 
     def tx(cur: Any) -> None:
         cur.execute("DELETE FROM chunks")
@@ -329,11 +359,11 @@ def rebuild_index(meta: Metadata, segments_dir: Path, progress: Progress | None 
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(fp, loc.segment, loc.offset, loc.stored_len, loc.raw_len, loc.codec, wanted.get(fp, 0),
               None if wanted.get(fp, 0) else now) for fp, loc in found.items()])
-        for seg in segs:
+        for seg, size in sizes.items():
             cur.execute("SELECT 1 FROM segments WHERE id = ?", (seg,))
             if cur.fetchone() is None:
                 cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, 'sealed', ?, ?)",
-                            (seg, segment_path(segments_dir, seg).stat().st_size, now))
+                            (seg, size, now))
 
     meta.runner.write_sync(tx)
     report = FsckReport(chunks_checked=len(found))

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from exastor.cliargs import add_data_argument, existing_store
+from exastor.drives import open_drive
 from exastor.engine.drives import DriveSet
 from exastor.gateway.lock import DataDirLocked, exclusive
 from exastor.gateway.store import drive_dirs, open_metadata
@@ -41,20 +42,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _segment_bytes(segments: Path) -> int:
-    return sum(p.stat().st_size for p in segments.glob("seg-*.log"))
+    """Bytes of drive 0's segment files: the progress bar's total."""
+    drive = open_drive(segments.parent)
+    try:
+        names = drive.list("segments")
+    except OSError:
+        return 0
+    total = 0
+    for name in names:
+        try:
+            total += drive.stat(f"segments/{name}").size
+        except OSError:
+            pass
+    return total
 
 
 def _restore_meta(data: Path, drives: list[Path], quiet: bool) -> tuple[metabackup.Backup, int] | None:
     """Install the newest verified metadata copy from ``drives`` and replay the journal after it
     (services/metabackup.py, meta/journal.py). Returns the copy and how many commits were replayed."""
+    (data / "meta").mkdir(mode=0o700, parents=True, exist_ok=True)  # not a drive: scratch for checking copies
     try:
-        backup, rejected = metabackup.newest_good(drives)
+        backup, rejected = metabackup.newest_good(drives, scratch=data / "meta")
     except metabackup.NoBackup as exc:
         print(f"exastor fsck: {exc}", file=sys.stderr)
         return None
     db = data / "meta" / "exastor.sqlite"
     aside = metabackup.install(backup, db)
-    chain = metabackup.replay_journal(db, backup, drives, lambda: drive_dirs(data))
+    chain = metabackup.replay_journal(db, drives, lambda: drive_dirs(data))
     if not quiet:
         for bad, why in rejected:
             print(f"skipped metadata copy {bad.path}: {why}")
@@ -81,14 +95,23 @@ def run(args: argparse.Namespace) -> int:
             if args.restore_meta and restored is None:
                 return 2
             meta = open_metadata(data)
+            if restored is not None and meta.sealer.locked:  # a new --data: the key lives apart from the drives
+                print(f"exastor fsck: note: {meta.sealer.why_locked}; `exastor serve` needs it", file=sys.stderr)
             try:
                 with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                               TimeRemainingColumn(), disable=args.json or not sys.stderr.isatty(),
                               console=None) as bar:
                     rebuilt = None
                     if args.rebuild_index:
-                        if args.drive:  # registered if the database lost them (idempotent otherwise)
-                            DriveSet(meta, [Path(p).expanduser() for p in args.drive])
+                        # named drives are registered if the database lost them (idempotent otherwise)
+                        known = DriveSet(meta, [Path(p).expanduser() for p in args.drive], adopt=True, vouch=True)
+                        known.close()
+                        offline = [d for d in known.all if d.state == "offline"]
+                        if offline:
+                            print("exastor fsck: not rebuilding the index while drives are offline (it would "
+                                  "record their data as lost): " + "; ".join(
+                                      f"drive {d.id} {d.path}: {d.reason}" for d in offline), file=sys.stderr)
+                            return 2
                         task = bar.add_task("rebuilding index", total=_segment_bytes(segments))
                         rebuilt = fsck.rebuild_index(meta, segments, lambda n: bar.advance(task, n))
                     task = bar.add_task("verifying", total=_segment_bytes(segments))
@@ -119,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"bad shards          : {len(report.bad_shards)}")
         for line in report.bad_shards[:20]:
             print(f"  {line}")
+        if report.unavailable_chunks or report.offline_drives:
+            print(f"unavailable chunks  : {report.unavailable_chunks} (on offline drives: bring them back)")
+            for line in report.offline_drives:
+                print(f"  offline drive {line}")
         if args.rebuild_index:
             print(f"rebuilt layouts     : {report.rebuilt_layouts}")
         if args.repair:

@@ -208,6 +208,8 @@ class CollectorThread(threading.Thread):
                         m.repair_shards.inc(fixed.repaired_shards + fixed.moved_shards)
                         m.repair_segments.inc(fixed.reprotected_segments)
                         m.repair_last.set(time.time())
+            except errors.Unavailable as exc:  # the metadata database or a drive is down: one line, not a trace
+                log.warning("maintenance pass skipped: %s; will retry", exc.detail)
             except Exception:
                 log.exception("maintenance pass failed; will retry")
 

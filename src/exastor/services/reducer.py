@@ -456,6 +456,8 @@ class ReducerThread(threading.Thread):
                 if not asked and (control.paused or time.monotonic() < due):
                     continue
                 self.run_pass(forced=asked, request=control.run_request)
+            except errors.Unavailable as exc:  # the metadata database or a drive is down: one line, not a trace
+                log.warning("reducer pass skipped: %s; will retry", exc.detail)
             except Exception:
                 log.exception("reducer pass failed; will retry")
             due = time.monotonic() + self.interval if self.interval > 0 else float("inf")

@@ -24,7 +24,6 @@ chunks lost with it.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -33,12 +32,11 @@ from typing import Any
 from exastor import errors
 from exastor.engine import shards as shardfiles
 from exastor.engine.drives import DriveSet
-from exastor.engine.record import SEGMENT_HEADER, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC
+from exastor.engine.record import SEGMENT_HEADER_SIZE, parse_segment_header
 from exastor.meta.store import Metadata
 
 log = logging.getLogger("exastor.relayout")
 
-_SHARD_NAME = re.compile(r"^seg-([0-9a-f]{16})\.s(\d{3})$")
 _SEGMENT_NAME = re.compile(r"^seg-([0-9a-f]{16})\.log$")
 
 
@@ -48,12 +46,13 @@ class LayoutReport:
     replica_segments: int = 0     # recorded as whole copies
     unchanged_segments: int = 0   # rows already agreed with the files
     missing_shards: int = 0       # shards of a stripe not found: recorded 'bad', queued for repair
+    changed_meanwhile: int = 0    # plans dropped: another process changed the segment's rows meanwhile
     no_files: list[int] = field(default_factory=list)  # segments the database knows with no usable file
 
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    shards: dict[int, dict[int, list[tuple[int, shardfiles.ShardInfo]]]]  # seg -> idx -> [(drive, info)]
+    shards: dict[int, dict[int, list[tuple[int, shardfiles.ShardInfo, int]]]]  # seg -> idx -> [(drive, info, gen)]
     copies: dict[int, list[tuple[int, int, int]]]                         # seg -> [(drive, size, created_ns)]
 
 
@@ -63,60 +62,58 @@ def _scan(drives: DriveSet) -> _Found:
         if not drives.readable(d.id):
             continue
         try:
-            shard_names = sorted(os.listdir(d.shards))
+            shard_names = d.io.list("shards")
         except OSError:
             shard_names = []
-        for name in shard_names:
-            match = _SHARD_NAME.match(name)
-            if match is None:
+        for base in shard_names:
+            name = f"shards/{base}"
+            parsed = shardfiles.parse_shard_name(name)
+            if parsed is None:
                 continue  # temporary files of an interrupted write, anything else
-            seg, idx = int(match[1], 16), int(match[2])
+            seg, idx, gen = parsed
             try:
-                fd = os.open(d.shards / name, os.O_RDONLY)
-                try:
-                    info = shardfiles.read_info(fd)
-                finally:
-                    os.close(fd)
+                info = shardfiles.read_info(d.io, name)
             except (OSError, errors.DataCorrupted) as exc:
                 log.warning("drive %d: ignoring shard file %s: %s", d.id, name, exc)
                 continue
             if info.segment != seg or info.index != idx or idx >= info.k + info.m:
                 log.warning("drive %d: shard file %s names another shard", d.id, name)
                 continue
-            found.shards.setdefault(seg, {}).setdefault(idx, []).append((d.id, info))
+            if info.store_tag not in (0, drives.store_tag):
+                log.warning("drive %d: shard file %s belongs to another store", d.id, name)
+                continue
+            found.shards.setdefault(seg, {}).setdefault(idx, []).append((d.id, info, gen))
         try:
-            segment_names = sorted(os.listdir(d.segments))
+            segment_names = d.io.list("segments")
         except OSError:
             segment_names = []
-        for name in segment_names:
-            match = _SEGMENT_NAME.match(name)
+        for base in segment_names:
+            match = _SEGMENT_NAME.match(base)
             if match is None:
                 continue
             seg = int(match[1], 16)
+            name = f"segments/{base}"
             try:
-                with open(d.segments / name, "rb") as f:
-                    head = f.read(SEGMENT_HEADER_SIZE)
-                    size = os.fstat(f.fileno()).st_size
+                head = parse_segment_header(d.io.pread(name, 0, SEGMENT_HEADER_SIZE))
+                size = d.io.stat(name).size
             except OSError:
                 continue
-            if len(head) < SEGMENT_HEADER_SIZE:
+            if head is None or head[0] != seg or head[2] not in (0, drives.store_tag):
+                log.warning("drive %d: %s is not segment %d of this store", d.id, name, seg)
                 continue
-            magic, sid, created = SEGMENT_HEADER.unpack(head)[:3]
-            if magic != SEGMENT_MAGIC or sid != seg:
-                log.warning("drive %d: %s is not segment %d", d.id, name, seg)
-                continue
-            found.copies.setdefault(seg, []).append((d.id, size, created))
+            found.copies.setdefault(seg, []).append((d.id, size, head[1]))
     return found
 
 
-def _best_stripe(by_idx: dict[int, list[tuple[int, shardfiles.ShardInfo]]]
-                 ) -> tuple[tuple[int, int, int, int], dict[int, list[int]]] | None:
-    """The geometry (k, m, shard_len, data_len) with the most shards found, and idx -> drives."""
-    groups: dict[tuple[int, int, int, int], dict[int, list[int]]] = {}
+def _best_stripe(by_idx: dict[int, list[tuple[int, shardfiles.ShardInfo, int]]]
+                 ) -> tuple[tuple[int, int, int, int], dict[int, list[tuple[int, int]]]] | None:
+    """The geometry (k, m, shard_len, data_len) with the most shards found, and idx -> [(drive, gen)]
+    (the newest generation first: an older one on another drive is a superseded copy)."""
+    groups: dict[tuple[int, int, int, int], dict[int, list[tuple[int, int]]]] = {}
     for idx, found in by_idx.items():
-        for drive, info in found:
+        for drive, info, gen in sorted(found, key=lambda f: -f[2]):
             key = (info.k, info.m, info.shard_len, info.data_len)
-            groups.setdefault(key, {}).setdefault(idx, []).append(drive)
+            groups.setdefault(key, {}).setdefault(idx, []).append((drive, gen))
     if not groups:
         return None
     key = max(groups, key=lambda g: (len(groups[g]) >= g[0], len(groups[g]) - g[0] - g[1], len(groups[g])))
@@ -127,28 +124,30 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
     """Make the layout tables agree with the files on the readable drives (see the module docstring)."""
     report = LayoutReport()
     drives.refresh()
-    found = _scan(drives)
 
     def q(cur: Any) -> tuple[dict, dict, dict, dict]:
         cur.execute("SELECT id, state, size, created_ns FROM segments")
         segs = {int(a): (b, int(c), int(d)) for a, b, c, d in cur.fetchall()}
         cur.execute("SELECT segment, k, m, shard_len, data_len FROM segment_layout")
         lays = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
-        cur.execute("SELECT segment, idx, drive, state FROM shards")
-        shs: dict[int, dict[int, tuple[int, str]]] = {}
-        for seg, idx, drive, state in cur.fetchall():
-            shs.setdefault(int(seg), {})[int(idx)] = (int(drive), state)
+        cur.execute("SELECT segment, idx, drive, state, gen FROM shards")
+        shs: dict[int, dict[int, tuple[int, str, int]]] = {}
+        for seg, idx, drive, state, gen in cur.fetchall():
+            shs.setdefault(int(seg), {})[int(idx)] = (int(drive), state, int(gen))
         cur.execute("SELECT segment, drive FROM replicas")
         reps: dict[int, set[int]] = {}
         for seg, drive in cur.fetchall():
             reps.setdefault(int(seg), set()).add(int(drive))
         return segs, lays, shs, reps
 
+    # The rows first, then the files: a seal, repair or move that commits after this snapshot changes
+    # rows the transaction below compares with, so a plan made from files that moved is dropped.
     old_segs, old_lays, old_shards, old_reps = meta.runner.read(q)
+    found = _scan(drives)
     now = time.time_ns()
     first = drives.first.id
     all_ids = [d.id for d in drives.all if d.state != "removed"]
-    plans: list[tuple[int, tuple, tuple, list[tuple[int, int, str]], list[int]]] = []
+    plans: list[tuple[int, tuple, tuple, list[tuple[int, int, str, int]], list[int]]] = []
     for seg in sorted(set(found.shards) | set(found.copies) | set(old_segs)):
         old = old_segs.get(seg)
         if old is not None and old[0] == "deleted":
@@ -158,27 +157,31 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
         created = old[2] if old is not None else min((c for _, _, c in copies), default=now)
         complete = stripe is not None and len(stripe[1]) == stripe[0][0] + stripe[0][1]
         decodable = stripe is not None and len(stripe[1]) >= stripe[0][0]
-        if complete or (decodable and not copies):
+        # A segment the database says is open and whose copies exist is left to its sealer (a running
+        # writer, or the next start): shards beside it may be a seal in progress that has not committed.
+        still_open = old is not None and old[0] == "open" and copies
+        if not still_open and (complete or (decodable and not copies)):
             assert stripe is not None
             (k, m, shard_len, data_len), where = stripe
             before = old_shards.get(seg, {})
-            rows: list[tuple[int, int, str]] = []
-            used = {ds[0] for ds in where.values()}
+            rows: list[tuple[int, int, str, int]] = []
+            used = {copies_of[0][0] for copies_of in where.values()}
             for idx in range(k + m):
+                prev = before.get(idx)
                 if idx in where:
-                    prev = before.get(idx)
-                    drive = prev[0] if prev is not None and prev[0] in where[idx] else where[idx][0]
-                    state = prev[1] if prev is not None and prev[0] == drive else "ok"
+                    kept = prev is not None and (prev[0], prev[2]) in where[idx]
+                    drive, gen = (prev[0], prev[2]) if kept else where[idx][0]  # type: ignore[index]
+                    state = prev[1] if kept else "ok"  # type: ignore[index]
                 else:  # lost: a row the repairer will rebuild, on a drive holding no other shard of the stripe
-                    prev = before.get(idx)
                     free = [i for i in all_ids if i not in used]
                     drive = prev[0] if prev is not None and prev[0] not in used else (free or all_ids or [first])[0]
+                    gen = prev[2] if prev is not None else 0
                     used.add(drive)
                     state = "bad"
                     report.missing_shards += 1
-                rows.append((idx, drive, state))
+                rows.append((idx, drive, state, gen))
             if (old is not None and old[0] == "sealed" and old_lays.get(seg) == (k, m, shard_len, data_len)
-                    and before == {i: (d, s) for i, d, s in rows} and not old_reps.get(seg)):
+                    and before == {i: (d, st, g) for i, d, st, g in rows} and not old_reps.get(seg)):
                 report.unchanged_segments += 1
                 continue
             plans.append((seg, ("sealed", data_len, created), (k, m, shard_len, data_len), rows, []))
@@ -202,8 +205,28 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
             if old is not None:
                 log.error("segment %d: no shard or copy of it found on the drives", seg)
 
+    def unchanged(cur: Any, seg: int) -> bool:
+        """The rows are still what the scan was compared with: no seal, repair, move or compaction
+        committed meanwhile (the transaction is the arbiter; a plan made on stale rows is dropped)."""
+        cur.execute("SELECT state, size, created_ns FROM segments WHERE id = ?", (seg,))
+        row = cur.fetchone()
+        if (None if row is None else (row[0], int(row[1]), int(row[2]))) != old_segs.get(seg):
+            return False
+        cur.execute("SELECT k, m, shard_len, data_len FROM segment_layout WHERE segment = ?", (seg,))
+        lay = cur.fetchone()
+        if (tuple(int(x) for x in lay) if lay else None) != old_lays.get(seg):
+            return False
+        cur.execute("SELECT idx, drive, state, gen FROM shards WHERE segment = ?", (seg,))
+        if {int(i): (int(d), st, int(g)) for i, d, st, g in cur.fetchall()} != old_shards.get(seg, {}):
+            return False
+        cur.execute("SELECT drive FROM replicas WHERE segment = ?", (seg,))
+        return {int(r[0]) for r in cur.fetchall()} == old_reps.get(seg, set())
+
     def tx(cur: Any) -> None:
         for seg, (state, size, created), (k, m, shard_len, data_len), rows, holders in plans:
+            if not unchanged(cur, seg):
+                report.changed_meanwhile += 1
+                continue
             cur.execute("DELETE FROM segments WHERE id = ?", (seg,))
             cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, ?, ?, ?)",
                         (seg, state, size, created))
@@ -211,8 +234,8 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
             cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
                         (seg, k, m, shard_len, data_len))
             cur.execute("DELETE FROM shards WHERE segment = ?", (seg,))
-            cur.executemany("INSERT INTO shards (segment, idx, drive, state) VALUES (?, ?, ?, ?)",
-                            [(seg, idx, drive, st) for idx, drive, st in rows])
+            cur.executemany("INSERT INTO shards (segment, idx, drive, state, gen) VALUES (?, ?, ?, ?, ?)",
+                            [(seg, idx, drive, st, gen) for idx, drive, st, gen in rows])
             cur.execute("DELETE FROM replicas WHERE segment = ?", (seg,))
             cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in holders])
 

@@ -3,12 +3,20 @@
 Each repair is idempotent and crash-safe, by the same ordering rule as writes:
 1. the shard's bytes come from the shard itself where its blocks verify (a drain), else are decoded
    from k verified shards, in column ranges of ``STEP`` bytes;
-2. they are written to a drive that holds no other shard of the stripe, fsynced, renamed into place;
-3. one conditional UPDATE moves the row (only if the shard is still where we found it);
-4. only then is the old file deleted.
-A crash before 3 leaves a complete new file nobody points at (removed as an orphan or overwritten by
-the next attempt); after 3, the old file (an orphan, deleted next pass). Nothing a reader needs is
-ever removed first.
+2. they are written under a new generation (a file name no other writer uses: ``shards.gen``,
+   allocated from one counter) to a drive that holds no other shard of the stripe: fsynced,
+   renamed into place, directory fsynced;
+3. one conditional UPDATE moves the row, only if it still names the copy we found (drive and
+   generation): the metadata transaction is the only arbiter of which of two racing copies wins;
+4. only then is the old file deleted. A loser deletes its own file, which nobody else wrote and no
+   row ever named, never the winner's.
+A crash before 3 leaves a complete new file nobody points at (its generation is below the row's once
+the shard is repaired again: provably superseded, swept); after 3, the old file (superseded, swept).
+Nothing a reader needs is ever removed first.
+
+Shards on an *offline* drive (its data is expected back) are rebuilt elsewhere only once it has been
+offline for ``EXASTOR_OFFLINE_REPAIR_AFTER`` seconds (default 600): a disk remounted after a reboot
+costs nothing, a dead one is covered. When it returns, its superseded copies are swept.
 
 It also re-protects sealed segments stored as plain copies (a one-drive store that gained drives, or
 segments sealed while too few drives were healthy) by erasure-coding them.
@@ -17,17 +25,28 @@ segments sealed while too few drives were healthy) by erasure-coding them.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from exastor import errors
 from exastor.engine import shards
-from exastor.engine.drives import Drive, Layout, crash_point, load_layout, mark_shard
+from exastor.engine.drives import (
+    Drive,
+    Layout,
+    allocate_gens,
+    crash_point,
+    load_layout,
+    mark_shard,
+    names_shard,
+)
 from exastor.engine.segments import SegmentLog
 
 log = logging.getLogger("exastor.repair")
 STEP = 4 << 20
+OFFLINE_REPAIR_AFTER_S = float(os.environ.get("EXASTOR_OFFLINE_REPAIR_AFTER", "600"))
 Progress = Callable[[int], None]
 
 
@@ -44,17 +63,21 @@ class RepairResult:
 
 
 class Repairer:
-    def __init__(self, log_: SegmentLog) -> None:
+    def __init__(self, log_: SegmentLog, *, offline_after_s: float | None = None) -> None:
         self.log = log_
         self.meta = log_.meta
+        self.offline_after_s = OFFLINE_REPAIR_AFTER_S if offline_after_s is None else offline_after_s
 
     def pending(self) -> list[tuple[int, int, int, str]]:
         """(segment, idx, drive, why) for every shard that needs work."""
+        offline_before = time.time_ns() - int(self.offline_after_s * 1e9)
+
         def q(cur: Any) -> list[tuple[int, int, int, str]]:
             cur.execute("SELECT s.segment, s.idx, s.drive, s.state, COALESCE(d.state, 'removed') FROM shards s "
                         "JOIN segments g ON g.id = s.segment LEFT JOIN drives d ON d.id = s.drive "
                         "WHERE g.state = 'sealed' AND (s.state != 'ok' OR d.state IS NULL OR "
-                        "d.state IN ('failed', 'draining', 'removed')) ORDER BY s.segment, s.idx")
+                        "d.state IN ('failed', 'draining', 'removed') OR "
+                        "(d.state = 'offline' AND d.changed_ns <= ?)) ORDER BY s.segment, s.idx", (offline_before,))
             return [(int(a), int(b), int(c), st if st != "ok" else ds) for a, b, c, st, ds in cur.fetchall()]
 
         return self.meta.runner.read(q, snapshot=False)
@@ -84,36 +107,49 @@ class Repairer:
         lay = load_layout(self.meta, segment)
         if lay is None or lay.state != "sealed" or lay.kind != "ec":
             return False
-        current = dict((i, d) for i, d, _ in lay.shards)
-        if current.get(idx) != old_drive:
+        current = {row.idx: row for row in lay.shards}
+        found = current.get(idx)
+        if found is None or found.drive != old_drive:
             return False  # someone else moved it meanwhile
         drives = self.log.drives
         old = drives.get(old_drive)
         draining = why in ("draining", "removed", "rebalance")
         self.log.forget(segment)
         data = self._shard_bytes(lay, idx)
-        others = {d for i, d in current.items() if i != idx}
+        others = {row.drive for i, row in current.items() if i != idx}
         exclude = others | ({old_drive} if draining or (old is not None and old.state != "active") else set())
         if target is None:
             target = drives.place(1, salt=segment + idx, exclude=exclude)[0]
         elif target.id in others:
             return False  # the stripe already has a shard there: moving would put two on one drive
-        path = target.shards / shards.shard_name(segment, idx)
-        drives.check(target, "write")
-        shards.write_shard(path, segment, idx, lay.k, lay.m, lay.data_len, data)
+        elif target.state != "active":
+            return False  # never repair into an offline, full, read-only or failed drive
+        (gen,) = allocate_gens(self.meta, 1)
+        name = shards.shard_name(segment, idx, gen)
+        shards.write_shard(target.io, name, segment, idx, lay.k, lay.m, lay.data_len, data, drives.store_tag)
         res.bytes_written += len(data)
         crash_point("repair.written")
-        if not mark_shard(self.meta, segment, idx, state="ok", drive=target.id, expect_drive=old_drive):
-            if target.id != old_drive:
-                path.unlink(missing_ok=True)  # lost a race; the winner's copy stands
+        if not mark_shard(self.meta, segment, idx, state="ok", drive=target.id, gen=gen,
+                          expect_drive=old_drive, expect_gen=found.gen):
+            # Lost the race: the file under our generation is ours alone - unless a rebuild from the
+            # drives published it meanwhile, so ask the database before deleting it.
+            if not names_shard(self.meta, segment, idx, target.id, gen):
+                try:
+                    target.io.unlink(name)
+                except OSError:
+                    pass  # swept later: its generation is below the winner's
+                target.io.release([name])
             return False
         crash_point("repair.moved")
         self.log.forget(segment)
-        if old is not None and target.id != old_drive and drives.readable(old_drive):
+        if old is not None and drives.readable(old_drive):
+            # The copy our transaction superseded (never on an offline drive: swept when it returns).
+            old_name = shards.shard_name(segment, idx, found.gen)
             try:
-                (old.shards / shards.shard_name(segment, idx)).unlink(missing_ok=True)
+                old.io.unlink(old_name)
             except OSError:
                 pass
+            old.io.release([old_name])
         if why in ("draining", "removed", "rebalance"):
             res.moved_shards += 1
         else:

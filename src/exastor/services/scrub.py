@@ -1,7 +1,8 @@
 """Scrubber: read every shard of every sealed segment and check its per-block checksums.
 
 A shard that is missing, on a failed drive, or has a bad block or trailer is marked ``bad`` in the
-``shards`` table; the repairer rebuilds it. Nothing is decoded: the checksums say which shard is bad.
+``shards`` table; the repairer rebuilds it. A shard on an offline drive is skipped (counted in
+``offline_shards``): its data is expected back, and the repairer decides when to stop waiting. Nothing is decoded: the checksums say which shard is bad.
 Segments kept as whole-file copies (one drive, or too few drives at seal time) are checked record by
 record instead. Restartable: a scrub pass only reads and marks, so stopping it anywhere loses nothing.
 """
@@ -15,9 +16,9 @@ from typing import Any
 
 from exastor import errors
 from exastor.engine import shards
-from exastor.engine.drives import load_layout, mark_shard
-from exastor.engine.record import SEGMENT_HEADER_SIZE
-from exastor.engine.segments import SegmentLog, record_length, segment_path
+from exastor.engine.drives import load_layout, mark_shard, segment_name
+from exastor.engine.scan import walk
+from exastor.engine.segments import SegmentLog
 
 Progress = Callable[[int], None]
 
@@ -29,6 +30,7 @@ class ScrubResult:
     bytes_read: int = 0
     bad_shards: list[tuple[int, int, str]] = field(default_factory=list)   # (segment, idx, why)
     bad_copies: list[tuple[int, int, str]] = field(default_factory=list)   # (segment, drive, why)
+    offline_shards: int = 0                       # not checked: on an offline drive
     seconds: float = 0.0
 
     @property
@@ -66,15 +68,17 @@ class Scrubber:
             if lay is None or lay.state != "sealed":
                 continue  # compacted meanwhile
             if lay.kind == "ec":
-                for idx, drive, state in lay.shards:
+                for idx, drive, state, gen in lay.shards:
                     why = None
                     d = drives.get(drive)
+                    if drives.offline(drive):
+                        res.offline_shards += 1
+                        continue
                     if d is None or not drives.readable(drive):
                         why = f"drive {drive} is {d.state if d else 'unknown'}"
                     else:
                         try:
-                            drives.check(d, "read")
-                            n, bad = shards.verify_file(d.shards / shards.shard_name(seg, idx))
+                            n, bad = shards.verify_file(d.io, shards.shard_name(seg, idx, gen))
                             res.bytes_read += n
                             if progress:
                                 progress(n)
@@ -85,13 +89,17 @@ class Scrubber:
                         except OSError as exc:
                             why = f"read error: {exc}"
                             drives.failed_io(drive, exc)
+                            if drives.offline(drive):  # it was the whole drive going away
+                                res.offline_shards += 1
+                                continue
                         except errors.DataCorrupted as exc:
                             why = exc.detail
                     res.shards_checked += 1
                     if why is not None:
                         res.bad_shards.append((seg, idx, why))
                         if mark and state == "ok":
-                            mark_shard(self.meta, seg, idx, state="bad", expect_drive=drive)  # unless it moved
+                            # unless it moved meanwhile (repair, drain): then it is another file
+                            mark_shard(self.meta, seg, idx, state="bad", expect_drive=drive, expect_gen=gen)
                     self._throttle(started, res.bytes_read)
             elif copies:
                 held = list(lay.replicas) if lay.kind == "replicas" else [drives.first.id]
@@ -101,12 +109,13 @@ class Scrubber:
                         continue
                     why = None
                     try:
-                        with open(segment_path(d.segments, seg), "rb") as f:
-                            buf = f.read()
+                        name = segment_name(seg)
+                        buf = d.io.pread(name, 0, d.io.stat(name).size)
                         res.bytes_read += len(buf)
                         if progress:
                             progress(len(buf))
-                        if _valid_end(buf) != len(buf):
+                        scan = walk(buf)
+                        if scan.damaged or scan.end != len(buf):
                             why = "a record fails its checksum"
                     except OSError as exc:
                         why = f"read error: {exc}"
@@ -117,11 +126,3 @@ class Scrubber:
         res.seconds = time.monotonic() - started
         return res
 
-
-def _valid_end(buf: bytes) -> int:
-    """Offset just past the last valid record of a whole segment in memory."""
-    view = memoryview(buf)
-    pos = SEGMENT_HEADER_SIZE
-    while pos < len(view) and (n := record_length(view, pos)):
-        pos += n
-    return pos

@@ -11,8 +11,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from exastor.engine.drives import DriveSet, segment_name
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED, HEADER_SIZE
-from exastor.engine.segments import segment_path
 from exastor.meta.store import Metadata
 
 
@@ -94,53 +94,67 @@ def collect(meta: Metadata, segments_dir: os.PathLike | None = None) -> StoreSta
         return buckets, objects, logical, chunks, unique, stored, segs, written, grouped, deltas, grouped_n
 
     buckets, objects, logical, chunks, unique, stored, segs, written, grouped, deltas, grouped_n = meta.runner.read(q)
+    drives = DriveSet(meta)
     on_disk = 0
-    if segments_dir is not None:
+    if segments_dir is not None and drives.all:
+        first = drives.first
         for seg in segs:
             try:
-                on_disk += segment_path(segments_dir, seg).stat().st_size  # type: ignore[arg-type]
-            except FileNotFoundError:
+                on_disk += first.io.stat(segment_name(seg)).size
+            except OSError:
                 pass
     st = StoreStats(buckets, objects, int(logical), int(unique), int(stored), on_disk, chunks, len(segs),
                     int(written), int(grouped), int(deltas), int(grouped_n))
-    _redundancy(meta, st)
+    _redundancy(meta, st, drives)
+    drives.close()
     return st
 
 
-def _redundancy(meta: Metadata, st: StoreStats) -> None:
+def _redundancy(meta: Metadata, st: StoreStats, drives: DriveSet) -> None:
     """Fill the redundancy figures from the drives and segment layouts in the database."""
-    from pathlib import Path
-
     from exastor.engine import erasure
     from exastor.engine.shards import shard_name
 
-    def q(cur: Any) -> tuple[list, list]:
-        cur.execute("SELECT id, path, state FROM drives WHERE state != 'removed'")
-        drives = cur.fetchall()
+    def q(cur: Any) -> tuple[list, dict, dict]:
         cur.execute("SELECT s.id, s.size, l.k, l.m, l.shard_len FROM segments s "
                     "LEFT JOIN segment_layout l ON l.segment = s.id WHERE s.state = 'sealed'")
-        return drives, cur.fetchall()
+        segs = cur.fetchall()
+        cur.execute("SELECT segment, drive FROM replicas")
+        reps: dict[int, list[int]] = {}
+        for seg, drive in cur.fetchall():
+            reps.setdefault(int(seg), []).append(int(drive))
+        cur.execute("SELECT segment, idx, drive, gen FROM shards")
+        placed: dict[int, list[tuple[int, int, int]]] = {}
+        for seg, idx, drive, gen in cur.fetchall():
+            placed.setdefault(int(seg), []).append((int(idx), int(drive), int(gen)))
+        return segs, reps, placed
 
-    drives, segs = meta.runner.read(q)
-    if not drives:
+    segs, reps, placed = meta.runner.read(q)
+    live = [d for d in drives.all if d.state != "removed"]
+    if not live:
         st.segment_data_bytes = st.raw_bytes = st.segment_bytes
         return
-    st.drives = len(drives)
-    st.geometry = str(erasure.auto(len(drives)))
-    paths = [Path(p) for _, p, _ in drives]
+    st.drives = len(live)
+    st.geometry = str(erasure.auto(len(live)))
     data = raw = written = 0
-    for seg, size, k, m, shard_len in segs:
-        data += size
+
+    def size(drive: int, name: str) -> int:
+        d = drives.get(drive)
+        if d is None or not drives.readable(drive):
+            return 0
+        try:
+            return d.io.stat(name).size
+        except OSError:
+            return 0
+
+    for seg, seg_size, k, m, shard_len in segs:
+        data += seg_size
         k, m = (k or 1), (m or 0)
-        written += size * (m + 1) + (shard_len or 0) * (k + m)  # write buffer, then the stripe
-        for p in paths:
-            names = [f"segments/seg-{seg:016x}.log"] + [f"shards/{shard_name(seg, i)}" for i in range(k + m)
-                                                        if shard_len]
-            for name in names:
-                try:
-                    raw += (p / name).stat().st_size
-                except OSError:
-                    pass
+        written += seg_size * (m + 1) + (shard_len or 0) * (k + m)  # write buffer, then the stripe
+        if shard_len:
+            raw += sum(size(drive, shard_name(seg, idx, gen)) for idx, drive, gen in placed.get(seg, []))
+        else:
+            raw += sum(size(drive, segment_name(seg)) for drive in reps.get(seg, [drives.first.id]))
     st.segment_data_bytes, st.raw_bytes = data, raw
     st.segment_bytes = max(st.segment_bytes, raw)
     st.write_amplification = round(written / data, 3) if data else 1.0

@@ -10,15 +10,17 @@ it and costs the rendering of a few dozen series (tests/api/test_metrics.py hold
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from exastor import errors
+from exastor.drives import SUBDIRS, DriveIO
+from exastor.engine.drives import DriveSet
 from exastor.meta.store import Metadata
 from exastor.services import reduce_control
 from exastor.services.stats import StoreStats, collect
@@ -81,20 +83,21 @@ def backlog(meta: Metadata) -> tuple[int, int]:
     return meta.runner.read(q)
 
 
-def _used(path: Path) -> int:
+def _used(io: DriveIO) -> int:
+    """Bytes of segment and shard files on a drive (through the drive I/O seam)."""
     total = 0
-    for sub in ("segments", "shards"):
+    for sub in SUBDIRS:
         try:
-            with os.scandir(path / sub) as entries:
-                for e in entries:
-                    if e.name.startswith("seg-") and e.is_file(follow_symlinks=False):
-                        total += e.stat(follow_symlinks=False).st_size
+            for name in io.list(sub):
+                if name.startswith("seg-"):
+                    with contextlib.suppress(FileNotFoundError):  # deleted since the listing
+                        total += io.stat(f"{sub}/{name}").size
         except OSError:
-            pass  # a failed or missing drive: its state says so
+            pass  # a failed, missing or offline drive: its state says so
     return total
 
 
-def take(meta: Metadata) -> StoreSnapshot:
+def take(meta: Metadata, drives: DriveSet | None = None) -> StoreSnapshot:
     started = time.monotonic()
     stats = collect(meta, None)
     objects, size = backlog(meta)
@@ -110,16 +113,20 @@ def take(meta: Metadata) -> StoreSnapshot:
         cur.execute("SELECT COUNT(*) FROM shards WHERE state != 'ok'")
         return drives, segs, int(cur.fetchone()[0])
 
-    drives, segs, bad = meta.runner.read(q)
+    rows, segs, bad = meta.runner.read(q)
     figures = []
-    for drive_id, path, state in drives:
+    for drive_id, path, state in rows:
         capacity = free = None
-        try:
-            st = os.statvfs(path)
-            capacity, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
-        except OSError:
-            pass
-        figures.append(DriveFigures(int(drive_id), str(path), str(state), capacity, free, _used(Path(path))))
+        used = 0
+        d = drives.get(int(drive_id)) if drives is not None else None
+        if d is not None and state != "offline":  # an offline drive's directory may be another's
+            try:
+                space = d.io.space()
+                capacity, free = space.total, space.free
+            except OSError:
+                pass
+            used = _used(d.io)
+        figures.append(DriveFigures(int(drive_id), str(path), str(state), capacity, free, used))
     return StoreSnapshot(stats, objects, size, reduce_control.state(meta), figures, segs, bad, time.time(),
                          time.monotonic() - started)
 
@@ -127,8 +134,9 @@ def take(meta: Metadata) -> StoreSnapshot:
 class StoreFigures:
     """The newest snapshot, refreshed in the background when older than ``max_age`` seconds."""
 
-    def __init__(self, meta: Metadata, max_age: float = 5.0) -> None:
+    def __init__(self, meta: Metadata, drives: DriveSet | None = None, max_age: float = 5.0) -> None:
         self.meta = meta
+        self.drives = drives
         self.max_age = max_age
         self._snapshot: StoreSnapshot | None = None
         self._lock = threading.Lock()
@@ -137,9 +145,11 @@ class StoreFigures:
 
     def _refresh(self) -> None:
         try:
-            snap = take(self.meta)
+            snap = take(self.meta, self.drives)
             with self._lock:
                 self._snapshot = snap
+        except errors.Unavailable as exc:  # the metadata database is down: keep the last figures
+            log.warning("computing the store figures skipped: %s", exc.detail)
         except Exception:  # noqa: BLE001 - a failed refresh keeps the last figures; logged, retried later
             log.exception("computing the store figures failed")
         finally:
@@ -161,7 +171,7 @@ class StoreFigures:
             with self._lock:
                 if self._snapshot is not None and not fresh:
                     return self._snapshot
-            snap = take(self.meta)
+            snap = take(self.meta, self.drives)
             with self._lock:
                 self._snapshot = snap
             return snap

@@ -1,17 +1,13 @@
--- exastor metadata schema. Portable SQL: runs on SQLite and PostgreSQL alike
--- (keys are TEXT compared bytewise: SQLite BINARY collation, PostgreSQL COLLATE "C").
+-- exastor metadata schema, SQLite, version 1: the schema every store had before versions were kept
+-- (meta/migrations/__init__.py). Every statement is idempotent, so a store from before applies it
+-- unchanged and is then at version 1. Keys are TEXT compared bytewise (SQLite's BINARY collation).
+-- Never edit a released migration: add the next one. PostgreSQL's schema: ../postgres/.
 
 CREATE TABLE IF NOT EXISTS users (
     name        TEXT PRIMARY KEY,
     access_key  TEXT NOT NULL UNIQUE,
     secret_key  TEXT NOT NULL,
     created_ns  BIGINT NOT NULL
-);
-
--- A user's e-mail address, for S3 ACL grants by e-mail (emailAddress grantees). Optional, one per user.
-CREATE TABLE IF NOT EXISTS user_emails (
-    email       TEXT PRIMARY KEY,             -- lower-cased
-    name        TEXT NOT NULL UNIQUE
 );
 
 CREATE TABLE IF NOT EXISTS buckets (
@@ -41,8 +37,6 @@ CREATE TABLE IF NOT EXISTS objects (
 );
 CREATE INDEX IF NOT EXISTS objects_live ON objects (bucket, key) WHERE is_latest = 1 AND delete_marker = 0;
 CREATE INDEX IF NOT EXISTS objects_versions ON objects (bucket, key, seq);
--- write order: the reducer walks it from its cursor, and its backlog is what lies past the cursor
-CREATE INDEX IF NOT EXISTS objects_seq ON objects (seq);
 
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id    TEXT PRIMARY KEY,
@@ -88,36 +82,6 @@ CREATE TABLE IF NOT EXISTS segments (
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value BIGINT NOT NULL
-);
-
--- --- Capacity quotas (exastor quota; docs/operations.md, "Quotas") ---------------------------
--- A bucket's quota bounds that bucket; a user's bounds all the buckets the user owns together.
-CREATE TABLE IF NOT EXISTS quotas (
-    scope       TEXT NOT NULL,                -- 'bucket' or 'user'
-    name        TEXT NOT NULL,
-    max_bytes   BIGINT,                       -- logical bytes (every version counted); NULL: no limit
-    max_objects BIGINT,                       -- object versions holding data; NULL: no limit
-    PRIMARY KEY (scope, name)
-);
-
--- What each bucket holds: logical bytes and object versions (delete markers excluded), kept by
--- every transaction that adds or removes a version (meta/store.py, charge). A missing row is
--- computed from the objects at the bucket's next write.
-CREATE TABLE IF NOT EXISTS bucket_usage (
-    bucket      TEXT PRIMARY KEY,
-    bytes       BIGINT NOT NULL,
-    objects     BIGINT NOT NULL
-);
-
--- QoS rate limits (exastor qos; http/qos.py): token buckets per user or bucket, NULL = no limit.
-CREATE TABLE IF NOT EXISTS qos_limits (
-    scope          TEXT NOT NULL,             -- 'bucket' or 'user'
-    name           TEXT NOT NULL,
-    requests_per_s DOUBLE PRECISION,
-    requests_burst DOUBLE PRECISION,          -- NULL: one second's worth
-    bytes_per_s    DOUBLE PRECISION,
-    bytes_burst    DOUBLE PRECISION,
-    PRIMARY KEY (scope, name)
 );
 
 -- --- Azure Blob-only state (the Blob front-end; S3 never reads these) ------------------------

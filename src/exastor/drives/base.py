@@ -1,0 +1,158 @@
+"""The drive I/O seam: every byte the store keeps on a drive goes through ``DriveIO``.
+
+Why one small interface: the engine and the services must not care whether a drive is a local
+directory, a drive behind a fault injector, or a drive served by another host. So the interface
+is shaped like a network protocol: names relative to the drive, whole requests with whole
+answers, no file descriptors or paths handed out. An implementation may cache descriptors
+inside itself (``LocalDrive`` does) but never lets one escape.
+
+Durability is explicit, as with POSIX: ``create`` and ``append`` are durable after ``fsync`` of
+the file (and, for a new name, ``sync_dir`` of its directory); ``put`` is durable when it
+returns. A failed ``fsync`` is final: the implementation never lets the same file be written or
+fsynced again (PostgreSQL's "fsyncgate": after a failed fsync the kernel may have dropped the
+dirty pages and a retry would report success for lost data).
+
+Errors are ``OSError`` with the errno a local file system would give (ENOENT, EEXIST, EIO,
+ENOSPC, EROFS, ...), whatever the transport: the engine maps them to drive states.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+Piece = bytes | bytearray | memoryview
+Buffers = Piece | Sequence[Piece]
+
+IDENTITY_NAME = "exastor-drive.json"   # the drive's identity file, at its root (drives/identity.py)
+SUBDIRS = ("segments", "shards")       # created when a drive joins a store, never at any other time
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    free: int    # bytes an unprivileged writer may still use
+    total: int
+
+
+def age_s(stat: Stat) -> float:
+    """Seconds since ``stat``'s modification (grace periods on leftovers another process may own)."""
+    return time.time() - stat.mtime_ns / 1e9
+
+
+class FsyncFailed(OSError):
+    """This file's fsync (or a write to it) failed before: it is never written or fsynced again."""
+
+
+def pieces(data: Buffers) -> list[Piece]:
+    return [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
+
+
+def check_name(name: str) -> str:
+    """A name relative to the drive: no absolute paths, no ``..``, no empty components."""
+    if name in ("", "."):
+        return ""
+    parts = name.split("/")
+    if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in name:
+        raise OSError(errno.EINVAL, f"not a drive-relative name: {name!r}")
+    return name
+
+
+def parent(name: str) -> str:
+    """The directory holding ``name`` ('' for the drive's root)."""
+    return name.rsplit("/", 1)[0] if "/" in name else ""
+
+
+class DriveIO(abc.ABC):
+    """One drive. ``label`` says where it is (a path, a URL): for messages and fault rules."""
+
+    label: str
+
+    # --- files that grow -----------------------------------------------------------
+    @abc.abstractmethod
+    def create(self, name: str, data: Buffers = b"") -> None:
+        """Create ``name``, which must not exist (FileExistsError), holding ``data``; a missing
+        subdirectory of the root is made (durably), never the root itself."""
+
+    @abc.abstractmethod
+    def append(self, name: str, offset: int, data: Buffers) -> None:
+        """Write ``data`` at ``offset``, which must be the file's current length (so a retried
+        request cannot write twice). All of it is written, or OSError."""
+
+    @abc.abstractmethod
+    def write_at(self, name: str, offset: int, data: Buffers) -> None:
+        """Write ``data`` over bytes at ``offset`` of the existing file ``name`` (it may grow) and make
+        it durable before returning (a write with O_DSYNC: one request, no separate fsync). Used where
+        a file is filled with durable zeros ahead and then written in place (the metadata journal):
+        overwriting allocated blocks needs no file-system metadata flush. A failure is final for that
+        file, as for ``fsync``."""
+
+    @abc.abstractmethod
+    def truncate(self, name: str, size: int) -> None:
+        """Cut ``name`` back to ``size`` bytes (a torn tail, a failed append)."""
+
+    @abc.abstractmethod
+    def fsync(self, name: str) -> None:
+        """Make ``name``'s bytes durable. A failure is final for that file (FsyncFailed after)."""
+
+    @abc.abstractmethod
+    def sync_dir(self, directory: str = "") -> None:
+        """Make creates, renames and unlinks in ``directory`` durable."""
+
+    # --- files written once ---------------------------------------------------------
+    @abc.abstractmethod
+    def put(self, name: str, data: Buffers | Iterable[Piece]) -> None:
+        """Publish ``name`` atomically and durably: a temporary file, fsync, rename, directory fsync.
+        After a crash the name holds all of ``data`` or does not exist. FileExistsError if it does."""
+
+    # --- reading ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def pread(self, name: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (fewer only at the end of the file)."""
+
+    def read(self, name: str) -> bytes:
+        """A whole (small) file."""
+        return self.pread(name, 0, self.stat(name).size)
+
+    @abc.abstractmethod
+    def stat(self, name: str = "") -> Stat:
+        """Size and modification time; ``''`` is the drive's root. FileNotFoundError if absent."""
+
+    @abc.abstractmethod
+    def list(self, directory: str = "") -> list[str]:
+        """Names in ``directory`` (not recursive), sorted. FileNotFoundError if it is absent."""
+
+    # --- the namespace ----------------------------------------------------------------
+    @abc.abstractmethod
+    def rename(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst`` (replacing it) and make that durable."""
+
+    @abc.abstractmethod
+    def unlink(self, name: str) -> bool:
+        """Remove ``name``; False if it was not there. Not durable until ``sync_dir``."""
+
+    # --- the drive ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def space(self) -> Space: ...
+
+    @abc.abstractmethod
+    def format(self, identity: bytes) -> None:
+        """Make this drive a store's: create its root and ``SUBDIRS`` and publish ``identity``.
+        Only when a drive joins a store (``exastor drive add``, the first start): the server never
+        re-creates a drive's root. Refused (FileExistsError) unless the root is absent or empty."""
+
+    @abc.abstractmethod
+    def release(self, names: Iterable[str]) -> None:
+        """Forget cached state (descriptors) for ``names``: they were deleted or will not be read. A
+        name ending in ``*`` stands for every name it begins."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,399 @@
+"""A fault-injecting drive, wrapped around any ``DriveIO`` (testing only).
+
+Rules come from the JSON file named by ``EXASTOR_FAULTS``, so tests configure a running server
+from outside the process; the file is re-read when it changes. Keys are drive labels (the drive's
+absolute directory), values a rule set:
+
+=================  ============================================================================
+``eio``            EIO on every read, write and fsync
+``eio_read``       EIO on ``pread``/``read``
+``eio_write``      EIO on ``create``, ``append``, ``truncate`` and ``put``
+``eio_fsync``      EIO on ``fsync`` (and ``sync_dir``)
+``readonly``       EROFS on every call that changes the drive (as an SSD that went read-only)
+``full``           ENOSPC on ``create``, ``append`` and ``put``; ``space()`` reports 0 free
+``slow_ms``        every call sleeps this many milliseconds first
+``record``         power-cut recording: a directory for the journal (see below)
+=================  ============================================================================
+
+Power cuts. With ``record``, every change is journaled (one JSON line per event, appended by every
+process using the drive): creates, writes, fsyncs with the file length when the fsync began,
+truncates, renames, unlinks (the unlinked file and any bytes a truncate or rename would lose are
+kept in a stash), and directory fsyncs. ``power_cut`` then, once every process using the drives
+has stopped (kill -9), makes each drive look as it would after a power failure at that moment:
+
+- every file is cut back to its length at its last successful fsync (``drop``), or to a random
+  point between that and its current length with a random 512-byte sector of the unsynced part
+  possibly zeroed, as a disk that wrote some unsynced sectors and not others would (``tear``);
+- creates, renames and unlinks not followed by a fsync of their directory are undone.
+
+What it trusts: the journal lines reach the page cache before the process dies (kill -9 keeps
+the page cache) and that a fsync that returned made everything written before it began durable.
+It does not model the metadata database (not a drive; SQLite with ``synchronous=FULL``).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exastor.drives.base import Buffers, DriveIO, Piece, Space, Stat, parent, pieces
+
+READ, WRITE, FSYNC, CHANGE = "read", "write", "fsync", "change"
+SECTOR = 512
+
+
+class FaultRules:
+    """The rule file named by ``EXASTOR_FAULTS`` (re-read when its modification time changes)."""
+
+    def __init__(self, path: str | os.PathLike | None) -> None:
+        self.path = str(path) if path else None
+        self._mtime = -1
+        self._rules: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def for_drive(self, label: str) -> dict[str, Any]:
+        if not self.path:
+            return {}
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+            if mtime != self._mtime:
+                with open(self.path) as f:
+                    rules = json.load(f)
+                with self._lock:
+                    self._rules, self._mtime = rules, mtime
+        except (OSError, ValueError):
+            return {}
+        return self._rules.get(label, {})
+
+
+class FaultyDrive(DriveIO):
+    """``inner`` with the faults its rules name injected, and every call counted in ``calls``."""
+
+    def __init__(self, inner: DriveIO, rules: FaultRules) -> None:
+        self.inner = inner
+        self.label = inner.label
+        self.rules = rules
+        self.calls: Counter[tuple[str, str]] = Counter()   # (method, name) that reached this drive
+        self._journal: Journal | None = None
+        self._journal_dir: str | None = None
+
+    def __repr__(self) -> str:
+        return f"FaultyDrive({self.inner!r})"
+
+    def _check(self, method: str, name: str, kind: str) -> dict[str, Any]:
+        self.calls[(method, name)] += 1
+        rule = self.rules.for_drive(self.label)
+        if not rule:
+            return rule
+        if rule.get("slow_ms"):
+            time.sleep(rule["slow_ms"] / 1000)
+        if rule.get("eio") and kind in (READ, WRITE, FSYNC):
+            raise OSError(errno.EIO, f"injected I/O error ({method} {name})")
+        if rule.get(f"eio_{kind}"):
+            raise OSError(errno.EIO, f"injected I/O error ({method} {name})")
+        if kind in (WRITE, CHANGE) and rule.get("readonly"):
+            raise OSError(errno.EROFS, "injected read-only drive")
+        if kind == WRITE and method != "truncate" and rule.get("full"):
+            raise OSError(errno.ENOSPC, "injected full drive")
+        return rule
+
+    def _recorder(self, rule: dict[str, Any]) -> Journal | None:
+        where = rule.get("record")
+        if not where:
+            return None
+        if self._journal is None or self._journal_dir != where:
+            self._journal, self._journal_dir = Journal(Path(where), self.label), where
+        return self._journal
+
+    # --- files that grow -----------------------------------------------------------------
+    def create(self, name: str, data: Buffers = b"") -> None:
+        rec = self._recorder(self._check("create", name, WRITE))
+        if rec:
+            rec.event("C", name)
+        try:
+            self.inner.create(name, data)
+        except OSError:
+            if rec:
+                rec.event("X", name)
+            raise
+        if rec:
+            rec.event("W", name, 0, sum(len(p) for p in pieces(data)))
+
+    def append(self, name: str, offset: int, data: Buffers) -> None:
+        rec = self._recorder(self._check("append", name, WRITE))
+        self.inner.append(name, offset, data)
+        if rec:
+            rec.event("W", name, offset, sum(len(p) for p in pieces(data)))
+
+    def write_at(self, name: str, offset: int, data: Buffers) -> None:
+        rule = self._check("write_at", name, WRITE)
+        self._check("write_at", name, FSYNC)  # the flush is part of the request
+        rec = self._recorder(rule)
+        self.inner.write_at(name, offset, data)
+        if rec:  # durable on return: the whole file is as written (O_DSYNC)
+            rec.event("W", name, offset, sum(len(p) for p in pieces(data)))
+            rec.event("F", name, self.inner.stat(name).size)
+
+    def truncate(self, name: str, size: int) -> None:
+        rec = self._recorder(self._check("truncate", name, WRITE))
+        if rec:
+            rec.event("T", name, size, rec.stash(self.inner, name, size))
+        self.inner.truncate(name, size)
+
+    def fsync(self, name: str) -> None:
+        rec = self._recorder(self._check("fsync", name, FSYNC))
+        size = self.inner.stat(name).size if rec else 0
+        self.inner.fsync(name)
+        if rec:
+            rec.event("F", name, size)
+
+    def sync_dir(self, directory: str = "") -> None:
+        rec = self._recorder(self._check("sync_dir", directory, FSYNC))
+        self.inner.sync_dir(directory)
+        if rec:
+            rec.event("D", directory)
+
+    def put(self, name: str, data: Buffers | Iterable[Piece]) -> None:
+        rec = self._recorder(self._check("put", name, WRITE))
+        self.inner.put(name, data)
+        if rec:
+            rec.event("P", name)
+
+    # --- reading ------------------------------------------------------------------------------
+    def pread(self, name: str, offset: int, length: int) -> bytes:
+        self._check("pread", name, READ)
+        return self.inner.pread(name, offset, length)
+
+    def stat(self, name: str = "") -> Stat:
+        self._check("stat", name, "meta")
+        return self.inner.stat(name)
+
+    def list(self, directory: str = "") -> list[str]:
+        self._check("list", directory, "meta")
+        return self.inner.list(directory)
+
+    # --- the namespace -------------------------------------------------------------------------
+    def rename(self, src: str, dst: str) -> None:
+        rec = self._recorder(self._check("rename", src, CHANGE))
+        if rec:
+            rec.event("R", src, dst, rec.stash(self.inner, dst, 0))
+        self.inner.rename(src, dst)
+        if rec:
+            rec.event("D", parent(dst))
+
+    def unlink(self, name: str) -> bool:
+        rec = self._recorder(self._check("unlink", name, CHANGE))
+        if rec:
+            rec.event("U", name, rec.stash(self.inner, name, 0))
+        return self.inner.unlink(name)
+
+    # --- the drive -------------------------------------------------------------------------------
+    def space(self) -> Space:
+        rule = self._check("space", "", "meta")
+        got = self.inner.space()
+        return Space(0, got.total) if rule.get("full") else got
+
+    def format(self, identity: bytes) -> None:
+        self._check("format", "", CHANGE)
+        self.inner.format(identity)
+
+    def release(self, names: Iterable[str]) -> None:
+        self.inner.release(names)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def power_cut(self, rng: random.Random, mode: str = "drop") -> PowerCut:
+        """Apply a power cut to this drive from its journal (every process using it has stopped)."""
+        rule = self.rules.for_drive(self.label)
+        if not rule.get("record"):
+            raise RuntimeError(f"{self.label}: not recording (no 'record' rule)")
+        return power_cut(Path(rule["record"]), rng, mode, drives={self.label: self.inner}).get(
+            self.label, PowerCut(self.label))
+
+
+# --- the journal -----------------------------------------------------------------------------------
+
+def _journal_name(label: str) -> str:
+    return "journal-" + hashlib.sha256(label.encode()).hexdigest()[:16]
+
+
+class Journal:
+    """Append-only event lines for one drive, shared by every process that writes it."""
+
+    def __init__(self, directory: Path, label: str) -> None:
+        self.dir = directory
+        self.label = label
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "stash").mkdir(exist_ok=True)
+        self.path = directory / _journal_name(label)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if os.fstat(self._fd).st_size == 0:
+            self.event("L", label)
+
+    def event(self, *fields: Any) -> None:
+        os.write(self._fd, (json.dumps(fields) + "\n").encode())  # one write: lines never interleave
+
+    def stash(self, drive: DriveIO, name: str, keep_from: int) -> str:
+        """Keep ``name``'s bytes from ``keep_from`` on (what an unsynced truncate/unlink/rename may lose)."""
+        try:
+            data = drive.pread(name, keep_from, max(0, drive.stat(name).size - keep_from))
+        except FileNotFoundError:
+            return ""
+        key = f"{time.time_ns()}-{os.getpid()}-{threading.get_ident()}"
+        (self.dir / "stash" / key).write_bytes(data)
+        return key
+
+
+@dataclass
+class _File:
+    durable: int | None = None          # length at the last fsync (None: unknown, left as it is)
+    new: bool = False                   # created while recording
+    lost_tail: list[tuple[int, str]] = field(default_factory=list)  # (offset, stash) an unsynced truncate cut
+
+
+@dataclass
+class PowerCut:
+    """What one power cut did to one drive."""
+
+    label: str
+    files_cut: int = 0
+    bytes_dropped: int = 0
+    sectors_zeroed: int = 0
+    entries_undone: int = 0
+
+
+def power_cut(record_dir: Path, rng: random.Random, mode: str = "drop",
+              drives: dict[str, DriveIO] | None = None) -> dict[str, PowerCut]:
+    """Apply a power cut to every drive journaled under ``record_dir`` and start fresh journals.
+    ``mode``: 'drop' (unsynced bytes lost), 'tear' (some of them kept, a sector maybe zeroed) or
+    'mixed' (each file one or the other)."""
+    from exastor.drives.local import LocalDrive
+
+    assert mode in ("drop", "tear", "mixed"), mode
+    out: dict[str, PowerCut] = {}
+    for journal in sorted(record_dir.glob("journal-*")):
+        lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+        if not lines or lines[0][0] != "L":
+            continue
+        label = lines[0][1]
+        drive = (drives or {}).get(label) or LocalDrive(label)
+        out[label] = _cut_one(drive, lines[1:], record_dir / "stash", rng, mode)
+        journal.write_text(json.dumps(["L", label]) + "\n")  # the next run records afresh from here
+    for leftover in (record_dir / "stash").glob("*"):
+        leftover.unlink()
+    return out
+
+
+def _cut_one(drive: DriveIO, events: list[list[Any]], stash: Path, rng: random.Random, mode: str) -> PowerCut:
+    report = PowerCut(drive.label)
+    files: dict[str, _File] = {}
+    pending: dict[str, list[tuple[Any, ...]]] = {}   # directory -> changes not yet made durable
+    for ev in events:
+        op, name = ev[0], ev[1]
+        f = files.setdefault(name, _File()) if op in ("C", "W", "F", "T") else None
+        if op == "C":
+            files[name] = f = _File(durable=0, new=True)
+            pending.setdefault(parent(name), []).append(("create", name))
+        elif op == "X":  # the create failed: the name was someone else's
+            files.pop(name, None)
+            entries = pending.get(parent(name), [])
+            if ("create", name) in entries:
+                entries.remove(("create", name))
+        elif op == "W":
+            if f is not None and f.durable is None:
+                f.durable = ev[2]  # it existed before recording began, this long
+        elif op == "F":
+            assert f is not None
+            f.durable, f.lost_tail = ev[2], []
+        elif op == "T":
+            assert f is not None
+            if f.durable is not None and ev[2] < f.durable and ev[3]:
+                f.lost_tail.append((ev[2], ev[3]))  # durable bytes an unsynced truncate cut
+        elif op == "P":
+            files[name] = _File()  # published durably by put
+        elif op == "R":
+            moved = files.pop(name, _File())
+            pending.setdefault(parent(ev[2]), []).append(("rename", name, ev[2], ev[3], files.get(ev[2])))
+            files[ev[2]] = moved
+        elif op == "U":
+            pending.setdefault(parent(name), []).append(("unlink", name, ev[2], files.pop(name, _File())))
+        elif op == "D":
+            pending.pop(name, None)
+    # Undo the directory changes no directory fsync made durable, newest first.
+    for changes in pending.values():
+        for change in reversed(changes):
+            report.entries_undone += 1
+            if change[0] == "create":
+                drive.unlink(change[1])
+                files.pop(change[1], None)
+            elif change[0] == "rename":
+                _, src, dst, old, before = change
+                drive.rename(dst, src)
+                files[src] = files.pop(dst, _File())
+                if old:
+                    _restore(drive, dst, stash / old)
+                    files[dst] = before or _File()
+            else:
+                _, name, kept, state = change
+                if kept:
+                    _restore(drive, name, stash / kept)
+                    files[name] = state
+    # Cut every file back to what its last fsync made durable.
+    for name, f in files.items():
+        if f.durable is None:
+            continue
+        try:
+            size = drive.stat(name).size
+        except FileNotFoundError:
+            continue
+        for offset, key in f.lost_tail:  # an unsynced truncate may not have happened
+            extra = (stash / key).read_bytes()
+            if size == offset and extra:
+                drive.append(name, offset, extra[:f.durable - offset])
+                size = offset + len(extra[:f.durable - offset])
+        if size <= f.durable:
+            continue
+        keep = f.durable
+        tear = mode == "tear" or (mode == "mixed" and rng.random() < 0.5)
+        if tear:
+            keep = f.durable + rng.randrange(0, size - f.durable + 1) // SECTOR * SECTOR
+        drive.truncate(name, keep)
+        report.files_cut += 1
+        report.bytes_dropped += size - keep
+        if tear and keep - f.durable >= SECTOR and rng.random() < 0.5:
+            sector = f.durable + rng.randrange(0, (keep - f.durable) // SECTOR) * SECTOR
+            _zero(drive, name, sector, keep)
+            report.sectors_zeroed += 1
+    for d in ("", *sorted({parent(n) for n in files})):
+        try:
+            drive.sync_dir(d)
+        except FileNotFoundError:
+            pass
+    drive.release(list(files))
+    return report
+
+
+def _restore(drive: DriveIO, name: str, kept: Path) -> None:
+    data = kept.read_bytes()
+    drive.unlink(name)
+    drive.create(name, data)
+    drive.fsync(name)
+
+
+def _zero(drive: DriveIO, name: str, sector: int, keep: int) -> None:
+    """Zero one sector inside the kept unsynced part: cut there, write zeros, put the rest back."""
+    rest = drive.pread(name, sector + SECTOR, keep - sector - SECTOR)
+    drive.truncate(name, sector)
+    drive.append(name, sector, [bytes(SECTOR), rest])
+    drive.fsync(name)

@@ -1,0 +1,219 @@
+"""The master key that seals the secrets in the metadata database, and where it comes from.
+
+The database, and every copy of it the server puts on the drives, holds users' secret keys and the
+Blob account key sealed (meta/sealing.py) under a master key that is never in the database:
+
+- by default the file ``DATA/master.key`` (32 random bytes, base64; 0600 in a 0700 directory),
+  made on the first start of a store that holds no sealed secret yet;
+- or, with ``key_command`` (setting, or ``EXASTOR_KEY_COMMAND`` for the other commands), whatever
+  that command prints (base64): the hook for a KMS or a secrets manager, e.g.
+  ``vault kv get -field=key secret/exastor`` or ``aws secretsmanager get-secret-value ...``. Nothing
+  is written to ``DATA`` then.
+
+A new key is never made while the database holds secrets sealed under another: a restored database
+in a new ``DATA`` (``fsck --restore-meta``) needs the old key back (the file from a backup, or the
+same ``key_command``), and until then every command that needs a secret stops with a message that
+says which key is missing. A stolen drive or database copy therefore reveals no secret; a stolen
+``DATA`` directory with ``master.key`` in it does, which is what ``key_command`` is for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any, Protocol
+
+from exastor.gateway.store import ACCOUNT_CONTEXT
+from exastor.meta import blob as bm
+from exastor.meta.sealing import PREFIX, Sealer, SecretsLocked, is_sealed, key_id, sealed_key_id
+from exastor.meta.store import Metadata, user_context
+
+log = logging.getLogger("exastor.keys")
+
+KEY_FILE = "master.key"
+COMMAND_TIMEOUT_S = 30
+
+
+class KeyProvider(Protocol):
+    """Where the master key comes from. ``load`` returns it, or None when there is none yet;
+    ``create`` makes one (only asked when the database holds no sealed secret)."""
+
+    description: str
+
+    def load(self) -> bytes | None: ...
+
+    def create(self) -> bytes: ...
+
+
+def _decode(text: str, source: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SecretsLocked(f"{source} does not hold a base64 key") from exc
+    if len(key) != 32:
+        raise SecretsLocked(f"{source} holds {len(key)} bytes; a master key is 32 (AES-256)")
+    return key
+
+
+class FileKeyProvider:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.description = f"the key file {path}"
+
+    def load(self) -> bytes | None:
+        try:
+            text = self.path.read_text()  # not a drive: the master key and the metadata in --data
+        except FileNotFoundError:
+            return None
+        if self.path.stat().st_mode & 0o077:  # not a drive: the master key and the metadata in --data
+            os.chmod(self.path, 0o600)
+        return _decode(text, self.description)
+
+    def create(self) -> bytes:
+        key = os.urandom(32)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # not a drive: the master key and the metadata in --data
+        except FileExistsError:  # another process made it first: use theirs
+            loaded = self.load()
+            assert loaded is not None
+            return loaded
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(key).decode() + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # not a drive: the master key and the metadata in --data
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)  # not a drive: the master key and the metadata in --data
+        try:
+            os.fsync(dir_fd)  # not a drive: the master key and the metadata in --data
+        finally:
+            os.close(dir_fd)
+        log.warning("made a new master key in %s: back it up apart from the drives (docs/security.md)", self.path)
+        return key
+
+
+class CommandKeyProvider:
+    """The KMS hook: a shell command that prints the base64 key."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.description = f"key_command ({command})"
+
+    def load(self) -> bytes | None:
+        try:
+            done = subprocess.run(["/bin/sh", "-c", self.command], capture_output=True, text=True,
+                                  timeout=COMMAND_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SecretsLocked(f"{self.description} failed: {exc}") from exc
+        if done.returncode != 0:
+            raise SecretsLocked(f"{self.description} exited with {done.returncode}: {done.stderr.strip()[:500]}")
+        return _decode(done.stdout, self.description)
+
+    def create(self) -> bytes:
+        raise SecretsLocked(f"{self.description} printed no key; with key_command the key comes from it")
+
+
+def provider(data: Path, command: str | None = None) -> KeyProvider:
+    command = command or os.environ.get("EXASTOR_KEY_COMMAND") or ""
+    return CommandKeyProvider(command) if command else FileKeyProvider(data / KEY_FILE)
+
+
+def sealed_under(meta: Metadata) -> set[str]:
+    """The key ids the database's sealed secrets name (empty: nothing sealed yet)."""
+    def q(cur: sqlite3.Cursor) -> set[str]:
+        cur.execute("SELECT secret_key FROM users WHERE secret_key LIKE ?", (PREFIX + "%",))
+        ids = {sealed_key_id(v) for (v,) in cur.fetchall()}
+        account = bm.get_setting(cur, "account_key")
+        if account and is_sealed(account):
+            ids.add(sealed_key_id(account))
+        return ids
+
+    return meta.runner.read(q)
+
+
+def sealer(data: Path, meta: Metadata, *, command: str | None = None, create: bool = False) -> Sealer:
+    """The sealer for ``meta``: the master key when there is one (made now, with ``create``, if the
+    database holds no sealed secret), else a locked sealer whose error says what is missing."""
+    source = provider(data, command)
+    needed = sealed_under(meta)
+    try:
+        key = source.load()
+    except SecretsLocked as exc:
+        return Sealer(None, why_locked=str(exc))
+    if key is None:
+        if needed:
+            return Sealer(None, why_locked=(
+                f"{source.description} is missing and the database's secrets are sealed under master key "
+                f"{', '.join(sorted(needed))}: put that key back (from your backup of DATA/{KEY_FILE}, or "
+                "set key_command) - see docs/security.md"))
+        if not create:
+            return Sealer(None, why_locked=f"{source.description} is missing (`exastor serve` makes one)")
+        key = source.create()
+    if needed and key_id(key) not in needed:
+        return Sealer(None, why_locked=(
+            f"{source.description} holds master key {key_id(key)}, but the database's secrets are sealed "
+            f"under {', '.join(sorted(needed))}"))
+    return Sealer(key)
+
+
+def ensure(data: Path, meta: Metadata, *, command: str | None = None) -> Sealer:
+    """For commands that store secrets (`serve`, `user add`): the key, made if the store has none
+    yet; raises SecretsLocked with the reason when it cannot be had."""
+    meta.sealer = sealer(data, meta, command=command, create=True)
+    if meta.sealer.locked:
+        raise SecretsLocked(meta.sealer.why_locked)
+    return meta.sealer
+
+
+def _seal_rows(box: Any, cur: Any) -> int:
+    """Seal, in one transaction's cursor, every secret still in the clear; returns how many."""
+    cur.execute("SELECT access_key, secret_key FROM users")
+    clear = [(access, secret) for access, secret in cur.fetchall() if not is_sealed(secret)]
+    for access, secret in clear:
+        cur.execute("UPDATE users SET secret_key = ? WHERE access_key = ?", (box.seal(secret, user_context(access)), access))
+    account = bm.get_setting(cur, "account_key")
+    account_clear = account is not None and not is_sealed(account)
+    if account_clear:
+        bm.put_setting(cur, "account_key", box.seal(account, ACCOUNT_CONTEXT))
+    return len(clear) + int(account_clear)
+
+
+def seal_plaintext(meta: Metadata) -> int:
+    """Seal every secret still stored in the clear (a store from before sealing); returns how many.
+
+    On SQLite the clear values must not survive anywhere in the file: the rewrite runs with
+    ``secure_delete`` (freed bytes are zeroed), then VACUUM rebuilds the file without free pages and
+    the WAL is truncated. Copies on the drives taken before this still hold them: the caller replaces
+    them (metabackup.retire_older). PostgreSQL rewrites rows through the runner (its own storage
+    reclaims the old row versions)."""
+    box = meta.sealer
+    assert not box.locked, "sealing needs the key"
+    if getattr(meta.runner, "backend", "sqlite") != "sqlite":
+        count = meta.runner.write_sync(lambda cur: _seal_rows(box, cur))
+        if count:
+            log.warning("sealed %d secret(s) that were stored in the clear", count)
+        return count
+    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)  # not a drive; not the runner: secure_delete
+    try:
+        con.execute("PRAGMA secure_delete=ON")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            count = _seal_rows(box, con.cursor())
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if count:
+            log.warning("sealed %d secret(s) that were stored in the clear", count)
+            try:  # secure_delete already zeroed what the rewrite freed; this also drops older free pages
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:  # another process (a standalone reducer) is reading
+                log.warning("could not VACUUM the metadata after sealing (%s): free pages may still hold "
+                            "secrets from before; run `exastor serve` again with nothing else open", exc)
+        return count
+    finally:
+        con.close()

@@ -1,0 +1,296 @@
+"""The drive I/O seam (src/exastor/drives): nothing else touches drive files, and the seam itself
+keeps its promises: exact-offset appends, write-once puts, a failed fsync is final, descriptors never
+escape or close under a reader, injected faults, and power cuts that drop or tear unsynced bytes."""
+
+from __future__ import annotations
+
+import ast
+import errno
+import json
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from exastor.drives import FaultRules, FaultyDrive, FsyncFailed, LocalDrive, power_cut
+from exastor.drives import local as local_module
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "exastor"
+
+# Modules that never touch a drive: their files are --data's (lock, credentials, the metadata
+# database), configuration, the crash-point rules, a shared library lookup, or the client-side tools.
+NOT_DRIVE_CODE = {
+    "cli.py": "the command line: arguments only",
+    "config.py": "reads the TOML config file",
+    "crashpoints.py": "reads the test crash-point rules",
+    "engine/gf.py": "finds ISA-L's shared library",
+    "gateway/lock.py": "the data directory's lock file",
+    "gateway/store.py": "credentials and the metadata database in --data",
+    "meta/sqlite.py": "the metadata database in --data",
+}
+NOT_DRIVE_TREES = ("drives/", "tools/")  # the seam itself; estimate/plan/scaletest run beside a store, not in it
+
+OS_FILE_CALLS = {"open", "pread", "preadv", "pwrite", "pwritev", "read", "write", "writev", "fsync", "fdatasync",
+                 "replace", "rename", "renames", "unlink", "remove", "listdir", "scandir", "statvfs", "truncate",
+                 "ftruncate", "stat", "lstat", "makedirs", "mkdir", "rmdir", "link", "symlink", "fstat", "sync"}
+OS_PATH_CALLS = {"exists", "isdir", "isfile", "getsize", "getmtime"}
+PATH_METHODS = {"unlink", "glob", "rglob", "iterdir", "mkdir", "read_bytes", "write_bytes", "read_text", "write_text",
+                "exists", "is_dir", "is_file", "stat", "touch", "rmdir", "rename", "open", "truncate"}
+# DriveIO objects by naming convention, and objects whose own methods share a name (Namespace.write_bytes)
+SEAM_RECEIVER = ("io", "drive", "first", "inner", "self", "ns")
+
+
+def _offenders(path: Path, rel: str) -> list[str]:
+    text = path.read_text()
+    lines = text.splitlines()
+    out = []
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        what = None
+        if isinstance(f, ast.Name) and f.id == "open":
+            what = "open()"
+        elif isinstance(f, ast.Attribute):
+            owner = ast.unparse(f.value)
+            if owner == "os" and f.attr in OS_FILE_CALLS:
+                what = f"os.{f.attr}"
+            elif owner == "os.path" and f.attr in OS_PATH_CALLS:
+                what = f"os.path.{f.attr}"
+            elif owner in ("shutil", "glob") or (owner == "sqlite3" and f.attr == "connect"):
+                what = f"{owner}.{f.attr}"
+            elif f.attr in PATH_METHODS and owner.rsplit(".", 1)[-1] not in SEAM_RECEIVER \
+                    and not owner.startswith(("self.drive", "d.io", "target.io", "old.io")):
+                what = f"{owner}.{f.attr}()"
+        if what is None:
+            continue
+        span = lines[node.lineno - 1:(node.end_lineno or node.lineno)]
+        if any("# not a drive" in line for line in span):
+            continue
+        out.append(f"{rel}:{node.lineno}: {what}")
+    return out
+
+
+def test_nothing_outside_the_seam_touches_drive_files():
+    """Engine, services, namespace and front-ends reach drives only through exastor.drives. A file
+    that is not a drive's (the metadata database in --data) is marked ``# not a drive`` where used."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in NOT_DRIVE_CODE or rel.startswith(NOT_DRIVE_TREES):
+            continue
+        offenders += _offenders(path, rel)
+    assert not offenders, "file access outside src/exastor/drives:\n" + "\n".join(offenders)
+
+
+def test_the_check_finds_what_it_looks_for(tmp_path):
+    """The grep above is only worth something if it catches the calls it is about."""
+    sample = tmp_path / "x.py"
+    sample.write_text("import os\nfrom pathlib import Path\nfd = os.open('a', 0)\nos.fsync(fd)\nopen('b')\n"
+                      "Path('c').unlink()\nd.io.unlink('fine')\nos.replace('a', 'b')  # not a drive\n")
+    found = _offenders(sample, "x.py")
+    assert [f.split(": ", 1)[1] for f in found] == ["os.open", "os.fsync", "open()", "Path('c').unlink()"]
+
+
+# --- LocalDrive -----------------------------------------------------------------------------------
+
+def _drive(tmp_path: Path) -> LocalDrive:
+    drive = LocalDrive(tmp_path / "drive")
+    drive.format(b'{"test": 1}\n')
+    return drive
+
+
+def test_append_at_exact_offsets_and_pread(tmp_path):
+    drive = _drive(tmp_path)
+    drive.create("segments/a", b"head")
+    drive.append("segments/a", 4, [b"one", memoryview(b"two")])
+    with pytest.raises(OSError) as wrong:
+        drive.append("segments/a", 3, b"x")  # a retried or misordered append never writes twice
+    assert wrong.value.errno == errno.EINVAL
+    drive.fsync("segments/a")
+    assert drive.pread("segments/a", 0, 100) == b"headonetwo" and drive.stat("segments/a").size == 10
+    drive.truncate("segments/a", 7)
+    drive.append("segments/a", 7, b"!")
+    assert drive.read("segments/a") == b"headone!"
+    with pytest.raises(FileExistsError):
+        drive.create("segments/a")
+    assert drive.list("segments") == ["a"] and drive.unlink("segments/a") and not drive.unlink("segments/a")
+    for bad in ("/etc/passwd", "../x", "segments/../../x"):
+        with pytest.raises(OSError):
+            drive.pread(bad, 0, 1)
+
+
+def test_put_is_write_once_and_leaves_no_temporary_file(tmp_path):
+    drive = _drive(tmp_path)
+    drive.put("shards/s", iter([b"a" * 10, b"b" * 5]))
+    assert drive.read("shards/s") == b"a" * 10 + b"b" * 5
+    with pytest.raises(FileExistsError):
+        drive.put("shards/s", b"other")
+    assert drive.read("shards/s") == b"a" * 10 + b"b" * 5 and drive.list("shards") == ["s"]
+    drive.put("meta-backups/m", b"x")  # a subdirectory is made on demand, never the root
+    gone = LocalDrive(tmp_path / "unmounted")
+    with pytest.raises(FileNotFoundError):
+        gone.put("meta-backups/m", b"x")
+    with pytest.raises(FileNotFoundError):
+        gone.create("segments/a")
+    assert not (tmp_path / "unmounted").exists(), "nothing but format() ever creates a drive's root"
+
+
+def test_format_only_an_absent_or_empty_directory(tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "something").write_text("x")
+    with pytest.raises(FileExistsError):
+        LocalDrive(tmp_path / "used").format(b"{}")
+    (tmp_path / "fresh-fs" / "lost+found").mkdir(parents=True)
+    LocalDrive(tmp_path / "fresh-fs").format(b"{}")  # a new ext4 file system counts as empty
+    assert sorted(os.listdir(tmp_path / "fresh-fs")) == ["exastor-drive.json", "lost+found", "segments", "shards"]
+
+
+def test_a_failed_fsync_is_final_for_that_file(tmp_path, monkeypatch):
+    """PostgreSQL's fsyncgate: after a failed fsync the kernel may have dropped the dirty pages; a
+    second fsync would succeed and lie. The seam never writes or fsyncs that file again."""
+    drive = _drive(tmp_path)
+    drive.create("segments/a", b"data")
+    real = os.fsync
+    calls: list[int] = []
+
+    def failing(fd: int) -> None:
+        calls.append(fd)
+        raise OSError(errno.EIO, "injected")
+
+    monkeypatch.setattr(local_module.os, "fsync", failing)
+    with pytest.raises(OSError):
+        drive.fsync("segments/a")
+    monkeypatch.setattr(local_module.os, "fsync", real)
+    with pytest.raises(FsyncFailed):
+        drive.fsync("segments/a")
+    with pytest.raises(FsyncFailed):
+        drive.append("segments/a", 4, b"more")
+    assert len(calls) == 1, "fsync reached the kernel once, never again"
+    assert drive.read("segments/a") == b"data", "reads still work"
+    drive.create("segments/b", b"x")  # other files are not affected
+    drive.fsync("segments/b")
+
+
+def test_release_never_closes_a_descriptor_a_reader_holds(tmp_path):
+    drive = _drive(tmp_path)
+    drive.create("segments/a", os.urandom(1 << 20))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(2000):
+                if stop.is_set():
+                    return
+                assert len(drive.pread("segments/a", 0, 4096)) == 4096
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(2000):
+        drive.release(["segments/a"])
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+
+
+# --- FaultyDrive -----------------------------------------------------------------------------------
+
+def _faulty(tmp_path: Path, rules: dict) -> tuple[FaultyDrive, Path]:
+    inner = _drive(tmp_path)
+    rule_file = tmp_path / "faults.json"
+    rule_file.write_text(json.dumps({inner.label: rules}))
+    return FaultyDrive(inner, FaultRules(rule_file)), rule_file
+
+
+@pytest.mark.parametrize("rule,method,code", [
+    ({"eio_fsync": True}, "fsync", errno.EIO), ({"eio_write": True}, "append", errno.EIO),
+    ({"eio_read": True}, "pread", errno.EIO), ({"eio": True}, "pread", errno.EIO),
+    ({"readonly": True}, "append", errno.EROFS), ({"readonly": True}, "unlink", errno.EROFS),
+    ({"full": True}, "append", errno.ENOSPC)])
+def test_fault_rules_inject_the_errno_a_broken_drive_gives(tmp_path, rule, method, code):
+    drive, rule_file = _faulty(tmp_path, {})
+    drive.create("segments/a", b"abc")
+    rule_file.write_text(json.dumps({drive.label: rule}))
+    os.utime(rule_file, ns=(1, 1))  # the file is re-read when it changes
+    call = {"fsync": lambda: drive.fsync("segments/a"), "append": lambda: drive.append("segments/a", 3, b"d"),
+            "pread": lambda: drive.pread("segments/a", 0, 3), "unlink": lambda: drive.unlink("segments/a")}[method]
+    with pytest.raises(OSError) as err:
+        call()
+    assert err.value.errno == code
+    if rule.get("full"):
+        assert drive.space().free == 0
+    assert drive.calls[(method, "segments/a" if method != "fsync" else "segments/a")] >= 1
+
+
+# --- power cuts -----------------------------------------------------------------------------------
+
+def test_power_cut_drops_what_no_fsync_covered(tmp_path):
+    drive, _ = _faulty(tmp_path, {"record": str(tmp_path / "journal")})
+    drive.create("segments/kept", b"H" * 64)
+    drive.fsync("segments/kept")
+    drive.sync_dir("segments")
+    drive.append("segments/kept", 64, b"A" * 1000)
+    drive.fsync("segments/kept")                       # durable: 1064 bytes
+    drive.append("segments/kept", 1064, b"B" * 5000)   # never fsynced: lost
+    drive.create("segments/new", b"N" * 100)
+    drive.fsync("segments/new")                        # its data, but not its directory entry: gone
+    drive.put("shards/published", b"P" * 10)          # put is durable when it returns
+    cut = power_cut(tmp_path / "journal", random.Random(1), "drop")[drive.label]
+    root = Path(drive.label)
+    assert (root / "segments/kept").read_bytes() == b"H" * 64 + b"A" * 1000
+    assert not (root / "segments/new").exists()
+    assert (root / "shards/published").read_bytes() == b"P" * 10
+    assert cut.files_cut == 1 and cut.bytes_dropped == 5000 and cut.entries_undone == 1
+
+
+def test_power_cut_undoes_an_unsynced_unlink_and_tears_unsynced_tails(tmp_path):
+    drive, _ = _faulty(tmp_path, {"record": str(tmp_path / "journal")})
+    drive.create("shards/a", b"x" * 64)
+    drive.fsync("shards/a")
+    drive.sync_dir("shards")
+    drive.unlink("shards/a")                             # no fsync of shards/ after: it comes back
+    drive.create("segments/b", b"y" * 64)
+    drive.fsync("segments/b")
+    drive.sync_dir("segments")
+    drive.append("segments/b", 64, os.urandom(8192))     # unsynced: torn somewhere, maybe a sector zeroed
+    cuts = [power_cut(tmp_path / "journal", random.Random(seed), "tear")[drive.label] for seed in (3,)]
+    root = Path(drive.label)
+    assert (root / "shards/a").read_bytes() == b"x" * 64
+    b = (root / "segments/b").read_bytes()
+    assert b[:64] == b"y" * 64 and 64 <= len(b) <= 64 + 8192 and (len(b) - 64) % 512 == 0
+    assert cuts[0].entries_undone == 1
+
+
+def test_a_fresh_journal_after_each_cut(tmp_path):
+    drive, _ = _faulty(tmp_path, {"record": str(tmp_path / "journal")})
+    drive.create("segments/a", b"1" * 10)
+    drive.fsync("segments/a")
+    drive.sync_dir("segments")
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    drive.append("segments/a", 10, b"2" * 10)           # recorded in a new journal, against the new state
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    assert Path(drive.label, "segments/a").read_bytes() == b"1" * 10
+
+
+def test_identity_is_read_afresh_so_a_disk_swapped_under_a_running_server_is_noticed(tmp_path):
+    from exastor.drives import identity
+
+    a, b = LocalDrive(tmp_path / "a"), LocalDrive(tmp_path / "b")
+    a.format(identity.Identity.new("11" * 16, 0).encode())
+    b.format(identity.Identity.new("11" * 16, 1).encode())
+    assert identity.verify(a, "11" * 16, 0).drive == 0
+    (tmp_path / "a").rename(tmp_path / "tmp")
+    (tmp_path / "b").rename(tmp_path / "a")   # the other disk now mounted where drive 0 was
+    with pytest.raises(identity.Unidentified, match="drives swapped"):
+        identity.verify(a, "11" * 16, 0)
+    (tmp_path / "a").rename(tmp_path / "b")
+    with pytest.raises(identity.Unidentified) as gone:
+        identity.verify(a, "11" * 16, 0)
+    assert gone.value.root_missing
