@@ -16,7 +16,7 @@ import requests
 from _s3util import code, signed_request, status
 from botocore.exceptions import ClientError
 
-from conftest import read_response, s3_client, signed_head
+from conftest import exastor, read_response, s3_client, signed_head
 
 PART = 5 * 1024 * 1024
 RACERS = 8
@@ -314,6 +314,18 @@ def test_public_access_block_refuses_public_acls_and_policies(s3, bucket, exasto
     s3.delete_public_access_block(Bucket=bucket)
     s3.put_bucket_policy(Bucket=bucket, Policy=public)
     assert s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is True
+
+
+def test_acl_grant_by_email_names_the_user(s3, bucket, exastor_server):
+    exastor("user", "add", "mailed", "--email", "Mailed@Example.com", data_dir=exastor_server.data_dir)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    s3.put_object_acl(Bucket=bucket, Key="k", GrantRead='emailAddress="mailed@example.com"')
+    grants = s3.get_object_acl(Bucket=bucket, Key="k")["Grants"]
+    assert {"Type": "CanonicalUser", "ID": "mailed"} in [
+        {k: v for k, v in g["Grantee"].items() if k in ("Type", "ID")} for g in grants]
+    with pytest.raises(ClientError) as exc:
+        s3.put_object_acl(Bucket=bucket, Key="k", GrantRead='emailAddress="nobody@example.com"')
+    assert code(exc) == "UnresolvableGrantByEmailAddress"
 
 
 def test_expected_bucket_owner(s3, bucket):
