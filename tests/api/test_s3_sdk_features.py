@@ -379,3 +379,18 @@ def test_presigned_expires_out_of_range(exastor_server, bucket, expires):
 def test_content_encoding_list_is_kept_as_sent(s3, bucket):
     s3.put_object(Bucket=bucket, Key="enc", Body=b"x", ContentEncoding="deflate, gzip")
     assert s3.head_object(Bucket=bucket, Key="enc")["ContentEncoding"] == "deflate, gzip"
+
+
+def test_cors_on_presigned_urls(s3, bucket):
+    """A browser fetches a presigned URL: its preflight (OPTIONS, no signature for that method) and
+    the GET itself get the bucket's CORS headers."""
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": ["https://app.example"], "AllowedMethods": ["GET", "PUT"], "AllowedHeaders": ["*"]}]})
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=300)
+    pre = requests.options(url, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+                           timeout=30)
+    assert pre.status_code == 200 and pre.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    got = requests.get(url, headers={"Origin": "https://app.example"}, timeout=30)
+    assert got.status_code == 200 and got.content == b"x"
+    assert got.headers["Access-Control-Allow-Origin"] == "https://app.example"
