@@ -394,3 +394,21 @@ def test_cors_on_presigned_urls(s3, bucket):
     got = requests.get(url, headers={"Origin": "https://app.example"}, timeout=30)
     assert got.status_code == 200 and got.content == b"x"
     assert got.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+
+def test_not_principal_denies_everyone_else_and_cannot_allow(s3, s3_alt, bucket):
+    owner = s3.list_buckets()["Owner"]["ID"]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", ACL="public-read")
+    assert s3_alt.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+    allow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "NotPrincipal": {"AWS": owner},
+                                                     "Action": "s3:GetObject",
+                                                     "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+    with pytest.raises(ClientError) as exc:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(allow))
+    assert code(exc) == "MalformedPolicy"
+    deny = {"Version": "2012-10-17", "Statement": [{**allow["Statement"][0], "Effect": "Deny"}]}
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
+    with pytest.raises(ClientError) as exc:
+        s3_alt.get_object(Bucket=bucket, Key="k")
+    assert code(exc) == "AccessDenied"
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
