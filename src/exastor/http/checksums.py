@@ -6,8 +6,8 @@ from ``exastor.s3``; each front-end maps them to its protocol's error codes.
 Every algorithm here is a compiled implementation that releases the GIL on large buffers, so a body
 can be hashed in a worker thread while the event loop keeps serving. Single-thread speeds measured on
 the 2-core dev machine (64 MiB buffer): CRC64NVME / Azure CRC64 (awscrt) ~12,500 MB/s, CRC32C (crc32c)
-~11,000 MB/s, CRC32 (zlib) ~1,170 MB/s, SHA-1 ~1,090 MB/s, SHA-256 ~630 MB/s, MD5 ~380 MB/s; the cost
-per GiB of each on an S3 PUT is in docs/benchmarks.md ("Flexible checksums", bench/checksums.py).
+~11,000 MB/s, CRC32 (zlib) ~1,170 MB/s, SHA-1 ~1,090 MB/s, SHA-256 ~630 MB/s, MD5 ~380 MB/s; each one's
+CPU-seconds per GiB beside MD5 are in docs/benchmarks.md ("Flexible checksums", bench/checksums.py).
 
 The CRCs combine (``combine``: the CRC of A+B from the CRCs of A and B and B's length, awscrt's
 compiled combine), which is how a multipart object gets a FULL_OBJECT checksum without reading its
