@@ -16,7 +16,7 @@ import requests
 from _s3util import code, signed_request, status
 from botocore.exceptions import ClientError
 
-from conftest import exastor, read_response, s3_client, signed_head
+from conftest import exastor, read_response, s3_client, signed_head, start_server
 
 PART = 5 * 1024 * 1024
 RACERS = 8
@@ -354,6 +354,25 @@ def test_list_buckets_pagination(exastor_server):
     assert sorted(seen) == sorted(names)
     st, _, body = signed_request(exastor_server, "GET", "/?max-buckets=0", alt=True)
     assert st == 400 and b"<Code>InvalidArgument</Code>" in body
+
+
+def test_bucket_location_in_a_configured_region(tmp_path):
+    """A LocationConstraint naming one of the endpoint's regions is kept and read back; one it does
+    not serve, and us-east-1 named explicitly, are InvalidLocationConstraint (as S3)."""
+    server = start_server(tmp_path, env={"EXASTOR_EXTRA_REGIONS": "eu-west-1"})
+    try:
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket="in-eu", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        assert s3.get_bucket_location(Bucket="in-eu")["LocationConstraint"] == "eu-west-1"
+        head = s3.head_bucket(Bucket="in-eu")["ResponseMetadata"]["HTTPHeaders"]
+        assert head["x-amz-bucket-region"] == "eu-west-1"
+        for region in ("ap-south-1", "us-east-1"):
+            with pytest.raises(ClientError) as exc:
+                s3.create_bucket(Bucket=f"nowhere-{region}", CreateBucketConfiguration={"LocationConstraint": region})
+            assert code(exc) == "InvalidLocationConstraint"
+        assert [b["Name"] for b in s3.list_buckets(BucketRegion="eu-west-1")["Buckets"]] == ["in-eu"]
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("expires", ["-1", "604801", "abc", None])
