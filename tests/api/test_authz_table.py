@@ -78,6 +78,10 @@ _HOLD = b"<LegalHold><Status>OFF</Status></LegalHold>"
 _COMPLETE = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>"
 _DELETE = b"<Delete><Object><Key>obj</Key></Object></Delete>"
 _COPY = {"x-amz-copy-source": "{b}/obj"}
+_OWNERSHIP = (b"<OwnershipControls><Rule><ObjectOwnership>BucketOwnerPreferred</ObjectOwnership></Rule>"
+              b"</OwnershipControls>")
+_BLOCK = (b"<PublicAccessBlockConfiguration><BlockPublicAcls>false</BlockPublicAcls>"
+          b"</PublicAccessBlockConfiguration>")
 
 S3_ROWS: dict[str, S3Row] = {
     "ListBuckets": S3Row("GET", "/", other=True, anonymous=True, policy=False),
@@ -105,6 +109,16 @@ S3_ROWS: dict[str, S3Row] = {
     "GetBucketEncryption": S3Row("GET", "/{b}?encryption", ("s3:GetEncryptionConfiguration",)),
     "PutBucketEncryption": S3Row("PUT", "/{b}?encryption", ("s3:PutEncryptionConfiguration",), body=_SSE),
     "DeleteBucketEncryption": S3Row("DELETE", "/{b}?encryption", ("s3:PutEncryptionConfiguration",)),
+    "GetBucketOwnershipControls": S3Row("GET", "/{b}?ownershipControls", ("s3:GetBucketOwnershipControls",)),
+    "PutBucketOwnershipControls": S3Row("PUT", "/{b}?ownershipControls", ("s3:PutBucketOwnershipControls",),
+                                        body=_OWNERSHIP),
+    "DeleteBucketOwnershipControls": S3Row("DELETE", "/{b}?ownershipControls",
+                                           ("s3:PutBucketOwnershipControls",)),
+    "GetPublicAccessBlock": S3Row("GET", "/{b}?publicAccessBlock", ("s3:GetBucketPublicAccessBlock",)),
+    "PutPublicAccessBlock": S3Row("PUT", "/{b}?publicAccessBlock", ("s3:PutBucketPublicAccessBlock",),
+                                  body=_BLOCK),
+    "DeletePublicAccessBlock": S3Row("DELETE", "/{b}?publicAccessBlock", ("s3:PutBucketPublicAccessBlock",)),
+    "GetBucketPolicyStatus": S3Row("GET", "/{b}?policyStatus", ("s3:GetBucketPolicyStatus",)),
     "GetObjectLockConfiguration": S3Row("GET", "/{b}?object-lock", ("s3:GetBucketObjectLockConfiguration",)),
     "PutObjectLockConfiguration": S3Row("PUT", "/{b}?object-lock", ("s3:PutBucketObjectLockConfiguration",),
                                         body=_LOCK),
@@ -119,6 +133,8 @@ S3_ROWS: dict[str, S3Row] = {
                            other=True, anonymous=True, owner_despite_deny=True),
     "GetObject": S3Row("GET", "/{b}/obj", ("s3:GetObject",)),
     "HeadObject": S3Row("HEAD", "/{b}/obj", ("s3:GetObject",)),
+    "GetObjectAttributes": S3Row("GET", "/{b}/obj?attributes", ("s3:GetObjectAttributes",),
+                                 {"x-amz-object-attributes": "ETag,ObjectSize"}),
     "PutObject": S3Row("PUT", "/{b}/new", ("s3:PutObject",), body=b"new"),
     "CopyObject": S3Row("PUT", "/{b}/copy", ("s3:PutObject", "s3:GetObject"), _COPY),
     "DeleteObject": S3Row("DELETE", "/{b}/obj", ("s3:DeleteObject",)),

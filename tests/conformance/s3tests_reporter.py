@@ -12,6 +12,16 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep the test's markers on its report (the upstream driver groups results by them)."""
+    outcome = yield
+    outcome.get_result().s3tests_markers = sorted({m.name for m in item.iter_markers()
+                                                    if m.name not in ("parametrize", "timeout")})
+
 
 def _crash_message(report) -> str:
     longrepr = report.longrepr
@@ -39,5 +49,7 @@ def pytest_runtest_logreport(report) -> None:
         "duration": round(report.duration, 3),
         "message": _crash_message(report)[:2000] if report.outcome != "passed" else "",
     }
+    if report.when == "setup":
+        line["markers"] = getattr(report, "s3tests_markers", [])
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")

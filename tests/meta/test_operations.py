@@ -37,6 +37,22 @@ def test_users(meta):
     assert meta.user_by_access_key("AKB") is None
 
 
+def test_user_emails(meta):
+    """ACL grants by e-mail resolve through these (migrations sqlite/0004, postgres/0002)."""
+    meta.add_user(User("bob", "AKB", "s1", 2))
+    meta.add_user(User("eve", "AKE", "s2", 3))
+    meta.set_user_email("bob", "Bob@Example.com")
+    assert meta.user_by_email(" bob@example.COM ") == "bob" and meta.user_by_email("x@example.com") is None
+    with pytest.raises(errors.InvalidArgument):  # one user per address
+        meta.set_user_email("eve", "bob@example.com")
+    with pytest.raises(errors.InvalidArgument):  # no such user
+        meta.set_user_email("nobody", "n@example.com")
+    meta.set_user_email("bob", "robert@example.com")  # one address per user: the old one goes
+    assert meta.user_by_email("bob@example.com") is None and meta.user_by_email("robert@example.com") == "bob"
+    meta.remove_user("bob")
+    assert meta.user_by_email("robert@example.com") is None
+
+
 def test_buckets(meta):
     run(meta.create_bucket(bucket("b2", owner="bob")))
     run(meta.create_bucket(bucket("b1")))

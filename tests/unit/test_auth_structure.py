@@ -69,7 +69,7 @@ def test_the_bypass_check_sees_a_bypass(tmp_path):
     assert _data_bypasses(planted) == {"ns.meta"}
 
 
-_NO_DATA = {"close", "user_by_access_key", "user_exists", "data_version", "cached_bucket", "forget_bucket",
+_NO_DATA = {"close", "user_by_access_key", "user_exists", "user_by_email", "data_version", "cached_bucket", "forget_bucket",
             "write_bytes", "md5_of", "purge_expired", "setting", "check_part_number"}
 
 

@@ -28,9 +28,14 @@ def acl_of(attrs: dict[str, Any], owner: str) -> Acl:
     return attrs.get("acl") or default_acl(owner)
 
 
-def grants_permission(acl: Acl, principal: str | None, permission: str) -> bool:
+PUBLIC_GROUPS = (ALL_USERS, AUTHENTICATED_USERS)  # grants to these make an ACL public (Block Public Access)
+
+
+def grants_permission(acl: Acl, principal: str | None, permission: str, *, ignore_public: bool = False) -> bool:
     """Whether the ACL gives ``principal`` (None: anonymous) ``permission``. The owner may always
-    read and change the ACL itself, so an owner can never lock themselves out."""
+    read and change the ACL itself, so an owner can never lock themselves out. ``ignore_public``:
+    grants to everyone and to every signed user count for nothing (Block Public Access's
+    IgnorePublicAcls)."""
     if principal is not None and principal == acl["owner"] and permission in ("READ_ACP", "WRITE_ACP"):
         return True
     for kind, value, granted in acl["grants"]:
@@ -38,6 +43,12 @@ def grants_permission(acl: Acl, principal: str | None, permission: str) -> bool:
             continue
         if kind == "user" and principal is not None and value == principal:
             return True
-        if kind == "group" and (value == ALL_USERS or (value == AUTHENTICATED_USERS and principal is not None)):
+        if kind == "group" and not (ignore_public and value in PUBLIC_GROUPS) and \
+                (value == ALL_USERS or (value == AUTHENTICATED_USERS and principal is not None)):
             return True
     return False
+
+
+def is_public(acl: Acl | None) -> bool:
+    """Whether an ACL grants anything to everyone or to every signed user."""
+    return bool(acl) and any(kind == "group" and value in PUBLIC_GROUPS for kind, value, _ in acl["grants"])

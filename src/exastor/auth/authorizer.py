@@ -5,9 +5,14 @@ It runs before any handler, from the operation's row in auth/operations.py:
 1. Signed requests only, where the row says so.
 2. A SAS: its level, resource and permission letters against the row (static, no metadata read).
 3. Each resource (the target, and a copy/URL source read with the *source's* credentials):
-   the bucket must exist; then the bucket policy (an explicit Deny wins, an Allow grants), then
-   the ACL (the object's for ``object`` rows, the bucket's otherwise), then ownership; for an
-   anonymous Blob caller, last, the container's public access level.
+   the bucket must exist and be owned by whom ``x-amz-expected-bucket-owner`` (for a copy source
+   ``x-amz-source-expected-bucket-owner``) says; Block Public Access refuses a public ACL or
+   policy the request would store; then the bucket policy (an explicit Deny wins, an Allow grants,
+   but a public policy's Allow serves only the owner under RestrictPublicBuckets), then the ACL
+   (the object's for ``object`` rows, the bucket's otherwise; grants to everyone ignored under
+   IgnorePublicAcls, every ACL ignored under the BucketOwnerEnforced object ownership, where the
+   bucket owner owns every object), then ownership; for an anonymous Blob caller, last, the
+   container's public access level.
 4. A Decision that covers exactly those resources for the row's kind of access.
 
 Denials raise errors.AccessDenied (``info['code']`` carries the Azure code where there is a more
@@ -25,7 +30,8 @@ from urllib.parse import parse_qsl, unquote
 
 from exastor import errors
 from exastor.auth import policy
-from exastor.auth.acl import acl_of, grants_permission
+from exastor.auth.acl import PUBLIC_GROUPS, acl_of, grants_permission
+from exastor.auth.acl import is_public as acl_is_public
 from exastor.auth.decision import ANY_OWNED, Decision, Granted
 from exastor.auth.operations import ANYONE, BUCKET, KEY, NEW_BUCKET, OBJECT, SERVICE, Need, Operation
 from exastor.auth.principal import ANONYMOUS, AuthResult, Principal
@@ -54,6 +60,8 @@ class RequestFacts:
     client_ip: str
     secure: bool
     request_tags: dict[str, str] | None = None
+    acl: dict[str, Any] | None = None   # an ACL the body carries (PutBucketAcl, PutObjectAcl, PostObject)
+    policy: str | None = None           # the policy PutBucketPolicy would store
 
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any], headers: Mapping[str, str], query: Mapping[str, str]
@@ -102,8 +110,16 @@ class Authorizer:
         if op.body_refines and not refined:
             # Who asks (PostObject's form) or what they ask for (PutObjectTagging's tags) is in the
             # body: until it is read, the handler may see the bucket's row and write nothing.
-            if target.bucket is not None and self.ns.cached_bucket(target.bucket) is None:
-                raise errors.BucketNotFound(target.bucket)
+            if target.bucket is not None:
+                bucket = self.ns.cached_bucket(target.bucket)
+                if bucket is None:
+                    raise errors.BucketNotFound(target.bucket)
+                _expected_owner(facts, bucket, "x-amz-expected-bucket-owner")
+            if (op.sets_acl or op.sets_policy) and not op.signer_in_body:
+                # The body (an ACL, a policy) matters only to Block Public Access: who may ask is
+                # decided now, so a denied caller is refused before any body is read.
+                self.decide(op, principal, facts, target, source, refined=True)
+
             def redo(**changes: Any) -> Decision:
                 p = changes.pop("principal", principal)
                 t = replace(target, key=changes.pop("key", target.key))
@@ -117,8 +133,10 @@ class Authorizer:
             create_only = self._check_sas(op, principal.sas, target, "target")
         if op.per_key:
             # DeleteObjects: the keys are in the body; each is decided as the handler reaches it.
-            if self.ns.cached_bucket(target.bucket or "") is None:
+            bucket = self.ns.cached_bucket(target.bucket or "")
+            if bucket is None:
                 raise errors.BucketNotFound(target.bucket or "")
+            _expected_owner(facts, bucket, "x-amz-expected-bucket-owner")
 
             def per_key(key: str, version_id: str | None) -> Granted:
                 return self._resource(_Work(op, principal, facts), op.target, principal,
@@ -133,7 +151,8 @@ class Authorizer:
                 self._check_sas(src_op, source.principal.sas, Target(source.bucket, source.key), "source")
             try:
                 grants.append(self._resource(work, op.source, source.principal,
-                                             Target(source.bucket, source.key, source.version_id), False))
+                                             Target(source.bucket, source.key, source.version_id), False,
+                                             source_role=True))
             except (errors.AccessDenied, errors.BucketNotFound) as exc:
                 exc.info["role"] = "source"
                 raise
@@ -145,7 +164,7 @@ class Authorizer:
 
     # --- one resource ------------------------------------------------------------------------------
     def _resource(self, work: _Work, need: Need, principal: Principal, target: Target,
-                  create_only: bool) -> Granted:
+                  create_only: bool, *, source_role: bool = False) -> Granted:
         access = frozenset({need.access}) if need.access else frozenset()
         if need.scope == SERVICE:
             return Granted(ANY_OWNED, None, access)
@@ -159,6 +178,10 @@ class Authorizer:
             raise errors.BucketNotFound(name)
         if need.acl == ANYONE:
             return Granted(name, None, access)
+        _expected_owner(work.facts, bucket, "x-amz-source-expected-bucket-owner" if source_role
+                        else "x-amz-expected-bucket-owner")
+        if not source_role:
+            _block_public_writes(work, bucket)
         if need.scope == BUCKET:
             self._allow(work, principal, bucket, need, None, None)
             return Granted(name, None, access)
@@ -182,27 +205,36 @@ class Authorizer:
         who = principal.name
         if work.op.owner_always and who is not None and who == bucket.owner:
             return
+        block = public_access_block(bucket)
         stored = bucket.attrs.get("policy")
         if stored:
             arn = f"arn:aws:s3:::{bucket.name}" + (f"/{key}" if key is not None else "")
-            verdict = policy.evaluate(policy.parsed(stored), who, action, arn,
-                                      _context(work.facts, who, obj, key))
+            document = policy.parsed(stored)
+            verdict = policy.evaluate(document, who, action, arn, _context(work.facts, who, obj, key))
             if verdict == policy.DENY:
                 raise errors.AccessDenied(f"{action} denied by the bucket policy")
             if verdict == policy.ALLOW:
+                if not (block.get("RestrictPublicBuckets") and policy.is_public(document)) or who == bucket.owner:
+                    return
+        if bucket.attrs.get("ownership") == ENFORCED:
+            # ACLs are disabled: they grant nothing, and the bucket owner owns every object.
+            if who is not None and who == bucket.owner:
                 return
-        if obj is not None:
+        elif obj is not None:
             if need.acl is not None:
-                if grants_permission(acl_of(obj.attrs, obj.owner), who, need.acl):
+                if grants_permission(acl_of(obj.attrs, obj.owner), who, need.acl,
+                                     ignore_public=bool(block.get("IgnorePublicAcls"))):
                     return
             elif who is not None and who == obj.owner:
                 return
         elif need.acl is not None:
-            if grants_permission(acl_of(bucket.attrs, bucket.owner), who, need.acl):
+            if grants_permission(acl_of(bucket.attrs, bucket.owner), who, need.acl,
+                                 ignore_public=bool(block.get("IgnorePublicAcls"))):
                 return
         elif who is not None and who == bucket.owner:
             return
-        if principal.kind == ANONYMOUS and need.public and bucket.attrs.get("public_access") in need.public:
+        if principal.kind == ANONYMOUS and need.public and bucket.attrs.get("public_access") in need.public \
+                and not block.get("IgnorePublicAcls"):
             return
         raise errors.AccessDenied(f"{action} not granted")
 
@@ -213,6 +245,46 @@ class Authorizer:
         if code is not None:
             raise errors.AccessDenied("the SAS does not grant this", code=code, role=role)
         return op.create_only and "w" not in token.permissions
+
+
+ENFORCED = "BucketOwnerEnforced"  # the Object Ownership setting that disables ACLs
+
+
+def public_access_block(bucket: Bucket) -> dict[str, bool]:
+    """The bucket's Block Public Access settings (all off when it has none)."""
+    return bucket.attrs.get("public_access_block") or {}
+
+
+def _expected_owner(facts: RequestFacts, bucket: Bucket, header: str) -> None:
+    """x-amz-expected-bucket-owner: the request is for this owner's bucket only (else 403)."""
+    expected = facts.headers.get(header)
+    if expected is not None and expected.strip() != bucket.owner:
+        raise errors.AccessDenied(f"{header} does not name the bucket's owner")
+
+
+_PUBLIC_CANNED = ("public-read", "public-read-write", "authenticated-read")
+
+
+def _header_acl_is_public(h: Mapping[str, str]) -> bool:
+    if h.get("x-amz-acl", "").strip() in _PUBLIC_CANNED:
+        return True
+    grants = ",".join(v for k, v in h.items() if k.startswith("x-amz-grant-"))
+    return any(group in grants for group in PUBLIC_GROUPS)
+
+
+def _block_public_writes(work: _Work, bucket: Bucket) -> None:
+    """Block Public Access on what a request would store: a public ACL (BlockPublicAcls) or a
+    public bucket policy (BlockPublicPolicy) is refused with 403."""
+    op, facts = work.op, work.facts
+    if not (op.sets_acl or op.sets_policy):
+        return
+    block = public_access_block(bucket)
+    if op.sets_acl and block.get("BlockPublicAcls") and \
+            (_header_acl_is_public(facts.headers) or acl_is_public(facts.acl)):
+        raise errors.AccessDenied("Block Public Access refuses a public ACL on this bucket")
+    if op.sets_policy and block.get("BlockPublicPolicy") and facts.policy is not None \
+            and policy.is_public(policy.parsed(facts.policy)):
+        raise errors.AccessDenied("Block Public Access refuses a public bucket policy on this bucket")
 
 
 def sas_denial(op: Operation, token: AuthResult, container: str | None, blob: str | None,
@@ -286,4 +358,4 @@ def _plain_ip(text: str) -> str:
     return str(mapped) if mapped is not None else str(ip)
 
 
-__all__ = ["Authorizer", "RequestFacts", "Source", "Target", "sas_denial"]
+__all__ = ["ENFORCED", "Authorizer", "RequestFacts", "Source", "Target", "public_access_block", "sas_denial"]

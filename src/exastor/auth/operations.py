@@ -56,6 +56,9 @@ class Operation:
     owner_always: bool = False        # the bucket owner may even against a policy Deny (no lock-out)
     per_key: bool = False             # keys arrive in the body: each is decided when reached (DeleteObjects)
     body_refines: bool = False        # the decision is completed from the body (PostObject, PutObjectTagging)
+    signer_in_body: bool = False      # who asks is known only from the body (PostObject's signed form)
+    sets_acl: bool = False            # may store an ACL (headers or body): Block Public Access refuses a public one
+    sets_policy: bool = False         # stores the bucket policy: Block Public Access refuses a public one
     sas: str = ""                     # Blob: SAS permission letters, any one of which suffices
     sas_level: str = ""               # Blob: "s" service, "c" container, "o" object; "" = no SAS may
     service_sas: bool = False         # Blob: a service SAS (sr=c/b/bs) may do it, not only an account SAS
@@ -92,9 +95,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {(op.api, op.name): op for op in 
     _s3("PutBucketTagging", BUCKET, "s3:PutBucketTagging", None, WRITE),
     _s3("DeleteBucketTagging", BUCKET, "s3:PutBucketTagging", None, WRITE),
     _s3("GetBucketAcl", BUCKET, "s3:GetBucketAcl", "READ_ACP", READ),
-    _s3("PutBucketAcl", BUCKET, "s3:PutBucketAcl", "WRITE_ACP", WRITE),
+    _s3("PutBucketAcl", BUCKET, "s3:PutBucketAcl", "WRITE_ACP", WRITE, body_refines=True, sets_acl=True),
     _s3("GetBucketPolicy", BUCKET, "s3:GetBucketPolicy", None, READ, owner_always=True),
-    _s3("PutBucketPolicy", BUCKET, "s3:PutBucketPolicy", None, WRITE, owner_always=True),
+    _s3("PutBucketPolicy", BUCKET, "s3:PutBucketPolicy", None, WRITE, owner_always=True, body_refines=True,
+        sets_policy=True),
     _s3("DeleteBucketPolicy", BUCKET, "s3:DeleteBucketPolicy", None, WRITE, owner_always=True),
     _s3("GetBucketCors", BUCKET, "s3:GetBucketCORS", None, READ),
     _s3("PutBucketCors", BUCKET, "s3:PutBucketCORS", None, WRITE),
@@ -105,6 +109,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {(op.api, op.name): op for op in 
     _s3("GetBucketEncryption", BUCKET, "s3:GetEncryptionConfiguration", None, READ),
     _s3("PutBucketEncryption", BUCKET, "s3:PutEncryptionConfiguration", None, WRITE),
     _s3("DeleteBucketEncryption", BUCKET, "s3:PutEncryptionConfiguration", None, WRITE),
+    _s3("GetBucketOwnershipControls", BUCKET, "s3:GetBucketOwnershipControls", None, READ),
+    _s3("PutBucketOwnershipControls", BUCKET, "s3:PutBucketOwnershipControls", None, WRITE),
+    _s3("DeleteBucketOwnershipControls", BUCKET, "s3:PutBucketOwnershipControls", None, WRITE),
+    _s3("GetPublicAccessBlock", BUCKET, "s3:GetBucketPublicAccessBlock", None, READ),
+    _s3("PutPublicAccessBlock", BUCKET, "s3:PutBucketPublicAccessBlock", None, WRITE),
+    _s3("DeletePublicAccessBlock", BUCKET, "s3:PutBucketPublicAccessBlock", None, WRITE),
+    _s3("GetBucketPolicyStatus", BUCKET, "s3:GetBucketPolicyStatus", None, READ),
     _s3("GetObjectLockConfiguration", BUCKET, "s3:GetBucketObjectLockConfiguration", None, READ),
     _s3("PutObjectLockConfiguration", BUCKET, "s3:PutBucketObjectLockConfiguration", None, WRITE),
     _s3("ListObjects", BUCKET, "s3:ListBucket", "READ", READ),
@@ -113,14 +124,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {(op.api, op.name): op for op in 
     _s3("ListMultipartUploads", BUCKET, "s3:ListBucketMultipartUploads", "READ", READ),
     _s3("DeleteObjects", KEY, "s3:DeleteObject", "WRITE", WRITE, versioned="s3:DeleteObjectVersion",
         per_key=True),
-    _s3("PostObject", KEY, "s3:PutObject", "WRITE", WRITE, body_refines=True),
+    _s3("PostObject", KEY, "s3:PutObject", "WRITE", WRITE, body_refines=True, signer_in_body=True,
+        sets_acl=True),
     # CORS preflights carry no credentials by design: they read the bucket's CORS rules, nothing else.
     _s3("CorsPreflight", BUCKET, "", ANYONE, ROW_ONLY),
     # --- S3: objects ------------------------------------------------------------------------------
     _s3("GetObject", OBJECT, "s3:GetObject", "READ", READ, versioned="s3:GetObjectVersion"),
     _s3("HeadObject", OBJECT, "s3:GetObject", "READ", READ, versioned="s3:GetObjectVersion"),
-    _s3("PutObject", KEY, "s3:PutObject", "WRITE", WRITE),
-    _s3("CopyObject", KEY, "s3:PutObject", "WRITE", WRITE, source=True),
+    _s3("GetObjectAttributes", OBJECT, "s3:GetObjectAttributes", "READ", READ,
+        versioned="s3:GetObjectVersionAttributes"),
+    _s3("PutObject", KEY, "s3:PutObject", "WRITE", WRITE, sets_acl=True),
+    _s3("CopyObject", KEY, "s3:PutObject", "WRITE", WRITE, source=True, sets_acl=True),
     _s3("DeleteObject", KEY, "s3:DeleteObject", "WRITE", WRITE, versioned="s3:DeleteObjectVersion"),
     _s3("GetObjectTagging", OBJECT, "s3:GetObjectTagging", "READ", READ, versioned="s3:GetObjectVersionTagging"),
     _s3("PutObjectTagging", OBJECT, "s3:PutObjectTagging", None, WRITE, versioned="s3:PutObjectVersionTagging",
@@ -128,12 +142,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {(op.api, op.name): op for op in 
     _s3("DeleteObjectTagging", OBJECT, "s3:DeleteObjectTagging", None, WRITE,
         versioned="s3:DeleteObjectVersionTagging"),
     _s3("GetObjectAcl", OBJECT, "s3:GetObjectAcl", "READ_ACP", READ, versioned="s3:GetObjectVersionAcl"),
-    _s3("PutObjectAcl", OBJECT, "s3:PutObjectAcl", "WRITE_ACP", WRITE, versioned="s3:PutObjectVersionAcl"),
+    _s3("PutObjectAcl", OBJECT, "s3:PutObjectAcl", "WRITE_ACP", WRITE, versioned="s3:PutObjectVersionAcl",
+        body_refines=True, sets_acl=True),
     _s3("GetObjectRetention", OBJECT, "s3:GetObjectRetention", None, READ),
     _s3("PutObjectRetention", OBJECT, "s3:PutObjectRetention", None, WRITE),
     _s3("GetObjectLegalHold", OBJECT, "s3:GetObjectLegalHold", None, READ),
     _s3("PutObjectLegalHold", OBJECT, "s3:PutObjectLegalHold", None, WRITE),
-    _s3("CreateMultipartUpload", KEY, "s3:PutObject", "WRITE", WRITE),
+    _s3("CreateMultipartUpload", KEY, "s3:PutObject", "WRITE", WRITE, sets_acl=True),
     _s3("UploadPart", KEY, "s3:PutObject", "WRITE", WRITE),
     _s3("UploadPartCopy", KEY, "s3:PutObject", "WRITE", WRITE, source=True),
     _s3("CompleteMultipartUpload", KEY, "s3:PutObject", "WRITE", WRITE),
@@ -217,6 +232,10 @@ def markdown_table(api: str) -> str:
                 notes.append("decided per key of the body")
             if op.body_refines:
                 notes.append("completed from the body")
+            if op.sets_acl:
+                notes.append("a public ACL is refused under BlockPublicAcls")
+            if op.sets_policy:
+                notes.append("a public policy is refused under BlockPublicPolicy")
             lines.append(f"| {op.name} | {t.scope} | {action or '-'} | {_acl_text(t)} | {'; '.join(notes)} |")
         return "\n".join(lines)
     lines = ["| Operation | Resource | SAS permission (any one) | SAS level | Service SAS | Anonymous | "

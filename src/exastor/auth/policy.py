@@ -170,3 +170,46 @@ def parsed(text: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# Condition keys that pin a statement to known callers, networks or resources: an Allow that names
+# "*" as its principal is not public when one of them is fixed by an exact-match operator (S3's
+# "The meaning of public", Block Public Access).
+_FIXING_KEYS = {"aws:sourceip", "aws:sourcearn", "aws:sourcevpc", "aws:sourcevpce", "aws:sourceaccount",
+                "aws:sourceowner", "aws:principalorgid", "aws:principalaccount", "aws:principalarn",
+                "aws:userid", "aws:username", "s3:dataaccesspointarn", "s3:dataaccesspointaccount"}
+_FIXING_OPERATORS = {"StringEquals", "StringEqualsIgnoreCase", "ArnEquals", "IpAddress"}
+_ANY_NETWORK = ("0.0.0.0/0", "::/0")
+
+
+def _principal_is_everyone(spec: Any) -> bool:
+    if spec == "*":
+        return True
+    values = [v for vals in spec.values() for v in as_list(vals)] if isinstance(spec, dict) else as_list(spec)
+    return any(v == "*" for v in values)
+
+
+def _fixed_by_condition(conditions: Any) -> bool:
+    if not isinstance(conditions, dict):
+        return False
+    for op_full, pairs in conditions.items():
+        op = op_full.rpartition(":")[2]
+        if op.endswith("IfExists") or op not in _FIXING_OPERATORS or not isinstance(pairs, dict):
+            continue  # IfExists holds when the key is absent; negations and wildcards fix nothing
+        for key, wants in pairs.items():
+            values = [str(w) for w in as_list(wants)]
+            if key.lower() in _FIXING_KEYS and values and not any("*" in v or v in _ANY_NETWORK for v in values):
+                return True
+    return False
+
+
+def is_public(policy: dict[str, Any]) -> bool:
+    """Whether a bucket policy grants anything to anyone: an Allow whose principal is everyone (or a
+    NotPrincipal), unless a condition pins it to fixed callers or networks."""
+    for st in as_list(policy.get("Statement")):
+        if not isinstance(st, dict) or st.get("Effect") != "Allow":
+            continue
+        everyone = "NotPrincipal" in st or _principal_is_everyone(st.get("Principal"))
+        if everyone and not _fixed_by_condition(st.get("Condition")):
+            return True
+    return False

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add.add_argument("name")
     add.add_argument("--access-key", help="use this access key instead of a generated one")
     add.add_argument("--secret-key", help="use this secret key instead of a generated one")
+    add.add_argument("--email", help="the user's e-mail address (S3 ACL grants by e-mail name it)")
     add_action(sub, "list", "list users and their access keys (secrets are not shown)")
     show = add_action(sub, "show", "print a user's access key and secret key (admin: also the Blob account key "
                                    "and connection settings)")
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             keys.ensure(data, meta)  # the secret is sealed: a store without a key yet gets one
             try:
                 meta.add_user(User(args.name, access, secret, time.time_ns()))
+                if args.email:
+                    meta.set_user_email(args.name, args.email)
             except errors.InvalidArgument as exc:
                 print(f"exastor user add: {exc.detail}", file=sys.stderr)
                 return 1

@@ -6,7 +6,12 @@ from ``exastor.s3``; each front-end maps them to its protocol's error codes.
 Every algorithm here is a compiled implementation that releases the GIL on large buffers, so a body
 can be hashed in a worker thread while the event loop keeps serving. Single-thread speeds measured on
 the 2-core dev machine (64 MiB buffer): CRC64NVME / Azure CRC64 (awscrt) ~12,500 MB/s, CRC32C (crc32c)
-~11,000 MB/s, CRC32 (zlib) ~1,170 MB/s, SHA-1 ~1,090 MB/s, SHA-256 ~630 MB/s, MD5 ~380 MB/s.
+~11,000 MB/s, CRC32 (zlib) ~1,170 MB/s, SHA-1 ~1,090 MB/s, SHA-256 ~630 MB/s, MD5 ~380 MB/s; each one's
+CPU-seconds per GiB beside MD5 are in docs/benchmarks.md ("Flexible checksums", bench/checksums.py).
+
+The CRCs combine (``combine``: the CRC of A+B from the CRCs of A and B and B's length, awscrt's
+compiled combine), which is how a multipart object gets a FULL_OBJECT checksum without reading its
+parts again; every other algorithm only composes (the hash of the parts' digests, S3's COMPOSITE).
 
 Azure's x-ms-content-crc64 and S3's CRC64NVME are the same CRC (polynomial 0x9A6C9329AC4BC9B5 reflected
 == 0xAD93D23594C93659, init and xor-out all ones; check value of b"123456789" is 0xAE8B14860A799888);
@@ -22,10 +27,16 @@ import zlib
 from typing import Protocol
 
 import crc32c as _crc32c
+import xxhash as _xxhash
 from awscrt import checksums as _crt
 
 # S3 names of the x-amz-checksum-<algorithm> headers, upper-case as in x-amz-checksum-algorithm.
-ALGORITHMS = ("CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME")
+ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256", "SHA512", "MD5", "XXHASH64", "XXHASH3",
+              "XXHASH128")
+# The algorithms whose checksum of a whole object can be combined from its parts' (FULL_OBJECT).
+COMBINABLE = ("CRC32", "CRC32C", "CRC64NVME")
+_SIZES = {"CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32, "SHA512": 64, "MD5": 16,
+          "XXHASH64": 8, "XXHASH3": 8, "XXHASH128": 16}
 
 Buffer = bytes | bytearray | memoryview
 
@@ -122,15 +133,67 @@ def new_checksum(algorithm: str) -> Checksum:
         return _CrcChecksum(name, _crc32c_fn, 4)
     if name == "CRC64NVME":
         return _CrcChecksum(name, _crc64nvme, 8)
-    if name == "SHA1":
-        return _HashChecksum(name, "sha1")
-    if name == "SHA256":
-        return _HashChecksum(name, "sha256")
+    if name in ("SHA1", "SHA256", "SHA512", "MD5"):
+        return _HashChecksum(name, name.lower())
+    if name in _XXHASH:
+        return _XxChecksum(name, _XXHASH[name])
     raise UnknownChecksumAlgorithm(f"unsupported checksum algorithm {algorithm!r}")
 
 
+class _XxChecksum:
+    """xxHash (the xxhash library, compiled): digest() is the canonical big-endian form."""
+
+    def __init__(self, algorithm: str, factory) -> None:
+        self.algorithm = algorithm
+        self._hash = factory()
+        self.digest_size = self._hash.digest_size
+
+    def update(self, data: Buffer) -> None:
+        self._hash.update(data)
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+    def b64(self) -> str:
+        return base64.b64encode(self._hash.digest()).decode("ascii")
+
+
+_XXHASH = {"XXHASH64": _xxhash.xxh64, "XXHASH3": _xxhash.xxh3_64, "XXHASH128": _xxhash.xxh3_128}
+
+
 def digest_size(algorithm: str) -> int:
-    return {"CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32}[algorithm.upper()]
+    return _SIZES[algorithm.upper()]
+
+
+def is_algorithm(name: str) -> bool:
+    return name.upper() in _SIZES
+
+
+def digest_of(algorithm: str, data: Buffer) -> bytes:
+    """One algorithm's digest of a whole buffer."""
+    ck = new_checksum(algorithm)
+    ck.update(data)
+    return ck.digest()
+
+
+def composite(algorithm: str, part_digests: list[bytes]) -> str:
+    """S3's COMPOSITE checksum of a multipart object: the algorithm over the parts' binary digests,
+    base64, then ``-<number of parts>``."""
+    return f"{base64.b64encode(digest_of(algorithm, b''.join(part_digests))).decode('ascii')}-{len(part_digests)}"
+
+
+_COMBINE = {"CRC32": _crt.combine_crc32, "CRC32C": _crt.combine_crc32c, "CRC64NVME": _crt.combine_crc64nvme}
+
+
+def combine(algorithm: str, parts: list[tuple[bytes, int]]) -> bytes:
+    """The CRC of the concatenation of parts, from each part's (digest, length): S3's FULL_OBJECT
+    checksum of a multipart object, computed without reading the bytes again (compiled combine)."""
+    name = algorithm.upper()
+    fn, size = _COMBINE[name], _SIZES[name]
+    value = 0
+    for digest, length in parts:
+        value = fn(value, int.from_bytes(digest, "big"), length)
+    return value.to_bytes(size, "big")
 
 
 def header_name(algorithm: str) -> str:

@@ -92,14 +92,14 @@ def evaluate(pre: Preconditions, *, exists: bool, etag: str | None, last_modifie
     """
     is_read = method.upper() in _READ_METHODS
     if pre.if_match is not None:
-        if not exists or not _etag_listed(pre.if_match, etag, weak=False):
+        if not exists or not etag_listed(pre.if_match, etag, weak=False):
             return "failed"
     elif pre.if_unmodified_since is not None and exists and last_modified is not None:
         if _seconds(last_modified) > _seconds(pre.if_unmodified_since):
             return "failed"
 
     if pre.if_none_match is not None:
-        if exists and _etag_listed(pre.if_none_match, etag, weak=True):
+        if exists and etag_listed(pre.if_none_match, etag, weak=True):
             return "not_modified" if is_read else "failed"
     elif pre.if_modified_since is not None and exists and last_modified is not None:
         if (is_read or dates_on_writes) and _seconds(last_modified) <= _seconds(pre.if_modified_since):
@@ -124,8 +124,8 @@ def normalize_etag(etag: str) -> str:
     return etag
 
 
-def _etag_listed(header: str, etag: str | None, *, weak: bool) -> bool:
-    """Whether the header's list (or ``*``) matches the current ETag."""
+def etag_listed(header: str, etag: str | None, *, weak: bool) -> bool:
+    """Whether the header's list (or ``*``) matches the current ETag (``weak``: W/ tags count too)."""
     if header.strip() == "*":
         return True
     if etag is None:

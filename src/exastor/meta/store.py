@@ -157,23 +157,58 @@ class TxCheck:
     """A conditional-write check that reads more of the transaction than the current row: ``run(cur,
     current)``. A plain check is a callable of the current row (an ObjectVersion, or a Bucket for
     bucket updates); both raise to abort the write. Blob leases are checked this way, so the lease
-    row is read in the same transaction that makes the change (``run_check``)."""
+    row is read in the same transaction that makes the change (``run_check``).
+
+    ``precheck`` is the same check against the committed state before a body is read (a cheap early
+    failure, ``Metadata.precheck``); a check that answers differently when the state changed between
+    the two (S3's 409 ConditionalRequestConflict) remembers what it saw there."""
 
     def run(self, cur: Any, current: Any) -> None:
         raise NotImplementedError
+
+    def precheck(self, cur: Any, current: Any) -> None:
+        self.run(cur, current)
 
 
 ObjectCheck = Callable[[ObjectVersion | None], None] | TxCheck
 
 
-def run_check(cur: Any, check: Callable[[Any], None] | TxCheck | None, current: Any) -> None:
-    """Evaluate a write's check inside its transaction (the one mechanism for conditional writes)."""
+def run_check(cur: Any, check: Callable[[Any], None] | TxCheck | None, current: Any, *,
+              early: bool = False) -> None:
+    """Evaluate a write's check inside its transaction (the one mechanism for conditional writes);
+    ``early``: the precheck outside any write (see TxCheck.precheck)."""
     if check is None:
         return
     if isinstance(check, TxCheck):
-        check.run(cur, current)
+        if early:
+            check.precheck(cur, current)
+        else:
+            check.run(cur, current)
     else:
         check(current)
+
+
+class AllOf(TxCheck):
+    """Several checks of one write, in order (the first to raise decides)."""
+
+    def __init__(self, checks: Iterable[Callable[[Any], None] | TxCheck]) -> None:
+        self.checks = list(checks)
+
+    def run(self, cur: Any, current: Any) -> None:
+        for check in self.checks:
+            run_check(cur, check, current)
+
+    def precheck(self, cur: Any, current: Any) -> None:
+        for check in self.checks:
+            run_check(cur, check, current, early=True)
+
+
+def all_of(*checks: Callable[[Any], None] | TxCheck | None) -> Callable[[Any], None] | TxCheck | None:
+    """The checks that are given, as one check (None when there are none)."""
+    present = [c for c in checks if c is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else AllOf(present)
 
 
 def _crashing(tx: Callable[[Any], T], op: str) -> Callable[[Any], T]:
@@ -285,6 +320,7 @@ class Metadata:
                     cur.execute("UPDATE uploads SET owner = ? WHERE bucket = ? AND owner = ?",
                                 (transfer_to, bucket, name))
             cur.execute("DELETE FROM users WHERE name = ?", (name,))
+            cur.execute("DELETE FROM user_emails WHERE name = ?", (name,))
             cur.execute("DELETE FROM quotas WHERE scope = 'user' AND name = ?", (name,))
             cur.execute("DELETE FROM qos_limits WHERE scope = 'user' AND name = ?", (name,))
             return owned
@@ -377,6 +413,32 @@ class Metadata:
                 raise errors.InvalidArgument(f"no user {name!r}")
 
         self.runner.write_sync(tx)
+
+    def set_user_email(self, name: str, email: str | None) -> None:
+        """Give a user an e-mail address (None: take it away); one user per address."""
+        def tx(cur: Any) -> None:
+            cur.execute("SELECT 1 FROM users WHERE name = ?", (name,))
+            if cur.fetchone() is None:
+                raise errors.InvalidArgument(f"no user {name!r}")
+            cur.execute("DELETE FROM user_emails WHERE name = ?", (name,))
+            if email is None:
+                return
+            cur.execute("SELECT name FROM user_emails WHERE email = ?", (email.lower(),))
+            row = cur.fetchone()
+            if row is not None:
+                raise errors.InvalidArgument(f"{email} is already the address of user {row[0]!r}")
+            cur.execute("INSERT INTO user_emails (email, name) VALUES (?, ?)", (email.lower(), name))
+
+        self.runner.write_sync(tx)
+
+    def user_by_email(self, email: str) -> str | None:
+        """The user an e-mail address belongs to."""
+        def q(cur: Any) -> str | None:
+            cur.execute("SELECT name FROM user_emails WHERE email = ?", (email.strip().lower(),))
+            row = cur.fetchone()
+            return row[0] if row else None
+
+        return self.runner.read(q, snapshot=False)
 
     def list_users(self, *, secrets: bool = True) -> list[User]:
         """Every user; with ``secrets=False`` their secret keys are left empty (and no key is needed)."""
@@ -496,7 +558,7 @@ class Metadata:
             cur.execute(f"SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
                         (bucket, key))
             row = cur.fetchone()
-            run_check(cur, check, ObjectVersion.from_row(row) if row else None)
+            run_check(cur, check, ObjectVersion.from_row(row) if row else None, early=True)
 
         self.runner.read(q, snapshot=False)
 
@@ -541,6 +603,7 @@ class Metadata:
                             (bucket, key, version_id))
                 row = cur.fetchone()
                 if not row:
+                    run_check(cur, check, None)  # a conditional delete of a missing version fails
                     return None, False
                 victim = ObjectVersion.from_row(row)
                 run_check(cur, check, victim)

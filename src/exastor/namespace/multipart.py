@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from exastor import errors
@@ -22,11 +22,13 @@ MAX_PART_NUMBER = 10000
 
 
 async def create_upload(ns: Namespace, grant: Grant, bucket: str, key: str,
-                        attrs: dict[str, Any]) -> Upload:
-    """Parts and completion are authorized like PutObject (bucket policy and ACL), each request."""
+                        attrs: dict[str, Any], *, owner: str | None = None) -> Upload:
+    """Parts and completion are authorized like PutObject (bucket policy and ACL), each request.
+    ``owner``: who will own the object (default: who starts the upload)."""
     check_key(key)
     target = ns.bucket(grant, bucket, WRITE, key)
-    upload = Upload(secrets.token_urlsafe(24), bucket, key, time.time_ns(), grant.principal or target.owner, attrs)
+    upload = Upload(secrets.token_urlsafe(24), bucket, key, time.time_ns(),
+                    owner or grant.principal or target.owner, attrs)
     await ns.meta.create_upload(upload)
     return upload
 
@@ -69,7 +71,8 @@ async def upload_part(ns: Namespace, grant: Grant, bucket: str, key: str, upload
 
 
 async def upload_part_copy(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str,
-                           part_number: int, src: ObjectVersion, start: int | None, end: int | None) -> Part:
+                           part_number: int, src: ObjectVersion, start: int | None, end: int | None,
+                           *, attrs: dict[str, Any] | None = None) -> Part:
     """A part that reuses the source's chunks; a byte range becomes slices of them."""
     check_part_number(part_number)
     grant.require(src.bucket, src.key, READ)
@@ -82,17 +85,38 @@ async def upload_part_copy(ns: Namespace, grant: Grant, bucket: str, key: str, u
         manifest = mf.pack(mf.Layout(src.manifest).sub_manifest(start, end))
         size = end - start + 1
         etag = await ns.md5_of(manifest, size)
-    part = Part(upload_id, part_number, size, etag, time.time_ns(), {}, manifest)
+    part = Part(upload_id, part_number, size, etag, time.time_ns(), attrs or {}, manifest)
     await ns.meta.put_part(part, [])
     return part
 
 
+def _parts_digest(requested: list[tuple[int, str]]) -> str:
+    """What identifies a completion's part list (kept on the object, for a repeated completion)."""
+    listed = "\n".join(f"{n}:{etag.strip().strip(chr(34))}" for n, etag in requested)
+    return hashlib.sha256(listed.encode()).hexdigest()
+
+
 async def complete_upload(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str,
-                          requested: list[tuple[int, str]], *, check: Check | None = None) -> ObjectVersion:
-    get_upload(ns, grant, bucket, key, upload_id)
-    owner = grant.principal or ns.bucket(grant, bucket).owner
+                          requested: list[tuple[int, str]], *, check: Check | None = None,
+                          finish: Callable[[Upload, list[Part]], dict[str, Any]] | None = None
+                          ) -> tuple[ObjectVersion, bool]:
+    """Complete an upload; returns (the object, whether it was completed before). ``finish(upload,
+    chosen parts)`` runs in the transaction and returns more attributes for the object (its
+    checksum), or raises to refuse. Completing an upload that was already completed, with the same
+    part list, answers with the object it made (as S3 does) while that object is still there."""
+    ns.bucket(grant, bucket, WRITE, key)
     if not requested:
         raise errors.InvalidArgument("You must specify at least one part", malformed=True)
+    digest = _parts_digest(requested)
+    upload = ns.meta.get_upload(upload_id)
+    if upload is None or upload.bucket != bucket or upload.key != key:
+        done = _completed(ns, grant, bucket, key, upload_id, digest)
+        if done is None:
+            raise errors.UploadNotFound(upload_id)
+        return done, True
+    owner = upload.owner  # decided when the upload began (its Object Ownership)
+    if check is not None:  # what the key was when the request arrived; decided again at the commit
+        ns.meta.precheck(bucket, key, check)
 
     def assemble(upload: Upload, parts: dict[int, Part]) -> tuple[ObjectVersion, list[int]]:
         numbers = [n for n, _ in requested]
@@ -101,21 +125,42 @@ async def complete_upload(ns: Namespace, grant: Grant, bucket: str, key: str, up
         chosen: list[Part] = []
         for number, etag in requested:
             part = parts.get(number)
-            if part is None or part.etag != etag.strip('"'):
-                raise errors.InvalidPart(f"part {number}")
+            if part is None or part.etag != etag.strip().strip('"'):
+                raise errors.InvalidPart(f"part {number}", part=number)
             chosen.append(part)
         for part in chosen[:-1]:
             if part.size < MIN_PART_SIZE:
                 raise errors.PartTooSmall(f"part {part.part_number}", part=part.part_number, size=part.size)
-        digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in chosen)).hexdigest()
+        etag_digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in chosen)).hexdigest()
         manifest = b"".join(p.manifest or b"" for p in chosen)
         attrs = dict(upload.attrs)
         attrs["parts"] = [p.size for p in chosen]
+        attrs["upload"] = {"id": upload.upload_id, "parts": digest}
+        if finish is not None:
+            attrs.update(finish(upload, chosen))
         return ObjectVersion(bucket, key, "", 0, True, False, sum(p.size for p in chosen),
-                             f"{digest}-{len(chosen)}", time.time_ns(), owner, attrs, manifest), \
+                             f"{etag_digest}-{len(chosen)}", time.time_ns(), owner, attrs, manifest), \
             [p.part_number for p in chosen]
 
-    return await ns.meta.complete_upload(upload_id, assemble, check=check, make_version_id=new_version_id)
+    obj = await ns.meta.complete_upload(upload_id, assemble, check=check, make_version_id=new_version_id)
+    return obj, False
+
+
+_COMPLETED_LOOKBACK = 100  # versions of the key searched for an upload completed before
+
+
+def _completed(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str, digest: str
+               ) -> ObjectVersion | None:
+    """The version an earlier completion of ``upload_id`` made with the same part list, if it is
+    still among the key's latest versions."""
+    for obj in ns.meta.list_versions(bucket, key, None, None, _COMPLETED_LOOKBACK):
+        if obj.key != key:
+            break
+        made = obj.attrs.get("upload")
+        if made and made.get("id") == upload_id:
+            return ns.get_object(grant, bucket, key, obj.version_id, access=WRITE) \
+                if made.get("parts") == digest else None
+    return None
 
 
 async def abort_upload(ns: Namespace, grant: Grant, bucket: str, key: str, upload_id: str) -> None:

@@ -8,6 +8,7 @@ and knows nothing of HTTP, XML or either protocol's error codes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -28,6 +29,7 @@ from exastor.namespace.names import check_bucket_name, check_key
 Check = ObjectCheck
 ANONYMOUS = "anonymous"  # who an unauthenticated caller's delete marker names
 READ, WRITE = "read", "write"  # what a grant lets a request do with a bucket or an object
+_DIGEST_BATCH = 8 << 20
 
 
 class Grant(Protocol):
@@ -79,10 +81,18 @@ class _CreateOnly(TxCheck):
         self.inner = inner
 
     def run(self, cur: Any, current: Any) -> None:
+        self._refuse_overwrite(current)
+        run_check(cur, self.inner, current)
+
+    def precheck(self, cur: Any, current: Any) -> None:
+        self._refuse_overwrite(current)
+        run_check(cur, self.inner, current, early=True)
+
+    @staticmethod
+    def _refuse_overwrite(current: Any) -> None:
         if current is not None and not getattr(current, "delete_marker", False):
             raise errors.AccessDenied("a create-only grant cannot replace an existing object",
                                       code="AuthorizationPermissionMismatch")
-        run_check(cur, self.inner, current)
 
 
 def with_create_only(grant: Grant, bucket: str, key: str, check: Check | None) -> Check | None:
@@ -105,6 +115,7 @@ class PutSpec:
     verify: Callable[[str, int], None] | None = None  # (md5 hex, size)
     check: Check | None = None                       # preconditions against the current version
     expected_size: int | None = None
+    owner: str | None = None                         # who owns the object (default: the writer)
 
 
 class Namespace:
@@ -133,7 +144,11 @@ class Namespace:
 
     def user_exists(self, name: str) -> bool:
         """For ACL grantees: canonical ids are user names here."""
-        return any(u.name == name for u in self.meta.list_users())
+        return any(u.name == name for u in self.meta.list_users(secrets=False))
+
+    def user_by_email(self, email: str) -> str | None:
+        """For ACL grants by e-mail address: the user with that address."""
+        return self.meta.user_by_email(email)
 
     def data_version(self) -> int:
         """Changes whenever anything commits: for caches of settings above this layer."""
@@ -239,7 +254,7 @@ class Namespace:
         check_key(key)
         # What an anonymous caller writes (where the bucket lets them) belongs to the bucket's owner.
         target = self.bucket(grant, bucket, WRITE, key)
-        owner = grant.principal or target.owner
+        owner = spec.owner or grant.principal or target.owner
         check = with_create_only(grant, bucket, key, spec.check)
         if check:  # fail fast before reading the body; re-checked atomically at commit
             self.meta.precheck(bucket, key, check)
@@ -254,12 +269,14 @@ class Namespace:
 
     async def copy_object(self, grant: Grant, src: ObjectVersion, bucket: str, key: str, *,
                           attrs: dict[str, Any], check: Check | None = None,
-                          start: int | None = None, end: int | None = None) -> ObjectVersion:
-        """Copy without moving bytes: the new manifest points at the source's chunks."""
+                          start: int | None = None, end: int | None = None,
+                          owner: str | None = None) -> ObjectVersion:
+        """Copy without moving bytes: the new manifest points at the source's chunks. ``owner``:
+        who owns the copy (default: the writer)."""
         check_key(key)
         grant.require(src.bucket, src.key, READ)
         target = self.bucket(grant, bucket, WRITE, key)
-        owner = grant.principal or target.owner
+        owner = owner or grant.principal or target.owner
         if start is None or end is None:
             manifest, size = src.manifest, src.size
         else:
@@ -307,6 +324,30 @@ class Namespace:
         grant.require(obj.bucket, obj.key, READ)
         last = obj.size - 1 if end is None else end
         return self.chunks.read_range(obj.manifest, start, last)
+
+    async def digest(self, grant: Grant, obj: ObjectVersion, digesters: list[Digester], start: int = 0,
+                     end: int | None = None) -> None:
+        """Feed a stored object's bytes (or a range) to ``digesters`` (a copy asked for a checksum its
+        source does not have), hashing on a worker thread a few MiB at a time."""
+        last = obj.size - 1 if end is None else end
+        if last < start:
+            return
+        batch: list[bytes | memoryview] = []
+        size = 0
+
+        def feed(pieces: list[bytes | memoryview]) -> None:
+            for d in digesters:
+                for piece in pieces:
+                    d.update(piece)
+
+        async for piece in self.read(grant, obj, start, last):
+            batch.append(piece)
+            size += len(piece)
+            if size >= _DIGEST_BATCH:
+                await asyncio.to_thread(feed, batch)
+                batch, size = [], 0
+        if batch:
+            await asyncio.to_thread(feed, batch)
 
     # --- objects: delete and attributes ----------------------------------------
     async def delete_object(self, grant: Grant, bucket: str, key: str, version_id: str | None = None,

@@ -60,7 +60,7 @@ def canned_acl(name: str, owner: str, bucket_owner: str | None = None, *, for_ob
 _GRANTEE = re.compile(r'\s*(id|uri|emailAddress)\s*=\s*"?([^",]*)"?\s*', re.IGNORECASE)
 
 
-def _grantee(kind: str, value: str, user_exists: Any) -> list[str]:
+def _grantee(kind: str, value: str, user_exists: Any, user_by_email: Any = None) -> list[str]:
     kind = kind.lower()
     if kind == "id":
         if not user_exists(value):
@@ -70,13 +70,17 @@ def _grantee(kind: str, value: str, user_exists: Any) -> list[str]:
         if value not in GROUPS:
             raise S3Error("InvalidArgument", "Invalid group uri", ArgumentName="Group/URI", ArgumentValue=value)
         return ["group", value]
-    # There is no e-mail directory here: no address can be resolved to a user.
-    raise S3Error("UnresolvableGrantByEmailAddress", "The e-mail address you provided does not match any account "
-                  "on record.", status=400)
+    # An address resolves to the user who has it (`exastor user add --email`); the grant is stored
+    # by that user's canonical id, as S3 does.
+    name = user_by_email(value) if user_by_email is not None else None
+    if name is None:
+        raise S3Error("UnresolvableGrantByEmailAddress", "The e-mail address you provided does not match any "
+                      "account on record.", status=400)
+    return ["user", name]
 
 
 def acl_from_headers(h: dict[str, str], owner: str, bucket_owner: str | None, user_exists: Any, *,
-                     for_object: bool = False) -> Acl | None:
+                     for_object: bool = False, user_by_email: Any = None) -> Acl | None:
     """The ACL a request's x-amz-acl or x-amz-grant-* headers ask for, or None if it has neither."""
     canned = h.get("x-amz-acl")
     granted = [name for name in GRANT_HEADERS if name in h]
@@ -94,18 +98,19 @@ def acl_from_headers(h: dict[str, str], owner: str, bucket_owner: str | None, us
             m = _GRANTEE.fullmatch(item)
             if not m:
                 raise S3Error("InvalidArgument", f"Invalid grantee in {name}")
-            grants.append([*_grantee(m.group(1), m.group(2), user_exists), GRANT_HEADERS[name]])
+            grants.append([*_grantee(m.group(1), m.group(2), user_exists, user_by_email), GRANT_HEADERS[name]])
     return {"owner": owner, "grants": grants}
 
 
-def acl_from_xml(body: bytes, owner: str, user_exists: Any) -> Acl:
-    """An AccessControlPolicy document; its owner must be the resource's owner."""
+def acl_from_xml(body: bytes, owner: str, user_exists: Any, *, user_by_email: Any = None,
+                 check_owner: bool = True) -> Acl:
+    """An AccessControlPolicy document; its owner must be the resource's owner (``check_owner``)."""
     root = parse(body)
     if root.tag != "AccessControlPolicy":
         raise S3Error("MalformedACLError", "The XML you provided was not well-formed or did not validate against "
                       "our published schema.", status=400)
     declared = text(root, "Owner/ID")
-    if declared is not None and declared != owner:
+    if check_owner and declared is not None and declared != owner:
         raise S3Error("AccessDenied")
     grants: list[list[str]] = []
     for grant in root.iter("Grant"):
@@ -119,7 +124,7 @@ def acl_from_xml(body: bytes, owner: str, user_exists: Any) -> Acl:
         elif text(grantee, "URI") is not None:
             who = _grantee("uri", text(grantee, "URI") or "", user_exists)
         elif text(grantee, "EmailAddress") is not None:
-            who = _grantee("email", text(grantee, "EmailAddress") or "", user_exists)
+            who = _grantee("email", text(grantee, "EmailAddress") or "", user_exists, user_by_email)
         else:
             raise S3Error("InvalidArgument", "Grantee has no ID, URI or EmailAddress")
         grants.append([*who, permission])

@@ -3,22 +3,63 @@ and the bucket sub-resources we store verbatim (policy, CORS, lifecycle, ACL).""
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from exastor import errors
-from exastor.s3 import cors, lifecycle, policy
-from exastor.s3.acl import acl_from_headers, acl_from_xml, acl_of, acl_xml
+from exastor.auth.authorizer import ENFORCED
+from exastor.s3 import access, cors, lifecycle, policy
+from exastor.s3.acl import acl_from_headers, acl_from_xml, acl_xml
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import doc, el, iso8601, owner_xml, parse, parse_tagging, tagging_xml, text
 
+MAX_BUCKETS = 10000  # S3's limit for max-buckets
+
 
 async def list_buckets(call: S3Call) -> None:
+    """ListBuckets, paginated (max-buckets, continuation-token), filtered by prefix and bucket-region."""
+    q = call.q
+    prefix, region = q.get("prefix", ""), q.get("bucket-region")
+    paginated = "max-buckets" in q or "continuation-token" in q
+    limit = MAX_BUCKETS
+    if "max-buckets" in q:
+        try:
+            limit = int(q["max-buckets"])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_BUCKETS:
+            raise S3Error("InvalidArgument", "Invalid Argument: max-buckets must be between 1 and 10000",
+                          ArgumentName="max-buckets", ArgumentValue=q["max-buckets"])
+    after = None
+    if q.get("continuation-token"):
+        after = _untoken(q["continuation-token"])
     if call.principal is None:  # an anonymous caller owns nothing
         await call.reply_xml("ListAllMyBucketsResult", f"{owner_xml('anonymous')}<Buckets></Buckets>")
         return
-    buckets = call.ns.list_buckets(call.grant, call.q.get("prefix", ""))
+    buckets = [b for b in call.ns.list_buckets(call.grant, prefix)
+               if (after is None or b.name > after) and (region is None or b.region == region)]
+    page = buckets[:limit] if paginated else buckets
     items = "".join(f"<Bucket>{el('Name', b.name)}{el('CreationDate', iso8601(b.created_ns))}"
-                    f"{el('BucketRegion', b.region)}</Bucket>" for b in buckets)
-    await call.reply_xml("ListAllMyBucketsResult", f"{owner_xml(call.principal)}<Buckets>{items}</Buckets>")
+                    f"{el('BucketRegion', b.region)}</Bucket>" for b in page)
+    tail = ""
+    if paginated and len(buckets) > len(page):
+        tail += el("ContinuationToken", _token(page[-1].name))
+    if "prefix" in q:
+        tail += el("Prefix", prefix)
+    await call.reply_xml("ListAllMyBucketsResult", f"{owner_xml(call.principal)}<Buckets>{items}</Buckets>{tail}")
+
+
+def _token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise S3Error("InvalidArgument", "The continuation token provided is incorrect",
+                      ArgumentName="continuation-token") from exc
 
 
 async def create_bucket(call: S3Call) -> None:
@@ -30,13 +71,22 @@ async def create_bucket(call: S3Call) -> None:
     if body.strip():
         root = parse(body)
         region = text(root, "LocationConstraint")
-    if region and region != call.ns.region:
-        raise S3Error("InvalidLocationConstraint", "The specified location-constraint is not valid", status=400)
+    # The regions this endpoint serves (`region` and `extra_regions`); us-east-1 is never named.
+    if region is not None and (region not in call.regions or region == "us-east-1"):
+        raise S3Error("InvalidLocationConstraint", "The specified location-constraint is not valid", status=400,
+                      LocationConstraint=region)
     attrs: dict = {}
     lock = call.h.get("x-amz-bucket-object-lock-enabled", "").lower() == "true"
     if lock:
         attrs["object_lock"] = {"enabled": True}
-    acl = acl_from_headers(call.h, call.principal, None, call.ns.user_exists)
+    ownership = call.h.get("x-amz-object-ownership")
+    if ownership is not None:
+        attrs["ownership"] = access.check_ownership(ownership.strip())
+    acl = acl_from_headers(call.h, call.principal, None, call.ns.user_exists, user_by_email=call.ns.user_by_email)
+    if ownership is not None and attrs["ownership"] == ENFORCED and acl is not None and \
+            any(not (kind == "user" and value == call.principal) for kind, value, _ in acl["grants"]):
+        raise S3Error("InvalidBucketAclWithObjectOwnership", "Bucket cannot have ACLs set with ObjectOwnership's "
+                      "BucketOwnerEnforced setting", status=400)
     if acl is not None:
         attrs["acl"] = acl
     try:
@@ -58,7 +108,10 @@ async def delete_bucket(call: S3Call) -> None:
 
 async def head_bucket(call: S3Call) -> None:
     bucket = call.ns.bucket(call.grant, call.bucket)
-    await call.reply(200, headers=[("x-amz-bucket-region", bucket.region)], head=True)
+    await call.reply(200, headers=[("x-amz-bucket-region", bucket.region),
+                                   ("x-amz-bucket-location-type", "Region"),
+                                   ("x-amz-bucket-location-name", bucket.region),
+                                   ("x-amz-access-point-alias", "false")], head=True)
 
 
 async def get_location(call: S3Call) -> None:
@@ -109,21 +162,34 @@ async def delete_tagging(call: S3Call) -> None:
 
 async def get_acl(call: S3Call) -> None:
     bucket = call.ns.bucket(call.grant, call.bucket)
-    await call.reply(200, acl_xml(acl_of(bucket.attrs, bucket.owner)))
+    await call.reply(200, acl_xml(access.effective_acl(bucket.attrs, bucket.owner, bucket)))
 
 
 async def put_acl(call: S3Call) -> None:
     bucket = call.ns.bucket(call.grant, call.bucket)
     body = await call.read_xml_body()
-    acl = acl_from_headers(call.h, bucket.owner, None, call.ns.user_exists)
+    if access.acls_disabled(bucket):
+        raise S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs", status=400)
+    acl = request_acl(call, body, bucket.owner, None)
+    call.decision = call.decision.refine(acl=acl)  # WRITE_ACP, and Block Public Access on this ACL
+    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"acl": acl})
+    await call.reply(200)
+
+
+def request_acl(call: S3Call, body: bytes, owner: str, bucket_owner: str | None, *, for_object: bool = False,
+                check_owner: bool = True) -> dict:
+    """The ACL a PutBucketAcl / PutObjectAcl asks for: its headers, or else its XML body (whose
+    Owner must be ``owner`` when ``check_owner``)."""
+    acl = acl_from_headers(call.h, owner, bucket_owner, call.ns.user_exists, for_object=for_object,
+                           user_by_email=call.ns.user_by_email)
     if acl is None:
         if not body.strip():
             raise S3Error("MissingSecurityElement", "The request is missing a security element", status=400)
-        acl = acl_from_xml(body, bucket.owner, call.ns.user_exists)
-    elif body.strip():
+        return acl_from_xml(body, owner, call.ns.user_exists, user_by_email=call.ns.user_by_email,
+                            check_owner=check_owner)
+    if body.strip():
         raise S3Error("UnexpectedContent", "This request does not support content", status=400)
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"acl": acl})
-    await call.reply(200)
+    return acl
 
 
 # Sub-resources stored verbatim: accepted and returned, not yet enforced (documented in compatibility.md).
@@ -155,6 +221,7 @@ async def put_stored(call: S3Call, name: str) -> None:
         raise S3Error("MalformedPolicy" if name == "policy" else "MalformedXML") from exc
     if name == "policy":
         policy.validate(body, call.bucket or "")
+        call.decision = call.decision.refine(policy=stored)  # Block Public Access on this policy
     elif name == "lifecycle":
         stored = lifecycle.normalise(body)
     elif name == "cors":

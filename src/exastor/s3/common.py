@@ -4,10 +4,8 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-import hmac
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +19,7 @@ from exastor.http.asgi import Request, Send, respond, respond_stream
 from exastor.http.conditions import format_http_date
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.store import Namespace, PutSpec
-from exastor.s3 import sigv4
+from exastor.s3 import checksum, sigv4
 from exastor.s3.errors import S3Error
 from exastor.s3.streaming import AwsChunkedDecoder
 from exastor.s3.xml import doc
@@ -49,6 +47,7 @@ class S3Call:
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
     decision: Decision | None = None     # the authorizer's, made before the handler runs
     info: dict[str, Any] = field(default_factory=dict)  # scope["exastor"]: what other layers may read
+    checksum_request: checksum.Requested | None = None  # the body's checksum, as put_spec read it
 
     @property
     def grant(self) -> Decision:
@@ -103,24 +102,16 @@ class S3Call:
         digesters (hashed on a worker thread beside the MD5, not on the event loop)."""
         return _decoded_body(self, limit, sha256_in_spec=spec is not None and self.payload_hash_in_spec)
 
-    def put_spec(self, attrs: dict[str, Any]) -> PutSpec:
-        """Digesters and the verification step for an object or part body."""
+    def put_spec(self, attrs: dict[str, Any], *, algorithms: set[str] | None = None) -> PutSpec:
+        """Digesters and the verification step for an object (``algorithms`` None) or a part body
+        (the algorithms its upload needs). Once the body is read and verified, ``attrs`` hold its
+        checksums: an object's record (s3/checksum.py), a part's ``checksums`` by algorithm."""
         h = self.h
         size = _declared_size(self)
-        expected: list[checksums.ExpectedChecksum] = []
-        try:
-            for algorithm, value in checksums.checksum_headers_in(h).items():
-                expected.append(checksums.ExpectedChecksum(algorithm, value))
-        except checksums.InvalidDigestValue as exc:
-            raise S3Error("InvalidRequest", "Value for x-amz-checksum header is invalid.") from exc
-        trailer_alg = _trailer_algorithm(h)
-        requested = (h.get("x-amz-checksum-algorithm") or h.get("x-amz-sdk-checksum-algorithm") or "").upper()
-        computed: dict[str, checksums.Checksum] = {}
-        try:
-            for alg in {trailer_alg, requested} - {"", None} - {e.algorithm for e in expected}:
-                computed[alg] = checksums.new_checksum(alg)
-        except checksums.UnknownChecksumAlgorithm as exc:
-            raise S3Error("InvalidRequest", "Checksum algorithm provided is unsupported.") from exc
+        request = checksum.requested(h)
+        self.checksum_request = request
+        body_checksums = checksum.BodyChecksums.over(
+            request, {checksum.DEFAULT_ALGORITHM} if algorithms is None else algorithms)
         md5_header = h.get("content-md5")
         want_md5: bytes | None = None
         if md5_header is not None:
@@ -133,24 +124,14 @@ class S3Call:
         def verify(md5_hex: str, got_size: int) -> None:
             if want_md5 is not None and bytes.fromhex(md5_hex) != want_md5:
                 raise S3Error("BadDigest")
-            stored: dict[str, str] = {}
-            for exp in expected:
-                try:
-                    stored[exp.algorithm] = exp.verify()
-                except checksums.ChecksumMismatch as exc:
-                    raise S3Error("BadDigest", f"The {exp.algorithm} you specified did not match the "
-                                  "calculated checksum.") from exc
-            trailers = getattr(call, "_trailers", {})
-            for alg, ck in computed.items():
-                value = base64.b64encode(ck.digest()).decode()
-                sent = trailers.get(checksums.header_name(alg))
-                if sent is not None and not hmac.compare_digest(sent.strip(), value):
-                    raise S3Error("BadDigest", f"The {alg} you specified did not match the calculated checksum.")
-                stored[alg] = value
-            if stored:
-                attrs["checksums"] = stored
+            values = body_checksums.finish(getattr(call, "_trailers", {}))
+            attrs.pop("checksums", None)
+            if algorithms is None:
+                attrs["checksum"] = checksum.object_record(values, request)
+            else:
+                attrs["checksums"] = values
 
-        digesters: list[Any] = [*expected, *computed.values()]
+        digesters: list[Any] = list(body_checksums.running.values())
         payload_sha256 = sigv4.payload_sha256_required(self.auth) if self.auth else None
         sha = hashlib.sha256() if payload_sha256 else None
         if sha is not None:
@@ -164,13 +145,6 @@ class S3Call:
         spec = PutSpec(attrs=attrs, digesters=digesters, verify=verify_all, expected_size=size)
         self.payload_hash_in_spec = sha is not None
         return spec
-
-
-def _trailer_algorithm(h: dict[str, str]) -> str | None:
-    trailer = h.get("x-amz-trailer", "").strip().lower()
-    if trailer.startswith("x-amz-checksum-"):
-        return trailer[len("x-amz-checksum-"):].upper()
-    return None
 
 
 def _declared_size(call: S3Call) -> int | None:
@@ -244,7 +218,10 @@ def attrs_from_headers(h: dict[str, str]) -> dict[str, Any]:
         value = h.get(name)
         if value is not None:
             if name == "content-encoding":
-                value = ",".join(p for p in (v.strip() for v in value.split(",")) if p and p != "aws-chunked")
+                # aws-chunked describes this request's framing, not the object: drop it and keep the
+                # rest exactly as sent ("deflate, gzip" stays "deflate, gzip").
+                kept = [p for p in value.split(",") if p.strip() and p.strip().lower() != "aws-chunked"]
+                value = ",".join(kept).strip()
                 if not value:
                     continue
             attrs[name] = value
@@ -294,8 +271,7 @@ def object_headers(obj: ObjectVersion, *, versioned: bool, checksum_mode: bool =
     if a.get("storage-class") and a["storage-class"] != "STANDARD":
         out.append(("x-amz-storage-class", a["storage-class"]))
     if checksum_mode:
-        for alg, value in a.get("checksums", {}).items():
-            out.append((checksums.header_name(alg), value))
+        out += checksum.headers(checksum.record(a))
     return out
 
 

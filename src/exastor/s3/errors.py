@@ -6,7 +6,10 @@ client always gets a code it understands and a request id, never a traceback.
 
 from __future__ import annotations
 
+from typing import Any
 from xml.sax.saxutils import escape
+
+from exastor import errors, metrics
 
 # code -> (HTTP status, default message). Codes and statuses from the S3 API reference.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -94,3 +97,52 @@ class S3Error(Exception):
         # "replace": a %FF path decodes to a lone surrogate, which UTF-8 cannot carry
         return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode(
             "utf-8", "replace")
+
+
+_SIMPLE: dict[type[errors.StoreError], str] = {
+    errors.AccessDenied: "AccessDenied",
+    errors.BucketNotFound: "NoSuchBucket",
+    errors.BucketNotEmpty: "BucketNotEmpty",
+    errors.InvalidBucketName: "InvalidBucketName",
+    errors.InvalidKey: "InvalidArgument",
+    errors.KeyTooLong: "KeyTooLongError",
+    errors.VersionNotFound: "NoSuchVersion",
+    errors.UploadNotFound: "NoSuchUpload",
+    errors.InvalidPart: "InvalidPart",
+    errors.InvalidPartOrder: "InvalidPartOrder",
+    errors.PartTooSmall: "EntityTooSmall",
+    errors.ConditionalConflict: "ConditionalRequestConflict",
+    errors.PreconditionFailed: "PreconditionFailed",
+    errors.BadDigest: "BadDigest",
+    errors.IncompleteBody: "IncompleteBody",
+    errors.EntityTooLarge: "EntityTooLarge",
+    errors.InvalidArgument: "InvalidArgument",
+    errors.InvalidRange: "InvalidRange",
+    errors.InsufficientStorage: "InsufficientStorage",
+    errors.QuotaExceeded: "QuotaExceeded",
+    errors.Unavailable: "ServiceUnavailable",
+    errors.DataCorrupted: "InternalError",
+}
+
+
+def to_s3_error(exc: errors.StoreError, call: Any = None) -> S3Error:
+    """The S3 error for a protocol-neutral one (``call``: the request, for the Key of NoSuchKey)."""
+    if isinstance(exc, errors.QuotaExceeded):
+        metrics.refused("quota", "s3", exc.info.get("scope"))
+    if isinstance(exc, errors.SlowDown):
+        return S3Error("SlowDown", headers={"Retry-After": str(exc.info.get("retry_after", 1))})
+    if isinstance(exc, errors.BucketExists):
+        return S3Error("BucketAlreadyOwnedByYou" if exc.info.get("owned_by_caller") else "BucketAlreadyExists")
+    if isinstance(exc, errors.ObjectNotFound | errors.MethodNotAllowed):
+        marker = exc.info.get("delete_marker")
+        headers = {}
+        if marker is not None:
+            headers = {"x-amz-delete-marker": "true", "x-amz-version-id": marker.version_id}
+        if isinstance(exc, errors.MethodNotAllowed):
+            return S3Error("MethodNotAllowed", headers=headers)
+        return S3Error("NoSuchKey", headers=headers, Key=call.key if call and call.key else "")
+    for cls in type(exc).__mro__:
+        code = _SIMPLE.get(cls)  # type: ignore[arg-type]
+        if code:
+            return S3Error(code, exc.detail or None if code == "InvalidArgument" else None)
+    return S3Error("InternalError")

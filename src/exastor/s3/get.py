@@ -6,7 +6,7 @@ from exastor.http.asgi import header_value_ok
 from exastor.http.conditions import evaluate, parse_preconditions
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta.records import ObjectVersion
-from exastor.s3 import objectlock, sse
+from exastor.s3 import checksum, objectlock, sse
 from exastor.s3.common import S3Call, mtime, object_headers
 from exastor.s3.errors import S3Error
 
@@ -32,29 +32,41 @@ def check_read_conditions(call: S3Call, obj: ObjectVersion) -> None:
                                               "last-modified": dict(object_headers(obj, versioned=False))["last-modified"]})
 
 
-def _part_range(call: S3Call, obj: ObjectVersion) -> tuple[int, int, list[tuple[str, str]]] | None:
+def part_number(call: S3Call) -> int | None:
+    """The partNumber a GET/HEAD asks for (1-10000), or None."""
     raw = call.q.get("partNumber")
     if raw is None:
         return None
     try:
         number = int(raw)
-    except ValueError as exc:
-        raise S3Error("InvalidArgument", "Part number must be an integer") from exc
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 10000:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive.",
+                      ArgumentName="partNumber", ArgumentValue=raw)
+    if call.h.get("range"):
+        raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+    return number
+
+
+def _part_range(obj: ObjectVersion, number: int) -> tuple[int, int]:
+    """The bytes of part ``number`` (a non-multipart object is one part), or InvalidPartNumber."""
     sizes: list[int] = obj.attrs.get("parts") or [obj.size]
-    if not 1 <= number <= max(len(sizes), 1):
-        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", status=416)
+    if number > len(sizes):
+        raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", status=416,
+                      ActualPartCount=str(len(sizes)), PartNumberRequested=str(number))
     start = sum(sizes[: number - 1])
-    end = start + sizes[number - 1] - 1
-    return start, end, [("x-amz-mp-parts-count", str(len(sizes)))] if obj.attrs.get("parts") else []
+    return start, start + sizes[number - 1] - 1
 
 
 async def get_object(call: S3Call, *, head: bool = False) -> None:
     version_id = call.q.get("versionId")
+    number = part_number(call)
+    with_checksum = checksum.checksum_mode(call.h)
     obj = call.ns.get_object(call.grant, call.bucket, call.key, version_id)
     check_read_conditions(call, obj)
     bucket = call.ns.bucket(call.grant, call.bucket)
-    headers = object_headers(obj, versioned=bool(bucket and bucket.versioning),
-                             checksum_mode=call.h.get("x-amz-checksum-mode", "").upper() == "ENABLED")
+    headers = object_headers(obj, versioned=bool(bucket and bucket.versioning))
     headers += objectlock.object_headers(obj)
     if "x-amz-server-side-encryption" in call.h:
         raise S3Error("InvalidArgument", "x-amz-server-side-encryption header is not supported for this operation.",
@@ -71,11 +83,14 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
                               ArgumentName=param)
             headers = [(k, v) for k, v in headers if k != header] + [(header, call.q[param])]
     status, start, end = 200, 0, obj.size - 1
-    part = _part_range(call, obj)
-    if part is not None:
-        start, end, extra = part
-        headers += extra
-        if obj.attrs.get("parts"):
+    whole = True  # whether the answer is the whole object (a checksum covers the whole object only)
+    parts = obj.attrs.get("parts")
+    if number is not None:
+        start, end = _part_range(obj, number)
+        if parts:
+            headers.append(("x-amz-mp-parts-count", str(len(parts))))
+            whole = False
+        if obj.size > 0:
             status = 206
             headers.append(("content-range", content_range(start, end, obj.size)))
     elif obj.size > 0 or call.h.get("range"):
@@ -87,9 +102,12 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
         if rng is not None:
             start, end = rng
             status = 206
+            whole = start == 0 and end == obj.size - 1
             headers.append(("content-range", content_range(start, end, obj.size)))
-    if status == 206:  # a stored checksum covers the whole object, never a range of it
-        headers = [(k, v) for k, v in headers if not k.startswith("x-amz-checksum-")]
+    if with_checksum and whole:
+        headers += checksum.headers(checksum.record(obj.attrs))
+    elif with_checksum and number is not None:  # a part's own, when its upload named an algorithm
+        headers += checksum.headers(checksum.part_record(obj.attrs, number))
     length = max(end - start + 1, 0)
     headers.append(("content-length", str(length)))
     if head or length == 0:

@@ -56,7 +56,8 @@ async def put_configuration(call: S3Call) -> None:
     if root.tag != "ObjectLockConfiguration" or text(root, "ObjectLockEnabled") != "Enabled":
         raise S3Error("MalformedXML")
     if not enabled(bucket):
-        raise S3Error("InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets")
+        # S3 enables Object Lock on an existing bucket once its versioning is Enabled (since 2023).
+        _versioning_enabled(bucket)
     config: dict[str, Any] = {"enabled": True}
     retention = root.find("Rule/DefaultRetention")
     if retention is not None:
@@ -71,8 +72,17 @@ async def put_configuration(call: S3Call) -> None:
             raise S3Error("InvalidRetentionPeriod", "Default retention period must be a positive integer value",
                           status=400)
         config["rule"] = {"mode": mode, "days" if days is not None else "years": amount}
-    await call.ns.update_bucket_attrs(call.grant, call.bucket or "", {"object_lock": config})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket or "", {"object_lock": config},
+                                      check=_versioning_enabled)
     await call.reply(200)
+
+
+def _versioning_enabled(bucket: Bucket) -> None:
+    """Object Lock protects versions: a bucket whose versioning is not Enabled cannot have it (checked
+    again in the transaction that enables it, so a concurrent suspension cannot slip between)."""
+    if bucket.versioning != "Enabled":
+        raise S3Error("InvalidBucketState", "Versioning must be 'Enabled' on the bucket to apply a Object Lock "
+                      "configuration")
 
 
 async def get_configuration(call: S3Call) -> None:

@@ -28,6 +28,9 @@ def validate(body: bytes, bucket: str) -> dict[str, Any]:
             raise S3Error("MalformedPolicy", "Missing required field Action", status=400)
         if "Principal" not in st and "NotPrincipal" not in st:
             raise S3Error("MalformedPolicy", "Missing required field Principal", status=400)
+        if "NotPrincipal" in st and st["Effect"] == "Allow":
+            # S3 takes NotPrincipal only to Deny: an Allow to "everyone but X" is refused, not stored.
+            raise S3Error("MalformedPolicy", "Invalid principal in policy: NotPrincipal with Allow", status=400)
         resources = as_list(st.get("Resource")) + as_list(st.get("NotResource"))
         if not resources:
             raise S3Error("MalformedPolicy", "Missing required field Resource", status=400)

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from exastor.auth.principal import Principal
-from exastor.s3 import objectlock, sse
+from exastor.s3 import access, checksum, objectlock, sse
 from exastor.s3.acl import canned_acl
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, add_user_metadata
 from exastor.s3.errors import S3Error
@@ -202,7 +202,7 @@ def _check_policy(fields: dict[str, str]) -> tuple[int, int] | None:
             raise _failed(f"Policy Condition failed: [\"{op}\", \"${name}\", \"{want}\"]")
         covered.add(name)
     for name in fields:
-        if name not in covered and name not in _UNCHECKED and not name.startswith("x-ignore-"):
+        if name not in covered and name not in _UNCHECKED and not name.startswith(("x-ignore-", "x-amz-checksum-")):
             raise _failed(f"Extra input fields: {name}")
     return size_range
 
@@ -226,20 +226,28 @@ async def post_object(call: S3Call) -> None:
         key = fields["key"] = key.replace("${filename}", filename)
     size_range = _check_policy(fields) if "policy" in fields else None
     call.key = key
-    # Who signed the form, and the key it writes, complete the request's decision.
+    # Who signed the form, its key and its ACL complete the request's decision.
     who = Principal.user(principal) if principal else Principal.anonymous()
     call.info.update(principal=who.label, key=key)
-    call.decision = call.decision.refine(principal=who, key=key)
     bucket = call.ns.bucket(call.grant, call.bucket or "")
+    bucket_owner = bucket.owner if bucket else None
+    owner = access.new_object_owner(call, bucket, fields.get("acl"))
+    acl = None
+    if "acl" in fields:
+        if access.acls_disabled(bucket) and fields["acl"].strip() != access.BUCKET_OWNER_FULL_CONTROL:
+            raise S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs", status=400)
+        acl = canned_acl(fields["acl"], owner or principal or bucket_owner or "", bucket_owner, for_object=True)
+    call.decision = call.decision.refine(principal=who, key=key, acl=acl)
     attrs: dict[str, Any] = {name: fields[name] for name in _CONTENT_FIELDS if name in fields}
     attrs.setdefault("content-type", "binary/octet-stream")
     add_user_metadata(attrs, fields)
     if "tagging" in fields:
         attrs["tags"] = parse_tagging(fields["tagging"].encode())
-    if "acl" in fields:
-        bucket_owner = bucket.owner if bucket else None
-        attrs["acl"] = canned_acl(fields["acl"], principal or bucket_owner or "", bucket_owner, for_object=True)
+    if acl is not None and not access.acls_disabled(bucket):
+        attrs["acl"] = acl
     attrs.update(objectlock.attrs_for_new_object(call, bucket))
+    # A checksum field (x-amz-checksum-<algorithm>) is checked against the file as any upload's is.
+    sums = checksum.BodyChecksums.over(checksum.requested(fields), {checksum.DEFAULT_ALGORITHM})
 
     def verify(_md5: str, size: int) -> None:
         if size_range is not None:
@@ -247,8 +255,10 @@ async def post_object(call: S3Call) -> None:
                 raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
             if size < size_range[0]:
                 raise S3Error("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size")
+        attrs["checksum"] = checksum.object_record(sums.finish({}), sums.request)
 
-    obj = await sse.put_plain_or_encrypted(call, key, form.file(), attrs, fields, verify, MAX_PUT_SIZE)
+    obj = await sse.put_plain_or_encrypted(call, key, form.file(), attrs, fields, verify, MAX_PUT_SIZE,
+                                           digesters=list(sums.running.values()), owner=owner)
     headers = [("etag", f'"{obj.etag}"')]
     if obj.version_id != "null":
         headers.append(("x-amz-version-id", obj.version_id))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from exastor import errors
-from exastor.http.conditions import evaluate, evaluate_copy_source, parse_preconditions
+from exastor.http import checksums
+from exastor.http.conditions import etag_listed, evaluate_copy_source, parse_preconditions
 from exastor.http.ranges import RangeNotSatisfiable, bounded_int, parse_range
 from exastor.meta.records import ObjectVersion
+from exastor.namespace.conditions import WriteCondition
 from exastor.namespace.store import Check
-from exastor.s3 import objectlock, sse
+from exastor.s3 import access, checksum, objectlock, sse
 from exastor.s3.acl import acl_from_headers
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime
 from exastor.s3.errors import S3Error
@@ -18,52 +22,68 @@ from exastor.s3.xml import el, iso8601
 
 
 def write_check(call: S3Call) -> Check | None:
-    """If-Match / If-None-Match on writes, evaluated atomically with the commit."""
-    pre = parse_preconditions(call.h)
-    if pre.if_match is None and pre.if_none_match is None:
+    """If-Match / If-None-Match on a write (PutObject, CompleteMultipartUpload, CopyObject's
+    destination), decided inside the write's transaction (namespace/conditions.py). As S3 does: only
+    ``*`` in If-None-Match, and not both headers at once (501 NotImplemented otherwise)."""
+    if_match, if_none_match = call.h.get("if-match"), call.h.get("if-none-match")
+    if if_match is not None and not if_match.strip():
+        if_match = None
+    if if_none_match is not None and not if_none_match.strip():
+        if_none_match = None
+    if if_match is None and if_none_match is None:
         return None
-
-    def check(current: ObjectVersion | None) -> None:
-        live = current if current is not None and not current.delete_marker else None
-        if pre.if_match is not None and live is None:  # nothing to match: the condition fails
-            raise errors.PreconditionFailed("If-Match")
-        outcome = evaluate(pre, exists=live is not None, etag=live.etag if live else None,
-                           last_modified=mtime(live) if live else None, method="PUT")
-        if outcome != "ok":
-            raise errors.PreconditionFailed("If-None-Match" if pre.if_none_match else "If-Match")
-
-    return check
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise S3Error("NotImplemented", "A header you provided implies functionality that is not implemented",
+                      Header="If-None-Match")
+    if if_match is not None and if_none_match is not None:
+        raise S3Error("NotImplemented", "A header you provided implies functionality that is not implemented",
+                      Header="If-Match")
+    return WriteCondition(etag_matcher(if_match), if_none_match is not None)
 
 
-def _echo_checksums(attrs: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(f"x-amz-checksum-{alg.lower()}", v) for alg, v in attrs.get("checksums", {}).items()]
+def etag_matcher(header: str | None) -> Callable[[str], bool] | None:
+    """If-Match's ETag list (or ``*``) as the predicate namespace conditions take."""
+    if header is None or not header.strip():
+        return None
+    return partial(_listed, header)
 
 
-def object_acl(call: S3Call, attrs: dict[str, Any]) -> None:
+def _listed(header: str, etag: str) -> bool:
+    return etag_listed(header, etag, weak=False)
+
+
+def object_acl(call: S3Call, attrs: dict[str, Any]) -> str | None:
     """The ACL and Object Lock settings a new object gets from the request's headers
-    (x-amz-acl / x-amz-grant-*, x-amz-object-lock-*) and the bucket's defaults."""
+    (x-amz-acl / x-amz-grant-*, x-amz-object-lock-*) and the bucket's defaults; returns who owns
+    the object when that is not the writer (Object Ownership, s3/access.py)."""
     bucket = call.ns.bucket(call.grant, call.bucket or "")
+    access.refuse_acl_if_disabled(call, bucket, for_object=True)
     for name in ("retention", "legal_hold"):
         attrs.pop(name, None)
     attrs.update(objectlock.attrs_for_new_object(call, bucket))
     bucket_owner = bucket.owner if bucket else None
-    # an anonymous writer's object belongs to the bucket's owner (as the namespace records it)
-    acl = acl_from_headers(call.h, call.principal or bucket_owner, bucket_owner, call.ns.user_exists,
-                           for_object=True)
+    owner = access.new_object_owner(call, bucket, call.h.get("x-amz-acl"))
     attrs.pop("acl", None)
+    if access.acls_disabled(bucket):
+        return owner
+    acl = acl_from_headers(call.h, owner or call.principal or bucket_owner, bucket_owner, call.ns.user_exists,
+                           for_object=True, user_by_email=call.ns.user_by_email)
     if acl is not None:
         attrs["acl"] = acl
+    return owner
 
 
 async def put_object(call: S3Call) -> None:
     attrs = attrs_from_headers(call.h)
-    object_acl(call, attrs)
+    owner = object_acl(call, attrs)
     ck = sse.new_object_encryption(call.h, attrs)
     spec = call.put_spec(attrs)
     spec.check = write_check(call)
+    spec.owner = owner
     body = sse.wrap_put(call.body(MAX_PUT_SIZE, spec=spec), ck, attrs, spec)
     obj = await call.ns.put_object(call.grant, call.bucket, call.key, body, spec)
-    headers = [("etag", f'"{obj.etag}"'), *_echo_checksums(obj.attrs), *sse.response_headers(obj.attrs)]
+    headers = [("etag", f'"{obj.etag}"'), *checksum.headers(checksum.record(obj.attrs)),
+               *sse.response_headers(obj.attrs)]
     if obj.version_id != "null":
         headers.append(("x-amz-version-id", obj.version_id))
     await call.reply(200, b"", headers)
@@ -105,7 +125,7 @@ async def copy_object(call: S3Call) -> None:
         raise S3Error("InvalidArgument", "Unknown metadata directive.")
     same = src.bucket == call.bucket and src.key == call.key
     if directive == "COPY":
-        attrs = {k: v for k, v in src.attrs.items() if k != "parts"}
+        attrs = {k: v for k, v in src.attrs.items() if k not in _NOT_COPIED}
         if "x-amz-tagging" in call.h or call.h.get("x-amz-tagging-directive", "").upper() == "REPLACE":
             attrs["tags"] = attrs_from_headers(call.h).get("tags", {})
         if "x-amz-storage-class" in call.h:
@@ -119,17 +139,44 @@ async def copy_object(call: S3Call) -> None:
         attrs = attrs_from_headers(call.h)
         if call.h.get("x-amz-tagging-directive", "COPY").upper() == "COPY" and "tags" in src.attrs:
             attrs["tags"] = src.attrs["tags"]
-    object_acl(call, attrs)
+    owner = object_acl(call, attrs)
     _copy_encryption(call, src, attrs)
-    obj = await call.ns.copy_object(call.grant, src, call.bucket, call.key, attrs=attrs,
-                                    check=write_check(call))
+    check = write_check(call)
+    await _copy_checksum(call, src, attrs)
+    obj = await call.ns.copy_object(call.grant, src, call.bucket, call.key, attrs=attrs, check=check, owner=owner)
     headers = []
     if obj.version_id != "null":
         headers.append(("x-amz-version-id", obj.version_id))
     if src.version_id != "null":
         headers.append(("x-amz-copy-source-version-id", src.version_id))
-    await call.reply_xml("CopyObjectResult", el("LastModified", iso8601(obj.mtime_ns)) + el("ETag", f'"{obj.etag}"'),
-                         headers)
+    inner = (el("LastModified", iso8601(obj.mtime_ns)) + el("ETag", f'"{obj.etag}"')
+             + checksum.xml_elements(checksum.record(obj.attrs)))
+    await call.reply_xml("CopyObjectResult", inner, headers)
+
+
+# What a copy does not take from its source: how the source was assembled (its parts), and the
+# checksums, which _copy_checksum sets for the copy.
+_NOT_COPIED = ("parts", "part_checksums", "upload", "checksum", "checksums")
+
+
+async def _copy_checksum(call: S3Call, src: ObjectVersion, attrs: dict[str, Any]) -> None:
+    """The copy's full-object checksum: x-amz-checksum-algorithm's, else the source's algorithm. The
+    source's value serves when it is that algorithm's full-object checksum; otherwise (a composite
+    source, another algorithm) the stored bytes are hashed, as S3 recomputes it."""
+    for name in _NOT_COPIED:
+        attrs.pop(name, None)
+    rec = checksum.record(src.attrs)
+    wanted = call.h.get("x-amz-checksum-algorithm")
+    algorithm = checksum.algorithm_name(wanted) if wanted else (rec["algorithm"] if rec else None)
+    algorithm = algorithm or checksum.DEFAULT_ALGORITHM
+    if rec and rec["algorithm"] == algorithm and rec["type"] == checksum.FULL_OBJECT:
+        attrs["checksum"] = dict(rec)
+        return
+    if "sse_c" in src.attrs:
+        return  # the stored bytes are ciphertext; a checksum covers the plaintext
+    running = checksums.new_checksum(algorithm)
+    await call.ns.digest(call.grant, src, [running])
+    attrs["checksum"] = {"algorithm": algorithm, "type": checksum.FULL_OBJECT, "value": running.b64()}
 
 
 def _copy_encryption(call: S3Call, src: ObjectVersion, attrs: dict[str, Any]) -> None:

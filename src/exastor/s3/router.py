@@ -10,7 +10,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
-from exastor.s3 import bucket, cors, delete, get, multipart, objectlock, post, put, tagging
+from exastor.s3 import (
+    access,
+    attributes,
+    bucket,
+    cors,
+    delete,
+    get,
+    multipart,
+    objectlock,
+    post,
+    put,
+    tagging,
+)
 from exastor.s3 import list as listing
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
@@ -27,8 +39,8 @@ class Route:
 # Sub-resources S3 has that we do not implement: answer NotImplemented rather than guess.
 _UNSUPPORTED_BUCKET = ("website", "logging", "notification", "replication",
                        "accelerate", "requestPayment", "analytics", "metrics", "inventory",
-                       "ownershipControls", "publicAccessBlock", "intelligent-tiering")
-_UNSUPPORTED_OBJECT = ("restore", "select", "torrent", "attributes")
+                       "intelligent-tiering")
+_UNSUPPORTED_OBJECT = ("restore", "select", "torrent")
 _STORED = ("policy", "cors", "lifecycle", "encryption")
 _STORED_NAMES = {"policy": ("GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"),
                  "cors": ("GetBucketCors", "PutBucketCors", "DeleteBucketCors"),
@@ -58,6 +70,21 @@ def _bucket_route(method: str, q: dict[str, str]) -> Route:
             return Route("PutObjectLockConfiguration", objectlock.put_configuration)
         if method == "GET":
             return Route("GetObjectLockConfiguration", objectlock.get_configuration)
+        raise S3Error("MethodNotAllowed")
+    for name, names, handlers in (
+            ("ownershipControls", ("GetBucketOwnershipControls", "PutBucketOwnershipControls",
+                                   "DeleteBucketOwnershipControls"),
+             (access.get_ownership, access.put_ownership, access.delete_ownership)),
+            ("publicAccessBlock", ("GetPublicAccessBlock", "PutPublicAccessBlock", "DeletePublicAccessBlock"),
+             (access.get_public_access_block, access.put_public_access_block, access.delete_public_access_block))):
+        if name in q:
+            for verb, op, handler in zip(("GET", "PUT", "DELETE"), names, handlers, strict=True):
+                if method == verb:
+                    return Route(op, handler)
+            raise S3Error("MethodNotAllowed")
+    if "policyStatus" in q:
+        if method == "GET":
+            return Route("GetBucketPolicyStatus", access.get_policy_status)
         raise S3Error("MethodNotAllowed")
     for name in _STORED:
         if name in q:
@@ -128,6 +155,8 @@ def _object_route(method: str, q: dict[str, str], has_copy_source: bool) -> Rout
             return Route("GetObjectTagging", tagging.get_object_tagging)
         if "acl" in q and method == "GET":
             return Route("GetObjectAcl", tagging.get_object_acl)
+        if "attributes" in q and method == "GET":
+            return Route("GetObjectAttributes", attributes.get_object_attributes)
         if method == "HEAD":
             return Route("HeadObject", partial(get.get_object, head=True))
         return Route("GetObject", partial(get.get_object, head=False))

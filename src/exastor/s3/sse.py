@@ -213,9 +213,10 @@ async def decrypt_range(pieces: AsyncIterator[bytes | memoryview], obj: ObjectVe
 
 async def put_plain_or_encrypted(call: Any, key: str, source: AsyncIterator[bytes | memoryview],
                                  attrs: dict[str, Any], fields: Mapping[str, str],
-                                 verify: Callable[[str, int], None], limit: int) -> ObjectVersion:
+                                 verify: Callable[[str, int], None], limit: int, *,
+                                 digesters: list[Any] | None = None, owner: str | None = None) -> ObjectVersion:
     ck = new_object_encryption(fields, attrs)
-    spec = PutSpec(attrs=attrs, verify=verify)
+    spec = PutSpec(attrs=attrs, verify=verify, digesters=digesters or [], owner=owner)
     body = wrap_put(_limited(source, limit), ck, attrs, spec)
     return await call.ns.put_object(call.grant, call.bucket, key, body, spec)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from exastor.namespace.store import WRITE
-from exastor.s3.acl import acl_from_headers, acl_from_xml, acl_of, acl_xml
+from exastor.s3 import access
+from exastor.s3.acl import acl_xml
+from exastor.s3.bucket import request_acl
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import parse_tagging, tagging_xml
@@ -34,18 +36,27 @@ async def delete_object_tagging(call: S3Call) -> None:
 
 async def get_object_acl(call: S3Call) -> None:
     obj = call.ns.get_object(call.grant, call.bucket, call.key, call.q.get("versionId"))
-    await call.reply(200, acl_xml(acl_of(obj.attrs, obj.owner)), _version_header(obj.version_id))
+    bucket = call.ns.bucket(call.grant, call.bucket)
+    await call.reply(200, acl_xml(access.effective_acl(obj.attrs, obj.owner, bucket)), _version_header(obj.version_id))
 
 
 async def put_object_acl(call: S3Call) -> None:
-    obj = call.ns.get_object(call.grant, call.bucket, call.key, call.q.get("versionId"), access=WRITE)
-    bucket = call.ns.bucket(call.grant, obj.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket)
     body = await call.read_xml_body()
-    acl = acl_from_headers(call.h, obj.owner, bucket.owner if bucket else None, call.ns.user_exists, for_object=True)
-    if acl is None:
-        if not body.strip():
-            raise S3Error("MissingSecurityElement", "The request is missing a security element", status=400)
-        acl = acl_from_xml(body, obj.owner, call.ns.user_exists)
+    if access.acls_disabled(bucket):
+        raise S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs", status=400)
+    # The body completes the decision (WRITE_ACP on the object, and Block Public Access on this ACL);
+    # the ACL's owner is the object's, so it is parsed once the object may be read.
+    pending = call.decision
+    call.decision = pending.refine(acl=_acl_in_request(call, body, bucket))
+    obj = call.ns.get_object(call.grant, call.bucket, call.key, call.q.get("versionId"), access=WRITE)
+    acl = request_acl(call, body, obj.owner, bucket.owner, for_object=True)
     updated = await call.ns.update_object_attrs(call.grant, call.bucket, call.key, obj.version_id,
                                                 {"acl": acl})
     await call.reply(200, b"", _version_header(updated.version_id))
+
+
+def _acl_in_request(call: S3Call, body: bytes, bucket) -> dict:  # noqa: ANN001 - a Bucket
+    """The grants the request asks for, owner aside (the owner is checked once the object is read):
+    what Block Public Access looks at."""
+    return request_acl(call, body, call.principal or bucket.owner, bucket.owner, for_object=True, check_owner=False)
