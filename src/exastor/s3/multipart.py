@@ -17,7 +17,7 @@ from exastor.s3.xml import el, iso8601, owner_xml, parse, text
 async def create_upload(call: S3Call) -> None:
     attrs = attrs_from_headers(call.h)
     object_acl(call, attrs)
-    sse.new_object_encryption(call.h, attrs)
+    sse.new_object_encryption(call.h, attrs, at_rest=call.ns.encrypted_at_rest)
     upload = await mp.create_upload(call.ns, call.grant, call.bucket, call.key, attrs)
     inner = el("Bucket", call.bucket) + el("Key", call.key) + el("UploadId", upload.upload_id)
     await call.reply_xml("InitiateMultipartUploadResult", inner, sse.response_headers(attrs))
