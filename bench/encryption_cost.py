@@ -53,20 +53,29 @@ def main() -> int:
         servers = {mode: Server(work, f"{tag}-{mode}", drives, ec, tls=False, extra=("--encrypt-at-rest", mode))
                    for mode in ("off", "on")}
         tallies: dict[str, dict[str, dict[str, float]]] = {mode: {} for mode in servers}
+        per_round: dict[str, list[float]] = {}  # "phase/mode" -> server CPU-s/GiB of each round
         try:
             for r in range(args.rounds):
                 order = list(servers) if r % 2 == 0 else list(reversed(servers))  # alternate: same share of noise
                 for mode in order:
-                    round_trip(servers[mode], args.size * MiB, args.objects, tallies[mode])
+                    one: dict[str, dict[str, float]] = {}
+                    round_trip(servers[mode], args.size * MiB, args.objects, one)
+                    for phase, t in one.items():
+                        per_round.setdefault(f"{phase}/{mode}", []).append(t["server_cpu_s"] / (t["bytes"] / GiB))
+                        total = tallies[mode].setdefault(phase, dict.fromkeys(t, 0.0))
+                        for name, value in t.items():
+                            total[name] += value
         finally:
             for server in servers.values():
                 server.stop()
         for mode, tally in tallies.items():
             for phase, t in tally.items():
                 gib = t["bytes"] / GiB
+                rounds = sorted(per_round[f"{phase}/{mode}"])
                 rows[f"{geometry}/{phase}/encrypt_{mode}"] = {
                     **t, "MBps": t["bytes"] / t["seconds"] / 1e6, "server_cpu_s_per_GiB": t["server_cpu_s"] / gib,
-                    "client_cpu_s_per_GiB": t["client_cpu_s"] / gib}
+                    "client_cpu_s_per_GiB": t["client_cpu_s"] / gib, "rounds_server_cpu_s_per_GiB": rounds,
+                    "median_server_cpu_s_per_GiB": rounds[len(rounds) // 2]}
         print(f"{geometry}, 2 workers; {args.rounds} rounds x {args.objects} x {args.size} MiB random per server")
         print(f"{'':16} {'MB/s':>8} {'server CPU-s/GiB':>17}")
         for phase in ("put", "get"):
@@ -74,10 +83,13 @@ def main() -> int:
             for mode, row in (("off", off), ("on", on)):
                 print(f"{phase} encrypt {mode:4} {row['MBps']:8.0f} {row['server_cpu_s_per_GiB']:17.3f}")
             cost = {"server_cpu_s_per_GiB": on["server_cpu_s_per_GiB"] - off["server_cpu_s_per_GiB"],
-                    "server_ratio": on["server_cpu_s_per_GiB"] / off["server_cpu_s_per_GiB"]}
+                    "server_ratio": on["server_cpu_s_per_GiB"] / off["server_cpu_s_per_GiB"],
+                    "median_ratio": on["median_server_cpu_s_per_GiB"] / off["median_server_cpu_s_per_GiB"]}
             rows[f"{geometry}/{phase}/encryption_extra"] = cost
             print(f"{phase} encryption adds {cost['server_cpu_s_per_GiB']:.3f} server CPU-s/GiB "
-                  f"({cost['server_ratio'] - 1:+.1%})")
+                  f"({cost['server_ratio'] - 1:+.1%}; round medians {cost['median_ratio'] - 1:+.1%}; rounds off "
+                  f"{[round(x, 2) for x in off['rounds_server_cpu_s_per_GiB']]}, on "
+                  f"{[round(x, 2) for x in on['rounds_server_cpu_s_per_GiB']]})")
     write_result(args.out, {"bench": "encryption_cost", "when": utc_stamp(), "machine": machine_info(),
                             "args": vars(args), "load_avg_1min": [load0, os.getloadavg()[0]], "rows": rows})
     return 0
