@@ -13,26 +13,17 @@ from pathlib import Path
 import pytest
 import xxhash
 
+from conftest import prepare_encryption
 from exastor import errors
 from exastor.engine import encryption, record
 from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header
 from exastor.engine.scan import walk
 from exastor.gateway import keys
-from exastor.gateway.store import open_metadata, open_namespace
+from exastor.gateway.store import open_namespace
 from exastor.meta import datakeys
 from exastor.namespace.store import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
-
-
-def _prepare(data: Path, want: bool | None) -> None:
-    """What `exastor serve` does before its workers start: the master key, then the data key."""
-    meta = open_metadata(data)
-    try:
-        keys.ensure(data, meta)
-        meta.runner.write_sync(lambda cur: datakeys.prepare(cur, meta.sealer, want))
-    finally:
-        meta.close()
 
 
 def _open(tmp_path: Path, n: int = 1, want: bool | None = True, ec: str | None = None):
@@ -40,7 +31,7 @@ def _open(tmp_path: Path, n: int = 1, want: bool | None = True, ec: str | None =
     drives = [str(tmp_path / f"d{i}") for i in range(n)] if n > 1 else None
     data.mkdir(parents=True, exist_ok=True)
     if want is not None or not (data / "meta").exists():
-        _prepare(data, want)
+        prepare_encryption(data, want)
     return open_namespace(data, segment_size=1 << 20, drives=drives, ec=ec)
 
 
