@@ -34,6 +34,26 @@ from bench.tls_cost import GiB, MiB, Server, round_trip  # noqa: E402
 GEOMETRIES = {"1 drive": (1, ""), "4+2 over 6 drives": (6, "4+2")}
 
 
+def aes_gcm_floor(total: int = 256 * MiB, record: int = 80 << 10) -> dict[str, float]:
+    """CPU-s/GiB of AES-256-GCM alone (cryptography/OpenSSL) over records of the chunker's mean
+    size: the least any at-rest encryption of these bytes can cost on this CPU, per direction."""
+    import time
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aead, data, ad = AESGCM(os.urandom(32)), os.urandom(record), bytes(48)
+    nonce = os.urandom(12)
+    count = total // record
+    t0 = time.process_time()
+    sealed = [aead.encrypt(nonce, data, ad) for _ in range(count)][-1]
+    t1 = time.process_time()
+    for _ in range(count):
+        aead.decrypt(nonce, sealed, ad)
+    t2 = time.process_time()
+    gib = count * record / GiB
+    return {"encrypt_cpu_s_per_GiB": (t1 - t0) / gib, "decrypt_cpu_s_per_GiB": (t2 - t1) / gib, "record_bytes": record}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=64, help="object size, MiB")
@@ -90,6 +110,10 @@ def main() -> int:
                   f"({cost['server_ratio'] - 1:+.1%}; round medians {cost['median_ratio'] - 1:+.1%}; rounds off "
                   f"{[round(x, 2) for x in off['rounds_server_cpu_s_per_GiB']]}, on "
                   f"{[round(x, 2) for x in on['rounds_server_cpu_s_per_GiB']]})")
+    floor = aes_gcm_floor()
+    print(f"AES-256-GCM alone, {floor['record_bytes'] >> 10} KiB records: encrypt {floor['encrypt_cpu_s_per_GiB']:.3f}, "
+          f"decrypt {floor['decrypt_cpu_s_per_GiB']:.3f} CPU-s/GiB")
+    rows["aes_gcm_floor"] = floor
     write_result(args.out, {"bench": "encryption_cost", "when": utc_stamp(), "machine": machine_info(),
                             "args": vars(args), "load_avg_1min": [load0, os.getloadavg()[0]], "rows": rows})
     return 0

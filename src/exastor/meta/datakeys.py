@@ -68,15 +68,6 @@ def unwrap(sealer: Sealer, key_id: int, wrapped: str) -> bytes:
     return key
 
 
-def rewrap_all(cur: Any, old: Sealer, new: Sealer) -> int:
-    """Reseal every data key from ``old``'s master key under ``new``'s (records are untouched)."""
-    rows = wrapped_keys(cur)
-    for key_id, wrapped, _ in rows:
-        plain = old.open(wrapped, context(key_id))
-        cur.execute("UPDATE data_keys SET wrapped = ? WHERE id = ?", (new.seal(plain, context(key_id)), key_id))
-    return len(rows)
-
-
 def has_records(cur: Any) -> bool:
     """Whether the store holds any indexed chunk (a store that does is not new)."""
     cur.execute("SELECT 1 FROM chunks LIMIT 1")
