@@ -85,6 +85,7 @@ def test_encrypted_store_says_so_and_a_plaintext_one_does_not(tmp_path):
         blobs = _write(server, bodies)
         client = blobs.get_blob_client("encc", "blob")
         assert client.get_blob_properties().server_encrypted is True
+        assert [b.server_encrypted for b in blobs.get_container_client("encc").list_blobs()] == [True]
         assert client.upload_blob(b"more", overwrite=True)["request_server_encrypted"] is True
         put = s3_client(server).put_object(Bucket="enc", Key="sse", Body=b"x", ServerSideEncryption="AES256")
         assert put["ServerSideEncryption"] == "AES256"
@@ -95,6 +96,7 @@ def test_encrypted_store_says_so_and_a_plaintext_one_does_not(tmp_path):
         blobs = _write(off, bodies)
         client = blobs.get_blob_client("encc", "blob")
         assert client.get_blob_properties().server_encrypted is False
+        assert [b.server_encrypted for b in blobs.get_container_client("encc").list_blobs()] == [False]
         assert client.upload_blob(b"more", overwrite=True)["request_server_encrypted"] is False
         with pytest.raises(botocore.exceptions.ClientError) as refused:  # never claim SSE-S3 for plaintext
             s3_client(off, retry=False).put_object(Bucket="enc", Key="sse", Body=b"x", ServerSideEncryption="AES256")

@@ -41,8 +41,9 @@ def get_info(cur: Any, name: str) -> str | None:
 
 
 def put_info(cur: Any, name: str, value: str) -> None:
-    cur.execute("DELETE FROM store_info WHERE name = ?", (name,))
-    cur.execute("INSERT INTO store_info (name, value) VALUES (?, ?)", (name, value))
+    # An upsert: gateways sharing one PostgreSQL may start (and decide) at the same moment.
+    cur.execute("INSERT INTO store_info (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
 
 
 def wrapped_keys(cur: Any) -> list[tuple[int, str, int]]:
@@ -57,8 +58,12 @@ def add_key(cur: Any, sealer: Sealer) -> int:
     key_id = int(cur.fetchone()[0]) + 1
     assert 0 < key_id <= MAX_KEY_ID, "data key ids fit a record header's 32 bits"
     wrapped = sealer.seal(base64.b64encode(os.urandom(32)).decode(), context(key_id))
-    cur.execute("INSERT INTO data_keys (id, wrapped, created_ns) VALUES (?, ?, ?)", (key_id, wrapped, time.time_ns()))
-    return key_id
+    # Another gateway sharing a PostgreSQL database may add the same id at the same moment: one wins,
+    # and both go on with the newest key.
+    cur.execute("INSERT INTO data_keys (id, wrapped, created_ns) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (key_id, wrapped, time.time_ns()))
+    cur.execute("SELECT MAX(id) FROM data_keys")
+    return int(cur.fetchone()[0])
 
 
 def unwrap(sealer: Sealer, key_id: int, wrapped: str) -> bytes:
