@@ -48,7 +48,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, work: Path, name: str, drives: int, ec: str, tls: bool) -> None:
+    def __init__(self, work: Path, name: str, drives: int, ec: str, tls: bool, extra: tuple[str, ...] = ()) -> None:
         self.name, self.tls = name, tls
         self.data = work / name / "data"
         self.port = free_port()
@@ -58,7 +58,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "exastor.cli", "serve", "--data", str(self.data), "--s3-port", str(self.port),
              "--blob-port", "0", "--access-key", self.key, "--secret-key", self.secret, "--workers", "2",
-             *drive_args, *(["--ec", ec] if ec and drives > 1 else []), *(["--tls", "self-signed"] if tls else [])],
+             *drive_args, *(["--ec", ec] if ec and drives > 1 else []), *(["--tls", "self-signed"] if tls else []), *extra],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "EXASTOR_GC_INTERVAL": "0", "EXASTOR_REDUCE_INTERVAL": "0"})
         self.ca = str(self.data / "tls" / "ca.pem") if tls else None

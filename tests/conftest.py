@@ -186,6 +186,22 @@ def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=300)
 
 
+def prepare_encryption(data: Path, want: bool | None = True) -> None:
+    """What `exastor serve` does before its workers start, for a store opened in process: the master
+    key, then the encrypt_at_rest decision and the first data key (meta/datakeys.py)."""
+    from exastor.gateway import keys
+    from exastor.gateway.store import open_metadata
+    from exastor.meta import datakeys
+
+    data.mkdir(parents=True, exist_ok=True)
+    meta = open_metadata(data)
+    try:
+        keys.ensure(data, meta)
+        meta.runner.write_sync(lambda cur: datakeys.prepare(cur, meta.sealer, want))
+    finally:
+        meta.close()
+
+
 def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None,
                  tls_ca: Path | None = None) -> ServerProcess:
     """A server on ``tmp/data``; ``tls_ca``: it speaks HTTPS under a certificate from this CA (for

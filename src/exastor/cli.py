@@ -19,6 +19,7 @@ from exastor.meta.sealing import SecretsLocked
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("exastor.gateway.serve_cli", "start the S3 (and Blob) server"),
     "user": ("exastor.gateway.user_cli", "add, list and remove users and their access keys"),
+    "key": ("exastor.gateway.key_cli", "encryption at rest: the data keys' status; rotate to a new key"),
     "stats": ("exastor.services.stats_cli", "logical vs physical bytes and the reduction achieved"),
     "fsck": ("exastor.services.fsck_cli", "verify every record and reference; repair; rebuild the index"),
     "drive": ("exastor.services.drive_cli", "add, remove, replace drives and show their status"),
@@ -45,7 +46,7 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 # Commands that work on a store's data directory: they take --data anywhere on the line.
-STORE_COMMANDS = {"serve", "user", "stats", "fsck", "drive", "quota", "qos", "reduce"}
+STORE_COMMANDS = {"serve", "user", "key", "stats", "fsck", "drive", "quota", "qos", "reduce"}
 
 
 def _hoist_data(argv: list[str]) -> list[str]:

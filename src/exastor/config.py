@@ -68,6 +68,9 @@ class Config:
     max_requests: int = 1024       # requests in flight per worker; more get 503 SlowDown / ServerBusy
     # --- secrets at rest (docs/security.md) ------------------------------------------------------
     key_command: str = ""       # prints the base64 master key (a KMS hook); empty = DATA/master.key
+    # Encrypt new records (AES-256-GCM under per-store data keys wrapped by the master key) below the
+    # reduction. None: on for a new store; an existing store keeps what it had (off before this existed).
+    encrypt_at_rest: bool | None = None
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
     def validate(self) -> None:

@@ -86,7 +86,7 @@ def test_the_database_and_its_copies_hold_no_secret_in_the_clear_and_are_private
 
 
 def test_a_store_from_before_sealing_is_sealed_on_start_and_its_clear_copies_retired(tmp_path):
-    server = _serve(tmp_path)
+    server = _serve(tmp_path, EXASTOR_ENCRYPT_AT_REST="off")  # from before data keys, too
     drives = _drives(tmp_path)
     try:
         s3_client(server).create_bucket(Bucket="old")

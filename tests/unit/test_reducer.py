@@ -7,7 +7,9 @@ import asyncio
 from typing import Any
 
 import numpy as np
+import pytest
 
+from conftest import prepare_encryption
 from exastor.engine import manifest as mf
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED
 from exastor.gateway.store import open_namespace
@@ -57,8 +59,22 @@ def _codecs(ns: Any) -> dict[int, int]:
     return {c: n for c, n in rows}
 
 
-def test_reducer_end_to_end(tmp_path) -> None:
+def _all_records_encrypted(segments: Any) -> bool:
+    from exastor.engine.record import HEADER_SIZE, decode_header
+    from exastor.engine.scan import walk
+
+    heads = [decode_header(buf[pos:pos + HEADER_SIZE]) for buf in (p.read_bytes() for p in segments.glob("seg-*.log"))
+             for pos, _ in walk(buf).records]
+    return bool(heads) and all(h.key_id for h in heads)
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plaintext", "encrypted"])
+def test_reducer_end_to_end(tmp_path, encrypted) -> None:
+    """Encrypted: the reducer decrypts what it reads and encrypts the records it writes (below the
+    reduction), and gc, fsck and the reads work on them alike."""
     corpus = _corpus()
+    if encrypted:
+        prepare_encryption(tmp_path)
     ns = open_namespace(tmp_path, recover=True)
     segments = tmp_path / "drive0" / "segments"
 
@@ -81,6 +97,7 @@ def test_reducer_end_to_end(tmp_path) -> None:
         assert abs(parts - after.reduction_ratio) < 1e-9 * after.reduction_ratio
         assert after.float_transform_ratio > 1.03 and after.delta_ratio > 1.1
         assert fsck.check(ns.meta, segments).clean
+        assert _all_records_encrypted(segments) == encrypted
         # restartable: nothing left to do, nothing changes
         again = Reducer(ns.chunks).run_once()
         assert again.chunks_seen == 0 and _codecs(ns) == codecs
@@ -136,10 +153,14 @@ def test_successive_checkpoints_chain_at_most_two_deep(tmp_path) -> None:
         ns.close()
 
 
-def test_index_rebuilds_from_segments_alone_with_deltas(tmp_path) -> None:
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plaintext", "encrypted"])
+def test_index_rebuilds_from_segments_alone_with_deltas(tmp_path, encrypted) -> None:
     """Compaction drops the plain records the reducer replaced; then the index is thrown away and
-    rebuilt from the segments: delta records resolve their bases through what the scan finds."""
+    rebuilt from the segments: delta records resolve their bases through what the scan finds
+    (encrypted: compaction moves ciphertext, the rebuild decrypts to verify)."""
     corpus = _corpus()
+    if encrypted:
+        prepare_encryption(tmp_path)
     ns = open_namespace(tmp_path, segment_size=1 << 20)
     segments = tmp_path / "drive0" / "segments"
 
@@ -190,10 +211,14 @@ def test_repetitive_object_never_references_itself(tmp_path) -> None:
         ns.close()
 
 
-def test_a_revived_delta_is_adopted(tmp_path) -> None:
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plaintext", "encrypted"])
+def test_a_revived_delta_is_adopted(tmp_path, encrypted) -> None:
     """If the index points at a delta record without its reduced_chunks row (fsck --rebuild-index
-    revived one), the next pass holds its bases' references again, so they can't be reclaimed."""
+    revived one), the next pass holds its bases' references again, so they can't be reclaimed
+    (encrypted: the delta's references are read from its decrypted payload)."""
     corpus = _corpus()
+    if encrypted:
+        prepare_encryption(tmp_path)
     ns = open_namespace(tmp_path)
     segments = tmp_path / "drive0" / "segments"
 

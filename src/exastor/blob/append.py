@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from exastor.blob.common import MAX_APPEND_BLOCK, BlobCall, http_date, write_check
+from exastor.blob.common import MAX_APPEND_BLOCK, BlobCall, http_date, server_encrypted, write_check
 from exastor.blob.errors import BlobError
 from exastor.namespace.store import PutSpec
 
@@ -31,7 +31,7 @@ async def _append(call: BlobCall, source, spec: PutSpec) -> None:  # noqa: ANN00
                ("x-ms-blob-append-offset", str(offset)),
                ("x-ms-blob-committed-block-count", str(obj.attrs.get("committed_blocks", 0))),
                ("content-md5", base64.b64encode(md5.digest()).decode()),
-               ("x-ms-request-server-encrypted", "true")]
+               ("x-ms-request-server-encrypted", server_encrypted(call))]
     if "x-ms-content-crc64" in call.h:
         headers.append(("x-ms-content-crc64", call.h["x-ms-content-crc64"]))
     await call.reply(201, b"", headers)

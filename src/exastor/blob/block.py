@@ -14,6 +14,7 @@ from exastor.blob.common import (
     blob_headers,
     http_date,
     new_blob_attrs,
+    server_encrypted,
     write_check,
 )
 from exastor.blob.errors import BlobError
@@ -36,7 +37,7 @@ def check_block_id(call: BlobCall) -> str:
 
 def _block_headers(md5_hex: str, call: BlobCall) -> list[tuple[str, str]]:
     out = [("content-md5", base64.b64encode(bytes.fromhex(md5_hex)).decode()),
-           ("x-ms-request-server-encrypted", "true")]
+           ("x-ms-request-server-encrypted", server_encrypted(call))]
     if "x-ms-content-crc64" in call.h:
         out.append(("x-ms-content-crc64", call.h["x-ms-content-crc64"]))
     return out
@@ -76,7 +77,7 @@ async def put_block_list(call: BlobCall) -> None:
     obj = await call.blobs.commit_blocks(call.grant, call.container, call.blob, wanted, attrs,
                                          write_check(call, create=True, lease="write"))
     await call.reply(201, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
-                                ("x-ms-request-server-encrypted", "true")])
+                                ("x-ms-request-server-encrypted", server_encrypted(call))])
 
 
 async def get_block_list(call: BlobCall) -> None:

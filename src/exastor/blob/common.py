@@ -479,13 +479,21 @@ def content_md5_of(obj: ObjectVersion | bm.Snapshot) -> str | None:
     return None
 
 
-def blob_headers(obj: ObjectVersion | bm.Snapshot, lease: bm.Lease | None, *, with_md5: bool = True
-                 ) -> list[tuple[str, str]]:
+def server_encrypted(call: BlobCall) -> str:
+    """``x-ms-request-server-encrypted``: "true" only when the bytes are encrypted on the drives,
+    i.e. the store has encrypted every record it holds (engine/encryption.py, docs/security.md)."""
+    return "true" if call.ns.encrypted_at_rest else "false"
+
+
+def blob_headers(obj: ObjectVersion | bm.Snapshot, lease: bm.Lease | None, *, with_md5: bool = True,
+                 encrypted: bool = False) -> list[tuple[str, str]]:
+    """``encrypted``: the store's data is encrypted at rest (``x-ms-server-encrypted`` says so, and
+    only then)."""
     a = obj.attrs
     out = [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
            ("x-ms-creation-time", http_date(a.get("created_ns", obj.mtime_ns))),
            ("x-ms-blob-type", a.get("blob-type", "BlockBlob")), ("accept-ranges", "bytes"),
-           ("x-ms-server-encrypted", "true")]
+           ("x-ms-server-encrypted", "true" if encrypted else "false")]
     for name in CONTENT_PROPS:
         if name in a:
             out.append((name, a[name]))

@@ -20,6 +20,7 @@ from exastor.blob.common import (
     plaintext_readable,
     read_check,
     run_check,
+    server_encrypted,
     write_check,
 )
 from exastor.blob.errors import BlobError
@@ -52,7 +53,7 @@ async def get_blob(call: BlobCall, *, head: bool = False) -> None:
     if call.h.get("x-ms-lease-id") and "snapshot" not in call.q:
         call.lease_guard(call.blob, write=False)
     read_check(call, obj)
-    headers = blob_headers(obj, None if "snapshot" in call.q else _lease(call))
+    headers = blob_headers(obj, None if "snapshot" in call.q else _lease(call), encrypted=call.ns.encrypted_at_rest)
     if call.auth is not None and call.auth.kind == "service-sas":
         # A service SAS may fix response headers (rscc, rscd, rsce, rscl, rsct); they are signed.
         for param, name in _SAS_OVERRIDES.items():
@@ -145,7 +146,7 @@ async def set_metadata(call: BlobCall) -> None:
     obj = await call.blobs.set_blob_attrs(call.grant, call.container, call.blob, {"meta": meta or None}, check,
                                          content_md5=content_md5_of)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
-                                ("x-ms-request-server-encrypted", "true")])
+                                ("x-ms-request-server-encrypted", server_encrypted(call))])
 
 
 async def delete_blob(call: BlobCall) -> None:
@@ -185,7 +186,7 @@ async def snapshot(call: BlobCall) -> None:
                                      write_check(call, lease="read"))
     await call.reply(201, b"", [("x-ms-snapshot", snap.snapshot), ("etag", f'"{snap.etag}"'),
                                 ("last-modified", http_date(snap.mtime_ns)),
-                                ("x-ms-request-server-encrypted", "false")])
+                                ("x-ms-request-server-encrypted", server_encrypted(call))])
 
 
 async def set_tier(call: BlobCall) -> None:

@@ -39,7 +39,8 @@ def _tags_xml(tags: dict[str, str]) -> str:
 
 def blob_xml(name: str, size: int, etag: str, mtime_ns: int, attrs: dict[str, Any], include: set[str], *,
              lease: bm.Lease | None = None, snapshot: str | None = None, deleted_ns: int | None = None,
-             md5: str | None = None, retention_days: int | None = None) -> str:
+             md5: str | None = None, retention_days: int | None = None, encrypted: bool = False) -> str:
+    """``encrypted``: the store's data is encrypted at rest (``ServerEncrypted`` says so, and only then)."""
     a = attrs
     p = [el("Creation-Time", http_date(a.get("created_ns", mtime_ns))), el("Last-Modified", http_date(mtime_ns)),
          el("Etag", f'"{etag}"'), el("Content-Length", size),
@@ -58,7 +59,7 @@ def blob_xml(name: str, size: int, etag: str, mtime_ns: int, attrs: dict[str, An
         p += [el("LeaseStatus", lh["x-ms-lease-status"]), el("LeaseState", lh["x-ms-lease-state"])]
         if "x-ms-lease-duration" in lh:
             p.append(el("LeaseDuration", lh["x-ms-lease-duration"]))
-    p.append(el("ServerEncrypted", "true"))
+    p.append(el("ServerEncrypted", "true" if encrypted else "false"))
     if a.get("sealed"):
         p.append(el("Sealed", "true"))
     if "tags" in a and a["tags"]:
@@ -111,21 +112,22 @@ async def list_blobs(call: BlobCall) -> None:
         return not (delimiter and key.find(delimiter, len(prefix)) >= 0)
 
     entries: list[tuple[str, int, str]] = []   # (key, order within key, xml)
+    enc = call.ns.encrypted_at_rest
     keys = [o.key for o in result.objects]
     leases = call.blobs.leases(call.grant, call.container, keys)
     for o in result.objects:
         entries.append((o.key, 1, blob_xml(o.key, o.size, o.etag, o.mtime_ns, o.attrs, include,
-                                           lease=leases.get(o.key), md5=content_md5_of(o))))
+                                           lease=leases.get(o.key), md5=content_md5_of(o), encrypted=enc)))
     if "snapshots" in include:
         for s in call.blobs.snapshots_under(call.grant, call.container, prefix):
             if in_page(s.key):
                 entries.append((s.key, 0, blob_xml(s.key, s.size, s.etag, s.mtime_ns, s.attrs, include,
-                                                   snapshot=s.snapshot, md5=content_md5_of(s))))
+                                                   snapshot=s.snapshot, md5=content_md5_of(s), encrypted=enc)))
     if "uncommittedblobs" in include:
         live = set(keys)
         for key, _, newest in call.blobs.uncommitted_under(call.grant, call.container, prefix):
             if key not in live and in_page(key):
-                entries.append((key, 1, blob_xml(key, 0, "0x0", newest, {}, include)))
+                entries.append((key, 1, blob_xml(key, 0, "0x0", newest, {}, include, encrypted=enc)))
     if "deleted" in include:
         from exastor.blob.service import settings
         days = settings(call).delete_retention_days
@@ -133,7 +135,7 @@ async def list_blobs(call: BlobCall) -> None:
             if in_page(s.key):
                 entries.append((s.key, 2, blob_xml(s.key, s.size, s.etag, s.mtime_ns, s.attrs, include,
                                                    snapshot=s.snapshot or None, deleted_ns=deleted_ns,
-                                                   retention_days=days)))
+                                                   retention_days=days, encrypted=enc)))
     # Azure interleaves prefixes with blobs in name order.
     entries += [(p, 1, f"<BlobPrefix>{el('Name', p)}</BlobPrefix>") for p in result.prefixes]
     entries.sort(key=lambda e: (e[0], e[1]))

@@ -8,14 +8,15 @@ from exastor.blob.common import (
     content_md5_of,
     http_date,
     new_blob_attrs,
+    server_encrypted,
     write_check,
 )
 from exastor.blob.errors import BlobError
 
 
-def written_headers(obj, *, md5: bool = True) -> list[tuple[str, str]]:  # noqa: ANN001 - ObjectVersion
+def written_headers(call: BlobCall, obj, *, md5: bool = True) -> list[tuple[str, str]]:  # noqa: ANN001 - ObjectVersion
     out = [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
-           ("x-ms-request-server-encrypted", "true")]
+           ("x-ms-request-server-encrypted", server_encrypted(call))]
     value = content_md5_of(obj) if md5 else None
     if value:
         out.append(("content-md5", value))
@@ -39,7 +40,7 @@ async def put_blob(call: BlobCall) -> None:
     spec = call.put_spec(attrs)
     spec.check = write_check(call, create=True, lease="write")
     obj = await call.ns.put_object(call.grant, call.container, call.blob, call.body(limit), spec)
-    headers = written_headers(obj, md5=blob_type == "BlockBlob")
+    headers = written_headers(call, obj, md5=blob_type == "BlockBlob")
     if "x-ms-content-crc64" in call.h:
         headers.append(("x-ms-content-crc64", call.h["x-ms-content-crc64"]))
     await call.reply(201, b"", headers)
@@ -54,4 +55,4 @@ async def put_blob_from_url(call: BlobCall) -> None:
         raise BlobError("InvalidHeaderValue", "Put Blob From URL takes no body.")
     call.lease_guard(call.blob, write=True)
     obj = await copy_into(call, from_url=True)
-    await call.reply(201, b"", written_headers(obj))
+    await call.reply(201, b"", written_headers(call, obj))

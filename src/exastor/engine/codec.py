@@ -23,6 +23,7 @@ import zstandard
 from exastor import errors
 from exastor.engine import manifest as mf
 from exastor.engine import transforms
+from exastor.engine.encryption import DataKeys, KeyUnavailable
 from exastor.engine.record import (
     CODEC_DELTA,
     CODEC_GROUPED,
@@ -192,6 +193,15 @@ def decode_delta(payload: bytes | memoryview, raw_len: int, pieces: list[bytes |
     raise errors.DataCorrupted(f"unknown delta mode {mode}")
 
 
+def open_payload(head: RecordHeader, payload: bytes | memoryview, keys: DataKeys | None) -> bytes | memoryview:
+    """The plaintext payload of a verified record (engine/encryption.py)."""
+    if head.key_id == 0:
+        return payload
+    if keys is None:
+        raise KeyUnavailable(f"a record is encrypted under data key {head.key_id} and was read without keys")
+    return keys.open(head, payload)
+
+
 def flags_for(codec: int, mode: int = 0, layout: tuple[int, int] | None = None) -> int:
     """The header flags summarising a transformed record."""
     width = layout[0] if layout else 0
@@ -203,9 +213,12 @@ def flags_for(codec: int, mode: int = 0, layout: tuple[int, int] | None = None) 
     return flags
 
 
-def decode(head: RecordHeader, payload: bytes | memoryview, resolve: Resolver | None = None) -> bytes | memoryview:
+def decode(head: RecordHeader, payload: bytes | memoryview, resolve: Resolver | None = None,
+           keys: DataKeys | None = None) -> bytes | memoryview:
     """A verified record's chunk bytes. Transformed and delta records are reconstructed and their
-    BLAKE3 checked against the fingerprint: a bug or a wrong reference can never return wrong bytes."""
+    BLAKE3 checked against the fingerprint: a bug or a wrong reference can never return wrong bytes.
+    An encrypted record (``head.key_id``) is decrypted first with ``keys`` (its tag authenticates it)."""
+    payload = open_payload(head, payload, keys)
     if head.codec == CODEC_DELTA:
         if resolve is None:
             raise errors.DataCorrupted("delta record read without a reference resolver")

@@ -16,7 +16,7 @@ import xxhash
 from exastor import errors
 
 MAGIC = b"EXR1"
-HEADER = struct.Struct("<4sBBHII32sQII")  # magic kind codec flags raw_len stored_len fp payload_xxh3 reserved hdr_xxh32
+HEADER = struct.Struct("<4sBBHII32sQII")  # magic kind codec flags raw_len stored_len fp payload_xxh3 key_id hdr_xxh32
 HEADER_SIZE = HEADER.size
 assert HEADER_SIZE == 64
 
@@ -50,13 +50,16 @@ class RecordHeader:
     stored_len: int
     fp: bytes
     payload_hash: int
+    key_id: int = 0  # the data key the payload is encrypted under (engine/encryption.py); 0 = plaintext
 
 
-def encode(fp: bytes, codec: int, raw_len: int, payload: bytes | memoryview, flags: int = 0) -> bytes:
-    """Header bytes for ``payload``; write ``header + payload`` contiguously."""
+def encode(fp: bytes, codec: int, raw_len: int, payload: bytes | bytearray | memoryview, flags: int = 0,
+           key_id: int = 0) -> bytes:
+    """Header bytes for the stored ``payload`` (encrypted under data key ``key_id``, or plaintext: 0);
+    write ``header + payload`` contiguously."""
     assert len(fp) == 32
     head = HEADER.pack(MAGIC, KIND_CHUNK, codec, flags, raw_len, len(payload), fp,
-                       xxhash.xxh3_64_intdigest(payload), 0, 0)
+                       xxhash.xxh3_64_intdigest(payload), key_id, 0)
     return head[:60] + struct.pack("<I", xxhash.xxh32_intdigest(head[:60]))
 
 
@@ -64,10 +67,10 @@ def decode_header(buf: bytes | memoryview) -> RecordHeader:
     """Parse and verify a header. Raises DataCorrupted if it is not a valid header."""
     if len(buf) < HEADER_SIZE:
         raise errors.DataCorrupted("short record header")
-    magic, kind, codec, flags, raw_len, stored_len, fp, payload_hash, _res, hdr_hash = HEADER.unpack_from(buf)
+    magic, kind, codec, flags, raw_len, stored_len, fp, payload_hash, key_id, hdr_hash = HEADER.unpack_from(buf)
     if magic != MAGIC or xxhash.xxh32_intdigest(bytes(buf[:60])) != hdr_hash:
         raise errors.DataCorrupted("bad record header")
-    return RecordHeader(kind, codec, flags, raw_len, stored_len, fp, payload_hash)
+    return RecordHeader(kind, codec, flags, raw_len, stored_len, fp, payload_hash, key_id)
 
 
 def verify_payload(head: RecordHeader, payload: bytes | memoryview) -> None:

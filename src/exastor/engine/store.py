@@ -2,7 +2,8 @@
 
 Write path (per object): bytes stream in -> windows of WINDOW bytes -> FastCDC
 chunks -> BLAKE3 fingerprints -> dedupe against the index (and against records
-other writers just wrote) -> zstd -> records appended to the open segment in
+other writers just wrote) -> zstd -> AES-256-GCM when the store encrypts at rest
+(engine/encryption.py) -> records appended to the open segment in
 one write per window -> fsync (grouped) -> the caller commits metadata that
 references the chunks. Data is durable before any metadata points at it.
 
@@ -25,7 +26,7 @@ from typing import Protocol
 import blake3
 
 from exastor import errors
-from exastor.engine import chunker, codec, references
+from exastor.engine import chunker, codec, encryption, references
 from exastor.engine import manifest as mf
 from exastor.engine.drives import DriveSet
 from exastor.engine.record import HEADER_SIZE, decode_header, encode, verify_payload
@@ -73,6 +74,8 @@ class ChunkStore:
         # Threads mostly wait on I/O or run GIL-free hashing/compression: more than the cores.
         self.pool = ThreadPoolExecutor(max_workers=threads or 2 * max(2, os.cpu_count() or 2),
                                        thread_name_prefix="exastor-io")
+        # The data keys records are encrypted under (engine/encryption.py; plaintext when the store does not encrypt).
+        self.keys = encryption.of(meta)
         # Records written but not yet committed to the index, so concurrent writers of the same
         # bytes share one record instead of both writing it.
         self._pending: dict[bytes, ChunkLocation] = {}
@@ -121,10 +124,11 @@ class ChunkStore:
                 state.touched[borrowed.segment] = max(state.touched.get(borrowed.segment, 0), end)
                 continue
             which, payload = codec.compress(chunk)
-            parts.append(encode(fp, which, len(chunk), payload))
-            parts.append(payload)
-            fresh[fp] = (pos, len(payload), len(chunk), which)
-            pos += HEADER_SIZE + len(payload)
+            key_id, stored = self.keys.seal(fp, which, 0, len(chunk), payload)  # below the reduction
+            parts.append(encode(fp, which, len(chunk), stored, key_id=key_id))
+            parts.append(stored)
+            fresh[fp] = (pos, len(stored), len(chunk), which)
+            pos += HEADER_SIZE + len(stored)
         if fresh:
             seg, base = self.log.append(parts)  # one writev: no joined copy of the window
             with self._pending_lock:
@@ -155,12 +159,13 @@ class ChunkStore:
         on the healthy path (one replica, or the data shard holding it) is read degraded (another replica,
         or decoded from the other shards), and the bad shard is queued for repair."""
         length = HEADER_SIZE + loc.stored_len
-        resolve = self._resolve
+        resolve, keys = self._resolve, self.keys
         try:
-            return _decode_record(loc, self.log.pread(loc.segment, loc.offset, length), resolve)
+            return _decode_record(loc, self.log.pread(loc.segment, loc.offset, length), resolve, keys)
         except errors.DataCorrupted:
-            raw = self.log.pread_degraded(loc.segment, loc.offset, length, lambda b: _decode_record(loc, b, resolve))
-            return _decode_record(loc, raw, resolve)
+            raw = self.log.pread_degraded(loc.segment, loc.offset, length,
+                                          lambda b: _decode_record(loc, b, resolve, keys))
+            return _decode_record(loc, raw, resolve, keys)
 
     @functools.cached_property
     def _resolve(self) -> codec.Resolver:
@@ -214,7 +219,8 @@ class ChunkStore:
             if view is not None:
                 rel = loc.offset - start
                 try:
-                    data[loc.fp] = _decode_record(loc, view[rel:rel + HEADER_SIZE + loc.stored_len], self._resolve)
+                    data[loc.fp] = _decode_record(loc, view[rel:rel + HEADER_SIZE + loc.stored_len], self._resolve,
+                                                  self.keys)
                     continue
                 except errors.DataCorrupted:
                     pass
@@ -258,14 +264,17 @@ class ChunkStore:
             yield piece
 
 
-def _decode_record(loc: ChunkLocation, raw: bytes | memoryview,
-                   resolve: codec.Resolver | None = None) -> bytes | memoryview:
+def _decode_record(loc: ChunkLocation, raw: bytes | memoryview, resolve: codec.Resolver | None = None,
+                   keys: encryption.DataKeys | None = None) -> bytes | memoryview:
     head = decode_header(raw)
     if head.fp != loc.fp:
         raise errors.DataCorrupted("record at indexed location has another fingerprint")
     payload = memoryview(raw)[HEADER_SIZE:]
-    verify_payload(head, payload)
-    return codec.decode(head, payload, resolve)  # transformed/delta records: BLAKE3-verified
+    if head.key_id == 0:
+        verify_payload(head, payload)
+    elif len(payload) != head.stored_len:  # encrypted: the GCM tag checks every byte, xxh3 would add nothing
+        raise errors.DataCorrupted("short encrypted record")
+    return codec.decode(head, payload, resolve, keys)  # transformed/delta records: BLAKE3-verified
 
 
 def _record_end(loc: ChunkLocation) -> int:

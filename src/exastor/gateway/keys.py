@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from exastor.gateway.store import ACCOUNT_CONTEXT
 from exastor.meta import blob as bm
+from exastor.meta import datakeys
 from exastor.meta.sealing import PREFIX, Sealer, SecretsLocked, is_sealed, key_id, sealed_key_id
 from exastor.meta.store import Metadata, user_context
 
@@ -129,6 +130,8 @@ def sealed_under(meta: Metadata) -> set[str]:
         account = bm.get_setting(cur, "account_key")
         if account and is_sealed(account):
             ids.add(sealed_key_id(account))
+        # The data keys (encryption at rest) too: a new master key would lock every object away.
+        ids |= {sealed_key_id(wrapped) for _, wrapped, _ in datakeys.wrapped_keys(cur)}
         return ids
 
     return meta.runner.read(q)

@@ -24,6 +24,7 @@ from exastor.gateway.store import (
     recover_segments,
 )
 from exastor.http import qos
+from exastor.meta import datakeys
 from exastor.meta.postgres import describe
 from exastor.meta.sealing import SecretsLocked
 from exastor.services import metabackup
@@ -66,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trusted-proxy", action="append", dest="trusted_proxies", metavar="ADDR",
                    help="an address or network whose X-Forwarded-For/-Proto are believed; repeatable "
                         "(default: none)")
+    p.add_argument("--encrypt-at-rest", choices=["on", "off"],
+                   help="encrypt new records with AES-256-GCM (default: on for a new store; an existing store "
+                        "keeps what it had; docs/security.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             "admin_host": args.admin_host, "metrics_token": args.metrics_token, "meta_url": args.meta_url,
             "log_format": args.log_format, "access_log": args.access_log, "shutdown_timeout": args.shutdown_timeout,
             "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls": args.tls,
-            "trusted_proxies": args.trusted_proxies,
+            "trusted_proxies": args.trusted_proxies, "encrypt_at_rest": args.encrypt_at_rest,
         })
     except ConfigError as exc:
         print(f"exastor serve: {exc}", file=sys.stderr)
@@ -124,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"exastor serve: the secrets in the metadata cannot be opened: {exc}", file=sys.stderr)
             return 2
         sealed_now = keys.seal_plaintext(meta)  # a store from before sealing: its secrets leave the clear
+        # Encryption at rest: decided (and the first data key made) once, before any worker writes.
+        encrypting, all_encrypted = meta.runner.write_sync(
+            lambda cur: datakeys.prepare(cur, meta.sealer, cfg.encrypt_at_rest))
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
         journal = cfg.meta_journal and cfg.meta_backup_interval > 0
         try:  # once, before any worker opens a segment
@@ -179,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
             f"  secrets     : sealed in the metadata under master key {key_id}, "
             + ("from key_command" if cfg.key_command or os.environ.get("EXASTOR_KEY_COMMAND") else
                f"in {cfg.data.resolve() / keys.KEY_FILE} (back it up apart from the drives)"),
+            ("  at rest     : AES-256-GCM under the store's data keys, wrapped by the master key"
+             + ("" if all_encrypted else "; records from before it stay plaintext")
+             if encrypting else "  at rest     : NOT encrypted (encrypt_at_rest = off)"),
             f"  access key  : {creds.access_key}",
             # Secrets are printed only when made now: the banner goes to logs and terminals.
             (f"  secret key  : {creds.secret_key}   (generated; stored 0600 in {cfg.data / 'credentials.toml'})"

@@ -265,6 +265,8 @@ class Metadata:
         self.runner = runner
         # Users' secret keys are sealed in the database (meta/sealing.py); locked without a key.
         self.sealer = sealer or Sealer(None)
+        # The data keys opened with it (engine/encryption.py ``of``), made on first use.
+        self.data_keys: object | None = None
 
     def close(self) -> None:
         self.runner.close()

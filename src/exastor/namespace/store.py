@@ -131,6 +131,12 @@ class Namespace:
         self.chunks.close()
         self.meta.close()
 
+    @property
+    def encrypted_at_rest(self) -> bool:
+        """Every object's data is encrypted on the drives (the store encrypted every record it wrote):
+        what SSE-S3 and Blob's ``x-ms-server-encrypted`` may claim (engine/encryption.py)."""
+        return self.chunks.keys.all_encrypted
+
     # --- identities ------------------------------------------------------------
     def user_by_access_key(self, access_key: str) -> User | None:
         """Cached for a few seconds: auth runs on every request, revocation takes effect quickly."""

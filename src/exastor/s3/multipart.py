@@ -22,7 +22,7 @@ async def create_upload(call: S3Call) -> None:
     settings = checksum.upload_settings(call.h)
     attrs.update(settings)
     owner = object_acl(call, attrs)
-    sse.new_object_encryption(call.h, attrs)
+    sse.new_object_encryption(call.h, attrs, at_rest=call.ns.encrypted_at_rest)
     upload = await mp.create_upload(call.ns, call.grant, call.bucket, call.key, attrs, owner=owner)
     inner = el("Bucket", call.bucket) + el("Key", call.key) + el("UploadId", upload.upload_id)
     headers = sse.response_headers(attrs)

@@ -76,7 +76,7 @@ def object_acl(call: S3Call, attrs: dict[str, Any]) -> str | None:
 async def put_object(call: S3Call) -> None:
     attrs = attrs_from_headers(call.h)
     owner = object_acl(call, attrs)
-    ck = sse.new_object_encryption(call.h, attrs)
+    ck = sse.new_object_encryption(call.h, attrs, at_rest=call.ns.encrypted_at_rest)
     spec = call.put_spec(attrs)
     spec.check = write_check(call)
     spec.owner = owner
@@ -183,7 +183,7 @@ def _copy_encryption(call: S3Call, src: ObjectVersion, attrs: dict[str, Any]) ->
     """A copy shares the source's stored bytes, so it keeps the source's encryption: an SSE-C
     source can only be copied under the same key (re-encrypting would mean moving the bytes)."""
     ck = sse.customer_key(call.h)
-    attrs.update(sse.check_sse_headers(call.h))
+    attrs.update(sse.check_sse_headers(call.h, at_rest=call.ns.encrypted_at_rest))
     stored = src.attrs.get("sse_c")
     if stored is None:
         attrs.pop("sse_c", None)

@@ -8,9 +8,11 @@ encrypted with a counter derived from the nonce and the part number
 (``"part_numbers"`` records them in object order at completion), so parts can
 be uploaded in any order and in parallel.
 
-SSE-S3 (``x-amz-server-side-encryption: AES256``) is recorded and echoed; the
-bytes are then protected only by the store's own at-rest measures (see
-docs/compatibility.md). SSE-KMS needs a key service exastor does not have:
+SSE-S3 (``x-amz-server-side-encryption: AES256``) is recorded and echoed when it is
+true: in a store that encrypts every record at rest (AES-256-GCM under the store's
+data keys, engine/encryption.py; on by default for new stores). A store that holds
+plaintext records (made before encryption at rest, or with it off) refuses it
+(501 NotImplemented) rather than claim what it does not do. SSE-KMS needs a key service exastor does not have:
 such requests get NotImplemented.
 """
 
@@ -71,8 +73,9 @@ def customer_key(h: Mapping[str, str], prefix: str = PREFIX) -> CustomerKey | No
     return CustomerKey(key, actual)
 
 
-def check_sse_headers(h: Mapping[str, str]) -> dict[str, Any]:
-    """The x-amz-server-side-encryption (SSE-S3/KMS) request: attrs to record, or an error."""
+def check_sse_headers(h: Mapping[str, str], *, at_rest: bool) -> dict[str, Any]:
+    """The x-amz-server-side-encryption (SSE-S3/KMS) request: attrs to record, or an error.
+    ``at_rest``: the store encrypts every object's data (only then is SSE-S3 honoured)."""
     mode = h.get("x-amz-server-side-encryption")
     kms_key = h.get("x-amz-server-side-encryption-aws-kms-key-id")
     if mode is None:
@@ -81,6 +84,9 @@ def check_sse_headers(h: Mapping[str, str]) -> dict[str, Any]:
                           "x-amz-server-side-encryption : aws:kms")
         return {}
     if mode == "AES256":
+        if not at_rest:
+            raise S3Error("NotImplemented", "SSE-S3 needs encryption at rest, which is off in this store "
+                          "(encrypt_at_rest; docs/security.md)")
         return {"sse": "AES256"}
     if mode == "aws:kms":
         if not kms_key:
@@ -132,12 +138,12 @@ def encrypt_stream(source: AsyncIterator[bytes | memoryview], key: bytes, iv: by
     return gen()
 
 
-def new_object_encryption(h: Mapping[str, str], attrs: dict[str, Any]) -> CustomerKey | None:
+def new_object_encryption(h: Mapping[str, str], attrs: dict[str, Any], *, at_rest: bool) -> CustomerKey | None:
     """Validate a new object's SSE headers; record what is to be recorded in ``attrs``."""
     attrs.pop("sse_c", None)
     attrs.pop("sse", None)
     ck = customer_key(h)
-    attrs.update(check_sse_headers(h))
+    attrs.update(check_sse_headers(h, at_rest=at_rest))
     if ck is not None:
         attrs["sse_c"] = {"key_md5": ck.key_md5, "iv": base64.b64encode(os.urandom(16)).decode()}
     return ck
@@ -215,7 +221,7 @@ async def put_plain_or_encrypted(call: Any, key: str, source: AsyncIterator[byte
                                  attrs: dict[str, Any], fields: Mapping[str, str],
                                  verify: Callable[[str, int], None], limit: int, *,
                                  digesters: list[Any] | None = None, owner: str | None = None) -> ObjectVersion:
-    ck = new_object_encryption(fields, attrs)
+    ck = new_object_encryption(fields, attrs, at_rest=call.ns.encrypted_at_rest)
     spec = PutSpec(attrs=attrs, verify=verify, digesters=digesters or [], owner=owner)
     body = wrap_put(_limited(source, limit), ck, attrs, spec)
     return await call.ns.put_object(call.grant, call.bucket, key, body, spec)

@@ -19,7 +19,7 @@ from typing import Any
 import blake3
 
 from exastor import errors
-from exastor.engine import codec, references
+from exastor.engine import codec, encryption, references
 from exastor.engine import manifest as mf
 from exastor.engine.drives import DriveSet, segment_name
 from exastor.engine.record import CODEC_DELTA, HEADER_SIZE, decode_header, verify_payload
@@ -101,11 +101,13 @@ class _RecordReader:
         self.resolve = references.resolver(self)
 
     def read_chunk(self, loc: ChunkLocation) -> bytes | memoryview:
+        keys = encryption.of(self.log.meta)
+
         def plain(raw: bytes | memoryview) -> bytes | memoryview:
             head = decode_header(raw)
             payload = memoryview(raw)[HEADER_SIZE:]
             verify_payload(head, payload)
-            return codec.decode(head, payload, self.resolve)  # a base may be a delta (bounded depth)
+            return codec.decode(head, payload, self.resolve, keys)  # a base may be a delta (bounded depth)
 
         length = HEADER_SIZE + loc.stored_len
         try:
@@ -117,14 +119,18 @@ class _RecordReader:
 def verify_chunk(log: SegmentLog, loc: ChunkLocation, resolve: codec.Resolver | None = None, *,
                  degraded: bool = False) -> str | None:
     """None if the chunk is healthy, else why not. Delta records need ``resolve`` (their bases).
-    ``degraded``: read around bad replicas or shards (decoding) instead of the healthy way."""
+    ``degraded``: read around bad replicas or shards (decoding) instead of the healthy way.
+    An encrypted record needs the master key: without it KeyUnavailable stops the check (locked
+    data is never reported damaged)."""
+    keys = encryption.of(log.meta)
+
     def full(raw: bytes | memoryview) -> None:
         head = decode_header(raw)
         if head.fp != loc.fp:
             raise errors.DataCorrupted("record names another fingerprint")
         payload = memoryview(raw)[HEADER_SIZE:]
         verify_payload(head, payload)
-        data = codec.decode(head, payload, resolve)
+        data = codec.decode(head, payload, resolve, keys)  # encrypted: KeyUnavailable without the key
         if blake3.blake3(data).digest() != loc.fp:
             raise errors.DataCorrupted("content does not match its fingerprint")
 
@@ -185,6 +191,7 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
     log = open_log(meta, segments_dir)
     found: dict[bytes, ChunkLocation] = {}
     resolve = references.resolver(_RecordReader(log, found))
+    keys = encryption.of(log.meta)
     deferred: list[tuple[int, int, int]] = []  # delta records: verified once their bases are found
     segs = {seg for seg, state, _ in meta.segments() if state != "deleted"}
     first = log.drives.first.io
@@ -208,7 +215,7 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
                     deferred.append((seg, pos, n))  # its bases may lie later in the log (compaction)
                 elif rec.fp not in found and (want is None or rec.fp in want):
                     try:
-                        ok = blake3.blake3(codec.decode(rec, view[pos + HEADER_SIZE:pos + n], resolve)
+                        ok = blake3.blake3(codec.decode(rec, view[pos + HEADER_SIZE:pos + n], resolve, keys)
                                            ).digest() == rec.fp
                     except (errors.DataCorrupted, KeyError, ValueError):
                         ok = False
@@ -223,7 +230,7 @@ def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None 
                         continue
                     payload = memoryview(raw)[HEADER_SIZE:]
                     verify_payload(rec, payload)
-                    codec.decode(rec, payload, resolve)  # BLAKE3-verified against rec.fp
+                    codec.decode(rec, payload, resolve, keys)  # BLAKE3-verified against rec.fp
                 except (errors.DataCorrupted, OSError, KeyError, ValueError):
                     continue
                 found[rec.fp] = ChunkLocation(rec.fp, seg, pos, rec.stored_len, rec.raw_len, rec.codec)

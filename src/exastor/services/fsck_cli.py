@@ -20,6 +20,7 @@ from rich.progress import (
 
 from exastor.cliargs import add_data_argument, existing_store
 from exastor.drives import open_drive
+from exastor.engine import encryption
 from exastor.engine.drives import DriveSet
 from exastor.gateway.lock import DataDirLocked, exclusive
 from exastor.gateway.store import drive_dirs, open_metadata
@@ -97,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
             meta = open_metadata(data)
             if restored is not None and meta.sealer.locked:  # a new --data: the key lives apart from the drives
                 print(f"exastor fsck: note: {meta.sealer.why_locked}; `exastor serve` needs it", file=sys.stderr)
+            locked = encryption.of(meta).locked
+            if locked:  # encrypted records cannot be verified: never report locked data as damaged
+                print(f"exastor fsck: the data is encrypted at rest and its keys cannot be opened: {locked}",
+                      file=sys.stderr)
+                meta.close()
+                return 2
             try:
                 with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                               TimeRemainingColumn(), disable=args.json or not sys.stderr.isatty(),

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +188,10 @@ class Reducer:
         if batch:
             parts, pos = [], 0
             for loc, plan in batch:
-                parts.append(encode(loc.fp, plan.codec, loc.raw_len, plan.payload, plan.flags))
+                # Encrypted like the write path's records (below the reduction), under the newest key.
+                key_id, stored = self.store.keys.seal(loc.fp, plan.codec, plan.flags, loc.raw_len, plan.payload)
+                plan = replace(plan, payload=stored)
+                parts.append(encode(loc.fp, plan.codec, loc.raw_len, plan.payload, plan.flags, key_id=key_id))
                 parts.append(plan.payload)
                 placed.append((loc, plan, pos))
                 pos += HEADER_SIZE + len(plan.payload)
@@ -359,7 +362,8 @@ class Reducer:
                 raw = self.store.log.pread(loc.segment, loc.offset, HEADER_SIZE + loc.stored_len)
                 head = decode_header(raw)
                 verify_payload(head, memoryview(raw)[HEADER_SIZE:])
-                slices, _pad = codec.delta_refs(memoryview(raw)[HEADER_SIZE:])
+                slices, _pad = codec.delta_refs(codec.open_payload(head, memoryview(raw)[HEADER_SIZE:],
+                                                                   self.store.keys))
             except (errors.DataCorrupted, OSError):
                 log.error("delta chunk %s unreadable; run exastor fsck", loc.fp.hex())
                 continue

@@ -1,0 +1,191 @@
+"""Encryption at rest: record payloads sealed with AES-256-GCM under the store's data keys.
+
+Encryption sits below the reduction: a chunk is fingerprinted (BLAKE3 of the plaintext: dedupe is
+unchanged), deduplicated and compressed (or delta-encoded by the reducer) first; only the payload
+that would be written is encrypted. Segments, replicas and erasure-coded shards are made of records
+as before, so every copy on the drives holds ciphertext, and scrub, repair, relayout, sealing and
+compaction move and verify records (their xxh3 checksums cover the stored, encrypted bytes) without
+a key. Only a read of a chunk's bytes decrypts. Format: docs/format.md, "Encrypted records".
+
+An encrypted record's header names its data key (``key_id``, 0 = plaintext: records written before
+encryption, or with it off); its payload is ``nonce (12) | ciphertext | tag (16)``. The associated
+data is the header's identity (magic, kind, codec, flags, raw_len, fingerprint, key id): a payload
+moved under another record's header, or a header edited to say another codec or length, fails the
+tag. A record moved whole to another location is caught as before (the index names the
+fingerprint it expects there). Location is deliberately not bound: compaction and relayout move
+records without decrypting them.
+
+Nonces never repeat under one key: a nonce is an 8-byte prefix drawn at random (os.urandom) by
+each process for each key, then a 4-byte counter the process increments under a lock for every
+record; after 2^32 records (or in a forked child, which must not continue its parent's counter) a
+fresh prefix is drawn. Two records share a nonce only if two prefixes drawn under the same key
+collide: with n prefixes ever drawn under one key the chance is below n^2 / 2^65 (a million
+process starts under one key: < 2^-25), where random 96-bit nonces would give records^2 / 2^97 and
+a bound on records per key. Nothing is persisted for this, so restoring an old database or
+journal cannot rewind a counter into reuse. ``exastor key rotate`` starts a new key whenever
+wanted (docs/security.md); AES-GCM's own limit (2^64 records per key under this construction, and
+confidentiality margins that call for a new key after some petabytes) is far off.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from exastor import errors
+from exastor.engine.record import KIND_CHUNK, MAGIC, RecordHeader
+from exastor.meta import datakeys
+from exastor.meta.sealing import SecretsLocked
+
+NONCE_SIZE = 12
+TAG_SIZE = 16
+OVERHEAD = NONCE_SIZE + TAG_SIZE   # bytes an encrypted payload adds to the stored one
+PREFIX_USES = 1 << 32              # records per nonce prefix (the 4-byte counter)
+REFRESH_S = 30.0                   # how stale this process's view of the newest key may get
+_AD = struct.Struct("<4sBBHI32sI")  # magic kind codec flags raw_len fp key_id
+
+
+class KeyUnavailable(errors.Unavailable):
+    """A record is encrypted under a data key this process cannot open (the master key is missing,
+    or the key is not in the database): its bytes are not lost, only locked. Never DataCorrupted,
+    so nothing treats locked data as damaged and repairs or reclaims it."""
+
+
+def associated_data(fp: bytes, codec: int, flags: int, raw_len: int, key_id: int) -> bytes:
+    return _AD.pack(MAGIC, KIND_CHUNK, codec, flags, raw_len, fp, key_id)
+
+
+@dataclass
+class _Nonces:
+    pid: int
+    prefix: bytes
+    used: int
+
+
+class DataKeys:
+    """This process's data keys, opened from the database with the master key (``meta.sealer``).
+
+    ``seal`` encrypts a new record's payload under the newest key when the store encrypts (else
+    passes it through, key id 0); ``open`` decrypts a stored payload under the key its header names.
+    A key added by ``exastor key rotate`` in another process is picked up within REFRESH_S for
+    writing, and at once for reading (an unknown key id reloads the keys once)."""
+
+    def __init__(self, meta: Any) -> None:
+        self.meta = meta
+        self._lock = threading.Lock()
+        self._aeads: dict[int, AESGCM] = {}
+        self._nonces: dict[int, _Nonces] = {}
+        self._writing = 0          # key id new records are sealed under; 0 = plaintext
+        self._encrypt = False      # the store says: encrypt new records
+        self._all_encrypted = False
+        self._why_locked = ""
+        self._loaded_at = -1e18
+        self.load()
+
+    def load(self) -> None:
+        def q(cur: Any) -> tuple[list[tuple[int, str, int]], str | None, str | None]:
+            return (datakeys.wrapped_keys(cur), datakeys.get_info(cur, datakeys.ENCRYPT_SETTING),
+                    datakeys.get_info(cur, datakeys.ALL_ENCRYPTED_SETTING))
+
+        rows, encrypt, every = self.meta.runner.read(q, snapshot=False)
+        aeads: dict[int, AESGCM] = {}
+        why = ""
+        for key_id, wrapped, _ in rows:
+            try:
+                aeads[key_id] = AESGCM(datakeys.unwrap(self.meta.sealer, key_id, wrapped))
+            except SecretsLocked as exc:
+                why = str(exc)
+        with self._lock:
+            self._aeads = aeads
+            self._encrypt = encrypt == "1"
+            self._all_encrypted = every == "1"
+            self._writing = rows[-1][0] if rows and self._encrypt else 0
+            self._why_locked = why
+            self._loaded_at = time.monotonic()
+
+    @property
+    def locked(self) -> str:
+        """Why some data key cannot be opened (the master key is missing), or "" when all can."""
+        return self._why_locked
+
+    @property
+    def encrypting(self) -> bool:
+        """New records are encrypted."""
+        self._maybe_refresh()
+        return self._encrypt
+
+    @property
+    def all_encrypted(self) -> bool:
+        """Every record this store ever wrote is encrypted (so is every object's data)."""
+        self._maybe_refresh()
+        return self._all_encrypted
+
+    def _maybe_refresh(self) -> None:
+        if time.monotonic() - self._loaded_at > REFRESH_S:
+            self.load()
+
+    def _nonce(self, key_id: int) -> bytes:
+        with self._lock:
+            state = self._nonces.get(key_id)
+            pid = os.getpid()
+            if state is None or state.pid != pid or state.used >= PREFIX_USES:
+                state = self._nonces[key_id] = _Nonces(pid, os.urandom(NONCE_SIZE - 4), 0)
+            nonce = state.prefix + state.used.to_bytes(4, "big")
+            state.used += 1
+        return nonce
+
+    def seal(self, fp: bytes, codec: int, flags: int, raw_len: int,
+             payload: bytes | memoryview) -> tuple[int, bytes | bytearray | memoryview]:
+        """(key id, stored payload) of a new record: encrypted under the newest key when the store
+        encrypts, else (0, ``payload``). Refuses (KeyUnavailable) to write plaintext into a store
+        that encrypts when the key cannot be opened."""
+        self._maybe_refresh()
+        if not self._encrypt:
+            return 0, payload
+        key_id = self._writing
+        aead = self._aeads.get(key_id)
+        if aead is None:
+            raise KeyUnavailable(f"this store encrypts at rest and data key {key_id} cannot be opened: "
+                                 f"{self._why_locked or 'no data key'}")
+        nonce = self._nonce(key_id)
+        out = bytearray(NONCE_SIZE + len(payload) + TAG_SIZE)
+        out[:NONCE_SIZE] = nonce
+        aead.encrypt_into(nonce, payload, associated_data(fp, codec, flags, raw_len, key_id),
+                          memoryview(out)[NONCE_SIZE:])
+        return key_id, out
+
+    def open(self, head: RecordHeader, payload: bytes | memoryview) -> bytes | memoryview:
+        """The plaintext payload of a verified record (as is when it is plaintext). DataCorrupted when
+        the tag fails (damaged, or moved under another header); KeyUnavailable without the key."""
+        if head.key_id == 0:
+            return payload
+        aead = self._aeads.get(head.key_id)
+        if aead is None:
+            self.load()  # a key made since (exastor key rotate in another process)?
+            aead = self._aeads.get(head.key_id)
+            if aead is None:
+                raise KeyUnavailable(f"a record is encrypted under data key {head.key_id}, which this process "
+                                     f"cannot open: {self._why_locked or 'no such key in the database'}")
+        if len(payload) < OVERHEAD:
+            raise errors.DataCorrupted("encrypted payload shorter than its nonce and tag")
+        view = memoryview(payload)
+        try:
+            return aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:],
+                                associated_data(head.fp, head.codec, head.flags, head.raw_len, head.key_id))
+        except InvalidTag as exc:
+            raise errors.DataCorrupted("encrypted record fails its authentication tag") from exc
+
+
+def of(meta: Any) -> DataKeys:
+    """The data keys of the store behind ``meta``, opened once per Metadata (and process)."""
+    keys = meta.data_keys
+    if keys is None:
+        keys = meta.data_keys = DataKeys(meta)
+    return keys
