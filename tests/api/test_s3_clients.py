@@ -60,3 +60,23 @@ def test_s3fs(exastor_server, bucket):
     assert fs.info(f"{bucket}/fs/small.txt")["size"] == 5
     fs.rm(f"{bucket}/fs", recursive=True)
     assert not fs.exists(f"{bucket}/fs/small.txt")
+
+
+def test_aws_cli_checksums_and_conditional_writes(exastor_server, tmp_path, bucket):
+    """What the CLI sends today: a multipart upload with CRC32C per part (a FULL_OBJECT or COMPOSITE
+    checksum on the object, returned with --checksum-mode), and put-object --if-none-match '*'."""
+    import json
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(20 << 20))  # above the cli's 8 MiB multipart threshold
+    aws(exastor_server, "s3", "cp", str(big), f"s3://{bucket}/big.bin", "--checksum-algorithm", "CRC32C")
+    head = json.loads(aws(exastor_server, "s3api", "head-object", "--bucket", bucket, "--key", "big.bin",
+                          "--checksum-mode", "ENABLED").stdout)
+    assert head["ChecksumCRC32C"] and head["ChecksumType"] in ("FULL_OBJECT", "COMPOSITE"), head
+    small = tmp_path / "commit.json"
+    small.write_text("{}")
+    aws(exastor_server, "s3api", "put-object", "--bucket", bucket, "--key", "_commit", "--body", str(small),
+        "--if-none-match", "*")
+    again = aws(exastor_server, "s3api", "put-object", "--bucket", bucket, "--key", "_commit", "--body", str(small),
+                "--if-none-match", "*", check=False)
+    assert again.returncode != 0 and "PreconditionFailed" in again.stderr, again.stderr
