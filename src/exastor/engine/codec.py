@@ -199,7 +199,7 @@ def open_payload(head: RecordHeader, payload: bytes | memoryview, keys: DataKeys
         return payload
     if keys is None:
         raise KeyUnavailable(f"a record is encrypted under data key {head.key_id} and was read without keys")
-    return keys.open(head, payload)
+    return keys.open(head, payload)  # not a drive: decrypts a record
 
 
 def flags_for(codec: int, mode: int = 0, layout: tuple[int, int] | None = None) -> int:

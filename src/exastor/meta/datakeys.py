@@ -68,7 +68,7 @@ def add_key(cur: Any, sealer: Sealer) -> int:
 
 def unwrap(sealer: Sealer, key_id: int, wrapped: str) -> bytes:
     """The data key's 32 bytes (SecretsLocked when the master key it is sealed under is not there)."""
-    key = base64.b64decode(sealer.open(wrapped, context(key_id)))
+    key = base64.b64decode(sealer.open(wrapped, context(key_id)))  # not a drive: unseals a secret
     assert len(key) == 32, "a data key is 32 bytes (AES-256)"
     return key
 
