@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import prepare_encryption
 from exastor.gateway.store import open_namespace
 from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services.reducer import Reducer
@@ -46,7 +47,8 @@ def _files(root: Path) -> dict[str, bytes]:
     return files
 
 
-def _store(tmp: Path, files: dict[str, bytes]):
+def _store(tmp: Path, files: dict[str, bytes], encrypted: bool):
+    prepare_encryption(tmp / "store", want=encrypted)
     ns = open_namespace(tmp / "store")
 
     async def main() -> None:
@@ -68,10 +70,11 @@ def _store(tmp: Path, files: dict[str, bytes]):
         ns.close()
 
 
-def test_estimate_matches_the_engine_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plaintext"])
+def test_estimate_matches_the_engine_exactly(tmp_path: Path, encrypted: bool) -> None:
     files = _files(tmp_path / "data")
-    got = estimate(LocalSource(tmp_path / "data")).to_json()
-    stats = _store(tmp_path, files)
+    got = estimate(LocalSource(tmp_path / "data"), encrypted=encrypted).to_json()
+    stats = _store(tmp_path, files, encrypted)
     assert got["logical_bytes"] == stats.logical_bytes == sum(len(b) for b in files.values())
     assert got["unique_bytes"] == stats.unique_bytes
     assert got["written_bytes"] == stats.written_bytes

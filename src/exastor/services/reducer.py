@@ -190,7 +190,12 @@ class Reducer:
             for loc, plan in batch:
                 # Encrypted like the write path's records (below the reduction), under the newest key.
                 key_id, stored = self.store.keys.seal(loc.fp, plan.codec, plan.flags, loc.raw_len, plan.payload)
-                plan = replace(plan, payload=stored)
+                # stats' "grouped" stage must be sized like a stored record, nonce and tag included:
+                # plain_len is the written record's stored length (sealed already), and grouped_len is
+                # that same length unless byte grouping paid, when it is a plaintext payload's.
+                sealing = len(stored) - len(plan.payload)
+                grouped_len = plan.grouped_len if plan.grouped_len == plan.plain_len else plan.grouped_len + sealing
+                plan = replace(plan, payload=stored, grouped_len=grouped_len)
                 parts.append(encode(loc.fp, plan.codec, loc.raw_len, plan.payload, plan.flags, key_id=key_id))
                 parts.append(plan.payload)
                 placed.append((loc, plan, pos))

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--report", metavar="DIR", help="write estimate.html and estimate.png into DIR")
     p.add_argument("--endpoint-url", help="S3 endpoint for s3:// sources (default: the AWS configuration)")
+    p.add_argument("--no-encryption", action="store_true",
+                   help="model a store without encryption at rest (encrypt_at_rest = false): records lose the "
+                        "28 bytes of nonce and tag each encrypted one carries")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             def step(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            result = estimate(source, sample=args.sample, progress=step).to_json()
+            result = estimate(source, sample=args.sample, encrypted=not args.no_encryption, progress=step).to_json()
     except SourceError as exc:
         raise CommandError(str(exc), code=1) from exc
     except OSError as exc:  # a file vanished or became unreadable while being read

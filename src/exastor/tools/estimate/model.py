@@ -21,6 +21,7 @@ import blake3
 
 from exastor.engine import chunker, codec, detect, similarity
 from exastor.engine import manifest as mf
+from exastor.engine.encryption import OVERHEAD as ENCRYPTION_OVERHEAD
 from exastor.engine.record import CODEC_DELTA, HEADER_SIZE
 from exastor.tools.estimate.sources import Item, Source
 
@@ -82,9 +83,12 @@ def sampled(name: str, fraction: float) -> bool:
 
 
 class Estimator:
-    def __init__(self, source: Source, *, sample: float = 1.0) -> None:
+    def __init__(self, source: Source, *, sample: float = 1.0, encrypted: bool = True) -> None:
         self.source = source
         self.sample = sample
+        # Every record on flash is a header and its payload; encryption at rest (on by default for new
+        # stores, engine/encryption.py) adds a nonce and a tag to each payload below the reduction.
+        self.record_overhead = HEADER_SIZE + (ENCRYPTION_OVERHEAD if encrypted else 0)
         self.index = similarity.MemoryIndex()
         self.where: dict[bytes, tuple[int, int, int]] = {}   # fp -> (file number, offset, length)
         self.depths: dict[bytes, int] = {}   # fp -> delta chain depth (0: not a delta)
@@ -181,20 +185,20 @@ class Estimator:
             self._remember(fp, data)
             for t in (tally, tally_total):
                 t.unique += len(data)
-                t.written += HEADER_SIZE + plain
-                t.grouped += HEADER_SIZE + grouped
-                t.stored += HEADER_SIZE + stored
+                t.written += self.record_overhead + plain
+                t.grouped += self.record_overhead + grouped
+                t.stored += self.record_overhead + stored
                 if plan is not None:
                     t.delta_chunks += plan.codec == CODEC_DELTA
                     t.grouped_chunks += plan.codec != CODEC_DELTA
 
 
-def estimate(source: Source, *, sample: float = 1.0, progress: Callable[[int, int], None] | None = None
-             ) -> Estimate:
+def estimate(source: Source, *, sample: float = 1.0, encrypted: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> Estimate:
     """Run the model over every (sampled) file. ``progress(bytes_done, bytes_total)``."""
     started = time.monotonic()
     items = source.items()
-    est = Estimator(source, sample=sample)
+    est = Estimator(source, sample=sample, encrypted=encrypted)
     chosen = [i for i in items if sampled(i.name, sample)]
     total = sum(i.size for i in chosen)
     done = 0
