@@ -7,6 +7,8 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -154,15 +156,22 @@ def test_restore_meta_into_a_new_data_directory(tmp_path):
     key_backup.parent.mkdir()
     shutil.copy(server.data_dir / "master.key", key_backup)
     shutil.rmtree(server.data_dir)
-    report = exastor("fsck", "--restore-meta", *[a for d in drives for a in ("--drive", str(d))],
-                     data_dir=server.data_dir, check=False)
-    assert report.returncode == 0 and "restored metadata copy taken" in report.stdout, report.stdout + report.stderr
-    # The copies on the drives hold the secrets sealed: the key does not come from them.
+    drive_args = [a for d in drives for a in ("--drive", str(d))]
+    report = exastor("fsck", "--restore-meta", *drive_args, data_dir=server.data_dir, check=False)
+    # The copies on the drives hold the secrets sealed: the key does not come from them, and without it
+    # the index cannot be rebuilt from the (encrypted) records: fsck stops and says what to do.
+    assert report.returncode == 2, report.stdout + report.stderr
     assert "master.key is missing and the database's secrets are sealed under master key" in report.stderr
+    assert "put the master key back and run `exastor fsck --restore-meta` again" in report.stderr
     with pytest.raises(RuntimeError, match="put that key back"):
         server.start()
     assert not (server.data_dir / "master.key").exists()
-    server.env["EXASTOR_KEY_COMMAND"] = f"cat {key_backup}"  # the KMS hook hands the key back
+    key_command = f"cat {key_backup}"  # the KMS hook hands the key back
+    env = {**os.environ, "EXASTOR_KEY_COMMAND": key_command}
+    report = subprocess.run([sys.executable, "-m", "exastor.cli", "fsck", "--data", str(server.data_dir),
+                             "--restore-meta", *drive_args], capture_output=True, text=True, timeout=300, env=env)
+    assert report.returncode == 0 and "restored metadata copy taken" in report.stdout, report.stdout + report.stderr
+    server.env["EXASTOR_KEY_COMMAND"] = key_command
     server.start()
     try:
         s3 = s3_client(server)

@@ -96,12 +96,14 @@ def run(args: argparse.Namespace) -> int:
             if args.restore_meta and restored is None:
                 return 2
             meta = open_metadata(data)
-            if restored is not None and meta.sealer.locked:  # a new --data: the key lives apart from the drives
-                print(f"exastor fsck: note: {meta.sealer.why_locked}; `exastor serve` needs it", file=sys.stderr)
             locked = encryption.of(meta).locked
             if locked:  # encrypted records cannot be verified: never report locked data as damaged
                 print(f"exastor fsck: the data is encrypted at rest and its keys cannot be opened: {locked}",
                       file=sys.stderr)
+                if restored is not None:  # a new --data: the key lives apart from the drives
+                    print("exastor fsck: the metadata copy is in place, but rebuilding the index from the "
+                          "drives reads the records: put the master key back and run `exastor fsck "
+                          "--restore-meta` again before `exastor serve`", file=sys.stderr)
                 meta.close()
                 return 2
             try:
