@@ -83,9 +83,13 @@ def test_a_failed_fsync_fails_the_put_with_503_on_both_protocols_and_the_store_g
     db = server.data_dir / "meta" / "exastor.sqlite"
 
     def open_replicas() -> list[str]:
+        """The healthy drives under the segment the next write goes to (the newest open one): the
+        segment an earlier failure left open sits on a failed drive that no write touches."""
         with sqlite3.connect(db) as con:
             rows = con.execute("SELECT d.path FROM replicas r JOIN segments s ON s.id = r.segment "
-                               "JOIN drives d ON d.id = r.drive WHERE s.state = 'open'").fetchall()
+                               "JOIN drives d ON d.id = r.drive WHERE s.state = 'open' AND d.state = 'active' "
+                               "AND s.id = (SELECT MAX(id) FROM segments WHERE state = 'open') "
+                               "ORDER BY d.id").fetchall()
         return [r[0] for r in rows]
 
     try:
