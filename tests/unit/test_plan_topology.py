@@ -76,7 +76,7 @@ def test_the_example_topology_follows_from_its_bill_of_materials(example_outcome
     assert t.pg_clusters_per_cell == math.ceil(t.per_cell.total_bytes / 10e12)
     assert t.metadata_tb_per_cluster <= 10.0
     assert t.pg_clusters == t.cells * t.pg_clusters_per_cell + 1 and t.directory_clusters == 1
-    assert t.pg_hosts == 3 * t.pg_clusters and (t.pg_sync_standbys, t.pg_async_standbys) == (1, 1)
+    assert t.pg_nodes == 3 * t.pg_clusters and (t.pg_sync_standbys, t.pg_async_standbys) == (1, 1)
     assert t.etcd_members == 3 * (t.cells + 1)
     assert t.namespace_ranges == 16 * t.cells * t.pg_clusters_per_cell
     assert t.chunk_rows_per_cluster == math.ceil(t.per_cell.chunk_rows / t.pg_clusters_per_cell)
@@ -104,7 +104,7 @@ def test_one_host_keeps_sqlite_and_one_cell():
     bom = bill_of_materials(plan, {"D100": 10})
     t = topology(plan, 1000.0, bom)
     assert (t.hosts, t.racks, t.cells, t.drives) == (1, 1, 1, 10)
-    assert t.backend == "SQLite" and t.pg_clusters == t.pg_hosts == t.etcd_members == 0
+    assert t.backend == "SQLite" and t.pg_clusters == t.pg_nodes == t.etcd_members == 0
     assert t.namespace_ranges == 1 and t.gateways == t.drive_servers == 1
     assert (t.shards_per_host, t.host_losses_survived, t.drive_losses_survived) == (1, 0, 0)
     assert any("SQLite" in n for n in t.notes)
@@ -123,7 +123,7 @@ def test_three_hosts_fall_back_to_two_shards_each():
     t = topology(plan, 100.0, bom)
     assert (t.hosts, t.racks, t.cells) == (3, 1, 1)
     assert (t.shards_per_host, t.host_losses_survived, t.shards_per_rack, t.rack_losses_survived) == (2, 1, 6, 0)
-    assert t.backend == "PostgreSQL" and t.pg_clusters == 1 and t.directory_clusters == 0 and t.pg_hosts == 3
+    assert t.backend == "PostgreSQL" and t.pg_clusters == 1 and t.directory_clusters == 0 and t.pg_nodes == 3
     assert t.etcd_members == 3 and t.namespace_ranges == 16
 
 
@@ -189,3 +189,14 @@ def test_json_and_html_carry_the_topology(tmp_path, capsys):
     assert json.loads(out_json.read_text())["input"]["topology"]["pg_cluster_max_tb"] == 10.0
     page = out_html.read_text()
     assert "<h2>Cluster topology</h2>" in page and "<th>PG clusters</th>" in page
+
+
+def test_sketching_only_small_chunks_drops_the_large_classes_sketch_rows():
+    every = metadata_load(2e6, 1.5, 16, 4, TopologySettings())
+    small = metadata_load(2e6, 1.5, 16, 4, TopologySettings(sketch_max_chunk=1 << 20))
+    assert every.sketch_rows == every.chunk_rows
+    assert small.sketch_rows == math.ceil(2e18 * (0.05 / 2**16 + 0.25 / 2**20))
+    assert every.total_bytes - small.total_bytes == (every.sketch_rows - small.sketch_rows) * SKETCH_ROW_BYTES
+    raw = raw_plan()
+    raw["topology"] = {"sketch_max_chunk": "1 MiB"}
+    assert parse_plan(raw).topology.sketch_max_chunk == 1 << 20

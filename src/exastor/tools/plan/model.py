@@ -187,11 +187,14 @@ DEFAULT_CHUNKING = (
 class TopologySettings:
     """How the cluster design is cut (the optional ``topology`` input section; defaults in docs/scale.md).
 
-    ``cell_racks`` 0 means k+m racks per cell (one shard of a stripe per rack).
+    ``cell_racks`` 0 means k+m racks per cell (one shard of a stripe per rack). ``sketch_max_chunk``
+    0 means every chunk has a similarity-sketch row (the reducer today); otherwise only chunks up to
+    that size do.
     """
 
     cell_racks: int = 0
     chunking: tuple[ChunkClass, ...] = DEFAULT_CHUNKING
+    sketch_max_chunk: int = 0
     segment_bytes: int = 1 << 30
     pg_cluster_max_tb: float = 10.0
     pg_standbys: int = 2
@@ -644,7 +647,7 @@ def _binary_bytes(r: _Reader, raw: dict, path: str, key: str, default: int) -> i
 
 def _topology(r: _Reader, raw: Any) -> TopologySettings:
     p = "topology"
-    sec = r.section(raw, p, {"cell_racks", "chunking", "segment_size", "pg_cluster_max_tb", "pg_standbys",
+    sec = r.section(raw, p, {"cell_racks", "chunking", "sketch_max_chunk", "segment_size", "pg_cluster_max_tb", "pg_standbys",
                              "ranges_per_cluster", "etcd_members_per_cell"})
     defaults = TopologySettings()
     chunking = defaults.chunking
@@ -668,6 +671,7 @@ def _topology(r: _Reader, raw: Any) -> TopologySettings:
             chunking = tuple(classes)
     return TopologySettings(
         cell_racks=r.integer(sec, p, "cell_racks", 0, lo=0), chunking=chunking,
+        sketch_max_chunk=_binary_bytes(r, sec, p, "sketch_max_chunk", 0) if sec.get("sketch_max_chunk") != 0 else 0,
         segment_bytes=_binary_bytes(r, sec, p, "segment_size", defaults.segment_bytes),
         pg_cluster_max_tb=r.number(sec, p, "pg_cluster_max_tb", defaults.pg_cluster_max_tb, lo=0, lo_open=True),
         pg_standbys=r.integer(sec, p, "pg_standbys", defaults.pg_standbys, lo=1),

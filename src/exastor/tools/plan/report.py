@@ -43,7 +43,10 @@ def _tb(tb: float) -> str:
 
 def _count(n: float) -> str:
     """Whole counts with thousands separators; from ten million on, 3 significant digits (3.05e13)."""
-    return f"{n:.3g}".replace("e+", "e") if n >= 1e7 else f"{n:,.0f}"
+    if n < 1e7:
+        return f"{n:,.0f}"
+    mantissa, exponent = f"{n:.3g}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _bytes(n: float) -> str:
@@ -57,7 +60,7 @@ def _span(pair: tuple[int, int]) -> str:
 TOPOLOGY_LAYOUT_COLUMNS = ("milestone", "logical", "raw", "racks", "hosts", "drives", "cells x racks",
                            "hosts/cell", "drives/host", "erasure in a cell", "gateways", "drive servers")
 TOPOLOGY_METADATA_COLUMNS = ("milestone", "chunk rows", "at 64 KiB", "mean chunk", "objects", "metadata",
-                             "PG clusters", "PG hosts", "etcd", "ranges", "rows/cluster", "TB/cluster")
+                             "PG clusters", "PG nodes", "etcd", "ranges", "rows/cluster", "TB/cluster")
 
 
 def topology_layout_rows(named: list[tuple[str, Topology]]) -> list[list[str]]:
@@ -68,7 +71,7 @@ def topology_layout_rows(named: list[tuple[str, Topology]]) -> list[list[str]]:
             rows.append([name, _tb(t.logical_tb), _tb(t.raw_tb)] + ["-"] * (len(TOPOLOGY_LAYOUT_COLUMNS) - 3))
             continue
         erasure = (f"{t.erasure}: <={t.shards_per_host}/host, <={t.shards_per_rack}/rack; survives "
-                   f"{t.host_losses_survived} host(s), {t.rack_losses_survived} rack(s)")
+                   f"{t.drive_losses_survived} drives, {t.host_losses_survived} hosts, {t.rack_losses_survived} racks")
         rows.append([name, _tb(t.logical_tb), _tb(t.raw_tb), f"{t.racks:,}", f"{t.hosts:,}", f"{t.drives:,}",
                      f"{t.cells:,} x {_span(t.racks_per_cell)}", _span(t.hosts_per_cell),
                      f"{t.drives_per_host:.0f} of {t.drive_slots_per_host}", erasure, f"{t.gateways:,}",
@@ -83,7 +86,7 @@ def topology_metadata_rows(named: list[tuple[str, Topology]]) -> list[list[str]]
         total = t.total
         if t.backend == "PostgreSQL":
             clusters = f"{t.pg_clusters:,} ({t.cells:,} x {t.pg_clusters_per_cell:,} + {t.directory_clusters})"
-            hosts, etcd = f"{t.pg_hosts:,}", f"{t.etcd_members:,}"
+            hosts, etcd = f"{t.pg_nodes:,}", f"{t.etcd_members:,}"
         else:
             clusters, hosts, etcd = t.backend, "-", "-"
         rows.append([name, _count(total.chunk_rows), _count(total.chunk_rows_at_64k),

@@ -36,7 +36,8 @@ from exastor.tools.plan.sizing import BillOfMaterials
 # + line pointer 4 = 108; fp primary key (8 + 33 -> 48, +4) / 0.7 = 74; chunks_by_segment ~8 (a
 # deduplicated B-tree: a 64 MiB segment holds hundreds of chunks, so the key is shared).
 CHUNK_ROW_BYTES = 190
-# sketches (the reducer's similarity index, one row per sketched chunk; counted for every chunk):
+# sketches (the reducer's similarity index, one row per sketched chunk: every chunk unless
+# topology.sketch_max_chunk says otherwise):
 # heap 24 + 268 -> 296, +4 = 300; fp key 74; four (sf_i, seq) indexes (8 + 16, +4) / 0.7 = 40 each.
 SKETCH_ROW_BYTES = 534
 # engine/manifest.py: a 40-byte entry per chunk slice; fingerprints do not compress, TOAST stores them as is.
@@ -57,6 +58,7 @@ class MetadataLoad:
     """Rows and bytes of metadata for some logical capacity under the chunk-size policy."""
 
     chunk_rows: int            # upper bound: no dedupe credit
+    sketch_rows: int           # chunks with a similarity-sketch row
     chunk_rows_at_64k: int     # the same capacity cut into today's 64 KiB chunks, for comparison
     mean_chunk_bytes: float
     manifest_entries: int
@@ -75,19 +77,21 @@ def metadata_load(logical_tb: float, reduction_ratio: float, k: int, m: int,
     """Metadata rows and bytes for ``logical_tb`` (decimal TB) stored at ``reduction_ratio``, ``k+m`` stripes."""
     logical = logical_tb * TB
     chunk_rows = math.ceil(sum(c.byte_share * logical / c.chunk_bytes for c in settings.chunking))
+    sketched = [c for c in settings.chunking if not settings.sketch_max_chunk or c.chunk_bytes <= settings.sketch_max_chunk]
+    sketch_rows = math.ceil(sum(c.byte_share * logical / c.chunk_bytes for c in sketched))
     objects = math.ceil(sum(c.byte_share * logical / c.mean_object_bytes for c in settings.chunking))
     segments = math.ceil(logical / reduction_ratio / settings.segment_bytes)
     shards = segments * (k + m)
     by_table = {
         "chunks": chunk_rows * CHUNK_ROW_BYTES,
-        "sketches": chunk_rows * SKETCH_ROW_BYTES,
+        "sketches": sketch_rows * SKETCH_ROW_BYTES,
         "manifests": chunk_rows * MANIFEST_ENTRY_BYTES,  # one entry per chunk cut from the object's bytes
         "objects": objects * OBJECT_ROW_BYTES,
         "segments": segments * SEGMENT_ROW_BYTES,
         "shards": shards * SHARD_ROW_BYTES,
     }
     mean_chunk = logical / chunk_rows if chunk_rows else 0.0
-    return MetadataLoad(chunk_rows, math.ceil(logical / (64 << 10)), mean_chunk, chunk_rows, objects, segments,
+    return MetadataLoad(chunk_rows, sketch_rows, math.ceil(logical / (64 << 10)), mean_chunk, chunk_rows, objects, segments,
                         shards, by_table)
 
 
@@ -125,7 +129,7 @@ class Topology:
     total: MetadataLoad
     pg_clusters_per_cell: int
     pg_clusters: int              # in all cells, plus the directory cluster
-    pg_hosts: int                 # primaries + standbys, all clusters
+    pg_nodes: int                 # primaries + standbys, all clusters
     pg_sync_standbys: int         # per cluster
     pg_async_standbys: int        # per cluster
     directory_clusters: int
@@ -178,7 +182,7 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
     per_cell = metadata_load(logical_tb / cells, plan.reduction.ratio, k, m, st)
     total = metadata_load(logical_tb, plan.reduction.ratio, k, m, st)
     if hosts == 1:
-        backend, clusters_cell, clusters, directory, pg_hosts, etcd = "SQLite", 0, 0, 0, 0, 0
+        backend, clusters_cell, clusters, directory, pg_nodes, etcd = "SQLite", 0, 0, 0, 0, 0
         ranges = 1
         rows_cluster, tb_cluster = per_cell.chunk_rows, per_cell.total_bytes / TB
         notes.append("one host: metadata stays in SQLite on it (the embedded default); no PostgreSQL")
@@ -187,7 +191,7 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
         clusters_cell = max(1, math.ceil(per_cell.total_bytes / (st.pg_cluster_max_tb * TB)))
         directory = 1 if cells * clusters_cell > 1 else 0
         clusters = cells * clusters_cell + directory
-        pg_hosts = clusters * (1 + st.pg_standbys)
+        pg_nodes = clusters * (1 + st.pg_standbys)
         etcd = (cells + directory) * st.etcd_members_per_cell
         ranges = cells * clusters_cell * st.ranges_per_cluster
         rows_cluster = math.ceil(per_cell.chunk_rows / clusters_cell)
@@ -203,7 +207,7 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
         shards_per_host=per_host, shards_per_rack=per_rack, host_losses_survived=m // per_host,
         rack_losses_survived=m // per_rack, drive_losses_survived=m if drives_cell >= stripe else 0,
         backend=backend, per_cell=per_cell, total=total, pg_clusters_per_cell=clusters_cell, pg_clusters=clusters,
-        pg_hosts=pg_hosts, pg_sync_standbys=1 if backend == "PostgreSQL" else 0,
+        pg_nodes=pg_nodes, pg_sync_standbys=1 if backend == "PostgreSQL" else 0,
         pg_async_standbys=st.pg_standbys - 1 if backend == "PostgreSQL" else 0, directory_clusters=directory,
         etcd_members=etcd, namespace_ranges=ranges, chunk_rows_per_cluster=rows_cluster,
         metadata_tb_per_cluster=tb_cluster, gateways=hosts, drive_servers=hosts, notes=notes)
