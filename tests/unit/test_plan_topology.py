@@ -23,6 +23,7 @@ from exastor.tools.plan.topology import (
     SEGMENT_ROW_BYTES,
     SHARD_ROW_BYTES,
     SKETCH_ROW_BYTES,
+    TODAY_CHUNK_BYTES,
     metadata_load,
     topology,
 )
@@ -45,6 +46,9 @@ def test_metadata_load_by_hand():
 
 
 def test_64_kib_chunks_over_2_eb_are_the_issues_3e13_rows_and_the_policy_cuts_them_13_fold():
+    from exastor.engine.chunker import AVG_SIZE
+
+    assert TODAY_CHUNK_BYTES == AVG_SIZE   # "today" is what the chunker does
     load = metadata_load(2e6, 1.5, 16, 4, TopologySettings())
     assert load.chunk_rows_at_64k == 2 * 10**18 // 65536 == 30_517_578_125_000
     # the default mix: 5 % of bytes in 64 KiB chunks, 25 % in 1 MiB, 70 % in 4 MiB

@@ -39,3 +39,23 @@ def test_a_stale_block_is_rewritten_and_check_says_so(tmp_path, capsys):
 def test_an_unknown_block_is_an_error():
     with pytest.raises(ValueError, match="unknown generated block"):
         scaledoc.render("<!-- BEGIN nonsense x -->\n<!-- END nonsense -->\n")
+
+
+def test_bytes_per_row_are_the_measured_ones_and_the_page_says_so():
+    import json
+    import math
+
+    from exastor.tools.plan import topology
+
+    measured = json.loads((DOC.parents[1] / "bench" / "results" / "pg_row_bytes.json").read_text())["measured"]
+    per_row = {name: row["bytes_per_row"] for name, row in measured.items()}
+    assert topology.CHUNK_ROW_BYTES == math.ceil(per_row["chunks"])
+    assert topology.SKETCH_ROW_BYTES == math.ceil(per_row["sketches"])
+    assert topology.MANIFEST_ENTRY_BYTES == math.ceil(per_row["manifest_entries"])
+    assert topology.OBJECT_ROW_BYTES == math.ceil(per_row["objects"])
+    assert topology.SEGMENT_ROW_BYTES == math.ceil(per_row["segments"] + per_row["segment_layout"])
+    assert topology.SHARD_ROW_BYTES == math.ceil(per_row["shards"])
+    row = (f"chunk {topology.CHUNK_ROW_BYTES}, sketch {topology.SKETCH_ROW_BYTES}, manifest entry "
+           f"{topology.MANIFEST_ENTRY_BYTES}, object {topology.OBJECT_ROW_BYTES:,}, segment "
+           f"{topology.SEGMENT_ROW_BYTES}, shard {topology.SHARD_ROW_BYTES}")
+    assert row in DOC.read_text()

@@ -16,8 +16,8 @@ store (docs/scale.md is the reasoning, and its tables are generated from here):
   objects keep the chunk index finite. Chunk rows are an upper bound: every logical byte counted as
   if it were unique (dedupe only lowers it), as the issue counts 2 EB / 64 KiB = 3.05e13 rows.
 
-Bytes per row are derived from the PostgreSQL schema (meta/migrations/postgres/0001_initial.sql) and
-PostgreSQL's page layout ("Database Page Layout" in its manual: 23-byte tuple header rounded to 24,
+Bytes per row are measured (bench/pg_row_bytes.py) and derived from the PostgreSQL schema
+(meta/migrations/postgres/0001_initial.sql) and PostgreSQL's page layout ("Database Page Layout" in its manual: 23-byte tuple header rounded to 24,
 4-byte line pointer, 8-byte MAXALIGN; a B-tree leaf tuple is an 8-byte header plus the key). B-trees
 filled by random keys settle near ln 2 = 69 % full (Yao, "On random 2-3 trees", 1978): 70 % is used
 for random keys (fingerprints, object keys), ~100 % for sequential ones. Object and sketch rows
@@ -32,25 +32,30 @@ from dataclasses import dataclass, field
 from exastor.tools.plan.model import PlanInput, TopologySettings
 from exastor.tools.plan.sizing import BillOfMaterials
 
+# Each figure is what bench/pg_row_bytes.py measured on PostgreSQL 15 (400,000 rows shaped and
+# ordered as the store writes them; bench/results/pg_row_bytes.json), rounded up; beside it, the
+# derivation from the page layout that it confirms.
 # chunks: heap 24 + 80 (fp 33, segment, offset, stored_len, raw_len, codec, refs; NULL dead_since_ns)
 # + line pointer 4 = 108; fp primary key (8 + 33 -> 48, +4) / 0.7 = 74; chunks_by_segment ~8 (a
-# deduplicated B-tree: a 64 MiB segment holds hundreds of chunks, so the key is shared).
-CHUNK_ROW_BYTES = 190
+# deduplicated B-tree: a segment holds hundreds of chunks, so the key is shared). Derived 190.
+CHUNK_ROW_BYTES = 196
 # sketches (the reducer's similarity index, one row per sketched chunk: every chunk unless
-# topology.sketch_max_chunk says otherwise):
-# heap 24 + 268 -> 296, +4 = 300; fp key 74; four (sf_i, seq) indexes (8 + 16, +4) / 0.7 = 40 each.
-SKETCH_ROW_BYTES = 534
-# engine/manifest.py: a 40-byte entry per chunk slice; fingerprints do not compress, TOAST stores them as is.
-MANIFEST_ENTRY_BYTES = 40
+# topology.sketch_max_chunk says otherwise): heap 24 + 268 -> 296, +4 = 300; fp key 74; four
+# (sf_i, seq) indexes (8 + 16, +4) / 0.7 = 40 each. Derived 534.
+SKETCH_ROW_BYTES = 554
+# engine/manifest.py: a 40-byte entry per chunk slice; fingerprints do not compress, so TOAST stores
+# them as is, plus its chunk headers. Derived 40.
+MANIFEST_ENTRY_BYTES = 42
 # objects: heap ~290; primary key (bucket, key, version_id) 245, objects_live 189, objects_versions 211,
-# objects_one_latest 189, objects_seq 22 (sequential).
-OBJECT_ROW_BYTES = 1150
-# segments + segment_layout rows, each ~60 bytes of heap and ~22 of sequential primary key.
-SEGMENT_ROW_BYTES = 164
-# shards: heap 60; (segment, idx) key 31; shards_by_drive ~7 (deduplicated).
-SHARD_ROW_BYTES = 98
+# objects_one_latest 189, objects_seq 22 (sequential). Derived 1,150.
+OBJECT_ROW_BYTES = 1223
+# segments + segment_layout rows, each ~60 bytes of heap and ~22 of sequential primary key. Derived 164.
+SEGMENT_ROW_BYTES = 169
+# shards: heap 60; (segment, idx) key 31; shards_by_drive ~7 (deduplicated). Derived 98.
+SHARD_ROW_BYTES = 101
 
 TB = 1e12  # the planner's capacities are decimal
+TODAY_CHUNK_BYTES = 64 << 10  # engine/chunker.py's AVG_SIZE: every object is cut so today
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def metadata_load(logical_tb: float, reduction_ratio: float, k: int, m: int,
         "shards": shards * SHARD_ROW_BYTES,
     }
     mean_chunk = logical / chunk_rows if chunk_rows else 0.0
-    return MetadataLoad(chunk_rows, sketch_rows, math.ceil(logical / (64 << 10)), mean_chunk, chunk_rows, objects, segments,
+    return MetadataLoad(chunk_rows, sketch_rows, math.ceil(logical / TODAY_CHUNK_BYTES), mean_chunk, chunk_rows, objects, segments,
                         shards, by_table)
 
 
