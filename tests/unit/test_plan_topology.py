@@ -204,3 +204,15 @@ def test_sketching_only_small_chunks_drops_the_large_classes_sketch_rows():
     raw = raw_plan()
     raw["topology"] = {"sketch_max_chunk": "1 MiB"}
     assert parse_plan(raw).topology.sketch_max_chunk == 1 << 20
+
+
+def test_the_shipped_this_machine_and_one_rack_inputs():
+    examples = EXAMPLE.parent
+    machine = analyze(load_plan(examples / "this-machine.yaml"), dt.date(2026, 12, 1), scenarios=0).phases[0]
+    t = machine.topology
+    assert (t.hosts, t.drives, t.cells, t.backend, t.erasure) == (1, 6, 1, "SQLite", "3+3")
+    assert (t.drive_losses_survived, t.host_losses_survived) == (3, 0) and machine.bom.capex_usd == 0
+    rack = analyze(load_plan(examples / "one-rack.yaml"), dt.date(2026, 12, 1), scenarios=0).phases[0].topology
+    assert (rack.racks, rack.cells, rack.erasure) == (1, 1, "8+3")
+    assert rack.hosts >= 11 and rack.shards_per_host == 1 and rack.host_losses_survived == 3
+    assert rack.rack_losses_survived == 0 and rack.backend == "PostgreSQL" and rack.directory_clusters == 1
