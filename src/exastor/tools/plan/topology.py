@@ -160,9 +160,15 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
 
     if hosts == 0:
         empty = metadata_load(0.0, plan.reduction.ratio, k, m, st)
-        return Topology(logical_tb, bom.effective_tb, f"{k}+{m}", racks, 0, 0, slots, 0.0, 0, 0, target, (0, 0),
-                        (0, 0), 0.0, 0.0, 0.0, 0, 0, 0, 0, 0, "none", empty, empty, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                        0.0, 0, 0, ["no drives online at this milestone"])
+        return Topology(
+            logical_tb=logical_tb, raw_tb=bom.effective_tb, erasure=f"{k}+{m}", racks=racks, hosts=0, drives=0,
+            drive_slots_per_host=slots, drives_per_host=0.0, hosts_per_rack=0, cells=0, cell_racks_target=target,
+            racks_per_cell=(0, 0), hosts_per_cell=(0, 0), drives_per_cell=0.0, logical_tb_per_cell=0.0,
+            raw_tb_per_cell=0.0, shards_per_host=0, shards_per_rack=0, host_losses_survived=0,
+            rack_losses_survived=0, drive_losses_survived=0, backend="none", per_cell=empty, total=empty,
+            pg_clusters_per_cell=0, pg_clusters=0, pg_nodes=0, pg_sync_standbys=0, pg_async_standbys=0,
+            directory_clusters=0, etcd_members=0, namespace_ranges=0, chunk_rows_per_cluster=0,
+            metadata_tb_per_cluster=0.0, gateways=0, drive_servers=0, notes=["no drives online at this milestone"])
 
     cells = max(1, racks // target)
     racks_cell = (racks // cells, -(-racks // cells))
