@@ -34,6 +34,7 @@ from exastor.tools.plan.sizing import (
     capacity_need,
     reduction_saving,
 )
+from exastor.tools.plan.topology import Topology, topology
 
 
 @dataclass
@@ -44,6 +45,7 @@ class PhaseSizing:
     need_without_reduction: CapacityNeed
     bom: BillOfMaterials  # everything online by the milestone in the chosen plan
     saving: ReductionSaving
+    topology: Topology  # how that bill of materials is cut into cells, stripes and metadata clusters
 
 
 @dataclass
@@ -113,7 +115,7 @@ def _phase_sizing(plan: PlanInput, outcome: StrategyOutcome) -> list[PhaseSizing
         usd_per_tb = bom.capex_usd / bom.effective_tb if bom.effective_tb > 0 else _list_usd_per_tb(plan)
         out.append(PhaseSizing(ph.name, ph.online_by, capacity_need(ph.logical_tb, plan.reduction.ratio, plan.protection),
                                capacity_need(ph.logical_tb, 1.0, plan.protection), bom,
-                               reduction_saving(plan, ph.logical_tb, usd_per_tb)))
+                               reduction_saving(plan, ph.logical_tb, usd_per_tb), topology(plan, ph.logical_tb, bom)))
     return out
 
 

@@ -23,6 +23,8 @@ import yaml
 # Decimal units, as drive vendors and clouds count: 1 EB = 1,000 PB = 1,000,000 TB.
 _UNIT_TB = {"tb": 1.0, "pb": 1e3, "eb": 1e6, "gb": 1e-3}
 _CAPACITY_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgtpe]?i?b)\s*$", re.IGNORECASE)
+_BINARY_RE = re.compile(r"^\s*([0-9]+)\s*(B|KiB|MiB|GiB)?\s*$")
+_BINARY_UNIT = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 _QUARTER_RE = re.compile(r"^(\d{4})\s*-?\s*Q([1-4])$", re.IGNORECASE)
 
 
@@ -160,6 +162,47 @@ class Cloud:
 
 
 @dataclass(frozen=True)
+class ChunkClass:
+    """One object-size class of the chunk-size policy: the share of logical bytes in objects of this
+    class, their mean size, and the average chunk the policy cuts them into (docs/scale.md)."""
+
+    name: str
+    byte_share: float
+    mean_object_bytes: int
+    chunk_bytes: int
+
+
+# The default byte mix is an ASSUMPTION for an exabyte AI corpus (most bytes in large objects:
+# checkpoints, packed shards, video); replace it with your own histogram. The chunk sizes are the
+# policy of docs/scale.md: today's 64 KiB FastCDC for small objects, 1 MiB (restic's average) for
+# medium, 4 MiB (twice borg's 2 MiB default) for large ones.
+DEFAULT_CHUNKING = (
+    ChunkClass("small (< 4 MiB)", 0.05, 512 << 10, 64 << 10),
+    ChunkClass("medium (4-256 MiB)", 0.25, 64 << 20, 1 << 20),
+    ChunkClass("large (>= 256 MiB)", 0.70, 2 << 30, 4 << 20),
+)
+
+
+@dataclass(frozen=True)
+class TopologySettings:
+    """How the cluster design is cut (the optional ``topology`` input section; defaults in docs/scale.md).
+
+    ``cell_racks`` 0 means k+m racks per cell (one shard of a stripe per rack). ``sketch_max_chunk``
+    0 means every chunk has a similarity-sketch row (the reducer today); otherwise only chunks up to
+    that size do.
+    """
+
+    cell_racks: int = 0
+    chunking: tuple[ChunkClass, ...] = DEFAULT_CHUNKING
+    sketch_max_chunk: int = 0
+    segment_bytes: int = 1 << 30
+    pg_cluster_max_tb: float = 10.0
+    pg_standbys: int = 2
+    ranges_per_cluster: int = 16
+    etcd_members_per_cell: int = 3
+
+
+@dataclass(frozen=True)
 class PlanInput:
     phases: list[Phase]
     reduction: Reduction
@@ -177,6 +220,7 @@ class PlanInput:
     supplier_correlation: float = 0.5
     title: str = "exastor deployment plan"
     installed: dict[str, int] = field(default_factory=dict)  # drives per SKU already online today
+    topology: TopologySettings = TopologySettings()
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -341,7 +385,7 @@ def parse_plan(raw: Any, base_dir: Path | str = ".") -> PlanInput:
     r = _Reader(Path(base_dir))
     top = r.section(raw, "", {"title", "phases", "reduction", "protection", "drives", "suppliers", "enclosure",
                               "server", "rack", "power", "logistics", "finance", "cloud", "strategy", "risk",
-                              "installed"},
+                              "installed", "topology"},
                     {"phases", "reduction", "protection", "drives", "enclosure", "server", "rack"})
 
     phases = _phases(r, top.get("phases"))
@@ -379,11 +423,12 @@ def parse_plan(raw: Any, base_dir: Path | str = ".") -> PlanInput:
     correlation = r.number(rs, "risk", "supplier_correlation", 0.5, lo=0, hi=1)
     title = top.get("title", "exastor deployment plan")
     installed = _installed(r, top.get("installed"), {d.sku for d in drives})
+    topology = _topology(r, top.get("topology"))
 
     if r.problems:
         raise PlanInputError(r.problems)
     return PlanInput(phases, reduction, protection, drives, suppliers, enclosure, server, rack, power, logistics,
-                     finance, cloud, strategy, correlation, str(title), installed)
+                     finance, cloud, strategy, correlation, str(title), installed, topology)
 
 
 def _phases(r: _Reader, raw: Any) -> list[Phase]:
@@ -580,3 +625,55 @@ def _cloud(r: _Reader, raw: Any) -> Cloud | None:
                     {"usd_per_gb_month"})
     return Cloud(r.number(sec, p, "usd_per_gb_month", lo=0), r.number(sec, p, "egress_usd_per_gb", 0, lo=0),
                  r.number(sec, p, "egress_fraction_per_month", 0, lo=0), str(sec.get("name", "cloud blob tier")))
+
+
+def _binary_bytes(r: _Reader, raw: dict, path: str, key: str, default: int) -> int:
+    """Chunk, object and segment sizes: bytes, or '64 KiB', '4 MiB', '1 GiB' (binary, as the engine counts)."""
+    value = raw.get(key)
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _BINARY_RE.match(value)):
+        size = int(m.group(1)) * _BINARY_UNIT[m.group(2) or "B"]
+    else:
+        r.problems.append(f"{_join(path, key)}: expected bytes or a size such as '64 KiB', '4 MiB', got {value!r}")
+        return default
+    if size < 1:
+        r.problems.append(f"{_join(path, key)}: must be >= 1 byte")
+        return default
+    return size
+
+
+def _topology(r: _Reader, raw: Any) -> TopologySettings:
+    p = "topology"
+    sec = r.section(raw, p, {"cell_racks", "chunking", "sketch_max_chunk", "segment_size", "pg_cluster_max_tb", "pg_standbys",
+                             "ranges_per_cluster", "etcd_members_per_cell"})
+    defaults = TopologySettings()
+    chunking = defaults.chunking
+    if "chunking" in sec:
+        items = sec["chunking"]
+        if not isinstance(items, list) or not items:
+            r.problems.append(f"{p}.chunking: expected a non-empty list of {{name, byte_share, mean_object, chunk}}")
+        else:
+            classes = []
+            for i, item in enumerate(items):
+                cp = f"{p}.chunking[{i}]"
+                c = r.section(item, cp, {"name", "byte_share", "mean_object", "chunk"},
+                              {"byte_share", "mean_object", "chunk"})
+                classes.append(ChunkClass(str(c.get("name", f"class {i + 1}")),
+                                          r.number(c, cp, "byte_share", lo=0, hi=1),
+                                          _binary_bytes(r, c, cp, "mean_object", 1),
+                                          _binary_bytes(r, c, cp, "chunk", 1)))
+            total = sum(c.byte_share for c in classes)
+            if total == total and abs(total - 1.0) > 1e-6:
+                r.problems.append(f"{p}.chunking: byte_share must add up to 1, got {total:g}")
+            chunking = tuple(classes)
+    return TopologySettings(
+        cell_racks=r.integer(sec, p, "cell_racks", 0, lo=0), chunking=chunking,
+        sketch_max_chunk=_binary_bytes(r, sec, p, "sketch_max_chunk", 0) if sec.get("sketch_max_chunk") != 0 else 0,
+        segment_bytes=_binary_bytes(r, sec, p, "segment_size", defaults.segment_bytes),
+        pg_cluster_max_tb=r.number(sec, p, "pg_cluster_max_tb", defaults.pg_cluster_max_tb, lo=0, lo_open=True),
+        pg_standbys=r.integer(sec, p, "pg_standbys", defaults.pg_standbys, lo=1),
+        ranges_per_cluster=r.integer(sec, p, "ranges_per_cluster", defaults.ranges_per_cluster, lo=1),
+        etcd_members_per_cell=r.integer(sec, p, "etcd_members_per_cell", defaults.etcd_members_per_cell, lo=1))

@@ -18,6 +18,7 @@ from rich.table import Table
 from exastor.tools.plan.analyze import PlanOutcome
 from exastor.tools.plan.model import quarter_of
 from exastor.tools.plan.procure import OrderLine
+from exastor.tools.plan.topology import MetadataLoad, Topology
 
 _EB = 1e6  # TB
 
@@ -38,6 +39,78 @@ def _tb(tb: float) -> str:
     if abs(tb) >= 1e3:
         return f"{tb / 1e3:,.1f} PB"
     return f"{tb:,.1f} TB"
+
+
+def _count(n: float) -> str:
+    """Whole counts with thousands separators; from ten million on, 3 significant digits (3.05e13)."""
+    if n < 1e7:
+        return f"{n:,.0f}"
+    mantissa, exponent = f"{n:.3g}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _bytes(n: float) -> str:
+    return _tb(n / 1e12) if n >= 1e11 else f"{n / 1e9:,.1f} GB"
+
+
+def _span(pair: tuple[int, int]) -> str:
+    return f"{pair[0]:,}" if pair[0] == pair[1] else f"{pair[0]:,}-{pair[1]:,}"
+
+
+TOPOLOGY_LAYOUT_COLUMNS = ("milestone", "logical", "raw", "racks", "hosts", "drives", "cells x racks",
+                           "hosts/cell", "drives/host", "erasure in a cell", "gateways", "drive servers")
+TOPOLOGY_METADATA_COLUMNS = ("milestone", "chunk rows", "at 64 KiB", "mean chunk", "objects", "metadata",
+                             "PG clusters", "PG nodes", "etcd", "ranges", "rows/cluster", "TB/cluster")
+
+
+def topology_layout_rows(named: list[tuple[str, Topology]]) -> list[list[str]]:
+    """Hosts, drives, cells and stripes per milestone: one row of TOPOLOGY_LAYOUT_COLUMNS each."""
+    rows = []
+    for name, t in named:
+        if t.hosts == 0:
+            rows.append([name, _tb(t.logical_tb), _tb(t.raw_tb)] + ["-"] * (len(TOPOLOGY_LAYOUT_COLUMNS) - 3))
+            continue
+        erasure = (f"{t.erasure}: <={t.shards_per_host}/host, <={t.shards_per_rack}/rack; survives "
+                   f"{t.drive_losses_survived} drives, {t.host_losses_survived} hosts, {t.rack_losses_survived} racks")
+        rows.append([name, _tb(t.logical_tb), _tb(t.raw_tb), f"{t.racks:,}", f"{t.hosts:,}", f"{t.drives:,}",
+                     f"{t.cells:,} x {_span(t.racks_per_cell)}", _span(t.hosts_per_cell),
+                     f"{t.drives_per_host:.0f} of {t.drive_slots_per_host}", erasure, f"{t.gateways:,}",
+                     f"{t.drive_servers:,}"])
+    return rows
+
+
+def topology_metadata_rows(named: list[tuple[str, Topology]]) -> list[list[str]]:
+    """Chunk index, metadata bytes and database clusters per milestone: rows of TOPOLOGY_METADATA_COLUMNS."""
+    rows = []
+    for name, t in named:
+        total = t.total
+        if t.backend == "PostgreSQL":
+            clusters = f"{t.pg_clusters:,} ({t.cells:,} x {t.pg_clusters_per_cell:,} + {t.directory_clusters})"
+            hosts, etcd = f"{t.pg_nodes:,}", f"{t.etcd_members:,}"
+        else:
+            clusters, hosts, etcd = t.backend, "-", "-"
+        rows.append([name, _count(total.chunk_rows), _count(total.chunk_rows_at_64k),
+                     f"{total.mean_chunk_bytes / 1024:,.0f} KiB", _count(total.objects), _bytes(total.total_bytes),
+                     clusters, hosts, etcd, f"{t.namespace_ranges:,}", _count(t.chunk_rows_per_cluster),
+                     f"{t.metadata_tb_per_cluster:,.2f}"])
+    return rows
+
+
+def markdown_table(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    """A GitHub markdown table (docs/scale.md's generated tables)."""
+    def line(cells: list[str] | tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(columns), "|" + "---|" * len(columns)] + [line(r) for r in rows])
+
+
+def _load_json(load: MetadataLoad) -> dict[str, Any]:
+    return {**_plain(load), "total_bytes": load.total_bytes}
+
+
+def topology_json(t: Topology) -> dict[str, Any]:
+    doc = _plain(t)
+    doc.update(per_cell=_load_json(t.per_cell), total=_load_json(t.total))
+    return doc
 
 
 def _day(d: dt.date | None) -> str:
@@ -91,7 +164,7 @@ def to_json(outcome: PlanOutcome) -> dict[str, Any]:
         bom.update(total_drives=ph.bom.total_drives, capex_usd=ph.bom.capex_usd)
         phases.append({"name": ph.name, "online_by": ph.online_by.isoformat(), "need": _plain(ph.need),
                        "need_without_reduction": _plain(ph.need_without_reduction), "bill_of_materials": bom,
-                       "reduction_saving": _plain(ph.saving)})
+                       "reduction_saving": _plain(ph.saving), "topology": topology_json(ph.topology)})
     return {
         "tool": "exastor plan",
         "title": outcome.plan.title,
@@ -169,6 +242,7 @@ def print_summary(outcome: PlanOutcome, console: Console | None = None) -> None:
                   f"{ph.bom.enclosures:,}", f"{ph.bom.servers:,}", f"{ph.bom.racks:,}", f"{ph.bom.power_kw:,.0f}",
                   _money(ph.bom.capex_usd))
     console.print(t)
+    print_topology([(ph.name, ph.topology) for ph in outcome.phases], console)
 
     t = Table(title=f"Orders ({outcome.chosen}) by SKU and delivery quarter; the JSON lists every monthly line. "
                     "Red: order-by within 30 days")
@@ -239,6 +313,25 @@ def print_summary(outcome: PlanOutcome, console: Console | None = None) -> None:
                       f"(present value {_money(c.cloud_pv_usd)}) vs own flash {_money(c.onprem_total_usd)} "
                       f"(present value {_money(c.onprem_pv_usd)}); "
                       + (f"own flash is cheaper from {c.breakeven} on." if c.breakeven else "the cloud stays cheaper."))
+
+
+def print_topology(named: list[tuple[str, Topology]], console: Console) -> None:
+    """The cluster design of each milestone's bill of materials (docs/scale.md explains it)."""
+    for title, columns, rows in (
+            ("Cluster topology: cells, hosts and stripes (a gateway and a drive server on every host)",
+             TOPOLOGY_LAYOUT_COLUMNS, topology_layout_rows(named)),
+            ("Cluster topology: chunk index and metadata clusters (primary + synchronous standby + standby each; "
+             "chunk rows are an upper bound: no dedupe credit)", TOPOLOGY_METADATA_COLUMNS,
+             topology_metadata_rows(named))):
+        t = Table(title=title)
+        for col in columns:
+            t.add_column(col, justify="left" if col in ("milestone", "erasure in a cell") else "right")
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+    for name, topo in named:
+        for note in topo.notes:
+            console.print(f"   {name}: {note}")
 
 
 def _prob(s: Any, milestone: str) -> str:
@@ -353,12 +446,22 @@ def write_html(outcome: PlanOutcome, path: str | Path, *, write_pngs: bool = Tru
     console = Console(record=True, width=150, file=io.StringIO())
     print_summary(outcome, console)
     summary = console.export_text()
+    named = [(ph.name, ph.topology) for ph in outcome.phases]
+    topo = "".join(_html_table(cols, rows) for cols, rows in (
+        (TOPOLOGY_LAYOUT_COLUMNS, topology_layout_rows(named)), (TOPOLOGY_METADATA_COLUMNS, topology_metadata_rows(named))))
+    topo += "".join(f"<p>{html.escape(name)}: {html.escape(note)}</p>" for name, t in named for note in t.notes)
     imgs = "\n".join(f'<h2>{html.escape(_TITLES[name])}</h2><img alt="{name}" src="data:image/png;base64,'
                      f'{base64.b64encode(data).decode()}">' for name, data in pngs.items())
     path.write_text(_PAGE.format(title=html.escape(outcome.plan.title), today=outcome.today.isoformat(), imgs=imgs,
-                                 summary=html.escape(summary)))
+                                 topology=topo, summary=html.escape(summary)))
     written.append(path)
     return written
+
+
+def _html_table(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 _TITLES = {"capacity": "Capacity online vs required", "orders": "Orders and deliveries", "cash": "Cash and inventory",
@@ -370,10 +473,15 @@ _PAGE = """<!doctype html>
  body {{ font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }}
  img {{ max-width: 100%; border: 1px solid #ddd; }}
  pre {{ font-size: 11px; background: #f7f7f7; padding: 1em; overflow-x: auto; }}
+ table {{ border-collapse: collapse; font-size: 12px; margin: 1em 0; }}
+ td, th {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
 </style></head><body>
 <h1>{title}</h1>
 <p>Generated by <code>exastor plan</code> for today = {today}. Prices, lead times and allocations are inputs, not quotes.</p>
 {imgs}
+<h2>Cluster topology</h2>
+<p>How each milestone's hardware is cut into cells, stripes and metadata clusters (docs/scale.md).</p>
+{topology}
 <h2>Summary</h2>
 <pre>{summary}</pre>
 </body></html>
