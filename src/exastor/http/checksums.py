@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import zlib
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import crc32c as _crc32c
 import xxhash as _xxhash
@@ -97,9 +99,11 @@ class _CrcChecksum:
 
 
 class _HashChecksum:
-    def __init__(self, algorithm: str, hashlib_name: str) -> None:
+    """A hashlib or xxHash object (both compiled); digest() is the canonical (big-endian) form."""
+
+    def __init__(self, algorithm: str, factory: Callable[[], Any]) -> None:
         self.algorithm = algorithm
-        self._hash = hashlib.new(hashlib_name)
+        self._hash = factory()
         self.digest_size = self._hash.digest_size
 
     def update(self, data: Buffer) -> None:
@@ -134,28 +138,10 @@ def new_checksum(algorithm: str) -> Checksum:
     if name == "CRC64NVME":
         return _CrcChecksum(name, _crc64nvme, 8)
     if name in ("SHA1", "SHA256", "SHA512", "MD5"):
-        return _HashChecksum(name, name.lower())
+        return _HashChecksum(name, functools.partial(hashlib.new, name.lower()))
     if name in _XXHASH:
-        return _XxChecksum(name, _XXHASH[name])
+        return _HashChecksum(name, _XXHASH[name])
     raise UnknownChecksumAlgorithm(f"unsupported checksum algorithm {algorithm!r}")
-
-
-class _XxChecksum:
-    """xxHash (the xxhash library, compiled): digest() is the canonical big-endian form."""
-
-    def __init__(self, algorithm: str, factory) -> None:
-        self.algorithm = algorithm
-        self._hash = factory()
-        self.digest_size = self._hash.digest_size
-
-    def update(self, data: Buffer) -> None:
-        self._hash.update(data)
-
-    def digest(self) -> bytes:
-        return self._hash.digest()
-
-    def b64(self) -> str:
-        return base64.b64encode(self._hash.digest()).decode("ascii")
 
 
 _XXHASH = {"XXHASH64": _xxhash.xxh64, "XXHASH3": _xxhash.xxh3_64, "XXHASH128": _xxhash.xxh3_128}
