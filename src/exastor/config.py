@@ -26,6 +26,9 @@ class Config:
     secret_key: str | None = None
     account_name: str | None = None
     account_key: str | None = None
+    # A second Blob account key (Azure's key2): Shared Key and SAS signed with either key are accepted,
+    # so clients can move to one key while the other is replaced. Empty = none.
+    account_key2: str = ""
     region: str = "us-east-1"
     extra_regions: list[str] = field(default_factory=list)  # SigV4 scope regions accepted besides `region`
     domains: list[str] = field(default_factory=lambda: ["localhost"])
@@ -105,13 +108,14 @@ class Config:
         if self.account_name is not None and not (3 <= len(self.account_name) <= 24
                                                   and self.account_name.isalnum() and self.account_name.islower()):
             raise ConfigError(f"{where('account_name')} must be 3-24 lower-case letters and digits")
-        if self.account_key is not None:
-            import base64
-            import binascii
-            try:
-                base64.b64decode(self.account_key, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ConfigError(f"{where('account_key')} must be base64 (as Azure account keys are)") from exc
+        for name in ("account_key", "account_key2"):
+            if getattr(self, name):
+                import base64
+                import binascii
+                try:
+                    base64.b64decode(getattr(self, name), validate=True)
+                except (binascii.Error, ValueError) as exc:
+                    raise ConfigError(f"{where(name)} must be base64 (as Azure account keys are)") from exc
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
             raise ConfigError(f"{where('log_level')} must be one of critical, error, warning, info, debug")
         if self.ec:

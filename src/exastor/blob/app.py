@@ -32,11 +32,12 @@ log = logging.getLogger("exastor.blob")
 
 
 class BlobApp:
-    def __init__(self, ns: Namespace, *, account: str, key: str, principal: str = "admin") -> None:
+    def __init__(self, ns: Namespace, *, account: str, key: str, key2: str = "", principal: str = "admin") -> None:
         self.ns = ns
         self.blobs = Blobs(ns)
         self.account = account
         self.key = key
+        self.keys = (key, key2) if key2 else (key,)  # a request or SAS signed with either is the account's
         self.principal = principal
         self.authorizer = Authorizer(ns)
         self._ids = itertools.count(1)
@@ -126,7 +127,7 @@ class BlobApp:
     def _authenticate(self, call: BlobCall) -> Principal:
         req = call.req
         if "authorization" in req.headers:
-            call.auth = auth.verify_shared_key(req.method, req.headers, self.account, self.key, req.raw_path,
+            call.auth = auth.verify_shared_key(req.method, req.headers, self.account, self.keys, req.raw_path,
                                                req.query_string)
             principal = Principal.account(self.principal)
         elif "sig" in call.q:
@@ -144,7 +145,7 @@ class BlobApp:
             bucket = self.ns.cached_bucket(container)  # the container's stored access policies sign with it
             policies = (bucket.attrs.get("blob_acl") or {}) if bucket else {}
         facts = self._facts(call)
-        return auth.verify_sas(q, self.account, self.key, container, blob, facts.client_ip, policies,
+        return auth.verify_sas(q, self.account, self.keys, container, blob, facts.client_ip, policies,
                                secure=facts.secure)
 
     def _copy_source(self, call: BlobCall, principal: Principal) -> Source:
