@@ -25,6 +25,7 @@ from exastor.blob.common import (
 )
 from exastor.blob.errors import BlobError
 from exastor.blob.service import settings
+from exastor.blob.tags import tags_match
 from exastor.http.asgi import header_value_ok
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta import blob as bm
@@ -204,9 +205,15 @@ async def set_tier(call: BlobCall) -> None:
         if obj.attrs.get("blob-type", "BlockBlob") != "BlockBlob":
             raise BlobError("InvalidBlobType")
         call.lease_guard(call.blob, write=False)
+        if_tags = call.h.get("x-ms-if-tags")  # the one condition Set Blob Tier takes
+
+        def condition(current: ObjectVersion) -> None:
+            _block_blob(current)
+            if if_tags and not tags_match(if_tags, current.attrs.get("tags") or {}):
+                raise BlobError("ConditionNotMet")
         await call.ns.update_object_attrs(call.grant, call.container, call.blob, None,
                                           {"tier": tier, "tier_ns": time.time_ns()},
-                                          check=blob_check(call, _block_blob, lease="read"))
+                                          check=blob_check(call, condition, lease="read"))
     await call.reply(200)
 
 
