@@ -127,7 +127,9 @@ class BlobApp:
     def _authenticate(self, call: BlobCall) -> Principal:
         req = call.req
         if "authorization" in req.headers:
-            call.auth = auth.verify_shared_key(req.method, req.headers, self.account, self.keys, req.raw_path,
+            # A batch sub-request's path as its client wrote and signed it (blob/batch.py), else the path.
+            signed_path = req.scope.get("exastor.blob.signed_path", req.raw_path)
+            call.auth = auth.verify_shared_key(req.method, req.headers, self.account, self.keys, signed_path,
                                                req.query_string)
             principal = Principal.account(self.principal)
         elif "sig" in call.q:
