@@ -38,8 +38,12 @@ async def _append(call: BlobCall, source, spec: PutSpec) -> None:  # noqa: ANN00
 
 
 async def append_block(call: BlobCall) -> None:
-    if int(call.h.get("content-length") or 0) > MAX_APPEND_BLOCK:
+    size = call.content_size()
+    if size is not None and size > MAX_APPEND_BLOCK:
         raise BlobError("RequestBodyTooLarge")
+    if size == 0:  # Azure: an append block holds at least one byte
+        raise BlobError("InvalidHeaderValue", "An append block cannot be empty.", HeaderName="Content-Length",
+                        HeaderValue="0")
     await _append(call, call.body(MAX_APPEND_BLOCK), call.put_spec({}))
 
 

@@ -481,6 +481,18 @@ def new_blob_attrs(h: dict[str, str], blob_type: str, *, body_is_content: bool =
     return attrs
 
 
+ONLINE_TIERS = ("Hot", "Cool", "Cold")
+
+
+def refuse_archived(obj: Any, what: str = "This operation") -> None:
+    """Azure keeps an Archive-tier blob offline: its bytes cannot be read, copied by URL, snapshotted
+    or have their properties changed until Set Blob Tier moves it to an online tier (here the bytes
+    stay on flash, so that move completes at once; the refusal is the contract clients code against)."""
+    attrs = getattr(obj, "attrs", None) or {}
+    if attrs.get("tier") == "Archive":
+        raise BlobError("BlobArchived", f"{what} is not permitted on an archived blob.", status=409)
+
+
 def check_tier(tier: str) -> str:
     tiers = {"hot": "Hot", "cool": "Cool", "cold": "Cold", "archive": "Archive", "premium": "Premium"}
     if tier.lower() not in tiers:

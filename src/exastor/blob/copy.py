@@ -12,12 +12,15 @@ import uuid
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from exastor.blob.common import (
+    ONLINE_TIERS,
     BlobCall,
+    check_tier,
     content_props_from_headers,
     metadata_from_headers,
     mtime,
     parse_tags_header,
     plaintext_readable,
+    refuse_archived,
     write_check,
 )
 from exastor.blob.errors import BlobError
@@ -38,8 +41,10 @@ def source_location(h: dict[str, str], account: str) -> tuple[str, str, dict[str
     return path[1], path[2], dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
-def resolve_source(call: BlobCall) -> ObjectVersion:
-    """The source blob (or snapshot) the request's decision authorized for reading."""
+def resolve_source(call: BlobCall, *, rehydrating: bool = False) -> ObjectVersion:
+    """The source blob (or snapshot) the request's decision authorized for reading. An archived
+    source is refused (409 BlobArchived) unless ``rehydrating``: a Copy Blob into an online tier,
+    which is how Azure copies an archived blob."""
     container, blob, query = source_location(call.h, call.app.account)
     if query.get("snapshot"):
         src = call.blobs.get_snapshot(call.grant, container, blob, query["snapshot"]).as_version()
@@ -57,6 +62,8 @@ def resolve_source(call: BlobCall) -> ObjectVersion:
                            dates_on_writes=True)
         if outcome != "ok":
             raise BlobError("SourceConditionNotMet", "The source condition specified is not met.", status=412)
+    if not rehydrating:
+        refuse_archived(src, "Reading the copy source")
     return plaintext_readable(src)
 
 
@@ -74,7 +81,8 @@ def source_range(call: BlobCall, size: int) -> tuple[int, int]:
 
 
 async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
-    src = resolve_source(call)
+    dest_tier = check_tier(call.h["x-ms-access-tier"]) if call.h.get("x-ms-access-tier") else None
+    src = resolve_source(call, rehydrating=not from_url and dest_tier in ONLINE_TIERS)
     blob_type = src.attrs.get("blob-type", "BlockBlob")
     if from_url and blob_type != "BlockBlob":
         raise BlobError("InvalidBlobType")
@@ -95,9 +103,13 @@ async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
         tags = src.attrs["tags"]
     if tags:
         attrs["tags"] = tags
-    if call.h.get("x-ms-access-tier"):
-        from exastor.blob.common import check_tier
-        attrs["tier"] = check_tier(call.h["x-ms-access-tier"])
+    if dest_tier:
+        attrs["tier"] = dest_tier
+    seal = call.h.get("x-ms-seal-blob", "").lower()
+    if seal and seal not in ("true", "false"):
+        raise BlobError("InvalidHeaderValue", "x-ms-seal-blob must be true or false.", HeaderName="x-ms-seal-blob")
+    if seal == "true" and blob_type == "AppendBlob":
+        attrs["sealed"] = True  # Azure seals a copied append blob only when asked (x-ms-seal-blob)
     now = time.time_ns()
     attrs["created_ns"] = now
     if not from_url:
