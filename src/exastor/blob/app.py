@@ -88,6 +88,9 @@ class BlobApp:
         if not is_utf8_text(req.path):
             raise BlobError("InvalidUri", "The URL is not valid UTF-8.", status=400)
         call.info.update(bucket=call.container, key=call.blob)
+        if call.container is not None and req.method != "OPTIONS":
+            from exastor.blob.container import check_container_name
+            check_container_name(call.container)
         if req.method == "OPTIONS":
             # A preflight carries no credentials by design; it reads the account's CORS rules only.
             from exastor.blob.service import preflight

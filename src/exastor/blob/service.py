@@ -130,7 +130,10 @@ async def list_containers(call: BlobCall) -> None:
         raise BlobError("InvalidQueryParameterValue") from exc
     if max_results <= 0:
         raise BlobError("OutOfRangeQueryParameterValue")
-    include = set(q.get("include", "").split(","))
+    include = {v.strip().lower() for v in q.get("include", "").split(",") if v.strip()}
+    if include - {"metadata", "deleted", "system"}:
+        raise BlobError("InvalidQueryParameterValue", "include may hold metadata, deleted and system.",
+                        QueryParameterName="include")
     buckets = [b for b in call.ns.list_buckets(call.grant, prefix) if not marker or b.name >= marker]
     page, rest = buckets[:max_results], buckets[max_results:]
     leases = call.blobs.container_leases(call.grant) if page else {}
