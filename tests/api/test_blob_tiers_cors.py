@@ -247,3 +247,16 @@ def test_commit_mixing_committed_and_new_blocks(cc):
     committed, uncommitted = blob.get_block_list("all")
     assert [b.id for b in committed] == ["1", "3"] and uncommitted == []
     assert error_of(lambda: blob.commit_block_list([BlobBlock("2", BlockState.COMMITTED)]))[1] == "InvalidBlockList"
+
+
+def test_customer_provided_keys_refused(cc):
+    """exastor never stores or serves under a key the client keeps: refused, not silently ignored."""
+    from azure.storage.blob import CustomerProvidedEncryptionKey
+    cpk = CustomerProvidedEncryptionKey(base64.b64encode(b"k" * 32).decode(),
+                                        base64.b64encode(hashlib.sha256(b"k" * 32).digest()).decode())
+    blob = cc.get_blob_client("cpk")
+    resp = raw(blob, "PUT", blob.url, headers={"x-ms-blob-type": "BlockBlob", "x-ms-encryption-key": cpk.key_value,
+                                                "x-ms-encryption-key-sha256": cpk.key_hash,
+                                                "x-ms-encryption-algorithm": "AES256"}, body=b"secret")
+    assert resp.status_code == 409 and resp.headers["x-ms-error-code"] == "FeatureNotSupported"
+    assert error_of(blob.get_blob_properties)[0] == 404

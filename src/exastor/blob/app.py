@@ -110,6 +110,11 @@ class BlobApp:
         call.info["principal"] = principal.label
         if route_error is not None:
             raise route_error
+        if "x-ms-encryption-key" in req.headers:
+            # A customer-provided key promises the bytes are unreadable without it; exastor encrypts with
+            # the store's own keys only, so storing (or serving) under such a promise would be a lie.
+            raise BlobError("FeatureNotSupported", "Customer-provided encryption keys (x-ms-encryption-key) are "
+                            "not supported; data is encrypted at rest with the store's keys.", status=409)
         op = operation("blob", r.operation)
         if principal.kind == ANONYMOUS and not op.target.public:
             # Azure's answers to an anonymous request for something never public.
