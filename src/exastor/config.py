@@ -29,6 +29,9 @@ class Config:
     # A second Blob account key (Azure's key2): Shared Key and SAS signed with either key are accepted,
     # so clients can move to one key while the other is replaced. Empty = none.
     account_key2: str = ""
+    # Blob copies from outside the account fetch the source URL; private, loopback and link-local
+    # addresses are refused unless inside one of these networks (CIDR, comma-separated). Empty = none.
+    copy_source_networks: list[str] = field(default_factory=list)
     region: str = "us-east-1"
     extra_regions: list[str] = field(default_factory=list)  # SigV4 scope regions accepted besides `region`
     domains: list[str] = field(default_factory=lambda: ["localhost"])
@@ -143,6 +146,11 @@ class Config:
             if getattr(self, name) and not Path(getattr(self, name)).expanduser().is_file():
                 raise ConfigError(f"{where(name)}: no file {getattr(self, name)}")
         import ipaddress
+        for net in self.copy_source_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"{where('copy_source_networks')}: {net!r} is not a network") from exc
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)

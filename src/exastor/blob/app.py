@@ -12,6 +12,7 @@ import itertools
 import logging
 import sqlite3
 import uuid
+from collections.abc import Sequence
 
 from exastor import errors
 from exastor.auth.authorizer import Authorizer, RequestFacts, Source, Target
@@ -32,12 +33,16 @@ log = logging.getLogger("exastor.blob")
 
 
 class BlobApp:
-    def __init__(self, ns: Namespace, *, account: str, key: str, key2: str = "", principal: str = "admin") -> None:
+    def __init__(self, ns: Namespace, *, account: str, key: str, key2: str = "", principal: str = "admin",
+                 copy_source_networks: Sequence[str] = ()) -> None:
         self.ns = ns
         self.blobs = Blobs(ns)
         self.account = account
         self.key = key
         self.keys = (key, key2) if key2 else (key,)  # a request or SAS signed with either is the account's
+        from exastor.blob.remote import parse_networks
+        # Private networks a copy source outside the account may be fetched from (blob/remote.py).
+        self.copy_source_networks = parse_networks(copy_source_networks)
         self.principal = principal
         self.authorizer = Authorizer(ns)
         self._ids = itertools.count(1)
@@ -163,7 +168,9 @@ class BlobApp:
         account itself only when the request is signed with the account key (Azure reads a source in
         the same account that way); else nobody, so only public access reaches it. Never the
         destination's SAS: a SAS for one blob must not read another."""
-        from exastor.blob.copy import source_location
+        from exastor.blob.copy import is_external, source_location
+        if is_external(call.h, self.account):
+            return Source(principal, "", "", external=True)  # read with the URL's own credentials, remotely
         container, blob, query = source_location(call.h, self.account)
         if "sig" in query:
             try:

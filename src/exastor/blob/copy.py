@@ -7,6 +7,7 @@ A source outside this account would need an outbound fetch, which this server do
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -24,9 +25,81 @@ from exastor.blob.common import (
     write_check,
 )
 from exastor.blob.errors import BlobError
+from exastor.blob.remote import RemoteSource
 from exastor.http.conditions import evaluate, parse_preconditions
 from exastor.http.ranges import RangeNotSatisfiable, parse_range
 from exastor.meta.records import ObjectVersion
+
+
+def is_external(h: dict[str, str], account: str) -> bool:
+    """Whether x-ms-copy-source names a blob outside this account: its path does not start with the
+    account's name (path-style, as this server's URLs are). Such a source is fetched (blob/remote.py)."""
+    url = h.get("x-ms-copy-source", "")
+    path = unquote(urlsplit(url).path).lstrip("/").split("/", 1)
+    return bool(url) and path[0] != account
+
+
+def asked_range(call: BlobCall) -> tuple[int, int | None] | None:
+    """x-ms-source-range as asked (an outside source's size is known only once it answers)."""
+    header = call.h.get("x-ms-source-range")
+    if not header:
+        return None
+    m = re.fullmatch(r"\s*bytes=(\d{1,19})-(\d{0,19})\s*", header)
+    if m is None or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+        raise BlobError("InvalidHeaderValue", "x-ms-source-range must be bytes=start-end.")
+    return int(m.group(1)), int(m.group(2)) if m.group(2) else None
+
+
+async def open_external(call: BlobCall, limit: int, *, ranged: bool = False) -> RemoteSource:
+    """The outside source, checked and connected (its status and size known), with the request's
+    x-ms-source-if-* conditions sent along for the source's store to decide."""
+    rng = asked_range(call) if ranged else None
+    conditions = {name: call.h[f"x-ms-source-{name}"] for name in ("if-match", "if-none-match", "if-modified-since",
+                                                                  "if-unmodified-since") if f"x-ms-source-{name}" in call.h}
+    src = RemoteSource(call.h["x-ms-copy-source"], call.app.copy_source_networks,
+                       start=rng[0] if rng else None, end=rng[1] if rng else None, limit=limit,
+                       conditions=conditions)
+    try:
+        return await src.open()  # not a drive: an outbound HTTP fetch (blob/remote.py)
+    except BlobError as exc:
+        if exc.headers.get("x-ms-copy-source-status-code") in ("304", "412"):
+            raise BlobError("SourceConditionNotMet", "The source condition specified is not met.",
+                            status=412) from exc
+        raise
+
+
+async def _copy_external(call: BlobCall, *, from_url: bool) -> ObjectVersion:
+    """Copy Blob / Put Blob From URL from outside the account: the bytes are fetched and stored."""
+    from exastor.blob.common import CONTENT_PROPS, MAX_PUT_BLOB
+    from exastor.namespace.store import PutSpec
+    src = await open_external(call, MAX_PUT_BLOB)
+    try:
+        sh = src.headers
+        attrs: dict = {"blob-type": "BlockBlob"}
+        if not from_url or call.h.get("x-ms-copy-source-blob-properties", "true").lower() != "false":
+            attrs.update({name: sh[name] for name in CONTENT_PROPS if name in sh})
+        if from_url and any(k.startswith("x-ms-blob-content-") for k in call.h):
+            attrs.update(content_props_from_headers(call.h, fallback=False))
+        attrs.setdefault("content-type", "application/octet-stream")
+        has_meta = any(k.startswith("x-ms-meta-") for k in call.h)
+        meta = metadata_from_headers(call.h, call.meta_names) if has_meta else (
+            {} if from_url else {k[len("x-ms-meta-"):]: v for k, v in sh.items() if k.startswith("x-ms-meta-")})
+        if meta:
+            attrs["meta"] = meta
+        tags = parse_tags_header(call.h.get("x-ms-tags"))
+        if tags:
+            attrs["tags"] = tags
+        if call.h.get("x-ms-access-tier"):
+            attrs["tier"] = check_tier(call.h["x-ms-access-tier"])
+        now = time.time_ns()
+        attrs["created_ns"] = now
+        if not from_url:
+            attrs["copy"] = {"id": str(uuid.uuid4()), "status": "success", "source": call.h["x-ms-copy-source"],
+                             "progress": f"{src.size}/{src.size}", "completion_ns": now}
+        spec = PutSpec(attrs=attrs, expected_size=src.size, check=write_check(call, create=from_url, lease="write"))
+        return await call.ns.put_object(call.grant, call.container, call.blob, src.body(), spec)
+    finally:
+        await src.close()
 
 
 def source_location(h: dict[str, str], account: str) -> tuple[str, str, dict[str, str]]:
@@ -81,6 +154,8 @@ def source_range(call: BlobCall, size: int) -> tuple[int, int]:
 
 
 async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
+    if is_external(call.h, call.app.account):
+        return await _copy_external(call, from_url=from_url)
     dest_tier = check_tier(call.h["x-ms-access-tier"]) if call.h.get("x-ms-access-tier") else None
     src = resolve_source(call, rehydrating=not from_url and dest_tier in ONLINE_TIERS)
     blob_type = src.attrs.get("blob-type", "BlockBlob")
