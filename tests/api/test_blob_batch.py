@@ -225,3 +225,24 @@ def test_missing_container_batch(svc):
     with pytest.raises((ResourceNotFoundError, HttpResponseError)) as ei:
         list(svc.get_container_client(unique()).delete_blobs("x"))
     assert ei.value.status_code == 404
+
+
+def test_aio_client_batches(server):
+    """The aiohttp transport of the SDK parses the same multipart answer."""
+    import asyncio
+
+    from azure.storage.blob.aio import BlobServiceClient as AioService
+
+    async def run() -> tuple[list[int], list[int]]:
+        async with AioService.from_connection_string(server.connection_string, retry_total=0) as svc:
+            cc = await svc.create_container(unique())
+            try:
+                for name in ("a", "b", "c"):
+                    await cc.upload_blob(name, b"x")
+                deleted = [r.status_code async for r in await cc.delete_blobs("a", "b", "gone",
+                                                                             raise_on_any_failure=False)]
+                tiered = [r.status_code async for r in await cc.set_standard_blob_tier_blobs("Cool", "c")]
+                return deleted, tiered
+            finally:
+                await cc.delete_container()
+    assert asyncio.run(run()) == ([202, 202, 404], [200])
