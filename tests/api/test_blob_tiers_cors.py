@@ -159,6 +159,8 @@ def test_cors_actual_requests_and_vary(svc, cc, cors):
     assert r.status_code == 200 and "Access-Control-Allow-Origin" not in r.headers and r.headers["Vary"] == "Origin"
     r = requests.head(blob.url, headers={"Origin": "https://other.example"})
     assert r.headers.get("Vary") == "Origin"
+    r = requests.get(blob.url)  # no Origin: a cache could hand this to a CORS request later
+    assert r.headers.get("Vary") == "Origin" and "Access-Control-Allow-Origin" not in r.headers
     # The * rule: everyone gets "*", nothing varies, no credentials.
     r = requests.options(blob.url, headers={"Origin": "https://other.example", "Access-Control-Request-Method": "PUT"})
     assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
@@ -166,10 +168,12 @@ def test_cors_actual_requests_and_vary(svc, cc, cors):
     cors(CorsRule(["*"], ["GET"]))
     r = requests.get(blob.url, headers={"Origin": "https://any.example"})
     assert r.headers["Access-Control-Allow-Origin"] == "*" and "Vary" not in r.headers
+    assert "Vary" not in requests.get(blob.url).headers
     # Without CORS rules nothing is added.
     cors()
     r = requests.get(blob.url, headers={"Origin": "https://any.example"})
     assert "Access-Control-Allow-Origin" not in r.headers and "Vary" not in r.headers
+    assert "Vary" not in requests.get(blob.url).headers
 
 
 # --- append blobs -------------------------------------------------------------------------------

@@ -210,11 +210,21 @@ def cors_headers(call: BlobCall) -> list[tuple[str, str]]:
     answers whenever CORS is on and the answer depends on the origin (no rule admits it, or the one
     that does names it), so a cache never serves one origin's answer to another; a rule admitting
     every origin makes the answer the same for all, and no Vary is sent."""
-    rules, origin = _origin_rules(call)
-    if origin is None or not rules:
+    vary = call.req.method in ("GET", "HEAD")
+    origin = call.h.get("origin")
+    if origin is None:
+        # A cache may keep this answer and hand it to a later cross-origin request: say it varies,
+        # unless a rule admits every origin for this method (then the answer is everyone's).
+        if not vary or "origin" in call.h:
+            return []
+        rules = settings(call).cors
+        if rules and not any("*" in [o.strip() for o in r.origins] and call.req.method in r.methods for r in rules):
+            return [("vary", "Origin")]
+        return []
+    rules = settings(call).cors
+    if not rules:
         return []
     rule = _match(call, call.req.method)
-    vary = call.req.method in ("GET", "HEAD")
     if rule is None:
         return [("vary", "Origin")] if vary else []
     allow = _allow_origin(rule, origin)
