@@ -172,3 +172,22 @@ def test_md5_of_fetched_block_is_reported(dest, source):
     blob = dest.get_blob_client("md5")
     resp = blob.stage_block_from_url("Yw==", url, source_offset=0, source_length=256)
     assert bytes(resp["content_md5"]) == hashlib.md5(data[:256]).digest()
+
+
+def test_copy_of_an_outside_append_blob_stays_one(dest, remote):
+    cc = client(remote).create_container(unique())
+    try:
+        app = cc.get_blob_client("log")
+        app.create_append_blob()
+        app.append_block(b"one ")
+        app.append_block(b"two")
+        sas = generate_blob_sas(remote.account_name, cc.container_name, "log", account_key=remote.account_key,
+                                permission=BlobSasPermissions(read=True), expiry=datetime.now(UTC) + HOUR)
+        copy = dest.get_blob_client("log")
+        copy.start_copy_from_url(f"{app.url}?{sas}")
+        props = copy.get_blob_properties()
+        assert props.blob_type == "AppendBlob" and props.append_blob_committed_block_count == 2
+        copy.append_block(b" three")
+        assert copy.download_blob().readall() == b"one two three"
+    finally:
+        cc.delete_container()

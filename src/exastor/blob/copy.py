@@ -76,6 +76,13 @@ async def _copy_external(call: BlobCall, *, from_url: bool) -> ObjectVersion:
     try:
         sh = src.headers
         attrs: dict = {"blob-type": "BlockBlob"}
+        source_type = sh.get("x-ms-blob-type", "BlockBlob")
+        if source_type == "PageBlob":
+            raise BlobError("PageBlobNotSupported")
+        if source_type == "AppendBlob" and not from_url:  # Copy Blob keeps the source's type
+            attrs["blob-type"] = "AppendBlob"
+            count = sh.get("x-ms-blob-committed-block-count", "")
+            attrs["committed_blocks"] = int(count) if count.isdigit() else int(src.size > 0)
         if not from_url or call.h.get("x-ms-copy-source-blob-properties", "true").lower() != "false":
             attrs.update({name: sh[name] for name in CONTENT_PROPS if name in sh})
         if from_url and any(k.startswith("x-ms-blob-content-") for k in call.h):
