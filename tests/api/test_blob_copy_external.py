@@ -191,3 +191,17 @@ def test_copy_of_an_outside_append_blob_stays_one(dest, remote):
         assert copy.download_blob().readall() == b"one two three"
     finally:
         cc.delete_container()
+
+
+def test_source_content_md5_of_outside_sources(dest, source):
+    _, url, data = source
+    bad = hashlib.md5(b"other").digest()
+    with pytest.raises(HttpResponseError) as ei:
+        dest.get_blob_client("m").upload_blob_from_url(url, source_content_md5=bad)
+    assert (ei.value.status_code, ei.value.error_code) == (400, "Md5Mismatch")
+    with pytest.raises(HttpResponseError) as ei:
+        dest.get_blob_client("m").stage_block_from_url("YQ==", url, source_offset=0, source_length=10,
+                                                       source_content_md5=bad)
+    assert ei.value.error_code == "Md5Mismatch"
+    dest.get_blob_client("m").upload_blob_from_url(url, source_content_md5=hashlib.md5(data).digest())
+    assert dest.get_blob_client("m").download_blob().readall() == data

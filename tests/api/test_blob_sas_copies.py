@@ -152,3 +152,29 @@ def test_copies_authorized_by_blob_sas(server, cc):
         assert cc.get_blob_client("dst").download_blob().readall() == b"public bytes"
     finally:
         public.delete_container()
+
+
+def test_source_content_md5_checked(cc):
+    """x-ms-source-content-md5 on Put Blob / Block / Append Block From URL: the source's bytes (the
+    range copied) must have that MD5, or nothing is written (400 Md5Mismatch)."""
+    import hashlib
+
+    data = b"0123456789" * 100
+    src = cc.upload_blob("src", data)
+    good, bad = hashlib.md5(data[:100]).digest(), hashlib.md5(b"other").digest()
+    blob = cc.get_blob_client("b")
+    with pytest.raises(HttpResponseError) as ei:
+        blob.stage_block_from_url("YQ==", src.url, source_offset=0, source_length=100, source_content_md5=bad)
+    assert (ei.value.status_code, ei.value.error_code) == (400, "Md5Mismatch")
+    blob.stage_block_from_url("YQ==", src.url, source_offset=0, source_length=100, source_content_md5=good)
+    with pytest.raises(HttpResponseError) as ei:
+        cc.get_blob_client("whole").upload_blob_from_url(src.url, source_content_md5=bad)
+    assert ei.value.error_code == "Md5Mismatch"
+    cc.get_blob_client("whole").upload_blob_from_url(src.url, source_content_md5=hashlib.md5(data).digest())
+    app = cc.get_blob_client("app")
+    app.create_append_blob()
+    with pytest.raises(HttpResponseError) as ei:
+        app.append_block_from_url(src.url, source_offset=0, source_length=100, source_content_md5=bad)
+    assert ei.value.error_code == "Md5Mismatch"
+    app.append_block_from_url(src.url, source_offset=0, source_length=100, source_content_md5=good)
+    assert app.download_blob().readall() == data[:100]

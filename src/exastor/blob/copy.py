@@ -7,9 +7,11 @@ A source outside this account would need an outbound fetch, which this server do
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
+from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from exastor.blob.common import (
@@ -103,10 +105,49 @@ async def _copy_external(call: BlobCall, *, from_url: bool) -> ObjectVersion:
         if not from_url:
             attrs["copy"] = {"id": str(uuid.uuid4()), "status": "success", "source": call.h["x-ms-copy-source"],
                              "progress": f"{src.size}/{src.size}", "completion_ns": now}
-        spec = PutSpec(attrs=attrs, expected_size=src.size, check=write_check(call, create=from_url, lease="write"))
+        spec = PutSpec(attrs=attrs, expected_size=src.size, check=write_check(call, create=from_url, lease="write"),
+                       verify=md5_verifier(call))
         return await call.ns.put_object(call.grant, call.container, call.blob, src.body(), spec)
     finally:
         await src.close()
+
+
+def source_md5(call: BlobCall) -> bytes | None:
+    """x-ms-source-content-md5: the MD5 the source's bytes (the range copied) must have."""
+    value = call.h.get("x-ms-source-content-md5")
+    if value is None:
+        return None
+    from exastor.http import checksums
+    try:
+        return checksums.decode_b64_digest(value, 16)
+    except checksums.InvalidDigestValue as exc:
+        raise BlobError("InvalidHeaderValue", "x-ms-source-content-md5 is not a base64 MD5.",
+                        HeaderName="x-ms-source-content-md5") from exc
+
+
+async def check_source_md5(call: BlobCall, src: ObjectVersion, start: int, end: int) -> None:
+    """A local source's range against x-ms-source-content-md5 (read only when the header asks)."""
+    want = source_md5(call)
+    if want is None:
+        return
+    md5 = hashlib.md5()
+    if end >= start:
+        async for piece in call.ns.read(call.grant, src, start, end):
+            md5.update(piece)
+    if md5.digest() != want:
+        raise BlobError("Md5Mismatch", "The MD5 of the copy source does not match x-ms-source-content-md5.")
+
+
+def md5_verifier(call: BlobCall) -> Callable[[str, int], None] | None:
+    """For an outside source, whose bytes are hashed as they are stored: the same check, at the end."""
+    want = source_md5(call)
+    if want is None:
+        return None
+
+    def verify(md5_hex: str, size: int) -> None:
+        if bytes.fromhex(md5_hex) != want:
+            raise BlobError("Md5Mismatch", "The MD5 of the copy source does not match x-ms-source-content-md5.")
+    return verify
 
 
 def source_location(h: dict[str, str], account: str) -> tuple[str, str, dict[str, str]]:
@@ -165,6 +206,8 @@ async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
         return await _copy_external(call, from_url=from_url)
     dest_tier = check_tier(call.h["x-ms-access-tier"]) if call.h.get("x-ms-access-tier") else None
     src = resolve_source(call, rehydrating=not from_url and dest_tier in ONLINE_TIERS)
+    if from_url:
+        await check_source_md5(call, src, 0, src.size - 1)
     blob_type = src.attrs.get("blob-type", "BlockBlob")
     if from_url and blob_type != "BlockBlob":
         raise BlobError("InvalidBlobType")
