@@ -7,13 +7,15 @@ request forgery: only http and https; every address the host resolves to must be
 (not loopback, private, link-local - the cloud metadata address -, shared, multicast or reserved)
 unless it lies in a network the operator listed (``copy_source_networks``); the connection goes to
 exactly the addresses that were checked (no second lookup a rebinding DNS could answer
-differently); no redirects, no proxy from the environment; bounded in time and size.
+differently); no redirects, no proxy from the environment; bounded in time (10 s to connect, 60 s
+per read, at least 64 KiB/s on average after the first minute) and in size.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +29,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 CONNECT_TIMEOUT = 10.0     # seconds to reach the source
 READ_TIMEOUT = 60.0        # seconds the source may stall between pieces
 PIECE = 1 << 20
+MIN_RATE = 64 << 10        # bytes/s a source must average once it has had GRACE seconds (no slow drip)
+GRACE = 60.0
 
 
 def parse_networks(values: Sequence[str]) -> list[Network]:
@@ -143,9 +147,15 @@ class RemoteSource:
     async def body(self) -> AsyncIterator[bytes]:
         assert self._response is not None
         got = 0
+        started = time.monotonic()
         try:
             async for piece in self._response.content.iter_chunked(PIECE):
                 got += len(piece)
+                elapsed = time.monotonic() - started
+                if elapsed > GRACE and got < MIN_RATE * elapsed:
+                    # A source that drips bytes would hold this worker's connection for ever.
+                    raise BlobError("CannotVerifyCopySource", f"The copy source sends slower than {MIN_RATE} "
+                                    "bytes/s.", status=409)
                 if got > self.size:
                     raise BlobError("CannotVerifyCopySource", "The copy source sent more than it announced.",
                                     status=409)
