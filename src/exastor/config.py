@@ -26,6 +26,12 @@ class Config:
     secret_key: str | None = None
     account_name: str | None = None
     account_key: str | None = None
+    # A second Blob account key (Azure's key2): Shared Key and SAS signed with either key are accepted,
+    # so clients can move to one key while the other is replaced. Empty = none.
+    account_key2: str = ""
+    # Blob copies from outside the account fetch the source URL; private, loopback and link-local
+    # addresses are refused unless inside one of these networks (CIDR, comma-separated). Empty = none.
+    copy_source_networks: list[str] = field(default_factory=list)
     region: str = "us-east-1"
     extra_regions: list[str] = field(default_factory=list)  # SigV4 scope regions accepted besides `region`
     domains: list[str] = field(default_factory=lambda: ["localhost"])
@@ -105,13 +111,14 @@ class Config:
         if self.account_name is not None and not (3 <= len(self.account_name) <= 24
                                                   and self.account_name.isalnum() and self.account_name.islower()):
             raise ConfigError(f"{where('account_name')} must be 3-24 lower-case letters and digits")
-        if self.account_key is not None:
-            import base64
-            import binascii
-            try:
-                base64.b64decode(self.account_key, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ConfigError(f"{where('account_key')} must be base64 (as Azure account keys are)") from exc
+        for name in ("account_key", "account_key2"):
+            if getattr(self, name):
+                import base64
+                import binascii
+                try:
+                    base64.b64decode(getattr(self, name), validate=True)
+                except (binascii.Error, ValueError) as exc:
+                    raise ConfigError(f"{where(name)} must be base64 (as Azure account keys are)") from exc
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
             raise ConfigError(f"{where('log_level')} must be one of critical, error, warning, info, debug")
         if self.ec:
@@ -139,6 +146,11 @@ class Config:
             if getattr(self, name) and not Path(getattr(self, name)).expanduser().is_file():
                 raise ConfigError(f"{where(name)}: no file {getattr(self, name)}")
         import ipaddress
+        for net in self.copy_source_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"{where('copy_source_networks')}: {net!r} is not a network") from exc
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)

@@ -87,6 +87,9 @@ class Source:
     bucket: str
     key: str
     version_id: str | None = None
+    # A source outside this store (a Blob copy from another account or host): the remote store
+    # decides, on the credentials in the URL it is given; nothing here is granted or read.
+    external: bool = False
 
 
 @dataclass
@@ -146,6 +149,8 @@ class Authorizer:
         if op.source is not None:
             if source is None:
                 raise errors.AccessDenied("the copy source is missing", role="source")
+            if source.external:
+                return self._decision(work, grants)
             if source.principal.sas is not None:
                 src_op = replace(op, sas="r", sas_level="o", service_sas=True, create_only=False)
                 self._check_sas(src_op, source.principal.sas, Target(source.bucket, source.key), "source")

@@ -161,6 +161,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {(op.api, op.name): op for op in 
     _blob("GetServiceStats", SERVICE, "s3:GetAccountSettings", None, READ, "r", "s", authenticated=True),
     _blob("GetAccountInformation", SERVICE, "s3:GetAccountSettings", None, READ, "", "s", authenticated=True),
     _blob("FindBlobsByTags", SERVICE, "s3:ListAllMyBuckets", None, READ, "f", "s", authenticated=True),
+    # A batch's sub-requests carry their own credentials and are each decided as if sent alone: the
+    # batch itself needs only a caller who may reach the account (or the container) at all.
+    _blob("SubmitBatch", SERVICE, "s3:ListAllMyBuckets", None, READ, "", "s", authenticated=True),
     # Preflights carry no credentials by design: they read the account's CORS rules, nothing else.
     _blob("CorsPreflight", SERVICE, "", ANYONE, ROW_ONLY, "", ""),
     # --- Blob: containers -------------------------------------------------------------------------
@@ -174,6 +177,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {(op.api, op.name): op for op in 
     _blob("LeaseContainer", BUCKET, "s3:PutBucketObjectLockConfiguration", None, WRITE, "w", "c"),
     _blob("ListBlobs", BUCKET, "s3:ListBucket", "READ", READ, "l", "c", service_sas=True, public=("container",)),
     _blob("FindBlobsByTagsInContainer", BUCKET, "s3:ListBucket", "READ", READ, "f", "c", service_sas=True),
+    _blob("SubmitBatchInContainer", BUCKET, "s3:ListBucket", None, READ, "", "c", service_sas=True),
     # --- Blob: blobs ------------------------------------------------------------------------------
     _blob("GetBlob", OBJECT, "s3:GetObject", "READ", READ, "r", "o", **_BLOB_READ),
     _blob("GetBlobProperties", OBJECT, "s3:GetObject", "READ", READ, "r", "o", **_BLOB_READ),

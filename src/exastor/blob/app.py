@@ -12,6 +12,7 @@ import itertools
 import logging
 import sqlite3
 import uuid
+from collections.abc import Sequence
 
 from exastor import errors
 from exastor.auth.authorizer import Authorizer, RequestFacts, Source, Target
@@ -32,11 +33,16 @@ log = logging.getLogger("exastor.blob")
 
 
 class BlobApp:
-    def __init__(self, ns: Namespace, *, account: str, key: str, principal: str = "admin") -> None:
+    def __init__(self, ns: Namespace, *, account: str, key: str, key2: str = "", principal: str = "admin",
+                 copy_source_networks: Sequence[str] = ()) -> None:
         self.ns = ns
         self.blobs = Blobs(ns)
         self.account = account
         self.key = key
+        self.keys = (key, key2) if key2 else (key,)  # a request or SAS signed with either is the account's
+        from exastor.blob.remote import parse_networks
+        # Private networks a copy source outside the account may be fetched from (blob/remote.py).
+        self.copy_source_networks = parse_networks(copy_source_networks)
         self.principal = principal
         self.authorizer = Authorizer(ns)
         self._ids = itertools.count(1)
@@ -87,6 +93,9 @@ class BlobApp:
         if not is_utf8_text(req.path):
             raise BlobError("InvalidUri", "The URL is not valid UTF-8.", status=400)
         call.info.update(bucket=call.container, key=call.blob)
+        if call.container is not None and req.method != "OPTIONS":
+            from exastor.blob.container import check_container_name
+            check_container_name(call.container)
         if req.method == "OPTIONS":
             # A preflight carries no credentials by design; it reads the account's CORS rules only.
             from exastor.blob.service import preflight
@@ -106,6 +115,11 @@ class BlobApp:
         call.info["principal"] = principal.label
         if route_error is not None:
             raise route_error
+        if "x-ms-encryption-key" in req.headers:
+            # A customer-provided key promises the bytes are unreadable without it; exastor encrypts with
+            # the store's own keys only, so storing (or serving) under such a promise would be a lie.
+            raise BlobError("FeatureNotSupported", "Customer-provided encryption keys (x-ms-encryption-key) are "
+                            "not supported; data is encrypted at rest with the store's keys.", status=409)
         op = operation("blob", r.operation)
         if principal.kind == ANONYMOUS and not op.target.public:
             # Azure's answers to an anonymous request for something never public.
@@ -126,7 +140,9 @@ class BlobApp:
     def _authenticate(self, call: BlobCall) -> Principal:
         req = call.req
         if "authorization" in req.headers:
-            call.auth = auth.verify_shared_key(req.method, req.headers, self.account, self.key, req.raw_path,
+            # A batch sub-request's path as its client wrote and signed it (blob/batch.py), else the path.
+            signed_path = req.scope.get("exastor.blob.signed_path", req.raw_path)
+            call.auth = auth.verify_shared_key(req.method, req.headers, self.account, self.keys, signed_path,
                                                req.query_string)
             principal = Principal.account(self.principal)
         elif "sig" in call.q:
@@ -144,7 +160,7 @@ class BlobApp:
             bucket = self.ns.cached_bucket(container)  # the container's stored access policies sign with it
             policies = (bucket.attrs.get("blob_acl") or {}) if bucket else {}
         facts = self._facts(call)
-        return auth.verify_sas(q, self.account, self.key, container, blob, facts.client_ip, policies,
+        return auth.verify_sas(q, self.account, self.keys, container, blob, facts.client_ip, policies,
                                secure=facts.secure)
 
     def _copy_source(self, call: BlobCall, principal: Principal) -> Source:
@@ -152,7 +168,9 @@ class BlobApp:
         account itself only when the request is signed with the account key (Azure reads a source in
         the same account that way); else nobody, so only public access reaches it. Never the
         destination's SAS: a SAS for one blob must not read another."""
-        from exastor.blob.copy import source_location
+        from exastor.blob.copy import is_external, source_location
+        if is_external(call.h, self.account):
+            return Source(principal, "", "", external=True)  # read with the URL's own credentials, remotely
         container, blob, query = source_location(call.h, self.account)
         if "sig" in query:
             try:

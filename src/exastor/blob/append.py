@@ -38,15 +38,34 @@ async def _append(call: BlobCall, source, spec: PutSpec) -> None:  # noqa: ANN00
 
 
 async def append_block(call: BlobCall) -> None:
-    if int(call.h.get("content-length") or 0) > MAX_APPEND_BLOCK:
+    size = call.content_size()
+    if size is not None and size > MAX_APPEND_BLOCK:
         raise BlobError("RequestBodyTooLarge")
+    if size == 0:  # Azure: an append block holds at least one byte
+        raise BlobError("InvalidHeaderValue", "An append block cannot be empty.", HeaderName="Content-Length",
+                        HeaderValue="0")
     await _append(call, call.body(MAX_APPEND_BLOCK), call.put_spec({}))
 
 
 async def append_block_from_url(call: BlobCall) -> None:
-    from exastor.blob.copy import resolve_source, source_range
+    from exastor.blob.copy import (
+        check_source_md5,
+        is_external,
+        md5_verifier,
+        open_external,
+        resolve_source,
+        source_range,
+    )
+    if is_external(call.h, call.app.account):
+        remote = await open_external(call, MAX_APPEND_BLOCK, ranged=True)
+        try:
+            await _append(call, remote.body(), PutSpec(attrs={}, expected_size=remote.size, verify=md5_verifier(call)))
+        finally:
+            await remote.close()
+        return
     src = resolve_source(call)
     start, end = source_range(call, src.size)
+    await check_source_md5(call, src, start, end)
     if end - start + 1 > MAX_APPEND_BLOCK:
         raise BlobError("RequestBodyTooLarge")
     source = call.ns.read(call.grant, src, start, end) if end >= start else _empty()

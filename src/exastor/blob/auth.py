@@ -20,7 +20,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -41,6 +41,18 @@ __all__ = ["AuthResult", "authorize", "verify_sas", "verify_shared_key", "shared
 
 def sign(key: str, text: str) -> str:
     return base64.b64encode(hmac.new(base64.b64decode(key), text.encode("utf-8"), hashlib.sha256).digest()).decode()
+
+
+Keys = str | Sequence[str]  # the account key, or both of its keys (Azure's key1 and key2)
+
+
+def _keys(key: Keys) -> tuple[str, ...]:
+    return (key,) if isinstance(key, str) else tuple(k for k in key if k)
+
+
+def _signed_by_any(keys: Keys, text: str, signature: str) -> bool:
+    """Whether ``signature`` is ``text`` signed with one of the account's keys (either may sign)."""
+    return any(hmac.compare_digest(sign(k, text), signature) for k in _keys(keys))
 
 
 def _azure_sort_key(name: str) -> tuple[str, str]:
@@ -77,7 +89,7 @@ def shared_key_strings(method: str, headers: dict[str, str], account: str, raw_p
                 yield head + hf + f"/{account}{p}{query}"
 
 
-def verify_shared_key(method: str, headers: dict[str, str], account: str, key: str, raw_path: str,
+def verify_shared_key(method: str, headers: dict[str, str], account: str, key: Keys, raw_path: str,
                       query_string: str, *, now: datetime | None = None) -> AuthResult:
     """Shared Key or Shared Key Lite. The request's date (x-ms-date, else Date) must be readable and
     within 15 minutes of ours, as Azure requires: a captured request cannot be replayed later."""
@@ -92,7 +104,7 @@ def verify_shared_key(method: str, headers: dict[str, str], account: str, key: s
     strings = (shared_key_strings(method, headers, account, raw_path, query_string) if scheme == "SharedKey"
                else shared_key_lite_strings(method, headers, account, raw_path, query_string))
     for text in strings:
-        if hmac.compare_digest(sign(key, text), signature):
+        if _signed_by_any(key, text, signature):
             return AuthResult("sharedkey")
     raise BlobError("AuthenticationFailed")
 
@@ -187,7 +199,7 @@ def _check_version(q: dict[str, str]) -> str:
     return version
 
 
-def verify_sas(q: dict[str, str], account: str, key: str, container: str | None, blob: str | None,
+def verify_sas(q: dict[str, str], account: str, key: Keys, container: str | None, blob: str | None,
                client_ip: str, policies: dict[str, dict[str, str]] | None, *, secure: bool = False,
                now: datetime | None = None) -> AuthResult:
     """Check a SAS token in the query. ``policies``: the container's stored access policies.
@@ -221,7 +233,7 @@ def verify_sas(q: dict[str, str], account: str, key: str, container: str | None,
     if version >= "2020-12-06":
         fields.append(q.get("ses", ""))
     fields += [q.get("rscc", ""), q.get("rscd", ""), q.get("rsce", ""), q.get("rscl", ""), q.get("rsct", "")]
-    if not hmac.compare_digest(sign(key, "\n".join(fields)), q["sig"]):
+    if not _signed_by_any(key, "\n".join(fields), q["sig"]):
         raise BlobError("AuthenticationFailed", "Signature did not match.")
     _check_window_ip_protocol(q, start, expiry, client_ip, secure=secure, now=now)
     if sr == "bs" and not q.get("snapshot"):
@@ -229,13 +241,13 @@ def verify_sas(q: dict[str, str], account: str, key: str, container: str | None,
     return AuthResult("service-sas", permissions=perms, resource=sr, path=path, snapshot=q.get("snapshot", ""))
 
 
-def _verify_account_sas(q: dict[str, str], account: str, key: str, client_ip: str, version: str, *, secure: bool,
+def _verify_account_sas(q: dict[str, str], account: str, key: Keys, client_ip: str, version: str, *, secure: bool,
                         now: datetime) -> AuthResult:
     names = ["sp", "ss", "srt", "st", "se", "sip", "spr", "sv"]
     if version >= "2020-12-06":
         names.append("ses")
     text = account + "\n" + "".join(q.get(n, "") + "\n" for n in names)
-    if not hmac.compare_digest(sign(key, text), q["sig"]):
+    if not _signed_by_any(key, text, q["sig"]):
         raise BlobError("AuthenticationFailed", "Signature did not match.")
     if "b" not in q.get("ss", ""):
         raise BlobError("AuthorizationServiceMismatch", "This SAS is not valid for the Blob service.", status=403)

@@ -20,6 +20,7 @@ from exastor.blob.common import (
 from exastor.blob.errors import BlobError
 from exastor.blob.xml import el
 from exastor.namespace.blobs import committed_blocks
+from exastor.namespace.store import PutSpec
 
 
 def check_block_id(call: BlobCall) -> str:
@@ -53,11 +54,29 @@ async def put_block(call: BlobCall) -> None:
 
 
 async def put_block_from_url(call: BlobCall) -> None:
-    from exastor.blob.copy import resolve_source, source_range
+    from exastor.blob.copy import (
+        check_source_md5,
+        is_external,
+        md5_verifier,
+        open_external,
+        resolve_source,
+        source_range,
+    )
     block_id = check_block_id(call)
     call.lease_guard(call.blob, write=True)
+    if is_external(call.h, call.app.account):
+        remote = await open_external(call, MAX_BLOCK, ranged=True)
+        try:
+            block = await call.blobs.stage_block(call.grant, call.container, call.blob, block_id, remote.body(),
+                                                 PutSpec(expected_size=remote.size, verify=md5_verifier(call)),
+                                                 blob_check(call, None, lease="write"))
+        finally:
+            await remote.close()
+        await call.reply(201, b"", _block_headers(block.md5, call))
+        return
     src = resolve_source(call)
     start, end = source_range(call, src.size)
+    await check_source_md5(call, src, start, end)
     block = await call.blobs.stage_block_from(call.grant, call.container, call.blob, block_id,
                                               src, start, end, blob_check(call, None, lease="write"))
     await call.reply(201, b"", _block_headers(block.md5, call))

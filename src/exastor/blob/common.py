@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -212,6 +213,24 @@ def plaintext_readable(obj: Any) -> Any:
     return obj
 
 
+# The GUID forms .NET's Guid.Parse reads, which Azure accepts for lease ids: 32 digits (N), hyphenated
+# (D), and D in braces (B) or parentheses (P).
+_D = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+_GUID_FORMS = re.compile(rf"[0-9a-fA-F]{{32}}|{_D}|\{{{_D}\}}|\({_D}\)")
+
+
+def lease_guid(value: str | None, header: str = "x-ms-lease-id") -> str | None:
+    """A lease id in any GUID form Azure accepts, as the lower-case hyphenated form it is kept and
+    answered in (so an id given as 32 digits matches the same id given hyphenated); 400
+    InvalidHeaderValue for anything else."""
+    if value is None:
+        return None
+    if _GUID_FORMS.fullmatch(value.strip()) is None:
+        raise BlobError("InvalidHeaderValue", f"{header} must be a GUID.", HeaderName=header,
+                        HeaderValue=value[:64])
+    return str(uuid.UUID(value.strip().strip("{}()")))
+
+
 def enforce_lease(lease: bm.Lease | None, given: str | None, *, write: bool, container_level: bool = False) -> None:
     """Azure's lease rules for an operation: with ``given`` (x-ms-lease-id) there must be an active
     lease with that id; without it, a ``write`` must not touch an actively leased blob/container."""
@@ -219,9 +238,10 @@ def enforce_lease(lease: bm.Lease | None, given: str | None, *, write: bool, con
     what = "Container" if container_level else "Blob"
     active = state in ("leased", "breaking")
     if given:
+        given = lease_guid(given) or ""
         if not active:
             raise BlobError(f"LeaseNotPresentWith{what}Operation")
-        if lease is None or given.lower() != lease.lease_id.lower():
+        if lease is None or given != lease.lease_id.lower():
             raise BlobError(f"LeaseIdMismatchWith{what}Operation")
     elif write and active:
         raise BlobError("LeaseIdMissing")
@@ -459,6 +479,18 @@ def new_blob_attrs(h: dict[str, str], blob_type: str, *, body_is_content: bool =
     attrs["blob-type"] = blob_type
     attrs["created_ns"] = time.time_ns()
     return attrs
+
+
+ONLINE_TIERS = ("Hot", "Cool", "Cold")
+
+
+def refuse_archived(obj: Any, what: str = "This operation") -> None:
+    """Azure keeps an Archive-tier blob offline: its bytes cannot be read, copied by URL, snapshotted
+    or have their properties changed until Set Blob Tier moves it to an online tier (here the bytes
+    stay on flash, so that move completes at once; the refusal is the contract clients code against)."""
+    attrs = getattr(obj, "attrs", None) or {}
+    if attrs.get("tier") == "Archive":
+        raise BlobError("BlobArchived", f"{what} is not permitted on an archived blob.", status=409)
 
 
 def check_tier(tier: str) -> str:

@@ -26,6 +26,20 @@ from exastor.namespace.store import READ
 
 _NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 _PUBLIC = ("container", "blob")
+# What any container name reaching this account can be: Azure's rule, widened by the dots S3 bucket
+# names may hold (a bucket made over S3 is a container here too). Azure's own names ($root, $logs,
+# $web) pass and are simply not found.
+_REACHABLE = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]|\$root|\$logs|\$web")
+
+
+def check_container_name(name: str, *, creating: bool = False) -> None:
+    """Azure's answers to a container name no container can have: 400 OutOfRangeInput for a length
+    outside 3-63, 400 InvalidResourceName for characters (Create Container: Azure's full rule)."""
+    if not 3 <= len(name) <= 63 and not name.startswith("$"):
+        raise BlobError("OutOfRangeInput", "The specified resource name length is not within the permissible "
+                        "limits.")
+    if not (_NAME if creating else _REACHABLE).fullmatch(name):
+        raise BlobError("InvalidResourceName")
 
 
 def container_or_404(call: BlobCall) -> Bucket:
@@ -69,8 +83,7 @@ def container_check(call: BlobCall, *, lease: str) -> BlobCheck | None:
 
 async def create(call: BlobCall) -> None:
     name = call.container or ""
-    if not _NAME.fullmatch(name):
-        raise BlobError("InvalidResourceName")
+    check_container_name(name, creating=True)
     public = call.h.get("x-ms-blob-public-access")
     if public is not None and public not in _PUBLIC:
         raise BlobError("InvalidHeaderValue", "x-ms-blob-public-access must be container or blob.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 
 from exastor import errors
@@ -19,12 +20,14 @@ from exastor.blob.common import (
     metadata_from_headers,
     plaintext_readable,
     read_check,
+    refuse_archived,
     run_check,
     server_encrypted,
     write_check,
 )
 from exastor.blob.errors import BlobError
 from exastor.blob.service import settings
+from exastor.blob.tags import tags_match
 from exastor.http.asgi import header_value_ok
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta import blob as bm
@@ -61,6 +64,8 @@ async def get_blob(call: BlobCall, *, head: bool = False) -> None:
                 if not header_value_ok(call.q[param]):
                     raise BlobError("InvalidQueryParameterValue", f"{param} holds a character a header cannot carry.")
                 headers = [(k, v) for k, v in headers if k != name] + [(name, call.q[param])]
+    if call.q.get("comp") != "metadata" and call.req.method == "GET":
+        refuse_archived(obj, "Get Blob")
     if call.q.get("comp") == "metadata":
         keep = ("etag", "last-modified")
         out = [(k, v) for k, v in headers if k in keep or k.startswith("x-ms-meta-")]
@@ -86,7 +91,10 @@ async def get_blob(call: BlobCall, *, head: bool = False) -> None:
     if not head:
         plaintext_readable(obj)
     if call.h.get("x-ms-range-get-content-md5", "").lower() == "true":
-        if status != 206 or length > 4 << 20:
+        # Azure judges the range asked for, not what is left of it at the blob's end.
+        asked = re.fullmatch(r"\s*bytes=(\d{1,19})-(\d{1,19})\s*", range_header or "")
+        asked_length = int(asked.group(2)) - int(asked.group(1)) + 1 if asked else length
+        if status != 206 or max(length, asked_length) > 4 << 20:
             raise BlobError("OutOfRangeInput", "x-ms-range-get-content-md5 needs a range of at most 4 MiB.")
         md5 = hashlib.md5()
         async for piece in call.ns.read(call.grant, obj, start, end):
@@ -122,6 +130,7 @@ def _live_with_checks(call: BlobCall):  # noqa: ANN202 - Check | None
     obj = call.ns.get_object(call.grant, call.container, call.blob, access=WRITE)
     call.lease_guard(call.blob, write=True)
     run_check(call, obj)
+    refuse_archived(obj, "Changing the properties or metadata")
     return write_check(call, lease="write")
 
 
@@ -180,6 +189,7 @@ async def undelete(call: BlobCall) -> None:
 async def snapshot(call: BlobCall) -> None:
     if call.h.get("x-ms-lease-id"):
         call.lease_guard(call.blob, write=False)
+    refuse_archived(call.ns.get_object(call.grant, call.container, call.blob, access=WRITE), "Snapshot Blob")
     has_meta = any(k.startswith("x-ms-meta-") for k in call.h)
     snap = await call.blobs.snapshot(call.grant, call.container, call.blob,
                                      metadata_from_headers(call.h, call.meta_names) if has_meta else None,
@@ -190,11 +200,17 @@ async def snapshot(call: BlobCall) -> None:
 
 
 async def set_tier(call: BlobCall) -> None:
-    """Accepted and recorded; every tier is the same flash here (documented)."""
+    """Recorded; every tier is the same flash here. Moving a blob out of Archive is Azure's
+    rehydration (answered 202): here it completes at once, so the blob reads again immediately."""
     tier = call.h.get("x-ms-access-tier")
     if not tier:
         raise BlobError("MissingRequiredHeader", "x-ms-access-tier is required.")
     tier = check_tier(tier)
+    priority = call.h.get("x-ms-rehydrate-priority")
+    if priority is not None and priority.lower() not in ("high", "standard"):
+        raise BlobError("InvalidHeaderValue", "x-ms-rehydrate-priority must be High or Standard.",
+                        HeaderName="x-ms-rehydrate-priority")
+    status = 200
     snapshot_id = call.q.get("snapshot")
     if snapshot_id:
         await call.blobs.update_snapshot_attrs(call.grant, call.container, call.blob, snapshot_id,
@@ -203,11 +219,19 @@ async def set_tier(call: BlobCall) -> None:
         obj = call.ns.get_object(call.grant, call.container, call.blob, access=WRITE)
         if obj.attrs.get("blob-type", "BlockBlob") != "BlockBlob":
             raise BlobError("InvalidBlobType")
+        if obj.attrs.get("tier") == "Archive" and tier != "Archive":
+            status = 202  # a rehydration, as Azure answers it
         call.lease_guard(call.blob, write=False)
+        if_tags = call.h.get("x-ms-if-tags")  # the one condition Set Blob Tier takes
+
+        def condition(current: ObjectVersion) -> None:
+            _block_blob(current)
+            if if_tags and not tags_match(if_tags, current.attrs.get("tags") or {}):
+                raise BlobError("ConditionNotMet")
         await call.ns.update_object_attrs(call.grant, call.container, call.blob, None,
                                           {"tier": tier, "tier_ns": time.time_ns()},
-                                          check=blob_check(call, _block_blob, lease="read"))
-    await call.reply(200)
+                                          check=blob_check(call, condition, lease="read"))
+    await call.reply(status)
 
 
 def _block_blob(obj: ObjectVersion) -> None:

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from exastor import errors
-from exastor.blob.common import BlobCall, http_date, lease_state, run_check, write_conditions
+from exastor.blob.common import BlobCall, http_date, lease_guid, lease_state, run_check, write_conditions
 from exastor.blob.container import _check_dates, dates_condition
 from exastor.blob.errors import BlobError
 from exastor.meta import blob as bm
@@ -33,23 +33,14 @@ def _duration(call: BlobCall) -> int:
     return d
 
 
-def _uuid(value: str | None, header: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise BlobError("InvalidHeaderValue", f"{header} must be a GUID.") from exc
-
-
 def _expires(now: int, duration: int) -> int | None:
     return None if duration < 0 else now + duration * NS
 
 
 async def _lease(call: BlobCall, key: str) -> None:
     action = (call.h.get("x-ms-lease-action") or "").lower()
-    given = _uuid(call.h.get("x-ms-lease-id"), "x-ms-lease-id")
-    proposed = _uuid(call.h.get("x-ms-proposed-lease-id"), "x-ms-proposed-lease-id")
+    given = lease_guid(call.h.get("x-ms-lease-id"), "x-ms-lease-id")
+    proposed = lease_guid(call.h.get("x-ms-proposed-lease-id"), "x-ms-proposed-lease-id")
     duration = _duration(call) if action == "acquire" else 0
     period_raw = call.h.get("x-ms-lease-break-period")
     period = None

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
-from exastor.blob import append, block, container, copy, get, lease, put, service, tags
+from exastor.blob import append, batch, block, container, copy, get, lease, put, service, tags
 from exastor.blob import list as listing
 from exastor.blob.common import BlobCall
 from exastor.blob.errors import BlobError
@@ -49,7 +49,9 @@ def _service_route(method: str, comp: str | None, restype: str | None) -> Route:
     if method == "GET" and comp == "blobs":
         return Route("FindBlobsByTags", tags.find_blobs)
     if comp == "batch":
-        raise BlobError("NotImplemented", "Blob batch is not supported by exastor.")
+        if method != "POST":
+            raise BlobError("UnsupportedHttpVerb")
+        return Route("SubmitBatch", batch.submit_batch)
     if comp == "userdelegationkey":
         raise BlobError("NotImplemented", "User delegation SAS is not supported yet.")
     raise BlobError("UnsupportedHttpVerb" if method not in ("GET", "PUT") else "InvalidQueryParameterValue")
@@ -82,7 +84,9 @@ def _container_route(method: str, comp: str | None, restype: str | None) -> Rout
     if comp == "lease" and method == "PUT":
         return Route("LeaseContainer", lease.container_lease)
     if comp == "batch":
-        raise BlobError("NotImplemented", "Blob batch is not supported by exastor.")
+        if method != "POST":
+            raise BlobError("UnsupportedHttpVerb")
+        return Route("SubmitBatchInContainer", batch.submit_batch)
     raise BlobError("UnsupportedHttpVerb" if comp is None else "InvalidQueryParameterValue")
 
 

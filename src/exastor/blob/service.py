@@ -3,6 +3,7 @@ Get Account Information, Get Service Stats, and CORS preflight."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,10 @@ async def list_containers(call: BlobCall) -> None:
         raise BlobError("InvalidQueryParameterValue") from exc
     if max_results <= 0:
         raise BlobError("OutOfRangeQueryParameterValue")
-    include = set(q.get("include", "").split(","))
+    include = {v.strip().lower() for v in q.get("include", "").split(",") if v.strip()}
+    if include - {"metadata", "deleted", "system"}:
+        raise BlobError("InvalidQueryParameterValue", "include may hold metadata, deleted and system.",
+                        QueryParameterName="include")
     buckets = [b for b in call.ns.list_buckets(call.grant, prefix) if not marker or b.name >= marker]
     page, rest = buckets[:max_results], buckets[max_results:]
     leases = call.blobs.container_leases(call.grant) if page else {}
@@ -163,28 +167,74 @@ def container_etag(attrs: dict[str, Any], created_ns: int) -> str:
 
 # --- CORS ------------------------------------------------------------------------
 
-def _match(call: BlobCall, method: str) -> CorsRule | None:
+def origin_allowed(pattern: str, origin: str) -> bool:
+    """Whether a rule's allowed origin admits ``origin``, compared without regard to case: ``*``
+    admits every origin; a pattern with ``*`` in its host (``https://*.contoso.com``, or
+    ``*.contoso.com`` for any scheme) admits any non-empty run of host characters there, so
+    ``https://www.contoso.com`` and ``https://a.b.contoso.com`` but not ``https://contoso.com``."""
+    pattern, origin = pattern.strip().lower(), origin.strip().lower()
+    if pattern == "*" or pattern == origin:
+        return True
+    if "*" not in pattern:
+        return False
+    if "://" not in pattern and "://" in origin:
+        origin = origin.split("://", 1)[1]
+    regex = "".join("[^/?#]+" if ch == "*" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(regex, origin) is not None
+
+
+def _origin_rules(call: BlobCall) -> tuple[list[CorsRule], str | None]:
+    """The account's CORS rules and the request's Origin (None when there is none)."""
     origin = call.h.get("origin")
-    if not origin:
+    return (settings(call).cors, origin) if origin else ([], None)
+
+
+def _match(call: BlobCall, method: str) -> CorsRule | None:
+    """The first rule (in the order set) that admits the request's origin and method."""
+    rules, origin = _origin_rules(call)
+    if origin is None:
         return None
-    for rule in settings(call).cors:
-        if ("*" in rule.origins or origin in rule.origins) and method.upper() in rule.methods:
+    for rule in rules:
+        if any(origin_allowed(o, origin) for o in rule.origins) and method.upper() in rule.methods:
             return rule
     return None
 
 
+def _allow_origin(rule: CorsRule, origin: str) -> str:
+    # A rule that admits everyone answers "*" (and no credentials); otherwise the origin itself.
+    return "*" if "*" in [o.strip() for o in rule.origins] else origin
+
+
 def cors_headers(call: BlobCall) -> list[tuple[str, str]]:
-    if "origin" not in call.h:
+    """The CORS headers of an actual request. As Azure does, ``Vary: Origin`` goes on GET and HEAD
+    answers whenever CORS is on and the answer depends on the origin (no rule admits it, or the one
+    that does names it), so a cache never serves one origin's answer to another; a rule admitting
+    every origin makes the answer the same for all, and no Vary is sent."""
+    vary = call.req.method in ("GET", "HEAD")
+    origin = call.h.get("origin")
+    if origin is None:
+        # A cache may keep this answer and hand it to a later cross-origin request: say it varies,
+        # unless a rule admits every origin for this method (then the answer is everyone's).
+        if not vary or "origin" in call.h:
+            return []
+        rules = settings(call).cors
+        if rules and not any("*" in [o.strip() for o in r.origins] and call.req.method in r.methods for r in rules):
+            return [("vary", "Origin")]
+        return []
+    rules = settings(call).cors
+    if not rules:
         return []
     rule = _match(call, call.req.method)
     if rule is None:
-        return []
-    origin = "*" if rule.origins == ["*"] else call.h["origin"]
-    out = [("access-control-allow-origin", origin), ("vary", "Origin")]
+        return [("vary", "Origin")] if vary else []
+    allow = _allow_origin(rule, origin)
+    out = [("access-control-allow-origin", allow)]
     if rule.exposed_headers:
         out.append(("access-control-expose-headers", ",".join(rule.exposed_headers)))
-    if origin != "*":
+    if allow != "*":
         out.append(("access-control-allow-credentials", "true"))
+        if vary:
+            out.append(("vary", "Origin"))
     return out
 
 
@@ -197,15 +247,17 @@ async def preflight(call: BlobCall) -> None:
     if rule is not None and wanted:
         for hdr in wanted:
             if not any(a == "*" or a == hdr or (a.endswith("*") and hdr.startswith(a[:-1]))
-                       for a in rule.allowed_headers):
+                       for a in (x.strip().lower() for x in rule.allowed_headers)):
                 rule = None
                 break
     if rule is None:
         raise BlobError("CorsPreflightFailure", "CORS not enabled or no matching rule found for this request.",
                         status=403)
-    headers = [("access-control-allow-origin", "*" if rule.origins == ["*"] else call.h["origin"]),
-               ("access-control-allow-methods", method.upper()),
+    allow = _allow_origin(rule, call.h["origin"])
+    headers = [("access-control-allow-origin", allow), ("access-control-allow-methods", method.upper()),
                ("access-control-max-age", str(rule.max_age))]
+    if allow != "*":
+        headers.append(("access-control-allow-credentials", "true"))
     if wanted:
         headers.append(("access-control-allow-headers", ",".join(wanted)))
     await call.reply(200, b"", headers)

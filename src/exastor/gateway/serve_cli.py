@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blob-port", type=int, help="Azure Blob port (default 10000; 0 disables)")
     p.add_argument("--account-name", help="Azure Blob account name (default exastor)")
     p.add_argument("--account-key", help="Azure Blob account key, base64 (default: generated on first start)")
+    p.add_argument("--account-key2", help="a second Azure Blob account key, base64 (Azure's key2: requests and "
+                   "SAS signed with either key are accepted; default: none)")
     p.add_argument("--access-key", help="admin access key (default: generated on first start)")
     p.add_argument("--secret-key", help="admin secret key")
     p.add_argument("--region", help="region reported to clients (default us-east-1)")
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load(args.config, {
             "data": args.data, "host": args.host, "s3_port": args.s3_port, "blob_port": args.blob_port,
-            "account_name": args.account_name, "account_key": args.account_key, "access_key": args.access_key,
+            "account_name": args.account_name, "account_key": args.account_key,
+            "account_key2": args.account_key2, "access_key": args.access_key,
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
             "workers": args.workers, "drives": args.drives, "ec": args.ec, "admin_port": args.admin_port,

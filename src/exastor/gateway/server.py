@@ -156,7 +156,9 @@ class Worker:
         if "blob" in self.sockets:
             from exastor.blob.app import BlobApp
             from exastor.blob.protocol import CasePreservingHttpToolsProtocol
-            blob = self._wrap(BlobApp(self.ns, account=cfg.account_name or "", key=cfg.account_key or ""), "blob")
+            blob = self._wrap(BlobApp(self.ns, account=cfg.account_name or "", key=cfg.account_key or "",
+                                      key2=cfg.account_key2, copy_source_networks=cfg.copy_source_networks),
+                              "blob")
             protocol = guarded(CasePreservingHttpToolsProtocol, guard, "blob")
             self.servers.append((_Server(_uvicorn_config(blob, cfg, cfg.blob_port, protocol, self.ssl),
                                          self._server_started), self.sockets["blob"]))
