@@ -9,10 +9,10 @@ import random
 import pytest
 
 from exastor import errors
+from exastor.datadir.opening import open_namespace
 from exastor.engine import chunker, record, store
-from exastor.engine import manifest as mf
 from exastor.engine.drives import load_layout
-from exastor.gateway.store import open_namespace
+from exastor.meta import manifest as mf
 from exastor.namespace.store import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request

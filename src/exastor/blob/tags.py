@@ -6,43 +6,14 @@ Filter expressions: ``"key" op 'value'`` joined by AND, op one of = > >= < <=, p
 
 from __future__ import annotations
 
-import re
-
 from exastor.blob import xml as bx
 from exastor.blob.common import BlobCall, blob_check, run_check, validate_tags
 from exastor.blob.errors import BlobError
 from exastor.blob.service import service_endpoint
+from exastor.blob.tagfilter import parse_filter, tags_match, term_holds
 from exastor.blob.xml import el, opt
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.store import WRITE
-
-_TERM = re.compile(r"""\s*("(?:[^"]+)"|@container|[A-Za-z0-9_.\-]+)\s*(>=|<=|=|<|>)\s*'([^']*)'\s*""")
-
-
-def parse_filter(expr: str) -> list[tuple[str, str, str]]:
-    terms = []
-    for part in re.split(r"\s+AND\s+", expr.strip(), flags=re.IGNORECASE):
-        m = _TERM.fullmatch(part)
-        if not m:
-            raise BlobError("InvalidQueryParameterValue", "Invalid tag filter expression.")
-        key = m.group(1).strip('"')
-        terms.append((key, m.group(2), m.group(3)))
-    return terms
-
-
-def _holds(value: str | None, op: str, want: str) -> bool:
-    if value is None:
-        return False
-    return {"=": value == want, ">": value > want, ">=": value >= want, "<": value < want,
-            "<=": value <= want}[op]
-
-
-def tags_match(expr: str, tags: dict[str, str], container: str | None = None) -> bool:
-    for key, op, want in parse_filter(expr):
-        value = container if key == "@container" else tags.get(key)
-        if not _holds(value, op, want):
-            return False
-    return True
 
 
 def _tags_body(tags: dict[str, str]) -> bytes:
@@ -110,7 +81,7 @@ async def find_blobs(call: BlobCall) -> None:
             rows = call.ns.list_latest(call.grant, name, after, 1000)
             for o in rows:
                 tags = o.attrs.get("tags") or {}
-                if tags and all(_holds(name if k == "@container" else tags.get(k), op, v) for k, op, v in terms):
+                if tags and all(term_holds(name if k == "@container" else tags.get(k), op, v) for k, op, v in terms):
                     found.append((name, o.key, {k: tags[k] for k, _, _ in terms if k in tags}))
             if len(rows) < 1000:
                 break

@@ -27,10 +27,10 @@ import blake3
 
 from exastor import errors
 from exastor.engine import chunker, codec, encryption, references
-from exastor.engine import manifest as mf
 from exastor.engine.drives import DriveSet
 from exastor.engine.record import HEADER_SIZE, decode_header, encode, verify_payload
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
+from exastor.meta import manifest as mf
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import Metadata
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 from exastor.cliargs import add_action, add_data_argument, existing_store
-from exastor.gateway.store import open_metadata
+from exastor.datadir.opening import open_metadata
 from exastor.meta import datakeys
 from exastor.meta.sealing import sealed_key_id
 

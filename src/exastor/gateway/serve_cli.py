@@ -8,13 +8,9 @@ import sys
 
 from exastor import __version__, metrics
 from exastor.config import ConfigError, load
-from exastor.engine import gf
-from exastor.engine.drives import DriveRefused
-from exastor.errors import data_dir_unusable
-from exastor.gateway import admin, keys, server, tls
-from exastor.gateway.lock import DataDirLocked, ServerRunning, serving, shared
-from exastor.gateway.memory import tune_malloc
-from exastor.gateway.store import (
+from exastor.datadir import keys
+from exastor.datadir.lock import DataDirLocked, ServerRunning, serving, shared
+from exastor.datadir.opening import (
     ensure_account,
     ensure_admin,
     open_metadata,
@@ -23,6 +19,11 @@ from exastor.gateway.store import (
     private_file,
     recover_segments,
 )
+from exastor.engine import gf
+from exastor.engine.drives import DriveRefused
+from exastor.errors import data_dir_unusable
+from exastor.gateway import admin, server, tls
+from exastor.gateway.memory import tune_malloc
 from exastor.http import qos
 from exastor.meta import datakeys
 from exastor.meta.postgres import describe

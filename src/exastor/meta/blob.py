@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from exastor.engine import manifest as mf
+from exastor.meta import manifest as mf
 from exastor.meta.records import OBJECT_COLUMNS, Bucket, ChunkLocation, ObjectVersion
 from exastor.meta.store import (
     KEY_MAX,

@@ -58,7 +58,7 @@ from typing import Any, Protocol, TypeVar
 
 from exastor import errors
 from exastor.crashpoints import crash_point
-from exastor.engine import manifest as mf
+from exastor.meta import manifest as mf
 from exastor.meta.records import (
     OBJECT_COLUMNS,
     OBJECT_LIST_COLUMNS,

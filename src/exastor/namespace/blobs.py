@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exastor import errors
-from exastor.engine import manifest as mf
 from exastor.meta import blob as bm
+from exastor.meta import manifest as mf
 from exastor.meta.records import Bucket, ObjectVersion
 from exastor.meta.store import TxCheck, put_version, run_check
 from exastor.namespace.names import check_key

@@ -19,10 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from exastor.cliargs import add_action, add_data_argument, existing_store
+from exastor.datadir.opening import open_drives, open_metadata
 from exastor.drives import SUBDIRS, is_url
 from exastor.engine.drives import Drive, DriveRefused, DriveSet
 from exastor.engine.segments import SegmentLog
-from exastor.gateway.store import open_drives, open_metadata
 from exastor.meta.store import Metadata
 from exastor.services import metabackup
 from exastor.services.repair import Repairer

@@ -20,11 +20,11 @@ import blake3
 
 from exastor import errors
 from exastor.engine import codec, encryption, references
-from exastor.engine import manifest as mf
 from exastor.engine.drives import DriveSet, segment_name
 from exastor.engine.record import CODEC_DELTA, HEADER_SIZE, decode_header, verify_payload
 from exastor.engine.scan import walk
 from exastor.engine.segments import SegmentLog, SegmentUnavailable
+from exastor.meta import manifest as mf
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import MANIFEST_QUERIES, Metadata
 from exastor.services import relayout

@@ -324,18 +324,6 @@ def prune_journal(drives: Iterable[DriveLike]) -> int:
     return removed
 
 
-def attach_journal(meta: Metadata, drives: DriveSet) -> jr.Journal:
-    """Journal every commit of ``meta`` onto the drives that take the copies (meta/journal.py)."""
-    def failed(io: DriveIO, exc: OSError) -> None:
-        for d in drives.all:
-            if d.io is io or d.io.label == io.label:
-                drives.failed_io(d.id, exc, now=False)  # on the writer thread: queued, never waited for
-
-    journal = jr.Journal(lambda: journal_targets(drives), failed)
-    meta.runner.attach_journal(journal)  # type: ignore[attr-defined]
-    return journal
-
-
 def ensure_base_copy(meta: Metadata, drives: DriveSet) -> list[Backup]:
     """Take a copy now if the journal alone could not restore the database (``needs_copy``)."""
     ios = targets(drives)
@@ -387,15 +375,6 @@ def replay_journal(db: Path, drives: Iterable[DriveLike], drives_of: Callable[[]
     finally:
         con.close()
     return total
-
-
-def journal_targets(drives: DriveSet) -> list[DriveIO]:
-    """Where journal records go: m+1 drives in service, full ones included - a full store must still
-    commit the deletes that free it, and a record is small beside the space a drive keeps in reserve."""
-    # Called on the metadata writer thread: no refresh here (a refresh may commit, which would wait on
-    # this very thread); the process's view is kept fresh by its segment writes.
-    live = sorted((d for d in drives.all if d.state in ("active", "full")), key=lambda d: d.id)
-    return [d.io for d in live[:drives.geometry().m + 1]]
 
 
 def targets(drives: DriveSet) -> list[DriveIO]:

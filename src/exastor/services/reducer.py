@@ -35,7 +35,6 @@ from typing import Any
 
 from exastor import errors, metrics
 from exastor.engine import codec, similarity
-from exastor.engine import manifest as mf
 from exastor.engine.record import (
     CODEC_DELTA,
     CODEC_RAW,
@@ -47,6 +46,7 @@ from exastor.engine.record import (
 )
 from exastor.engine.sketch import Sketch
 from exastor.engine.store import ChunkStore
+from exastor.meta import manifest as mf
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import add_refs, drop_refs
 from exastor.services import reduce_control
@@ -504,14 +504,14 @@ def main(argv: list[str] | None = None) -> int:
     import json
     from dataclasses import asdict
 
-    from exastor.gateway.store import open_namespace
+    from exastor.datadir.opening import open_namespace
 
     ap = argparse.ArgumentParser(prog="python -m exastor.services.reducer", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="./data")
     ap.add_argument("--duty", type=float, default=1.0, help="share of one core to use (default 1.0)")
     ap.add_argument("--max-objects", type=int, default=None)
     args = ap.parse_args(argv)
-    from exastor.gateway import lock
+    from exastor.datadir import lock
 
     lock.shared(Path(args.data))  # beside servers, never beside an offline repair (exclusive)
     # recover=False: a running server may have segments open; this process opens its own.

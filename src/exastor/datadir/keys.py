@@ -28,11 +28,12 @@ import subprocess
 from pathlib import Path
 from typing import Any, Protocol
 
-from exastor.gateway.store import ACCOUNT_CONTEXT
 from exastor.meta import blob as bm
 from exastor.meta import datakeys
 from exastor.meta.sealing import PREFIX, Sealer, SecretsLocked, is_sealed, key_id, sealed_key_id
 from exastor.meta.store import Metadata, user_context
+
+ACCOUNT_CONTEXT = "blob_settings.account_key"  # what the sealed account key is bound to
 
 log = logging.getLogger("exastor.keys")
 

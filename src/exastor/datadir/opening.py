@@ -13,18 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exastor.drives import is_url
+from exastor.datadir import keys
+from exastor.datadir.keys import ACCOUNT_CONTEXT
+from exastor.drives import DriveIO, is_url
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.engine.store import ChunkStore
 from exastor.errors import data_dir_unusable
 from exastor.meta import blob as bm
+from exastor.meta import journal as jr
 from exastor.meta.records import User
 from exastor.meta.sealing import is_sealed
 from exastor.meta.sqlite import SqliteRunner
 from exastor.meta.store import Metadata
 from exastor.namespace.store import Namespace
-from exastor.services import metabackup
 
 ADMIN = "admin"
 CREDENTIALS_FILE = "credentials.toml"
@@ -53,14 +55,12 @@ def open_metadata(data: Path, meta_url: str | None = None, *, key_command: str |
     """The metadata database: PostgreSQL at ``meta_url`` (postgresql://...), else the embedded SQLite
     under DATA/meta, created on first use and private (directory 0700; the file, its -wal and -shm
     0600: SQLite gives its side files the database file's mode). Either way with the sealer for its
-    secrets (gateway/keys.py: locked when the master key is not there; the commands that store
+    secrets (datadir/keys.py: locked when the master key is not there; the commands that store
     secrets call keys.ensure).
 
     A data directory the process cannot write (a read-only mount, wrong owner) stops with a
     CommandError that says so: SQLite needs to write beside the database even to read it (WAL), so
     every command needs a writable directory."""
-    from exastor.gateway import keys
-
     if meta_url:
         from exastor.meta.postgres import PostgresRunner  # psycopg only where it is used
         meta = Metadata(PostgresRunner(meta_url))
@@ -113,8 +113,29 @@ def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec:
             paths = [data / "drive0"]
     drive_set = DriveSet(meta, paths, ec=ec or None, base=data, adopt=adopt)
     if journal:
-        metabackup.attach_journal(meta, drive_set)
+        attach_journal(meta, drive_set)
     return drive_set
+
+
+def attach_journal(meta: Metadata, drives: DriveSet) -> jr.Journal:
+    """Journal every commit of ``meta`` onto the drives that take the copies (meta/journal.py)."""
+    def failed(io: DriveIO, exc: OSError) -> None:
+        for d in drives.all:
+            if d.io is io or d.io.label == io.label:
+                drives.failed_io(d.id, exc, now=False)  # on the writer thread: queued, never waited for
+
+    journal = jr.Journal(lambda: journal_targets(drives), failed)
+    meta.runner.attach_journal(journal)  # type: ignore[attr-defined]
+    return journal
+
+
+def journal_targets(drives: DriveSet) -> list[DriveIO]:
+    """Where journal records go: m+1 drives in service, full ones included - a full store must still
+    commit the deletes that free it, and a record is small beside the space a drive keeps in reserve."""
+    # Called on the metadata writer thread: no refresh here (a refresh may commit, which would wait on
+    # this very thread); the process's view is kept fresh by its segment writes.
+    live = sorted((d for d in drives.all if d.state in ("active", "full")), key=lambda d: d.id)
+    return [d.io for d in live[:drives.geometry().m + 1]]
 
 
 def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,
@@ -191,7 +212,6 @@ def _write_private(path: Path, text: str) -> None:
 
 
 ACCOUNT_FILE = "blob-account.toml"
-ACCOUNT_CONTEXT = "blob_settings.account_key"  # what the sealed account key is bound to
 DEFAULT_ACCOUNT = "exastor"
 
 
