@@ -150,6 +150,7 @@ class BlobCall:
             from exastor.blob.structured import decode, encoded_length
             self.structured = True
             size = self.content_size()
+            assert size is not None  # content_size() raises for a structured body without its length
             return decode(_body(self, encoded_length(min(size, limit))), size)
         return _body(self, limit)
 

@@ -200,7 +200,8 @@ def seal_plaintext(meta: Metadata) -> int:
         if count:
             log.warning("sealed %d secret(s) that were stored in the clear", count)
         return count
-    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)  # not a drive; not the runner: secure_delete
+    con = sqlite3.connect(meta.runner.path, timeout=30.0,  # type: ignore[attr-defined]  # SQLite here
+                          isolation_level=None)  # not a drive; not the runner: secure_delete
     try:
         con.execute("PRAGMA secure_delete=ON")
         con.execute("BEGIN IMMEDIATE")

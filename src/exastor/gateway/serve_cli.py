@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
             # fresh copy supersedes them as a restore point).
             if journal:
                 metabackup.next_generation(meta)
-            fresh = metabackup.take(meta.runner.path, metabackup.targets(drive_set))
+            fresh = metabackup.take(meta.runner.path,  # type: ignore[attr-defined]  # SQLite (not meta_url)
+                                    metabackup.targets(drive_set))
             if fresh[0].verify() is None:
                 metabackup.retire_older([d.io for d in drive_set.all if drive_set.readable(d.id)],
                                         fresh[0].taken_ns)

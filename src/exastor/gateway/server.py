@@ -213,7 +213,9 @@ class Worker:
         if self.run_gc:  # interval 0: no timed passes, but `exastor reduce run` still gets one
             background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
         if self.run_gc and cfg.meta_backup_interval > 0:
-            background.append(MetaBackupThread(ns.meta.runner.path, lambda: targets(ns.chunks.log.drives),
+            # SQLite only: config.py turns the copies off on PostgreSQL, whose runner has no file
+            background.append(MetaBackupThread(ns.meta.runner.path,  # type: ignore[attr-defined]
+                                               lambda: targets(ns.chunks.log.drives),
                                                cfg.meta_backup_interval, meta=ns.meta))
         for thread in background:
             thread.start()
@@ -319,9 +321,9 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
             pid, code = os.wait()
         except ChildProcessError:
             break
-        index = children.pop(pid, None)
-        if index is None:
+        if pid not in children:
             continue
+        index = children.pop(pid)
         board.set_state(index, supervise.STOPPED)
         metrics.worker_exited(pid)
         if not stopping:  # a worker only ends on its own when it failed

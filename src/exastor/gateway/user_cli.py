@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
             if found is None:
                 print(f"exastor user show: no user {args.name!r}", file=sys.stderr)
                 return 1
-            user = meta.user_by_access_key(found.access_key)
-            assert user is not None
-            print(f"user       : {user.name}\naccess key : {user.access_key}\nsecret key : {user.secret_key}")
+            shown = meta.user_by_access_key(found.access_key)
+            assert shown is not None
+            print(f"user       : {shown.name}\naccess key : {shown.access_key}\nsecret key : {shown.secret_key}")
             if args.name == ADMIN:
                 name, key = stored_account(meta)
                 if key is not None:

@@ -136,8 +136,8 @@ def _authenticate(call: S3Call, fields: dict[str, str]) -> str | None:
     user = call.ns.user_by_access_key(access_key)
     if user is None:
         raise S3Error("InvalidAccessKeyId")
-    expected = base64.b64encode(hmac.new(user.secret_key.encode(), policy_b64.encode(), hashlib.sha1).digest())
-    if not hmac.compare_digest(expected.decode(), signature.strip()):
+    expected_v2 = base64.b64encode(hmac.new(user.secret_key.encode(), policy_b64.encode(), hashlib.sha1).digest())
+    if not hmac.compare_digest(expected_v2.decode(), signature.strip()):
         raise S3Error("SignatureDoesNotMatch")
     return user.name
 

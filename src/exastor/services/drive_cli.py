@@ -242,7 +242,7 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
         print("exastor drive: no such drive", file=sys.stderr)
         return 2
     drives.set_state(old.id, "draining", f"{args.action} requested")
-    res = _repair_all(log, f"draining drive {old.id}")
+    drained = _repair_all(log, f"draining drive {old.id}")
     left = drives.shard_counts().get(old.id, 0)
 
     def replicas_left(cur: Any) -> int:
@@ -253,10 +253,10 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
     reps = meta.runner.read(replicas_left)
     if left or reps:
         print(f"drive {old.id} still holds {left} shards and {reps} segment replicas "
-              f"({len(res['unrepairable'])} could not move: too few other drives?); it stays draining - "
+              f"({len(drained['unrepairable'])} could not move: too few other drives?); it stays draining - "
               f"run the command again", file=sys.stderr)
         return 1
     drives.set_state(old.id, "removed", f"{args.action} done")
-    print(f"drive {old.id} ({old.path}) drained ({res['moved_shards'] + res['repaired_shards']} shards moved) "
+    print(f"drive {old.id} ({old.path}) drained ({drained['moved_shards'] + drained['repaired_shards']} shards moved) "
           f"and removed")
     return 0

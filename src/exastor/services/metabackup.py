@@ -34,7 +34,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,7 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def take(db: Path, drives: list[DriveLike], keep: int = KEEP) -> list[Backup]:
+def take(db: Path, drives: Sequence[DriveLike], keep: int = KEEP) -> list[Backup]:
     """Copy the database ``db`` (online) onto each of ``drives``; prune to ``keep`` per drive."""
     assert drives, "a metadata copy needs at least one drive"
     ios = [_io(d) for d in drives]
@@ -153,7 +153,7 @@ def take(db: Path, drives: list[DriveLike], keep: int = KEEP) -> list[Backup]:
         position = _journal_position(scratch)
         name = f"{BACKUP_DIR}/meta-{taken_ns}-{digest}" + (f"-s{position[0]}-g{position[1]}" if position else "") \
             + ".sqlite"
-        made = []
+        made: list[Backup] = []
         for io in ios:
             io.put(name, _file_chunks(scratch))  # temporary file, fsync, rename, directory fsync
             made.append(Backup.parse(io, name))  # type: ignore[arg-type]
@@ -389,7 +389,7 @@ class MetaBackupThread(threading.Thread):
 
     POLL_S = 5.0  # how often a commit made without the journal is looked for
 
-    def __init__(self, db: Path, drives: Callable[[], list[DriveLike]], interval: float, *,
+    def __init__(self, db: Path, drives: Callable[[], Sequence[DriveLike]], interval: float, *,
                  meta: Metadata | None = None) -> None:
         super().__init__(name="exastor-meta-backup", daemon=True)
         self.db, self.drives, self.interval = db, drives, interval
@@ -400,7 +400,7 @@ class MetaBackupThread(threading.Thread):
 
     def _signature(self) -> tuple:
         """Sizes and mtimes of the database and its WAL: unchanged means no commit since."""
-        sig = []
+        sig: list[tuple[int, int] | None] = []
         for p in (self.db, self.db.with_name(self.db.name + "-wal")):
             try:
                 st = p.stat()  # not a drive: the database in --data
