@@ -108,8 +108,7 @@ def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec:
     ``adopt``: this process has the store to itself (see DriveSet)."""
     paths: list[Path | str] = [p if is_url(p) else Path(p).expanduser() for p in drives or []]
     if not paths:
-        known = meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM drives").fetchone()[0])
-        if not known:
+        if not meta.drive_count():
             paths = [data / "drive0"]
     drive_set = DriveSet(meta, paths, ec=ec or None, base=data, adopt=adopt)
     if journal:

@@ -86,6 +86,12 @@ def update_latest(cur: Any, obj: ObjectVersion) -> None:
                 (_dumps(obj.attrs), obj.etag, obj.mtime_ns, obj.bucket, obj.key, obj.version_id))
 
 
+def set_attrs(cur: Any, obj: ObjectVersion) -> None:
+    """Store a version's changed attributes only (Seal Append Blob: its ETag and time stay)."""
+    cur.execute("UPDATE objects SET attrs = ? WHERE bucket = ? AND key = ? AND version_id = ?",
+                (_dumps(obj.attrs), obj.bucket, obj.key, obj.version_id))
+
+
 def bucket_exists(cur: Any, bucket: str) -> bool:
     cur.execute("SELECT 1 FROM buckets WHERE name = ?", (bucket,))
     return cur.fetchone() is not None

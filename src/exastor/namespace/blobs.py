@@ -234,8 +234,7 @@ class Blobs:
             if obj.attrs.get("blob-type") != "AppendBlob":
                 raise BlobStateError("InvalidBlobType")
             obj.attrs["sealed"] = True
-            cur.execute("UPDATE objects SET attrs = ? WHERE bucket = ? AND key = ? AND version_id = ?",
-                        (bm._dumps(obj.attrs), bucket, key, obj.version_id))
+            bm.set_attrs(cur, obj)
             return obj
         return await self.meta.commit(tx, "props")
 

@@ -1,0 +1,69 @@
+"""All SQL behind meta/ (issue 13, item 1): engine, services, the front-ends and the gateway call named
+operations of the metadata contract (meta/store.py, meta/blob.py), never a cursor's execute().
+
+The files below still hold SQL, each with why and how many calls: the check fails when SQL appears in
+any other file, or when a listed file gains calls. Moving a file's SQL into meta/ lowers its number
+here (the check says so when a number is higher than the file's calls), down to removing its entry."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "exastor"
+SQL_CALLS = {"execute", "executemany", "executescript"}
+
+# file (relative to src/exastor) -> (calls at most, why it still has them)
+NOT_YET_MOVED: dict[str, tuple[int, str]] = {
+    "engine/drives.py": (43, "the drive set's tables (drives, shard generations, layout); to move next"),
+    "engine/segments.py": (5, "segment rows at rollover and recovery"),
+    "services/reducer.py": (29, "background reduction's plans and reduced chunks"),
+    "services/relayout.py": (16, "fsck --relayout rebuilds layout tables from the drives' files"),
+    "services/fsck.py": (12, "fsck's scans of every table that holds references"),
+    "services/gc.py": (9, "the garbage reaper and compaction"),
+    "services/drive_cli.py": (8, "`exastor drive`: drive rows and replica counts"),
+    "services/metabackup.py": (8, "SQLite's online backup and journal generations (SQLite only)"),
+    "services/stats.py": (7, "`exastor stats` totals"),
+    "services/store_metrics.py": (6, "store-wide figures for /metrics and the console"),
+    "services/reduce_control.py": (4, "pause/run flags in the counters table"),
+    "services/repair.py": (3, "shard and replica repair"),
+    "datadir/keys.py": (9, "sealing secrets in place; on SQLite with secure_delete on a connection of its own"),
+    "datadir/opening.py": (1, "drive_dirs() reads the SQLite file read-only before any runner exists"),
+}
+
+
+def _sql_calls(path: Path) -> list[int]:
+    tree = ast.parse(path.read_text())
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS]
+
+
+def _calls_outside_meta() -> Counter[str]:
+    found: Counter[str] = Counter()
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel.startswith("meta/"):
+            continue
+        lines = _sql_calls(path)
+        if lines:
+            found[rel] = len(lines)
+    return found
+
+
+def test_no_sql_outside_meta_except_the_files_not_yet_moved():
+    found = _calls_outside_meta()
+    new = {f: n for f, n in found.items() if f not in NOT_YET_MOVED}
+    assert not new, (f"SQL outside meta/ in {new}: add a named operation to the metadata contract "
+                     "(meta/store.py or meta/blob.py) and call it")
+    grown = {f: (n, NOT_YET_MOVED[f][0]) for f, n in found.items() if n > NOT_YET_MOVED[f][0]}
+    assert not grown, f"more SQL calls than allowed (found, allowed): {grown}; move them into meta/ instead"
+
+
+def test_the_list_of_files_not_yet_moved_is_current():
+    """A file whose SQL moved into meta/ leaves the list, and a lower count lowers its number: the list
+    only ever says what is true."""
+    found = _calls_outside_meta()
+    stale = {f: (found.get(f, 0), allowed) for f, (allowed, _) in NOT_YET_MOVED.items()
+             if found.get(f, 0) < allowed}
+    assert not stale, f"lower these numbers in NOT_YET_MOVED (found, listed): {stale}"
