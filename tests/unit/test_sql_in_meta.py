@@ -16,8 +16,6 @@ SQL_CALLS = {"execute", "executemany", "executescript"}
 
 # file (relative to src/exastor) -> (calls at most, why it still has them)
 NOT_YET_MOVED: dict[str, tuple[int, str]] = {
-    "engine/drives.py": (43, "the drive set's tables (drives, shard generations, layout); to move next"),
-    "engine/segments.py": (5, "segment rows at rollover and recovery"),
     "services/reducer.py": (29, "background reduction's plans and reduced chunks"),
     "services/relayout.py": (16, "fsck --relayout rebuilds layout tables from the drives' files"),
     "services/fsck.py": (12, "fsck's scans of every table that holds references"),
