@@ -16,7 +16,6 @@ SQL_CALLS = {"execute", "executemany", "executescript"}
 
 # file (relative to src/exastor) -> (calls at most, why it still has them)
 NOT_YET_MOVED: dict[str, tuple[int, str]] = {
-    "services/reducer.py": (29, "background reduction's plans and reduced chunks"),
     "services/relayout.py": (16, "fsck --relayout rebuilds layout tables from the drives' files"),
     "services/fsck.py": (12, "fsck's scans of every table that holds references"),
     "services/gc.py": (9, "the garbage reaper and compaction"),
@@ -24,7 +23,6 @@ NOT_YET_MOVED: dict[str, tuple[int, str]] = {
     "services/metabackup.py": (8, "SQLite's online backup and journal generations (SQLite only)"),
     "services/stats.py": (7, "`exastor stats` totals"),
     "services/store_metrics.py": (6, "store-wide figures for /metrics and the console"),
-    "services/reduce_control.py": (4, "pause/run flags in the counters table"),
     "services/repair.py": (3, "shard and replica repair"),
     "datadir/keys.py": (9, "sealing secrets in place; on SQLite with secure_delete on a connection of its own"),
     "datadir/opening.py": (1, "drive_dirs() reads the SQLite file read-only before any runner exists"),
