@@ -18,11 +18,8 @@ SQL_CALLS = {"execute", "executemany", "executescript"}
 NOT_YET_MOVED: dict[str, tuple[int, str]] = {
     "services/relayout.py": (16, "fsck --relayout rebuilds layout tables from the drives' files"),
     "services/fsck.py": (12, "fsck's scans of every table that holds references"),
-    "services/gc.py": (9, "the garbage reaper and compaction"),
     "services/drive_cli.py": (8, "`exastor drive`: drive rows and replica counts"),
     "services/metabackup.py": (8, "SQLite's online backup and journal generations (SQLite only)"),
-    "services/stats.py": (7, "`exastor stats` totals"),
-    "services/store_metrics.py": (6, "store-wide figures for /metrics and the console"),
     "services/repair.py": (3, "shard and replica repair"),
     "datadir/keys.py": (9, "sealing secrets in place; on SQLite with secure_delete on a connection of its own"),
     "datadir/opening.py": (1, "drive_dirs() reads the SQLite file read-only before any runner exists"),
