@@ -84,3 +84,19 @@ def store_health(meta: Metadata) -> tuple[list, dict[str, int], int]:
         return drives, segs, int(cur.fetchone()[0])
 
     return meta.runner.read(q)
+
+
+def segment_counts(meta: Metadata) -> tuple[int, int, int, int]:
+    """(shards needing repair, erasure-coded sealed segments, sealed segments, open segments)."""
+    def q(cur: Any) -> tuple[int, int, int, int]:
+        cur.execute("SELECT COUNT(*) FROM shards WHERE state != 'ok'")
+        bad = cur.fetchone()[0]
+        cur.execute("SELECT COUNT(*) FROM segment_layout l JOIN segments s ON s.id = l.segment "
+                    "WHERE s.state = 'sealed' AND l.shard_len > 0")
+        coded = cur.fetchone()[0]
+        cur.execute("SELECT COUNT(*) FROM segments WHERE state = 'sealed'")
+        sealed = cur.fetchone()[0]
+        cur.execute("SELECT COUNT(*) FROM segments WHERE state = 'open'")
+        return int(bad), int(coded), int(sealed), int(cur.fetchone()[0])
+
+    return meta.runner.read(q)

@@ -328,3 +328,70 @@ def sweep_evidence(meta: Metadata) -> tuple[dict[int, str], set[int], dict[int, 
         return states, coded, rows
 
     return meta.runner.read(q)
+
+
+def shards_needing_repair(meta: Metadata, offline_before_ns: int) -> list[tuple[int, int, int, str]]:
+    """(segment, idx, drive, why) for every shard of a sealed segment that needs work: its row is not
+    'ok' (why: its state), or its drive is failed, draining, removed, or offline since before
+    ``offline_before_ns`` (why: the drive's state)."""
+    def q(cur: Any) -> list[tuple[int, int, int, str]]:
+        cur.execute("SELECT s.segment, s.idx, s.drive, s.state, COALESCE(d.state, 'removed') FROM shards s "
+                    "JOIN segments g ON g.id = s.segment LEFT JOIN drives d ON d.id = s.drive "
+                    "WHERE g.state = 'sealed' AND (s.state != 'ok' OR d.state IS NULL OR "
+                    "d.state IN ('failed', 'draining', 'removed') OR "
+                    "(d.state = 'offline' AND d.changed_ns <= ?)) ORDER BY s.segment, s.idx", (offline_before_ns,))
+        return [(int(a), int(b), int(c), st if st != "ok" else ds) for a, b, c, st, ds in cur.fetchall()]
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def unprotected_sealed_segments(meta: Metadata) -> list[int]:
+    """Sealed segments kept as plain copies (no erasure-coded shards), by id."""
+    def q(cur: Any) -> list[int]:
+        cur.execute("SELECT s.id FROM segments s LEFT JOIN segment_layout l ON l.segment = s.id "
+                    "WHERE s.state = 'sealed' AND (l.segment IS NULL OR l.shard_len = 0) ORDER BY s.id")
+        return [int(r[0]) for r in cur.fetchall()]
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def healthy_shards_off(meta: Metadata, drive: int) -> list[tuple[int, int, int]]:
+    """(segment, idx, drive) of every 'ok' shard of a sealed segment on another drive than ``drive``."""
+    def q(cur: Any) -> list[tuple[int, int, int]]:
+        cur.execute("SELECT s.segment, s.idx, s.drive FROM shards s JOIN segments g ON g.id = s.segment "
+                    "WHERE g.state = 'sealed' AND s.state = 'ok' AND s.drive != ? ORDER BY s.segment, s.idx",
+                    (drive,))
+        return [(int(a), int(b), int(c)) for a, b, c in cur.fetchall()]
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def live_segment_holders(meta: Metadata) -> tuple[list[tuple[int, int, int]], dict[int, list[int]],
+                                                   dict[int, list[int]]]:
+    """In one snapshot: live segments (id, k, shard_len), their replicas {segment: [drive]}, and the
+    drives of their 'ok' shards {segment: [drive]}."""
+    def q(cur: Any) -> tuple[list[tuple[int, int, int]], dict[int, list[int]], dict[int, list[int]]]:
+        cur.execute("SELECT s.id, COALESCE(l.k, 0), COALESCE(l.shard_len, 0) FROM segments s "
+                    "LEFT JOIN segment_layout l ON l.segment = s.id WHERE s.state != 'deleted'")
+        segs = [(int(a), int(b), int(c)) for a, b, c in cur.fetchall()]
+        cur.execute("SELECT segment, drive FROM replicas")
+        reps: dict[int, list[int]] = {}
+        for seg, drive in cur.fetchall():
+            reps.setdefault(int(seg), []).append(int(drive))
+        cur.execute("SELECT segment, drive FROM shards WHERE state = 'ok'")
+        placed: dict[int, list[int]] = {}
+        for seg, drive in cur.fetchall():
+            placed.setdefault(int(seg), []).append(int(drive))
+        return segs, reps, placed
+
+    return meta.runner.read(q)
+
+
+def replicas_on(meta: Metadata, drive: int) -> int:
+    """How many replicas of live segments ``drive`` holds."""
+    def q(cur: Any) -> int:
+        cur.execute("SELECT COUNT(*) FROM replicas r JOIN segments s ON s.id = r.segment "
+                    "WHERE r.drive = ? AND s.state != 'deleted'", (drive,))
+        return int(cur.fetchone()[0])
+
+    return meta.runner.read(q)
