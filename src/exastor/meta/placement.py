@@ -395,3 +395,74 @@ def replicas_on(meta: Metadata, drive: int) -> int:
         return int(cur.fetchone()[0])
 
     return meta.runner.read(q)
+
+
+LayoutSnapshot = tuple[dict[int, tuple[str, int, int]], dict[int, tuple[int, ...]],
+                       dict[int, dict[int, tuple[int, str, int]]], dict[int, set[int]]]
+
+
+def layout_snapshot(meta: Metadata) -> LayoutSnapshot:
+    """Every segment's rows, in one snapshot: segments {id: (state, size, created_ns)}, layouts
+    {id: (k, m, shard_len, data_len)}, shards {id: {idx: (drive, state, gen)}}, replicas {id: {drive}}."""
+    def q(cur: Any) -> LayoutSnapshot:
+        cur.execute("SELECT id, state, size, created_ns FROM segments")
+        segs = {int(a): (str(b), int(c), int(d)) for a, b, c, d in cur.fetchall()}
+        cur.execute("SELECT segment, k, m, shard_len, data_len FROM segment_layout")
+        lays = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
+        cur.execute("SELECT segment, idx, drive, state, gen FROM shards")
+        shs: dict[int, dict[int, tuple[int, str, int]]] = {}
+        for seg, idx, drive, state, gen in cur.fetchall():
+            shs.setdefault(int(seg), {})[int(idx)] = (int(drive), str(state), int(gen))
+        cur.execute("SELECT segment, drive FROM replicas")
+        reps: dict[int, set[int]] = {}
+        for seg, drive in cur.fetchall():
+            reps.setdefault(int(seg), set()).add(int(drive))
+        return segs, lays, shs, reps
+
+    return meta.runner.read(q)
+
+
+def _rows_unchanged(cur: Any, seg: int, old: LayoutSnapshot) -> bool:
+    old_segs, old_lays, old_shards, old_reps = old
+    cur.execute("SELECT state, size, created_ns FROM segments WHERE id = ?", (seg,))
+    row = cur.fetchone()
+    if (None if row is None else (row[0], int(row[1]), int(row[2]))) != old_segs.get(seg):
+        return False
+    cur.execute("SELECT k, m, shard_len, data_len FROM segment_layout WHERE segment = ?", (seg,))
+    lay = cur.fetchone()
+    if (tuple(int(x) for x in lay) if lay else None) != old_lays.get(seg):
+        return False
+    cur.execute("SELECT idx, drive, state, gen FROM shards WHERE segment = ?", (seg,))
+    if {int(i): (int(d), st, int(g)) for i, d, st, g in cur.fetchall()} != old_shards.get(seg, {}):
+        return False
+    cur.execute("SELECT drive FROM replicas WHERE segment = ?", (seg,))
+    return {int(r[0]) for r in cur.fetchall()} == old_reps.get(seg, set())
+
+
+def rewrite_layouts(meta: Metadata, plans: list[tuple[int, tuple, tuple, list[tuple[int, int, str, int]], list[int]]],
+                    old: LayoutSnapshot) -> int:
+    """ONE transaction: for each plan (segment, (state, size, created_ns), (k, m, shard_len, data_len),
+    shard rows [(idx, drive, state, gen)], replica drives) replace the segment's rows — only where they
+    are still what ``old`` (the snapshot the plan was made from) says: no seal, repair, move or
+    compaction committed meanwhile (the transaction is the arbiter). Returns how many plans were
+    dropped for that."""
+    def tx(cur: Any) -> int:
+        dropped = 0
+        for seg, (state, size, created), (k, m, shard_len, data_len), rows, holders in plans:
+            if not _rows_unchanged(cur, seg, old):
+                dropped += 1
+                continue
+            cur.execute("DELETE FROM segments WHERE id = ?", (seg,))
+            cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, ?, ?, ?)",
+                        (seg, state, size, created))
+            cur.execute("DELETE FROM segment_layout WHERE segment = ?", (seg,))
+            cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
+                        (seg, k, m, shard_len, data_len))
+            cur.execute("DELETE FROM shards WHERE segment = ?", (seg,))
+            cur.executemany("INSERT INTO shards (segment, idx, drive, state, gen) VALUES (?, ?, ?, ?, ?)",
+                            [(seg, idx, drive, st, gen) for idx, drive, st, gen in rows])
+            cur.execute("DELETE FROM replicas WHERE segment = ?", (seg,))
+            cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in holders])
+        return dropped
+
+    return meta.runner.write_sync(tx)
