@@ -17,7 +17,6 @@ SQL_CALLS = {"execute", "executemany", "executescript"}
 # file (relative to src/exastor) -> (calls at most, why it still has them)
 NOT_YET_MOVED: dict[str, tuple[int, str]] = {
     "services/metabackup.py": (8, "SQLite's online backup and journal generations (SQLite only)"),
-    "datadir/keys.py": (9, "sealing secrets in place; on SQLite with secure_delete on a connection of its own"),
     "datadir/opening.py": (1, "drive_dirs() reads the SQLite file read-only before any runner exists"),
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import sqlite3
 import threading
@@ -37,6 +38,8 @@ _MAX_BATCH = 256
 READER_CACHE_KIB = 2048
 WRITER_CACHE_KIB = 8192
 _IDLE_SHRINK_S = 2.0  # the writer empties its cache after this long without work
+
+log = logging.getLogger("exastor.keys")  # rewrite_securely: sealing secrets in place
 
 
 def _connect(path: Path, cache_kib: int = READER_CACHE_KIB) -> sqlite3.Connection:
@@ -303,3 +306,29 @@ def _migrate(conn: sqlite3.Connection) -> tuple[int, int]:
         raise
     conn.execute("COMMIT")
     return versions
+
+
+def rewrite_securely(path: Path | str, body: Callable[[sqlite3.Cursor], int]) -> int:
+    """Run ``body`` in one write transaction on a connection of its own with ``secure_delete`` on (the
+    bytes it frees are zeroed), and when it changed something (returns > 0), VACUUM the file (older
+    free pages go too) and truncate the WAL. Returns what ``body`` returned."""
+    con = sqlite3.connect(path, timeout=30.0, isolation_level=None)  # not a drive; not the runner: secure_delete
+    try:
+        con.execute("PRAGMA secure_delete=ON")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            count = body(con.cursor())
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if count:
+            try:  # secure_delete already zeroed what the rewrite freed; this also drops older free pages
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:  # another process (a standalone reducer) is reading
+                log.warning("could not VACUUM the metadata after sealing (%s): free pages may still hold "
+                            "secrets from before; run `exastor serve` again with nothing else open", exc)
+        return count
+    finally:
+        con.close()
