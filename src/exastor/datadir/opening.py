@@ -24,7 +24,7 @@ from exastor.meta import blob as bm
 from exastor.meta import journal as jr
 from exastor.meta.records import User
 from exastor.meta.sealing import is_sealed
-from exastor.meta.sqlite import SqliteRunner
+from exastor.meta.sqlite import SqliteRunner, stored_drive_paths
 from exastor.meta.store import Metadata
 from exastor.namespace.store import Namespace
 
@@ -90,13 +90,9 @@ def drive_dirs(data: Path) -> list[Path]:
     has one: DATA/drive0."""
     db = data / "meta" / DB_NAME
     if db.exists():
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-                rows = con.execute("SELECT path FROM drives WHERE state != 'removed' ORDER BY id").fetchall()
-            if rows:
-                return [Path(r[0]) if Path(r[0]).is_absolute() else data.resolve() / r[0] for r in rows]
-        except sqlite3.Error:
-            pass  # an old store without the drives table yet
+        stored = stored_drive_paths(db)
+        if stored:
+            return [Path(p) if Path(p).is_absolute() else data.resolve() / p for p in stored]
     return [data / "drive0"]
 
 

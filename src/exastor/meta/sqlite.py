@@ -332,3 +332,41 @@ def rewrite_securely(path: Path | str, body: Callable[[sqlite3.Cursor], int]) ->
         return count
     finally:
         con.close()
+
+
+def backup_to(db: Path | str, dest: Path | str) -> None:
+    """Copy the database ``db`` into the new file ``dest`` online (one read snapshot of the WAL
+    database: writers are not blocked), as a single file (journal_mode DELETE: no -wal beside it)."""
+    src = sqlite3.connect(db, timeout=30.0)  # not a drive: the database in --data
+    try:
+        dst = sqlite3.connect(dest)  # not a drive
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def database_problem(path: Path | str) -> str | None:
+    """None when the file is a sound SQLite database (its quick_check, opened read-only), else what is
+    wrong with it."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as con:  # not a drive
+            result = str(con.execute("PRAGMA quick_check").fetchone()[0])
+    except sqlite3.Error as exc:
+        return f"not a database: {exc}"
+    return None if result == "ok" else f"quick_check: {result}"
+
+
+def stored_drive_paths(db: Path | str) -> list[str]:
+    """The drive paths (as stored) of the database file ``db``, in id order, removed drives left out;
+    read-only, before any runner opens it (fsck --restore-meta, the drive list of an offline tool).
+    Empty for a store from before the drives table."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:  # not a drive: the database in --data
+            rows = con.execute("SELECT path FROM drives WHERE state != 'removed' ORDER BY id").fetchall()
+    except sqlite3.Error:
+        return []  # an old store without the drives table yet
+    return [str(r[0]) for r in rows]

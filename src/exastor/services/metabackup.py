@@ -30,14 +30,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from blake3 import blake3
 
@@ -45,6 +43,7 @@ from exastor import errors
 from exastor.drives import DriveIO, age_s, open_drive
 from exastor.engine.drives import DriveSet
 from exastor.meta import journal as jr
+from exastor.meta.sqlite import backup_to, database_problem
 from exastor.meta.store import Metadata
 
 BACKUP_DIR = "meta-backups"
@@ -111,12 +110,7 @@ class Backup:
                 return f"unreadable: {exc}"
             if h.hexdigest() != self.digest:
                 return "BLAKE3 mismatch"
-            try:
-                with sqlite3.connect(f"file:{local}?mode=ro&immutable=1", uri=True) as con:  # not a drive
-                    result = con.execute("PRAGMA quick_check").fetchone()[0]
-            except sqlite3.Error as exc:
-                return f"not a database: {exc}"
-        return None if result == "ok" else f"quick_check: {result}"
+            return database_problem(local)
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -139,16 +133,7 @@ def take(db: Path, drives: Sequence[DriveLike], keep: int = KEEP) -> list[Backup
     taken_ns = time.time_ns()
     scratch = db.with_name(f"{db.name}.copy-{taken_ns}")  # beside the database: never on a drive
     try:
-        src = sqlite3.connect(db, timeout=30.0)  # not a drive: the database in --data
-        try:
-            dst = sqlite3.connect(scratch)  # not a drive
-            try:
-                src.backup(dst)  # one read snapshot of the WAL database: writers are not blocked
-                dst.execute("PRAGMA journal_mode=DELETE")  # everything in the one file, no -wal beside it
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        backup_to(db, scratch)  # one read snapshot: writers are not blocked
         digest = _digest(scratch)
         position = _journal_position(scratch)
         name = f"{BACKUP_DIR}/meta-{taken_ns}-{digest}" + (f"-s{position[0]}-g{position[1]}" if position else "") \
@@ -166,16 +151,7 @@ def take(db: Path, drives: Sequence[DriveLike], keep: int = KEEP) -> list[Backup
 
 def _journal_position(copy: Path) -> tuple[int, int] | None:
     """(seq, gen) of the journal head a local copy holds; None if the database has no journal rows."""
-    con = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)  # not a drive: the scratch copy in --data
-    try:
-        if not con.execute("SELECT COUNT(*) FROM counters WHERE name = 'journal_head'").fetchone()[0]:
-            return None
-        seq, _rid, gen, _gap, _off = jr.read_head(con)
-        return seq, gen
-    except sqlite3.OperationalError:  # no counters table: not an exastor database of this kind
-        return None
-    finally:
-        con.close()
+    return jr.copy_position(copy)
 
 
 def prune(drive: DriveLike, keep: int = KEEP) -> None:
@@ -297,11 +273,7 @@ def needs_copy(meta: Metadata, drives: Iterable[DriveLike]) -> bool:
 def next_generation(meta: Metadata) -> None:
     """Move the journal to new files: those of older generations then hold only commits the copies
     taken since already contain."""
-    def tx(cur: Any) -> None:
-        cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'journal_gen'")
-        cur.execute("UPDATE counters SET value = 0 WHERE name = 'journal_off'")
-
-    meta.runner.write_sync(tx)
+    meta.runner.write_sync(jr.advance_generation)
 
 
 def prune_journal(drives: Iterable[DriveLike]) -> int:
@@ -340,12 +312,7 @@ def replay_journal(db: Path, drives: Iterable[DriveLike], drives_of: Callable[[]
     The journal is read from ``drives`` and from the drives the database lists (``drives_of()``);
     a replayed commit may add drives that hold more of it, so it reads again until no new drive
     appears."""
-    con = sqlite3.connect(db)  # not a drive: the database in --data
-    try:
-        has_journal = con.execute("SELECT COUNT(*) FROM counters WHERE name = 'journal_head'").fetchone()[0]
-        head = jr.read_head(con) if has_journal else None
-    finally:
-        con.close()
+    head = jr.file_head(db)
     total = jr.Chain()
     if head is None:
         return total
@@ -368,12 +335,7 @@ def replay_journal(db: Path, drives: Iterable[DriveLike], drives_of: Callable[[]
             seq, rid = chain.records[-1].seq, chain.records[-1].rid
     # New records go to a generation of their own: never over what this restore read.
     newest = max((g for io in seen.values() for g, _ in jr.gens_on(io)), default=head[2])
-    con = sqlite3.connect(db, isolation_level=None)  # not a drive
-    try:
-        con.execute("UPDATE counters SET value = ? WHERE name = 'journal_gen'", (max(newest, head[2]) + 1,))
-        con.execute("UPDATE counters SET value = 0 WHERE name = 'journal_off'")
-    finally:
-        con.close()
+    jr.start_generation(db, max(newest, head[2]) + 1)
     return total
 
 
