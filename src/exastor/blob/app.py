@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import sqlite3
 import uuid
 
 from exastor import errors
@@ -23,7 +22,6 @@ from exastor.blob.errors import BlobError
 from exastor.blob.router import Route, route
 from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
-from exastor.meta.sqlite import store_error
 from exastor.namespace.blobs import Blobs
 from exastor.namespace.names import is_utf8_text
 from exastor.namespace.store import Namespace
@@ -67,11 +65,6 @@ class BlobApp:
             await self._error(call, exc)
         except errors.StoreError as exc:
             await self._error(call, map_store_error(exc, call))
-        except sqlite3.OperationalError as exc:
-            failure = store_error(exc)
-            if isinstance(failure, errors.Unavailable):
-                log.exception("metadata error on %s %s", req.method, req.raw_path)
-            await self._error(call, map_store_error(failure, call))
         except Exception:
             log.exception("internal error on %s %s (request %s)", req.method, req.raw_path, call.request_id)
             await self._error(call, BlobError("InternalError"))

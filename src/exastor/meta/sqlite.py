@@ -40,6 +40,7 @@ WRITER_CACHE_KIB = 8192
 _IDLE_SHRINK_S = 2.0  # the writer empties its cache after this long without work
 
 log = logging.getLogger("exastor.keys")  # rewrite_securely: sealing secrets in place
+meta_log = logging.getLogger("exastor.meta")
 
 
 def _connect(path: Path, cache_kib: int = READER_CACHE_KIB) -> sqlite3.Connection:
@@ -59,6 +60,18 @@ def store_error(exc: sqlite3.OperationalError) -> errors.StoreError:
     if "full" in str(exc):
         return errors.InsufficientStorage("the metadata disk is full")
     return errors.Unavailable("metadata database busy or failing")
+
+
+def _translated(exc: BaseException) -> BaseException:
+    """What a caller of the runner sees: a driver failure becomes the project's error (callers above
+    meta/ never catch sqlite3's), logged here with the driver's words; anything else unchanged."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return exc
+    failure = store_error(exc)
+    if isinstance(failure, errors.Unavailable):
+        meta_log.error("metadata database error: %s", exc)
+    failure.__cause__ = exc
+    return failure
 
 
 class SqliteRunner:
@@ -102,21 +115,27 @@ class SqliteRunner:
         """Run ``fn(cursor)`` in a read transaction (a consistent snapshot). A function that runs
         a single statement needs no explicit transaction: ``snapshot=False`` saves two round trips
         through SQLite on the hottest paths."""
-        conn = self._reader()
-        cur = conn.cursor()
-        if not snapshot:
-            return fn(cur)
-        cur.execute("BEGIN")
         try:
-            return fn(cur)
-        finally:
-            cur.execute("COMMIT")
+            conn = self._reader()
+            cur = conn.cursor()
+            if not snapshot:
+                return fn(cur)
+            cur.execute("BEGIN")
+            try:
+                return fn(cur)
+            finally:
+                cur.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise _translated(exc) from exc
 
     def data_version(self) -> int:
         """Changes whenever a transaction that changed a bucket or an account setting committed, in
         any process (``bucket_version``, bumped by meta/store.py ``bucket_changed``): cached bucket rows
         are stale exactly when it moved. A point read on this thread's connection (microseconds)."""
-        row = self._reader().execute("SELECT value FROM counters WHERE name = 'bucket_version'").fetchone()
+        try:
+            row = self._reader().execute("SELECT value FROM counters WHERE name = 'bucket_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            raise _translated(exc) from exc
         return row[0] if row else 0
 
     async def offload(self, fn: Callable[[], T]) -> T:
@@ -139,7 +158,7 @@ class SqliteRunner:
                 if future.done():
                     return
                 if error is not None:
-                    future.set_exception(error)
+                    future.set_exception(_translated(error))
                 else:
                     future.set_result(result)
 
@@ -160,7 +179,7 @@ class SqliteRunner:
         self._queue.put((fn, done, None))
         event.wait()
         if box["error"] is not None:
-            raise box["error"]
+            raise _translated(box["error"])
         return box["result"]
 
     def _writer_loop(self) -> None:
