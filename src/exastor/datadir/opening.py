@@ -11,7 +11,6 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from exastor.datadir import keys
 from exastor.datadir.keys import ACCOUNT_CONTEXT
@@ -23,7 +22,6 @@ from exastor.errors import data_dir_unusable
 from exastor.meta import blob as bm
 from exastor.meta import journal as jr
 from exastor.meta.records import User
-from exastor.meta.sealing import is_sealed
 from exastor.meta.sqlite import SqliteRunner, stored_drive_paths
 from exastor.meta.store import Metadata
 from exastor.namespace.store import Namespace
@@ -219,7 +217,7 @@ class AccountKey:
 
 def stored_account(meta: Metadata) -> tuple[str | None, str | None]:
     """The Blob account name and key the server last recorded in the database (the key opened)."""
-    name, key = meta.runner.read(lambda cur: (bm.get_setting(cur, "account_name"), bm.get_setting(cur, "account_key")))
+    name, key = bm.account_setting(meta)
     return name, (meta.sealer.open(key, ACCOUNT_CONTEXT) if key is not None else None)
 
 
@@ -249,13 +247,5 @@ def ensure_account(data: Path, name: str | None, key: str | None, meta: Metadata
         if not path.exists():
             _write_private(path, f'account_name = "{name}"\naccount_key = "{key}"\n')
     if meta is not None:
-        sealer = meta.sealer
-
-        def record(cur: Any) -> None:
-            if bm.get_setting(cur, "account_name") != name:
-                bm.put_setting(cur, "account_name", name)
-            current = bm.get_setting(cur, "account_key")
-            if current is None or sealer.open(current, ACCOUNT_CONTEXT) != key or not is_sealed(current):
-                bm.put_setting(cur, "account_key", sealer.seal(key, ACCOUNT_CONTEXT))
-        meta.runner.write_sync(record)
+        bm.record_account(meta, name, key, meta.sealer, ACCOUNT_CONTEXT)
     return AccountKey(name, key, generated)

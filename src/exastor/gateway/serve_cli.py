@@ -130,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         sealed_now = keys.seal_plaintext(meta)  # a store from before sealing: its secrets leave the clear
         # Encryption at rest: decided (and the first data key made) once, before any worker writes.
-        encrypting, all_encrypted = meta.runner.write_sync(
-            lambda cur: datakeys.prepare(cur, meta.sealer, cfg.encrypt_at_rest))
+        encrypting, all_encrypted = datakeys.decide(meta, meta.sealer, cfg.encrypt_at_rest)
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
         journal = cfg.meta_journal and cfg.meta_backup_interval > 0
         try:  # once, before any worker opens a segment
