@@ -15,9 +15,9 @@ from pathlib import Path
 from exastor.datadir import keys
 from exastor.datadir.keys import ACCOUNT_CONTEXT
 from exastor.drives import DriveIO, is_url
+from exastor.engine.chunkstore import ChunkStore
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
-from exastor.engine.store import ChunkStore
 from exastor.errors import data_dir_unusable
 from exastor.meta import blob as bm
 from exastor.meta import journal as jr

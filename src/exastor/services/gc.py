@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 
 from exastor import errors, metrics
+from exastor.engine.chunkstore import ChunkStore
 from exastor.engine.drives import crash_point
 from exastor.engine.record import HEADER_SIZE, decode_header, verify_payload
-from exastor.engine.store import ChunkStore
 from exastor.meta import garbage
 
 log = logging.getLogger("exastor.gc")

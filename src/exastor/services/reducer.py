@@ -34,6 +34,7 @@ from pathlib import Path
 
 from exastor import errors, metrics
 from exastor.engine import codec, similarity
+from exastor.engine.chunkstore import ChunkStore
 from exastor.engine.record import (
     CODEC_DELTA,
     CODEC_RAW,
@@ -44,7 +45,6 @@ from exastor.engine.record import (
     verify_payload,
 )
 from exastor.engine.sketch import Sketch
-from exastor.engine.store import ChunkStore
 from exastor.meta import manifest as mf
 from exastor.meta import reduction
 from exastor.meta.counters import read_counters, set_counters
