@@ -219,7 +219,7 @@ async def namespace_ceiling(directory: Path, mib: int, count: int) -> dict[str, 
     """exastor's namespace layer called in-process (no HTTP, no Blob front-end): the ceiling any
     front-end on this store can reach on this machine. 4 concurrent writers of mib/4 MiB each, then
     ``count`` 4 KiB puts at concurrency 16, then reading it all back."""
-    from exastor.gateway.store import open_namespace
+    from exastor.datadir.opening import open_namespace
     from exastor.namespace.store import PutSpec, SystemGrant
     ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 

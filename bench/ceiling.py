@@ -41,7 +41,7 @@ BEGIN, END = "<!-- ceiling:begin -->", "<!-- ceiling:end -->"
 
 async def _one_round(directory: Path, data: bytes, streams: int) -> dict[str, float]:
     """PUT ``data`` as ``streams`` objects at once, drop the page cache, GET them back."""
-    from exastor.gateway.store import open_namespace
+    from exastor.datadir.opening import open_namespace
     from exastor.namespace.store import PutSpec, SystemGrant
 
     ns = open_namespace(directory)

@@ -81,7 +81,7 @@ def _raw_copy(db: Path, targets: list[Path]) -> float:
 
 
 async def _run(base: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from exastor.gateway.store import open_namespace
+    from exastor.datadir.opening import open_namespace
     from exastor.services import metabackup
 
     out: dict[str, Any] = {}

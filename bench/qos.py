@@ -159,7 +159,7 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
 # --- the admission check alone ------------------------------------------------------------------
 
 def admit_cost(tmp: Path, n: int = 50_000) -> dict[str, float]:
-    from exastor.gateway.store import open_metadata
+    from exastor.datadir.opening import open_metadata
     from exastor.http import qos
     from exastor.meta.records import User
 

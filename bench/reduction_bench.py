@@ -51,7 +51,7 @@ from bench.lib.machine import machine_info  # noqa: E402
 from bench.lib.results import utc_stamp, write_result  # noqa: E402
 
 from exastor.engine import chunker, codec, detect  # noqa: E402
-from exastor.engine import manifest as mf  # noqa: E402
+from exastor.meta import manifest as mf  # noqa: E402
 
 MiB = 1 << 20
 PY = sys.executable

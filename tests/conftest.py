@@ -65,7 +65,7 @@ def wait_released(data_dir: Path, ports: list[int], timeout: float = 30.0) -> No
     the kernel keeps the listening socket (and the lock) open for a moment while its main thread is
     already a zombie. A restart in that moment would be refused, or its probe would reach the dying
     listener."""
-    from exastor.gateway.lock import server_running
+    from exastor.datadir.lock import server_running
 
     deadline = time.monotonic() + timeout
     while True:
@@ -189,8 +189,8 @@ def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.Comple
 def prepare_encryption(data: Path, want: bool | None = True) -> None:
     """What `exastor serve` does before its workers start, for a store opened in process: the master
     key, then the encrypt_at_rest decision and the first data key (meta/datakeys.py)."""
-    from exastor.gateway import keys
-    from exastor.gateway.store import open_metadata
+    from exastor.datadir import keys
+    from exastor.datadir.opening import open_metadata
     from exastor.meta import datakeys
 
     data.mkdir(parents=True, exist_ok=True)

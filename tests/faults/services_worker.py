@@ -19,9 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+from exastor.datadir import lock  # noqa: E402
+from exastor.datadir.opening import open_namespace  # noqa: E402
 from exastor.engine.drives import load_layout, mark_shard  # noqa: E402
-from exastor.gateway import lock  # noqa: E402
-from exastor.gateway.store import open_namespace  # noqa: E402
 from exastor.services import relayout  # noqa: E402
 from exastor.services.gc import Collector  # noqa: E402
 from exastor.services.reducer import Reducer  # noqa: E402

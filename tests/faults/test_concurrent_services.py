@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
+from exastor.datadir.opening import open_namespace
 from exastor.engine import segments as segments_module
 from exastor.engine import shards
 from exastor.engine.drives import DriveSet, load_layout, mark_shard
 from exastor.engine.segments import SegmentLog
-from exastor.gateway.store import open_namespace
 from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services import fsck
 from exastor.services import gc as gc_module

@@ -13,9 +13,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from conftest import exastor, s3_client, start_server
+from exastor.datadir import keys
 from exastor.engine.record import HEADER_SIZE, decode_header
 from exastor.engine.scan import walk
-from exastor.gateway import keys
 
 GEOMETRIES = {"one drive": 1, "4+2 over 6 drives": 6}
 

@@ -15,10 +15,10 @@ from botocore.exceptions import ClientError
 
 from conftest import s3_client, start_server
 from exastor import errors
+from exastor.datadir.opening import open_metadata
 from exastor.engine.drives import DriveSet, load_layout, segment_name
 from exastor.engine.record import CODEC_RAW, encode
 from exastor.engine.segments import SegmentLog
-from exastor.gateway.store import open_metadata
 
 
 def _record(data: bytes) -> bytes:

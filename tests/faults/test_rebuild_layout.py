@@ -14,8 +14,8 @@ import sqlite3
 import harness
 
 from conftest import exastor, s3_client, start_server
+from exastor.datadir.opening import open_metadata
 from exastor.engine.shards import shard_name
-from exastor.gateway.store import open_metadata
 from exastor.services import fsck
 
 BUCKET = "relayout"

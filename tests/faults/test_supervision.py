@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 from conftest import exastor, read_response, s3_client, signed_head, start_server
-from exastor.gateway.lock import server_running
+from exastor.datadir.lock import server_running
 
 
 def _children(pid: int) -> list[int]:

@@ -13,11 +13,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import exastor, s3_client, start_server
+from exastor.datadir.opening import open_metadata
 from exastor.engine.drives import DriveSet, load_layout, segment_name
 from exastor.engine.record import CODEC_RAW, SEGMENT_HEADER_SIZE, encode
 from exastor.engine.scan import walk
 from exastor.engine.segments import SegmentLog
-from exastor.gateway.store import open_metadata
 
 BUCKET = "torn"
 
@@ -129,7 +129,7 @@ def test_sealing_never_cuts_below_the_last_indexed_record(tmp_path):
     fsynced): recovery keeps it in place instead of cutting it off, and fsck names its object."""
     import asyncio
 
-    from exastor.gateway.store import open_namespace
+    from exastor.datadir.opening import open_namespace
     from exastor.namespace.store import PutSpec, SystemGrant
     from exastor.services import fsck
 

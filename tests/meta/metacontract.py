@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from exastor.engine import manifest as mf
+from exastor.meta import manifest as mf
 from exastor.meta.records import Bucket, ChunkLocation, ObjectVersion
 from exastor.meta.sealing import Sealer
 from exastor.meta.store import MANIFEST_QUERIES, Metadata

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from exastor.blob.app import BlobApp
-from exastor.gateway.store import open_namespace
+from exastor.datadir.opening import open_namespace
 from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.s3.app import S3App
 

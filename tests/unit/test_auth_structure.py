@@ -21,7 +21,7 @@ from exastor.auth.authorizer import Authorizer, RequestFacts, Source, Target
 from exastor.auth.decision import Decision
 from exastor.auth.operations import operation
 from exastor.auth.principal import Principal
-from exastor.gateway.store import open_namespace
+from exastor.datadir.opening import open_namespace
 from exastor.namespace import multipart
 from exastor.namespace.blobs import Blobs
 from exastor.namespace.store import Namespace, PutSpec, SystemGrant

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from exastor.config import ConfigError, load
-from exastor.gateway.store import ACCOUNT_FILE, ensure_account
+from exastor.datadir.opening import ACCOUNT_FILE, ensure_account
 
 
 def test_generated_then_stored_then_given(tmp_path):
@@ -25,8 +25,8 @@ def test_generated_then_stored_then_given(tmp_path):
 
 def test_account_comes_back_from_the_database_when_the_file_is_gone(tmp_path):
     """After `fsck --restore-meta` into a new --data, Azure clients keep working with the old key."""
-    from exastor.gateway import keys
-    from exastor.gateway.store import open_metadata
+    from exastor.datadir import keys
+    from exastor.datadir.opening import open_metadata
 
     meta = open_metadata(tmp_path)
     keys.ensure(tmp_path, meta)  # as `exastor serve` does: the key that seals the account key in the database

@@ -12,7 +12,7 @@ from exastor.blob.batch import BatchRefused, parse_body
 from exastor.blob.common import lease_guid
 from exastor.blob.errors import BlobError
 from exastor.blob.service import origin_allowed
-from exastor.blob.tags import parse_filter, tags_match
+from exastor.blob.tagfilter import parse_filter, tags_match
 
 _PIECES = st.sampled_from(["--b", "--b--", "\r\n", "Content-Type: application/http", "Content-ID: 0",
                            "Content-ID: x", "DELETE /a/c/b HTTP/1.1", "PUT /a/c/b?comp=tier HTTP/1.1",

@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 
 from exastor import errors
-from exastor.engine import manifest as mf
-from exastor.gateway.store import open_namespace
+from exastor.datadir.opening import open_namespace
+from exastor.meta import manifest as mf
 from exastor.namespace.blobs import Blobs, BlobStateError, part_block_id
 from exastor.namespace.store import PutSpec, SystemGrant
 

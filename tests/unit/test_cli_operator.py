@@ -13,7 +13,7 @@ import pytest
 from test_plan_model import EXAMPLE
 
 from exastor.cli import COMMANDS, main
-from exastor.gateway.store import open_metadata
+from exastor.datadir.opening import open_metadata
 from exastor.tools.plan.procure import ratio_fix
 
 # Commands with actions: every action is tried too.

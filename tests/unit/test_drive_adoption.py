@@ -10,8 +10,8 @@ import random
 import sqlite3
 from pathlib import Path
 
+from exastor.datadir.opening import open_namespace
 from exastor.drives import IDENTITY_NAME
-from exastor.gateway.store import open_namespace
 from exastor.namespace.store import PutSpec, SystemGrant
 
 

@@ -32,8 +32,8 @@ NOT_DRIVE_CODE = {
     "config.py": "reads the TOML config file",
     "crashpoints.py": "reads the test crash-point rules",
     "engine/gf.py": "finds ISA-L's shared library",
-    "gateway/lock.py": "the data directory's lock file",
-    "gateway/store.py": "credentials and the metadata database in --data",
+    "datadir/lock.py": "the data directory's lock file",
+    "datadir/opening.py": "credentials and the metadata database in --data",
     "meta/sqlite.py": "the metadata database in --data",
 }
 NOT_DRIVE_TREES = ("drives/", "tools/")  # the seam itself; estimate/plan/scaletest run beside a store, not in it

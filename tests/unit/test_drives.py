@@ -10,10 +10,10 @@ import shutil
 import pytest
 
 from exastor import errors
+from exastor.datadir.opening import open_namespace
 from exastor.drives import LocalDrive
 from exastor.engine import shards
 from exastor.engine.drives import load_layout, segment_name
-from exastor.gateway.store import open_namespace
 from exastor.namespace.store import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request

@@ -15,11 +15,11 @@ import xxhash
 
 from conftest import prepare_encryption
 from exastor import errors
+from exastor.datadir import keys
+from exastor.datadir.opening import open_namespace
 from exastor.engine import encryption, record
 from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header
 from exastor.engine.scan import walk
-from exastor.gateway import keys
-from exastor.gateway.store import open_namespace
 from exastor.meta import datakeys
 from exastor.namespace.store import PutSpec, SystemGrant
 

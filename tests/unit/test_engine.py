@@ -9,10 +9,10 @@ import random
 import pytest
 
 from exastor import errors
-from exastor.engine import chunker, record, store
-from exastor.engine import manifest as mf
+from exastor.datadir.opening import open_namespace
+from exastor.engine import chunker, chunkstore, record
 from exastor.engine.drives import load_layout
-from exastor.gateway.store import open_namespace
+from exastor.meta import manifest as mf
 from exastor.namespace.store import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
@@ -124,7 +124,7 @@ def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives
         assert asyncio.run(_read(ns, "k")) == body
         obj = ns.get_object(ADMIN, "eng", "k")
         fps = [s.fp for s in mf.Layout(obj.manifest).slices]
-        assert len(preads) <= len(body) // store.RUN_LIMIT + 2 < len(fps) // 4   # per run, not per chunk
+        assert len(preads) <= len(body) // chunkstore.RUN_LIMIT + 2 < len(fps) // 4   # per run, not per chunk
         loc = ns.meta.lookup_chunks([fps[len(fps) // 2]])[fps[len(fps) // 2]]
         lay = load_layout(ns.meta, loc.segment)
         first = ns.chunks.log.drives.get(lay.replicas[0] if lay.kind == "replicas" else ns.chunks.log.drives.first.id)

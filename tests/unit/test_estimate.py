@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import prepare_encryption
-from exastor.gateway.store import open_namespace
+from exastor.datadir.opening import open_namespace
 from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services.reducer import Reducer
 from exastor.services.stats import collect

@@ -83,8 +83,8 @@ def test_first_copy_waits_only_for_the_rest_of_the_interval(tmp_path):
 
 def test_admin_keys_come_back_from_the_database_when_the_credentials_file_is_gone(tmp_path):
     """After `fsck --restore-meta` into a new --data, the admin keeps the keys the copy holds."""
-    from exastor.gateway import keys
-    from exastor.gateway.store import CREDENTIALS_FILE, ensure_admin, open_metadata
+    from exastor.datadir import keys
+    from exastor.datadir.opening import CREDENTIALS_FILE, ensure_admin, open_metadata
 
     meta = open_metadata(tmp_path)
     keys.ensure(tmp_path, meta)  # as `exastor serve` does: the key that seals the secrets in the database

@@ -12,8 +12,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exastor.datadir.opening import open_namespace
 from exastor.engine.drives import Drive, load_layout, spread
-from exastor.gateway.store import open_namespace
 from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services.repair import _crowds
 

@@ -9,7 +9,7 @@ import time
 
 from test_reducer import _corpus, _put
 
-from exastor.gateway.store import open_namespace
+from exastor.datadir.opening import open_namespace
 from exastor.namespace.store import SystemGrant
 from exastor.services import reduce_control
 from exastor.services.reducer import Reducer, ReducerThread

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import prepare_encryption
-from exastor.engine import manifest as mf
+from exastor.datadir.opening import open_namespace
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED
-from exastor.gateway.store import open_namespace
+from exastor.meta import manifest as mf
 from exastor.meta.store import drop_refs
 from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services import fsck

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from exastor import errors
 from exastor.engine import codec, detect, transforms
-from exastor.engine import manifest as mf
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED, RecordHeader
+from exastor.meta import manifest as mf
 
 
 def test_group_by_hand() -> None:

@@ -51,4 +51,6 @@ def grants_permission(acl: Acl, principal: str | None, permission: str, *, ignor
 
 def is_public(acl: Acl | None) -> bool:
     """Whether an ACL grants anything to everyone or to every signed user."""
-    return bool(acl) and any(kind == "group" and value in PUBLIC_GROUPS for kind, value, _ in acl["grants"])
+    if not acl:
+        return False
+    return any(kind == "group" and value in PUBLIC_GROUPS for kind, value, _ in acl["grants"])

@@ -32,13 +32,11 @@ from exastor import errors
 from exastor.auth import policy
 from exastor.auth.acl import PUBLIC_GROUPS, acl_of, grants_permission
 from exastor.auth.acl import is_public as acl_is_public
-from exastor.auth.decision import ANY_OWNED, Decision, Granted
+from exastor.auth.decision import _DECISION_TOKEN, ANY_OWNED, Decision, Granted
 from exastor.auth.operations import ANYONE, BUCKET, KEY, NEW_BUCKET, OBJECT, SERVICE, Need, Operation
 from exastor.auth.principal import ANONYMOUS, AuthResult, Principal
 from exastor.meta.records import Bucket, ObjectVersion
 from exastor.namespace.store import READ, Namespace
-
-_DECISION_TOKEN = object()
 
 # Request headers a bucket policy may test (s3:<header> condition keys).
 _HEADER_KEYS = ("x-amz-acl", "x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp",

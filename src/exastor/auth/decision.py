@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 ANY_OWNED = "*"      # a grant's bucket: every bucket the principal owns (service-level operations)
 ANY_KEY = "\0*"      # a grant's key: every key of the bucket (not a key anyone can name: no NUL in keys)
 
+# Only the authorizer (auth/authorizer.py) passes this: a Decision cannot be made anywhere else.
+_DECISION_TOKEN = object()
+
 
 @dataclass(frozen=True)
 class Granted:
@@ -68,7 +71,6 @@ class Decision:
     keyed: dict[tuple[str, str], Granted] = field(default_factory=dict, repr=False)  # extend()'s, by key
 
     def __post_init__(self) -> None:
-        from exastor.auth.authorizer import _DECISION_TOKEN
         if self.token is not _DECISION_TOKEN:
             raise AuthorizationMissing("a Decision is made by the authorizer only")
 

@@ -26,6 +26,7 @@ Vocabulary:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from exastor.namespace.store import READ, WRITE
 
@@ -79,8 +80,14 @@ def _blob(name: str, scope: str, action: str, acl: str | None, access: str, sas:
                      sas_level=sas_level, **kw)  # type: ignore[arg-type]
 
 
-_BLOB_READ = {"service_sas": True, "public": ("blob", "container")}
-_BLOB_WRITE = {"service_sas": True}
+class _BlobDefaults(TypedDict, total=False):
+    """Keyword defaults shared by many Blob operations (typed, so the table's ** is checked)."""
+    service_sas: bool
+    public: tuple[str, ...]
+
+
+_BLOB_READ: _BlobDefaults = {"service_sas": True, "public": ("blob", "container")}
+_BLOB_WRITE: _BlobDefaults = {"service_sas": True}
 
 OPERATIONS: dict[tuple[str, str], Operation] = {(op.api, op.name): op for op in (
     # --- S3: service and buckets ------------------------------------------------------------------

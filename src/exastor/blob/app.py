@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import sqlite3
 import uuid
 from collections.abc import Sequence
 
@@ -24,7 +23,6 @@ from exastor.blob.errors import BlobError
 from exastor.blob.router import Route, route
 from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
-from exastor.meta.sqlite import store_error
 from exastor.namespace.blobs import Blobs
 from exastor.namespace.names import is_utf8_text
 from exastor.namespace.store import Namespace
@@ -33,6 +31,10 @@ log = logging.getLogger("exastor.blob")
 
 
 class BlobApp:
+    # The router, reachable from a handler through call.app: Blob batch names its sub-requests'
+    # operations with it (blob/batch.py), and the router imports the handlers, so not the reverse.
+    route = staticmethod(route)
+
     def __init__(self, ns: Namespace, *, account: str, key: str, key2: str = "", principal: str = "admin",
                  copy_source_networks: Sequence[str] = ()) -> None:
         self.ns = ns
@@ -73,11 +75,6 @@ class BlobApp:
             await self._error(call, exc)
         except errors.StoreError as exc:
             await self._error(call, map_store_error(exc, call))
-        except sqlite3.OperationalError as exc:
-            failure = store_error(exc)
-            if isinstance(failure, errors.Unavailable):
-                log.exception("metadata error on %s %s", req.method, req.raw_path)
-            await self._error(call, map_store_error(failure, call))
         except Exception:
             log.exception("internal error on %s %s (request %s)", req.method, req.raw_path, call.request_id)
             await self._error(call, BlobError("InternalError"))

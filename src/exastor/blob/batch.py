@@ -171,7 +171,6 @@ async def _serve(call: BlobCall, sub: SubRequest) -> tuple[int, list[tuple[str, 
 
 def _operation_of(call: BlobCall, sub: SubRequest, scope_container: str | None) -> str:
     """Which operation a sub-request is, checked against what a batch may hold."""
-    from exastor.blob.router import route
     from exastor.http.asgi import Request
     req = Request(_sub_scope(call.req.scope, sub, call.app.account), receive=None)  # type: ignore[arg-type]
     parts = req.path.lstrip("/").split("/", 2)
@@ -180,7 +179,7 @@ def _operation_of(call: BlobCall, sub: SubRequest, scope_container: str | None) 
     if scope_container is not None and parts[1] != scope_container:
         raise _invalid("a container batch may only hold requests for blobs in that container")
     try:
-        name = route(req.method, parts[1], parts[2], req.query, req.headers).operation
+        name = call.app.route(req.method, parts[1], parts[2], req.query, req.headers).operation
     except BlobError as exc:
         raise _invalid(f"sub-request {sub.content_id}: {exc.message}") from exc
     if name not in BATCH_OPERATIONS:

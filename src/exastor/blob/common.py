@@ -151,6 +151,7 @@ class BlobCall:
             from exastor.blob.structured import decode, encoded_length
             self.structured = True
             size = self.content_size()
+            assert size is not None  # content_size() raises for a structured body without its length
             return decode(_body(self, encoded_length(min(size, limit))), size)
         return _body(self, limit)
 
@@ -354,7 +355,7 @@ def _has_conditions(h: dict[str, str]) -> bool:
 def read_check(call: BlobCall, obj: ObjectVersion | bm.Snapshot) -> None:
     tags_cond = call.h.get("x-ms-if-tags")
     if tags_cond:
-        from exastor.blob.tags import tags_match
+        from exastor.blob.tagfilter import tags_match
         if not tags_match(tags_cond, obj.attrs.get("tags") or {}):
             raise BlobError("ConditionNotMet")
     if not _has_conditions(call.h):
@@ -389,7 +390,7 @@ def write_conditions(call: BlobCall, *, create: bool = False) -> Callable[[Objec
     def check(current: ObjectVersion | None) -> None:
         live = current if current is not None and not current.delete_marker else None
         if tags_cond:
-            from exastor.blob.tags import tags_match
+            from exastor.blob.tagfilter import tags_match
             if live is None or not tags_match(tags_cond, live.attrs.get("tags") or {}):
                 raise BlobError("ConditionNotMet")
         if not pre.any():

@@ -27,7 +27,7 @@ from exastor.blob.common import (
 )
 from exastor.blob.errors import BlobError
 from exastor.blob.service import settings
-from exastor.blob.tags import tags_match
+from exastor.blob.tagfilter import tags_match
 from exastor.http.asgi import header_value_ok
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta import blob as bm

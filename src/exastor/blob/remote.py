@@ -17,11 +17,10 @@ import ipaddress
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from exastor.blob.errors import BlobError
 
@@ -63,10 +62,10 @@ class _CheckedResolver(AbstractResolver):
         self.allowed = allowed
         self.refusal: str | None = None
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_UNSPEC) -> list[dict[str, Any]]:
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_UNSPEC) -> list[ResolveResult]:
         import asyncio
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
-        out = []
+        out: list[ResolveResult] = []
         for fam, _, proto, _, sockaddr in infos:
             address = str(sockaddr[0])
             if not address_allowed(address, self.allowed):
@@ -74,7 +73,7 @@ class _CheckedResolver(AbstractResolver):
                 self.refusal = f"{host} resolves to {address}, which is not a public address " \
                                "(copy_source_networks may allow it)"
                 raise OSError(self.refusal)
-            out.append({"hostname": host, "host": address, "port": sockaddr[1], "family": fam, "proto": proto,
+            out.append({"hostname": host, "host": address, "port": int(sockaddr[1]), "family": fam, "proto": proto,
                         "flags": socket.AI_NUMERICHOST})
         if not out:
             raise OSError(f"{host} has no address")

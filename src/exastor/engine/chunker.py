@@ -19,7 +19,7 @@ def new_chunker() -> FastCDC:
     return FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE)
 
 
-def cut(cdc: FastCDC, buf: bytes, final: bool) -> tuple[list[memoryview], bytes]:
+def cut(cdc: FastCDC, buf: bytes | memoryview, final: bool) -> tuple[list[memoryview], bytes]:
     """Split ``buf`` into chunks. Returns (final chunks, carried tail bytes)."""
     view = memoryview(buf)
     bounds = [(c.offset, c.length) for c in cdc.cut_buf(view)]

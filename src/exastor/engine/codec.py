@@ -21,7 +21,6 @@ import blake3
 import zstandard
 
 from exastor import errors
-from exastor.engine import manifest as mf
 from exastor.engine import transforms
 from exastor.engine.encryption import DataKeys, KeyUnavailable
 from exastor.engine.record import (
@@ -36,6 +35,7 @@ from exastor.engine.record import (
     FLAG_WIDTH_SHIFT,
     RecordHeader,
 )
+from exastor.meta import manifest as mf
 
 # Given reference slices, their bytes (each ``chunk[start:start+length]``), in order.
 Resolver = Callable[[list[mf.Slice]], list[bytes | memoryview]]

@@ -58,7 +58,9 @@ def _safetensors_dtype(head: bytes, n: int) -> str:
         header = json.loads(head[8:8 + n])
     except (ValueError, UnicodeDecodeError):
         return "safetensors"
-    dtypes = {v.get("dtype") for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    # a tensor entry without a string dtype (a malformed or hostile header) names no dtype
+    dtypes = {v["dtype"] for k, v in header.items()
+              if k != "__metadata__" and isinstance(v, dict) and isinstance(v.get("dtype"), str)}
     return f"safetensors-{dtypes.pop().lower()}" if len(dtypes) == 1 else "safetensors"
 
 

@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from exastor import errors
 from exastor.crashpoints import crash_point  # noqa: F401 - re-exported: engine and services import it here
@@ -57,6 +57,16 @@ from exastor.drives import (
 from exastor.drives import identity as drive_identity
 from exastor.engine import erasure
 from exastor.engine.record import HEADER_SIZE, decode_header, parse_segment_header
+from exastor.meta import placement
+from exastor.meta.placement import (  # noqa: F401 - re-exported: services and tests import them here
+    Layout,
+    ShardRow,
+    allocate_gens,
+    commit_seal,
+    load_layout,
+    mark_shard,
+    names_shard,
+)
 from exastor.meta.store import Metadata
 
 log = logging.getLogger("exastor.drives")
@@ -68,13 +78,6 @@ FREE_RESERVE = 256 << 20  # a drive with less free space than this takes no new 
 
 class DriveRefused(RuntimeError):
     """A directory cannot join this store (another store's drive, or not empty)."""
-
-
-class ShardRow(NamedTuple):
-    idx: int
-    drive: int
-    state: str
-    gen: int = 0    # names the file (engine/shards.py): unique per write, so racing writers never share a file
 
 
 Location = Path | str   # a directory, or a drive server's URL (http://HOST:PORT/NAME)
@@ -101,26 +104,6 @@ def host_of_url(url: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).hostname or url
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """Where a segment's bytes are. ``kind``: 'plain' (legacy file on drive 0), 'replicas', 'ec'."""
-
-    segment: int
-    state: str
-    k: int
-    m: int
-    shard_len: int
-    data_len: int
-    replicas: tuple[int, ...] = ()                   # drive ids
-    shards: tuple[ShardRow, ...] = ()                # by idx
-
-    @property
-    def kind(self) -> str:
-        if self.k == 0:
-            return "plain"
-        return "ec" if self.shard_len else "replicas"
 
 
 def segment_name(segment_id: int) -> str:
@@ -170,47 +153,22 @@ class DriveSet:
 
     def _persist_geometry(self) -> None:
         """An explicit geometry (--ec) is stored, so every tool and later start agrees on it."""
-        def tx(cur: Any) -> None:
-            for name, value in (("ec_k", self.explicit.k), ("ec_m", self.explicit.m)):  # type: ignore[union-attr]
-                cur.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
-                if cur.rowcount == 0:
-                    cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
-
-        def q(cur: Any) -> dict[str, int]:
-            cur.execute("SELECT name, value FROM counters WHERE name IN ('ec_k', 'ec_m')")
-            return {n: int(v) for n, v in cur.fetchall()}
-
-        stored = self.meta.runner.read(q, snapshot=False)
+        stored = placement.stored_geometry(self.meta)
         if self.explicit is not None:
             if stored != {"ec_k": self.explicit.k, "ec_m": self.explicit.m}:  # no empty commit at every start
-                self.meta.runner.write_sync(tx)
+                placement.store_geometry(self.meta, self.explicit.k, self.explicit.m)
         else:
             if "ec_k" in stored and "ec_m" in stored:
                 self.explicit = erasure.Geometry(stored["ec_k"], stored["ec_m"])
 
     # --- the store id ------------------------------------------------------------------
     def _read_store_id(self) -> str | None:
-        def q(cur: Any) -> str | None:
-            cur.execute("SELECT value FROM store_info WHERE name = 'store_id'")
-            row = cur.fetchone()
-            return str(row[0]) if row else None
-
-        return self.meta.runner.read(q, snapshot=False)
+        return placement.store_id(self.meta)
 
     def _ensure_store_id(self, adopt_from: str | None = None) -> str:
         """The store id; made now (random, or ``adopt_from``: the drives' when the database was lost)."""
-        proposed = adopt_from or secrets.token_hex(16)
-
-        def tx(cur: Any) -> str:
-            cur.execute("SELECT value FROM store_info WHERE name = 'store_id'")
-            row = cur.fetchone()
-            if row is not None:
-                return str(row[0])
-            cur.execute("INSERT INTO store_info (name, value) VALUES ('store_id', ?)", (proposed,))
-            return proposed
-
         if self.store_id is None:
-            self.store_id = self.meta.runner.write_sync(tx)
+            self.store_id = placement.ensure_store_id(self.meta, adopt_from or secrets.token_hex(16))
             log.info("store id %s", self.store_id)
         return self.store_id
 
@@ -234,18 +192,10 @@ class DriveSet:
         return str(location)
 
     def _rows(self) -> list[tuple[int, str, str, str, int]]:
-        def q(cur: Any) -> list[tuple[int, str, str, str, int]]:
-            cur.execute("SELECT id, path, state, reason, changed_ns FROM drives ORDER BY id")
-            return [(int(a), str(b), str(c), str(d), int(e)) for a, b, c, d, e in cur.fetchall()]
-
-        return self.meta.runner.read(q, snapshot=False)
+        return placement.drive_rows(self.meta)
 
     def _domains(self) -> dict[int, tuple[str, str]]:
-        def q(cur: Any) -> dict[int, tuple[str, str]]:
-            cur.execute("SELECT id, host, rack FROM drives")
-            return {int(a): (str(b), str(c)) for a, b, c in cur.fetchall()}
-
-        return self.meta.runner.read(q, snapshot=False)
+        return placement.drive_domains(self.meta)
 
     def _open(self, location: Location) -> DriveIO:
         return open_drive(location, key_file=self.base / "cluster.key" if self.base else None)
@@ -261,8 +211,7 @@ class DriveSet:
     def set_domain(self, drive: int, host: str | None, rack: str = "") -> None:
         """Record where ``drive`` is (failure domains for placement: docs/design.md); ``host`` None
         keeps the one recorded."""
-        self.meta.runner.write_sync(lambda cur: cur.execute(
-            "UPDATE drives SET host = COALESCE(?, host), rack = ? WHERE id = ?", (host, rack, drive)))
+        placement.set_drive_domain(self.meta, drive, host, rack)
 
     # --- joining ----------------------------------------------------------------------------
     def register(self, paths: list[Location], state: str = "active", *, vouch: bool = False) -> list[int]:
@@ -298,24 +247,14 @@ class DriveSet:
             entries = []
         proof = None
         if entries:
-            next_id = self.meta.runner.read(lambda cur: int(cur.execute(
-                "SELECT COALESCE(MAX(id), -1) + 1 FROM drives").fetchone()[0]), snapshot=False)
+            next_id = placement.next_drive_id(self.meta)
             proof = self._prove_ours(io, next_id) or ("named by the operator" if vouch else None)
             if proof is None:
                 raise DriveRefused(f"{location} is not empty and has no identity file: not joining it (another "
                                    f"store's? a drive of this store from before identity files is adopted at "
                                    f"the server's start)")
         store = self._ensure_store_id()
-        now = time.time_ns()
-
-        def tx(cur: Any) -> int:
-            cur.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM drives")
-            new = int(cur.fetchone()[0])
-            cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns, host) "
-                        "VALUES (?, ?, ?, 'joined', ?, ?)", (new, self._stored(location), state, now, _host(location)))
-            return new
-
-        new = self.meta.runner.write_sync(tx)
+        new = placement.add_drive(self.meta, self._stored(location), state, _host(location), time.time_ns())
         if proof is not None:
             io.put(IDENTITY_NAME, Identity.new(store, new).encode())
             log.warning("drive %d (%s): identity file written (store %s): %s", new, location, store, proof)
@@ -332,19 +271,8 @@ class DriveSet:
             store = self._ensure_store_id(adopt_from=found.store)
         if found.store != store:
             raise DriveRefused(f"{location} belongs to another store ({found.store[:12]}..., drive {found.drive})")
-        now = time.time_ns()
-
-        def tx(cur: Any) -> None:
-            cur.execute("SELECT path FROM drives WHERE id = ?", (found.drive,))
-            row = cur.fetchone()
-            if row is None:
-                cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns, host) VALUES (?, ?, ?, ?, ?, ?)",
-                            (found.drive, self._stored(location), state, "identity verified", now, _host(location)))
-            elif str(row[0]) != self._stored(location):  # it moved: to another host, perhaps
-                cur.execute("UPDATE drives SET path = ?, host = ? WHERE id = ?",
-                            (self._stored(location), _host(location), found.drive))
-
-        self.meta.runner.write_sync(tx)
+        placement.place_known_drive(self.meta, found.drive, self._stored(location), state, _host(location),
+                                    time.time_ns())
         log.warning("drive %d is at %s (its identity file says so)", found.drive, location)
         return found.drive
 
@@ -372,8 +300,7 @@ class DriveSet:
                 continue  # a remote drive joined with its identity file (format): never a legacy drive
             relative = self._stored(location.resolve())
             if Path(stored).is_absolute() and not Path(relative).is_absolute():
-                self.meta.runner.write_sync(lambda cur, r=relative, d=drive: cur.execute(
-                    "UPDATE drives SET path = ? WHERE id = ?", (r, d)))
+                placement.set_drive_path(self.meta, drive, relative)
                 log.warning("drive %d: path stored relative to the data directory (%s)", drive, relative)
                 location = self.location(relative)
             io = self._io_for(drive, location)
@@ -400,18 +327,7 @@ class DriveSet:
         except FileNotFoundError:
             return None
 
-        def q(cur: Any) -> tuple[dict[int, tuple], dict[tuple[int, int], int], bool]:
-            cur.execute("SELECT s.id, COALESCE(l.k, 0), COALESCE(l.m, 0), COALESCE(l.shard_len, 0), "
-                        "COALESCE(l.data_len, 0) FROM segments s LEFT JOIN segment_layout l ON l.segment = s.id "
-                        "WHERE s.state != 'deleted'")
-            layouts = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
-            cur.execute("SELECT segment, idx FROM shards WHERE drive = ?", (drive,))
-            placed = {(int(a), int(b)): drive for a, b in cur.fetchall()}
-            cur.execute("SELECT COUNT(*) FROM replicas r JOIN segments s ON s.id = r.segment "
-                        "WHERE r.drive = ? AND s.state != 'deleted'", (drive,))
-            return layouts, placed, bool(cur.fetchone()[0]) or bool(placed)
-
-        layouts, placed, expected = self.meta.runner.read(q)
+        layouts, placed, expected = placement.ownership_evidence(self.meta, drive)
         if not files["segments"] and not files["shards"]:
             return None if expected else "empty, and the database places nothing on it"
         for name in files["segments"][:64]:
@@ -421,9 +337,7 @@ class DriveSet:
                 continue
             if seg not in layouts:
                 continue
-            rows = self.meta.runner.read(lambda cur, s=seg: cur.execute(
-                'SELECT fp, "offset" FROM chunks WHERE segment = ? LIMIT 4', (s,)).fetchall())
-            for fp, offset in rows:
+            for fp, offset in placement.chunks_in_segment(self.meta, seg, 4):
                 try:
                     head = decode_header(io.pread(f"segments/{name}", int(offset), HEADER_SIZE))
                 except (OSError, errors.DataCorrupted):
@@ -519,11 +433,7 @@ class DriveSet:
             self.refresh()
 
     def set_state(self, drive: int, state: str, reason: str = "", *, refresh: bool = True) -> None:
-        def tx(cur: Any) -> None:
-            cur.execute("UPDATE drives SET state = ?, reason = ?, changed_ns = ? WHERE id = ?",
-                        (state, reason, time.time_ns(), drive))
-
-        self.meta.runner.write_sync(tx)
+        placement.set_drive_state(self.meta, drive, state, reason, time.time_ns())
         if state != "active":
             log.warning("drive %d is now %s: %s", drive, state, reason)
         if refresh:
@@ -608,11 +518,7 @@ class DriveSet:
         return spread(cands, count, occupied)
 
     def shard_counts(self) -> dict[int, int]:
-        def q(cur: Any) -> dict[int, int]:
-            cur.execute("SELECT drive, COUNT(*) FROM shards GROUP BY drive")
-            return {int(a): int(b) for a, b in cur.fetchall()}
-
-        return self.meta.runner.read(q, snapshot=False)
+        return placement.shard_counts(self.meta)
 
     # --- errors ------------------------------------------------------------------
     def failed_io(self, drive: int, exc: OSError, *, now: bool = True) -> None:
@@ -732,110 +638,3 @@ def _same(location: Location) -> str:
 
 def _host(location: Location) -> str:
     return host_of_url(location) if isinstance(location, str) else LOCAL_HOST
-
-
-# --- segment layouts in the database ----------------------------------------------
-
-def new_segment(meta: Metadata, m: int, drives: list[Drive], created_ns: int | None = None) -> int:
-    """Allocate a segment id, open, replicated on ``drives`` (m+1 of them): one transaction."""
-    now = created_ns or time.time_ns()
-
-    def tx(cur: Any) -> int:
-        cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
-        seg = int(cur.fetchone()[0])
-        cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, 'open', 0, ?)", (seg, now))
-        cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, 1, ?, 0, 0)",
-                    (seg, m))
-        cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d.id) for d in drives])
-        return seg
-
-    return meta.runner.write_sync(tx)
-
-
-def allocate_gens(meta: Metadata, count: int) -> list[int]:
-    """``count`` shard generations, increasing across every process: a shard file written later
-    always has a higher one, so a file whose generation is below its row's is provably superseded."""
-    def tx(cur: Any) -> list[int]:
-        cur.execute("SELECT value FROM counters WHERE name = 'shard_gen'")
-        row = cur.fetchone()
-        start = int(row[0]) if row else 0
-        if row is None:
-            cur.execute("INSERT INTO counters (name, value) VALUES ('shard_gen', ?)", (start + count,))
-        else:
-            cur.execute("UPDATE counters SET value = ? WHERE name = 'shard_gen'", (start + count,))
-        return list(range(start + 1, start + count + 1))
-
-    return meta.runner.write_sync(tx)
-
-
-def load_layout(meta: Metadata, segment: int) -> Layout | None:
-    def q(cur: Any) -> Layout | None:
-        cur.execute("SELECT state, size FROM segments WHERE id = ?", (segment,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        state, size = row
-        cur.execute("SELECT k, m, shard_len, data_len FROM segment_layout WHERE segment = ?", (segment,))
-        lay = cur.fetchone()
-        if lay is None:
-            return Layout(segment, state, 0, 0, 0, int(size))
-        cur.execute("SELECT drive FROM replicas WHERE segment = ? ORDER BY drive", (segment,))
-        reps = tuple(int(r[0]) for r in cur.fetchall())
-        cur.execute("SELECT idx, drive, state, gen FROM shards WHERE segment = ? ORDER BY idx", (segment,))
-        shs = tuple(ShardRow(int(a), int(b), c, int(g)) for a, b, c, g in cur.fetchall())
-        return Layout(segment, state, int(lay[0]), int(lay[1]), int(lay[2]), int(lay[3]), reps, shs)
-
-    return meta.runner.read(q, snapshot=True)
-
-
-def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, data_len: int,
-                placed: list[tuple[int, int]], *, expect_state: str = "open") -> bool:
-    """Point the database at the shards ((drive, gen) by index, all fsynced already) and forget the
-    replicas, in one transaction. False when the segment is no longer in ``expect_state``."""
-    def tx(cur: Any) -> bool:
-        cur.execute("SELECT state FROM segments WHERE id = ?", (segment,))
-        row = cur.fetchone()
-        if row is None or row[0] != expect_state:
-            return False
-        cur.execute("SELECT shard_len FROM segment_layout WHERE segment = ?", (segment,))
-        current = cur.fetchone()
-        if shard_len and current is not None and int(current[0]) > 0:
-            return False  # another sealer (a re-protect in another process) won
-        cur.execute("DELETE FROM segment_layout WHERE segment = ?", (segment,))
-        cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
-                    (segment, k, m, shard_len, data_len))
-        cur.execute("DELETE FROM shards WHERE segment = ?", (segment,))
-        cur.executemany("INSERT INTO shards (segment, idx, drive, state, gen) VALUES (?, ?, ?, 'ok', ?)",
-                        [(segment, i, d, g) for i, (d, g) in enumerate(placed)])
-        if shard_len:
-            cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
-        cur.execute("UPDATE segments SET state = 'sealed', size = ? WHERE id = ?", (data_len, segment))
-        return True
-
-    return meta.runner.write_sync(tx)
-
-
-def names_shard(meta: Metadata, segment: int, idx: int, drive: int, gen: int) -> bool:
-    """Whether the database points at this copy of a shard: a writer that lost its own conditional
-    update checks this before deleting its file (a rebuild from the drives may have published it)."""
-    return bool(meta.runner.read(lambda cur: cur.execute(
-        "SELECT 1 FROM shards WHERE segment = ? AND idx = ? AND drive = ? AND gen = ?",
-        (segment, idx, drive, gen)).fetchone(), snapshot=False))
-
-
-def mark_shard(meta: Metadata, segment: int, idx: int, *, state: str, drive: int | None = None,
-               gen: int | None = None, expect_drive: int | None = None, expect_gen: int | None = None) -> bool:
-    """Set a shard's state (and move it to ``drive``/``gen``); with ``expect_*``, only if the row
-    still names that copy. True if the row changed: the transaction is the only arbiter of which
-    of two racing copies wins."""
-    sets = [("state", state), ("drive", drive), ("gen", gen)]
-    where = [("segment", segment), ("idx", idx), ("drive", expect_drive), ("gen", expect_gen)]
-    sets, where = [(c, v) for c, v in sets if v is not None], [(c, v) for c, v in where if v is not None]
-    params = [v for _, v in sets] + [v for _, v in where]
-
-    def tx(cur: Any) -> bool:
-        cur.execute(f"UPDATE shards SET {', '.join(f'{c} = ?' for c, _ in sets)} "
-                    f"WHERE {' AND '.join(f'{c} = ?' for c, _ in where)}", params)
-        return cur.rowcount == 1
-
-    return meta.runner.write_sync(tx)

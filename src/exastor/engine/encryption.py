@@ -90,11 +90,7 @@ class DataKeys:
         self.load()
 
     def load(self) -> None:
-        def q(cur: Any) -> tuple[list[tuple[int, str, int]], str | None, str | None]:
-            return (datakeys.wrapped_keys(cur), datakeys.get_info(cur, datakeys.ENCRYPT_SETTING),
-                    datakeys.get_info(cur, datakeys.ALL_ENCRYPTED_SETTING))
-
-        rows, encrypt, every = self.meta.runner.read(q, snapshot=False)
+        rows, encrypt, every = datakeys.key_state(self.meta, snapshot=False)
         aeads: dict[int, AESGCM] = {}
         why = ""
         for key_id, wrapped, _ in rows:

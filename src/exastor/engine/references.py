@@ -15,8 +15,8 @@ from typing import Any
 
 from exastor import errors
 from exastor.engine import codec
-from exastor.engine import manifest as mf
 from exastor.engine.record import CODEC_DELTA
+from exastor.meta import manifest as mf
 
 CACHE_CHUNKS = 64  # ~5 MiB of decoded bases at the mean chunk size
 MAX_DEPTH = 2      # = engine.similarity.MAX_DEPTH (not imported: similarity imports the codec stack)

@@ -46,11 +46,12 @@ from exastor.engine.drives import (
     crash_point,
     load_layout,
     names_shard,
-    new_segment,
     segment_name,
 )
 from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_header
 from exastor.engine.scan import next_valid, record_length
+from exastor.meta import placement
+from exastor.meta.placement import new_segment
 from exastor.meta.store import Metadata
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
@@ -131,7 +132,7 @@ class SegmentLog:
             g = self.drives.geometry()
             placed = self.drives.place(g.m + 1, salt=int(time.monotonic_ns() // 1000))
             created_ns = time.time_ns()
-            seg = new_segment(self.meta, g.m, placed, created_ns)
+            seg = new_segment(self.meta, g.m, [d.id for d in placed], created_ns)
             name = segment_name(seg)
             head = segment_header(seg, created_ns, self.drives.store_tag)
             made: list[Drive] = []
@@ -364,9 +365,7 @@ class SegmentLog:
             damaged.append((pos, nxt))
             pos = nxt
         if sealing:
-            need = self.meta.runner.read(lambda cur: cur.execute(
-                f'SELECT MAX("offset" + stored_len + {HEADER_SIZE}) FROM chunks WHERE segment = ?',
-                (lay.segment,)).fetchone()[0]) or 0
+            need = placement.indexed_end(self.meta, lay.segment, HEADER_SIZE)
             if len(out) < need:
                 source = next((b for b in bufs if len(b) >= need), None)
                 if source is None:
@@ -559,8 +558,7 @@ class SegmentLog:
                 continue
             except OSError:
                 return False
-        return not self.meta.runner.read(lambda cur: cur.execute(
-            "SELECT 1 FROM chunks WHERE segment = ? LIMIT 1", (lay.segment,)).fetchone())
+        return not placement.segment_has_chunks(self.meta, lay.segment)
 
     def sweep(self) -> int:
         """Delete files the database proves are garbage, on drives whose identity verifies. Proof
@@ -572,18 +570,7 @@ class SegmentLog:
         cannot be read. Temporary files are removed an hour after their last write."""
         self.drives.refresh()
 
-        def q(cur):  # noqa: ANN001, ANN202
-            cur.execute("SELECT id, state FROM segments")
-            states = {int(a): b for a, b in cur.fetchall()}
-            cur.execute("SELECT segment FROM segment_layout WHERE shard_len > 0")
-            coded = {int(r[0]) for r in cur.fetchall()}
-            cur.execute("SELECT segment, idx, drive, gen FROM shards")
-            rows: dict[int, dict[int, tuple[int, int]]] = {}
-            for seg, idx, drive, gen in cur.fetchall():
-                rows.setdefault(int(seg), {})[int(idx)] = (int(drive), int(gen))
-            return states, coded, rows
-
-        states, coded, rows = self.meta.runner.read(q)
+        states, coded, rows = placement.sweep_evidence(self.meta)
         removed = 0
         for d in self.drives.all:
             if d.state not in ("active", "full", "draining"):

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exastor.engine import codec, detect
-from exastor.engine import manifest as mf
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED
 from exastor.engine.sketch import N_SUPER, Sketch, sketch
+from exastor.meta import manifest as mf
 
 MAX_CANDIDATES = 2
 MAX_DEPTH = 2           # longest delta chain: a delta of a delta of a plain chunk

@@ -89,7 +89,7 @@ def bind(cfg: Config) -> dict[str, socket.socket]:
     """The admin listening socket (before the workers fork), or nothing when it is off."""
     if not cfg.admin_port:
         return {}
-    from exastor.gateway.server import bind as bind_port
+    from exastor.gateway.listen import bind as bind_port
 
     sock = bind_port(cfg.admin_host, cfg.admin_port)
     cfg.admin_port = sock.getsockname()[1]

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from exastor import errors, metrics
-from exastor.gateway.store import ADMIN, new_access_key, new_secret_key
+from exastor.datadir.opening import ADMIN, new_access_key, new_secret_key
 from exastor.http.asgi import ClientDisconnected, Request, Send, respond, respond_stream
 from exastor.meta.records import User
 from exastor.namespace.store import PutSpec, SystemGrant

@@ -59,8 +59,7 @@ class Readiness:
             path = getattr(self.ns.meta.runner, "path", None)
             if path is not None:  # the embedded SQLite: its file must be there (PostgreSQL: the read says)
                 os.stat(path)  # not a drive: the metadata database in --data
-            self.ns.meta.runner.read(lambda cur: cur.execute("SELECT 1 FROM drives LIMIT 1").fetchall(),
-                                     snapshot=False)
+            self.ns.meta.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means the metadata cannot serve
             return f"metadata unreachable ({type(exc).__name__})"
         drives = self.ns.chunks.log.drives

@@ -11,7 +11,7 @@ import sys
 import time
 
 from exastor.cliargs import add_action, add_data_argument, existing_store
-from exastor.gateway.store import open_metadata
+from exastor.datadir.opening import open_metadata
 from exastor.meta import datakeys
 from exastor.meta.sealing import sealed_key_id
 
@@ -31,15 +31,11 @@ def run(args: argparse.Namespace) -> int:
             if meta.sealer.locked:
                 print(f"exastor key rotate: the master key is needed: {meta.sealer.why_locked}", file=sys.stderr)
                 return 1
-            key_id = meta.runner.write_sync(lambda cur: datakeys.add_key(cur, meta.sealer))
+            key_id = datakeys.new_key(meta, meta.sealer)
             print(f"data key {key_id} made; new records are encrypted under it (a running server takes it "
                   f"within 30 s); older keys stay to read what they encrypted")
 
-        def q(cur: object) -> tuple[list[tuple[int, str, int]], str | None, str | None]:
-            return (datakeys.wrapped_keys(cur), datakeys.get_info(cur, datakeys.ENCRYPT_SETTING),
-                    datakeys.get_info(cur, datakeys.ALL_ENCRYPTED_SETTING))
-
-        rows, encrypt, every = meta.runner.read(q)
+        rows, encrypt, every = datakeys.key_state(meta)
         print(f"encrypt_at_rest : {'on' if encrypt == '1' else 'off'}"
               + (" (every record encrypted)" if every == "1" else
                  " (records from before it are plaintext)" if encrypt == "1" else ""))

@@ -29,7 +29,6 @@ from typing import Any
 
 from exastor.blob.errors import BlobError
 from exastor.gateway.logs import AccessLog, current_request_id
-from exastor.gateway.protocol import REFUSE
 from exastor.http.asgi import REQUEST_ID, Receive, Scope, Send, encode_headers
 from exastor.s3.errors import S3Error
 
@@ -38,6 +37,8 @@ log = logging.getLogger("exastor.request")
 LIVE_PATH = "/minio/health/live"
 READY_PATH = "/minio/health/ready"
 RETRY_AFTER_S = 1
+
+REFUSE = "exastor.refuse"  # scope key set by gateway/protocol.py: why this connection is over a limit (503)
 
 
 class RequestIds:

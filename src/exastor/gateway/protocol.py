@@ -36,9 +36,10 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from exastor.gateway.middleware import REFUSE, limit_error  # the error formats live with the middleware
+
 log = logging.getLogger("exastor.limits")
 
-REFUSE = "exastor.refuse"     # scope key: why this connection is over a limit (answered 503)
 MAX_PIPELINE = 16
 SWEEP_S = 1.0
 
@@ -233,8 +234,6 @@ class Guarded(HttpToolsProtocol):
 
     def _answer(self, status: int, kind: str) -> None:
         """A whole response written straight to the transport (the request never reached the app)."""
-        from exastor.gateway.middleware import limit_error  # the error formats live with the middleware
-
         headers, body = limit_error(self.api, status, kind)
         head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
         head += [f"{k}: {v}" for k, v in headers]

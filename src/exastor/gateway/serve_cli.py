@@ -8,13 +8,9 @@ import sys
 
 from exastor import __version__, metrics
 from exastor.config import ConfigError, load
-from exastor.engine import gf
-from exastor.engine.drives import DriveRefused
-from exastor.errors import data_dir_unusable
-from exastor.gateway import admin, keys, server, tls
-from exastor.gateway.lock import DataDirLocked, ServerRunning, serving, shared
-from exastor.gateway.memory import tune_malloc
-from exastor.gateway.store import (
+from exastor.datadir import keys
+from exastor.datadir.lock import DataDirLocked, ServerRunning, serving, shared
+from exastor.datadir.opening import (
     ensure_account,
     ensure_admin,
     open_metadata,
@@ -23,6 +19,11 @@ from exastor.gateway.store import (
     private_file,
     recover_segments,
 )
+from exastor.engine import gf
+from exastor.engine.drives import DriveRefused
+from exastor.errors import data_dir_unusable
+from exastor.gateway import admin, server, tls
+from exastor.gateway.memory import tune_malloc
 from exastor.http import qos
 from exastor.meta import datakeys
 from exastor.meta.postgres import describe
@@ -132,8 +133,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         sealed_now = keys.seal_plaintext(meta)  # a store from before sealing: its secrets leave the clear
         # Encryption at rest: decided (and the first data key made) once, before any worker writes.
-        encrypting, all_encrypted = meta.runner.write_sync(
-            lambda cur: datakeys.prepare(cur, meta.sealer, cfg.encrypt_at_rest))
+        encrypting, all_encrypted = datakeys.decide(meta, meta.sealer, cfg.encrypt_at_rest)
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
         journal = cfg.meta_journal and cfg.meta_backup_interval > 0
         try:  # once, before any worker opens a segment
@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
             # fresh copy supersedes them as a restore point).
             if journal:
                 metabackup.next_generation(meta)
-            fresh = metabackup.take(meta.runner.path, metabackup.targets(drive_set))
+            fresh = metabackup.take(meta.runner.path,  # type: ignore[attr-defined]  # SQLite (not meta_url)
+                                    metabackup.targets(drive_set))
             if fresh[0].verify() is None:
                 metabackup.retire_older([d.io for d in drive_set.all if drive_set.readable(d.id)],
                                         fresh[0].taken_ns)

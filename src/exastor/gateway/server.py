@@ -3,7 +3,7 @@
 Process model (docs/operations.md, "Processes and signals"):
 
 - The master binds the ports, forks the workers and supervises them; with one worker it serves
-  itself. It holds the data directory's server lock (gateway/lock.py), which its workers inherit.
+  itself. It holds the data directory's server lock (datadir/lock.py), which its workers inherit.
 - A worker that dies makes the master stop the others and exit 1 (a supervisor such as systemd
   restarts the service). A master that dies (kill -9 included) makes its workers drain and exit:
   ``PR_SET_PDEATHSIG`` and EOF on a liveness pipe (gateway/supervise.py).
@@ -34,6 +34,7 @@ from exastor import metrics
 from exastor.config import Config
 from exastor.gateway import admin, logs, supervise
 from exastor.gateway.health import Readiness
+from exastor.gateway.listen import ListenError, bind
 from exastor.gateway.memory import Trimmer
 from exastor.gateway.metrics import RequestMetrics
 from exastor.gateway.middleware import Gateway, InFlight, reset_ids
@@ -48,10 +49,6 @@ log = logging.getLogger("exastor.server")
 
 WATCHDOG_GRACE_S = 5.0  # after shutdown_timeout: for closing the namespace and the background threads
 EXIT_WATCHDOG = 3       # a worker whose drain overran (docs/operations.md)
-
-
-class ListenError(RuntimeError):
-    """A front-end could not bind its port."""
 
 
 class _Server(uvicorn.Server):
@@ -84,21 +81,6 @@ def _uvicorn_config(app: Any, cfg: Config, port: int, protocol: type[HttpToolsPr
         # disconnect and return); uvicorn cancels a request task stuck even past that.
         proxy_headers=False, timeout_graceful_shutdown=cfg.shutdown_timeout + 1,
         **ssl)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket, made before the workers fork so they all accept from it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(4096)
-    except OSError as exc:
-        sock.close()
-        raise ListenError(f"cannot listen on {host} port {port}: {exc.strerror}") from exc
-    sock.set_inheritable(True)
-    return sock
 
 
 def bind_all(cfg: Config) -> dict[str, socket.socket]:
@@ -233,7 +215,9 @@ class Worker:
         if self.run_gc:  # interval 0: no timed passes, but `exastor reduce run` still gets one
             background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
         if self.run_gc and cfg.meta_backup_interval > 0:
-            background.append(MetaBackupThread(ns.meta.runner.path, lambda: targets(ns.chunks.log.drives),
+            # SQLite only: config.py turns the copies off on PostgreSQL, whose runner has no file
+            background.append(MetaBackupThread(ns.meta.runner.path,  # type: ignore[attr-defined]
+                                               lambda: targets(ns.chunks.log.drives),
                                                cfg.meta_backup_interval, meta=ns.meta))
         for thread in background:
             thread.start()
@@ -339,9 +323,9 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
             pid, code = os.wait()
         except ChildProcessError:
             break
-        index = children.pop(pid, None)
-        if index is None:
+        if pid not in children:
             continue
+        index = children.pop(pid)
         board.set_state(index, supervise.STOPPED)
         metrics.worker_exited(pid)
         if not stopping:  # a worker only ends on its own when it failed

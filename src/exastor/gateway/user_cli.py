@@ -1,6 +1,6 @@
 """`exastor user add|list|show|remove`: identities and their access-key pairs.
 
-Secrets are sealed in the database (gateway/keys.py): `list` never shows them; `show NAME` opens
+Secrets are sealed in the database (datadir/keys.py): `list` never shows them; `show NAME` opens
 them on demand (it needs the master key, as the server does)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 
 from exastor import errors
 from exastor.cliargs import add_action, add_data_argument, existing_store
-from exastor.gateway import keys
-from exastor.gateway.store import ADMIN, new_access_key, new_secret_key, open_metadata, stored_account
+from exastor.datadir import keys
+from exastor.datadir.opening import ADMIN, new_access_key, new_secret_key, open_metadata, stored_account
 from exastor.meta.records import User
 
 
@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
             if found is None:
                 print(f"exastor user show: no user {args.name!r}", file=sys.stderr)
                 return 1
-            user = meta.user_by_access_key(found.access_key)
-            assert user is not None
-            print(f"user       : {user.name}\naccess key : {user.access_key}\nsecret key : {user.secret_key}")
+            shown = meta.user_by_access_key(found.access_key)
+            assert shown is not None
+            print(f"user       : {shown.name}\naccess key : {shown.access_key}\nsecret key : {shown.secret_key}")
             if args.name == ADMIN:
                 name, key = stored_account(meta)
                 if key is not None:

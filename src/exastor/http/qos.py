@@ -129,11 +129,7 @@ def _shared() -> SharedBuckets | None:
 
 
 def load_limits(meta: Any) -> dict[tuple[str, str], Limit]:
-    def q(cur: Any) -> list[tuple]:
-        cur.execute("SELECT scope, name, requests_per_s, requests_burst, bytes_per_s, bytes_burst FROM qos_limits")
-        return [tuple(r) for r in cur.fetchall()]
-
-    return {(r[0], r[1]): Limit(*r) for r in meta.runner.read(q, snapshot=False)}
+    return {(r[0], r[1]): Limit(*r) for r in meta.qos_limits()}
 
 
 def _current_limits(meta: Any) -> dict[tuple[str, str], Limit]:

@@ -13,10 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from exastor.engine import manifest as mf
+from exastor.meta import manifest as mf
 from exastor.meta.records import OBJECT_COLUMNS, Bucket, ChunkLocation, ObjectVersion
+from exastor.meta.sealing import Sealer, is_sealed
 from exastor.meta.store import (
     KEY_MAX,
+    Metadata,
     _get_bucket,
     add_refs,
     bucket_changed,
@@ -84,6 +86,12 @@ def update_latest(cur: Any, obj: ObjectVersion) -> None:
     """Store a version's changed attributes, ETag and modification time (its bytes are unchanged)."""
     cur.execute("UPDATE objects SET attrs = ?, etag = ?, mtime_ns = ? WHERE bucket = ? AND key = ? AND version_id = ?",
                 (_dumps(obj.attrs), obj.etag, obj.mtime_ns, obj.bucket, obj.key, obj.version_id))
+
+
+def set_attrs(cur: Any, obj: ObjectVersion) -> None:
+    """Store a version's changed attributes only (Seal Append Blob: its ETag and time stay)."""
+    cur.execute("UPDATE objects SET attrs = ? WHERE bucket = ? AND key = ? AND version_id = ?",
+                (_dumps(obj.attrs), obj.bucket, obj.key, obj.version_id))
 
 
 def bucket_exists(cur: Any, bucket: str) -> bool:
@@ -311,6 +319,24 @@ def put_setting(cur: Any, name: str, value: str) -> None:
     cur.execute("DELETE FROM blob_settings WHERE name = ?", (name,))
     cur.execute("INSERT INTO blob_settings (name, value) VALUES (?, ?)", (name, value))
     bucket_changed(cur)  # the gateways' cached service properties (blob/service.py) follow it
+
+
+def account_setting(meta: Metadata) -> tuple[str | None, str | None]:
+    """The Blob account name and its key as stored (sealed), in one read."""
+    return meta.runner.read(lambda cur: (get_setting(cur, "account_name"), get_setting(cur, "account_key")))
+
+
+def record_account(meta: Metadata, name: str, key: str, sealer: Sealer, context: str) -> None:
+    """Store the Blob account name and its key, sealed under ``context``, in one transaction; rows
+    that already say so are left alone (no empty commit, no new sealing of the same key)."""
+    def tx(cur: Any) -> None:
+        if get_setting(cur, "account_name") != name:
+            put_setting(cur, "account_name", name)
+        current = get_setting(cur, "account_key")
+        if current is None or sealer.open(current, context) != key or not is_sealed(current):  # not a drive: unsealing
+            put_setting(cur, "account_key", sealer.seal(key, context))
+
+    meta.runner.write_sync(tx)
 
 
 # --- containers ----------------------------------------------------------------

@@ -20,9 +20,12 @@ from __future__ import annotations
 import base64
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exastor.meta.sealing import Sealer
+
+if TYPE_CHECKING:
+    from exastor.meta.store import Metadata
 
 ENCRYPT_SETTING = "encrypt_at_rest"
 ALL_ENCRYPTED_SETTING = "all_encrypted"
@@ -97,3 +100,27 @@ def prepare(cur: Any, sealer: Sealer, want: bool | None) -> tuple[bool, bool]:
         add_key(cur, sealer)
     put_info(cur, ENCRYPT_SETTING, "1" if encrypt else "0")
     return encrypt, get_info(cur, ALL_ENCRYPTED_SETTING) == "1"
+
+
+# --- named operations (each one transaction) --------------------------------------------------------
+
+KeyState = tuple[list[tuple[int, str, int]], str | None, str | None]
+
+
+def key_state(meta: Metadata, *, snapshot: bool = True) -> KeyState:
+    """(wrapped data keys [(id, wrapped, created_ns)], the encrypt setting, the all-encrypted setting)."""
+    def q(cur: Any) -> KeyState:
+        return wrapped_keys(cur), get_info(cur, ENCRYPT_SETTING), get_info(cur, ALL_ENCRYPTED_SETTING)
+
+    return meta.runner.read(q, snapshot=snapshot)
+
+
+def new_key(meta: Metadata, sealer: Sealer) -> int:
+    """A new data key (`exastor key rotate`): new records are sealed under it. Returns its id."""
+    return meta.runner.write_sync(lambda cur: add_key(cur, sealer))
+
+
+def decide(meta: Metadata, sealer: Sealer, want: bool | None) -> tuple[bool, bool]:
+    """``prepare`` in one transaction: the store's encryption at rest decided (the first key made)
+    before any worker writes; returns (encrypting, every record encrypted)."""
+    return meta.runner.write_sync(lambda cur: prepare(cur, sealer, want))

@@ -298,6 +298,48 @@ def read_head(con: sqlite3.Connection | sqlite3.Cursor) -> tuple[int, int, int, 
     return tuple(int(rows.get(n, 0)) for n in HEAD_ROWS)  # type: ignore[return-value]
 
 
+def advance_generation(cur: Any) -> None:
+    """Inside a write transaction: new journal records go to files of the next generation, from their
+    start (services/metabackup.py moves it on after each copy)."""
+    cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'journal_gen'")
+    cur.execute("UPDATE counters SET value = 0 WHERE name = 'journal_off'")
+
+
+def file_head(db: Path) -> tuple[int, int, int, int, int] | None:
+    """read_head of the database file ``db`` (a copy just installed), or None when it keeps no journal."""
+    con = sqlite3.connect(db)  # not a drive: the database in --data
+    try:
+        has_journal = con.execute("SELECT COUNT(*) FROM counters WHERE name = 'journal_head'").fetchone()[0]
+        return read_head(con) if has_journal else None
+    finally:
+        con.close()
+
+
+def copy_position(copy: Path) -> tuple[int, int] | None:
+    """(seq, gen) of the journal head a copy of the database holds; None if it has no journal rows (or
+    is not an exastor database of this kind)."""
+    con = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)  # not a drive: a scratch copy in --data
+    try:
+        if not con.execute("SELECT COUNT(*) FROM counters WHERE name = 'journal_head'").fetchone()[0]:
+            return None
+        seq, _rid, gen, _gap, _off = read_head(con)
+        return seq, gen
+    except sqlite3.OperationalError:  # no counters table
+        return None
+    finally:
+        con.close()
+
+
+def start_generation(db: Path, gen: int) -> None:
+    """On the database file ``db``: new journal records go to generation ``gen``, from its start."""
+    con = sqlite3.connect(db, isolation_level=None)  # not a drive
+    try:
+        con.execute("UPDATE counters SET value = ? WHERE name = 'journal_gen'", (gen,))
+        con.execute("UPDATE counters SET value = 0 WHERE name = 'journal_off'")
+    finally:
+        con.close()
+
+
 # --- recording a batch's statements ------------------------------------------------------------
 
 class RecordingCursor:

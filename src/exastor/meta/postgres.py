@@ -90,7 +90,7 @@ def describe(url: str) -> str:
         return "postgresql://(unparsable URL)"
     info.pop("password", None)
     host, db, user = info.get("host", "localhost"), info.get("dbname", ""), info.get("user", "")
-    return f"postgresql://{user + '@' if user else ''}{host}/{db}"
+    return f"postgresql://{f'{user}@' if user else ''}{host}/{db}"
 
 
 def store_error(exc: BaseException) -> errors.StoreError:

@@ -3,7 +3,7 @@
 A sealed value is ``enc1:<key id>:<base64(nonce | AES-256-GCM ciphertext and tag)>``: the
 database and every copy of it on the drives hold no secret in the clear, and a value moved to
 another row fails to open (the row's identity is the associated data). The key is the store's
-master key, which is never in the database (gateway/keys.py says where it comes from); its id is
+master key, which is never in the database (datadir/keys.py says where it comes from); its id is
 the first 8 hex digits of its SHA-256, so a database can say which key it needs without holding it.
 """
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import sqlite3
 import threading
@@ -38,6 +39,9 @@ READER_CACHE_KIB = 2048
 WRITER_CACHE_KIB = 8192
 _IDLE_SHRINK_S = 2.0  # the writer empties its cache after this long without work
 
+log = logging.getLogger("exastor.keys")  # rewrite_securely: sealing secrets in place
+meta_log = logging.getLogger("exastor.meta")
+
 
 def _connect(path: Path, cache_kib: int = READER_CACHE_KIB) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -56,6 +60,18 @@ def store_error(exc: sqlite3.OperationalError) -> errors.StoreError:
     if "full" in str(exc):
         return errors.InsufficientStorage("the metadata disk is full")
     return errors.Unavailable("metadata database busy or failing")
+
+
+def _translated(exc: BaseException) -> BaseException:
+    """What a caller of the runner sees: a driver failure becomes the project's error (callers above
+    meta/ never catch sqlite3's), logged here with the driver's words; anything else unchanged."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return exc
+    failure = store_error(exc)
+    if isinstance(failure, errors.Unavailable):
+        meta_log.error("metadata database error: %s", exc)
+    failure.__cause__ = exc
+    return failure
 
 
 class SqliteRunner:
@@ -99,21 +115,27 @@ class SqliteRunner:
         """Run ``fn(cursor)`` in a read transaction (a consistent snapshot). A function that runs
         a single statement needs no explicit transaction: ``snapshot=False`` saves two round trips
         through SQLite on the hottest paths."""
-        conn = self._reader()
-        cur = conn.cursor()
-        if not snapshot:
-            return fn(cur)
-        cur.execute("BEGIN")
         try:
-            return fn(cur)
-        finally:
-            cur.execute("COMMIT")
+            conn = self._reader()
+            cur = conn.cursor()
+            if not snapshot:
+                return fn(cur)
+            cur.execute("BEGIN")
+            try:
+                return fn(cur)
+            finally:
+                cur.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise _translated(exc) from exc
 
     def data_version(self) -> int:
         """Changes whenever a transaction that changed a bucket or an account setting committed, in
         any process (``bucket_version``, bumped by meta/store.py ``bucket_changed``): cached bucket rows
         are stale exactly when it moved. A point read on this thread's connection (microseconds)."""
-        row = self._reader().execute("SELECT value FROM counters WHERE name = 'bucket_version'").fetchone()
+        try:
+            row = self._reader().execute("SELECT value FROM counters WHERE name = 'bucket_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            raise _translated(exc) from exc
         return row[0] if row else 0
 
     async def offload(self, fn: Callable[[], T]) -> T:
@@ -136,7 +158,7 @@ class SqliteRunner:
                 if future.done():
                     return
                 if error is not None:
-                    future.set_exception(error)
+                    future.set_exception(_translated(error))
                 else:
                     future.set_result(result)
 
@@ -157,7 +179,7 @@ class SqliteRunner:
         self._queue.put((fn, done, None))
         event.wait()
         if box["error"] is not None:
-            raise box["error"]
+            raise _translated(box["error"])
         return box["result"]
 
     def _writer_loop(self) -> None:
@@ -303,3 +325,67 @@ def _migrate(conn: sqlite3.Connection) -> tuple[int, int]:
         raise
     conn.execute("COMMIT")
     return versions
+
+
+def rewrite_securely(path: Path | str, body: Callable[[sqlite3.Cursor], int]) -> int:
+    """Run ``body`` in one write transaction on a connection of its own with ``secure_delete`` on (the
+    bytes it frees are zeroed), and when it changed something (returns > 0), VACUUM the file (older
+    free pages go too) and truncate the WAL. Returns what ``body`` returned."""
+    con = sqlite3.connect(path, timeout=30.0, isolation_level=None)  # not a drive; not the runner: secure_delete
+    try:
+        con.execute("PRAGMA secure_delete=ON")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            count = body(con.cursor())
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if count:
+            try:  # secure_delete already zeroed what the rewrite freed; this also drops older free pages
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:  # another process (a standalone reducer) is reading
+                log.warning("could not VACUUM the metadata after sealing (%s): free pages may still hold "
+                            "secrets from before; run `exastor serve` again with nothing else open", exc)
+        return count
+    finally:
+        con.close()
+
+
+def backup_to(db: Path | str, dest: Path | str) -> None:
+    """Copy the database ``db`` into the new file ``dest`` online (one read snapshot of the WAL
+    database: writers are not blocked), as a single file (journal_mode DELETE: no -wal beside it)."""
+    src = sqlite3.connect(db, timeout=30.0)  # not a drive: the database in --data
+    try:
+        dst = sqlite3.connect(dest)  # not a drive
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def database_problem(path: Path | str) -> str | None:
+    """None when the file is a sound SQLite database (its quick_check, opened read-only), else what is
+    wrong with it."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as con:  # not a drive
+            result = str(con.execute("PRAGMA quick_check").fetchone()[0])
+    except sqlite3.Error as exc:
+        return f"not a database: {exc}"
+    return None if result == "ok" else f"quick_check: {result}"
+
+
+def stored_drive_paths(db: Path | str) -> list[str]:
+    """The drive paths (as stored) of the database file ``db``, in id order, removed drives left out;
+    read-only, before any runner opens it (fsck --restore-meta, the drive list of an offline tool).
+    Empty for a store from before the drives table."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:  # not a drive: the database in --data
+            rows = con.execute("SELECT path FROM drives WHERE state != 'removed' ORDER BY id").fetchall()
+    except sqlite3.Error:
+        return []  # an old store without the drives table yet
+    return [str(r[0]) for r in rows]

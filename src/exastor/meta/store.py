@@ -58,7 +58,7 @@ from typing import Any, Protocol, TypeVar
 
 from exastor import errors
 from exastor.crashpoints import crash_point
-from exastor.engine import manifest as mf
+from exastor.meta import manifest as mf
 from exastor.meta.records import (
     OBJECT_COLUMNS,
     OBJECT_LIST_COLUMNS,
@@ -370,6 +370,16 @@ class Metadata:
 
         return self.runner.read(q)
 
+    # --- health and drives ------------------------------------------------------------
+    def ping(self) -> None:
+        """One trivial read outside any snapshot (gateway/health.py): returns when the database can
+        serve a query now, raises (the backend's StoreError) when it cannot."""
+        self.runner.read(lambda cur: cur.execute("SELECT 1 FROM drives LIMIT 1").fetchall(), snapshot=False)
+
+    def drive_count(self) -> int:
+        """How many drives the store has ever registered (removed ones included): none means a new store."""
+        return int(self.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM drives").fetchone()[0]))
+
     # --- QoS limits (http/qos.py) -------------------------------------------------
     def set_qos(self, scope: str, name: str, requests_per_s: float | None, requests_burst: float | None,
                 bytes_per_s: float | None, bytes_burst: float | None) -> None:
@@ -387,6 +397,15 @@ class Metadata:
                         (scope, name, requests_per_s, requests_burst, bytes_per_s, bytes_burst))
 
         self.runner.write_sync(tx)
+
+    def qos_limits(self) -> list[tuple[str, str, float | None, float | None, float | None, float | None]]:
+        """Every QoS limit row: (scope, name, requests/s, request burst, bytes/s, byte burst). Read
+        outside a snapshot: the front-ends reload it every few seconds."""
+        def q(cur: Any) -> list[tuple]:
+            cur.execute("SELECT scope, name, requests_per_s, requests_burst, bytes_per_s, bytes_burst FROM qos_limits")
+            return [tuple(r) for r in cur.fetchall()]
+
+        return self.runner.read(q, snapshot=False)
 
     def clear_qos(self, scope: str, name: str) -> bool:
         def tx(cur: Any) -> bool:
@@ -751,7 +770,7 @@ class Metadata:
             else:
                 cur.execute(f"SELECT {cols} FROM uploads WHERE bucket = ? AND key >= ? AND key < ? "
                             "ORDER BY key, upload_id LIMIT ?", (bucket, prefix, hi, limit))
-            return [Upload(*r[:5], json.loads(r[5])) for r in cur.fetchall()]
+            return [Upload(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in cur.fetchall()]
 
         return self.runner.read(q)
 
@@ -848,7 +867,7 @@ BUCKET_COLUMNS = "name, owner, created_ns, region, versioning, attrs"
 
 
 def _bucket_row(row: tuple) -> Bucket:
-    return Bucket(*row[:5], json.loads(row[5]))
+    return Bucket(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
 
 
 def _get_bucket(cur: Any, name: str) -> Bucket | None:
@@ -1009,7 +1028,7 @@ def _get_upload(cur: Any, upload_id: str) -> Upload | None:
     cur.execute("SELECT upload_id, bucket, key, initiated_ns, owner, attrs FROM uploads WHERE upload_id = ?",
                 (upload_id,))
     row = cur.fetchone()
-    return Upload(*row[:5], json.loads(row[5])) if row else None
+    return Upload(row[0], row[1], row[2], row[3], row[4], json.loads(row[5])) if row else None
 
 
 def _list_parts(cur: Any, upload_id: str, after: int, limit: int, with_manifest: bool) -> list[Part]:

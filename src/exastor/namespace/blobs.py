@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exastor import errors
-from exastor.engine import manifest as mf
 from exastor.meta import blob as bm
+from exastor.meta import manifest as mf
 from exastor.meta.records import Bucket, ObjectVersion
 from exastor.meta.store import TxCheck, put_version, run_check
 from exastor.namespace.names import check_key
@@ -234,8 +234,7 @@ class Blobs:
             if obj.attrs.get("blob-type") != "AppendBlob":
                 raise BlobStateError("InvalidBlobType")
             obj.attrs["sealed"] = True
-            cur.execute("UPDATE objects SET attrs = ? WHERE bucket = ? AND key = ? AND version_id = ?",
-                        (bm._dumps(obj.attrs), bucket, key, obj.version_id))
+            bm.set_attrs(cur, obj)
             return obj
         return await self.meta.commit(tx, "props")
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from exastor import errors
-from exastor.engine import manifest as mf
+from exastor.meta import manifest as mf
 from exastor.meta.records import ObjectVersion, Part, Upload
 from exastor.namespace import listing
 from exastor.namespace.names import check_key

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from exastor import errors
-from exastor.engine import manifest as mf
-from exastor.engine.store import ChunkStore, Digester, ObjectWriter
+from exastor.engine.chunkstore import ChunkStore, Digester, ObjectWriter
+from exastor.meta import manifest as mf
 from exastor.meta.records import Bucket, ObjectVersion, User
 from exastor.meta.store import Metadata, ObjectCheck, TxCheck, run_check
 from exastor.namespace import listing

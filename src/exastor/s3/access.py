@@ -80,7 +80,7 @@ def _ownership_xml(value: str) -> bytes:
 
 
 async def get_ownership(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     value = ownership_of(bucket)
     if value is None:
         raise S3Error("OwnershipControlsNotFoundError", "The bucket ownership controls were not found", status=404,
@@ -94,10 +94,10 @@ async def put_ownership(call: S3Call) -> None:
     if root.tag != "OwnershipControls" or len(rules) != 1 or text(rules[0], "ObjectOwnership") is None:
         raise S3Error("MalformedXML")
     value = check_ownership(text(rules[0], "ObjectOwnership") or "")
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     if value == ENFORCED:
         _refuse_granting_acl(bucket)
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"ownership": value},
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {"ownership": value},
                                       check=_refuse_granting_acl if value == ENFORCED else None)
     await call.reply(200)
 
@@ -111,14 +111,14 @@ def _refuse_granting_acl(bucket: Bucket) -> None:
 
 
 async def delete_ownership(call: S3Call) -> None:
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"ownership": None})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {"ownership": None})
     await call.reply(204)
 
 
 # --- Block Public Access -------------------------------------------------------------------------
 
 async def get_public_access_block(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     block = bucket.attrs.get("public_access_block")
     if block is None:
         raise S3Error("NoSuchPublicAccessBlockConfiguration", "The public access block configuration was not "
@@ -137,12 +137,12 @@ async def put_public_access_block(call: S3Call) -> None:
         if raw not in ("true", "false"):
             raise S3Error("MalformedXML")
         block[name] = raw == "true"
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"public_access_block": block})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {"public_access_block": block})
     await call.reply(200)
 
 
 async def delete_public_access_block(call: S3Call) -> None:
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"public_access_block": None})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {"public_access_block": None})
     await call.reply(204)
 
 
@@ -151,7 +151,7 @@ async def delete_public_access_block(call: S3Call) -> None:
 async def get_policy_status(call: S3Call) -> None:
     """Whether the bucket *policy* makes the bucket public (S3 answers NoSuchBucketPolicy without one;
     public ACLs are not its concern)."""
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     stored = bucket.attrs.get("policy")
     if not stored:
         raise S3Error("NoSuchBucketPolicy", BucketName=call.bucket or "")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import sqlite3
 
 from exastor import errors
 from exastor.auth.authorizer import Authorizer, RequestFacts, Source, Target
@@ -18,7 +17,6 @@ from exastor.auth.operations import operation
 from exastor.auth.principal import Principal
 from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
-from exastor.meta.sqlite import store_error
 from exastor.namespace.names import is_utf8_text
 from exastor.namespace.store import Namespace
 from exastor.s3 import cors, sigv4
@@ -74,11 +72,6 @@ class S3App:
             await self._error(call, exc)
         except errors.StoreError as exc:
             await self._error(call, to_s3_error(exc, call))
-        except sqlite3.OperationalError as exc:
-            failure = store_error(exc)
-            if isinstance(failure, errors.Unavailable):
-                log.exception("metadata error on %s %s", req.method, req.raw_path)
-            await self._error(call, to_s3_error(failure, call))
         except Exception:
             log.exception("internal error on %s %s (request %s)", req.method, req.raw_path, request_id)
             await self._error(call, S3Error("InternalError"))

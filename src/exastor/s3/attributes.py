@@ -43,9 +43,9 @@ async def get_object_attributes(call: S3Call) -> None:
     wanted = _wanted(call)
     max_parts = min(_int_header(call, "x-amz-max-parts", MAX_PARTS), MAX_PARTS)
     marker = _int_header(call, "x-amz-part-number-marker", 0)
-    obj = call.ns.get_object(call.grant, call.bucket, call.key, call.q.get("versionId"))
+    obj = call.ns.get_object(call.grant, call.bucket_name, call.object_key, call.q.get("versionId"))
     sse.key_for_read(call.h, obj)  # an SSE-C object's attributes need its key, as its body does
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     inner: list[str] = []
     if "ETag" in wanted:
         inner.append(el("ETag", obj.etag))

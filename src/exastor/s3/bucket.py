@@ -102,12 +102,12 @@ async def create_bucket(call: S3Call) -> None:
 
 
 async def delete_bucket(call: S3Call) -> None:
-    await call.ns.delete_bucket(call.grant, call.bucket)
+    await call.ns.delete_bucket(call.grant, call.bucket_name)
     await call.reply(204)
 
 
 async def head_bucket(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     await call.reply(200, headers=[("x-amz-bucket-region", bucket.region),
                                    ("x-amz-bucket-location-type", "Region"),
                                    ("x-amz-bucket-location-name", bucket.region),
@@ -115,13 +115,13 @@ async def head_bucket(call: S3Call) -> None:
 
 
 async def get_location(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     region = "" if bucket.region == "us-east-1" else bucket.region
     await call.reply(200, doc("LocationConstraint", region.replace("&", "&amp;")))
 
 
 async def get_versioning(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     inner = el("Status", bucket.versioning) if bucket.versioning else ""
     await call.reply_xml("VersioningConfiguration", inner)
 
@@ -133,16 +133,16 @@ async def put_versioning(call: S3Call) -> None:
         raise S3Error("IllegalVersioningConfigurationException")
     if text(root, "MfaDelete") == "Enabled":
         raise S3Error("NotImplemented", "MFA delete is not supported")
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     if status == "Suspended" and (bucket.attrs.get("object_lock") or {}).get("enabled"):
         raise S3Error("InvalidBucketState", "An Object Lock configuration is present on this bucket, so the "
                       "versioning state cannot be changed.")
-    await call.ns.set_versioning(call.grant, call.bucket, status)
+    await call.ns.set_versioning(call.grant, call.bucket_name, status)
     await call.reply(200)
 
 
 async def get_tagging(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     tags = bucket.attrs.get("tags")
     if tags is None:
         raise S3Error("NoSuchTagSet")
@@ -151,28 +151,28 @@ async def get_tagging(call: S3Call) -> None:
 
 async def put_tagging(call: S3Call) -> None:
     tags = parse_tagging(await call.read_xml_body(), limit=50)
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"tags": tags})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {"tags": tags})
     await call.reply(204)
 
 
 async def delete_tagging(call: S3Call) -> None:
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"tags": None})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {"tags": None})
     await call.reply(204)
 
 
 async def get_acl(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     await call.reply(200, acl_xml(access.effective_acl(bucket.attrs, bucket.owner, bucket)))
 
 
 async def put_acl(call: S3Call) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     body = await call.read_xml_body()
     if access.acls_disabled(bucket):
         raise S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs", status=400)
     acl = request_acl(call, body, bucket.owner, None)
-    call.decision = call.decision.refine(acl=acl)  # WRITE_ACP, and Block Public Access on this ACL
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {"acl": acl})
+    call.decision = call.grant.refine(acl=acl)  # WRITE_ACP, and Block Public Access on this ACL
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {"acl": acl})
     await call.reply(200)
 
 
@@ -204,7 +204,7 @@ _ACTION = {"policy": "BucketPolicy", "cors": "BucketCORS", "lifecycle": "Lifecyc
 
 
 async def get_stored(call: S3Call, name: str) -> None:
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     value = bucket.attrs.get(name)
     missing, ctype = _STORED[name]
     if value is None:
@@ -213,7 +213,7 @@ async def get_stored(call: S3Call, name: str) -> None:
 
 
 async def put_stored(call: S3Call, name: str) -> None:
-    call.ns.bucket(call.grant, call.bucket)
+    call.ns.bucket(call.grant, call.bucket_name)
     body = await call.read_xml_body()
     try:
         stored = body.decode()
@@ -221,17 +221,17 @@ async def put_stored(call: S3Call, name: str) -> None:
         raise S3Error("MalformedPolicy" if name == "policy" else "MalformedXML") from exc
     if name == "policy":
         policy.validate(body, call.bucket or "")
-        call.decision = call.decision.refine(policy=stored)  # Block Public Access on this policy
+        call.decision = call.grant.refine(policy=stored)  # Block Public Access on this policy
     elif name == "lifecycle":
         stored = lifecycle.normalise(body)
     elif name == "cors":
         cors.validate(body)
     else:
         parse(body)
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {name: stored})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {name: stored})
     await call.reply(204 if name == "policy" else 200)
 
 
 async def delete_stored(call: S3Call, name: str) -> None:
-    await call.ns.update_bucket_attrs(call.grant, call.bucket, {name: None})
+    await call.ns.update_bucket_attrs(call.grant, call.bucket_name, {name: None})
     await call.reply(204)

@@ -58,6 +58,21 @@ class S3Call:
         return self.decision
 
     @property
+    def bucket_name(self) -> str:
+        """The bucket of a bucket or object operation: the router sends none here without one (a
+        request that reaches a handler without it is refused, never a 500)."""
+        if self.bucket is None:
+            raise S3Error("InvalidRequest", "This operation needs a bucket.")
+        return self.bucket
+
+    @property
+    def object_key(self) -> str:
+        """The key of an object operation (as ``bucket_name``)."""
+        if self.key is None:
+            raise S3Error("InvalidRequest", "This operation needs an object key.")
+        return self.key
+
+    @property
     def q(self) -> dict[str, str]:
         return self.req.query
 

@@ -62,7 +62,7 @@ def delete_condition(call: S3Call) -> DeleteCondition | None:
 async def delete_object(call: S3Call) -> None:
     version_id = call.q.get("versionId")
     check = all_of(delete_condition(call), _lock_check(call, version_id))
-    victim, marker = await call.ns.delete_object(call.grant, call.bucket, call.key, version_id, check=check)
+    victim, marker = await call.ns.delete_object(call.grant, call.bucket_name, call.object_key, version_id, check=check)
     headers: list[tuple[str, str]] = []
     if marker and victim is not None:
         headers += [("x-amz-delete-marker", "true"), ("x-amz-version-id", victim.version_id)]
@@ -81,7 +81,7 @@ async def delete_objects(call: S3Call) -> None:
     items = root.findall("Object")
     if not items or len(items) > MAX_DELETE_KEYS:
         raise S3Error("MalformedXML")
-    call.ns.bucket(call.grant, call.bucket)  # NoSuchBucket before anything else
+    call.ns.bucket(call.grant, call.bucket_name)  # NoSuchBucket before anything else
     out: list[str] = []
     for item in items:
         key = text(item, "Key")
@@ -91,9 +91,9 @@ async def delete_objects(call: S3Call) -> None:
         try:
             cond = DeleteCondition(etag_matcher(text(item, "ETag")), _iso_time(text(item, "LastModifiedTime"), "LastModifiedTime"),
                                    _size(text(item, "Size"), "Size"))
-            call.decision.extend(key, version_id)  # s3:DeleteObject(Version) for this key, as S3 asks
+            call.grant.extend(key, version_id)  # s3:DeleteObject(Version) for this key, as S3 asks
             victim, marker = await call.ns.delete_object(
-                call.grant, call.bucket, key, version_id,
+                call.grant, call.bucket_name, key, version_id,
                 check=all_of(cond if cond.any() else None, _lock_check(call, version_id)))
         except (errors.StoreError, S3Error) as exc:
             failure = exc if isinstance(exc, S3Error) else to_s3_error(exc)

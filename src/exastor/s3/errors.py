@@ -10,6 +10,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from exastor import errors, metrics
+from exastor.meta.records import ObjectVersion
 
 # code -> (HTTP status, default message). Codes and statuses from the S3 API reference.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -136,7 +137,7 @@ def to_s3_error(exc: errors.StoreError, call: Any = None) -> S3Error:
     if isinstance(exc, errors.ObjectNotFound | errors.MethodNotAllowed):
         marker = exc.info.get("delete_marker")
         headers = {}
-        if marker is not None:
+        if isinstance(marker, ObjectVersion):
             headers = {"x-amz-delete-marker": "true", "x-amz-version-id": marker.version_id}
         if isinstance(exc, errors.MethodNotAllowed):
             return S3Error("MethodNotAllowed", headers=headers)

@@ -63,9 +63,9 @@ async def get_object(call: S3Call, *, head: bool = False) -> None:
     version_id = call.q.get("versionId")
     number = part_number(call)
     with_checksum = checksum.checksum_mode(call.h)
-    obj = call.ns.get_object(call.grant, call.bucket, call.key, version_id)
+    obj = call.ns.get_object(call.grant, call.bucket_name, call.object_key, version_id)
     check_read_conditions(call, obj)
-    bucket = call.ns.bucket(call.grant, call.bucket)
+    bucket = call.ns.bucket(call.grant, call.bucket_name)
     headers = object_headers(obj, versioned=bool(bucket and bucket.versioning))
     headers += objectlock.object_headers(obj)
     if "x-amz-server-side-encryption" in call.h:

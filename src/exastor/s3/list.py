@@ -64,7 +64,7 @@ async def list_objects_v1(call: S3Call) -> None:
     prefix, delimiter, marker = q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", "")
     _check_unordered(call, delimiter)
     enc, max_keys = _encoding(call), _max_keys(call)
-    res = call.ns.list_objects(call.grant, call.bucket, prefix=prefix, delimiter=delimiter,
+    res = call.ns.list_objects(call.grant, call.bucket_name, prefix=prefix, delimiter=delimiter,
                                cursor=resume_cursor(marker or None, prefix, delimiter), max_keys=max_keys)
     # v1 leaves Prefix as sent even with encoding-type=url (botocore decodes every other field)
     head = [el("Name", call.bucket), el("Prefix", prefix), el("Marker", url_encode_if(marker, enc)),
@@ -103,7 +103,7 @@ async def list_objects_v2(call: S3Call) -> None:
     else:
         cursor = resume_cursor(start_after or None, prefix, delimiter)
     fetch_owner = q.get("fetch-owner", "false").lower() == "true"
-    res = call.ns.list_objects(call.grant, call.bucket, prefix=prefix, delimiter=delimiter, cursor=cursor,
+    res = call.ns.list_objects(call.grant, call.bucket_name, prefix=prefix, delimiter=delimiter, cursor=cursor,
                                max_keys=max_keys)
     head = [el("Name", call.bucket), el("Prefix", url_encode_if(prefix, enc)), el("MaxKeys", max_keys),
             el("KeyCount", len(res.objects) + len(res.prefixes)), el("IsTruncated", str(res.truncated).lower())]
@@ -131,7 +131,7 @@ async def list_object_versions(call: S3Call) -> None:
                       ArgumentName="version-id-marker")
     marker_seq = None
     if key_marker and version_marker:
-        marker_obj = call.ns.version_row(call.grant, call.bucket, key_marker, version_marker)
+        marker_obj = call.ns.version_row(call.grant, call.bucket_name, key_marker, version_marker)
         if marker_obj is not None:
             marker_seq = marker_obj.seq
         elif _VERSION_ID.fullmatch(version_marker):
@@ -140,7 +140,7 @@ async def list_object_versions(call: S3Call) -> None:
             marker_seq = 1 << 62
         else:
             raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName="version-id-marker")
-    res = call.ns.list_versions(call.grant, call.bucket, prefix=prefix, delimiter=delimiter,
+    res = call.ns.list_versions(call.grant, call.bucket_name, prefix=prefix, delimiter=delimiter,
                                 key_marker=key_marker or None, version_marker_seq=marker_seq, max_keys=max_keys)
     head = [el("Name", call.bucket), el("Prefix", url_encode_if(prefix, enc)),
             el("KeyMarker", url_encode_if(key_marker or "", enc)), el("VersionIdMarker", version_marker or ""),

@@ -23,7 +23,7 @@ async def create_upload(call: S3Call) -> None:
     attrs.update(settings)
     owner = object_acl(call, attrs)
     sse.new_object_encryption(call.h, attrs, at_rest=call.ns.encrypted_at_rest)
-    upload = await mp.create_upload(call.ns, call.grant, call.bucket, call.key, attrs, owner=owner)
+    upload = await mp.create_upload(call.ns, call.grant, call.bucket_name, call.object_key, attrs, owner=owner)
     inner = el("Bucket", call.bucket) + el("Key", call.key) + el("UploadId", upload.upload_id)
     headers = sse.response_headers(attrs)
     if settings:
@@ -44,14 +44,14 @@ async def upload_part(call: S3Call) -> None:
     number = _part_number(call)
     if "x-amz-copy-source" in call.h:
         src = copy_source(call)
-        upload = mp.get_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"])
+        upload = mp.get_upload(call.ns, call.grant, call.bucket_name, call.object_key, call.q["uploadId"])
         if "sse_c" in src.attrs or "sse_c" in upload.attrs:
             # a part copy shares the source's stored bytes, which would be ciphertext under another counter
             raise S3Error("NotImplemented", "UploadPartCopy from or into an SSE-C object is not supported")
         start, end = copy_range(call, src)
         algorithms = checksum.part_algorithms(upload.attrs, checksum.Requested())
         values = await _copied_checksums(call, src, algorithms, start, end)
-        part = await mp.upload_part_copy(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"],
+        part = await mp.upload_part_copy(call.ns, call.grant, call.bucket_name, call.object_key, call.q["uploadId"],
                                          number, src, start, end, attrs={"checksums": values})
         inner = el("LastModified", iso8601(part.mtime_ns)) + el("ETag", f'"{part.etag}"')
         if upload.attrs.get("checksum_algorithm"):
@@ -59,7 +59,7 @@ async def upload_part(call: S3Call) -> None:
             inner += el(f"Checksum{alg}", values[alg])
         await call.reply_xml("CopyPartResult", inner)
         return
-    upload = mp.get_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"])
+    upload = mp.get_upload(call.ns, call.grant, call.bucket_name, call.object_key, call.q["uploadId"])
     attrs: dict = {}
     algorithms = checksum.part_algorithms(upload.attrs, checksum.requested(call.h))
     spec = call.put_spec(attrs, algorithms=algorithms)
@@ -71,7 +71,7 @@ async def upload_part(call: S3Call) -> None:
             raise S3Error("InvalidRequest", "The encryption parameters of a part must be those the multipart "
                           "upload was initiated with.")
         body = sse.encrypt_stream(body, ck.key, sse.part_iv(base64.b64decode(stored["iv"]), number), spec)
-    part = await mp.upload_part(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"], number,
+    part = await mp.upload_part(call.ns, call.grant, call.bucket_name, call.object_key, call.q["uploadId"], number,
                                 body, spec)
     headers = [("etag", f'"{part.etag}"')]
     shown = call.checksum_request.algorithm if call.checksum_request else None
@@ -128,11 +128,11 @@ async def complete_upload(call: S3Call) -> None:
                                            [(p.part_number, p.size, p.attrs.get("checksums", {})) for p in chosen],
                                            upload_id)
 
-    obj, again = await mp.complete_upload(call.ns, call.grant, call.bucket, call.key, upload_id, requested,
+    obj, again = await mp.complete_upload(call.ns, call.grant, call.bucket_name, call.object_key, upload_id, requested,
                                           check=check, finish=finish)
     if "sse_c" in obj.attrs and not again:  # which part's counter each piece of the object was encrypted with
         numbers = [n for n, _ in requested]
-        obj = await call.ns.update_object_attrs(call.grant, call.bucket, call.key, obj.version_id,
+        obj = await call.ns.update_object_attrs(call.grant, call.bucket_name, call.object_key, obj.version_id,
                                                 {"sse_c": {**obj.attrs["sse_c"], "part_numbers": numbers}})
     rec = checksum.record(obj.attrs)
     inner = (el("Location", f"/{call.bucket}/{call.key}") + el("Bucket", call.bucket) + el("Key", call.key)
@@ -142,12 +142,12 @@ async def complete_upload(call: S3Call) -> None:
 
 
 async def abort_upload(call: S3Call) -> None:
-    await mp.abort_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"])
+    await mp.abort_upload(call.ns, call.grant, call.bucket_name, call.object_key, call.q["uploadId"])
     await call.reply(204)
 
 
 async def list_parts(call: S3Call) -> None:
-    upload = mp.get_upload(call.ns, call.grant, call.bucket, call.key, call.q["uploadId"], READ)
+    upload = mp.get_upload(call.ns, call.grant, call.bucket_name, call.object_key, call.q["uploadId"], READ)
     max_parts = _max_keys(call, "max-parts")
     try:
         marker = int(call.q.get("part-number-marker", "0") or 0)
@@ -180,7 +180,7 @@ async def list_uploads(call: S3Call) -> None:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker"), q.get("upload-id-marker")
     enc, max_uploads = _encoding(call), _max_keys(call, "max-uploads")
-    uploads, prefixes, truncated = mp.list_uploads(call.ns, call.grant, call.bucket, prefix=prefix,
+    uploads, prefixes, truncated = mp.list_uploads(call.ns, call.grant, call.bucket_name, prefix=prefix,
                                                    delimiter=delimiter, key_marker=key_marker or None,
                                                    upload_id_marker=id_marker, max_uploads=max_uploads)
     head = [el("Bucket", call.bucket), el("KeyMarker", url_encode_if(key_marker or "", enc)),

@@ -136,8 +136,8 @@ def _authenticate(call: S3Call, fields: dict[str, str]) -> str | None:
     user = call.ns.user_by_access_key(access_key)
     if user is None:
         raise S3Error("InvalidAccessKeyId")
-    expected = base64.b64encode(hmac.new(user.secret_key.encode(), policy_b64.encode(), hashlib.sha1).digest())
-    if not hmac.compare_digest(expected.decode(), signature.strip()):
+    expected_v2 = base64.b64encode(hmac.new(user.secret_key.encode(), policy_b64.encode(), hashlib.sha1).digest())
+    if not hmac.compare_digest(expected_v2.decode(), signature.strip()):
         raise S3Error("SignatureDoesNotMatch")
     return user.name
 
@@ -237,7 +237,7 @@ async def post_object(call: S3Call) -> None:
         if access.acls_disabled(bucket) and fields["acl"].strip() != access.BUCKET_OWNER_FULL_CONTROL:
             raise S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs", status=400)
         acl = canned_acl(fields["acl"], owner or principal or bucket_owner or "", bucket_owner, for_object=True)
-    call.decision = call.decision.refine(principal=who, key=key, acl=acl)
+    call.decision = call.grant.refine(principal=who, key=key, acl=acl)
     attrs: dict[str, Any] = {name: fields[name] for name in _CONTENT_FIELDS if name in fields}
     attrs.setdefault("content-type", "binary/octet-stream")
     add_user_metadata(attrs, fields)

@@ -61,7 +61,7 @@ def object_acl(call: S3Call, attrs: dict[str, Any]) -> str | None:
     for name in ("retention", "legal_hold"):
         attrs.pop(name, None)
     attrs.update(objectlock.attrs_for_new_object(call, bucket))
-    bucket_owner = bucket.owner if bucket else None
+    bucket_owner = bucket.owner  # ns.bucket() raises NoSuchBucket, never returns None
     owner = access.new_object_owner(call, bucket, call.h.get("x-amz-acl"))
     attrs.pop("acl", None)
     if access.acls_disabled(bucket):
@@ -81,7 +81,7 @@ async def put_object(call: S3Call) -> None:
     spec.check = write_check(call)
     spec.owner = owner
     body = sse.wrap_put(call.body(MAX_PUT_SIZE, spec=spec), ck, attrs, spec)
-    obj = await call.ns.put_object(call.grant, call.bucket, call.key, body, spec)
+    obj = await call.ns.put_object(call.grant, call.bucket_name, call.object_key, body, spec)
     headers = [("etag", f'"{obj.etag}"'), *checksum.headers(checksum.record(obj.attrs)),
                *sse.response_headers(obj.attrs)]
     if obj.version_id != "null":
@@ -143,7 +143,7 @@ async def copy_object(call: S3Call) -> None:
     _copy_encryption(call, src, attrs)
     check = write_check(call)
     await _copy_checksum(call, src, attrs)
-    obj = await call.ns.copy_object(call.grant, src, call.bucket, call.key, attrs=attrs, check=check, owner=owner)
+    obj = await call.ns.copy_object(call.grant, src, call.bucket_name, call.object_key, attrs=attrs, check=check, owner=owner)
     headers = []
     if obj.version_id != "null":
         headers.append(("x-amz-version-id", obj.version_id))

@@ -19,10 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from exastor.cliargs import add_action, add_data_argument, existing_store
+from exastor.datadir.opening import open_drives, open_metadata
 from exastor.drives import SUBDIRS, is_url
 from exastor.engine.drives import Drive, DriveRefused, DriveSet
 from exastor.engine.segments import SegmentLog
-from exastor.gateway.store import open_drives, open_metadata
+from exastor.meta import figures, placement
 from exastor.meta.store import Metadata
 from exastor.services import metabackup
 from exastor.services.repair import Repairer
@@ -81,21 +82,7 @@ def waiting_on_offline(meta: Metadata, drives: DriveSet) -> dict[int, list[int]]
         return {}
     readable = {d.id for d in drives.all if drives.readable(d.id)}
 
-    def q(cur: Any) -> tuple[list, dict, dict]:
-        cur.execute("SELECT s.id, COALESCE(l.k, 0), COALESCE(l.shard_len, 0) FROM segments s "
-                    "LEFT JOIN segment_layout l ON l.segment = s.id WHERE s.state != 'deleted'")
-        segs = [(int(a), int(b), int(c)) for a, b, c in cur.fetchall()]
-        cur.execute("SELECT segment, drive FROM replicas")
-        reps: dict[int, list[int]] = {}
-        for seg, drive in cur.fetchall():
-            reps.setdefault(int(seg), []).append(int(drive))
-        cur.execute("SELECT segment, drive FROM shards WHERE state = 'ok'")
-        placed: dict[int, list[int]] = {}
-        for seg, drive in cur.fetchall():
-            placed.setdefault(int(seg), []).append(int(drive))
-        return segs, reps, placed
-
-    segs, reps, placed = meta.runner.read(q)
+    segs, reps, placed = placement.live_segment_holders(meta)
     out: dict[int, list[int]] = {}
     first = drives.first.id if drives.all else 0
     for seg, k, shard_len in segs:
@@ -113,18 +100,7 @@ def waiting_on_offline(meta: Metadata, drives: DriveSet) -> dict[int, list[int]]
 def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
     counts = drives.shard_counts()
 
-    def q(cur: Any) -> tuple[int, int, int, int]:
-        cur.execute("SELECT COUNT(*) FROM shards WHERE state != 'ok'")
-        bad = cur.fetchone()[0]
-        cur.execute("SELECT COUNT(*) FROM segment_layout l JOIN segments s ON s.id = l.segment "
-                    "WHERE s.state = 'sealed' AND l.shard_len > 0")
-        coded = cur.fetchone()[0]
-        cur.execute("SELECT COUNT(*) FROM segments WHERE state = 'sealed'")
-        sealed = cur.fetchone()[0]
-        cur.execute("SELECT COUNT(*) FROM segments WHERE state = 'open'")
-        return bad, coded, sealed, cur.fetchone()[0]
-
-    bad, coded, sealed, open_ = meta.runner.read(q)
+    bad, coded, sealed, open_ = figures.segment_counts(meta)
     rows = []
     for d in drives.all:
         free = total = None
@@ -242,21 +218,16 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
         print("exastor drive: no such drive", file=sys.stderr)
         return 2
     drives.set_state(old.id, "draining", f"{args.action} requested")
-    res = _repair_all(log, f"draining drive {old.id}")
+    drained = _repair_all(log, f"draining drive {old.id}")
     left = drives.shard_counts().get(old.id, 0)
 
-    def replicas_left(cur: Any) -> int:
-        cur.execute("SELECT COUNT(*) FROM replicas r JOIN segments s ON s.id = r.segment "
-                    "WHERE r.drive = ? AND s.state != 'deleted'", (old.id,))
-        return int(cur.fetchone()[0])
-
-    reps = meta.runner.read(replicas_left)
+    reps = placement.replicas_on(meta, old.id)
     if left or reps:
         print(f"drive {old.id} still holds {left} shards and {reps} segment replicas "
-              f"({len(res['unrepairable'])} could not move: too few other drives?); it stays draining - "
+              f"({len(drained['unrepairable'])} could not move: too few other drives?); it stays draining - "
               f"run the command again", file=sys.stderr)
         return 1
     drives.set_state(old.id, "removed", f"{args.action} done")
-    print(f"drive {old.id} ({old.path}) drained ({res['moved_shards'] + res['repaired_shards']} shards moved) "
+    print(f"drive {old.id} ({old.path}) drained ({drained['moved_shards'] + drained['repaired_shards']} shards moved) "
           f"and removed")
     return 0

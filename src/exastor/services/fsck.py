@@ -20,13 +20,13 @@ import blake3
 
 from exastor import errors
 from exastor.engine import codec, encryption, references
-from exastor.engine import manifest as mf
 from exastor.engine.drives import DriveSet, segment_name
 from exastor.engine.record import CODEC_DELTA, HEADER_SIZE, decode_header, verify_payload
 from exastor.engine.scan import walk
 from exastor.engine.segments import SegmentLog, SegmentUnavailable
+from exastor.meta import index
 from exastor.meta.records import ChunkLocation
-from exastor.meta.store import MANIFEST_QUERIES, Metadata
+from exastor.meta.store import Metadata
 from exastor.services import relayout
 from exastor.services.repair import Repairer
 from exastor.services.scrub import Scrubber
@@ -69,11 +69,7 @@ class FsckReport:
 def open_log(meta: Metadata, segments_dir: Path) -> SegmentLog:
     """A read-side segment log over the store's drives (those in the database, else the one drive
     whose segment directory is ``segments_dir``, a store from before the drives table)."""
-    def q(cur: Any) -> int:
-        cur.execute("SELECT COUNT(*) FROM drives")
-        return int(cur.fetchone()[0])
-
-    known = meta.runner.read(q)
+    known = meta.drive_count()
     return SegmentLog(DriveSet(meta, None if known else [segments_dir.parent], adopt=not known), meta)
 
 
@@ -148,15 +144,7 @@ def verify_chunk(log: SegmentLog, loc: ChunkLocation, resolve: codec.Resolver | 
 
 
 def referenced_counts(meta: Metadata) -> Counter[bytes]:
-    def q(cur: Any) -> Counter[bytes]:
-        total: Counter[bytes] = Counter()
-        for sql in MANIFEST_QUERIES:
-            cur.execute(sql)
-            for (manifest,) in cur.fetchall():
-                total.update(mf.ref_counts(manifest))
-        return total
-
-    return meta.runner.read(q)
+    return index.referenced_counts(meta)
 
 
 def damaged_objects(meta: Metadata, report: FsckReport) -> list[str]:
@@ -166,21 +154,11 @@ def damaged_objects(meta: Metadata, report: FsckReport) -> list[str]:
     if not bad:
         return []
 
-    def q(cur: Any) -> list[str]:
-        cur.execute("SELECT bucket, key, version_id, manifest FROM objects WHERE manifest IS NOT NULL "
-                    "ORDER BY bucket, key")
-        return [f"{bucket}/{key} {version or 'null'}" for bucket, key, version, manifest in cur.fetchall()
-                if bad.intersection(mf.ref_counts(manifest))]
-
-    return meta.runner.read(q)
+    return index.objects_referencing(meta, bad)
 
 
 def _all_chunks(meta: Metadata) -> list[ChunkLocation]:
-    def q(cur: Any) -> list[ChunkLocation]:
-        cur.execute('SELECT fp, segment, "offset", stored_len, raw_len, codec FROM chunks ORDER BY segment, "offset"')
-        return [ChunkLocation(bytes(r[0]), *r[1:]) for r in cur.fetchall()]
-
-    return meta.runner.read(q)
+    return index.all_chunks(meta)
 
 
 def scan_segments(meta: Metadata, segments_dir: Path, progress: Progress | None = None,
@@ -294,11 +272,7 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
     missing = [fp for fp in wanted if fp not in indexed]
     report.missing_chunks = [fp.hex() for fp in missing]
 
-    def refs_q(cur: Any) -> dict[bytes, int]:
-        cur.execute("SELECT fp, refs FROM chunks")
-        return {bytes(fp): refs for fp, refs in cur.fetchall()}
-
-    current = meta.runner.read(refs_q)
+    current = index.chunk_refs(meta)
     mismatched = {fp: wanted.get(fp, 0) for fp, refs in current.items() if refs != wanted.get(fp, 0)}
     report.refcount_mismatches = len(mismatched)
     if repair and report.repaired_shards and not (bad or missing or mismatched):
@@ -313,17 +287,7 @@ def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress:
             relocated = scan_segments(meta, segments_dir, want=need)
         now = time.time_ns()
 
-        def fix(cur: Any) -> None:
-            for fp, refs in mismatched.items():
-                cur.execute("UPDATE chunks SET refs = ?, dead_since_ns = CASE WHEN ? = 0 THEN ? ELSE NULL END "
-                            "WHERE fp = ?", (refs, refs, now, fp))
-            for fp, loc in relocated.items():
-                cur.execute("DELETE FROM chunks WHERE fp = ?", (fp,))
-                cur.execute('INSERT INTO chunks (fp, segment, "offset", stored_len, raw_len, codec, refs, '
-                            "dead_since_ns) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                            (fp, loc.segment, loc.offset, loc.stored_len, loc.raw_len, loc.codec, wanted.get(fp, 0)))
-
-        meta.runner.write_sync(fix)
+        index.repair_index(meta, mismatched, relocated, wanted, now)
         # Report the state after repair, and what the repair did.
         after = check(meta, segments_dir)
         after.repaired_shards = report.repaired_shards
@@ -359,20 +323,7 @@ def rebuild_index(meta: Metadata, segments_dir: Path, progress: Progress | None 
     finally:
         log.close()
 
-    def tx(cur: Any) -> None:
-        cur.execute("DELETE FROM chunks")
-        cur.executemany(
-            'INSERT INTO chunks (fp, segment, "offset", stored_len, raw_len, codec, refs, dead_since_ns) '
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(fp, loc.segment, loc.offset, loc.stored_len, loc.raw_len, loc.codec, wanted.get(fp, 0),
-              None if wanted.get(fp, 0) else now) for fp, loc in found.items()])
-        for seg, size in sizes.items():
-            cur.execute("SELECT 1 FROM segments WHERE id = ?", (seg,))
-            if cur.fetchone() is None:
-                cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, 'sealed', ?, ?)",
-                            (seg, size, now))
-
-    meta.runner.write_sync(tx)
+    index.replace_index(meta, found, wanted, sizes, now)
     report = FsckReport(chunks_checked=len(found))
     report.rebuilt_layouts = layout.ec_segments + layout.replica_segments
     report.lost_chunks = [fp.hex() for fp in wanted if fp not in found]

@@ -19,11 +19,11 @@ from rich.progress import (
 )
 
 from exastor.cliargs import add_data_argument, existing_store
+from exastor.datadir.lock import DataDirLocked, exclusive
+from exastor.datadir.opening import drive_dirs, open_metadata
 from exastor.drives import open_drive
 from exastor.engine import encryption
 from exastor.engine.drives import DriveSet
-from exastor.gateway.lock import DataDirLocked, exclusive
-from exastor.gateway.store import drive_dirs, open_metadata
 from exastor.services import fsck, metabackup
 
 

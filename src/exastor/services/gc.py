@@ -17,12 +17,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from exastor import errors, metrics
+from exastor.engine.chunkstore import ChunkStore
 from exastor.engine.drives import crash_point
 from exastor.engine.record import HEADER_SIZE, decode_header, verify_payload
-from exastor.engine.store import ChunkStore
+from exastor.meta import garbage
 
 log = logging.getLogger("exastor.gc")
 
@@ -45,24 +45,13 @@ class Collector:
     def reap(self) -> int:
         cutoff = time.time_ns() - self.grace_ns
 
-        def tx(cur: Any) -> int:
-            cur.execute("DELETE FROM chunks WHERE refs <= 0 AND dead_since_ns IS NOT NULL AND dead_since_ns <= ?",
-                        (cutoff,))
-            return cur.rowcount
-
-        return self.meta.runner.write_sync(tx)
+        return garbage.reap_dead_chunks(self.meta, cutoff)
 
     def candidates(self) -> list[tuple[int, int, int]]:
         """(segment, file size, live bytes) of sealed segments worth compacting."""
         cutoff = time.time_ns() - self.grace_ns
 
-        def q(cur: Any) -> list[tuple[int, int, int]]:
-            cur.execute(f"SELECT s.id, s.size, COALESCE(SUM(c.stored_len + {HEADER_SIZE}), 0) FROM segments s "
-                        "LEFT JOIN chunks c ON c.segment = s.id WHERE s.state = 'sealed' AND s.created_ns <= ? "
-                        "GROUP BY s.id, s.size", (cutoff,))
-            return [tuple(r) for r in cur.fetchall()]
-
-        rows = self.meta.runner.read(q)
+        rows = garbage.sealed_segment_usage(self.meta, cutoff, HEADER_SIZE)
         return [(seg, size, live) for seg, size, live in rows
                 if size > 0 and live < self.live_threshold * size]
 
@@ -71,11 +60,7 @@ class Collector:
         log_ = self.store.log
         assert segment != log_.open_segment, "never compact the open segment"
 
-        def rows_q(cur: Any) -> list[tuple[bytes, int, int]]:
-            cur.execute('SELECT fp, "offset", stored_len FROM chunks WHERE segment = ? ORDER BY "offset"', (segment,))
-            return [(bytes(r[0]), r[1], r[2]) for r in cur.fetchall()]
-
-        rows = self.meta.runner.read(rows_q)
+        rows = garbage.segment_records(self.meta, segment)
         moves: list[tuple[bytes, int, int, int, int]] = []  # fp, old offset, new segment, new offset
         batch: list[bytes] = []
         batch_rows: list[tuple[bytes, int, int]] = []
@@ -115,22 +100,8 @@ class Collector:
                 size = 0
         flush()
 
-        def tx(cur: Any) -> int:
-            for fp, old, seg, new, _stored in moves:
-                cur.execute('UPDATE chunks SET segment = ?, "offset" = ? WHERE fp = ? AND segment = ? '
-                            'AND "offset" = ?', (seg, new, fp, segment, old))
-            cur.execute("SELECT COUNT(*) FROM chunks WHERE segment = ?", (segment,))
-            if cur.fetchone()[0]:
-                raise errors.Unavailable("segment gained references during compaction; retry later")
-            cur.execute("SELECT size FROM segments WHERE id = ?", (segment,))
-            reclaimed = cur.fetchone()[0]
-            cur.execute("UPDATE segments SET state = 'deleted' WHERE id = ?", (segment,))
-            cur.execute("DELETE FROM shards WHERE segment = ?", (segment,))
-            cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
-            return reclaimed
-
         crash_point("gc.copied")
-        reclaimed = self.meta.runner.write_sync(tx)
+        reclaimed = garbage.finish_compaction(self.meta, segment, [(fp, old, seg, new) for fp, old, seg, new, _ in moves])
         crash_point("gc.committed")
         log_.delete_files(segment, layout)  # replicas, shards or the legacy file, on every drive
         return len(moves), reclaimed

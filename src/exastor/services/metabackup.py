@@ -30,14 +30,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from blake3 import blake3
 
@@ -45,6 +43,7 @@ from exastor import errors
 from exastor.drives import DriveIO, age_s, open_drive
 from exastor.engine.drives import DriveSet
 from exastor.meta import journal as jr
+from exastor.meta.sqlite import backup_to, database_problem
 from exastor.meta.store import Metadata
 
 BACKUP_DIR = "meta-backups"
@@ -111,12 +110,7 @@ class Backup:
                 return f"unreadable: {exc}"
             if h.hexdigest() != self.digest:
                 return "BLAKE3 mismatch"
-            try:
-                with sqlite3.connect(f"file:{local}?mode=ro&immutable=1", uri=True) as con:  # not a drive
-                    result = con.execute("PRAGMA quick_check").fetchone()[0]
-            except sqlite3.Error as exc:
-                return f"not a database: {exc}"
-        return None if result == "ok" else f"quick_check: {result}"
+            return database_problem(local)
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -132,28 +126,19 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def take(db: Path, drives: list[DriveLike], keep: int = KEEP) -> list[Backup]:
+def take(db: Path, drives: Sequence[DriveLike], keep: int = KEEP) -> list[Backup]:
     """Copy the database ``db`` (online) onto each of ``drives``; prune to ``keep`` per drive."""
     assert drives, "a metadata copy needs at least one drive"
     ios = [_io(d) for d in drives]
     taken_ns = time.time_ns()
     scratch = db.with_name(f"{db.name}.copy-{taken_ns}")  # beside the database: never on a drive
     try:
-        src = sqlite3.connect(db, timeout=30.0)  # not a drive: the database in --data
-        try:
-            dst = sqlite3.connect(scratch)  # not a drive
-            try:
-                src.backup(dst)  # one read snapshot of the WAL database: writers are not blocked
-                dst.execute("PRAGMA journal_mode=DELETE")  # everything in the one file, no -wal beside it
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        backup_to(db, scratch)  # one read snapshot: writers are not blocked
         digest = _digest(scratch)
         position = _journal_position(scratch)
         name = f"{BACKUP_DIR}/meta-{taken_ns}-{digest}" + (f"-s{position[0]}-g{position[1]}" if position else "") \
             + ".sqlite"
-        made = []
+        made: list[Backup] = []
         for io in ios:
             io.put(name, _file_chunks(scratch))  # temporary file, fsync, rename, directory fsync
             made.append(Backup.parse(io, name))  # type: ignore[arg-type]
@@ -166,16 +151,7 @@ def take(db: Path, drives: list[DriveLike], keep: int = KEEP) -> list[Backup]:
 
 def _journal_position(copy: Path) -> tuple[int, int] | None:
     """(seq, gen) of the journal head a local copy holds; None if the database has no journal rows."""
-    con = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)  # not a drive: the scratch copy in --data
-    try:
-        if not con.execute("SELECT COUNT(*) FROM counters WHERE name = 'journal_head'").fetchone()[0]:
-            return None
-        seq, _rid, gen, _gap, _off = jr.read_head(con)
-        return seq, gen
-    except sqlite3.OperationalError:  # no counters table: not an exastor database of this kind
-        return None
-    finally:
-        con.close()
+    return jr.copy_position(copy)
 
 
 def prune(drive: DriveLike, keep: int = KEEP) -> None:
@@ -297,11 +273,7 @@ def needs_copy(meta: Metadata, drives: Iterable[DriveLike]) -> bool:
 def next_generation(meta: Metadata) -> None:
     """Move the journal to new files: those of older generations then hold only commits the copies
     taken since already contain."""
-    def tx(cur: Any) -> None:
-        cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'journal_gen'")
-        cur.execute("UPDATE counters SET value = 0 WHERE name = 'journal_off'")
-
-    meta.runner.write_sync(tx)
+    meta.runner.write_sync(jr.advance_generation)
 
 
 def prune_journal(drives: Iterable[DriveLike]) -> int:
@@ -324,18 +296,6 @@ def prune_journal(drives: Iterable[DriveLike]) -> int:
     return removed
 
 
-def attach_journal(meta: Metadata, drives: DriveSet) -> jr.Journal:
-    """Journal every commit of ``meta`` onto the drives that take the copies (meta/journal.py)."""
-    def failed(io: DriveIO, exc: OSError) -> None:
-        for d in drives.all:
-            if d.io is io or d.io.label == io.label:
-                drives.failed_io(d.id, exc, now=False)  # on the writer thread: queued, never waited for
-
-    journal = jr.Journal(lambda: journal_targets(drives), failed)
-    meta.runner.attach_journal(journal)  # type: ignore[attr-defined]
-    return journal
-
-
 def ensure_base_copy(meta: Metadata, drives: DriveSet) -> list[Backup]:
     """Take a copy now if the journal alone could not restore the database (``needs_copy``)."""
     ios = targets(drives)
@@ -352,12 +312,7 @@ def replay_journal(db: Path, drives: Iterable[DriveLike], drives_of: Callable[[]
     The journal is read from ``drives`` and from the drives the database lists (``drives_of()``);
     a replayed commit may add drives that hold more of it, so it reads again until no new drive
     appears."""
-    con = sqlite3.connect(db)  # not a drive: the database in --data
-    try:
-        has_journal = con.execute("SELECT COUNT(*) FROM counters WHERE name = 'journal_head'").fetchone()[0]
-        head = jr.read_head(con) if has_journal else None
-    finally:
-        con.close()
+    head = jr.file_head(db)
     total = jr.Chain()
     if head is None:
         return total
@@ -380,22 +335,8 @@ def replay_journal(db: Path, drives: Iterable[DriveLike], drives_of: Callable[[]
             seq, rid = chain.records[-1].seq, chain.records[-1].rid
     # New records go to a generation of their own: never over what this restore read.
     newest = max((g for io in seen.values() for g, _ in jr.gens_on(io)), default=head[2])
-    con = sqlite3.connect(db, isolation_level=None)  # not a drive
-    try:
-        con.execute("UPDATE counters SET value = ? WHERE name = 'journal_gen'", (max(newest, head[2]) + 1,))
-        con.execute("UPDATE counters SET value = 0 WHERE name = 'journal_off'")
-    finally:
-        con.close()
+    jr.start_generation(db, max(newest, head[2]) + 1)
     return total
-
-
-def journal_targets(drives: DriveSet) -> list[DriveIO]:
-    """Where journal records go: m+1 drives in service, full ones included - a full store must still
-    commit the deletes that free it, and a record is small beside the space a drive keeps in reserve."""
-    # Called on the metadata writer thread: no refresh here (a refresh may commit, which would wait on
-    # this very thread); the process's view is kept fresh by its segment writes.
-    live = sorted((d for d in drives.all if d.state in ("active", "full")), key=lambda d: d.id)
-    return [d.io for d in live[:drives.geometry().m + 1]]
 
 
 def targets(drives: DriveSet) -> list[DriveIO]:
@@ -410,7 +351,7 @@ class MetaBackupThread(threading.Thread):
 
     POLL_S = 5.0  # how often a commit made without the journal is looked for
 
-    def __init__(self, db: Path, drives: Callable[[], list[DriveLike]], interval: float, *,
+    def __init__(self, db: Path, drives: Callable[[], Sequence[DriveLike]], interval: float, *,
                  meta: Metadata | None = None) -> None:
         super().__init__(name="exastor-meta-backup", daemon=True)
         self.db, self.drives, self.interval = db, drives, interval
@@ -421,7 +362,7 @@ class MetaBackupThread(threading.Thread):
 
     def _signature(self) -> tuple:
         """Sizes and mtimes of the database and its WAL: unchanged means no commit since."""
-        sig = []
+        sig: list[tuple[int, int] | None] = []
         for p in (self.db, self.db.with_name(self.db.name + "-wal")):
             try:
                 st = p.stat()  # not a drive: the database in --data

@@ -14,8 +14,8 @@ from typing import Any
 
 from exastor import errors
 from exastor.cliargs import add_action, add_data_argument, existing_store, parse_size
+from exastor.datadir.opening import open_metadata
 from exastor.errors import CommandError
-from exastor.gateway.store import open_metadata
 from exastor.http.qos import load_limits
 
 

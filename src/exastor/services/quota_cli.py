@@ -13,8 +13,8 @@ import json
 
 from exastor import errors
 from exastor.cliargs import add_action, add_data_argument, existing_store, parse_size
+from exastor.datadir.opening import open_metadata
 from exastor.errors import CommandError
-from exastor.gateway.store import open_metadata
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from exastor.cliargs import add_action, add_data_argument, existing_store
+from exastor.datadir.lock import DataDirLocked, exclusive, shared
+from exastor.datadir.opening import open_metadata
 from exastor.errors import CommandError
-from exastor.gateway.lock import DataDirLocked, exclusive, shared
-from exastor.gateway.store import open_metadata
 from exastor.meta.store import Metadata
 from exastor.services import reduce_control
 from exastor.services.store_metrics import backlog
@@ -64,7 +64,7 @@ def _server_running(data: Path) -> bool:
 
 def _run_here(data: Path) -> int:
     """No server holds the directory: run the pass in this process (beside nothing, under the shared lock)."""
-    from exastor.gateway.store import open_namespace
+    from exastor.datadir.opening import open_namespace
     from exastor.services.reducer import Reducer, ReducerThread
 
     shared(data)  # an offline repair (exclusive) must not start meanwhile

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from exastor.meta.counters import advance_counter, read_counters, set_counters
 from exastor.meta.store import Metadata
 
 NAMES = ("reducer_paused", "reducer_run_request", "reducer_run_done", "reducer_pass_started",
@@ -50,32 +51,18 @@ class ReducerState:
 
 
 def state(meta: Metadata) -> ReducerState:
-    def q(cur: Any) -> dict[str, int]:
-        marks = ",".join("?" * len(NAMES))
-        cur.execute(f"SELECT name, value FROM counters WHERE name IN ({marks})", NAMES)
-        return {name: int(value) for name, value in cur.fetchall()}
-
-    got = meta.runner.read(q, snapshot=False)
+    got = read_counters(meta, NAMES)
     return ReducerState(bool(got.get("reducer_paused", 0)), got.get("reducer_run_request", 0),
                         got.get("reducer_run_done", 0), got.get("reducer_pass_started", 0),
                         got.get("reducer_pass_ended", 0), got.get("reducer_pass_bytes", 0),
                         got.get("reducer_pass_saved", 0))
 
 
-def _put(cur: Any, name: str, value: int) -> None:
-    cur.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
-    if cur.rowcount == 0:
-        cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
-
-
 def set_values(meta: Metadata, **values: int) -> None:
     """Set some of the rows, in one transaction."""
-    def tx(cur: Any) -> None:
-        for name, value in values.items():
-            assert "reducer_" + name in NAMES, name
-            _put(cur, "reducer_" + name, int(value))
-
-    meta.runner.write_sync(tx)
+    for name in values:
+        assert "reducer_" + name in NAMES, name
+    set_counters(meta, {"reducer_" + name: int(value) for name, value in values.items()})
 
 
 def pause(meta: Metadata) -> None:
@@ -89,13 +76,4 @@ def resume(meta: Metadata) -> None:
 def request_run(meta: Metadata) -> int:
     """Ask the server's reducer for a pass now (even while paused: the operator asked for it).
     Returns the request id to wait for."""
-    request = time.time_ns()
-
-    def tx(cur: Any) -> int:
-        cur.execute("SELECT value FROM counters WHERE name = 'reducer_run_request'")
-        row = cur.fetchone()
-        value = max(request, int(row[0]) + 1 if row else 0)  # strictly newer than any earlier request
-        _put(cur, "reducer_run_request", value)
-        return value
-
-    return meta.runner.write_sync(tx)
+    return advance_counter(meta, "reducer_run_request", time.time_ns())  # newer than any earlier request

@@ -27,15 +27,14 @@ import argparse
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from exastor import errors, metrics
 from exastor.engine import codec, similarity
-from exastor.engine import manifest as mf
+from exastor.engine.chunkstore import ChunkStore
 from exastor.engine.record import (
     CODEC_DELTA,
     CODEC_RAW,
@@ -46,9 +45,10 @@ from exastor.engine.record import (
     verify_payload,
 )
 from exastor.engine.sketch import Sketch
-from exastor.engine.store import ChunkStore
+from exastor.meta import manifest as mf
+from exastor.meta import reduction
+from exastor.meta.counters import read_counters, set_counters
 from exastor.meta.records import ChunkLocation
-from exastor.meta.store import add_refs, drop_refs
 from exastor.services import reduce_control
 
 log = logging.getLogger("exastor.reducer")
@@ -57,15 +57,6 @@ CURSOR = "reducer_seq"
 BATCH_CHUNKS = 256        # re-encoded chunks per append + fsync + transaction
 BATCH_BYTES = 16 << 20
 WINDOW_CHUNKS = 4096       # distinct chunks of one object looked up and held at once
-
-
-def _rollback(cur: Any) -> bool:
-    cur.execute("ROLLBACK TO SAVEPOINT reduce_one")
-    cur.execute("RELEASE SAVEPOINT reduce_one")
-    return False
-_SKETCH_COLS = ("fp, seq, sf0, sf1, sf2, sf3, pos0, pos1, pos2, pos3, owner_bucket, owner_key, owner_version, "
-                "owner_offset, depth")
-_SKETCH_INSERT = f"INSERT INTO sketches ({_SKETCH_COLS}) VALUES ({','.join('?' * 15)}) ON CONFLICT (fp) DO NOTHING"
 
 
 @dataclass
@@ -102,17 +93,8 @@ class Reducer:
 
     # --- the sketch index, in SQL --------------------------------------------------------
     def _candidates(self, sk: Sketch) -> list[similarity.Entry]:
-        def q(cur: Any) -> list[similarity.Entry]:
-            found: dict[bytes, similarity.Entry] = {}
-            for k, sf in enumerate(sk.supers):
-                cur.execute(f"SELECT {_SKETCH_COLS} FROM sketches WHERE sf{k} = ? ORDER BY seq DESC LIMIT ?",
-                            (sf, similarity.PER_FEATURE))
-                for row in cur.fetchall():
-                    e = _entry(row)
-                    found[e.fp] = e
-            return list(found.values())
-
-        found = {e.fp: e for e in self.meta.runner.read(q, snapshot=False)}
+        found = {e.fp: e for e in map(_entry, reduction.sketch_candidates(self.meta, sk.supers,
+                                                                            similarity.PER_FEATURE))}
         for k, sf in enumerate(sk.supers):  # evaluated in this batch, not yet committed: newer than any row
             for row in self._pending_by_super.get((k, sf), [])[-similarity.PER_FEATURE:]:
                 e = _entry(row)
@@ -153,15 +135,7 @@ class Reducer:
         if fp in self._overlay_depth:
             return self._overlay_depth[fp]
 
-        def q(cur: Any) -> int | None:
-            cur.execute("SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
-                        "ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp = ?", (fp,))
-            row = cur.fetchone()
-            if row is None:
-                return None
-            return int(row[1] or 0) if row[0] == CODEC_DELTA else 0
-
-        return self.meta.runner.read(q, snapshot=False)
+        return reduction.chunk_depth(self.meta, fp, CODEC_DELTA)
 
     def _fetch(self, owner: tuple[str, str, str], start: int, end: int) -> similarity.Reference | None:
         lay = self._layout(owner)
@@ -171,11 +145,7 @@ class Reducer:
 
     # --- committing a batch ---------------------------------------------------------------
     def _is_base_in_db(self, fp: bytes) -> bool:
-        def q(cur: Any) -> bool:
-            cur.execute("SELECT 1 FROM delta_bases WHERE base = ?", (fp,))
-            return cur.fetchone() is not None
-
-        return self.meta.runner.read(q, snapshot=False)
+        return reduction.is_delta_base(self.meta, fp)
 
     def _commit(self, result: ReduceResult) -> None:
         """Write the batch's records durably (one append, one fsync), then in ONE transaction
@@ -204,24 +174,15 @@ class Reducer:
             self.store.log.sync(seg, base + pos)
             placed = [(loc, plan, base + rel) for loc, plan, rel in placed]
 
-        def tx(cur: Any) -> list[tuple[ChunkLocation, similarity.Plan]]:
-            done: list[tuple[ChunkLocation, similarity.Plan]] = []
-            if placed:
-                cur.execute("SELECT state FROM segments WHERE id = ?", (seg,))
-                got = cur.fetchone()
-                if got is None or got[0] == "deleted":
-                    placed.clear()  # compacted under us: nothing points at these records
-            for loc, plan, off in placed:
-                if self._apply(cur, loc, plan, seg, off):
-                    done.append((loc, plan))
-            if rows:
-                cur.executemany(_SKETCH_INSERT, rows)
-            return done
-
+        repoints = [reduction.Repoint(loc, plan.codec, len(plan.payload), plan.plain_len, plan.grouped_len,
+                                      plan.depth, mf.pack(plan.refs) if plan.refs else None, off)
+                    for loc, plan, off in placed]
         try:
-            done = self.meta.runner.write_sync(tx)
+            switched = reduction.commit_batch(self.meta, seg, repoints, rows, delta_codec=CODEC_DELTA,
+                                              max_depth=similarity.MAX_DEPTH)
         except errors.Unavailable:
-            done = []
+            switched = []
+        done = [(placed[i][0], placed[i][1]) for i in switched]
         for loc, plan in done:
             result.saved_bytes += loc.stored_len - len(plan.payload)
             if plan.codec == CODEC_DELTA:
@@ -234,44 +195,6 @@ class Reducer:
         self._overlay_depth.clear()
         self._overlay_bases.clear()
         self._batch_bytes = 0
-
-    @staticmethod
-    def _apply(cur: Any, loc: ChunkLocation, plan: similarity.Plan, seg: int, off: int) -> bool:
-        """Switch one chunk to its new record, if every rule still holds (inside the transaction)."""
-        refs = mf.ref_counts(mf.pack(plan.refs)) if plan.refs else Counter()
-        cur.execute("SAVEPOINT reduce_one")
-        if plan.codec == CODEC_DELTA:
-            if loc.fp in refs:
-                return _rollback(cur)  # never its own base
-            cur.execute("SELECT 1 FROM delta_bases WHERE base = ?", (loc.fp,))
-            if cur.fetchone() is not None:
-                return _rollback(cur)  # a base: its dependants' depth must not change
-            marks = ",".join("?" * len(refs))
-            cur.execute(f"SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
-                        f"ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp IN ({marks})", list(refs))
-            found = cur.fetchall()
-            deepest = max((int(d or 0) if c == CODEC_DELTA else 0) for c, d in found) if found else 0
-            if len(found) != len(refs) or 1 + deepest != plan.depth or plan.depth > similarity.MAX_DEPTH:
-                return _rollback(cur)  # a base was reclaimed or re-encoded meanwhile
-        cur.execute('UPDATE chunks SET segment = ?, "offset" = ?, stored_len = ?, codec = ? '
-                    'WHERE fp = ? AND segment = ? AND "offset" = ? AND codec = ?',
-                    (seg, off, len(plan.payload), plan.codec, loc.fp, loc.segment, loc.offset, loc.codec))
-        if cur.rowcount != 1:
-            return _rollback(cur)  # moved (compaction), reaped or re-encoded meanwhile
-        if refs:
-            try:
-                add_refs(cur, refs)
-            except errors.Unavailable:
-                return _rollback(cur)
-        cur.execute("DELETE FROM reduced_chunks WHERE fp = ?", (loc.fp,))
-        cur.execute("INSERT INTO reduced_chunks (fp, codec, plain_len, grouped_len, depth, manifest) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (loc.fp, plan.codec, plan.plain_len, plan.grouped_len,
-                                                 plan.depth, mf.pack(plan.refs) if plan.refs else None))
-        if refs:
-            cur.executemany("INSERT INTO delta_bases (base, fp) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                            [(b, loc.fp) for b in refs])
-        cur.execute("RELEASE SAVEPOINT reduce_one")
-        return True
 
     # --- one object ----------------------------------------------------------------------
     def _object(self, bucket: str, key: str, version: str, seq: int, manifest: bytes,
@@ -286,15 +209,7 @@ class Reducer:
             fps = [s.fp for s, _ in window]
             chunk_offset = {s.fp: pos - s.start for s, pos in window}
 
-            def known_q(cur: Any, fps: list[bytes] = fps) -> set[bytes]:
-                out: set[bytes] = set()
-                for i in range(0, len(fps), 500):
-                    batch = fps[i:i + 500]
-                    cur.execute(f"SELECT fp FROM sketches WHERE fp IN ({','.join('?' * len(batch))})", batch)
-                    out.update(bytes(r[0]) for r in cur.fetchall())
-                return out
-
-            known = self.meta.runner.read(known_q, snapshot=False)
+            known = reduction.sketched(self.meta, fps)
             locs = self.meta.lookup_chunks(fps)
             for j, fp in enumerate(fps):
                 loc = locs.get(fp)
@@ -338,31 +253,14 @@ class Reducer:
     # --- passes --------------------------------------------------------------------------
     def release_orphans(self) -> int:
         """Drop the references of deltas whose chunk is gone (reaped) or no longer that record."""
-        def tx(cur: Any) -> int:
-            cur.execute("SELECT r.fp, r.manifest FROM reduced_chunks r LEFT JOIN chunks c ON c.fp = r.fp "
-                        "WHERE c.fp IS NULL OR c.codec != r.codec")
-            rows = [(bytes(fp), m) for fp, m in cur.fetchall()]
-            for fp, manifest in rows:
-                drop_refs(cur, mf.ref_counts(manifest))
-                cur.execute("DELETE FROM reduced_chunks WHERE fp = ?", (fp,))
-                cur.execute("DELETE FROM delta_bases WHERE fp = ?", (fp,))
-            cur.execute("DELETE FROM sketches WHERE fp NOT IN (SELECT fp FROM chunks)")
-            return len(rows)
-
-        return self.meta.runner.write_sync(tx)
+        return reduction.release_orphans(self.meta)
 
     def adopt_orphans(self) -> int:
         """Re-register deltas the index points at without a ``reduced_chunks`` row (possible after
         ``fsck --rebuild-index`` revived a delta record): their references must be held again, or
         their bases could be reclaimed. Returns how many were adopted."""
-        def q(cur: Any) -> list[ChunkLocation]:
-            cur.execute('SELECT c.fp, c.segment, c."offset", c.stored_len, c.raw_len, c.codec FROM chunks c '
-                        "LEFT JOIN reduced_chunks r ON r.fp = c.fp AND r.codec = c.codec "
-                        "WHERE c.codec = ? AND r.fp IS NULL", (CODEC_DELTA,))
-            return [ChunkLocation(bytes(r[0]), *r[1:]) for r in cur.fetchall()]
-
         adopted = 0
-        for loc in self.meta.runner.read(q, snapshot=False):
+        for loc in reduction.unregistered_deltas(self.meta, CODEC_DELTA):
             try:
                 raw = self.store.log.pread(loc.segment, loc.offset, HEADER_SIZE + loc.stored_len)
                 head = decode_header(raw)
@@ -372,32 +270,13 @@ class Reducer:
             except (errors.DataCorrupted, OSError):
                 log.error("delta chunk %s unreadable; run exastor fsck", loc.fp.hex())
                 continue
-            refs = mf.ref_counts(mf.pack(slices))
-
-            def tx(cur: Any, loc: ChunkLocation = loc, slices: list = slices, refs: Counter = refs) -> bool:
-                cur.execute("SELECT 1 FROM reduced_chunks WHERE fp = ?", (loc.fp,))
-                if cur.fetchone() is not None:
-                    return False
-                marks = ",".join("?" * len(refs))
-                cur.execute(f"SELECT c.codec, r.depth FROM chunks c LEFT JOIN reduced_chunks r "
-                            f"ON r.fp = c.fp AND r.codec = c.codec WHERE c.fp IN ({marks})", list(refs))
-                found = cur.fetchall()
-                if len(found) != len(refs):
-                    log.error("delta chunk %s lost a base; run exastor fsck", loc.fp.hex())
-                    return False
-                depth = 1 + max((int(d or 0) if c == CODEC_DELTA else 0) for c, d in found)
-                add_refs(cur, refs)
-                cur.execute("INSERT INTO reduced_chunks (fp, codec, plain_len, grouped_len, depth, manifest) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (loc.fp, CODEC_DELTA, loc.stored_len, loc.stored_len,
-                                                         depth, mf.pack(slices)))
-                cur.executemany("INSERT INTO delta_bases (base, fp) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                [(b, loc.fp) for b in refs])
-                return True
-
             try:
-                adopted += bool(self.meta.runner.write_sync(tx))
+                outcome = reduction.register_delta(self.meta, loc, mf.pack(slices), delta_codec=CODEC_DELTA)
             except errors.Unavailable:
                 continue
+            if outcome == "lost-base":
+                log.error("delta chunk %s lost a base; run exastor fsck", loc.fp.hex())
+            adopted += outcome == "adopted"
         return adopted
 
     def run_once(self, max_objects: int | None = None, stop: Callable[[], bool] | None = None) -> ReduceResult:
@@ -407,19 +286,9 @@ class Reducer:
         result = ReduceResult(released=self.release_orphans())
         self.adopt_orphans()
 
-        def cursor_q(cur: Any) -> int:
-            cur.execute("SELECT value FROM counters WHERE name = ?", (CURSOR,))
-            row = cur.fetchone()
-            return int(row[0]) if row else 0
-
-        cursor = self.meta.runner.read(cursor_q, snapshot=False)
+        cursor = read_counters(self.meta, [CURSOR]).get(CURSOR, 0)
         while max_objects is None or result.objects < max_objects:
-            def batch_q(cur: Any, after: int = cursor) -> list[tuple]:
-                cur.execute("SELECT bucket, key, version_id, seq, manifest FROM objects WHERE seq > ? "
-                            "AND delete_marker = 0 ORDER BY seq LIMIT 64", (after,))
-                return [tuple(r) for r in cur.fetchall()]
-
-            batch = self.meta.runner.read(batch_q, snapshot=False)
+            batch = reduction.objects_after(self.meta, cursor, 64)
             if not batch or (stop is not None and stop()):
                 break
             for bucket, key, version, seq, manifest in batch:
@@ -428,12 +297,7 @@ class Reducer:
                 result.objects += 1
                 cursor = seq
 
-                def save(cur: Any, value: int = seq) -> None:
-                    cur.execute("UPDATE counters SET value = ? WHERE name = ?", (value, CURSOR))
-                    if cur.rowcount == 0:
-                        cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (CURSOR, value))
-
-                self.meta.runner.write_sync(save)
+                set_counters(self.meta, {CURSOR: seq})
                 if max_objects is not None and result.objects >= max_objects:
                     break
         result.seconds = time.monotonic() - started
@@ -504,14 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     import json
     from dataclasses import asdict
 
-    from exastor.gateway.store import open_namespace
+    from exastor.datadir.opening import open_namespace
 
     ap = argparse.ArgumentParser(prog="python -m exastor.services.reducer", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="./data")
     ap.add_argument("--duty", type=float, default=1.0, help="share of one core to use (default 1.0)")
     ap.add_argument("--max-objects", type=int, default=None)
     args = ap.parse_args(argv)
-    from exastor.gateway import lock
+    from exastor.datadir import lock
 
     lock.shared(Path(args.data))  # beside servers, never beside an offline repair (exclusive)
     # recover=False: a running server may have segments open; this process opens its own.

@@ -27,12 +27,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from exastor import errors
 from exastor.engine import shards as shardfiles
 from exastor.engine.drives import DriveSet
 from exastor.engine.record import SEGMENT_HEADER_SIZE, parse_segment_header
+from exastor.meta import placement
 from exastor.meta.store import Metadata
 
 log = logging.getLogger("exastor.relayout")
@@ -125,24 +125,10 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
     report = LayoutReport()
     drives.refresh()
 
-    def q(cur: Any) -> tuple[dict, dict, dict, dict]:
-        cur.execute("SELECT id, state, size, created_ns FROM segments")
-        segs = {int(a): (b, int(c), int(d)) for a, b, c, d in cur.fetchall()}
-        cur.execute("SELECT segment, k, m, shard_len, data_len FROM segment_layout")
-        lays = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
-        cur.execute("SELECT segment, idx, drive, state, gen FROM shards")
-        shs: dict[int, dict[int, tuple[int, str, int]]] = {}
-        for seg, idx, drive, state, gen in cur.fetchall():
-            shs.setdefault(int(seg), {})[int(idx)] = (int(drive), state, int(gen))
-        cur.execute("SELECT segment, drive FROM replicas")
-        reps: dict[int, set[int]] = {}
-        for seg, drive in cur.fetchall():
-            reps.setdefault(int(seg), set()).add(int(drive))
-        return segs, lays, shs, reps
-
     # The rows first, then the files: a seal, repair or move that commits after this snapshot changes
     # rows the transaction below compares with, so a plan made from files that moved is dropped.
-    old_segs, old_lays, old_shards, old_reps = meta.runner.read(q)
+    snapshot = placement.layout_snapshot(meta)
+    old_segs, old_lays, old_shards, old_reps = snapshot
     found = _scan(drives)
     now = time.time_ns()
     first = drives.first.id
@@ -205,42 +191,8 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
             if old is not None:
                 log.error("segment %d: no shard or copy of it found on the drives", seg)
 
-    def unchanged(cur: Any, seg: int) -> bool:
-        """The rows are still what the scan was compared with: no seal, repair, move or compaction
-        committed meanwhile (the transaction is the arbiter; a plan made on stale rows is dropped)."""
-        cur.execute("SELECT state, size, created_ns FROM segments WHERE id = ?", (seg,))
-        row = cur.fetchone()
-        if (None if row is None else (row[0], int(row[1]), int(row[2]))) != old_segs.get(seg):
-            return False
-        cur.execute("SELECT k, m, shard_len, data_len FROM segment_layout WHERE segment = ?", (seg,))
-        lay = cur.fetchone()
-        if (tuple(int(x) for x in lay) if lay else None) != old_lays.get(seg):
-            return False
-        cur.execute("SELECT idx, drive, state, gen FROM shards WHERE segment = ?", (seg,))
-        if {int(i): (int(d), st, int(g)) for i, d, st, g in cur.fetchall()} != old_shards.get(seg, {}):
-            return False
-        cur.execute("SELECT drive FROM replicas WHERE segment = ?", (seg,))
-        return {int(r[0]) for r in cur.fetchall()} == old_reps.get(seg, set())
-
-    def tx(cur: Any) -> None:
-        for seg, (state, size, created), (k, m, shard_len, data_len), rows, holders in plans:
-            if not unchanged(cur, seg):
-                report.changed_meanwhile += 1
-                continue
-            cur.execute("DELETE FROM segments WHERE id = ?", (seg,))
-            cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, ?, ?, ?)",
-                        (seg, state, size, created))
-            cur.execute("DELETE FROM segment_layout WHERE segment = ?", (seg,))
-            cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
-                        (seg, k, m, shard_len, data_len))
-            cur.execute("DELETE FROM shards WHERE segment = ?", (seg,))
-            cur.executemany("INSERT INTO shards (segment, idx, drive, state, gen) VALUES (?, ?, ?, ?, ?)",
-                            [(seg, idx, drive, st, gen) for idx, drive, st, gen in rows])
-            cur.execute("DELETE FROM replicas WHERE segment = ?", (seg,))
-            cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in holders])
-
     if plans:
-        meta.runner.write_sync(tx)
+        report.changed_meanwhile += placement.rewrite_layouts(meta, plans, snapshot)
         log.warning("rebuilt the layout of %d segments from the drives (%d erasure-coded, %d whole copies; "
                     "%d shards missing, queued for repair)", len(plans), report.ec_segments,
                     report.replica_segments, report.missing_shards)

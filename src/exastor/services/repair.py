@@ -44,6 +44,7 @@ from exastor.engine.drives import (
     names_shard,
 )
 from exastor.engine.segments import SegmentLog
+from exastor.meta import placement
 
 log = logging.getLogger("exastor.repair")
 STEP = 4 << 20
@@ -73,15 +74,7 @@ class Repairer:
         """(segment, idx, drive, why) for every shard that needs work."""
         offline_before = time.time_ns() - int(self.offline_after_s * 1e9)
 
-        def q(cur: Any) -> list[tuple[int, int, int, str]]:
-            cur.execute("SELECT s.segment, s.idx, s.drive, s.state, COALESCE(d.state, 'removed') FROM shards s "
-                        "JOIN segments g ON g.id = s.segment LEFT JOIN drives d ON d.id = s.drive "
-                        "WHERE g.state = 'sealed' AND (s.state != 'ok' OR d.state IS NULL OR "
-                        "d.state IN ('failed', 'draining', 'removed') OR "
-                        "(d.state = 'offline' AND d.changed_ns <= ?)) ORDER BY s.segment, s.idx", (offline_before,))
-            return [(int(a), int(b), int(c), st if st != "ok" else ds) for a, b, c, st, ds in cur.fetchall()]
-
-        return self.meta.runner.read(q, snapshot=False)
+        return placement.shards_needing_repair(self.meta, offline_before)
 
     def run_once(self, progress: Progress | None = None, *, reprotect: bool = True) -> RepairResult:
         res = RepairResult()
@@ -174,12 +167,7 @@ class Repairer:
         if g is None or g.m == 0:
             return
 
-        def q(cur: Any) -> list[int]:
-            cur.execute("SELECT s.id FROM segments s LEFT JOIN segment_layout l ON l.segment = s.id "
-                        "WHERE s.state = 'sealed' AND (l.segment IS NULL OR l.shard_len = 0) ORDER BY s.id")
-            return [int(r[0]) for r in cur.fetchall()]
-
-        for seg in self.meta.runner.read(q, snapshot=False):
+        for seg in placement.unprotected_sealed_segments(self.meta):
             try:
                 self.log.seal(seg, expect_state="sealed")
                 lay = load_layout(self.meta, seg)
@@ -199,14 +187,8 @@ class Repairer:
             return res
         share = sum(counts.get(d.id, 0) for d in live) // len(live)
 
-        def q(cur: Any) -> list[tuple[int, int, int]]:
-            cur.execute("SELECT s.segment, s.idx, s.drive FROM shards s JOIN segments g ON g.id = s.segment "
-                        "WHERE g.state = 'sealed' AND s.state = 'ok' AND s.drive != ? ORDER BY s.segment, s.idx",
-                        (onto.id,))
-            return [(int(a), int(b), int(c)) for a, b, c in cur.fetchall()]
-
         have = counts.get(onto.id, 0)
-        for seg, idx, drive in self.meta.runner.read(q, snapshot=False):
+        for seg, idx, drive in placement.healthy_shards_off(self.meta, onto.id):
             if have >= share:
                 break
             if counts.get(drive, 0) <= share:

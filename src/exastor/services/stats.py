@@ -13,6 +13,7 @@ from typing import Any
 
 from exastor.engine.drives import DriveSet, segment_name
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED, HEADER_SIZE
+from exastor.meta import figures
 from exastor.meta.store import Metadata
 
 
@@ -76,24 +77,8 @@ class StoreStats:
 
 
 def collect(meta: Metadata, segments_dir: os.PathLike | None = None) -> StoreStats:
-    def q(cur: Any) -> tuple:
-        cur.execute("SELECT COUNT(*) FROM buckets")
-        buckets = cur.fetchone()[0]
-        cur.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE delete_marker = 0")
-        objects, logical = cur.fetchone()
-        cur.execute(f"SELECT COUNT(*), COALESCE(SUM(c.raw_len), 0), COALESCE(SUM(c.stored_len + {HEADER_SIZE}), 0), "
-                    f"COALESCE(SUM(COALESCE(r.plain_len, c.stored_len) + {HEADER_SIZE}), 0), "
-                    f"COALESCE(SUM(COALESCE(r.grouped_len, c.stored_len) + {HEADER_SIZE}), 0), "
-                    f"COALESCE(SUM(CASE WHEN r.codec = {CODEC_DELTA} THEN 1 ELSE 0 END), 0), "
-                    f"COALESCE(SUM(CASE WHEN r.codec = {CODEC_GROUPED} THEN 1 ELSE 0 END), 0) "
-                    "FROM chunks c LEFT JOIN reduced_chunks r ON r.fp = c.fp AND r.codec = c.codec "
-                    "WHERE c.refs > 0")
-        chunks, unique, stored, written, grouped, deltas, grouped_n = cur.fetchone()
-        cur.execute("SELECT id FROM segments WHERE state != 'deleted'")
-        segs = [r[0] for r in cur.fetchall()]
-        return buckets, objects, logical, chunks, unique, stored, segs, written, grouped, deltas, grouped_n
-
-    buckets, objects, logical, chunks, unique, stored, segs, written, grouped, deltas, grouped_n = meta.runner.read(q)
+    buckets, objects, logical, chunks, unique, stored, segs, written, grouped, deltas, grouped_n = \
+        figures.store_totals(meta, header_size=HEADER_SIZE, delta_codec=CODEC_DELTA, grouped_codec=CODEC_GROUPED)
     drives = DriveSet(meta)
     on_disk = 0
     if segments_dir is not None and drives.all:
@@ -115,21 +100,7 @@ def _redundancy(meta: Metadata, st: StoreStats, drives: DriveSet) -> None:
     from exastor.engine import erasure
     from exastor.engine.shards import shard_name
 
-    def q(cur: Any) -> tuple[list, dict, dict]:
-        cur.execute("SELECT s.id, s.size, l.k, l.m, l.shard_len FROM segments s "
-                    "LEFT JOIN segment_layout l ON l.segment = s.id WHERE s.state = 'sealed'")
-        segs = cur.fetchall()
-        cur.execute("SELECT segment, drive FROM replicas")
-        reps: dict[int, list[int]] = {}
-        for seg, drive in cur.fetchall():
-            reps.setdefault(int(seg), []).append(int(drive))
-        cur.execute("SELECT segment, idx, drive, gen FROM shards")
-        placed: dict[int, list[tuple[int, int, int]]] = {}
-        for seg, idx, drive, gen in cur.fetchall():
-            placed.setdefault(int(seg), []).append((int(idx), int(drive), int(gen)))
-        return segs, reps, placed
-
-    segs, reps, placed = meta.runner.read(q)
+    segs, reps, placed = figures.sealed_placement(meta)
     live = [d for d in drives.all if d.state != "removed"]
     if not live:
         st.segment_data_bytes = st.raw_bytes = st.segment_bytes

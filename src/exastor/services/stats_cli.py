@@ -6,7 +6,7 @@ import argparse
 import json
 
 from exastor.cliargs import add_data_argument, existing_store
-from exastor.gateway.store import drive_dirs, open_metadata
+from exastor.datadir.opening import drive_dirs, open_metadata
 from exastor.services.reduce_cli import summary
 from exastor.services.stats import collect
 

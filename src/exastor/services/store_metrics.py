@@ -21,6 +21,7 @@ from typing import Any
 from exastor import errors
 from exastor.drives import SUBDIRS, DriveIO
 from exastor.engine.drives import DriveSet
+from exastor.meta import figures as store_figures
 from exastor.meta.store import Metadata
 from exastor.services import reduce_control
 from exastor.services.stats import StoreStats, collect
@@ -72,15 +73,7 @@ class StoreSnapshot:
 
 def backlog(meta: Metadata) -> tuple[int, int]:
     """(object versions, logical bytes) written after the reducer's cursor: what it has yet to see."""
-    def q(cur: Any) -> tuple[int, int]:
-        cur.execute("SELECT value FROM counters WHERE name = 'reducer_seq'")
-        row = cur.fetchone()
-        cur.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE seq > ? AND delete_marker = 0",
-                    (int(row[0]) if row else 0,))
-        n, size = cur.fetchone()
-        return int(n), int(size)
-
-    return meta.runner.read(q)
+    return store_figures.written_after_counter(meta, "reducer_seq")
 
 
 def _used(io: DriveIO) -> int:
@@ -102,18 +95,7 @@ def take(meta: Metadata, drives: DriveSet | None = None) -> StoreSnapshot:
     stats = collect(meta, None)
     objects, size = backlog(meta)
 
-    def q(cur: Any) -> tuple[list, dict[str, int], int]:
-        cur.execute("SELECT id, path, state FROM drives WHERE state != 'removed' ORDER BY id")
-        drives = cur.fetchall()
-        cur.execute("SELECT state, COUNT(*) FROM segments WHERE state IN ('open', 'sealed') GROUP BY state")
-        segs = {"open": 0, "sealed": 0, "erasure_coded": 0} | {s: int(n) for s, n in cur.fetchall()}
-        cur.execute("SELECT COUNT(*) FROM segment_layout l JOIN segments s ON s.id = l.segment "
-                    "WHERE s.state = 'sealed' AND l.shard_len > 0")
-        segs["erasure_coded"] = int(cur.fetchone()[0])
-        cur.execute("SELECT COUNT(*) FROM shards WHERE state != 'ok'")
-        return drives, segs, int(cur.fetchone()[0])
-
-    rows, segs, bad = meta.runner.read(q)
+    rows, segs, bad = store_figures.store_health(meta)
     figures = []
     for drive_id, path, state in rows:
         capacity = free = None

@@ -20,9 +20,9 @@ from typing import Any
 import blake3
 
 from exastor.engine import chunker, codec, detect, similarity
-from exastor.engine import manifest as mf
 from exastor.engine.encryption import OVERHEAD as ENCRYPTION_OVERHEAD
 from exastor.engine.record import CODEC_DELTA, HEADER_SIZE
+from exastor.meta import manifest as mf
 from exastor.tools.estimate.sources import Item, Source
 
 WINDOW = 4 << 20  # bytes chunked at a time, as the write path does

@@ -27,10 +27,10 @@ import blake3
 
 from exastor import errors
 from exastor.engine import chunker, codec, encryption, references
-from exastor.engine import manifest as mf
 from exastor.engine.drives import DriveSet
 from exastor.engine.record import HEADER_SIZE, decode_header, encode, verify_payload
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
+from exastor.meta import manifest as mf
 from exastor.meta.records import ChunkLocation
 from exastor.meta.store import Metadata
 
@@ -54,7 +54,7 @@ class WriteResult:
 
 @dataclass
 class _WriterState:
-    cdc: object
+    cdc: chunker.FastCDC
     slices: list[mf.Slice] = field(default_factory=list)
     new_chunks: dict[bytes, ChunkLocation] = field(default_factory=dict)  # fp -> loc (written or borrowed)
     own_fps: list[bytes] = field(default_factory=list)                   # fps this writer put into `pending`
@@ -92,7 +92,7 @@ class ChunkStore:
     def writer(self, digesters: Iterable[Digester] = ()) -> ObjectWriter:
         return ObjectWriter(self, list(digesters))
 
-    def _process(self, state: _WriterState, buf: bytes, final: bool) -> bytes:
+    def _process(self, state: _WriterState, buf: bytes | memoryview, final: bool) -> bytes:
         """Chunk, fingerprint, dedupe, compress and append one window. Returns the carried tail."""
         chunks, tail = chunker.cut(state.cdc, buf, final)
         if not chunks:
@@ -110,7 +110,7 @@ class ChunkStore:
                 else:
                     unknown.append(fp)
         indexed = self.meta.lookup_chunks(unknown) if unknown else {}
-        parts: list[bytes | memoryview] = []
+        parts: list[bytes | bytearray | memoryview] = []
         fresh: dict[bytes, tuple[int, int, int, int]] = {}  # fp -> (offset in blob, stored_len, raw_len, codec)
         pos = 0
         for chunk, fp in zip(chunks, fps, strict=True):
@@ -132,8 +132,8 @@ class ChunkStore:
         if fresh:
             seg, base = self.log.append(parts)  # one writev: no joined copy of the window
             with self._pending_lock:
-                for fp, (rel, stored, raw, which) in fresh.items():
-                    loc = ChunkLocation(fp, seg, base + rel, stored, raw, which)
+                for fp, (rel, stored_len, raw, which) in fresh.items():
+                    loc = ChunkLocation(fp, seg, base + rel, stored_len, raw, which)
                     state.new_chunks[fp] = loc
                     self._pending.setdefault(fp, loc)
                     state.own_fps.append(fp)
@@ -306,7 +306,7 @@ class ObjectWriter:
         self._buffered = 0
         self._tail = b""
         self._inflight: asyncio.Future[bytes] | None = None
-        self._digest_inflight: asyncio.Future[None] | None = None
+        self._digest_inflight: asyncio.Future[list[None]] | None = None
 
     @property
     def size(self) -> int:
@@ -329,7 +329,8 @@ class ObjectWriter:
         # receives the next window meanwhile.
         if self._inflight is not None:
             self._tail = await self._inflight
-            await self._digest_inflight
+            if self._digest_inflight is not None:
+                await self._digest_inflight
             self._inflight = self._digest_inflight = None
         tail, self._tail = self._tail, b""
         buf: bytes | memoryview
@@ -359,7 +360,8 @@ class ObjectWriter:
         self._inflight = loop.run_in_executor(self.store.pool, self.store._process, self.state, buf, final)
         if final:
             self._tail = await self._inflight
-            await self._digest_inflight
+            if self._digest_inflight is not None:
+                await self._digest_inflight
             self._inflight = self._digest_inflight = None
 
     async def finish(self, *, sync: bool = True) -> WriteResult:
@@ -381,7 +383,8 @@ class ObjectWriter:
         if self._inflight is not None:
             try:
                 await self._inflight
-                await self._digest_inflight
+                if self._digest_inflight is not None:
+                    await self._digest_inflight
             except Exception:  # noqa: BLE001 - aborting anyway
                 pass
         self.store.release(self.state)

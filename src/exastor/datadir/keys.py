@@ -23,16 +23,15 @@ import base64
 import binascii
 import logging
 import os
-import sqlite3
 import subprocess
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from exastor.gateway.store import ACCOUNT_CONTEXT
-from exastor.meta import blob as bm
-from exastor.meta import datakeys
-from exastor.meta.sealing import PREFIX, Sealer, SecretsLocked, is_sealed, key_id, sealed_key_id
-from exastor.meta.store import Metadata, user_context
+from exastor.meta import sealed_rows
+from exastor.meta.sealing import Sealer, SecretsLocked, key_id
+from exastor.meta.store import Metadata
+
+ACCOUNT_CONTEXT = "blob_settings.account_key"  # what the sealed account key is bound to
 
 log = logging.getLogger("exastor.keys")
 
@@ -124,17 +123,7 @@ def provider(data: Path, command: str | None = None) -> KeyProvider:
 
 def sealed_under(meta: Metadata) -> set[str]:
     """The key ids the database's sealed secrets name (empty: nothing sealed yet)."""
-    def q(cur: sqlite3.Cursor) -> set[str]:
-        cur.execute("SELECT secret_key FROM users WHERE secret_key LIKE ?", (PREFIX + "%",))
-        ids = {sealed_key_id(v) for (v,) in cur.fetchall()}
-        account = bm.get_setting(cur, "account_key")
-        if account and is_sealed(account):
-            ids.add(sealed_key_id(account))
-        # The data keys (encryption at rest) too: a new master key would lock every object away.
-        ids |= {sealed_key_id(wrapped) for _, wrapped, _ in datakeys.wrapped_keys(cur)}
-        return ids
-
-    return meta.runner.read(q)
+    return sealed_rows.sealed_key_ids(meta)
 
 
 def sealer(data: Path, meta: Metadata, *, command: str | None = None, create: bool = False) -> Sealer:
@@ -171,19 +160,6 @@ def ensure(data: Path, meta: Metadata, *, command: str | None = None) -> Sealer:
     return meta.sealer
 
 
-def _seal_rows(box: Any, cur: Any) -> int:
-    """Seal, in one transaction's cursor, every secret still in the clear; returns how many."""
-    cur.execute("SELECT access_key, secret_key FROM users")
-    clear = [(access, secret) for access, secret in cur.fetchall() if not is_sealed(secret)]
-    for access, secret in clear:
-        cur.execute("UPDATE users SET secret_key = ? WHERE access_key = ?", (box.seal(secret, user_context(access)), access))
-    account = bm.get_setting(cur, "account_key")
-    account_clear = account is not None and not is_sealed(account)
-    if account_clear:
-        bm.put_setting(cur, "account_key", box.seal(account, ACCOUNT_CONTEXT))
-    return len(clear) + int(account_clear)
-
-
 def seal_plaintext(meta: Metadata) -> int:
     """Seal every secret still stored in the clear (a store from before sealing); returns how many.
 
@@ -194,29 +170,7 @@ def seal_plaintext(meta: Metadata) -> int:
     reclaims the old row versions)."""
     box = meta.sealer
     assert not box.locked, "sealing needs the key"
-    if getattr(meta.runner, "backend", "sqlite") != "sqlite":
-        count = meta.runner.write_sync(lambda cur: _seal_rows(box, cur))
-        if count:
-            log.warning("sealed %d secret(s) that were stored in the clear", count)
-        return count
-    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)  # not a drive; not the runner: secure_delete
-    try:
-        con.execute("PRAGMA secure_delete=ON")
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            count = _seal_rows(box, con.cursor())
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        if count:
-            log.warning("sealed %d secret(s) that were stored in the clear", count)
-            try:  # secure_delete already zeroed what the rewrite freed; this also drops older free pages
-                con.execute("VACUUM")
-                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError as exc:  # another process (a standalone reducer) is reading
-                log.warning("could not VACUUM the metadata after sealing (%s): free pages may still hold "
-                            "secrets from before; run `exastor serve` again with nothing else open", exc)
-        return count
-    finally:
-        con.close()
+    count = sealed_rows.seal_clear_secrets(meta, box, ACCOUNT_CONTEXT)
+    if count:
+        log.warning("sealed %d secret(s) that were stored in the clear", count)
+    return count

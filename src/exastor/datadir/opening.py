@@ -11,20 +11,20 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from exastor.drives import is_url
+from exastor.datadir import keys
+from exastor.datadir.keys import ACCOUNT_CONTEXT
+from exastor.drives import DriveIO, is_url
+from exastor.engine.chunkstore import ChunkStore
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
-from exastor.engine.store import ChunkStore
 from exastor.errors import data_dir_unusable
 from exastor.meta import blob as bm
+from exastor.meta import journal as jr
 from exastor.meta.records import User
-from exastor.meta.sealing import is_sealed
-from exastor.meta.sqlite import SqliteRunner
+from exastor.meta.sqlite import SqliteRunner, stored_drive_paths
 from exastor.meta.store import Metadata
 from exastor.namespace.store import Namespace
-from exastor.services import metabackup
 
 ADMIN = "admin"
 CREDENTIALS_FILE = "credentials.toml"
@@ -53,14 +53,12 @@ def open_metadata(data: Path, meta_url: str | None = None, *, key_command: str |
     """The metadata database: PostgreSQL at ``meta_url`` (postgresql://...), else the embedded SQLite
     under DATA/meta, created on first use and private (directory 0700; the file, its -wal and -shm
     0600: SQLite gives its side files the database file's mode). Either way with the sealer for its
-    secrets (gateway/keys.py: locked when the master key is not there; the commands that store
+    secrets (datadir/keys.py: locked when the master key is not there; the commands that store
     secrets call keys.ensure).
 
     A data directory the process cannot write (a read-only mount, wrong owner) stops with a
     CommandError that says so: SQLite needs to write beside the database even to read it (WAL), so
     every command needs a writable directory."""
-    from exastor.gateway import keys
-
     if meta_url:
         from exastor.meta.postgres import PostgresRunner  # psycopg only where it is used
         meta = Metadata(PostgresRunner(meta_url))
@@ -90,13 +88,9 @@ def drive_dirs(data: Path) -> list[Path]:
     has one: DATA/drive0."""
     db = data / "meta" / DB_NAME
     if db.exists():
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-                rows = con.execute("SELECT path FROM drives WHERE state != 'removed' ORDER BY id").fetchall()
-            if rows:
-                return [Path(r[0]) if Path(r[0]).is_absolute() else data.resolve() / r[0] for r in rows]
-        except sqlite3.Error:
-            pass  # an old store without the drives table yet
+        stored = stored_drive_paths(db)
+        if stored:
+            return [Path(p) if Path(p).is_absolute() else data.resolve() / p for p in stored]
     return [data / "drive0"]
 
 
@@ -108,13 +102,33 @@ def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec:
     ``adopt``: this process has the store to itself (see DriveSet)."""
     paths: list[Path | str] = [p if is_url(p) else Path(p).expanduser() for p in drives or []]
     if not paths:
-        known = meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM drives").fetchone()[0])
-        if not known:
+        if not meta.drive_count():
             paths = [data / "drive0"]
     drive_set = DriveSet(meta, paths, ec=ec or None, base=data, adopt=adopt)
     if journal:
-        metabackup.attach_journal(meta, drive_set)
+        attach_journal(meta, drive_set)
     return drive_set
+
+
+def attach_journal(meta: Metadata, drives: DriveSet) -> jr.Journal:
+    """Journal every commit of ``meta`` onto the drives that take the copies (meta/journal.py)."""
+    def failed(io: DriveIO, exc: OSError) -> None:
+        for d in drives.all:
+            if d.io is io or d.io.label == io.label:
+                drives.failed_io(d.id, exc, now=False)  # on the writer thread: queued, never waited for
+
+    journal = jr.Journal(lambda: journal_targets(drives), failed)
+    meta.runner.attach_journal(journal)  # type: ignore[attr-defined]
+    return journal
+
+
+def journal_targets(drives: DriveSet) -> list[DriveIO]:
+    """Where journal records go: m+1 drives in service, full ones included - a full store must still
+    commit the deletes that free it, and a record is small beside the space a drive keeps in reserve."""
+    # Called on the metadata writer thread: no refresh here (a refresh may commit, which would wait on
+    # this very thread); the process's view is kept fresh by its segment writes.
+    live = sorted((d for d in drives.all if d.state in ("active", "full")), key=lambda d: d.id)
+    return [d.io for d in live[:drives.geometry().m + 1]]
 
 
 def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,
@@ -191,7 +205,6 @@ def _write_private(path: Path, text: str) -> None:
 
 
 ACCOUNT_FILE = "blob-account.toml"
-ACCOUNT_CONTEXT = "blob_settings.account_key"  # what the sealed account key is bound to
 DEFAULT_ACCOUNT = "exastor"
 
 
@@ -204,7 +217,7 @@ class AccountKey:
 
 def stored_account(meta: Metadata) -> tuple[str | None, str | None]:
     """The Blob account name and key the server last recorded in the database (the key opened)."""
-    name, key = meta.runner.read(lambda cur: (bm.get_setting(cur, "account_name"), bm.get_setting(cur, "account_key")))
+    name, key = bm.account_setting(meta)
     return name, (meta.sealer.open(key, ACCOUNT_CONTEXT) if key is not None else None)
 
 
@@ -234,13 +247,5 @@ def ensure_account(data: Path, name: str | None, key: str | None, meta: Metadata
         if not path.exists():
             _write_private(path, f'account_name = "{name}"\naccount_key = "{key}"\n')
     if meta is not None:
-        sealer = meta.sealer
-
-        def record(cur: Any) -> None:
-            if bm.get_setting(cur, "account_name") != name:
-                bm.put_setting(cur, "account_name", name)
-            current = bm.get_setting(cur, "account_key")
-            if current is None or sealer.open(current, ACCOUNT_CONTEXT) != key or not is_sealed(current):
-                bm.put_setting(cur, "account_key", sealer.seal(key, ACCOUNT_CONTEXT))
-        meta.runner.write_sync(record)
+        bm.record_account(meta, name, key, meta.sealer, ACCOUNT_CONTEXT)
     return AccountKey(name, key, generated)

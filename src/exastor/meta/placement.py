@@ -1,0 +1,468 @@
+"""Where a store's bytes are, as the database records it: the store id and erasure geometry, the
+drives (path, state, failure domains), and each segment's layout, replicas and shards. Named
+operations for engine/drives.py, engine/segments.py and the services that place, seal, repair and
+scrub segments; each function is one transaction (docs/design.md, "Metadata")."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from exastor.meta.store import Metadata
+
+
+class ShardRow(NamedTuple):
+    idx: int
+    drive: int
+    state: str
+    gen: int = 0    # names the file (engine/shards.py): unique per write, so racing writers never share a file
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where a segment's bytes are. ``kind``: 'plain' (legacy file on drive 0), 'replicas', 'ec'."""
+
+    segment: int
+    state: str
+    k: int
+    m: int
+    shard_len: int
+    data_len: int
+    replicas: tuple[int, ...] = ()                   # drive ids
+    shards: tuple[ShardRow, ...] = ()                # by idx
+
+    @property
+    def kind(self) -> str:
+        if self.k == 0:
+            return "plain"
+        return "ec" if self.shard_len else "replicas"
+
+
+# --- the store's identity and geometry ------------------------------------------------------
+
+def stored_geometry(meta: Metadata) -> dict[str, int]:
+    """The explicit erasure geometry stored by --ec: {'ec_k': k, 'ec_m': m}, or {} when none was."""
+    def q(cur: Any) -> dict[str, int]:
+        cur.execute("SELECT name, value FROM counters WHERE name IN ('ec_k', 'ec_m')")
+        return {n: int(v) for n, v in cur.fetchall()}
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def store_geometry(meta: Metadata, k: int, m: int) -> None:
+    """Store an explicit geometry (--ec), so every tool and later start agrees on it."""
+    def tx(cur: Any) -> None:
+        for name, value in (("ec_k", k), ("ec_m", m)):
+            cur.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
+            if cur.rowcount == 0:
+                cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
+
+    meta.runner.write_sync(tx)
+
+
+def store_id(meta: Metadata) -> str | None:
+    """The store id the drives' identity files name, or None before the first drive joined."""
+    def q(cur: Any) -> str | None:
+        cur.execute("SELECT value FROM store_info WHERE name = 'store_id'")
+        row = cur.fetchone()
+        return str(row[0]) if row else None
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def ensure_store_id(meta: Metadata, proposed: str) -> str:
+    """The store id: the stored one, else ``proposed`` stored now (one transaction: two processes
+    racing to make it agree on the first)."""
+    def tx(cur: Any) -> str:
+        cur.execute("SELECT value FROM store_info WHERE name = 'store_id'")
+        row = cur.fetchone()
+        if row is not None:
+            return str(row[0])
+        cur.execute("INSERT INTO store_info (name, value) VALUES ('store_id', ?)", (proposed,))
+        return proposed
+
+    return meta.runner.write_sync(tx)
+
+
+# --- drives ------------------------------------------------------------------------------------
+
+def drive_rows(meta: Metadata) -> list[tuple[int, str, str, str, int]]:
+    """Every drive the store knows: (id, stored path, state, reason, changed_ns), by id."""
+    def q(cur: Any) -> list[tuple[int, str, str, str, int]]:
+        cur.execute("SELECT id, path, state, reason, changed_ns FROM drives ORDER BY id")
+        return [(int(a), str(b), str(c), str(d), int(e)) for a, b, c, d, e in cur.fetchall()]
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def drive_domains(meta: Metadata) -> dict[int, tuple[str, str]]:
+    """Each drive's failure domains: {id: (host, rack)}."""
+    def q(cur: Any) -> dict[int, tuple[str, str]]:
+        cur.execute("SELECT id, host, rack FROM drives")
+        return {int(a): (str(b), str(c)) for a, b, c in cur.fetchall()}
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def set_drive_domain(meta: Metadata, drive: int, host: str | None, rack: str = "") -> None:
+    """Record where ``drive`` is; ``host`` None keeps the one recorded."""
+    meta.runner.write_sync(lambda cur: cur.execute(
+        "UPDATE drives SET host = COALESCE(?, host), rack = ? WHERE id = ?", (host, rack, drive)))
+
+
+def next_drive_id(meta: Metadata) -> int:
+    """The id the next drive to join would get (a guess: add_drive decides inside its transaction)."""
+    return meta.runner.read(lambda cur: int(cur.execute(
+        "SELECT COALESCE(MAX(id), -1) + 1 FROM drives").fetchone()[0]), snapshot=False)
+
+
+def add_drive(meta: Metadata, stored: str, state: str, host: str, now_ns: int) -> int:
+    """A new drive row (reason 'joined'); its id, the next free one, chosen in the transaction."""
+    def tx(cur: Any) -> int:
+        cur.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM drives")
+        new = int(cur.fetchone()[0])
+        cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns, host) "
+                    "VALUES (?, ?, ?, 'joined', ?, ?)", (new, stored, state, now_ns, host))
+        return new
+
+    return meta.runner.write_sync(tx)
+
+
+def place_known_drive(meta: Metadata, drive: int, stored: str, state: str, host: str, now_ns: int) -> None:
+    """A drive whose identity file names it: its row is made when missing (a database rebuilt from
+    the drives), or its path and host updated when it moved."""
+    def tx(cur: Any) -> None:
+        cur.execute("SELECT path FROM drives WHERE id = ?", (drive,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute("INSERT INTO drives (id, path, state, reason, changed_ns, host) VALUES (?, ?, ?, ?, ?, ?)",
+                        (drive, stored, state, "identity verified", now_ns, host))
+        elif str(row[0]) != stored:  # it moved: to another host, perhaps
+            cur.execute("UPDATE drives SET path = ?, host = ? WHERE id = ?", (stored, host, drive))
+
+    meta.runner.write_sync(tx)
+
+
+def set_drive_path(meta: Metadata, drive: int, stored: str) -> None:
+    meta.runner.write_sync(lambda cur: cur.execute("UPDATE drives SET path = ? WHERE id = ?", (stored, drive)))
+
+
+def set_drive_state(meta: Metadata, drive: int, state: str, reason: str, now_ns: int) -> None:
+    def tx(cur: Any) -> None:
+        cur.execute("UPDATE drives SET state = ?, reason = ?, changed_ns = ? WHERE id = ?",
+                    (state, reason, now_ns, drive))
+
+    meta.runner.write_sync(tx)
+
+
+def shard_counts(meta: Metadata) -> dict[int, int]:
+    """Shards placed per drive: {drive id: count}."""
+    def q(cur: Any) -> dict[int, int]:
+        cur.execute("SELECT drive, COUNT(*) FROM shards GROUP BY drive")
+        return {int(a): int(b) for a, b in cur.fetchall()}
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def ownership_evidence(meta: Metadata, drive: int
+                       ) -> tuple[dict[int, tuple[int, ...]], dict[tuple[int, int], int], bool]:
+    """What the database says a drive should hold, in one snapshot: every live segment's layout
+    {segment: (k, m, shard_len, data_len)}, the shards placed on ``drive`` {(segment, idx): drive},
+    and whether anything at all (a replica or a shard) is placed there."""
+    def q(cur: Any) -> tuple[dict[int, tuple[int, ...]], dict[tuple[int, int], int], bool]:
+        cur.execute("SELECT s.id, COALESCE(l.k, 0), COALESCE(l.m, 0), COALESCE(l.shard_len, 0), "
+                    "COALESCE(l.data_len, 0) FROM segments s LEFT JOIN segment_layout l ON l.segment = s.id "
+                    "WHERE s.state != 'deleted'")
+        layouts = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
+        cur.execute("SELECT segment, idx FROM shards WHERE drive = ?", (drive,))
+        placed = {(int(a), int(b)): drive for a, b in cur.fetchall()}
+        cur.execute("SELECT COUNT(*) FROM replicas r JOIN segments s ON s.id = r.segment "
+                    "WHERE r.drive = ? AND s.state != 'deleted'", (drive,))
+        return layouts, placed, bool(cur.fetchone()[0]) or bool(placed)
+
+    return meta.runner.read(q)
+
+
+def chunks_in_segment(meta: Metadata, segment: int, limit: int) -> list[tuple[bytes, int]]:
+    """Up to ``limit`` chunks the index places in ``segment``: (fingerprint, offset)."""
+    rows = meta.runner.read(lambda cur: cur.execute(
+        'SELECT fp, "offset" FROM chunks WHERE segment = ? LIMIT ?', (segment, limit)).fetchall())
+    return [(bytes(fp), int(offset)) for fp, offset in rows]
+
+
+# --- segments: layouts, replicas, shards ---------------------------------------------------------
+
+def new_segment(meta: Metadata, m: int, drive_ids: list[int], created_ns: int | None = None) -> int:
+    """Allocate a segment id, open, replicated on ``drive_ids`` (m+1 drives): one transaction."""
+    now = created_ns or time.time_ns()
+
+    def tx(cur: Any) -> int:
+        cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
+        seg = int(cur.fetchone()[0])
+        cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, 'open', 0, ?)", (seg, now))
+        cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, 1, ?, 0, 0)",
+                    (seg, m))
+        cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in drive_ids])
+        return seg
+
+    return meta.runner.write_sync(tx)
+
+
+def allocate_gens(meta: Metadata, count: int) -> list[int]:
+    """``count`` shard generations, increasing across every process: a shard file written later
+    always has a higher one, so a file whose generation is below its row's is provably superseded."""
+    def tx(cur: Any) -> list[int]:
+        cur.execute("SELECT value FROM counters WHERE name = 'shard_gen'")
+        row = cur.fetchone()
+        start = int(row[0]) if row else 0
+        if row is None:
+            cur.execute("INSERT INTO counters (name, value) VALUES ('shard_gen', ?)", (start + count,))
+        else:
+            cur.execute("UPDATE counters SET value = ? WHERE name = 'shard_gen'", (start + count,))
+        return list(range(start + 1, start + count + 1))
+
+    return meta.runner.write_sync(tx)
+
+
+def load_layout(meta: Metadata, segment: int) -> Layout | None:
+    def q(cur: Any) -> Layout | None:
+        cur.execute("SELECT state, size FROM segments WHERE id = ?", (segment,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        state, size = row
+        cur.execute("SELECT k, m, shard_len, data_len FROM segment_layout WHERE segment = ?", (segment,))
+        lay = cur.fetchone()
+        if lay is None:
+            return Layout(segment, state, 0, 0, 0, int(size))
+        cur.execute("SELECT drive FROM replicas WHERE segment = ? ORDER BY drive", (segment,))
+        reps = tuple(int(r[0]) for r in cur.fetchall())
+        cur.execute("SELECT idx, drive, state, gen FROM shards WHERE segment = ? ORDER BY idx", (segment,))
+        shs = tuple(ShardRow(int(a), int(b), c, int(g)) for a, b, c, g in cur.fetchall())
+        return Layout(segment, state, int(lay[0]), int(lay[1]), int(lay[2]), int(lay[3]), reps, shs)
+
+    return meta.runner.read(q, snapshot=True)
+
+
+def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, data_len: int,
+                placed: list[tuple[int, int]], *, expect_state: str = "open") -> bool:
+    """Point the database at the shards ((drive, gen) by index, all fsynced already) and forget the
+    replicas, in one transaction. False when the segment is no longer in ``expect_state``."""
+    def tx(cur: Any) -> bool:
+        cur.execute("SELECT state FROM segments WHERE id = ?", (segment,))
+        row = cur.fetchone()
+        if row is None or row[0] != expect_state:
+            return False
+        cur.execute("SELECT shard_len FROM segment_layout WHERE segment = ?", (segment,))
+        current = cur.fetchone()
+        if shard_len and current is not None and int(current[0]) > 0:
+            return False  # another sealer (a re-protect in another process) won
+        cur.execute("DELETE FROM segment_layout WHERE segment = ?", (segment,))
+        cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
+                    (segment, k, m, shard_len, data_len))
+        cur.execute("DELETE FROM shards WHERE segment = ?", (segment,))
+        cur.executemany("INSERT INTO shards (segment, idx, drive, state, gen) VALUES (?, ?, ?, 'ok', ?)",
+                        [(segment, i, d, g) for i, (d, g) in enumerate(placed)])
+        if shard_len:
+            cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
+        cur.execute("UPDATE segments SET state = 'sealed', size = ? WHERE id = ?", (data_len, segment))
+        return True
+
+    return meta.runner.write_sync(tx)
+
+
+def names_shard(meta: Metadata, segment: int, idx: int, drive: int, gen: int) -> bool:
+    """Whether the database points at this copy of a shard: a writer that lost its own conditional
+    update checks this before deleting its file (a rebuild from the drives may have published it)."""
+    return bool(meta.runner.read(lambda cur: cur.execute(
+        "SELECT 1 FROM shards WHERE segment = ? AND idx = ? AND drive = ? AND gen = ?",
+        (segment, idx, drive, gen)).fetchone(), snapshot=False))
+
+
+def mark_shard(meta: Metadata, segment: int, idx: int, *, state: str, drive: int | None = None,
+               gen: int | None = None, expect_drive: int | None = None, expect_gen: int | None = None) -> bool:
+    """Set a shard's state (and move it to ``drive``/``gen``); with ``expect_*``, only if the row
+    still names that copy. True if the row changed: the transaction is the only arbiter of which
+    of two racing copies wins."""
+    sets = [("state", state), ("drive", drive), ("gen", gen)]
+    where = [("segment", segment), ("idx", idx), ("drive", expect_drive), ("gen", expect_gen)]
+    sets, where = [(c, v) for c, v in sets if v is not None], [(c, v) for c, v in where if v is not None]
+    params = [v for _, v in sets] + [v for _, v in where]
+
+    def tx(cur: Any) -> bool:
+        cur.execute(f"UPDATE shards SET {', '.join(f'{c} = ?' for c, _ in sets)} "
+                    f"WHERE {' AND '.join(f'{c} = ?' for c, _ in where)}", params)
+        return cur.rowcount == 1
+
+    return meta.runner.write_sync(tx)
+
+
+def indexed_end(meta: Metadata, segment: int, header_size: int) -> int:
+    """Where the last record the chunk index places in ``segment`` ends (0: none): a seal must keep
+    at least that much."""
+    end = meta.runner.read(lambda cur: cur.execute(
+        f'SELECT MAX("offset" + stored_len + {int(header_size)}) FROM chunks WHERE segment = ?',
+        (segment,)).fetchone()[0])
+    return int(end or 0)
+
+
+def segment_has_chunks(meta: Metadata, segment: int) -> bool:
+    """Whether the chunk index places any chunk in ``segment``."""
+    return meta.runner.read(lambda cur: cur.execute(
+        "SELECT 1 FROM chunks WHERE segment = ? LIMIT 1", (segment,)).fetchone()) is not None
+
+
+def sweep_evidence(meta: Metadata) -> tuple[dict[int, str], set[int], dict[int, dict[int, tuple[int, int]]]]:
+    """What the garbage sweep proves files against, in one snapshot: each segment's state, the
+    erasure-coded segments, and each shard row {segment: {idx: (drive, gen)}}."""
+    def q(cur: Any) -> tuple[dict[int, str], set[int], dict[int, dict[int, tuple[int, int]]]]:
+        cur.execute("SELECT id, state FROM segments")
+        states = {int(a): str(b) for a, b in cur.fetchall()}
+        cur.execute("SELECT segment FROM segment_layout WHERE shard_len > 0")
+        coded = {int(r[0]) for r in cur.fetchall()}
+        cur.execute("SELECT segment, idx, drive, gen FROM shards")
+        rows: dict[int, dict[int, tuple[int, int]]] = {}
+        for seg, idx, drive, gen in cur.fetchall():
+            rows.setdefault(int(seg), {})[int(idx)] = (int(drive), int(gen))
+        return states, coded, rows
+
+    return meta.runner.read(q)
+
+
+def shards_needing_repair(meta: Metadata, offline_before_ns: int) -> list[tuple[int, int, int, str]]:
+    """(segment, idx, drive, why) for every shard of a sealed segment that needs work: its row is not
+    'ok' (why: its state), or its drive is failed, draining, removed, or offline since before
+    ``offline_before_ns`` (why: the drive's state)."""
+    def q(cur: Any) -> list[tuple[int, int, int, str]]:
+        cur.execute("SELECT s.segment, s.idx, s.drive, s.state, COALESCE(d.state, 'removed') FROM shards s "
+                    "JOIN segments g ON g.id = s.segment LEFT JOIN drives d ON d.id = s.drive "
+                    "WHERE g.state = 'sealed' AND (s.state != 'ok' OR d.state IS NULL OR "
+                    "d.state IN ('failed', 'draining', 'removed') OR "
+                    "(d.state = 'offline' AND d.changed_ns <= ?)) ORDER BY s.segment, s.idx", (offline_before_ns,))
+        return [(int(a), int(b), int(c), st if st != "ok" else ds) for a, b, c, st, ds in cur.fetchall()]
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def unprotected_sealed_segments(meta: Metadata) -> list[int]:
+    """Sealed segments kept as plain copies (no erasure-coded shards), by id."""
+    def q(cur: Any) -> list[int]:
+        cur.execute("SELECT s.id FROM segments s LEFT JOIN segment_layout l ON l.segment = s.id "
+                    "WHERE s.state = 'sealed' AND (l.segment IS NULL OR l.shard_len = 0) ORDER BY s.id")
+        return [int(r[0]) for r in cur.fetchall()]
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def healthy_shards_off(meta: Metadata, drive: int) -> list[tuple[int, int, int]]:
+    """(segment, idx, drive) of every 'ok' shard of a sealed segment on another drive than ``drive``."""
+    def q(cur: Any) -> list[tuple[int, int, int]]:
+        cur.execute("SELECT s.segment, s.idx, s.drive FROM shards s JOIN segments g ON g.id = s.segment "
+                    "WHERE g.state = 'sealed' AND s.state = 'ok' AND s.drive != ? ORDER BY s.segment, s.idx",
+                    (drive,))
+        return [(int(a), int(b), int(c)) for a, b, c in cur.fetchall()]
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def live_segment_holders(meta: Metadata) -> tuple[list[tuple[int, int, int]], dict[int, list[int]],
+                                                   dict[int, list[int]]]:
+    """In one snapshot: live segments (id, k, shard_len), their replicas {segment: [drive]}, and the
+    drives of their 'ok' shards {segment: [drive]}."""
+    def q(cur: Any) -> tuple[list[tuple[int, int, int]], dict[int, list[int]], dict[int, list[int]]]:
+        cur.execute("SELECT s.id, COALESCE(l.k, 0), COALESCE(l.shard_len, 0) FROM segments s "
+                    "LEFT JOIN segment_layout l ON l.segment = s.id WHERE s.state != 'deleted'")
+        segs = [(int(a), int(b), int(c)) for a, b, c in cur.fetchall()]
+        cur.execute("SELECT segment, drive FROM replicas")
+        reps: dict[int, list[int]] = {}
+        for seg, drive in cur.fetchall():
+            reps.setdefault(int(seg), []).append(int(drive))
+        cur.execute("SELECT segment, drive FROM shards WHERE state = 'ok'")
+        placed: dict[int, list[int]] = {}
+        for seg, drive in cur.fetchall():
+            placed.setdefault(int(seg), []).append(int(drive))
+        return segs, reps, placed
+
+    return meta.runner.read(q)
+
+
+def replicas_on(meta: Metadata, drive: int) -> int:
+    """How many replicas of live segments ``drive`` holds."""
+    def q(cur: Any) -> int:
+        cur.execute("SELECT COUNT(*) FROM replicas r JOIN segments s ON s.id = r.segment "
+                    "WHERE r.drive = ? AND s.state != 'deleted'", (drive,))
+        return int(cur.fetchone()[0])
+
+    return meta.runner.read(q)
+
+
+LayoutSnapshot = tuple[dict[int, tuple[str, int, int]], dict[int, tuple[int, ...]],
+                       dict[int, dict[int, tuple[int, str, int]]], dict[int, set[int]]]
+
+
+def layout_snapshot(meta: Metadata) -> LayoutSnapshot:
+    """Every segment's rows, in one snapshot: segments {id: (state, size, created_ns)}, layouts
+    {id: (k, m, shard_len, data_len)}, shards {id: {idx: (drive, state, gen)}}, replicas {id: {drive}}."""
+    def q(cur: Any) -> LayoutSnapshot:
+        cur.execute("SELECT id, state, size, created_ns FROM segments")
+        segs = {int(a): (str(b), int(c), int(d)) for a, b, c, d in cur.fetchall()}
+        cur.execute("SELECT segment, k, m, shard_len, data_len FROM segment_layout")
+        lays = {int(r[0]): tuple(int(x) for x in r[1:]) for r in cur.fetchall()}
+        cur.execute("SELECT segment, idx, drive, state, gen FROM shards")
+        shs: dict[int, dict[int, tuple[int, str, int]]] = {}
+        for seg, idx, drive, state, gen in cur.fetchall():
+            shs.setdefault(int(seg), {})[int(idx)] = (int(drive), str(state), int(gen))
+        cur.execute("SELECT segment, drive FROM replicas")
+        reps: dict[int, set[int]] = {}
+        for seg, drive in cur.fetchall():
+            reps.setdefault(int(seg), set()).add(int(drive))
+        return segs, lays, shs, reps
+
+    return meta.runner.read(q)
+
+
+def _rows_unchanged(cur: Any, seg: int, old: LayoutSnapshot) -> bool:
+    old_segs, old_lays, old_shards, old_reps = old
+    cur.execute("SELECT state, size, created_ns FROM segments WHERE id = ?", (seg,))
+    row = cur.fetchone()
+    if (None if row is None else (row[0], int(row[1]), int(row[2]))) != old_segs.get(seg):
+        return False
+    cur.execute("SELECT k, m, shard_len, data_len FROM segment_layout WHERE segment = ?", (seg,))
+    lay = cur.fetchone()
+    if (tuple(int(x) for x in lay) if lay else None) != old_lays.get(seg):
+        return False
+    cur.execute("SELECT idx, drive, state, gen FROM shards WHERE segment = ?", (seg,))
+    if {int(i): (int(d), st, int(g)) for i, d, st, g in cur.fetchall()} != old_shards.get(seg, {}):
+        return False
+    cur.execute("SELECT drive FROM replicas WHERE segment = ?", (seg,))
+    return {int(r[0]) for r in cur.fetchall()} == old_reps.get(seg, set())
+
+
+def rewrite_layouts(meta: Metadata, plans: list[tuple[int, tuple, tuple, list[tuple[int, int, str, int]], list[int]]],
+                    old: LayoutSnapshot) -> int:
+    """ONE transaction: for each plan (segment, (state, size, created_ns), (k, m, shard_len, data_len),
+    shard rows [(idx, drive, state, gen)], replica drives) replace the segment's rows — only where they
+    are still what ``old`` (the snapshot the plan was made from) says: no seal, repair, move or
+    compaction committed meanwhile (the transaction is the arbiter). Returns how many plans were
+    dropped for that."""
+    def tx(cur: Any) -> int:
+        dropped = 0
+        for seg, (state, size, created), (k, m, shard_len, data_len), rows, holders in plans:
+            if not _rows_unchanged(cur, seg, old):
+                dropped += 1
+                continue
+            cur.execute("DELETE FROM segments WHERE id = ?", (seg,))
+            cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, ?, ?, ?)",
+                        (seg, state, size, created))
+            cur.execute("DELETE FROM segment_layout WHERE segment = ?", (seg,))
+            cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, ?, ?, ?, ?)",
+                        (seg, k, m, shard_len, data_len))
+            cur.execute("DELETE FROM shards WHERE segment = ?", (seg,))
+            cur.executemany("INSERT INTO shards (segment, idx, drive, state, gen) VALUES (?, ?, ?, ?, ?)",
+                            [(seg, idx, drive, st, gen) for idx, drive, st, gen in rows])
+            cur.execute("DELETE FROM replicas WHERE segment = ?", (seg,))
+            cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in holders])
+        return dropped
+
+    return meta.runner.write_sync(tx)
