@@ -368,3 +368,57 @@ def delete_container(cur: Any, bucket: str) -> None:
     cur.execute("DELETE FROM buckets WHERE name = ?", (bucket,))
     forget_bucket(cur, bucket)
     bucket_changed(cur)
+
+
+# --- named operations over the helpers above (each one transaction) --------------------------------
+
+def read_lease(meta: Metadata, bucket: str, key: str) -> Lease | None:
+    """The committed lease row of a blob (key '': the container)."""
+    return meta.runner.read(lambda cur: get_lease(cur, bucket, key), snapshot=False)
+
+
+def read_leases_between(meta: Metadata, bucket: str, first: str, last: str) -> dict[str, Lease]:
+    return meta.runner.read(lambda cur: leases_between(cur, bucket, first, last), snapshot=False)
+
+
+def read_container_leases(meta: Metadata) -> dict[str, Lease]:
+    return meta.runner.read(container_leases, snapshot=False)
+
+
+def read_blob_and_blocks(meta: Metadata, bucket: str, key: str) -> tuple[ObjectVersion | None, list[Block]]:
+    """The blob's current version and its uncommitted blocks, in one snapshot."""
+    return meta.runner.read(lambda cur: (latest(cur, bucket, key), blocks(cur, bucket, key)))
+
+
+def read_snapshot(meta: Metadata, bucket: str, key: str, snapshot: str) -> Snapshot | None:
+    return meta.runner.read(lambda cur: get_snapshot(cur, bucket, key, snapshot))
+
+
+def list_snapshots(meta: Metadata, bucket: str, prefix: str) -> list[Snapshot]:
+    return meta.runner.read(lambda cur: snapshots(cur, bucket, None, prefix))
+
+
+def list_deleted(meta: Metadata, bucket: str, prefix: str) -> list[tuple[Snapshot, int]]:
+    return meta.runner.read(lambda cur: deleted(cur, bucket, None, prefix))
+
+
+def list_keys_with_blocks(meta: Metadata, bucket: str, prefix: str) -> list[tuple[str, int, int]]:
+    return meta.runner.read(lambda cur: keys_with_blocks(cur, bucket, prefix))
+
+
+def read_setting(meta: Metadata, name: str) -> str | None:
+    return meta.runner.read(lambda cur: get_setting(cur, name))
+
+
+async def write_setting(meta: Metadata, name: str, value: str) -> None:
+    await meta.runner.write(lambda cur: put_setting(cur, name, value))
+
+
+async def purge_expired(meta: Metadata, blocks_before_ns: int, deleted_before_ns: int) -> None:
+    """Discard uncommitted blocks staged before ``blocks_before_ns`` and soft-deleted blobs whose
+    retention ended before ``deleted_before_ns``, in one transaction."""
+    def tx(cur: Any) -> None:
+        purge_blocks_before(cur, blocks_before_ns)
+        purge_deleted_before(cur, deleted_before_ns)
+
+    await meta.runner.write(tx)

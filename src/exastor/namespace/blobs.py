@@ -76,20 +76,20 @@ class Blobs:
         """The committed lease row of a blob (key '' : the container). Every gateway worker changes
         leases, so nothing here caches them; a write checks its lease inside its own transaction."""
         self.ns.bucket(grant, bucket, None, key or None)
-        return self.meta.runner.read(lambda cur: bm.get_lease(cur, bucket, key), snapshot=False)
+        return bm.read_lease(self.meta, bucket, key)
 
     def leases(self, grant: Grant, bucket: str, keys: list[str]) -> dict[str, bm.Lease]:
         """The lease rows of some blobs of a container (a listing page)."""
         self.ns.bucket(grant, bucket, READ)
         if not keys:
             return {}
-        found = self.meta.runner.read(lambda cur: bm.leases_between(cur, bucket, min(keys), max(keys)), snapshot=False)
+        found = bm.read_leases_between(self.meta, bucket, min(keys), max(keys))
         return {k: found[k] for k in keys if k in found}
 
     def container_leases(self, grant: Grant) -> dict[str, bm.Lease]:
         """The lease rows of every container (Get Containers lists them with the caller's own)."""
         grant.require(None, None, READ)
-        return self.meta.runner.read(bm.container_leases, snapshot=False)
+        return bm.read_container_leases(self.meta)
 
     async def change_lease(self, grant: Grant, bucket: str, key: str, tx: Callable[[Any], Any]) -> Any:
         """A lease operation: ``tx`` reads and writes the lease row in one transaction."""
@@ -137,9 +137,7 @@ class Blobs:
     def block_lists(self, grant: Grant, bucket: str, key: str) -> tuple[ObjectVersion | None, list[bm.Block]]:
         self.ns.bucket(grant, bucket, READ, key)
 
-        def q(cur: Any) -> tuple[ObjectVersion | None, list[bm.Block]]:
-            return bm.latest(cur, bucket, key), bm.blocks(cur, bucket, key)
-        return self.meta.runner.read(q)
+        return bm.read_blob_and_blocks(self.meta, bucket, key)
 
     async def commit_blocks(self, grant: Grant, bucket: str, key: str, wanted: list[tuple[str, str]],
                             attrs: dict[str, Any], check: Check | None) -> ObjectVersion:
@@ -194,10 +192,7 @@ class Blobs:
         self._last_purge = now
         wall = time.time_ns()
 
-        def tx(cur: Any) -> None:
-            bm.purge_blocks_before(cur, wall - BLOCK_TTL_NS)
-            bm.purge_deleted_before(cur, wall)
-        await self.meta.runner.write(tx)
+        await bm.purge_expired(self.meta, wall - BLOCK_TTL_NS, wall)
 
     # --- append blobs ------------------------------------------------------------
     async def append(self, grant: Grant, bucket: str, key: str, source: AsyncIterator[bytes | memoryview],
@@ -284,7 +279,7 @@ class Blobs:
     def get_snapshot(self, grant: Grant, bucket: str, key: str, snapshot: str, *, access: str = READ
                      ) -> bm.Snapshot:
         self.ns.bucket(grant, bucket, access, key)
-        snap = self.meta.runner.read(lambda cur: bm.get_snapshot(cur, bucket, key, snapshot))
+        snap = bm.read_snapshot(self.meta, bucket, key, snapshot)
         if snap is None:
             raise errors.ObjectNotFound(key)
         return snap
@@ -385,25 +380,25 @@ class Blobs:
     # --- listing helpers ---------------------------------------------------------
     def snapshots_under(self, grant: Grant, bucket: str, prefix: str) -> list[bm.Snapshot]:
         self.ns.bucket(grant, bucket, READ)
-        return self.meta.runner.read(lambda cur: bm.snapshots(cur, bucket, None, prefix))
+        return bm.list_snapshots(self.meta, bucket, prefix)
 
     def deleted_under(self, grant: Grant, bucket: str, prefix: str) -> list[tuple[bm.Snapshot, int]]:
         self.ns.bucket(grant, bucket, READ)
-        return self.meta.runner.read(lambda cur: bm.deleted(cur, bucket, None, prefix))
+        return bm.list_deleted(self.meta, bucket, prefix)
 
     def uncommitted_under(self, grant: Grant, bucket: str, prefix: str) -> list[tuple[str, int, int]]:
         self.ns.bucket(grant, bucket, READ)
-        return self.meta.runner.read(lambda cur: bm.keys_with_blocks(cur, bucket, prefix))
+        return bm.list_keys_with_blocks(self.meta, bucket, prefix)
 
     # --- settings ----------------------------------------------------------------
     def setting(self, name: str) -> str | None:
         """Account settings (service properties: CORS rules, soft-delete retention). Every request
         is served under them, so reading them needs no grant; changing them does."""
-        return self.meta.runner.read(lambda cur: bm.get_setting(cur, name))
+        return bm.read_setting(self.meta, name)
 
     async def set_setting(self, grant: Grant, name: str, value: str) -> None:
         grant.require(None, None, WRITE)
-        await self.meta.runner.write(lambda cur: bm.put_setting(cur, name, value))
+        await bm.write_setting(self.meta, name, value)
 
 
 def changed_etag(old: str, now_ns: int) -> str:
