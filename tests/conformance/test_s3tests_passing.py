@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_s3tests  # noqa: E402
 
 TOTAL_BUDGET_S = 480  # the whole CI run has ~20 minutes; this gate gets at most 8 of them
-PER_TEST_TIMEOUT_S = 30
+PER_TEST_TIMEOUT_S = 90  # a hang guard, not a speed target: a loaded machine made a 30 s limit flaky
 
 PASSING = run_s3tests.read_passing(max_seconds=run_s3tests.SLOW_TEST_S)
 

@@ -774,6 +774,7 @@ def drive_scenarios(work: Path, seed: int, res: Results) -> None:
             except errors.InsufficientStorage as exc:
                 res.failure_modes["out of space"] = f"507 InsufficientStorage: {exc.detail}"
             write_faults(faults, {})
+            drives.refresh()  # the space is back now, not at the next periodic look (which load can delay)
             # 5b. All but two drives read-only (worn out): too few drives to write safely - 503.
             write_faults(faults, {str(d.path): {"readonly": True} for d in drives.all if d not in keep})
             try:
