@@ -151,15 +151,28 @@ def sealer(data: Path, meta: Metadata, *, command: str | None = None, create: bo
             return Sealer(None, why_locked=(
                 f"{source.description} is missing and the database's secrets are sealed under master key "
                 f"{', '.join(sorted(needed))}: put that key back (from your backup of DATA/{KEY_FILE}, or "
-                "set key_command) - see docs/security.md"))
+                "set key_command) - see docs/security.md" + _hint(data, needed)))
         if not create:
             return Sealer(None, why_locked=f"{source.description} is missing (`exastor serve` makes one)")
         key = source.create()
     if needed and key_id(key) not in needed:
         return Sealer(None, why_locked=(
             f"{source.description} holds master key {key_id(key)}, but the database's secrets are sealed "
-            f"under {', '.join(sorted(needed))}"))
+            f"under {', '.join(sorted(needed))}" + _hint(data, needed)))
     return Sealer(key)
+
+
+def _hint(data: Path, needed: set[str]) -> str:
+    """Where a rotation left the key the database needs, if it did (gateway/keys.py, rotate_master)."""
+    try:
+        pending = FileKeyProvider(data / NEW_KEY_FILE).load()
+    except (SecretsLocked, OSError):
+        pending = None
+    if pending is not None and key_id(pending) in needed:
+        return (f"; an interrupted `exastor key rotate-master` left it in DATA/{NEW_KEY_FILE}: run "
+                "`exastor key rotate-master` again to finish")
+    kept = [str(old_key_path(data, i)) for i in sorted(needed) if old_key_path(data, i).exists()]  # not a drive: the master key in --data
+    return f"; a master-key rotation kept it aside in {', '.join(kept)}" if kept else ""
 
 
 def ensure(data: Path, meta: Metadata, *, command: str | None = None) -> Sealer:
@@ -220,3 +233,145 @@ def seal_plaintext(meta: Metadata) -> int:
         return count
     finally:
         con.close()
+
+
+# --- rotating the master key ---------------------------------------------------------------------
+
+NEW_KEY_FILE = "master.key.new"      # the new key, written before anything is resealed under it
+OLD_KEY_PREFIX = "master.key.old-"   # + the old key's id: kept aside until the operator removes it
+# store_info: the master key the copies on the drives may still be sealed under (set by a rotation,
+# cleared by the `exastor serve` start that replaced them with a fresh copy).
+COPIES_SEALED_UNDER = "meta_copies_sealed_under"
+
+
+class RotationRefused(RuntimeError):
+    """A master-key rotation cannot start (or finish); the message says why and what to do."""
+
+
+def old_key_path(data: Path, old_id: str) -> Path:
+    return data / f"{OLD_KEY_PREFIX}{old_id}"
+
+
+def kept_old_keys(data: Path) -> list[Path]:
+    """Old master keys a rotation kept aside in ``data`` (the operator removes them)."""
+    return sorted(data.glob(f"{OLD_KEY_PREFIX}*"))  # not a drive: the master key in --data
+
+
+def _reseal_rows(old: Sealer, new: Sealer, cur: Any) -> int:
+    """Reseal, in one transaction's cursor, every secret under ``new`` (opening it with ``old``;
+    a value still in the clear is sealed as well); returns how many."""
+    count = 0
+    cur.execute("SELECT access_key, secret_key FROM users")
+    for access, value in cur.fetchall():
+        secret = old.open(value, user_context(access))  # not a drive: unseals a secret
+        cur.execute("UPDATE users SET secret_key = ? WHERE access_key = ?",
+                    (new.seal(secret, user_context(access)), access))
+        count += 1
+    account = bm.get_setting(cur, "account_key")
+    if account is not None:
+        bm.put_setting(cur, "account_key", new.seal(old.open(account, ACCOUNT_CONTEXT), ACCOUNT_CONTEXT))  # not a drive: unseals a secret
+        count += 1
+    for data_key_id, wrapped, _ in datakeys.wrapped_keys(cur):
+        # The data key's bytes are unchanged (records name it, not the master key): only its wrapping.
+        opened = old.open(wrapped, datakeys.context(data_key_id))  # not a drive: unseals a secret
+        cur.execute("UPDATE data_keys SET wrapped = ? WHERE id = ?",
+                    (new.seal(opened, datakeys.context(data_key_id)), data_key_id))
+        count += 1
+    # The copies on the drives (and the journal) still hold the secrets sealed under the old key:
+    # the next `exastor serve` takes a fresh copy and retires them (serve_cli).
+    earlier = datakeys.get_info(cur, COPIES_SEALED_UNDER)  # a rotation before, its copies not yet retired
+    ids = set(earlier.split(",")) if earlier else set()
+    datakeys.put_info(cur, COPIES_SEALED_UNDER, ",".join(sorted(ids | {str(old.key_id)})))
+    return count
+
+
+def _rewrite_secrets(meta: Metadata, tx: Any) -> int:
+    """Run ``tx(cursor) -> count`` in one transaction that rewrites sealed values. On SQLite the
+    values it replaces must not survive in the file: ``secure_delete`` zeroes what the rewrite
+    frees, VACUUM drops older free pages, the WAL is truncated. PostgreSQL keeps old row versions
+    until its own VACUUM (docs/security.md)."""
+    if getattr(meta.runner, "backend", "sqlite") != "sqlite":
+        return int(meta.runner.write_sync(tx))
+    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)  # not a drive; not the runner: secure_delete
+    try:
+        con.execute("PRAGMA secure_delete=ON")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            count = int(tx(con.cursor()))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if count:
+            try:  # secure_delete already zeroed what the rewrite freed; this also drops older free pages
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:  # another process (a standalone reducer) is reading
+                log.warning("could not VACUUM the metadata after rewriting its secrets (%s): free pages may "
+                            "still hold their older form; run `exastor serve` again with nothing else open", exc)
+        return count
+    finally:
+        con.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)  # not a drive: the master key in --data
+    try:
+        os.fsync(fd)  # not a drive: the master key in --data
+    finally:
+        os.close(fd)
+
+
+def rotate_master(data: Path, meta: Metadata, *, new_command: str | None = None,
+                  command: str | None = None) -> dict[str, Any]:
+    """Reseal every secret in the database (users' secret keys, the Blob account key, the data
+    keys) under a new master key, in one transaction; the caller holds the data directory so no
+    server runs meanwhile.
+
+    The new key is made as ``DATA/master.key.new`` (fsynced before anything is sealed under it), or
+    printed by ``new_command`` (the KMS hook: nothing is written to DATA). After the commit the old
+    key file is kept aside as ``DATA/master.key.old-<id>`` (a hard link first, so ``master.key``
+    is never missing) and the new one takes its place. Every step can be repeated: a run
+    interrupted anywhere is finished by running it again (the new key file is reused, a database
+    already sealed under it is not resealed). Returns what was done, for the command to report."""
+    source = provider(data, command)
+    needed = sealed_under(meta)
+    new_file = data / NEW_KEY_FILE
+    if new_command:
+        new_key = CommandKeyProvider(new_command).load()
+        assert new_key is not None  # a command either prints a key or raises SecretsLocked
+    elif isinstance(source, CommandKeyProvider):
+        raise RotationRefused("the master key comes from key_command: give the new key's command with "
+                              "--new-key-command (store a new key in your secrets manager first)")
+    else:
+        new_key = FileKeyProvider(new_file).load() or FileKeyProvider(new_file).create()
+    new = Sealer(new_key)
+    resealed = 0
+    old_id: str | None = None
+    if needed == {new.key_id}:
+        pass  # an interrupted rotation committed already; only the key files are left to move
+    else:
+        old = sealer(data, meta, command=command)
+        if old.locked:
+            raise RotationRefused(f"the current master key is needed to open the secrets: {old.why_locked}")
+        if old.key_id == new.key_id:
+            raise RotationRefused(f"the new key is the key in use ({old.key_id}): the new key command must "
+                                  "print a different key")
+        old_id = old.key_id
+        resealed = _rewrite_secrets(meta, lambda cur: _reseal_rows(old, new, cur))
+        log.warning("resealed %d secret(s) under master key %s (was %s)", resealed, new.key_id, old_id)
+    kept: Path | None = None
+    if isinstance(source, FileKeyProvider):
+        current = source.path
+        current_key = source.load()
+        if current_key is not None and key_id(current_key) != new.key_id:
+            kept = old_key_path(data, key_id(current_key))
+            if not kept.exists():  # not a drive: the master key in --data
+                os.link(current, kept)  # not a drive: the master key in --data; the old key, kept aside: never deleted here
+            if new_command:  # the key comes from the command from now on: none is left in DATA
+                os.unlink(current)  # not a drive: the master key in --data; its bytes are in the file kept aside (above)
+        if not new_command:
+            os.replace(new_file, current)  # not a drive: the master key in --data
+        _fsync_dir(data)
+    return {"old": old_id, "new": new.key_id, "resealed": resealed, "kept": kept,
+            "from_command": bool(new_command)}
