@@ -112,6 +112,11 @@ class DataKeys:
             self._loaded_at = time.monotonic()
 
     @property
+    def any_keys(self) -> bool:
+        """The store has data keys: some record may be encrypted (reads then decrypt in place)."""
+        return bool(self._aeads) or bool(self._why_locked)
+
+    @property
     def locked(self) -> str:
         """Why some data key cannot be opened (the master key is missing), or "" when all can."""
         return self._why_locked
@@ -163,7 +168,9 @@ class DataKeys:
 
     def open(self, head: RecordHeader, payload: bytes | memoryview) -> bytes | memoryview:
         """The plaintext payload of a verified record (as is when it is plaintext). DataCorrupted when
-        the tag fails (damaged, or moved under another header); KeyUnavailable without the key."""
+        the tag fails (damaged, or moved under another header); KeyUnavailable without the key.
+        A writable ``payload`` is decrypted in place (its bytes are then the plaintext, or garbage
+        after a failed tag: the caller reads the record again)."""
         if head.key_id == 0:
             return payload
         aead = self._aeads.get(head.key_id)
@@ -176,7 +183,10 @@ class DataKeys:
         if len(payload) < OVERHEAD:
             raise errors.DataCorrupted("encrypted payload shorter than its nonce and tag")
         view = memoryview(payload)
-        out = _uninitialised(len(view) - OVERHEAD)
+        # Where the caller's buffer is its own to change (engine/store.py reads runs of records into
+        # one), the plaintext replaces the ciphertext where it lies: no second buffer, no second pass
+        # over fresh memory. AES-GCM (OpenSSL) decrypts in place when input and output start together.
+        out = view[NONCE_SIZE:len(view) - TAG_SIZE] if not view.readonly else _uninitialised(len(view) - OVERHEAD)
         try:
             aead.decrypt_into(view[:NONCE_SIZE], view[NONCE_SIZE:],
                               associated_data(head.fp, head.codec, head.flags, head.raw_len, head.key_id), out)
