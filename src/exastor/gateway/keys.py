@@ -171,7 +171,8 @@ def _hint(data: Path, needed: set[str]) -> str:
     if pending is not None and key_id(pending) in needed:
         return (f"; an interrupted `exastor key rotate-master` left it in DATA/{NEW_KEY_FILE}: run "
                 "`exastor key rotate-master` again to finish")
-    kept = [str(old_key_path(data, i)) for i in sorted(needed) if old_key_path(data, i).exists()]  # not a drive: the master key in --data
+    kept = [str(old_key_path(data, i)) for i in sorted(needed)
+            if old_key_path(data, i).exists()]  # not a drive: the master key in --data
     return f"; a master-key rotation kept it aside in {', '.join(kept)}" if kept else ""
 
 
@@ -207,32 +208,10 @@ def seal_plaintext(meta: Metadata) -> int:
     reclaims the old row versions)."""
     box = meta.sealer
     assert not box.locked, "sealing needs the key"
-    if getattr(meta.runner, "backend", "sqlite") != "sqlite":
-        count = meta.runner.write_sync(lambda cur: _seal_rows(box, cur))
-        if count:
-            log.warning("sealed %d secret(s) that were stored in the clear", count)
-        return count
-    con = sqlite3.connect(meta.runner.path, timeout=30.0, isolation_level=None)  # not a drive; not the runner: secure_delete
-    try:
-        con.execute("PRAGMA secure_delete=ON")
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            count = _seal_rows(box, con.cursor())
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        if count:
-            log.warning("sealed %d secret(s) that were stored in the clear", count)
-            try:  # secure_delete already zeroed what the rewrite freed; this also drops older free pages
-                con.execute("VACUUM")
-                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError as exc:  # another process (a standalone reducer) is reading
-                log.warning("could not VACUUM the metadata after sealing (%s): free pages may still hold "
-                            "secrets from before; run `exastor serve` again with nothing else open", exc)
-        return count
-    finally:
-        con.close()
+    count = _rewrite_secrets(meta, lambda cur: _seal_rows(box, cur))
+    if count:
+        log.warning("sealed %d secret(s) that were stored in the clear", count)
+    return count
 
 
 # --- rotating the master key ---------------------------------------------------------------------
@@ -269,7 +248,8 @@ def _reseal_rows(old: Sealer, new: Sealer, cur: Any) -> int:
         count += 1
     account = bm.get_setting(cur, "account_key")
     if account is not None:
-        bm.put_setting(cur, "account_key", new.seal(old.open(account, ACCOUNT_CONTEXT), ACCOUNT_CONTEXT))  # not a drive: unseals a secret
+        opened = old.open(account, ACCOUNT_CONTEXT)  # not a drive: unseals a secret
+        bm.put_setting(cur, "account_key", new.seal(opened, ACCOUNT_CONTEXT))
         count += 1
     for data_key_id, wrapped, _ in datakeys.wrapped_keys(cur):
         # The data key's bytes are unchanged (records name it, not the master key): only its wrapping.
