@@ -103,12 +103,17 @@ def test_concurrent_writes_across_many_segment_rollovers(tmp_path):
         ns.close()
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plaintext", "encrypted"])
 @pytest.mark.parametrize("drives", [1, 3])
-def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives):
+def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives, encrypted):
     """A GET reads back-to-back records with one pread; a record in that run that fails its
-    checksum is read again on its own: degraded from another replica, or an error, never wrong bytes."""
+    checksum (or, encrypted, its tag: it was decrypted in place in the run's buffer) is read again
+    on its own: degraded from another replica, or an error, never wrong bytes."""
+    from conftest import prepare_encryption
     from exastor.engine.drives import segment_name
 
+    if encrypted:
+        prepare_encryption(tmp_path / "data")
     dirs = [str(tmp_path / f"d{i}") for i in range(drives)] if drives > 1 else None
     ns = open_namespace(tmp_path / "data", drives=dirs, ec="2+1" if dirs else None)
     body = random.Random(5).randbytes(3 << 20)
@@ -120,11 +125,12 @@ def test_adjacent_records_read_in_one_pread_and_a_bad_one_alone(tmp_path, drives
         asyncio.run(put())
         preads: list[int] = []
         real = ns.chunks.log.pread
-        ns.chunks.log.pread = lambda seg, off, n: preads.append(n) or real(seg, off, n)
+        ns.chunks.log.pread = lambda seg, off, n, **kw: preads.append(n) or real(seg, off, n, **kw)
         assert asyncio.run(_read(ns, "k")) == body
         obj = ns.get_object(ADMIN, "eng", "k")
         fps = [s.fp for s in mf.Layout(obj.manifest).slices]
         assert len(preads) <= len(body) // chunkstore.RUN_LIMIT + 2 < len(fps) // 4   # per run, not per chunk
+        assert ns.chunks.keys.encrypting == encrypted
         loc = ns.meta.lookup_chunks([fps[len(fps) // 2]])[fps[len(fps) // 2]]
         lay = load_layout(ns.meta, loc.segment)
         first = ns.chunks.log.drives.get(lay.replicas[0] if lay.kind == "replicas" else ns.chunks.log.drives.first.id)

@@ -25,7 +25,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from exastor.meta import sealed_rows
 from exastor.meta.sealing import Sealer, SecretsLocked, key_id
@@ -140,15 +140,29 @@ def sealer(data: Path, meta: Metadata, *, command: str | None = None, create: bo
             return Sealer(None, why_locked=(
                 f"{source.description} is missing and the database's secrets are sealed under master key "
                 f"{', '.join(sorted(needed))}: put that key back (from your backup of DATA/{KEY_FILE}, or "
-                "set key_command) - see docs/security.md"))
+                "set key_command) - see docs/security.md" + _hint(data, needed)))
         if not create:
             return Sealer(None, why_locked=f"{source.description} is missing (`exastor serve` makes one)")
         key = source.create()
     if needed and key_id(key) not in needed:
         return Sealer(None, why_locked=(
             f"{source.description} holds master key {key_id(key)}, but the database's secrets are sealed "
-            f"under {', '.join(sorted(needed))}"))
+            f"under {', '.join(sorted(needed))}" + _hint(data, needed)))
     return Sealer(key)
+
+
+def _hint(data: Path, needed: set[str]) -> str:
+    """Where a rotation left the key the database needs, if it did (rotate_master)."""
+    try:
+        pending = FileKeyProvider(data / NEW_KEY_FILE).load()
+    except (SecretsLocked, OSError):
+        pending = None
+    if pending is not None and key_id(pending) in needed:
+        return (f"; an interrupted `exastor key rotate-master` left it in DATA/{NEW_KEY_FILE}: run "
+                "`exastor key rotate-master` again to finish")
+    kept = [str(old_key_path(data, i)) for i in sorted(needed)
+            if old_key_path(data, i).exists()]  # not a drive: the master key in --data
+    return f"; a master-key rotation kept it aside in {', '.join(kept)}" if kept else ""
 
 
 def ensure(data: Path, meta: Metadata, *, command: str | None = None) -> Sealer:
@@ -174,3 +188,85 @@ def seal_plaintext(meta: Metadata) -> int:
     if count:
         log.warning("sealed %d secret(s) that were stored in the clear", count)
     return count
+
+
+# --- rotating the master key ---------------------------------------------------------------------
+
+NEW_KEY_FILE = "master.key.new"      # the new key, written before anything is resealed under it
+OLD_KEY_PREFIX = "master.key.old-"   # + the old key's id: kept aside until the operator removes it
+
+
+class RotationRefused(RuntimeError):
+    """A master-key rotation cannot start (or finish); the message says why and what to do."""
+
+
+def old_key_path(data: Path, old_id: str) -> Path:
+    return data / f"{OLD_KEY_PREFIX}{old_id}"
+
+
+def kept_old_keys(data: Path) -> list[Path]:
+    """Old master keys a rotation kept aside in ``data`` (the operator removes them)."""
+    return sorted(data.glob(f"{OLD_KEY_PREFIX}*"))  # not a drive: the master key in --data
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)  # not a drive: the master key in --data
+    try:
+        os.fsync(fd)  # not a drive: the master key in --data
+    finally:
+        os.close(fd)
+
+
+def rotate_master(data: Path, meta: Metadata, *, new_command: str | None = None,
+                  command: str | None = None) -> dict[str, Any]:
+    """Reseal every secret in the database (users' secret keys, the Blob account key, the data
+    keys) under a new master key, in one transaction; the caller holds the data directory so no
+    server runs meanwhile.
+
+    The new key is made as ``DATA/master.key.new`` (fsynced before anything is sealed under it), or
+    printed by ``new_command`` (the KMS hook: nothing is written to DATA). After the commit the old
+    key file is kept aside as ``DATA/master.key.old-<id>`` (a hard link first, so ``master.key``
+    is never missing) and the new one takes its place. Every step can be repeated: a run
+    interrupted anywhere is finished by running it again (the new key file is reused, a database
+    already sealed under it is not resealed). Returns what was done, for the command to report."""
+    source = provider(data, command)
+    needed = sealed_under(meta)
+    new_file = data / NEW_KEY_FILE
+    if new_command:
+        new_key = CommandKeyProvider(new_command).load()
+        assert new_key is not None  # a command either prints a key or raises SecretsLocked
+    elif isinstance(source, CommandKeyProvider):
+        raise RotationRefused("the master key comes from key_command: give the new key's command with "
+                              "--new-key-command (store a new key in your secrets manager first)")
+    else:
+        new_key = FileKeyProvider(new_file).load() or FileKeyProvider(new_file).create()
+    new = Sealer(new_key)
+    resealed = 0
+    old_id: str | None = None
+    if needed == {new.key_id}:
+        pass  # an interrupted rotation committed already; only the key files are left to move
+    else:
+        old = sealer(data, meta, command=command)
+        if old.locked:
+            raise RotationRefused(f"the current master key is needed to open the secrets: {old.why_locked}")
+        if old.key_id == new.key_id:
+            raise RotationRefused(f"the new key is the key in use ({old.key_id}): the new key command must "
+                                  "print a different key")
+        old_id = old.key_id
+        resealed = sealed_rows.reseal_all(meta, old, new, ACCOUNT_CONTEXT)
+        log.warning("resealed %d secret(s) under master key %s (was %s)", resealed, new.key_id, old_id)
+    kept: Path | None = None
+    if isinstance(source, FileKeyProvider):
+        current = source.path
+        current_key = source.load()
+        if current_key is not None and key_id(current_key) != new.key_id:
+            kept = old_key_path(data, key_id(current_key))
+            if not kept.exists():  # not a drive: the master key in --data
+                os.link(current, kept)  # not a drive: the master key in --data; the old key, kept aside: never deleted here
+            if new_command:  # the key comes from the command from now on: none is left in DATA
+                os.unlink(current)  # not a drive: the master key in --data; its bytes are in the file kept aside (above)
+        if not new_command:
+            os.replace(new_file, current)  # not a drive: the master key in --data
+        _fsync_dir(data)
+    return {"old": old_id, "new": new.key_id, "resealed": resealed, "kept": kept,
+            "from_command": bool(new_command)}

@@ -125,6 +125,14 @@ class DriveIO(abc.ABC):
     def pread(self, name: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes from ``offset`` (fewer only at the end of the file)."""
 
+    def pread_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` from ``offset`` of ``name``; returns how many bytes were read (fewer only
+        at the end of the file). For a caller that works on the bytes in place (decrypting a run of
+        records where it lies): a drive that can read straight into it overrides this copy."""
+        data = self.pread(name, offset, len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
     def read(self, name: str) -> bytes:
         """A whole (small) file."""
         return self.pread(name, 0, self.stat(name).size)

@@ -174,6 +174,10 @@ class FaultyDrive(DriveIO):
         self._check("pread", name, READ)
         return self.inner.pread(name, offset, length)
 
+    def pread_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        self._check("pread", name, READ)  # the same rules as pread: a read is a read
+        return self.inner.pread_into(name, offset, buffer)
+
     def stat(self, name: str = "") -> Stat:
         self._check("stat", name, "meta")
         return self.inner.stat(name)

@@ -234,6 +234,19 @@ class LocalDrive(DriveIO):
         finally:
             self._let_go(handle)
 
+    def pread_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        handle = self._acquire(self._readers, name, os.O_RDONLY)
+        try:
+            done = 0
+            while done < len(buffer):  # preadv may return short of a full buffer before the end
+                got = os.preadv(handle.fd, [buffer[done:]], offset + done)
+                if got == 0:
+                    break  # end of file
+                done += got
+            return done
+        finally:
+            self._let_go(handle)
+
     def stat(self, name: str = "") -> Stat:
         st = os.stat(self._path(name))
         return Stat(st.st_size, st.st_mtime_ns)

@@ -161,7 +161,9 @@ class ChunkStore:
         length = HEADER_SIZE + loc.stored_len
         resolve, keys = self._resolve, self.keys
         try:
-            return _decode_record(loc, self.log.pread(loc.segment, loc.offset, length), resolve, keys)
+            # Into a buffer of its own when records may be encrypted: decrypted where they lie.
+            raw = self.log.pread(loc.segment, loc.offset, length, writable=keys.any_keys)
+            return _decode_record(loc, raw, resolve, keys)
         except errors.DataCorrupted:
             raw = self.log.pread_degraded(loc.segment, loc.offset, length,
                                           lambda b: _decode_record(loc, b, resolve, keys))
@@ -210,7 +212,7 @@ class ChunkStore:
         if len(run) > 1:
             length = _record_end(run[-1]) - start
             try:
-                raw = self.log.pread(run[0].segment, start, length)
+                raw = self.log.pread(run[0].segment, start, length, writable=self.keys.any_keys)
                 if len(raw) == length:
                     view = memoryview(raw)
             except errors.DataCorrupted:

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -107,6 +108,11 @@ class DataKeys:
             self._loaded_at = time.monotonic()
 
     @property
+    def any_keys(self) -> bool:
+        """The store has data keys: some record may be encrypted (reads then decrypt in place)."""
+        return bool(self._aeads) or bool(self._why_locked)
+
+    @property
     def locked(self) -> str:
         """Why some data key cannot be opened (the master key is missing), or "" when all can."""
         return self._why_locked
@@ -151,15 +157,16 @@ class DataKeys:
             raise KeyUnavailable(f"this store encrypts at rest and data key {key_id} cannot be opened: "
                                  f"{self._why_locked or 'no data key'}")
         nonce = self._nonce(key_id)
-        out = bytearray(NONCE_SIZE + len(payload) + TAG_SIZE)
+        out = _uninitialised(NONCE_SIZE + len(payload) + TAG_SIZE)
         out[:NONCE_SIZE] = nonce
-        aead.encrypt_into(nonce, payload, associated_data(fp, codec, flags, raw_len, key_id),
-                          memoryview(out)[NONCE_SIZE:])
+        aead.encrypt_into(nonce, payload, associated_data(fp, codec, flags, raw_len, key_id), out[NONCE_SIZE:])
         return key_id, out
 
     def open(self, head: RecordHeader, payload: bytes | memoryview) -> bytes | memoryview:
         """The plaintext payload of a verified record (as is when it is plaintext). DataCorrupted when
-        the tag fails (damaged, or moved under another header); KeyUnavailable without the key."""
+        the tag fails (damaged, or moved under another header); KeyUnavailable without the key.
+        A writable ``payload`` is decrypted in place (its bytes are then the plaintext, or garbage
+        after a failed tag: the caller reads the record again)."""
         if head.key_id == 0:
             return payload
         aead = self._aeads.get(head.key_id)
@@ -172,11 +179,25 @@ class DataKeys:
         if len(payload) < OVERHEAD:
             raise errors.DataCorrupted("encrypted payload shorter than its nonce and tag")
         view = memoryview(payload)
+        # Where the caller's buffer is its own to change (engine/chunkstore.py reads runs of records into
+        # one), the plaintext replaces the ciphertext where it lies: no second buffer, no second pass
+        # over fresh memory. AES-GCM (OpenSSL) decrypts in place when input and output start together.
+        out = view[NONCE_SIZE:len(view) - TAG_SIZE] if not view.readonly else _uninitialised(len(view) - OVERHEAD)
         try:
-            return aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:],
-                                associated_data(head.fp, head.codec, head.flags, head.raw_len, head.key_id))
+            aead.decrypt_into(view[:NONCE_SIZE], view[NONCE_SIZE:],
+                              associated_data(head.fp, head.codec, head.flags, head.raw_len, head.key_id), out)
         except InvalidTag as exc:
             raise errors.DataCorrupted("encrypted record fails its authentication tag") from exc
+        return out
+
+
+def _uninitialised(size: int) -> memoryview:
+    """A writable buffer for AES-GCM to fill. Not zeroed first: ``aead.encrypt``/``decrypt`` and a
+    ``bytearray`` both write every byte twice (zeros, then the result), and on a GET the second pass
+    over fresh memory cost 0.05 CPU-s/GiB, a quarter of the decryption itself (docs/benchmarks.md,
+    "Encryption at rest"). Every byte is written by the cipher before anyone reads it; on a failed
+    tag the buffer is dropped unread."""
+    return memoryview(np.empty(size, np.uint8).data)  # an ndarray's .data is its buffer
 
 
 def of(meta: Any) -> DataKeys:

@@ -34,6 +34,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from exastor import errors
 from exastor.drives import age_s
 from exastor.engine import erasure, shards
@@ -672,7 +674,10 @@ class SegmentLog:
         return SegmentUnavailable(f"segment {lay.segment} is on offline drive(s) {waiting}: bring "
                                   f"{'it' if len(waiting) == 1 else 'them'} back (exastor drive status)")
 
-    def _pread_healthy(self, lay: Layout, offset: int, length: int) -> bytes:
+    def _pread_healthy(self, lay: Layout, offset: int, length: int, writable: bool = False) -> bytes | memoryview:
+        if writable:  # a buffer the caller may change in place: read straight into it
+            buffer = memoryview(np.empty(length, np.uint8))
+            return buffer[:self._pread_into(lay, offset, buffer)]
         if lay.kind in ("plain", "replicas"):
             last: OSError | None = None
             holders = self._holders(lay)
@@ -699,16 +704,48 @@ class SegmentLog:
             pos += take
         return b"".join(out)
 
-    def pread(self, segment: int, offset: int, length: int) -> bytes:
-        """Healthy read: the one replica or data shard(s) holding the bytes; no verification here."""
+    def _pread_into(self, lay: Layout, offset: int, buffer: memoryview) -> int:
+        """``_pread_healthy`` into a caller's buffer; returns the bytes read."""
+        if lay.kind in ("plain", "replicas"):
+            last: OSError | None = None
+            holders = self._holders(lay)
+            for drive in holders:
+                try:
+                    return self._readable(drive).io.pread_into(segment_name(lay.segment), offset, buffer)
+                except OSError as exc:
+                    last = exc
+            unavailable = self._unavailable(lay, holders) if not any(self.drives.readable(d) for d in holders) \
+                else None
+            if unavailable is not None:
+                raise unavailable
+            raise last or FileNotFoundError("no replica")
+        pos, end = offset, offset + len(buffer)
+        while pos < end:
+            idx = pos // lay.shard_len
+            within = pos - idx * lay.shard_len
+            take = min(end - pos, lay.shard_len - within)
+            if idx >= len(lay.shards):
+                raise FileNotFoundError(f"shard {idx} not recorded")
+            row = lay.shards[idx]
+            got = self._readable(row.drive).io.pread_into(shards.shard_name(lay.segment, idx, row.gen), within,
+                                                          buffer[pos - offset:pos - offset + take])
+            pos += got
+            if got < take:
+                break  # the end of the data
+        return pos - offset
+
+    def pread(self, segment: int, offset: int, length: int, *, writable: bool = False) -> bytes | memoryview:
+        """Healthy read: the one replica or data shard(s) holding the bytes; no verification here.
+        ``writable``: into a buffer of its own that the caller may change in place (a run of
+        encrypted records is decrypted where it lies: engine/chunkstore.py)."""
         try:
-            return self._pread_healthy(self.layout(segment), offset, length)
+            return self._pread_healthy(self.layout(segment), offset, length, writable)
         except DriveDown as exc:
             # Repair may have moved the shard off the dead drive: look again, at most every few seconds.
             lay = self._layouts.get(segment)
             if lay is not None and time.monotonic() - self._loaded_at.get(segment, 0.0) > 5.0:
                 try:
-                    return self._pread_healthy(self.layout(segment, fresh=True), offset, length)
+                    return self._pread_healthy(self.layout(segment, fresh=True), offset, length, writable)
                 except OSError:
                     pass
             raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
@@ -720,7 +757,7 @@ class SegmentLog:
             try:  # the layout may have changed under us (sealed, repaired, compacted): look again once
                 lay = self.layout(segment, fresh=True)
                 self._drop_stale(lay)
-                return self._pread_healthy(lay, offset, length)
+                return self._pread_healthy(lay, offset, length, writable)
             except OSError as exc:
                 raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -25,10 +26,12 @@ from exastor.errors import data_dir_unusable
 from exastor.gateway import admin, server, tls
 from exastor.gateway.memory import tune_malloc
 from exastor.http import qos
-from exastor.meta import datakeys
+from exastor.meta import datakeys, sealed_rows
 from exastor.meta.postgres import describe
 from exastor.meta.sealing import SecretsLocked
 from exastor.services import metabackup
+
+log = logging.getLogger("exastor.serve")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -132,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"exastor serve: the secrets in the metadata cannot be opened: {exc}", file=sys.stderr)
             return 2
         sealed_now = keys.seal_plaintext(meta)  # a store from before sealing: its secrets leave the clear
+        # Copies on the drives sealed under a master key `exastor key rotate-master` replaced.
+        under_old_key = sealed_rows.copies_sealed_under(meta)
         # Encryption at rest: decided (and the first data key made) once, before any worker writes.
         encrypting, all_encrypted = datakeys.decide(meta, meta.sealer, cfg.encrypt_at_rest)
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
@@ -144,10 +149,10 @@ def run(args: argparse.Namespace) -> int:
         n_drives = sum(d.state != "removed" for d in drive_set.all)
         geometry = drive_set.geometry()
         account = ensure_account(cfg.data, cfg.account_name, cfg.account_key, meta)
-        if sealed_now and cfg.meta_backup_interval and not cfg.meta_url:
-            # The copies (and journal files) on the drives still hold those secrets in the clear: a new
-            # journal generation and one fresh copy, then the older copies and generations go (the
-            # fresh copy supersedes them as a restore point).
+        if (sealed_now or under_old_key) and cfg.meta_backup_interval and not cfg.meta_url:
+            # The copies (and journal files) on the drives still hold those secrets in the clear, or
+            # sealed under the old master key: a new journal generation and one fresh copy, then the
+            # older copies and generations go (the fresh copy supersedes them as a restore point).
             if journal:
                 metabackup.next_generation(meta)
             fresh = metabackup.take(meta.runner.path,  # type: ignore[attr-defined]  # SQLite (not meta_url)
@@ -157,6 +162,12 @@ def run(args: argparse.Namespace) -> int:
                                         fresh[0].taken_ns)
                 if journal:  # only drives whose identity verified: never sweep an offline or foreign one
                     metabackup.prune_journal([d.io for d in drive_set.all if drive_set.readable(d.id)])
+                if under_old_key:
+                    sealed_rows.forget_copies_sealed_under(meta)
+                    log.warning("metadata copies sealed under master key %s replaced by a fresh copy: "
+                                "the old key is no longer needed by any copy on the drives", under_old_key)
+        elif under_old_key and cfg.meta_url:  # PostgreSQL: exastor takes no copies of it
+            sealed_rows.forget_copies_sealed_under(meta)
         if journal:  # the journal continues a copy: one must exist that covers every commit made without it
             metabackup.ensure_base_copy(meta, drive_set)
     finally:
