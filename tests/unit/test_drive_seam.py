@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from drive_servers import DriveServerProcess, cluster_key
-from exastor.drives import DriveIO, FaultRules, FaultyDrive, FsyncFailed, LocalDrive, power_cut
+from exastor.drives import DriveIO, FaultRules, FaultyDrive, Fenced, FsyncFailed, LocalDrive, power_cut
 from exastor.drives import local as local_module
 from exastor.drives.remote import RemoteDrive
 from exastor.drives.wire import load_key
@@ -169,6 +169,36 @@ class TestDriveContract:
         for bad in ("/etc/passwd", "../x", "segments/../../x"):
             with pytest.raises(OSError):
                 drive.pread(bad, 0, 1)
+
+    def test_writes_with_a_stale_lease_epoch_are_fenced(self, target):
+        drive, root = target.formatted()
+        head = bytes(64)
+        drive.create("segments/s", head)
+        drive.append("segments/s", 64, b"epoch-1 bytes", epoch=1)
+        # A new holder fences the file at epoch 2 (durably, in bytes 32..39) before it reads it.
+        drive.fence("segments/s", 2)
+        assert int.from_bytes((root / "segments/s").read_bytes()[32:40], "little") == 2
+        before = (root / "segments/s").read_bytes()
+        for stale in (lambda: drive.append("segments/s", len(before), b"late", epoch=1),
+                      lambda: drive.truncate("segments/s", 64, epoch=1)):
+            with pytest.raises(Fenced) as refused:
+                stale()
+            assert refused.value.errno == errno.ESTALE and "took this segment over" in str(refused.value)
+        assert (root / "segments/s").read_bytes() == before  # the stale writer changed nothing
+        with pytest.raises(Fenced):
+            drive.fence("segments/s", 1)  # epochs only go forward
+        drive.fence("segments/s", 2)  # the same epoch again: idempotent (a retried fence)
+        # The holder of epoch 2 writes on; a higher epoch in a write is recorded before the write.
+        other, _ = (drive, root) if target.server is None else (RemoteDrive(drive.label, load_key(target.server.key_file)), root)
+        other.append("segments/s", len(before), b"epoch-3", epoch=3)
+        assert int.from_bytes((root / "segments/s").read_bytes()[32:40], "little") == 3
+        with pytest.raises(Fenced):
+            other.append("segments/s", len(before) + 7, b"x", epoch=2)
+        # Unfenced writes (epoch 0: journals, files that are not replicas) are not checked.
+        drive.create("segments/plain", b"x")
+        drive.append("segments/plain", 1, b"y")
+        with pytest.raises(FileNotFoundError):
+            drive.fence("segments/absent", 1)
 
     def test_write_at_rename_sync_and_space(self, target):
         drive, root = target.formatted()
