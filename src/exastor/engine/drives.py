@@ -49,6 +49,7 @@ from exastor.drives import (
     SUBDIRS,
     DriveIO,
     DriveUnreachable,
+    Fenced,
     Identity,
     Unidentified,
     is_url,
@@ -57,6 +58,7 @@ from exastor.drives import (
 from exastor.drives import identity as drive_identity
 from exastor.engine import erasure
 from exastor.engine.record import HEADER_SIZE, decode_header, parse_segment_header
+from exastor.meta import leases
 from exastor.meta.store import Metadata
 
 log = logging.getLogger("exastor.drives")
@@ -622,6 +624,10 @@ class DriveSet:
         not a broken drive). ``now=False`` queues the database write (callers that may be on an
         event loop or hold locks)."""
         d = self._drives.get(drive)
+        if isinstance(exc, Fenced):
+            # Another process took the segment over (its lease): the drive answered, and is fine.
+            log.info("drive %d refused a write of a segment another process took over: %s", drive, exc)
+            return
         if isinstance(exc, DriveUnreachable):
             # Not this drive's fault as far as anyone knows: unavailable to this process until its
             # identity reads back (refresh), never recorded in the database.
@@ -736,9 +742,12 @@ def _host(location: Location) -> str:
 
 # --- segment layouts in the database ----------------------------------------------
 
-def new_segment(meta: Metadata, m: int, drives: list[Drive], created_ns: int | None = None) -> int:
-    """Allocate a segment id, open, replicated on ``drives`` (m+1 of them): one transaction."""
+def new_segment(meta: Metadata, m: int, drives: list[Drive], created_ns: int | None = None, *,
+                holder: str | None = None) -> int:
+    """Allocate a segment id, open, replicated on ``drives`` (m+1 of them), its first write lease
+    (epoch 1) held by ``holder`` (this process by default): one transaction."""
     now = created_ns or time.time_ns()
+    holder = holder or leases.holder_id()
 
     def tx(cur: Any) -> int:
         cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
@@ -747,6 +756,7 @@ def new_segment(meta: Metadata, m: int, drives: list[Drive], created_ns: int | N
         cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, 1, ?, 0, 0)",
                     (seg, m))
         cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d.id) for d in drives])
+        leases.grant_first(cur, seg, holder)
         return seg
 
     return meta.runner.write_sync(tx)
@@ -789,13 +799,16 @@ def load_layout(meta: Metadata, segment: int) -> Layout | None:
 
 
 def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, data_len: int,
-                placed: list[tuple[int, int]], *, expect_state: str = "open") -> bool:
+                placed: list[tuple[int, int]], *, expect_state: str = "open", epoch: int | None = None) -> bool:
     """Point the database at the shards ((drive, gen) by index, all fsynced already) and forget the
-    replicas, in one transaction. False when the segment is no longer in ``expect_state``."""
+    replicas, in one transaction. False when the segment is no longer in ``expect_state``, or (with
+    ``epoch``) its lease was taken over since this sealer fenced it: the later taker seals it."""
     def tx(cur: Any) -> bool:
         cur.execute("SELECT state FROM segments WHERE id = ?", (segment,))
         row = cur.fetchone()
         if row is None or row[0] != expect_state:
+            return False
+        if epoch is not None and not leases.holds(cur, segment, epoch):
             return False
         cur.execute("SELECT shard_len FROM segment_layout WHERE segment = ?", (segment,))
         current = cur.fetchone()
@@ -810,6 +823,7 @@ def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, da
         if shard_len:
             cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
         cur.execute("UPDATE segments SET state = 'sealed', size = ? WHERE id = ?", (data_len, segment))
+        leases.drop(cur, segment)
         return True
 
     return meta.runner.write_sync(tx)
