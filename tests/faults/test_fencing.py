@@ -16,6 +16,7 @@ bytes are in no shard of S, and this test fails (replica bytes changed; that obj
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -151,3 +152,85 @@ def test_a_stale_gateway_cannot_write_into_a_segment_another_sealed(tmp_path, pg
         pg_cluster.drop_database("exastor_fence")
     for server in (a, b):
         assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+
+
+@pytest.mark.parametrize("failure", ["eio", "killed"])
+def test_a_failed_replica_append_seals_the_segment_and_opens_a_new_one(tmp_path, failure):
+    """No quorum protocol: when an append to one replica of the open segment fails - the drive server
+    answers EIO, or it is gone (kill -9) - the segment is sealed from the replicas left and the write
+    goes on in a new segment on other drives. The PUT that met the failure succeeds; nothing
+    acknowledged is lost; an EIO makes the drive failed, an unreachable server does not."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    key = cluster_key(data)  # DATA/cluster.key: the gateway's own
+    rules = tmp_path / "faults.json"
+    rules.write_text("{}")
+    hosts = [DriveServerProcess({f"drive{n}": tmp_path / f"host{n}" / f"drive{n}"}, key, tmp_path / f"ds{n}.log",
+                                env={"EXASTOR_FAULTS": str(rules)}) for n in (1, 2, 3)]
+    for n, ds in enumerate(hosts, 1):
+        ds.host = f"127.0.0.{n}"
+    server = ServerProcess(data, free_port(), free_port(), tmp_path / "server.log",
+                           extra_args=["--workers", "1", *[x for n, ds in enumerate(hosts, 1)
+                                                           for x in ("--drive", ds.url(f"drive{n}"))]],
+                           # The metadata journal, on m+1 of the same drives, fails one commit (503) when its
+                           # drive fails, by its own rule (tests/unit/test_journal.py): off here, so the
+                           # PUT's outcome is the segment's alone.
+                           env={"EXASTOR_GC_INTERVAL": "0", "EXASTOR_REDUCE_INTERVAL": "0", "EXASTOR_META_JOURNAL": "0"})
+    db = data / "meta" / "exastor.sqlite"
+
+    def rows(query: str, params: tuple = ()) -> list[tuple]:
+        import sqlite3
+
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return con.execute(query, params).fetchall()
+        finally:
+            con.close()
+
+    try:
+        for ds in hosts:
+            ds.start()
+        server.start()
+        s3 = s3_client(server, retry=False)
+        s3.create_bucket(Bucket="fail")
+        bodies = {f"before/{i}": os.urandom(120_000 + i) for i in range(3)}
+        for k, body in bodies.items():
+            s3.put_object(Bucket="fail", Key=k, Body=body)
+        (segment,), = rows("SELECT id FROM segments WHERE state = 'open'")
+        replica_drives = rows("SELECT d.id, d.path FROM replicas r JOIN drives d ON d.id = r.drive "
+                              "WHERE r.segment = ? ORDER BY d.id", (segment,))
+        victim_id, victim_url = replica_drives[0]
+        victim = next(ds for ds in hosts if victim_url.startswith(f"http://{ds.host}:"))
+        if failure == "eio":
+            rules.write_text(json.dumps({str(next(iter(victim.drives.values()))): {"eio_write": True}}))
+        else:
+            victim.kill()
+
+        body = os.urandom(200_000)
+        s3.put_object(Bucket="fail", Key="after", Body=body)  # met the failure, written elsewhere
+        bodies["after"] = body
+        _wait(lambda: rows("SELECT state FROM segments WHERE id = ?", (segment,)) == [("sealed",)],
+              "the segment with the failed replica to be sealed")
+        (new,), = rows("SELECT id FROM segments WHERE state = 'open'")
+        assert new != segment
+        assert victim_id not in [d for (d,) in rows("SELECT drive FROM replicas WHERE segment = ?", (new,))]
+        (location,), = rows("SELECT segment FROM chunks WHERE segment IN (?, ?) ORDER BY segment DESC LIMIT 1",
+                            (segment, new))
+        assert location == new, "the object that met the failure is in the new segment"
+        for k, b in bodies.items():
+            assert s3.get_object(Bucket="fail", Key=k)["Body"].read() == b, k
+        (state,), = rows("SELECT state FROM drives WHERE id = ?", (victim_id,))[0:1]
+        assert state == ("failed" if failure == "eio" else "active"), state
+        if failure == "killed":
+            victim.start()
+        else:
+            rules.write_text("{}")
+        server.stop()
+        report = subprocess.run([sys.executable, "-m", "exastor.cli", "fsck", "--data", str(data)],
+                                capture_output=True, text=True, timeout=300)
+        assert report.returncode == 0, report.stdout + report.stderr
+    finally:
+        server.stop()
+        for ds in hosts:
+            ds.stop()
+    assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
