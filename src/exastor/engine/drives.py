@@ -531,6 +531,21 @@ class DriveSet:
         if refresh:
             self.refresh()
 
+    def mark_offline(self, drive: int, reason: str) -> bool:
+        """Record ``drive`` offline for every process (the cluster manager, when its drive server has
+        been down too long), if the database has it active, full or read-only; True if it changed.
+        Its shards are then repaired once it has been offline for the repair grace, and the first
+        process whose refresh reads its identity back marks it active again."""
+        def tx(cur: Any) -> bool:
+            cur.execute("UPDATE drives SET state = 'offline', reason = ?, changed_ns = ? "
+                        "WHERE id = ? AND state IN ('active', 'full', 'readonly')", (reason, time.time_ns(), drive))
+            return cur.rowcount > 0
+
+        changed = self.meta.runner.write_sync(tx)
+        if changed:
+            log.warning("drive %d is now offline: %s", drive, reason)
+        return bool(changed)
+
     @property
     def all(self) -> list[Drive]:
         return list(self._drives.values())
