@@ -234,3 +234,37 @@ def test_a_failed_replica_append_seals_the_segment_and_opens_a_new_one(tmp_path,
         for ds in hosts:
             ds.stop()
     assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+
+
+def test_replicas_on_read_only_drives_are_sealed_without_a_fence(tmp_path, monkeypatch):
+    """A replica on a drive gone read-only cannot take the fence's epoch, but no writer can change it
+    either: the seal reads it (before, an unfenced replica was left out, and with every replica
+    read-only the segment could not be sealed at all)."""
+    import blake3
+
+    from exastor.engine.drives import DriveSet, load_layout
+    from exastor.engine.record import CODEC_RAW, encode
+    from exastor.engine.segments import SegmentLog
+
+    rules = tmp_path / "faults.json"
+    rules.write_text("{}")
+    monkeypatch.setenv("EXASTOR_FAULTS", str(rules))
+    meta = open_metadata(tmp_path / "data")
+    # 1+1 on four drives: both replicas go read-only, two drives are left for the shards and the journal.
+    drives = DriveSet(meta, [tmp_path / f"d{i}" for i in range(4)], ec="1+1", base=tmp_path / "data")
+    log = SegmentLog(drives, meta)
+    try:
+        data = os.urandom(300_000)
+        record = encode(blake3.blake3(data).digest(), CODEC_RAW, len(data), data) + data
+        segment, offset = log.append(record)
+        log.sync(segment, offset + len(record))
+        holders = [drives.get(d) for d in load_layout(meta, segment).replicas]
+        rules.write_text(json.dumps({d.io.label: {"readonly": True} for d in holders}))
+        log.seal(segment)
+        lay = load_layout(meta, segment)
+        assert lay.state == "sealed" and lay.data_len >= offset + len(record), lay
+        assert log.pread(segment, offset, len(record)) == record
+    finally:
+        rules.write_text("{}")
+        log.close()
+        meta.close()

@@ -103,7 +103,7 @@ class FaultyDrive(DriveIO):
             raise OSError(errno.EIO, f"injected I/O error ({method} {name})")
         if kind in (WRITE, CHANGE) and rule.get("readonly"):
             raise OSError(errno.EROFS, "injected read-only drive")
-        if kind == WRITE and method != "truncate" and rule.get("full"):
+        if kind == WRITE and method not in ("truncate", "fence") and rule.get("full"):  # allocate nothing
             raise OSError(errno.ENOSPC, "injected full drive")
         return rule
 

@@ -451,6 +451,9 @@ class SegmentLog:
                 log.info("segment %d: %s; left to its new holder", lay.segment, exc)
                 return None
             except OSError as exc:
+                if exc.errno == errno.EROFS:  # nobody can write it any more: as good as fenced
+                    fenced.append(drive)
+                    continue
                 log.warning("segment %d: could not fence the replica on drive %d (%s): not read for sealing",
                             lay.segment, drive, exc)
                 continue
