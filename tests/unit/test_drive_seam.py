@@ -398,3 +398,21 @@ def test_a_fresh_journal_after_each_cut(tmp_path):
     drive.append("segments/a", 10, b"2" * 10)           # recorded in a new journal, against the new state
     power_cut(tmp_path / "journal", random.Random(0), "drop")
     assert Path(drive.label, "segments/a").read_bytes() == b"1" * 10
+
+
+def test_a_fence_from_another_process_stops_a_writer_holding_the_file_open(tmp_path):
+    """The epoch is read from the file at every fenced write, not cached: a writer that has the file
+    open (its descriptor cached) is refused as soon as another process fenced it."""
+    import subprocess
+    import sys
+
+    writer = LocalDrive(tmp_path / "d")
+    writer.format(b'{"test": 1}\n')
+    writer.create("segments/s", bytes(64))
+    writer.append("segments/s", 64, b"mine", epoch=1)
+    code = ("import sys; from exastor.drives import LocalDrive; "
+            "LocalDrive(sys.argv[1]).fence('segments/s', 2)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], check=True, timeout=60)
+    with pytest.raises(Fenced):
+        writer.append("segments/s", 68, b"late", epoch=1)
+    assert (tmp_path / "d/segments/s").read_bytes()[64:] == b"mine"
