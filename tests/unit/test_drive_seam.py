@@ -199,6 +199,10 @@ class TestDriveContract:
         drive.append("segments/plain", 1, b"y")
         with pytest.raises(FileNotFoundError):
             drive.fence("segments/absent", 1)
+        for bad in (0, 1 << 64):  # a malformed epoch is refused (a drive server answers 400), never a crash
+            with pytest.raises(OSError) as refused:
+                drive.fence("segments/plain", bad)
+            assert refused.value.errno == errno.EINVAL
 
     def test_write_at_rename_sync_and_space(self, target):
         drive, root = target.formatted()

@@ -114,6 +114,8 @@ class LocalDrive(DriveIO):
         if epoch <= 0:
             yield
             return
+        if epoch >= 1 << 64:
+            raise OSError(errno.EINVAL, f"lease epoch {epoch}: at most 2^64 - 1")
         with self._stripes[hash(name) % _FENCE_STRIPES]:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
