@@ -268,3 +268,74 @@ def test_replicas_on_read_only_drives_are_sealed_without_a_fence(tmp_path, monke
         rules.write_text("{}")
         log.close()
         meta.close()
+
+
+def _local_log(tmp_path):
+    from exastor.engine.drives import DriveSet
+    from exastor.engine.segments import SegmentLog
+
+    meta = open_metadata(tmp_path / "data")
+    drives = DriveSet(meta, [tmp_path / f"d{i}" for i in range(3)], ec="2+1", base=tmp_path / "data")
+    return meta, drives, SegmentLog(drives, meta)
+
+
+def _record(size: int) -> bytes:
+    import blake3
+
+    from exastor.engine.record import CODEC_RAW, encode
+
+    data = os.urandom(size)
+    return encode(blake3.blake3(data).digest(), CODEC_RAW, len(data), data) + data
+
+
+def test_a_fenced_writer_abandons_its_segment_and_fails_only_what_was_not_durable(tmp_path):
+    """In one process, on local drives: another holder takes the segment's lease over and fences its
+    replicas. The writer's next append is refused; it opens a new segment for it, the commit of bytes
+    it had made durable still succeeds, the commit of bytes it had not fails (503), and no drive is
+    marked failed."""
+    from exastor import errors
+    from exastor.engine.drives import load_layout, segment_name
+    from exastor.meta import leases
+
+    meta, drives, log = _local_log(tmp_path)
+    try:
+        durable = _record(100_000)
+        seg, off = log.append(durable)
+        log.sync(seg, off + len(durable))
+        pending = _record(100_000)
+        seg2, off2 = log.append(pending)  # written, not yet fsynced
+        assert seg2 == seg
+        epoch = leases.take(meta, seg, "another gateway", steal=True)
+        for d in load_layout(meta, seg).replicas:
+            drives.get(d).io.fence(segment_name(seg), epoch)
+        late = _record(50_000)
+        seg3, _ = log.append(late)
+        assert seg3 != seg and log.open_segment == seg3
+        log.sync(seg, off + len(durable))  # made durable before the fence: its commit may go on
+        with pytest.raises(errors.Unavailable):
+            log.sync(seg, off2 + len(pending))  # not durable when the segment was lost: 503, retried
+        assert {d.state for d in drives.all} == {"active"}
+        assert leases.lease_of(meta, seg).holder == "another gateway"
+    finally:
+        log.close()
+        meta.close()
+
+
+def test_a_writer_whose_lease_renewal_finds_it_lost_opens_a_new_segment(tmp_path, monkeypatch):
+    from exastor.meta import leases
+
+    monkeypatch.setattr(leases, "SEGMENT_LEASE_RENEW_MS", 50)
+    meta, drives, log = _local_log(tmp_path)
+    try:
+        seg, _ = log.append(_record(10_000))
+        assert leases.take(meta, seg, "another gateway", steal=True) == 2
+        deadline = time.monotonic() + 30
+        while True:  # the renewer notices within a renewal interval
+            got, _ = log.append(_record(1_000))
+            if got != seg:
+                break
+            assert time.monotonic() < deadline, "the lost lease was never noticed"
+            time.sleep(0.05)
+    finally:
+        log.close()
+        meta.close()
