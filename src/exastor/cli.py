@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fsck": ("exastor.services.fsck_cli", "verify every record and reference; repair; rebuild the index"),
     "drive": ("exastor.services.drive_cli", "add, remove, replace drives and show their status"),
     "drive-server": ("exastor.drives.server_cli", "serve this host's drives to the cluster's gateways"),
+    "cluster": ("exastor.services.cluster_cli", "gateways and drive servers alive or down, the cluster manager"),
     "quota": ("exastor.services.quota_cli", "capacity quotas of buckets and users: set, clear, show"),
     "qos": ("exastor.services.qos_cli", "rate limits of users and buckets: set, clear, show"),
     "reduce": ("exastor.services.reduce_cli", "the background reducer: run a pass now, pause, resume, status"),
@@ -46,7 +47,7 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 # Commands that work on a store's data directory: they take --data anywhere on the line.
-STORE_COMMANDS = {"serve", "user", "key", "stats", "fsck", "drive", "quota", "qos", "reduce"}
+STORE_COMMANDS = {"serve", "user", "key", "stats", "fsck", "drive", "quota", "qos", "reduce", "cluster"}
 
 
 def _hoist_data(argv: list[str]) -> list[str]:

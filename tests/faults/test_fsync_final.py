@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import blake3
@@ -102,6 +103,15 @@ def test_a_failed_fsync_fails_the_put_with_503_on_both_protocols_and_the_store_g
         assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
         assert failed.value.response["Error"]["Code"] == "ServiceUnavailable"
         s3.put_object(Bucket="fsync", Key="after", Body=b"y" * 100_000)  # a new segment on healthy drives
+        # The failed segment is sealed in the background (lease, fence, shards, commit): let that finish
+        # first, or its commit's journal write meets the next fault and fails the drive before the upload.
+        deadline = time.monotonic() + 30
+        while True:
+            with sqlite3.connect(db) as con:
+                if con.execute("SELECT COUNT(*) FROM segments WHERE state = 'open'").fetchone()[0] <= 1:
+                    break
+            assert time.monotonic() < deadline, "the segment with the failed replica was never sealed"
+            time.sleep(0.05)
         blob = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
         _rules(rules, {p: {"eio_fsync": True} for p in open_replicas()[:1]})
         with pytest.raises(HttpResponseError) as busy:

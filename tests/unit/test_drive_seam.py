@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from drive_servers import DriveServerProcess, cluster_key
-from exastor.drives import DriveIO, FaultRules, FaultyDrive, FsyncFailed, LocalDrive, power_cut
+from exastor.drives import DriveIO, FaultRules, FaultyDrive, Fenced, FsyncFailed, LocalDrive, power_cut
 from exastor.drives import local as local_module
 from exastor.drives.remote import RemoteDrive
 from exastor.drives.wire import load_key
@@ -169,6 +169,40 @@ class TestDriveContract:
         for bad in ("/etc/passwd", "../x", "segments/../../x"):
             with pytest.raises(OSError):
                 drive.pread(bad, 0, 1)
+
+    def test_writes_with_a_stale_lease_epoch_are_fenced(self, target):
+        drive, root = target.formatted()
+        head = bytes(64)
+        drive.create("segments/s", head)
+        drive.append("segments/s", 64, b"epoch-1 bytes", epoch=1)
+        # A new holder fences the file at epoch 2 (durably, in bytes 32..39) before it reads it.
+        drive.fence("segments/s", 2)
+        assert int.from_bytes((root / "segments/s").read_bytes()[32:40], "little") == 2
+        before = (root / "segments/s").read_bytes()
+        for stale in (lambda: drive.append("segments/s", len(before), b"late", epoch=1),
+                      lambda: drive.truncate("segments/s", 64, epoch=1)):
+            with pytest.raises(Fenced) as refused:
+                stale()
+            assert refused.value.errno == errno.ESTALE and "took this segment over" in str(refused.value)
+        assert (root / "segments/s").read_bytes() == before  # the stale writer changed nothing
+        with pytest.raises(Fenced):
+            drive.fence("segments/s", 1)  # epochs only go forward
+        drive.fence("segments/s", 2)  # the same epoch again: idempotent (a retried fence)
+        # The holder of epoch 2 writes on; a higher epoch in a write is recorded before the write.
+        other, _ = (drive, root) if target.server is None else (RemoteDrive(drive.label, load_key(target.server.key_file)), root)
+        other.append("segments/s", len(before), b"epoch-3", epoch=3)
+        assert int.from_bytes((root / "segments/s").read_bytes()[32:40], "little") == 3
+        with pytest.raises(Fenced):
+            other.append("segments/s", len(before) + 7, b"x", epoch=2)
+        # Unfenced writes (epoch 0: journals, files that are not replicas) are not checked.
+        drive.create("segments/plain", b"x")
+        drive.append("segments/plain", 1, b"y")
+        with pytest.raises(FileNotFoundError):
+            drive.fence("segments/absent", 1)
+        for bad in (0, 1 << 64):  # a malformed epoch is refused (a drive server answers 400), never a crash
+            with pytest.raises(OSError) as refused:
+                drive.fence("segments/plain", bad)
+            assert refused.value.errno == errno.EINVAL
 
     def test_write_at_rename_sync_and_space(self, target):
         drive, root = target.formatted()
@@ -368,3 +402,21 @@ def test_a_fresh_journal_after_each_cut(tmp_path):
     drive.append("segments/a", 10, b"2" * 10)           # recorded in a new journal, against the new state
     power_cut(tmp_path / "journal", random.Random(0), "drop")
     assert Path(drive.label, "segments/a").read_bytes() == b"1" * 10
+
+
+def test_a_fence_from_another_process_stops_a_writer_holding_the_file_open(tmp_path):
+    """The epoch is read from the file at every fenced write, not cached: a writer that has the file
+    open (its descriptor cached) is refused as soon as another process fenced it."""
+    import subprocess
+    import sys
+
+    writer = LocalDrive(tmp_path / "d")
+    writer.format(b'{"test": 1}\n')
+    writer.create("segments/s", bytes(64))
+    writer.append("segments/s", 64, b"mine", epoch=1)
+    code = ("import sys; from exastor.drives import LocalDrive; "
+            "LocalDrive(sys.argv[1]).fence('segments/s', 2)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], check=True, timeout=60)
+    with pytest.raises(Fenced):
+        writer.append("segments/s", 68, b"late", epoch=1)
+    assert (tmp_path / "d/segments/s").read_bytes()[64:] == b"mine"

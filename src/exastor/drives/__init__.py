@@ -16,6 +16,7 @@ from exastor.drives.base import (
     Buffers,
     DriveIO,
     DriveUnreachable,
+    Fenced,
     FsyncFailed,
     Space,
     Stat,
@@ -26,7 +27,7 @@ from exastor.drives.identity import Identity, Unidentified
 from exastor.drives.local import LocalDrive
 
 __all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveUnreachable", "FaultRules", "FaultyDrive",
-           "FsyncFailed", "Identity", "LocalDrive", "Space", "Stat", "Unidentified", "age_s", "cluster_key",
+           "Fenced", "FsyncFailed", "Identity", "LocalDrive", "Space", "Stat", "Unidentified", "age_s", "cluster_key",
            "is_url", "open_drive", "power_cut"]
 
 _rules: dict[str, FaultRules] = {}

@@ -27,6 +27,10 @@ from dataclasses import dataclass
 Piece = bytes | bytearray | memoryview
 Buffers = Piece | Sequence[Piece]
 
+# A fenced file (an open segment's replica, docs/format.md "Segment write leases") keeps the highest
+# lease epoch its writers used in these 8 bytes (u64, little-endian): inside the segment header's
+# reserved bytes, so the check costs one pread of a descriptor the drive already holds.
+EPOCH_OFFSET = 32
 IDENTITY_NAME = "exastor-drive.json"   # the drive's identity file, at its root (drives/identity.py)
 SUBDIRS = ("segments", "shards")       # created when a drive joins a store, never at any other time
 
@@ -50,6 +54,15 @@ def age_s(stat: Stat) -> float:
 
 class FsyncFailed(OSError):
     """This file's fsync (or a write to it) failed before: it is never written or fsynced again."""
+
+
+class Fenced(OSError):
+    """A write carried an older lease epoch than the file has seen (errno ESTALE): another writer took
+    the segment over (to seal it), so this writer's lease is gone. Not the drive's fault: the writer
+    abandons the segment (its unsynced bytes fail their commits) and opens a new one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ESTALE, message)
 
 
 class DriveUnreachable(OSError):
@@ -90,9 +103,14 @@ class DriveIO(abc.ABC):
         subdirectory of the root is made (durably), never the root itself."""
 
     @abc.abstractmethod
-    def append(self, name: str, offset: int, data: Buffers) -> None:
+    def append(self, name: str, offset: int, data: Buffers, *, epoch: int = 0) -> None:
         """Write ``data`` at ``offset``, which must be the file's current length (so a retried
-        request cannot write twice). All of it is written, or OSError."""
+        request cannot write twice). All of it is written, or OSError.
+
+        ``epoch`` > 0: the writer's lease epoch (fencing). Refused with ``Fenced`` if the file has
+        seen a higher one; a higher one than the file's is recorded in it durably first (bytes
+        ``EPOCH_OFFSET``..+8, written with O_DSYNC), atomically with the write against ``fence``
+        from any thread or process. 0: unfenced (files that are not segment replicas)."""
 
     @abc.abstractmethod
     def write_at(self, name: str, offset: int, data: Buffers) -> None:
@@ -103,8 +121,15 @@ class DriveIO(abc.ABC):
         file, as for ``fsync``."""
 
     @abc.abstractmethod
-    def truncate(self, name: str, size: int) -> None:
-        """Cut ``name`` back to ``size`` bytes (a torn tail, a failed append)."""
+    def truncate(self, name: str, size: int, *, epoch: int = 0) -> None:
+        """Cut ``name`` back to ``size`` bytes (a torn tail, a failed append); ``epoch`` as for
+        ``append``."""
+
+    @abc.abstractmethod
+    def fence(self, name: str, epoch: int) -> None:
+        """Record ``epoch`` in the existing file ``name`` durably, so that every later ``append`` or
+        ``truncate`` with a lower epoch is refused (``Fenced``); ``Fenced`` if it has a higher one
+        already. A new holder of a segment's lease calls it on every replica before reading them."""
 
     @abc.abstractmethod
     def fsync(self, name: str) -> None:

@@ -103,7 +103,7 @@ class FaultyDrive(DriveIO):
             raise OSError(errno.EIO, f"injected I/O error ({method} {name})")
         if kind in (WRITE, CHANGE) and rule.get("readonly"):
             raise OSError(errno.EROFS, "injected read-only drive")
-        if kind == WRITE and method != "truncate" and rule.get("full"):
+        if kind == WRITE and method not in ("truncate", "fence") and rule.get("full"):  # allocate nothing
             raise OSError(errno.ENOSPC, "injected full drive")
         return rule
 
@@ -129,9 +129,9 @@ class FaultyDrive(DriveIO):
         if rec:
             rec.event("W", name, 0, sum(len(p) for p in pieces(data)))
 
-    def append(self, name: str, offset: int, data: Buffers) -> None:
+    def append(self, name: str, offset: int, data: Buffers, *, epoch: int = 0) -> None:
         rec = self._recorder(self._check("append", name, WRITE))
-        self.inner.append(name, offset, data)
+        self.inner.append(name, offset, data, epoch=epoch)
         if rec:
             rec.event("W", name, offset, sum(len(p) for p in pieces(data)))
 
@@ -144,11 +144,17 @@ class FaultyDrive(DriveIO):
             rec.event("W", name, offset, sum(len(p) for p in pieces(data)))
             rec.event("F", name, self.inner.stat(name).size)
 
-    def truncate(self, name: str, size: int) -> None:
+    def truncate(self, name: str, size: int, *, epoch: int = 0) -> None:
         rec = self._recorder(self._check("truncate", name, WRITE))
         if rec:
             rec.event("T", name, size, rec.stash(self.inner, name, size))
-        self.inner.truncate(name, size)
+        self.inner.truncate(name, size, epoch=epoch)
+
+    def fence(self, name: str, epoch: int) -> None:
+        # Not journaled: the epoch's 8 bytes lie in the segment header, fsynced when the file was made,
+        # and are written with O_DSYNC (durable at once), so no power cut can undo them.
+        self._check("fence", name, WRITE)
+        self.inner.fence(name, epoch)
 
     def fsync(self, name: str) -> None:
         rec = self._recorder(self._check("fsync", name, FSYNC))

@@ -9,16 +9,21 @@ every other call under a missing root fails with ENOENT, which the drive set rea
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from exastor.drives.base import (
+    EPOCH_OFFSET,
     IDENTITY_NAME,
     SUBDIRS,
     Buffers,
     DriveIO,
+    Fenced,
     FsyncFailed,
     Piece,
     Space,
@@ -36,6 +41,8 @@ _EMPTY_ROOT_OK = {"lost+found"}  # a fresh ext4 file system
 # Everything on a drive is the store's alone: tenants' data, metadata copies and the journal
 # (docs/security.md, "Secrets at rest").
 FILE_MODE, DIR_MODE = 0o600, 0o700
+_EPOCH = struct.Struct("<Q")
+_FENCE_STRIPES = 64  # threads of one process (a drive server's pool) exclude each other per name
 
 
 class _Handle:
@@ -53,6 +60,7 @@ class LocalDrive(DriveIO):
         self._readers: dict[str, _Handle] = {}
         self._writers: dict[str, tuple[_Handle, int]] = {}   # name -> (handle, current length)
         self._poisoned: set[str] = set()
+        self._stripes = [threading.Lock() for _ in range(_FENCE_STRIPES)]
 
     def __repr__(self) -> str:
         return f"LocalDrive({self.label!r})"
@@ -97,6 +105,50 @@ class LocalDrive(DriveIO):
             self._poisoned.add(name)
             self._drop(self._writers, name)
 
+    # --- fencing ----------------------------------------------------------------------
+    @contextmanager
+    def _epoch_held(self, name: str, epoch: int, fd: int, *, fencing: bool = False) -> Iterator[None]:
+        """While held, no other thread or process can change ``name``'s epoch, and ours is current:
+        a fence either lands before this write (and refuses it) or after it (and a new holder reads
+        the write). Threads are excluded by a striped lock, processes by ``flock`` on the file."""
+        if epoch <= 0:
+            yield
+            return
+        if epoch >= 1 << 64:
+            raise OSError(errno.EINVAL, f"lease epoch {epoch}: at most 2^64 - 1")
+        with self._stripes[hash(name) % _FENCE_STRIPES]:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                raw = os.pread(fd, _EPOCH.size, EPOCH_OFFSET)
+                if len(raw) < _EPOCH.size:
+                    raise OSError(errno.EINVAL, f"{self.label}/{name}: too short to carry a lease epoch")
+                seen = _EPOCH.unpack(raw)[0]
+                if seen > epoch:
+                    raise Fenced(f"{self.label}/{name}: lease epoch {epoch} is stale, the file has seen {seen}: "
+                                 "another writer took this segment over")
+                if seen < epoch or fencing:
+                    try:  # durable before the write it admits: a restart cannot forget a fence
+                        if os.pwritev(fd, [_EPOCH.pack(epoch)], EPOCH_OFFSET, os.RWF_DSYNC) != _EPOCH.size:
+                            raise OSError(errno.EIO, "short write of the lease epoch")
+                    except OSError:
+                        self._poison(name)
+                        raise
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def fence(self, name: str, epoch: int) -> None:
+        if epoch <= 0:
+            raise OSError(errno.EINVAL, "a fence needs an epoch above 0")
+        with self._lock:
+            self._refuse_if_poisoned(name)
+        handle = self._acquire(self._writers, name, os.O_RDWR)
+        try:
+            with self._epoch_held(name, epoch, handle.fd, fencing=True):
+                pass
+        finally:
+            self._let_go(handle)
+
     # --- files that grow -------------------------------------------------------------
     def _subdir_for(self, name: str) -> None:
         """Make ``name``'s parent if it is a missing subdirectory (one level; a missing root stays
@@ -109,7 +161,7 @@ class LocalDrive(DriveIO):
     def create(self, name: str, data: Buffers = b"") -> None:
         path = self._path(name)
         self._subdir_for(name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         handle = _Handle(fd)
         with self._lock:
             self._poisoned.discard(name)
@@ -117,33 +169,37 @@ class LocalDrive(DriveIO):
             self._writers[name] = (handle, 0)
         self.append(name, 0, data)
 
-    def append(self, name: str, offset: int, data: Buffers) -> None:
+    def append(self, name: str, offset: int, data: Buffers, *, epoch: int = 0) -> None:
         with self._lock:
             self._refuse_if_poisoned(name)
-        handle = self._acquire(self._writers, name, os.O_WRONLY)
+        handle = self._acquire(self._writers, name, os.O_RDWR)
         try:
-            with self._lock:
-                length = self._writers[name][1] if name in self._writers else offset
-            if length != offset:
-                raise OSError(errno.EINVAL, f"{self.label}/{name}: append at {offset}, the file has {length} bytes")
-            bufs = pieces(data)
-            total = sum(len(b) for b in bufs)
-            try:
-                _pwritev_all(handle.fd, bufs, offset, total)
-            except OSError as exc:
-                if exc.errno not in _WRITE_ERRORS_NOT_FINAL:
-                    self._poison(name)
-                raise
-            with self._lock:
-                if name in self._writers and self._writers[name][0] is handle:
-                    self._writers[name] = (handle, offset + total)
+            with self._epoch_held(name, epoch, handle.fd):
+                self._append_held(name, handle, offset, data)
         finally:
             self._let_go(handle)
+
+    def _append_held(self, name: str, handle: _Handle, offset: int, data: Buffers) -> None:
+        with self._lock:
+            length = self._writers[name][1] if name in self._writers else offset
+        if length != offset:
+            raise OSError(errno.EINVAL, f"{self.label}/{name}: append at {offset}, the file has {length} bytes")
+        bufs = pieces(data)
+        total = sum(len(b) for b in bufs)
+        try:
+            _pwritev_all(handle.fd, bufs, offset, total)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRORS_NOT_FINAL:
+                self._poison(name)
+            raise
+        with self._lock:
+            if name in self._writers and self._writers[name][0] is handle:
+                self._writers[name] = (handle, offset + total)
 
     def write_at(self, name: str, offset: int, data: Buffers) -> None:
         with self._lock:
             self._refuse_if_poisoned(name)
-        handle = self._acquire(self._writers, name, os.O_WRONLY)
+        handle = self._acquire(self._writers, name, os.O_RDWR)
         try:
             bufs = pieces(data)
             total = sum(len(b) for b in bufs)
@@ -160,10 +216,21 @@ class LocalDrive(DriveIO):
         finally:
             self._let_go(handle)
 
-    def truncate(self, name: str, size: int) -> None:
+    def truncate(self, name: str, size: int, *, epoch: int = 0) -> None:
         with self._lock:
             self._refuse_if_poisoned(name)
-        os.truncate(self._path(name), size)
+        if epoch <= 0:
+            os.truncate(self._path(name), size)
+        else:
+            if size < EPOCH_OFFSET + _EPOCH.size:
+                raise OSError(errno.EINVAL, f"{self.label}/{name}: a fenced file keeps its epoch: not cut below "
+                                            f"{EPOCH_OFFSET + _EPOCH.size} bytes")
+            handle = self._acquire(self._writers, name, os.O_RDWR)
+            try:
+                with self._epoch_held(name, epoch, handle.fd):
+                    os.ftruncate(handle.fd, size)
+            finally:
+                self._let_go(handle)
         with self._lock:
             entry = self._writers.get(name)
             if entry is not None:

@@ -38,6 +38,7 @@ from exastor.drives.base import (
     Buffers,
     DriveIO,
     DriveUnreachable,
+    Fenced,
     FsyncFailed,
     Piece,
     Space,
@@ -64,10 +65,12 @@ CONNECT_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_CONNECT_TIMEOUT", "3"))
 # for what a local disk answers at once; long for what waits on the disk (an fsync of a 64 MiB file).
 READ_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_TIMEOUT", "10"))
 SYNC_TIMEOUT_S = float(os.environ.get("EXASTOR_DRIVE_SYNC_TIMEOUT", "60"))
-_WAITS_ON_DISK = {"fsync", "sync_dir", "put", "format", "write_at", "rename"}
+_WAITS_ON_DISK = {"fsync", "sync_dir", "put", "format", "write_at", "rename", "fence"}
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.25, 5.0   # between probes of an unreachable drive
 _SAFE_TO_RESEND = {"pread", "read", "stat", "list", "space", "fsync", "sync_dir", "release"}
-_WRITE_ERRORS_NOT_FINAL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EINVAL, errno.EEXIST, errno.ENOENT)
+# ESTALE: a fenced write was refused before it wrote anything (the server checks the epoch first).
+_WRITE_ERRORS_NOT_FINAL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EINVAL, errno.EEXIST, errno.ENOENT,
+                           errno.ESTALE)
 
 
 def parse_url(url: str) -> tuple[str, str, int, str]:
@@ -210,6 +213,8 @@ class RemoteDrive(DriveIO):
         message = f"{self.label}: {data.decode('utf-8', 'replace').strip()}"
         if resp.headers.get(H_FINAL) == "1":
             raise FsyncFailed(code, message)
+        if code == errno.ESTALE:
+            raise Fenced(message)
         raise OSError(code, message)
 
     def _json(self, method: str, op: str, params: dict[str, object] | None = None) -> object:
@@ -246,14 +251,25 @@ class RemoteDrive(DriveIO):
             self._written_under.pop(name, None)
         self._write(name, "create", {"name": name}, _joined(data))
 
-    def append(self, name: str, offset: int, data: Buffers) -> None:
-        self._write(name, "append", {"name": name, "offset": offset}, _joined(data))
+    def append(self, name: str, offset: int, data: Buffers, *, epoch: int = 0) -> None:
+        params: dict[str, object] = {"name": name, "offset": offset}
+        if epoch > 0:
+            params["epoch"] = epoch
+        self._write(name, "append", params, _joined(data))
 
     def write_at(self, name: str, offset: int, data: Buffers) -> None:
         self._write(name, "write_at", {"name": name, "offset": offset}, _joined(data), durable=True)
 
-    def truncate(self, name: str, size: int) -> None:
-        self._write(name, "truncate", {"name": name, "size": size}, b"")
+    def truncate(self, name: str, size: int, *, epoch: int = 0) -> None:
+        params: dict[str, object] = {"name": name, "size": size}
+        if epoch > 0:
+            params["epoch"] = epoch
+        self._write(name, "truncate", params, b"")
+
+    def fence(self, name: str, epoch: int) -> None:
+        """Durable when answered (the server writes the epoch with O_DSYNC); a lost answer leaves the
+        fence in doubt, so the caller treats the replica as not fenced (and does not read it)."""
+        self._request("POST", "fence", {"name": check_name(name), "epoch": epoch})
 
     def fsync(self, name: str) -> None:
         check_name(name)

@@ -15,6 +15,9 @@ What the server adds to a local drive:
   ``fsync`` names the boot id under which its file was first written since the last fsync; if the
   server restarted in between, the writes it would cover may have died with the old process's page
   cache (a power cut) and the fsync fails - final, as a failed fsync always is (``FsyncFailed``).
+- *Fencing*: ``append`` and ``truncate`` may carry the writer's lease ``epoch``; ``fence`` records a
+  new one. The drive (``LocalDrive``) keeps the highest epoch in the file and refuses older ones
+  (``ESTALE``, HTTP 409), so a partitioned gateway cannot write into a segment another one sealed.
 - ``append`` with ``sync=1`` answers only after the file's fsync (one round trip for a caller that
   wants a durable append); ``write_at`` is durable when it answers (O_DSYNC), ``put`` publishes
   write-once (temporary file, fsync, link, directory fsync).
@@ -77,6 +80,11 @@ def _int(query: dict[str, str], name: str) -> int:
     return value
 
 
+def _epoch(query: dict[str, str]) -> int:
+    """A write's lease epoch (fencing: the drive refuses one older than the file has seen); 0 = none."""
+    return _int(query, "epoch") if "epoch" in query else 0
+
+
 def _name(query: dict[str, str], key: str = "name") -> str:
     if key not in query:
         raise Answer(400, "EINVAL", f"{key}: required")
@@ -115,7 +123,7 @@ class DriveServer:
             return data, "application/octet-stream"
         if op == "append":
             name = _name(query)
-            drive.append(name, _int(query, "offset"), body)
+            drive.append(name, _int(query, "offset"), body, epoch=_epoch(query))
             if query.get("sync") == "1":
                 drive.fsync(name)
             return b"", ""
@@ -126,7 +134,10 @@ class DriveServer:
             drive.write_at(_name(query), _int(query, "offset"), body)
             return b"", ""
         if op == "truncate":
-            drive.truncate(_name(query), _int(query, "size"))
+            drive.truncate(_name(query), _int(query, "size"), epoch=_epoch(query))
+            return b"", ""
+        if op == "fence":
+            drive.fence(_name(query), _int(query, "epoch"))
             return b"", ""
         if op == "fsync":
             since = query.get("since", "")

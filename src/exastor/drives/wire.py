@@ -111,7 +111,7 @@ def check_request(key: bytes, guard: ReplayGuard, method: str, path: str, query:
 
 # --- errors on the wire -------------------------------------------------------------------
 
-STATUS_OF_ERRNO = {errno.ENOENT: 404, errno.ENOTDIR: 404, errno.EEXIST: 409, errno.EINVAL: 400,
+STATUS_OF_ERRNO = {errno.ENOENT: 404, errno.ENOTDIR: 404, errno.EEXIST: 409, errno.ESTALE: 409, errno.EINVAL: 400,
                    errno.ENOSPC: 507, errno.EDQUOT: 507, errno.EROFS: 403, errno.EACCES: 403}
 
 

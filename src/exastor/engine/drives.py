@@ -49,6 +49,7 @@ from exastor.drives import (
     SUBDIRS,
     DriveIO,
     DriveUnreachable,
+    Fenced,
     Identity,
     Unidentified,
     is_url,
@@ -439,6 +440,16 @@ class DriveSet:
         if refresh:
             self.refresh()
 
+    def mark_offline(self, drive: int, reason: str) -> bool:
+        """Record ``drive`` offline for every process (the cluster manager, when its drive server has
+        been down too long), if the database has it active, full or read-only; True if it changed.
+        Its shards are then repaired once it has been offline for the repair grace, and the first
+        process whose refresh reads its identity back marks it active again."""
+        changed = placement.mark_drive_offline(self.meta, drive, reason, time.time_ns())
+        if changed:
+            log.warning("drive %d is now offline: %s", drive, reason)
+        return bool(changed)
+
     @property
     def all(self) -> list[Drive]:
         return list(self._drives.values())
@@ -528,6 +539,10 @@ class DriveSet:
         not a broken drive). ``now=False`` queues the database write (callers that may be on an
         event loop or hold locks)."""
         d = self._drives.get(drive)
+        if isinstance(exc, Fenced):
+            # Another process took the segment over (its lease): the drive answered, and is fine.
+            log.info("drive %d refused a write of a segment another process took over: %s", drive, exc)
+            return
         if isinstance(exc, DriveUnreachable):
             # Not this drive's fault as far as anyone knows: unavailable to this process until its
             # identity reads back (refresh), never recorded in the database.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import xxhash
 
 from exastor import errors
+from exastor.drives.base import EPOCH_OFFSET
 
 MAGIC = b"EXR1"
 HEADER = struct.Struct("<4sBBHII32sQII")  # magic kind codec flags raw_len stored_len fp payload_xxh3 key_id hdr_xxh32
@@ -36,9 +37,10 @@ FLAG_DELTA_DIFF = 1 << 3   # difference residual against an aligned reference
 FLAG_WIDTH_SHIFT = 4       # bits 4-6: element width in bytes (0, 2, 4)
 
 SEGMENT_MAGIC = b"EXSEG001"
-SEGMENT_HEADER = struct.Struct("<8sQQQQQQQ")  # magic, segment id, created_ns, store tag, reserved...
+SEGMENT_HEADER = struct.Struct("<8sQQQQQQQ")  # magic, segment id, created_ns, store tag, lease epoch, reserved...
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size
 assert SEGMENT_HEADER_SIZE == 64
+assert SEGMENT_HEADER.size - 4 * 8 == EPOCH_OFFSET  # the drives keep a replica's lease epoch there (fencing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +80,11 @@ def verify_payload(head: RecordHeader, payload: bytes | memoryview) -> None:
         raise errors.DataCorrupted("record payload checksum mismatch")
 
 
-def segment_header(segment_id: int, created_ns: int, store_tag: int = 0) -> bytes:
+def segment_header(segment_id: int, created_ns: int, store_tag: int = 0, epoch: int = 0) -> bytes:
     """``store_tag``: the first 64 bits of the store id (0 in files written before it existed), so a
-    file found on a drive names the store it belongs to (docs/format.md)."""
-    return SEGMENT_HEADER.pack(SEGMENT_MAGIC, segment_id, created_ns, store_tag, 0, 0, 0, 0)
+    file found on a drive names the store it belongs to (docs/format.md). ``epoch``: the write lease
+    the file is created under (meta/leases.py); the drives raise it as later holders fence the file."""
+    return SEGMENT_HEADER.pack(SEGMENT_MAGIC, segment_id, created_ns, store_tag, epoch, 0, 0, 0)
 
 
 def parse_segment_header(buf: bytes | memoryview) -> tuple[int, int, int] | None:

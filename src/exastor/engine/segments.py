@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from exastor import errors
-from exastor.drives import age_s
+from exastor.drives import Fenced, age_s
 from exastor.engine import erasure, shards
 from exastor.engine.drives import (
     Drive,
@@ -52,7 +53,7 @@ from exastor.engine.drives import (
 )
 from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_header
 from exastor.engine.scan import next_valid, record_length
-from exastor.meta import placement
+from exastor.meta import leases, placement
 from exastor.meta.placement import new_segment
 from exastor.meta.store import Metadata
 
@@ -117,6 +118,7 @@ class SegmentLog:
         self._windows: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()  # decoded shard columns
         self._cache_lock = threading.Lock()
         self._seg: int | None = None
+        self._epoch = 0                        # the open segment's lease epoch: every append carries it
         self._writing: list[int] = []          # drives the open segment's appends go to
         self._broken = False                   # a replica failed: roll over before the next append
         self._size = 0
@@ -126,6 +128,12 @@ class SegmentLog:
         self._tainted: dict[int, int] = {}
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exastor-seal")
         self._sealing: dict[int, Future[None]] = {}
+        # Renews the open segment's lease (meta/leases.py); one per process (a forked worker starts its own).
+        self._renewer: tuple[int, threading.Thread] | None = None
+        self._closing = threading.Event()
+        # Only a process that knows no other can be writing may take over unexpired leases: a SQLite
+        # store's server holds its data directory's lock; PostgreSQL is shared by gateways on many hosts.
+        self.recover_steals = getattr(meta.runner, "backend", "") == "sqlite"
 
     # --- writing ---------------------------------------------------------------
     def _create(self) -> tuple[int, list[int]]:
@@ -134,9 +142,9 @@ class SegmentLog:
             g = self.drives.geometry()
             placed = self.drives.place(g.m + 1, salt=int(time.monotonic_ns() // 1000))
             created_ns = time.time_ns()
-            seg = new_segment(self.meta, g.m, [d.id for d in placed], created_ns)
+            seg = new_segment(self.meta, g.m, [d.id for d in placed], created_ns)  # and its first lease, epoch 1
             name = segment_name(seg)
-            head = segment_header(seg, created_ns, self.drives.store_tag)
+            head = segment_header(seg, created_ns, self.drives.store_tag, epoch=1)
             made: list[Drive] = []
             failed: tuple[Drive, OSError] | None = None
             for d in placed:
@@ -197,8 +205,37 @@ class SegmentLog:
                 self._sealing[old] = self._sealer.submit(self._seal_quietly, old, entry.size, list(entry.replicas))
             seg, placed = self._create()
             with self._append_lock:
-                self._seg, self._writing, self._size = seg, list(placed), SEGMENT_HEADER_SIZE
+                self._seg, self._writing, self._size, self._epoch = seg, list(placed), SEGMENT_HEADER_SIZE, 1
                 self._unsynced[seg] = _Open(list(placed), SEGMENT_HEADER_SIZE, SEGMENT_HEADER_SIZE, list(placed))
+            self._ensure_renewer()
+
+    def _ensure_renewer(self) -> None:
+        pid = os.getpid()
+        if self._renewer is not None and self._renewer[0] == pid and self._renewer[1].is_alive():
+            return
+        thread = threading.Thread(target=self._renew_leases, name="exastor-lease", daemon=True)
+        self._renewer = (pid, thread)
+        thread.start()
+
+    def _renew_leases(self) -> None:
+        """Every third of the lease time, extend the open segment's lease. One found lost (another
+        process took the segment over after it expired: this one was paused, or cut off from the
+        database) makes the next append open a new segment; the fence already stops its writes."""
+        while not self._closing.wait(leases.SEGMENT_LEASE_RENEW_MS / 1000):
+            with self._append_lock:
+                seg, epoch = self._seg, self._epoch
+            if seg is None:
+                continue
+            try:
+                lost = leases.renew(self.meta, leases.holder_id(), {seg: epoch})
+            except Exception as exc:  # noqa: BLE001 - the database is away: the fence keeps us safe meanwhile
+                log.warning("could not renew the lease of segment %d: %s", seg, exc)
+                continue
+            if lost:
+                log.warning("segment %d: its lease was taken over by another process; opening a new one", seg)
+                with self._append_lock:
+                    if self._seg == seg and self._epoch == epoch:
+                        self._broken = True
 
     def _release_writes(self, segment: int, drive_ids: list[int]) -> None:
         for drive in drive_ids:
@@ -245,7 +282,7 @@ class SegmentLog:
                             d = self.drives.get(drive)
                             if d is None or d.state in ("failed", "offline", "removed"):
                                 raise OSError(errno.EIO, f"drive {drive} is {d.state if d else 'gone'}")
-                            d.io.append(name, base, blob)
+                            d.io.append(name, base, blob, epoch=self._epoch)
                         except OSError as exc:
                             failure = (drive, exc)
                             break
@@ -254,24 +291,34 @@ class SegmentLog:
                         self._size = base + size
                         entry.size = self._size
                         return seg, base
-                    # Cut the failed append back so every replica stays parseable, then move on.
-                    for drive in self._writing:
-                        d = self.drives.get(drive)
-                        try:
-                            if d is not None:
-                                d.io.truncate(name, base)
-                        except OSError:
-                            pass
-                    if failure[1].errno in (errno.ENOSPC, errno.EDQUOT):
-                        holding = set(self._writing)
-                        if not [d for d in self.drives.writable() if d.id not in holding]:
-                            # Nowhere else to go: the store is out of space (507), the segment stays open.
-                            raise errors.InsufficientStorage("no space left on the drives")
-                    if failure[1].errno in _CANNOT_GROW:
-                        self._writing = [d for d in self._writing if d != failure[0]]
-                        self._broken = True
+                    if isinstance(failure[1], Fenced):
+                        # Another process took this segment over (our lease was lost) and fenced its
+                        # replicas to seal it: not one more byte from us, and no truncate (refused
+                        # anyway). Commits that need bytes not yet durable fail (503, the client
+                        # retries); bytes made durable before are in the segment it seals.
+                        log.warning("segment %d was taken over by another process (%s): abandoned, "
+                                    "writing to a new segment", seg, failure[1])
+                        self._taint(seg, entry, list(self._writing))
+                        failure = None
                     else:
-                        self._taint(seg, entry, [failure[0]])
+                        # Cut the failed append back so every replica stays parseable, then move on.
+                        for drive in self._writing:
+                            d = self.drives.get(drive)
+                            try:
+                                if d is not None:
+                                    d.io.truncate(name, base, epoch=self._epoch)
+                            except OSError:
+                                pass
+                        if failure[1].errno in (errno.ENOSPC, errno.EDQUOT):
+                            holding = set(self._writing)
+                            if not [d for d in self.drives.writable() if d.id not in holding]:
+                                # Nowhere else to go: the store is out of space (507), the segment stays open.
+                                raise errors.InsufficientStorage("no space left on the drives")
+                        if failure[1].errno in _CANNOT_GROW:
+                            self._writing = [d for d in self._writing if d != failure[0]]
+                            self._broken = True
+                        else:
+                            self._taint(seg, entry, [failure[0]])
             if failure is not None:
                 d = self.drives.get(failure[0])
                 if d is not None and d.state == "active":
@@ -384,13 +431,57 @@ class SegmentLog:
                       ", ".join(f"{a}-{b}" for a, b in damaged[:8]))
         return bytes(out)
 
+    def _fence(self, lay: Layout, epoch: int, good: list[int] | None) -> list[int] | None:
+        """Record ``epoch`` in every replica this seal may read (``good``, else all): from now on the
+        drives refuse the previous holder's writes, so what is read next is final. Returns the
+        replicas fenced; a replica that could not be (offline, unreachable, failed, missing) is left
+        out of the seal - whatever a stale writer still puts there is never read. None when a replica
+        already has a higher epoch: a later taker owns the segment now."""
+        fenced = []
+        name = segment_name(lay.segment)
+        for drive in self._holders(lay):
+            if good is not None and drive not in good:
+                continue
+            d = self.drives.get(drive)
+            if d is None or not self.drives.readable(drive):
+                continue
+            try:
+                d.io.fence(name, epoch)
+            except Fenced as exc:
+                log.info("segment %d: %s; left to its new holder", lay.segment, exc)
+                return None
+            except OSError as exc:
+                if exc.errno == errno.EROFS:  # nobody can write it any more: as good as fenced
+                    fenced.append(drive)
+                    continue
+                log.warning("segment %d: could not fence the replica on drive %d (%s): not read for sealing",
+                            lay.segment, drive, exc)
+                continue
+            fenced.append(drive)
+        return fenced
+
     def seal(self, segment: int, size: int | None = None, good: list[int] | None = None, *,
-             expect_state: str = "open") -> None:
+             expect_state: str = "open", steal: bool = False) -> None:
         """Erasure-code a replicated segment and drop its replicas (idempotent; crash-safe at every step).
-        ``expect_state='sealed'`` re-protects a sealed segment kept as plain copies."""
+        ``expect_state='sealed'`` re-protects a sealed segment kept as plain copies.
+
+        An open segment is sealed under its write lease (meta/leases.py): the sealer takes it (a new
+        epoch; another holder's only once it expired, or with ``steal``) and fences every replica with
+        it before reading, so a writer that lost the lease can no longer change what is sealed. If the
+        lease is another process's, the segment is left to it."""
         lay = load_layout(self.meta, segment)
         if lay is None or lay.state != expect_state or lay.kind == "ec":
             return
+        epoch: int | None = None
+        if expect_state == "open":
+            epoch = leases.take(self.meta, segment, leases.holder_id(), steal=steal)
+            if epoch is None:
+                log.info("segment %d is written or sealed by another process (its lease): left to it", segment)
+                return
+            fenced = self._fence(lay, epoch, good)
+            if fenced is None:
+                return
+            good = fenced
         self.drives.maybe_refresh()
         reprotect = expect_state == "sealed"
         g = self.drives.seal_geometry() if (lay.kind == "replicas" or reprotect) else None
@@ -402,27 +493,27 @@ class SegmentLog:
             if lay.kind == "plain":
                 self.meta.set_segment_state_sync(segment, "sealed", size)
             else:
-                commit_seal(self.meta, segment, 1, 0, 0, size, [])
+                commit_seal(self.meta, segment, 1, 0, 0, size, [], epoch=epoch)
             return
         if reprotect and (g is None or g.m == 0):
             return
         data = self._replica_bytes(lay, good, size, sealing=True)
         if g is None or (g.k == 1 and g.m == 0):
             # Legacy file or 1+0: the (cut back) replica is the final form.
-            self._truncate_replicas(lay, len(data), good)
+            self._truncate_replicas(lay, len(data), good, epoch or 0)
             if g is None and lay.kind == "replicas" and lay.m > 0:
                 log.warning("segment %d sealed without erasure coding: too few healthy drives", segment)
             if lay.kind == "plain":
                 self.meta.set_segment_state_sync(segment, "sealed", len(data))
             else:
-                commit_seal(self.meta, segment, 1, 0, 0, len(data), [])
+                commit_seal(self.meta, segment, 1, 0, 0, len(data), [], epoch=epoch)
             return
         data_shards = erasure.split(data, g.k)
         all_shards = data_shards + erasure.encode(data_shards, g.m)
         placed = self._write_shards(segment, g, len(data), all_shards)  # Unavailable: stays replicated
         crash_point("seal.shards_written")
         if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
-                           expect_state=expect_state):
+                           expect_state=expect_state, epoch=epoch):
             # Lost to another sealer or to compaction: remove only the files this call wrote (their
             # generations are ours alone), and only those no row names.
             for i, (drive, gen) in enumerate(placed):
@@ -456,7 +547,7 @@ class SegmentLog:
                     self.drives.failed_io(d.id, exc)
         return placed
 
-    def _truncate_replicas(self, lay: Layout, end: int, good: list[int] | None) -> None:
+    def _truncate_replicas(self, lay: Layout, end: int, good: list[int] | None, epoch: int = 0) -> None:
         name = segment_name(lay.segment)
         for drive in self._holders(lay):
             d = self.drives.get(drive)
@@ -464,7 +555,7 @@ class SegmentLog:
                 continue
             try:
                 if d.io.stat(name).size != end:
-                    d.io.truncate(name, end)
+                    d.io.truncate(name, end, epoch=epoch)
                     d.io.fsync(name)
             except OSError:
                 continue
@@ -533,7 +624,7 @@ class SegmentLog:
                               "(bring the drive back with exastor drive add)", seg, holders)
                 continue
             try:
-                self.seal(seg)
+                self.seal(seg, steal=self.recover_steals)
             except errors.Unavailable as exc:
                 log.error("segment %d stays replicated: %s", seg, exc.detail)
             except errors.DataCorrupted as exc:
@@ -633,6 +724,7 @@ class SegmentLog:
         return int(gone)
 
     def close(self) -> None:
+        self._closing.set()
         with self._rollover_lock:
             with self._sync_lock, self._append_lock:
                 pending = list(self._unsynced.items())

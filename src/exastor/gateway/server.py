@@ -41,6 +41,7 @@ from exastor.gateway.middleware import Gateway, InFlight, reset_ids
 from exastor.gateway.protocol import Guard, Limits, guarded, reset
 from exastor.namespace.store import Namespace
 from exastor.s3.app import S3App
+from exastor.services.cluster import ClusterService, ClusterThread, gateway_address
 from exastor.services.gc import Collector, CollectorThread
 from exastor.services.metabackup import MetaBackupThread, targets
 from exastor.services.reducer import Reducer, ReducerThread
@@ -209,7 +210,10 @@ class Worker:
         # Background services run in one worker only (worker 0): each pass is idempotent and safe
         # beside the other workers' writes, but doing it twice would only waste the disk.
         cfg, ns = self.cfg, self.ns
-        background: list[CollectorThread | ReducerThread | MetaBackupThread] = []
+        background: list[CollectorThread | ReducerThread | MetaBackupThread | ClusterThread] = []
+        if self.run_gc and getattr(ns.meta.runner, "backend", "") == "postgres":
+            # Many gateways share the store: heartbeats, membership and the cluster manager (services/cluster.py).
+            background.append(ClusterThread(ClusterService(ns.chunks.log, gateway_address(cfg.s3_port))))
         if self.run_gc and cfg.gc_interval > 0:
             background.append(CollectorThread(Collector(ns.chunks, grace_s=cfg.gc_grace), cfg.gc_interval))
         if self.run_gc:  # interval 0: no timed passes, but `exastor reduce run` still gets one

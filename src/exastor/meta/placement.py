@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from exastor.meta import leases
 from exastor.meta.store import Metadata
 
 
@@ -156,6 +157,17 @@ def set_drive_state(meta: Metadata, drive: int, state: str, reason: str, now_ns:
     meta.runner.write_sync(tx)
 
 
+def mark_drive_offline(meta: Metadata, drive: int, reason: str, now_ns: int) -> bool:
+    """Record ``drive`` offline for every process if the database has it active, full or read-only;
+    True if it changed."""
+    def tx(cur: Any) -> bool:
+        cur.execute("UPDATE drives SET state = 'offline', reason = ?, changed_ns = ? "
+                    "WHERE id = ? AND state IN ('active', 'full', 'readonly')", (reason, now_ns, drive))
+        return bool(cur.rowcount > 0)
+
+    return bool(meta.runner.write_sync(tx))
+
+
 def shard_counts(meta: Metadata) -> dict[int, int]:
     """Shards placed per drive: {drive id: count}."""
     def q(cur: Any) -> dict[int, int]:
@@ -193,9 +205,12 @@ def chunks_in_segment(meta: Metadata, segment: int, limit: int) -> list[tuple[by
 
 # --- segments: layouts, replicas, shards ---------------------------------------------------------
 
-def new_segment(meta: Metadata, m: int, drive_ids: list[int], created_ns: int | None = None) -> int:
-    """Allocate a segment id, open, replicated on ``drive_ids`` (m+1 drives): one transaction."""
+def new_segment(meta: Metadata, m: int, drive_ids: list[int], created_ns: int | None = None, *,
+                holder: str | None = None) -> int:
+    """Allocate a segment id, open, replicated on ``drive_ids`` (m+1 drives), its first write lease
+    (epoch 1) held by ``holder`` (this process by default): one transaction."""
     now = created_ns or time.time_ns()
+    holder = holder or leases.holder_id()
 
     def tx(cur: Any) -> int:
         cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
@@ -204,6 +219,7 @@ def new_segment(meta: Metadata, m: int, drive_ids: list[int], created_ns: int | 
         cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, 1, ?, 0, 0)",
                     (seg, m))
         cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in drive_ids])
+        leases.grant_first(cur, seg, holder)
         return seg
 
     return meta.runner.write_sync(tx)
@@ -246,13 +262,16 @@ def load_layout(meta: Metadata, segment: int) -> Layout | None:
 
 
 def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, data_len: int,
-                placed: list[tuple[int, int]], *, expect_state: str = "open") -> bool:
+                placed: list[tuple[int, int]], *, expect_state: str = "open", epoch: int | None = None) -> bool:
     """Point the database at the shards ((drive, gen) by index, all fsynced already) and forget the
-    replicas, in one transaction. False when the segment is no longer in ``expect_state``."""
+    replicas, in one transaction. False when the segment is no longer in ``expect_state``, or (with
+    ``epoch``) its lease was taken over since this sealer fenced it: the later taker seals it."""
     def tx(cur: Any) -> bool:
         cur.execute("SELECT state FROM segments WHERE id = ?", (segment,))
         row = cur.fetchone()
         if row is None or row[0] != expect_state:
+            return False
+        if epoch is not None and not leases.holds(cur, segment, epoch):
             return False
         cur.execute("SELECT shard_len FROM segment_layout WHERE segment = ?", (segment,))
         current = cur.fetchone()
@@ -267,6 +286,7 @@ def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, da
         if shard_len:
             cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
         cur.execute("UPDATE segments SET state = 'sealed', size = ? WHERE id = ?", (data_len, segment))
+        leases.drop(cur, segment)
         return True
 
     return meta.runner.write_sync(tx)

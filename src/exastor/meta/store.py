@@ -843,6 +843,8 @@ class Metadata:
                 cur.execute("UPDATE segments SET state = ? WHERE id = ?", (state, seg))
             else:
                 cur.execute("UPDATE segments SET state = ?, size = ? WHERE id = ?", (state, size, seg))
+            if state != "open":  # sealed or deleted: nobody writes it again (meta/leases.py)
+                cur.execute("DELETE FROM segment_leases WHERE segment = ?", (seg,))
 
         self.runner.write_sync(tx)
 

@@ -1,0 +1,136 @@
+"""Heartbeats, membership and the cluster manager (services/cluster.py) with two gateways on
+PostgreSQL over three drive servers, driven with boto3 and `exastor cluster status`:
+
+- every gateway heartbeats; one of them is the cluster manager and heartbeats the drive servers;
+- a gateway killed with -9 is marked down, and the segment it left open is sealed by the manager once
+  its lease expired (fenced first): every object it acknowledged reads back through the other;
+- a drive server killed with -9 is marked down and its drive recorded offline for every gateway (what
+  queues its shards for repair); when it is back, it is alive again and its drive active.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ServerProcess, free_port, s3_client
+from drive_servers import DriveServerProcess, cluster_key
+from exastor.datadir.opening import open_metadata
+from exastor.services import fsck
+
+
+def _sql(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        return con.execute(query, params).fetchall()
+
+
+def _status(dsn: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "exastor.cli", "cluster", "status", "--json", "--meta", dsn],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _until(predicate, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_the_cluster_manager_marks_the_dead_down_and_seals_what_they_left_open(tmp_path, pg_cluster, monkeypatch):
+    key = cluster_key(tmp_path)
+    dsn = pg_cluster.create_database("exastor_members")
+    hosts = [DriveServerProcess({f"drive{n}": tmp_path / f"host{n}" / f"drive{n}"}, key, tmp_path / f"ds{n}.log")
+             for n in (1, 2, 3)]
+    for n, ds in enumerate(hosts, 1):
+        ds.host = f"127.0.0.{n}"
+    env = {"EXASTOR_CLUSTER_KEY_FILE": str(key), "EXASTOR_META_URL": dsn, "EXASTOR_SEGMENT_LEASE_MS": "1500",
+           "EXASTOR_HEARTBEAT_INTERVAL": "0.3", "EXASTOR_DOWN_AFTER": "2", "EXASTOR_ORPHAN_INTERVAL": "0.5",
+           "EXASTOR_GC_INTERVAL": "0", "EXASTOR_REDUCE_INTERVAL": "0"}
+    a = ServerProcess(tmp_path / "a", free_port(), free_port(), tmp_path / "a.log", env=env,
+                      extra_args=["--workers", "1", *[x for n, ds in enumerate(hosts, 1)
+                                                      for x in ("--drive", ds.url(f"drive{n}"))]])
+    b = ServerProcess(tmp_path / "b", free_port(), free_port(), tmp_path / "b.log", env=env, extra_args=["--workers", "1"])
+    try:
+        for ds in hosts:
+            ds.start()
+        (tmp_path / "a").mkdir(mode=0o700)
+        a.start()
+        (tmp_path / "b").mkdir(mode=0o700)
+        shutil.copy2(tmp_path / "a" / "master.key", tmp_path / "b" / "master.key")  # one store, one master key
+        b.start()
+
+        def alive() -> dict | None:
+            status = _status(dsn)
+            kinds = sorted(m["kind"] for m in status["members"] if m["state"] == "alive")
+            return status if kinds == ["drive-server"] * 3 + ["gateway"] * 2 and status["manager"] else None
+
+        status = _until(alive, "two gateways and three drive servers alive, and a manager")
+        assert sorted(m["address"] for m in status["members"] if m["kind"] == "drive-server") == \
+            sorted(f"http://{ds.host}:{ds.port}" for ds in hosts)
+
+        # B writes (its segment stays open), then dies with it open.
+        s3b = s3_client(b, retry=False)
+        s3b.create_bucket(Bucket="members")
+        bodies = {f"b/{i}": os.urandom(90_000 + i) for i in range(4)}
+        for k, body in bodies.items():
+            s3b.put_object(Bucket="members", Key=k, Body=body)
+        (segment,), = _sql(dsn, "SELECT id FROM segments WHERE state = 'open'")  # B's: A has written nothing
+        b.kill()
+        _until(lambda: _sql(dsn, "SELECT state FROM segments WHERE id = %s", (segment,)) == [("sealed",)],
+               "the manager to seal the segment the dead gateway left open")
+        _until(lambda: [m for m in _status(dsn)["members"] if m["kind"] == "gateway" and m["state"] == "down"],
+               "the dead gateway to be marked down")
+        assert "was left open by a gateway whose lease expired" in a.log_text()
+        s3a = s3_client(a, retry=False)
+        for k, body in bodies.items():
+            assert s3a.get_object(Bucket="members", Key=k)["Body"].read() == body, k
+
+        # A drive server dies: down, and its drive offline for every gateway (repair is queued).
+        victim = hosts[2]
+        victim.kill()
+        _until(lambda: [m for m in _status(dsn)["members"]
+                        if m["address"] == f"http://{victim.host}:{victim.port}" and m["state"] == "down"],
+               "the dead drive server to be marked down")
+        _until(lambda: _sql(dsn, "SELECT state FROM drives WHERE path LIKE %s", (f"http://{victim.host}:%",))
+               == [("offline",)], "its drive to be recorded offline")
+        for k, body in bodies.items():
+            assert s3a.get_object(Bucket="members", Key=k)["Body"].read() == body, k
+        victim.start()
+        _until(lambda: _sql(dsn, "SELECT state FROM drives WHERE path LIKE %s", (f"http://{victim.host}:%",))
+               == [("active",)], "its drive to be active again")
+        _until(lambda: [m for m in _status(dsn)["members"]
+                        if m["address"] == f"http://{victim.host}:{victim.port}" and m["state"] == "alive"],
+               "the drive server to be alive again")
+        s3a.put_object(Bucket="members", Key="after", Body=b"after")
+        a.stop()
+
+        monkeypatch.setenv("EXASTOR_CLUSTER_KEY_FILE", str(key))
+        meta = open_metadata(tmp_path / "a", dsn)
+        try:
+            report = fsck.check(meta, Path())
+        finally:
+            meta.close()
+        assert report.clean and report.chunks_checked > 0, report.to_json()
+    finally:
+        a.stop()
+        b.stop()
+        for ds in hosts:
+            ds.stop()
+        pg_cluster.drop_database("exastor_members")
+    for server in (a, b):
+        assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+    for ds in hosts:
+        assert "Traceback" not in ds.log_text(), ds.log_text()[-3000:]
+
