@@ -1,9 +1,12 @@
 """SQL for the Azure Blob-only state: uncommitted blocks, snapshots, soft-deleted blobs, leases,
 account settings (tables at the end of meta/migrations/*/0001_initial.sql).
 
-Functions taking ``cur`` run inside a write transaction the caller opened with
-``meta.runner.write(fn)``, so a blob change and its chunk reference counts commit together.
-Every manifest stored here holds references: inserting adds them, deleting drops them.
+Functions taking ``cur`` are the pieces of a transaction: they run inside a write opened here (or
+by another module of meta/), so a blob change and its chunk reference counts commit together.
+Every manifest stored here holds references: inserting adds them, deleting drops them. Above meta/
+only the named operations at the end are called (reads, settings, and the Blob writes: blocks, block
+list, append, seal, properties, snapshots, delete/undelete, Delete Container, the lease state
+machine), each one transaction.
 """
 
 from __future__ import annotations
