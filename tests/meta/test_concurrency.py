@@ -104,20 +104,17 @@ def test_lease_acquire_has_exactly_one_winner(backend, meta):
     run(meta.put_object(obj("ctr", "blob"), make_version_id=vid_factory()))
     gateways = _gateways(backend)
 
-    def acquire(i: int) -> str:
-        def tx(cur: Any) -> str:
-            held = bm.get_lease(cur, "ctr", "blob")
-            if held is not None and held.state == "leased":
-                raise errors.PreconditionFailed("LeaseAlreadyPresent")
-            bm.put_lease(cur, "ctr", "blob", bm.Lease(f"lease-{i}", -1, None, "leased", None))
-            return f"lease-{i}"
-
-        return run(gateways[i % len(gateways)].runner.write(tx))
+    def acquire(i: int) -> str | None:
+        # the operation Lease Blob runs (meta/blob.py), each writer proposing its own lease id
+        done = run(bm.change_lease(gateways[i % len(gateways)], "ctr", "blob", "acquire", lease_id=None,
+                                   proposed_id=f"lease-{i}", duration=-1, break_period=None, condition=None))
+        return done.lease_id
 
     results = threads(WRITERS, acquire)
     won = [r for r in results if isinstance(r, str)]
     assert len(won) == 1, results
-    assert all(isinstance(r, errors.PreconditionFailed) for r in results if r not in won), results
+    assert all(isinstance(r, bm.BlobStateError) and r.info["code"] == "LeaseAlreadyPresent"
+               for r in results if r not in won), results
     assert meta.runner.read(lambda cur: bm.get_lease(cur, "ctr", "blob")).lease_id == won[0]
 
 

@@ -21,7 +21,7 @@ from metacontract import (  # noqa: F401 - backend, meta: fixtures
 
 from exastor import errors
 from exastor.meta import blob as bm
-from exastor.meta.records import Part, Upload, User
+from exastor.meta.records import ObjectVersion, Part, Upload, User
 from exastor.meta.store import TxCheck, add_refs, register_chunks
 
 
@@ -314,6 +314,144 @@ def test_blob_blocks_snapshots_deleted_settings(meta):
     write(lambda cur: bm.put_setting(cur, "props", "<y/>"))
     assert meta.runner.read(lambda cur: bm.get_setting(cur, "props")) == "<y/>"
     assert meta.runner.read(lambda cur: bm.get_setting(cur, "none")) is None
+
+
+def test_blob_named_operations(meta):
+    """The Blob writes of meta/blob.py (each one transaction): blocks, block list, append, seal,
+    properties, snapshots, soft delete and undelete, Delete Container; the references every manifest
+    holds stay what fsck recomputes after each."""
+    run(meta.create_bucket(bucket("ctr")))
+    a, b, c = fp(21), fp(22), fp(23)
+    locs = chunk_locations(meta, [a, b, c])
+    vid = vid_factory()
+    M1, M2, M3 = "aa" * 16, "bb" * 16, "cc" * 16  # the blocks' MD5s (hex)
+
+    run(bm.stage_block(meta, "ctr", "k", bm.Block("QQ==", 100, M1, 1, manifest_of(a)), locs[:1], None))
+    run(bm.stage_block(meta, "ctr", "k", bm.Block("Qg==", 100, M2, 2, manifest_of(b)), locs[1:2], None,
+                       bucket_must_exist=False))
+    with pytest.raises(errors.BucketNotFound):
+        run(bm.stage_block(meta, "nope", "k", bm.Block("QQ==", 0, "m", 1, b""), [], None))
+    with pytest.raises(bm.BlobStateError) as refused:
+        run(bm.commit_block_list(meta, "ctr", "k", [("Uncommitted", "Qw==")], {}, "alice", None, vid))
+    assert refused.value.info["code"] == "InvalidBlockList"
+    blob = run(bm.commit_block_list(meta, "ctr", "k", [("Latest", "Qg=="), ("Uncommitted", "QQ==")],
+                                    {"blob-type": "BlockBlob"}, "alice", None, vid))
+    assert blob.size == 200 and blob.etag.endswith("-2") and blob.owner == "alice"
+    assert bm.committed_blocks(blob) == [("Qg==", 100, M2), ("QQ==", 100, M1)]
+    assert meta.runner.read(lambda cur: bm.blocks(cur, "ctr", "k")) == []  # the uncommitted list is discarded
+    assert held_and_counted(meta) == ({a: 1, b: 1}, {a: 1, b: 1})
+
+    # a check runs inside the transaction, on the blob it then changes
+    def refuse(current):
+        raise errors.PreconditionFailed("no")
+    with pytest.raises(errors.PreconditionFailed):
+        run(bm.patch_blob_attrs(meta, "ctr", "k", {"x": 1}, refuse, lambda o: None))
+    patched = run(bm.patch_blob_attrs(meta, "ctr", "k", {"meta": {"a": "1"}}, None, lambda o: "md5!"))
+    assert patched.attrs["meta"] == {"a": "1"} and patched.attrs["content-md5"] == "md5!"
+    assert patched.etag != blob.etag and patched.etag.endswith("-2")
+    assert meta.get_object("ctr", "k").attrs["meta"] == {"a": "1"}
+
+    snap = run(bm.take_snapshot(meta, "ctr", "k", {"s": "1"}, None))
+    assert snap.attrs["meta"] == {"s": "1"} and snap.manifest == patched.manifest
+    assert run(bm.patch_snapshot_attrs(meta, "ctr", "k", snap.snapshot, {"meta": None})).attrs.get("meta") is None
+    with pytest.raises(errors.ObjectNotFound):
+        run(bm.patch_snapshot_attrs(meta, "ctr", "k", "2000-01-01T00:00:00.0000000Z", {}))
+    assert held_and_counted(meta) == ({a: 2, b: 2}, {a: 2, b: 2})
+
+    # soft delete with the snapshots, then undelete: references move, never drop
+    with pytest.raises(bm.BlobStateError) as refused:
+        run(bm.delete_blob(meta, "ctr", "k", snapshot=None, snapshots_mode=None, soft_until_ns=None,
+                           now_ns=10, check=None))
+    assert refused.value.info["code"] == "SnapshotsPresent"
+    run(bm.delete_blob(meta, "ctr", "k", snapshot=None, snapshots_mode="include", soft_until_ns=10**18,
+                       now_ns=10, check=None))
+    assert meta.get_object("ctr", "k") is None
+    assert sorted(s.snapshot for s, _ in bm.list_deleted(meta, "ctr", "")) == ["", snap.snapshot]
+    assert held_and_counted(meta) == ({a: 2, b: 2}, {a: 2, b: 2})
+    run(bm.undelete_blob(meta, "ctr", "k", "alice", vid))
+    assert meta.get_object("ctr", "k").etag == patched.etag and bm.list_deleted(meta, "ctr", "") == []
+    assert [s.snapshot for s in bm.list_snapshots(meta, "ctr", "")] == [snap.snapshot]
+    run(bm.delete_blob(meta, "ctr", "k", snapshot=snap.snapshot, snapshots_mode=None, soft_until_ns=None,
+                       now_ns=11, check=None))
+    assert held_and_counted(meta) == ({a: 1, b: 1}, {a: 1, b: 1})
+
+    # append blobs
+    run(meta.put_object(ObjectVersion("ctr", "ap", "", 0, True, False, 0, "e0", 1, "alice",
+                                      {"blob-type": "AppendBlob"}, b""), make_version_id=vid))
+    appended, at = run(bm.append_block(meta, "ctr", "ap", M3, 100, manifest_of(c), locs[2:], append_pos=0,
+                                       max_size=None, check=None, make_version_id=vid))
+    assert (appended.size, at, appended.attrs["committed_blocks"]) == (100, 0, 1)
+    with pytest.raises(bm.BlobStateError) as refused:
+        run(bm.append_block(meta, "ctr", "ap", M3, 100, manifest_of(c), [], append_pos=0, max_size=None,
+                            check=None, make_version_id=vid))
+    assert refused.value.info["code"] == "AppendPositionConditionNotMet"
+    sealed = run(bm.seal_append_blob(meta, "ctr", "ap", None))
+    assert sealed.attrs["sealed"] and sealed.etag == appended.etag
+    with pytest.raises(bm.BlobStateError) as refused:
+        run(bm.seal_append_blob(meta, "ctr", "k", None))
+    assert refused.value.info["code"] == "InvalidBlobType"
+    assert held_and_counted(meta) == ({a: 1, b: 1, c: 1}, {a: 1, b: 1, c: 1})
+
+    # the hard delete drops the blob's references, its blocks and its lease
+    run(bm.stage_block(meta, "ctr", "k", bm.Block("QQ==", 100, M1, 5, manifest_of(a)), [], None))
+    run(bm.change_lease(meta, "ctr", "k", "acquire", lease_id=None, proposed_id="L", duration=-1,
+                        break_period=None, condition=None))
+    run(bm.delete_blob(meta, "ctr", "k", snapshot=None, snapshots_mode=None, soft_until_ns=None, now_ns=12,
+                       check=None))
+    assert bm.read_lease(meta, "ctr", "k") is None and bm.list_keys_with_blocks(meta, "ctr", "") == []
+    assert held_and_counted(meta) == ({c: 1}, {c: 1})
+
+    with pytest.raises(errors.PreconditionFailed):
+        run(bm.remove_container(meta, "ctr", refuse))
+    run(bm.remove_container(meta, "ctr", None))
+    assert meta.runner.read(lambda cur: bm.get_bucket(cur, "ctr")) is None
+    assert held_and_counted(meta) == ({}, {})
+
+
+def test_blob_lease_state_machine(meta):
+    """Lease Blob / Lease Container's actions through meta/blob.py's change_lease."""
+    run(meta.create_bucket(bucket("ctr")))
+    run(meta.put_object(obj("ctr", "k"), make_version_id=vid_factory()))
+
+    def act(action, key="k", **kw):
+        args = {"lease_id": None, "proposed_id": None, "duration": -1, "break_period": None, "condition": None}
+        return run(bm.change_lease(meta, "ctr", key, action, **{**args, **kw}))
+
+    def refused(action, code, key="k", **kw):
+        with pytest.raises(bm.BlobStateError) as exc:
+            act(action, key, **kw)
+        assert exc.value.info["code"] == code
+
+    with pytest.raises(errors.ObjectNotFound):
+        act("acquire", "missing")
+    refused("break", "LeaseNotPresentWithLeaseOperation")
+    refused("renew", "LeaseNotPresentWithLeaseOperation", lease_id="X")
+    got = act("acquire", duration=15)
+    assert got.lease_id and got.break_seconds is None
+    assert bm.lease_state(bm.read_lease(meta, "ctr", "k")) == "leased"
+    refused("acquire", "LeaseAlreadyPresent", proposed_id="other")
+    assert act("acquire", proposed_id=got.lease_id, duration=15).lease_id == got.lease_id  # the same id: renewed
+    refused("renew", "LeaseIdMismatchWithLeaseOperation", lease_id="X")
+    assert act("renew", lease_id=got.lease_id).lease_id == got.lease_id
+    assert act("change", lease_id=got.lease_id, proposed_id="P").lease_id == "P"
+    assert act("break", break_period=10).break_seconds == 10
+    assert bm.lease_state(bm.read_lease(meta, "ctr", "k")) == "breaking"
+    refused("acquire", "LeaseIsBreakingAndCannotBeAcquired")
+    refused("change", "LeaseIsBreakingAndCannotBeChanged", lease_id="P", proposed_id="Q")
+    refused("renew", "LeaseIsBrokenAndCannotBeRenewed", lease_id="P")
+    assert act("break", break_period=0).break_seconds == 0
+    assert bm.lease_state(bm.read_lease(meta, "ctr", "k")) == "broken"
+    assert act("release", lease_id="P") == bm.LeaseChange()
+    assert bm.read_lease(meta, "ctr", "k") is None
+
+    def no_container(current):
+        raise errors.PreconditionFailed("dates")
+    with pytest.raises(errors.PreconditionFailed):
+        act("acquire", "", condition=no_container)
+    assert act("acquire", "", proposed_id="C").lease_id == "C"
+    assert bm.read_container_leases(meta) == {"ctr": bm.read_lease(meta, "ctr", "")}
+    with pytest.raises(ValueError):
+        act("steal")
 
 
 def test_blob_leases_and_delete_container(meta):

@@ -235,7 +235,7 @@ def lease_guid(value: str | None, header: str = "x-ms-lease-id") -> str | None:
 def enforce_lease(lease: bm.Lease | None, given: str | None, *, write: bool, container_level: bool = False) -> None:
     """Azure's lease rules for an operation: with ``given`` (x-ms-lease-id) there must be an active
     lease with that id; without it, a ``write`` must not touch an actively leased blob/container."""
-    state = lease_state(lease)
+    state = bm.lease_state(lease)
     what = "Container" if container_level else "Blob"
     active = state in ("leased", "breaking")
     if given:
@@ -290,22 +290,8 @@ def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def lease_state(lease: bm.Lease | None, now_ns: int | None = None) -> str:
-    """available | leased | expired | breaking | broken."""
-    if lease is None or lease.state == "released":
-        return "available"
-    now = time.time_ns() if now_ns is None else now_ns
-    if lease.state == "leased":
-        if lease.expires_ns is not None and lease.expires_ns <= now:
-            return "expired"
-        return "leased"
-    if lease.state == "breaking":
-        return "breaking" if (lease.break_ns or 0) > now else "broken"
-    return lease.state
-
-
 def lease_headers(lease: bm.Lease | None) -> list[tuple[str, str]]:
-    state = lease_state(lease)
+    state = bm.lease_state(lease)
     status = "locked" if state in ("leased", "breaking") else "unlocked"
     out = [("x-ms-lease-status", status), ("x-ms-lease-state", state)]
     if state == "leased" and lease is not None:

@@ -1,24 +1,36 @@
 """SQL for the Azure Blob-only state: uncommitted blocks, snapshots, soft-deleted blobs, leases,
 account settings (tables at the end of meta/migrations/*/0001_initial.sql).
 
-Functions taking ``cur`` run inside a write transaction the caller opened with
-``meta.runner.write(fn)``, so a blob change and its chunk reference counts commit together.
-Every manifest stored here holds references: inserting adds them, deleting drops them.
+Functions taking ``cur`` are the pieces of a transaction: they run inside a write opened here (or
+by another module of meta/), so a blob change and its chunk reference counts commit together.
+Every manifest stored here holds references: inserting adds them, deleting drops them. Above meta/
+only the named operations at the end are called (reads, settings, and the Blob writes: blocks, block
+list, append, seal, properties, snapshots, delete/undelete, Delete Container, the lease state
+machine), each one transaction.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from exastor import errors
 from exastor.meta import manifest as mf
 from exastor.meta.records import OBJECT_COLUMNS, Bucket, ChunkLocation, ObjectVersion
 from exastor.meta.sealing import Sealer, is_sealed
 from exastor.meta.store import (
     KEY_MAX,
     Metadata,
+    ObjectCheck,
+    TxCheck,
     _get_bucket,
     add_refs,
     bucket_changed,
@@ -26,9 +38,21 @@ from exastor.meta.store import (
     drop_refs,
     ensure_usage,
     forget_bucket,
+    put_version,
     register_chunks,
+    run_check,
     version_usage,
 )
+
+MAX_BLOCKS = 50_000  # committed blocks of a blob, and blocks of one Put Block List, as in Azure
+NS = 10**9
+
+
+class BlobStateError(errors.StoreError):
+    """A Blob-specific state conflict; ``info['code']`` is the Azure error code."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(detail or code, code=code)
 
 
 def _dumps(d: dict[str, Any]) -> str:
@@ -422,3 +446,387 @@ async def purge_expired(meta: Metadata, blocks_before_ns: int, deleted_before_ns
         purge_deleted_before(cur, deleted_before_ns)
 
     await meta.runner.write(tx)
+
+
+# --- Blob writes: each a named operation, one transaction (``Metadata.commit`` and its crash points) ---
+#
+# They take plain values (the blob's names, the block or bytes already written and durable, the
+# request's check) and return records. ``check`` (the request's lease and conditions) runs inside the
+# transaction on the row the transaction then writes. ``make_version_id`` names a new version where
+# the bucket is versioned (an S3 bucket seen over Blob). Azure's state conflicts raise BlobStateError.
+
+def part_block_id(n: int) -> str:
+    """The block id an S3 multipart part shows as over Blob (parts are blocks)."""
+    return base64.b64encode(f"part-{n:05d}".encode()).decode()
+
+
+def committed_blocks(obj: ObjectVersion) -> list[tuple[str, int, str]]:
+    """(block id, size, md5 hex) of a blob's committed blocks; S3 parts count as blocks."""
+    found = obj.attrs.get("blocks")
+    if found is not None:
+        return [tuple(b) for b in found]  # type: ignore[misc]
+    parts = obj.attrs.get("parts")
+    if parts:
+        return [(part_block_id(i + 1), size, "") for i, size in enumerate(parts)]
+    return []
+
+
+def snapshot_id(ns: int) -> str:
+    """Azure's snapshot timestamp form: 7 fractional digits."""
+    secs, rem = divmod(ns, 10**9)
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 100:07d}Z"
+
+
+def changed_etag(old: str, now_ns: int) -> str:
+    """A new ETag for a blob whose properties changed: unique, and in the ``hex-N`` form of an S3
+    multipart ETag (never mistaken for the body's MD5). A multipart-shaped ETag keeps its part count."""
+    _, _, parts = old.partition("-")
+    return f"{hashlib.md5(f'{old}:{now_ns}'.encode()).hexdigest()}-{parts if parts.isdigit() else 1}"
+
+
+def check_appendable(obj: ObjectVersion | None, append_pos: int | None, max_size: int | None, size: int) -> None:
+    """Whether ``size`` bytes may be appended to ``obj`` under the request's conditions."""
+    if obj is None or obj.delete_marker:
+        raise errors.ObjectNotFound("")
+    if obj.attrs.get("blob-type") != "AppendBlob":
+        raise BlobStateError("InvalidBlobType")
+    if obj.attrs.get("sealed"):
+        raise BlobStateError("BlobIsSealed")
+    if append_pos is not None and append_pos != obj.size:
+        raise BlobStateError("AppendPositionConditionNotMet")
+    if max_size is not None and obj.size + size > max_size:
+        raise BlobStateError("MaxBlobSizeConditionNotMet")
+    if obj.attrs.get("committed_blocks", 0) >= MAX_BLOCKS:
+        raise BlobStateError("BlockCountExceedsLimit")
+
+
+def _existing_checked(cur: Any, bucket: str, key: str, check: ObjectCheck | None) -> ObjectVersion:
+    """The blob's current version, inside the write's transaction, after the request's lease and
+    conditions passed on it; ObjectNotFound if there is none."""
+    obj = latest(cur, bucket, key)
+    if obj is None:
+        raise errors.ObjectNotFound(key)
+    run_check(cur, check, obj)
+    return obj
+
+
+def _patched(attrs: dict[str, Any], patch: dict[str, Any]) -> None:
+    for k, v in patch.items():
+        if v is None:
+            attrs.pop(k, None)
+        else:
+            attrs[k] = v
+
+
+async def stage_block(meta: Metadata, bucket: str, key: str, block: Block, new_chunks: list[ChunkLocation],
+                      check: ObjectCheck | None, *, bucket_must_exist: bool = True) -> None:
+    """Put Block (and Put Block From URL, whose block is a slice of another blob: no new chunks).
+    ``check`` runs against the committed blob; a block staged again under its id replaces the old one."""
+    def tx(cur: Any) -> None:
+        if bucket_must_exist and not bucket_exists(cur, bucket):
+            raise errors.BucketNotFound(bucket)
+        run_check(cur, check, latest(cur, bucket, key) if check else None)
+        put_block(cur, bucket, key, block, new_chunks)
+
+    await meta.commit(tx, "block")
+
+
+async def commit_block_list(meta: Metadata, bucket: str, key: str, wanted: list[tuple[str, str]],
+                            attrs: dict[str, Any], owner: str, check: ObjectCheck | None,
+                            make_version_id: Callable[[], str]) -> ObjectVersion:
+    """Put Block List: ``wanted`` is [(Committed|Uncommitted|Latest, block id)] in blob order. The new
+    blob's manifest is the chosen blocks' slices (no bytes move); the uncommitted list is discarded."""
+    def tx(cur: Any) -> ObjectVersion:
+        current = latest(cur, bucket, key)
+        run_check(cur, check, current)
+        staged = {b.block_id: b for b in blocks(cur, bucket, key, with_manifest=True)}
+        committed: dict[str, tuple[list[mf.Slice], int, str]] = {}
+        if current is not None:
+            layout = mf.Layout(current.manifest)
+            pos = 0
+            for bid, size, md5 in committed_blocks(current):
+                committed.setdefault(bid, (layout.sub_manifest(pos, pos + size - 1) if size else [], size, md5))
+                pos += size
+        slices: list[mf.Slice] = []
+        chosen: list[list[Any]] = []
+        for kind, bid in wanted:
+            got: tuple[list[mf.Slice], int, str] | None = None
+            if kind in ("Uncommitted", "Latest") and bid in staged:
+                b = staged[bid]
+                got = (mf.unpack(b.manifest), b.size, b.md5)
+            elif kind in ("Committed", "Latest") and bid in committed:
+                got = committed[bid]
+            if got is None:
+                raise BlobStateError("InvalidBlockList")
+            slices.extend(got[0])
+            chosen.append([bid, got[1], got[2]])
+        size = sum(b[1] for b in chosen)
+        digest = hashlib.md5(b"".join(bytes.fromhex(b[2]) for b in chosen if b[2]))
+        digest.update(str(time.time_ns()).encode())  # a new commit is a new ETag, as in Azure
+        obj = ObjectVersion(bucket, key, "", 0, True, False, size, f"{digest.hexdigest()}-{len(chosen)}",
+                            time.time_ns(), owner, {**attrs, "blocks": chosen}, mf.pack(slices))
+        committed_obj = put_version(cur, obj, [], None, make_version_id)
+        drop_blocks(cur, bucket, key)  # the uncommitted list is discarded at commit
+        return committed_obj
+
+    return await meta.commit(tx, "blocklist")
+
+
+async def append_block(meta: Metadata, bucket: str, key: str, md5: str, size: int, manifest: bytes | None,
+                       new_chunks: list[ChunkLocation], *, append_pos: int | None, max_size: int | None,
+                       check: ObjectCheck | None, make_version_id: Callable[[], str]) -> tuple[ObjectVersion, int]:
+    """Append Block: the written bytes' manifest goes on the end of the blob's. Returns the blob and
+    the offset the block landed at."""
+    def tx(cur: Any) -> tuple[ObjectVersion, int]:
+        cur_obj = latest(cur, bucket, key)
+        run_check(cur, check, cur_obj)
+        check_appendable(cur_obj, append_pos, max_size, size)
+        assert cur_obj is not None
+        attrs = dict(cur_obj.attrs)
+        attrs["committed_blocks"] = attrs.get("committed_blocks", 0) + 1
+        # a new ETag per append, in the ``hex-N`` form: never mistaken for the body's MD5
+        digest = hashlib.md5(f"{cur_obj.etag}:{md5}".encode()).hexdigest()
+        etag = f"{digest}-{attrs['committed_blocks']}"
+        obj = ObjectVersion(bucket, key, "", 0, True, False, cur_obj.size + size, etag, time.time_ns(),
+                            cur_obj.owner, attrs, (cur_obj.manifest or b"") + (manifest or b""))
+        return put_version(cur, obj, new_chunks, None, make_version_id), cur_obj.size
+
+    return await meta.commit(tx, "append")
+
+
+async def seal_append_blob(meta: Metadata, bucket: str, key: str, check: ObjectCheck | None) -> ObjectVersion:
+    """Seal Append Blob: no more appends; its ETag and time stay."""
+    def tx(cur: Any) -> ObjectVersion:
+        obj = _existing_checked(cur, bucket, key, check)
+        if obj.attrs.get("blob-type") != "AppendBlob":
+            raise BlobStateError("InvalidBlobType")
+        obj.attrs["sealed"] = True
+        set_attrs(cur, obj)
+        return obj
+
+    return await meta.commit(tx, "props")
+
+
+async def patch_blob_attrs(meta: Metadata, bucket: str, key: str, patch: dict[str, Any], check: ObjectCheck | None,
+                           content_md5: Callable[[ObjectVersion], str | None]) -> ObjectVersion:
+    """Set Blob Metadata / Properties: merge ``patch`` (None removes) into the attributes, with a new
+    ETag and Last-Modified; ``content_md5(blob)`` (the Content-MD5 it shows) is kept as a property first."""
+    def tx(cur: Any) -> ObjectVersion:
+        obj = _existing_checked(cur, bucket, key, check)
+        md5 = content_md5(obj)
+        if md5 and "content-md5" not in obj.attrs:
+            obj.attrs["content-md5"] = md5
+        _patched(obj.attrs, patch)
+        obj.mtime_ns = time.time_ns()
+        obj.etag = changed_etag(obj.etag, obj.mtime_ns)
+        update_latest(cur, obj)
+        return obj
+
+    return await meta.commit(tx, "props")
+
+
+async def take_snapshot(meta: Metadata, bucket: str, key: str, snapshot_meta: dict[str, str] | None,
+                        check: ObjectCheck | None) -> Snapshot:
+    """Snapshot Blob: the snapshot holds the blob's manifest (references added, no bytes copied);
+    ``snapshot_meta`` replaces its metadata when given."""
+    def tx(cur: Any) -> Snapshot:
+        obj = _existing_checked(cur, bucket, key, check)
+        attrs = dict(obj.attrs)
+        if snapshot_meta is not None:
+            attrs["meta"] = snapshot_meta
+        snap = Snapshot(bucket, key, snapshot_id(time.time_ns()), obj.size, obj.etag, obj.mtime_ns,
+                        attrs, obj.manifest)
+        add_snapshot(cur, snap)
+        return snap
+
+    return await meta.commit(tx, "snapshot")
+
+
+async def patch_snapshot_attrs(meta: Metadata, bucket: str, key: str, snapshot: str,
+                               patch: dict[str, Any]) -> Snapshot:
+    """Merge ``patch`` (None removes) into a snapshot's attributes."""
+    def tx(cur: Any) -> Snapshot:
+        snap = get_snapshot(cur, bucket, key, snapshot)
+        if snap is None:
+            raise errors.ObjectNotFound(key)
+        _patched(snap.attrs, patch)
+        update_snapshot_attrs(cur, snap)
+        return snap
+
+    return await meta.commit(tx, "props")
+
+
+async def delete_blob(meta: Metadata, bucket: str, key: str, *, snapshot: str | None, snapshots_mode: str | None,
+                      soft_until_ns: int | None, now_ns: int, check: ObjectCheck | None) -> None:
+    """Delete Blob: one snapshot, or the blob with its snapshots (``snapshots_mode`` 'include'; 'only':
+    the snapshots alone; None: refused while it has any). ``soft_until_ns``: kept restorable (Undelete)
+    with its references until then; None: gone. The blob's blocks and lease go with it."""
+    def gone(cur: Any, snap: Snapshot) -> None:
+        if soft_until_ns is not None:
+            remove_snapshot(cur, snap, keep_refs=True)
+            soft_delete(cur, snap, now_ns, soft_until_ns)
+        else:
+            remove_snapshot(cur, snap)
+
+    def tx(cur: Any) -> None:
+        if snapshot is not None:
+            snap = get_snapshot(cur, bucket, key, snapshot)
+            if snap is None:
+                raise errors.ObjectNotFound(key)
+            gone(cur, snap)
+            return
+        obj = _existing_checked(cur, bucket, key, check)
+        snaps = snapshots(cur, bucket, key, with_manifest=True)
+        if snaps and snapshots_mode is None:
+            raise BlobStateError("SnapshotsPresent")
+        for snap in snaps:
+            gone(cur, snap)
+        if snapshots_mode == "only":
+            return
+        if soft_until_ns is not None:
+            remove_latest(cur, obj, keep_refs=True)
+            base = Snapshot(bucket, key, "", obj.size, obj.etag, obj.mtime_ns, obj.attrs, obj.manifest)
+            soft_delete(cur, base, now_ns, soft_until_ns)
+        else:
+            remove_latest(cur, obj)
+        drop_blocks(cur, bucket, key)
+        delete_lease(cur, bucket, key)
+
+    await meta.commit(tx, "blobdelete")
+
+
+async def undelete_blob(meta: Metadata, bucket: str, key: str, owner: str,
+                        make_version_id: Callable[[], str]) -> None:
+    """Undelete Blob: the soft-deleted blob (unless a live one took its name) and snapshots come back,
+    their references moving with them."""
+    def tx(cur: Any) -> None:
+        live = latest(cur, bucket, key)
+        for snap, _ in deleted(cur, bucket, key, with_manifest=True):
+            if snap.snapshot == "":
+                if live is not None:
+                    continue
+                obj = ObjectVersion(bucket, key, "", 0, True, False, snap.size, snap.etag, snap.mtime_ns,
+                                    owner, snap.attrs, snap.manifest)
+                put_version(cur, obj, [], None, make_version_id)
+            else:
+                add_snapshot(cur, snap)
+            forget_deleted(cur, bucket, key, snap.snapshot, keep_refs=False)
+
+    await meta.commit(tx, "undelete")
+
+
+async def remove_container(meta: Metadata, bucket: str, check: Callable[[Bucket], None] | TxCheck | None) -> None:
+    """Delete Container (see ``delete_container``) after ``check(container)`` (its lease and
+    conditions) passed in the same transaction."""
+    def tx(cur: Any) -> None:
+        current = get_bucket(cur, bucket)
+        if current is None:
+            raise errors.BucketNotFound(bucket)
+        run_check(cur, check, current)
+        delete_container(cur, bucket)
+
+    await meta.runner.write(tx)
+
+
+# --- leases: the state machine of Lease Blob / Lease Container, one transaction per action ----------
+
+LEASE_ACTIONS = ("acquire", "renew", "change", "release", "break")
+
+
+def lease_state(lease: Lease | None, now_ns: int | None = None) -> str:
+    """available | leased | expired | breaking | broken."""
+    if lease is None or lease.state == "released":
+        return "available"
+    now = time.time_ns() if now_ns is None else now_ns
+    if lease.state == "leased":
+        if lease.expires_ns is not None and lease.expires_ns <= now:
+            return "expired"
+        return "leased"
+    if lease.state == "breaking":
+        return "breaking" if (lease.break_ns or 0) > now else "broken"
+    return lease.state
+
+
+@dataclass(slots=True)
+class LeaseChange:
+    """What a lease action did: the lease id it leaves (acquire, renew, change), or the seconds until a
+    broken lease's break ends (break); neither for release."""
+    lease_id: str | None = None
+    break_seconds: int | None = None
+
+
+def _lease_expires(now: int, duration: int) -> int | None:
+    return None if duration < 0 else now + duration * NS
+
+
+async def change_lease(meta: Metadata, bucket: str, key: str, action: str, *, lease_id: str | None,
+                       proposed_id: str | None, duration: int, break_period: int | None,
+                       condition: Callable[[Any], None] | None) -> LeaseChange:
+    """One lease action (``LEASE_ACTIONS``) on a blob's lease (key '': the container's): the row is read
+    and written in one transaction, so two clients racing to acquire cannot both win. ``condition``
+    (the request's date/ETag conditions) runs on the container or blob as the transaction sees it;
+    ``duration`` (acquire): seconds, -1 for infinite; ``break_period``: seconds, None for the lease's
+    own remaining time. Azure's refusals raise BlobStateError with its code."""
+    is_container = key == ""
+
+    def same(lease: Lease | None, lid: str | None) -> bool:
+        return lease is not None and lid is not None and lease.lease_id.lower() == lid.lower()
+
+    def tx(cur: Any) -> LeaseChange:
+        now = time.time_ns()
+        current = get_bucket(cur, bucket) if is_container else latest(cur, bucket, key)
+        if current is None:
+            raise errors.BucketNotFound(bucket) if is_container else errors.ObjectNotFound(key)
+        if condition is not None:
+            condition(current)
+        lease = get_lease(cur, bucket, key)
+        state = lease_state(lease, now)
+        if action == "acquire":
+            if state == "breaking":
+                raise BlobStateError("LeaseIsBreakingAndCannotBeAcquired")
+            if state == "leased" and not same(lease, proposed_id):
+                raise BlobStateError("LeaseAlreadyPresent")
+            new = Lease(proposed_id or str(uuid.uuid4()), duration, _lease_expires(now, duration), "leased", None)
+            put_lease(cur, bucket, key, new)
+            return LeaseChange(lease_id=new.lease_id)
+        if action == "break":
+            if state in ("available", "expired") and lease is None or state == "available":
+                raise BlobStateError("LeaseNotPresentWithLeaseOperation")
+            assert lease is not None
+            if state in ("broken", "expired"):
+                lease.state, lease.break_ns = "breaking", now
+                put_lease(cur, bucket, key, lease)
+                return LeaseChange(break_seconds=0)
+            remaining = (lease.break_ns or now) - now if state == "breaking" else (
+                (lease.expires_ns - now) if lease.expires_ns is not None else None)
+            wait = break_period if break_period is not None else (remaining if remaining is not None else 0) // NS
+            if remaining is not None:
+                wait = min(wait, max(remaining // NS, 0))
+            lease.state, lease.break_ns = "breaking", now + wait * NS
+            put_lease(cur, bucket, key, lease)
+            return LeaseChange(break_seconds=wait)
+        # renew / change / release need the lease id to match
+        if lease is None or state == "available":
+            raise BlobStateError("LeaseNotPresentWithLeaseOperation")
+        if not same(lease, lease_id) and not (action == "change" and same(lease, proposed_id)):
+            raise BlobStateError("LeaseIdMismatchWithLeaseOperation")
+        if action == "renew":
+            if state in ("breaking", "broken"):
+                raise BlobStateError("LeaseIsBrokenAndCannotBeRenewed")
+            lease.state, lease.expires_ns = "leased", _lease_expires(now, lease.duration)
+            put_lease(cur, bucket, key, lease)
+            return LeaseChange(lease_id=lease.lease_id)
+        if action == "change":
+            if state == "breaking":
+                raise BlobStateError("LeaseIsBreakingAndCannotBeChanged")
+            if state in ("broken", "expired"):
+                raise BlobStateError("LeaseNotPresentWithLeaseOperation")
+            lease.lease_id = proposed_id or lease.lease_id
+            put_lease(cur, bucket, key, lease)
+            return LeaseChange(lease_id=lease.lease_id)
+        delete_lease(cur, bucket, key)  # release
+        return LeaseChange()
+
+    if action not in LEASE_ACTIONS:
+        raise ValueError(f"not a lease action: {action!r}")
+    return await meta.runner.write(tx)
