@@ -14,6 +14,9 @@ nothing unacknowledged half-visible, `exastor fsck` clean after repair):
 - ``drives``: whole drive directories deleted (up to m), a drive made read-only, a drive filled,
   a drive slowed; then too few drives left to write: writes must fail with 503, reads continue.
 - ``speed``: scrub throughput, and degraded-read throughput as a ratio of healthy reads.
+- ``power``: the ``kill`` scenario's server and load on drives in recording mode; kill -9 of every
+  process at a random moment, then every drive rewound to what a power cut at that instant leaves
+  (``exastor.drives.power_cut``: ``drop`` and ``tear`` in turn), restart, the same checks.
 - ``meta``: the metadata database overwritten with garbage under a live store (copies taken after
   the one awaited damaged too); ``fsck --restore-meta`` must bring back that copy plus every journaled
   commit after it: every acknowledged write and delete, nothing lost.
@@ -89,6 +92,12 @@ class Results:
     drive_losses: int = 0
     drive_loss_data_lost: int = 0
     failure_modes: dict[str, str] = field(default_factory=dict)
+    power_cuts: int = 0               # kill -9 of every process, then the drives rewound to what a power cut leaves
+    power_cut_modes: dict[str, int] = field(default_factory=dict)
+    power_files_cut: int = 0          # files cut back to their last fsync (or torn past it)
+    power_bytes_dropped: int = 0
+    power_sectors_zeroed: int = 0
+    power_entries_undone: int = 0     # creates, renames, unlinks no directory fsync covered
     meta_restores: int = 0            # metadata database destroyed, restored from the drives' copy
     meta_restore_objects: int = 0     # acknowledged objects, each checked byte for byte after the restore
     meta_journal_replayed: int = 0    # journaled commits the restores re-executed after their copy
@@ -463,6 +472,87 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
     res.acked_objects = len([k for k in oracle.acked if k not in oracle.deleted])
     server.stop()
     fsck_round(server.data_dir, res, m)
+
+
+def power_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int = 6, ec: str = "4+2",
+                 fsck_every: int = 10, progress: Any = None, modes: tuple[str, ...] = ("drop", "tear"),
+                 crash_points: bool = True) -> None:
+    """Power cuts under load: the kill scenario's server and clients, on drives in recording mode
+    (exastor/drives/faulty.py), killed with -9 at a random moment; then every drive is made to look as
+    a power failure at that instant would leave it (``power_cut``: each file cut back to its last
+    fsync, or torn at a random sector with one maybe zeroed, modes taken in turn; creates, renames and
+    unlinks no directory fsync covered undone), the server restarts and the invariant checker runs.
+    fsck runs recorded too, so a cut after its repair undoes what it did not make durable."""
+    from exastor.drives import power_cut
+
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    drive_dirs = [(work / f"drive{i}").resolve() for i in range(drives)]
+    record = work / "power-journal"
+    faults = work / "faults.json"
+    write_faults(faults, {str(d): {"record": str(record)} for d in drive_dirs})
+    args = [a for d in drive_dirs for a in ("--drive", str(d))] + ["--ec", ec]
+    crash_file, crash_log = work / "crash-points", work / "crash-log"
+    crash_file.write_text("")
+    env = {"EXASTOR_SEGMENT_SIZE": str(1 << 20), "EXASTOR_GC_INTERVAL": "1", "EXASTOR_GC_GRACE": "0",
+           "EXASTOR_REPAIR_INTERVAL": "1", "EXASTOR_CRASH_POINTS": str(crash_file),
+           "EXASTOR_CRASH_LOG": str(crash_log), "EXASTOR_CRASH_SEED": str(seed)}
+    m = int(ec.split("+")[1])
+    before_faults = os.environ.get("EXASTOR_FAULTS")
+    os.environ["EXASTOR_FAULTS"] = str(faults)  # fsck and the servers: every drive write is recorded
+    server = None
+    try:
+        server = start_server(work, *args, env=env)
+        oracle = Oracle()
+        _create_bucket(server)
+        for cycle in range(cycles):
+            stop = threading.Event()
+            threads = start_load(server, oracle, seed * 100_000 + cycle * 10, stop)
+            if crash_points and rng.random() < 0.3:  # a cut exactly between two steps of a commit or a seal
+                crash_file.write_text(",".join(f"{p}={rng.choice((0.3, 1.0))}" for p in
+                                               rng.sample(CRASH_POINTS, rng.randint(1, 2))))
+            time.sleep(rng.uniform(0.3, 2.5))
+            server.kill()  # every process of the server stops at once: then the power goes
+            crash_file.write_text("")
+            stop.set()
+            for t in threads:
+                t.join(timeout=120)
+            mode = modes[cycle % len(modes)]
+            for cut in power_cut(record, rng, mode).values():
+                res.power_files_cut += cut.files_cut
+                res.power_bytes_dropped += cut.bytes_dropped
+                res.power_sectors_zeroed += cut.sectors_zeroed
+                res.power_entries_undone += cut.entries_undone
+            res.power_cuts += 1
+            res.power_cut_modes[mode] = res.power_cut_modes.get(mode, 0) + 1
+            if (cycle + 1) % fsck_every == 0 or cycle == cycles - 1:
+                fsck_round(server.data_dir, res, m)
+            server.start()
+            s3 = s3_client(server)
+            with oracle.lock:
+                recent = list(oracle.maybe)
+                sample = rng.sample(sorted(oracle.acked), min(15, len(oracle.acked)))
+            oracle.check(s3, res, keys=sorted(set(recent) | set(sample)))
+            oracle.settle(s3)
+            oracle.check_snapshots(server, res)
+            if progress:
+                progress(1)
+        if crash_log.exists():
+            for name in crash_log.read_text().split():
+                res.crash_points_hit[name] = res.crash_points_hit.get(name, 0) + 1
+        oracle.check(s3_client(server), res)   # every object, byte for byte
+        oracle.check_snapshots(server, res)
+        res.acked_objects += len([k for k in oracle.acked if k not in oracle.deleted])
+        server.stop()
+        server = None
+        fsck_round(work / "data", res, m)
+    finally:
+        if server is not None:
+            server.kill()
+        if before_faults is None:
+            os.environ.pop("EXASTOR_FAULTS", None)
+        else:
+            os.environ["EXASTOR_FAULTS"] = before_faults
 
 
 def _create_bucket(server: Any) -> None:
@@ -875,7 +965,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objects", type=int, default=60, help="objects in the corruption scenario's store")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--meta-rounds", type=int, default=5, help="metadata database losses and restores")
-    p.add_argument("--only", choices=["kill", "corrupt", "drives", "speed", "meta"], action="append")
+    p.add_argument("--power-cuts", type=int, default=100, help="power cuts under load")
+    p.add_argument("--only", choices=["kill", "corrupt", "drives", "speed", "meta", "power"], action="append")
     p.add_argument("--speed-mb", type=int, default=256)
     p.add_argument("--work", help="working directory (default: a temporary one, removed after)")
     p.add_argument("--out", help="write the results JSON here too")
@@ -885,7 +976,7 @@ def main(argv: list[str] | None = None) -> int:
     res = Results(seed=args.seed)
     started = time.monotonic()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="exastor-faults-"))
-    want = set(args.only or ["kill", "corrupt", "drives", "speed", "meta"])
+    want = set(args.only or ["kill", "corrupt", "drives", "speed", "meta", "power"])
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       disable=not sys.stderr.isatty()) as bar:
@@ -902,6 +993,9 @@ def main(argv: list[str] | None = None) -> int:
             if "kill" in want:
                 t = bar.add_task("kill -9 cycles", total=args.cycles)
                 kill_cycles(work / "kill", args.cycles, args.seed, res, progress=lambda n: bar.advance(t, n))
+            if "power" in want:
+                t = bar.add_task("power cuts", total=args.power_cuts)
+                power_cycles(work / "power", args.power_cuts, args.seed, res, progress=lambda n: bar.advance(t, n))
     finally:
         res.seconds = round(time.monotonic() - started, 1)
         out = json.dumps(res.to_json(), indent=2)
