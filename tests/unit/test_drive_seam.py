@@ -420,3 +420,127 @@ def test_a_fence_from_another_process_stops_a_writer_holding_the_file_open(tmp_p
     with pytest.raises(Fenced):
         writer.append("segments/s", 68, b"late", epoch=1)
     assert (tmp_path / "d/segments/s").read_bytes()[64:] == b"mine"
+
+
+def test_an_unsynced_truncate_of_bytes_from_before_the_recording_may_be_undone(tmp_path):
+    drive, _ = _faulty(tmp_path, {"record": str(tmp_path / "journal")})
+    drive.create("segments/a", b"1" * 100)
+    drive.fsync("segments/a")
+    drive.sync_dir("segments")
+    power_cut(tmp_path / "journal", random.Random(0), "drop")  # the next journal starts with the file there
+    drive.truncate("segments/a", 40)                            # never fsynced
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    assert Path(drive.label, "segments/a").read_bytes() == b"1" * 100
+    drive.truncate("segments/a", 40)
+    drive.fsync("segments/a")                                   # now it holds
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    assert Path(drive.label, "segments/a").read_bytes() == b"1" * 40
+
+
+# --- LocalDrive's own durability (what the power-cut recorder trusts) -----------------------------------
+# The recorder sits above LocalDrive and takes a fsync, put, rename or write_at that returned as durable.
+# These tests check the system calls beneath: the file and directory fsyncs each promise needs, in the
+# order that makes it true. The mutation check (tests/faults/fsync_mutation.py) disables each fsync in
+# drives/local.py in turn and expects one of them to fail.
+
+@pytest.fixture
+def syscalls(monkeypatch) -> list[tuple]:
+    """Every os.fsync (with the path of its descriptor), os.pwritev (with its flags) and os.link."""
+    seen: list[tuple] = []
+    real_fsync, real_pwritev, real_link = os.fsync, os.pwritev, os.link
+
+    def fsync(fd: int) -> None:
+        seen.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def pwritev(fd: int, bufs, offset: int, flags: int = 0) -> int:
+        seen.append(("pwritev", os.readlink(f"/proc/self/fd/{fd}"), flags))
+        return real_pwritev(fd, bufs, offset, flags)
+
+    def link(src, dst, *args, **kwargs) -> None:
+        seen.append(("link", str(dst)))
+        real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    monkeypatch.setattr(os, "link", link)
+    return seen
+
+
+def _after(seen: list[tuple], event: tuple) -> list[tuple]:
+    return seen[seen.index(event) + 1:]
+
+
+def test_local_fsync_reaches_the_file_with_and_without_an_open_writer(tmp_path, syscalls):
+    drive = _drive(tmp_path)
+    root = str(drive.root)
+    drive.create("segments/a", b"x" * 100)
+    drive.append("segments/a", 100, b"y" * 100)
+    syscalls.clear()
+    drive.fsync("segments/a")                      # through the writer's descriptor
+    assert ("fsync", f"{root}/segments/a") in syscalls
+    syscalls.clear()
+    LocalDrive(drive.root).fsync("segments/a")     # no writer here: opened for the fsync
+    assert ("fsync", f"{root}/segments/a") in syscalls
+
+
+def test_local_sync_dir_fsyncs_the_directory(tmp_path, syscalls):
+    drive = _drive(tmp_path)
+    syscalls.clear()
+    drive.sync_dir("segments")
+    assert syscalls == [("fsync", f"{drive.root}/segments")]
+
+
+def test_local_put_fsyncs_the_file_before_linking_it_and_the_directory_after(tmp_path, syscalls):
+    drive = _drive(tmp_path)
+    root = str(drive.root)
+    syscalls.clear()
+    drive.put("shards/s", [b"a" * 10, b"b" * 10])
+    link = ("link", f"{root}/shards/s")
+    before = syscalls[:syscalls.index(link)]
+    assert any(e[0] == "fsync" and e[1].startswith(f"{root}/shards/s.tmp") for e in before), syscalls
+    assert ("fsync", f"{root}/shards") in _after(syscalls, link), syscalls
+
+
+def test_local_rename_fsyncs_both_directories(tmp_path, syscalls):
+    drive = _drive(tmp_path)
+    root = str(drive.root)
+    drive.put("shards/a", b"a")
+    syscalls.clear()
+    drive.rename("shards/a", "shards/b")
+    assert ("fsync", f"{root}/shards") in syscalls
+    syscalls.clear()
+    drive.rename("shards/b", "segments/b")
+    assert ("fsync", f"{root}/segments") in syscalls and ("fsync", f"{root}/shards") in syscalls
+
+
+def test_local_format_makes_the_identity_and_the_root_durable(tmp_path, syscalls):
+    drive = LocalDrive(tmp_path / "drive")
+    drive.format(b'{"test": 1}\n')
+    root = str(drive.root)
+    assert ("fsync", root) in syscalls and ("fsync", str(tmp_path)) in syscalls, syscalls
+    assert ("fsync", f"{root}") in _after(syscalls, ("link", f"{root}/{local_module.IDENTITY_NAME}"))
+
+
+def test_local_write_at_is_a_durable_write(tmp_path, syscalls):
+    drive = _drive(tmp_path)
+    drive.create("segments/j", bytes(4096))
+    syscalls.clear()
+    drive.write_at("segments/j", 100, b"record")
+    writes = [e for e in syscalls if e[0] == "pwritev"]
+    assert writes and all(e[2] & os.RWF_DSYNC for e in writes), syscalls
+
+
+def test_local_lease_epoch_is_a_durable_write_before_the_write_it_admits(tmp_path, syscalls):
+    """A fence (and the first append under a new epoch) records the epoch with RWF_DSYNC: a restart
+    must not forget that a segment was taken over, or a stale writer could append after it."""
+    drive = _drive(tmp_path)
+    drive.create("segments/f", bytes(64))
+    syscalls.clear()
+    drive.fence("segments/f", 2)
+    epoch_writes = [e for e in syscalls if e[0] == "pwritev"]
+    assert epoch_writes and all(e[2] & os.RWF_DSYNC for e in epoch_writes), syscalls
+    syscalls.clear()
+    drive.append("segments/f", 64, b"data", epoch=3)
+    writes = [e for e in syscalls if e[0] == "pwritev"]
+    assert writes and writes[0][2] & os.RWF_DSYNC, "the new epoch is durable before the append it admits"

@@ -331,6 +331,9 @@ def _cut_one(drive: DriveIO, events: list[list[Any]], stash: Path, rng: random.R
             f.durable, f.lost_tail = ev[2], []
         elif op == "T":
             assert f is not None
+            if f.durable is None and ev[3]:
+                # it existed before recording began, this long (what the truncate cut was kept aside)
+                f.durable = ev[2] + (stash / ev[3]).stat().st_size
             if f.durable is not None and ev[2] < f.durable and ev[3]:
                 f.lost_tail.append((ev[2], ev[3]))  # durable bytes an unsynced truncate cut
         elif op == "P":

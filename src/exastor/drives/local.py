@@ -356,8 +356,7 @@ class LocalDrive(DriveIO):
         self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         for sub in SUBDIRS:
             (self.root / sub).mkdir(mode=DIR_MODE, exist_ok=True)
-        self.put(IDENTITY_NAME, identity)
-        self.sync_dir("")
+        self.put(IDENTITY_NAME, identity)  # its directory fsync of the root also covers SUBDIRS made above
         _fsync_dir(self.root.parent)
 
     def release(self, names: Iterable[str]) -> None:
