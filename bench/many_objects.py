@@ -21,7 +21,8 @@ Keys are ``run/t{n%10}/d{(n//10)%100:02d}/f{n:09d}``: the bulk rows land all ove
 not appended at its end. Backends take turns at every checkpoint (SQLite file on the same disk;
 PostgreSQL a throwaway cluster, tests/pgcluster.py, fsync on, Unix socket).
 
-    python bench/many_objects.py [--checkpoints 250000,500000,1000000] [--seconds 6] [--writers 16]
+    python bench/many_objects.py [--checkpoints 250000,500000,1000000] [--seconds 6] [--writers 16] \
+        [--budget-s 1800] [--out bench/results/many_objects.json]
 
 Writes bench/results/many_objects.json.
 """
