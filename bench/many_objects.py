@@ -16,6 +16,8 @@ need hours for a million objects):
   ``list_objects``, what ListObjectsV2 calls), each page resuming from the previous page's cursor.
 * **Delimiter listing of a deep prefix:** ``run/t3/`` with ``/`` (100 common prefixes, each a seek
   past a subtree of N/1,000 keys) and ``run/t3/d42/`` with ``/`` (the N/1,000 keys of one leaf).
+  The first also as listing read before ``_SEEK_PAGE``, a full page after each seek: the same-run
+  baseline of that change.
 
 Keys are ``run/t{n%10}/d{(n//10)%100:02d}/f{n:09d}``: the bulk rows land all over the key space,
 not appended at its end. Backends take turns at every checkpoint (SQLite file on the same disk;
@@ -49,6 +51,7 @@ from bench.meta_backends import proc_tree_cpu  # noqa: E402
 
 from exastor.meta.records import ObjectVersion  # noqa: E402
 from exastor.meta.store import Metadata, put_version  # noqa: E402
+from exastor.namespace import listing  # noqa: E402
 from exastor.namespace.listing import list_objects  # noqa: E402
 from pgcluster import PgCluster, pg_bindir  # noqa: E402
 
@@ -140,7 +143,20 @@ def full_listing(meta: Metadata) -> dict[str, float]:
     return {"keys": keys, "pages": pages, "seconds": seconds, "keys_per_s": keys / seconds}
 
 
-def delimiter_listing(meta: Metadata, prefix: str) -> dict[str, Any]:
+def delimiter_listing(meta: Metadata, prefix: str, *, full_page_after_seek: bool = False) -> dict[str, Any]:
+    """``full_page_after_seek``: read a full page after each common prefix, as listing did before
+    _SEEK_PAGE (the same-run baseline)."""
+    seek_page = getattr(listing, "_SEEK_PAGE", None)
+    if full_page_after_seek and seek_page is not None:
+        listing._SEEK_PAGE = listing._PAGE
+    try:
+        return _delimiter_listing(meta, prefix) | {"full_page_after_seek": full_page_after_seek}
+    finally:
+        if seek_page is not None:
+            listing._SEEK_PAGE = seek_page
+
+
+def _delimiter_listing(meta: Metadata, prefix: str) -> dict[str, Any]:
     began = time.monotonic()
     cursor, keys, prefixes, pages = None, 0, 0, 0
     while True:
@@ -220,12 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             first, last = results[name]["checkpoints"][0], results[name]["checkpoints"][-1]
             results[name]["put_rate_change"] = last["puts_per_s"] / first["puts_per_s"] - 1
             results[name]["full_listing"] = full_listing(meta)
-            results[name]["delimiter_listings"] = [delimiter_listing(meta, "run/t3/"),
+            results[name]["delimiter_listings"] = [delimiter_listing(meta, "run/t3/", full_page_after_seek=True),
+                                                   delimiter_listing(meta, "run/t3/"),
                                                    delimiter_listing(meta, "run/t3/d42/")]
             fl = results[name]["full_listing"]
             print(f"{name:8}: PUT rate {results[name]['put_rate_change']:+.0%} from 0 to {filled:,}; "
                   f"full listing {fl['keys']:,} keys in {fl['pages']} pages, {fl['keys_per_s']:,.0f} keys/s; "
                   + "; ".join(f"{d['prefix']} /: {d['common_prefixes']} prefixes + {d['keys']} keys in {d['ms']:.0f} ms"
+                            + (" (full page after each seek)" if d["full_page_after_seek"] else "")
                               for d in results[name]["delimiter_listings"]), flush=True)
         for meta in backends.values():
             meta.close()
