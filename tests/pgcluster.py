@@ -48,6 +48,7 @@ class PgCluster:
     bindir: Path
     root: Path
     user: str = "exastor"
+    extra_options: str = ""  # more ``-c name=value`` server settings (benchmarks: pg_stat_statements)
 
     @property
     def data(self) -> Path:
@@ -81,7 +82,7 @@ class PgCluster:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user, "-A", "trust",
                   "-E", "UTF8", "--no-sync", "--no-instructions")
         options = (f"-c listen_addresses='' -k {self.socket_dir} -c max_connections=200 "
-                   "-c shared_buffers=64MB -c log_min_messages=warning")
+                   "-c shared_buffers=64MB -c log_min_messages=warning " + self.extra_options)
         self._run(str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT_S),
                   "-l", str(self.root / "server.log"), "-o", options, timeout=START_TIMEOUT_S + 30)
         self._run(str(self.bindir / "pg_isready"), "-h", str(self.socket_dir), "-U", self.user, "-t", "30",

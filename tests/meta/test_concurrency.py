@@ -252,3 +252,45 @@ def test_conflicting_writes_are_rerun_not_failed(backend, meta):
     assert total == WRITERS * 5
     if backend.kind == "postgres":
         assert sum(attempts.values()) > WRITERS * 5, "no conflict happened: the test proves nothing"
+
+
+def test_usage_is_exact_under_concurrent_puts_and_deletes(backend, meta):
+    """A bucket's usage is the sum of its rows (PostgreSQL spreads unbounded writers over shards):
+    whatever the interleaving, it equals what the bucket holds."""
+    run(meta.create_bucket(bucket()))
+    gateways = _gateways(backend)
+    rounds = 6
+
+    def writer(i: int) -> int:
+        g = gateways[i % len(gateways)]
+        for r in range(rounds):
+            run(g.put_object(obj("bkt", f"w{i}/{r}", size=100 + i), make_version_id=vid_factory()))
+        run(g.put_object(obj("bkt", f"w{i}/0", size=7), make_version_id=vid_factory()))  # an overwrite
+        run(g.delete_object("bkt", f"w{i}/1", None, make_version_id=vid_factory(), owner="alice"))
+        return rounds
+
+    assert threads(WRITERS, writer) == [rounds] * WRITERS
+    held = meta.runner.read(lambda cur: cur.execute(
+        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM objects WHERE bucket = 'bkt' AND delete_marker = 0").fetchone())
+    assert meta.bucket_usage()["bkt"] == (int(held[0]), int(held[1]))
+    assert held[1] == WRITERS * (rounds - 1)
+
+
+def test_object_quota_is_never_overshot_by_concurrent_writers(backend, meta):
+    run(meta.create_bucket(bucket()))
+    run(meta.put_object(obj("bkt", "before", size=1), make_version_id=vid_factory()))  # usage rows exist
+    limit = 5
+    meta.set_quota("bucket", "bkt", None, limit)
+    gateways = _gateways(backend)
+
+    def writer(i: int) -> str:
+        g = gateways[i % len(gateways)]
+        try:
+            run(g.put_object(obj("bkt", f"q{i}", size=1), make_version_id=vid_factory()))
+            return "stored"
+        except errors.QuotaExceeded:
+            return "refused"
+
+    results = threads(WRITERS, writer)
+    assert results.count("stored") == limit - 1, results
+    assert meta.bucket_usage()["bkt"] == (limit, limit)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -66,6 +67,10 @@ RETRY_BUDGET_S = 20.0
 BACKOFF_FIRST_S = 0.002
 BACKOFF_MAX_S = 0.1
 POOL_MAX = 16
+# Rows a bucket's usage is spread over (meta/store.py, charge): with 16 writers in flight, a writer
+# finds another on its row ~6% of the time (SQLite, one writer, uses shard 0 alone). The benchmark's
+# before/after (bench/meta_backends.py) sets EXASTOR_PG_USAGE_SHARDS=1: every write on one row.
+USAGE_SHARDS = max(1, int(os.environ.get("EXASTOR_PG_USAGE_SHARDS", "256")))
 NOTIFY_CHANNEL = "exastor_bucket_version"
 BUCKET_VERSION = "bucket_version"
 _MIGRATION_LOCK = 0x65786173746F72  # pg_advisory_xact_lock key of schema migrations ("exastor")
@@ -125,6 +130,7 @@ class PgCursor:
     """A DB-API cursor over psycopg with the bodies' ``?`` placeholders."""
 
     __slots__ = ("_cur", "bumped", "sent")
+    usage_shards = USAGE_SHARDS  # rows a bucket's usage is spread over (meta/store.py, charge)
 
     def __init__(self, cur: psycopg.Cursor) -> None:
         self._cur = cur

@@ -51,6 +51,7 @@ Guarantees, per operation (one method of ``Metadata``, or one body passed to ``w
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
@@ -889,9 +890,9 @@ def _bucket_versioning(cur: Any, bucket: str) -> str:
 # --- usage and quotas (inside write transactions) --------------------------------
 
 def ensure_usage(cur: Any, bucket: str) -> None:
-    """Make sure the bucket's usage row exists (computed from its objects once, e.g. after an
+    """Make sure the bucket's usage rows exist (shard 0 computed from its objects once, e.g. after an
     upgrade). Call before changing the bucket's versions in the transaction."""
-    cur.execute("SELECT 1 FROM bucket_usage WHERE bucket = ?", (bucket,))
+    cur.execute("SELECT 1 FROM bucket_usage WHERE bucket = ? AND shard = 0", (bucket,))
     if cur.fetchone() is None:
         cur.execute("INSERT INTO bucket_usage (bucket, bytes, objects) SELECT ?, COALESCE(SUM(size), 0), COUNT(*) "
                     "FROM objects WHERE bucket = ? AND delete_marker = 0", (bucket, bucket))
@@ -909,7 +910,7 @@ def usage_of(cur: Any, scope: str, name: str) -> tuple[int, int]:
     """(logical bytes, object versions) a bucket holds, or all of a user's buckets together."""
     if scope == "bucket":
         ensure_usage(cur, name)
-        cur.execute("SELECT bytes, objects FROM bucket_usage WHERE bucket = ?", (name,))
+        cur.execute("SELECT SUM(bytes), SUM(objects) FROM bucket_usage WHERE bucket = ?", (name,))
         got = cur.fetchone()
         return int(got[0]), int(got[1])
     cur.execute("SELECT name FROM buckets WHERE owner = ?", (name,))
@@ -929,9 +930,9 @@ def _usage_readonly(cur: Any, scope: str, name: str) -> tuple[int, int]:
         buckets = [r[0] for r in cur.fetchall()]
     total_bytes = total_objects = 0
     for bucket in buckets:
-        cur.execute("SELECT bytes, objects FROM bucket_usage WHERE bucket = ?", (bucket,))
+        cur.execute("SELECT SUM(bytes), SUM(objects) FROM bucket_usage WHERE bucket = ?", (bucket,))
         row = cur.fetchone()
-        if row is None:
+        if row is None or row[0] is None:
             cur.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM objects WHERE bucket = ? AND delete_marker = 0",
                         (bucket,))
             row = cur.fetchone()
@@ -939,13 +940,15 @@ def _usage_readonly(cur: Any, scope: str, name: str) -> tuple[int, int]:
     return total_bytes, total_objects
 
 
-def check_quotas(cur: Any, bucket: str, add_bytes: int, add_objects: int) -> None:
+def check_quotas(cur: Any, bucket: str, add_bytes: int, add_objects: int) -> bool:
     """Raise QuotaExceeded if growing ``bucket`` by this much passes a quota. Only growth is checked:
     an overwrite with a smaller object or a delete always goes through. Inside the write transaction,
-    so concurrent writers are serialised and none can overshoot."""
+    so concurrent writers are serialised (charge: they all update shard 0) and none can overshoot.
+    Returns whether any quota bounds this growth."""
     if add_bytes <= 0 and add_objects <= 0:
-        return
-    for scope, name, max_bytes, max_objects in quotas_for(cur, bucket):
+        return False
+    bounds = quotas_for(cur, bucket)
+    for scope, name, max_bytes, max_objects in bounds:
         used_bytes, used_objects = usage_of(cur, scope, name)
         if add_bytes > 0 and max_bytes is not None and used_bytes + add_bytes > max_bytes:
             raise errors.QuotaExceeded(f"the {scope} quota of {name!r} ({max_bytes:,} bytes) would be exceeded: "
@@ -953,15 +956,30 @@ def check_quotas(cur: Any, bucket: str, add_bytes: int, add_objects: int) -> Non
         if add_objects > 0 and max_objects is not None and used_objects + add_objects > max_objects:
             raise errors.QuotaExceeded(f"the {scope} quota of {name!r} ({max_objects:,} objects) would be exceeded",
                                        scope=scope, name=name)
+    return bool(bounds)
 
 
 def charge(cur: Any, bucket: str, add_bytes: int, add_objects: int) -> None:
-    """Check the quotas for growth, then record the change in the bucket's usage row."""
-    check_quotas(cur, bucket, add_bytes, add_objects)
+    """Check the quotas for growth, then record the change in one of the bucket's usage rows.
+
+    A bucket's usage is the sum of its rows. On a backend with concurrent writers (the cursor's
+    ``usage_shards`` > 1: PostgreSQL) a change without a quota to check goes to a row chosen at
+    random, so concurrent PUTs into one bucket do not all update one row (under REPEATABLE READ they
+    would fail and re-run in turn). A change a quota bounds goes to shard 0, as every such change
+    does: two writers that both checked the sum then conflict on that row, and the loser re-runs on
+    the winner's usage, so no quota is overshot."""
+    bounded = check_quotas(cur, bucket, add_bytes, add_objects)
     if add_bytes or add_objects:
-        cur.execute("UPDATE bucket_usage SET bytes = bytes + ?, objects = objects + ? WHERE bucket = ?",
-                    (add_bytes, add_objects, bucket))
-        assert cur.rowcount == 1, f"usage row of {bucket} missing: ensure_usage first"
+        shards = getattr(cur, "usage_shards", 1)
+        shard = 0 if bounded or shards <= 1 else random.randrange(shards)
+        if shard == 0:
+            cur.execute("UPDATE bucket_usage SET bytes = bytes + ?, objects = objects + ? WHERE bucket = ? AND shard = 0",
+                        (add_bytes, add_objects, bucket))
+            assert cur.rowcount == 1, f"usage row of {bucket} missing: ensure_usage first"
+        else:
+            cur.execute("INSERT INTO bucket_usage (bucket, shard, bytes, objects) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (bucket, shard) DO UPDATE SET bytes = bucket_usage.bytes + excluded.bytes, "
+                        "objects = bucket_usage.objects + excluded.objects", (bucket, shard, add_bytes, add_objects))
 
 
 def version_usage(size: int, delete_marker: bool | int) -> tuple[int, int]:

@@ -2,7 +2,10 @@
 
 Keys under one common prefix are skipped with one index seek (cursor = prefix +
 U+10FFFF), never read one by one, so a directory with a million objects costs
-one row to roll up.
+one row to roll up. The read after such a seek asks for a few rows (_SEEK_PAGE),
+not a full page: the next row is often another common prefix, and a full page
+there would read ~1,000 rows to use one. The page grows again while rows are
+plain keys.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from exastor.meta.records import ObjectVersion, Upload
 from exastor.meta.store import KEY_MAX, Metadata
 
 _PAGE = 1000
+_SEEK_PAGE = 8  # rows read after skipping a common prefix (grows x8 per full page of plain keys)
 
 
 @dataclass
@@ -45,8 +49,9 @@ def list_objects(meta: Metadata, bucket: str, *, prefix: str = "", delimiter: st
     if max_keys <= 0:
         return result
     count = 0
+    page = _PAGE
     while True:
-        rows = meta.list_latest(bucket, prefix, cursor, _PAGE)
+        rows = meta.list_latest(bucket, prefix, cursor, page)
         if not rows:
             return result
         for row in rows:
@@ -59,13 +64,15 @@ def list_objects(meta: Metadata, bucket: str, *, prefix: str = "", delimiter: st
                 result.next_marker, cursor = cp, cp + KEY_MAX
                 result.next_cursor = cursor
                 count += 1
+                page = _SEEK_PAGE
                 break  # seek past everything under this prefix
             result.objects.append(row)
             result.next_marker = cursor = result.next_cursor = row.key
             count += 1
         else:
-            if len(rows) < _PAGE:
+            if len(rows) < page:
                 return result
+            page = min(_PAGE, page * 8)
 
 
 @dataclass
@@ -86,8 +93,9 @@ def list_versions(meta: Metadata, bucket: str, *, prefix: str = "", delimiter: s
     after_key = resume_cursor(key_marker, prefix, delimiter)
     after_seq = version_marker_seq if key_marker is not None and after_key == key_marker else None
     count = 0
+    page = _PAGE
     while True:
-        rows = meta.list_versions(bucket, prefix, after_key, after_seq, _PAGE)
+        rows = meta.list_versions(bucket, prefix, after_key, after_seq, page)
         if not rows:
             return result
         for row in rows:
@@ -100,14 +108,16 @@ def list_versions(meta: Metadata, bucket: str, *, prefix: str = "", delimiter: s
                 result.next_key_marker, result.next_version_marker = cp, None
                 after_key, after_seq = cp + KEY_MAX, None
                 count += 1
+                page = _SEEK_PAGE
                 break
             result.versions.append(row)
             result.next_key_marker, result.next_version_marker = row.key, row.version_id
             after_key, after_seq = row.key, row.seq
             count += 1
         else:
-            if len(rows) < _PAGE:
+            if len(rows) < page:
                 return result
+            page = min(_PAGE, page * 8)
 
 
 def list_uploads(meta: Metadata, bucket: str, *, prefix: str = "", delimiter: str = "",
