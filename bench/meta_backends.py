@@ -9,7 +9,7 @@ own ``--data`` holding a copy of the first one's master key), shares the Postgre
 drive directory of the PostgreSQL server: "two gateways" drives both together at the same total
 concurrency, against the same rounds' single gateway. A fourth, the same-run baseline of the
 bucket-usage fix, runs on a database of its own with ``EXASTOR_PG_USAGE_SHARDS=1``: every PUT into a
-bucket updates the bucket's one usage row, as before meta/migrations/postgres/0005.
+bucket updates the bucket's one usage row, as before meta/migrations/postgres/0007.
 
 The client is bench/smallops.py's: every request pre-signed (SigV4 query) before the clock starts,
 driven by aiohttp on one event loop, so the server, not the client, is measured. For each backend,
