@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -112,7 +113,18 @@ def test_database_down_answers_503_and_recovers(tmp_path, pg_cluster):
                 call()
             assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
         pg_cluster.sql("ALTER DATABASE exastor_down ALLOW_CONNECTIONS true")
-        assert s3.get_object(Bucket="down", Key="k")["Body"].read() == b"v"
+        # The pool reconnects with a back-off: the gateway serves again within it (503 until then,
+        # never anything else), without a restart.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                body = s3.get_object(Bucket="down", Key="k")["Body"].read()
+                break
+            except ClientError as exc:
+                assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 503, exc.response
+                assert time.monotonic() < deadline, "the gateway did not serve again within 60 s"
+                time.sleep(0.5)
+        assert body == b"v"
         s3.put_object(Bucket="down", Key="k2", Body=b"v2")
     finally:
         server.stop()
