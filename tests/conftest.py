@@ -9,12 +9,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from pgcluster import pg_cluster, pg_database, pg_dsn  # noqa: F401 - fixtures: a throwaway PostgreSQL
+
+T = TypeVar("T")
 
 ACCESS_KEY = "EXTESTADMIN"
 SECRET_KEY = "exastor-test-secret-key-0123456789"
@@ -75,6 +79,18 @@ def wait_released(data_dir: Path, ports: list[int], timeout: float = 30.0) -> No
         if time.monotonic() > deadline:
             raise TimeoutError(f"{data_dir} still held or ports {busy} still listening after {timeout:.0f} s")
         time.sleep(0.05)
+
+
+def wait_until(predicate: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), for at most ``timeout`` seconds:
+    how tests wait for a state, never for a time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(interval)
 
 
 def _bindable(port: int) -> bool:

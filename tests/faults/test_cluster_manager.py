@@ -10,15 +10,15 @@ PostgreSQL over three drive servers, driven with boto3 and `exastor cluster stat
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import ServerProcess, free_port, s3_client
+from conftest import ServerProcess, free_port, s3_client, wait_until
 from drive_servers import DriveServerProcess, cluster_key
 from exastor.datadir.opening import open_metadata
 from exastor.services import fsck
@@ -38,14 +38,8 @@ def _status(dsn: str) -> dict:
     return json.loads(out.stdout)
 
 
-def _until(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = predicate()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+
+_until = functools.partial(wait_until, timeout=60.0, interval=0.1)  # heartbeats and the down timeout take seconds
 
 
 def test_the_cluster_manager_marks_the_dead_down_and_seals_what_they_left_open(tmp_path, pg_cluster, monkeypatch):

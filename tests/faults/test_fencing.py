@@ -21,12 +21,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ServerProcess, free_port, s3_client
+from conftest import ServerProcess, free_port, s3_client, wait_until
 from drive_servers import DriveServerProcess, cluster_key
 from exastor.datadir.opening import open_metadata
 from exastor.services import fsck
@@ -40,12 +39,6 @@ def _sql(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
     with psycopg.connect(dsn, autocommit=True) as con:
         return con.execute(query, params).fetchall()
 
-
-def _wait(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -94,7 +87,7 @@ def test_a_stale_gateway_cannot_write_into_a_segment_another_sealed(tmp_path, pg
         replicas = [Path(served[url]) / f"segments/seg-{segment:016x}.log" for (url,) in _sql(
             dsn, "SELECT d.path FROM replicas r JOIN drives d ON d.id = r.drive WHERE r.segment = %s", (segment,))]
         assert len(replicas) == 2 and all(p.exists() for p in replicas)
-        _wait(lambda: _sql(dsn, "SELECT expires_ms < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) "
+        wait_until(lambda: _sql(dsn, "SELECT expires_ms < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) "
                                 "FROM segment_leases WHERE segment = %s", (segment,))[0][0],
               "A's lease to expire by the database's clock")
 
@@ -209,7 +202,7 @@ def test_a_failed_replica_append_seals_the_segment_and_opens_a_new_one(tmp_path,
         body = os.urandom(200_000)
         s3.put_object(Bucket="fail", Key="after", Body=body)  # met the failure, written elsewhere
         bodies["after"] = body
-        _wait(lambda: rows("SELECT state FROM segments WHERE id = ?", (segment,)) == [("sealed",)],
+        wait_until(lambda: rows("SELECT state FROM segments WHERE id = ?", (segment,)) == [("sealed",)],
               "the segment with the failed replica to be sealed")
         (new,), = rows("SELECT id FROM segments WHERE state = 'open'")
         assert new != segment
@@ -329,13 +322,8 @@ def test_a_writer_whose_lease_renewal_finds_it_lost_opens_a_new_segment(tmp_path
     try:
         seg, _ = log.append(_record(10_000))
         assert leases.take(meta, seg, "another gateway", steal=True) == 2
-        deadline = time.monotonic() + 30
-        while True:  # the renewer notices within a renewal interval
-            got, _ = log.append(_record(1_000))
-            if got != seg:
-                break
-            assert time.monotonic() < deadline, "the lost lease was never noticed"
-            time.sleep(0.05)
+        # the renewer notices within a renewal interval: the next append opens a new segment
+        wait_until(lambda: log.append(_record(1_000))[0] != seg, "the lost lease to be noticed")
     finally:
         log.close()
         meta.close()

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from pathlib import Path
 
 import blake3
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import s3_client, start_server
+from conftest import s3_client, start_server, wait_until
 from exastor import errors
 from exastor.datadir.opening import open_metadata
 from exastor.engine.drives import DriveSet, load_layout, segment_name
@@ -105,13 +104,11 @@ def test_a_failed_fsync_fails_the_put_with_503_on_both_protocols_and_the_store_g
         s3.put_object(Bucket="fsync", Key="after", Body=b"y" * 100_000)  # a new segment on healthy drives
         # The failed segment is sealed in the background (lease, fence, shards, commit): let that finish
         # first, or its commit's journal write meets the next fault and fails the drive before the upload.
-        deadline = time.monotonic() + 30
-        while True:
+        def open_segments() -> int:
             with sqlite3.connect(db) as con:
-                if con.execute("SELECT COUNT(*) FROM segments WHERE state = 'open'").fetchone()[0] <= 1:
-                    break
-            assert time.monotonic() < deadline, "the segment with the failed replica was never sealed"
-            time.sleep(0.05)
+                return int(con.execute("SELECT COUNT(*) FROM segments WHERE state = 'open'").fetchone()[0])
+
+        wait_until(lambda: open_segments() <= 1, "the segment with the failed replica to be sealed")
         blob = BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
         _rules(rules, {p: {"eio_fsync": True} for p in open_replicas()[:1]})
         with pytest.raises(HttpResponseError) as busy:

@@ -9,13 +9,12 @@ import base64
 import os
 import random
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from conftest import ALT_ACCESS_KEY, ALT_SECRET_KEY, exastor, s3_client, start_server
+from conftest import ALT_ACCESS_KEY, ALT_SECRET_KEY, exastor, s3_client, start_server, wait_until
 from exastor.datadir import keys
 from exastor.datadir.opening import open_metadata
 from exastor.meta.sealing import key_id
@@ -42,8 +41,7 @@ def _sealed_ids(db: Path) -> set[str]:
 
 
 def _until_copied(drives: list[Path], users: int) -> list[metabackup.Backup]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def holding() -> list[metabackup.Backup]:
         copies = metabackup.backups(drives)
         for copy in copies:
             try:
@@ -52,8 +50,9 @@ def _until_copied(drives: list[Path], users: int) -> list[metabackup.Backup]:
                         return copies
             except sqlite3.Error:
                 continue  # pruned while we looked
-        time.sleep(0.2)
-    raise AssertionError("no metadata copy holds the users")
+        return []
+
+    return wait_until(holding, "a metadata copy that holds the users", interval=0.2)
 
 
 def _fill(server) -> dict[str, bytes]:

@@ -228,8 +228,12 @@ class SegmentLog:
                 continue
             try:
                 lost = leases.renew(self.meta, leases.holder_id(), {seg: epoch})
-            except Exception as exc:  # noqa: BLE001 - the database is away: the fence keeps us safe meanwhile
+            except errors.Unavailable as exc:  # the database is away: the fence keeps the segment safe meanwhile
                 log.warning("could not renew the lease of segment %d: %s", seg, exc)
+                continue
+            except Exception:  # noqa: BLE001 - a bug must not stop renewing; it is logged in full. No data
+                # depends on this thread: a lease that lapses is taken over and fenced, never written twice.
+                log.exception("renewing the lease of segment %d failed", seg)
                 continue
             if lost:
                 log.warning("segment %d: its lease was taken over by another process; opening a new one", seg)

@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Any
 
+from exastor import errors
 from exastor.drives import is_url
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import SegmentLog
@@ -119,7 +120,8 @@ class ClusterService:
                         segment)
             try:
                 self.log.seal(segment)
-            except Exception as exc:  # noqa: BLE001 - retried next pass; the segment stays as it is
+            except (OSError, errors.StoreError) as exc:  # a drive or the database: nothing committed,
+                # the segment stays open under its replicas and the next pass tries again
                 log.error("cluster manager: sealing segment %d failed: %s", segment, exc)
                 continue
             sealed.append(segment)
@@ -137,8 +139,10 @@ class ClusterThread(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 self.service.pass_once()
-            except Exception as exc:  # noqa: BLE001 - the database may be away: try again next beat
+            except errors.Unavailable as exc:  # the database is away: try again next beat
                 log.warning("cluster heartbeat failed: %s", exc)
+            except Exception:  # noqa: BLE001 - a bug must not end the heartbeats; it is logged in full
+                log.exception("cluster heartbeat failed")
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
