@@ -30,15 +30,16 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from exastor import errors
-from exastor.drives import Fenced, age_s
+from exastor.drives import DriveIO, Fenced, age_s
 from exastor.engine import erasure, shards
 from exastor.engine.drives import (
     Drive,
@@ -65,6 +66,8 @@ LEFTOVER_GRACE_S = 3600.0    # a temporary file this old belongs to no write sti
 # Write errors after which the replica still holds every byte written before (it only cannot
 # grow): it is dropped from appends but still fsynced, and nothing written before is in doubt.
 _CANNOT_GROW = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_T = TypeVar("_T")
+
 log = logging.getLogger("exastor.segments")
 
 Check = Callable[[bytes], object]
@@ -775,19 +778,39 @@ class SegmentLog:
             buffer = memoryview(np.empty(length, np.uint8))
             return buffer[:self._pread_into(lay, offset, buffer)]
         if lay.kind in ("plain", "replicas"):
-            last: OSError | None = None
-            holders = self._holders(lay)
-            for drive in holders:
-                try:
-                    return self._readable(drive).io.pread(segment_name(lay.segment), offset, length)
-                except OSError as exc:
-                    last = exc
-            unavailable = self._unavailable(lay, holders) if not any(self.drives.readable(d) for d in holders) \
-                else None
-            if unavailable is not None:
-                raise unavailable
-            raise last or FileNotFoundError("no replica")
-        out = []
+            return self._from_a_replica(lay, lambda io, name: io.pread(name, offset, length))
+        return b"".join(io.pread(name, within, take) for io, name, within, take in self._shard_pieces(lay, offset, length))
+
+    def _pread_into(self, lay: Layout, offset: int, buffer: memoryview) -> int:
+        """``_pread_healthy`` into a caller's buffer; returns the bytes read."""
+        if lay.kind in ("plain", "replicas"):
+            return self._from_a_replica(lay, lambda io, name: io.pread_into(name, offset, buffer))
+        done = 0
+        for io, name, within, take in self._shard_pieces(lay, offset, len(buffer)):
+            got = io.pread_into(name, within, buffer[done:done + take])
+            done += got
+            if got < take:
+                break  # the end of the data
+        return done
+
+    def _from_a_replica(self, lay: Layout, read: Callable[[DriveIO, str], _T]) -> _T:
+        """``read(io, name)`` from the first holder of a replicated (or plain) segment that answers."""
+        last: OSError | None = None
+        holders = self._holders(lay)
+        for drive in holders:
+            try:
+                return read(self._readable(drive).io, segment_name(lay.segment))
+            except OSError as exc:
+                last = exc
+        unavailable = self._unavailable(lay, holders) if not any(self.drives.readable(d) for d in holders) \
+            else None
+        if unavailable is not None:
+            raise unavailable
+        raise last or FileNotFoundError("no replica")
+
+    def _shard_pieces(self, lay: Layout, offset: int, length: int) -> Iterator[tuple[DriveIO, str, int, int]]:
+        """(drive, shard file, offset in it, bytes) of each data shard a range of an erasure-coded
+        segment spans, in order."""
         pos, end = offset, offset + length
         while pos < end:
             idx = pos // lay.shard_len
@@ -796,39 +819,8 @@ class SegmentLog:
             if idx >= len(lay.shards):
                 raise FileNotFoundError(f"shard {idx} not recorded")
             row = lay.shards[idx]
-            out.append(self._readable(row.drive).io.pread(shards.shard_name(lay.segment, idx, row.gen), within, take))
+            yield self._readable(row.drive).io, shards.shard_name(lay.segment, idx, row.gen), within, take
             pos += take
-        return b"".join(out)
-
-    def _pread_into(self, lay: Layout, offset: int, buffer: memoryview) -> int:
-        """``_pread_healthy`` into a caller's buffer; returns the bytes read."""
-        if lay.kind in ("plain", "replicas"):
-            last: OSError | None = None
-            holders = self._holders(lay)
-            for drive in holders:
-                try:
-                    return self._readable(drive).io.pread_into(segment_name(lay.segment), offset, buffer)
-                except OSError as exc:
-                    last = exc
-            unavailable = self._unavailable(lay, holders) if not any(self.drives.readable(d) for d in holders) \
-                else None
-            if unavailable is not None:
-                raise unavailable
-            raise last or FileNotFoundError("no replica")
-        pos, end = offset, offset + len(buffer)
-        while pos < end:
-            idx = pos // lay.shard_len
-            within = pos - idx * lay.shard_len
-            take = min(end - pos, lay.shard_len - within)
-            if idx >= len(lay.shards):
-                raise FileNotFoundError(f"shard {idx} not recorded")
-            row = lay.shards[idx]
-            got = self._readable(row.drive).io.pread_into(shards.shard_name(lay.segment, idx, row.gen), within,
-                                                          buffer[pos - offset:pos - offset + take])
-            pos += got
-            if got < take:
-                break  # the end of the data
-        return pos - offset
 
     def pread(self, segment: int, offset: int, length: int, *, writable: bool = False) -> bytes | memoryview:
         """Healthy read: the one replica or data shard(s) holding the bytes; no verification here.
