@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from bench.lib.machine import machine_info  # noqa: E402
-from bench.meta_backends import proc_tree_cpu  # noqa: E402
+from bench.lib.rss import tree_cpu_seconds  # noqa: E402
 
 from exastor.meta.records import ObjectVersion  # noqa: E402
 from exastor.meta.store import Metadata, put_version  # noqa: E402
@@ -112,7 +112,7 @@ def put_rate(meta: Metadata, writers: int, seconds: float, tag: str, pg_pid: int
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    cpu0 = time.process_time() + (proc_tree_cpu(pg_pid) if pg_pid else 0.0)
+    cpu0 = time.process_time() + tree_cpu_seconds(pg_pid)
     began = time.monotonic()
     threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(writers)]
     for t in threads:
@@ -122,7 +122,7 @@ def put_rate(meta: Metadata, writers: int, seconds: float, tag: str, pg_pid: int
     for t in threads:
         t.join(60)
     elapsed = time.monotonic() - began
-    cpu = time.process_time() + (proc_tree_cpu(pg_pid) if pg_pid else 0.0) - cpu0
+    cpu = time.process_time() + tree_cpu_seconds(pg_pid) - cpu0
     if errors:
         raise RuntimeError(f"{tag}: {errors[0]!r}")
     total = sum(done)

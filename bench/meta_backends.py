@@ -51,38 +51,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from bench.lib.machine import machine_info  # noqa: E402
+from bench.lib.rss import tree_cpu_seconds  # noqa: E402
 
 from conftest import ServerProcess, free_port  # noqa: E402
 from pgcluster import PgCluster, pg_bindir  # noqa: E402
 
 SIZE = 4096
-
-
-def proc_tree_cpu(root: int) -> float:
-    """User+system CPU seconds of ``root`` and every live descendant, plus what their reaped
-    children used (cutime/cstime), so a PostgreSQL backend that exited still counts."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parent: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry)
-        parent[pid] = int(fields[1])
-        cpu[pid] = sum(int(x) for x in fields[11:15]) / tick
-    total = 0.0
-    for pid, seconds in cpu.items():
-        p, hops = pid, 0
-        while p and p != root and hops < 64:
-            p, hops = parent.get(p, 0), hops + 1
-        if p == root:
-            total += seconds
-    return total
 
 
 async def drive(method: str, urls: list[str], concurrency: int) -> float:
@@ -173,11 +147,11 @@ def phase(gateways: list[Gateway], urls: list[dict[str, list[str]]], method: str
           pg_pid: int) -> dict[str, float]:
     """One method over every gateway's URLs at once (interleaved), with the CPU it cost."""
     merged = [u for group in zip(*(g[method] for g in urls), strict=True) for u in group]
-    server0 = sum(proc_tree_cpu(g.pid) for g in gateways)
-    pg0 = proc_tree_cpu(pg_pid)
+    server0 = sum(tree_cpu_seconds(g.pid) for g in gateways)
+    pg0 = tree_cpu_seconds(pg_pid)
     seconds = asyncio.run(drive(method, merged, concurrency))
-    server = sum(proc_tree_cpu(g.pid) for g in gateways) - server0
-    pg = proc_tree_cpu(pg_pid) - pg0
+    server = sum(tree_cpu_seconds(g.pid) for g in gateways) - server0
+    pg = tree_cpu_seconds(pg_pid) - pg0
     n = len(merged)
     return {"per_s": n / seconds, "seconds": seconds, "count": n,
             "server_cpu_us_per_op": server / n * 1e6, "postgres_cpu_us_per_op": pg / n * 1e6}

@@ -29,28 +29,7 @@ from botocore.config import Config
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.lib.machine import machine_info  # noqa: E402
-
-
-def tree_cpu_seconds(pid: int | None) -> float:
-    """User+system CPU of a process and its children (gateway workers)."""
-    if not pid:
-        return 0.0
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            pids += [int(p) for p in f.read().split()]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except OSError:
-            pass
-    return total
+from bench.lib.rss import tree_cpu_seconds  # noqa: E402
 
 
 async def drive(method: str, urls: list[str], body: bytes, concurrency: int) -> float:

@@ -72,13 +72,15 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / _CLK_TCK
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds used so far by ``pid`` and its live descendants.
+def tree_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds used so far by ``pid`` and its live descendants, plus what their reaped
+    children used (so a gateway worker's or a PostgreSQL backend's exited children still count);
+    0 for no process.
 
     A rate on a shared, overloaded machine mostly measures the other work;
     CPU seconds per GiB or per object measure the server's own cost.
     """
-    return sum(_cpu_seconds(p) for p in process_tree(pid))
+    return sum(_cpu_seconds(p) for p in process_tree(pid)) if pid else 0.0
 
 
 class RssSampler:
