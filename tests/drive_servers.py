@@ -10,9 +10,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from conftest import free_port
+from exastor.datadir.opening import open_metadata
 from exastor.drives.remote import RemoteDrive
 from exastor.drives.wire import create_key, load_key
+from exastor.services import fsck
 
 
 def cluster_key(where: Path) -> Path:
@@ -84,3 +88,15 @@ class DriveServerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def assert_fsck_clean(data: Path, meta_url: str, key_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks of `exastor fsck` (whose command opens SQLite stores only) over ``meta_url``'s
+    metadata, reaching drive servers with the cluster key: clean, and something was checked."""
+    monkeypatch.setenv("EXASTOR_CLUSTER_KEY_FILE", str(key_file))
+    meta = open_metadata(data, meta_url)
+    try:
+        report = fsck.check(meta, Path())
+    finally:
+        meta.close()
+    assert report.clean and report.chunks_checked > 0, report.to_json()

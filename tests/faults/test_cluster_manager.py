@@ -16,12 +16,9 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from conftest import ServerProcess, free_port, s3_client, wait_until
-from drive_servers import DriveServerProcess, cluster_key
-from exastor.datadir.opening import open_metadata
-from exastor.services import fsck
+from drive_servers import DriveServerProcess, assert_fsck_clean, cluster_key
 
 
 def _sql(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
@@ -110,13 +107,7 @@ def test_the_cluster_manager_marks_the_dead_down_and_seals_what_they_left_open(t
         s3a.put_object(Bucket="members", Key="after", Body=b"after")
         a.stop()
 
-        monkeypatch.setenv("EXASTOR_CLUSTER_KEY_FILE", str(key))
-        meta = open_metadata(tmp_path / "a", dsn)
-        try:
-            report = fsck.check(meta, Path())
-        finally:
-            meta.close()
-        assert report.clean and report.chunks_checked > 0, report.to_json()
+        assert_fsck_clean(tmp_path / "a", dsn, key, monkeypatch)
     finally:
         a.stop()
         b.stop()

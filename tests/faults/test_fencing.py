@@ -26,9 +26,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ServerProcess, free_port, s3_client, wait_until
-from drive_servers import DriveServerProcess, cluster_key
+from drive_servers import DriveServerProcess, assert_fsck_clean, cluster_key
 from exastor.datadir.opening import open_metadata
-from exastor.services import fsck
 
 LEASE_MS = 1500
 
@@ -131,14 +130,7 @@ def test_a_stale_gateway_cannot_write_into_a_segment_another_sealed(tmp_path, pg
         for k, body in bodies.items():
             assert s3b.get_object(Bucket="fence", Key=k)["Body"].read() == body, k
         b.stop()
-        # fsck (the checks of `exastor fsck`, which opens SQLite stores only) over the PostgreSQL metadata.
-        monkeypatch.setenv("EXASTOR_CLUSTER_KEY_FILE", str(key))
-        meta = open_metadata(b_data, dsn)
-        try:
-            report = fsck.check(meta, Path())
-        finally:
-            meta.close()
-        assert report.clean and report.chunks_checked > 0, report.to_json()
+        assert_fsck_clean(b_data, dsn, key, monkeypatch)
     finally:
         a.stop()
         b.stop()
