@@ -78,3 +78,51 @@ def test_racing_takers_never_share_an_epoch(backend, meta):
     assert len(got) == 40 and len(set(got)) == 40, sorted(got)
     assert sorted(got) == list(range(2, 42))
     assert leases.lease_of(meta, seg).epoch == 41
+
+
+def test_a_gateway_takes_over_its_previous_runs_leases_and_no_others(backend, meta):
+    """A gateway restarted after kill -9 (DATA/gateway.id kept): at its start it takes over the live
+    leases its previous run holds (their holder ids begin with its identity) at once, without waiting
+    for them to expire; another gateway's live lease - even one whose identity begins with the same
+    characters - stays that gateway's."""
+    mine, other = leases.gateway_prefix("gw-00aa"), leases.gateway_prefix("gw-00aab")
+    previous = _segment(meta, holder=mine + "host/41/0001")
+    theirs = _segment(meta, holder=other + "host/42/0002")
+    restarted = mine + "host/43/0003"
+    assert leases.take(meta, previous, restarted) is None, "a live lease of another process id"
+    assert leases.take(meta, theirs, restarted, steal_prefix=mine) is None, "another gateway's live lease"
+    assert leases.lease_of(meta, theirs).holder == other + "host/42/0002"
+    assert leases.take(meta, previous, restarted, steal_prefix=mine) == 2
+    lease = leases.lease_of(meta, previous)
+    assert (lease.holder, lease.epoch) == (restarted, 2) and not lease.expired
+    assert leases.renew(meta, mine + "host/41/0001", {previous: 1}) == {previous}, "the old run lost it"
+
+
+def test_holder_ids_begin_with_the_gateway_identity(monkeypatch):
+    monkeypatch.setattr(leases, "_gateway", None)
+    monkeypatch.setattr(leases, "_holder", None)
+    plain = leases.holder_id()
+    assert not plain.startswith("gw-")
+    leases.set_gateway("gw-0123456789abcdef")
+    assert leases.holder_id().startswith(leases.gateway_prefix("gw-0123456789abcdef"))
+    assert leases.holder_id() != plain and leases.holder_id() == leases.holder_id()
+
+
+def test_the_gateway_identity_is_made_once_private_and_kept(tmp_path):
+    import os
+    import stat
+
+    import pytest
+
+    from exastor.datadir import gateway_id
+
+    first = gateway_id.ensure(tmp_path)
+    path = tmp_path / gateway_id.GATEWAY_ID_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert gateway_id.ensure(tmp_path) == first and first.startswith("gw-") and len(first) == 19
+    assert [p.name for p in tmp_path.iterdir()] == [gateway_id.GATEWAY_ID_FILE], "no temporary file left"
+    os.chmod(path, 0o644)
+    assert gateway_id.ensure(tmp_path) == first and stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("garbage\n")
+    with pytest.raises(gateway_id.GatewayIdUnusable):
+        gateway_id.ensure(tmp_path)  # never silently replaced: the old run's leases would wait to expire

@@ -143,12 +143,14 @@ def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int =
 
 
 def recover_segments(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
-                     journal: bool = False) -> DriveSet:
+                     journal: bool = False, previous_run: str | None = None) -> DriveSet:
     """Adopt drives of a store from before identity files, seal the segments a previous run left open
-    (cutting torn tails, erasure-coding replicas), and sweep what the database proves is garbage."""
+    (cutting torn tails, erasure-coding replicas), and sweep what the database proves is garbage.
+    ``previous_run``: on a shared database, the prefix of this gateway's lease holder ids, whose
+    leases are taken over at once (SegmentLog.recover; only while no process of it runs)."""
     drive_set = open_drives(meta, data, drives, ec, journal=journal, adopt=True)
     log = SegmentLog(drive_set, meta)
-    log.recover()
+    log.recover(previous_run=previous_run)
     log.close()
     return drive_set
 

@@ -17,8 +17,12 @@ a drive one worker saw fail is avoided by all of them. States:
 Every byte goes through the drive I/O seam (``exastor.drives``): a drive here is an id, where it
 is, its state, and its ``DriveIO``. Each drive carries an identity file naming the store and its
 id (drives/identity.py), written once when it joins; the store id lives in the database
-(``store_info``). A drive's ``path`` is stored relative to the data directory when it lies inside
-it, so a copied data directory uses its own drives, never the original's.
+(``store_info``). On SQLite a drive's ``path`` is stored relative to the data directory when it
+lies inside it, so a copied data directory uses its own drives, never the original's. On a shared
+database (PostgreSQL) a directory's path is stored absolute - every gateway has a data directory of
+its own - and a gateway that cannot verify a directory drive (not mounted on its host, another
+disk there) only leaves it out of its own view: another host may see it fine, so nothing is
+recorded in the database (as for a drive server it cannot reach).
 
 Fault injection (tests/faults): ``EXASTOR_FAULTS`` names a JSON rule file read by the drives'
 ``FaultyDrive`` wrapper (drives/faulty.py).
@@ -138,6 +142,8 @@ class DriveSet:
         self._drives: dict[int, Drive] = {}
         self._loaded = 0.0
         self.store_id: str | None = self._read_store_id()
+        # Many gateways, each with its own data directory and host, share the drive rows (PostgreSQL).
+        self.shared = getattr(meta.runner, "backend", "sqlite") != "sqlite"
         if adopt:
             self.adopt_legacy()
         if paths:
@@ -185,6 +191,8 @@ class DriveSet:
     def _stored(self, location: Location) -> str:
         if isinstance(location, str):
             return location
+        if self.shared:  # another gateway's data directory is elsewhere: relative to which?
+            return str(Path(os.path.abspath(location)))
         if self.base is not None:
             try:
                 return location.relative_to(self.base).as_posix()
@@ -300,7 +308,7 @@ class DriveSet:
             if isinstance(location, str):
                 continue  # a remote drive joined with its identity file (format): never a legacy drive
             relative = self._stored(location.resolve())
-            if Path(stored).is_absolute() and not Path(relative).is_absolute():
+            if not self.shared and Path(stored).is_absolute() and not Path(relative).is_absolute():
                 placement.set_drive_path(self.meta, drive, relative)
                 log.warning("drive %d: path stored relative to the data directory (%s)", drive, relative)
                 location = self.location(relative)
@@ -401,6 +409,11 @@ class DriveSet:
             seen = state
             if state in VERIFIED:
                 problem, unreachable = self._identity(i, io)
+                if problem is not None and self._seen_from_here_only(location):
+                    if self._drives.get(i, Drive(i, location, "", io)).state != "offline":
+                        log.warning("drive %d (%s) is not usable from this host (%s): left out of this "
+                                    "gateway's view only", i, location, problem)
+                    unreachable = True
                 if unreachable:
                     # Unavailable from here, and only from here: other gateways may reach it. Never a
                     # database change (never offline for all, never failed): this process skips it.
@@ -428,6 +441,11 @@ class DriveSet:
         except OSError:
             return False
         return space.free >= 2 * FREE_RESERVE or 0 < space.total <= 4 * FREE_RESERVE and space.free > 0
+
+    def _seen_from_here_only(self, location: Location) -> bool:
+        """Whether what this process finds at ``location`` says nothing about the drive for other
+        processes: a directory on a shared database, which other hosts mount on their own."""
+        return self.shared and not isinstance(location, str)
 
     def maybe_refresh(self, max_age: float = 2.0) -> None:
         if time.monotonic() - self._loaded > max_age:
@@ -556,7 +574,7 @@ class DriveSet:
             problem, unreachable = self._identity(drive, d.io)
             if problem is None:
                 return
-            if unreachable:
+            if unreachable or self._seen_from_here_only(d.path):
                 self._drives[drive] = d.with_state("offline", problem)
                 return
             state, reason = "offline", problem

@@ -468,12 +468,13 @@ class SegmentLog:
         return fenced
 
     def seal(self, segment: int, size: int | None = None, good: list[int] | None = None, *,
-             expect_state: str = "open", steal: bool = False) -> None:
+             expect_state: str = "open", steal: bool = False, steal_prefix: str | None = None) -> None:
         """Erasure-code a replicated segment and drop its replicas (idempotent; crash-safe at every step).
         ``expect_state='sealed'`` re-protects a sealed segment kept as plain copies.
 
         An open segment is sealed under its write lease (meta/leases.py): the sealer takes it (a new
-        epoch; another holder's only once it expired, or with ``steal``) and fences every replica with
+        epoch; another holder's only once it expired, or with ``steal``, or when the holder's id
+        begins with ``steal_prefix``: this gateway's previous run) and fences every replica with
         it before reading, so a writer that lost the lease can no longer change what is sealed. If the
         lease is another process's, the segment is left to it."""
         lay = load_layout(self.meta, segment)
@@ -481,7 +482,7 @@ class SegmentLog:
             return
         epoch: int | None = None
         if expect_state == "open":
-            epoch = leases.take(self.meta, segment, leases.holder_id(), steal=steal)
+            epoch = leases.take(self.meta, segment, leases.holder_id(), steal=steal, steal_prefix=steal_prefix)
             if epoch is None:
                 log.info("segment %d is written or sealed by another process (its lease): left to it", segment)
                 return
@@ -607,8 +608,15 @@ class SegmentLog:
             except Exception:  # noqa: BLE001 - logged by the sealer
                 pass
 
-    def recover(self) -> None:
+    def recover(self, *, previous_run: str | None = None) -> None:
         """At start: seal segments a previous process left open, then sweep what is provably garbage.
+
+        Which open segments are this start's to seal: on SQLite every one (one server owns the store:
+        it holds the data directory's lock, so no other process can be writing). On a shared
+        database only those whose write lease expired (by the database's clock: the holder is gone)
+        and those leased to this gateway's previous run (``previous_run``: the prefix of its holder
+        ids, meta/leases.py ``gateway_prefix``; the caller guarantees no process of it still runs).
+        A segment another gateway holds a live lease on is being written: it is left alone.
 
         A segment whose replicas are all on offline drives is left exactly as it is, open, until a
         drive returns: sealing it from nothing, or marking it deleted, would lose acknowledged
@@ -618,7 +626,7 @@ class SegmentLog:
             if state != "open":
                 continue
             lay = load_layout(self.meta, seg)
-            if lay is None:
+            if lay is None or not self._ours_to_recover(seg, previous_run):
                 continue
             holders = self._holders(lay)
             if not any(self.drives.readable(d) for d in holders):
@@ -631,7 +639,7 @@ class SegmentLog:
                               "(bring the drive back with exastor drive add)", seg, holders)
                 continue
             try:
-                self.seal(seg, steal=self.recover_steals)
+                self.seal(seg, steal=self.recover_steals, steal_prefix=previous_run)
             except errors.Unavailable as exc:
                 log.error("segment %d stays replicated: %s", seg, exc.detail)
             except errors.DataCorrupted as exc:
@@ -644,6 +652,22 @@ class SegmentLog:
                 else:
                     log.error("segment %d could not be sealed (%s); left open", seg, exc.detail)
         self.sweep()
+
+    def _ours_to_recover(self, segment: int, previous_run: str | None) -> bool:
+        """Whether start-up recovery takes ``segment`` over (see ``recover``); says why in the log."""
+        if self.recover_steals:
+            return True
+        lease = leases.lease_of(self.meta, segment)
+        if lease is None or lease.expired:
+            log.warning("segment %d was left open by %s (its lease expired): sealing it", segment,
+                        lease.holder if lease else "a process from before leases")
+            return True
+        if previous_run is not None and lease.holder.startswith(previous_run):
+            log.warning("segment %d was left open by this gateway's previous run (%s): sealing it now",
+                        segment, lease.holder)
+            return True
+        log.info("segment %d is being written by %s (its lease is live): left to it", segment, lease.holder)
+        return False
 
     def _never_written(self, lay: Layout) -> bool:
         holders = self._holders(lay)

@@ -9,7 +9,7 @@ import sys
 
 from exastor import __version__, metrics
 from exastor.config import ConfigError, load
-from exastor.datadir import keys
+from exastor.datadir import gateway_id, keys
 from exastor.datadir.lock import DataDirLocked, ServerRunning, serving, shared
 from exastor.datadir.opening import (
     ensure_account,
@@ -26,7 +26,7 @@ from exastor.errors import data_dir_unusable
 from exastor.gateway import admin, server, tls
 from exastor.gateway.memory import tune_malloc
 from exastor.http import qos
-from exastor.meta import datakeys, sealed_rows
+from exastor.meta import datakeys, leases, sealed_rows
 from exastor.meta.postgres import describe
 from exastor.meta.sealing import SecretsLocked
 from exastor.services import metabackup
@@ -122,6 +122,17 @@ def run(args: argparse.Namespace) -> int:
     except DataDirLocked:
         print(f"exastor serve: {cfg.data} is locked by an offline repair (exastor fsck --repair)", file=sys.stderr)
         return 2
+    previous_run = None
+    if cfg.meta_url:
+        # Many gateways share the database: this one's lease holder ids begin with its identity, so
+        # the recovery below takes over what its previous run left open, and nothing another holds.
+        try:
+            identity = gateway_id.ensure(cfg.data)
+        except (OSError, gateway_id.GatewayIdUnusable) as exc:
+            print(f"exastor serve: {exc}", file=sys.stderr)
+            return 2
+        leases.set_gateway(identity)  # before the workers fork: they inherit it
+        previous_run = leases.gateway_prefix(identity)
     trust_note = ""
     if cfg.tls == "self-signed":
         cert, key, ca, made = tls.self_signed(cfg.data, cfg.host)
@@ -142,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         creds = ensure_admin(meta, cfg.data, cfg.access_key, cfg.secret_key)
         journal = cfg.meta_journal and cfg.meta_backup_interval > 0
         try:  # once, before any worker opens a segment
-            drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec, journal=journal)
+            drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec, journal=journal,
+                                         previous_run=previous_run)
         except DriveRefused as exc:
             print(f"exastor serve: {exc}", file=sys.stderr)
             return 2

@@ -13,7 +13,10 @@ Time is the database's: ``expires_ms`` is computed from the database server's cl
 gateway's, so gateways whose clocks disagree still agree on who holds what. A holder renews its
 leases (``renew``) well before they expire; a lease that expired may be taken over by anyone; an
 unexpired one of another holder only with ``steal`` (one process that knows no other can be
-writing: a SQLite store's server, which holds the data directory's lock).
+writing: a SQLite store's server, which holds the data directory's lock), or with
+``steal_prefix``: a gateway on a shared database takes over, at its start, the leases its own
+previous run left (holder ids begin with the gateway's persistent identity, DATA/gateway.id,
+``set_gateway``), and never another gateway's live ones.
 
 Correctness does not rest on the expiry (a paused process may write after its lease expired): it
 rests on the fence. Expiry only decides when someone else may go ahead and fence.
@@ -34,13 +37,29 @@ SEGMENT_LEASE_MS = int(os.environ.get("EXASTOR_SEGMENT_LEASE_MS", "30000"))
 SEGMENT_LEASE_RENEW_MS = int(os.environ.get("EXASTOR_SEGMENT_LEASE_RENEW_MS", str(SEGMENT_LEASE_MS // 3)))
 
 _holder: tuple[int, str] | None = None
+_gateway: str | None = None
+
+
+def set_gateway(identity: str) -> None:
+    """This process (and the workers it forks) belongs to the gateway ``identity`` (DATA/gateway.id):
+    its holder ids begin with ``gateway_prefix(identity)``."""
+    global _gateway, _holder
+    _gateway, _holder = identity, None
+
+
+def gateway_prefix(identity: str) -> str:
+    """What every holder id of the gateway ``identity`` begins with, and no other's (the separator
+    keeps gateway ``ab`` from matching gateway ``abc``)."""
+    return f"{identity}/"
 
 
 def holder_id() -> str:
-    """This process, as a lease holder: host, pid and a random part (a pid is reused after a restart)."""
+    """This process, as a lease holder: its gateway's identity (if it has one), host, pid and a random
+    part (a pid is reused after a restart, and each forked worker is a holder of its own)."""
     global _holder
     if _holder is None or _holder[0] != os.getpid():  # a forked worker is a holder of its own
-        _holder = (os.getpid(), f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}")
+        own = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+        _holder = (os.getpid(), gateway_prefix(_gateway) + own if _gateway else own)
     return _holder[1]
 
 
@@ -80,11 +99,13 @@ def drop(cur: Any, segment: int) -> None:
     cur.execute("DELETE FROM segment_leases WHERE segment = ?", (segment,))
 
 
-def take(meta: Metadata, segment: int, holder: str, *, steal: bool = False,
+def take(meta: Metadata, segment: int, holder: str, *, steal: bool = False, steal_prefix: str | None = None,
          ttl_ms: int = SEGMENT_LEASE_MS) -> int | None:
     """Take (or take over) ``segment``'s lease for ``holder``: the new epoch, one above the last. None
-    when the segment is no longer open, or another holder's lease has not expired (and not
-    ``steal``). The caller must then ``fence`` every replica with the epoch before reading it."""
+    when the segment is no longer open, or another holder's lease has not expired - unless
+    ``steal``, or the holder's id begins with ``steal_prefix`` (a gateway's previous run, taken over
+    at its start: only then can no process of that prefix be writing). The caller must then
+    ``fence`` every replica with the epoch before reading it."""
     def tx(cur: Any) -> int | None:
         cur.execute("SELECT state FROM segments WHERE id = ?", (segment,))
         row = cur.fetchone()
@@ -97,7 +118,8 @@ def take(meta: Metadata, segment: int, holder: str, *, steal: bool = False,
             cur.execute("INSERT INTO segment_leases (segment, holder, epoch, expires_ms) VALUES (?, ?, 1, ?)",
                         (segment, holder, now + ttl_ms))
             return 1
-        if lease[0] != holder and int(lease[2]) > now and not steal:
+        ours = lease[0] == holder or (steal_prefix is not None and str(lease[0]).startswith(steal_prefix))
+        if not ours and int(lease[2]) > now and not steal:
             return None
         epoch = int(lease[1]) + 1
         cur.execute("UPDATE segment_leases SET holder = ?, epoch = ?, expires_ms = ? WHERE segment = ?",
