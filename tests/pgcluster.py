@@ -130,6 +130,15 @@ def pg_cluster() -> Iterator[PgCluster]:
         cluster.stop()
 
 
+def rows(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
+    """What ``query`` returns on ``dsn``, on a connection of its own (autocommit): how tests look at
+    the shared metadata behind the gateways' backs."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as con:
+        return con.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
 _databases = itertools.count(1)
 
 

@@ -19,13 +19,7 @@ import sys
 
 from conftest import ServerProcess, free_port, s3_client, wait_until
 from drive_servers import DriveServerProcess, assert_fsck_clean, cluster_key
-
-
-def _sql(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as con:
-        return con.execute(query, params).fetchall()
+from pgcluster import rows as pg_rows
 
 
 def _status(dsn: str) -> dict:
@@ -77,9 +71,9 @@ def test_the_cluster_manager_marks_the_dead_down_and_seals_what_they_left_open(t
         bodies = {f"b/{i}": os.urandom(90_000 + i) for i in range(4)}
         for k, body in bodies.items():
             s3b.put_object(Bucket="members", Key=k, Body=body)
-        (segment,), = _sql(dsn, "SELECT id FROM segments WHERE state = 'open'")  # B's: A has written nothing
+        (segment,), = pg_rows(dsn, "SELECT id FROM segments WHERE state = 'open'")  # B's: A has written nothing
         b.kill()
-        _until(lambda: _sql(dsn, "SELECT state FROM segments WHERE id = %s", (segment,)) == [("sealed",)],
+        _until(lambda: pg_rows(dsn, "SELECT state FROM segments WHERE id = %s", (segment,)) == [("sealed",)],
                "the manager to seal the segment the dead gateway left open")
         _until(lambda: [m for m in _status(dsn)["members"] if m["kind"] == "gateway" and m["state"] == "down"],
                "the dead gateway to be marked down")
@@ -94,12 +88,12 @@ def test_the_cluster_manager_marks_the_dead_down_and_seals_what_they_left_open(t
         _until(lambda: [m for m in _status(dsn)["members"]
                         if m["address"] == f"http://{victim.host}:{victim.port}" and m["state"] == "down"],
                "the dead drive server to be marked down")
-        _until(lambda: _sql(dsn, "SELECT state FROM drives WHERE path LIKE %s", (f"http://{victim.host}:%",))
+        _until(lambda: pg_rows(dsn, "SELECT state FROM drives WHERE path LIKE %s", (f"http://{victim.host}:%",))
                == [("offline",)], "its drive to be recorded offline")
         for k, body in bodies.items():
             assert s3a.get_object(Bucket="members", Key=k)["Body"].read() == body, k
         victim.start()
-        _until(lambda: _sql(dsn, "SELECT state FROM drives WHERE path LIKE %s", (f"http://{victim.host}:%",))
+        _until(lambda: pg_rows(dsn, "SELECT state FROM drives WHERE path LIKE %s", (f"http://{victim.host}:%",))
                == [("active",)], "its drive to be active again")
         _until(lambda: [m for m in _status(dsn)["members"]
                         if m["address"] == f"http://{victim.host}:{victim.port}" and m["state"] == "alive"],

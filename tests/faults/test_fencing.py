@@ -28,16 +28,9 @@ import pytest
 from conftest import ServerProcess, free_port, s3_client, wait_until
 from drive_servers import DriveServerProcess, assert_fsck_clean, cluster_key
 from exastor.datadir.opening import open_metadata
+from pgcluster import rows as pg_rows
 
 LEASE_MS = 1500
-
-
-def _sql(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as con:
-        return con.execute(query, params).fetchall()
-
 
 
 @pytest.fixture
@@ -81,12 +74,12 @@ def test_a_stale_gateway_cannot_write_into_a_segment_another_sealed(tmp_path, pg
         for k, body in bodies.items():
             s3a.put_object(Bucket="fence", Key=k, Body=body)
 
-        (segment,), = _sql(dsn, "SELECT segment FROM segment_leases")
+        (segment,), = pg_rows(dsn, "SELECT segment FROM segment_leases")
         served = {ds.url(name): path for ds in hosts for name, path in ds.drives.items()}
-        replicas = [Path(served[url]) / f"segments/seg-{segment:016x}.log" for (url,) in _sql(
+        replicas = [Path(served[url]) / f"segments/seg-{segment:016x}.log" for (url,) in pg_rows(
             dsn, "SELECT d.path FROM replicas r JOIN drives d ON d.id = r.drive WHERE r.segment = %s", (segment,))]
         assert len(replicas) == 2 and all(p.exists() for p in replicas)
-        wait_until(lambda: _sql(dsn, "SELECT expires_ms < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) "
+        wait_until(lambda: pg_rows(dsn, "SELECT expires_ms < CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) "
                                 "FROM segment_leases WHERE segment = %s", (segment,))[0][0],
               "A's lease to expire by the database's clock")
 
@@ -104,8 +97,8 @@ def test_a_stale_gateway_cannot_write_into_a_segment_another_sealed(tmp_path, pg
                                     start_new_session=True)
         proc.wait(timeout=120)
         assert (tmp_path / "crashed").read_text().split() == ["seal.committed"], b.log_text()[-3000:]
-        assert _sql(dsn, "SELECT state FROM segments WHERE id = %s", (segment,)) == [("sealed",)]
-        assert _sql(dsn, "SELECT COUNT(*) FROM shards WHERE segment = %s", (segment,)) == [(3,)]
+        assert pg_rows(dsn, "SELECT state FROM segments WHERE id = %s", (segment,)) == [("sealed",)]
+        assert pg_rows(dsn, "SELECT COUNT(*) FROM shards WHERE segment = %s", (segment,)) == [(3,)]
         assert all(int.from_bytes(p.read_bytes()[32:40], "little") == 2 for p in replicas), "fenced at epoch 2"
         sealed = {p: p.read_bytes() for p in replicas}
         shard_files = {p: p.read_bytes() for ds in hosts for p in Path(next(iter(ds.drives.values()))).glob("shards/*")}
@@ -116,7 +109,7 @@ def test_a_stale_gateway_cannot_write_into_a_segment_another_sealed(tmp_path, pg
         bodies["after/late"] = late
         assert {p: p.read_bytes() for p in replicas} == sealed, "the stale gateway changed a sealed segment's replica"
         assert {p: p.read_bytes() for p in shard_files} == shard_files
-        assert _sql(dsn, "SELECT COUNT(*) FROM chunks WHERE segment = %s AND \"offset\" >= "
+        assert pg_rows(dsn, "SELECT COUNT(*) FROM chunks WHERE segment = %s AND \"offset\" >= "
                          "(SELECT data_len FROM segment_layout WHERE segment = %s)", (segment, segment)) == [(0,)]
         for k, body in bodies.items():
             assert s3a.get_object(Bucket="fence", Key=k)["Body"].read() == body, k
