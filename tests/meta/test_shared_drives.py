@@ -46,3 +46,18 @@ def test_drive_paths_and_a_drive_one_gateway_cannot_see(backend, meta, tmp_path)
     assert states == {0: "active" if shared else "offline", 1: "active", 2: "active"}
     first.close()
     second.close()
+
+
+def test_a_relative_path_on_a_shared_database_becomes_absolute_where_the_drive_is(backend, meta, tmp_path):  # noqa: F811
+    """A store on PostgreSQL from before absolute paths: the gateway whose data directory holds the
+    drive rewrites its path absolute at its start; a gateway elsewhere changes nothing."""
+    if backend.kind != "postgres":
+        return  # SQLite keeps paths inside the data directory relative (tested above)
+    data_a = tmp_path / "a"
+    data_a.mkdir()
+    DriveSet(meta, [data_a / "drive0"], base=data_a).close()
+    placement.set_drive_path(meta, 0, "drive0")  # as stored before
+    DriveSet(backend.open(), base=tmp_path / "b", adopt=True).close()
+    assert [p for _i, p, *_ in placement.drive_rows(meta)] == ["drive0"], "not the other gateway's to fix"
+    DriveSet(backend.open(), base=data_a, adopt=True).close()
+    assert [(p, state) for _i, p, state, *_ in placement.drive_rows(meta)] == [(str(data_a / "drive0"), "active")]

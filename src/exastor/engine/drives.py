@@ -298,7 +298,9 @@ class DriveSet:
           database places nothing on the drive (a drive that joined just before a crash).
 
         Without proof it stays offline (``exastor drive status`` says why). Drive paths inside the
-        data directory are stored relative to it from then on."""
+        data directory are stored relative to it from then on - on SQLite; on a shared database a
+        relative path (stored before paths were absolute there) becomes absolute at the start of
+        the gateway whose data directory holds that drive (its identity verifies there)."""
         rows = [r for r in self._rows() if r[2] != "removed"]
         if not rows:
             return
@@ -313,6 +315,8 @@ class DriveSet:
                 log.warning("drive %d: path stored relative to the data directory (%s)", drive, relative)
                 location = self.location(relative)
             io = self._io_for(drive, location)
+            if self.shared and not Path(stored).is_absolute():
+                self._store_absolute(drive, location, io, store)
             try:
                 drive_identity.read(io)
                 continue
@@ -327,6 +331,15 @@ class DriveSet:
                 continue
             io.put(IDENTITY_NAME, Identity.new(store, drive).encode())
             log.warning("drive %d (%s): identity file written (store %s): %s", drive, location, store, proof)
+
+    def _store_absolute(self, drive: int, location: Path, io: DriveIO, store: str) -> None:
+        try:
+            drive_identity.verify(io, store, drive)
+        except Unidentified:
+            return  # relative to another gateway's data directory: that gateway fixes it
+        placement.set_drive_path(self.meta, drive, self._stored(location))
+        log.warning("drive %d: path stored absolute (%s): gateways on a shared database each have "
+                    "a data directory of their own", drive, location)
 
     def _prove_ours(self, io: DriveIO, drive: int) -> str | None:
         from exastor.engine import shards as shardfiles
