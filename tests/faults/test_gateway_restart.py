@@ -35,6 +35,7 @@ from pgcluster import rows as pg_rows
 BUCKET = "restart"
 LOAD_BOUND_S = 60.0      # no writer runs longer than this, whatever happens
 LOAD_BOUND_PUTS = 2_000
+LONG_LEASE_MS = 300_000
 
 
 class Writer(threading.Thread):
@@ -92,10 +93,10 @@ class LeaseWatcher(threading.Thread):
         self.join(30)
 
 
-def _gateways(tmp_path: Path, dsn: str) -> tuple[ServerProcess, ServerProcess]:
+def _gateways(tmp_path: Path, dsn: str, lease_ms: int = 30_000) -> tuple[ServerProcess, ServerProcess]:
     """A (whose --drive flags register the three drives) and B (which finds them in the metadata),
     one master key for both, 1 MiB segments so A rolls over and seals its own segments meanwhile."""
-    env = {"EXASTOR_META_URL": dsn, "EXASTOR_SEGMENT_SIZE": str(1 << 20), "EXASTOR_GC_INTERVAL": "0",
+    env = {"EXASTOR_META_URL": dsn, "EXASTOR_SEGMENT_LEASE_MS": str(lease_ms), "EXASTOR_SEGMENT_SIZE": str(1 << 20), "EXASTOR_GC_INTERVAL": "0",
            "EXASTOR_REDUCE_INTERVAL": "0", "EXASTOR_REPAIR_INTERVAL": "3600", "EXASTOR_SCRUB_INTERVAL": "0"}
     drives = [x for i in range(3) for x in ("--drive", str(tmp_path / "drives" / f"d{i}"))]
     a = ServerProcess(tmp_path / "a", free_port(), free_port(), tmp_path / "a.log", env=env,
@@ -161,7 +162,8 @@ def test_a_gateway_started_while_another_writes_leaves_its_segments_alone(tmp_pa
 
 def test_a_gateway_killed_mid_load_takes_over_what_it_left_open_at_restart(tmp_path, pg_cluster, monkeypatch):
     dsn = pg_cluster.create_database("exastor_gw_kill")
-    a, _ = _gateways(tmp_path, dsn)
+    # Leases far longer than a restart takes on a loaded machine: sealed by the restart, not by expiry.
+    a, _ = _gateways(tmp_path, dsn, lease_ms=LONG_LEASE_MS)
     writer: Writer | None = None
     try:
         a.start()
@@ -184,7 +186,7 @@ def test_a_gateway_killed_mid_load_takes_over_what_it_left_open_at_restart(tmp_p
         states = dict(pg_rows(dsn, "SELECT id, state FROM segments WHERE id = ANY(%s)", ([s for s, _ in orphans],)))
         assert set(states.values()) <= {"sealed", "deleted"}, \
             f"left open {restarted_s:.1f} s after the kill, leases not expired yet: {states}"
-        assert restarted_s < 30, "the leases (30 s) could have expired: the test proves nothing"
+        assert restarted_s < LONG_LEASE_MS / 1000, "the leases could have expired: the test proves nothing"
         assert "was left open by this gateway's previous run" in a.log_text()
         assert not pg_rows(dsn, "SELECT segment FROM segment_leases WHERE holder = ANY(%s)",
                            ([h for _, h in orphans],)), "no lease of the dead run is left"
