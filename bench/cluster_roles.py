@@ -248,6 +248,13 @@ def run_config(pg: Any, work: Path, index: int, gateways: int, args: argparse.Na
             for i, k in enumerate(keys)]
         stored = count * size
 
+        # 0. What the processes burn idle (heartbeats, lease and membership rows, the manager's
+        # checks): a per-process cost, not a per-byte one, that a slow window on a loaded machine adds.
+        a = cluster.cpu()
+        time.sleep(args.idle_s)  # a measuring interval, not a wait for something to happen
+        idle = {k: (v - a[k]) / args.idle_s for k, v in cluster.cpu().items()}
+        out["idle_cpu_s_per_s"] = {k: round(v, 4) for k, v in idle.items()}
+
         # 1. PUT, seals included
         t0, c0 = cluster.traffic(), cluster.cpu()
         wall = asyncio.run(_transfer(puts, args.concurrency))
@@ -264,6 +271,8 @@ def run_config(pg: Any, work: Path, index: int, gateways: int, args: argparse.Na
                       "cpu_s": {k: round(v, 2) for k, v in put_cpu.items()},
                       "cpu_s_per_gib": {k: round(v / (stored / GIB), 3) for k, v in put_cpu.items()},
                       "cpu_s_until_acknowledged": {k: round(c_sent[k] - c0[k], 2) for k in c0},
+                      "cpu_s_per_gib_less_idle": {k: round((v - idle[k] * (wall + stop_s)) / (stored / GIB), 3)
+                                                  for k, v in put_cpu.items()},
                       "traffic": traffic, **{k: v for k, v in _bytes(traffic).items()},
                       "network_bytes_per_stored_byte": round(sum(_bytes(traffic).values()) / stored, 3),
                       "per_stored_byte": {op: round((row["received_bytes"] + row["sent_bytes"]) / stored, 3)
@@ -285,6 +294,8 @@ def run_config(pg: Any, work: Path, index: int, gateways: int, args: argparse.Na
         out["get"] = {"bytes": stored, "seconds": round(wall, 2), "MBps_client": round(stored / wall / 1e6, 1),
                       "cpu_s": {k: round(v, 2) for k, v in get_cpu.items()},
                       "cpu_s_per_gib": {k: round(v / (stored / GIB), 3) for k, v in get_cpu.items()},
+                      "cpu_s_per_gib_less_idle": {k: round((v - idle[k] * wall) / (stored / GIB), 3)
+                                                  for k, v in get_cpu.items()},
                       "traffic": traffic, **{k: v for k, v in _bytes(traffic).items()},
                       "network_bytes_per_read_byte": round(sum(_bytes(traffic).values()) / stored, 3)}
 
@@ -310,7 +321,8 @@ def run_config(pg: Any, work: Path, index: int, gateways: int, args: argparse.Na
                 "count": args.small, "seconds": round(wall, 2), "per_s": round(args.small / wall, 1),
                 "cpu_us_per_request": {k: round((c1[k] - c0[k]) / args.small * 1e6) for k in c0},
                 "drive_server_requests_per_object": round(sum(r["requests"] for r in traffic.values()) / args.small, 2),
-                "network_bytes_per_object": round(sum(_bytes(traffic).values()) / args.small)}
+                "network_bytes_per_object": round(sum(_bytes(traffic).values()) / args.small),
+                "traffic": traffic}
         out["uptime_after"] = uptime()
     finally:
         cluster.close()
@@ -333,10 +345,12 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [r for r in rounds if r["gateways"] == n]
         s: dict[str, Any] = {"rounds": len(rows)}
         for phase in ("put", "get"):
-            s[phase] = {"cpu_s_per_gib": {role: _median(rows, phase, "cpu_s_per_gib", role)
-                                          for role in ("gateway", "drive_server", "postgresql")},
-                        "MBps_client": _median(rows, phase, "MBps_client")}
-            s[phase]["cpu_s_per_gib"]["servers"] = round(sum(s[phase]["cpu_s_per_gib"].values()), 3)
+            s[phase] = {}
+            for what in ("cpu_s_per_gib", "cpu_s_per_gib_less_idle"):
+                s[phase][what] = {role: _median(rows, phase, what, role)
+                                  for role in ("gateway", "drive_server", "postgresql")}
+                s[phase][what]["servers"] = round(sum(s[phase][what].values()), 3)
+            s[phase]["MBps_client"] = _median(rows, phase, "MBps_client")
         s["put"]["network_bytes_per_stored_byte"] = _median(rows, "put", "network_bytes_per_stored_byte")
         s["put"]["per_stored_byte"] = {op: _median(rows, "put", "per_stored_byte", op)
                                        for op in ("append", "pread", "put")}
@@ -355,7 +369,13 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 "get_server_cpu_per_gib": round(s["get"]["cpu_s_per_gib"]["servers"] / one["get"]["cpu_s_per_gib"]["servers"], 3),
                 "get_gateway_cpu_per_gib": round(s["get"]["cpu_s_per_gib"]["gateway"] / one["get"]["cpu_s_per_gib"]["gateway"], 3),
                 "small_put_rate": round(s["small_put"]["per_s"] / one["small_put"]["per_s"], 3),
-                "small_get_rate": round(s["small_get"]["per_s"] / one["small_get"]["per_s"], 3)}
+                "small_get_rate": round(s["small_get"]["per_s"] / one["small_get"]["per_s"], 3),
+                "put_server_cpu_per_gib_less_idle": round(s["put"]["cpu_s_per_gib_less_idle"]["servers"]
+                                                          / one["put"]["cpu_s_per_gib_less_idle"]["servers"], 3),
+                "put_gateway_cpu_per_gib_less_idle": round(s["put"]["cpu_s_per_gib_less_idle"]["gateway"]
+                                                           / one["put"]["cpu_s_per_gib_less_idle"]["gateway"], 3)}
+        s["idle_cpu_s_per_s"] = {role: _median(rows, "idle_cpu_s_per_s", role)
+                                 for role in ("gateway", "drive_server", "postgresql")}
     return out
 
 
@@ -386,6 +406,44 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def render(result: dict[str, Any]) -> str:
+    """The docs/benchmarks.md tables of a result (medians per number of gateways)."""
+    summary = result["summary"]
+    ns = sorted(summary, key=int)
+    lines = ["| gateways | rounds | phase | gateway CPU-s/GiB | drive servers | PostgreSQL | all servers "
+             "| vs 1 gateway (all / gateway) | all servers less idle | client MB/s |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for phase in ("put", "get"):
+        for n in ns:
+            s = summary[n]
+            c = s[phase]["cpu_s_per_gib"]
+            vs = s.get("vs_1_gateway", {})
+            lines.append(f"| {n} | {s['rounds']} | {phase.upper()} | {c['gateway']:.2f} | {c['drive_server']:.2f} | "
+                         f"{c['postgresql']:.2f} | **{c['servers']:.2f}** | "
+                         f"{vs.get(f'{phase}_server_cpu_per_gib', 0):.2f}x / {vs.get(f'{phase}_gateway_cpu_per_gib', 0):.2f}x"
+                         f" | {s[phase]['cpu_s_per_gib_less_idle']['servers']:.2f} | {s[phase]['MBps_client']:.0f} |")
+    lines += ["", "| gateways | network bytes per stored byte | replica appends | seal's replica reads | shard puts "
+              "| GET: bytes from drive servers per byte read |", "|---:|---:|---:|---:|---:|---:|"]
+    for n in ns:
+        p, g = summary[n]["put"], summary[n]["get"]
+        lines.append(f"| {n} | **{p['network_bytes_per_stored_byte']:.3f}** | {p['per_stored_byte']['append']:.3f} | "
+                     f"{p['per_stored_byte']['pread']:.3f} | {p['per_stored_byte']['put']:.3f} | "
+                     f"{g['network_bytes_per_read_byte']:.3f} |")
+    lines += ["", "| gateways | 4 KiB PUT/s | vs 1 | CPU-µs per PUT (gateway + drive servers + PostgreSQL) "
+              "| 4 KiB GET/s | vs 1 | CPU-µs per GET (gateway + drive servers + PostgreSQL) |",
+              "|---:|---:|---:|---|---:|---:|---|"]
+    for n in ns:
+        s = summary[n]
+        vs = s.get("vs_1_gateway", {})
+
+        def us(phase: str, s: dict[str, Any] = s) -> str:
+            c = s[phase]["cpu_us_per_request"]
+            return f"{c['gateway']:,.0f} + {c['drive_server']:,.0f} + {c['postgresql']:,.0f}"
+        lines.append(f"| {n} | {s['small_put']['per_s']:.0f} | {vs.get('small_put_rate', 0):.2f}x | {us('small_put')} | "
+                     f"{s['small_get']['per_s']:.0f} | {vs.get('small_get_rate', 0):.2f}x | {us('small_get')} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="1,2,4,4,2,1", help="gateway counts, in the order run")
@@ -396,9 +454,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=8, help="large objects in flight")
     ap.add_argument("--small", type=int, default=2000, help="4 KiB objects per configuration and round")
     ap.add_argument("--small-concurrency", type=int, default=16)
+    ap.add_argument("--idle-s", type=float, default=5.0, help="seconds of idle CPU sampled before the PUTs")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "cluster_roles.json"))
     ap.add_argument("--plot", help="write a PNG of the medians here (needs matplotlib)")
+    ap.add_argument("--render", metavar="JSON", help="print the markdown tables of a result and exit")
     args = ap.parse_args(argv)
+    if args.render:
+        from bench.lib.results import read_result
+
+        print(render(read_result(args.render)))
+        return 0
     from pgcluster import PgCluster, pg_bindir
 
     bindir = pg_bindir()
@@ -419,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"net {r['put']['network_bytes_per_stored_byte']}x; GET {r['get']['cpu_s_per_gib']}; "
                   f"4 KiB PUT {r['small_put']['per_s']}/s GET {r['small_get']['per_s']}/s | {r['uptime_after']}",
                   flush=True)
+            write_result(args.out + ".partial", {"bench": "cluster_roles", "when": started, "rounds": rounds})
     finally:
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
