@@ -498,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     pg = PgCluster(bindir, Path(tempfile.mkdtemp(prefix="excr-", dir="/tmp")))  # a short socket path
     work = Path(tempfile.mkdtemp(dir=REPO / "bench", prefix=".cluster-roles-"))
     rounds = []
+    partial = REPO / "bench" / "results" / "tmp" / "cluster_roles.partial.json"  # gitignored
     try:
         pg.start()
         for index, n in enumerate(configs):
@@ -507,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"net {r['put']['network_bytes_per_stored_byte']}x; GET {r['get']['cpu_s_per_gib']}; "
                   f"4 KiB PUT {r['small_put']['per_s']}/s GET {r['small_get']['per_s']}/s | {r['uptime_after']}",
                   flush=True)
-            write_result(args.out + ".partial", {"bench": "cluster_roles", "when": started, "rounds": rounds})
+            write_result(partial, {"bench": "cluster_roles", "when": started, "rounds": rounds})  # if cut off
     finally:
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -523,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
                          "write_buffer_replicas": "m+1", "encryption_at_rest": "on (default for a new store)"},
               "network_minimum": minimum, "rounds": rounds, "summary": summarise(rounds)}
     write_result(args.out, result)
+    partial.unlink(missing_ok=True)
     print(f"wrote {args.out}")
     if args.plot:
         plot(result, Path(args.plot))
