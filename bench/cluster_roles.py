@@ -237,9 +237,10 @@ def warm_up(clients: list[Any], phase: str) -> None:
     """One 1 MiB PUT (phase "put") or GET of it ("get") through each gateway, checked (boto3)."""
     for g, s3 in enumerate(clients):
         key = f"warm/{g}"
+        body = random.Random(f"warm-up {g}").randbytes(1 << 20)  # a seed no measured object uses: no dedupe
         if phase == "put":
-            s3.put_object(Bucket="roles", Key=key, Body=random.Random(g).randbytes(1 << 20))
-        elif s3.get_object(Bucket="roles", Key=key)["Body"].read() != random.Random(g).randbytes(1 << 20):
+            s3.put_object(Bucket="roles", Key=key, Body=body)
+        elif s3.get_object(Bucket="roles", Key=key)["Body"].read() != body:
             raise RuntimeError(f"warm-up GET {key}: other bytes than were written")
 
 
