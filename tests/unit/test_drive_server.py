@@ -206,3 +206,21 @@ def test_https_drive_servers_verify_the_certificate_and_still_sign(tmp_path):
         drive.close()
     finally:
         server.stop()
+
+
+def test_traffic_counters_count_body_bytes_per_operation(served):
+    """What bench/cluster_roles.py reads to count the bytes a write puts on the network."""
+    _, drive = served
+    before = drive.traffic()
+    drive.create("segments/t", b"")
+    drive.append("segments/t", 0, b"x" * 1000)
+    drive.append("segments/t", 1000, b"y" * 24)
+    assert drive.pread("segments/t", 10, 100) == b"x" * 100
+    with pytest.raises(FileNotFoundError):
+        drive.pread("segments/absent", 0, 1)
+    after = drive.traffic()
+    assert after["append"]["requests"] - before.get("append", {}).get("requests", 0) == 2
+    assert after["append"]["received_bytes"] - before.get("append", {}).get("received_bytes", 0) == 1024
+    assert after["pread"]["requests"] - before.get("pread", {}).get("requests", 0) == 2  # the refusal too
+    assert after["pread"]["sent_bytes"] - before.get("pread", {}).get("sent_bytes", 0) >= 100
+    assert "traffic" not in after, "reading the counters is not counted"

@@ -334,6 +334,13 @@ class RemoteDrive(DriveIO):
     def format(self, identity: bytes) -> None:
         self._request("POST", "format", None, identity)
 
+    def traffic(self) -> dict[str, dict[str, int]]:
+        """The server's traffic counters (all its drives): per operation, requests answered and body
+        bytes received and sent since it started (drives/server.py). Not a ``DriveIO`` call."""
+        doc = self._json("GET", "traffic")
+        assert isinstance(doc, dict)
+        return doc
+
     def release(self, names: Iterable[str]) -> None:
         """Best effort, as for a local drive (it never fails): the server's cached descriptors are
         its own business, and a server that restarts has none."""

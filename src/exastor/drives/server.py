@@ -22,6 +22,11 @@ What the server adds to a local drive:
   wants a durable append); ``write_at`` is durable when it answers (O_DSYNC), ``put`` publishes
   write-once (temporary file, fsync, link, directory fsync).
 
+- *Traffic counters*: per operation, requests answered and body bytes received and sent (HTTP
+  headers not included), since the server started; ``GET /NAME/traffic`` (signed, like every
+  request) answers them as JSON for the whole server (``RemoteDrive.traffic``). Benchmarks read them
+  to count the bytes a write or a seal puts on the network (bench/cluster_roles.py).
+
 Nothing is cached here that the drive does not already cache (``LocalDrive``'s descriptors); fault
 rules (``EXASTOR_FAULTS``) apply to served drives as to local ones, so fault tests reach through.
 """
@@ -101,6 +106,14 @@ class DriveServer:
         self.boot = secrets.token_hex(8)
         self.guard = ReplayGuard()
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="exastor-drive-io")
+        # op -> [requests, body bytes received, body bytes sent]; touched on the event loop only
+        self.traffic: dict[str, list[int]] = {}
+
+    def _count(self, op: str, received: int, sent: int) -> None:
+        row = self.traffic.setdefault(op, [0, 0, 0])
+        row[0] += 1
+        row[1] += received
+        row[2] += sent
 
     # --- one request ---------------------------------------------------------------------
     def _checked_call(self, drive: DriveIO, op: str, query: dict[str, str], body: bytes,
@@ -194,8 +207,13 @@ class DriveServer:
             await _send(send, 401, [], b"unauthorized\n")  # unsigned: the caller proved nothing
             return
 
+        op: str | None = None   # set once the request's body is read: answers from then on are counted
+        received = 0
+
         async def answer(status: int, err: str, body: bytes = b"", ctype: str = "", final: bool = False,
                          digest: str = "") -> None:
+            if op is not None:
+                self._count(op, received, len(body))
             digest = digest or (body_digest(body) if body else EMPTY_DIGEST)
             hdrs = [(H_ERRNO, err), (H_BOOT, self.boot),
                     (H_ANSWER, sign_answer(self.key, signature, status, err + "/" + self.boot, digest))]
@@ -220,12 +238,18 @@ class DriveServer:
         body = await _read_body(receive, length)
         if body is None:
             return  # the client went away
+        if parts[1] == "traffic":
+            counts = {name: {"requests": r, "received_bytes": i, "sent_bytes": o}
+                      for name, (r, i, o) in self.traffic.items()}
+            await answer(200, "", json.dumps(counts).encode(), "application/json")
+            return
+        op, received = parts[1], len(body)
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         loop = asyncio.get_running_loop()
         try:
             # Digests of multi-MiB bodies run on the pool too: never a stalled event loop.
             result, ctype, digest = await loop.run_in_executor(
-                self.pool, self._checked_call, drive, parts[1], query, body, headers.get(H_BODY, ""))
+                self.pool, self._checked_call, drive, op, query, body, headers.get(H_BODY, ""))
         except Answer as exc:
             await answer(exc.status, exc.err, f"{exc}\n".encode())
             return
