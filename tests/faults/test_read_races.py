@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from pathlib import Path
 
-import pytest
 from test_concurrent_services import Scheduler, interleavings
 
-from exastor import errors
 from exastor.datadir.opening import open_namespace
 from exastor.engine import segments as segments_module
 from exastor.engine.drives import DriveSet, load_layout, segment_name
@@ -30,6 +27,7 @@ from exastor.meta import manifest as mf
 from exastor.namespace.store import PutSpec, SystemGrant
 from exastor.services import fsck
 from exastor.services.gc import Collector
+from exastor.services.reducer import Reducer
 
 ADMIN = SystemGrant("admin")
 
@@ -122,3 +120,43 @@ def _flip_a_byte(ns, lay, offset: int) -> None:
         f.seek(offset)
         f.write(bytes([byte[0] ^ 0xFF]))
     d.io.release([segment_name(lay.segment)])
+
+
+def test_the_reducer_follows_a_chunk_compacted_after_it_looked_it_up(tmp_path, monkeypatch):
+    """The reducer looks an object's chunks up, then reads them: compaction (in any process) may copy a
+    record out and delete its segment in between - here twice over, the copy's segment compacted in
+    turn. The read follows the chunk to where the index puts it after the failure. Before, the reducer
+    read where it had looked and its pass failed with a traceback (seen under the services stress)."""
+    ns = open_namespace(tmp_path / "data", segment_size=64 << 20, ec="2+1",
+                        drives=[str(tmp_path / f"d{i}") for i in range(4)])
+    collector = Collector(ns.chunks, grace_s=0, live_threshold=2.0)  # every sealed segment is a candidate
+    log = ns.chunks.log
+    try:
+        asyncio.run(ns.create_bucket(ADMIN, "bkt"))
+        body = os.urandom(300_000)
+        _put(ns, "keep", body)
+        obj = ns.get_object(ADMIN, "bkt", "keep")
+        fps = [s.fp for s, _, _ in mf.Layout(obj.manifest).covering(0, obj.size - 1)]
+        real_read = ns.chunks.read_chunk
+        moves: list[tuple[int, int]] = []
+
+        def compact_twice_first(loc):  # noqa: ANN001, ANN202 - the reducer's first read, after its look-up
+            if not moves:
+                for _move in range(2):
+                    seg = ns.meta.lookup_chunks([loc.fp])[loc.fp].segment
+                    log._rollover(seg)  # sealed, so compaction may take it
+                    log.wait_sealed()
+                    moves.append(collector.compact(seg))
+            return real_read(loc)
+
+        monkeypatch.setattr(ns.chunks, "read_chunk", compact_twice_first)
+        located = ns.meta.lookup_chunks(fps)
+        Reducer(ns.chunks).run_once(max_objects=20)
+        assert len(moves) == 2 and all(n >= len(fps) for n, _ in moves), moves
+        now = ns.meta.lookup_chunks(fps)
+        assert all(now[fp].segment != located[fp].segment for fp in fps)
+        assert _get(ns, "keep") == body
+        data, at = ns.chunks.read_current(located[fps[0]])  # followed to where the index puts it now
+        assert at == now[fps[0]] and bytes(data) == body[:len(data)]
+    finally:
+        ns.close()
