@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -39,6 +40,8 @@ INLINE_LIMIT = 256 << 10  # objects this small are processed on the event loop: 
 READ_BATCH = 4 << 20      # bytes read per worker-thread task on GET
 _ROOM = chunker.MAX_SIZE  # kept in front of each window after the first, for the chunk carried into it
 RUN_LIMIT = 768 << 10     # bytes of adjacent records per pread: under malloc's 1 MiB mmap threshold
+
+log = logging.getLogger("exastor.chunkstore")
 
 
 class Digester(Protocol):
@@ -229,15 +232,19 @@ class ChunkStore:
             data[loc.fp] = self._read_located(loc)
 
     def _read_located(self, loc: ChunkLocation) -> bytes | memoryview:
+        return self.read_current(loc)[0]
+
+    def read_current(self, loc: ChunkLocation) -> tuple[bytes | memoryview, ChunkLocation]:
+        """Read a chunk the caller looked up earlier, following it if it moved since (compaction, the
+        reducer); returns its bytes and the location they came from. A segment whose layout changed
+        under the read (sealed, repaired, re-protected) is followed by ``SegmentLog.pread_degraded``.
+        What still fails is logged here: a client gets a 500 for it, and the log must say why."""
         try:
-            return self.read_chunk(loc)
-        except errors.DataCorrupted:
-            # The chunk may have moved (compaction) since we looked it up: look again once.
-            self.log.forget(loc.segment)
-            fresh = self.meta.lookup_chunks([loc.fp]).get(loc.fp)
-            if fresh is None or fresh == loc:
-                raise
-            return self.read_chunk(fresh)
+            return references.read_following(self.meta, loc, self.read_chunk)
+        except errors.DataCorrupted as exc:
+            log.error("chunk %s (looked up in segment %d at %d) unreadable where the index puts it now: %s",
+                      loc.fp.hex()[:16], loc.segment, loc.offset, exc.detail)
+            raise
 
     async def read_range(self, manifest: bytes | None, start: int, end: int) -> AsyncIterator[bytes | memoryview]:
         """Stream the inclusive byte range [start, end] of an object, reading only the chunks needed."""

@@ -604,9 +604,10 @@ class DriveSet:
         else:
             self._report("state", (drive, state, reason))
 
-    def shard_bad(self, segment: int, idx: int) -> None:
-        """Queue a shard for repair (its checksum failed on a read)."""
-        self._report("bad", (segment, idx))
+    def shard_bad(self, segment: int, idx: int, drive: int, gen: int) -> None:
+        """Queue a shard for repair (its checksum failed on a read): the copy on ``drive`` under ``gen``
+        only, so a read through an old layout never marks the copy a repair has since made."""
+        self._report("bad", (segment, idx, drive, gen))
 
     def _report(self, kind: str, args: tuple[Any, ...]) -> None:
         self._reports.put((kind, args))
@@ -625,7 +626,8 @@ class DriveSet:
                 if kind == "state":
                     self.set_state(*args)
                 else:
-                    mark_shard(self.meta, *args, state="bad")
+                    segment, idx, drive, gen = args
+                    mark_shard(self.meta, segment, idx, state="bad", expect_drive=drive, expect_gen=gen)
             except Exception as exc:  # noqa: BLE001 - a report must never kill the reporter
                 log.error("could not record drive report %s %s: %s", kind, args, exc)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from exastor import errors
 from exastor.engine import codec
@@ -20,8 +21,28 @@ from exastor.meta import manifest as mf
 
 CACHE_CHUNKS = 64  # ~5 MiB of decoded bases at the mean chunk size
 MAX_DEPTH = 2      # = engine.similarity.MAX_DEPTH (not imported: similarity imports the codec stack)
+MOVES_FOLLOWED = 4  # a chunk that moves more often than this under one read is busy: 503, the client retries
 
 _nesting = threading.local()
+_T = TypeVar("_T")
+
+
+def read_following(meta: Any, loc: Any, read: Callable[[Any], _T]) -> tuple[_T, Any]:
+    """``read(loc)``, following the chunk if it moved after the caller looked it up: compaction
+    copies live records out of a segment and then deletes it, the reducer re-stores a chunk as a
+    delta. Both commit the new location before the old record goes, so a failed read is looked up
+    again *after* the failure, and only a failure at the location the index gives then is one
+    (DataCorrupted). Returns the bytes and the location they were read at (the reducer's commit
+    is conditional on it)."""
+    for _ in range(MOVES_FOLLOWED):
+        try:
+            return read(loc), loc
+        except errors.DataCorrupted:
+            fresh = meta.lookup_chunks([loc.fp]).get(loc.fp)
+            if fresh is None or fresh == loc:
+                raise
+            loc = fresh
+    raise errors.Unavailable(f"chunk {loc.fp.hex()[:16]} moved {MOVES_FOLLOWED} times during one read; retry")
 
 
 class BaseCache:
@@ -53,13 +74,13 @@ def resolver(store: Any, cache: BaseCache | None = None) -> codec.Resolver:
         if loc is None:
             raise errors.DataCorrupted("a delta's base chunk is missing from the index")
         if loc.codec != CODEC_DELTA:
-            return store.read_chunk(loc)
+            return read_following(store.meta, loc, store.read_chunk)[0]
         level = getattr(_nesting, "level", 0)
         if level + 1 >= MAX_DEPTH:
             raise errors.DataCorrupted("delta chain deeper than the maximum")
         _nesting.level = level + 1
         try:
-            return store.read_chunk(loc)
+            return read_following(store.meta, loc, store.read_chunk)[0]
         finally:
             _nesting.level = level
 
@@ -70,14 +91,7 @@ def resolver(store: Any, cache: BaseCache | None = None) -> codec.Resolver:
         for s in slices:
             data = cache.get(s.fp)
             if data is None:
-                try:
-                    data = read_base(s.fp, locs.get(s.fp))
-                except errors.DataCorrupted:
-                    # The base may have moved (compaction) since we looked it up: look again once.
-                    fresh = store.meta.lookup_chunks([s.fp]).get(s.fp)
-                    if fresh is None or fresh == locs.get(s.fp):
-                        raise
-                    data = read_base(s.fp, fresh)
+                data = read_base(s.fp, locs.get(s.fp))  # follows a base that moved since the lookup
                 cache.put(s.fp, data)
             if len(data) < s.start + s.length:
                 raise errors.DataCorrupted("a delta's reference slice lies outside its base chunk")

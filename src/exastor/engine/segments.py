@@ -120,6 +120,10 @@ class SegmentLog:
         self._loaded_at: dict[int, float] = {}
         self._windows: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()  # decoded shard columns
         self._cache_lock = threading.Lock()
+        # Bumped by every ``forget``: a layout read from the database before a forget is never cached
+        # after it (a seal, repair or compaction committed in between; the cache would hold the view it
+        # just dropped).
+        self._forgets = 0
         self._seg: int | None = None
         self._epoch = 0                        # the open segment's lease epoch: every append carries it
         self._writing: list[int] = []          # drives the open segment's appends go to
@@ -776,12 +780,15 @@ class SegmentLog:
     def layout(self, segment: int, *, fresh: bool = False) -> Layout:
         lay = None if fresh else self._layouts.get(segment)
         if lay is None:
+            forgets = self._forgets
             lay = load_layout(self.meta, segment)
             if lay is None or lay.state == "deleted":
                 raise errors.DataCorrupted(f"segment {segment} missing")
-            if lay.state == "sealed":  # immutable until repair moves a shard (then a read fails and refreshes)
-                self._layouts[segment] = lay
-                self._loaded_at[segment] = time.monotonic()
+            if lay.state == "sealed":  # kept until repair, re-protection or compaction changes it (a read fails, refreshes)
+                with self._cache_lock:
+                    if self._forgets == forgets:
+                        self._layouts[segment] = lay
+                        self._loaded_at[segment] = time.monotonic()
         return lay
 
     def _readable(self, drive: int) -> Drive:
@@ -875,13 +882,33 @@ class SegmentLog:
 
     def pread_degraded(self, segment: int, offset: int, length: int, check: Check) -> bytes:
         """Bytes that pass ``check`` from other copies or by decoding; queues bad shards for repair.
-        SegmentUnavailable when only copies on offline drives could still have them."""
+        SegmentUnavailable when only copies on offline drives could still have them.
+
+        A layout is a snapshot: between reading it and reading the files it names, a seal may have
+        erasure-coded the segment and deleted its replicas, a repair or drain moved a shard, a
+        re-protection replaced plain copies, compaction deleted the segment (DataCorrupted "missing":
+        the caller looks the chunk up again). Each commits the new layout before it deletes a file, so
+        a file missing under an old view proves nothing; only a failure under the layout read again
+        after it is one (docs/design.md, "Readers and the files they were told about")."""
         lay = self.layout(segment)  # pread already looked the layout up afresh if a file was missing
+        try:
+            return self._read_around(lay, offset, length, check)
+        except errors.DataCorrupted:
+            self.forget(segment)  # the handles and shard trailers of the view that failed
+            fresh = self.layout(segment, fresh=True)
+            if fresh == lay:
+                raise
+            log.info("segment %d changed under a read (%s %s -> %s %s): reading it as it is now", segment,
+                     lay.state, lay.kind, fresh.state, fresh.kind)
+            return self._read_around(fresh, offset, length, check)
+
+    def _read_around(self, lay: Layout, offset: int, length: int, check: Check) -> bytes:
+        """``pread_degraded`` under one view of the segment's layout."""
         if lay.kind in ("replicas", "plain"):
             holders = self._holders(lay)
             for drive in holders:
                 try:
-                    raw = self._readable(drive).io.pread(segment_name(segment), offset, length)
+                    raw = self._readable(drive).io.pread(segment_name(lay.segment), offset, length)
                     check(raw)
                     return raw
                 except (OSError, errors.DataCorrupted):
@@ -889,21 +916,10 @@ class SegmentLog:
             unavailable = self._unavailable(lay, holders)
             if unavailable is not None:
                 raise unavailable
-            raise errors.DataCorrupted(f"segment {segment}: every replica failed")
-        try:
-            raw = self.read_ec_range(lay, offset, length)
-            check(raw)
-            return raw
-        except errors.DataCorrupted:
-            # The cached layout may predate a repair or drain that moved the shards (in another
-            # process): decode once more from where the database says they are now.
-            fresh = self.layout(segment, fresh=True)
-            if fresh == lay:
-                raise
-            self.forget(segment)
-            raw = self.read_ec_range(self.layout(segment, fresh=True), offset, length)
-            check(raw)
-            return raw
+            raise errors.DataCorrupted(f"segment {lay.segment}: every replica failed")
+        raw = self.read_ec_range(lay, offset, length)
+        check(raw)
+        return raw
 
     def _shard_info(self, lay: Layout, idx: int) -> shards.ShardInfo:
         key = (lay.segment, idx)
@@ -969,8 +985,11 @@ class SegmentLog:
             except (OSError, errors.DataCorrupted):
                 bad.append(idx)
         for idx in bad:
-            if idx < len(lay.shards) and lay.shards[idx].state == "ok" and not self.drives.offline(lay.shards[idx].drive):
-                self.drives.shard_bad(lay.segment, idx)
+            row = lay.shards[idx] if idx < len(lay.shards) else None
+            if row is not None and row.state == "ok" and not self.drives.offline(row.drive):
+                # Only the copy this view names: under a stale view the shard may have moved, and
+                # the new copy is not known to be bad.
+                self.drives.shard_bad(lay.segment, idx, row.drive, row.gen)
         if len(got) < lay.k:
             offline = [lay.shards[i].drive for i in bad if i < len(lay.shards) and self.drives.offline(lay.shards[i].drive)]
             if len(got) + len(offline) >= lay.k:
@@ -999,6 +1018,7 @@ class SegmentLog:
     def forget(self, segment: int) -> None:
         """Drop cached handles, trailers and layout of a segment (compacted, sealed, or repaired)."""
         with self._cache_lock:
+            self._forgets += 1
             self._layouts.pop(segment, None)
             for key in [k for k in self._infos if k[0] == segment]:
                 del self._infos[key]

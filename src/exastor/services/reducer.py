@@ -125,7 +125,12 @@ class Reducer:
         loc = self.meta.lookup_chunks([fp]).get(fp)
         if loc is None:
             return None
-        data = self.store.read_chunk(loc)  # a delta base is reconstructed (and verified) like any read
+        try:  # a delta base is reconstructed (and verified) like any read; one that moves is followed
+            data, _ = self.store.read_current(loc)
+        except errors.DataCorrupted:
+            if self.meta.lookup_chunks([fp]).get(fp) is None:
+                return None  # reaped meanwhile (nothing references it any more): not a candidate
+            raise
         self._bytes[fp] = data
         if len(self._bytes) > 64:
             self._bytes.popitem(last=False)
@@ -221,7 +226,16 @@ class Reducer:
     def _chunk_of_object(self, fp: bytes, loc: ChunkLocation, owner: tuple[str, str, str], sketch_seq: int,
                          offset: int, result: ReduceResult) -> None:
         began = time.monotonic()
-        raw = self.store.read_chunk(loc)
+        try:
+            # Compaction in any process may move the record after the lookup: read it where it is now
+            # (the repoint below is conditional on that location).
+            raw, loc = self.store.read_current(loc)
+        except errors.DataCorrupted:
+            if self.meta.lookup_chunks([fp]).get(fp) is None:
+                return  # reaped meanwhile (its objects were deleted): nothing to reduce
+            raise
+        if loc.codec not in (CODEC_RAW, CODEC_ZSTD):
+            return  # another reducer re-stored it meanwhile
         view = similarity.inspect(raw)
         cands = self._candidates(view.sketch) if view.sketch is not None else []
         plan = similarity.plan_chunk(raw, loc.stored_len, cands, view.sketch, view.layout, self._fetch,
