@@ -17,8 +17,11 @@ of the server about to read has every file written back (fdatasync) and dropped 
 (/proc/PID/io ``read_bytes``): a cold step that read less than it served was not cold, and the
 report says so (``cold_device_fraction``).
 
-Server CPU is the whole process tree's (bench/lib/rss.tree_cpu_seconds: 10 ms ticks; a sample is
-one 64 MiB PUT, or one read of a round's objects, 256 MiB). The cost is the paired median: the
+Server CPU is the whole process tree's, counted two ways: bench/lib/rss.tree_cpu_seconds (10 ms
+ticks, reaped children included: the totals) and rss.tree_cpu_ns_seconds (the scheduler's ns
+counters of the live threads: the paired statistics). A sample is one 64 MiB PUT, or one read of a
+round's objects, 256 MiB: about 25 ticks of GET, so ticks alone quantise a GET pair's ratio in
+steps of 4% (their paired median is reported beside, for comparison). The cost is the paired median: the
 median over pairs of on/off (the same step on each server, back to back), with a bootstrap 95%
 confidence interval (pairs resampled with replacement, 10,000 times, seeded), and the median of the
 pairs' differences in CPU-s/GiB likewise. The load average is recorded per round (``uptime``).
@@ -50,7 +53,7 @@ sys.path.insert(0, str(REPO / "src"))
 from bench.lib import datagen  # noqa: E402
 from bench.lib.machine import machine_info  # noqa: E402
 from bench.lib.results import utc_stamp, write_result  # noqa: E402
-from bench.lib.rss import process_tree  # noqa: E402
+from bench.lib.rss import process_tree, tree_cpu_ns_seconds  # noqa: E402
 from bench.tls_cost import GiB, MiB, Server, client_cpu  # noqa: E402
 
 GEOMETRIES = {"1 drive": (1, ""), "4+2 over 6 drives": (6, "4+2")}
@@ -95,6 +98,19 @@ def tree_device_reads(pid: int) -> int:
     return total
 
 
+def tree_minor_faults(pid: int) -> int:
+    """Page faults (minor: no device read) of the live processes of ``pid``'s tree: fresh memory
+    a step touched for the first time."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_bytes()
+        except OSError:
+            continue
+        total += int(stat[stat.rfind(b")") + 2:].split()[7])  # after the name: state=0 ... minflt=7
+    return total
+
+
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
@@ -112,23 +128,29 @@ class Bench:
         self.bucket = f"enc-{secrets.token_hex(4)}"
         self.s3.create_bucket(Bucket=self.bucket)
         self.tally: dict[str, dict[str, float]] = {}
-        self.samples: dict[str, list[float]] = {}  # phase -> server CPU-s/GiB of each step, in order
+        self.samples: dict[str, list[float]] = {}  # phase -> server CPU-s/GiB of each step, in order (ticks)
+        self.samples_ns: dict[str, list[float]] = {}  # the same at ns resolution (schedstat)
         self.device_fraction: list[float] = []      # cold steps: bytes read from the device / bytes served
 
     def measure(self, phase: str, step) -> None:  # noqa: ANN001
         pid = self.server.proc.pid
         io0, cpu0, ccpu0, t0 = tree_device_reads(pid), self.server.cpu(), client_cpu(), time.perf_counter()
+        ns0, faults0 = tree_cpu_ns_seconds(pid), tree_minor_faults(pid)
         moved = step()
+        ns_cpu, faults = tree_cpu_ns_seconds(pid) - ns0, tree_minor_faults(pid) - faults0
         seconds, server_cpu = time.perf_counter() - t0, self.server.cpu() - cpu0
         device = tree_device_reads(pid) - io0
         entry = self.tally.setdefault(phase, {"bytes": 0, "seconds": 0.0, "server_cpu_s": 0.0, "client_cpu_s": 0.0,
-                                              "device_read_bytes": 0})
+                                              "device_read_bytes": 0, "server_cpu_ns_s": 0.0, "minor_faults": 0})
         entry["bytes"] += moved
         entry["seconds"] += seconds
         entry["server_cpu_s"] += server_cpu
+        entry["server_cpu_ns_s"] += ns_cpu
         entry["client_cpu_s"] += client_cpu() - ccpu0
         entry["device_read_bytes"] += device
+        entry["minor_faults"] += faults
         self.samples.setdefault(phase, []).append(server_cpu / (moved / GiB))
+        self.samples_ns.setdefault(phase, []).append(ns_cpu / (moved / GiB))
         if phase == "get_cold":
             self.device_fraction.append(device / moved)
 
@@ -184,7 +206,8 @@ def paired(on: list[float], off: list[float], seed: int = 12) -> dict[str, float
     """The paired median of on/off (the same step on each server, back to back) with its bootstrap
     95% interval, and the same of the pairs' differences (CPU-s/GiB)."""
     rng = random.Random(seed)
-    ratio, ratio_low, ratio_high = _median_ci([a / b for a, b in zip(on, off, strict=True)], rng)
+    # A pair whose off step counted no CPU (a sample shorter than a tick) has no ratio.
+    ratio, ratio_low, ratio_high = _median_ci([a / b for a, b in zip(on, off, strict=True) if b > 0] or [1.0], rng)
     diff, diff_low, diff_high = _median_ci([a - b for a, b in zip(on, off, strict=True)], rng)
     return {"median_ratio": ratio, "ci95_low": ratio_low, "ci95_high": ratio_high,
             "median_diff_cpu_s_per_GiB": diff, "diff_ci95_low": diff_low, "diff_ci95_high": diff_high,
@@ -260,7 +283,8 @@ def measure(args: argparse.Namespace, work: Path) -> int:
                 samples = bench.samples[phase]
                 row = {**t, "MBps": t["bytes"] / t["seconds"] / 1e6, "server_cpu_s_per_GiB": t["server_cpu_s"] / gib,
                        "client_cpu_s_per_GiB": t["client_cpu_s"] / gib, "samples_server_cpu_s_per_GiB": samples,
-                       "median_server_cpu_s_per_GiB": statistics.median(samples)}
+                       "median_server_cpu_s_per_GiB": statistics.median(samples),
+                       "samples_server_cpu_ns_s_per_GiB": bench.samples_ns[phase]}
                 if phase == "get_cold":
                     row["cold_device_fraction"] = {"min": min(bench.device_fraction),
                                                    "median": statistics.median(bench.device_fraction)}
@@ -274,16 +298,21 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             for mode, row in (("off", off), ("on", on)):
                 cold = (f"  read from device: {row['cold_device_fraction']['min']:.0%} of served at least"
                         if phase == "get_cold" else "")
-                print(f"{phase:8} encrypt {mode:4} {row['MBps']:8.0f} {row['server_cpu_s_per_GiB']:17.3f}{cold}")
-            pair = paired(on["samples_server_cpu_s_per_GiB"], off["samples_server_cpu_s_per_GiB"])
+                faults = row["minor_faults"] / (row["bytes"] / GiB)
+                print(f"{phase:8} encrypt {mode:4} {row['MBps']:8.0f} {row['server_cpu_s_per_GiB']:17.3f}"
+                      f"  {faults:8.0f} page faults/GiB{cold}")
+            pair = paired(on["samples_server_cpu_ns_s_per_GiB"], off["samples_server_cpu_ns_s_per_GiB"])
+            ticks = paired(on["samples_server_cpu_s_per_GiB"], off["samples_server_cpu_s_per_GiB"])
             cost = {"server_cpu_s_per_GiB": on["server_cpu_s_per_GiB"] - off["server_cpu_s_per_GiB"],
-                    "total_ratio": on["server_cpu_s_per_GiB"] / off["server_cpu_s_per_GiB"], "paired": pair}
+                    "total_ratio": on["server_cpu_s_per_GiB"] / off["server_cpu_s_per_GiB"], "paired": pair,
+                    "paired_ticks": ticks}
             rows[f"{geometry}/{phase}/encryption_extra"] = cost
             print(f"{phase} encryption adds: paired median {pair['median_ratio'] - 1:+.1%} "
                   f"[{pair['ci95_low'] - 1:+.1%}, {pair['ci95_high'] - 1:+.1%}] 95% CI "
                   f"({pair['median_diff_cpu_s_per_GiB']:+.3f} [{pair['diff_ci95_low']:+.3f}, "
                   f"{pair['diff_ci95_high']:+.3f}] CPU-s/GiB; {pair['pairs']} pairs); "
-                  f"totals {cost['total_ratio'] - 1:+.1%}")
+                  f"totals {cost['total_ratio'] - 1:+.1%}; by 10 ms ticks {ticks['median_ratio'] - 1:+.1%} "
+                  f"[{ticks['ci95_low'] - 1:+.1%}, {ticks['ci95_high'] - 1:+.1%}]")
     floor = aes_gcm_floor()
     print(f"AES-256-GCM alone, {floor['record_bytes'] >> 10} KiB records: encrypt {floor['encrypt_cpu_s_per_GiB']:.3f}, "
           f"decrypt {floor['decrypt_cpu_s_per_GiB']:.3f} CPU-s/GiB")
