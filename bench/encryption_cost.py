@@ -8,7 +8,10 @@ back to back, in paired rounds, so both see the same share of whatever else a sh
 In each of ``--rounds`` rounds: every fresh random object of ``--size`` MiB (incompressible,
 dedupe-proof) is PUT to both; then the round's ``--objects`` objects are read back from both,
 ``--gets`` times warm (the segment files in the page cache, as just written) and ``--gets`` times
-cold. Which server goes first follows ABBA order over each phase's steps (on off, off on, off on,
+cold. Both servers are restarted (fresh processes, same stores) before every round, and every step
+opens a fresh connection: two server processes differ by themselves (in one run the same code cost
+1.5 CPU-s/GiB per GET in one process and 0.9 in the other, steadily), which one kept pair of
+processes would pass off as the cost of encryption. Which server goes first follows ABBA order over each phase's steps (on off, off on, off on,
 on off, ...), so neither profits from going first or second, nor from a trend in the load.
 
 Cold means read from the device: right before each cold step (outside its measurement) the store
@@ -132,7 +135,14 @@ class Bench:
         self.samples_ns: dict[str, list[float]] = {}  # the same at ns resolution (schedstat)
         self.device_fraction: list[float] = []      # cold steps: bytes read from the device / bytes served
 
+    def restart(self, server: Server) -> None:
+        """Go on with a fresh server process on the same store."""
+        self.server = server
+
     def measure(self, phase: str, step) -> None:  # noqa: ANN001
+        # A fresh client, so a fresh connection: whichever worker accepts it serves the step (one kept
+        # connection would tie every step of a server to one worker, and the workers differ).
+        self.s3 = self.server.client()
         pid = self.server.proc.pid
         io0, cpu0, ccpu0, t0 = tree_device_reads(pid), self.server.cpu(), client_cpu(), time.perf_counter()
         ns0, faults0 = tree_cpu_ns_seconds(pid), tree_minor_faults(pid)
@@ -245,6 +255,8 @@ def main() -> int:
     ap.add_argument("--geometry", action="append", choices=list(GEOMETRIES),
                     help="repeatable; default: every geometry")
     ap.add_argument("--work", help="directory for the stores (default: a temporary one)")
+    ap.add_argument("--no-restart", dest="restart", action="store_false",
+                    help="keep the same two server processes for every round (default: fresh ones each round)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" /
                                          f"encryption_cost-{time.strftime('%Y-%m-%d', time.gmtime())}.json"))
     args = ap.parse_args()
@@ -270,6 +282,15 @@ def measure(args: argparse.Namespace, work: Path) -> int:
         try:
             benches = {mode: Bench(server) for mode, server in servers.items()}
             for r in range(args.rounds):
+                if r and args.restart:
+                    # New processes every round: what differs between two server processes (which worker
+                    # takes the connections, where their memory lies) varies between rounds instead of
+                    # being read as the cost of encryption for the whole run.
+                    for mode in MODES:
+                        servers[mode].stop()
+                        servers[mode] = Server(work, f"{tag}-{mode}", drives, ec, tls=False,
+                                               extra=("--encrypt-at-rest", mode))
+                        benches[mode].restart(servers[mode])
                 loads[geometry].append({"round": r, "when": utc_stamp(), "uptime": uptime(),
                                         "load_avg_1min": os.getloadavg()[0]})
                 run_round(benches, r, args.size * MiB, args.objects, args.gets, steps)
@@ -304,7 +325,7 @@ def measure(args: argparse.Namespace, work: Path) -> int:
             pair = paired(on["samples_server_cpu_ns_s_per_GiB"], off["samples_server_cpu_ns_s_per_GiB"])
             ticks = paired(on["samples_server_cpu_s_per_GiB"], off["samples_server_cpu_s_per_GiB"])
             cost = {"server_cpu_s_per_GiB": on["server_cpu_s_per_GiB"] - off["server_cpu_s_per_GiB"],
-                    "total_ratio": on["server_cpu_s_per_GiB"] / off["server_cpu_s_per_GiB"], "paired": pair,
+                    "total_ratio": on["server_cpu_s_per_GiB"] / max(off["server_cpu_s_per_GiB"], 1e-9), "paired": pair,
                     "paired_ticks": ticks}
             rows[f"{geometry}/{phase}/encryption_extra"] = cost
             print(f"{phase} encryption adds: paired median {pair['median_ratio'] - 1:+.1%} "
