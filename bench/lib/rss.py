@@ -83,6 +83,29 @@ def tree_cpu_seconds(pid: int | None) -> float:
     return sum(_cpu_seconds(p) for p in process_tree(pid)) if pid else 0.0
 
 
+def tree_cpu_ns_seconds(pid: int | None) -> float:
+    """CPU seconds of the live threads of ``pid``'s process tree at nanosecond resolution (the
+    scheduler's ``/proc/PID/task/TID/schedstat``), for samples too short for the 10 ms ticks of
+    ``tree_cpu_seconds``: a 256 MiB read at 1 CPU-s/GiB is 25 ticks, so one tick moves a sample 4%.
+    Threads and children that exited are not counted (``tree_cpu_seconds`` counts them): use it
+    for the difference across a step of a server whose workers and threads live on."""
+    if not pid:
+        return 0.0
+    total = 0
+    for p in process_tree(pid):
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/schedstat", "rb") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+    return total / 1e9
+
+
 class RssSampler:
     """Background thread that records the peak RSS of a process tree.
 

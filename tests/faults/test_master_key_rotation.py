@@ -85,11 +85,14 @@ def test_rotate_master_reseals_everything_and_the_old_key_no_longer_opens_the_da
     key_file = data / keys.KEY_FILE
     try:
         bodies = _fill(server)
-        old_copies = _until_copied(drives, users=2)
+        _until_copied(drives, users=2)
         running = exastor("key", "rotate-master", data_dir=data, check=False)
         assert running.returncode == 2 and "stop it first" in running.stderr  # never under a live server
     finally:
         server.stop()
+    # The copies as the server left them (it kept taking copies, and pruning older ones, until it stopped).
+    old_copies = metabackup.backups(drives)
+    assert old_copies
     old_key = key_file.read_bytes()
     old_id = key_id(base64.b64decode(old_key))
     db = data / "meta" / "exastor.sqlite"
@@ -201,3 +204,98 @@ def test_an_interrupted_rotation_is_named_and_finished_by_running_it_again(tmp_p
         _read_back(server, bodies)
     finally:
         server.stop()
+
+
+# --- PostgreSQL: gateways elsewhere share the database; their heartbeats say who runs ----------------
+
+PG_ENV = {"EXASTOR_HEARTBEAT_INTERVAL": "0.3", "EXASTOR_DOWN_AFTER": "3"}
+
+
+def _pg_sealed_ids(dsn: str) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        values = [r[0] for r in con.execute("SELECT secret_key FROM users")]
+        values += [r[0] for r in con.execute("SELECT value FROM blob_settings WHERE name = 'account_key'")]
+        values += [r[0] for r in con.execute("SELECT wrapped FROM data_keys")]
+    assert values and all(v.startswith("enc1:") for v in values)
+    return {v.split(":")[1] for v in values}
+
+
+def _gateway_ages(dsn: str) -> list[float]:
+    """Seconds since each gateway process (starting ones included) heartbeated, by the database's clock."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        rows = con.execute("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000 - seen_ms) / 1000.0 FROM members "
+                           "WHERE kind IN ('gateway', 'gateway-starting')").fetchall()
+    return [float(r[0]) for r in rows]
+
+
+def test_rotate_master_on_postgresql_refuses_beside_a_running_gateway_and_reseals_when_all_are_stopped(
+        tmp_path, pg_database, monkeypatch):
+    dsn = pg_database
+    monkeypatch.setenv("EXASTOR_DOWN_AFTER", PG_ENV["EXASTOR_DOWN_AFTER"])  # for the `key` commands below
+    drive_args = [a for d in _drives(tmp_path) for a in ("--drive", str(d))]
+    server = start_server(tmp_path, *drive_args, "--meta", dsn, env=PG_ENV)
+    data = server.data_dir
+    key_file = data / keys.KEY_FILE
+    old_key = key_file.read_bytes()
+    old_id = key_id(base64.b64decode(old_key))
+    rng = random.Random(1205)
+    bodies = {f"o{i}": rng.randbytes(300_000 + i) for i in range(3)}
+    try:
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket="pgrot")
+        for name, body in bodies.items():
+            s3.put_object(Bucket="pgrot", Key=name, Body=body)
+        blobs = BlobServiceClient.from_connection_string(server.connection_string)
+        blobs.create_container("pgrotc")
+        blobs.get_blob_client("pgrotc", "blob").upload_blob(bodies["o0"])
+        assert _pg_sealed_ids(dsn) == {old_id}
+        wait_until(lambda: any(age < 1 for age in _gateway_ages(dsn)), "the gateway's heartbeat", interval=0.1)
+        local = exastor("key", "--meta", dsn, "rotate-master", data_dir=data, check=False)
+        assert local.returncode == 2 and "stop it first" in local.stderr  # its own DATA: the server lock says so
+        # From another host's DATA (same store, same master key) no file lock reaches the gateway: its
+        # heartbeats on the database's clock do.
+        other = tmp_path / "elsewhere"
+        other.mkdir(mode=0o700)
+        (other / keys.KEY_FILE).write_bytes(old_key)
+        os.chmod(other / keys.KEY_FILE, 0o600)
+        refused = exastor("key", "--meta", dsn, "rotate-master", data_dir=other, check=False)
+        assert refused.returncode == 2 and "heartbeated within the last 3 s" in refused.stderr, refused.stderr
+        assert "nothing was changed" in refused.stderr and "Traceback" not in refused.stderr
+        assert _pg_sealed_ids(dsn) == {old_id}, "refused: nothing resealed"
+        assert key_file.read_bytes() == old_key and (other / keys.KEY_FILE).read_bytes() == old_key
+    finally:
+        server.stop()
+
+    # Every gateway stopped (its last heartbeat older than the down timeout): the rotation goes through.
+    wait_until(lambda: all(age > 3.2 for age in _gateway_ages(dsn)), "the stopped gateway's heartbeats to age",
+               timeout=30, interval=0.2)
+    rotated = exastor("key", "--meta", dsn, "rotate-master", data_dir=data)
+    new_key = key_file.read_bytes()
+    new_id = key_id(base64.b64decode(new_key))
+    assert new_id != old_id and f"master key {new_id} now seals" in rotated.stdout
+    assert _pg_sealed_ids(dsn) == {new_id}, "the admin's secret, the account key and the data keys: all resealed"
+    assert (data / f"master.key.old-{old_id}").read_bytes() == old_key
+
+    # The old key no longer opens the store.
+    key_file.write_bytes(old_key)
+    with pytest.raises(RuntimeError, match=f"holds master key {old_id}"):
+        server.start()
+    key_file.write_bytes(new_key)
+    server.start()
+    try:
+        s3 = s3_client(server)
+        for name, body in bodies.items():
+            assert s3.get_object(Bucket="pgrot", Key=name)["Body"].read() == body, name
+        blobs = BlobServiceClient.from_connection_string(server.connection_string)
+        assert blobs.get_blob_client("pgrotc", "blob").download_blob().readall() == bodies["o0"]
+        s3.put_object(Bucket="pgrot", Key="after", Body=b"after rotation")  # new records: data keys open
+        assert s3.get_object(Bucket="pgrot", Key="after")["Body"].read() == b"after rotation"
+    finally:
+        server.stop()
+    status = exastor("key", "--meta", dsn, "status", data_dir=data).stdout
+    assert f"wrapped by master key {new_id}" in status and old_id not in status.split("old master key")[0]
+    assert "Traceback" not in server.log_text()

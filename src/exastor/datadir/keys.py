@@ -218,10 +218,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 def rotate_master(data: Path, meta: Metadata, *, new_command: str | None = None,
-                  command: str | None = None) -> dict[str, Any]:
+                  command: str | None = None, refuse_beside_gateways_ms: int | None = None) -> dict[str, Any]:
     """Reseal every secret in the database (users' secret keys, the Blob account key, the data
     keys) under a new master key, in one transaction; the caller holds the data directory so no
-    server runs meanwhile.
+    server on it runs meanwhile. A database shared by gateways elsewhere (PostgreSQL) is guarded
+    by their heartbeats: with ``refuse_beside_gateways_ms``, the transaction refuses
+    (members.GatewaysRunning, nothing changed) when any gateway heartbeated that recently.
 
     The new key is made as ``DATA/master.key.new`` (fsynced before anything is sealed under it), or
     printed by ``new_command`` (the KMS hook: nothing is written to DATA). After the commit the old
@@ -253,7 +255,8 @@ def rotate_master(data: Path, meta: Metadata, *, new_command: str | None = None,
             raise RotationRefused(f"the new key is the key in use ({old.key_id}): the new key command must "
                                   "print a different key")
         old_id = old.key_id
-        resealed = sealed_rows.reseal_all(meta, old, new, ACCOUNT_CONTEXT)
+        resealed = sealed_rows.reseal_all(meta, old, new, ACCOUNT_CONTEXT,
+                                          refuse_beside_gateways_ms=refuse_beside_gateways_ms)
         log.warning("resealed %d secret(s) under master key %s (was %s)", resealed, new.key_id, old_id)
     kept: Path | None = None
     if isinstance(source, FileKeyProvider):

@@ -6,11 +6,16 @@ under it, so nothing on the drives is rewritten. It needs the master key, as the
 
 ``rotate-master`` reseals every secret in the database (users' secret keys, the Blob account key,
 the data keys) under a new master key in one transaction, with the server stopped; the old key is
-kept aside (``DATA/master.key.old-<id>``) until the operator removes it (datadir/keys.py)."""
+kept aside (``DATA/master.key.old-<id>``) until the operator removes it (datadir/keys.py). On
+PostgreSQL (``--meta``) no file lock reaches the other gateways: the rotation's transaction refuses
+while any gateway heartbeated within ``EXASTOR_DOWN_AFTER`` seconds (10; meta/members.py), and a
+gateway heartbeats before it opens any secret, so one starting meanwhile is either seen (the rotation
+refuses) or reads the new wrapping (and needs the new key)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,12 +24,17 @@ from exastor.cliargs import add_action, add_data_argument, existing_store
 from exastor.datadir import keys
 from exastor.datadir.lock import DataDirLocked, ServerRunning, exclusive, serving
 from exastor.datadir.opening import open_metadata
-from exastor.meta import datakeys, sealed_rows
+from exastor.errors import CommandError
+from exastor.meta import datakeys, members, sealed_rows
 from exastor.meta.sealing import SecretsLocked, sealed_key_id
+from exastor.services import cluster
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
+    p.add_argument("--meta", dest="meta_url", default=os.environ.get("EXASTOR_META_URL", ""), metavar="URL",
+                   help="the metadata database: postgresql://... (default: EXASTOR_META_URL, else the embedded "
+                        "SQLite in --data)")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add_action(sub, "status", "whether new records are encrypted, and the data keys (never their bytes)")
     add_action(sub, "rotate", "make a new data key for new writes; older keys stay to read older records")
@@ -37,10 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = existing_store(args.data)
+    # On PostgreSQL the database is elsewhere: DATA holds the master key (or key_command names it).
+    data = _key_directory(args.data) if args.meta_url else existing_store(args.data)
     if args.action == "rotate-master":
-        return _rotate_master(data, args.new_key_command or None)
-    meta = open_metadata(data)
+        return _rotate_master(data, args.new_key_command or None, args.meta_url or None)
+    meta = open_metadata(data, args.meta_url or None)
     try:
         if args.action == "rotate":
             if meta.sealer.locked:
@@ -71,7 +82,15 @@ def run(args: argparse.Namespace) -> int:
         meta.close()
 
 
-def _rotate_master(data: Path, new_command: str | None) -> int:
+def _key_directory(data: str) -> Path:
+    path = Path(data).expanduser()
+    if not path.is_dir():  # not a drive: the master key in --data
+        raise CommandError(f"no data directory at {path} (the one `exastor serve --meta ...` ran with: it holds "
+                           "the master key file)")
+    return path
+
+
+def _rotate_master(data: Path, new_command: str | None, meta_url: str | None) -> int:
     try:
         # No server (nor a standalone reducer) may hold the old key meanwhile: its workers could open
         # nothing the new key sealed. Both locks are released when this process exits.
@@ -83,13 +102,20 @@ def _rotate_master(data: Path, new_command: str | None) -> int:
         return 2
     try:
         with exclusive(data):
-            meta = open_metadata(data)
+            meta = open_metadata(data, meta_url)
             try:
-                done = keys.rotate_master(data, meta, new_command=new_command)
+                # Gateways elsewhere share a PostgreSQL database: their heartbeats, on its clock, say who runs.
+                window = int(cluster.DOWN_AFTER_S * 1000) if meta_url else None
+                done = keys.rotate_master(data, meta, new_command=new_command, refuse_beside_gateways_ms=window)
             finally:
                 meta.close()
     except DataDirLocked:
         print(f"exastor key rotate-master: {data} is in use by an offline repair or reducer: let it finish",
+              file=sys.stderr)
+        return 2
+    except members.GatewaysRunning as exc:
+        print(f"exastor key rotate-master: {exc}: stop every gateway of the store first (a stopped gateway "
+              f"stops counting {cluster.DOWN_AFTER_S:g} s after its last heartbeat); nothing was changed",
               file=sys.stderr)
         return 2
     except (keys.RotationRefused, SecretsLocked) as exc:
@@ -107,6 +133,10 @@ def _rotate_master(data: Path, new_command: str | None) -> int:
         print(f"old master key kept aside in {done['kept']}")
     elif done["old"]:
         print(f"the old master key ({done['old']}) stays where it was (your secrets manager)")
-    print("the next `exastor serve` takes a fresh metadata copy onto the drives and removes the copies sealed "
-          "under the old key; keep the old key until then, and remove it yourself afterwards")
+    if meta_url:
+        print("every gateway of the store needs the new key before it starts (copy the key file to each "
+              "gateway's DATA, or point key_command at the new key)")
+    else:
+        print("the next `exastor serve` takes a fresh metadata copy onto the drives and removes the copies sealed "
+              "under the old key; keep the old key until then, and remove it yourself afterwards")
     return 0

@@ -6,8 +6,9 @@ import argparse
 import logging
 import os
 import sys
+import threading
 
-from exastor import __version__, metrics
+from exastor import __version__, errors, metrics
 from exastor.config import ConfigError, load
 from exastor.datadir import gateway_id, keys
 from exastor.datadir.lock import DataDirLocked, ServerRunning, serving, shared
@@ -26,12 +27,46 @@ from exastor.errors import data_dir_unusable
 from exastor.gateway import admin, server, tls
 from exastor.gateway.memory import tune_malloc
 from exastor.http import qos
-from exastor.meta import datakeys, leases, sealed_rows
+from exastor.meta import datakeys, leases, members, sealed_rows
 from exastor.meta.postgres import describe
 from exastor.meta.sealing import SecretsLocked
-from exastor.services import metabackup
+from exastor.meta.store import Metadata
+from exastor.services import cluster, metabackup
 
 log = logging.getLogger("exastor.serve")
+
+
+class StartupHeartbeat(threading.Thread):
+    """The master process's own ``members`` row (kind STARTING) while it starts: made before the
+    first secret is read, refreshed every heartbeat interval (a start may take long: segment
+    recovery), and once more on ``stop`` - just before the workers fork and heartbeat as
+    themselves within the down timeout. The cluster manager marks it down, then removes it."""
+
+    def __init__(self, meta: Metadata, address: str) -> None:
+        super().__init__(name="exastor-startup-heartbeat", daemon=True)
+        self.meta, self.address = meta, address
+        self.member_id = f"{members.STARTING} {leases.holder_id()}"
+        self._stop_event = threading.Event()
+        self._beat()  # synchronously: committed before the caller opens a secret
+        self.start()
+
+    def _beat(self) -> None:
+        members.heartbeat(self.meta, self.member_id, members.STARTING, self.address)
+
+    def run(self) -> None:
+        while not self._stop_event.wait(cluster.HEARTBEAT_S):
+            try:
+                self._beat()
+            except errors.Unavailable as exc:  # the database is away: the start fails elsewhere, or beats later
+                log.warning("startup heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=60)
+        try:
+            self._beat()
+        except errors.Unavailable as exc:
+            log.warning("startup heartbeat failed: %s", exc)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
         cfg.tls_cert, cfg.tls_key = str(cert), str(key)
         trust_note = f"{'made ' if made else ''}self-signed; clients trust {ca.resolve()}"
     meta = open_metadata(cfg.data, cfg.meta_url, key_command=cfg.key_command)
+    # On PostgreSQL, before any secret is opened or sealed: this gateway is seen by a master-key rotation
+    # from now until its workers heartbeat as themselves (key_cli.py: it refuses beside a live gateway; one
+    # that rotated just before this heartbeat has committed, and the secrets read below are the new ones).
+    starting = StartupHeartbeat(meta, cluster.gateway_address(cfg.s3_port)) if cfg.meta_url else None
     try:
         try:
             key_id = keys.ensure(cfg.data, meta, command=cfg.key_command).key_id
@@ -183,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
         if journal:  # the journal continues a copy: one must exist that covers every commit made without it
             metabackup.ensure_base_copy(meta, drive_set)
     finally:
+        if starting is not None:
+            starting.stop()  # after one last heartbeat: it covers the workers' start (DOWN_AFTER_S)
         meta.close()  # no database connection may cross the fork into the workers
     cfg.account_name, cfg.account_key = account.name, account.key
     shown_host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host

@@ -21,6 +21,20 @@ from exastor.meta.leases import db_now_ms
 from exastor.meta.store import Metadata
 
 GATEWAY, DRIVE_SERVER = "gateway", "drive-server"
+# A gateway's master process while it starts (gateway/serve_cli.py): it opens, and may seal, secrets
+# before its workers (the members of kind GATEWAY) heartbeat. Its row goes once it is down.
+STARTING = "gateway-starting"
+
+
+class GatewaysRunning(RuntimeError):
+    """Gateways heartbeated recently: something that must not run beside them (a master-key
+    rotation) is refused. ``members`` are the gateways seen."""
+
+    def __init__(self, seen: list[Member], within_ms: int) -> None:
+        self.members = seen
+        names = ", ".join(f"{m.address} ({m.age_s:.1f} s ago)" for m in seen)
+        super().__init__(f"{len(seen)} gateway process(es) heartbeated within the last {within_ms / 1000:g} s "
+                         f"(database clock): {names}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,34 @@ def heartbeat(meta: Metadata, member: str, kind: str, address: str) -> None:
                         "VALUES (?, ?, ?, ?, ?, 'alive')", (member, kind, address, now, now))
 
     meta.runner.write_sync(tx)
+
+
+def refuse_beside_live_gateways(cur: Any, within_ms: int) -> None:
+    """In the caller's write transaction: hold membership still until it ends, then raise
+    GatewaysRunning if any gateway (or starting gateway) heartbeated within ``within_ms``.
+
+    The lock makes the check and the caller's writes one step for the gateways: a gateway whose
+    heartbeat committed before it is seen here (and the caller's transaction rolls back); one that
+    heartbeats after waits until the caller committed, and - since a gateway heartbeats before it
+    opens any secret (gateway/serve_cli.py) - then reads what the caller wrote."""
+    if getattr(cur, "nextval", None) is not None:  # PostgreSQL: before the first SELECT, so the snapshot follows it
+        cur.execute("LOCK TABLE members IN SHARE ROW EXCLUSIVE MODE")  # blocks INSERT/UPDATE of heartbeats
+    # (SQLite: the write transaction already excludes every other writer.)
+    now = db_now_ms(cur)
+    cur.execute("SELECT id, kind, address, started_ms, seen_ms, state FROM members WHERE kind IN (?, ?) "
+                "AND seen_ms >= ? ORDER BY id", (GATEWAY, STARTING, now - within_ms))
+    seen = [Member(r[0], r[1], r[2], int(r[3]), int(r[4]), r[5], now) for r in cur.fetchall()]
+    if seen:
+        raise GatewaysRunning(seen, within_ms)
+
+
+def forget_started(meta: Metadata) -> int:
+    """Remove the rows of starting gateways marked down: their workers heartbeat as themselves."""
+    def tx(cur: Any) -> int:
+        cur.execute("DELETE FROM members WHERE kind = ? AND state = 'down'", (STARTING,))
+        return max(cur.rowcount, 0)
+
+    return meta.runner.write_sync(tx)
 
 
 def mark_down(meta: Metadata, down_after_ms: int) -> list[Member]:

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from exastor.meta import blob as bm
-from exastor.meta import datakeys
+from exastor.meta import datakeys, members
 from exastor.meta.sealing import PREFIX, Sealer, is_sealed, sealed_key_id
 from exastor.meta.store import Metadata, user_context
 
@@ -96,9 +96,18 @@ def _reseal_rows(cur: Any, old: Sealer, new: Sealer, account_context: str) -> in
     return count
 
 
-def reseal_all(meta: Metadata, old: Sealer, new: Sealer, account_context: str) -> int:
-    """Every sealed secret resealed from ``old`` to ``new`` in one transaction; returns how many."""
-    return _rewrite(meta, lambda cur: _reseal_rows(cur, old, new, account_context))
+def reseal_all(meta: Metadata, old: Sealer, new: Sealer, account_context: str, *,
+               refuse_beside_gateways_ms: int | None = None) -> int:
+    """Every sealed secret resealed from ``old`` to ``new`` in one transaction; returns how many.
+    ``refuse_beside_gateways_ms``: first, in the same transaction, raise members.GatewaysRunning
+    if a gateway heartbeated that recently (PostgreSQL: many gateways share the database, and no
+    file lock reaches them)."""
+    def body(cur: Any) -> int:
+        if refuse_beside_gateways_ms is not None:
+            members.refuse_beside_live_gateways(cur, refuse_beside_gateways_ms)
+        return _reseal_rows(cur, old, new, account_context)
+
+    return _rewrite(meta, body)
 
 
 def copies_sealed_under(meta: Metadata) -> str | None:

@@ -79,14 +79,17 @@ class ClusterService:
         done["servers_answered"] = self.probe_drive_servers()
         down = members.mark_down(self.meta, int(DOWN_AFTER_S * 1000))
         for m in down:
+            if m.kind == members.STARTING:
+                continue  # a gateway's master after its start: its workers heartbeat as themselves
             log.warning("cluster manager: %s %s not seen for %.0f s: down", m.kind, m.address, m.age_s)
             if m.kind == members.DRIVE_SERVER:
                 self.queue_repair(m.address)
-        done["marked_down"] = [m.id for m in down]
+        done["marked_down"] = [m.id for m in down if m.kind != members.STARTING]
         if time.monotonic() >= self._next_orphans:
             self._next_orphans = time.monotonic() + ORPHAN_INTERVAL_S
             done["orphans_sealed"] = self.seal_orphans()
         members.forget(self.meta, int(FORGET_AFTER_S * 1000))
+        members.forget_started(self.meta)
         return done
 
     def probe_drive_servers(self) -> list[str]:
