@@ -33,6 +33,18 @@ def test_the_power_cut_harness_catches_a_missing_fsync(tmp_path, site, scenario)
     assert caught, f"{mutant.where} disabled and the harness saw nothing: {evidence}"
 
 
+@pytest.mark.parametrize("where", sorted(fm.TARGETED), ids=lambda w: f"{w[1]}")
+def test_each_targeted_site_is_caught_by_its_power_cut_test(tmp_path, where):
+    """The sites the load-driven scenario reaches too rarely: each one's own test (a power cut at exactly
+    its step, tests/faults/test_power_cut_points.py) must fail on the tree without it."""
+    mutant = _by_function(*where)
+    assert mutant.targeted == fm.TARGETED[where]
+    copy = fm.make_copy(tmp_path)
+    fm.mutate(copy / "src", mutant)
+    caught, evidence = fm.run_detector(copy, mutant, f"test:{mutant.targeted}", cuts=0, seed=0, timeout=240)
+    assert caught, f"{mutant.where} disabled and {mutant.targeted} still passed: {evidence}"
+
+
 def test_local_drive_fsyncs_are_each_caught_by_the_contract_tests(tmp_path):
     for mutant in (s for s in fm.find_sites() if s.detector == "contract"):
         copy = fm.make_copy(tmp_path / f"{mutant.line}")
