@@ -18,7 +18,12 @@ The points (docs/reliability.md):
 - ``<op>.committed`` for the same operations: the transaction is durable, the client has not been
   answered;
 - ``seal.shards_written``, ``seal.committed``, ``repair.written``, ``repair.moved``, ``gc.copied``,
-  ``gc.committed``: between the steps of sealing, repair and compaction.
+  ``gc.committed``: between the steps of sealing, repair and compaction (``seal.committed`` also
+  where a 1+0 segment is sealed as it is, its replica cut back);
+- ``segment.created``: a new open segment's files made (header and directory entry fsynced), before
+  any record; ``meta.copies_retired``: at start, after the metadata copies and journal generations
+  that a fresh copy superseded (secrets in the clear, or under an old master key) were removed
+  (tests/faults/test_power_cut_points.py cuts the power at each).
 
 It lives outside the engine and metadata packages so that both can call it.
 """

@@ -9,8 +9,10 @@ against the copy (``PYTHONPATH`` points the servers, fsck and the harness at it)
 - sites above the drive seam (engine/, services/, meta/): the power-cut scenario
   (``harness.py --only power --stop-at-first``), which ends at the first cut that loses an
   acknowledged byte, shows something half-visible, leaves fsck unclean or keeps the server from
-  starting again - on 6 drives with 4+2, then with the metadata database lost at every cut, then on
-  one drive (SCENARIOS), until one catches it;
+  starting again - on 6 drives with 4+2, then on one drive, then with the metadata database lost at
+  every cut (SCENARIOS), until one catches it. A site whose step the load reaches too rarely to
+  judge has a targeted test first (TARGETED, tests/faults/test_power_cut_points.py: a named crash
+  point at that step, a power cut, and a check of what the fsync is for);
 - sites inside ``LocalDrive`` (drives/local.py): the recorder sits above it and trusts it, so the
   syscall contract tests in tests/unit/test_drive_seam.py (``-k local_``) must fail instead;
 - sites that write no drive (``--data``: keys, certificates, credentials, the restored database;
@@ -53,6 +55,21 @@ UNCOVERED = {
 }
 
 
+# Sites whose step the load-driven scenario reaches too rarely (or whose loss it cannot see), and the
+# test that cuts the power exactly there: (file, function, code) -> pytest node id.
+_CUT_POINTS = "tests/faults/test_power_cut_points.py::"
+TARGETED = {
+    ("exastor/engine/segments.py", "_create", "d.io.fsync(name)"):
+        _CUT_POINTS + "test_a_segment_created_just_before_the_power_went_is_sealed_at_the_next_start",
+    ("exastor/engine/segments.py", "_truncate_replicas", "d.io.fsync(name)"):
+        _CUT_POINTS + "test_a_replica_cut_back_when_sealed_as_it_is_stays_cut_back_after_a_power_cut",
+    ("exastor/services/metabackup.py", "retire_older", "io.sync_dir(BACKUP_DIR)"):
+        _CUT_POINTS + "test_copies_and_journal_files_retired_for_holding_secrets_in_the_clear_stay_gone_after_a_power_cut",
+    ("exastor/services/metabackup.py", "prune_journal", "io.sync_dir(jr.JOURNAL_DIR)"):
+        _CUT_POINTS + "test_copies_and_journal_files_retired_for_holding_secrets_in_the_clear_stay_gone_after_a_power_cut",
+}
+
+
 @dataclass
 class Site:
     file: str        # relative to src/
@@ -64,6 +81,7 @@ class Site:
     function: str    # where it is
     detector: str    # "power", "contract" or "none"
     why_none: str = ""
+    targeted: str = ""   # power sites: a test that cuts the power at exactly this step, tried first
     caught: bool | None = None
     scenario: str = ""   # the detector run last (a SCENARIOS name, or "contract")
     evidence: str = ""
@@ -103,9 +121,10 @@ def find_sites(src: Path = SRC) -> list[Site]:
                 detector, why = "contract", ""
             else:
                 detector, why = "power", ""
+            function = owners.get(id(target), "<module>")
+            targeted = TARGETED.get((rel, function, ast.unparse(target)), "") if detector == "power" else ""
             sites.append(Site(rel, target.lineno, target.col_offset, target.end_lineno or target.lineno,
-                              target.end_col_offset or 0, ast.unparse(target), owners.get(id(target), "<module>"),
-                              detector, why))
+                              target.end_col_offset or 0, ast.unparse(target), function, detector, why, targeted))
     return sorted(sites, key=lambda s: (s.file, s.line, s.col))
 
 
@@ -146,9 +165,9 @@ def run_detector(copy: Path, site: Site | None, detector: str, cuts: int, seed: 
     """Run ``detector`` against the copy; (failed, evidence)."""
     env = dict(os.environ, PYTHONPATH=str(copy / "src"), PYTHONDONTWRITEBYTECODE="1")
     env.pop("EXASTOR_FAULTS", None)
-    if detector == "contract":
-        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-               "tests/unit/test_drive_seam.py", "-k", "local_"]
+    if detector == "contract" or detector.startswith("test:"):
+        where = ["tests/unit/test_drive_seam.py", "-k", "local_"] if detector == "contract" else [detector[5:]]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", *where]
     else:
         work = copy / "work"
         shutil.rmtree(work, ignore_errors=True)
@@ -160,9 +179,9 @@ def run_detector(copy: Path, site: Site | None, detector: str, cuts: int, seed: 
         done = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return True, f"timed out after {timeout:.0f} s (counted as caught: the store stopped answering)"
-    if detector == "contract":
-        failed = [ln for ln in done.stdout.splitlines() if ln.startswith("FAILED")]
-        return done.returncode != 0, (failed[0] if failed else done.stdout[-300:]).strip()
+    if detector == "contract" or detector.startswith("test:"):
+        failed = [ln for ln in done.stdout.splitlines() if ln.startswith(("FAILED", "E  "))]
+        return done.returncode != 0, (" | ".join(failed[:3]) if failed else done.stdout[-300:]).strip()
     result = copy / "result.json"
     if result.exists():
         res = json.loads(result.read_text())
@@ -189,7 +208,8 @@ def check_sites(sites: list[Site], cuts: int, seed: int, timeout: float, log: bo
             check_copy_is_used(copy)
             mutate(copy / "src", site)
             started = time.monotonic()
-            tries = (scenarios or list(SCENARIOS)) if site.detector == "power" else [site.detector]
+            tries = (([f"test:{site.targeted}"] if site.targeted else []) + (scenarios or list(SCENARIOS))
+                     if site.detector == "power" else [site.detector])
             for detector in tries:
                 site.caught, site.evidence = run_detector(copy, site, detector, cuts, seed, timeout)
                 site.scenario = detector
@@ -225,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"seed": args.seed, "cuts": args.cuts}
     if args.baseline:
         out["baseline"] = {}
-        for detector in (*(args.scenario or SCENARIOS), "contract"):
+        for detector in (*(args.scenario or SCENARIOS), "contract",
+                         *sorted({f"test:{t}" for t in TARGETED.values()})):
             with tempfile.TemporaryDirectory(prefix="exastor-mutant-") as tmp:
                 copy = make_copy(Path(tmp))
                 failed, evidence = run_detector(copy, None, detector, args.cuts, args.seed, args.timeout)

@@ -437,6 +437,91 @@ def test_an_unsynced_truncate_of_bytes_from_before_the_recording_may_be_undone(t
     assert Path(drive.label, "segments/a").read_bytes() == b"1" * 40
 
 
+def test_a_put_makes_the_earlier_changes_in_its_directory_durable(tmp_path):
+    """LocalDrive.put fsyncs its directory after the link: the unlinks and creates that returned
+    before it in that directory survive a power cut (no garbage comes back to be swept again);
+    changes in other directories do not."""
+    drive, _ = _faulty(tmp_path, {"record": str(tmp_path / "journal")})
+    drive.put("shards/old", b"o" * 10)
+    drive.create("segments/s", b"s" * 64)
+    drive.fsync("segments/s")
+    drive.sync_dir("segments")
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    drive.unlink("shards/old")
+    drive.create("shards/made", b"m" * 10)
+    drive.fsync("shards/made")
+    drive.unlink("segments/s")                           # another directory: no put fsyncs it
+    drive.put("shards/new", b"n" * 10)
+    cut = power_cut(tmp_path / "journal", random.Random(0), "drop")[drive.label]
+    root = Path(drive.label)
+    assert not (root / "shards/old").exists()
+    assert (root / "shards/made").read_bytes() == b"m" * 10
+    assert (root / "shards/new").read_bytes() == b"n" * 10
+    assert (root / "segments/s").read_bytes() == b"s" * 64
+    assert cut.entries_undone == 1
+
+
+def test_a_change_still_in_flight_when_a_directory_fsync_began_is_not_covered_by_it(tmp_path):
+    """The journal's order is the order of the moments: an unlink whose call had not returned when
+    another thread's directory fsync began may reach the directory after that fsync - undone."""
+    drive, _ = _faulty(tmp_path, {"record": str(tmp_path / "journal")})
+    drive.put("shards/a", b"a" * 10)
+    drive.put("shards/b", b"b" * 10)
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    inner_unlink = drive.inner.unlink
+
+    def unlink_while_another_thread_fsyncs(name: str) -> bool:
+        drive.sync_dir("shards")       # begins and ends inside the unlink call, before the unlink itself
+        return inner_unlink(name)
+
+    drive.inner.unlink = unlink_while_another_thread_fsyncs  # type: ignore[method-assign]
+    drive.unlink("shards/a")
+    drive.inner.unlink = inner_unlink  # type: ignore[method-assign]
+    drive.unlink("shards/b")
+    drive.sync_dir("shards")           # began after both returned: covers both
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    assert not Path(drive.label, "shards/a").exists() and not Path(drive.label, "shards/b").exists()
+    drive.put("shards/c", b"c" * 10)
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    drive.inner.unlink = unlink_while_another_thread_fsyncs  # type: ignore[method-assign]
+    drive.unlink("shards/c")           # the only fsync began before it returned
+    cut = power_cut(tmp_path / "journal", random.Random(0), "drop")[drive.label]
+    assert Path(drive.label, "shards/c").read_bytes() == b"c" * 10
+    assert cut.entries_undone == 1
+
+
+def test_a_rename_or_put_whose_directory_fsync_failed_is_undone(tmp_path):
+    """Durable only once the call returned: a rename or put that raised after the link or rename
+    (its directory fsync failed, or the process died there) may be lost with the power."""
+    drive, _ = _faulty(tmp_path, {"record": str(tmp_path / "journal")})
+    drive.create("meta/x.tmp", b"x" * 20)
+    drive.fsync("meta/x.tmp")
+    drive.sync_dir("meta")
+    drive.put("meta/old", b"old")
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+
+    def failing_sync_dir(directory: str = "") -> None:
+        raise OSError(errno.EIO, "injected")
+
+    inner_sync_dir = drive.inner.sync_dir
+    drive.inner.sync_dir = failing_sync_dir  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        drive.rename("meta/x.tmp", "meta/old")
+    with pytest.raises(OSError):
+        drive.put("meta/y", b"y")
+    drive.inner.sync_dir = inner_sync_dir  # type: ignore[method-assign]
+    root = Path(drive.label)
+    assert (root / "meta/old").read_bytes() == b"x" * 20 and (root / "meta/y").exists()
+    cut = power_cut(tmp_path / "journal", random.Random(0), "drop")[drive.label]
+    assert (root / "meta/x.tmp").read_bytes() == b"x" * 20
+    assert (root / "meta/old").read_bytes() == b"old"
+    assert not (root / "meta/y").exists()
+    assert cut.entries_undone == 2
+    drive.rename("meta/x.tmp", "meta/old")   # returned: both directories fsynced
+    power_cut(tmp_path / "journal", random.Random(0), "drop")
+    assert (root / "meta/old").read_bytes() == b"x" * 20 and not (root / "meta/x.tmp").exists()
+
+
 # --- LocalDrive's own durability (what the power-cut recorder trusts) -----------------------------------
 # The recorder sits above LocalDrive and takes a fsync, put, rename or write_at that returned as durable.
 # These tests check the system calls beneath: the file and directory fsyncs each promise needs, in the

@@ -203,7 +203,7 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
         f.flush()
-        os.fsync(f.fileno())
+        os.fsync(f.fileno())  # not a drive: credentials in --data
 
 
 ACCOUNT_FILE = "blob-account.toml"

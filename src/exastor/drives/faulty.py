@@ -16,19 +16,31 @@ absolute directory), values a rule set:
 =================  ============================================================================
 
 Power cuts. With ``record``, every change is journaled (one JSON line per event, appended by every
-process using the drive): creates, writes, fsyncs with the file length when the fsync began,
-truncates, renames, unlinks (the unlinked file and any bytes a truncate or rename would lose are
-kept in a stash), and directory fsyncs. ``power_cut`` then, once every process using the drives
-has stopped (kill -9), makes each drive look as it would after a power failure at that moment:
+process using the drive): file writes, fsyncs with the file length when the fsync began, truncates,
+and the directory changes (create, ``put``, rename, unlink) each as an intent line before the call
+(the unlinked file and any bytes a truncate or rename would lose are kept in a stash) and a done line
+after it returned; directory fsyncs as a begin line before the call and an end line after it. The
+order of lines in the journal is the order of those moments across processes, so a directory fsync
+covers exactly the changes whose done line precedes its begin line - a change still in flight when
+the fsync began is not covered, however the lines of other threads interleave. ``put`` (write a
+temporary file, fsync it, link it, fsync the directory) and ``rename`` (fsyncs of both directories)
+journal the directory fsyncs they make as such. ``power_cut`` then, once every process using the
+drives has stopped (kill -9), makes each drive look as it would after a power failure at that
+moment:
 
 - every file is cut back to its length at its last successful fsync (``drop``), or to a random
   point between that and its current length with a random 512-byte sector of the unsynced part
   possibly zeroed, as a disk that wrote some unsynced sectors and not others would (``tear``);
-- creates, renames and unlinks not followed by a fsync of their directory are undone.
+- a create, put, rename or unlink survives only if a fsync of its directory (of both directories,
+  for a rename across two) began after it returned; every other one is undone, newest first
+  (one whose done line is missing, the process killed inside the call, is undone as far as it
+  happened).
 
 What it trusts: the journal lines reach the page cache before the process dies (kill -9 keeps
-the page cache) and that a fsync that returned made everything written before it began durable.
-It does not model the metadata database (not a drive; SQLite with ``synchronous=FULL``).
+the page cache) and that a fsync that returned made everything written before it began durable,
+and a directory fsync every entry change in that directory that returned before it began.
+``put``'s temporary file is not modelled (its name is never read: swept as a leftover). It does not
+model the metadata database (not a drive; SQLite with ``synchronous=FULL``).
 """
 
 from __future__ import annotations
@@ -118,16 +130,16 @@ class FaultyDrive(DriveIO):
     # --- files that grow -----------------------------------------------------------------
     def create(self, name: str, data: Buffers = b"") -> None:
         rec = self._recorder(self._check("create", name, WRITE))
-        if rec:
-            rec.event("C", name)
+        token = rec.intent("C", name) if rec else ""
         try:
             self.inner.create(name, data)
-        except OSError:
-            if rec:
-                rec.event("X", name)
+        except FileExistsError:
+            if rec:  # the name was someone else's: this create changed nothing
+                rec.event("X", token)
             raise
         if rec:
             rec.event("W", name, 0, sum(len(p) for p in pieces(data)))
+            rec.event("K", token)
 
     def append(self, name: str, offset: int, data: Buffers, *, epoch: int = 0) -> None:
         rec = self._recorder(self._check("append", name, WRITE))
@@ -165,15 +177,25 @@ class FaultyDrive(DriveIO):
 
     def sync_dir(self, directory: str = "") -> None:
         rec = self._recorder(self._check("sync_dir", directory, FSYNC))
+        began = rec.intent("B", directory) if rec else ""
         self.inner.sync_dir(directory)
         if rec:
-            rec.event("D", directory)
+            rec.event("D", began)
 
     def put(self, name: str, data: Buffers | Iterable[Piece]) -> None:
         rec = self._recorder(self._check("put", name, WRITE))
-        self.inner.put(name, data)
+        token = began = ""
         if rec:
-            rec.event("P", name)
+            token = rec.intent("p", name, _exists(self.inner, name))
+            began = rec.intent("B", parent(name))  # put's own fsync of the directory starts after this line
+        try:
+            self.inner.put(name, data)
+        except FileExistsError:
+            if rec:
+                rec.event("X", token)
+            raise
+        if rec:  # the file fsynced, linked, and its directory fsynced: durable with what preceded `began`
+            rec.event("P", name, token, began)
 
     # --- reading ------------------------------------------------------------------------------
     def pread(self, name: str, offset: int, length: int) -> bytes:
@@ -195,17 +217,21 @@ class FaultyDrive(DriveIO):
     # --- the namespace -------------------------------------------------------------------------
     def rename(self, src: str, dst: str) -> None:
         rec = self._recorder(self._check("rename", src, CHANGE))
+        token, began = "", []
         if rec:
-            rec.event("R", src, dst, rec.stash(self.inner, dst, 0))
+            token = rec.intent("R", src, dst, rec.stash(self.inner, dst, 0))
+            began = [rec.intent("B", d) for d in dict.fromkeys((parent(dst), parent(src)))]
         self.inner.rename(src, dst)
-        if rec:
-            rec.event("D", parent(dst))
+        if rec:  # renamed, and both directories fsynced after it (LocalDrive.rename)
+            rec.event("RD", token, *began)
 
     def unlink(self, name: str) -> bool:
         rec = self._recorder(self._check("unlink", name, CHANGE))
+        token = rec.intent("U", name, rec.stash(self.inner, name, 0)) if rec else ""
+        gone = self.inner.unlink(name)
         if rec:
-            rec.event("U", name, rec.stash(self.inner, name, 0))
-        return self.inner.unlink(name)
+            rec.event("K", token)
+        return gone
 
     # --- the drive -------------------------------------------------------------------------------
     def space(self) -> Space:
@@ -251,11 +277,19 @@ class Journal:
         (directory / "stash").mkdir(exist_ok=True)
         self.path = directory / _journal_name(label)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._count = 0  # tokens are pid.thread.count: unique even if two threads read one count
         if os.fstat(self._fd).st_size == 0:
             self.event("L", label)
 
     def event(self, *fields: Any) -> None:
         os.write(self._fd, (json.dumps(fields) + "\n").encode())  # one write: lines never interleave
+
+    def intent(self, op: str, *fields: Any) -> str:
+        """Journal the start of ``op``; returns the token its done line (or end line) names."""
+        self._count += 1
+        token = f"{os.getpid()}.{threading.get_ident()}.{self._count}"
+        self.event(op, *fields, token)
+        return token
 
     def stash(self, drive: DriveIO, name: str, keep_from: int) -> str:
         """Keep ``name``'s bytes from ``keep_from`` on (what an unsynced truncate/unlink/rename may lose)."""
@@ -308,21 +342,46 @@ def power_cut(record_dir: Path, rng: random.Random, mode: str = "drop",
     return out
 
 
+@dataclass
+class _Change:
+    """One directory change (create, put, rename, unlink) as journaled: durable once a fsync of each
+    of its directories began after it returned."""
+
+    kind: str
+    name: str
+    dirs: tuple[str, ...]
+    dst: str = ""
+    stash: str = ""
+    state: _File | None = None      # unlink: the file's state; rename: the state of what dst held before
+    existed: bool = False           # put: the name existed when it began (the put cannot have made it)
+    done: bool = False              # its done line was journaled: it returned
+    covered: set[str] = field(default_factory=set)   # directories fsynced since it returned
+
+    @property
+    def durable(self) -> bool:
+        return self.covered >= set(self.dirs)
+
+
 def _cut_one(drive: DriveIO, events: list[list[Any]], stash: Path, rng: random.Random, mode: str) -> PowerCut:
     report = PowerCut(drive.label)
     files: dict[str, _File] = {}
-    pending: dict[str, list[tuple[Any, ...]]] = {}   # directory -> changes not yet made durable
+    changes: dict[str, _Change] = {}                 # token -> change, in journal order
+    fsyncs: dict[str, list[tuple[str, str]]] = {}    # a directory fsync begun -> the changes it covers
     for ev in events:
-        op, name = ev[0], ev[1]
-        f = files.setdefault(name, _File()) if op in ("C", "W", "F", "T") else None
+        op = ev[0]
+        f = files.setdefault(ev[1], _File()) if op in ("W", "F", "T") else None
         if op == "C":
-            files[name] = f = _File(durable=0, new=True)
-            pending.setdefault(parent(name), []).append(("create", name))
-        elif op == "X":  # the create failed: the name was someone else's
-            files.pop(name, None)
-            entries = pending.get(parent(name), [])
-            if ("create", name) in entries:
-                entries.remove(("create", name))
+            files[ev[1]] = _File(durable=0, new=True)
+            changes[ev[2]] = _Change("create", ev[1], (parent(ev[1]),))
+        elif op == "p":
+            changes[ev[3]] = _Change("put", ev[1], (parent(ev[1]),), existed=ev[2])
+        elif op == "X":  # the create or put found the name taken: it changed nothing
+            failed = changes.pop(ev[1], None)
+            if failed is not None and failed.kind == "create":
+                files.pop(failed.name, None)
+        elif op == "K":
+            if ev[1] in changes:
+                changes[ev[1]].done = True
         elif op == "W":
             if f is not None and f.durable is None:
                 f.durable = ev[2]  # it existed before recording began, this long
@@ -336,35 +395,59 @@ def _cut_one(drive: DriveIO, events: list[list[Any]], stash: Path, rng: random.R
                 f.durable = ev[2] + (stash / ev[3]).stat().st_size
             if f.durable is not None and ev[2] < f.durable and ev[3]:
                 f.lost_tail.append((ev[2], ev[3]))  # durable bytes an unsynced truncate cut
-        elif op == "P":
-            files[name] = _File()  # published durably by put
         elif op == "R":
-            moved = files.pop(name, _File())
-            pending.setdefault(parent(ev[2]), []).append(("rename", name, ev[2], ev[3], files.get(ev[2])))
-            files[ev[2]] = moved
+            src, dst, kept, token = ev[1:5]
+            moved = files.pop(src, _File())
+            changes[token] = _Change("rename", src, tuple(dict.fromkeys((parent(dst), parent(src)))), dst=dst,
+                                     stash=kept, state=files.get(dst))
+            files[dst] = moved
         elif op == "U":
-            pending.setdefault(parent(name), []).append(("unlink", name, ev[2], files.pop(name, _File())))
+            changes[ev[3]] = _Change("unlink", ev[1], (parent(ev[1]),), stash=ev[2], state=files.pop(ev[1], _File()))
+        elif op == "B":  # a directory fsync begins: it covers the changes in it that returned before now
+            directory, began = ev[1], ev[2]
+            fsyncs[began] = [(t, directory) for t, c in changes.items() if c.done and directory in c.dirs]
         elif op == "D":
-            pending.pop(name, None)
+            _covered(changes, fsyncs.pop(ev[1], []))
+        elif op == "P":  # put returned: its file durable, linked, and its directory fsynced after the link
+            name, token, began = ev[1:4]
+            files[name] = _File()
+            if token in changes:
+                changes[token].done = True
+                changes[token].covered.add(parent(name))
+            _covered(changes, fsyncs.pop(began, []))
+        elif op == "RD":  # rename returned: renamed, then both directories fsynced
+            token, began = ev[1], ev[2:]
+            if token in changes:
+                changes[token].done = True
+                changes[token].covered.update(changes[token].dirs)
+            for b in began:
+                _covered(changes, fsyncs.pop(b, []))
     # Undo the directory changes no directory fsync made durable, newest first.
-    for changes in pending.values():
-        for change in reversed(changes):
-            report.entries_undone += 1
-            if change[0] == "create":
-                drive.unlink(change[1])
-                files.pop(change[1], None)
-            elif change[0] == "rename":
-                _, src, dst, old, before = change
-                drive.rename(dst, src)
-                files[src] = files.pop(dst, _File())
-                if old:
-                    _restore(drive, dst, stash / old)
-                    files[dst] = before or _File()
-            else:
-                _, name, kept, state = change
-                if kept:
-                    _restore(drive, name, stash / kept)
-                    files[name] = state
+    for change in reversed(list(changes.values())):
+        if change.durable:
+            continue
+        report.entries_undone += 1
+        if change.kind in ("create", "put"):
+            if not change.existed:
+                drive.unlink(change.name)
+                files.pop(change.name, None)
+        elif change.kind == "rename":
+            src, dst = change.name, change.dst
+            if change.done or not _exists(drive, src):  # killed inside the call: undo what happened
+                try:
+                    drive.rename(dst, src)
+                except FileNotFoundError:
+                    pass  # it failed, or never began: neither name changed
+                else:
+                    if change.stash:
+                        _restore(drive, dst, stash / change.stash)
+            files[src] = files.pop(dst, _File())
+            if change.state is not None:
+                files[dst] = change.state
+        else:
+            if change.stash:
+                _restore(drive, change.name, stash / change.stash)
+                files[change.name] = change.state or _File()
     # Cut every file back to what its last fsync made durable.
     for name, f in files.items():
         if f.durable is None:
@@ -398,6 +481,21 @@ def _cut_one(drive: DriveIO, events: list[list[Any]], stash: Path, rng: random.R
             pass
     drive.release(list(files))
     return report
+
+
+def _covered(changes: dict[str, _Change], covers: list[tuple[str, str]]) -> None:
+    """A directory fsync returned: the changes that had returned before it began are durable there."""
+    for token, directory in covers:
+        if token in changes:
+            changes[token].covered.add(directory)
+
+
+def _exists(drive: DriveIO, name: str) -> bool:
+    try:
+        drive.stat(name)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def _restore(drive: DriveIO, name: str, kept: Path) -> None:

@@ -164,6 +164,7 @@ class SegmentLog:
                     failed = (d, exc)
                     break
             if failed is None:
+                crash_point("segment.created")  # its files made (header fsynced, entry durable), no record yet
                 return seg, [d.id for d in placed]
             for d in made:  # only the files this call created (O_EXCL): never one it found there
                 try:
@@ -519,6 +520,7 @@ class SegmentLog:
                 self.meta.set_segment_state_sync(segment, "sealed", len(data))
             else:
                 commit_seal(self.meta, segment, 1, 0, 0, len(data), [], epoch=epoch)
+            crash_point("seal.committed")  # sealed as it is: the replica cut back to the size just committed
             return
         data_shards = erasure.split(data, g.k)
         all_shards = data_shards + erasure.encode(data_shards, g.m)

@@ -10,6 +10,7 @@ import threading
 
 from exastor import __version__, errors, metrics
 from exastor.config import ConfigError, load
+from exastor.crashpoints import crash_point
 from exastor.datadir import gateway_id, keys
 from exastor.datadir.lock import DataDirLocked, ServerRunning, serving, shared
 from exastor.datadir.opening import (
@@ -213,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
                                         fresh[0].taken_ns)
                 if journal:  # only drives whose identity verified: never sweep an offline or foreign one
                     metabackup.prune_journal([d.io for d in drive_set.all if drive_set.readable(d.id)])
+                crash_point("meta.copies_retired")  # the superseded copies and journal files just removed
                 if under_old_key:
                     sealed_rows.forget_copies_sealed_under(meta)
                     log.warning("metadata copies sealed under master key %s replaced by a fresh copy: "
