@@ -73,14 +73,37 @@ class PgCluster:
         return proc
 
     def start(self) -> None:
-        self.data.mkdir()
-        self.socket_dir.mkdir()
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam("postgres")
-            for p in (self.root, self.data, self.socket_dir):
-                os.chown(p, owner.pw_uid, owner.pw_gid)
+        self._make_dirs(self.data)
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user, "-A", "trust",
                   "-E", "UTF8", "--no-sync", "--no-instructions")
+        self._start_server()
+
+    def start_standby_of(self, primary: PgCluster) -> None:
+        """A streaming hot standby of ``primary`` (pg_basebackup -R over its socket): read-only until
+        ``promote()``."""
+        self._make_dirs()
+        self._run(str(self.bindir / "pg_basebackup"), "-h", str(primary.socket_dir), "-U", primary.user,
+                  "-D", str(self.data), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync")
+        self._start_server()
+
+    def promote(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "promote", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT_S),
+                  timeout=START_TIMEOUT_S + 30)
+
+    def crash(self) -> None:
+        """Stop at once, as a dying server would: no checkpoint, every connection cut."""
+        self._run(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data), "-m", "immediate", "-w", "-t",
+                  str(START_TIMEOUT_S), timeout=START_TIMEOUT_S + 30)
+
+    def _make_dirs(self, *more: Path) -> None:
+        for p in (*more, self.socket_dir):
+            p.mkdir()
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            for p in (self.root, *more, self.socket_dir):
+                os.chown(p, owner.pw_uid, owner.pw_gid)
+
+    def _start_server(self) -> None:
         options = (f"-c listen_addresses='' -k {self.socket_dir} -c max_connections=200 "
                    "-c shared_buffers=64MB -c log_min_messages=warning " + self.extra_options)
         self._run(str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT_S),

@@ -9,7 +9,7 @@ import os
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import s3_client, start_server, wait_until
+from conftest import exastor, s3_client, start_server, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,19 @@ def test_blob_front_end(pg_server):
     lease.release()
     assert [b.name for b in container.list_blobs()] == ["b"]
     service.delete_container("pgctr")
+
+
+def test_fsck_over_postgresql(pg_server):
+    """`exastor fsck --meta URL` verifies a store whose metadata is in PostgreSQL; repairs are refused."""
+    s3 = s3_client(pg_server)
+    s3.create_bucket(Bucket="pgfsck")
+    s3.put_object(Bucket="pgfsck", Key="k", Body=os.urandom(300_000))
+    url = pg_server.extra_args[pg_server.extra_args.index("--meta") + 1]
+    checked = exastor("fsck", "--meta", url, data_dir=pg_server.data_dir, check=False)
+    assert checked.returncode == 0 and checked.stdout.rstrip().endswith("clean"), checked.stdout + checked.stderr
+    assert "corrupt chunks      : 0" in checked.stdout
+    refused = exastor("fsck", "--meta", url, "--repair", data_dir=pg_server.data_dir, check=False)
+    assert refused.returncode == 2 and "only verification" in refused.stderr
 
 
 def test_database_down_answers_503_and_recovers(tmp_path, pg_cluster):

@@ -21,6 +21,16 @@ SQLite run here (meta/store.py, "The metadata contract"); what differs is in thi
   down, unreachable, restarting or out of disk gives errors.Unavailable / InsufficientStorage (503
   / 507 to clients), logged as one line, never a traceback; broken pooled connections are dropped
   and the work retried on a fresh one when nothing had been sent.
+* Failover (Patroni): the URL names every node and ``target_session_attrs=read-write``, so a new
+  connection finds the primary. A server that answers "read-only" (SQLSTATE 25006: a demoted
+  primary, or one an operator made read-only) refused the statement, so nothing committed: the
+  connection is closed, the pool drained (its other connections lead to the same server) and the
+  body re-run on a fresh connection; until a primary answers, the caller gets errors.Unavailable
+  (503). A dead host (power, link) sends no RST: TCP keepalives and ``tcp_user_timeout``
+  (TCP_USER_TIMEOUT_MS) break such a connection within seconds instead of the kernel's ~15 minutes,
+  unless the URL sets them itself. A COMMIT whose wait for the synchronous standby was cancelled
+  (PostgreSQL then reports success for a commit only the old primary has) is not acknowledged
+  either: errors.Unavailable, as for any COMMIT of unknown outcome.
 * ``data_version()``: a local number, moved by a listener thread that hears the NOTIFY which the
   ``bucket_version`` row's trigger sends on every bucket or setting change (schema
   migrations/postgres/0001), and by this process's own such commits at once. While the listener is
@@ -59,6 +69,11 @@ CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 5.0
 STATEMENT_TIMEOUT_MS = 30_000
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+# A host that vanished (power, link, partition) answers nothing, not even a reset: after
+# TCP_USER_TIMEOUT_MS of unacknowledged data, or KEEPALIVE_* of silence on an idle connection, the
+# kernel breaks the connection and the pool replaces it (libpq options; a URL may set its own).
+TCP_USER_TIMEOUT_MS = 8_000
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 4, 1, 4
 # Conflicts are re-run with full-jitter exponential backoff for up to RETRY_BUDGET_S: rows every
 # writer touches (the reference count of a chunk that many concurrent objects share) make
 # REPEATABLE READ writers take turns, like a randomized lock; the budget stays below clients' timeouts.
@@ -87,6 +102,21 @@ def is_url(meta: str | None) -> bool:
     return bool(meta) and str(meta).startswith(("postgresql://", "postgres://"))
 
 
+def connection_options(url: str) -> dict[str, Any]:
+    """psycopg.connect's keyword arguments for ``url``: timeouts, and the TCP settings that notice a
+    dead host, each unless the URL chose its own (libpq ignores them on a Unix socket)."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        given = {}
+    options: dict[str, Any] = {"autocommit": True}
+    defaults = {"connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": KEEPALIVE_IDLE_S,
+                "keepalives_interval": KEEPALIVE_INTERVAL_S, "keepalives_count": KEEPALIVE_COUNT,
+                "tcp_user_timeout": TCP_USER_TIMEOUT_MS}
+    options.update({name: value for name, value in defaults.items() if name not in given})
+    return options
+
+
 def describe(url: str) -> str:
     """The URL without its password, for messages."""
     try:
@@ -100,6 +130,8 @@ def describe(url: str) -> str:
 
 def store_error(exc: BaseException) -> errors.StoreError:
     """The protocol-neutral meaning of a driver failure."""
+    if isinstance(exc, pgerr.ReadOnlySqlTransaction):
+        return errors.Unavailable("the metadata database is read-only (a failover may be under way); retry")
     if isinstance(exc, pgerr.DiskFull):
         return errors.InsufficientStorage("the metadata database is out of disk space")
     if isinstance(exc, pgerr.QueryCanceled):
@@ -194,7 +226,9 @@ class PostgresRunner:
         self.url = url
         self.where = describe(url)
         self._closed = False
-        self._kwargs = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
+        self._kwargs = connection_options(url)
+        self._pool_check_lock = threading.Lock()
+        self._pool_checking = False
         self._statement_timeout_ms = int(statement_timeout_ms)
         self.schema_versions = self._migrate()
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_max, kwargs=self._kwargs,
@@ -226,6 +260,17 @@ class PostgresRunner:
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
         conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}")
+        conn.add_notice_handler(_note_sync_wait_cancelled)
+
+    def _replace_connections(self) -> None:
+        """Every pooled connection leads to a server that just failed or stopped being the primary:
+        close the idle ones and open new ones (the URL's target_session_attrs finds the primary).
+        Without a network round trip, so the calling thread is not held by a dead host; connections
+        out on loan are replaced when they come back."""
+        try:
+            self._pool.drain()
+        except Exception as exc:  # noqa: BLE001 - a pool being closed: nothing to replace
+            log.debug("metadata pool drain: %s", exc)
 
     def _migrate(self) -> tuple[int, int]:
         with self._connect() as conn:
@@ -252,6 +297,11 @@ class PostgresRunner:
                 if begin is not None:
                     conn.execute(begin)
                 result = fn(cur)
+            except pgerr.ReadOnlySqlTransaction as exc:
+                # The server refused the statement (a demoted primary): nothing of this transaction
+                # committed. Close the connection, so the pool never lends it again, and go again.
+                conn.close()
+                raise _NotSent(exc, stale_primary=True) from exc
             except BaseException as exc:
                 if conn.broken or conn.closed:
                     # The connection is gone (the server restarted, the network failed): the server
@@ -262,6 +312,7 @@ class PostgresRunner:
                     _rollback(conn)
                 raise
             if begin is not None:
+                _commit_notices.sync_wait_cancelled = False
                 try:
                     conn.execute("COMMIT")
                 except psycopg.Error as exc:
@@ -270,6 +321,11 @@ class PostgresRunner:
                     if idempotent:
                         raise _NotSent(exc) from exc
                     raise _Unknown(exc) from exc
+                if _commit_notices.sync_wait_cancelled and not idempotent:
+                    # Committed on this server alone, never on its synchronous standby: a failover
+                    # now would lose it. Not acknowledged (the client retries the whole request).
+                    conn.close()
+                    raise _Unknown(psycopg.OperationalError("the synchronous standby never confirmed the commit"))
             return result, cur.bumped
 
     def _run(self, fn: Callable[[PgCursor], T], begin: str | None, *, write: bool) -> T:
@@ -282,10 +338,13 @@ class PostgresRunner:
                     self._seen(bumped)
                 return result
             except _NotSent as wrapped:
+                if wrapped.stale_primary:
+                    self._replace_connections()  # the others lead to the same read-only server
+                else:
+                    self._check_pool()  # the database restarted: drop every broken idle connection
                 if attempt >= 3:
                     log.warning("metadata database %s unreachable: %s", self.where, str(wrapped.error).strip())
                     raise store_error(wrapped.error) from wrapped.error
-                self._pool.check()  # the database restarted: drop every broken idle connection
             except _Unknown as wrapped:
                 log.warning("metadata database %s failed during a COMMIT (outcome unknown): %s",
                             self.where, str(wrapped.error).strip())
@@ -305,6 +364,26 @@ class PostgresRunner:
                 log.warning("metadata database %s: %s", self.where, str(exc).strip())
                 raise store_error(exc) from exc
         raise AssertionError("unreachable")
+
+    def _check_pool(self) -> None:
+        """Drop the pool's broken idle connections, on a thread of its own and one check at a time:
+        checking is a round trip on each idle connection, which against a dead host lasts until
+        TCP_USER_TIMEOUT_MS - never on the caller's thread (it may be the event loop's)."""
+        with self._pool_check_lock:
+            if self._pool_checking or self._closed:
+                return
+            self._pool_checking = True
+
+        def check() -> None:
+            try:
+                self._pool.check()
+            except Exception as exc:  # noqa: BLE001 - a pool being closed: nothing to check
+                log.debug("metadata pool check: %s", exc)
+            finally:
+                with self._pool_check_lock:
+                    self._pool_checking = False
+
+        threading.Thread(target=check, name="exastor-pg-check", daemon=True).start()
 
     # -- reads ------------------------------------------------------------------------------
     def read(self, fn: Callable[[PgCursor], T], *, snapshot: bool = True) -> T:
@@ -386,12 +465,26 @@ def _rollback(conn: psycopg.Connection) -> None:
         pass  # a broken connection: the pool discards it; the server rolls the transaction back
 
 
-class _NotSent(Exception):
-    """The connection failed before the unit's first statement: safe to try another connection."""
+# A COMMIT whose wait for the synchronous standby was cancelled (statement_timeout, a cancel
+# request) is reported committed by PostgreSQL, with a warning, though only this server has it. The
+# warning reaches the notice handler on the thread that runs the COMMIT: a flag per thread, cleared
+# before each COMMIT and read after it.
+_commit_notices = threading.local()
 
-    def __init__(self, error: BaseException) -> None:
+
+def _note_sync_wait_cancelled(notice: psycopg.errors.Diagnostic) -> None:
+    if "wait for synchronous replication" in (notice.message_primary or ""):
+        _commit_notices.sync_wait_cancelled = True
+
+
+class _NotSent(Exception):
+    """The connection failed before the unit's first statement, or the server refused the statement
+    as read-only (``stale_primary``): nothing committed, safe to try another connection."""
+
+    def __init__(self, error: BaseException, *, stale_primary: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
+        self.stale_primary = stale_primary
 
 
 class _Unknown(Exception):

@@ -66,11 +66,12 @@ class FsckReport:
         return d
 
 
-def open_log(meta: Metadata, segments_dir: Path) -> SegmentLog:
+def open_log(meta: Metadata, segments_dir: Path, base: Path | None = None) -> SegmentLog:
     """A read-side segment log over the store's drives (those in the database, else the one drive
-    whose segment directory is ``segments_dir``, a store from before the drives table)."""
+    whose segment directory is ``segments_dir``, a store from before the drives table); ``base``:
+    the data directory that drive paths stored relative are relative to."""
     known = meta.drive_count()
-    return SegmentLog(DriveSet(meta, None if known else [segments_dir.parent], adopt=not known), meta)
+    return SegmentLog(DriveSet(meta, None if known else [segments_dir.parent], adopt=not known, base=base), meta)
 
 
 class _FoundFirst:
@@ -232,12 +233,12 @@ def _segment_files(drive: Any) -> list[int]:
     return out
 
 
-def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress: Progress | None = None
-          ) -> FsckReport:
+def check(meta: Metadata, segments_dir: Path, *, repair: bool = False, progress: Progress | None = None,
+          base: Path | None = None) -> FsckReport:
     started = time.monotonic()
     report = FsckReport()
     chunks = _all_chunks(meta)
-    log = open_log(meta, segments_dir)
+    log = open_log(meta, segments_dir, base)
     bad: list[ChunkLocation] = []
     resolve = references.resolver(_RecordReader(log))
     report.offline_drives = [f"{d.id} {d.path}: {d.reason}" for d in log.drives.all if d.state == "offline"]

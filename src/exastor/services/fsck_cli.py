@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drive", action="append", default=[], metavar="PATH",
                    help="with --rebuild-index or --restore-meta: a drive directory of the store, when the database "
                         "no longer lists its drives (repeat, in the order first given to `serve`)")
+    p.add_argument("--meta", default=os.environ.get("EXASTOR_META_URL", ""), metavar="URL",
+                   help="check a store whose metadata is in PostgreSQL: postgresql://... (default: "
+                        "EXASTOR_META_URL, else the store in --data); verification only")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
 
@@ -82,8 +86,28 @@ def _restore_meta(data: Path, drives: list[Path], quiet: bool) -> tuple[metaback
     return backup, len(chain.records)
 
 
+def _check_postgres(args: argparse.Namespace, data: Path) -> int:
+    """Verify a store whose metadata is in PostgreSQL (``--meta``): drives and drive servers come from
+    the database, --data gives the master key and local drives' base. Repairs run in the gateways
+    (the repairer) or against SQLite stores: refused here rather than half done."""
+    if args.repair or args.rebuild_index or args.restore_meta:
+        print("exastor fsck: with --meta only verification runs (--repair, --rebuild-index and --restore-meta "
+              "work on SQLite stores; the gateways' repairer rebuilds bad shards and replicas)", file=sys.stderr)
+        return 2
+    drive0 = Path(args.drive[0]).expanduser() if args.drive else data / "drive0"
+    meta = open_metadata(data, args.meta)
+    try:
+        report = fsck.check(meta, drive0 / "segments", base=data)
+    finally:
+        meta.close()
+    _print_report(args, report)
+    return 0 if report.clean else 1
+
+
 def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
+    if args.meta:
+        return _check_postgres(args, data)
     drives = [Path(p).expanduser() for p in args.drive] or drive_dirs(data)
     segments = drives[0] / "segments"
     if args.restore_meta:
@@ -136,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
         print("exastor fsck: the server is running on this data directory; stop it before --repair or "
               "--rebuild-index", file=sys.stderr)
         return 2
+    _print_report(args, report)
+    return 0 if report.clean else 1
+
+
+def _print_report(args: argparse.Namespace, report: fsck.FsckReport) -> None:
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -172,5 +201,4 @@ def run(args: argparse.Namespace) -> int:
         if not report.clean and not args.repair:
             print("with the server stopped, `exastor fsck --repair` rebuilds bad replicas and shards from the good "
                   "copies and fixes reference counts (the running server's repairer does the former too)")
-    return 0 if report.clean else 1
 
