@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from netns import Namespaces, _namespaces_permitted, _run, _stop
 
 from exastor.drives.wire import create_key
 
@@ -34,93 +33,6 @@ CLIENT = HERE / "netns_client.py"
 PY = sys.executable
 S3_PORT, DRIVE_PORT = 9000, 9100
 ACCESS_KEY, SECRET_KEY = "EXNETNSADMIN", "exastor-netns-secret-key-0123456789"
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=20)
-
-
-class Namespaces:
-    """A switch namespace with a bridge and ``hosts`` host namespaces wired to it."""
-
-    def __init__(self, hosts: int) -> None:
-        self.tag = f"ex{os.getpid() % 100000}"
-        self.switch = f"{self.tag}-sw"
-        self.hosts = [f"{self.tag}-h{i}" for i in range(1, hosts + 1)]
-        self.subnet = ""
-        self.made: list[str] = []
-
-    def address(self, host: int) -> str:
-        return f"{self.subnet}.{host}"
-
-    def up(self) -> None:
-        # A /24 nobody on this machine routes yet; the blackhole keeps the root namespace from ever
-        # sending to it (it would leave the machine by the default route).
-        for attempt in range(50):
-            candidate = f"10.213.{(os.getpid() + attempt) % 250 + 1}"
-            if _ip("route", "add", "blackhole", f"{candidate}.0/24", check=False).returncode == 0:
-                self.subnet = candidate
-                break
-        else:
-            raise RuntimeError("no free 10.213.x.0/24 for the test network")
-        for ns in (self.switch, *self.hosts):
-            _ip("netns", "add", ns)
-            self.made.append(ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.switch, "link", "set", "br0", "up")
-        for i, ns in enumerate(self.hosts, 1):
-            port = f"p{i}"
-            _ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _ip("-n", self.switch, "link", "set", port, "master", "br0")
-            _ip("-n", self.switch, "link", "set", port, "up")
-            _ip("-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth0", "up")
-
-    def down(self) -> None:
-        for ns in reversed(self.made):
-            _ip("netns", "del", ns, check=False)  # removes its veth ends too
-        if self.subnet:
-            _ip("route", "del", "blackhole", f"{self.subnet}.0/24", check=False)
-
-    def partition(self, host: int) -> None:
-        _ip("-n", self.switch, "link", "set", f"p{host}", "down")
-
-    def heal(self, host: int) -> None:
-        _ip("-n", self.switch, "link", "set", f"p{host}", "up")
-
-    def cmd(self, host: int, *argv: str) -> list[str]:
-        return ["ip", "netns", "exec", self.hosts[host - 1], *argv]
-
-
-def _namespaces_permitted() -> str | None:
-    if shutil.which("ip") is None:
-        return "the `ip` command (iproute2) is not installed"
-    if os.geteuid() != 0:
-        return "network namespaces need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
-    probe = f"exprobe{os.getpid()}"
-    made = _ip("netns", "add", probe, check=False)
-    if made.returncode != 0:
-        return f"`ip netns add` is not permitted here: {made.stderr.strip()}"
-    bridge = _ip("-n", probe, "link", "add", "br0", "type", "bridge", check=False)
-    _ip("netns", "del", probe, check=False)
-    if bridge.returncode != 0:
-        return f"no bridges inside a namespace here: {bridge.stderr.strip()}"
-    return None
-
-
-def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
 
 
 def test_partition_a_host_reads_go_on_and_every_acknowledged_object_survives(tmp_path):
@@ -201,5 +113,4 @@ def test_partition_a_host_reads_go_on_and_every_acknowledged_object_survives(tmp
         for proc in reversed(procs):
             _stop(proc)
         net.down()
-    leftovers = [ns for ns in _ip("netns", "list").stdout.split() if ns.startswith(net.tag + "-")]
-    assert not leftovers, leftovers
+    assert not net.leftovers(), net.leftovers()
