@@ -316,10 +316,13 @@ def _gateways_reading(f: Fault) -> list[int]:
     return list(GATEWAY_HOSTS)
 
 
-def run_scenario(c: Cluster, index: int, seed: int, ledger_dir: Path) -> dict[str, Any]:
-    """One seeded scenario; returns its record (``ok`` false on any broken invariant)."""
+def run_scenario(c: Cluster, index: int, seed: int, ledger_dir: Path, kind: str | None = None) -> dict[str, Any]:
+    """One seeded scenario (``kind``: this fault, its targets still drawn); returns its record (``ok``
+    false on any broken invariant)."""
     rng = random.Random(seed * 100_003 + index)
     f = draw_fault(rng)
+    while kind is not None and f.kind != kind:  # the same RNG stream until the asked kind comes up
+        f = draw_fault(rng)
     started = time.monotonic()
     record: dict[str, Any] = {"index": index, "fault": f.kind, "targets": f.targets, "hold_s": f.hold_s}
     problems: list[str] = []
