@@ -1,10 +1,15 @@
-"""Hosts as Linux network namespaces, for the cluster tests (tests/cluster/): a "switch" namespace
-with a bridge and one namespace per host, each wired to it by a veth and given a private address
-10.213.N.H/24 that exists only inside these namespaces. The root namespace's default route leaves the
-machine, so every request is sent from inside a namespace, and for the cluster's life the root
-namespace holds a blackhole route for the subnet as a second guard. ``up()`` makes it all and
-``down()`` removes it all (call it in a ``finally``); ``namespaces_permitted()`` says why a machine
-cannot (not root, no CAP_NET_ADMIN, a container) so a test can skip with that message."""
+"""Hosts as Linux network namespaces, for the cluster tests (issue 14's harness).
+
+One "switch" namespace holds a bridge; each host is a namespace with one veth into it and a private
+address 10.213.N.H/24 that exists only inside these namespaces. Every request is sent from inside a
+namespace, never from the root namespace (whose default route leaves the machine); while the
+network exists the root namespace also holds a blackhole route for the subnet, as a second guard.
+Everything is created by ``up`` and removed by ``down``; every command is bounded in time.
+
+Faults on a host's link: ``partition``/``heal`` (the switch port down/up: connections time out),
+``limit_bandwidth`` (tbf; netem is not in this kernel), ``drop_outgoing``/``drop_incoming`` (one
+direction only: nftables where installed, else a blackhole route for the outgoing direction).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,10 @@ import subprocess
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=20)
+
+
+def tool(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), check=check, capture_output=True, text=True, timeout=20)
 
 
 class Namespaces:
@@ -61,11 +70,58 @@ class Namespaces:
         if self.subnet:
             ip("route", "del", "blackhole", f"{self.subnet}.0/24", check=False)
 
+    def leftovers(self) -> list[str]:
+        return [ns for ns in ip("netns", "list").stdout.split() if ns.startswith(self.tag + "-")]
+
     def partition(self, host: int) -> None:
         ip("-n", self.switch, "link", "set", f"p{host}", "down")
 
     def heal(self, host: int) -> None:
         ip("-n", self.switch, "link", "set", f"p{host}", "up")
+
+    def limit_bandwidth(self, host: int, rate: str = "20mbit") -> None:
+        """Everything the host sends is shaped to ``rate`` (tbf on its end of the link)."""
+        tool("tc", "-n", self.hosts[host - 1], "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate,
+              "burst", "32kb", "latency", "100ms")
+
+    def unlimit_bandwidth(self, host: int) -> None:
+        tool("tc", "-n", self.hosts[host - 1], "qdisc", "del", "dev", "eth0", "root", check=False)
+
+    def drop_outgoing(self, host: int, to_host: int) -> str:
+        """Packets from ``host`` to ``to_host`` vanish; the other direction still flows. Returns how."""
+        ns, target = self.hosts[host - 1], self.address(to_host)
+        if shutil.which("nft"):
+            self._nft(ns, f"add rule inet exfault out ip daddr {target} drop")
+            return "nftables output drop"
+        # No nftables: a blackhole route drops what the host sends (its SYN-ACKs and answers).
+        ip("-n", ns, "route", "add", "blackhole", f"{target}/32")
+        return "blackhole route"
+
+    def drop_incoming(self, host: int, from_host: int) -> str:
+        """Packets from ``from_host`` to ``host`` vanish (nftables); without nftables the sender's
+        outgoing direction is cut instead, which is the same one-way loss seen from the wire."""
+        ns, source = self.hosts[host - 1], self.address(from_host)
+        if shutil.which("nft"):
+            self._nft(ns, f"add rule inet exfault in ip saddr {source} drop")
+            return "nftables input drop"
+        return self.drop_outgoing(from_host, host)
+
+    def undrop(self, host: int, other: int) -> None:
+        for ns, peer in ((self.hosts[host - 1], other), (self.hosts[other - 1], host)):
+            if shutil.which("nft"):
+                tool("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "exfault", check=False)
+            ip("-n", ns, "route", "del", "blackhole", f"{self.address(peer)}/32", check=False)
+
+    @staticmethod
+    def _nft(ns: str, rule: str) -> None:
+        def nft(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+            return tool("ip", "netns", "exec", ns, "nft", *argv, check=check)
+
+        if nft("list", "table", "inet", "exfault", check=False).returncode != 0:
+            nft("add", "table", "inet", "exfault")
+            nft("add", "chain", "inet", "exfault", "in", "{ type filter hook input priority 0 ; policy accept ; }")
+            nft("add", "chain", "inet", "exfault", "out", "{ type filter hook output priority 0 ; policy accept ; }")
+        nft(*rule.split())
 
     def cmd(self, host: int, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.hosts[host - 1], *argv]
@@ -91,10 +147,13 @@ def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> su
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process group ``proc`` leads (started with start_new_session), SIGKILL after 30 s."""
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop a process started with ``start_new_session=True`` (its whole group), bounded in time."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -14,6 +14,14 @@
     patroni API_URL...                  the Patroni cluster as the first REST API that answers sees it:
                                         {"members": [{"name", "role", "state", ...}]} or {} if none answers
     reinit API_URL                      ask that node's Patroni to rebuild it from the leader (patronictl reinit)
+    load ENDPOINT LEDGER PREFIX SECONDS SEED
+                                        PUT objects for SECONDS (bounded in count too); every attempt goes into
+                                        LEDGER with "acked" true or false (a PUT that failed may still have landed)
+    check ENDPOINT PREFIX LEDGER...     every acknowledged object byte-identical; every attempt that was not
+                                        acknowledged absent or complete; every listed key under PREFIX an attempt
+                                        and complete ("nothing half-visible"); prints counts, exit 1 on any fault
+    read ENDPOINT COUNT SEED LEDGER...  GET a seeded sample of COUNT acknowledged objects now (during a fault)
+    fsck DATA META_URL KEY_FILE         exastor's fsck checks over that metadata, reaching the drive servers
 """
 
 from __future__ import annotations
@@ -30,14 +38,151 @@ SECRET_KEY = "exastor-netns-secret-key-0123456789"
 BUCKET = "cluster"
 
 
-def _s3(endpoint: str, attempts: int = 6):
+def _s3(endpoint: str, attempts: int = 6, connect_timeout: float = 5, read_timeout: float = 60):
     import boto3
     from botocore.config import Config
 
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
                         aws_secret_access_key=SECRET_KEY,
-                        config=Config(s3={"addressing_style": "path"}, connect_timeout=5, read_timeout=60,
+                        config=Config(s3={"addressing_style": "path"}, connect_timeout=connect_timeout,
+                                      read_timeout=read_timeout,
                                       retries={"mode": "standard", "total_max_attempts": attempts}))
+
+
+def _entries(ledgers: list[str]) -> list[dict]:
+    out = []
+    for ledger in ledgers:
+        path = Path(ledger)
+        if path.exists():
+            out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def load(endpoint: str, ledger: str, prefix: str, seconds: float, seed: int) -> int:
+    """PUTs for ``seconds`` through one gateway while a fault comes and goes. Each PUT gets one retry
+    and short timeouts so a partitioned gateway costs seconds, not minutes; every attempt is written
+    to the ledger before and after, so an attempt in flight when the process dies is still known."""
+    s3 = _s3(endpoint, attempts=2, connect_timeout=2, read_timeout=20)
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    acked = attempted = 0
+    latencies = []
+    began, first_ack = time.monotonic(), None
+    with open(ledger, "a") as out:
+        for i in range(2000):
+            if time.monotonic() > deadline:
+                break
+            body = rng.randbytes(rng.choice([100, 5_000, 60_000, 300_000, 1_200_000]))
+            key = f"{prefix}{i}"
+            digest = hashlib.sha256(body).hexdigest()
+            out.write(json.dumps({"key": key, "sha256": digest, "size": len(body), "acked": False}) + "\n")
+            out.flush()
+            attempted += 1
+            started = time.monotonic()
+            try:
+                if i == 0:
+                    try:
+                        s3.create_bucket(Bucket=BUCKET)
+                    except s3.exceptions.BucketAlreadyOwnedByYou:
+                        pass
+                s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            except Exception as exc:  # noqa: BLE001 - not acknowledged: stays "acked": false
+                print(f"PUT {key} not acknowledged: {type(exc).__name__}: {exc}", file=sys.stderr)
+                time.sleep(0.2)  # a failing gateway answers at once; do not spin on it
+                continue
+            latencies.append(time.monotonic() - started)
+            first_ack = first_ack if first_ack is not None else time.monotonic() - began
+            out.write(json.dumps({"key": key, "sha256": digest, "size": len(body), "acked": True}) + "\n")
+            out.flush()
+            acked += 1
+    print(json.dumps({"acknowledged": acked, "attempted": attempted,
+                      "first_ack_s": round(first_ack, 3) if first_ack is not None else None,
+                      "max_put_s": round(max(latencies), 3) if latencies else None}))
+    return 0
+
+
+def check(endpoint: str, prefix: str, ledgers: list[str]) -> int:
+    from botocore.exceptions import ClientError
+
+    s3 = _s3(endpoint)
+    attempts: dict[str, dict] = {}
+    for e in _entries(ledgers):
+        if e.get("acked", True) or e["key"] not in attempts:
+            attempts[e["key"]] = {**e, "acked": e.get("acked", True) or attempts.get(e["key"], {}).get("acked", False)}
+    lost, half_visible, errors = [], [], []
+    acked = landed = absent = 0
+    for key, e in attempts.items():
+        try:
+            body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404") and not e["acked"]:
+                absent += 1
+            elif e["acked"]:
+                lost.append(f"{key}: {code}")
+            else:
+                errors.append(f"{key} (not acknowledged): {code}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a read that fails is a finding, not a crash of the checker
+            (lost if e["acked"] else errors).append(f"{key}: {type(exc).__name__}: {exc}")
+            continue
+        complete = hashlib.sha256(body).hexdigest() == e["sha256"]
+        if e["acked"]:
+            acked += 1
+            if not complete:
+                lost.append(f"{key}: {len(body)} bytes, not the {e['size']} acknowledged")
+        else:
+            landed += 1
+            if not complete:
+                half_visible.append(f"{key}: {len(body)} bytes of {e['size']}")
+    listed = 0
+    if prefix:
+        paginator = s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=BUCKET, Prefix=prefix):
+            for item in page.get("Contents", []):
+                listed += 1
+                e = attempts.get(item["Key"])
+                if e is None:
+                    continue  # another checker's prefix share: only keys of these ledgers are judged
+                if item["Size"] != e["size"]:
+                    half_visible.append(f"{item['Key']}: listed with {item['Size']} bytes of {e['size']}")
+    print(json.dumps({"acked_verified": acked, "unacked_landed": landed, "unacked_absent": absent,
+                      "listed": listed, "lost": lost, "half_visible": half_visible, "errors": errors}))
+    return 1 if lost or half_visible or errors else 0
+
+
+def read_sample(endpoint: str, count: int, seed: int, ledgers: list[str]) -> int:
+    s3 = _s3(endpoint, attempts=3, connect_timeout=3, read_timeout=30)
+    acked = [e for e in _entries(ledgers) if e.get("acked", True)]
+    sample = random.Random(seed).sample(acked, min(count, len(acked)))
+    failed, slowest = [], 0.0
+    for e in sample:
+        started = time.monotonic()
+        try:
+            body = s3.get_object(Bucket=BUCKET, Key=e["key"])["Body"].read()
+            if hashlib.sha256(body).hexdigest() != e["sha256"]:
+                failed.append(f"{e['key']}: wrong bytes")
+        except Exception as exc:  # noqa: BLE001
+            failed.append(f"{e['key']}: {type(exc).__name__}: {exc}")
+        slowest = max(slowest, time.monotonic() - started)
+    print(json.dumps({"read": len(sample), "failed": failed, "max_get_s": round(slowest, 3)}))
+    return 1 if failed else 0
+
+
+def fsck_cluster(data: str, meta_url: str, key_file: str) -> int:
+    import os
+
+    from exastor.datadir.opening import open_metadata
+    from exastor.services import fsck
+
+    os.environ["EXASTOR_CLUSTER_KEY_FILE"] = key_file
+    meta = open_metadata(Path(data), meta_url)
+    try:
+        report = fsck.check(meta, Path())
+    finally:
+        meta.close()
+    print(json.dumps(report.to_json(), default=str))
+    return 0 if report.clean and report.chunks_checked > 0 else 1
 
 
 def ready_drive(url: str, key_file: str, timeout: float) -> int:
@@ -202,6 +347,14 @@ def main(argv: list[str]) -> int:
         return patroni(args)
     if cmd == "reinit":
         return reinit(args[0])
+    if cmd == "load":
+        return load(args[0], args[1], args[2], float(args[3]), int(args[4]))
+    if cmd == "check":
+        return check(args[0], args[1], args[2:])
+    if cmd == "read":
+        return read_sample(args[0], int(args[1]), int(args[2]), args[3:])
+    if cmd == "fsck":
+        return fsck_cluster(args[0], args[1], args[2])
     print(__doc__, file=sys.stderr)
     return 2
 

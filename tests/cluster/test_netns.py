@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from netns import Namespaces, ip, namespaces_permitted, run, stop
+from netns import Namespaces, namespaces_permitted, run, stop
 
 from exastor.drives.wire import create_key
 
@@ -113,5 +113,4 @@ def test_partition_a_host_reads_go_on_and_every_acknowledged_object_survives(tmp
         for proc in reversed(procs):
             stop(proc)
         net.down()
-    leftovers = [ns for ns in ip("netns", "list").stdout.split() if ns.startswith(net.tag + "-")]
-    assert not leftovers, leftovers
+    assert not net.leftovers(), net.leftovers()

@@ -13,6 +13,7 @@ from pathlib import Path
 from exastor.drives.base import (
     IDENTITY_NAME,
     SUBDIRS,
+    AnswerLost,
     Buffers,
     DriveIO,
     DriveUnreachable,
@@ -27,7 +28,7 @@ from exastor.drives.identity import Identity, Unidentified
 from exastor.drives.local import LocalDrive
 
 __all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveUnreachable", "FaultRules", "FaultyDrive",
-           "Fenced", "FsyncFailed", "Identity", "LocalDrive", "Space", "Stat", "Unidentified", "age_s", "cluster_key",
+           "AnswerLost", "Fenced", "FsyncFailed", "Identity", "LocalDrive", "Space", "Stat", "Unidentified", "age_s", "cluster_key",
            "is_url", "open_drive", "power_cut"]
 
 _rules: dict[str, FaultRules] = {}

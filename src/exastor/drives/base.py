@@ -56,6 +56,14 @@ class FsyncFailed(OSError):
     """This file's fsync (or a write to it) failed before: it is never written or fsynced again."""
 
 
+class AnswerLost(FsyncFailed):
+    """This file's earlier write or fsync got no answer (the drive server was unreachable, or the
+    network failed mid-request): what reached the disk is unknown, so the file is never written or
+    fsynced again, exactly as after a failed fsync. But the drive answered nothing against itself:
+    this is never a reason to mark the drive failed (the request that lost the answer already made
+    the drive unavailable to this process until a probe is answered)."""
+
+
 class Fenced(OSError):
     """A write carried an older lease epoch than the file has seen (errno ESTALE): another writer took
     the segment over (to seal it), so this writer's lease is gone. Not the drive's fault: the writer

@@ -35,6 +35,7 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 
 from exastor.drives.base import (
+    AnswerLost,
     Buffers,
     DriveIO,
     DriveUnreachable,
@@ -101,6 +102,7 @@ class RemoteDrive(DriveIO):
         self._prober: threading.Thread | None = None
         self._prober_pid = 0
         self._poisoned: set[str] = set()
+        self._answer_lost: set[str] = set()  # poisoned because an answer was lost, not by the drive
         self._written_under: dict[str, str] = {}   # name -> server boot id of its first unsynced write
 
     def __repr__(self) -> str:
@@ -224,8 +226,18 @@ class RemoteDrive(DriveIO):
     # --- writes: final on failure ---------------------------------------------------------
     def _refuse_if_poisoned(self, name: str) -> None:
         if name in self._poisoned:
-            raise FsyncFailed(errno.EIO, f"{self.label}/{name}: an earlier write or fsync failed (or its answer "
-                                         "was lost); the file is never written again")
+            if name in self._answer_lost:  # the network's doing: final for the file, nothing against the drive
+                raise AnswerLost(errno.EIO, f"{self.label}/{name}: an earlier write or fsync got no answer; "
+                                            "the file is never written again")
+            raise FsyncFailed(errno.EIO, f"{self.label}/{name}: an earlier write or fsync failed; "
+                                         "the file is never written again")
+
+    def _poison(self, name: str, cause: OSError) -> None:
+        """Under the lock: ``name`` is never written again; remember whether only an answer was lost."""
+        self._poisoned.add(name)
+        self._written_under.pop(name, None)
+        if isinstance(cause, DriveUnreachable | AnswerLost):
+            self._answer_lost.add(name)
 
     def _write(self, name: str, op: str, params: dict[str, object], body: bytes | bytearray | memoryview,
                *, durable: bool = False) -> None:
@@ -238,8 +250,7 @@ class RemoteDrive(DriveIO):
             if isinstance(exc, DriveUnreachable) or exc.errno not in _WRITE_ERRORS_NOT_FINAL \
                     or isinstance(exc, FsyncFailed):
                 with self._lock:
-                    self._poisoned.add(name)
-                    self._written_under.pop(name, None)
+                    self._poison(name, exc)
             raise
         if not durable:
             with self._lock:
@@ -248,6 +259,7 @@ class RemoteDrive(DriveIO):
     def create(self, name: str, data: Buffers = b"") -> None:
         with self._lock:
             self._poisoned.discard(name)  # a new file of that name (the old one was deleted)
+            self._answer_lost.discard(name)
             self._written_under.pop(name, None)
         self._write(name, "create", {"name": name}, _joined(data))
 
@@ -280,10 +292,9 @@ class RemoteDrive(DriveIO):
             self._request("POST", "fsync", {"name": name, "since": since})
         except FileNotFoundError:
             raise
-        except OSError:
+        except OSError as exc:
             with self._lock:
-                self._poisoned.add(name)
-                self._written_under.pop(name, None)
+                self._poison(name, exc)
             raise
         with self._lock:
             if self._written_under.get(name) == since:

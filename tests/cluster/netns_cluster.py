@@ -1,0 +1,477 @@
+"""A many-host exastor cluster in network namespaces, and seeded fault scenarios against it (issue 14).
+
+Hosts (namespaces on one bridge, tests/cluster/netns.py):
+
+    1..6   `exastor drive-server`, one drive each (erasure 4+2: each host is one failure domain)
+    7      PostgreSQL (tests/pgcluster.py's throwaway cluster, listening on the host's address)
+    8, 9   gateways: `exastor serve --meta postgresql://...`, one worker each
+    10     the client: boto3 load and checks (tests/cluster/netns_client.py), fsck
+
+A scenario (``run_scenario``) draws a fault from a seeded RNG, starts PUT load through both gateways,
+injects the fault, reads a sample of what was acknowledged before (reads must keep working with up
+to m = 2 drive hosts down), heals, waits until a PUT is acknowledged again through each gateway
+(bounded: a store that stalls after a heal is a finding, with diagnostics captured), then checks
+through both gateways that every acknowledged object is byte-identical, every unacknowledged
+attempt is absent or complete, every listed key is complete, and no drive is marked failed for a
+partition. ``final_checks`` runs fsck over the PostgreSQL metadata with the gateways stopped.
+
+Used by tests/cluster/test_netns_scenarios.py (a short CI slice) and tests/cluster/netns_long.py
+(the long run). Everything it starts is stopped and every namespace removed in ``stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/: pgcluster, when run as a script
+
+from netns import Namespaces, run, stop  # noqa: E402
+
+from exastor.drives.wire import create_key  # noqa: E402
+from pgcluster import PgCluster, pg_bindir  # noqa: E402
+
+CLIENT = HERE / "netns_client.py"
+PY = sys.executable
+S3_PORT, DRIVE_PORT, PG_PORT = 9000, 9100, 5432
+ACCESS_KEY, SECRET_KEY = "EXNETNSADMIN", "exastor-netns-secret-key-0123456789"
+DRIVE_HOSTS = (1, 2, 3, 4, 5, 6)
+PG_HOST, GATEWAY_HOSTS, CLIENT_HOST = 7, (8, 9), 10
+EC = "4+2"
+PARITY = 2
+STALL_LIMIT_S = 90.0  # after a heal, a PUT must be acknowledged through each gateway within this
+
+FAULTS = ("partition_drive_host", "partition_gateway_host", "kill_drive_server", "kill_gateway",
+          "slow_link", "one_way_drop", "m_hosts_down", "partition_heal_under_load")
+
+# Short timeouts so a scenario takes seconds: a partitioned drive server costs one connect timeout,
+# then its drives are down in that gateway until a probe is answered; leases and heartbeats short
+# enough that a partition of a few seconds exercises fencing and the cluster manager.
+SERVER_ENV = {
+    "EXASTOR_SEGMENT_SIZE": str(2 << 20), "EXASTOR_SEGMENT_LEASE_MS": "3000", "EXASTOR_HEARTBEAT_INTERVAL": "0.5",
+    "EXASTOR_DOWN_AFTER": "3", "EXASTOR_ORPHAN_INTERVAL": "1", "EXASTOR_GC_INTERVAL": "0",
+    "EXASTOR_REDUCE_INTERVAL": "0", "EXASTOR_DRIVE_CONNECT_TIMEOUT": "1", "EXASTOR_DRIVE_TIMEOUT": "4",
+    "EXASTOR_DRIVE_SYNC_TIMEOUT": "20",
+}
+
+
+class NamespacePg(PgCluster):
+    """The throwaway PostgreSQL of tests/pgcluster.py, run inside a host namespace and listening on
+    that host's address (trust for the test subnet only; the subnet exists only in the namespaces)."""
+
+    namespace: str = ""
+    address: str = ""
+    subnet: str = ""
+
+    def _as_owner(self, *cmd: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *super()._as_owner(*cmd)]
+
+    def start(self) -> None:
+        import pwd
+
+        self.data.mkdir()
+        self.socket_dir.mkdir()
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            for p in (self.root, self.data, self.socket_dir):
+                os.chown(p, owner.pw_uid, owner.pw_gid)
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user, "-A", "trust",
+                  "-E", "UTF8", "--no-sync", "--no-instructions")
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {self.subnet}.0/24 trust\n")
+        options = (f"-c listen_addresses='{self.address}' -p {PG_PORT} -k {self.socket_dir} "
+                   "-c max_connections=200 -c shared_buffers=64MB -c log_min_messages=warning")
+        self._run(str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-w", "-t", "60",
+                  "-l", str(self.root / "server.log"), "-o", options, timeout=90)
+
+    def dsn(self, dbname: str = "postgres") -> str:  # from the root namespace: the Unix socket
+        return f"postgresql:///{dbname}?host={self.socket_dir}&port={PG_PORT}&user={self.user}"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    net: Namespaces = field(default_factory=lambda: Namespaces(CLIENT_HOST))
+    pg: NamespacePg | None = None
+    drive_servers: dict[int, subprocess.Popen] = field(default_factory=dict)
+    gateways: dict[int, subprocess.Popen] = field(default_factory=dict)
+    key: Path = Path()
+    restarts: int = 0
+
+    # --- addresses ---------------------------------------------------------------------------------
+    @property
+    def meta_url(self) -> str:
+        return f"postgresql://exastor@{self.net.address(PG_HOST)}:{PG_PORT}/exastor"
+
+    def endpoint(self, host: int) -> str:
+        return f"http://{self.net.address(host)}:{S3_PORT}"
+
+    def drive_url(self, host: int) -> str:
+        return f"http://{self.net.address(host)}:{DRIVE_PORT}/d{host}"
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, **SERVER_ENV, "EXASTOR_CLUSTER_KEY_FILE": str(self.key)}
+        env.pop("EXASTOR_CONFIG", None)
+        env.pop("EXASTOR_META_URL", None)
+        return env
+
+    # --- processes ---------------------------------------------------------------------------------
+    def client(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        return run(self.net.cmd(CLIENT_HOST, PY, str(CLIENT), *args), timeout, self.env())
+
+    def client_json(self, *args: str, timeout: float = 240) -> tuple[int, dict]:
+        out = self.client(*args, timeout=timeout)
+        try:
+            return out.returncode, json.loads(out.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return out.returncode if out.returncode else 1, {"stdout": out.stdout[-2000:], "stderr": out.stderr[-2000:]}
+
+    def client_json_many(self, calls: dict[int, list[str]], timeout: float = 600) -> dict[int, tuple[int, dict]]:
+        """Several client commands at once (one per gateway, say), each bounded by ``timeout``."""
+        procs = {k: subprocess.Popen(self.net.cmd(CLIENT_HOST, PY, str(CLIENT), *argv), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=self.env(), start_new_session=True)
+                 for k, argv in calls.items()}
+        results: dict[int, tuple[int, dict]] = {}
+        deadline = time.monotonic() + timeout
+        for k, proc in procs.items():
+            try:
+                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                stop(proc, signal.SIGKILL)
+                results[k] = (124, {"timeout": timeout})
+                continue
+            try:
+                results[k] = (proc.returncode, json.loads(out.strip().splitlines()[-1]))
+            except (ValueError, IndexError):
+                results[k] = (proc.returncode or 1, {"stdout": out[-2000:], "stderr": err[-2000:]})
+        return results
+
+    def start_drive_server(self, host: int) -> None:
+        drive = self.root / f"host{host}" / f"d{host}"
+        with open(self.root / f"drive-server-{host}.log", "ab") as log:
+            self.drive_servers[host] = subprocess.Popen(
+                self.net.cmd(host, PY, "-m", "exastor.cli", "drive-server", "--drive", f"d{host}={drive}",
+                             "--listen", f"{self.net.address(host)}:{DRIVE_PORT}", "--key-file", str(self.key)),
+                stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+
+    def wait_drive_server(self, host: int, timeout: float = 60) -> bool:
+        return self.client("ready-drive", self.drive_url(host), str(self.key), str(timeout),
+                           timeout=timeout + 30).returncode == 0
+
+    def gateway_data(self, host: int) -> Path:
+        return self.root / f"gateway{host}"
+
+    def start_gateway(self, host: int, first: bool = False) -> None:
+        data = self.gateway_data(host)
+        extra = [a for h in DRIVE_HOSTS for a in ("--drive", self.drive_url(h))] + ["--ec", EC] if first else []
+        with open(self.root / f"gateway-{host}.log", "ab") as log:
+            self.gateways[host] = subprocess.Popen(
+                self.net.cmd(host, PY, "-X", "faulthandler", "-m", "exastor.cli", "serve", "--data", str(data),
+                             "--meta", self.meta_url, "--host", self.net.address(host), "--s3-port", str(S3_PORT),
+                             "--blob-port", "0", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+                             "--workers", "1", *extra),
+                stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+
+    def wait_gateway(self, host: int, timeout: float = 90) -> bool:
+        return self.client("ready-gateway", self.endpoint(host), str(timeout), timeout=timeout + 30).returncode == 0
+
+    def start(self) -> None:
+        bindir = pg_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (initdb/pg_ctl)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.key = self.root / "cluster.key"
+        create_key(self.key)
+        self.net.up()
+        pg_root = Path(tempfile_dir())
+        self.pg = NamespacePg(bindir, pg_root)
+        self.pg.namespace, self.pg.address, self.pg.subnet = (self.net.hosts[PG_HOST - 1], self.net.address(PG_HOST),
+                                                              self.net.subnet)
+        self.pg.start()
+        self.pg.sql("CREATE DATABASE exastor TEMPLATE template0 ENCODING 'UTF8'")
+        for h in DRIVE_HOSTS:
+            self.start_drive_server(h)
+        for h in DRIVE_HOSTS:
+            if not self.wait_drive_server(h):
+                raise RuntimeError(f"drive server {h} not ready:\n{self.log(f'drive-server-{h}')}")
+        first, second = GATEWAY_HOSTS
+        for h in GATEWAY_HOSTS:
+            self.gateway_data(h).mkdir(mode=0o700)
+            shutil.copy2(self.key, self.gateway_data(h) / "cluster.key")
+        self.start_gateway(first, first=True)
+        if not self.wait_gateway(first):
+            raise RuntimeError(f"gateway {first} not ready:\n{self.log(f'gateway-{first}')}")
+        shutil.copy2(self.gateway_data(first) / "master.key", self.gateway_data(second) / "master.key")
+        self.start_gateway(second)
+        if not self.wait_gateway(second):
+            raise RuntimeError(f"gateway {second} not ready:\n{self.log(f'gateway-{second}')}")
+
+    def stop(self) -> None:
+        for proc in [*self.gateways.values(), *self.drive_servers.values()]:
+            stop(proc)
+        if self.pg is not None:
+            self.pg.stop()
+        self.net.down()
+
+    def log(self, name: str, tail: int = 4000) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    # --- metadata state (read over PostgreSQL's Unix socket from the root namespace) ---------------
+    def sql(self, query: str) -> list[tuple]:
+        import psycopg
+
+        assert self.pg is not None
+        with psycopg.connect(self.pg.dsn("exastor"), autocommit=True, connect_timeout=10) as con:
+            return con.execute(query).fetchall()  # type: ignore[arg-type]
+
+    def drive_states(self) -> dict[str, str]:
+        return {str(path): str(state) for path, state in self.sql("SELECT path, state FROM drives")}
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="expgns-", dir="/tmp")  # short: a Unix socket path is ~107 bytes at most
+
+
+# --- scenarios -------------------------------------------------------------------------------------
+
+@dataclass
+class Fault:
+    kind: str
+    targets: list[int]
+    hold_s: float
+    detail: str = ""
+
+
+def draw_fault(rng: random.Random) -> Fault:
+    kind = rng.choice(FAULTS)
+    hold = round(rng.uniform(3.0, 7.0), 1)
+    if kind in ("partition_drive_host", "kill_drive_server", "slow_link", "partition_heal_under_load"):
+        return Fault(kind, [rng.choice(DRIVE_HOSTS)], hold)
+    if kind in ("partition_gateway_host", "kill_gateway"):
+        return Fault(kind, [rng.choice(GATEWAY_HOSTS)], hold)
+    if kind == "one_way_drop":
+        return Fault(kind, [rng.choice(DRIVE_HOSTS), rng.choice(GATEWAY_HOSTS)], hold,
+                     rng.choice(["outgoing", "incoming"]))
+    return Fault(kind, sorted(rng.sample(DRIVE_HOSTS, PARITY)), hold, rng.choice(["partition", "kill"]))
+
+
+def _inject(c: Cluster, f: Fault) -> None:
+    if f.kind in ("partition_drive_host", "partition_gateway_host", "partition_heal_under_load"):
+        c.net.partition(f.targets[0])
+    elif f.kind == "kill_drive_server":
+        stop(c.drive_servers[f.targets[0]], signal.SIGKILL)
+    elif f.kind == "kill_gateway":
+        stop(c.gateways[f.targets[0]], signal.SIGKILL)
+    elif f.kind == "slow_link":
+        c.net.limit_bandwidth(f.targets[0], "20mbit")
+    elif f.kind == "one_way_drop":
+        drive_host, gateway = f.targets
+        how = (c.net.drop_outgoing(drive_host, gateway) if f.detail == "outgoing"
+               else c.net.drop_incoming(drive_host, gateway))
+        f.detail += f" ({how})"
+    elif f.kind == "m_hosts_down":
+        for h in f.targets:
+            if f.detail == "partition":
+                c.net.partition(h)
+            else:
+                stop(c.drive_servers[h], signal.SIGKILL)
+
+
+def _heal(c: Cluster, f: Fault) -> None:
+    if f.kind in ("partition_drive_host", "partition_gateway_host", "partition_heal_under_load"):
+        c.net.heal(f.targets[0])
+    elif f.kind == "kill_drive_server":
+        c.start_drive_server(f.targets[0])
+    elif f.kind == "kill_gateway":
+        c.start_gateway(f.targets[0])
+    elif f.kind == "slow_link":
+        c.net.unlimit_bandwidth(f.targets[0])
+    elif f.kind == "one_way_drop":
+        c.net.undrop(*f.targets)
+    elif f.kind == "m_hosts_down":
+        for h in f.targets:
+            if f.detail == "partition":
+                c.net.heal(h)
+            else:
+                c.start_drive_server(h)
+
+
+def _gateways_reading(f: Fault) -> list[int]:
+    """The gateways a client may expect answers from during the fault."""
+    if f.kind in ("partition_gateway_host", "kill_gateway"):
+        return [g for g in GATEWAY_HOSTS if g != f.targets[0]]
+    return list(GATEWAY_HOSTS)
+
+
+def run_scenario(c: Cluster, index: int, seed: int, ledger_dir: Path, kind: str | None = None) -> dict[str, Any]:
+    """One seeded scenario (``kind``: this fault, its targets still drawn); returns its record (``ok``
+    false on any broken invariant)."""
+    rng = random.Random(seed * 100_003 + index)
+    f = draw_fault(rng)
+    while kind is not None and f.kind != kind:  # the same RNG stream until the asked kind comes up
+        f = draw_fault(rng)
+    started = time.monotonic()
+    record: dict[str, Any] = {"index": index, "fault": f.kind, "targets": f.targets, "hold_s": f.hold_s}
+    problems: list[str] = []
+    older = sorted(str(p) for p in ledger_dir.glob("*.jsonl"))
+    ledgers = {g: ledger_dir / f"s{index:04d}-g{g}.jsonl" for g in GATEWAY_HOSTS}
+    prefix = f"s{index:04d}/"
+    load_s = f.hold_s + 4.0
+    loads = {g: subprocess.Popen(
+        c.net.cmd(CLIENT_HOST, PY, str(CLIENT), "load", c.endpoint(g), str(ledgers[g]), f"{prefix}g{g}-",
+                  str(load_s), str(rng.randrange(1 << 30))),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=c.env(), start_new_session=True)
+        for g in GATEWAY_HOSTS}
+    try:
+        # Inject once the load is flowing (each loader has written its first attempt), bounded.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(p.exists() and p.stat().st_size for p in ledgers.values()):
+            time.sleep(0.1)
+        _inject(c, f)
+        record["detail"] = f.detail
+        fault_at = time.monotonic()
+        # Reads during the fault: a sample of what was acknowledged before, through each gateway
+        # that is not itself the fault. At most m drive hosts are ever down, so these must succeed.
+        reads = []
+        if older:
+            sampled = c.client_json_many({g: ["read", c.endpoint(g), "12", str(rng.randrange(1 << 30)), *older]
+                                          for g in _gateways_reading(f)}, timeout=240)
+            for g, (rc, out) in sampled.items():
+                reads.append({"gateway": g, **out})
+                if rc != 0:
+                    problems.append(f"reads through gateway {g} failed during the fault: {out}")
+        record["reads_during_fault"] = reads
+        remaining = f.hold_s - (time.monotonic() - fault_at)
+        if remaining > 0:
+            time.sleep(remaining)  # the fault's duration itself (the loaders keep writing meanwhile)
+    finally:
+        _heal(c, f)
+    record["load"] = {}
+    for g, proc in loads.items():
+        try:
+            out, err = proc.communicate(timeout=load_s + 120)
+            record["load"][g] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"stderr": err[-500:]}
+        except subprocess.TimeoutExpired:
+            stop(proc, signal.SIGKILL)
+            problems.append(f"the loader through gateway {g} did not finish")
+    # Recovery: the healed processes answer, then each gateway acknowledges a PUT again (bounded).
+    if f.kind in ("kill_drive_server", "m_hosts_down", "partition_drive_host", "partition_heal_under_load"):
+        for h in f.targets:
+            if not c.wait_drive_server(h, 60):
+                problems.append(f"drive server {h} did not answer again within 60 s")
+    if f.kind in ("kill_gateway", "partition_gateway_host"):
+        if not c.wait_gateway(f.targets[0], 90):
+            problems.append(f"gateway {f.targets[0]} did not become ready again within 90 s")
+    # Then each gateway must acknowledge a PUT again within STALL_LIMIT_S (both probed at once).
+    healed_at = time.monotonic()
+    after: dict[int, Any] = {}
+    pending = list(GATEWAY_HOSTS)
+    for attempt in range(60):
+        if not pending or time.monotonic() - healed_at > STALL_LIMIT_S:
+            break
+        probes = c.client_json_many({g: ["load", c.endpoint(g), str(ledger_dir / f"s{index:04d}-after-g{g}.jsonl"),
+                                         f"{prefix}after{attempt}-g{g}-", "2", str(rng.randrange(1 << 30))]
+                                     for g in pending}, timeout=STALL_LIMIT_S + 60)
+        for g, (_rc, out) in probes.items():
+            if out.get("acknowledged"):
+                after[g] = {"acknowledged": out["acknowledged"], "attempts": attempt + 1,
+                            "first_ack_after_heal_s": round(time.monotonic() - healed_at, 2),
+                            "first_ack_in_probe_s": out.get("first_ack_s"), "max_put_s": out.get("max_put_s")}
+                pending.remove(g)
+    for g in pending:
+        after[g] = {"acknowledged": 0}
+        problems.append(f"STALL: no PUT acknowledged through gateway {g} within {STALL_LIMIT_S} s after the heal")
+    record["after_heal"] = after
+    # Every attempt of this scenario, through both gateways; a sample of the older ledgers (all of
+    # them are checked through both gateways at the end, final_checks).
+    mine = sorted(str(p) for p in ledger_dir.glob(f"s{index:04d}-*.jsonl"))
+    sample_older = rng.sample(older, min(4, len(older)))
+    checks = c.client_json_many({g: ["check", c.endpoint(g), prefix, *mine, *sample_older] for g in GATEWAY_HOSTS})
+    record["check"] = {}
+    for g, (rc, out) in checks.items():
+        record["check"][g] = {k: (v if not isinstance(v, list) else v[:5]) for k, v in out.items()}
+        if rc != 0:
+            problems.append(f"check through gateway {g}: {json.dumps(out)[:1500]}")
+    # A partition is unavailability, never failure: no drive is 'failed' and all come back active.
+    states: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = c.drive_states()
+        if set(states.values()) == {"active"}:
+            break
+        time.sleep(0.5)
+    record["drive_states"] = states
+    if "failed" in states.values() or set(states.values()) != {"active"}:
+        problems.append(f"drives not all active 60 s after the heal: {states}")
+    for g, proc in c.gateways.items():
+        if proc.poll() is not None:
+            problems.append(f"gateway {g} exited ({proc.returncode})")
+            c.start_gateway(g)
+            c.restarts += 1
+            c.wait_gateway(g)
+    for h, proc in c.drive_servers.items():
+        if proc.poll() is not None:
+            problems.append(f"drive server {h} exited ({proc.returncode})")
+            c.start_drive_server(h)
+            c.restarts += 1
+            c.wait_drive_server(h)
+    if any(p.startswith("STALL") for p in problems):
+        record["diagnostics"] = str(capture_diagnostics(c, ledger_dir.parent / f"stall-s{index:04d}"))
+    record["problems"] = problems
+    record["ok"] = not problems
+    record["seconds"] = round(time.monotonic() - started, 1)
+    return record
+
+
+def capture_diagnostics(c: Cluster, where: Path) -> Path:
+    """What a stalled store was waiting on: each gateway's Python stacks (py-spy where installed),
+    its log, and the drives, members, leases and open segments in PostgreSQL."""
+    where.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+    for g, proc in c.gateways.items():
+        (where / f"gateway-{g}.log").write_text(c.log(f"gateway-{g}", 200_000))
+        if Path(spy).exists() and proc.poll() is None:
+            pids = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True, timeout=10).stdout
+            for pid in pids.split():
+                dump = subprocess.run([spy, "dump", "--pid", pid], capture_output=True, text=True, timeout=60)
+                (where / f"gateway-{g}-pid{pid}.stacks").write_text(dump.stdout + dump.stderr)
+    tables = {}
+    for name, query in (("drives", "SELECT * FROM drives"), ("members", "SELECT * FROM members"),
+                        ("open_segments", "SELECT * FROM segments WHERE state = 'open'"),
+                        ("leases", "SELECT * FROM segment_leases")):
+        try:
+            tables[name] = [list(map(str, row)) for row in c.sql(query)]
+        except Exception as exc:  # noqa: BLE001 - a table this version lacks is reported, not fatal
+            tables[name] = [f"{type(exc).__name__}: {exc}"]
+    (where / "metadata.json").write_text(json.dumps(tables, indent=1))
+    return where
+
+
+def final_checks(c: Cluster, ledger_dir: Path) -> dict[str, Any]:
+    """Every ledger through both gateways, then fsck over the metadata with the gateways stopped."""
+    result: dict[str, Any] = {}
+    every = sorted(str(p) for p in ledger_dir.glob("*.jsonl"))
+    for g in GATEWAY_HOSTS:
+        rc, out = c.client_json("check", c.endpoint(g), "", *every, timeout=1800)
+        result[f"check_gateway_{g}"] = {k: (v if not isinstance(v, list) else v[:20]) for k, v in out.items()}
+        result[f"check_gateway_{g}"]["rc"] = rc
+    for proc in c.gateways.values():
+        stop(proc)
+    rc, out = c.client_json("fsck", str(c.gateway_data(GATEWAY_HOSTS[0])), c.meta_url, str(c.key), timeout=1800)
+    result["fsck"] = {"rc": rc, **{k: out.get(k) for k in ("clean", "chunks_checked", "objects_checked") if k in out},
+                      "report": out if rc else None}
+    result["ok"] = rc == 0 and all(result[f"check_gateway_{g}"]["rc"] == 0 for g in GATEWAY_HOSTS)
+    return result

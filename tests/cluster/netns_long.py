@@ -1,0 +1,117 @@
+"""The long run of the network-namespace cluster harness (issue 14): seeded fault scenarios against
+6 drive-server hosts (erasure 4+2), PostgreSQL on its own host, 2 gateways and a client host.
+
+    sudo nice -n 10 .venv/bin/python tests/cluster/netns_long.py --seed 14 --scenarios 120 [--until 22:05]
+
+Writes bench/results/netns_scenarios_<seed>.json after every scenario (so an interrupted run keeps
+what it did): the cluster, each scenario's fault, targets, load acknowledged, reads during the
+fault, time to the first acknowledged PUT after the heal, the checks through both gateways and the
+drive states; at the end every ledger checked through both gateways and fsck over the metadata.
+Exit 0 only if every scenario and the final checks held. ``--keep`` leaves the work directory
+(logs, ledgers, stall diagnostics) for inspection; namespaces are always removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from netns import namespaces_permitted  # noqa: E402
+from netns_cluster import EC, Cluster, final_checks, run_scenario  # noqa: E402
+
+REPO = HERE.parent.parent
+
+
+def _until(text: str | None) -> float | None:
+    """Seconds of wall time left until HH:MM UTC today (None: no limit)."""
+    if not text:
+        return None
+    now = datetime.datetime.now(datetime.UTC)
+    hh, mm = map(int, text.split(":"))
+    end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    return (end - now).total_seconds()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--scenarios", type=int, default=100)
+    parser.add_argument("--until", help="HH:MM UTC: start no scenario that would end after it (the mean so far)")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    why = namespaces_permitted()
+    if why:
+        print(f"cannot build the namespaces: {why}", file=sys.stderr)
+        return 2
+    out = args.out or REPO / "bench" / "results" / f"netns_scenarios_{args.seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"exnetns-{args.seed}-", dir="/tmp"))
+    ledgers = work / "ledgers"
+    ledgers.mkdir()
+    budget = _until(args.until)
+    began = time.monotonic()
+    summary: dict = {"seed": args.seed, "hosts": {"drive_servers": 6, "postgresql": 1, "gateways": 2, "client": 1},
+                     "erasure": EC, "started_utc": datetime.datetime.now(datetime.UTC).isoformat(),
+                     "load_at_start": os.getloadavg(), "work": str(work), "scenarios": []}
+
+    def save() -> None:
+        summary["elapsed_s"] = round(time.monotonic() - began, 1)
+        results = summary["scenarios"]
+        summary["totals"] = {
+            "scenarios": len(results), "ok": sum(r["ok"] for r in results),
+            "acknowledged": sum(v.get("acknowledged", 0) for r in results for v in r.get("load", {}).values())
+            + sum(v.get("acknowledged", 0) for r in results for v in r.get("after_heal", {}).values()),
+            "lost": sum(len(v.get("lost", [])) for r in results for v in r.get("check", {}).values()),
+            "half_visible": sum(len(v.get("half_visible", [])) for r in results for v in r.get("check", {}).values()),
+            "stalls": sum(any(p.startswith("STALL") for p in r["problems"]) for r in results),
+            "by_fault": {k: sum(r["fault"] == k for r in results) for k in sorted({r["fault"] for r in results})},
+        }
+        out.write_text(json.dumps(summary, indent=1))
+
+    cluster = Cluster(work / "cluster")
+    code = 1
+    try:
+        cluster.start()
+        for index in range(args.scenarios):
+            if budget is not None and index:
+                mean = (time.monotonic() - began) / index
+                if time.monotonic() - began + mean > budget:
+                    summary["stopped_by"] = f"--until {args.until}"
+                    break
+            record = run_scenario(cluster, index, args.seed, ledgers)
+            record["load_avg"] = os.getloadavg()[0]
+            summary["scenarios"].append(record)
+            print(json.dumps({k: record[k] for k in ("index", "fault", "targets", "ok", "seconds")}
+                             | {"problems": record["problems"][:2]}), flush=True)
+            save()
+        summary["final"] = final_checks(cluster, ledgers)
+        summary["load_at_end"] = os.getloadavg()
+        save()
+        code = 0 if summary["final"]["ok"] and all(r["ok"] for r in summary["scenarios"]) else 1
+    finally:
+        cluster.stop()
+        for name in ("gateway-8", "gateway-9"):
+            log = cluster.root / f"{name}.log"
+            if log.exists():
+                summary.setdefault("tracebacks", {})[name] = log.read_text(errors="replace").count("Traceback")
+        save()
+        if not args.keep and code == 0:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(summary.get("totals", {})), flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
