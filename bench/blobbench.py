@@ -220,7 +220,7 @@ async def namespace_ceiling(directory: Path, mib: int, count: int) -> dict[str, 
     front-end on this store can reach on this machine. 4 concurrent writers of mib/4 MiB each, then
     ``count`` 4 KiB puts at concurrency 16, then reading it all back."""
     from exastor.datadir.opening import open_namespace
-    from exastor.namespace.store import PutSpec, SystemGrant
+    from exastor.namespace.operations import PutSpec, SystemGrant
     ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 
     ns = open_namespace(directory)

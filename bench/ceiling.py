@@ -42,7 +42,7 @@ BEGIN, END = "<!-- ceiling:begin -->", "<!-- ceiling:end -->"
 async def _one_round(directory: Path, data: bytes, streams: int) -> dict[str, float]:
     """PUT ``data`` as ``streams`` objects at once, drop the page cache, GET them back."""
     from exastor.datadir.opening import open_namespace
-    from exastor.namespace.store import PutSpec, SystemGrant
+    from exastor.namespace.operations import PutSpec, SystemGrant
 
     ns = open_namespace(directory)
     try:

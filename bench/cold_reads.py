@@ -84,7 +84,7 @@ def raw_read(paths: list[Path]) -> dict[str, Any]:
 def fill(work: Path, mib: int) -> dict[str, str]:
     from exastor.gateway.store import open_namespace
 
-    from exastor.namespace.store import PutSpec, SystemGrant
+    from exastor.namespace.operations import PutSpec, SystemGrant
 
     admin = SystemGrant("admin")
     drives = [str(work / f"drive{i}") for i in range(DRIVES)]

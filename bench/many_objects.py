@@ -10,7 +10,7 @@ need hours for a million objects):
   is measured.
 * **PUT rate at each checkpoint** (0 objects, then each ``--checkpoints`` size): ``--writers`` threads
   for ``--seconds`` each commit one PUT transaction at a time through the metadata contract
-  (meta/store.py ``put_version``, the transaction a 0-byte S3 PUT commits: bucket, usage, current
+  (meta/contract.py ``put_version``, the transaction a 0-byte S3 PUT commits: bucket, usage, current
   version, write order number, object row), on new keys spread over the whole key space.
 * **Full listing** in 1,000-key pages through the namespace's listing (namespace/listing.py
   ``list_objects``, what ListObjectsV2 calls), each page resuming from the previous page's cursor.
@@ -49,8 +49,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from bench.lib.machine import machine_info  # noqa: E402
 from bench.lib.rss import tree_cpu_seconds  # noqa: E402
 
+from exastor.meta.contract import Metadata, put_version  # noqa: E402
 from exastor.meta.records import ObjectVersion  # noqa: E402
-from exastor.meta.store import Metadata, put_version  # noqa: E402
 from exastor.namespace import listing  # noqa: E402
 from exastor.namespace.listing import list_objects  # noqa: E402
 from pgcluster import PgCluster, pg_bindir  # noqa: E402

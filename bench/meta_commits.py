@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Metadata commits per second against concurrent writers, SQLite and PostgreSQL, same run.
 
-Each commit is the transaction of a small PUT (meta/store.py ``put_version``: the bucket's
+Each commit is the transaction of a small PUT (meta/contract.py ``put_version``: the bucket's
 versioning, the current version, the new version's write order number, one object row), every
 writer its own keys in one bucket, no chunks. Writers are threads calling ``write_sync`` on one
 runner per backend, as a gateway's requests do: on SQLite they share the writer thread (group
@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from bench.lib.machine import machine_info  # noqa: E402
 from bench.smallops import tree_cpu_seconds  # noqa: E402
 
+from exastor.meta.contract import Metadata, put_version  # noqa: E402
 from exastor.meta.records import ObjectVersion  # noqa: E402
-from exastor.meta.store import Metadata, put_version  # noqa: E402
 from pgcluster import PgCluster, pg_bindir  # noqa: E402
 
 

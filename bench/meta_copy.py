@@ -44,12 +44,12 @@ async def _one(data: bytes):
 
 
 def _admin() -> Any:
-    from exastor.namespace.store import SystemGrant
+    from exastor.namespace.operations import SystemGrant
     return SystemGrant("admin")  # the namespace used directly, outside any request
 
 
 async def _fill(ns: Any, count: int, start: int = 0, concurrency: int = 64) -> None:
-    from exastor.namespace.store import PutSpec
+    from exastor.namespace.operations import PutSpec
 
     async def put(i: int) -> None:
         await ns.put_object(_admin(), "meta", f"obj/{i:09d}", _one(i.to_bytes(8, "little") * (BODY // 8)),

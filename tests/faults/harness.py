@@ -52,7 +52,7 @@ from exastor import errors  # noqa: E402
 from exastor.datadir.opening import open_namespace  # noqa: E402
 from exastor.engine import shards as shardfiles  # noqa: E402
 from exastor.engine.drives import load_layout, segment_name  # noqa: E402
-from exastor.namespace.store import PutSpec, SystemGrant  # noqa: E402
+from exastor.namespace.operations import PutSpec, SystemGrant  # noqa: E402
 from exastor.services.repair import Repairer  # noqa: E402
 from exastor.services.scrub import Scrubber  # noqa: E402
 

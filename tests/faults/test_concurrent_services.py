@@ -32,7 +32,7 @@ from exastor.engine import segments as segments_module
 from exastor.engine import shards
 from exastor.engine.drives import DriveSet, load_layout, mark_shard
 from exastor.engine.segments import SegmentLog
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.services import fsck
 from exastor.services import gc as gc_module
 from exastor.services import repair as repair_module

@@ -24,7 +24,7 @@ from exastor.engine.drives import DriveSet, load_layout, segment_name
 from exastor.engine.record import HEADER_SIZE
 from exastor.engine.segments import SegmentLog
 from exastor.meta import manifest as mf
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.services import fsck
 from exastor.services.gc import Collector
 from exastor.services.reducer import Reducer

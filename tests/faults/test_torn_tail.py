@@ -130,7 +130,7 @@ def test_sealing_never_cuts_below_the_last_indexed_record(tmp_path):
     import asyncio
 
     from exastor.datadir.opening import open_namespace
-    from exastor.namespace.store import PutSpec, SystemGrant
+    from exastor.namespace.operations import PutSpec, SystemGrant
     from exastor.services import fsck
 
     ns = open_namespace(tmp_path)

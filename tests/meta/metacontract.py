@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from exastor.meta import manifest as mf
+from exastor.meta.contract import MANIFEST_QUERIES, Metadata
 from exastor.meta.records import Bucket, ChunkLocation, ObjectVersion
 from exastor.meta.sealing import Sealer
-from exastor.meta.store import MANIFEST_QUERIES, Metadata
 
 TEST_MASTER_KEY = bytes(range(32))
 

@@ -1,6 +1,6 @@
 """The contract under concurrency: real threads (and processes), each writer on its own runner (on
 PostgreSQL its own gateway with its own pool; on SQLite its own connections to the file), against
-the real databases. The outcomes asserted are the contract's (meta/store.py docstring)."""
+the real databases. The outcomes asserted are the contract's (meta/contract.py docstring)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from metacontract import (  # noqa: F401 - backend, meta: fixtures
 
 from exastor import errors
 from exastor.meta import blob as bm
+from exastor.meta.contract import register_chunks
 from exastor.meta.records import Part, Upload
-from exastor.meta.store import register_chunks
 
 WRITERS = 8
 

@@ -1,4 +1,4 @@
-"""Every operation of the metadata contract (meta/store.py Metadata, meta/blob.py), one backend at a
+"""Every operation of the metadata contract (meta/contract.py Metadata, meta/blob.py), one backend at a
 time: the same assertions hold on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from metacontract import (  # noqa: F401 - backend, meta: fixtures
 
 from exastor import errors
 from exastor.meta import blob as bm
+from exastor.meta.contract import TxCheck, add_refs, register_chunks
 from exastor.meta.records import ObjectVersion, Part, Upload, User
-from exastor.meta.store import TxCheck, add_refs, register_chunks
 
 
 def test_users(meta):

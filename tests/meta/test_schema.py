@@ -11,8 +11,8 @@ from metacontract import backend, bucket, meta, obj, run, vid_factory  # noqa: F
 
 from exastor import errors
 from exastor.meta import migrations
+from exastor.meta.contract import Metadata
 from exastor.meta.sqlite import SqliteRunner
-from exastor.meta.store import Metadata
 
 
 def _versions(meta: Metadata) -> list[int]:

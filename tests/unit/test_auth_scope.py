@@ -12,7 +12,7 @@ import pytest
 
 from exastor.blob.app import BlobApp
 from exastor.datadir.opening import open_namespace
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.s3.app import S3App
 
 KEY = base64.b64encode(bytes(range(64))).decode()

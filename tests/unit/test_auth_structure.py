@@ -24,7 +24,7 @@ from exastor.auth.principal import Principal
 from exastor.datadir.opening import open_namespace
 from exastor.namespace import multipart
 from exastor.namespace.blobs import Blobs
-from exastor.namespace.store import Namespace, PutSpec, SystemGrant
+from exastor.namespace.operations import Namespace, PutSpec, SystemGrant
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "exastor"
 FRONT_ENDS = sorted([*(SRC / "s3").glob("*.py"), *(SRC / "blob").glob("*.py")])

@@ -14,7 +14,7 @@ from exastor import errors
 from exastor.datadir.opening import open_namespace
 from exastor.meta import manifest as mf
 from exastor.namespace.blobs import Blobs, BlobStateError, part_block_id
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 

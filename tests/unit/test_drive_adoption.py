@@ -12,7 +12,7 @@ from pathlib import Path
 
 from exastor.datadir.opening import open_namespace
 from exastor.drives import IDENTITY_NAME
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 
 
 def _fill(ns, bodies: dict[str, bytes]) -> None:

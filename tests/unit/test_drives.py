@@ -14,7 +14,7 @@ from exastor.datadir.opening import open_namespace
 from exastor.drives import LocalDrive
 from exastor.engine import shards
 from exastor.engine.drives import load_layout, segment_name
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 
@@ -173,8 +173,8 @@ def _drive_cmd(data, *argv):
 
 
 def test_drive_lifecycle_add_remove_replace_keeps_every_byte(tmp_path):
+    from exastor.meta.contract import Metadata
     from exastor.meta.sqlite import SqliteRunner
-    from exastor.meta.store import Metadata
     from exastor.services import fsck, stats
 
     ns, drives = _store(tmp_path, 4, "2+2")

@@ -21,7 +21,7 @@ from exastor.engine import encryption, record
 from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header
 from exastor.engine.scan import walk
 from exastor.meta import datakeys
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 

@@ -13,7 +13,7 @@ from exastor.datadir.opening import open_namespace
 from exastor.engine import chunker, chunkstore, record
 from exastor.engine.drives import load_layout
 from exastor.meta import manifest as mf
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 

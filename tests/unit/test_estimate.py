@@ -15,7 +15,7 @@ import pytest
 
 from conftest import prepare_encryption
 from exastor.datadir.opening import open_namespace
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.services.reducer import Reducer
 from exastor.services.stats import collect
 from exastor.tools.estimate import cli

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from exastor.datadir.opening import open_namespace
 from exastor.engine.drives import Drive, load_layout, spread
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.services.repair import _crowds
 
 

@@ -10,7 +10,7 @@ import time
 from test_reducer import _corpus, _put
 
 from exastor.datadir.opening import open_namespace
-from exastor.namespace.store import SystemGrant
+from exastor.namespace.operations import SystemGrant
 from exastor.services import reduce_control
 from exastor.services.reducer import Reducer, ReducerThread
 from exastor.services.store_metrics import backlog

@@ -13,8 +13,8 @@ from conftest import prepare_encryption
 from exastor.datadir.opening import open_namespace
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED
 from exastor.meta import manifest as mf
-from exastor.meta.store import drop_refs
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.meta.contract import drop_refs
+from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.services import fsck
 from exastor.services.gc import Collector
 from exastor.services.reducer import Reducer

@@ -1,5 +1,5 @@
 """All SQL behind meta/ (issue 13, item 1): engine, services, the front-ends and the gateway call named
-operations of the metadata contract in meta/ (store.py, blob.py, placement.py, ...), never a cursor's execute().
+operations of the metadata contract in meta/ (contract.py, blob.py, placement.py, ...), never a cursor's execute().
 
 A file that must hold SQL outside meta/ is listed below with why and how many calls: the check fails
 when SQL appears in any other file, or when a listed file gains calls; moving a file's SQL into meta/
@@ -43,7 +43,7 @@ def test_no_sql_outside_meta_except_the_files_not_yet_moved():
     found = _calls_outside_meta()
     new = {f: n for f, n in found.items() if f not in NOT_YET_MOVED}
     assert not new, (f"SQL outside meta/ in {new}: add a named operation to the metadata contract "
-                     "(meta/store.py or meta/blob.py) and call it")
+                     "(meta/contract.py or meta/blob.py) and call it")
     grown = {f: (n, NOT_YET_MOVED[f][0]) for f, n in found.items() if n > NOT_YET_MOVED[f][0]}
     assert not grown, f"more SQL calls than allowed (found, allowed): {grown}; move them into meta/ instead"
 

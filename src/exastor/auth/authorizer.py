@@ -36,7 +36,7 @@ from exastor.auth.decision import _DECISION_TOKEN, ANY_OWNED, Decision, Granted
 from exastor.auth.operations import ANYONE, BUCKET, KEY, NEW_BUCKET, OBJECT, SERVICE, Need, Operation
 from exastor.auth.principal import ANONYMOUS, AuthResult, Principal
 from exastor.meta.records import Bucket, ObjectVersion
-from exastor.namespace.store import READ, Namespace
+from exastor.namespace.operations import READ, Namespace
 
 # Request headers a bucket policy may test (s3:<header> condition keys).
 _HEADER_KEYS = ("x-amz-acl", "x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from exastor.errors import AuthorizationMissing
 from exastor.meta.records import ObjectVersion
-from exastor.namespace.store import READ, WRITE
+from exastor.namespace.operations import READ, WRITE
 
 if TYPE_CHECKING:
     pass

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypedDict
 
-from exastor.namespace.store import READ, WRITE
+from exastor.namespace.operations import READ, WRITE
 
 SERVICE, NEW_BUCKET, BUCKET, KEY, OBJECT = "service", "new-bucket", "bucket", "key", "object"
 ANYONE = "ANYONE"   # an ``acl`` that admits every caller (CORS preflights)

@@ -25,7 +25,7 @@ from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.namespace.blobs import Blobs
 from exastor.namespace.names import is_utf8_text
-from exastor.namespace.store import Namespace
+from exastor.namespace.operations import Namespace
 
 log = logging.getLogger("exastor.blob")
 

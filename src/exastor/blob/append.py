@@ -7,7 +7,7 @@ import hashlib
 
 from exastor.blob.common import MAX_APPEND_BLOCK, BlobCall, http_date, server_encrypted, write_check
 from exastor.blob.errors import BlobError
-from exastor.namespace.store import PutSpec
+from exastor.namespace.operations import PutSpec
 
 
 def _conditions(call: BlobCall) -> tuple[int | None, int | None]:

@@ -20,7 +20,7 @@ from exastor.blob.common import (
 from exastor.blob.errors import BlobError
 from exastor.blob.xml import el
 from exastor.namespace.blobs import committed_blocks
-from exastor.namespace.store import PutSpec
+from exastor.namespace.operations import PutSpec
 
 
 def check_block_id(call: BlobCall) -> str:

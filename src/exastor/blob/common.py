@@ -24,9 +24,9 @@ from exastor.http import checksums
 from exastor.http.asgi import Request, Send, encode_headers
 from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
 from exastor.meta import blob as bm
+from exastor.meta.contract import TxCheck
 from exastor.meta.records import ObjectVersion
-from exastor.meta.store import TxCheck
-from exastor.namespace.store import Check, PutSpec
+from exastor.namespace.operations import Check, PutSpec
 
 if TYPE_CHECKING:
     from exastor.blob.app import BlobApp

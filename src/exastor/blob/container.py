@@ -22,7 +22,7 @@ from exastor.blob.service import container_etag
 from exastor.blob.xml import el
 from exastor.http.conditions import evaluate, parse_preconditions
 from exastor.meta.records import Bucket
-from exastor.namespace.store import READ
+from exastor.namespace.operations import READ
 
 _NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 _PUBLIC = ("container", "blob")

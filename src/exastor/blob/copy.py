@@ -73,7 +73,7 @@ async def open_external(call: BlobCall, limit: int, *, ranged: bool = False) -> 
 async def _copy_external(call: BlobCall, *, from_url: bool) -> ObjectVersion:
     """Copy Blob / Put Blob From URL from outside the account: the bytes are fetched and stored."""
     from exastor.blob.common import CONTENT_PROPS, MAX_PUT_BLOB
-    from exastor.namespace.store import PutSpec
+    from exastor.namespace.operations import PutSpec
     src = await open_external(call, MAX_PUT_BLOB)
     try:
         sh = src.headers

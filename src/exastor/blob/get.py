@@ -32,7 +32,7 @@ from exastor.http.asgi import header_value_ok
 from exastor.http.ranges import RangeNotSatisfiable, content_range, parse_range
 from exastor.meta import blob as bm
 from exastor.meta.records import ObjectVersion
-from exastor.namespace.store import WRITE
+from exastor.namespace.operations import WRITE
 
 _SAS_OVERRIDES = {"rscc": "cache-control", "rscd": "content-disposition", "rsce": "content-encoding",
                   "rscl": "content-language", "rsct": "content-type"}

@@ -10,7 +10,7 @@ from exastor.blob.common import BlobCall, http_date, lease_guid, run_check, writ
 from exastor.blob.container import _check_dates, dates_condition
 from exastor.blob.errors import BlobError
 from exastor.meta.blob import LEASE_ACTIONS
-from exastor.namespace.store import WRITE
+from exastor.namespace.operations import WRITE
 
 
 def _duration(call: BlobCall) -> int:

@@ -14,7 +14,7 @@ from exastor.blob.service import service_endpoint
 from exastor.blob.tagfilter import parse_filter, tags_match, term_holds
 from exastor.blob.xml import el, opt
 from exastor.meta.records import ObjectVersion
-from exastor.namespace.store import WRITE
+from exastor.namespace.operations import WRITE
 
 
 def _tags_body(tags: dict[str, str]) -> bytes:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from exastor.meta import sealed_rows
+from exastor.meta.contract import Metadata
 from exastor.meta.sealing import Sealer, SecretsLocked, key_id
-from exastor.meta.store import Metadata
 
 ACCOUNT_CONTEXT = "blob_settings.account_key"  # what the sealed account key is bound to
 

@@ -21,10 +21,10 @@ from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.errors import data_dir_unusable
 from exastor.meta import blob as bm
 from exastor.meta import journal as jr
+from exastor.meta.contract import Metadata
 from exastor.meta.records import User
 from exastor.meta.sqlite import SqliteRunner, stored_drive_paths
-from exastor.meta.store import Metadata
-from exastor.namespace.store import Namespace
+from exastor.namespace.operations import Namespace
 
 ADMIN = "admin"
 CREDENTIALS_FILE = "credentials.toml"

@@ -32,8 +32,8 @@ from exastor.engine.drives import DriveSet
 from exastor.engine.record import HEADER_SIZE, decode_header, encode, verify_payload
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.meta import manifest as mf
+from exastor.meta.contract import Metadata
 from exastor.meta.records import ChunkLocation
-from exastor.meta.store import Metadata
 
 WINDOW = 4 << 20          # bytes chunked per worker-thread task
 INLINE_LIMIT = 256 << 10  # objects this small are processed on the event loop: a thread hop costs more

@@ -64,6 +64,7 @@ from exastor.drives import identity as drive_identity
 from exastor.engine import erasure
 from exastor.engine.record import HEADER_SIZE, decode_header, parse_segment_header
 from exastor.meta import placement
+from exastor.meta.contract import Metadata
 from exastor.meta.placement import (  # noqa: F401 - re-exported: services and tests import them here
     Layout,
     ShardRow,
@@ -73,7 +74,6 @@ from exastor.meta.placement import (  # noqa: F401 - re-exported: services and t
     mark_shard,
     names_shard,
 )
-from exastor.meta.store import Metadata
 
 log = logging.getLogger("exastor.drives")
 

@@ -55,8 +55,8 @@ from exastor.engine.drives import (
 from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_header
 from exastor.engine.scan import next_valid, record_length
 from exastor.meta import leases, placement
+from exastor.meta.contract import Metadata
 from exastor.meta.placement import new_segment
-from exastor.meta.store import Metadata
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 _IOV_MAX = 1024              # pieces one writev takes (Linux)

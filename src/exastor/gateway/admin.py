@@ -18,7 +18,7 @@ from typing import Any
 from exastor import metrics
 from exastor.config import Config
 from exastor.http.asgi import Receive, Request, Scope, Send, respond
-from exastor.namespace.store import Namespace
+from exastor.namespace.operations import Namespace
 from exastor.services.store_metrics import StoreFigures
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"

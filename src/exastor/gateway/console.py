@@ -31,7 +31,7 @@ from exastor import errors, metrics
 from exastor.datadir.opening import ADMIN, new_access_key, new_secret_key
 from exastor.http.asgi import ClientDisconnected, Request, Send, respond, respond_stream
 from exastor.meta.records import User
-from exastor.namespace.store import PutSpec, SystemGrant
+from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.services import reduce_control
 from exastor.services.store_metrics import backlog
 

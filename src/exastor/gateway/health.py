@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from exastor.gateway.supervise import Board
-from exastor.namespace.store import Namespace
+from exastor.namespace.operations import Namespace
 
 CACHE_S = 1.0
 TIMEOUT_S = 2.0

@@ -29,9 +29,9 @@ from exastor.gateway import admin, server, tls
 from exastor.gateway.memory import tune_malloc
 from exastor.http import qos
 from exastor.meta import datakeys, leases, members, sealed_rows
+from exastor.meta.contract import Metadata
 from exastor.meta.postgres import describe
 from exastor.meta.sealing import SecretsLocked
-from exastor.meta.store import Metadata
 from exastor.services import cluster, metabackup
 
 log = logging.getLogger("exastor.serve")

@@ -39,7 +39,7 @@ from exastor.gateway.memory import Trimmer
 from exastor.gateway.metrics import RequestMetrics
 from exastor.gateway.middleware import Gateway, InFlight, reset_ids
 from exastor.gateway.protocol import Guard, Limits, guarded, reset
-from exastor.namespace.store import Namespace
+from exastor.namespace.operations import Namespace
 from exastor.s3.app import S3App
 from exastor.services.cluster import ClusterService, ClusterThread, gateway_address
 from exastor.services.gc import Collector, CollectorThread

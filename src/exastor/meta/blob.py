@@ -24,9 +24,7 @@ from typing import Any
 
 from exastor import errors
 from exastor.meta import manifest as mf
-from exastor.meta.records import OBJECT_COLUMNS, Bucket, ChunkLocation, ObjectVersion
-from exastor.meta.sealing import Sealer, is_sealed
-from exastor.meta.store import (
+from exastor.meta.contract import (
     KEY_MAX,
     Metadata,
     ObjectCheck,
@@ -43,6 +41,8 @@ from exastor.meta.store import (
     run_check,
     version_usage,
 )
+from exastor.meta.records import OBJECT_COLUMNS, Bucket, ChunkLocation, ObjectVersion
+from exastor.meta.sealing import Sealer, is_sealed
 
 MAX_BLOCKS = 50_000  # committed blocks of a blob, and blocks of one Put Block List, as in Azure
 NS = 10**9

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 
 
 def read_counters(meta: Metadata, names: Iterable[str]) -> dict[str, int]:

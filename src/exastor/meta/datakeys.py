@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from exastor.meta.sealing import Sealer
 
 if TYPE_CHECKING:
-    from exastor.meta.store import Metadata
+    from exastor.meta.contract import Metadata
 
 ENCRYPT_SETTING = "encrypt_at_rest"
 ALL_ENCRYPTED_SETTING = "all_encrypted"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 
 
 def store_totals(meta: Metadata, *, header_size: int, delta_codec: int, grouped_codec: int) -> tuple:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from exastor import errors
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 
 
 def reap_dead_chunks(meta: Metadata, dead_before_ns: int) -> int:

@@ -9,8 +9,8 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from exastor.meta import manifest as mf
+from exastor.meta.contract import MANIFEST_QUERIES, Metadata
 from exastor.meta.records import ChunkLocation
-from exastor.meta.store import MANIFEST_QUERIES, Metadata
 
 
 def all_chunks(meta: Metadata) -> list[ChunkLocation]:

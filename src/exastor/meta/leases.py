@@ -30,7 +30,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 
 SEGMENT_LEASE_MS = int(os.environ.get("EXASTOR_SEGMENT_LEASE_MS", "30000"))
 # How often a holder renews: a third of the lease, so two renewals may fail before it expires.

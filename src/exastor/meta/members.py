@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from exastor.meta.contract import Metadata
 from exastor.meta.leases import db_now_ms
-from exastor.meta.store import Metadata
 
 GATEWAY, DRIVE_SERVER = "gateway", "drive-server"
 # A gateway's master process while it starts (gateway/serve_cli.py): it opens, and may seal, secrets

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from exastor.meta import leases
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 
 
 class ShardRow(NamedTuple):

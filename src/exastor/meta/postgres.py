@@ -2,7 +2,7 @@
 
 Chosen by a URL, ``--meta postgresql://user@host/db`` (any libpq URL or option: several hosts with
 ``target_session_attrs=read-write`` follow a Patroni failover). The same transaction bodies as on
-SQLite run here (meta/store.py, "The metadata contract"); what differs is in this module:
+SQLite run here (meta/contract.py, "The metadata contract"); what differs is in this module:
 
 * Connections come from a pool (psycopg_pool): reads and writes each borrow one for the length of
   their transaction. Every write is its own transaction; several are in flight at once, and
@@ -15,7 +15,7 @@ SQLite run here (meta/store.py, "The metadata contract"); what differs is in thi
   re-run (no effect outside the database). A COMMIT whose outcome is unknown (the connection broke
   during it) is not re-run: the caller gets errors.Unavailable.
 * The bodies' ``?`` placeholders become ``%s`` (each statement text translated once, cached);
-  ``nextval`` on the cursor draws from a sequence (``meta.store.next_seq``: no hot counter row).
+  ``nextval`` on the cursor draws from a sequence (``meta.contract.next_seq``: no hot counter row).
 * Timeouts: connecting (CONNECT_TIMEOUT_S), waiting for a pooled connection (POOL_TIMEOUT_S), each
   statement (STATEMENT_TIMEOUT_MS, set per connection), idle in transaction. A database that is
   down, unreachable, restarting or out of disk gives errors.Unavailable / InsufficientStorage (503
@@ -82,7 +82,7 @@ RETRY_BUDGET_S = 20.0
 BACKOFF_FIRST_S = 0.002
 BACKOFF_MAX_S = 0.1
 POOL_MAX = 16
-# Rows a bucket's usage is spread over (meta/store.py, charge): with 16 writers in flight, a writer
+# Rows a bucket's usage is spread over (meta/contract.py, charge): with 16 writers in flight, a writer
 # finds another on its row ~6% of the time (SQLite, one writer, uses shard 0 alone). The benchmark's
 # before/after (bench/meta_backends.py) sets EXASTOR_PG_USAGE_SHARDS=1: every write on one row.
 USAGE_SHARDS = max(1, int(os.environ.get("EXASTOR_PG_USAGE_SHARDS", "256")))
@@ -162,7 +162,7 @@ class PgCursor:
     """A DB-API cursor over psycopg with the bodies' ``?`` placeholders."""
 
     __slots__ = ("_cur", "bumped", "sent")
-    usage_shards = USAGE_SHARDS  # rows a bucket's usage is spread over (meta/store.py, charge)
+    usage_shards = USAGE_SHARDS  # rows a bucket's usage is spread over (meta/contract.py, charge)
 
     def __init__(self, cur: psycopg.Cursor) -> None:
         self._cur = cur

@@ -13,8 +13,8 @@ from typing import Any
 
 from exastor import errors
 from exastor.meta import manifest as mf
+from exastor.meta.contract import Metadata, add_refs, drop_refs
 from exastor.meta.records import ChunkLocation
-from exastor.meta.store import Metadata, add_refs, drop_refs
 
 SKETCH_COLUMNS = ("fp, seq, sf0, sf1, sf2, sf3, pos0, pos1, pos2, pos3, owner_bucket, owner_key, owner_version, "
                   "owner_offset, depth")

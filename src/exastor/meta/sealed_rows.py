@@ -9,8 +9,8 @@ from typing import Any
 
 from exastor.meta import blob as bm
 from exastor.meta import datakeys, members
+from exastor.meta.contract import Metadata, user_context
 from exastor.meta.sealing import PREFIX, Sealer, is_sealed, sealed_key_id
-from exastor.meta.store import Metadata, user_context
 
 log = logging.getLogger("exastor.keys")
 

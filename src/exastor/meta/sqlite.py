@@ -130,7 +130,7 @@ class SqliteRunner:
 
     def data_version(self) -> int:
         """Changes whenever a transaction that changed a bucket or an account setting committed, in
-        any process (``bucket_version``, bumped by meta/store.py ``bucket_changed``): cached bucket rows
+        any process (``bucket_version``, bumped by meta/contract.py ``bucket_changed``): cached bucket rows
         are stale exactly when it moved. A point read on this thread's connection (microseconds)."""
         try:
             row = self._reader().execute("SELECT value FROM counters WHERE name = 'bucket_version'").fetchone()

@@ -23,10 +23,10 @@ from exastor.meta.blob import (  # re-exported: the front-ends and tests name th
     committed_blocks,
     part_block_id,
 )
+from exastor.meta.contract import TxCheck
 from exastor.meta.records import Bucket, ObjectVersion
-from exastor.meta.store import TxCheck
 from exastor.namespace.names import check_key
-from exastor.namespace.store import (
+from exastor.namespace.operations import (
     READ,
     WRITE,
     Check,

@@ -1,6 +1,6 @@
 """Conditional writes and deletes, decided inside the write's metadata transaction.
 
-Both are ``TxCheck``s (meta/store.py): ``run`` sees the row the transaction is about to replace or
+Both are ``TxCheck``s (meta/contract.py): ``run`` sees the row the transaction is about to replace or
 remove, so two writers racing on one key serialise there and exactly one condition holds. The
 answers are S3's (docs/compatibility.md, "Conditional writes and deletes"):
 
@@ -26,8 +26,8 @@ from datetime import datetime
 from typing import Any
 
 from exastor import errors
+from exastor.meta.contract import TxCheck
 from exastor.meta.records import ObjectVersion
-from exastor.meta.store import TxCheck
 
 _UNSEEN = object()
 EtagMatch = Callable[[str], bool]  # whether an object's ETag satisfies If-Match (the front-end parses the header)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exastor.meta.contract import KEY_MAX, Metadata
 from exastor.meta.records import ObjectVersion, Upload
-from exastor.meta.store import KEY_MAX, Metadata
 
 _PAGE = 1000
 _SEEK_PAGE = 8  # rows read after skipping a common prefix (grows x8 per full page of plain keys)

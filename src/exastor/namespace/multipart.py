@@ -15,7 +15,7 @@ from exastor.meta import manifest as mf
 from exastor.meta.records import ObjectVersion, Part, Upload
 from exastor.namespace import listing
 from exastor.namespace.names import check_key
-from exastor.namespace.store import READ, WRITE, Check, Grant, Namespace, PutSpec, new_version_id
+from exastor.namespace.operations import READ, WRITE, Check, Grant, Namespace, PutSpec, new_version_id
 
 MIN_PART_SIZE = 5 << 20
 MAX_PART_NUMBER = 10000

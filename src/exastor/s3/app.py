@@ -18,7 +18,7 @@ from exastor.auth.principal import Principal
 from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.namespace.names import is_utf8_text
-from exastor.namespace.store import Namespace
+from exastor.namespace.operations import Namespace
 from exastor.s3 import cors, sigv4
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error, to_s3_error

@@ -18,7 +18,7 @@ from exastor.http import checksums
 from exastor.http.asgi import Request, Send, respond, respond_stream
 from exastor.http.conditions import format_http_date
 from exastor.meta.records import ObjectVersion
-from exastor.namespace.store import Namespace, PutSpec
+from exastor.namespace.operations import Namespace, PutSpec
 from exastor.s3 import checksum, sigv4
 from exastor.s3.errors import S3Error
 from exastor.s3.streaming import AwsChunkedDecoder

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from exastor import errors
 from exastor.http.conditions import parse_http_date
-from exastor.meta.store import all_of
+from exastor.meta.contract import all_of
 from exastor.namespace.conditions import DeleteCondition
-from exastor.namespace.store import Check
+from exastor.namespace.operations import Check
 from exastor.s3 import objectlock
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error, to_s3_error

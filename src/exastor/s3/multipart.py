@@ -8,7 +8,7 @@ from typing import Any
 from exastor.http import checksums
 from exastor.meta.records import ObjectVersion, Part, Upload
 from exastor.namespace import multipart as mp
-from exastor.namespace.store import READ
+from exastor.namespace.operations import READ
 from exastor.s3 import checksum, sse
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, url_encode_if
 from exastor.s3.errors import S3Error

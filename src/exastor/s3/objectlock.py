@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from exastor.meta.records import Bucket, ObjectVersion
-from exastor.namespace.store import WRITE
+from exastor.namespace.operations import WRITE
 from exastor.s3.common import S3Call
 from exastor.s3.errors import S3Error
 from exastor.s3.xml import doc, el, parse, text

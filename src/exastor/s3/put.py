@@ -13,7 +13,7 @@ from exastor.http.conditions import etag_listed, evaluate_copy_source, parse_pre
 from exastor.http.ranges import RangeNotSatisfiable, bounded_int, parse_range
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.conditions import WriteCondition
-from exastor.namespace.store import Check
+from exastor.namespace.operations import Check
 from exastor.s3 import access, checksum, objectlock, sse
 from exastor.s3.acl import acl_from_headers
 from exastor.s3.common import MAX_PUT_SIZE, S3Call, attrs_from_headers, mtime

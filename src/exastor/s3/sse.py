@@ -29,7 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from exastor.meta.records import ObjectVersion
-from exastor.namespace.store import PutSpec
+from exastor.namespace.operations import PutSpec
 from exastor.s3.errors import S3Error
 
 PREFIX = "x-amz-server-side-encryption-customer-"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exastor.namespace.store import WRITE
+from exastor.namespace.operations import WRITE
 from exastor.s3 import access
 from exastor.s3.acl import acl_xml
 from exastor.s3.bucket import request_acl

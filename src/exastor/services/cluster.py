@@ -35,7 +35,7 @@ from exastor.drives import is_url
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import SegmentLog
 from exastor.meta import leases, members
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 
 log = logging.getLogger("exastor.cluster")
 

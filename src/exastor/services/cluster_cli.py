@@ -8,7 +8,7 @@ import os
 
 from exastor.cliargs import add_data_argument, existing_store
 from exastor.meta import members
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 from exastor.services.cluster import MANAGER
 
 

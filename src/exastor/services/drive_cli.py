@@ -24,7 +24,7 @@ from exastor.drives import SUBDIRS, is_url
 from exastor.engine.drives import Drive, DriveRefused, DriveSet
 from exastor.engine.segments import SegmentLog
 from exastor.meta import figures, placement
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 from exastor.services import metabackup
 from exastor.services.repair import Repairer
 

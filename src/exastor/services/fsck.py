@@ -25,8 +25,8 @@ from exastor.engine.record import CODEC_DELTA, HEADER_SIZE, decode_header, verif
 from exastor.engine.scan import walk
 from exastor.engine.segments import SegmentLog, SegmentUnavailable
 from exastor.meta import index
+from exastor.meta.contract import Metadata
 from exastor.meta.records import ChunkLocation
-from exastor.meta.store import Metadata
 from exastor.services import relayout
 from exastor.services.repair import Repairer
 from exastor.services.scrub import Scrubber

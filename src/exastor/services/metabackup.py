@@ -43,8 +43,8 @@ from exastor import errors
 from exastor.drives import DriveIO, age_s, open_drive
 from exastor.engine.drives import DriveSet
 from exastor.meta import journal as jr
+from exastor.meta.contract import Metadata
 from exastor.meta.sqlite import backup_to, database_problem
-from exastor.meta.store import Metadata
 
 BACKUP_DIR = "meta-backups"
 KEEP = 3  # copies kept per drive: the newest can be the one a failing disk corrupted

@@ -2,7 +2,7 @@
 
 A quota bounds logical bytes (what clients stored, every version counted, as `exastor stats`) and
 optionally object versions; a user's quota bounds all the buckets the user owns together. Writes
-that would pass one are refused inside their metadata transaction (meta/store.py, check_quotas)
+that would pass one are refused inside their metadata transaction (meta/contract.py, check_quotas)
 with 403 QuotaExceeded, on S3 and Blob alike; data already above a lowered quota stays.
 """
 

@@ -19,7 +19,7 @@ from exastor.cliargs import add_action, add_data_argument, existing_store
 from exastor.datadir.lock import DataDirLocked, exclusive, shared
 from exastor.datadir.opening import open_metadata
 from exastor.errors import CommandError
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 from exastor.services import reduce_control
 from exastor.services.store_metrics import backlog
 

@@ -21,8 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from exastor.meta.contract import Metadata
 from exastor.meta.counters import advance_counter, read_counters, set_counters
-from exastor.meta.store import Metadata
 
 NAMES = ("reducer_paused", "reducer_run_request", "reducer_run_done", "reducer_pass_started",
          "reducer_pass_ended", "reducer_pass_bytes", "reducer_pass_saved")

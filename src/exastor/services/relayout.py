@@ -33,7 +33,7 @@ from exastor.engine import shards as shardfiles
 from exastor.engine.drives import DriveSet
 from exastor.engine.record import SEGMENT_HEADER_SIZE, parse_segment_header
 from exastor.meta import placement
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 
 log = logging.getLogger("exastor.relayout")
 

@@ -14,7 +14,7 @@ from typing import Any
 from exastor.engine.drives import DriveSet, segment_name
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED, HEADER_SIZE
 from exastor.meta import figures
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 
 
 @dataclass

@@ -22,7 +22,7 @@ from exastor import errors
 from exastor.drives import SUBDIRS, DriveIO
 from exastor.engine.drives import DriveSet
 from exastor.meta import figures as store_figures
-from exastor.meta.store import Metadata
+from exastor.meta.contract import Metadata
 from exastor.services import reduce_control
 from exastor.services.stats import StoreStats, collect
 

@@ -244,7 +244,7 @@ CREATE TABLE quotas (
     PRIMARY KEY (scope, name)
 );
 
--- What each bucket holds (meta/store.py, charge).
+-- What each bucket holds (meta/contract.py, charge).
 CREATE TABLE bucket_usage (
     bucket      TEXT COLLATE "C" PRIMARY KEY,
     bytes       BIGINT NOT NULL,

@@ -1,4 +1,4 @@
--- Version 7: a bucket's usage is the sum of several rows (meta/store.py, charge). With one row per
+-- Version 7: a bucket's usage is the sum of several rows (meta/contract.py, charge). With one row per
 -- bucket every PUT into the bucket updated that row, and under REPEATABLE READ concurrent writers
 -- of one row fail with a serialization failure and re-run: the bucket was a single-row hot spot.
 -- Writers into a bucket without a quota now add to one of several rows (shard), chosen at random;

@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS quotas (
 );
 
 -- What each bucket holds: logical bytes and object versions (delete markers excluded), kept by
--- every transaction that adds or removes a version (meta/store.py, charge). A missing row is
+-- every transaction that adds or removes a version (meta/contract.py, charge). A missing row is
 -- computed from the objects at the bucket's next write.
 CREATE TABLE IF NOT EXISTS bucket_usage (
     bucket      TEXT PRIMARY KEY,

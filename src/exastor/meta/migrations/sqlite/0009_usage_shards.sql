@@ -1,5 +1,5 @@
 -- Version 9: a bucket's usage is the sum of its rows, one per shard (as PostgreSQL's
--- 0007_usage_shards.sql; meta/store.py, charge). SQLite has one writer, so it only ever writes
+-- 0007_usage_shards.sql; meta/contract.py, charge). SQLite has one writer, so it only ever writes
 -- shard 0: the column keeps one schema and one set of statements for both backends.
 CREATE TABLE bucket_usage_sharded (
     bucket      TEXT NOT NULL,

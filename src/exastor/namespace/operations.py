@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from exastor import errors
 from exastor.engine.chunkstore import ChunkStore, Digester, ObjectWriter
 from exastor.meta import manifest as mf
+from exastor.meta.contract import Metadata, ObjectCheck, TxCheck, run_check
 from exastor.meta.records import Bucket, ObjectVersion, User
-from exastor.meta.store import Metadata, ObjectCheck, TxCheck, run_check
 from exastor.namespace import listing
 from exastor.namespace.names import check_bucket_name, check_key
 
