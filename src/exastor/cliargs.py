@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -19,11 +20,23 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="./data", help=DATA_HELP)
 
 
-def add_action(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
-    """An action parser that also takes ``--data`` (without a default, so a ``--data`` given before
-    the action is not overwritten)."""
+META_HELP = ("the store's metadata in PostgreSQL: postgresql://... (default: EXASTOR_META_URL, else the "
+             "SQLite store in --data; with it, --data is the directory `exastor serve --meta` ran with)")
+
+
+def add_meta_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--meta", dest="meta_url", default=os.environ.get("EXASTOR_META_URL", ""),
+                        metavar="URL", help=META_HELP)
+
+
+def add_action(sub: argparse._SubParsersAction, name: str, help: str, *,
+               meta: bool = False) -> argparse.ArgumentParser:
+    """An action parser that also takes ``--data`` (and, with ``meta``, ``--meta``), without a default,
+    so one given before the action is not overwritten."""
     p = sub.add_parser(name, help=help, description=help)
     p.add_argument("--data", default=argparse.SUPPRESS, help=DATA_HELP)
+    if meta:
+        p.add_argument("--meta", dest="meta_url", default=argparse.SUPPRESS, metavar="URL", help=META_HELP)
     return p
 
 
@@ -34,6 +47,18 @@ def existing_store(data: str | Path) -> Path:
     if not (path / "meta" / "exastor.sqlite").exists():  # not a drive: the metadata in --data
         raise CommandError(f"no store at {path} (start one with `exastor serve --data {path}`, "
                            "or name the right directory with --data)")
+    return path
+
+
+def store_directory(data: str | Path, meta_url: str | None) -> Path:
+    """``--data`` of a store: with ``--meta`` the directory the gateway ran with (it holds the master
+    key; the metadata is in PostgreSQL), else a store that exists (existing_store)."""
+    if not meta_url:
+        return existing_store(data)
+    path = Path(data).expanduser()
+    if not path.is_dir():  # not a drive: the master key in --data
+        raise CommandError(f"no data directory at {path} (the one `exastor serve --meta ...` ran with: it holds "
+                           "the master key file)")
     return path
 
 

@@ -105,6 +105,41 @@ def test_fsck_over_postgresql(pg_server):
     assert refused.returncode == 2 and "only verification" in refused.stderr
 
 
+def test_users_managed_over_postgresql(pg_server):
+    """`exastor user ... --meta URL` manages the users every gateway on that database serves: a user
+    added there signs requests at once, and after `remove` its key is refused."""
+    import boto3
+    from botocore.config import Config
+
+    url = pg_server.extra_args[pg_server.extra_args.index("--meta") + 1]
+    access, secret = "EXPGUSERCAROL0000001", "pg-user-carol-secret-0123456789abcdef"
+    exastor("user", "add", "carol", "--access-key", access, "--secret-key", secret, "--meta", url,
+            data_dir=pg_server.data_dir)
+    listed = exastor("user", "list", "--meta", url, data_dir=pg_server.data_dir)
+    assert "carol" in listed.stdout and access in listed.stdout and secret not in listed.stdout
+    shown = exastor("user", "show", "carol", "--meta", url, data_dir=pg_server.data_dir)
+    assert secret in shown.stdout
+    carol = boto3.client("s3", endpoint_url=pg_server.endpoint, region_name="us-east-1", aws_access_key_id=access,
+                         aws_secret_access_key=secret,
+                         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    carol.create_bucket(Bucket="carols")
+    carol.put_object(Bucket="carols", Key="k", Body=b"hers")
+    assert carol.get_object(Bucket="carols", Key="k")["Body"].read() == b"hers"
+    refused = exastor("user", "remove", "carol", "--meta", url, data_dir=pg_server.data_dir, check=False)
+    assert refused.returncode == 1 and "bucket" in refused.stderr  # she owns a bucket: refused, nothing changed
+    exastor("user", "remove", "carol", "--transfer-to", "admin", "--meta", url, data_dir=pg_server.data_dir)
+
+    def denied() -> bool:
+        try:
+            carol.list_buckets()
+        except ClientError as exc:
+            return exc.response["Error"]["Code"] == "InvalidAccessKeyId"
+        return False
+
+    wait_until(denied, timeout=30, what="a removed user's key refused")
+    assert s3_client(pg_server).get_object(Bucket="carols", Key="k")["Body"].read() == b"hers"
+
+
 def test_database_down_answers_503_and_recovers(tmp_path, pg_cluster):
     """PostgreSQL stopping under a running gateway: requests get 503 (never a 500 or a traceback);
     once it is back, the same gateway serves again without a restart."""

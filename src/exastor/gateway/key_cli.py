@@ -15,16 +15,14 @@ refuses) or reads the new wrapping (and needs the new key)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-from exastor.cliargs import add_action, add_data_argument, existing_store
+from exastor.cliargs import add_action, add_data_argument, add_meta_argument, store_directory
 from exastor.datadir import keys
 from exastor.datadir.lock import DataDirLocked, ServerRunning, exclusive, serving
 from exastor.datadir.opening import open_metadata
-from exastor.errors import CommandError
 from exastor.meta import datakeys, members, sealed_rows
 from exastor.meta.sealing import SecretsLocked, sealed_key_id
 from exastor.services import cluster
@@ -32,9 +30,7 @@ from exastor.services import cluster
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
-    p.add_argument("--meta", dest="meta_url", default=os.environ.get("EXASTOR_META_URL", ""), metavar="URL",
-                   help="the metadata database: postgresql://... (default: EXASTOR_META_URL, else the embedded "
-                        "SQLite in --data)")
+    add_meta_argument(p)
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add_action(sub, "status", "whether new records are encrypted, and the data keys (never their bytes)")
     add_action(sub, "rotate", "make a new data key for new writes; older keys stay to read older records")
@@ -48,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # On PostgreSQL the database is elsewhere: DATA holds the master key (or key_command names it).
-    data = _key_directory(args.data) if args.meta_url else existing_store(args.data)
+    data = store_directory(args.data, args.meta_url)
     if args.action == "rotate-master":
         return _rotate_master(data, args.new_key_command or None, args.meta_url or None)
     meta = open_metadata(data, args.meta_url or None)
@@ -81,13 +77,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         meta.close()
 
-
-def _key_directory(data: str) -> Path:
-    path = Path(data).expanduser()
-    if not path.is_dir():  # not a drive: the master key in --data
-        raise CommandError(f"no data directory at {path} (the one `exastor serve --meta ...` ran with: it holds "
-                           "the master key file)")
-    return path
 
 
 def _rotate_master(data: Path, new_command: str | None, meta_url: str | None) -> int:

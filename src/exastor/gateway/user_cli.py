@@ -10,7 +10,7 @@ import sys
 import time
 
 from exastor import errors
-from exastor.cliargs import add_action, add_data_argument, existing_store
+from exastor.cliargs import add_action, add_data_argument, add_meta_argument, store_directory
 from exastor.datadir import keys
 from exastor.datadir.opening import ADMIN, new_access_key, new_secret_key, open_metadata, stored_account
 from exastor.meta.records import User
@@ -18,26 +18,27 @@ from exastor.meta.records import User
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
+    add_meta_argument(p)  # users of a store on PostgreSQL: every gateway sees them at once
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = add_action(sub, "add", "create a user and print its keys")
+    add = add_action(sub, "add", "create a user and print its keys", meta=True)
     add.add_argument("name")
     add.add_argument("--access-key", help="use this access key instead of a generated one")
     add.add_argument("--secret-key", help="use this secret key instead of a generated one")
     add.add_argument("--email", help="the user's e-mail address (S3 ACL grants by e-mail name it)")
-    add_action(sub, "list", "list users and their access keys (secrets are not shown)")
+    add_action(sub, "list", "list users and their access keys (secrets are not shown)", meta=True)
     show = add_action(sub, "show", "print a user's access key and secret key (admin: also the Blob account key "
-                                   "and connection settings)")
+                                   "and connection settings)", meta=True)
     show.add_argument("name")
     rm = add_action(sub, "remove", "remove a user; its keys stop working within seconds. Refused while the "
-                                   "user owns buckets, unless --transfer-to names who takes them")
+                                   "user owns buckets, unless --transfer-to names who takes them", meta=True)
     rm.add_argument("name")
     rm.add_argument("--transfer-to", metavar="USER",
                     help="hand the user's buckets (and the objects in them) to USER in the same transaction")
 
 
 def run(args: argparse.Namespace) -> int:
-    data = existing_store(args.data)
-    meta = open_metadata(data)
+    data = store_directory(args.data, args.meta_url)
+    meta = open_metadata(data, args.meta_url or None)
     try:
         if args.action == "add":
             access = args.access_key or new_access_key()
