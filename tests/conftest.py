@@ -202,6 +202,20 @@ def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=300)
 
 
+def unseal_as_before_sealing(data: Path) -> Path:
+    """Turn a stopped store's secrets back into what versions before sealed secrets wrote: the admin
+    secret and the Blob account key in the clear in the database, and no key file. Returns the
+    database's path."""
+    import sqlite3
+
+    db = data / "meta" / "exastor.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE users SET secret_key = ?", (SECRET_KEY,))
+        con.execute("UPDATE blob_settings SET value = ? WHERE name = 'account_key'", (ACCOUNT_KEY,))
+    (data / "master.key").unlink()
+    return db
+
+
 def prepare_encryption(data: Path, want: bool | None = True) -> None:
     """What `exastor serve` does before its workers start, for a store opened in process: the master
     key, then the encrypt_at_rest decision and the first data key (meta/datakeys.py)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT_KEY, SECRET_KEY, exastor, s3_client, start_server
+from conftest import ACCOUNT_KEY, SECRET_KEY, exastor, s3_client, start_server, unseal_as_before_sealing
 from exastor.drives import open_drive, power_cut
 from exastor.engine.drives import segment_name
 from exastor.meta import journal as jr
@@ -161,11 +161,7 @@ def test_copies_and_journal_files_retired_for_holding_secrets_in_the_clear_stay_
         server.stop()
     # As the previous version left it: secrets in the clear in the database, in a copy on the drives
     # and in a journal file (a commit that wrote them), and no key file.
-    db = server.data_dir / "meta" / "exastor.sqlite"
-    with sqlite3.connect(db) as con:
-        con.execute("UPDATE users SET secret_key = ?", (SECRET_KEY,))
-        con.execute("UPDATE blob_settings SET value = ? WHERE name = 'account_key'", (ACCOUNT_KEY,))
-    (server.data_dir / "master.key").unlink()
+    db = unseal_as_before_sealing(server.data_dir)
     for old in metabackup.backups(rec.drives):
         old.path.unlink()
     clear_copies = metabackup.take(db, rec.drives[:2])

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT_KEY, ALT_ACCESS_KEY, ALT_SECRET_KEY, SECRET_KEY, exastor, s3_client, start_server
+from conftest import (
+    ACCOUNT_KEY,
+    ALT_ACCESS_KEY,
+    ALT_SECRET_KEY,
+    SECRET_KEY,
+    exastor,
+    s3_client,
+    start_server,
+    unseal_as_before_sealing,
+)
 from exastor.services import metabackup
 
 
@@ -95,11 +104,7 @@ def test_a_store_from_before_sealing_is_sealed_on_start_and_its_clear_copies_ret
         server.stop()
     # Turn it into a store as the previous version left it: secrets in the clear, 0644 files, no
     # key file, and a copy of that database on the drives.
-    db = server.data_dir / "meta" / "exastor.sqlite"
-    with sqlite3.connect(db) as con:
-        con.execute("UPDATE users SET secret_key = ?", (SECRET_KEY,))
-        con.execute("UPDATE blob_settings SET value = ? WHERE name = 'account_key'", (ACCOUNT_KEY,))
-    (server.data_dir / "master.key").unlink()
+    db = unseal_as_before_sealing(server.data_dir)
     for path in (db, server.data_dir / "meta"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     for old in metabackup.backups(drives):
