@@ -21,6 +21,7 @@ Used by tests/cluster/test_netns_scenarios.py (a short CI slice) and tests/clust
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -38,6 +39,7 @@ sys.path.insert(0, str(HERE.parent))  # tests/: pgcluster, when run as a script
 
 from netns import Namespaces, run, stop  # noqa: E402
 
+from conftest import wait_until  # noqa: E402
 from exastor.drives.wire import create_key  # noqa: E402
 from pgcluster import PgCluster, pg_bindir  # noqa: E402
 
@@ -337,9 +339,9 @@ def run_scenario(c: Cluster, index: int, seed: int, ledger_dir: Path, kind: str 
         for g in GATEWAY_HOSTS}
     try:
         # Inject once the load is flowing (each loader has written its first attempt), bounded.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not all(p.exists() and p.stat().st_size for p in ledgers.values()):
-            time.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # no load after 30 s: inject anyway, the checks will say
+            wait_until(lambda: all(p.exists() and p.stat().st_size for p in ledgers.values()),
+                       "every loader's first attempt", timeout=30, interval=0.1)
         _inject(c, f)
         record["detail"] = f.detail
         fault_at = time.monotonic()
@@ -407,27 +409,24 @@ def run_scenario(c: Cluster, index: int, seed: int, ledger_dir: Path, kind: str 
             problems.append(f"check through gateway {g}: {json.dumps(out)[:1500]}")
     # A partition is unavailability, never failure: no drive is 'failed' and all come back active.
     states: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        states = c.drive_states()
-        if set(states.values()) == {"active"}:
-            break
-        time.sleep(0.5)
+
+    def all_active() -> bool:
+        states.update(c.drive_states())
+        return set(states.values()) == {"active"}
+
+    with contextlib.suppress(AssertionError):  # not all active after 60 s: recorded as a problem below
+        wait_until(all_active, "every drive active after the heal", timeout=60, interval=0.5)
     record["drive_states"] = states
     if "failed" in states.values() or set(states.values()) != {"active"}:
         problems.append(f"drives not all active 60 s after the heal: {states}")
-    for g, proc in c.gateways.items():
-        if proc.poll() is not None:
-            problems.append(f"gateway {g} exited ({proc.returncode})")
-            c.start_gateway(g)
-            c.restarts += 1
-            c.wait_gateway(g)
-    for h, proc in c.drive_servers.items():
-        if proc.poll() is not None:
-            problems.append(f"drive server {h} exited ({proc.returncode})")
-            c.start_drive_server(h)
-            c.restarts += 1
-            c.wait_drive_server(h)
+    for role, procs, start, wait in (("gateway", c.gateways, c.start_gateway, c.wait_gateway),
+                                     ("drive server", c.drive_servers, c.start_drive_server, c.wait_drive_server)):
+        for host, proc in list(procs.items()):
+            if proc.poll() is not None:
+                problems.append(f"{role} {host} exited ({proc.returncode})")
+                start(host)
+                c.restarts += 1
+                wait(host)
     if any(p.startswith("STALL") for p in problems):
         record["diagnostics"] = str(capture_diagnostics(c, ledger_dir.parent / f"stall-s{index:04d}"))
     record["problems"] = problems

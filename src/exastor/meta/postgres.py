@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pgerr
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from exastor import errors
 from exastor.meta import migrations
@@ -269,8 +269,10 @@ class PostgresRunner:
         out on loan are replaced when they come back."""
         try:
             self._pool.drain()
-        except Exception as exc:  # noqa: BLE001 - a pool being closed: nothing to replace
-            log.debug("metadata pool drain: %s", exc)
+        except PoolClosed:
+            pass  # the runner is closing: nothing to replace
+        except psycopg.Error as exc:  # closing a broken connection; the request still answers 503
+            log.warning("metadata pool drain: %s", exc)
 
     def _migrate(self) -> tuple[int, int]:
         with self._connect() as conn:
@@ -377,8 +379,10 @@ class PostgresRunner:
         def check() -> None:
             try:
                 self._pool.check()
-            except Exception as exc:  # noqa: BLE001 - a pool being closed: nothing to check
-                log.debug("metadata pool check: %s", exc)
+            except PoolClosed:
+                pass  # the runner is closing: nothing to check
+            except psycopg.Error as exc:  # the check itself failed: the next one retries
+                log.warning("metadata pool check: %s", exc)
             finally:
                 with self._pool_check_lock:
                     self._pool_checking = False
