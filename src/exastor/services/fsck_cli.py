@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from exastor.cliargs import add_data_argument, existing_store
+from exastor.cliargs import add_data_argument, add_meta_argument, existing_store
 from exastor.datadir.lock import DataDirLocked, exclusive
 from exastor.datadir.opening import drive_dirs, open_metadata
 from exastor.drives import open_drive
@@ -40,9 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drive", action="append", default=[], metavar="PATH",
                    help="with --rebuild-index or --restore-meta: a drive directory of the store, when the database "
                         "no longer lists its drives (repeat, in the order first given to `serve`)")
-    p.add_argument("--meta", default=os.environ.get("EXASTOR_META_URL", ""), metavar="URL",
-                   help="check a store whose metadata is in PostgreSQL: postgresql://... (default: "
-                        "EXASTOR_META_URL, else the store in --data); verification only")
+    add_meta_argument(p)  # with it, verification only
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
 
@@ -95,7 +92,7 @@ def _check_postgres(args: argparse.Namespace, data: Path) -> int:
               "work on SQLite stores; the gateways' repairer rebuilds bad shards and replicas)", file=sys.stderr)
         return 2
     drive0 = Path(args.drive[0]).expanduser() if args.drive else data / "drive0"
-    meta = open_metadata(data, args.meta)
+    meta = open_metadata(data, args.meta_url)
     try:
         report = fsck.check(meta, drive0 / "segments", base=data)
     finally:
@@ -106,7 +103,7 @@ def _check_postgres(args: argparse.Namespace, data: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
-    if args.meta:
+    if args.meta_url:
         return _check_postgres(args, data)
     drives = [Path(p).expanduser() for p in args.drive] or drive_dirs(data)
     segments = drives[0] / "segments"
