@@ -20,8 +20,11 @@ PostgreSQL and three drive directories; boto3 drives them.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -200,4 +203,38 @@ def test_a_gateway_killed_mid_load_takes_over_what_it_left_open_at_restart(tmp_p
             writer.stop()
         a.stop()
         pg_cluster.drop_database("exastor_gw_kill")
+    assert "Traceback" not in a.log_text(), a.log_text()[-5000:]
+
+
+def test_a_copied_data_directory_is_refused_while_its_original_runs(tmp_path, pg_cluster):
+    """`cp -a` of a running gateway's data directory copies DATA/gateway.id: a gateway started on the
+    copy would take the original's live leases as "its previous run's" and cut its writes. It is
+    refused, saying why; removing the copy's gateway.id (a new identity) lets it start beside A."""
+    dsn = pg_cluster.create_database("exastor_gw_twin")
+    a, b = _gateways(tmp_path, dsn)
+    try:
+        a.start()
+        s3_client(a).create_bucket(Bucket=BUCKET)
+        s3_client(a).put_object(Bucket=BUCKET, Key="before", Body=b"written by A")
+        b.data_dir.rmdir()
+        shutil.copytree(a.data_dir, b.data_dir, ignore=shutil.ignore_patterns("*.lock", "*.pid"))
+        env = {**os.environ, **b.env}
+        env.pop("EXASTOR_CONFIG", None)
+        refused = subprocess.run(
+            [sys.executable, "-m", "exastor.cli", "serve", "--data", str(b.data_dir), "--s3-port", str(b.s3_port),
+             "--blob-port", str(b.blob_port), "--workers", "1"],
+            capture_output=True, text=True, env=env, timeout=120)
+        assert refused.returncode == 2, (refused.returncode, refused.stderr[-3000:])
+        assert "another gateway is running with this data directory's identity" in refused.stderr, refused.stderr
+        assert _identity(a).rstrip("/") in refused.stderr
+        assert s3_client(a, retry=False).get_object(Bucket=BUCKET, Key="before")["Body"].read() == b"written by A"
+
+        (b.data_dir / GATEWAY_ID_FILE).unlink()
+        b.start()
+        assert _identity(b) != _identity(a)
+        assert s3_client(b).get_object(Bucket=BUCKET, Key="before")["Body"].read() == b"written by A"
+    finally:
+        a.stop()
+        b.stop()
+        pg_cluster.drop_database("exastor_gw_twin")
     assert "Traceback" not in a.log_text(), a.log_text()[-5000:]

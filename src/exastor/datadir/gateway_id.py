@@ -11,7 +11,8 @@ The identity is random (``gw-`` and 16 hex digits), made once with mode 0600 and
 directory) before it is first used, so a restart after a power cut finds the same one. Copying a
 data directory to a second host copies the identity too: two gateways running with one identity
 would take over each other's leases at start (the fence keeps the data safe; their writes would
-keep being cut). docs/operations.md says not to.
+keep being cut). docs/operations.md says not to, and `serve` refuses to start beside a twin whose
+heartbeat it sees moving (gateway/serve_cli.py ``identity_twin``).
 """
 
 from __future__ import annotations

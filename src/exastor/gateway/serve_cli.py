@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+import time
 
 from exastor import __version__, errors, metrics
 from exastor.config import ConfigError, load
@@ -68,6 +69,33 @@ class StartupHeartbeat(threading.Thread):
             self._beat()
         except errors.Unavailable as exc:
             log.warning("startup heartbeat failed: %s", exc)
+
+
+def identity_twin(meta: Metadata, identity_prefix: str, own_member: str) -> str | None:
+    """Where another running gateway with this gateway's identity was seen (a copied data
+    directory, DATA/gateway.id and all), else None.
+
+    Rows with this identity seen lately are this gateway's previous run's (killed, its rows not yet
+    marked down) or a twin's. The previous run cannot be beating: its processes held DATA's server
+    lock, which this start now holds. So a row whose heartbeat moves on while this start watches for
+    a little over two heartbeat intervals - or a new one - is a twin: taking over "its previous
+    run's" leases would cut a live gateway's writes, again at every start of either."""
+    within_ms = int(cluster.DOWN_AFTER_S * 1000)
+
+    def others() -> dict[str, int]:
+        return {m: seen for m, seen in members.gateways_beating(meta, identity_prefix, within_ms).items()
+                if m != own_member}
+
+    first = others()
+    if not first:
+        return None
+    deadline = time.monotonic() + 2.5 * cluster.HEARTBEAT_S + 1
+    while time.monotonic() < deadline:
+        time.sleep(cluster.HEARTBEAT_S / 4)  # the product polls the database; bounded by the deadline
+        beating = [m for m, seen in others().items() if seen > first.get(m, -1)]
+        if beating:
+            return ", ".join(sorted(beating))
+    return None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -180,6 +208,15 @@ def run(args: argparse.Namespace) -> int:
     # that rotated just before this heartbeat has committed, and the secrets read below are the new ones).
     starting = StartupHeartbeat(meta, cluster.gateway_address(cfg.s3_port)) if cfg.meta_url else None
     try:
+        if starting is not None and previous_run is not None:
+            twin = identity_twin(meta, previous_run, starting.member_id)
+            if twin is not None:
+                print(f"exastor serve: another gateway is running with this data directory's identity "
+                      f"({cfg.data / gateway_id.GATEWAY_ID_FILE}: {previous_run.rstrip('/')}): {twin}. Was the "
+                      "data directory copied? Stop the other gateway, or, if this directory is the copy, remove "
+                      f"its {gateway_id.GATEWAY_ID_FILE} (a new identity is made at the next start)",
+                      file=sys.stderr)
+                return 2
         try:
             key_id = keys.ensure(cfg.data, meta, command=cfg.key_command).key_id
         except SecretsLocked as exc:

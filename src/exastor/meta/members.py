@@ -83,6 +83,17 @@ def refuse_beside_live_gateways(cur: Any, within_ms: int) -> None:
         raise GatewaysRunning(seen, within_ms)
 
 
+def gateways_beating(meta: Metadata, id_part: str, within_ms: int) -> dict[str, int]:
+    """Gateway members (workers, and masters while they start) alive by their row, seen within
+    ``within_ms`` by the database's clock, whose id holds ``id_part``: id -> seen_ms."""
+    def q(cur: Any) -> dict[str, int]:
+        cur.execute("SELECT id, seen_ms FROM members WHERE kind IN (?, ?) AND state = 'alive' AND seen_ms >= ?",
+                    (GATEWAY, STARTING, db_now_ms(cur) - within_ms))
+        return {r[0]: int(r[1]) for r in cur.fetchall() if id_part in r[0]}
+
+    return meta.runner.read(q)
+
+
 def forget_started(meta: Metadata) -> int:
     """Remove the rows of starting gateways marked down: their workers heartbeat as themselves."""
     def tx(cur: Any) -> int:
