@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
+import threading
 from pathlib import Path
 
 import blake3
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
+from conftest import ServerProcess, exastor, free_port, wait_until
 from drive_servers import DriveServerProcess, cluster_key
 from exastor import errors
 from exastor.datadir.opening import open_metadata
@@ -124,3 +130,79 @@ def test_an_eio_from_the_disks_fsync_through_a_drive_server_still_fails_the_driv
     finally:
         log.close()
         meta.close()
+
+
+def _s3(server: ServerProcess, attempts: int):
+    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+                        config=Config(s3={"addressing_style": "path"},
+                                      retries={"mode": "standard", "total_max_attempts": attempts}))
+
+
+def test_a_put_whose_fsync_meets_a_restarted_drive_server_gets_503_and_no_drive_is_failed(tmp_path, hosts):
+    """Through a gateway: the PUT's records reached the drive servers; one of them is killed with -9
+    and restarted before the gateway's fsync (held there by the gateway's own fault rule, so the
+    moment is exact, not timed). The PUT is answered 503, never 200; sent again it succeeds on a new
+    segment; every drive stays active; every acknowledged object reads back byte-identical."""
+    servers, rules = hosts
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    urls = [ds.url(f"d{n}") for n, ds in enumerate(servers, 1)]
+    gateway = ServerProcess(data, free_port(), free_port(), tmp_path / "gateway.log",
+                            extra_args=[*(a for u in urls for a in ("--drive", u)), "--ec", "2+1", "--workers", "1"],
+                            env={"EXASTOR_FAULTS": str(rules), "EXASTOR_SEGMENT_SIZE": str(8 << 20)})
+    gateway.start()
+    try:
+        s3, once = _s3(gateway, 6), _s3(gateway, 1)
+        s3.create_bucket(Bucket="restart")
+        rng = random.Random(14)
+        acked = {f"before{i}": rng.randbytes(rng.choice([100, 20_000, 300_000])) for i in range(8)}
+        for key, body in acked.items():   # under one segment's size: it stays open, nothing seals meanwhile
+            s3.put_object(Bucket="restart", Key=key, Body=body)
+        hold = tmp_path / "hold"
+        hold.mkdir()
+        rule = {"hold_fsync": {"dir": str(hold), "prefix": "segments/"}}
+        rules.write_text(json.dumps({u: rule for u in urls}))  # the gateway's view of each drive
+        body = rng.randbytes(250_000)
+        outcome: list[object] = []
+
+        def put() -> None:
+            try:
+                outcome.append(once.put_object(Bucket="restart", Key="held", Body=body))
+            except ClientError as exc:
+                outcome.append(exc)
+
+        putter = threading.Thread(target=put)
+        putter.start()
+        label, name = json.loads(wait_until(lambda: (hold / "held").exists() and (hold / "held").read_text(),
+                                            "the gateway's fsync of the PUT's segment to be held", timeout=60))
+        assert name.startswith("segments/")
+        victim = _served_by(servers, label)
+        victim.kill()                       # -9: the appended records are in its page cache, unsynced
+        victim.start()
+        (hold / "release").touch()
+        putter.join(timeout=120)
+        assert not putter.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], ClientError), f"never acknowledged: {outcome}"
+        assert outcome[0].response["ResponseMetadata"]["HTTPStatusCode"] == 503, outcome[0].response
+        assert "restarted after writes this fsync would cover" in gateway.log_text(), \
+            "the fsync met the restarted server (not an unreachable one)"
+        with pytest.raises(ClientError) as absent:   # not half visible
+            s3.get_object(Bucket="restart", Key="held")
+        assert absent.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        s3.put_object(Bucket="restart", Key="held", Body=body)   # sent again: a new segment takes it
+        acked["held"] = body
+        for key, value in {f"after{i}": rng.randbytes(100_000) for i in range(4)}.items():
+            s3.put_object(Bucket="restart", Key=key, Body=value)
+            acked[key] = value
+        for key, value in acked.items():
+            assert s3.get_object(Bucket="restart", Key=key)["Body"].read() == value, key
+        status = json.loads(exastor("drive", "status", "--json", data_dir=data).stdout)
+        assert [d["state"] for d in status["drives"]] == ["active"] * 3, status
+    finally:
+        gateway.stop()
+    for n in range(3):
+        assert _state(data, n) == "active"
+    fsck = exastor("fsck", data_dir=data, check=False)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert "Traceback" not in gateway.log_text(), gateway.log_text()[-5000:]
