@@ -13,7 +13,7 @@ import time
 import pytest
 
 from drive_servers import DriveServerProcess, cluster_key
-from exastor.drives import DriveUnreachable, FsyncFailed
+from exastor.drives import AnswerLost, DriveUnreachable, FsyncFailed, ServerRestarted
 from exastor.drives.remote import RemoteDrive
 from exastor.drives.wire import H_AUTH, body_digest, create_key, load_key, request_headers
 
@@ -110,9 +110,10 @@ def test_a_restart_between_write_and_fsync_fails_that_fsync_for_good(served):
     server.kill()
     server.start()
     assert drive.probe()
-    with pytest.raises(FsyncFailed):
+    with pytest.raises(ServerRestarted) as refused:  # its own code, never the disk's EIO: not a failed drive
         drive.fsync("segments/a")
-    with pytest.raises(FsyncFailed):
+    assert isinstance(refused.value, FsyncFailed) and not isinstance(refused.value, AnswerLost)
+    with pytest.raises(ServerRestarted):             # final for that file, and still says why
         drive.append("segments/a", 12, b"more")
     other = RemoteDrive(server.url("d0"), load_key(server.key_file))
     other.create("segments/b", b"fresh")  # a file written after the restart syncs normally

@@ -19,8 +19,10 @@ from exastor.drives.base import (
     DriveUnreachable,
     Fenced,
     FsyncFailed,
+    ServerRestarted,
     Space,
     Stat,
+    WritesInDoubt,
     age_s,
 )
 from exastor.drives.faulty import FaultRules, FaultyDrive, power_cut
@@ -28,8 +30,8 @@ from exastor.drives.identity import Identity, Unidentified
 from exastor.drives.local import LocalDrive
 
 __all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveUnreachable", "FaultRules", "FaultyDrive",
-           "AnswerLost", "Fenced", "FsyncFailed", "Identity", "LocalDrive", "Space", "Stat", "Unidentified", "age_s", "cluster_key",
-           "is_url", "open_drive", "power_cut"]
+           "AnswerLost", "Fenced", "FsyncFailed", "Identity", "LocalDrive", "ServerRestarted", "Space", "Stat", "Unidentified",
+           "WritesInDoubt", "age_s", "cluster_key", "is_url", "open_drive", "power_cut"]
 
 _rules: dict[str, FaultRules] = {}
 _keys: dict[str, bytes] = {}

@@ -56,12 +56,25 @@ class FsyncFailed(OSError):
     """This file's fsync (or a write to it) failed before: it is never written or fsynced again."""
 
 
-class AnswerLost(FsyncFailed):
+class WritesInDoubt(FsyncFailed):
+    """This file's unsynced writes are in doubt for a reason that is not the drive's (the network, a
+    restarted drive server): the file is never written or fsynced again, exactly as after a failed
+    fsync, and commits that need those bytes fail - but this is never a reason to mark the drive
+    failed. The subclasses say why."""
+
+
+class AnswerLost(WritesInDoubt):
     """This file's earlier write or fsync got no answer (the drive server was unreachable, or the
-    network failed mid-request): what reached the disk is unknown, so the file is never written or
-    fsynced again, exactly as after a failed fsync. But the drive answered nothing against itself:
-    this is never a reason to mark the drive failed (the request that lost the answer already made
-    the drive unavailable to this process until a probe is answered)."""
+    network failed mid-request): what reached the disk is unknown. The drive answered nothing against
+    itself (the request that lost the answer already made the drive unavailable to this process until
+    a probe is answered)."""
+
+
+class ServerRestarted(WritesInDoubt):
+    """The drive server restarted after writes to this file that an fsync would cover: they may have
+    died with the old process's page cache (as in a power cut), so that fsync fails, final. The disk
+    did not fail: the server answers its own code for this (``RESTARTED``), never a plain EIO, which
+    stays what a broken disk answers."""
 
 
 class Fenced(OSError):

@@ -13,6 +13,11 @@ absolute directory), values a rule set:
 ``full``           ENOSPC on ``create``, ``append`` and ``put``; ``space()`` reports 0 free
 ``slow_ms``        every call sleeps this many milliseconds first
 ``record``         power-cut recording: a directory for the journal (see below)
+``hold_fsync``     ``{"dir": D, "prefix": P}``: the first ``fsync`` of a file whose name starts
+                   with P (of any drive whose rule names this D) writes ``D/held`` (the drive's
+                   label and the file's name, a JSON list) and waits until ``D/release`` exists
+                   (at most ``HOLD_MAX_S``), then goes on; one hold per ``D``. A test kills -9 and
+                   restarts a drive server exactly between a write and the fsync covering it.
 =================  ============================================================================
 
 Power cuts. With ``record``, every change is journaled (one JSON line per event, appended by every
@@ -62,6 +67,7 @@ from exastor.drives.base import Buffers, DriveIO, Piece, Space, Stat, parent, pi
 
 READ, WRITE, FSYNC, CHANGE = "read", "write", "fsync", "change"
 SECTOR = 512
+HOLD_MAX_S = 120.0   # a held fsync goes on after this long even if the test never releases it
 
 
 class FaultRules:
@@ -168,8 +174,26 @@ class FaultyDrive(DriveIO):
         self._check("fence", name, WRITE)
         self.inner.fence(name, epoch)
 
+    def _hold(self, rule: dict[str, Any], name: str) -> None:
+        """``hold_fsync``: once per hold directory, say what is held and wait (bounded) for the release."""
+        hold = rule.get("hold_fsync")
+        if not hold or not name.startswith(hold.get("prefix", "")):
+            return
+        where = Path(hold["dir"])
+        try:
+            fd = os.open(where / "held", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the first one only
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "w") as f:
+            json.dump([self.label, name], f)
+        deadline = time.monotonic() + HOLD_MAX_S
+        while not (where / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def fsync(self, name: str) -> None:
-        rec = self._recorder(self._check("fsync", name, FSYNC))
+        rule = self._check("fsync", name, FSYNC)
+        self._hold(rule, name)
+        rec = self._recorder(rule)
         size = self.inner.stat(name).size if rec else 0
         self.inner.fsync(name)
         if rec:

@@ -16,7 +16,9 @@ tell it from a local directory, except for one thing it must be told - *unreacha
 - A failed write or fsync is final for that file (as ``LocalDrive``), and so is a lost answer to one:
   the client cannot know whether the write happened, so it never writes or fsyncs that file again.
 - A server restart between a write and its fsync fails the fsync (final): the fsync names the
-  server's boot id under which the file was written, and the server refuses a stale one.
+  server's boot id under which the file was written, and the server refuses a stale one with its
+  own code, raised here as ``ServerRestarted`` - like a lost answer, final for the file and never
+  evidence against the drive (a plain EIO from the server is the disk's, and is).
 
 Requests that change nothing (pread, stat, list, space, fsync, sync_dir, release) are sent again once,
 newly signed, when a pooled keep-alive connection turns out to have been closed by the server.
@@ -42,12 +44,14 @@ from exastor.drives.base import (
     Fenced,
     FsyncFailed,
     Piece,
+    ServerRestarted,
     Space,
     Stat,
+    WritesInDoubt,
     check_name,
     pieces,
 )
-from exastor.drives.server import H_BOOT, UNAVAILABLE
+from exastor.drives.server import H_BOOT, RESTARTED, UNAVAILABLE
 from exastor.drives.wire import (
     EMPTY_DIGEST,
     H_ANSWER,
@@ -102,7 +106,8 @@ class RemoteDrive(DriveIO):
         self._prober: threading.Thread | None = None
         self._prober_pid = 0
         self._poisoned: set[str] = set()
-        self._answer_lost: set[str] = set()  # poisoned because an answer was lost, not by the drive
+        # poisoned by no fault of the drive (a lost answer, a server restart): why, to say so again
+        self._in_doubt: dict[str, type[WritesInDoubt]] = {}
         self._written_under: dict[str, str] = {}   # name -> server boot id of its first unsynced write
 
     def __repr__(self) -> str:
@@ -213,6 +218,8 @@ class RemoteDrive(DriveIO):
             raise self._went_down(data.decode("utf-8", "replace").strip())
         code = errno_from_name(err)
         message = f"{self.label}: {data.decode('utf-8', 'replace').strip()}"
+        if err == RESTARTED:
+            raise ServerRestarted(errno.EIO, message)
         if resp.headers.get(H_FINAL) == "1":
             raise FsyncFailed(code, message)
         if code == errno.ESTALE:
@@ -226,18 +233,24 @@ class RemoteDrive(DriveIO):
     # --- writes: final on failure ---------------------------------------------------------
     def _refuse_if_poisoned(self, name: str) -> None:
         if name in self._poisoned:
-            if name in self._answer_lost:  # the network's doing: final for the file, nothing against the drive
+            why = self._in_doubt.get(name)
+            if why is ServerRestarted:  # final for the file, nothing against the drive
+                raise ServerRestarted(errno.EIO, f"{self.label}/{name}: the drive server restarted after "
+                                                 "unsynced writes to it; the file is never written again")
+            if why is not None:
                 raise AnswerLost(errno.EIO, f"{self.label}/{name}: an earlier write or fsync got no answer; "
                                             "the file is never written again")
             raise FsyncFailed(errno.EIO, f"{self.label}/{name}: an earlier write or fsync failed; "
                                          "the file is never written again")
 
     def _poison(self, name: str, cause: OSError) -> None:
-        """Under the lock: ``name`` is never written again; remember whether only an answer was lost."""
+        """Under the lock: ``name`` is never written again; remember whether it was not the drive's doing."""
         self._poisoned.add(name)
         self._written_under.pop(name, None)
-        if isinstance(cause, DriveUnreachable | AnswerLost):
-            self._answer_lost.add(name)
+        if isinstance(cause, WritesInDoubt):
+            self._in_doubt[name] = type(cause)
+        elif isinstance(cause, DriveUnreachable):
+            self._in_doubt[name] = AnswerLost
 
     def _write(self, name: str, op: str, params: dict[str, object], body: bytes | bytearray | memoryview,
                *, durable: bool = False) -> None:
@@ -259,7 +272,7 @@ class RemoteDrive(DriveIO):
     def create(self, name: str, data: Buffers = b"") -> None:
         with self._lock:
             self._poisoned.discard(name)  # a new file of that name (the old one was deleted)
-            self._answer_lost.discard(name)
+            self._in_doubt.pop(name, None)
             self._written_under.pop(name, None)
         self._write(name, "create", {"name": name}, _joined(data))
 

@@ -14,7 +14,9 @@ What the server adds to a local drive:
 - *Restarts are visible*: every answer carries the server's boot id (random per start). An
   ``fsync`` names the boot id under which its file was first written since the last fsync; if the
   server restarted in between, the writes it would cover may have died with the old process's page
-  cache (a power cut) and the fsync fails - final, as a failed fsync always is (``FsyncFailed``).
+  cache (a power cut) and the fsync fails - final, as a failed fsync always is - with its own code,
+  ``RESTARTED`` (``ServerRestarted``), never a plain EIO: the disk did not fail, so the client must
+  not mark the drive failed, while an EIO from the disk's own fsync still does.
 - *Fencing*: ``append`` and ``truncate`` may carry the writer's lease ``epoch``; ``fence`` records a
   new one. The drive (``LocalDrive``) keeps the highest epoch in the file and refuses older ones
   (``ESTALE``, HTTP 409), so a partitioned gateway cannot write into a segment another one sealed.
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from exastor.drives.base import DriveIO, FsyncFailed
+from exastor.drives.base import DriveIO, FsyncFailed, ServerRestarted
 from exastor.drives.wire import (
     EMPTY_DIGEST,
     H_ANSWER,
@@ -65,6 +67,7 @@ log = logging.getLogger("exastor.drive_server")
 
 H_BOOT = "x-exastor-boot"
 UNAVAILABLE = "UNAVAILABLE"   # the errno header of an answer that says "this drive is not served here"
+RESTARTED = "RESTARTED"       # ... that says "this server restarted after the writes this fsync would cover"
 
 
 class Answer(Exception):
@@ -155,8 +158,8 @@ class DriveServer:
         if op == "fsync":
             since = query.get("since", "")
             if since and since != self.boot:
-                raise FsyncFailed(errno.EIO, "the drive server restarted after writes this fsync would cover: "
-                                             "they may have been lost with its page cache")
+                raise ServerRestarted(errno.EIO, "the drive server restarted after writes this fsync would cover: "
+                                                 "they may have been lost with its page cache")
             drive.fsync(_name(query))
             return b"", ""
         if op == "sync_dir":
@@ -256,8 +259,8 @@ class DriveServer:
         except OSError as exc:
             code = exc.errno or errno.EIO
             text = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
-            await answer(STATUS_OF_ERRNO.get(code, 500), errno_name(code), f"{text}\n".encode(),
-                         final=isinstance(exc, FsyncFailed))
+            await answer(STATUS_OF_ERRNO.get(code, 500), RESTARTED if isinstance(exc, ServerRestarted) else errno_name(code),
+                         f"{text}\n".encode(), final=isinstance(exc, FsyncFailed))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must answer, never hang the client
             log.exception("drive server: %s %s failed", method, path)

@@ -51,12 +51,12 @@ from exastor.crashpoints import crash_point  # noqa: F401 - re-exported: engine 
 from exastor.drives import (
     IDENTITY_NAME,
     SUBDIRS,
-    AnswerLost,
     DriveIO,
     DriveUnreachable,
     Fenced,
     Identity,
     Unidentified,
+    WritesInDoubt,
     is_url,
     open_drive,
 )
@@ -575,10 +575,12 @@ class DriveSet:
             # Another process took the segment over (its lease): the drive answered, and is fine.
             log.info("drive %d refused a write of a segment another process took over: %s", drive, exc)
             return
-        if isinstance(exc, AnswerLost):
-            # A file this process wrote when an answer was lost (a partition, a restarted server) is
-            # final - its replica is dropped by the caller - but the drive itself said nothing wrong.
-            log.info("drive %d: a file whose earlier write got no answer is written no more: %s", drive, exc)
+        if isinstance(exc, WritesInDoubt):
+            # A file this process wrote when an answer was lost (a partition, a killed server), or
+            # whose server restarted before its fsync, is final - its replica is dropped by the
+            # caller - but the drive itself said nothing wrong.
+            log.info("drive %d: a file whose unsynced writes are in doubt (%s) is written no more: %s",
+                     drive, type(exc).__name__, exc)
             return
         if isinstance(exc, DriveUnreachable):
             # Not this drive's fault as far as anyone knows: unavailable to this process until its
