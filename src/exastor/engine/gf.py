@@ -24,6 +24,7 @@ import ctypes.util
 import glob
 import importlib.util
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def _address(buf: bytes | bytearray | memoryview, keep: list) -> int:
     return arr.ctypes.data
 
 
-def apply(matrix: Matrix, inputs: list[bytes | bytearray | memoryview]) -> list[bytearray]:
+def apply(matrix: Matrix, inputs: Sequence[bytes | bytearray | memoryview]) -> list[bytearray]:
     """``matrix`` (rows x k) times the k equal-length ``inputs``: the rows output buffers."""
     assert _LIB is not None, "ISA-L kernel not loaded"
     k = len(inputs)
