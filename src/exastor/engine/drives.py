@@ -184,6 +184,10 @@ class DriveSet:
     def location(self, stored: str) -> Location:
         if is_url(stored):
             return stored
+        return self._local_path(stored)
+
+    def _local_path(self, stored: str) -> Path:
+        """A local drive's directory: ``stored`` as it is when absolute, else under the data directory."""
         p = Path(stored)
         if p.is_absolute() or self.base is None:
             return p
@@ -314,7 +318,7 @@ class DriveSet:
             if not self.shared and Path(stored).is_absolute() and not Path(relative).is_absolute():
                 placement.set_drive_path(self.meta, drive, relative)
                 log.warning("drive %d: path stored relative to the data directory (%s)", drive, relative)
-                location = self.location(relative)
+                location = self._local_path(relative)
             io = self._io_for(drive, location)
             if self.shared and not Path(stored).is_absolute():
                 self._store_absolute(drive, location, io, store)

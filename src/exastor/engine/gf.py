@@ -138,6 +138,7 @@ def kernel_name() -> str:
 @lru_cache(maxsize=256)
 def _tables(k: int, flat: bytes) -> bytes:
     """ISA-L's expanded multiplication tables for a (rows x k) coefficient matrix."""
+    assert _LIB is not None, "ISA-L kernel not loaded"
     rows = len(flat) // k
     buf = ctypes.create_string_buffer(32 * k * rows)
     _LIB.ec_init_tables(k, rows, flat, buf)

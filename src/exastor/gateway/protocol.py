@@ -242,7 +242,7 @@ class Guarded(HttpToolsProtocol):
         self.transport.close()
 
 
-def reset(transport: asyncio.BaseTransport) -> None:
+def reset(transport: asyncio.Transport) -> None:
     """Close with a reset: not ``close()``, which waits to flush to a client that may never read, and
     not a bare ``abort()``, after which the kernel still keeps the unsent megabytes of an orphaned
     socket for minutes (SO_LINGER 0 makes it drop them)."""

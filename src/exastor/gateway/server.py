@@ -23,7 +23,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import uvicorn
 import uvloop
@@ -45,6 +45,9 @@ from exastor.services.cluster import ClusterService, ClusterThread, gateway_addr
 from exastor.services.gc import Collector, CollectorThread
 from exastor.services.metabackup import MetaBackupThread, targets
 from exastor.services.reducer import Reducer, ReducerThread
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application
 
 log = logging.getLogger("exastor.server")
 
@@ -70,7 +73,13 @@ class _Server(uvicorn.Server):
         self._on_started()
 
 
-def _uvicorn_config(app: Any, cfg: Config, port: int, protocol: type[HttpToolsProtocol], ssl: dict[str, str]
+class TLSFiles(TypedDict, total=False):
+    """uvicorn.Config's TLS arguments, as ``ssl_options`` gives them (none without a certificate)."""
+    ssl_certfile: str
+    ssl_keyfile: str
+
+
+def _uvicorn_config(app: Any, cfg: Config, port: int, protocol: type[HttpToolsProtocol], ssl: TLSFiles
                     ) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=cfg.host, port=port, loop="uvloop", http=protocol, lifespan="off", log_config=None,
@@ -80,7 +89,8 @@ def _uvicorn_config(app: Any, cfg: Config, port: int, protocol: type[HttpToolsPr
         # X-Forwarded-* only from the configured proxies (uvicorn trusts 127.0.0.1 by default): see _wrap.
         # Worker.stop cuts the connections still open at shutdown_timeout (their requests see a
         # disconnect and return); uvicorn cancels a request task stuck even past that.
-        proxy_headers=False, timeout_graceful_shutdown=cfg.shutdown_timeout + 1,
+        # uvicorn annotates the timeout int but hands it to asyncio.wait_for, which takes seconds as a float.
+        proxy_headers=False, timeout_graceful_shutdown=cfg.shutdown_timeout + 1,  # type: ignore[arg-type]
         **ssl)
 
 
@@ -107,9 +117,10 @@ class Worker:
 
     def __init__(self, cfg: Config, ns: Namespace, sockets: dict[str, socket.socket], *, index: int,
                  board: supervise.Board, run_gc: bool, master_fd: int | None = None,
-                 ssl: dict[str, str] | None = None) -> None:
+                 ssl: TLSFiles | None = None) -> None:
         self.cfg, self.ns, self.sockets, self.index, self.board = cfg, ns, sockets, index, board
-        self.run_gc, self.master_fd, self.ssl = run_gc, master_fd, ssl or {}
+        self.run_gc, self.master_fd = run_gc, master_fd
+        self.ssl: TLSFiles = ssl or {}
         self.readiness = Readiness(ns, board)
         self.in_flight = InFlight(cfg.max_requests)  # shared by the S3 and Blob front-ends
         self.access_log = logs.AccessLog(cfg.access_log) if cfg.access_log else None
@@ -122,7 +133,10 @@ class Worker:
         gateway = Gateway(RequestMetrics(app, api), api, ready=self.readiness, in_flight=self.in_flight,
                           access_log=self.access_log)
         if self.cfg.trusted_proxies:  # uvicorn's own, applied only to the configured proxies' connections
-            return ProxyHeadersMiddleware(gateway, trusted_hosts=",".join(self.cfg.trusted_proxies))
+            # Gateway takes the ASGI scope and messages as the plain dicts they are; uvicorn types them as
+            # TypedDicts, which a dict[str, Any] parameter does not accept: the same objects at run time.
+            return ProxyHeadersMiddleware(cast("ASGI3Application", gateway),
+                                          trusted_hosts=",".join(self.cfg.trusted_proxies))
         return gateway
 
     def _server_started(self) -> None:
@@ -246,7 +260,7 @@ class Worker:
                 self.stop("the master process is gone")
 
 
-def ssl_options(cfg: Config) -> dict[str, str]:
+def ssl_options(cfg: Config) -> TLSFiles:
     """uvicorn's TLS settings for the configured certificate (the self-signed one is made by serve)."""
     if not cfg.tls_cert:
         return {}

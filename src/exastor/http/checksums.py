@@ -25,7 +25,7 @@ import binascii
 import functools
 import hashlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import crc32c as _crc32c
@@ -198,12 +198,11 @@ def decode_b64_digest(value: str, size: int) -> bytes:
     return raw
 
 
-def checksum_headers_in(headers: dict[str, str] | object) -> dict[str, str]:
+def checksum_headers_in(headers: Mapping[str, str]) -> dict[str, str]:
     """{ALGORITHM: base64 value} for every x-amz-checksum-<alg> header present (lower-cased names)."""
     found: dict[str, str] = {}
-    get = headers.get  # type: ignore[attr-defined]
     for algorithm in ALGORITHMS:
-        value = get(header_name(algorithm))
+        value = headers.get(header_name(algorithm))
         if value is not None:
             found[algorithm] = value
     return found
