@@ -44,7 +44,7 @@ class _CaseRestoringTransport:
 
 
 class CasePreservingHttpToolsProtocol(HttpToolsProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(_CaseRestoringTransport(transport))  # type: ignore[arg-type]
 
     def on_header(self, name: bytes, value: bytes) -> None:

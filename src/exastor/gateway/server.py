@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import uvicorn
@@ -65,7 +65,7 @@ class _Server(uvicorn.Server):
         self._on_started = on_started
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]  # noqa: ANN201
+    def capture_signals(self) -> Iterator[None]:
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:

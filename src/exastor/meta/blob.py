@@ -464,7 +464,7 @@ def committed_blocks(obj: ObjectVersion | Snapshot) -> list[tuple[str, int, str]
     """(block id, size, md5 hex) of a blob's (or a snapshot's) committed blocks; S3 parts count as blocks."""
     found = obj.attrs.get("blocks")
     if found is not None:
-        return [tuple(b) for b in found]  # type: ignore[misc]
+        return [tuple(b) for b in found]
     parts = obj.attrs.get("parts")
     if parts:
         return [(part_block_id(i + 1), size, "") for i, size in enumerate(parts)]
