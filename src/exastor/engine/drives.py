@@ -42,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -546,7 +547,7 @@ class DriveSet:
                 out[(d.host, d.rack)] += 1
         return out
 
-    def place(self, count: int, salt: int, exclude: set[int] = frozenset(),  # type: ignore[assignment]
+    def place(self, count: int, salt: int, exclude: AbstractSet[int] = frozenset(),
               occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
         """``count`` distinct writable drives on distinct hosts while there are enough (see
         ``spread``); ``occupied``: (host, rack) already holding other copies of the same data."""

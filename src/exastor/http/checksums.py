@@ -26,7 +26,7 @@ import functools
 import hashlib
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import crc32c as _crc32c
 import xxhash as _xxhash
@@ -77,7 +77,7 @@ class Checksum(Protocol):
 class _CrcChecksum:
     """A running CRC kept as an int; ``_fn(data, previous)`` continues it."""
 
-    def __init__(self, algorithm: str, fn, digest_size: int, byteorder: str = "big") -> None:
+    def __init__(self, algorithm: str, fn, digest_size: int, byteorder: Literal["big", "little"] = "big") -> None:
         self.algorithm = algorithm
         self.digest_size = digest_size
         self._fn = fn
@@ -92,7 +92,7 @@ class _CrcChecksum:
         return self._value
 
     def digest(self) -> bytes:
-        return self._value.to_bytes(self.digest_size, self._byteorder)  # type: ignore[arg-type]
+        return self._value.to_bytes(self.digest_size, self._byteorder)
 
     def b64(self) -> str:
         return base64.b64encode(self.digest()).decode("ascii")
