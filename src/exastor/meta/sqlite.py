@@ -88,8 +88,9 @@ class SqliteRunner:
         try:
             writer = _connect(self.path, WRITER_CACHE_KIB)
             self.schema_versions = _migrate(writer)
-        except errors.MetadataOpenError:
-            writer.close()  # type: ignore[union-attr]
+        except errors.MetadataOpenError:  # _migrate refused the schema: close what _connect opened
+            if writer is not None:
+                writer.close()
             raise
         except sqlite3.OperationalError:
             raise  # locked, no permission, no such directory: the message says which
