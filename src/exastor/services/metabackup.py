@@ -66,7 +66,7 @@ class Backup:
     name: str        # BACKUP_DIR/meta-<taken_ns>-<blake3>[-s<seq>-g<gen>].sqlite
     taken_ns: int
     digest: str      # BLAKE3 of the file, hex (also in its name)
-    drive: DriveIO = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    drive: DriveIO = field(compare=False, repr=False)
     seq: int | None = None   # the journal position the copy holds (None: a copy from before the journal)
     gen: int | None = None   # the journal generation in effect when it was taken
 
@@ -141,7 +141,9 @@ def take(db: Path, drives: Sequence[DriveLike], keep: int = KEEP) -> list[Backup
         made: list[Backup] = []
         for io in ios:
             io.put(name, _file_chunks(scratch))  # temporary file, fsync, rename, directory fsync
-            made.append(Backup.parse(io, name))  # type: ignore[arg-type]
+            backup = Backup.parse(io, name)
+            assert backup is not None, f"{name} is not a backup's name"  # it was made just above
+            made.append(backup)
     finally:
         scratch.unlink(missing_ok=True)  # not a drive
     for io in ios:
