@@ -39,6 +39,7 @@ from exastor.gateway.memory import Trimmer
 from exastor.gateway.metrics import RequestMetrics
 from exastor.gateway.middleware import Gateway, InFlight, reset_ids
 from exastor.gateway.protocol import Guard, Limits, guarded, reset
+from exastor.meta.sqlite import sqlite_runner
 from exastor.namespace.operations import Namespace
 from exastor.s3.app import S3App
 from exastor.services.cluster import ClusterService, ClusterThread, gateway_address
@@ -234,7 +235,7 @@ class Worker:
             background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
         if self.run_gc and cfg.meta_backup_interval > 0:
             # SQLite only: config.py turns the copies off on PostgreSQL, whose runner has no file
-            background.append(MetaBackupThread(ns.meta.runner.path,  # type: ignore[attr-defined]
+            background.append(MetaBackupThread(sqlite_runner(ns.meta).path,
                                                lambda: targets(ns.chunks.log.drives),
                                                cfg.meta_backup_interval, meta=ns.meta))
         for thread in background:
