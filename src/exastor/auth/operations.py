@@ -26,7 +26,7 @@ Vocabulary:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import TypedDict, Unpack
 
 from exastor.namespace.operations import READ, WRITE
 
@@ -66,18 +66,31 @@ class Operation:
     create_only: bool = False         # Blob: a SAS with c but not w may only create (never overwrite)
 
 
+class _Flags(TypedDict, total=False):
+    """Operation's yes/no fields, as the table below passes them (each False unless given)."""
+    authenticated: bool
+    owner_always: bool
+    per_key: bool
+    body_refines: bool
+    signer_in_body: bool
+    sets_acl: bool
+    sets_policy: bool
+    service_sas: bool
+    create_only: bool
+
+
 def _s3(name: str, scope: str, action: str, acl: str | None, access: str, *, versioned: str | None = None,
-        source: bool = False, **kw: object) -> Operation:
+        source: bool = False, **kw: Unpack[_Flags]) -> Operation:
     src = Need(OBJECT, "s3:GetObject", "READ", READ, "s3:GetObjectVersion") if source else None
-    return Operation("s3", name, Need(scope, action, acl, access, versioned), src, **kw)  # type: ignore[arg-type]
+    return Operation("s3", name, Need(scope, action, acl, access, versioned), src, **kw)
 
 
 def _blob(name: str, scope: str, action: str, acl: str | None, access: str, sas: str, sas_level: str, *,
-          source: bool = False, public: tuple[str, ...] = (), **kw: object) -> Operation:
+          source: bool = False, public: tuple[str, ...] = (), **kw: Unpack[_Flags]) -> Operation:
     # A source is read with its own credentials: a SAS in its URL, or public access (either level).
     src = Need(OBJECT, "s3:GetObject", "READ", READ, public=("blob", "container")) if source else None
     return Operation("blob", name, Need(scope, action, acl, access, public=public), src, sas=sas,
-                     sas_level=sas_level, **kw)  # type: ignore[arg-type]
+                     sas_level=sas_level, **kw)
 
 
 class _BlobDefaults(TypedDict, total=False):

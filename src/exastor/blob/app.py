@@ -21,6 +21,7 @@ from exastor.blob import auth
 from exastor.blob.common import DEFAULT_VERSION, BlobCall, map_store_error
 from exastor.blob.errors import BlobError
 from exastor.blob.router import Route, route
+from exastor.blob.service import ServiceSettings
 from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.namespace.blobs import Blobs
@@ -47,6 +48,8 @@ class BlobApp:
         self.copy_source_networks = parse_networks(copy_source_networks)
         self.principal = principal
         self.authorizer = Authorizer(ns)
+        # blob/service.py's parsed service properties and the data_version() they were read at
+        self.service_settings: tuple[int, ServiceSettings] | None = None
         self._ids = itertools.count(1)
         self._id_base = uuid.uuid4().hex[:20]
 

@@ -20,11 +20,11 @@ def _conditions(call: BlobCall) -> tuple[int | None, int | None]:
 
 
 async def _append(call: BlobCall, source, spec: PutSpec) -> None:  # noqa: ANN001 - async iterator
-    call.lease_guard(call.blob, write=True)
+    call.lease_guard(call.blob_name, write=True)
     pos, max_size = _conditions(call)
     md5 = hashlib.md5()
     spec.digesters.append(md5)
-    obj, offset = await call.blobs.append(call.grant, call.container, call.blob, source, spec,
+    obj, offset = await call.blobs.append(call.grant, call.container_name, call.blob_name, source, spec,
                                           append_pos=pos, max_size=max_size,
                                           check=write_check(call, lease="write"))
     headers = [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
@@ -78,7 +78,7 @@ async def _empty():  # noqa: ANN202
 
 
 async def seal(call: BlobCall) -> None:
-    call.lease_guard(call.blob, write=True)
-    obj = await call.blobs.seal(call.grant, call.container, call.blob, write_check(call, lease="write"))
+    call.lease_guard(call.blob_name, write=True)
+    obj = await call.blobs.seal(call.grant, call.container_name, call.blob_name, write_check(call, lease="write"))
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-blob-sealed", "true")])

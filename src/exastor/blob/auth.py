@@ -164,7 +164,7 @@ def _in_ip_range(client_ip: str, sip: str) -> bool:
     mapped = getattr(ip, "ipv4_mapped", None)  # an IPv4 client on a dual-stack socket
     if mapped is not None:
         ip = mapped
-    return ip.version == lo.version and lo <= ip <= hi  # type: ignore[operator]
+    return ip.version == lo.version and int(lo) <= int(ip) <= int(hi)  # an address's order is its number's
 
 
 def _check_window_ip_protocol(q: dict[str, str], start: str, expiry: str, client_ip: str, *, secure: bool,

@@ -169,10 +169,14 @@ async def _serve(call: BlobCall, sub: SubRequest) -> tuple[int, list[tuple[str, 
     return status, headers, b"".join(body)
 
 
+async def _no_body() -> dict[str, Any]:
+    raise AssertionError("a sub-request's body is not read while routing it")
+
+
 def _operation_of(call: BlobCall, sub: SubRequest, scope_container: str | None) -> str:
     """Which operation a sub-request is, checked against what a batch may hold."""
     from exastor.http.asgi import Request
-    req = Request(_sub_scope(call.req.scope, sub, call.app.account), receive=None)  # type: ignore[arg-type]
+    req = Request(_sub_scope(call.req.scope, sub, call.app.account), receive=_no_body)
     parts = req.path.lstrip("/").split("/", 2)
     if len(parts) < 3 or parts[0] != call.app.account or not parts[1] or not parts[2]:
         raise _invalid(f"a sub-request must name a blob of this account: {sub.target[:128]!r}")

@@ -19,6 +19,8 @@ from exastor.blob.common import (
 )
 from exastor.blob.errors import BlobError
 from exastor.blob.xml import el
+from exastor.meta.blob import Block, Snapshot
+from exastor.meta.records import ObjectVersion
 from exastor.namespace.blobs import committed_blocks
 from exastor.namespace.operations import PutSpec
 
@@ -46,9 +48,9 @@ def _block_headers(md5_hex: str, call: BlobCall) -> list[tuple[str, str]]:
 
 async def put_block(call: BlobCall) -> None:
     block_id = check_block_id(call)
-    call.lease_guard(call.blob, write=True)  # as Azure: an active lease needs its id to stage a block
+    call.lease_guard(call.blob_name, write=True)  # as Azure: an active lease needs its id to stage a block
     spec = call.put_spec({})
-    block = await call.blobs.stage_block(call.grant, call.container, call.blob, block_id,
+    block = await call.blobs.stage_block(call.grant, call.container_name, call.blob_name, block_id,
                                          call.body(MAX_BLOCK), spec, blob_check(call, None, lease="write"))
     await call.reply(201, b"", _block_headers(block.md5, call))
 
@@ -63,11 +65,11 @@ async def put_block_from_url(call: BlobCall) -> None:
         source_range,
     )
     block_id = check_block_id(call)
-    call.lease_guard(call.blob, write=True)
+    call.lease_guard(call.blob_name, write=True)
     if is_external(call.h, call.app.account):
         remote = await open_external(call, MAX_BLOCK, ranged=True)
         try:
-            block = await call.blobs.stage_block(call.grant, call.container, call.blob, block_id, remote.body(),
+            block = await call.blobs.stage_block(call.grant, call.container_name, call.blob_name, block_id, remote.body(),
                                                  PutSpec(expected_size=remote.size, verify=md5_verifier(call)),
                                                  blob_check(call, None, lease="write"))
         finally:
@@ -77,13 +79,13 @@ async def put_block_from_url(call: BlobCall) -> None:
     src = resolve_source(call)
     start, end = source_range(call, src.size)
     await check_source_md5(call, src, start, end)
-    block = await call.blobs.stage_block_from(call.grant, call.container, call.blob, block_id,
+    block = await call.blobs.stage_block_from(call.grant, call.container_name, call.blob_name, block_id,
                                               src, start, end, blob_check(call, None, lease="write"))
     await call.reply(201, b"", _block_headers(block.md5, call))
 
 
 async def put_block_list(call: BlobCall) -> None:
-    call.lease_guard(call.blob, write=True)
+    call.lease_guard(call.blob_name, write=True)
     root = bx.parse(await call.read_small_body(8 << 20))
     if root.tag != "BlockList":
         raise BlobError("InvalidXmlDocument")
@@ -93,7 +95,7 @@ async def put_block_list(call: BlobCall) -> None:
             raise BlobError("InvalidXmlNodeValue")
         wanted.append((node.tag, node.text.strip()))
     attrs = new_blob_attrs(call.h, "BlockBlob", body_is_content=False, names=call.meta_names)
-    obj = await call.blobs.commit_blocks(call.grant, call.container, call.blob, wanted, attrs,
+    obj = await call.blobs.commit_blocks(call.grant, call.container_name, call.blob_name, wanted, attrs,
                                          write_check(call, create=True, lease="write"))
     await call.reply(201, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-request-server-encrypted", server_encrypted(call))])
@@ -104,14 +106,16 @@ async def get_block_list(call: BlobCall) -> None:
     if kind not in ("committed", "uncommitted", "all"):
         raise BlobError("InvalidQueryParameterValue", "blocklisttype must be committed, uncommitted or all.")
     snapshot = call.q.get("snapshot")
+    obj: ObjectVersion | Snapshot | None
+    staged: list[Block]
     if snapshot:
-        obj, staged = call.blobs.get_snapshot(call.grant, call.container, call.blob, snapshot), []
+        obj, staged = call.blobs.get_snapshot(call.grant, call.container_name, call.blob_name, snapshot), []
     else:
-        obj, staged = call.blobs.block_lists(call.grant, call.container, call.blob)
+        obj, staged = call.blobs.block_lists(call.grant, call.container_name, call.blob_name)
     if obj is None and not staged:
-        raise errors.ObjectNotFound(call.blob)
+        raise errors.ObjectNotFound(call.blob_name)
     if call.h.get("x-ms-lease-id"):
-        call.lease_guard(call.blob, write=False)
+        call.lease_guard(call.blob_name, write=False)
     headers: list[tuple[str, str]] = []
     committed = ""
     if obj is not None:

@@ -30,6 +30,8 @@ from exastor.namespace.operations import Check, PutSpec
 
 if TYPE_CHECKING:
     from exastor.blob.app import BlobApp
+    from exastor.namespace.blobs import Blobs
+    from exastor.namespace.operations import Namespace
 
 DEFAULT_VERSION = "2025-11-05"
 MAX_PUT_BLOB = 5000 << 20            # Put Blob: 5000 MiB (service version 2019-12-12+)
@@ -66,6 +68,21 @@ class BlobCall:
         return self.decision
 
     @property
+    def container_name(self) -> str:
+        """The container of a container or blob operation: the router sends none here without one (a
+        request that reaches a handler without it is refused, never a 500)."""
+        if self.container is None:
+            raise BlobError("InvalidUri", "This operation needs a container.", status=400)
+        return self.container
+
+    @property
+    def blob_name(self) -> str:
+        """The blob of a blob operation (as ``container_name``)."""
+        if self.blob is None:
+            raise BlobError("InvalidUri", "This operation needs a blob name.", status=400)
+        return self.blob
+
+    @property
     def q(self) -> dict[str, str]:
         return self.req.query
 
@@ -74,11 +91,11 @@ class BlobCall:
         return self.req.headers
 
     @property
-    def ns(self):  # noqa: ANN201 - Namespace
+    def ns(self) -> Namespace:
         return self.app.ns
 
     @property
-    def blobs(self):  # noqa: ANN201 - Blobs
+    def blobs(self) -> Blobs:
         return self.app.blobs
 
     @property

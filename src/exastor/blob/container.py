@@ -44,7 +44,7 @@ def check_container_name(name: str, *, creating: bool = False) -> None:
 
 def container_or_404(call: BlobCall) -> Bucket:
     """The container (anonymous callers got here only through its public access 'container')."""
-    return call.ns.bucket(call.grant, call.container, READ)
+    return call.ns.bucket(call.grant, call.container_name, READ)
 
 
 def _headers(bucket: Bucket) -> list[tuple[str, str]]:
@@ -82,7 +82,7 @@ def container_check(call: BlobCall, *, lease: str) -> BlobCheck | None:
 
 
 async def create(call: BlobCall) -> None:
-    name = call.container or ""
+    name = call.container_name
     check_container_name(name, creating=True)
     public = call.h.get("x-ms-blob-public-access")
     if public is not None and public not in _PUBLIC:
@@ -115,28 +115,28 @@ async def get_properties(call: BlobCall) -> None:
 
 
 async def delete(call: BlobCall) -> None:
-    bucket = call.ns.bucket(call.grant, call.container)
+    bucket = call.ns.bucket(call.grant, call.container_name)
     _check_dates(call, bucket)
     call.lease_guard("", write=True, container_level=True)
-    await call.blobs.delete_container(call.grant, call.container, container_check(call, lease="write"))
+    await call.blobs.delete_container(call.grant, call.container_name, container_check(call, lease="write"))
     await call.reply(202)
 
 
 async def set_metadata(call: BlobCall) -> None:
-    bucket = call.ns.bucket(call.grant, call.container)
+    bucket = call.ns.bucket(call.grant, call.container_name)
     _check_dates(call, bucket)
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
     now = time.time_ns()
     meta = metadata_from_headers(call.h, call.meta_names)
-    bucket = await call.ns.update_bucket_attrs(call.grant, call.container,
+    bucket = await call.ns.update_bucket_attrs(call.grant, call.container_name,
                                                {"blob_meta": meta or None, "blob_mtime_ns": now, "blob_etag_ns": now},
                                                check=container_check(call, lease="read"))
     await call.reply(200, b"", _headers(bucket))
 
 
 async def get_acl(call: BlobCall) -> None:
-    bucket = call.ns.bucket(call.grant, call.container)
+    bucket = call.ns.bucket(call.grant, call.container_name)
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
     items = []
@@ -151,7 +151,7 @@ async def get_acl(call: BlobCall) -> None:
 
 
 async def set_acl(call: BlobCall) -> None:
-    bucket = call.ns.bucket(call.grant, call.container)
+    bucket = call.ns.bucket(call.grant, call.container_name)
     _check_dates(call, bucket)
     if call.h.get("x-ms-lease-id"):
         call.lease_guard("", write=False, container_level=True)
@@ -173,7 +173,7 @@ async def set_acl(call: BlobCall) -> None:
         if len(acl) > 5:
             raise BlobError("InvalidXmlDocument", "At most five stored access policies per container.")
     now = time.time_ns()
-    bucket = await call.ns.update_bucket_attrs(call.grant, call.container, {
+    bucket = await call.ns.update_bucket_attrs(call.grant, call.container_name, {
         "public_access": public, "blob_acl": acl or None, "blob_mtime_ns": now, "blob_etag_ns": now},
         check=container_check(call, lease="read"))
     await call.reply(200, b"", _headers(bucket))

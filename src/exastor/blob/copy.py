@@ -107,7 +107,7 @@ async def _copy_external(call: BlobCall, *, from_url: bool) -> ObjectVersion:
                              "progress": f"{src.size}/{src.size}", "completion_ns": now}
         spec = PutSpec(attrs=attrs, expected_size=src.size, check=write_check(call, create=from_url, lease="write"),
                        verify=md5_verifier(call))
-        return await call.ns.put_object(call.grant, call.container, call.blob, src.body(), spec)
+        return await call.ns.put_object(call.grant, call.container_name, call.blob_name, src.body(), spec)
     finally:
         await src.close()
 
@@ -240,12 +240,12 @@ async def copy_into(call: BlobCall, *, from_url: bool) -> ObjectVersion:
     if not from_url:
         attrs["copy"] = {"id": str(uuid.uuid4()), "status": "success", "source": call.h["x-ms-copy-source"],
                          "progress": f"{src.size}/{src.size}", "completion_ns": now}
-    return await call.ns.copy_object(call.grant, src, call.container, call.blob, attrs=attrs,
+    return await call.ns.copy_object(call.grant, src, call.container_name, call.blob_name, attrs=attrs,
                                      check=write_check(call, create=from_url, lease="write"))
 
 
 async def copy_blob(call: BlobCall) -> None:
-    call.lease_guard(call.blob, write=True)
+    call.lease_guard(call.blob_name, write=True)
     obj = await copy_into(call, from_url=False)
     copy = obj.attrs["copy"]
     await call.reply(202, b"", [("etag", f'"{obj.etag}"'), ("last-modified", time_header(obj)),

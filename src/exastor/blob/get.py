@@ -38,23 +38,23 @@ _SAS_OVERRIDES = {"rscc": "cache-control", "rscd": "content-disposition", "rsce"
                   "rscl": "content-language", "rsct": "content-type"}
 
 
-def _target(call: BlobCall):  # noqa: ANN202 - ObjectVersion | Snapshot
+def _target(call: BlobCall) -> ObjectVersion | bm.Snapshot:
     snapshot = call.q.get("snapshot")
     if snapshot:
-        return call.blobs.get_snapshot(call.grant, call.container, call.blob, snapshot)
+        return call.blobs.get_snapshot(call.grant, call.container_name, call.blob_name, snapshot)
     if "versionid" in call.q:
         raise BlobError("FeatureNotSupported", "Blob versions are not exposed over Blob; use snapshots.")
-    return call.ns.get_object(call.grant, call.container, call.blob)
+    return call.ns.get_object(call.grant, call.container_name, call.blob_name)
 
 
 def _lease(call: BlobCall) -> bm.Lease | None:
-    return call.blobs.lease(call.grant, call.container, call.blob)
+    return call.blobs.lease(call.grant, call.container_name, call.blob_name)
 
 
 async def get_blob(call: BlobCall, *, head: bool = False) -> None:
     obj = _target(call)
     if call.h.get("x-ms-lease-id") and "snapshot" not in call.q:
-        call.lease_guard(call.blob, write=False)
+        call.lease_guard(call.blob_name, write=False)
     read_check(call, obj)
     headers = blob_headers(obj, None if "snapshot" in call.q else _lease(call), encrypted=call.ns.encrypted_at_rest)
     if call.auth is not None and call.auth.kind == "service-sas":
@@ -127,8 +127,8 @@ async def _nothing():  # noqa: ANN202
 
 def _live_with_checks(call: BlobCall):  # noqa: ANN202 - Check | None
     """Fail early on the committed state; returns the check the update runs in its transaction."""
-    obj = call.ns.get_object(call.grant, call.container, call.blob, access=WRITE)
-    call.lease_guard(call.blob, write=True)
+    obj = call.ns.get_object(call.grant, call.container_name, call.blob_name, access=WRITE)
+    call.lease_guard(call.blob_name, write=True)
     run_check(call, obj)
     refuse_archived(obj, "Changing the properties or metadata")
     return write_check(call, lease="write")
@@ -141,7 +141,7 @@ async def set_properties(call: BlobCall) -> None:
     # Azure replaces every content property: ones not sent are cleared.
     patch: dict = {name: call.h.get("x-ms-blob-" + name) for name in CONTENT_PROPS}
     patch["content-md5"] = call.h.get("x-ms-blob-content-md5")
-    obj = await call.blobs.set_blob_attrs(call.grant, call.container, call.blob, patch, check,
+    obj = await call.blobs.set_blob_attrs(call.grant, call.container_name, call.blob_name, patch, check,
                                          content_md5=content_md5_of)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns))])
 
@@ -152,7 +152,7 @@ async def set_metadata(call: BlobCall) -> None:
     if snapshot:
         raise BlobError("InvalidOperation")
     check = _live_with_checks(call)
-    obj = await call.blobs.set_blob_attrs(call.grant, call.container, call.blob, {"meta": meta or None}, check,
+    obj = await call.blobs.set_blob_attrs(call.grant, call.container_name, call.blob_name, {"meta": meta or None}, check,
                                          content_md5=content_md5_of)
     await call.reply(200, b"", [("etag", f'"{obj.etag}"'), ("last-modified", http_date(obj.mtime_ns)),
                                 ("x-ms-request-server-encrypted", server_encrypted(call))])
@@ -166,32 +166,32 @@ async def delete_blob(call: BlobCall) -> None:
     if snapshot and mode:
         raise BlobError("InvalidQueryParameterValue", "x-ms-delete-snapshots is not allowed with snapshot=.")
     if not snapshot:
-        call.lease_guard(call.blob, write=True)
-    bucket = call.ns.bucket(call.grant, call.container)
+        call.lease_guard(call.blob_name, write=True)
+    bucket = call.ns.bucket(call.grant, call.container_name)
     retention = settings(call).delete_retention_days
     if bucket.versioning and not snapshot:
         # S3 versioning is on: keep S3's semantics (a delete marker), never drop history.
-        obj, _ = await call.ns.delete_object(call.grant, call.container, call.blob,
+        obj, _ = await call.ns.delete_object(call.grant, call.container_name, call.blob_name,
                                              check=write_check(call, lease="write"))
         if obj is None:
-            raise errors.ObjectNotFound(call.blob)
+            raise errors.ObjectNotFound(call.blob_name)
     else:
-        await call.blobs.delete(call.grant, call.container, call.blob, snapshot=snapshot, snapshots=mode,
+        await call.blobs.delete(call.grant, call.container_name, call.blob_name, snapshot=snapshot, snapshots=mode,
                                 retention_days=retention, check=write_check(call, lease="write"))
     await call.reply(202, b"", [("x-ms-delete-type-permanent", "false" if retention else "true")])
 
 
 async def undelete(call: BlobCall) -> None:
-    await call.blobs.undelete(call.grant, call.container, call.blob)
+    await call.blobs.undelete(call.grant, call.container_name, call.blob_name)
     await call.reply(200)
 
 
 async def snapshot(call: BlobCall) -> None:
     if call.h.get("x-ms-lease-id"):
-        call.lease_guard(call.blob, write=False)
-    refuse_archived(call.ns.get_object(call.grant, call.container, call.blob, access=WRITE), "Snapshot Blob")
+        call.lease_guard(call.blob_name, write=False)
+    refuse_archived(call.ns.get_object(call.grant, call.container_name, call.blob_name, access=WRITE), "Snapshot Blob")
     has_meta = any(k.startswith("x-ms-meta-") for k in call.h)
-    snap = await call.blobs.snapshot(call.grant, call.container, call.blob,
+    snap = await call.blobs.snapshot(call.grant, call.container_name, call.blob_name,
                                      metadata_from_headers(call.h, call.meta_names) if has_meta else None,
                                      write_check(call, lease="read"))
     await call.reply(201, b"", [("x-ms-snapshot", snap.snapshot), ("etag", f'"{snap.etag}"'),
@@ -213,22 +213,22 @@ async def set_tier(call: BlobCall) -> None:
     status = 200
     snapshot_id = call.q.get("snapshot")
     if snapshot_id:
-        await call.blobs.update_snapshot_attrs(call.grant, call.container, call.blob, snapshot_id,
+        await call.blobs.update_snapshot_attrs(call.grant, call.container_name, call.blob_name, snapshot_id,
                                                {"tier": tier, "tier_ns": time.time_ns()})
     else:
-        obj = call.ns.get_object(call.grant, call.container, call.blob, access=WRITE)
+        obj = call.ns.get_object(call.grant, call.container_name, call.blob_name, access=WRITE)
         if obj.attrs.get("blob-type", "BlockBlob") != "BlockBlob":
             raise BlobError("InvalidBlobType")
         if obj.attrs.get("tier") == "Archive" and tier != "Archive":
             status = 202  # a rehydration, as Azure answers it
-        call.lease_guard(call.blob, write=False)
+        call.lease_guard(call.blob_name, write=False)
         if_tags = call.h.get("x-ms-if-tags")  # the one condition Set Blob Tier takes
 
         def condition(current: ObjectVersion) -> None:
             _block_blob(current)
             if if_tags and not tags_match(if_tags, current.attrs.get("tags") or {}):
                 raise BlobError("ConditionNotMet")
-        await call.ns.update_object_attrs(call.grant, call.container, call.blob, None,
+        await call.ns.update_object_attrs(call.grant, call.container_name, call.blob_name, None,
                                           {"tier": tier, "tier_ns": time.time_ns()},
                                           check=blob_check(call, condition, lease="read"))
     await call.reply(status)

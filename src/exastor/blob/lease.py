@@ -46,7 +46,7 @@ async def _lease(call: BlobCall, key: str) -> None:
         raise BlobError("MissingRequiredHeader", "x-ms-proposed-lease-id is required.")
     if action not in LEASE_ACTIONS:
         raise BlobError("InvalidHeaderValue", "x-ms-lease-action must be acquire, renew, change, release or break.")
-    bucket, is_container = call.container, key == ""
+    bucket, is_container = call.container_name, key == ""
 
     # The conditions are checked against the container/blob as the lease's transaction sees it.
     condition = dates_condition(call) if is_container else write_conditions(call)
@@ -74,7 +74,7 @@ async def _lease(call: BlobCall, key: str) -> None:
 
 
 async def blob_lease(call: BlobCall) -> None:
-    await _lease(call, call.blob or "")
+    await _lease(call, call.blob_name)
 
 
 async def container_lease(call: BlobCall) -> None:

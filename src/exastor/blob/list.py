@@ -101,7 +101,7 @@ async def list_blobs(call: BlobCall) -> None:
     if include - _INCLUDES:
         raise BlobError("InvalidQueryParameterValue", "Unknown include value.")
     cursor = decode_marker(marker) if marker else None
-    result = call.ns.list_objects(call.grant, call.container, prefix=prefix, delimiter=delimiter,
+    result = call.ns.list_objects(call.grant, call.container_name, prefix=prefix, delimiter=delimiter,
                                   cursor=cursor, max_keys=max_results)
     hi = result.next_cursor if result.truncated else None
 
@@ -114,24 +114,24 @@ async def list_blobs(call: BlobCall) -> None:
     entries: list[tuple[str, int, str]] = []   # (key, order within key, xml)
     enc = call.ns.encrypted_at_rest
     keys = [o.key for o in result.objects]
-    leases = call.blobs.leases(call.grant, call.container, keys)
+    leases = call.blobs.leases(call.grant, call.container_name, keys)
     for o in result.objects:
         entries.append((o.key, 1, blob_xml(o.key, o.size, o.etag, o.mtime_ns, o.attrs, include,
                                            lease=leases.get(o.key), md5=content_md5_of(o), encrypted=enc)))
     if "snapshots" in include:
-        for s in call.blobs.snapshots_under(call.grant, call.container, prefix):
+        for s in call.blobs.snapshots_under(call.grant, call.container_name, prefix):
             if in_page(s.key):
                 entries.append((s.key, 0, blob_xml(s.key, s.size, s.etag, s.mtime_ns, s.attrs, include,
                                                    snapshot=s.snapshot, md5=content_md5_of(s), encrypted=enc)))
     if "uncommittedblobs" in include:
         live = set(keys)
-        for key, _, newest in call.blobs.uncommitted_under(call.grant, call.container, prefix):
+        for key, _, newest in call.blobs.uncommitted_under(call.grant, call.container_name, prefix):
             if key not in live and in_page(key):
                 entries.append((key, 1, blob_xml(key, 0, "0x0", newest, {}, include, encrypted=enc)))
     if "deleted" in include:
         from exastor.blob.service import settings
         days = settings(call).delete_retention_days
-        for s, deleted_ns in call.blobs.deleted_under(call.grant, call.container, prefix):
+        for s, deleted_ns in call.blobs.deleted_under(call.grant, call.container_name, prefix):
             if in_page(s.key):
                 entries.append((s.key, 2, blob_xml(s.key, s.size, s.etag, s.mtime_ns, s.attrs, include,
                                                    snapshot=s.snapshot or None, deleted_ns=deleted_ns,
@@ -141,7 +141,7 @@ async def list_blobs(call: BlobCall) -> None:
     entries.sort(key=lambda e: (e[0], e[1]))
     items = [e[2] for e in entries]
     next_marker = encode_marker(result.next_cursor) if result.truncated and result.next_cursor else None
-    body = (f'<EnumerationResults ServiceEndpoint="{service_endpoint(call)}" ContainerName="{call.container}">'
+    body = (f'<EnumerationResults ServiceEndpoint="{service_endpoint(call)}" ContainerName="{call.container_name}">'
             + (el("Prefix", prefix) if prefix else "") + (el("Marker", marker) if marker else "")
             + (el("MaxResults", max_results) if "maxresults" in q else "")
             + (el("Delimiter", delimiter) if delimiter else "")

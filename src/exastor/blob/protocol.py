@@ -44,11 +44,13 @@ class _CaseRestoringTransport:
 
 
 class CasePreservingHttpToolsProtocol(HttpToolsProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The wrapper forwards every other attribute to the transport (__getattr__): one by duck typing.
         super().connection_made(_CaseRestoringTransport(transport))  # type: ignore[arg-type]
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) > len(_PREFIX) and name[:len(_PREFIX)].lower() == _PREFIX and not name.islower():
+            # uvicorn types the scope as its HTTPScope TypedDict; ASGI lets a server add keys of its own.
             names = self.scope.setdefault(META_NAMES, {})  # type: ignore[misc]
             names[name.lower().decode("latin-1")] = name.decode("latin-1")
         super().on_header(name, value)

@@ -29,7 +29,7 @@ async def put_blob(call: BlobCall) -> None:
         raise BlobError("MissingRequiredHeader", "x-ms-blob-type is required.")
     if blob_type not in ("BlockBlob", "AppendBlob"):
         raise BlobError("InvalidHeaderValue", "x-ms-blob-type must be BlockBlob or AppendBlob.")
-    call.lease_guard(call.blob, write=True)
+    call.lease_guard(call.blob_name, write=True)
     attrs = new_blob_attrs(call.h, blob_type, names=call.meta_names)
     limit = MAX_PUT_BLOB
     if blob_type == "AppendBlob":
@@ -39,7 +39,7 @@ async def put_blob(call: BlobCall) -> None:
         limit = 0
     spec = call.put_spec(attrs)
     spec.check = write_check(call, create=True, lease="write")
-    obj = await call.ns.put_object(call.grant, call.container, call.blob, call.body(limit), spec)
+    obj = await call.ns.put_object(call.grant, call.container_name, call.blob_name, call.body(limit), spec)
     headers = written_headers(call, obj, md5=blob_type == "BlockBlob")
     if "x-ms-content-crc64" in call.h:
         headers.append(("x-ms-content-crc64", call.h["x-ms-content-crc64"]))
@@ -53,6 +53,6 @@ async def put_blob_from_url(call: BlobCall) -> None:
         raise BlobError("InvalidHeaderValue", "Put Blob From URL creates block blobs.")
     if int(call.h.get("content-length") or 0) != 0:
         raise BlobError("InvalidHeaderValue", "Put Blob From URL takes no body.")
-    call.lease_guard(call.blob, write=True)
+    call.lease_guard(call.blob_name, write=True)
     obj = await copy_into(call, from_url=True)
     await call.reply(201, b"", written_headers(call, obj))

@@ -49,7 +49,7 @@ def settings(call: BlobCall) -> ServiceSettings:
     """Parsed service properties, cached on the app until the database changes (any commit by any
     gateway worker, so a Set Service Properties served by another worker is seen at once)."""
     version = call.ns.data_version()
-    cached = getattr(call.app, "_service_settings", None)
+    cached = call.app.service_settings
     if cached is not None and cached[0] == version:
         return cached[1]
     raw = call.blobs.setting(PROPERTIES) or _DEFAULT_PROPERTIES
@@ -66,7 +66,7 @@ def settings(call: BlobCall) -> ServiceSettings:
     if drp is not None and (bx.text(drp, "Enabled", "false") or "").lower() == "true":
         days = int(bx.text(drp, "Days", "7") or 7)
     result = ServiceSettings(raw, rules, days)
-    call.app._service_settings = (version, result)  # type: ignore[attr-defined]
+    call.app.service_settings = (version, result)
     return result
 
 
@@ -87,7 +87,7 @@ async def set_properties(call: BlobCall) -> None:
             current.remove(old)
         current.append(child)
     await call.blobs.set_setting(call.grant, PROPERTIES, ET.tostring(current, encoding="unicode"))
-    call.app._service_settings = None  # type: ignore[attr-defined]
+    call.app.service_settings = None
     await call.reply(202)
 
 

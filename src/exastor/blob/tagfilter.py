@@ -60,8 +60,9 @@ class _Parser:
         if not self.tokens:
             raise _invalid(self.header, "empty expression")
         tree = self.disjunction()
-        if self.peek() is not None:
-            raise _invalid(self.header, f"unexpected {self.peek()[1][:32]!r}")  # type: ignore[index]
+        left = self.peek()
+        if left is not None:
+            raise _invalid(self.header, f"unexpected {left[1][:32]!r}")
         if len(self.terms) > MAX_FILTER_TAGS:
             raise _invalid(self.header, f"at most {MAX_FILTER_TAGS} conditions")
         if not self.header:
@@ -149,10 +150,11 @@ def term_holds(value: str | None, op: str, want: str) -> bool:
 
 
 def _evaluate(tree: Expr, tags: dict[str, str]) -> bool:
-    if tree[0] in ("and", "or") and isinstance(tree[1], list):
-        results = (_evaluate(part, tags) for part in tree[1])
-        return all(results) if tree[0] == "and" else any(results)
-    key, op, want = tree  # type: ignore[misc]
+    if len(tree) == 2:  # ("and"|"or", operands); a term has three parts
+        junction, operands = tree
+        results = (_evaluate(part, tags) for part in operands)
+        return all(results) if junction == "and" else any(results)
+    key, op, want = tree
     return term_holds(tags.get(key), op, want)
 
 

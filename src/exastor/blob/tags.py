@@ -13,6 +13,7 @@ from exastor.blob.errors import BlobError
 from exastor.blob.service import service_endpoint
 from exastor.blob.tagfilter import parse_filter, tags_match, term_holds
 from exastor.blob.xml import el, opt
+from exastor.meta.blob import Snapshot
 from exastor.meta.records import ObjectVersion
 from exastor.namespace.operations import WRITE
 
@@ -25,9 +26,9 @@ def _tags_body(tags: dict[str, str]) -> bytes:
 async def set_tags(call: BlobCall) -> None:
     if "snapshot" in call.q:
         raise BlobError("InvalidOperation")
-    obj = call.ns.get_object(call.grant, call.container, call.blob, access=WRITE)
+    obj = call.ns.get_object(call.grant, call.container_name, call.blob_name, access=WRITE)
     if call.h.get("x-ms-lease-id"):
-        call.lease_guard(call.blob, write=False)
+        call.lease_guard(call.blob_name, write=False)
     if_tags = call.h.get("x-ms-if-tags")
 
     def tags_condition(current: ObjectVersion) -> None:
@@ -44,19 +45,21 @@ async def set_tags(call: BlobCall) -> None:
                 raise BlobError("InvalidTag", "Tag keys must be present and unique.", status=400)
             tags[key] = value or ""
     validate_tags(tags)
-    await call.ns.update_object_attrs(call.grant, call.container, call.blob, None, {"tags": tags or None},
+    await call.ns.update_object_attrs(call.grant, call.container_name, call.blob_name, None, {"tags": tags or None},
                                       check=blob_check(call, tags_condition if if_tags else None, lease="read"))
     await call.reply(204)
 
 
 async def get_tags(call: BlobCall) -> None:
+    obj: ObjectVersion | Snapshot
     if "snapshot" in call.q:
-        obj = call.blobs.get_snapshot(call.grant, call.container, call.blob, call.q["snapshot"])
+        obj = call.blobs.get_snapshot(call.grant, call.container_name, call.blob_name, call.q["snapshot"])
     else:
-        obj = call.ns.get_object(call.grant, call.container, call.blob)
+        current = call.ns.get_object(call.grant, call.container_name, call.blob_name)
         if call.h.get("x-ms-lease-id"):
-            call.lease_guard(call.blob, write=False)
-        run_check(call, obj) if call.h.get("x-ms-if-tags") else None
+            call.lease_guard(call.blob_name, write=False)
+        run_check(call, current) if call.h.get("x-ms-if-tags") else None
+        obj = current
     await call.reply(200, _tags_body(obj.attrs.get("tags") or {}))
 
 

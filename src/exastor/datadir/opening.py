@@ -23,7 +23,7 @@ from exastor.meta import blob as bm
 from exastor.meta import journal as jr
 from exastor.meta.contract import Metadata
 from exastor.meta.records import User
-from exastor.meta.sqlite import SqliteRunner, stored_drive_paths
+from exastor.meta.sqlite import SqliteRunner, sqlite_runner, stored_drive_paths
 from exastor.namespace.operations import Namespace
 
 ADMIN = "admin"
@@ -118,7 +118,7 @@ def attach_journal(meta: Metadata, drives: DriveSet) -> jr.Journal:
                 drives.failed_io(d.id, exc, now=False)  # on the writer thread: queued, never waited for
 
     journal = jr.Journal(lambda: journal_targets(drives), failed)
-    meta.runner.attach_journal(journal)  # type: ignore[attr-defined]
+    sqlite_runner(meta).attach_journal(journal)
     return journal
 
 

@@ -42,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,10 @@ class DriveSet:
     def location(self, stored: str) -> Location:
         if is_url(stored):
             return stored
+        return self._local_path(stored)
+
+    def _local_path(self, stored: str) -> Path:
+        """A local drive's directory: ``stored`` as it is when absolute, else under the data directory."""
         p = Path(stored)
         if p.is_absolute() or self.base is None:
             return p
@@ -314,7 +319,7 @@ class DriveSet:
             if not self.shared and Path(stored).is_absolute() and not Path(relative).is_absolute():
                 placement.set_drive_path(self.meta, drive, relative)
                 log.warning("drive %d: path stored relative to the data directory (%s)", drive, relative)
-                location = self.location(relative)
+                location = self._local_path(relative)
             io = self._io_for(drive, location)
             if self.shared and not Path(stored).is_absolute():
                 self._store_absolute(drive, location, io, store)
@@ -542,7 +547,7 @@ class DriveSet:
                 out[(d.host, d.rack)] += 1
         return out
 
-    def place(self, count: int, salt: int, exclude: set[int] = frozenset(),  # type: ignore[assignment]
+    def place(self, count: int, salt: int, exclude: AbstractSet[int] = frozenset(),
               occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
         """``count`` distinct writable drives on distinct hosts while there are enough (see
         ``spread``); ``occupied``: (host, rack) already holding other copies of the same data."""

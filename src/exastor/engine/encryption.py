@@ -144,7 +144,7 @@ class DataKeys:
         return nonce
 
     def seal(self, fp: bytes, codec: int, flags: int, raw_len: int,
-             payload: bytes | memoryview) -> tuple[int, bytes | bytearray | memoryview]:
+             payload: bytes | bytearray | memoryview) -> tuple[int, bytes | bytearray | memoryview]:
         """(key id, stored payload) of a new record: encrypted under the newest key when the store
         encrypts, else (0, ``payload``). Refuses (KeyUnavailable) to write plaintext into a store
         that encrypts when the key cannot be opened."""

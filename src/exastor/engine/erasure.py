@@ -142,7 +142,7 @@ def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict
     any byte range as long as it is the same range of every shard: RS works column by column)."""
     if len(available) < k:
         raise ValueError(f"need {k} shards to decode, have {len(available)}")
-    out = {i: available[i] for i in want if i in available}
+    out: dict[int, bytes | bytearray] = {i: available[i] for i in want if i in available}
     missing = [i for i in want if i not in out]
     if not missing:
         return out

@@ -24,6 +24,7 @@ import ctypes.util
 import glob
 import importlib.util
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def kernel_name() -> str:
 @lru_cache(maxsize=256)
 def _tables(k: int, flat: bytes) -> bytes:
     """ISA-L's expanded multiplication tables for a (rows x k) coefficient matrix."""
+    assert _LIB is not None, "ISA-L kernel not loaded"
     rows = len(flat) // k
     buf = ctypes.create_string_buffer(32 * k * rows)
     _LIB.ec_init_tables(k, rows, flat, buf)
@@ -149,7 +151,7 @@ def _address(buf: bytes | bytearray | memoryview, keep: list) -> int:
     return arr.ctypes.data
 
 
-def apply(matrix: Matrix, inputs: list[bytes | bytearray | memoryview]) -> list[bytearray]:
+def apply(matrix: Matrix, inputs: Sequence[bytes | bytearray | memoryview]) -> list[bytearray]:
     """``matrix`` (rows x k) times the k equal-length ``inputs``: the rows output buffers."""
     assert _LIB is not None, "ISA-L kernel not loaded"
     k = len(inputs)

@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +118,7 @@ class SegmentLog:
         self._infos: dict[tuple[int, int], shards.ShardInfo] = {}
         self._layouts: dict[int, Layout] = {}
         self._loaded_at: dict[int, float] = {}
-        self._windows: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()  # decoded shard columns
+        self._windows: OrderedDict[tuple[int, int, int], bytes | bytearray] = OrderedDict()  # decoded shard columns
         self._cache_lock = threading.Lock()
         # Bumped by every ``forget``: a layout read from the database before a forget is never cached
         # after it (a seal, repair or compaction committed in between; the cache would hold the view it
@@ -273,7 +273,7 @@ class SegmentLog:
                 self.drives.failed_io(drive, exc, now=False)
         return failed
 
-    def append(self, blob: bytes | bytearray | list[bytes | memoryview]) -> tuple[int, int]:
+    def append(self, blob: bytes | bytearray | list[bytes | bytearray | memoryview]) -> tuple[int, int]:
         """Append ``blob`` to the open segment; returns (segment id, offset of its first byte).
 
         A list of pieces is written with one ``pwritev`` per replica: the write path passes its
@@ -428,15 +428,15 @@ class SegmentLog:
         if sealing:
             need = placement.indexed_end(self.meta, lay.segment, HEADER_SIZE)
             if len(out) < need:
-                source = next((b for b in bufs if len(b) >= need), None)
-                if source is None:
+                holder = next((b for b in bufs if len(b) >= need), None)
+                if holder is None:
                     if offline:
                         raise SegmentUnavailable(f"segment {lay.segment}: the replicas that hold its last indexed "
                                                  f"bytes are on offline drives {offline}")
                     raise errors.DataCorrupted(f"segment {lay.segment}: no readable replica holds its indexed "
                                                f"bytes up to {need}")
                 damaged.append((len(out), need))
-                out += source[len(out):need]
+                out += holder[len(out):need]
         if damaged:
             log.error("segment %d: bytes %s fail their checksums in every replica; kept in place, not cut "
                       "(exastor fsck names the objects they belong to)", lay.segment,
@@ -523,7 +523,7 @@ class SegmentLog:
             crash_point("seal.committed")  # sealed as it is: the replica cut back to the size just committed
             return
         data_shards = erasure.split(data, g.k)
-        all_shards = data_shards + erasure.encode(data_shards, g.m)
+        all_shards: list[bytes | bytearray] = [*data_shards, *erasure.encode(data_shards, g.m)]
         placed = self._write_shards(segment, g, len(data), all_shards)  # Unavailable: stays replicated
         crash_point("seal.shards_written")
         if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
@@ -543,7 +543,7 @@ class SegmentLog:
         self.delete_replicas(lay)
 
     def _write_shards(self, segment: int, g: erasure.Geometry, data_len: int,
-                      all_shards: list[bytes]) -> list[tuple[int, int]]:
+                      all_shards: Sequence[bytes | bytearray]) -> list[tuple[int, int]]:
         placed: list[tuple[int, int]] = []
         used: set[int] = set()
         gens = allocate_gens(self.meta, len(all_shards))
@@ -808,7 +808,7 @@ class SegmentLog:
 
     def _pread_healthy(self, lay: Layout, offset: int, length: int, writable: bool = False) -> bytes | memoryview:
         if writable:  # a buffer the caller may change in place: read straight into it
-            buffer = memoryview(np.empty(length, np.uint8))
+            buffer = np.empty(length, np.uint8).data  # not zeroed: the read fills what is returned
             return buffer[:self._pread_into(lay, offset, buffer)]
         if lay.kind in ("plain", "replicas"):
             return self._from_a_replica(lay, lambda io, name: io.pread(name, offset, length))
@@ -970,7 +970,7 @@ class SegmentLog:
             pos += take
         return b"".join(out)
 
-    def decode_columns(self, lay: Layout, start: int, length: int, want: list[int]) -> dict[int, bytes]:
+    def decode_columns(self, lay: Layout, start: int, length: int, want: list[int]) -> dict[int, bytes | bytearray]:
         """Columns [start, start+length) of shards ``want``, from the shards themselves where they
         verify, else decoded from k verified others. Bad shards are queued for repair (not those on
         offline drives: their data is expected back)."""

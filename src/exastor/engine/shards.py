@@ -61,12 +61,12 @@ def parse_shard_name(name: str) -> tuple[int, int, int] | None:
     return int(match[1], 16), int(match[2]), int(match[3], 16) if match[3] else 0
 
 
-def block_sums(data: bytes | memoryview, block: int = BLOCK) -> list[int]:
+def block_sums(data: bytes | bytearray | memoryview, block: int = BLOCK) -> list[int]:
     view = memoryview(data)
     return [xxhash.xxh3_64_intdigest(view[i:i + block]) for i in range(0, len(view), block)]
 
 
-def encode_footer(segment: int, index: int, k: int, m: int, data_len: int, shard: bytes | memoryview,
+def encode_footer(segment: int, index: int, k: int, m: int, data_len: int, shard: bytes | bytearray | memoryview,
                   store_tag: int = 0) -> bytes:
     sums = block_sums(shard)
     packed = struct.pack(f"<{len(sums)}Q", *sums)
@@ -77,7 +77,7 @@ def encode_footer(segment: int, index: int, k: int, m: int, data_len: int, shard
 
 
 def write_shard(drive: DriveIO, name: str, segment: int, index: int, k: int, m: int, data_len: int,
-                shard: bytes | memoryview, store_tag: int = 0) -> None:
+                shard: bytes | bytearray | memoryview, store_tag: int = 0) -> None:
     """Publish a shard durably under ``name`` (a temporary file, fsync, rename, directory fsync)."""
     drive.put(name, [shard, encode_footer(segment, index, k, m, data_len, shard, store_tag)])
 

@@ -56,7 +56,7 @@ class Entry:
 class Plan:
     codec: int
     flags: int
-    payload: bytes
+    payload: bytes | bytearray | memoryview  # bytes as planned; the sealed (stored) buffer once written
     refs: list[mf.Slice]
     plain_len: int      # the record as written (zstd-1 or raw)
     grouped_len: int    # what byte grouping alone would store (plain_len when it would not pay)
@@ -132,7 +132,7 @@ def reference_from_layout(layout: mf.Layout, start: int, end: int, depth: Depth,
         d = depth(s.fp)
         if d is None or d >= MAX_DEPTH:
             return None
-    pieces = []
+    pieces: list[bytes | memoryview] = []
     for s in slices:
         data = chunk_bytes(s.fp)
         if data is None or len(data) < s.start + s.length:

@@ -17,6 +17,8 @@ remainder) belong to elements cut in half and are kept as they are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 WIDTHS = (2, 4)  # bytes per element: fp16/bf16, fp32
@@ -43,7 +45,7 @@ def group(data: bytes | memoryview, width: int, phase: int = 0) -> list[bytes]:
     return streams
 
 
-def ungroup(streams: list[bytes | memoryview], width: int, phase: int, length: int) -> bytes:
+def ungroup(streams: Sequence[bytes | memoryview], width: int, phase: int, length: int) -> bytes:
     """Inverse of ``group`` for a buffer of ``length`` bytes."""
     head, count = _layout(length, width, phase)
     if len(streams) != width + 1 or any(len(s) != count for s in streams[:width]):

@@ -71,11 +71,13 @@ class Trimmer:
             self._thread.join()
 
     def _run(self) -> None:
+        trim = self._trim
+        assert trim is not None, "started only where libc has malloc_trim"
         last = seen = self.moved()
         while not self._stop.wait(self.interval):
             now = self.moved()
             # every ``every`` bytes, and once more when a stream has stopped
             if now - last >= self.every or (now == seen and now != last):
                 last = now
-                self._trim(0)
+                trim(0)
             seen = now

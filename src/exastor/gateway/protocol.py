@@ -108,6 +108,7 @@ class Guarded(HttpToolsProtocol):
     guard: Guard
     api: str = "s3"
 
+    # As uvicorn's own (its ignore too): asyncio declares BaseTransport; a stream connection gets a Transport.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         now = time.monotonic()
@@ -131,6 +132,7 @@ class Guarded(HttpToolsProtocol):
             self._head_since = time.monotonic()
         self._head_bytes = 0
         if self._refuse:
+            # uvicorn types the scope as its HTTPScope TypedDict; ASGI lets a server add keys of its own.
             self.scope[REFUSE] = self._refuse  # type: ignore[literal-required]
 
     def _count_head(self, n: int) -> None:
@@ -242,7 +244,7 @@ class Guarded(HttpToolsProtocol):
         self.transport.close()
 
 
-def reset(transport: asyncio.BaseTransport) -> None:
+def reset(transport: asyncio.Transport) -> None:
     """Close with a reset: not ``close()``, which waits to flush to a client that may never read, and
     not a bare ``abort()``, after which the kernel still keeps the unsent megabytes of an orphaned
     socket for minutes (SO_LINGER 0 makes it drop them)."""

@@ -33,6 +33,7 @@ from exastor.meta import datakeys, leases, members, sealed_rows
 from exastor.meta.contract import Metadata
 from exastor.meta.postgres import describe
 from exastor.meta.sealing import SecretsLocked
+from exastor.meta.sqlite import sqlite_runner
 from exastor.services import cluster, metabackup
 
 log = logging.getLogger("exastor.serve")
@@ -244,8 +245,7 @@ def run(args: argparse.Namespace) -> int:
             # older copies and generations go (the fresh copy supersedes them as a restore point).
             if journal:
                 metabackup.next_generation(meta)
-            fresh = metabackup.take(meta.runner.path,  # type: ignore[attr-defined]  # SQLite (not meta_url)
-                                    metabackup.targets(drive_set))
+            fresh = metabackup.take(sqlite_runner(meta).path, metabackup.targets(drive_set))  # not meta_url
             if fresh[0].verify() is None:
                 metabackup.retire_older([d.io for d in drive_set.all if drive_set.readable(d.id)],
                                         fresh[0].taken_ns)

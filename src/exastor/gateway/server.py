@@ -22,8 +22,8 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import uvicorn
 import uvloop
@@ -39,12 +39,16 @@ from exastor.gateway.memory import Trimmer
 from exastor.gateway.metrics import RequestMetrics
 from exastor.gateway.middleware import Gateway, InFlight, reset_ids
 from exastor.gateway.protocol import Guard, Limits, guarded, reset
+from exastor.meta.sqlite import sqlite_runner
 from exastor.namespace.operations import Namespace
 from exastor.s3.app import S3App
 from exastor.services.cluster import ClusterService, ClusterThread, gateway_address
 from exastor.services.gc import Collector, CollectorThread
 from exastor.services.metabackup import MetaBackupThread, targets
 from exastor.services.reducer import Reducer, ReducerThread
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application
 
 log = logging.getLogger("exastor.server")
 
@@ -62,7 +66,7 @@ class _Server(uvicorn.Server):
         self._on_started = on_started
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]  # noqa: ANN201
+    def capture_signals(self) -> Iterator[None]:
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -70,7 +74,13 @@ class _Server(uvicorn.Server):
         self._on_started()
 
 
-def _uvicorn_config(app: Any, cfg: Config, port: int, protocol: type[HttpToolsProtocol], ssl: dict[str, str]
+class TLSFiles(TypedDict, total=False):
+    """uvicorn.Config's TLS arguments, as ``ssl_options`` gives them (none without a certificate)."""
+    ssl_certfile: str
+    ssl_keyfile: str
+
+
+def _uvicorn_config(app: Any, cfg: Config, port: int, protocol: type[HttpToolsProtocol], ssl: TLSFiles
                     ) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=cfg.host, port=port, loop="uvloop", http=protocol, lifespan="off", log_config=None,
@@ -80,7 +90,8 @@ def _uvicorn_config(app: Any, cfg: Config, port: int, protocol: type[HttpToolsPr
         # X-Forwarded-* only from the configured proxies (uvicorn trusts 127.0.0.1 by default): see _wrap.
         # Worker.stop cuts the connections still open at shutdown_timeout (their requests see a
         # disconnect and return); uvicorn cancels a request task stuck even past that.
-        proxy_headers=False, timeout_graceful_shutdown=cfg.shutdown_timeout + 1,
+        # uvicorn annotates the timeout int but hands it to asyncio.wait_for, which takes seconds as a float.
+        proxy_headers=False, timeout_graceful_shutdown=cfg.shutdown_timeout + 1,  # type: ignore[arg-type]
         **ssl)
 
 
@@ -107,9 +118,10 @@ class Worker:
 
     def __init__(self, cfg: Config, ns: Namespace, sockets: dict[str, socket.socket], *, index: int,
                  board: supervise.Board, run_gc: bool, master_fd: int | None = None,
-                 ssl: dict[str, str] | None = None) -> None:
+                 ssl: TLSFiles | None = None) -> None:
         self.cfg, self.ns, self.sockets, self.index, self.board = cfg, ns, sockets, index, board
-        self.run_gc, self.master_fd, self.ssl = run_gc, master_fd, ssl or {}
+        self.run_gc, self.master_fd = run_gc, master_fd
+        self.ssl: TLSFiles = ssl or {}
         self.readiness = Readiness(ns, board)
         self.in_flight = InFlight(cfg.max_requests)  # shared by the S3 and Blob front-ends
         self.access_log = logs.AccessLog(cfg.access_log) if cfg.access_log else None
@@ -122,7 +134,10 @@ class Worker:
         gateway = Gateway(RequestMetrics(app, api), api, ready=self.readiness, in_flight=self.in_flight,
                           access_log=self.access_log)
         if self.cfg.trusted_proxies:  # uvicorn's own, applied only to the configured proxies' connections
-            return ProxyHeadersMiddleware(gateway, trusted_hosts=",".join(self.cfg.trusted_proxies))
+            # Gateway takes the ASGI scope and messages as the plain dicts they are; uvicorn types them as
+            # TypedDicts, which a dict[str, Any] parameter does not accept: the same objects at run time.
+            return ProxyHeadersMiddleware(cast("ASGI3Application", gateway),
+                                          trusted_hosts=",".join(self.cfg.trusted_proxies))
         return gateway
 
     def _server_started(self) -> None:
@@ -220,7 +235,7 @@ class Worker:
             background.append(ReducerThread(Reducer(ns.chunks, duty=cfg.reduce_duty), cfg.reduce_interval))
         if self.run_gc and cfg.meta_backup_interval > 0:
             # SQLite only: config.py turns the copies off on PostgreSQL, whose runner has no file
-            background.append(MetaBackupThread(ns.meta.runner.path,  # type: ignore[attr-defined]
+            background.append(MetaBackupThread(sqlite_runner(ns.meta).path,
                                                lambda: targets(ns.chunks.log.drives),
                                                cfg.meta_backup_interval, meta=ns.meta))
         for thread in background:
@@ -246,7 +261,7 @@ class Worker:
                 self.stop("the master process is gone")
 
 
-def ssl_options(cfg: Config) -> dict[str, str]:
+def ssl_options(cfg: Config) -> TLSFiles:
     """uvicorn's TLS settings for the configured certificate (the self-signed one is made by serve)."""
     if not cfg.tls_cert:
         return {}

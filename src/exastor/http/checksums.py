@@ -25,8 +25,8 @@ import binascii
 import functools
 import hashlib
 import zlib
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
 
 import crc32c as _crc32c
 import xxhash as _xxhash
@@ -77,7 +77,7 @@ class Checksum(Protocol):
 class _CrcChecksum:
     """A running CRC kept as an int; ``_fn(data, previous)`` continues it."""
 
-    def __init__(self, algorithm: str, fn, digest_size: int, byteorder: str = "big") -> None:
+    def __init__(self, algorithm: str, fn, digest_size: int, byteorder: Literal["big", "little"] = "big") -> None:
         self.algorithm = algorithm
         self.digest_size = digest_size
         self._fn = fn
@@ -92,7 +92,7 @@ class _CrcChecksum:
         return self._value
 
     def digest(self) -> bytes:
-        return self._value.to_bytes(self.digest_size, self._byteorder)  # type: ignore[arg-type]
+        return self._value.to_bytes(self.digest_size, self._byteorder)
 
     def b64(self) -> str:
         return base64.b64encode(self.digest()).decode("ascii")
@@ -198,12 +198,11 @@ def decode_b64_digest(value: str, size: int) -> bytes:
     return raw
 
 
-def checksum_headers_in(headers: dict[str, str] | object) -> dict[str, str]:
+def checksum_headers_in(headers: Mapping[str, str]) -> dict[str, str]:
     """{ALGORITHM: base64 value} for every x-amz-checksum-<alg> header present (lower-cased names)."""
     found: dict[str, str] = {}
-    get = headers.get  # type: ignore[attr-defined]
     for algorithm in ALGORITHMS:
-        value = get(header_name(algorithm))
+        value = headers.get(header_name(algorithm))
         if value is not None:
             found[algorithm] = value
     return found

@@ -460,11 +460,11 @@ def part_block_id(n: int) -> str:
     return base64.b64encode(f"part-{n:05d}".encode()).decode()
 
 
-def committed_blocks(obj: ObjectVersion) -> list[tuple[str, int, str]]:
-    """(block id, size, md5 hex) of a blob's committed blocks; S3 parts count as blocks."""
+def committed_blocks(obj: ObjectVersion | Snapshot) -> list[tuple[str, int, str]]:
+    """(block id, size, md5 hex) of a blob's (or a snapshot's) committed blocks; S3 parts count as blocks."""
     found = obj.attrs.get("blocks")
     if found is not None:
-        return [tuple(b) for b in found]  # type: ignore[misc]
+        return [tuple(b) for b in found]
     parts = obj.attrs.get("parts")
     if parts:
         return [(part_block_id(i + 1), size, "") for i, size in enumerate(parts)]

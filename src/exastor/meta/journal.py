@@ -295,7 +295,8 @@ def replay(db: Path, chain: Sequence[Record]) -> int:
 def read_head(con: sqlite3.Connection | sqlite3.Cursor) -> tuple[int, int, int, int, int]:
     """(seq, head id, gen, gap, offset) from a database's counters (zeros where absent)."""
     rows = dict(con.execute("SELECT name, value FROM counters WHERE name IN (?, ?, ?, ?, ?)", HEAD_ROWS).fetchall())
-    return tuple(int(rows.get(n, 0)) for n in HEAD_ROWS)  # type: ignore[return-value]
+    seq, head, gen, gap, offset = (int(rows.get(n, 0)) for n in HEAD_ROWS)
+    return seq, head, gen, gap, offset
 
 
 def advance_generation(cur: Any) -> None:

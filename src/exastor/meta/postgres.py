@@ -172,7 +172,7 @@ class PgCursor:
     def execute(self, sql: str, params: Any = ()) -> PgCursor:
         text, bumps = _translate(sql)
         self.sent = True
-        self._cur.execute(text, params)  # type: ignore[arg-type]
+        self._cur.execute(text, params)
         if bumps:
             self._note_version()
         return self
@@ -180,7 +180,7 @@ class PgCursor:
     def executemany(self, sql: str, seq: Any) -> PgCursor:
         text, bumps = _translate(sql)
         self.sent = True
-        self._cur.executemany(text, list(seq))  # type: ignore[arg-type]
+        self._cur.executemany(text, list(seq))
         if bumps:
             self._note_version()
         return self
@@ -250,7 +250,7 @@ class PostgresRunner:
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
         try:
-            conn = psycopg.connect(self.url, **self._kwargs)  # type: ignore[arg-type]
+            conn = psycopg.connect(self.url, **self._kwargs)
         except psycopg.Error as exc:
             raise errors.MetadataOpenError(f"cannot connect to the metadata database {self.where}: "
                                            f"{str(exc).strip()}") from exc
@@ -431,7 +431,7 @@ class PostgresRunner:
         backoff = 0.1
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.url, **self._kwargs) as conn:  # type: ignore[arg-type]
+                with psycopg.connect(self.url, **self._kwargs) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     # after LISTEN: a change committed from now on is heard, one before it is read here
                     row = conn.execute(f"SELECT value FROM counters WHERE name = '{BUCKET_VERSION}'").fetchone()

@@ -52,9 +52,9 @@ def _rewrite(meta: Metadata, body: Any) -> int:
     (its own storage reclaims the old row versions)."""
     if getattr(meta.runner, "backend", "sqlite") != "sqlite":
         return int(meta.runner.write_sync(body))
-    from exastor.meta.sqlite import rewrite_securely
+    from exastor.meta.sqlite import rewrite_securely, sqlite_runner
 
-    return rewrite_securely(meta.runner.path, body)  # type: ignore[attr-defined]  # the SQLite runner's file
+    return rewrite_securely(sqlite_runner(meta).path, body)
 
 
 def seal_clear_secrets(meta: Metadata, box: Sealer, account_context: str) -> int:

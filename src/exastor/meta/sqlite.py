@@ -20,11 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from exastor import errors
 from exastor.meta import journal as jr
 from exastor.meta import migrations
+
+if TYPE_CHECKING:
+    from exastor.meta.contract import Metadata
 
 T = TypeVar("T")
 
@@ -88,8 +91,9 @@ class SqliteRunner:
         try:
             writer = _connect(self.path, WRITER_CACHE_KIB)
             self.schema_versions = _migrate(writer)
-        except errors.MetadataOpenError:
-            writer.close()  # type: ignore[union-attr]
+        except errors.MetadataOpenError:  # _migrate refused the schema: close what _connect opened
+            if writer is not None:
+                writer.close()
             raise
         except sqlite3.OperationalError:
             raise  # locked, no permission, no such directory: the message says which
@@ -325,6 +329,14 @@ def _migrate(conn: sqlite3.Connection) -> tuple[int, int]:
         raise
     conn.execute("COMMIT")
     return versions
+
+
+def sqlite_runner(meta: Metadata) -> SqliteRunner:
+    """``meta``'s runner, for what only SQLite's has (its file, its journal). Its callers run on a
+    SQLite store only (config.py turns the copies and the journal off on PostgreSQL): another is a bug."""
+    runner = meta.runner
+    assert isinstance(runner, SqliteRunner), f"{type(runner).__name__}: this needs the SQLite backend"
+    return runner
 
 
 def rewrite_securely(path: Path | str, body: Callable[[sqlite3.Cursor], int]) -> int:

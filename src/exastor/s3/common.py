@@ -48,6 +48,7 @@ class S3Call:
     decision: Decision | None = None     # the authorizer's, made before the handler runs
     info: dict[str, Any] = field(default_factory=dict)  # scope["exastor"]: what other layers may read
     checksum_request: checksum.Requested | None = None  # the body's checksum, as put_spec read it
+    trailers: dict[str, str] = field(default_factory=dict)  # an aws-chunked body's, once it has been read
 
     @property
     def grant(self) -> Decision:
@@ -139,7 +140,7 @@ class S3Call:
         def verify(md5_hex: str, got_size: int) -> None:
             if want_md5 is not None and bytes.fromhex(md5_hex) != want_md5:
                 raise S3Error("BadDigest")
-            values = body_checksums.finish(getattr(call, "_trailers", {}))
+            values = body_checksums.finish(call.trailers)
             attrs.pop("checksums", None)
             if algorithms is None:
                 attrs["checksum"] = checksum.object_record(values, request)
@@ -199,7 +200,7 @@ async def _decoded_body(call: S3Call, limit: int, *, sha256_in_spec: bool = Fals
                     raise S3Error("EntityTooLarge")
                 yield out
         decoder.finish()
-        call._trailers = decoder.trailers  # type: ignore[attr-defined]
+        call.trailers = decoder.trailers
         return
     want = sigv4.payload_sha256_required(call.auth) if call.auth and not sha256_in_spec else None
     sha = hashlib.sha256() if want else None

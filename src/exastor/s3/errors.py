@@ -143,7 +143,7 @@ def to_s3_error(exc: errors.StoreError, call: Any = None) -> S3Error:
             return S3Error("MethodNotAllowed", headers=headers)
         return S3Error("NoSuchKey", headers=headers, Key=call.key if call and call.key else "")
     for cls in type(exc).__mro__:
-        code = _SIMPLE.get(cls)  # type: ignore[arg-type]
+        code = _SIMPLE.get(cls)
         if code:
             return S3Error(code, exc.detail or None if code == "InvalidArgument" else None)
     return S3Error("InternalError")

@@ -199,9 +199,9 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
             print(f"exastor drive: {exc}", file=sys.stderr)
             return 2
         drives.set_state(new_id, "active", "added")
-        if drives.get(new_id) is not None and drives.get(new_id).state == "offline":  # type: ignore[union-attr]
-            print(f"exastor drive: drive {new_id} stays offline: {drives.get(new_id).reason}",  # type: ignore[union-attr]
-                  file=sys.stderr)
+        added = drives.get(new_id)
+        if added is not None and added.state == "offline":
+            print(f"exastor drive: drive {new_id} stays offline: {added.reason}", file=sys.stderr)
             return 2
         new = drives.get(new_id)
         assert new is not None

@@ -12,6 +12,7 @@ Safety argument (the ordering rule, from the other side):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -62,7 +63,7 @@ class Collector:
 
         rows = garbage.segment_records(self.meta, segment)
         moves: list[tuple[bytes, int, int, int, int]] = []  # fp, old offset, new segment, new offset
-        batch: list[bytes] = []
+        batch: list[bytes | memoryview] = []
         batch_rows: list[tuple[bytes, int, int]] = []
 
         def flush() -> None:
@@ -77,7 +78,7 @@ class Collector:
             batch.clear()
             batch_rows.clear()
 
-        def check(raw: bytes, fp: bytes = b"", offset: int = 0) -> None:
+        def check(raw: bytes | memoryview, fp: bytes = b"", offset: int = 0) -> None:
             head = decode_header(raw)
             verify_payload(head, memoryview(raw)[HEADER_SIZE:])  # never copy a corrupt record
             if head.fp != fp:
@@ -91,7 +92,7 @@ class Collector:
                 check(raw, fp, offset)
             except errors.DataCorrupted:  # a bad replica or shard: read around it (other copies, decoding)
                 raw = log_.pread_degraded(segment, offset, HEADER_SIZE + stored,
-                                          lambda b, fp=fp, offset=offset: check(b, fp, offset))
+                                          functools.partial(check, fp=fp, offset=offset))
             batch.append(raw)
             batch_rows.append((fp, offset, stored))
             size += len(raw)

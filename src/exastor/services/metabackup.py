@@ -44,7 +44,7 @@ from exastor.drives import DriveIO, age_s, open_drive
 from exastor.engine.drives import DriveSet
 from exastor.meta import journal as jr
 from exastor.meta.contract import Metadata
-from exastor.meta.sqlite import backup_to, database_problem
+from exastor.meta.sqlite import backup_to, database_problem, sqlite_runner
 
 BACKUP_DIR = "meta-backups"
 KEEP = 3  # copies kept per drive: the newest can be the one a failing disk corrupted
@@ -66,7 +66,7 @@ class Backup:
     name: str        # BACKUP_DIR/meta-<taken_ns>-<blake3>[-s<seq>-g<gen>].sqlite
     taken_ns: int
     digest: str      # BLAKE3 of the file, hex (also in its name)
-    drive: DriveIO = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    drive: DriveIO = field(compare=False, repr=False)
     seq: int | None = None   # the journal position the copy holds (None: a copy from before the journal)
     gen: int | None = None   # the journal generation in effect when it was taken
 
@@ -141,7 +141,9 @@ def take(db: Path, drives: Sequence[DriveLike], keep: int = KEEP) -> list[Backup
         made: list[Backup] = []
         for io in ios:
             io.put(name, _file_chunks(scratch))  # temporary file, fsync, rename, directory fsync
-            made.append(Backup.parse(io, name))  # type: ignore[arg-type]
+            backup = Backup.parse(io, name)
+            assert backup is not None, f"{name} is not a backup's name"  # it was made just above
+            made.append(backup)
     finally:
         scratch.unlink(missing_ok=True)  # not a drive
     for io in ios:
@@ -265,7 +267,7 @@ def newest_seq(drives: Iterable[DriveLike]) -> int | None:
 def needs_copy(meta: Metadata, drives: Iterable[DriveLike]) -> bool:
     """True when the journal alone cannot bring the database back: there is no copy to start from
     that knows the journal, or commits were made without the journal since the newest one."""
-    gap = meta.runner.head()[3]  # type: ignore[attr-defined]
+    gap = sqlite_runner(meta).head()[3]
     seq = newest_seq(drives)
     return seq is None or gap > seq
 
@@ -302,7 +304,7 @@ def ensure_base_copy(meta: Metadata, drives: DriveSet) -> list[Backup]:
     if not ios or not needs_copy(meta, ios):
         return []
     next_generation(meta)  # the copy then holds a generation of its own: older files become garbage
-    return take(meta.runner.path, ios)  # type: ignore[attr-defined]
+    return take(sqlite_runner(meta).path, ios)
 
 
 def replay_journal(db: Path, drives: Iterable[DriveLike], drives_of: Callable[[], list[Path]] | None = None

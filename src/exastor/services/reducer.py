@@ -161,7 +161,8 @@ class Reducer:
         placed: list[tuple[ChunkLocation, similarity.Plan, int]] = []
         seg = -1
         if batch:
-            parts, pos = [], 0
+            parts: list[bytes | bytearray | memoryview] = []
+            pos = 0
             for loc, plan in batch:
                 # Encrypted like the write path's records (below the reduction), under the newest key.
                 key_id, stored = self.store.keys.seal(loc.fp, plan.codec, plan.flags, loc.raw_len, plan.payload)

@@ -155,9 +155,10 @@ def rebuild_layout(meta: Metadata, drives: DriveSet) -> LayoutReport:
             for idx in range(k + m):
                 prev = before.get(idx)
                 if idx in where:
-                    kept = prev is not None and (prev[0], prev[2]) in where[idx]
-                    drive, gen = (prev[0], prev[2]) if kept else where[idx][0]  # type: ignore[index]
-                    state = prev[1] if kept else "ok"  # type: ignore[index]
+                    if prev is not None and (prev[0], prev[2]) in where[idx]:  # the row agrees: kept
+                        drive, state, gen = prev
+                    else:
+                        (drive, gen), state = where[idx][0], "ok"
                 else:  # lost: a row the repairer will rebuild, on a drive holding no other shard of the stripe
                     free = [i for i in all_ids if i not in used]
                     drive = prev[0] if prev is not None and prev[0] not in used else (free or all_ids or [first])[0]

@@ -154,7 +154,7 @@ class Estimator:
             if progress:
                 progress(len(buf))
             carry = carry_out
-            if final:
+            if nxt is None:  # final
                 break
             buf = nxt
         if not slices and item.size:

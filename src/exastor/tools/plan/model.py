@@ -14,6 +14,7 @@ import difflib
 import json
 import re
 import tomllib
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,7 @@ class _Reader:
         self.problems: list[str] = []
         self.base_dir = base_dir
 
-    def section(self, raw: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    def section(self, raw: Any, path: str, allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()) -> dict:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):

@@ -39,6 +39,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import highspy
@@ -203,7 +204,7 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("threads", 1)
 
-    variables: list[tuple[_Candidate, object]] = []
+    variables: list[tuple[_Candidate, highspy.highs_var]] = []
     costs: list[float] = []
     for c in _candidates(plan, today, strategy, phases[-1].online_by, past_weeks):
         d = plan.drives[c.sku]
@@ -269,7 +270,7 @@ def solve_procurement(plan: PlanInput, today: dt.date, strategy: str = "per_phas
         h.changeColCost(v.index, cost)
     status_text = _solve(h, "cost")
 
-    values = h.vals([v for _, v in variables]) if variables else []
+    values: Iterable[float] = h.vals([v for _, v in variables]) if variables else []
     deliveries = [(c, int(round(x))) for (c, _), x in zip(variables, values, strict=True) if round(x) > 0]
     lines = []
     for c, pi, n in attribute_fifo(deliveries, [eff[c.sku] for c, _ in deliveries], to_buy,

@@ -284,8 +284,8 @@ def print_summary(outcome: PlanOutcome, console: Console | None = None) -> None:
         ("total cost", lambda s: _money(s.capital.total_cost_usd)),
         ("milestones missed (plan)", lambda s: str(len(s.gaps))),
     ]
-    for ph in plan.phases:
-        rows.append((f"P(meet {ph.name})", lambda s, n=ph.name: _prob(s, n)))
+    for phase in plan.phases:
+        rows.append((f"P(meet {phase.name})", lambda s, n=phase.name: _prob(s, n)))
     for label, fn in rows:
         t.add_row(label, *[fn(s) for s in outcome.strategies.values()])
     console.print(t)
@@ -344,6 +344,8 @@ def _prob(s: Any, milestone: str) -> str:
 
 
 def _figures(outcome: PlanOutcome) -> dict[str, bytes]:
+    """The report's charts as PNGs. Their x values are dates, which matplotlib plots through its
+    units registry (matplotlib.dates); its type stubs say float, so those calls carry an ignore."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -364,11 +366,11 @@ def _figures(outcome: PlanOutcome) -> dict[str, bytes]:
     # 1. capacity against demand
     fig, ax = plt.subplots(figsize=(10, 4.8))
     for name, s in outcome.strategies.items():
-        ax.step(s.timeline.months, s.timeline.online_raw_tb / _EB, where="post", label=f"raw flash online ({name})")
+        ax.step(s.timeline.months, s.timeline.online_raw_tb / _EB, where="post", label=f"raw flash online ({name})")  # type: ignore[arg-type]  # dates: see _figures
     tl = primary.timeline
-    ax.step(tl.months, tl.required_raw_tb / _EB, where="post", color="black", lw=2, label="raw flash required")
+    ax.step(tl.months, tl.required_raw_tb / _EB, where="post", color="black", lw=2, label="raw flash required")  # type: ignore[arg-type]  # dates: see _figures
     for ph in plan.phases:
-        ax.axvline(ph.online_by, color="grey", ls=":", lw=0.8)
+        ax.axvline(ph.online_by, color="grey", ls=":", lw=0.8)  # type: ignore[arg-type]  # dates: see _figures
         ax.annotate(ph.name, (ph.online_by, 0), rotation=90, fontsize=7, va="bottom", ha="right", color="grey")
     ax.set_ylabel("raw EB (effective, spares excluded)")
     ax.set_title("Capacity online vs required")
@@ -385,8 +387,8 @@ def _figures(outcome: PlanOutcome) -> dict[str, bytes]:
         ax.plot([row["delivery"], row["online"]], [i, i], color=c, lw=4)
         ax.plot([row["order_by"]], [i], marker="|", color="red", ms=6)
     for ph in plan.phases:
-        ax.axvline(ph.online_by, color="grey", ls=":", lw=0.8)
-    ax.axvline(outcome.today, color="black", lw=1)
+        ax.axvline(ph.online_by, color="grey", ls=":", lw=0.8)  # type: ignore[arg-type]  # dates: see _figures
+    ax.axvline(outcome.today, color="black", lw=1)  # type: ignore[arg-type]  # dates: see _figures
     for sku, c in sku_color.items():
         ax.plot([], [], color=c, lw=4, label=sku)
     ax.plot([], [], marker="|", color="red", ls="", label="order-by date")
@@ -400,13 +402,13 @@ def _figures(outcome: PlanOutcome) -> dict[str, bytes]:
     # 3. cash
     fig, ax = plt.subplots(figsize=(10, 4.8))
     for name, s in outcome.strategies.items():
-        ax.plot(s.timeline.months, s.timeline.cumulative_cash_usd / 1e9, label=f"cumulative capital paid ({name})")
-        ax.fill_between(s.timeline.months, s.timeline.inventory_usd / 1e9, alpha=0.2,
+        ax.plot(s.timeline.months, s.timeline.cumulative_cash_usd / 1e9, label=f"cumulative capital paid ({name})")  # type: ignore[arg-type]  # dates: see _figures
+        ax.fill_between(s.timeline.months, s.timeline.inventory_usd / 1e9, alpha=0.2,  # type: ignore[arg-type]  # dates: see _figures
                         label=f"inventory paid, not online ({name})")
     if outcome.cloud is not None:
         c = outcome.cloud
-        ax.plot(c.months, c.cloud_cumulative_usd / 1e9, color="black", ls="--", label=f"cumulative {c.name}")
-        ax.plot(c.months, c.onprem_cumulative_usd / 1e9, color="black", label="cumulative own flash (capital + energy)")
+        ax.plot(c.months, c.cloud_cumulative_usd / 1e9, color="black", ls="--", label=f"cumulative {c.name}")  # type: ignore[arg-type]  # dates: see _figures
+        ax.plot(c.months, c.onprem_cumulative_usd / 1e9, color="black", label="cumulative own flash (capital + energy)")  # type: ignore[arg-type]  # dates: see _figures
     ax.set_ylabel("$ billion")
     ax.set_title("Cash out over time")
     ax.legend(loc="upper left", fontsize=8)
@@ -414,19 +416,19 @@ def _figures(outcome: PlanOutcome) -> dict[str, bytes]:
     save("cash", fig)
 
     # 4. milestone risk
-    with_risk = {n: s for n, s in outcome.strategies.items() if s.risk is not None}
+    with_risk = {n: s.risk for n, s in outcome.strategies.items() if s.risk is not None}
     if with_risk:
         fig, ax = plt.subplots(figsize=(10, 4.2))
         x = np.arange(len(plan.phases))
         width = 0.8 / len(with_risk)
-        for k, (name, s) in enumerate(with_risk.items()):
-            probs = [m.probability * 100 for m in s.risk.milestones]
+        for k, (name, risk) in enumerate(with_risk.items()):
+            probs = [m.probability * 100 for m in risk.milestones]
             bars = ax.bar(x + k * width - 0.4 + width / 2, probs, width, label=name)
             ax.bar_label(bars, fmt="%.0f%%", fontsize=7)
         ax.set_xticks(x, [ph.name for ph in plan.phases])
         ax.set_ylim(0, 110)
         ax.set_ylabel("probability capacity is online in time (%)")
-        first = next(iter(with_risk.values())).risk
+        first = next(iter(with_risk.values()))
         ax.set_title(f"Milestone risk ({first.scenarios:,} scenarios: lead-time slips and reduction uncertainty)")
         ax.legend(fontsize=8)
         save("risk", fig)

@@ -14,6 +14,7 @@ import asyncio
 import os
 import sys
 import time
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -152,9 +153,10 @@ class LiveLine:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         if self.live:
-            self.live.__exit__(*exc)
+            self.live.__exit__(exc_type, exc, traceback)
 
     def tick(self, recorder: Recorder, elapsed: float) -> None:
         if not self.live:

@@ -172,8 +172,11 @@ class Accelerator:
         in_flight_limit = self.workload.read_threads * self.workload.prefetch
         index = worker
         while True:
+            def within_limit(index: int = index) -> bool:  # this turn's index, bound now
+                return index < self.consumed + in_flight_limit
+
             async with self.changed:
-                await self.changed.wait_for(lambda index=index: index < self.consumed + in_flight_limit)
+                await self.changed.wait_for(within_limit)
             try:
                 # Arrays, not lists of ints: thousands of workers each hold a batch while they
                 # queue for the pool, and Python ints would cost ~5x the memory.

@@ -12,8 +12,11 @@ import asyncio
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from exastor.tools.scaletest.dataset import PartMaker, Session
+
+Result = TypeVar("Result")
 
 
 class FileStore(Session):
@@ -43,7 +46,7 @@ class FileStore(Session):
             raise ValueError(f"key escapes the root: {key!r}")
         return path
 
-    async def _call(self, fn: Callable[..., object], *args: object) -> object:
+    async def _call(self, fn: Callable[..., Result], *args: object) -> Result:
         assert self._executor is not None, "open() the store first"
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
@@ -70,7 +73,7 @@ class FileStore(Session):
         return total
 
     async def get(self, key: str, offset: int | None = None, length: int | None = None) -> int:
-        return int(await self._call(self._read, self._path(key), offset, length))  # type: ignore[arg-type]
+        return await self._call(self._read, self._path(key), offset, length)
 
     async def get_bytes(self, key: str) -> bytes | None:
         path = self._path(key)

@@ -245,7 +245,9 @@ def aggregate(results: list[RunResult]) -> RunResult:
         return np.pad(np.array(values, dtype=float), (0, nbins - len(values)))
 
     weights = [r.accelerators for r in results]
-    series_au = sum(padded(r.series_au) * w for r, w in zip(results, weights, strict=True)) / max(sum(weights), 1)
+    no_series = np.zeros(nbins)  # sum()'s start: an array (not its default int 0), so each sum is an array
+    series_au = sum((padded(r.series_au) * w for r, w in zip(results, weights, strict=True)),
+                    start=no_series) / max(sum(weights), 1)
     cpu = sum(r.client_cpu_seconds for r in results)
     bytes_read = sum(r.bytes_read for r in results)
     return RunResult(
@@ -273,7 +275,7 @@ def aggregate(results: list[RunResult]) -> RunResult:
         series_t=[float(i) * (first.series_t[1] - first.series_t[0] if len(first.series_t) > 1 else 1.0)
                   for i in range(nbins)],
         series_au=[float(x) for x in series_au],
-        series_throughput=[float(x) for x in sum(padded(r.series_throughput) for r in results)],
+        series_throughput=[float(x) for x in sum((padded(r.series_throughput) for r in results), start=no_series)],
         client_cpu_seconds=cpu,
         cpu_seconds_per_gb=cpu / (bytes_read / 1e9) if bytes_read else 0.0,
         loop_lag_ms=max((r.loop_lag_ms for r in results), key=lambda d: d.get("max", 0.0), default={}),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 ACCELERATORS = ("h100", "a100")
 
@@ -97,18 +97,33 @@ _COMPUTE_TIME = {
     "cosmoflow": {"h100": 0.00350, "a100": 0.00551},
 }
 
-_BASE = {
-    "unet3d": dict(
+class _Parameters(TypedDict):
+    """A training workload's MLPerf parameters that do not depend on the accelerator (its name and
+    compute time do): TrainingWorkload's other fields."""
+    record_length: int
+    record_length_stdev: int
+    samples_per_file: int
+    file_format: str
+    batch_size: int
+    read_threads: int
+    prefetch: int
+    au_threshold: float
+    num_files: int
+    read_pattern: str
+
+
+_BASE: dict[str, _Parameters] = {
+    "unet3d": _Parameters(
         record_length=146_600_628, record_length_stdev=68_341_808, samples_per_file=1,
         file_format="npz", batch_size=7, read_threads=4, prefetch=2, au_threshold=0.90,
         num_files=168, read_pattern=READ_WHOLE,
     ),
-    "resnet50": dict(
+    "resnet50": _Parameters(
         record_length=114_660, record_length_stdev=0, samples_per_file=1251,
         file_format="tfrecord", batch_size=400, read_threads=8, prefetch=2, au_threshold=0.90,
         num_files=1024, read_pattern=READ_RANGED,
     ),
-    "cosmoflow": dict(
+    "cosmoflow": _Parameters(
         record_length=2_828_486, record_length_stdev=71_311, samples_per_file=1,
         file_format="tfrecord", batch_size=1, read_threads=4, prefetch=2, au_threshold=0.70,
         num_files=524_288, read_pattern=READ_WHOLE,
