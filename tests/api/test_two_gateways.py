@@ -234,14 +234,18 @@ def test_blob_lease_taken_through_one_gateway_binds_the_other(gateways):
     assert via_a.get_blob_properties().lease.state == "available"
     via_a.upload_blob(b"v3", overwrite=True)
 
-    again = via_b.acquire_lease(lease_duration=-1)  # taken through B, broken through A
-    assert blob_error(lambda: via_a.upload_blob(b"v4", overwrite=True)) == (412, "LeaseIdMissing")
-    assert BlobLeaseClient(via_a).break_lease(lease_break_period=0) == 0
-    assert via_b.get_blob_properties().lease.state == "broken"
-    via_b.upload_blob(b"v4", overwrite=True)
-    assert via_a.download_blob().readall() == b"v4"
-    assert blob_error(lambda: via_a.upload_blob(b"v5", overwrite=True, lease=again.id)) == \
+    again = via_a.acquire_lease(lease_duration=-1)  # taken through A again, broken through B
+    assert blob_error(lambda: via_b.upload_blob(b"v4", overwrite=True)) == (412, "LeaseIdMissing")
+    assert BlobLeaseClient(via_b).break_lease(lease_break_period=0) == 0
+    assert via_a.get_blob_properties().lease.state == "broken"
+    via_a.upload_blob(b"v4", overwrite=True)  # a broken lease binds no one, through either gateway
+    assert via_b.download_blob().readall() == b"v4"
+    assert blob_error(lambda: via_b.upload_blob(b"v5", overwrite=True, lease=again.id)) == \
         (412, "LeaseNotPresentWithBlobOperation")
+    taken = via_b.acquire_lease(lease_duration=-1)  # and a new one may be taken through the other
+    assert blob_error(lambda: via_a.acquire_lease(lease_duration=15)) == (409, "LeaseAlreadyPresent")
+    via_a.upload_blob(b"v6", overwrite=True, lease=taken.id)
+    assert via_b.download_blob().readall() == b"v6"
 
 
 def test_blob_lease_race_across_gateways_has_one_holder(gateways):
