@@ -45,7 +45,10 @@ Guarantees, per operation (one method of ``Metadata``, or one body passed to ``w
     either way. Reads are re-run freely.
   * Not guaranteed across gateways: bucket caches follow ``data_version``, which on PostgreSQL moves
     when a gateway hears the commit's notification (milliseconds); every decision made inside a
-    write transaction reads the committed row itself.
+    write transaction reads the committed row itself. The namespace caches only buckets that exist,
+    so a bucket created through one gateway is served by every other at once; one deleted through
+    another gateway may, for those milliseconds, still answer reads there (an empty listing,
+    NoSuchKey), never a write.
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ class Namespace:
         self.chunks = chunks
         self.region = region
         self._users: dict[str, tuple[float, User | None]] = {}
-        self._buckets: dict[str, Bucket | None] = {}
+        self._buckets: dict[str, Bucket] = {}
         self._buckets_version = -1
 
     def close(self) -> None:
@@ -164,14 +164,21 @@ class Namespace:
     def cached_bucket(self, name: str) -> Bucket | None:
         """Bucket rows are cached until the database changes (any commit, by any process), so a
         read-heavy load skips the lookup and nothing ever sees a stale bucket. For the authorizer
-        (and this class): front-ends get buckets through ``bucket`` with their request's grant."""
+        (and this class): front-ends get buckets through ``bucket`` with their request's grant.
+
+        A missing bucket is not cached: on PostgreSQL this process hears other gateways' commits a
+        few milliseconds after they are acknowledged (meta/contract.py), and a cached "no such
+        bucket" would refuse a write into a bucket just created through another gateway. Looking
+        again costs one point read, for requests that are answered 404 anyway."""
         version = self.meta.runner.data_version()
         if version != self._buckets_version or len(self._buckets) > 10_000:
             self._buckets.clear()
             self._buckets_version = version
-        if name in self._buckets:
-            return self._buckets[name]
-        bucket = self._buckets[name] = self.meta.get_bucket(name)
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            bucket = self.meta.get_bucket(name)
+            if bucket is not None:
+                self._buckets[name] = bucket
         return bucket
 
     def forget_bucket(self, name: str) -> None:
