@@ -19,8 +19,9 @@ against the copy (``PYTHONPATH`` points the servers, fsck and the harness at it)
   the cluster key file), the test-only recorder (drives/faulty.py) and the drive server's
   forwarding (drives/server.py): listed with the reason no detector here covers them.
 
-Run: ``python tests/faults/fsync_mutation.py --cuts 12 --seed 1 --out bench/results/fsync_mutation.json``
-(``--only FILE:LINE`` for some sites; ``--list`` only lists them). Exit status 1 if a site that
+Run: ``python tests/faults/fsync_mutation.py --cuts 12 --seed 1 --baseline --out bench/results/fsync_mutation.json``
+(``--only FILE:LINE`` for some sites; ``--list`` only lists them; ``--scenario NAME --no-targeted``: only
+that load-driven variant, without the targeted tests, to see whether the load alone catches a site). Exit status 1 if a site that
 has a detector was not caught.
 """
 
@@ -63,6 +64,9 @@ TARGETED = {
         _CUT_POINTS + "test_a_segment_created_just_before_the_power_went_is_sealed_at_the_next_start",
     ("exastor/engine/segments.py", "_truncate_replicas", "d.io.fsync(name)"):
         _CUT_POINTS + "test_a_replica_cut_back_when_sealed_as_it_is_stays_cut_back_after_a_power_cut",
+    ("exastor/meta/journal.py", "_prepare", "io.sync_dir(JOURNAL_DIR)"):
+        _CUT_POINTS + "test_objects_acknowledged_into_a_journal_file_created_after_the_last_copy_survive_a_power_cut_"
+                      "that_takes_the_database",
     ("exastor/services/metabackup.py", "retire_older", "io.sync_dir(BACKUP_DIR)"):
         _CUT_POINTS + "test_copies_and_journal_files_retired_for_holding_secrets_in_the_clear_stay_gone_after_a_power_cut",
     ("exastor/services/metabackup.py", "prune_journal", "io.sync_dir(jr.JOURNAL_DIR)"):
@@ -199,7 +203,7 @@ def check_copy_is_used(copy: Path) -> None:
 
 
 def check_sites(sites: list[Site], cuts: int, seed: int, timeout: float, log: bool = True,
-                scenarios: list[str] | None = None) -> list[Site]:
+                scenarios: list[str] | None = None, targeted: bool = True) -> list[Site]:
     for site in sites:
         if site.detector == "none":
             continue
@@ -208,7 +212,7 @@ def check_sites(sites: list[Site], cuts: int, seed: int, timeout: float, log: bo
             check_copy_is_used(copy)
             mutate(copy / "src", site)
             started = time.monotonic()
-            tries = (([f"test:{site.targeted}"] if site.targeted else []) + (scenarios or list(SCENARIOS))
+            tries = (([f"test:{site.targeted}"] if site.targeted and targeted else []) + (scenarios or list(SCENARIOS))
                      if site.detector == "power" else [site.detector])
             for detector in tries:
                 site.caught, site.evidence = run_detector(copy, site, detector, cuts, seed, timeout)
@@ -231,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="only list the sites")
     p.add_argument("--scenario", action="append", choices=list(SCENARIOS),
                    help="power sites: only these variants, in this order")
+    p.add_argument("--no-targeted", action="store_true",
+                   help="power sites: skip their targeted tests (does the load-driven scenario alone catch them?)")
     p.add_argument("--baseline", action="store_true", help="also run the scenario on the unmutated copy")
     p.add_argument("--out", help="write the results JSON here")
     args = p.parse_args(argv)
@@ -242,18 +248,19 @@ def main(argv: list[str] | None = None) -> int:
         for s in sites:
             print(f"{s.where:42} {s.function:24} {s.detector:8} {s.code}  {s.why_none}")
         return 0
-    out: dict = {"seed": args.seed, "cuts": args.cuts}
+    out: dict = {"seed": args.seed, "cuts": args.cuts, "scenarios": args.scenario or list(SCENARIOS),
+                 "targeted_tests": not args.no_targeted}
     if args.baseline:
         out["baseline"] = {}
         for detector in (*(args.scenario or SCENARIOS), "contract",
-                         *sorted({f"test:{t}" for t in TARGETED.values()})):
+                         *([] if args.no_targeted else sorted({f"test:{t}" for t in TARGETED.values()}))):
             with tempfile.TemporaryDirectory(prefix="exastor-mutant-") as tmp:
                 copy = make_copy(Path(tmp))
                 failed, evidence = run_detector(copy, None, detector, args.cuts, args.seed, args.timeout)
             out["baseline"][detector] = {"failed": failed, "evidence": evidence}
             print(f"baseline {detector} (no mutation): {'FAILED' if failed else 'clean'}  {evidence}",
                   file=sys.stderr, flush=True)
-    check_sites(sites, args.cuts, args.seed, args.timeout, scenarios=args.scenario)
+    check_sites(sites, args.cuts, args.seed, args.timeout, scenarios=args.scenario, targeted=not args.no_targeted)
     out["sites"] = [asdict(s) for s in sites]
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
