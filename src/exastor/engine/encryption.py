@@ -16,9 +16,10 @@ fingerprint it expects there). Location is deliberately not bound: compaction an
 records without decrypting them.
 
 Nonces never repeat under one key: a nonce is an 8-byte prefix drawn at random (os.urandom) by
-each process for each key, then a 4-byte counter the process increments under a lock for every
-record; after 2^32 records (or in a forked child, which must not continue its parent's counter) a
-fresh prefix is drawn. Two records share a nonce only if two prefixes drawn under the same key
+each process for each key, then a 4-byte counter; under a lock the process reserves the next
+counters for one record (``seal``) or for a whole PUT window's records at once (``seal_window``).
+When a reservation would run past 2^32 (or in a forked child, which must not continue its parent's
+counter) a fresh prefix is drawn. Two records share a nonce only if two prefixes drawn under the same key
 collide: with n prefixes ever drawn under one key the chance is below n^2 / 2^65 (a million
 process starts under one key: < 2^-25), where random 96-bit nonces would give records^2 / 2^97 and
 a bound on records per key. Nothing is persisted for this, so restoring an old database or
