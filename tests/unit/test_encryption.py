@@ -230,9 +230,7 @@ def test_a_window_is_sealed_into_one_reused_buffer_under_nonces_never_used_twice
         keys = ns.chunks.keys
         for key, body in bodies.items():
             asyncio.run(_put(ns, key, body))
-        # Nine windows, one at a time: served by the buffer of the first window and the one of the
-        # (slightly larger) second, not one per record or per window.
-        assert 1 <= len(keys._spare) <= 2
+        assert len(keys._spare) == 1  # nine windows, one at a time: one buffer, not one per record or window
         for key, body in bodies.items():
             assert asyncio.run(_read(ns, key)) == body
     finally:

@@ -215,15 +215,17 @@ class DataKeys:
 
     def _take_buffer(self, need: int) -> np.ndarray:
         """The smallest spare buffer that holds ``need`` bytes, or a new one (uninitialised: see
-        ``_uninitialised``). A PUT's first window is a little smaller than the next ones (which
-        start with the chunk carried over), so a stream settles on one or two buffers."""
+        ``_uninitialised``) with a quarter more room: a PUT's later windows are a little larger
+        than its first (the chunk carried over, the last piece received), and should fit the same
+        buffer. The room costs no memory until written: a buffer this size is its own mmap (the
+        gateway's 1 MiB threshold, gateway/memory.py), whose pages exist once touched."""
         with self._lock:
             fits = [buf for buf in self._spare if len(buf) >= need]
             if fits:
                 best = min(fits, key=len)
                 self._spare.remove(best)
                 return best
-        return np.empty(-(-need // _BUFFER_STEP) * _BUFFER_STEP, np.uint8)
+        return np.empty(-(-(need + need // 4) // _BUFFER_STEP) * _BUFFER_STEP, np.uint8)
 
     def _give_back(self, buf: np.ndarray) -> None:
         """Keep at most SPARE_BUFFERS, the largest (they fit every window): bounded memory
