@@ -217,3 +217,47 @@ def test_records_keep_their_segment_offsets_layout(tmp_path):
     (seg,) = _segment_files(tmp_path / "data")
     pos, head = _records(seg)[0]
     assert pos == SEGMENT_HEADER_SIZE and head.stored_len > encryption.OVERHEAD
+
+
+def test_a_window_is_sealed_into_one_reused_buffer_under_nonces_never_used_twice(tmp_path):
+    """The write path seals each window's records at once (DataKeys.seal_window): one nonce
+    reservation per window, the ciphertexts back to back in one buffer that later windows reuse.
+    Every record in the store still has its own nonce, and reusing the buffer never changes a
+    record already written: objects of many windows, written one after the other, read back."""
+    bodies = {f"k{i}": random.Random(10 + i).randbytes(9 << 20) for i in range(3)}  # 3 windows each
+    ns = _open(tmp_path)
+    try:
+        keys = ns.chunks.keys
+        for key, body in bodies.items():
+            asyncio.run(_put(ns, key, body))
+        assert len(keys._spare) == 1  # nine windows, one at a time: one buffer, not one per record or window
+        for key, body in bodies.items():
+            assert asyncio.run(_read(ns, key)) == body
+    finally:
+        ns.close()
+    nonces = []
+    for seg in _segment_files(tmp_path / "data"):
+        buf = seg.read_bytes()
+        for pos, head in _records(seg):
+            assert head.key_id == 1
+            nonces.append(buf[pos + HEADER_SIZE:pos + HEADER_SIZE + encryption.NONCE_SIZE])
+    assert len(nonces) > 300 and len(set(nonces)) == len(nonces)
+
+
+def test_a_window_reservation_never_runs_past_its_nonce_prefix(tmp_path):
+    ns = _open(tmp_path)
+    keys = ns.chunks.keys
+    ns.close()
+    fp = b"f" * 32
+    records = [(fp, record.CODEC_RAW, 0, 3, b"abc")] * 5
+    with keys.seal_window(records[:1]) as (kid, (first,)):
+        prefix = bytes(first[:8])
+    keys._nonces[kid].used = encryption.PREFIX_USES - 2  # two counters left under this prefix: not enough
+    with keys.seal_window(records) as (kid, stored):
+        seen = [bytes(s[:12]) for s in stored]
+        head = decode_header(record.encode(fp, record.CODEC_RAW, 3, stored[4], key_id=kid))
+        assert bytes(keys.open(head, bytes(stored[4]))) == b"abc"
+    assert len({n[:8] for n in seen}) == 1 and seen[0][:8] != prefix          # a fresh prefix for all five
+    assert [int.from_bytes(n[8:], "big") for n in seen] == [0, 1, 2, 3, 4]   # consecutive counters
+    with keys.seal_window(records[:1]) as (_, (after,)):
+        assert bytes(after[:12]) == seen[0][:8] + (5).to_bytes(4, "big")      # the next window goes on

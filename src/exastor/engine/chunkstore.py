@@ -113,12 +113,11 @@ class ChunkStore:
                 else:
                     unknown.append(fp)
         indexed = self.meta.lookup_chunks(unknown) if unknown else {}
-        parts: list[bytes | bytearray | memoryview] = []
-        fresh: dict[bytes, tuple[int, int, int, int]] = {}  # fp -> (offset in blob, stored_len, raw_len, codec)
-        pos = 0
+        new: list[tuple[bytes, int, int, int, bytes | memoryview]] = []  # (fp, codec, flags, raw_len, payload)
+        seen: set[bytes] = set()
         for chunk, fp in zip(chunks, fps, strict=True):
             state.slices.append(mf.Slice(fp, 0, len(chunk)))
-            if fp in indexed or fp in state.new_chunks or fp in fresh:
+            if fp in indexed or fp in state.new_chunks or fp in seen:
                 continue
             borrowed = known.get(fp)
             if borrowed is not None:
@@ -126,21 +125,30 @@ class ChunkStore:
                 end = borrowed.offset + HEADER_SIZE + borrowed.stored_len
                 state.touched[borrowed.segment] = max(state.touched.get(borrowed.segment, 0), end)
                 continue
+            seen.add(fp)
             which, payload = codec.compress(chunk)
-            key_id, stored = self.keys.seal(fp, which, 0, len(chunk), payload)  # below the reduction
-            parts.append(encode(fp, which, len(chunk), stored, key_id=key_id))
-            parts.append(stored)
-            fresh[fp] = (pos, len(stored), len(chunk), which)
-            pos += HEADER_SIZE + len(stored)
-        if fresh:
+            new.append((fp, which, 0, len(chunk), payload))
+        if not new:
+            return tail
+        fresh: list[tuple[bytes, int, int, int, int]] = []  # (fp, offset in the write, stored_len, raw_len, codec)
+        pos = 0
+        # Encrypted below the reduction (engine/encryption.py) into one buffer the next window reuses:
+        # the stored payloads are written before the block ends, and nothing keeps them.
+        with self.keys.seal_window(new) as (key_id, stored):
+            parts: list[bytes | bytearray | memoryview] = []
+            for (fp, which, _, raw, _), payload in zip(new, stored, strict=True):
+                parts.append(encode(fp, which, raw, payload, key_id=key_id))
+                parts.append(payload)
+                fresh.append((fp, pos, len(payload), raw, which))
+                pos += HEADER_SIZE + len(payload)
             seg, base = self.log.append(parts)  # one writev: no joined copy of the window
-            with self._pending_lock:
-                for fp, (rel, stored_len, raw, which) in fresh.items():
-                    loc = ChunkLocation(fp, seg, base + rel, stored_len, raw, which)
-                    state.new_chunks[fp] = loc
-                    self._pending.setdefault(fp, loc)
-                    state.own_fps.append(fp)
-            state.touched[seg] = max(state.touched.get(seg, 0), base + pos)
+        with self._pending_lock:
+            for fp, rel, stored_len, raw, which in fresh:
+                loc = ChunkLocation(fp, seg, base + rel, stored_len, raw, which)
+                state.new_chunks[fp] = loc
+                self._pending.setdefault(fp, loc)
+                state.own_fps.append(fp)
+        state.touched[seg] = max(state.touched.get(seg, 0), base + pos)
         return tail
 
     def _sync(self, state: _WriterState) -> None:

@@ -16,9 +16,10 @@ fingerprint it expects there). Location is deliberately not bound: compaction an
 records without decrypting them.
 
 Nonces never repeat under one key: a nonce is an 8-byte prefix drawn at random (os.urandom) by
-each process for each key, then a 4-byte counter the process increments under a lock for every
-record; after 2^32 records (or in a forked child, which must not continue its parent's counter) a
-fresh prefix is drawn. Two records share a nonce only if two prefixes drawn under the same key
+each process for each key, then a 4-byte counter; under a lock the process reserves the next
+counters for one record (``seal``) or for a whole PUT window's records at once (``seal_window``).
+When a reservation would run past 2^32 (or in a forked child, which must not continue its parent's
+counter) a fresh prefix is drawn. Two records share a nonce only if two prefixes drawn under the same key
 collide: with n prefixes ever drawn under one key the chance is below n^2 / 2^65 (a million
 process starts under one key: < 2^-25), where random 96-bit nonces would give records^2 / 2^97 and
 a bound on records per key. Nothing is persisted for this, so restoring an old database or
@@ -33,6 +34,8 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +53,8 @@ TAG_SIZE = 16
 OVERHEAD = NONCE_SIZE + TAG_SIZE   # bytes an encrypted payload adds to the stored one
 PREFIX_USES = 1 << 32              # records per nonce prefix (the 4-byte counter)
 REFRESH_S = 30.0                   # how stale this process's view of the newest key may get
+SPARE_BUFFERS = 4                  # window-sized ciphertext buffers a process keeps for reuse (seal_window)
+_BUFFER_STEP = 1 << 20             # their sizes are rounded up to this, so windows of any size reuse them
 _AD = struct.Struct("<4sBBHI32sI")  # magic kind codec flags raw_len fp key_id
 
 
@@ -88,6 +93,7 @@ class DataKeys:
         self._all_encrypted = False
         self._why_locked = ""
         self._loaded_at = -1e18
+        self._spare: list[np.ndarray] = []  # ciphertext buffers of finished windows, for the next ones
         self.load()
 
     def load(self) -> None:
@@ -133,34 +139,101 @@ class DataKeys:
         if time.monotonic() - self._loaded_at > REFRESH_S:
             self.load()
 
-    def _nonce(self, key_id: int) -> bytes:
+    def _reserve_nonces(self, key_id: int, count: int) -> tuple[bytes, int]:
+        """(prefix, first counter) of ``count`` consecutive nonces reserved for this caller under
+        ``key_id``: ``prefix + (first + i)`` for i < count, never handed out again (one lock for a
+        whole window's records). A reservation never crosses the end of a prefix: a fresh prefix is
+        drawn when the counter could not hold all ``count`` (some counters of the old one are then
+        never used, which is harmless)."""
+        assert 0 < count <= PREFIX_USES
         with self._lock:
             state = self._nonces.get(key_id)
             pid = os.getpid()
-            if state is None or state.pid != pid or state.used >= PREFIX_USES:
+            if state is None or state.pid != pid or state.used + count > PREFIX_USES:
                 state = self._nonces[key_id] = _Nonces(pid, os.urandom(NONCE_SIZE - 4), 0)
-            nonce = state.prefix + state.used.to_bytes(4, "big")
-            state.used += 1
-        return nonce
+            first = state.used
+            state.used += count
+        return state.prefix, first
 
-    def seal(self, fp: bytes, codec: int, flags: int, raw_len: int,
-             payload: bytes | bytearray | memoryview) -> tuple[int, bytes | bytearray | memoryview]:
-        """(key id, stored payload) of a new record: encrypted under the newest key when the store
-        encrypts, else (0, ``payload``). Refuses (KeyUnavailable) to write plaintext into a store
-        that encrypts when the key cannot be opened."""
+    def _writing_key(self) -> tuple[int, AESGCM | None]:
+        """(key id, cipher) new records are sealed under; (0, None) when the store does not encrypt.
+        Refuses (KeyUnavailable) to write plaintext into a store that encrypts when the key cannot
+        be opened."""
         self._maybe_refresh()
         if not self._encrypt:
-            return 0, payload
+            return 0, None
         key_id = self._writing
         aead = self._aeads.get(key_id)
         if aead is None:
             raise KeyUnavailable(f"this store encrypts at rest and data key {key_id} cannot be opened: "
                                  f"{self._why_locked or 'no data key'}")
-        nonce = self._nonce(key_id)
-        out = _uninitialised(NONCE_SIZE + len(payload) + TAG_SIZE)
-        out[:NONCE_SIZE] = nonce
-        aead.encrypt_into(nonce, payload, associated_data(fp, codec, flags, raw_len, key_id), out[NONCE_SIZE:])
+        return key_id, aead
+
+    def seal(self, fp: bytes, codec: int, flags: int, raw_len: int,
+             payload: bytes | bytearray | memoryview) -> tuple[int, bytes | bytearray | memoryview]:
+        """(key id, stored payload) of one new record: encrypted under the newest key when the store
+        encrypts (into a buffer of its own), else (0, ``payload``). The write path seals a window's
+        records at once (``seal_window``); this is for single records (the reducer)."""
+        key_id, aead = self._writing_key()
+        if aead is None:
+            return 0, payload
+        out = _uninitialised(len(payload) + OVERHEAD)
+        _seal_into(aead, self._reserve_nonces(key_id, 1), 0, key_id, fp, codec, flags, raw_len, payload, out)
         return key_id, out
+
+    @contextmanager
+    def seal_window(self, records: Sequence[tuple[bytes, int, int, int, bytes | memoryview]]
+                    ) -> Iterator[tuple[int, list[bytes | memoryview]]]:
+        """(key id, stored payloads) of a window's new records, each given as (fingerprint, codec,
+        flags, raw_len, payload): encrypted under the newest key when the store encrypts, else
+        (0, the payloads as they are). The encrypted payloads lie back to back in one buffer that
+        is reused by later windows: **they are valid only inside the ``with`` block** (write them,
+        keep nothing). Why one reused buffer, not one per record (docs/benchmarks.md, "Encryption
+        at rest"): a fresh heap buffer per record, freed after the window's write, was given back
+        to the kernel by the gateway's heap trimmer (gateway/memory.py) and faulted in again, and
+        was cold in the cache when the cipher wrote it; with the per-record bookkeeping that doubled
+        the cost of encrypting on a PUT. One nonce reservation and one key look-up per window, too."""
+        key_id, aead = self._writing_key()
+        if aead is None or not records:
+            yield 0, [payload for *_, payload in records]
+            return
+        need = sum(len(payload) for *_, payload in records) + OVERHEAD * len(records)
+        buf = self._take_buffer(need)
+        try:
+            view = memoryview(buf.data)
+            nonces = self._reserve_nonces(key_id, len(records))
+            stored: list[bytes | memoryview] = []
+            pos = 0
+            for i, (fp, codec, flags, raw_len, payload) in enumerate(records):
+                out = view[pos:pos + len(payload) + OVERHEAD]
+                _seal_into(aead, nonces, i, key_id, fp, codec, flags, raw_len, payload, out)
+                stored.append(out)
+                pos += len(out)
+            yield key_id, stored
+        finally:
+            self._give_back(buf)
+
+    def _take_buffer(self, need: int) -> np.ndarray:
+        """The smallest spare buffer that holds ``need`` bytes, or a new one (uninitialised: see
+        ``_uninitialised``) with a quarter more room: a PUT's later windows are a little larger
+        than its first (the chunk carried over, the last piece received), and should fit the same
+        buffer. The room costs no memory until written: a buffer this size is its own mmap (the
+        gateway's 1 MiB threshold, gateway/memory.py), whose pages exist once touched."""
+        with self._lock:
+            fits = [buf for buf in self._spare if len(buf) >= need]
+            if fits:
+                best = min(fits, key=len)
+                self._spare.remove(best)
+                return best
+        return np.empty(-(-(need + need // 4) // _BUFFER_STEP) * _BUFFER_STEP, np.uint8)
+
+    def _give_back(self, buf: np.ndarray) -> None:
+        """Keep at most SPARE_BUFFERS, the largest (they fit every window): bounded memory
+        (about SPARE_BUFFERS x 5 MiB per process) that the heap trimmer never hands back."""
+        with self._lock:
+            self._spare.append(buf)
+            if len(self._spare) > SPARE_BUFFERS:
+                self._spare.remove(min(self._spare, key=len))
 
     def open(self, head: RecordHeader, payload: bytes | memoryview) -> bytes | memoryview:
         """The plaintext payload of a verified record (as is when it is plaintext). DataCorrupted when
@@ -189,6 +262,16 @@ class DataKeys:
         except InvalidTag as exc:
             raise errors.DataCorrupted("encrypted record fails its authentication tag") from exc
         return out
+
+
+def _seal_into(aead: AESGCM, nonces: tuple[bytes, int], index: int, key_id: int, fp: bytes, codec: int,
+               flags: int, raw_len: int, payload: bytes | bytearray | memoryview, out: memoryview) -> None:
+    """Write ``nonce | ciphertext | tag`` of ``payload`` into ``out`` (exactly OVERHEAD bytes longer),
+    under the ``index``-th nonce of the reservation ``nonces`` (DataKeys._reserve_nonces)."""
+    prefix, first = nonces
+    nonce = prefix + (first + index).to_bytes(4, "big")
+    out[:NONCE_SIZE] = nonce
+    aead.encrypt_into(nonce, payload, associated_data(fp, codec, flags, raw_len, key_id), out[NONCE_SIZE:])
 
 
 def _uninitialised(size: int) -> memoryview:
