@@ -471,6 +471,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def _count(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def render(result: dict[str, Any]) -> str:
     """The docs/benchmarks.md tables of a result (medians per number of gateways)."""
     summary = result["summary"]
@@ -494,7 +498,7 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"| {n} | {s['rounds']} | {labels[phase]} | {c['gateway']:.2f} | {c['drive_server']:.2f} | "
                          f"{c['postgresql']:.2f} | **{c['servers']:.2f}** | {' / '.join(f'{r:.2f}x' for r in ratios)}"
                          f" | {s[phase]['cpu_s_per_gib_less_idle']['servers']:.2f} | {s[phase]['MBps_client']:.0f} |"
-                         + (f" {s[phase].get('gateway_minor_faults_per_gib', '-'):,} |" if per_role else ""))
+                         + (f" {_count(s[phase].get('gateway_minor_faults_per_gib'))} |" if per_role else ""))
     lines += ["", "| gateways | network bytes per stored byte | replica appends | seal's replica reads | shard puts "
               "| GET: bytes from drive servers per byte read |", "|---:|---:|---:|---:|---:|---:|"]
     for n in ns:
