@@ -453,7 +453,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     phases = [p for p in ("put", "get", "get_steady") if all(p in summary[n] for n in ns)]
     titles = {"put": "PUT (seal included)", "get": "GET, first pass (through another gateway)",
               "get_steady": "GET, steady passes"}
-    fig, axes = plt.subplots(1, len(phases), figsize=(5 * len(phases), 4), sharey=True)
+    fig, axes = plt.subplots(1, len(phases), figsize=(5 * len(phases), 4))
     for ax, phase in zip(axes, phases, strict=True):
         bottom = [0.0] * len(ns)
         for role in roles:
