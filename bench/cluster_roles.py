@@ -36,7 +36,7 @@ the objects themselves. The client is aiohttp with presigned SigV4 URLs (bench/s
 approach), one process, niced like the rest.
 
     nice -n 10 python bench/cluster_roles.py [--configs 1,2,4,4,2,1] [--put-mib 1024] [--object-mib 16]
-        [--drive-servers 6] [--ec 4+2] [--small 2000] [--out bench/results/cluster_roles.json] [--plot]
+        [--drive-servers 6] [--ec 4+2] [--get-passes 3] [--small 2000] [--out bench/results/cluster_roles.json] [--plot]
 """
 
 from __future__ import annotations
