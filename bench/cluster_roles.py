@@ -19,7 +19,11 @@ others find them in the metadata). Then:
    commits. Gateway CPU is the exited process tree's own rusage (``os.wait4``: the master and the
    workers it reaped), so nothing done while stopping is lost.
 2. *GET*: the gateways are started again (outside the window) and every object is read back, each
-   through a gateway other than the one that wrote it (with N > 1), and checked (SHA-256).
+   through a gateway other than the one that wrote it (with N > 1), and checked (SHA-256), in
+   ``--get-passes`` passes: the first pass is the GET of earlier runs (``get``); the passes after it
+   (``get_steady``) read the same bytes again through the same processes, so what a process pays
+   once for its first bytes (connections, layouts, its heap) is not spread over one short window.
+   Each pass also records the gateways' minor page faults.
 3. *4 KiB*: ``--small`` fresh 4 KiB objects PUT, then GET, round-robin over the gateways at the
    same client concurrency (``--small-concurrency``) for every N: the small-object rates of 2
    gateways against 1 in the same run.
@@ -32,7 +36,7 @@ the objects themselves. The client is aiohttp with presigned SigV4 URLs (bench/s
 approach), one process, niced like the rest.
 
     nice -n 10 python bench/cluster_roles.py [--configs 1,2,4,4,2,1] [--put-mib 1024] [--object-mib 16]
-        [--drive-servers 6] [--ec 4+2] [--small 2000] [--out bench/results/cluster_roles.json] [--plot]
+        [--drive-servers 6] [--ec 4+2] [--get-passes 3] [--small 2000] [--out bench/results/cluster_roles.json] [--plot]
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ import aiohttp  # noqa: E402
 import boto3  # noqa: E402
 from bench.lib.machine import machine_info  # noqa: E402
 from bench.lib.results import utc_stamp, write_result  # noqa: E402
-from bench.lib.rss import tree_cpu_seconds  # noqa: E402
+from bench.lib.rss import tree_cpu_seconds, tree_minor_faults  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
 GIB = 1 << 30
@@ -178,6 +182,11 @@ class Cluster:
         return {"gateway": sum(tree_cpu_seconds(gw.proc.pid) for gw in self.gateways),
                 "drive_server": sum(tree_cpu_seconds(ds.proc.pid) for ds in self.servers),
                 "postgresql": tree_cpu_seconds(self.pg_pid())}
+
+    def gateway_faults(self) -> int:
+        """Minor page faults so far of the gateways' process trees (pages first touched or touched
+        again after ``malloc_trim`` gave them back)."""
+        return sum(tree_minor_faults(gw.proc.pid) for gw in self.gateways)
 
     def pg_pid(self) -> int:
         return int((self.pg.data / "postmaster.pid").read_text().split()[0])
@@ -308,18 +317,38 @@ def run_config(pg: Any, work: Path, index: int, gateways: int, args: argparse.Na
             "get_object", Params={"Bucket": "roles", "Key": k}, ExpiresIn=7200), digests[i])
             for i, k in enumerate(keys)]
         out["uptime_get"] = uptime()
-        t0, c0 = cluster.traffic(), cluster.cpu()
-        wall = asyncio.run(_transfer(gets, args.concurrency))
-        c1, t1 = cluster.cpu(), cluster.traffic()
-        traffic = _delta(t0, t1)
-        get_cpu = {k: c1[k] - c0[k] for k in c0}
-        out["get"] = {"bytes": stored, "seconds": round(wall, 2), "MBps_client": round(stored / wall / 1e6, 1),
-                      "cpu_s": {k: round(v, 2) for k, v in get_cpu.items()},
-                      "cpu_s_per_gib": {k: round(v / (stored / GIB), 3) for k, v in get_cpu.items()},
-                      "cpu_s_per_gib_less_idle": {k: round((v - idle[k] * wall) / (stored / GIB), 3)
-                                                  for k, v in get_cpu.items()},
-                      "traffic": traffic, **{k: v for k, v in _bytes(traffic).items()},
-                      "network_bytes_per_read_byte": round(sum(_bytes(traffic).values()) / stored, 3)}
+        passes = []
+        for _ in range(args.get_passes):
+            t0, c0, f0 = cluster.traffic(), cluster.cpu(), cluster.gateway_faults()
+            wall = asyncio.run(_transfer(gets, args.concurrency))
+            c1, t1, f1 = cluster.cpu(), cluster.traffic(), cluster.gateway_faults()
+            passes.append({"seconds": wall, "cpu_s": {k: c1[k] - c0[k] for k in c0},
+                           "gateway_minor_faults": f1 - f0, "traffic": _delta(t0, t1)})
+        out["get_passes"] = [{"seconds": round(p["seconds"], 2), "cpu_s": {k: round(v, 2) for k, v in p["cpu_s"].items()},
+                              "gateway_minor_faults": p["gateway_minor_faults"]} for p in passes]
+        # the first pass: the GET window of earlier runs; the others together: the steady passes
+        for name, chosen in (("get", passes[:1]), ("get_steady", passes[1:])):
+            if not chosen:
+                continue
+            read = stored * len(chosen)
+            wall = sum(p["seconds"] for p in chosen)
+            get_cpu = {k: sum(p["cpu_s"][k] for p in chosen) for k in chosen[0]["cpu_s"]}
+            traffic: dict[str, dict[str, int]] = {}
+            for p in chosen:
+                for op, row in p["traffic"].items():
+                    acc = traffic.setdefault(op, dict.fromkeys(row, 0))
+                    for k, v in row.items():
+                        acc[k] += v
+            out[name] = {"passes": len(chosen), "bytes": read, "seconds": round(wall, 2),
+                         "MBps_client": round(read / wall / 1e6, 1),
+                         "cpu_s": {k: round(v, 2) for k, v in get_cpu.items()},
+                         "cpu_s_per_gib": {k: round(v / (read / GIB), 3) for k, v in get_cpu.items()},
+                         "cpu_s_per_gib_less_idle": {k: round((v - idle[k] * wall) / (read / GIB), 3)
+                                                     for k, v in get_cpu.items()},
+                         "gateway_minor_faults_per_gib": round(sum(p["gateway_minor_faults"] for p in chosen)
+                                                               / (read / GIB)),
+                         "traffic": traffic, **{k: v for k, v in _bytes(traffic).items()},
+                         "network_bytes_per_read_byte": round(sum(_bytes(traffic).values()) / read, 3)}
 
         # 3. 4 KiB objects, same client concurrency for every number of gateways
         small_keys = [f"small/{i:06d}" for i in range(args.small)]
@@ -366,13 +395,17 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     for n in sorted({r["gateways"] for r in rounds}):
         rows = [r for r in rounds if r["gateways"] == n]
         s: dict[str, Any] = {"rounds": len(rows)}
-        for phase in ("put", "get"):
+        for phase in ("put", "get", "get_steady"):
+            if any(phase not in r for r in rows):
+                continue  # a run from before --get-passes
             s[phase] = {}
             for what in ("cpu_s_per_gib", "cpu_s_per_gib_less_idle"):
                 s[phase][what] = {role: _median(rows, phase, what, role)
                                   for role in ("gateway", "drive_server", "postgresql")}
                 s[phase][what]["servers"] = round(sum(s[phase][what].values()), 3)
             s[phase]["MBps_client"] = _median(rows, phase, "MBps_client")
+            if phase != "put" and "gateway_minor_faults_per_gib" in rows[0][phase]:
+                s[phase]["gateway_minor_faults_per_gib"] = _median(rows, phase, "gateway_minor_faults_per_gib")
         s["put"]["network_bytes_per_stored_byte"] = _median(rows, "put", "network_bytes_per_stored_byte")
         s["put"]["per_stored_byte"] = {op: _median(rows, "put", "per_stored_byte", op)
                                        for op in ("append", "pread", "put")}
@@ -396,6 +429,13 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                                                           / one["put"]["cpu_s_per_gib_less_idle"]["servers"], 3),
                 "put_gateway_cpu_per_gib_less_idle": round(s["put"]["cpu_s_per_gib_less_idle"]["gateway"]
                                                            / one["put"]["cpu_s_per_gib_less_idle"]["gateway"], 3)}
+            if "get_steady" in s and "get_steady" in one:
+                for role, key in (("servers", "server"), ("gateway", "gateway"), ("drive_server", "drive_server")):
+                    s["vs_1_gateway"][f"get_steady_{key}_cpu_per_gib"] = round(
+                        s["get_steady"]["cpu_s_per_gib"][role] / one["get_steady"]["cpu_s_per_gib"][role], 3)
+            for phase in ("put", "get"):
+                s["vs_1_gateway"][f"{phase}_drive_server_cpu_per_gib"] = round(
+                    s[phase]["cpu_s_per_gib"]["drive_server"] / one[phase]["cpu_s_per_gib"]["drive_server"], 3)
         s["idle_cpu_s_per_s"] = {role: _median(rows, "idle_cpu_s_per_s", role)
                                  for role in ("gateway", "drive_server", "postgresql")}
     return out
@@ -410,14 +450,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
     summary = result["summary"]
     ns = sorted(summary, key=int)
     roles = ("gateway", "drive_server", "postgresql")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, phase in zip(axes, ("put", "get"), strict=True):
+    phases = [p for p in ("put", "get", "get_steady") if all(p in summary[n] for n in ns)]
+    titles = {"put": "PUT (seal included)", "get": "GET, first pass (through another gateway)",
+              "get_steady": "GET, steady passes"}
+    fig, axes = plt.subplots(1, len(phases), figsize=(5 * len(phases), 4))
+    for ax, phase in zip(axes, phases, strict=True):
         bottom = [0.0] * len(ns)
         for role in roles:
             vals = [summary[n][phase]["cpu_s_per_gib"][role] for n in ns]
             ax.bar(ns, vals, bottom=bottom, label=role.replace("_", " "))
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_title(f"{phase.upper()} ({'seal included' if phase == 'put' else 'through another gateway'})")
+        ax.set_title(titles[phase], fontsize=10)
         ax.set_xlabel("gateway processes")
         ax.set_ylabel("server CPU-s per GiB (median)")
     axes[0].legend()
@@ -428,22 +471,34 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def _count(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def render(result: dict[str, Any]) -> str:
     """The docs/benchmarks.md tables of a result (medians per number of gateways)."""
     summary = result["summary"]
     ns = sorted(summary, key=int)
+    per_role = any(f"{p}_drive_server_cpu_per_gib" in summary[n].get("vs_1_gateway", {}) for n in ns for p in ("put", "get"))
     lines = ["| gateways | rounds | phase | gateway CPU-s/GiB | drive servers | PostgreSQL | all servers "
-             "| vs 1 gateway (all / gateway) | all servers less idle | client MB/s |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for phase in ("put", "get"):
+             f"| vs 1 gateway (all / gateway{' / drive servers' if per_role else ''}) | all servers less idle "
+             f"| client MB/s |{' gateway minor faults per GiB |' if per_role else ''}",
+             f"|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|{'---:|' if per_role else ''}"]
+    labels = {"put": "PUT", "get": "GET" if "get_steady" not in summary[ns[0]] else "GET, first pass",
+              "get_steady": "GET, steady passes"}
+    for phase in ("put", "get", "get_steady"):
         for n in ns:
             s = summary[n]
+            if phase not in s:
+                continue
             c = s[phase]["cpu_s_per_gib"]
             vs = s.get("vs_1_gateway", {})
-            lines.append(f"| {n} | {s['rounds']} | {phase.upper()} | {c['gateway']:.2f} | {c['drive_server']:.2f} | "
-                         f"{c['postgresql']:.2f} | **{c['servers']:.2f}** | "
-                         f"{vs.get(f'{phase}_server_cpu_per_gib', 0):.2f}x / {vs.get(f'{phase}_gateway_cpu_per_gib', 0):.2f}x"
-                         f" | {s[phase]['cpu_s_per_gib_less_idle']['servers']:.2f} | {s[phase]['MBps_client']:.0f} |")
+            ratios = [vs.get(f"{phase}_{role}_cpu_per_gib", 0) for role in
+                      ("server", "gateway", *(["drive_server"] if per_role else []))]
+            lines.append(f"| {n} | {s['rounds']} | {labels[phase]} | {c['gateway']:.2f} | {c['drive_server']:.2f} | "
+                         f"{c['postgresql']:.2f} | **{c['servers']:.2f}** | {' / '.join(f'{r:.2f}x' for r in ratios)}"
+                         f" | {s[phase]['cpu_s_per_gib_less_idle']['servers']:.2f} | {s[phase]['MBps_client']:.0f} |"
+                         + (f" {_count(s[phase].get('gateway_minor_faults_per_gib'))} |" if per_role else ""))
     lines += ["", "| gateways | network bytes per stored byte | replica appends | seal's replica reads | shard puts "
               "| GET: bytes from drive servers per byte read |", "|---:|---:|---:|---:|---:|---:|"]
     for n in ns:
@@ -474,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--put-mib", type=int, default=1024, help="MiB PUT (then GET) per configuration and round")
     ap.add_argument("--object-mib", type=int, default=16)
     ap.add_argument("--concurrency", type=int, default=8, help="large objects in flight")
+    ap.add_argument("--get-passes", type=int, default=3,
+                    help="times every object is read back: the first pass is reported alone (the GET of "
+                         "earlier runs), the others together as the steady GET")
     ap.add_argument("--small", type=int, default=2000, help="4 KiB objects per configuration and round")
     ap.add_argument("--small-concurrency", type=int, default=16)
     ap.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
@@ -507,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
             r = rounds[-1]
             print(f"[{index}] {n} gateway(s): PUT {r['put']['cpu_s_per_gib']} CPU-s/GiB, "
                   f"net {r['put']['network_bytes_per_stored_byte']}x; GET {r['get']['cpu_s_per_gib']}; "
+                  f"GET steady {r.get('get_steady', {}).get('cpu_s_per_gib')}; "
                   f"4 KiB PUT {r['small_put']['per_s']}/s GET {r['small_get']['per_s']}/s | {r['uptime_after']}",
                   flush=True)
             write_result(partial, {"bench": "cluster_roles", "when": started, "rounds": rounds})  # if cut off

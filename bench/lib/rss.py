@@ -83,6 +83,21 @@ def tree_cpu_seconds(pid: int | None) -> float:
     return sum(_cpu_seconds(p) for p in process_tree(pid)) if pid else 0.0
 
 
+def tree_minor_faults(pid: int | None) -> int:
+    """Minor page faults so far of ``pid``'s live process tree and the children they reaped: pages
+    the kernel mapped in (and zeroed) on first touch, e.g. heap memory faulted back in after
+    ``malloc_trim`` gave it away; 0 for no process."""
+    total = 0
+    for p in process_tree(pid) if pid else []:
+        try:
+            stat = Path(f"/proc/{p}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += int(fields[7]) + int(fields[8])  # minflt, cminflt
+    return total
+
+
 def tree_cpu_ns_seconds(pid: int | None) -> float:
     """CPU seconds of the live threads of ``pid``'s process tree at nanosecond resolution (the
     scheduler's ``/proc/PID/task/TID/schedstat``), for samples too short for the 10 ms ticks of

@@ -35,5 +35,11 @@ def test_the_cluster_benchmark_seals_inside_its_put_window_and_counts_the_networ
     assert put["per_stored_byte"]["append"] >= 3.0 and put["per_stored_byte"]["put"] >= 1.5
     assert put["cpu_s"]["gateway"] > 0 and put["cpu_s"]["drive_server"] > 0
     assert r["get"]["network_bytes_per_read_byte"] >= 1.0
+    # --get-passes 3 (the default): the first pass alone, the other two together, every one counted
+    assert len(r["get_passes"]) == 3 and r["get"]["passes"] == 1 and r["get_steady"]["passes"] == 2
+    assert r["get_steady"]["bytes"] == 2 * r["get"]["bytes"]
+    assert r["get_steady"]["network_bytes_per_read_byte"] >= 1.0 and r["get_steady"]["cpu_s"]["gateway"] > 0
+    assert all(p["gateway_minor_faults"] > 0 for p in r["get_passes"])
     assert r["small_put"]["per_s"] > 0 and r["small_get"]["per_s"] > 0
-    assert "| 1 | 1 | PUT |" in render(result)
+    table = render(result)
+    assert "| 1 | 1 | PUT |" in table and "| 1 | 1 | GET, first pass |" in table and "| 1 | 1 | GET, steady passes |" in table

@@ -62,6 +62,27 @@ def test_rss_sampler_follows_children_and_sees_growth() -> None:
     assert s.peak_root < 100 << 20  # the parent itself stays small
 
 
+def test_tree_minor_faults_counts_a_childs_first_touches() -> None:
+    # a parent whose child touches 64 MiB of fresh pages when told to: 16,384 pages at least
+    code = ("import subprocess,sys; c=subprocess.Popen([sys.executable,'-c',"
+            "'import sys; sys.stdin.readline(); b=bytearray(64<<20); print(\"touched\", flush=True); "
+            "sys.stdin.readline()'], stdin=sys.stdin, stdout=sys.stdout); c.wait()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        before = rss.tree_minor_faults(proc.pid)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "touched"
+        grown = rss.tree_minor_faults(proc.pid) - before
+    finally:
+        proc.stdin.write("done\n")
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert grown >= (64 << 20) // 4096
+    assert rss.tree_minor_faults(None) == 0
+
+
 def test_result_json_roundtrip(tmp_path: Path) -> None:
     p = write_result(tmp_path / "r.json", {"label": "x", "results": {}})
     assert read_result(p)["label"] == "x"

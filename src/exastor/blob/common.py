@@ -21,7 +21,7 @@ from exastor.blob.errors import BlobError
 from exastor.blob.protocol import CASE_HEADER, META_NAMES
 from exastor.errors import AuthorizationMissing
 from exastor.http import checksums
-from exastor.http.asgi import Request, Send, encode_headers
+from exastor.http.asgi import SEND_COALESCE, Request, Send, encode_headers
 from exastor.http.conditions import evaluate, format_http_date, parse_preconditions
 from exastor.meta import blob as bm
 from exastor.meta.contract import TxCheck
@@ -151,7 +151,7 @@ class BlobCall:
         async for piece in iterator:  # coalesced so each send carries a useful amount
             pending.append(piece)
             size += len(piece)
-            if size >= 1 << 20:
+            if size >= SEND_COALESCE:  # under malloc's mmap threshold: http/asgi.py
                 await self.send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
                 pending, size = [], 0
         await self.send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})

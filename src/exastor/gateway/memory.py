@@ -7,10 +7,18 @@ large buffer an mmap that returns to the OS when freed, and capping the arenas b
 
 What stays is fragmentation: chunk-sized buffers (16-256 KiB: request body pieces, compressed
 records, chunks read back) come and go between longer-lived small blocks, and glibc only gives
-back the free memory at the top of a heap. ``Trimmer`` calls ``malloc_trim(0)`` once a second
-while large objects stream (it returns every free page inside the heaps too: tens of MiB per
-worker), and not otherwise: small requests reuse their freed heap memory at once, and trimming
-under them would only make them fault the pages back in (~15% more CPU per 4 KiB PUT).
+back the free memory at the top of a heap. ``Trimmer`` calls ``malloc_trim(0)`` after every
+256 MiB of large objects a process streams (it returns every free page inside the heaps too: tens
+of MiB per worker), and once when they stop, not otherwise: small requests reuse their freed heap
+memory at once, and trimming under them would only make them fault the pages back in (~15% more
+CPU per 4 KiB PUT).
+
+Per bytes streamed, not per second: each trim costs the pages it returned, faulted back in by the
+next buffers (a few ms of CPU), so trimming once a second made that cost grow with the number of
+processes sharing the bytes (four gateways at a quarter of the rate each trimmed four times as
+often per byte as one: bench/cluster_roles.py measured 2-3x the page faults per GiB of GET) and
+with a slower stream. The free heap between trims stays bounded by what the buffers in flight
+leave behind, not by the bytes streamed.
 """
 
 from __future__ import annotations
@@ -44,16 +52,28 @@ def tune_malloc(mmap_threshold: int = 1 << 20, trim_threshold: int = 8 << 20, ar
     return bool(ok)
 
 
+TRIM_EVERY = 256 << 20  # bytes of large objects streamed by one process between two trims
+
+
+def trim_due(now: int, last: int, seen: int, every: int) -> bool:
+    """Whether to trim, given bytes streamed ``now``, at the last trim (``last``) and at the last
+    check (``seen``): every ``every`` bytes, and once more when a stream has stopped (nothing moved
+    since the last check, something since the last trim). Never on time alone."""
+    return now - last >= every or (now == seen and now != last)
+
+
 class Trimmer:
     """A daemon thread that gives free heap memory back to the OS, checking every ``interval``
     seconds: when ``moved()`` (bytes of large objects streamed so far) advanced by ``every`` bytes
-    since the last trim, and once when it stops advancing. ctypes releases the GIL for the call, so
-    the event loop and the I/O threads run on."""
+    since the last trim, and once when it stops advancing (``trim_due``). ctypes releases the GIL
+    for the call, so the event loop and the I/O threads run on."""
 
-    def __init__(self, moved: Callable[[], int], interval: float = 1.0, every: int = 32 << 20) -> None:
-        self._trim = getattr(libc(), "malloc_trim", None)
-        if self._trim is not None:
+    def __init__(self, moved: Callable[[], int], interval: float = 1.0, every: int = TRIM_EVERY,
+                 trim: Callable[[int], object] | None = None) -> None:
+        self._trim = trim if trim is not None else getattr(libc(), "malloc_trim", None)
+        if trim is None and self._trim is not None:
             self._trim.argtypes = [ctypes.c_size_t]
+        self.trims = 0
         self.moved = moved
         self.interval = interval
         self.every = every
@@ -76,8 +96,8 @@ class Trimmer:
         last = seen = self.moved()
         while not self._stop.wait(self.interval):
             now = self.moved()
-            # every ``every`` bytes, and once more when a stream has stopped
-            if now - last >= self.every or (now == seen and now != last):
+            if trim_due(now, last, seen, self.every):
                 last = now
                 trim(0)
+                self.trims += 1
             seen = now

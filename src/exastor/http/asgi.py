@@ -138,6 +138,16 @@ async def respond(send: Send, status: int, headers: Iterable[tuple[str, str]], b
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
+# Bytes coalesced into one send of a streamed body. Each send joins its pieces into one buffer, and
+# a buffer this size plus one more piece (a chunk: at most 256 KiB) stays under malloc's mmap
+# threshold (1 MiB, gateway/memory.py), so it is heap memory used again send after send. At 1 MiB
+# every join could be a fresh mapping whose pages were faulted in, zeroed and unmapped again for
+# each MiB sent (~0.6 CPU-s per GiB where it did, more than the rest of sending), and whether it did
+# depended on the free space in each process's heap: GET through four gateways paid it more often
+# per byte than through one (docs/benchmarks.md, bench/cluster_roles.py).
+SEND_COALESCE = 512 << 10
+
+
 async def respond_stream(send: Send, status: int, headers: Iterable[tuple[str, str]],
                          pieces: AsyncIterator[bytes | memoryview]) -> None:
     """Stream ``pieces``; small pieces are coalesced so each send carries a useful amount.
@@ -153,7 +163,7 @@ async def respond_stream(send: Send, status: int, headers: Iterable[tuple[str, s
     async for piece in iterator:
         pending.append(piece)
         size += len(piece)
-        if size >= 1 << 20:
+        if size >= SEND_COALESCE:
             await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
             pending, size = [], 0
     await send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})
