@@ -70,9 +70,12 @@ class Trimmer:
 
     def __init__(self, moved: Callable[[], int], interval: float = 1.0, every: int = TRIM_EVERY,
                  trim: Callable[[int], object] | None = None) -> None:
-        self._trim = trim if trim is not None else getattr(libc(), "malloc_trim", None)
-        if trim is None and self._trim is not None:
-            self._trim.argtypes = [ctypes.c_size_t]
+        if trim is None:
+            malloc_trim = getattr(libc(), "malloc_trim", None)
+            if malloc_trim is not None:
+                malloc_trim.argtypes = [ctypes.c_size_t]
+            trim = malloc_trim
+        self._trim: Callable[[int], object] | None = trim
         self.trims = 0
         self.moved = moved
         self.interval = interval
