@@ -19,10 +19,10 @@ against the copy (``PYTHONPATH`` points the servers, fsck and the harness at it)
   ``-k local_``; the drive server's forwarding (drives/server.py ``_call``: the power-cut scenario
   runs local drives), tests/unit/test_drive_server_durability.py (a server in process, a
   RemoteDrive client); the files in ``--data`` that the recorder does not rewind (the master key,
-  made or rotated; credentials; the gateway's identity; TLS certificates) and the cluster key file,
-  tests/unit/test_data_dir_durability.py;
-- the rest (the test-only recorder, drives/faulty.py; the restored database, metabackup.install):
-  listed with the reason no detector here covers them.
+  made or rotated; credentials; the gateway's identity; TLS certificates; the database a restore
+  installs) and the cluster key file, tests/unit/test_data_dir_durability.py;
+- the rest (the test-only recorder, drives/faulty.py): listed with the reason no detector here
+  covers them.
 
 Run: ``python tests/faults/fsync_mutation.py --cuts 12 --seed 1 --baseline --out bench/results/fsync_mutation.json``
 (``--only FILE:LINE`` for some sites; ``--list`` only lists them; ``--scenario NAME --no-targeted``: only
@@ -67,6 +67,7 @@ CONTRACT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("exastor/datadir/gateway_id.py", "ensure"): _DATA_CONTRACT,
     ("exastor/gateway/tls.py", "_write"): _DATA_CONTRACT,
     ("exastor/drives/wire.py", "create_key"): _DATA_CONTRACT,
+    ("exastor/services/metabackup.py", "install"): _DATA_CONTRACT,
 }
 
 

@@ -1,5 +1,6 @@
 """The files in --data that no power-cut scenario rewinds - the master key (made, or rotated), the
-admin credentials, the gateway's identity, the TLS certificates - and the cluster key file: syscall
+admin credentials, the gateway's identity, the TLS certificates, the database a restore installs -
+and the cluster key file: syscall
 contract tests, as LocalDrive's (tests/unit/test_drive_seam.py). Each function runs on a temporary
 directory with os.fsync, os.link, os.replace and os.rename recorded (an fsync by the path of its
 descriptor and the file's size at that moment), and the test checks the fsyncs its durability needs:
@@ -13,6 +14,7 @@ and every encrypted byte; a gateway identity made twice leaves the first one's l
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from exastor.datadir.opening import open_metadata
 from exastor.drives.wire import create_key
 from exastor.gateway import tls
 from exastor.meta.sealing import key_id
+from exastor.services import metabackup
 
 
 @pytest.fixture
@@ -107,14 +110,18 @@ def test_a_rotated_master_key_is_durable_before_its_name_moves_and_the_moves_are
     _dir_fsynced(syscalls, data, after=max(linked, replaced))
 
 
-def test_the_admin_credentials_file_is_fsynced_whole(tmp_path, syscalls):
-    """opening._write_private (credentials.toml, blob-account.toml): rewritten in place, fsynced after
-    the write. (Its directory entry is not fsynced: see docs/reliability.md.)"""
+def test_the_admin_credentials_file_is_fsynced_whole_before_it_replaces_the_name_and_the_directory_after(
+        tmp_path, syscalls):
+    """opening._write_private (credentials.toml, blob-account.toml): never rewritten in place (a cut
+    would leave it empty or torn), and its name durable when it returns."""
     path = tmp_path / "credentials.toml"
+    path.write_text("the old credentials")
     text = 'access_key = "AK"\nsecret_key = "SK"\n'
     opening_module._write_private(path, text)
-    assert path.read_text() == text
-    _file_fsynced_whole(syscalls, path, len(text))
+    assert path.read_text() == text and path.stat().st_mode & 0o777 == 0o600
+    replaced = _index(syscalls, "replace", path)
+    _file_fsynced_whole(syscalls, Path(syscalls[replaced][1]), len(text), before=replaced)
+    _dir_fsynced(syscalls, tmp_path, after=replaced)
 
 
 def test_the_gateway_identity_is_fsynced_before_its_link_and_the_directory_after(tmp_path, syscalls):
@@ -129,7 +136,8 @@ def test_the_gateway_identity_is_fsynced_before_its_link_and_the_directory_after
 
 def test_each_tls_file_is_fsynced_whole_before_it_replaces_the_old(tmp_path, syscalls):
     """gateway/tls._write: the key, the certificate chain and the CA each written to a temporary file,
-    fsynced, then renamed over the name (never a torn certificate under the real name)."""
+    fsynced, then renamed over the name (never a torn certificate under the real name), then the
+    directory fsynced (the rename)."""
     cert, key, ca, made = tls.self_signed(tmp_path, "localhost")
     assert made
     for path in (cert, key, ca):
@@ -138,9 +146,34 @@ def test_each_tls_file_is_fsynced_whole_before_it_replaces_the_old(tmp_path, sys
         # the size the file has now is the size the temporary file had when fsynced
         _file_fsynced_whole(syscalls, tmp, path.stat().st_size, before=replaced)
         assert [e for e in syscalls[:replaced] if e[0] == "fsync"][-1][1] == str(tmp)
+        assert syscalls[replaced + 1] == ("fsync", str(path.parent), None), syscalls
 
 
-def test_a_new_cluster_key_is_fsynced_whole(tmp_path, syscalls):
+def test_a_new_cluster_key_is_fsynced_whole_then_its_directory(tmp_path, syscalls):
     path = tmp_path / "cluster.key"
     create_key(path)
-    _file_fsynced_whole(syscalls, path, path.stat().st_size)
+    size = path.stat().st_size
+    _file_fsynced_whole(syscalls, path, size)
+    _dir_fsynced(syscalls, tmp_path, after=syscalls.index(("fsync", str(path), size)))
+
+
+def test_a_restored_database_is_fsynced_whole_before_it_replaces_the_name_and_the_directory_after(tmp_path,
+                                                                                                   syscalls):
+    """metabackup.install (``fsck --restore-meta``): a cut after the restore answered must not bring
+    back the database it replaced (moved aside) or leave a torn one under the name."""
+    db = tmp_path / "meta.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        con.execute("INSERT INTO t VALUES ('a')")
+    con.close()
+    drive = tmp_path / "d0"
+    drive.mkdir()
+    copy = metabackup.take(db, [drive])[0]
+    target = tmp_path / "data" / "meta" / "exastor.sqlite"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"the damaged database")
+    syscalls.clear()
+    assert metabackup.install(copy, target) is not None   # the old one moved aside
+    replaced = _index(syscalls, "replace", target)
+    _file_fsynced_whole(syscalls, Path(syscalls[replaced][1]), target.stat().st_size, before=replaced)
+    _dir_fsynced(syscalls, target.parent, after=replaced)
