@@ -13,11 +13,16 @@ against the copy (``PYTHONPATH`` points the servers, fsck and the harness at it)
   every cut (SCENARIOS), until one catches it. A site whose step the load reaches too rarely to
   judge has a targeted test first (TARGETED, tests/faults/test_power_cut_points.py: a named crash
   point at that step, a power cut, and a check of what the fsync is for);
-- sites inside ``LocalDrive`` (drives/local.py): the recorder sits above it and trusts it, so the
-  syscall contract tests in tests/unit/test_drive_seam.py (``-k local_``) must fail instead;
-- sites that write no drive (``--data``: keys, certificates, credentials, the restored database;
-  the cluster key file), the test-only recorder (drives/faulty.py) and the drive server's
-  forwarding (drives/server.py): listed with the reason no detector here covers them.
+- sites the recorder cannot see (CONTRACT_TESTS): syscall contract tests, which record the fsyncs
+  (by the path of the descriptor) and the links and renames, must fail instead - inside ``LocalDrive``
+  (drives/local.py: the recorder sits above it and trusts it), tests/unit/test_drive_seam.py
+  ``-k local_``; the drive server's forwarding (drives/server.py ``_call``: the power-cut scenario
+  runs local drives), tests/unit/test_drive_server_durability.py (a server in process, a
+  RemoteDrive client); the files in ``--data`` that the recorder does not rewind (the master key,
+  made or rotated; credentials; the gateway's identity; TLS certificates; the database a restore
+  installs) and the cluster key file, tests/unit/test_data_dir_durability.py;
+- the rest (the test-only recorder, drives/faulty.py): listed with the reason no detector here
+  covers them.
 
 Run: ``python tests/faults/fsync_mutation.py --cuts 12 --seed 1 --baseline --out bench/results/fsync_mutation.json``
 (``--only FILE:LINE`` for some sites; ``--list`` only lists them; ``--scenario NAME --no-targeted``: only
@@ -47,13 +52,30 @@ FLAGS = {"RWF_DSYNC", "O_DSYNC", "O_SYNC"}
 # Files whose sites no detector here covers, and why.
 UNCOVERED = {
     "exastor/drives/faulty.py": "the recorder itself (tests only): it forwards to the drive it wraps",
-    "exastor/drives/server.py": "the drive server forwards a remote drive's fsync to its LocalDrive; "
-                                "the power-cut scenario runs local drives",
-    "exastor/drives/wire.py": "the cluster key file (created once by `exastor cluster-key`), not a drive",
-    "exastor/gateway/keys.py": "the master key in --data: not a drive, not rewound by the recorder",
-    "exastor/gateway/tls.py": "TLS certificates in --data: not a drive",
-    "exastor/gateway/store.py": "credentials in --data: not a drive",
 }
+
+# Sites below what the recorder sees, and the syscall contract tests that must fail without them:
+# (file, function) -> pytest arguments. Checked before UNCOVERED and the `# not a drive` marker.
+_LOCAL_CONTRACT = ("tests/unit/test_drive_seam.py", "-k", "local_")
+_SERVER_CONTRACT = ("tests/unit/test_drive_server_durability.py",)
+_DATA_CONTRACT = ("tests/unit/test_data_dir_durability.py",)
+CONTRACT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("exastor/drives/server.py", "_call"): _SERVER_CONTRACT,
+    ("exastor/datadir/keys.py", "create"): _DATA_CONTRACT,
+    ("exastor/datadir/keys.py", "_fsync_dir"): _DATA_CONTRACT,
+    ("exastor/datadir/opening.py", "_write_private"): _DATA_CONTRACT,
+    ("exastor/datadir/gateway_id.py", "ensure"): _DATA_CONTRACT,
+    ("exastor/gateway/tls.py", "_write"): _DATA_CONTRACT,
+    ("exastor/drives/wire.py", "create_key"): _DATA_CONTRACT,
+    ("exastor/services/metabackup.py", "install"): _DATA_CONTRACT,
+}
+
+
+def contract_tests(site: Site | None) -> tuple[str, ...]:
+    """The contract tests for ``site`` (LocalDrive's for drives/local.py, and with no site)."""
+    if site is None or site.file == "exastor/drives/local.py":
+        return _LOCAL_CONTRACT
+    return CONTRACT_TESTS[(site.file, site.function)]
 
 
 # Sites whose step the load-driven scenario reaches too rarely (or whose loss it cannot see), and the
@@ -117,7 +139,10 @@ def find_sites(src: Path = SRC) -> list[Site]:
             if target is None:
                 continue
             span = lines[target.lineno - 1:(target.end_lineno or target.lineno)]
-            if rel in UNCOVERED:
+            function = owners.get(id(target), "<module>")
+            if (rel, function) in CONTRACT_TESTS:
+                detector, why = "contract", ""
+            elif rel in UNCOVERED:
                 detector, why = "none", UNCOVERED[rel]
             elif any("# not a drive" in line for line in span):
                 detector, why = "none", "a file in --data (marked `# not a drive`): not rewound by the recorder"
@@ -125,7 +150,6 @@ def find_sites(src: Path = SRC) -> list[Site]:
                 detector, why = "contract", ""
             else:
                 detector, why = "power", ""
-            function = owners.get(id(target), "<module>")
             targeted = TARGETED.get((rel, function, ast.unparse(target)), "") if detector == "power" else ""
             sites.append(Site(rel, target.lineno, target.col_offset, target.end_lineno or target.lineno,
                               target.end_col_offset or 0, ast.unparse(target), function, detector, why, targeted))
@@ -170,7 +194,7 @@ def run_detector(copy: Path, site: Site | None, detector: str, cuts: int, seed: 
     env = dict(os.environ, PYTHONPATH=str(copy / "src"), PYTHONDONTWRITEBYTECODE="1")
     env.pop("EXASTOR_FAULTS", None)
     if detector == "contract" or detector.startswith("test:"):
-        where = ["tests/unit/test_drive_seam.py", "-k", "local_"] if detector == "contract" else [detector[5:]]
+        where = list(contract_tests(site)) if detector == "contract" else detector[5:].split()
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", *where]
     else:
         work = copy / "work"
@@ -252,8 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                  "targeted_tests": not args.no_targeted}
     if args.baseline:
         out["baseline"] = {}
-        for detector in (*(args.scenario or SCENARIOS), "contract",
-                         *([] if args.no_targeted else sorted({f"test:{t}" for t in TARGETED.values()}))):
+        contract_suites = sorted({" ".join(contract_tests(s)) for s in sites if s.detector == "contract"})
+        power = any(s.detector == "power" for s in sites)
+        for detector in (*((args.scenario or SCENARIOS) if power else ()),
+                         *(f"test:{suite}" for suite in contract_suites),
+                         *([] if args.no_targeted or not power
+                           else sorted({f"test:{t}" for t in TARGETED.values()}))):
             with tempfile.TemporaryDirectory(prefix="exastor-mutant-") as tmp:
                 copy = make_copy(Path(tmp))
                 failed, evidence = run_detector(copy, None, detector, args.cuts, args.seed, args.timeout)

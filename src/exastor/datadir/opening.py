@@ -198,12 +198,22 @@ def ensure_admin(meta: Metadata, data: Path, access_key: str | None, secret_key:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """``path`` holds ``text`` (mode 0600), durably: written to a temporary file, fsynced, renamed over
+    the name, the directory fsynced - a power cut leaves the old content or the new, never a torn
+    or empty file, and never loses the name once this returned."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # not a drive: credentials in --data
     os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
     with os.fdopen(fd, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())  # not a drive: credentials in --data
+    os.replace(tmp, path)  # not a drive: credentials in --data
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # not a drive: credentials in --data
+    try:
+        os.fsync(dir_fd)  # not a drive: credentials in --data (the rename)
+    finally:
+        os.close(dir_fd)
 
 
 ACCOUNT_FILE = "blob-account.toml"

@@ -127,14 +127,20 @@ def errno_from_name(name: str) -> int:
 # --- the cluster key ---------------------------------------------------------------------------
 
 def create_key(path: Path) -> bytes:
-    """A new random cluster key in ``path`` (mode 0600, refused if it exists). Copy the same file to
-    every gateway and drive server of the cluster."""
+    """A new random cluster key in ``path`` (mode 0600, refused if it exists), durable when this
+    returns: the file and then its directory fsynced (a key already copied to other servers must not
+    vanish here with a power cut). Copy the same file to every gateway and drive server of the cluster."""
     key = os.urandom(KEY_BYTES)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(base64.b64encode(key).decode() + "\n")
         f.flush()
         os.fsync(f.fileno())
+    dir_fd = os.open(Path(path).parent, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)  # the new name
+    finally:
+        os.close(dir_fd)
     return key
 
 

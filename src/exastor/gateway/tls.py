@@ -86,3 +86,8 @@ def _write(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())  # not a drive: certificates in --data
     os.replace(tmp, path)  # not a drive: certificates in --data
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # not a drive: certificates in --data
+    try:
+        os.fsync(dir_fd)  # not a drive: certificates in --data (the rename)
+    finally:
+        os.close(dir_fd)
