@@ -159,11 +159,13 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
 # --- the admission check alone ------------------------------------------------------------------
 
 def admit_cost(tmp: Path, n: int = 50_000) -> dict[str, float]:
+    from exastor.datadir import keys
     from exastor.datadir.opening import open_metadata
     from exastor.http import qos
     from exastor.meta.records import User
 
     meta = open_metadata(tmp / "admit")
+    meta.sealer = keys.sealer(tmp / "admit", meta, create=True)  # a user's secret is sealed, as `serve` does
     meta.add_user(User("limited", "AKLIMITED", "x" * 40, 0))
     qos.enable(tmp / "admit" / "qos")
     out = {}
