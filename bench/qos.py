@@ -188,6 +188,72 @@ def admit_cost(tmp: Path, n: int = 50_000) -> dict[str, float]:
     return out
 
 
+def refusal_cost(tmp: Path, n: int = 3000) -> dict[str, float]:
+    """CPU time (process time, which the machine's load hardly moves) per request a user's rate limit
+    refuses, through the S3 app in-process, presigned GETs, with the hold before a refusal set to
+    zero: refused before its signature is checked (http/qos.py ``refuse_before_auth``, as served) and,
+    in the same run, refused only by ``admit`` after SigV4, routing and authorization (as before)."""
+    from botocore.auth import S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from exastor.datadir import keys
+    from exastor.datadir.opening import open_namespace
+    from exastor.http import qos
+    from exastor.meta.records import User
+    from exastor.namespace.operations import SystemGrant
+    from exastor.s3.app import S3App
+
+    data = tmp / "refusal"
+    ns = open_namespace(data)
+    ns.meta.sealer = keys.sealer(data, ns.meta, create=True)
+    ns.meta.add_user(User("limited", "AKREFUSED", "r" * 40, 0))
+    asyncio.run(ns.create_bucket(SystemGrant("limited"), "limited-bucket"))
+    qos.enable(data / "qos")
+    ns.meta.set_qos("user", "limited", 0.001, 1, None, None)
+    qos._limits_at = -1e9  # reread the limits now
+    request = AWSRequest("GET", "http://127.0.0.1:9000/limited-bucket/k")
+    S3SigV4QueryAuth(Credentials("AKREFUSED", "r" * 40), "s3", "us-east-1", expires=3600).add_auth(request)
+    query = request.url.split("?", 1)[1]
+    app = S3App(ns)
+    statuses: dict[int, int] = {}
+
+    async def refused(count: int) -> None:
+        for _ in range(count):
+            scope = {"type": "http", "method": "GET", "path": "/limited-bucket/k", "raw_path": b"/limited-bucket/k",
+                     "query_string": query.encode(), "headers": [(b"host", b"127.0.0.1:9000")],
+                     "client": ("127.0.0.1", 40000), "scheme": "http"}
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict[str, Any], scope: dict[str, Any] = scope) -> None:
+                if message["type"] == "http.response.start":
+                    statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+            await app(scope, receive, send)
+
+    async def no_early_refusal(call: Any) -> None:
+        return None
+
+    held, qos.MAX_DELAY = qos.MAX_DELAY, 0.0
+    try:
+        asyncio.run(refused(10))  # the burst drawn, caches warm
+        statuses.clear()
+        out = {}
+        for label in ("refused before the signature", "refused after SigV4, route and authorization"):
+            if label.startswith("refused after"):
+                app._refuse_over_limit_early = no_early_refusal  # type: ignore[method-assign]
+            started = time.process_time()
+            asyncio.run(refused(n))
+            out[label] = round((time.process_time() - started) / n * 1e6, 1)
+        assert statuses == {503: 2 * n}, statuses
+    finally:
+        qos.MAX_DELAY = held
+        ns.close()
+    return out
+
+
 def metrics_cost(tmp: Path, n: int = 20_000) -> dict[str, float]:
     """The per-request metrics middleware (gateway/metrics.py) around a trivial ASGI app, in-process."""
     from exastor import metrics
@@ -238,6 +304,9 @@ def render(result: dict[str, Any]) -> str:
             f"{q['p99_vs_alone']:.2f}x" if q else "",
         ]) + " |")
     cost = result["admit_us"]
+    if "refusal_cpu_us" in result:
+        lines += ["", "CPU per refused request, S3 app in-process (process time): "
+                  + "; ".join(f"{k}: {v} µs" for k, v in result["refusal_cpu_us"].items()) + "."]
     lines += ["", "Admission check per request, in-process: " + "; ".join(f"{k}: {v} µs" for k, v in cost.items())
               + f". Server CPU for the whole run: {result['server_cpu_seconds']} s.",
               "", "Metrics middleware per request, in-process: "
@@ -395,6 +464,7 @@ def main() -> int:
         "params": vars(args), "phases": phases, "rounds": rounds, "server_cpu_seconds": round(cpu, 2),
         "loadavg_at_end": os.getloadavg(),
         "admit_us": admit_cost(tmp),
+        "refusal_cpu_us": refusal_cost(tmp),
         "metrics_middleware": metrics_cost(tmp),
         "checks": {
             "noisy_rate_within_10pct": abs(limited["noisy"]["ok_per_s"] - args.rate) <= 0.1 * args.rate,
