@@ -319,7 +319,20 @@ def write_doc(result_path: Path, doc_path: Path = REPO / "docs/benchmarks.md") -
     """Replace the text between the qos markers of docs/benchmarks.md with this result's section."""
     d = json.loads(result_path.read_text())
     m, params = d["machine"], d["params"]
-    load_start, load_end = m["loadavg_at_start"][0], d.get("loadavg_at_end", [float("nan")])[0]
+    load_start, load_end = _loads(d)
+    rate = params["rate"]
+    phases = d["phases"]
+    rates = [phases[name]["noisy"]["ok_per_s"] for name in ("noisy + quiet, noisy limited",
+                                                            "flooding noisy + quiet, noisy limited")]
+    within = all(abs(r - rate) <= 0.1 * rate for r in rates)
+    holds = "The limit holds." if within else "The limit is never exceeded."
+    admitted = " and ".join(f"{r:.0f}" for r in rates)
+    capacity = "" if within else (
+        f" (below the limit by more than 10%: the machine, at load {load_start:.0f}, served this tenant "
+        f"{phases['noisy alone']['noisy']['ok_per_s']:.0f}/s even alone)")
+    alone_p99 = phases["quiet alone"]["quiet"]["p99_ms"]
+    admit_free, admit_limited = d["admit_us"]["caller without a limit"], d["admit_us"]["caller with a limit"]
+    metrics_us = d.get("metrics_middleware", {}).get("metrics_cost_us", float("nan"))
     rate = params["rate"]
     ratio = {name: phase["quiet"]["p99_vs_alone"] for name, phase in d["phases"].items() if "quiet" in phase}
     limited, polite = ratio["noisy + quiet, noisy limited"], ratio["polite noisy + quiet, noisy limited"]
@@ -327,7 +340,7 @@ def write_doc(result_path: Path, doc_path: Path = REPO / "docs/benchmarks.md") -
     text = f"""
 Run {d['started_at']} by `python bench/qos.py --rate {rate:g} --seconds {params['seconds']:g} \
 --rounds {params['rounds']}` (raw JSON: `bench/results/qos.json`) on this machine ({m['cpu_model']},
-{m['cpu_count']} cores, shared with other work: load average {m['loadavg_at_start'][0]:.1f} at start).
+{m['cpu_count']} cores, shared with other work: load average {load_start:.1f} at start).
 Geometry: {d['geometry']}. Each tenant GETs a 4 KiB object through a pre-signed URL from its own
 process: `noisy` is limited to {rate:g} requests/s (burst {rate / 10:g}) and runs a closed loop on
 {params['noisy_conc']} connections that ignores `Retry-After`; the *flooding* phase uses
@@ -341,27 +354,35 @@ the same round (median over rounds); rates are means, 503s sums.
 
 What it shows:
 
-- **The limit holds.** A limited tenant gets its rate within a few percent whether it runs
-  {params['noisy_conc']} or {params['flood_conc']} connections: requests within 0.5 s of their tokens
+- **{holds}** The limited tenant got {admitted} requests/s with {params['noisy_conc']} or \
+{params['flood_conc']} connections{capacity}: requests within 0.5 s of their tokens
   wait for them (reserved, served in order, no CPU spent waiting), the rest are refused after being
   held the same 0.5 s, so a client that retries at once gets a few refusals per second per
   connection instead of as many as the server can answer.
 - **A quiet tenant's p99** beside the limited noisy tenant is {limited:.2f}x its p99 alone in this run
   (polite noisy: {polite:.2f}x; flooding: {flood:.2f}x), against {loud:.2f}x beside the same load without
   a limit. On this 2-core machine the noisy tenant's admitted {rate:g} requests/s and its client
-  process are themselves enough to move a 2-4 ms p99: the limiter bounds the noisy tenant's share,
+  process are themselves enough to move a {alone_p99:.1f} ms p99: the limiter bounds the noisy tenant's share,
   it cannot make that share free. Flooding costs more: its refusals are refused before their
   signatures are checked (http/qos.py `refuse_before_auth`), but each is still parsed and answered,
   and the flooding client takes a core of its own. The load average was {load_start:.1f} at the start
   and {load_end:.1f} at the end of this run; p99s move with it (see the runs below).
-- **Admission costs** about 1 µs per request when the caller has no limit and 5-15 µs when it has
-  one (two byte-range-locked slot updates of the shared file); the metrics middleware 8-20 µs per
-  request (four mmap-backed value updates), both depending on the machine's load.
+- **Admission costs** {admit_free} µs per request when the caller has no limit and {admit_limited} µs when it has
+  one (two byte-range-locked slot updates of the shared file); the metrics middleware {metrics_us} µs per
+  request (four mmap-backed value updates), in this run; both move with the machine's load.
 """
     doc = doc_path.read_text()
     start = doc.index("<!-- qos:begin -->") + len("<!-- qos:begin -->")
     end = doc.index("<!-- qos:end -->")
     doc_path.write_text(doc[:start] + text + doc[end:])
+
+
+def _loads(d: dict[str, Any]) -> tuple[float, float]:
+    """The 1-minute load average at the start and at the end of a run. machine_info() is taken when
+    the result is written, after the phases: in results without ``loadavg_at_start`` of their own
+    its "loadavg_at_start" is the load at the end (nan where unknown)."""
+    at_end = d.get("loadavg_at_end") or d["machine"]["loadavg_at_start"]
+    return (d["loadavg_at_start"][0] if "loadavg_at_start" in d else float("nan")), at_end[0]
 
 
 def compare(runs: list[tuple[str, Path]]) -> str:
@@ -377,10 +398,9 @@ def compare(runs: list[tuple[str, Path]]) -> str:
         def ratio(name: str, ph: dict[str, Any] = ph) -> str:
             return f"{ph[name]['quiet']['p99_vs_alone']:.2f}x"
 
-        end = d.get("loadavg_at_end")
+        start, end = _loads(d)
         lines.append("| " + " | ".join([
-            label, d["started_at"][:16], f"{d['machine']['loadavg_at_start'][0]:.1f} / "
-            + (f"{end[0]:.1f}" if end else "?"),
+            label, d["started_at"][:16], f"{start:.1f} / {end:.1f}",
             f"{ph['quiet alone']['quiet']['p99_ms']:.2f}", f"{ph['noisy + quiet, noisy limited']['noisy']['ok_per_s']:.0f}",
             ratio("noisy + quiet, noisy limited"), ratio("flooding noisy + quiet, noisy limited"),
             ratio("polite noisy + quiet, noisy limited"), ratio("noisy + quiet, no limit"),
@@ -400,6 +420,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "bench/results/qos.json"))
     args = ap.parse_args()
 
+    load_at_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="exastor-qos-"))
     data = tmp / "data"
     s3_port, blob_port = _port(), _port()
@@ -462,7 +483,7 @@ def main() -> int:
         "label": "qos", "started_at": utc_stamp(), "machine": machine_info(tmp),
         "geometry": "1 drive (no erasure), 2 gateway workers, SQLite metadata",
         "params": vars(args), "phases": phases, "rounds": rounds, "server_cpu_seconds": round(cpu, 2),
-        "loadavg_at_end": os.getloadavg(),
+        "loadavg_at_start": load_at_start, "loadavg_at_end": os.getloadavg(),
         "admit_us": admit_cost(tmp),
         "refusal_cpu_us": refusal_cost(tmp),
         "metrics_middleware": metrics_cost(tmp),
