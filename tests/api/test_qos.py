@@ -226,3 +226,53 @@ def test_an_over_limit_tenant_is_refused_before_its_signature_but_forgers_spend_
     finally:
         server.stop()
     assert "Traceback" not in server.log_text()
+
+
+def _worker_of(response) -> str:
+    """The worker that answered: an S3 request id starts with its pid (gateway/middleware.py)."""
+    return response.headers["x-amz-request-id"][:6]
+
+
+def test_a_throttled_tenants_connections_move_to_a_worker_of_their_own(tmp_path):
+    """gateway/handoff.py: between requests, the connections of a tenant a limit throttles are handed
+    to the last worker and the other tenants' away from it, so a quiet tenant never shares an event
+    loop with a noisy one; the clients see nothing but answers on their kept-alive connections."""
+    server = start_server(tmp_path, "--workers", "2")
+    try:
+        _noisy_tenant(server)
+        s3_client(server).create_bucket(Bucket="quiet")
+        s3_client(server).put_object(Bucket="quiet", Key="k", Body=b"y")
+        exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
+        _limits_read(server)
+        noisy_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
+            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        quiet_url = s3_client(server).generate_presigned_url(
+            "get_object", Params={"Bucket": "quiet", "Key": "k"}, ExpiresIn=600)
+        stop = time.monotonic() + 60
+        noisy_workers: list[str] = []
+        quiet_workers: list[str] = []
+
+        def noisy() -> None:  # four connections, over the limit together: throttled all along
+            with requests.Session() as session:
+                while time.monotonic() < stop and len(quiet_workers) < 200:
+                    response = session.get(noisy_url, timeout=30)
+                    assert response.status_code in (200, 503)
+                    noisy_workers.append(_worker_of(response))
+
+        with ThreadPoolExecutor(4) as pool:
+            floods = [pool.submit(noisy) for _ in range(4)]
+            wait_until(lambda: len(noisy_workers) >= 40, "the noisy tenant to be served", timeout=30)
+            with requests.Session() as session:  # one kept-alive connection, as an SDK's
+                while len(quiet_workers) < 200:
+                    assert time.monotonic() < stop
+                    response = session.get(quiet_url, timeout=30)
+                    assert response.status_code == 200 and response.content == b"y"
+                    quiet_workers.append(_worker_of(response))
+            for f in floods:
+                f.result()  # no connection error on either side
+        throttled_worker = set(noisy_workers[-20:])
+        assert len(throttled_worker) == 1, noisy_workers[-20:]
+        assert throttled_worker.isdisjoint(quiet_workers[-100:]), (throttled_worker, quiet_workers[-100:])
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text()

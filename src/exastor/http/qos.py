@@ -64,6 +64,9 @@ MAX_DELAY = 0.5
 # Scope key under which the server puts its in-flight count (anything with an int ``count``): a
 # request parked here (waiting for tokens, or held before a refusal) is taken out of it meanwhile.
 IN_FLIGHT = "exastor.in_flight"
+# Scope key set to True on a request a limit made wait for its tokens or refused: the server moves
+# such tenants' connections to a worker of their own (gateway/handoff.py).
+THROTTLED = "exastor.qos.throttled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +247,7 @@ async def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | Non
                 table.take(f"{lim.scope}\0{lim.name}\0b", lim.bytes_per_s, burst, size - burst, debt=True)
             scope.setdefault("exastor.qos", []).append(lim)
     if delay > 0:
+        scope[THROTTLED] = True
         await _hold(scope, delay)  # its tokens are reserved: served in the order they were asked for
 
 
@@ -275,6 +279,7 @@ async def _refuse(scope: dict[str, Any], api: str, lim: Limit, wait: float) -> N
     a few refusals per second per connection instead of as many as the server can answer (the
     refusals' CPU would otherwise come out of every other tenant's share). Holding costs no CPU."""
     metrics.refused("qos", api, lim.scope)
+    scope[THROTTLED] = True
     await _hold(scope, MAX_DELAY)
     raise errors.SlowDown(f"the {lim.scope} {lim.name!r} is over its rate limit", scope=lim.scope,
                           retry_after=max(1, math.ceil(wait)))
