@@ -79,12 +79,19 @@ class Handoff:
         if not self.active or self.stopping:
             return None
         now = time.monotonic()
-        principal = str((scope.get("exastor") or {}).get("principal"))
+        principal = (scope.get("exastor") or {}).get("principal")
+        if principal in (None, "anonymous"):
+            # Not known to be anyone (a request refused before its signature was checked, or one
+            # without credentials): only this request's own answer counts, no one is remembered.
+            principal = None
         if scope.get(qos.THROTTLED):
-            self.throttled_at = self.principals[principal] = now
+            self.throttled_at = now
+            if principal is not None:
+                self.principals[principal] = now
             if len(self.principals) > MAX_PRINCIPALS:  # bounded: forget those not throttled lately
                 self.principals = {p: t for p, t in self.principals.items() if now - t < WINDOW_S}
-        throttled = now - self.principals.get(principal, -WINDOW_S) < WINDOW_S
+        throttled = bool(scope.get(qos.THROTTLED)) or (
+            principal is not None and now - self.principals.get(principal, -WINDOW_S) < WINDOW_S)
         if self.index != self.throttled_worker:
             return self.throttled_worker if throttled else None
         if throttled or now - self.throttled_at >= WINDOW_S:

@@ -35,6 +35,8 @@ A noisy tenant must not slow a quiet one down through what the worker shares bet
   cannot fill a worker's slots with parked requests and get every other tenant 503s. Parked
   requests stay bounded by the worker's ``max_connections`` (one request per connection runs at a
   time).
+- **Apart.** Requests a limit made wait or refused are marked ``THROTTLED`` in the scope; the
+  server moves such tenants' connections to a worker of their own (gateway/handoff.py).
 """
 
 from __future__ import annotations
