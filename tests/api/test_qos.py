@@ -135,6 +135,7 @@ def _client(server, access_key: str, secret_key: str):
     from botocore.config import Config
 
     return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id=access_key,
+                        verify=str(server.tls_ca) if server.tls_ca else None,
                         aws_secret_access_key=secret_key,
                         config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}))
 
@@ -273,6 +274,33 @@ def test_a_throttled_tenants_connections_move_to_a_worker_of_their_own(tmp_path)
         throttled_worker = set(noisy_workers[-20:])
         assert len(throttled_worker) == 1, noisy_workers[-20:]
         assert throttled_worker.isdisjoint(quiet_workers[-100:]), (throttled_worker, quiet_workers[-100:])
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text()
+
+
+def test_tls_connections_of_a_throttled_tenant_stay_where_they_are(tmp_path):
+    """A TLS session cannot move between processes: its connections are served where they were
+    accepted, throttled or not, and every request is answered on them."""
+    server = start_server(tmp_path, "--workers", "2", "--tls", "self-signed",
+                          tls_ca=tmp_path / "data" / "tls" / "ca.pem")
+    try:
+        _noisy_tenant(server)
+        exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
+        _limits_read(server)
+        noisy_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
+            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        answered: list[int] = []
+
+        def noisy() -> None:
+            with requests.Session() as session:
+                for _ in range(15):  # verify per request: requests lets the environment override the session's
+                    answered.append(session.get(noisy_url, timeout=30, verify=str(server.tls_ca)).status_code)
+
+        with ThreadPoolExecutor(4) as pool:
+            for f in [pool.submit(noisy) for _ in range(4)]:
+                f.result()  # no connection error
+        assert len(answered) == 60 and set(answered) <= {200, 503}, answered
     finally:
         server.stop()
     assert "Traceback" not in server.log_text()
