@@ -14,7 +14,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 from botocore.exceptions import ClientError
 
-from conftest import exastor, free_port, s3_client, start_server
+from conftest import exastor, free_port, s3_client, start_server, wait_until
 from exastor.http.qos import SharedBuckets
 
 
@@ -125,3 +125,182 @@ def test_a_client_a_little_over_its_rate_is_slowed_not_refused(tmp_path):
         assert time.monotonic() - started >= 1.9
     finally:
         server.stop()
+
+
+NOISY_KEY, NOISY_SECRET = "AKNOISYTENANT0000001", "noisy-secret-0123456789-0123456789-abcdef"
+
+
+def _client(server, access_key: str, secret_key: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id=access_key,
+                        verify=str(server.tls_ca) if server.tls_ca else None,
+                        aws_secret_access_key=secret_key,
+                        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}))
+
+
+def _noisy_tenant(server) -> None:
+    """User ``noisy`` with bucket ``noisy`` and object ``k``; bucket ``probe`` of the admin's."""
+    exastor("user", "add", "noisy", "--access-key", NOISY_KEY, "--secret-key", NOISY_SECRET, data_dir=server.data_dir)
+    noisy = _client(server, NOISY_KEY, NOISY_SECRET)
+    noisy.create_bucket(Bucket="noisy")
+    noisy.put_object(Bucket="noisy", Key="k", Body=b"x" * 4096)
+    s3_client(server).create_bucket(Bucket="probe")
+
+
+def _limits_read(server) -> None:
+    """Set a bucket limit after the others and wait until it bites: the worker has read them all
+    (without spending a token of the limits under test)."""
+    exastor("qos", "set", "bucket", "probe", "--requests", "0.01", "--burst", "1", data_dir=server.data_dir)
+    probe = s3_client(server, retry=False)
+
+    def refused() -> bool:
+        try:
+            probe.head_bucket(Bucket="probe")
+        except ClientError:
+            return True
+        return False
+
+    wait_until(refused, "the worker to read the limits")
+
+
+def test_a_limited_tenant_parked_in_numbers_cannot_take_a_quiet_tenants_request_slots(tmp_path):
+    """Requests waiting for tokens or held before their refusal cost no CPU and leave the worker's
+    in-flight count: a limited tenant flooding from many connections gets its 503s, and the quiet
+    tenant beside it none, although the flood parks more requests than max_requests."""
+    server = start_server(tmp_path, "--workers", "1", env={"EXASTOR_MAX_REQUESTS": "4"})
+    try:
+        _noisy_tenant(server)
+        s3_client(server).create_bucket(Bucket="quiet")
+        s3_client(server).put_object(Bucket="quiet", Key="k", Body=b"y")
+        exastor("qos", "set", "user", "noisy", "--requests", "0.5", "--burst", "1", data_dir=server.data_dir)
+        _limits_read(server)
+        flood_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
+            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        quiet_url = s3_client(server).generate_presigned_url(
+            "get_object", Params={"Bucket": "quiet", "Key": "k"}, ExpiresIn=600)  # the admin: no limit
+        flooding, stop = 16, time.monotonic() + 60
+        codes: dict[int, int] = {}
+        quiet: list[int] = []
+
+        def flood() -> None:
+            with requests.Session() as session:
+                while time.monotonic() < stop and not quiet[20:]:
+                    status = session.get(flood_url, timeout=30).status_code
+                    codes[status] = codes.get(status, 0) + 1
+
+        with ThreadPoolExecutor(flooding) as pool:
+            floods = [pool.submit(flood) for _ in range(flooding)]
+            wait_until(lambda: codes.get(503, 0) >= flooding, "the flood to be refused", timeout=30)
+            with requests.Session() as session:
+                while not quiet[20:]:  # 21 requests while the flood goes on
+                    assert time.monotonic() < stop
+                    quiet.append(session.get(quiet_url, timeout=30).status_code)
+            for f in floods:
+                f.result()
+        assert quiet == [200] * 21, quiet
+        assert set(codes) <= {200, 503} and codes[503] >= flooding, codes
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text()
+
+
+def test_an_over_limit_tenant_is_refused_before_its_signature_but_forgers_spend_nothing(tmp_path):
+    """Requests that claim a limited user's access key but fail its signature draw none of its tokens;
+    once the user is far over its rate, its requests are refused before their signatures are checked
+    (a forged one too: refused either way, and the flood of a throttled tenant costs no SigV4)."""
+    server = start_server(tmp_path, "--workers", "1")
+    try:
+        _noisy_tenant(server)
+        exastor("qos", "set", "user", "noisy", "--requests", "0.01", "--burst", "3", data_dir=server.data_dir)
+        _limits_read(server)
+        forger, noisy = _client(server, NOISY_KEY, "not-the-secret"), _client(server, NOISY_KEY, NOISY_SECRET)
+        for _ in range(6):
+            with pytest.raises(ClientError) as err:
+                forger.head_object(Bucket="noisy", Key="k")
+            assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        for _ in range(3):  # the burst is whole: the forgeries drew nothing
+            noisy.head_object(Bucket="noisy", Key="k")
+        _slow(lambda: noisy.get_object(Bucket="noisy", Key="k"))
+        _slow(lambda: forger.get_object(Bucket="noisy", Key="k"))  # refused before its signature is checked
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text()
+
+
+def _worker_of(response) -> str:
+    """The worker that answered: an S3 request id starts with its pid (gateway/middleware.py)."""
+    return response.headers["x-amz-request-id"][:6]
+
+
+def test_a_throttled_tenants_connections_move_to_a_worker_of_their_own(tmp_path):
+    """gateway/handoff.py: between requests, the connections of a tenant a limit throttles are handed
+    to the last worker and the other tenants' away from it, so a quiet tenant never shares an event
+    loop with a noisy one; the clients see nothing but answers on their kept-alive connections."""
+    server = start_server(tmp_path, "--workers", "2")
+    try:
+        _noisy_tenant(server)
+        s3_client(server).create_bucket(Bucket="quiet")
+        s3_client(server).put_object(Bucket="quiet", Key="k", Body=b"y")
+        exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
+        _limits_read(server)
+        noisy_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
+            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        quiet_url = s3_client(server).generate_presigned_url(
+            "get_object", Params={"Bucket": "quiet", "Key": "k"}, ExpiresIn=600)
+        stop = time.monotonic() + 60
+        noisy_workers: list[str] = []
+        quiet_workers: list[str] = []
+
+        def noisy() -> None:  # four connections, over the limit together: throttled all along
+            with requests.Session() as session:
+                while time.monotonic() < stop and len(quiet_workers) < 200:
+                    response = session.get(noisy_url, timeout=30)
+                    assert response.status_code in (200, 503)
+                    noisy_workers.append(_worker_of(response))
+
+        with ThreadPoolExecutor(4) as pool:
+            floods = [pool.submit(noisy) for _ in range(4)]
+            wait_until(lambda: len(noisy_workers) >= 40, "the noisy tenant to be served", timeout=30)
+            with requests.Session() as session:  # one kept-alive connection, as an SDK's
+                while len(quiet_workers) < 200:
+                    assert time.monotonic() < stop
+                    response = session.get(quiet_url, timeout=30)
+                    assert response.status_code == 200 and response.content == b"y"
+                    quiet_workers.append(_worker_of(response))
+            for f in floods:
+                f.result()  # no connection error on either side
+        throttled_worker = set(noisy_workers[-20:])
+        assert len(throttled_worker) == 1, noisy_workers[-20:]
+        assert throttled_worker.isdisjoint(quiet_workers[-100:]), (throttled_worker, quiet_workers[-100:])
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text()
+
+
+def test_tls_connections_of_a_throttled_tenant_stay_where_they_are(tmp_path):
+    """A TLS session cannot move between processes: its connections are served where they were
+    accepted, throttled or not, and every request is answered on them."""
+    server = start_server(tmp_path, "--workers", "2", "--tls", "self-signed",
+                          tls_ca=tmp_path / "data" / "tls" / "ca.pem")
+    try:
+        _noisy_tenant(server)
+        exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
+        _limits_read(server)
+        noisy_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
+            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        answered: list[int] = []
+
+        def noisy() -> None:
+            with requests.Session() as session:
+                for _ in range(15):  # verify per request: requests lets the environment override the session's
+                    answered.append(session.get(noisy_url, timeout=30, verify=str(server.tls_ca)).status_code)
+
+        with ThreadPoolExecutor(4) as pool:
+            for f in [pool.submit(noisy) for _ in range(4)]:
+                f.result()  # no connection error
+        assert len(answered) == 60 and set(answered) <= {200, 503}, answered
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text()

@@ -485,3 +485,15 @@ def test_v2_presigned_capped_at_a_week() -> None:
     method, path, query, headers = _wire(req)
     huge = "&".join("Expires=" + "9" * 5000 if p.startswith("Expires=") else p for p in query.split("&"))
     _expect("AccessDenied", method, path, huge, headers)
+
+
+def test_the_claimed_access_key_is_read_from_every_credential_form():
+    from exastor.s3.sigv4 import claimed_access_key
+
+    v4 = "AWS4-HMAC-SHA256 Credential=AKIDV4/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=ab"
+    assert claimed_access_key({}, {"authorization": v4}) == "AKIDV4"
+    assert claimed_access_key({}, {"authorization": "AWS AKIDV2:c2lnbmF0dXJl"}) == "AKIDV2"
+    assert claimed_access_key({"X-Amz-Credential": "AKIDQ/20260101/us-east-1/s3/aws4_request"}, {}) == "AKIDQ"
+    assert claimed_access_key({"AWSAccessKeyId": "AKIDQ2", "Signature": "x"}, {}) == "AKIDQ2"
+    assert claimed_access_key({}, {}) is None
+    assert claimed_access_key({}, {"authorization": "AWS4-HMAC-SHA256 SignedHeaders=host"}) is None

@@ -111,6 +111,11 @@ class BlobApp:
             call.info["operation"] = r.operation
         except BlobError as exc:
             route_error = exc
+        # Signed (Shared Key or SAS): the account's user, whose limits may refuse it before the
+        # signature is checked (http/qos.py refuse_before_auth: it peeks, draws nothing).
+        signed = "authorization" in req.headers or "sig" in call.q
+        await qos.refuse_before_auth(req.scope, self.ns.meta, "blob", self.principal if signed else None,
+                                     call.container)
         principal = self._authenticate(call)
         call.info["principal"] = principal.label
         if route_error is not None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from exastor.blob.errors import BlobError
 from exastor.gateway.logs import AccessLog, current_request_id
+from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, Receive, Scope, Send, encode_headers
 from exastor.s3.errors import S3Error
 
@@ -167,6 +168,7 @@ class Gateway:
                 log.warning("refused %s %s: %s", scope["method"], scope["path"], refused)
                 await self._busy(scope, tagged_send, request_id, refused)
             else:
+                scope[qos.IN_FLIGHT] = load  # a request parked by QoS leaves the count while it waits
                 await self.app(scope, counting_receive, tagged_send)
         finally:
             load.count -= 1

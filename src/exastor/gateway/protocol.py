@@ -19,6 +19,9 @@ a client that never reads its response parks the task that writes it. ``Guarded`
   the reason this protocol puts in the request's scope;
 - at most ``MAX_PIPELINE`` pipelined requests queue behind the one in flight.
 
+Between two requests a front-end's connection may move to another worker (gateway/handoff.py:
+throttled tenants to one worker, the others away from it).
+
 One timer per worker sweeps the connections once a second: no timer per connection or request.
 """
 
@@ -36,6 +39,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from exastor.gateway.handoff import Handoff, dup_socket
 from exastor.gateway.middleware import REFUSE, limit_error  # the error formats live with the middleware
 
 log = logging.getLogger("exastor.limits")
@@ -68,6 +72,7 @@ class Guard:
         self.per_client: dict[str, int] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self.cut = 0  # connections cut by a timeout (for tests and metrics)
+        self.handoff: Handoff | None = None  # set by the worker when it has siblings to hand to
 
     def admit(self, conn: Guarded) -> str | None:
         self.connections.add(conn)
@@ -107,6 +112,7 @@ class Guarded(HttpToolsProtocol):
 
     guard: Guard
     api: str = "s3"
+    movable: bool = False  # a front-end's connection (S3, Blob) may move between workers; admin's not
 
     # As uvicorn's own (its ignore too): asyncio declares BaseTransport; a stream connection gets a Transport.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -161,6 +167,37 @@ class Guarded(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._in_body = False
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if not self._hand_over():
+            super().on_response_complete()
+
+    def _hand_over(self) -> bool:
+        """Move this connection to the worker gateway/handoff.py names for the request just answered:
+        only when nothing of a next request has been read, reading paused before the move."""
+        handoff = self.guard.handoff
+        if handoff is None or not self.movable or not handoff.active or self.transport.is_closing():
+            return False
+        if self.pipeline or self._head_since is not None or self._in_body or self.cycle is None \
+                or not self.cycle.keep_alive:
+            return False
+        target = handoff.target(self.scope)  # type: ignore[arg-type]
+        if target is None:
+            return False
+        sock = dup_socket(self.transport)
+        if sock is None:
+            return False
+        self.transport.pause_reading()
+        try:
+            sent = handoff.send(target, self.api, sock)
+        finally:
+            sock.close()
+        if not sent:
+            self.transport.resume_reading()
+            return False
+        self.server_state.total_requests += 1
+        self.transport.abort()  # this worker's descriptor only: the connection lives on in the target's
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self._in_body:
@@ -255,6 +292,8 @@ def reset(transport: asyncio.Transport) -> None:
     transport.abort()
 
 
-def guarded(base: type[HttpToolsProtocol], guard: Guard, api: str) -> type[HttpToolsProtocol]:
-    """``base`` (uvicorn's protocol or a subclass) with the limits of ``guard`` for front-end ``api``."""
-    return type(f"Guarded{base.__name__}", (Guarded, base), {"guard": guard, "api": api})
+def guarded(base: type[HttpToolsProtocol], guard: Guard, api: str, *, movable: bool = False
+            ) -> type[HttpToolsProtocol]:
+    """``base`` (uvicorn's protocol or a subclass) with the limits of ``guard`` for front-end ``api``;
+    ``movable``: its connections may be handed to another worker (the S3 and Blob front-ends)."""
+    return type(f"Guarded{base.__name__}", (Guarded, base), {"guard": guard, "api": api, "movable": movable})

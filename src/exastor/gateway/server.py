@@ -33,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from exastor import metrics
 from exastor.config import Config
 from exastor.gateway import admin, logs, supervise
+from exastor.gateway.handoff import Handoff
 from exastor.gateway.health import Readiness
 from exastor.gateway.listen import ListenError, bind
 from exastor.gateway.memory import Trimmer
@@ -118,8 +119,10 @@ class Worker:
 
     def __init__(self, cfg: Config, ns: Namespace, sockets: dict[str, socket.socket], *, index: int,
                  board: supervise.Board, run_gc: bool, master_fd: int | None = None,
-                 ssl: TLSFiles | None = None) -> None:
+                 ssl: TLSFiles | None = None, handoff: Handoff | None = None) -> None:
         self.cfg, self.ns, self.sockets, self.index, self.board = cfg, ns, sockets, index, board
+        self.handoff = handoff or Handoff(1)  # throttled tenants' connections to one worker (gateway/handoff.py)
+        self._adopting: set[asyncio.Task[Any]] = set()
         self.run_gc, self.master_fd = run_gc, master_fd
         self.ssl: TLSFiles = ssl or {}
         self.readiness = Readiness(ns, board)
@@ -148,8 +151,10 @@ class Worker:
     def build(self) -> None:
         cfg = self.cfg
         self.guard = guard = Guard(Limits.from_config(cfg))
+        guard.handoff = self.handoff
         s3 = self._wrap(S3App(self.ns, domains=tuple(cfg.domains), regions=(cfg.region, *cfg.extra_regions)), "s3")
-        self.servers = [(_Server(_uvicorn_config(s3, cfg, cfg.s3_port, guarded(HttpToolsProtocol, guard, "s3"),
+        self.servers = [(_Server(_uvicorn_config(s3, cfg, cfg.s3_port,
+                                                 guarded(HttpToolsProtocol, guard, "s3", movable=True),
                                                  self.ssl), self._server_started), self.sockets["s3"])]
         if "blob" in self.sockets:
             from exastor.blob.app import BlobApp
@@ -157,7 +162,7 @@ class Worker:
             blob = self._wrap(BlobApp(self.ns, account=cfg.account_name or "", key=cfg.account_key or "",
                                       key2=cfg.account_key2, copy_source_networks=cfg.copy_source_networks),
                               "blob")
-            protocol = guarded(CasePreservingHttpToolsProtocol, guard, "blob")
+            protocol = guarded(CasePreservingHttpToolsProtocol, guard, "blob", movable=True)
             self.servers.append((_Server(_uvicorn_config(blob, cfg, cfg.blob_port, protocol, self.ssl),
                                          self._server_started), self.sockets["blob"]))
         # /metrics and the console, when --admin-port is set: plain HTTP on its own (loopback) address,
@@ -173,6 +178,7 @@ class Worker:
         if self._stopping:
             return
         self._stopping = True
+        self.handoff.stopping = True
         log.info("worker %d draining: %s", self.index, why)
         self.readiness.draining = True
         for srv, _ in self.servers:
@@ -183,6 +189,32 @@ class Worker:
         timer = threading.Timer(self.cfg.shutdown_timeout + WATCHDOG_GRACE_S, self._overran)
         timer.daemon = True
         timer.start()
+
+    def _adopt(self, api: str, sock: socket.socket) -> None:
+        """A connection another worker handed over (gateway/handoff.py): served by this worker's
+        server for ``api`` (the front-ends are the first one or two servers, in build order)."""
+        position = {"s3": 0, "blob": 1 if "blob" in self.sockets else None}.get(api)
+        srv = self.servers[position][0] if position is not None else None
+        if srv is None or srv.should_exit:
+            sock.close()
+            return
+        sock.setblocking(False)
+        config = srv.config
+
+        def protocol() -> Any:
+            return config.http_protocol_class(config=config, server_state=srv.server_state,  # type: ignore[call-arg]
+                                              app_state=srv.lifespan.state)
+
+        task = asyncio.get_running_loop().create_task(
+            asyncio.get_running_loop().connect_accepted_socket(protocol, sock))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopted)
+
+    def _adopted(self, task: asyncio.Task[Any]) -> None:
+        self._adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("worker %d: a handed-over connection could not be adopted: %s", self.index,
+                        task.exception())
 
     def _reap_finished(self) -> None:
         """While draining: connections that answered their last request go at once, not after a
@@ -241,6 +273,7 @@ class Worker:
         for thread in background:
             thread.start()
         trimmer = Trimmer(lambda: ns.chunks.moved).start()
+        self.handoff.start(self.index, loop, self._adopt)
         beat = asyncio.create_task(self._heartbeat())
         try:
             await asyncio.gather(*(srv.serve(sockets=[sock]) for srv, sock in self.servers))
@@ -284,6 +317,7 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
         return 0
     master = os.getpid()
     alive_r, alive_w = supervise.liveness_pipe()
+    handoff = Handoff(workers)  # its channels, made before the fork, are shared by the workers
     children: dict[int, int] = {}  # pid -> worker index
     for index in range(workers):
         pid = os.fork()
@@ -300,7 +334,7 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
                 ns = open_ns()
                 try:
                     uvloop.run(Worker(cfg, ns, sockets, index=index, board=board, run_gc=index == 0,
-                                      master_fd=alive_r, ssl=ssl).run())
+                                      master_fd=alive_r, ssl=ssl, handoff=handoff).run())
                 finally:
                     ns.close()
             except BaseException:  # noqa: BLE001 - report, then leave without running the parent's cleanup
@@ -311,6 +345,7 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
     os.close(alive_r)  # alive_w stays open, unwritten, for as long as this process lives
     for sock in sockets.values():
         sock.close()
+    handoff.close()  # the workers hold their own copies
 
     stopping = False
 

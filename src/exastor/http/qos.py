@@ -18,6 +18,25 @@ than ``MAX_DELAY`` either (so a client retrying at once is held to a few refusal
 connection): ``errors.SlowDown`` (S3 ``503 SlowDown``, Blob ``503 ServerBusy``) with the
 seconds until a token is there (``Retry-After``). The limits are rows of ``qos_limits`` in the
 database (`exastor qos set`), read by each worker at most once a second.
+
+A noisy tenant must not slow a quiet one down through what the worker shares between them:
+
+- **Refused before the expensive work.** A request whose claimed user (the access key named in its
+  credential, read without checking the signature) or bucket is so far over its request rate that
+  it would be refused anyway is refused before its signature is verified and before it is routed
+  and authorized (``refuse_before_auth``). This only *peeks* at the buckets: a request whose
+  signature has not been checked draws no token, so a forger who knows an access key cannot spend
+  its owner's budget, and it is never admitted by this path, only refused (it learns that the
+  named user or bucket is throttled, as S3's own SlowDown tells anyone). Tokens are drawn by
+  ``admit``, after authentication, as before.
+- **Waiting is not being in flight.** A request waiting for its tokens or held before its refusal
+  costs no CPU, and leaves the worker's in-flight count (``max_requests``, which the server puts in
+  the scope under ``IN_FLIGHT``) while it waits: a limited tenant with hundreds of connections
+  cannot fill a worker's slots with parked requests and get every other tenant 503s. Parked
+  requests stay bounded by the worker's ``max_connections`` (one request per connection runs at a
+  time).
+- **Apart.** Requests a limit made wait or refused are marked ``THROTTLED`` in the scope; the
+  server moves such tenants' connections to a worker of their own (gateway/handoff.py).
 """
 
 from __future__ import annotations
@@ -44,6 +63,12 @@ REFRESH_S = 1.0
 # instead of being refused: a client a little over its rate is slowed, not failed, and one far over
 # it gets 503s without each retry being handled again and again.
 MAX_DELAY = 0.5
+# Scope key under which the server puts its in-flight count (anything with an int ``count``): a
+# request parked here (waiting for tokens, or held before a refusal) is taken out of it meanwhile.
+IN_FLIGHT = "exastor.in_flight"
+# Scope key set to True on a request a limit made wait for its tokens or refused: the server moves
+# such tenants' connections to a worker of their own (gateway/handoff.py).
+THROTTLED = "exastor.qos.throttled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +126,28 @@ class SharedBuckets:
                 fcntl.lockf(self.fd, fcntl.LOCK_UN, SLOT.size, offset)
         return 0.0  # table full around this key: admit (logged by the caller's metrics, never refused blindly)
 
+    def peek(self, key: str, rate: float, burst: float, cost: float) -> float:
+        """The seconds until ``cost`` tokens will be there (0.0: there now), drawing nothing and
+        changing nothing: for a request whose sender is not yet known to be who it claims."""
+        h, start = self._slot(key)
+        for probe in range(PROBES):
+            index = (start + probe) % SLOTS
+            offset = index * SLOT.size
+            fcntl.lockf(self.fd, fcntl.LOCK_SH, SLOT.size, offset)
+            try:
+                owner, tokens, last = SLOT.unpack_from(self.map, offset)
+            finally:
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, SLOT.size, offset)
+            if owner == 0:
+                return 0.0  # never drawn from: full
+            if owner != h:
+                continue
+            tokens = min(burst, tokens + (time.monotonic() - last) * rate)
+            if tokens >= cost:
+                return 0.0
+            return (cost - tokens) / rate if rate > 0 else 3600.0
+        return 0.0
+
 
 _table: SharedBuckets | None = None
 _path: Path | None = None
@@ -140,6 +187,33 @@ def _current_limits(meta: Any) -> dict[tuple[str, str], Limit]:
     return _limits
 
 
+def _applied(meta: Any, principal: str | None, bucket: str | None) -> list[Limit]:
+    """The limits on this user and this bucket (none when QoS is off or nothing is limited)."""
+    limits = _current_limits(meta)
+    if not limits:
+        return []
+    return [lim for lim in (limits.get(("user", principal)) if principal else None,
+                            limits.get(("bucket", bucket)) if bucket else None) if lim is not None]
+
+
+async def refuse_before_auth(scope: dict[str, Any], meta: Any, api: str, principal: str | None,
+                             bucket: str | None) -> None:
+    """Raise SlowDown (after the usual hold) when the user the request claims to be, or its bucket, is
+    so far over its request rate that ``admit`` would refuse it: called before the signature is
+    verified, so the flood of an over-limit tenant costs a header parse and a peek, not a SigV4
+    check, a route and an authorization each. Draws nothing (see the module's docstring); a request
+    it lets through is authenticated and admitted as any other."""
+    table = _shared()
+    if table is None:
+        return
+    for lim in _applied(meta, principal, bucket):
+        if lim.requests_per_s:
+            wait = table.peek(f"{lim.scope}\0{lim.name}\0r", lim.requests_per_s,
+                              lim.requests_burst or lim.requests_per_s, 1.0)
+            if wait > MAX_DELAY:
+                await _refuse(scope, api, lim, wait)
+
+
 async def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | None, bucket: str | None,
                 headers: dict[str, str]) -> None:
     """Admit the request (at once, or after waiting at most MAX_DELAY for its tokens) or raise
@@ -147,11 +221,7 @@ async def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | Non
     table = _shared()
     if table is None:
         return
-    limits = _current_limits(meta)
-    if not limits:
-        return
-    applied = [lim for lim in (limits.get(("user", principal or "")) if principal else None,
-                               limits.get(("bucket", bucket or "")) if bucket else None) if lim is not None]
+    applied = _applied(meta, principal, bucket)
     if not applied:
         return
     try:
@@ -164,7 +234,7 @@ async def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | Non
             burst = lim.requests_burst or lim.requests_per_s
             wait = table.take(f"{lim.scope}\0{lim.name}\0r", lim.requests_per_s, burst, 1.0, max_delay=MAX_DELAY)
             if wait > 0:
-                await _refuse(api, lim, wait)
+                await _refuse(scope, api, lim, wait)
             delay = max(delay, -wait)
         if lim.bytes_per_s:
             burst = lim.bytes_burst or lim.bytes_per_s
@@ -173,13 +243,14 @@ async def admit(scope: dict[str, Any], meta: Any, api: str, principal: str | Non
             wait = table.take(f"{lim.scope}\0{lim.name}\0b", lim.bytes_per_s, burst, min(size, burst) or 1e-9,
                               max_delay=MAX_DELAY)
             if wait > 0:
-                await _refuse(api, lim, wait)
+                await _refuse(scope, api, lim, wait)
             delay = max(delay, -wait)
             if size > burst:
                 table.take(f"{lim.scope}\0{lim.name}\0b", lim.bytes_per_s, burst, size - burst, debt=True)
             scope.setdefault("exastor.qos", []).append(lim)
     if delay > 0:
-        await asyncio.sleep(delay)  # its tokens are reserved: served in the order they were asked for
+        scope[THROTTLED] = True
+        await _hold(scope, delay)  # its tokens are reserved: served in the order they were asked for
 
 
 def settle(scope: dict[str, Any], sent: int) -> None:
@@ -192,12 +263,25 @@ def settle(scope: dict[str, Any], sent: int) -> None:
                    float(sent), debt=True)
 
 
-async def _refuse(api: str, lim: Limit, wait: float) -> None:
+async def _hold(scope: dict[str, Any], seconds: float) -> None:
+    """Wait ``seconds`` (no CPU) out of the worker's in-flight count (``IN_FLIGHT``), back in it after."""
+    slots = scope.get(IN_FLIGHT)
+    if slots is not None:
+        slots.count -= 1
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        if slots is not None:
+            slots.count += 1
+
+
+async def _refuse(scope: dict[str, Any], api: str, lim: Limit, wait: float) -> None:
     """Answer SlowDown, no sooner than MAX_DELAY: an over-limit request takes at least that long
     whether it waits or is refused, so a client that retries at once on each connection is held to
     a few refusals per second per connection instead of as many as the server can answer (the
     refusals' CPU would otherwise come out of every other tenant's share). Holding costs no CPU."""
     metrics.refused("qos", api, lim.scope)
-    await asyncio.sleep(MAX_DELAY)
+    scope[THROTTLED] = True
+    await _hold(scope, MAX_DELAY)
     raise errors.SlowDown(f"the {lim.scope} {lim.name!r} is over its rate limit", scope=lim.scope,
                           retry_after=max(1, math.ceil(wait)))

@@ -137,6 +137,20 @@ def authenticate(method: str, raw_path: str, query_string: str, headers: Mapping
     return None
 
 
+def claimed_access_key(query: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
+    """The access key a request names (V4 or V2, header or query), read without checking anything:
+    only for what may be decided before the signature is (a refusal, never an admission)."""
+    authorization = headers.get("authorization") or ""
+    if authorization.startswith(ALGORITHM + " "):
+        _, found, rest = authorization.partition("Credential=")
+        return (rest.split("/", 1)[0].strip() or None) if found else None
+    if authorization.startswith("AWS "):
+        return authorization[4:].rsplit(":", 1)[0].strip() or None
+    if "X-Amz-Credential" in query:
+        return query["X-Amz-Credential"].split("/", 1)[0] or None
+    return query.get("AWSAccessKeyId") or None
+
+
 # ---------------------------------------------------------------------------------------------- V4
 
 @dataclass(frozen=True)
