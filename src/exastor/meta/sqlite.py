@@ -80,13 +80,16 @@ class SqliteRunner:
     paramstyle = "?"
     backend = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, writer_cache_kib: int = WRITER_CACHE_KIB) -> None:
         self.path = Path(path)
+        # The writer's page cache in KiB; assigning it takes effect before the writer's next batch
+        # (bench/many_objects.py compares sizes in one run).
+        self.writer_cache_kib = writer_cache_kib
         self._local = threading.local()
         self._queue: queue.Queue[tuple | None] = queue.Queue()
         writer: sqlite3.Connection | None = None
         try:
-            writer = _connect(self.path, WRITER_CACHE_KIB)
+            writer = _connect(self.path, writer_cache_kib)
             self.schema_versions = _migrate(writer)
         except errors.MetadataOpenError:
             writer.close()  # type: ignore[union-attr]
@@ -185,6 +188,7 @@ class SqliteRunner:
     def _writer_loop(self) -> None:
         conn = self._writer_conn
         shrunk = True
+        cache_kib = self.writer_cache_kib
         while True:
             try:
                 item = self._queue.get(timeout=None if shrunk else _IDLE_SHRINK_S)
@@ -208,6 +212,10 @@ class SqliteRunner:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+            if self.writer_cache_kib != cache_kib:
+                cache_kib = self.writer_cache_kib
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             self._run_batch(conn, batch)
 
     def attach_journal(self, journal: jr.Journal | None) -> None:
