@@ -34,7 +34,8 @@ _MAX_BATCH = 256
 # 160,000 chunks with random fingerprints, and with 64 MiB caches its GET grew a worker by
 # ~8 MiB per GiB read. The pages are in the OS page cache anyway (a miss is one pread), so
 # readers keep only the hot upper levels of the B-trees; the writer keeps more, for the leaves a
-# batch dirties, and empties its cache when idle.
+# batch dirties, and empties its cache when idle. 64 MiB for the writer halved its reads per PUT
+# at 1-5M objects in a bucket but not its CPU per PUT (docs/benchmarks.md, "A bucket of many objects").
 READER_CACHE_KIB = 2048
 WRITER_CACHE_KIB = 8192
 _IDLE_SHRINK_S = 2.0  # the writer empties its cache after this long without work
