@@ -72,6 +72,7 @@ def fill(meta: Metadata, start: int, stop: int) -> float:
     now = time.time_ns()
     for low in range(start, stop, BATCH):
         rows = [(BUCKET, key_of(n), n + 1, ETAG, now, b"") for n in range(low, min(stop, low + BATCH))]
+        rows.sort(key=lambda row: row[1])  # key order: each index's insertion points visited once, in turn
         meta.runner.write_sync(lambda cur, rows=rows: cur.executemany(INSERT, rows))
     return time.monotonic() - began
 
@@ -93,8 +94,24 @@ def settle(meta: Metadata, backend: str) -> None:
     meta.runner.write_sync(tx)
 
 
+def _read_syscalls() -> int:
+    """This process's read system calls so far (/proc/self/io ``syscr``): SQLite reads a page that
+    is not in its own cache with one pread (of the database or its WAL)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("syscr:"))
+
+
+def _thread_cpu_ns(tid: int) -> int:
+    """CPU time of one thread of this process (/proc schedstat, ns)."""
+    with open(f"/proc/self/task/{tid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
 def put_rate(meta: Metadata, writers: int, seconds: float, tag: str, pg_pid: int | None) -> dict[str, float]:
-    """PUT transactions per second from ``writers`` threads for ``seconds``."""
+    """PUT transactions per second from ``writers`` threads for ``seconds``. SQLite also: the
+    writer thread's own CPU per PUT (the transactions, without the 16 client threads' Python) and
+    read system calls per PUT (the writer's page cache misses)."""
+    writer_tid = getattr(getattr(meta.runner, "_thread", None), "native_id", None)
     counter = itertools.count()
     stop = threading.Event()
     done = [0] * writers
@@ -113,6 +130,8 @@ def put_rate(meta: Metadata, writers: int, seconds: float, tag: str, pg_pid: int
             errors.append(exc)
 
     cpu0 = time.process_time() + tree_cpu_seconds(pg_pid)
+    reads0 = _read_syscalls()
+    wcpu0 = _thread_cpu_ns(writer_tid) if writer_tid else 0
     began = time.monotonic()
     threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(writers)]
     for t in threads:
@@ -123,10 +142,43 @@ def put_rate(meta: Metadata, writers: int, seconds: float, tag: str, pg_pid: int
         t.join(60)
     elapsed = time.monotonic() - began
     cpu = time.process_time() + tree_cpu_seconds(pg_pid) - cpu0
+    reads = _read_syscalls() - reads0
+    wcpu = (_thread_cpu_ns(writer_tid) - wcpu0) / 1e9 if writer_tid else 0.0
     if errors:
         raise RuntimeError(f"{tag}: {errors[0]!r}")
     total = sum(done)
-    return {"puts_per_s": total / elapsed, "cpu_ms_per_put": 1000 * cpu / max(1, total), "puts": total}
+    out = {"puts_per_s": total / elapsed, "cpu_ms_per_put": 1000 * cpu / max(1, total), "puts": total}
+    if writer_tid:
+        out |= {"writer_cpu_ms_per_put": 1000 * wcpu / max(1, total), "reads_per_put": reads / max(1, total)}
+    return out
+
+
+def cache_rates(meta: Metadata, caches: list[int], writers: int, seconds: float, tag: str) -> dict[str, Any]:
+    """SQLite: the PUT rate with each writer page cache size, in the order A B B A (B A A B ... for
+    more) so that drift in the machine's load falls on both; each size's rate is over its two
+    windows together. Without sizes, one window with the runner's own cache."""
+    runner = meta.runner
+    if not caches:
+        caches = [runner.writer_cache_kib]  # type: ignore[attr-defined]
+        order = caches
+    else:
+        order = caches + caches[::-1]
+    runs: dict[int, list[dict[str, float]]] = {kib: [] for kib in caches}
+    for i, kib in enumerate(order):
+        runner.writer_cache_kib = kib  # type: ignore[attr-defined]
+        # warm-up: the new cache size fills (or the old one is cut); not reported
+        put_rate(meta, writers, min(2.0, seconds / 3), f"w{tag}-{i}", None)
+        runs[kib].append(put_rate(meta, writers, seconds, f"{tag}-{i}", None) | {"loadavg_1m": os.getloadavg()[0]})
+    merged: dict[str, Any] = {}
+    for kib, rs in runs.items():
+        puts = sum(r["puts"] for r in rs)
+        merged[str(kib)] = {"puts_per_s": sum(r["puts_per_s"] for r in rs) / len(rs),
+                            **{k: sum(r[k] * r["puts"] for r in rs) / max(1, puts)
+                               for k in ("cpu_ms_per_put", "writer_cpu_ms_per_put", "reads_per_put")},
+                            "puts": puts, "windows": rs}
+    first = merged[str(caches[0])]
+    return {"puts_per_s": first["puts_per_s"], "cpu_ms_per_put": first["cpu_ms_per_put"], "puts": first["puts"],
+            "writer_caches": merged}
 
 
 def full_listing(meta: Metadata) -> dict[str, float]:
@@ -180,9 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--budget-s", type=float, default=1800.0,
                    help="stop before a checkpoint that the fill rates so far say would end past this (the listings follow)")
+    p.add_argument("--writer-caches", default="",
+                   help="SQLite only: writer page cache sizes in KiB, e.g. 8192,65536; each checkpoint measures them "
+                        "A B B A (two: first, second, second, first) in the same run; default: the runner's own")
+    p.add_argument("--fill-cache-kib", type=int, default=0,
+                   help="SQLite only: the writer's page cache during the bulk fill (a loader; speeds it up); 0: unchanged")
+    p.add_argument("--no-listings", action="store_true", help="PUT rates only")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "many_objects.json"))
     args = p.parse_args(argv)
     checkpoints = [int(c) for c in args.checkpoints.split(",")]
+    caches = [int(c) for c in args.writer_caches.split(",") if c]
     names = args.backends.split(",")
     bindir = pg_bindir()
     if "postgres" in names and bindir is None:
@@ -221,20 +280,42 @@ def main(argv: list[str] | None = None) -> int:
                           f"(budget {args.budget_s:.0f} s)", flush=True)
                     break
             for name, meta in backends.items():  # the backends take turns at every checkpoint
+                if name == "sqlite" and args.fill_cache_kib:
+                    meta.runner.writer_cache_kib = args.fill_cache_kib  # type: ignore[attr-defined]
                 fill_s = fill(meta, filled, target)
                 if target > filled:
                     fill_rate[name] = (target - filled) / fill_s
                 settle(meta, name)
-                put_rate(meta, args.writers, 1.0, f"w{target}", None)  # warm-up: pool, caches; not reported
-                rate = put_rate(meta, args.writers, args.seconds, f"{target}", pg_pid if name == "postgres" else None)
-                row = {"objects": target, "fill_seconds": fill_s, **rate}
+                row = {"objects": target, "fill_seconds": fill_s, "loadavg": os.getloadavg()}
+                if name == "sqlite":
+                    row |= cache_rates(meta, caches, args.writers, args.seconds, f"{target}")
+                else:
+                    put_rate(meta, args.writers, 1.0, f"w{target}", None)  # warm-up: pool, caches; not reported
+                    row |= put_rate(meta, args.writers, args.seconds, f"{target}", pg_pid if name == "postgres" else None)
                 results[name]["checkpoints"].append(row)
-                print(f"{name:8} at {target:>10,} objects: {rate['puts_per_s']:7.0f} PUT/s "
-                      f"({rate['cpu_ms_per_put']:.2f} CPU-ms/PUT), fill {fill_s:6.1f} s", flush=True)
+                print(f"{name:8} at {target:>10,} objects: {row['puts_per_s']:7.0f} PUT/s "
+                      f"({row['cpu_ms_per_put']:.3f} CPU-ms/PUT), fill {fill_s:6.1f} s, load {row['loadavg'][0]:.1f}"
+                      + "".join(f"; writer cache {kib} KiB: {r['puts_per_s']:.0f} PUT/s, {r['cpu_ms_per_put']:.3f} CPU-ms/PUT, "
+                                f"writer thread {r['writer_cpu_ms_per_put']:.3f} CPU-ms/PUT, {r['reads_per_put']:.1f} reads/PUT"
+                                for kib, r in row.get("writer_caches", {}).items()), flush=True)
             filled = target
         for name, meta in backends.items():
             first, last = results[name]["checkpoints"][0], results[name]["checkpoints"][-1]
             results[name]["put_rate_change"] = last["puts_per_s"] / first["puts_per_s"] - 1
+            results[name]["cpu_per_put_change"] = last["cpu_ms_per_put"] / first["cpu_ms_per_put"] - 1
+            if "writer_caches" in first:
+                results[name]["writer_cache_changes"] = {
+                    kib: {"put_rate_change": last["writer_caches"][kib]["puts_per_s"] / r["puts_per_s"] - 1,
+                          "cpu_per_put_change": last["writer_caches"][kib]["cpu_ms_per_put"] / r["cpu_ms_per_put"] - 1,
+                          "writer_cpu_per_put_change": last["writer_caches"][kib]["writer_cpu_ms_per_put"]
+                          / r["writer_cpu_ms_per_put"] - 1}
+                    for kib, r in first["writer_caches"].items()}
+                print(f"{name:8}: " + "; ".join(
+                    f"writer cache {kib} KiB: PUT rate {c['put_rate_change']:+.0%}, CPU per PUT {c['cpu_per_put_change']:+.0%}"
+                    f" (writer thread {c['writer_cpu_per_put_change']:+.0%})"
+                    for kib, c in results[name]["writer_cache_changes"].items()) + f" from 0 to {filled:,}", flush=True)
+            if args.no_listings:
+                continue
             results[name]["full_listing"] = full_listing(meta)
             results[name]["delimiter_listings"] = [delimiter_listing(meta, "run/t3/", full_page_after_seek=True),
                                                    delimiter_listing(meta, "run/t3/"),
@@ -253,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     info["loadavg_at_end"] = os.getloadavg()
     out = {"machine": info, "largest": filled, "budget_s": args.budget_s, "writers": args.writers, "seconds_per_rate": args.seconds,
            "fill": f"bulk rows, {BATCH} per transaction (0-byte objects' rows); rates: put_version per transaction",
+           "writer_caches_kib": caches, "fill_cache_kib": args.fill_cache_kib,
            "postgres": "15, initdb defaults (fsync and synchronous_commit on), Unix socket, same disk",
            **results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -146,3 +146,26 @@ def test_a_statement_that_waits_too_long_gives_unavailable(pg, meta):
             run(quick.update_bucket("bkt", attrs_patch={"x": 1}))
         assert time.monotonic() - started < 10
         holder.rollback()
+
+
+def test_sqlite_writer_cache_size_is_the_default_and_can_be_changed(tmp_path):
+    """The writer's page cache: WRITER_CACHE_KIB unless told; assigning writer_cache_kib takes
+    effect at the next batch (bench/many_objects.py compares sizes in one run); readers keep theirs."""
+    from exastor.meta import sqlite as sq
+
+    runner = sq.SqliteRunner(tmp_path / "meta.sqlite")
+    try:
+        def cache_size(cur):
+            return cur.execute("PRAGMA cache_size").fetchone()[0]
+
+        assert runner.write_sync(cache_size) == -sq.WRITER_CACHE_KIB
+        runner.writer_cache_kib = 4096
+        assert runner.write_sync(cache_size) == -4096
+        assert runner.read(cache_size, snapshot=False) == -sq.READER_CACHE_KIB
+    finally:
+        runner.close()
+    runner = sq.SqliteRunner(tmp_path / "meta.sqlite", writer_cache_kib=1024)
+    try:
+        assert runner.write_sync(cache_size) == -1024
+    finally:
+        runner.close()

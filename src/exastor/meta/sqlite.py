@@ -37,7 +37,8 @@ _MAX_BATCH = 256
 # 160,000 chunks with random fingerprints, and with 64 MiB caches its GET grew a worker by
 # ~8 MiB per GiB read. The pages are in the OS page cache anyway (a miss is one pread), so
 # readers keep only the hot upper levels of the B-trees; the writer keeps more, for the leaves a
-# batch dirties, and empties its cache when idle.
+# batch dirties, and empties its cache when idle. 64 MiB for the writer halved its reads per PUT
+# at 1-5M objects in a bucket but not its CPU per PUT (docs/benchmarks.md, "A bucket of many objects").
 READER_CACHE_KIB = 2048
 WRITER_CACHE_KIB = 8192
 _IDLE_SHRINK_S = 2.0  # the writer empties its cache after this long without work
@@ -83,13 +84,16 @@ class SqliteRunner:
     paramstyle = "?"
     backend = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, writer_cache_kib: int = WRITER_CACHE_KIB) -> None:
         self.path = Path(path)
+        # The writer's page cache in KiB; assigning it takes effect before the writer's next batch
+        # (bench/many_objects.py compares sizes in one run).
+        self.writer_cache_kib = writer_cache_kib
         self._local = threading.local()
         self._queue: queue.Queue[tuple | None] = queue.Queue()
         writer: sqlite3.Connection | None = None
         try:
-            writer = _connect(self.path, WRITER_CACHE_KIB)
+            writer = _connect(self.path, writer_cache_kib)
             self.schema_versions = _migrate(writer)
         except errors.MetadataOpenError:  # _migrate refused the schema: close what _connect opened
             if writer is not None:
@@ -189,6 +193,7 @@ class SqliteRunner:
     def _writer_loop(self) -> None:
         conn = self._writer_conn
         shrunk = True
+        cache_kib = self.writer_cache_kib
         while True:
             try:
                 item = self._queue.get(timeout=None if shrunk else _IDLE_SHRINK_S)
@@ -212,6 +217,10 @@ class SqliteRunner:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+            if self.writer_cache_kib != cache_kib:
+                cache_kib = self.writer_cache_kib
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
             self._run_batch(conn, batch)
 
     def attach_journal(self, journal: jr.Journal | None) -> None:
