@@ -61,6 +61,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from exastor import errors
 from exastor.meta import migrations
+from exastor.meta.contract import DeferredRefs, apply_deferred_refs
 
 T = TypeVar("T")
 log = logging.getLogger("exastor.meta.postgres")
@@ -161,13 +162,16 @@ def _translate(sql: str) -> tuple[str, bool]:
 class PgCursor:
     """A DB-API cursor over psycopg with the bodies' ``?`` placeholders."""
 
-    __slots__ = ("_cur", "bumped", "sent")
+    __slots__ = ("_cur", "bumped", "deferred_refs", "sent")
     usage_shards = USAGE_SHARDS  # rows a bucket's usage is spread over (meta/contract.py, charge)
 
     def __init__(self, cur: psycopg.Cursor) -> None:
         self._cur = cur
         self.bumped: int | None = None  # bucket_version as this transaction set it
         self.sent = False               # a statement of the body was sent
+        # reference counts change at the body's end, in one fingerprint order: no deadlocks between
+        # writers that share chunks (meta/contract.py, DeferredRefs)
+        self.deferred_refs = DeferredRefs()
 
     def execute(self, sql: str, params: Any = ()) -> PgCursor:
         text, bumps = _translate(sql)
@@ -299,6 +303,7 @@ class PostgresRunner:
                 if begin is not None:
                     conn.execute(begin)
                 result = fn(cur)
+                apply_deferred_refs(cur, cur.deferred_refs)
             except pgerr.ReadOnlySqlTransaction as exc:
                 # The server refused the statement (a demoted primary): nothing of this transaction
                 # committed. Close the connection, so the pool never lends it again, and go again.
