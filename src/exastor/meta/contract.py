@@ -36,6 +36,11 @@ Guarantees, per operation (one method of ``Metadata``, or one body passed to ``w
     row the transaction then writes) exactly one wins and the others fail the check; multipart
     completion racing an abort: one of them (the other finds no upload); reference counts equal
     what fsck recomputes from the manifests (``MANIFEST_QUERIES``), whatever the interleaving.
+    Snapshot isolation lets two transactions that read each other's rows but write different ones
+    both commit (write skew); where a decision rests on a row the transaction does not write, both
+    sides also write one shared row (Blob leases: ``blob.claim_lease_decision``). Reference counts
+    change at the end of a body in one fingerprint order (``DeferredRefs``), so writers sharing
+    chunks never deadlock.
   * Retries: a write body may run more than once (PostgreSQL re-runs it after a conflict, for up to
     ``postgres.RETRY_BUDGET_S``, then ``errors.Unavailable``). So a body has no effect outside
     the database except through its return value: it may compute (times, random version ids) but
