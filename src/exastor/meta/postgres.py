@@ -44,13 +44,14 @@ it, under a transaction-level advisory lock, while the others wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -159,6 +160,19 @@ def _translate(sql: str) -> tuple[str, bool]:
     return hit
 
 
+@contextlib.contextmanager
+def _no_nul_in_text() -> Iterator[None]:
+    """A name or value with a NUL character (a bucket or key from a malformed request: ``%00``) cannot
+    be a PostgreSQL text parameter; psycopg refuses it before sending. No stored name holds one, so the
+    request is answered as a bad name (400), never as a database failure (500)."""
+    try:
+        yield
+    except psycopg.DataError as exc:
+        if "NUL" not in str(exc):
+            raise
+        raise errors.InvalidKey("names and values cannot contain a NUL (0x00) character") from exc
+
+
 class PgCursor:
     """A DB-API cursor over psycopg with the bodies' ``?`` placeholders."""
 
@@ -176,7 +190,8 @@ class PgCursor:
     def execute(self, sql: str, params: Any = ()) -> PgCursor:
         text, bumps = _translate(sql)
         self.sent = True
-        self._cur.execute(text, params)  # type: ignore[arg-type]
+        with _no_nul_in_text():
+            self._cur.execute(text, params)  # type: ignore[arg-type]
         if bumps:
             self._note_version()
         return self
@@ -184,7 +199,8 @@ class PgCursor:
     def executemany(self, sql: str, seq: Any) -> PgCursor:
         text, bumps = _translate(sql)
         self.sent = True
-        self._cur.executemany(text, list(seq))  # type: ignore[arg-type]
+        with _no_nul_in_text():
+            self._cur.executemany(text, list(seq))  # type: ignore[arg-type]
         if bumps:
             self._note_version()
         return self
