@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from pgcluster import pg_cluster, pg_database, pg_dsn  # noqa: F401 - fixtures: a throwaway PostgreSQL
+from pgcluster import PgCluster, pg_cluster, pg_database, pg_dsn  # noqa: F401 - fixtures: a throwaway PostgreSQL
 
 T = TypeVar("T")
 
@@ -27,6 +27,88 @@ ALT_SECRET_KEY = "exastor-alt-secret-key-0123456789"
 ACCOUNT_NAME = "exastortest"
 # Azurite's well-known development key: any base64 works; this one makes the tests readable.
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+# EXASTOR_TEST_META=postgresql: every server the tests start keeps its metadata in PostgreSQL, a
+# database of its own in the session's throwaway cluster (the API suites on PostgreSQL,
+# docs/operations.md). Unset or "sqlite": the embedded SQLite, as a user's first start.
+TEST_META = os.environ.get("EXASTOR_TEST_META", "sqlite").lower()
+if TEST_META not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"EXASTOR_TEST_META={TEST_META!r}: expected sqlite or postgresql")
+ON_POSTGRES = TEST_META == "postgresql"
+
+
+def sqlite_only(reason: str):
+    """Marks a test that looks at (or edits) the SQLite file behind a server: skipped, with the
+    reason, when the suite runs on PostgreSQL. Keep these few; most tests go through a client."""
+    return pytest.mark.skipif(ON_POSTGRES, reason=f"SQLite only: {reason}")
+
+
+class _SuiteDatabases:
+    """The databases of the servers under EXASTOR_TEST_META=postgresql: one per data directory (a
+    restart keeps its database, as a gateway keeps its --meta), made at the server's first start."""
+
+    def __init__(self) -> None:
+        self.cluster: PgCluster | None = None
+        self.by_data_dir: dict[Path, tuple[str, str]] = {}  # data dir -> (database name, URL)
+        self.servers: dict[Path, list[ServerProcess]] = {}
+        self._numbers = iter(range(1, 1_000_000))
+
+    def url_for(self, server: ServerProcess) -> str:
+        assert self.cluster is not None, "EXASTOR_TEST_META=postgresql but no cluster (conftest's fixture)"
+        data_dir = server.data_dir.resolve()
+        if server not in self.servers.setdefault(data_dir, []):
+            self.servers[data_dir].append(server)
+        if data_dir not in self.by_data_dir:
+            name = f"exastor_suite_{os.getpid()}_{next(self._numbers)}"
+            self.by_data_dir[data_dir] = name, self.cluster.create_database(name)
+        return self.by_data_dir[data_dir][1]
+
+    def url_of(self, data_dir: Path) -> str | None:
+        known = self.by_data_dir.get(data_dir.resolve())
+        return known[1] if known else None
+
+    def drop_unused(self) -> None:
+        """Drop the databases whose servers have all exited (a module's servers, at its end): the
+        disk does not fill over a long run. One whose server still runs (the session's) stays."""
+        assert self.cluster is not None
+        for data_dir, (name, _) in list(self.by_data_dir.items()):
+            if all(s.proc is None or s.proc.poll() is not None for s in self.servers.get(data_dir, [])):
+                self.cluster.drop_database(name)
+                del self.by_data_dir[data_dir]
+                self.servers.pop(data_dir, None)
+
+    def drop_all(self) -> None:
+        assert self.cluster is not None
+        for name, _ in self.by_data_dir.values():
+            self.cluster.drop_database(name)  # WITH (FORCE): a leaked server's connections are cut
+        self.by_data_dir.clear()
+        self.servers.clear()
+
+
+suite_databases = _SuiteDatabases()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_meta_cluster(request: pytest.FixtureRequest):
+    """Under EXASTOR_TEST_META=postgresql, the session's PostgreSQL cluster, set up before (and so torn
+    down after) every server fixture."""
+    if not ON_POSTGRES:
+        yield
+        return
+    suite_databases.cluster = request.getfixturevalue("pg_cluster")
+    try:
+        yield
+    finally:
+        suite_databases.drop_all()
+        suite_databases.cluster = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _suite_meta_module():
+    yield
+    if ON_POSTGRES:
+        suite_databases.drop_unused()
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -146,6 +228,9 @@ class ServerProcess:
         wait_released(self.data_dir, [self.s3_port, self.blob_port])
         env = dict(os.environ)
         env.pop("EXASTOR_CONFIG", None)
+        env.pop("EXASTOR_META_URL", None)
+        if ON_POSTGRES and "--meta" not in self.extra_args and "EXASTOR_META_URL" not in self.env:
+            self.env["EXASTOR_META_URL"] = suite_databases.url_for(self)
         env.update(self.env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -195,11 +280,33 @@ class ServerProcess:
 
 
 def exastor(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run an `exastor` subcommand against a data directory."""
+    """Run an `exastor` subcommand against a data directory (under EXASTOR_TEST_META=postgresql, with
+    EXASTOR_META_URL naming the database of the server on that directory, as an operator would set it)."""
     cmd = [sys.executable, "-m", "exastor.cli", *args]
     if "--data" not in args:
         cmd[4:4] = ["--data", str(data_dir)]
-    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=300)
+    env = dict(os.environ)
+    env.pop("EXASTOR_META_URL", None)
+    url = suite_databases.url_of(data_dir) if ON_POSTGRES else None
+    if url and "--meta" not in args:
+        env["EXASTOR_META_URL"] = url
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=300, env=env)
+
+
+def meta_rows(server: ServerProcess, query: str, params: tuple = ()) -> list[tuple]:
+    """What ``query`` (``?`` placeholders) returns on the metadata behind ``server``, on a connection of
+    its own, SQLite or PostgreSQL alike: how tests check a figure against the rows themselves."""
+    url = server.env.get("EXASTOR_META_URL")  # set by start() under EXASTOR_TEST_META=postgresql
+    if "--meta" in server.extra_args:
+        url = server.extra_args[server.extra_args.index("--meta") + 1]
+    if url:
+        from pgcluster import rows
+
+        return rows(url, query.replace("?", "%s"), params)
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "meta" / "exastor.sqlite") as con:
+        return con.execute(query, params).fetchall()
 
 
 def unseal_as_before_sealing(data: Path) -> Path:

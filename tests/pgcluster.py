@@ -49,6 +49,7 @@ class PgCluster:
     root: Path
     user: str = "exastor"
     extra_options: str = ""  # more ``-c name=value`` server settings (benchmarks: pg_stat_statements)
+    max_connections: int = 200
 
     @property
     def data(self) -> Path:
@@ -104,7 +105,7 @@ class PgCluster:
                 os.chown(p, owner.pw_uid, owner.pw_gid)
 
     def _start_server(self) -> None:
-        options = (f"-c listen_addresses='' -k {self.socket_dir} -c max_connections=200 "
+        options = (f"-c listen_addresses='' -k {self.socket_dir} -c max_connections={self.max_connections} "
                    "-c shared_buffers=64MB -c log_min_messages=warning " + self.extra_options)
         self._run(str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-w", "-t", str(START_TIMEOUT_S),
                   "-l", str(self.root / "server.log"), "-o", options, timeout=START_TIMEOUT_S + 30)
@@ -146,6 +147,8 @@ def pg_cluster() -> Iterator[PgCluster]:
         pytest.fail("psycopg is not installed: ./run-tests installs the project's dependencies")
     # A short path: a Unix socket's path is limited to ~107 bytes.
     cluster = PgCluster(bindir, Path(tempfile.mkdtemp(prefix="expg-", dir="/tmp")))
+    if os.environ.get("EXASTOR_TEST_META", "").lower() == "postgresql":
+        cluster.max_connections = 600  # every server of the API suites on it at once, a pool per worker
     try:
         cluster.start()
         yield cluster

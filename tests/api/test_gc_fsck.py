@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import exastor, s3_client, start_server
+from conftest import exastor, s3_client, sqlite_only, start_server
 
 
 def test_delete_reclaims_space_and_keeps_live_objects(tmp_path):
@@ -41,6 +41,7 @@ def test_delete_reclaims_space_and_keeps_live_objects(tmp_path):
     assert "Traceback" not in server.log_text()
 
 
+@sqlite_only("fsck --rebuild-index rebuilds the SQLite index; with --meta fsck only verifies")
 def test_fsck_detects_corruption_and_rebuilds_index(tmp_path):
     server = start_server(tmp_path)
     try:
@@ -113,6 +114,7 @@ def test_multipart_complete_hands_part_references_over(tmp_path):
     assert report["clean"], report
 
 
+@sqlite_only("fsck --repair rewrites the SQLite store; with --meta fsck only verifies")
 def test_blob_holders_keep_their_chunks_through_fsck_repair_and_gc(tmp_path):
     """Snapshots, soft-deleted blobs and uncommitted blocks hold chunk references like objects do:
     fsck must count them (or its repair would zero their counts and gc would reclaim their bytes)."""

@@ -175,3 +175,27 @@ def test_database_down_answers_503_and_recovers(tmp_path, pg_cluster):
         server.stop()
         pg_cluster.drop_database("exastor_down")
     assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+
+
+def test_a_nul_character_in_a_name_is_a_bad_request_not_a_server_error(pg_server):
+    """PostgreSQL text cannot hold NUL: a key or container name with ``%00`` (found by the seeded fuzz
+    slice on PostgreSQL) is answered 400, on S3 and Blob, never 500."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.storage.blob import BlobServiceClient
+
+    s3 = s3_client(pg_server)
+    s3.create_bucket(Bucket="pgnul")
+    for call in (lambda: s3.put_object(Bucket="pgnul", Key="k\x00x", Body=b"v"),
+                 lambda: s3.get_object(Bucket="pgnul", Key="k\x00x"),
+                 lambda: s3.list_objects_v2(Bucket="pgnul", Prefix="a\x00")):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400, exc.value.response
+    service = BlobServiceClient.from_connection_string(pg_server.connection_string, retry_total=0)
+    service.create_container("pgnulc")
+    with pytest.raises(HttpResponseError) as blob_exc:
+        service.get_blob_client("pgnulc", "k\x00x").get_blob_properties()
+    assert blob_exc.value.status_code == 400
+    with pytest.raises(HttpResponseError) as blob_exc:
+        service.get_blob_client("pgnulc", "k\x00x").upload_blob(b"v")
+    assert blob_exc.value.status_code == 400

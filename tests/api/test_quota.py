@@ -5,7 +5,6 @@ enforced inside the write's metadata transaction (no overshoot under concurrent 
 from __future__ import annotations
 
 import json
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,7 +12,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient
 from botocore.exceptions import ClientError
 
-from conftest import exastor, s3_client, start_server
+from conftest import exastor, meta_rows, s3_client, start_server
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +37,9 @@ def _usage(server) -> dict[str, dict]:
 
 
 def _true_usage(server, bucket: str) -> tuple[int, int]:
-    with sqlite3.connect(server.data_dir / "meta" / "exastor.sqlite") as con:
-        return con.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM objects WHERE bucket = ? "
-                           "AND delete_marker = 0", (bucket,)).fetchone()
+    (used,) = meta_rows(server, "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM objects WHERE bucket = ? "
+                        "AND delete_marker = 0", (bucket,))
+    return used
 
 
 def test_a_bucket_quota_in_bytes_and_objects(server):

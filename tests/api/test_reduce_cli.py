@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import exastor, s3_client, start_server
+from conftest import ON_POSTGRES, exastor, meta_rows, s3_client, start_server, wait_until
 
 
 def _status(data) -> dict:
@@ -35,6 +35,14 @@ def test_reduce_controls_on_a_running_server_and_without_one(tmp_path):
         s3.put_object(Bucket="red", Key="late", Body=b"z" * 10_000)
     finally:
         server.stop()
+    if ON_POSTGRES:  # no gateway: on a shared database the pass is refused, nothing runs here
+        ages = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000 - seen_ms) / 1000.0 FROM members WHERE kind = ?"
+        wait_until(lambda: all(float(age) > 10.5 for (age,) in meta_rows(server, ages, ("gateway",))),
+                   "the stopped gateway's heartbeats to age past the down timeout (10 s)", timeout=60, interval=0.5)
+        refused = exastor("reduce", "run", data_dir=data, check=False)
+        assert "no gateway of the store is running" in refused.stderr
+        assert _status(data)["backlog_objects"] == 1
+        return
     # no server: the pass runs in the command's own process
     done = exastor("reduce", "run", data_dir=data)
     assert "pass done here (no server running)" in done.stdout

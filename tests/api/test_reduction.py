@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import exastor, s3_client, start_server
+from conftest import exastor, s3_client, sqlite_only, start_server
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -34,6 +34,8 @@ def _files(root: Path) -> dict[str, bytes]:
     return files
 
 
+@sqlite_only("runs the standalone reducer (python -m exastor.services.reducer), which opens the SQLite "
+             "store under --data and has no --meta")
 def test_reducer_stats_and_estimate_agree(tmp_path: Path) -> None:
     files = _files(tmp_path / "corpus")
     server = start_server(tmp_path)

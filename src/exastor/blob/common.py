@@ -280,6 +280,14 @@ class BlobCheck(TxCheck):
         self.cond, self.container_level = cond, container_level
 
     def run(self, cur: Any, current: Any) -> None:
+        if self.lease == "write":
+            bm.claim_lease_decision(cur, self.bucket, self.key)  # no Acquire Lease commits beside this write
+        self._enforce(cur, current)
+
+    def precheck(self, cur: Any, current: Any) -> None:
+        self._enforce(cur, current)  # before any write transaction: it claims nothing
+
+    def _enforce(self, cur: Any, current: Any) -> None:
         if self.lease == "write" or (self.lease == "read" and self.given):
             enforce_lease(bm.get_lease(cur, self.bucket, self.key), self.given, write=self.lease == "write",
                           container_level=self.container_level)

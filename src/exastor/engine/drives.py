@@ -470,8 +470,10 @@ class DriveSet:
         if time.monotonic() - self._loaded > max_age:
             self.refresh()
 
-    def set_state(self, drive: int, state: str, reason: str = "", *, refresh: bool = True) -> None:
-        placement.set_drive_state(self.meta, drive, state, reason, time.time_ns())
+    def set_state(self, drive: int, state: str, reason: str = "", *, refresh: bool = True,
+                  refuse_beside_gateways_ms: int | None = None) -> None:
+        placement.set_drive_state(self.meta, drive, state, reason, time.time_ns(),
+                                  refuse_beside_gateways_ms=refuse_beside_gateways_ms)
         if state != "active":
             log.warning("drive %d is now %s: %s", drive, state, reason)
         if refresh:

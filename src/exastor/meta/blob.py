@@ -320,6 +320,26 @@ def container_leases(cur: Any) -> dict[str, Lease]:
     return {r[0]: Lease(*r[1:]) for r in cur.fetchall()}
 
 
+def claim_lease_decision(cur: Any, bucket: str, key: str) -> None:
+    """Make this transaction conflict with any other that changes the lease of ``bucket``/``key``
+    (key '': the container) or writes against it: both sides call this before they read the lease.
+
+    On SQLite the single writer already orders them. On PostgreSQL a write reads the lease row and
+    writes the blob's rows, a lease change reads the blob and writes the lease row: at REPEATABLE
+    READ two such transactions write different rows and both commit (write skew) - a write without
+    the lease id landed after Acquire Lease had returned, and a Delete Container and a container
+    lease both succeeded. So each also writes one row they share (a no-op update of the blob's
+    latest row, or of the container's row): the later one fails with a serialization failure and is
+    re-run on the committed state, where it sees the other."""
+    if getattr(cur, "nextval", None) is None:  # SQLite: one writer at a time
+        return
+    if key == "":
+        cur.execute("UPDATE buckets SET name = name WHERE name = ?", (bucket,))
+    else:
+        cur.execute("UPDATE objects SET is_latest = is_latest WHERE bucket = ? AND key = ? AND is_latest = 1",
+                    (bucket, key))
+
+
 def put_lease(cur: Any, bucket: str, key: str, lease: Lease) -> None:
     cur.execute("DELETE FROM blob_leases WHERE bucket = ? AND key = ?", (bucket, key))
     cur.execute("INSERT INTO blob_leases (bucket, key, lease_id, duration, expires_ns, state, break_ns) "
@@ -774,6 +794,7 @@ async def change_lease(meta: Metadata, bucket: str, key: str, action: str, *, le
 
     def tx(cur: Any) -> LeaseChange:
         now = time.time_ns()
+        claim_lease_decision(cur, bucket, key)
         current = get_bucket(cur, bucket) if is_container else latest(cur, bucket, key)
         if current is None:
             raise errors.BucketNotFound(bucket) if is_container else errors.ObjectNotFound(key)

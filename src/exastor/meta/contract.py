@@ -36,6 +36,11 @@ Guarantees, per operation (one method of ``Metadata``, or one body passed to ``w
     row the transaction then writes) exactly one wins and the others fail the check; multipart
     completion racing an abort: one of them (the other finds no upload); reference counts equal
     what fsck recomputes from the manifests (``MANIFEST_QUERIES``), whatever the interleaving.
+    Snapshot isolation lets two transactions that read each other's rows but write different ones
+    both commit (write skew); where a decision rests on a row the transaction does not write, both
+    sides also write one shared row (Blob leases: ``blob.claim_lease_decision``). Reference counts
+    change at the end of a body in one fingerprint order (``DeferredRefs``), so writers sharing
+    chunks never deadlock.
   * Retries: a write body may run more than once (PostgreSQL re-runs it after a conflict, for up to
     ``postgres.RETRY_BUDGET_S``, then ``errors.Unavailable``). So a body has no effect outside
     the database except through its return value: it may compute (times, random version ids) but
@@ -134,8 +139,54 @@ def register_chunks(cur: Any, new_chunks: Iterable[ChunkLocation]) -> None:
     )
 
 
+class DeferredRefs:
+    """The reference-count changes of one transaction, applied at its end in one pass in fingerprint
+    order (``apply_deferred_refs``). Where several writers run at once (PostgreSQL), a body that adds
+    references (its new version) and then drops others (the version it replaces) would otherwise lock
+    chunk rows in two sorted runs, not one order: two such writers sharing chunks each hold a row the
+    other waits for - a deadlock, re-run and met again under contention until the write gives up.
+    The runner gives such a cursor a ``deferred_refs`` (meta/postgres.py); SQLite has one writer."""
+
+    __slots__ = ("added", "dropped")
+
+    def __init__(self) -> None:
+        self.added: Counter[bytes] = Counter()
+        self.dropped: Counter[bytes] = Counter()
+
+    def clear(self) -> None:
+        self.added.clear()
+        self.dropped.clear()
+
+
+def apply_deferred_refs(cur: Any, deferred: DeferredRefs) -> None:
+    """Apply ``deferred`` (see DeferredRefs): one UPDATE per fingerprint whose net change is not zero,
+    in fingerprint order. An added reference to a chunk that is gone fails as add_refs does."""
+    fps = sorted(set(deferred.added) | set(deferred.dropped))
+    rows = [(fp, deferred.added[fp] - deferred.dropped[fp]) for fp in fps]
+    rows = [(fp, delta) for fp, delta in rows if delta]
+    deferred.clear()
+    if not rows:
+        return
+    now = _now_ns()
+    cur.executemany(
+        "UPDATE chunks SET refs = refs + ?, dead_since_ns = CASE WHEN ? > 0 THEN NULL "
+        "WHEN refs + ? <= 0 THEN ? ELSE dead_since_ns END WHERE fp = ?",
+        [(delta, delta, delta, now, fp) for fp, delta in rows],
+    )
+    if cur.rowcount != len(rows):  # some row is missing: an added reference's chunk must not be
+        for fp, delta in rows:
+            if delta > 0:
+                cur.execute("SELECT 1 FROM chunks WHERE fp = ?", (fp,))
+                if cur.fetchone() is None:
+                    raise errors.Unavailable("a referenced chunk was reclaimed concurrently; retry")
+
+
 def add_refs(cur: Any, counts: Counter[bytes]) -> None:
     if not counts:
+        return
+    deferred: DeferredRefs | None = getattr(cur, "deferred_refs", None)
+    if deferred is not None:
+        deferred.added.update(counts)
         return
     cur.executemany(
         "UPDATE chunks SET refs = refs + ?, dead_since_ns = NULL WHERE fp = ?",
@@ -148,6 +199,10 @@ def add_refs(cur: Any, counts: Counter[bytes]) -> None:
 
 def drop_refs(cur: Any, counts: Counter[bytes]) -> None:
     if not counts:
+        return
+    deferred: DeferredRefs | None = getattr(cur, "deferred_refs", None)
+    if deferred is not None:
+        deferred.dropped.update(counts)
         return
     now = _now_ns()
     cur.executemany(

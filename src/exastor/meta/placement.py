@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from exastor.meta import leases
+from exastor.meta import leases, members
 from exastor.meta.contract import Metadata
 
 
@@ -149,8 +149,14 @@ def set_drive_path(meta: Metadata, drive: int, stored: str) -> None:
     meta.runner.write_sync(lambda cur: cur.execute("UPDATE drives SET path = ? WHERE id = ?", (stored, drive)))
 
 
-def set_drive_state(meta: Metadata, drive: int, state: str, reason: str, now_ns: int) -> None:
+def set_drive_state(meta: Metadata, drive: int, state: str, reason: str, now_ns: int, *,
+                    refuse_beside_gateways_ms: int | None = None) -> None:
+    """``refuse_beside_gateways_ms``: in the same transaction, raise members.GatewaysRunning (nothing
+    changed) if any gateway heartbeated that recently - for changes a running gateway's cached view
+    of the drives could contradict (a drive leaving a database shared by gateways)."""
     def tx(cur: Any) -> None:
+        if refuse_beside_gateways_ms is not None:
+            members.refuse_beside_live_gateways(cur, refuse_beside_gateways_ms)
         cur.execute("UPDATE drives SET state = ?, reason = ?, changed_ns = ? WHERE id = ?",
                     (state, reason, now_ns, drive))
 

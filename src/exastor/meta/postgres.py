@@ -44,13 +44,14 @@ it, under a transaction-level advisory lock, while the others wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -61,6 +62,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from exastor import errors
 from exastor.meta import migrations
+from exastor.meta.contract import DeferredRefs, apply_deferred_refs
 
 T = TypeVar("T")
 log = logging.getLogger("exastor.meta.postgres")
@@ -158,21 +160,38 @@ def _translate(sql: str) -> tuple[str, bool]:
     return hit
 
 
+@contextlib.contextmanager
+def _no_nul_in_text() -> Iterator[None]:
+    """A name or value with a NUL character (a bucket or key from a malformed request: ``%00``) cannot
+    be a PostgreSQL text parameter; psycopg refuses it before sending. No stored name holds one, so the
+    request is answered as a bad name (400), never as a database failure (500)."""
+    try:
+        yield
+    except psycopg.DataError as exc:
+        if "NUL" not in str(exc):
+            raise
+        raise errors.InvalidKey("names and values cannot contain a NUL (0x00) character") from exc
+
+
 class PgCursor:
     """A DB-API cursor over psycopg with the bodies' ``?`` placeholders."""
 
-    __slots__ = ("_cur", "bumped", "sent")
+    __slots__ = ("_cur", "bumped", "deferred_refs", "sent")
     usage_shards = USAGE_SHARDS  # rows a bucket's usage is spread over (meta/contract.py, charge)
 
     def __init__(self, cur: psycopg.Cursor) -> None:
         self._cur = cur
         self.bumped: int | None = None  # bucket_version as this transaction set it
         self.sent = False               # a statement of the body was sent
+        # reference counts change at the body's end, in one fingerprint order: no deadlocks between
+        # writers that share chunks (meta/contract.py, DeferredRefs)
+        self.deferred_refs = DeferredRefs()
 
     def execute(self, sql: str, params: Any = ()) -> PgCursor:
         text, bumps = _translate(sql)
         self.sent = True
-        self._cur.execute(text, params)
+        with _no_nul_in_text():
+            self._cur.execute(text, params)
         if bumps:
             self._note_version()
         return self
@@ -180,7 +199,8 @@ class PgCursor:
     def executemany(self, sql: str, seq: Any) -> PgCursor:
         text, bumps = _translate(sql)
         self.sent = True
-        self._cur.executemany(text, list(seq))
+        with _no_nul_in_text():
+            self._cur.executemany(text, list(seq))
         if bumps:
             self._note_version()
         return self
@@ -299,6 +319,7 @@ class PostgresRunner:
                 if begin is not None:
                     conn.execute(begin)
                 result = fn(cur)
+                apply_deferred_refs(cur, cur.deferred_refs)
             except pgerr.ReadOnlySqlTransaction as exc:
                 # The server refused the statement (a demoted primary): nothing of this transaction
                 # committed. Close the connection, so the pool never lends it again, and go again.

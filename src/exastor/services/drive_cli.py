@@ -3,6 +3,13 @@
 Every step is a conditional database update after the data it points at is durable (see
 services/repair.py), so each command can be interrupted and simply run again; it is safe while the
 server runs (workers pick up drive states within seconds) or while it is stopped.
+
+On PostgreSQL (``--meta``) several gateways share the drive rows, each with a view of them it
+refreshes every few seconds. ``status`` and ``add`` run beside them (a new drive is used by each
+gateway from its next refresh; shards moved onto it are arbitrated by the repairer's conditional
+updates). ``remove`` and ``replace`` are refused while any gateway heartbeats: a gateway whose view
+still has the drive active may place a new segment's replicas on it after the drain looked, and the
+drive would be marked removed under them. The check and each state change are one transaction.
 """
 
 from __future__ import annotations
@@ -18,34 +25,38 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from exastor.cliargs import add_action, add_data_argument, existing_store
+from exastor.cliargs import add_action, add_data_argument, add_meta_argument, store_directory
 from exastor.datadir.opening import open_drives, open_metadata
 from exastor.drives import SUBDIRS, is_url
 from exastor.engine.drives import Drive, DriveRefused, DriveSet
 from exastor.engine.segments import SegmentLog
-from exastor.meta import figures, placement
+from exastor.errors import CommandError
+from exastor.meta import figures, members, placement
 from exastor.meta.contract import Metadata
 from exastor.services import metabackup
+from exastor.services.cluster import DOWN_AFTER_S
 from exastor.services.repair import Repairer
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
+    add_meta_argument(p)  # a store on PostgreSQL: status and add beside the gateways, remove/replace without them
     p.add_argument("--ec", help="erasure geometry K+M if the store uses an explicit one")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     s = add_action(sub, "status", "drives, their state and load, the geometry, pending repairs, and which "
-                                      "offline drives segments wait for")
+                                      "offline drives segments wait for", meta=True)
     s.add_argument("--json", action="store_true")
     a = add_action(sub, "add", "add a drive (or bring a failed one back, or vouch for one of this store "
-                                   "that lacks its identity file) and rebalance shards onto it")
+                                   "that lacks its identity file) and rebalance shards onto it", meta=True)
     a.add_argument("path", help="a directory, or a drive server's URL http://HOST:PORT/NAME")
     a.add_argument("--no-rebalance", action="store_true")
     a.add_argument("--host", help="the drive's host, its failure domain (default: the URL's host; '' for a "
                                   "directory: this host)")
     a.add_argument("--rack", default="", help="the drive's rack, the failure domain above hosts")
-    r = add_action(sub, "remove", "drain a drive (move its shards to others), then remove it")
+    r = add_action(sub, "remove", "drain a drive (move its shards to others), then remove it (--meta: every "
+                                  "gateway stopped)", meta=True)
     r.add_argument("drive", help="drive id or path")
-    rp = add_action(sub, "replace", "add NEW and drain OLD onto it")
+    rp = add_action(sub, "replace", "add NEW and drain OLD onto it (--meta: every gateway stopped)", meta=True)
     rp.add_argument("old", help="drive id or path")
     rp.add_argument("new", help="path of the new drive")
 
@@ -98,6 +109,7 @@ def waiting_on_offline(meta: Metadata, drives: DriveSet) -> dict[int, list[int]]
 
 
 def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
+    """``metadata_copies`` is None on PostgreSQL: exastor copies only the SQLite file onto the drives."""
     counts = drives.shard_counts()
 
     bad, coded, sealed, open_ = figures.segment_counts(meta)
@@ -115,11 +127,13 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
                      "shards": counts.get(d.id, 0), "bytes": _bytes_on(d) if online else None,
                      "free": free, "total": total})
     g = drives.geometry()
-    copies = metabackup.backups(d.io for d in drives.all if drives.readable(d.id))
-    newest = [c for c in copies if c.taken_ns == copies[0].taken_ns] if copies else []
-    by_label = {d.io.label: d.id for d in drives.all}
-    meta_copies = {"newest_ns": newest[0].taken_ns if newest else None,
-                   "newest_on_drives": sorted(by_label[c.label] for c in newest)}
+    meta_copies: dict[str, Any] | None = None
+    if not drives.shared:
+        copies = metabackup.backups(d.io for d in drives.all if drives.readable(d.id))
+        newest = [c for c in copies if c.taken_ns == copies[0].taken_ns] if copies else []
+        by_label = {d.io.label: d.id for d in drives.all}
+        meta_copies = {"newest_ns": newest[0].taken_ns if newest else None,
+                       "newest_on_drives": sorted(by_label[c.label] for c in newest)}
     waiting = waiting_on_offline(meta, drives)
     offline = [{"id": d.id, "path": str(d.path), "reason": d.reason,
                 "unavailable_segments": sorted(s for s, ds in waiting.items() if d.id in ds)}
@@ -151,7 +165,9 @@ def _print_status(st: dict[str, Any]) -> None:
     con.print(f"segments: {s['open']} open, {s['sealed']} sealed ({s['erasure_coded']} erasure-coded); "
               f"shards needing repair: {st['pending_repairs']}")
     copies = st["metadata_copies"]
-    if copies["newest_ns"] is None:
+    if copies is None:
+        con.print("metadata: in PostgreSQL (its WAL, base backups and standby keep it; no copies on the drives)")
+    elif copies["newest_ns"] is None:
         con.print("metadata copies: none yet (the server takes one every meta_backup_interval seconds)")
     else:
         age = time.time() - copies["newest_ns"] / 1e9
@@ -168,10 +184,15 @@ def _repair_all(log: SegmentLog, label: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = existing_store(args.data)
-    meta = open_metadata(data)
+    meta_url = getattr(args, "meta_url", "") or None
+    data = store_directory(args.data, meta_url)
+    meta = open_metadata(data, meta_url)
     try:
-        drives = open_drives(meta, data, None, args.ec, adopt=args.action != "status")
+        if meta_url and not meta.drive_count():  # never register DATA/drive0 into a database by mistake
+            raise CommandError(f"the database {placement_where(meta)} records no drives: is it this store's "
+                               "(the URL `exastor serve --meta` ran with)?")
+        # adopt: the one-time steps of a process that has the store to itself; never beside gateways
+        drives = open_drives(meta, data, None, args.ec, adopt=args.action != "status" and not meta_url)
         log = SegmentLog(drives, meta)
         try:
             return _run(args, meta, drives, log)
@@ -181,7 +202,39 @@ def run(args: argparse.Namespace) -> int:
         meta.close()
 
 
+def placement_where(meta: Metadata) -> str:
+    return str(getattr(meta.runner, "where", "") or "named by --meta")
+
+
+def _gateways_running(meta: Metadata) -> list[members.Member]:
+    """The gateways (starting ones included) that heartbeated within the down timeout, by the
+    database's clock: a look before a long command; the state changes check again in their transaction."""
+    return [m for m in members.members(meta)
+            if m.kind in (members.GATEWAY, members.STARTING) and m.age_s <= DOWN_AFTER_S]
+
+
+def _refused_beside_gateways(action: str, why: str) -> int:
+    print(f"exastor drive {action}: {why}: stop every gateway of the store first (a stopped gateway stops "
+          f"counting {DOWN_AFTER_S:g} s after its last heartbeat). Each gateway keeps a view of the drives that "
+          "lags the database by seconds and could place new data on the drive after the drain looked; "
+          "nothing was changed", file=sys.stderr)
+    return 2
+
+
 def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: SegmentLog) -> int:
+    # On a database shared by gateways (PostgreSQL), a drive may leave only while none runs.
+    guard = int(DOWN_AFTER_S * 1000) if drives.shared else None
+    if guard is not None and args.action in ("remove", "replace"):
+        running = _gateways_running(meta)
+        if running:
+            return _refused_beside_gateways(args.action, str(members.GatewaysRunning(running, guard)))
+    try:
+        return _act(args, meta, drives, log, guard)
+    except members.GatewaysRunning as exc:
+        return _refused_beside_gateways(args.action, str(exc))
+
+
+def _act(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: SegmentLog, guard: int | None) -> int:
     if args.action == "status":
         st = _status(meta, drives)
         print(json.dumps(st, indent=2)) if args.json else _print_status(st)
@@ -206,6 +259,9 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
         new = drives.get(new_id)
         assert new is not None
         print(f"drive {new_id} ({new.path}) is active")
+        if drives.shared and not is_url(str(new.path)):
+            print(f"note: every gateway that should use drive {new_id} must see it at {new.path} (gateways on "
+                  "other hosts reach drives through drive servers: http://HOST:PORT/NAME)", file=sys.stderr)
         if args.action == "add":
             if not args.no_rebalance:
                 res = Repairer(log).rebalance(new)
@@ -217,7 +273,7 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
     if old is None:
         print("exastor drive: no such drive", file=sys.stderr)
         return 2
-    drives.set_state(old.id, "draining", f"{args.action} requested")
+    drives.set_state(old.id, "draining", f"{args.action} requested", refuse_beside_gateways_ms=guard)
     drained = _repair_all(log, f"draining drive {old.id}")
     left = drives.shard_counts().get(old.id, 0)
 
@@ -227,7 +283,7 @@ def _run(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
               f"({len(drained['unrepairable'])} could not move: too few other drives?); it stays draining - "
               f"run the command again", file=sys.stderr)
         return 1
-    drives.set_state(old.id, "removed", f"{args.action} done")
+    drives.set_state(old.id, "removed", f"{args.action} done", refuse_beside_gateways_ms=guard)
     print(f"drive {old.id} ({old.path}) drained ({drained['moved_shards'] + drained['repaired_shards']} shards moved) "
           f"and removed")
     return 0

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from exastor import errors
-from exastor.cliargs import add_action, add_data_argument, existing_store, parse_size
+from exastor.cliargs import add_action, add_data_argument, add_meta_argument, parse_size, store_directory
 from exastor.datadir.opening import open_metadata
 from exastor.errors import CommandError
 from exastor.http.qos import load_limits
@@ -21,8 +21,9 @@ from exastor.http.qos import load_limits
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
+    add_meta_argument(p)  # rate limits of a store on PostgreSQL: every gateway reads them from there
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = add_action(sub, "set", "set the rate limits of a user or a bucket (replacing those it had)")
+    s = add_action(sub, "set", "set the rate limits of a user or a bucket (replacing those it had)", meta=True)
     s.add_argument("scope", choices=("bucket", "user"))
     s.add_argument("name")
     s.add_argument("--requests", type=float, metavar="N", help="requests per second")
@@ -30,10 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--bytes", type=parse_size, metavar="SIZE", help="body bytes per second, in and out, e.g. 500MB")
     s.add_argument("--bytes-burst", type=parse_size, metavar="SIZE", help="bytes allowed at once (default: one "
                    "second's)")
-    c = add_action(sub, "clear", "remove the rate limits of a user or a bucket")
+    c = add_action(sub, "clear", "remove the rate limits of a user or a bucket", meta=True)
     c.add_argument("scope", choices=("bucket", "user"))
     c.add_argument("name")
-    show = add_action(sub, "show", "every rate limit")
+    show = add_action(sub, "show", "every rate limit", meta=True)
     show.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -42,7 +43,7 @@ def _text(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    meta = open_metadata(existing_store(args.data))
+    meta = open_metadata(store_directory(args.data, args.meta_url), args.meta_url or None)
     try:
         if args.action == "set":
             values = (args.requests, args.burst, args.bytes, args.bytes_burst)

@@ -12,23 +12,24 @@ import argparse
 import json
 
 from exastor import errors
-from exastor.cliargs import add_action, add_data_argument, existing_store, parse_size
+from exastor.cliargs import add_action, add_data_argument, add_meta_argument, parse_size, store_directory
 from exastor.datadir.opening import open_metadata
 from exastor.errors import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
+    add_meta_argument(p)  # quotas of a store on PostgreSQL: every gateway enforces them in its write transactions
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = add_action(sub, "set", "set the quota of a bucket or a user (replacing the one it had)")
+    s = add_action(sub, "set", "set the quota of a bucket or a user (replacing the one it had)", meta=True)
     s.add_argument("scope", choices=("bucket", "user"))
     s.add_argument("name")
     s.add_argument("--bytes", type=parse_size, metavar="SIZE", help="logical bytes, e.g. 500GB, 10TiB")
     s.add_argument("--objects", type=int, metavar="N", help="object versions")
-    c = add_action(sub, "clear", "remove the quota of a bucket or a user")
+    c = add_action(sub, "clear", "remove the quota of a bucket or a user", meta=True)
     c.add_argument("scope", choices=("bucket", "user"))
     c.add_argument("name")
-    show = add_action(sub, "show", "every quota with its use")
+    show = add_action(sub, "show", "every quota with its use", meta=True)
     show.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -37,7 +38,7 @@ def _limit(value: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    meta = open_metadata(existing_store(args.data))
+    meta = open_metadata(store_directory(args.data, args.meta_url), args.meta_url or None)
     try:
         if args.action == "set":
             if args.bytes is None and args.objects is None:

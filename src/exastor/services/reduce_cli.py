@@ -2,7 +2,9 @@
 
 The switch lives in the database (services/reduce_control.py), so the running server's reducer
 obeys it within a second, and it survives restarts. `run` asks the running server for a pass and
-waits for it; with no server on the data directory, it runs the pass in this process.
+waits for it; with no server on the data directory, it runs the pass in this process. On PostgreSQL
+(``--meta``) the gateways run the passes: `run` asks them, and is refused when none heartbeats (a
+pass here would be a second writer of the shared store outside any gateway).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from exastor.cliargs import add_action, add_data_argument, existing_store
+from exastor.cliargs import add_action, add_data_argument, add_meta_argument, existing_store, store_directory
 from exastor.datadir.lock import DataDirLocked, exclusive, shared
 from exastor.datadir.opening import open_metadata
 from exastor.errors import CommandError
+from exastor.meta import members
 from exastor.meta.contract import Metadata
 from exastor.services import reduce_control
 from exastor.services.store_metrics import backlog
@@ -26,14 +29,16 @@ from exastor.services.store_metrics import backlog
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
+    add_meta_argument(p)  # a store on PostgreSQL: its gateways' reducers obey the switch
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    run = add_action(sub, "run", "run a reducer pass now (paused or not) and wait for it to finish")
+    run = add_action(sub, "run", "run a reducer pass now (paused or not) and wait for it to finish", meta=True)
     run.add_argument("--no-wait", action="store_true", help="ask the running server for a pass and return")
     run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                      help="give up waiting after this long (default 3600; the pass goes on)")
-    add_action(sub, "pause", "stop the reducer (within one batch of objects) until `resume`, across restarts")
-    add_action(sub, "resume", "let the reducer run its timed passes again")
-    status = add_action(sub, "status", "paused or not, the last pass, and the backlog not yet reduced")
+    add_action(sub, "pause", "stop the reducer (within one batch of objects) until `resume`, across restarts",
+               meta=True)
+    add_action(sub, "resume", "let the reducer run its timed passes again", meta=True)
+    status = add_action(sub, "status", "paused or not, the last pass, and the backlog not yet reduced", meta=True)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -79,12 +84,26 @@ def _run_here(data: Path) -> int:
     return 0
 
 
+def _gateway_running(meta: Metadata) -> bool:
+    """Whether a gateway on the shared database heartbeated within the down timeout (its clock)."""
+    from exastor.services.cluster import DOWN_AFTER_S
+
+    return any(m.kind == members.GATEWAY and m.age_s <= DOWN_AFTER_S for m in members.members(meta))
+
+
 def run(args: argparse.Namespace) -> int:
-    data = existing_store(args.data)
-    if args.action == "run" and not _server_running(data):
-        return _run_here(data)
-    meta = open_metadata(data)
+    meta_url = getattr(args, "meta_url", "") or None
+    if meta_url:
+        data = store_directory(args.data, meta_url)
+    else:
+        data = existing_store(args.data)
+        if args.action == "run" and not _server_running(data):
+            return _run_here(data)
+    meta = open_metadata(data, meta_url)
     try:
+        if meta_url and args.action == "run" and not _gateway_running(meta):
+            raise CommandError("no gateway of the store is running: on PostgreSQL the gateways run reducer passes "
+                               "(start one; `exastor reduce run` then asks it)", code=1)
         if args.action == "pause":
             reduce_control.pause(meta)
             print("reducer paused (a pass in progress stops within one batch; `exastor reduce resume` undoes it)")

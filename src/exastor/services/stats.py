@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from exastor.engine.drives import DriveSet, segment_name
@@ -76,10 +77,13 @@ class StoreStats:
         return out
 
 
-def collect(meta: Metadata, segments_dir: os.PathLike | None = None) -> StoreStats:
+def collect(meta: Metadata, segments_dir: os.PathLike | None = None, *, base: Path | None = None) -> StoreStats:
+    """The store's figures; ``segments_dir``: also measure the segment files on disk; ``base``: the data
+    directory drives are resolved against and whose cluster.key signs for drive servers (a database
+    shared by gateways - PostgreSQL - does not say which data directory is this one's)."""
     buckets, objects, logical, chunks, unique, stored, segs, written, grouped, deltas, grouped_n = \
         figures.store_totals(meta, header_size=HEADER_SIZE, delta_codec=CODEC_DELTA, grouped_codec=CODEC_GROUPED)
-    drives = DriveSet(meta)
+    drives = DriveSet(meta, base=base)
     on_disk = 0
     if segments_dir is not None and drives.all:
         first = drives.first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from exastor.cliargs import add_data_argument, existing_store
+from exastor.cliargs import add_data_argument, add_meta_argument, store_directory
 from exastor.datadir.opening import drive_dirs, open_metadata
 from exastor.services.reduce_cli import summary
 from exastor.services.stats import collect
@@ -13,6 +13,7 @@ from exastor.services.stats import collect
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_argument(p)
+    add_meta_argument(p)  # a store on PostgreSQL: read-only, so it runs beside the gateways
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -25,10 +26,12 @@ def _size(n: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = existing_store(args.data)
-    meta = open_metadata(data)
+    data = store_directory(args.data, args.meta_url)
+    meta = open_metadata(data, args.meta_url or None)
     try:
-        stats = collect(meta, drive_dirs(data)[0] / "segments")
+        # the segment files are measured on the store's first drive; on PostgreSQL the database names it
+        first = data / "drive0" if args.meta_url else drive_dirs(data)[0]
+        stats = collect(meta, first / "segments", base=data)
         reducer = summary(meta)
     finally:
         meta.close()
