@@ -11,7 +11,9 @@ a drive one worker saw fail is avoided by all of them. States:
   ``failed``: its data is expected back, and it is ``active`` again as soon as its identity
   verifies. Segments all of whose copies are on offline drives are *unavailable* (503), never lost;
 - ``draining`` serves reads while ``exastor drive remove`` moves its shards away;
-- ``failed``   an I/O error was seen: nothing is read from or written to it; its shards are rebuilt;
+- ``failed``   an I/O error that says the drive is bad was seen (never a shortage of this process or the
+  kernel: EMFILE, ENFILE, ENOMEM... change no state): nothing is read from or written to it; its
+  shards are rebuilt;
 - ``removed``  gone from the store.
 
 Every byte goes through the drive I/O seam (``exastor.drives``): a drive here is an id, where it
