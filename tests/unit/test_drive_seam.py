@@ -353,6 +353,14 @@ def test_reader_descriptors_are_bounded_and_an_evicted_file_still_reads(tmp_path
     assert _open_fds() <= before
 
 
+def test_the_reader_bound_follows_a_low_descriptor_limit(monkeypatch):
+    import resource
+
+    for soft, kept in [(1024, 32), (256, 16), (20000, 256), (resource.RLIM_INFINITY, 256)]:
+        monkeypatch.setattr(local_module.resource, "getrlimit", lambda _which, soft=soft: (soft, soft))
+        assert local_module._readers_kept() == kept
+
+
 def test_a_recently_used_reader_is_kept(tmp_path):
     drive = LocalDrive(tmp_path / "drive", max_readers=4)
     drive.format(b'{"test": 1}\n')

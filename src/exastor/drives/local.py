@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import resource
 import struct
 import threading
 from collections import OrderedDict
@@ -47,7 +48,20 @@ _EMPTY_ROOT_OK = {"lost+found"}  # a fresh ext4 file system
 FILE_MODE, DIR_MODE = 0o600, 0o700
 _EPOCH = struct.Struct("<Q")
 _FENCE_STRIPES = 64  # threads of one process (a drive server's pool) exclude each other per name
-READERS_KEPT = 256   # reader descriptors one LocalDrive keeps open (least recently used closed first)
+
+
+def _readers_kept() -> int:
+    """Reader descriptors one LocalDrive keeps open (least recently used closed first): 256, or a 32nd
+    of the process's descriptor limit when that is lower (16 drives then keep at most half of it,
+    leaving the rest to sockets, writers and the database)."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return 256
+    return 256 if soft == resource.RLIM_INFINITY else max(16, min(256, soft // 32))
+
+
+READERS_KEPT = _readers_kept()
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
