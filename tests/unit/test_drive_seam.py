@@ -326,6 +326,109 @@ def test_release_never_closes_a_descriptor_a_reader_holds(tmp_path):
     assert not errors, errors
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_reader_descriptors_are_bounded_and_an_evicted_file_still_reads(tmp_path):
+    drive = LocalDrive(tmp_path / "drive", max_readers=16)
+    drive.format(b'{"test": 1}\n')
+    names = [f"shards/seg-{i:04d}" for i in range(200)]
+    for i, name in enumerate(names):
+        drive.put(name, bytes([i % 256]) * 64)
+    before = _open_fds()
+    peak = before
+    for _ in range(2):
+        for i, name in enumerate(names):
+            assert drive.pread(name, 0, 64) == bytes([i % 256]) * 64
+            peak = max(peak, _open_fds())
+    assert peak <= before + 16, (before, peak)  # unbounded: one per distinct file read (200)
+    # Files another process deleted keep no descriptor past the bound either.
+    for name in names[:100]:
+        (tmp_path / "drive" / name).unlink()
+    for name in names[100:]:
+        drive.pread(name, 0, 1)
+    assert _open_fds() <= before + 16
+    drive.close()
+    assert _open_fds() <= before
+
+
+def test_the_reader_bound_follows_a_low_descriptor_limit(monkeypatch):
+    import resource
+
+    for soft, kept in [(1024, 32), (256, 16), (20000, 256), (resource.RLIM_INFINITY, 256)]:
+        monkeypatch.setattr(local_module.resource, "getrlimit", lambda _which, soft=soft: (soft, soft))
+        assert local_module._readers_kept() == kept
+
+
+def test_a_recently_used_reader_is_kept(tmp_path):
+    drive = LocalDrive(tmp_path / "drive", max_readers=4)
+    drive.format(b'{"test": 1}\n')
+    for i in range(8):
+        drive.put(f"shards/f{i}", b"x" * 8)
+    drive.pread("shards/f0", 0, 1)
+    hot = drive._readers["shards/f0"]
+    for i in range(1, 8):
+        drive.pread(f"shards/f{i}", 0, 1)
+        drive.pread("shards/f0", 0, 1)  # used again: the others go first
+    assert drive._readers["shards/f0"] is hot
+    assert len(drive._readers) == 4
+
+
+def test_eviction_never_closes_a_descriptor_a_reader_holds(tmp_path):
+    drive = LocalDrive(tmp_path / "drive", max_readers=2)
+    drive.format(b'{"test": 1}\n')
+    contents = {f"shards/f{i}": os.urandom(64 << 10) for i in range(12)}
+    for name, data in contents.items():
+        drive.put(name, data)
+    names = sorted(contents)
+    errors: list[BaseException] = []
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(1500):
+                name = rng.choice(names)
+                offset = rng.randrange(0, 60 << 10)
+                if rng.random() < 0.5:
+                    assert drive.pread(name, offset, 4096) == contents[name][offset:offset + 4096]
+                else:
+                    buf = bytearray(4096)
+                    assert drive.pread_into(name, offset, memoryview(buf)) == 4096
+                    assert bytes(buf) == contents[name][offset:offset + 4096]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:3]
+    assert len(drive._readers) <= 2
+
+
+def test_out_of_descriptors_closes_idle_readers_and_tries_once_more(tmp_path, monkeypatch):
+    drive = LocalDrive(tmp_path / "drive", max_readers=8)
+    drive.format(b'{"test": 1}\n')
+    for i in range(4):
+        drive.put(f"shards/f{i}", b"y" * 8)
+    for i in range(3):
+        drive.pread(f"shards/f{i}", 0, 1)
+    real_open, failed = os.open, []
+
+    def open_once_emfile(path, flags, *args):  # noqa: ANN001, ANN002
+        if str(path).endswith("f3") and not failed:
+            failed.append(path)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(local_module.os, "open", open_once_emfile)
+    assert drive.pread("shards/f3", 0, 8) == b"y" * 8
+    assert failed and list(drive._readers) == ["shards/f3"]
+
+
 # --- FaultyDrive -----------------------------------------------------------------------------------
 
 def _faulty(tmp_path: Path, rules: dict) -> tuple[FaultyDrive, Path]:

@@ -261,3 +261,21 @@ def test_a_window_reservation_never_runs_past_its_nonce_prefix(tmp_path):
     assert [int.from_bytes(n[8:], "big") for n in seen] == [0, 1, 2, 3, 4]   # consecutive counters
     with keys.seal_window(records[:1]) as (_, (after,)):
         assert bytes(after[:12]) == seen[0][:8] + (5).to_bytes(4, "big")      # the next window goes on
+
+
+def test_spare_window_buffers_of_any_size_are_taken_and_given_back(tmp_path):
+    """Concurrent PUTs leave spare buffers of different sizes: taking one that is not the first, or
+    dropping the smallest, must not compare arrays (list.remove did: a 500 on PUT, found by
+    tests/faults/test_concurrent_services.py)."""
+    import numpy as np
+
+    ns = _open(tmp_path)
+    keys = ns.chunks.keys
+    ns.close()
+    big, small, same = np.zeros(6 << 20, np.uint8), np.ones(1 << 20, np.uint8), np.full(1 << 20, 2, np.uint8)
+    keys._spare = [big, small, same]
+    assert keys._take_buffer(100) is small
+    assert keys._spare[0] is big and keys._spare[1] is same
+    for _ in range(encryption.SPARE_BUFFERS + 2):
+        keys._give_back(np.full(2 << 20, 3, np.uint8))
+    assert len(keys._spare) == encryption.SPARE_BUFFERS and any(b is big for b in keys._spare)

@@ -24,6 +24,7 @@ from exastor.drives.base import (
     Stat,
     WritesInDoubt,
     age_s,
+    process_short,
 )
 from exastor.drives.faulty import FaultRules, FaultyDrive, power_cut
 from exastor.drives.identity import Identity, Unidentified
@@ -31,7 +32,7 @@ from exastor.drives.local import LocalDrive
 
 __all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveUnreachable", "FaultRules", "FaultyDrive",
            "AnswerLost", "Fenced", "FsyncFailed", "Identity", "LocalDrive", "ServerRestarted", "Space", "Stat", "Unidentified",
-           "WritesInDoubt", "age_s", "cluster_key", "is_url", "open_drive", "power_cut"]
+           "WritesInDoubt", "age_s", "cluster_key", "is_url", "open_drive", "power_cut", "process_short"]
 
 _rules: dict[str, FaultRules] = {}
 _keys: dict[str, bytes] = {}

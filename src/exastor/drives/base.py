@@ -93,6 +93,17 @@ class DriveUnreachable(OSError):
     ever a positive answer from the drive), and never a reason to mark the drive failed."""
 
 
+# The process (or the kernel, or a drive server's process) ran short of descriptors, memory or buffers,
+# or a call was interrupted: nothing is known about the drive itself. Never a reason to mark a drive
+# failed or offline for anyone, nor a file on it bad: the request fails (503) and is retried.
+PROCESS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.EINTR})
+
+
+def process_short(exc: BaseException) -> bool:
+    """Whether ``exc`` is the process's or the kernel's shortage (``PROCESS_ERRNOS``), not the drive's."""
+    return isinstance(exc, OSError) and exc.errno in PROCESS_ERRNOS
+
+
 def pieces(data: Buffers) -> list[Piece]:
     return [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
 

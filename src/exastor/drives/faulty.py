@@ -11,6 +11,8 @@ absolute directory), values a rule set:
 ``eio_fsync``      EIO on ``fsync`` (and ``sync_dir``)
 ``readonly``       EROFS on every call that changes the drive (as an SSD that went read-only)
 ``full``           ENOSPC on ``create``, ``append`` and ``put``; ``space()`` reports 0 free
+``errno``          an errno's name (e.g. ``"EMFILE"``): that error on every read, write and fsync
+                   (a process out of descriptors or memory, which is no fault of the drive's)
 ``slow_ms``        every call sleeps this many milliseconds first
 ``record``         power-cut recording: a directory for the journal (see below)
 ``hold_fsync``     ``{"dir": D, "prefix": P}``: the first ``fsync`` of a file whose name starts
@@ -115,6 +117,9 @@ class FaultyDrive(DriveIO):
             return rule
         if rule.get("slow_ms"):
             time.sleep(rule["slow_ms"] / 1000)
+        if rule.get("errno") and kind in (READ, WRITE, FSYNC):
+            code = getattr(errno, str(rule["errno"]))
+            raise OSError(code, f"injected {rule['errno']}: {os.strerror(code)} ({method} {name})")
         if rule.get("eio") and kind in (READ, WRITE, FSYNC):
             raise OSError(errno.EIO, f"injected I/O error ({method} {name})")
         if rule.get(f"eio_{kind}"):

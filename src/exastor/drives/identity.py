@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from exastor.drives.base import IDENTITY_NAME, DriveIO, DriveUnreachable
+from exastor.drives.base import IDENTITY_NAME, DriveIO, DriveUnreachable, process_short
 
 MAGIC = "exastor-drive"
 FORMAT = 1
@@ -47,7 +47,9 @@ class Unidentified(Exception):
                  unreachable: bool = False) -> None:
         super().__init__(reason)
         self.reason, self.root_missing, self.missing = reason, root_missing, missing
-        self.unreachable = unreachable  # a remote drive that did not answer: nothing is known about it
+        # A remote drive that did not answer, or this process short of descriptors or memory
+        # (drives.base.PROCESS_ERRNOS): nothing is known about the drive.
+        self.unreachable = unreachable
 
 
 def read(drive: DriveIO) -> Identity:
@@ -66,13 +68,15 @@ def read(drive: DriveIO) -> Identity:
             raise Unidentified("the drive's directory is missing (not mounted?)", root_missing=True) from None
         except OSError as exc:
             raise Unidentified(f"the drive's directory is unreadable: {exc}",
-                               unreachable=isinstance(exc, DriveUnreachable)) from None
+                               unreachable=isinstance(exc, DriveUnreachable) or process_short(exc)) from None
         raise Unidentified(f"no identity file ({IDENTITY_NAME}): not mounted, or not this store's drive",
                            missing=True) from None
     except DriveUnreachable as exc:
         raise Unidentified(f"unreachable: {exc}", unreachable=True) from None
     except OSError as exc:
-        raise Unidentified(f"identity file unreadable: {errno.errorcode.get(exc.errno or 0, '')} {exc}") from None
+        # Out of descriptors or memory here says nothing about the drive: unreachable from this process.
+        raise Unidentified(f"identity file unreadable: {errno.errorcode.get(exc.errno or 0, '')} {exc}",
+                           unreachable=process_short(exc)) from None
     try:
         doc = json.loads(raw)
         if doc.get("magic") != MAGIC:

@@ -2,7 +2,10 @@
 
 Descriptors are cached per name, reference-counted so that ``release`` never closes one a
 concurrent ``pread`` is using (a closed number can be reused by the next ``open`` and the read
-would return another file's bytes). Nothing here creates the drive's root except ``format``:
+would return another file's bytes). Readers' descriptors are kept in a least-recently-used table
+of at most ``max_readers`` (``READERS_KEPT``): files other processes delete, and the many distinct
+shard and segment files a long read workload touches, would otherwise keep descriptors open forever
+(EMFILE). Writers' descriptors are one per open segment (and journal file), dropped at seal. Nothing here creates the drive's root except ``format``:
 every other call under a missing root fails with ENOENT, which the drive set reads as "offline".
 """
 
@@ -11,8 +14,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import resource
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +50,21 @@ _EPOCH = struct.Struct("<Q")
 _FENCE_STRIPES = 64  # threads of one process (a drive server's pool) exclude each other per name
 
 
+def _readers_kept() -> int:
+    """Reader descriptors one LocalDrive keeps open (least recently used closed first): 256, or a 32nd
+    of the process's descriptor limit when that is lower (16 drives then keep at most half of it,
+    leaving the rest to sockets, writers and the database)."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return 256
+    return 256 if soft == resource.RLIM_INFINITY else max(16, min(256, soft // 32))
+
+
+READERS_KEPT = _readers_kept()
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
 class _Handle:
     __slots__ = ("fd", "refs", "closing")
 
@@ -53,11 +73,12 @@ class _Handle:
 
 
 class LocalDrive(DriveIO):
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, max_readers: int = READERS_KEPT) -> None:
         self.root = Path(root)
         self.label = str(self.root)
         self._lock = threading.Lock()
-        self._readers: dict[str, _Handle] = {}
+        self.max_readers = max(1, max_readers)
+        self._readers: OrderedDict[str, _Handle] = OrderedDict()   # least recently used first
         self._writers: dict[str, tuple[_Handle, int]] = {}   # name -> (handle, current length)
         self._poisoned: set[str] = set()
         self._stripes = [threading.Lock() for _ in range(_FENCE_STRIPES)]
@@ -75,10 +96,27 @@ class LocalDrive(DriveIO):
             entry = table.get(name)
             handle = entry[0] if isinstance(entry, tuple) else entry
             if handle is None or handle.closing:
-                handle = _Handle(os.open(self._path(name), flags | os.O_CLOEXEC))
+                handle = _Handle(self._open_fd(name, flags))
                 table[name] = (handle, os.fstat(handle.fd).st_size) if table is self._writers else handle
+                if table is self._readers:
+                    while len(self._readers) > self.max_readers:  # O(1) each: the oldest goes
+                        self._drop(self._readers, next(iter(self._readers)))
+            elif table is self._readers:
+                self._readers.move_to_end(name)
             handle.refs += 1
             return handle
+
+    def _open_fd(self, name: str, flags: int) -> int:
+        """``open`` (the lock is held); out of descriptors, the idle readers are closed and it is tried once more."""
+        path = self._path(name)
+        try:
+            return os.open(path, flags | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno not in _OUT_OF_DESCRIPTORS or not self._readers:
+                raise
+        for idle in [n for n, h in self._readers.items() if h.refs == 0]:
+            self._drop(self._readers, idle)
+        return os.open(path, flags | os.O_CLOEXEC)
 
     def _let_go(self, handle: _Handle) -> None:
         with self._lock:

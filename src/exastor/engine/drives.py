@@ -11,7 +11,9 @@ a drive one worker saw fail is avoided by all of them. States:
   ``failed``: its data is expected back, and it is ``active`` again as soon as its identity
   verifies. Segments all of whose copies are on offline drives are *unavailable* (503), never lost;
 - ``draining`` serves reads while ``exastor drive remove`` moves its shards away;
-- ``failed``   an I/O error was seen: nothing is read from or written to it; its shards are rebuilt;
+- ``failed``   an I/O error that says the drive is bad was seen (never a shortage of this process or the
+  kernel: EMFILE, ENFILE, ENOMEM... change no state): nothing is read from or written to it; its
+  shards are rebuilt;
 - ``removed``  gone from the store.
 
 Every byte goes through the drive I/O seam (``exastor.drives``): a drive here is an id, where it
@@ -60,6 +62,7 @@ from exastor.drives import (
     WritesInDoubt,
     is_url,
     open_drive,
+    process_short,
 )
 from exastor.drives import identity as drive_identity
 from exastor.engine import erasure
@@ -575,7 +578,8 @@ class DriveSet:
         """Record an I/O error on ``drive``: ENOSPC makes it full, EROFS read-only, anything else
         failed - except a missing file or directory, which makes it offline if its identity no
         longer verifies (unmounted, removed) and changes nothing if it does (one missing file is
-        not a broken drive). ``now=False`` queues the database write (callers that may be on an
+        not a broken drive), and a shortage of the process or kernel (EMFILE, ENFILE, ENOMEM...:
+        ``drives.base.PROCESS_ERRNOS``), which changes nothing. ``now=False`` queues the database write (callers that may be on an
         event loop or hold locks)."""
         d = self._drives.get(drive)
         if isinstance(exc, Fenced):
@@ -595,6 +599,12 @@ class DriveSet:
             if d is not None and d.state in READABLE:
                 self._drives[drive] = d.with_state("offline", f"unreachable: {exc}")
             log.warning("drive %d is unreachable from here: %s", drive, exc)
+            return
+        if process_short(exc):
+            # This process (or the kernel) is out of descriptors or memory: the drive said nothing
+            # wrong. Recording it failed or offline would take a healthy drive from every process.
+            log.warning("drive %d: %s - a shortage of this process or the kernel, not the drive's: "
+                        "nothing recorded", drive, exc)
             return
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             if d is None:

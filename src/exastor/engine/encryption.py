@@ -223,7 +223,9 @@ class DataKeys:
             fits = [buf for buf in self._spare if len(buf) >= need]
             if fits:
                 best = min(fits, key=len)
-                self._spare.remove(best)
+                # By identity: list.remove compares arrays with ==, element-wise (ValueError when
+                # their shapes differ or the truth of the result is ambiguous).
+                self._spare = [buf for buf in self._spare if buf is not best]
                 return best
         return np.empty(-(-(need + need // 4) // _BUFFER_STEP) * _BUFFER_STEP, np.uint8)
 
@@ -233,7 +235,8 @@ class DataKeys:
         with self._lock:
             self._spare.append(buf)
             if len(self._spare) > SPARE_BUFFERS:
-                self._spare.remove(min(self._spare, key=len))
+                smallest = min(self._spare, key=len)
+                self._spare = [spare for spare in self._spare if spare is not smallest]
 
     def open(self, head: RecordHeader, payload: bytes | memoryview) -> bytes | memoryview:
         """The plaintext payload of a verified record (as is when it is plaintext). DataCorrupted when

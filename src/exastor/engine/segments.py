@@ -39,7 +39,7 @@ from typing import TypeVar
 import numpy as np
 
 from exastor import errors
-from exastor.drives import DriveIO, Fenced, age_s
+from exastor.drives import DriveIO, Fenced, age_s, process_short
 from exastor.engine import erasure, shards
 from exastor.engine.drives import (
     Drive,
@@ -81,6 +81,12 @@ class DriveDown(FileNotFoundError):
 
 class SegmentUnavailable(errors.Unavailable):
     """Every copy of these bytes is on an offline drive: they come back with the drive (503, never 500)."""
+
+
+def _short(segment: int, exc: OSError) -> errors.Unavailable:
+    """A read that failed because this process (or the kernel) is out of descriptors or memory: 503,
+    never a bad shard or a failed drive (the drive said nothing wrong)."""
+    return errors.Unavailable(f"segment {segment}: this server is short of resources ({exc}); retry")
 
 
 @dataclass
@@ -834,6 +840,8 @@ class SegmentLog:
             try:
                 return read(self._readable(drive).io, segment_name(lay.segment))
             except OSError as exc:
+                if process_short(exc):
+                    raise _short(lay.segment, exc) from exc
                 last = exc
         unavailable = self._unavailable(lay, holders) if not any(self.drives.readable(d) for d in holders) \
             else None
@@ -867,10 +875,13 @@ class SegmentLog:
             if lay is not None and time.monotonic() - self._loaded_at.get(segment, 0.0) > 5.0:
                 try:
                     return self._pread_healthy(self.layout(segment, fresh=True), offset, length, writable)
-                except OSError:
-                    pass
+                except OSError as again:
+                    if process_short(again):
+                        raise _short(segment, again) from again
             raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
         except OSError as exc:
+            if process_short(exc):
+                raise _short(segment, exc) from exc
             if segment in self._layouts and time.monotonic() - self._loaded_at.get(segment, 0.0) < 5.0:
                 # The layout was just read afresh and the file is still not there: a lost shard, not a
                 # move. Go degraded without another database round trip per record.
@@ -880,6 +891,8 @@ class SegmentLog:
                 self._drop_stale(lay)
                 return self._pread_healthy(lay, offset, length, writable)
             except OSError as exc:
+                if process_short(exc):
+                    raise _short(segment, exc) from exc
                 raise errors.DataCorrupted(f"segment {segment}: {exc}") from exc
 
     def pread_degraded(self, segment: int, offset: int, length: int, check: Check) -> bytes:
@@ -913,7 +926,11 @@ class SegmentLog:
                     raw = self._readable(drive).io.pread(segment_name(lay.segment), offset, length)
                     check(raw)
                     return raw
-                except (OSError, errors.DataCorrupted):
+                except OSError as exc:
+                    if process_short(exc):
+                        raise _short(lay.segment, exc) from exc
+                    continue
+                except errors.DataCorrupted:
                     continue
             unavailable = self._unavailable(lay, holders)
             if unavailable is not None:
@@ -984,7 +1001,11 @@ class SegmentLog:
                 break
             try:
                 got[idx] = self.read_shard_range(lay, idx, start, length)
-            except (OSError, errors.DataCorrupted):
+            except OSError as exc:
+                if process_short(exc):  # never queued for repair: the shard may be fine
+                    raise _short(lay.segment, exc) from exc
+                bad.append(idx)
+            except errors.DataCorrupted:
                 bad.append(idx)
         for idx in bad:
             row = lay.shards[idx] if idx < len(lay.shards) else None

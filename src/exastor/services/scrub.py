@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exastor import errors
+from exastor.drives import process_short
 from exastor.engine import shards
 from exastor.engine.drives import load_layout, mark_shard, segment_name
 from exastor.engine.scan import walk
@@ -31,6 +32,8 @@ class ScrubResult:
     bad_shards: list[tuple[int, int, str]] = field(default_factory=list)   # (segment, idx, why)
     bad_copies: list[tuple[int, int, str]] = field(default_factory=list)   # (segment, drive, why)
     offline_shards: int = 0                       # not checked: on an offline drive
+    skipped: int = 0                              # not checked: this process was short of descriptors or
+                                                  # memory (drives.base.PROCESS_ERRNOS); the next pass will
     seconds: float = 0.0
 
     @property
@@ -87,6 +90,9 @@ class Scrubber:
                         except FileNotFoundError:
                             why = "shard file missing"
                         except OSError as exc:
+                            if process_short(exc):  # says nothing about the shard or the drive
+                                res.skipped += 1
+                                continue
                             why = f"read error: {exc}"
                             drives.failed_io(drive, exc)
                             if drives.offline(drive):  # it was the whole drive going away
@@ -118,6 +124,9 @@ class Scrubber:
                         if scan.damaged or scan.end != len(buf):
                             why = "a record fails its checksum"
                     except OSError as exc:
+                        if process_short(exc):
+                            res.skipped += 1
+                            continue
                         why = f"read error: {exc}"
                     res.copies_checked += 1
                     if why is not None:
