@@ -419,26 +419,33 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         one = out["1"]
         for s in out.values():
             s["vs_1_gateway"] = {
-                "put_server_cpu_per_gib": round(s["put"]["cpu_s_per_gib"]["servers"] / one["put"]["cpu_s_per_gib"]["servers"], 3),
-                "put_gateway_cpu_per_gib": round(s["put"]["cpu_s_per_gib"]["gateway"] / one["put"]["cpu_s_per_gib"]["gateway"], 3),
-                "get_server_cpu_per_gib": round(s["get"]["cpu_s_per_gib"]["servers"] / one["get"]["cpu_s_per_gib"]["servers"], 3),
-                "get_gateway_cpu_per_gib": round(s["get"]["cpu_s_per_gib"]["gateway"] / one["get"]["cpu_s_per_gib"]["gateway"], 3),
-                "small_put_rate": round(s["small_put"]["per_s"] / one["small_put"]["per_s"], 3),
-                "small_get_rate": round(s["small_get"]["per_s"] / one["small_get"]["per_s"], 3),
-                "put_server_cpu_per_gib_less_idle": round(s["put"]["cpu_s_per_gib_less_idle"]["servers"]
-                                                          / one["put"]["cpu_s_per_gib_less_idle"]["servers"], 3),
-                "put_gateway_cpu_per_gib_less_idle": round(s["put"]["cpu_s_per_gib_less_idle"]["gateway"]
-                                                           / one["put"]["cpu_s_per_gib_less_idle"]["gateway"], 3)}
+                "put_server_cpu_per_gib": _ratio(s, one, "put", "cpu_s_per_gib", "servers"),
+                "put_gateway_cpu_per_gib": _ratio(s, one, "put", "cpu_s_per_gib", "gateway"),
+                "get_server_cpu_per_gib": _ratio(s, one, "get", "cpu_s_per_gib", "servers"),
+                "get_gateway_cpu_per_gib": _ratio(s, one, "get", "cpu_s_per_gib", "gateway"),
+                "small_put_rate": _ratio(s, one, "small_put", "per_s"),
+                "small_get_rate": _ratio(s, one, "small_get", "per_s"),
+                "put_server_cpu_per_gib_less_idle": _ratio(s, one, "put", "cpu_s_per_gib_less_idle", "servers"),
+                "put_gateway_cpu_per_gib_less_idle": _ratio(s, one, "put", "cpu_s_per_gib_less_idle", "gateway")}
             if "get_steady" in s and "get_steady" in one:
                 for role, key in (("servers", "server"), ("gateway", "gateway"), ("drive_server", "drive_server")):
-                    s["vs_1_gateway"][f"get_steady_{key}_cpu_per_gib"] = round(
-                        s["get_steady"]["cpu_s_per_gib"][role] / one["get_steady"]["cpu_s_per_gib"][role], 3)
+                    s["vs_1_gateway"][f"get_steady_{key}_cpu_per_gib"] = _ratio(s, one, "get_steady", "cpu_s_per_gib",
+                                                                               role)
             for phase in ("put", "get"):
-                s["vs_1_gateway"][f"{phase}_drive_server_cpu_per_gib"] = round(
-                    s[phase]["cpu_s_per_gib"]["drive_server"] / one[phase]["cpu_s_per_gib"]["drive_server"], 3)
+                s["vs_1_gateway"][f"{phase}_drive_server_cpu_per_gib"] = _ratio(s, one, phase, "cpu_s_per_gib",
+                                                                                "drive_server")
         s["idle_cpu_s_per_s"] = {role: _median(rows, "idle_cpu_s_per_s", role)
                                  for role in ("gateway", "drive_server", "postgresql")}
     return out
+
+
+def _ratio(config: dict[str, Any], one: dict[str, Any], *path: str) -> float | None:
+    """``config``'s value at ``path`` over the 1-gateway configuration's, or None where the latter is
+    0 (a phase too short for the 10 ms CPU ticks to count, as in the CI smoke run)."""
+    mine, base = config, one
+    for part in path:
+        mine, base = mine[part], base[part]
+    return round(mine / base, 3) if base else None
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -475,6 +482,10 @@ def _count(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
 def render(result: dict[str, Any]) -> str:
     """The docs/benchmarks.md tables of a result (medians per number of gateways)."""
     summary = result["summary"]
@@ -493,10 +504,10 @@ def render(result: dict[str, Any]) -> str:
                 continue
             c = s[phase]["cpu_s_per_gib"]
             vs = s.get("vs_1_gateway", {})
-            ratios = [vs.get(f"{phase}_{role}_cpu_per_gib", 0) for role in
+            ratios = [vs.get(f"{phase}_{role}_cpu_per_gib") for role in
                       ("server", "gateway", *(["drive_server"] if per_role else []))]
             lines.append(f"| {n} | {s['rounds']} | {labels[phase]} | {c['gateway']:.2f} | {c['drive_server']:.2f} | "
-                         f"{c['postgresql']:.2f} | **{c['servers']:.2f}** | {' / '.join(f'{r:.2f}x' for r in ratios)}"
+                         f"{c['postgresql']:.2f} | **{c['servers']:.2f}** | {' / '.join(_times(r) for r in ratios)}"
                          f" | {s[phase]['cpu_s_per_gib_less_idle']['servers']:.2f} | {s[phase]['MBps_client']:.0f} |"
                          + (f" {_count(s[phase].get('gateway_minor_faults_per_gib'))} |" if per_role else ""))
     lines += ["", "| gateways | network bytes per stored byte | replica appends | seal's replica reads | shard puts "
@@ -516,8 +527,8 @@ def render(result: dict[str, Any]) -> str:
         def us(phase: str, s: dict[str, Any] = s) -> str:
             c = s[phase]["cpu_us_per_request"]
             return f"{c['gateway']:,.0f} + {c['drive_server']:,.0f} + {c['postgresql']:,.0f}"
-        lines.append(f"| {n} | {s['small_put']['per_s']:.0f} | {vs.get('small_put_rate', 0):.2f}x | {us('small_put')} | "
-                     f"{s['small_get']['per_s']:.0f} | {vs.get('small_get_rate', 0):.2f}x | {us('small_get')} |")
+        lines.append(f"| {n} | {s['small_put']['per_s']:.0f} | {_times(vs.get('small_put_rate'))} | {us('small_put')} | "
+                     f"{s['small_get']['per_s']:.0f} | {_times(vs.get('small_get_rate'))} | {us('small_get')} |")
     return "\n".join(lines)
 
 
