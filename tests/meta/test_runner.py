@@ -12,6 +12,7 @@ from metacontract import backend, bucket, meta, obj, run, vid_factory  # noqa: F
 
 from exastor import errors
 from exastor.meta.records import User
+from exastor.meta.versions import SharedVersions
 
 
 def _wait_until(predicate, timeout: float = 10.0) -> bool:
@@ -66,6 +67,27 @@ def test_data_version_follows_bucket_changes_in_every_runner(backend, meta):
     run(other.update_bucket("bkt", attrs_patch={"policy": "x"}))
     assert other.runner.data_version() == row() == v1 + 1
     assert _wait_until(lambda: meta.runner.data_version() == v1 + 1), "the first runner never heard it"
+
+
+def test_workers_of_one_server_see_each_others_bucket_changes_at_once(backend, meta, monkeypatch):
+    """Two workers of one server (meta/versions.py): a change committed by one moves the other's
+    data_version before the first answers, without the notification (which, between servers, comes
+    milliseconds later: a Deny policy would not be enforced yet). The other runner hears nothing
+    here, so only the shared page can move it."""
+    other = backend.open()
+    shared = SharedVersions(2)
+    meta.runner.share_versions(shared, 0)
+    other.runner.share_versions(shared, 1)
+    run(meta.create_bucket(bucket()))
+    if backend.kind == "postgres":
+        assert _wait_until(lambda: other.runner._listening), "the other runner never listened"
+        monkeypatch.setattr(other.runner, "_seen", lambda *args, **kwargs: None)  # deaf from now on
+    before = other.runner.data_version()
+    run(meta.update_bucket("bkt", attrs_patch={"policy": "deny"}))
+    after = meta.runner.read(lambda cur: cur.execute(
+        "SELECT value FROM counters WHERE name = 'bucket_version'").fetchone()[0])
+    assert after > before
+    assert other.runner.data_version() == after
 
 
 def test_reads_can_leave_the_event_loop(backend, meta):

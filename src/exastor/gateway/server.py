@@ -41,6 +41,7 @@ from exastor.gateway.metrics import RequestMetrics
 from exastor.gateway.middleware import Gateway, InFlight, reset_ids
 from exastor.gateway.protocol import Guard, Limits, guarded, reset
 from exastor.meta.sqlite import sqlite_runner
+from exastor.meta.versions import SharedVersions
 from exastor.namespace.operations import Namespace
 from exastor.s3.app import S3App
 from exastor.services.cluster import ClusterService, ClusterThread, gateway_address
@@ -308,6 +309,7 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
     own open segment, caches and metadata connections."""
     ssl = ssl_options(cfg)
     board = supervise.Board(max(1, workers))
+    versions = SharedVersions(workers)  # each worker's own bucket changes, seen by the others at once
     if workers <= 1:
         ns = open_ns()
         try:
@@ -332,6 +334,7 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 reset_ids()
                 ns = open_ns()
+                ns.meta.runner.share_versions(versions, index)
                 try:
                     uvloop.run(Worker(cfg, ns, sockets, index=index, board=board, run_gc=index == 0,
                                       master_fd=alive_r, ssl=ssl, handoff=handoff).run())

@@ -49,7 +49,9 @@ Guarantees, per operation (one method of ``Metadata``, or one body passed to ``w
     never re-run: the caller gets ``errors.Unavailable`` and the ordering rule keeps the data safe
     either way. Reads are re-run freely.
   * Not guaranteed across gateways: bucket caches follow ``data_version``, which on PostgreSQL moves
-    when a gateway hears the commit's notification (milliseconds); every decision made inside a
+    when a gateway hears the commit's notification (milliseconds; the workers of one gateway share
+    their own commits at once, meta/versions.py, so a policy put through a gateway is enforced by
+    all of its workers on the next request); every decision made inside a
     write transaction reads the committed row itself. The namespace caches only buckets that exist,
     so a bucket created through one gateway is served by every other at once; one deleted through
     another gateway may, for those milliseconds, still answer reads there (an empty listing,
@@ -79,6 +81,7 @@ from exastor.meta.records import (
     User,
 )
 from exastor.meta.sealing import Sealer
+from exastor.meta.versions import SharedVersions
 
 T = TypeVar("T")
 KEY_MAX = "\U0010ffff"  # sorts after every character a key can contain after a given prefix
@@ -106,6 +109,7 @@ class Runner(Protocol):
     def write_sync(self, fn: Callable[[Any], T]) -> T: ...
     async def offload(self, fn: Callable[[], T]) -> T: ...
     def data_version(self) -> int: ...
+    def share_versions(self, shared: SharedVersions, index: int) -> None: ...
     def close(self) -> None: ...
 
 

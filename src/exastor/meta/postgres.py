@@ -35,6 +35,8 @@ SQLite run here (meta/contract.py, "The metadata contract"); what differs is in 
   ``bucket_version`` row's trigger sends on every bucket or setting change (schema
   migrations/postgres/0001), and by this process's own such commits at once. While the listener is
   not connected it returns a new number on every call, so nothing is served from a stale cache.
+  The workers of one server also share their own commits' values at once (meta/versions.py): the
+  notification delay is only ever between servers.
 * Reads block the calling thread for a network round trip: async callers use ``offload``.
 
 The schema is versioned (meta/migrations/): the first process to open an older database migrates
@@ -63,6 +65,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from exastor import errors
 from exastor.meta import migrations
 from exastor.meta.contract import DeferredRefs, apply_deferred_refs
+from exastor.meta.versions import SharedVersions
 
 T = TypeVar("T")
 log = logging.getLogger("exastor.meta.postgres")
@@ -261,6 +264,9 @@ class PostgresRunner:
         self._version_lock = threading.Lock()
         self._listening = False
         self._unique = itertools.count(-1, -1)
+        # the other workers of this server: their own commits, at once (meta/versions.py)
+        self._shared: SharedVersions | None = None
+        self._shared_index = 0
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
         if listen:
@@ -359,6 +365,8 @@ class PostgresRunner:
                 result, bumped = self._attempt(fn, begin, idempotent=not write)
                 if bumped is not None:
                     self._seen(bumped)
+                    if self._shared is not None:  # before the caller answers: the next request may
+                        self._shared.publish(self._shared_index, bumped)  # reach another worker
                 return result
             except _NotSent as wrapped:
                 if wrapped.stale_primary:
@@ -442,7 +450,14 @@ class PostgresRunner:
         gateways' through their notifications. While not listening, a new number on every call."""
         if not self._listening:
             return next(self._unique)  # not hearing changes: treat every cached row as stale
+        if self._shared is not None:
+            return max(self._version, self._shared.highest())
         return self._version
+
+    def share_versions(self, shared: SharedVersions, index: int) -> None:
+        """Be worker ``index`` of a server whose workers share ``shared``: publish this process's
+        own bucket changes there, and follow the others' without waiting for their NOTIFY."""
+        self._shared, self._shared_index = shared, index
 
     def _seen(self, value: int, *, reset: bool = False) -> None:
         with self._version_lock:

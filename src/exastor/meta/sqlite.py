@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from exastor import errors
 from exastor.meta import journal as jr
 from exastor.meta import migrations
+from exastor.meta.versions import SharedVersions
 
 if TYPE_CHECKING:
     from exastor.meta.contract import Metadata
@@ -145,6 +146,9 @@ class SqliteRunner:
         except sqlite3.OperationalError as exc:
             raise _translated(exc) from exc
         return row[0] if row else 0
+
+    def share_versions(self, shared: SharedVersions, index: int) -> None:
+        """Nothing to share: ``data_version`` reads the row every process writes (at once)."""
 
     async def offload(self, fn: Callable[[], T]) -> T:
         """Run a blocking read ``fn()`` for an async caller. SQLite reads are local page-cache reads
