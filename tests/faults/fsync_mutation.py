@@ -62,10 +62,9 @@ _DATA_CONTRACT = ("tests/unit/test_data_dir_durability.py",)
 CONTRACT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("exastor/drives/server.py", "_call"): _SERVER_CONTRACT,
     ("exastor/datadir/keys.py", "create"): _DATA_CONTRACT,
-    ("exastor/datadir/keys.py", "_fsync_dir"): _DATA_CONTRACT,
-    ("exastor/datadir/opening.py", "_write_private"): _DATA_CONTRACT,
+    ("exastor/datadir/files.py", "write_private"): _DATA_CONTRACT,
+    ("exastor/datadir/files.py", "fsync_dir"): _DATA_CONTRACT,
     ("exastor/datadir/gateway_id.py", "ensure"): _DATA_CONTRACT,
-    ("exastor/gateway/tls.py", "_write"): _DATA_CONTRACT,
     ("exastor/drives/wire.py", "create_key"): _DATA_CONTRACT,
     ("exastor/services/metabackup.py", "install"): _DATA_CONTRACT,
 }

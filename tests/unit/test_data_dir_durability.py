@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from exastor.datadir import gateway_id, keys
-from exastor.datadir import opening as opening_module
+from exastor.datadir import files, gateway_id, keys
 from exastor.datadir.opening import open_metadata
 from exastor.drives.wire import create_key
 from exastor.gateway import tls
@@ -89,7 +88,7 @@ def test_a_new_master_key_is_fsynced_then_its_directory(tmp_path, syscalls):
 
 def test_a_rotated_master_key_is_durable_before_its_name_moves_and_the_moves_are_durable(tmp_path, syscalls):
     """rotate_master: master.key.new made durable (as create), the old key linked aside, the new one
-    renamed over master.key, then DATA fsynced (keys._fsync_dir): a power cut after the command
+    renamed over master.key, then DATA fsynced (files.fsync_dir): a power cut after the command
     answered never brings the old key back as master.key while the database is sealed under the new."""
     data = tmp_path / "data"
     data.mkdir()
@@ -112,12 +111,12 @@ def test_a_rotated_master_key_is_durable_before_its_name_moves_and_the_moves_are
 
 def test_the_admin_credentials_file_is_fsynced_whole_before_it_replaces_the_name_and_the_directory_after(
         tmp_path, syscalls):
-    """opening._write_private (credentials.toml, blob-account.toml): never rewritten in place (a cut
-    would leave it empty or torn), and its name durable when it returns."""
+    """files.write_private (credentials.toml, blob-account.toml, the TLS files): never rewritten in
+    place (a cut would leave it empty or torn), and its name durable when it returns."""
     path = tmp_path / "credentials.toml"
     path.write_text("the old credentials")
     text = 'access_key = "AK"\nsecret_key = "SK"\n'
-    opening_module._write_private(path, text)
+    files.write_private(path, text.encode())
     assert path.read_text() == text and path.stat().st_mode & 0o777 == 0o600
     replaced = _index(syscalls, "replace", path)
     _file_fsynced_whole(syscalls, Path(syscalls[replaced][1]), len(text), before=replaced)
@@ -135,7 +134,7 @@ def test_the_gateway_identity_is_fsynced_before_its_link_and_the_directory_after
 
 
 def test_each_tls_file_is_fsynced_whole_before_it_replaces_the_old(tmp_path, syscalls):
-    """gateway/tls._write: the key, the certificate chain and the CA each written to a temporary file,
+    """gateway/tls through files.write_private: the key, the certificate chain and the CA each written to a temporary file,
     fsynced, then renamed over the name (never a torn certificate under the real name), then the
     directory fsynced (the rename)."""
     cert, key, ca, made = tls.self_signed(tmp_path, "localhost")

@@ -27,6 +27,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Protocol
 
+from exastor.datadir.files import fsync_dir
 from exastor.meta import sealed_rows
 from exastor.meta.contract import Metadata
 from exastor.meta.sealing import Sealer, SecretsLocked, key_id
@@ -209,14 +210,6 @@ def kept_old_keys(data: Path) -> list[Path]:
     return sorted(data.glob(f"{OLD_KEY_PREFIX}*"))  # not a drive: the master key in --data
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)  # not a drive: the master key in --data
-    try:
-        os.fsync(fd)  # not a drive: the master key in --data
-    finally:
-        os.close(fd)
-
-
 def rotate_master(data: Path, meta: Metadata, *, new_command: str | None = None,
                   command: str | None = None, refuse_beside_gateways_ms: int | None = None) -> dict[str, Any]:
     """Reseal every secret in the database (users' secret keys, the Blob account key, the data
@@ -270,6 +263,6 @@ def rotate_master(data: Path, meta: Metadata, *, new_command: str | None = None,
                 os.unlink(current)  # not a drive: the master key in --data; its bytes are in the file kept aside (above)
         if not new_command:
             os.replace(new_file, current)  # not a drive: the master key in --data
-        _fsync_dir(data)
+        fsync_dir(data)
     return {"old": old_id, "new": new.key_id, "resealed": resealed, "kept": kept,
             "from_command": bool(new_command)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exastor.datadir import keys
+from exastor.datadir.files import write_private
 from exastor.datadir.keys import ACCOUNT_CONTEXT
 from exastor.drives import DriveIO, is_url
 from exastor.engine.chunkstore import ChunkStore
@@ -188,32 +189,13 @@ def ensure_admin(meta: Metadata, data: Path, access_key: str | None, secret_key:
             else:
                 access_key, secret_key = new_access_key(), new_secret_key()
                 generated = True
-            _write_private(path, f'access_key = "{access_key}"\nsecret_key = "{secret_key}"\n')
+            write_private(path, f'access_key = "{access_key}"\nsecret_key = "{secret_key}"\n'.encode())
     assert secret_key is not None
     if current is None:
         meta.add_user(User(ADMIN, access_key, secret_key, time.time_ns()))
     elif (current.access_key, current.secret_key) != (access_key, secret_key):
         meta.set_user_keys(ADMIN, access_key, secret_key)  # the admin keeps its buckets
     return Credentials(access_key, secret_key, generated)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """``path`` holds ``text`` (mode 0600), durably: written to a temporary file, fsynced, renamed over
-    the name, the directory fsynced - a power cut leaves the old content or the new, never a torn
-    or empty file, and never loses the name once this returned."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # not a drive: credentials in --data
-    os.fchmod(fd, 0o600)  # O_CREAT's mode applies only to a new file
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())  # not a drive: credentials in --data
-    os.replace(tmp, path)  # not a drive: credentials in --data
-    dir_fd = os.open(path.parent, os.O_RDONLY)  # not a drive: credentials in --data
-    try:
-        os.fsync(dir_fd)  # not a drive: credentials in --data (the rename)
-    finally:
-        os.close(dir_fd)
 
 
 ACCOUNT_FILE = "blob-account.toml"
@@ -257,7 +239,7 @@ def ensure_account(data: Path, name: str | None, key: str | None, meta: Metadata
             key = base64.b64encode(secrets.token_bytes(64)).decode()
             generated = True
         if not path.exists():
-            _write_private(path, f'account_name = "{name}"\naccount_key = "{key}"\n')
+            write_private(path, f'account_name = "{name}"\naccount_key = "{key}"\n'.encode())
     if meta is not None:
         bm.record_account(meta, name, key, meta.sealer, ACCOUNT_CONTEXT)
     return AccountKey(name, key, generated)

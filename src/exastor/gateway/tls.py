@@ -16,6 +16,8 @@ import os
 import socket
 from pathlib import Path
 
+from exastor.datadir.files import write_private
+
 TLS_DIR = "tls"
 VALID_DAYS = 825  # the longest validity Apple's and browsers' clients accept for a server certificate
 
@@ -72,22 +74,7 @@ def self_signed(data: Path, host: str) -> tuple[Path, Path, Path, bool]:
                                   critical=False)
                    .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    _write(key, server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    _write(cert, server_cert.public_bytes(pem) + ca_cert.public_bytes(pem))  # the chain: server, then CA
-    _write(ca, ca_cert.public_bytes(pem))
+    write_private(key, server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    write_private(cert, server_cert.public_bytes(pem) + ca_cert.public_bytes(pem))  # the chain: server, then CA
+    write_private(ca, ca_cert.public_bytes(pem))
     return cert, key, ca, True
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # not a drive: certificates in --data
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())  # not a drive: certificates in --data
-    os.replace(tmp, path)  # not a drive: certificates in --data
-    dir_fd = os.open(path.parent, os.O_RDONLY)  # not a drive: certificates in --data
-    try:
-        os.fsync(dir_fd)  # not a drive: certificates in --data (the rename)
-    finally:
-        os.close(dir_fd)
