@@ -42,6 +42,7 @@ A noisy tenant must not slow a quiet one down through what the worker shares bet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import math
@@ -49,6 +50,7 @@ import mmap
 import os
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,59 +96,64 @@ class SharedBuckets:
         h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1
         return h, h % SLOTS
 
+    @contextlib.contextmanager
+    def _locked(self, key: str, lock: int) -> Iterator[_Slot | None]:
+        """``key``'s slot (its own, or a free one on its probe path) under ``lock``, released on
+        leaving; None when the table is full around the key."""
+        h, start = self._slot(key)
+        for probe in range(PROBES):
+            offset = (start + probe) % SLOTS * SLOT.size
+            fcntl.lockf(self.fd, lock, SLOT.size, offset)
+            try:
+                owner, tokens, last = SLOT.unpack_from(self.map, offset)
+                if owner in (0, h):
+                    yield _Slot(offset, h, owner, tokens, last)
+                    return
+            finally:
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, SLOT.size, offset)
+        yield None
+
     def take(self, key: str, rate: float, burst: float, cost: float, *, debt: bool = False,
              max_delay: float = 0.0) -> float:
         """Draw ``cost`` tokens. Returns 0.0 when drawn now; a negative number -w when drawn ahead of
         time (the tokens will be there in w <= ``max_delay`` seconds: the caller waits w first, so
         waiting callers are served in order); else the seconds until they will be there (nothing
         drawn). With ``debt``, always draws now (the bucket may go negative)."""
-        h, start = self._slot(key)
-        for probe in range(PROBES):
-            index = (start + probe) % SLOTS
-            offset = index * SLOT.size
-            fcntl.lockf(self.fd, fcntl.LOCK_EX, SLOT.size, offset)
-            try:
-                owner, tokens, last = SLOT.unpack_from(self.map, offset)
-                if owner not in (0, h):
-                    continue  # another key's slot: probe on
-                now = time.monotonic()
-                if owner == 0:
-                    tokens, last = burst, now  # a new bucket starts full
-                tokens = min(burst, tokens + (now - last) * rate)
-                if debt or tokens >= cost:
-                    SLOT.pack_into(self.map, offset, h, tokens - cost, now)
-                    return 0.0
-                wait = (cost - tokens) / rate if rate > 0 else 3600.0
-                if wait <= max_delay:  # a reservation: the bucket goes negative by what is owed
-                    SLOT.pack_into(self.map, offset, h, tokens - cost, now)
-                    return -wait
-                SLOT.pack_into(self.map, offset, h, tokens, now)
-                return wait
-            finally:
-                fcntl.lockf(self.fd, fcntl.LOCK_UN, SLOT.size, offset)
-        return 0.0  # table full around this key: admit (logged by the caller's metrics, never refused blindly)
+        with self._locked(key, fcntl.LOCK_EX) as slot:
+            if slot is None:
+                return 0.0  # table full around this key: admit (logged by the caller's metrics, never refused blindly)
+            now = time.monotonic()
+            tokens, last = (burst, now) if slot.owner == 0 else (slot.tokens, slot.last)  # a new bucket starts full
+            tokens = min(burst, tokens + (now - last) * rate)
+            if debt or tokens >= cost:
+                SLOT.pack_into(self.map, slot.offset, slot.hash, tokens - cost, now)
+                return 0.0
+            wait = (cost - tokens) / rate if rate > 0 else 3600.0
+            if wait <= max_delay:  # a reservation: the bucket goes negative by what is owed
+                SLOT.pack_into(self.map, slot.offset, slot.hash, tokens - cost, now)
+                return -wait
+            SLOT.pack_into(self.map, slot.offset, slot.hash, tokens, now)
+            return wait
 
     def peek(self, key: str, rate: float, burst: float, cost: float) -> float:
         """The seconds until ``cost`` tokens will be there (0.0: there now), drawing nothing and
         changing nothing: for a request whose sender is not yet known to be who it claims."""
-        h, start = self._slot(key)
-        for probe in range(PROBES):
-            index = (start + probe) % SLOTS
-            offset = index * SLOT.size
-            fcntl.lockf(self.fd, fcntl.LOCK_SH, SLOT.size, offset)
-            try:
-                owner, tokens, last = SLOT.unpack_from(self.map, offset)
-            finally:
-                fcntl.lockf(self.fd, fcntl.LOCK_UN, SLOT.size, offset)
-            if owner == 0:
-                return 0.0  # never drawn from: full
-            if owner != h:
-                continue
-            tokens = min(burst, tokens + (time.monotonic() - last) * rate)
-            if tokens >= cost:
-                return 0.0
-            return (cost - tokens) / rate if rate > 0 else 3600.0
-        return 0.0
+        with self._locked(key, fcntl.LOCK_SH) as slot:
+            if slot is None or slot.owner == 0:
+                return 0.0  # table full, or never drawn from: full
+            tokens = min(burst, slot.tokens + (time.monotonic() - slot.last) * rate)
+        if tokens >= cost:
+            return 0.0
+        return (cost - tokens) / rate if rate > 0 else 3600.0
+
+
+@dataclass
+class _Slot:
+    offset: int
+    hash: int
+    owner: int    # the hash, or 0: free (a new bucket)
+    tokens: float
+    last: float
 
 
 _table: SharedBuckets | None = None
