@@ -14,7 +14,7 @@ import pytest
 from exastor import errors
 from exastor.datadir.opening import open_namespace
 from exastor.drives import identity as drive_identity
-from exastor.engine.drives import DriveSet
+from exastor.engine.drives import DriveSet, load_layout
 from exastor.namespace.operations import PutSpec, SystemGrant
 
 ADMIN = SystemGrant("admin")
@@ -88,7 +88,11 @@ def test_emfile_on_a_drive_is_a_503_and_changes_nothing_in_the_database(tmp_path
         log = ns.chunks.log
         log.wait_sealed()
         drives: DriveSet = log.drives
-        victim = next(d for d in drives.all if str(d.path).endswith("d2"))
+        # A drive that reads must reach: one holding a data shard (not parity) of a sealed stripe.
+        sealed = ns.meta.runner.read(lambda cur: [int(r[0]) for r in cur.execute(
+            "SELECT id FROM segments WHERE state = 'sealed'")])
+        on_read_path = {row.drive for seg in sealed for row in load_layout(ns.meta, seg).shards if row.idx < 2}
+        victim = drives.get(min(on_read_path))
         before = _rows(ns)
         _inject(rules, victim.io.label, {"errno": "EMFILE"})
         unavailable = 0
@@ -97,7 +101,7 @@ def test_emfile_on_a_drive_is_a_503_and_changes_nothing_in_the_database(tmp_path
                 assert _read(ns, key) == body
             except errors.Unavailable:
                 unavailable += 1
-        assert unavailable >= 1  # the reads that reached drive 2
+        assert unavailable >= 1  # the reads that reached the victim
         drives.flush_reports()
         assert _rows(ns) == before  # never failed, never offline
         bad = ns.meta.runner.read(lambda cur: cur.execute("SELECT COUNT(*) FROM shards WHERE state = 'bad'")

@@ -1,4 +1,5 @@
-"""Placement by failure domain (engine/drives.py, ``spread``): a segment's replicas and shards on
+"""Placement (engine/drives.py): drives ranked by weighted rendezvous hashing on free space
+(``rendezvous_rank``), then by failure domain (``spread``): a segment's replicas and shards on
 distinct hosts while there are enough, spread evenly below that, racks next, and never more of a
 stripe on one host than before when repair or rebalance moves a shard."""
 
@@ -9,11 +10,14 @@ import math
 import random
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exastor.datadir.opening import open_namespace
-from exastor.engine.drives import Drive, load_layout, spread
+from exastor.drives.base import Space
+from exastor.engine.drives import Drive, load_layout, rendezvous_rank, spread
+from exastor.meta import placement
 from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.services.repair import _crowds
 
@@ -117,5 +121,107 @@ def test_a_store_places_replicas_and_shards_on_distinct_hosts(tmp_path):
             elif lay.kind == "replicas":
                 assert len({host[r] for r in lay.replicas}) == len(lay.replicas) == 2, lay
         assert coded >= 3
+    finally:
+        ns.close()
+
+
+# --- ranking: weighted rendezvous hashing on free space (engine/drives.py, ``rendezvous_rank``) ---
+# The hash is deterministic, so these statistical checks give the same counts on every run; their
+# tolerances are still those an honest random sample of 20,000 would meet (3 to 7 standard deviations).
+SALTS = range(20_000)  # consecutive, as ``segment + i`` salts are: the hash must decorrelate them
+
+
+def _first_choices(weighed: list[tuple[Drive, int]], salts: range = SALTS) -> Counter[int]:
+    return Counter(rendezvous_rank(weighed, salt)[0].id for salt in salts)
+
+
+def test_a_drive_ranks_first_in_proportion_to_its_free_space():
+    frees = [1, 1, 2, 2, 4, 4, 8]
+    weighed = [(d, free << 30) for d, free in zip(_drives([("", "", len(frees))]), frees, strict=True)]
+    firsts = _first_choices(weighed)
+    for d, free in weighed:
+        expected = free / sum(f for _d, f in weighed)
+        assert firsts[d.id] / len(SALTS) == pytest.approx(expected, abs=0.01), (d.id, firsts)
+    # twice the free space, about twice the new segments
+    assert 1.8 < (firsts[2] + firsts[3]) / (firsts[0] + firsts[1]) < 2.2
+    assert 1.8 < (firsts[4] + firsts[5]) / (firsts[2] + firsts[3]) < 2.2
+
+
+def test_a_nearly_empty_new_drive_fills_fastest():
+    full = [(d, 2 << 30) for d in _drives([("", "", 6)])]  # six drives with 2 GiB left each
+    new = Drive(6, "/d6", "active", None)  # type: ignore[arg-type]
+    firsts = _first_choices([*full, (new, 1 << 40)])  # a new 1 TiB drive
+    assert firsts[6] / len(SALTS) > 0.98, firsts
+
+
+def test_equal_free_space_spreads_uniformly():
+    """Every test's drives share one filesystem: the same free space, so a uniform spread over salts."""
+    weighed = [(d, 5 << 30) for d in _drives([("", "", 8)])]
+    firsts = _first_choices(weighed)
+    assert set(firsts) == set(range(8))
+    for n in firsts.values():
+        assert n / len(SALTS) == pytest.approx(1 / 8, abs=0.01)
+    # consecutive salts are independent: the next salt's first drive is the same one about 1/8 of the time
+    same = sum(rendezvous_rank(weighed, s)[0].id == rendezvous_rank(weighed, s + 1)[0].id for s in range(5_000))
+    assert same / 5_000 == pytest.approx(1 / 8, abs=0.025)
+
+
+def test_a_drive_joining_or_leaving_moves_only_the_placements_that_involve_it():
+    """The rendezvous property, for the ranking and for what ``spread`` makes of it (3 copies on 4 hosts)."""
+    drives = _drives([(f"h{h}", "", 3) for h in range(4)])
+    weighed = [(d, (1 << 30) * (1 + d.id % 3)) for d in drives]
+    joining = Drive(12, "/d12", "active", None, host="h1")  # type: ignore[arg-type]
+    grown = [*weighed, (joining, 3 << 30)]
+    leaving = 5
+    shrunk = [(d, free) for d, free in weighed if d.id != leaving]
+    moved_first = 0
+    for salt in range(5_000):
+        before = rendezvous_rank(weighed, salt)
+        after = rendezvous_rank(grown, salt)
+        assert [d.id for d in after if d.id != 12] == [d.id for d in before], "the others keep their order"
+        moved_first += after[0].id != before[0].id
+        placed, placed_grown = spread(before, 3), spread(after, 3)
+        if 12 not in {d.id for d in placed_grown}:
+            assert placed_grown == placed
+        placed_shrunk = spread(rendezvous_rank(shrunk, salt), 3)
+        if leaving not in {d.id for d in placed}:
+            assert placed_shrunk == placed
+    # first choices move to the new drive only, in proportion to its share of the free space
+    share = 3 / (sum(f for _d, f in weighed) / (1 << 30) + 3)
+    assert moved_first / 5_000 == pytest.approx(share, abs=0.02)
+
+
+def test_a_drive_without_free_space_never_ranks_before_one_with_room():
+    weighed = [(d, 0 if d.id == 0 else 1 << 20) for d in _drives([("", "", 4)])]
+    assert all(rendezvous_rank(weighed, salt)[-1].id == 0 for salt in range(2_000))
+
+
+def test_place_reads_each_drives_free_space_once_and_queries_no_shard_counts(tmp_path, monkeypatch):
+    """Placement ranks by the free space ``writable`` reads anyway: one ``space()`` per drive per
+    placement (an HTTP call for a remote drive), and no query over the shards table."""
+    ns = open_namespace(tmp_path / "data", segment_size=1 << 20,
+                        drives=[str(tmp_path / f"d{i}") for i in range(5)], ec="2+1")
+    try:
+        ds = ns.chunks.log.drives
+        reads: Counter[int] = Counter()
+        full = ds.all[4]
+        for d in ds.all:
+            def space(d: Drive = d, real=d.io.space) -> Space:
+                reads[d.id] += 1
+                return Space(0, real().total) if d.id == full.id else real()
+
+            monkeypatch.setattr(d.io, "space", space)
+
+        def no_query(_meta):
+            raise AssertionError("placement queried the shards table")
+
+        monkeypatch.setattr(placement, "shard_counts", no_query)
+        for salt in range(200):
+            placed = ds.place(3, salt=salt)
+            assert len({d.id for d in placed}) == 3 and full.id not in {d.id for d in placed}
+        assert reads == Counter({d.id: 200 for d in ds.all}), reads
+        reads.clear()
+        assert ds.place(1, salt=7, exclude={0, 1})[0].id in (2, 3)
+        assert set(reads.values()) == {1}
     finally:
         ns.close()

@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import queue
 import secrets
+import struct
 import threading
 import time
 from collections import Counter
@@ -48,6 +50,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import xxhash
 
 from exastor import errors
 from exastor.crashpoints import crash_point  # noqa: F401 - re-exported: engine and services import it here
@@ -509,17 +513,22 @@ class DriveSet:
         return d is not None and (d.state == "offline" or (d.state in READABLE and not d.io.reachable()))
 
     def writable(self) -> list[Drive]:
+        return [d for d, _free in self.writable_with_free()]
+
+    def writable_with_free(self) -> list[tuple[Drive, int]]:
+        """The drives that take new segments, each with the free bytes read to decide so: placement
+        weighs drives by it, and reads it once per drive (a remote drive's space() is an HTTP call)."""
         out = []
         for d in self._drives.values():
             if d.state != "active" or not d.io.reachable():
                 continue
             try:
                 space = d.io.space()
-                if space.free < FREE_RESERVE and (space.total > 4 * FREE_RESERVE or space.free == 0):
-                    continue  # nearly full (the reserve is ignored on tiny test filesystems)
             except OSError:
                 continue
-            out.append(d)
+            if space.free <= 0 or space.free < FREE_RESERVE and space.total > 4 * FREE_RESERVE:
+                continue  # full, or nearly (the reserve is ignored on tiny test filesystems)
+            out.append((d, space.free))
         return out
 
     @property
@@ -555,8 +564,13 @@ class DriveSet:
     def place(self, count: int, salt: int, exclude: AbstractSet[int] = frozenset(),
               occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
         """``count`` distinct writable drives on distinct hosts while there are enough (see
-        ``spread``); ``occupied``: (host, rack) already holding other copies of the same data."""
-        cands = [d for d in self.writable() if d.id not in exclude]
+        ``spread``); ``occupied``: (host, rack) already holding other copies of the same data.
+
+        Drives are ranked by weighted rendezvous hashing on free space (``rendezvous_rank``): no
+        database query, each drive's chance of ranking first is its share of the free space, and a
+        drive joining or leaving changes only the placements that involve it."""
+        weighed = [(d, free) for d, free in self.writable_with_free() if d.id not in exclude]
+        cands = [d for d, _free in weighed]
         if len(cands) < count:
             out_of_space = [d for d in self._drives.values() if d.state == "full" and d.id not in exclude]
             if len(cands) + len(out_of_space) >= count:  # healthy but full: the store is out of space
@@ -565,12 +579,10 @@ class DriveSet:
             raise errors.Unavailable(
                 f"too few healthy drives to write safely: need {count}, have {len(cands)} "
                 f"(see `exastor drive status`)")
-        load = self.shard_counts()
-        n = len(cands)
-        cands.sort(key=lambda d: (load.get(d.id, 0), (d.id - salt) % max(n, 1)))
-        return spread(cands, count, occupied)
+        return spread(rendezvous_rank(weighed, salt), count, occupied)
 
     def shard_counts(self) -> dict[int, int]:
+        """Shards per drive (a query over every shard: for ``drive status`` and rebalance, not placement)."""
         return placement.shard_counts(self.meta)
 
     # --- errors ------------------------------------------------------------------
@@ -674,6 +686,34 @@ class DriveSet:
         except OSError:
             return False
         return head is not None and head[0] == segment and head[2] in (0, self.store_tag)
+
+
+_U64 = 1 << 64
+_SALT_AND_DRIVE = struct.Struct("<QQ")
+
+
+def rendezvous_score(salt: int, drive_id: int, free: int) -> float:
+    """-ln(u) / free, with u in (0, 1] a hash of (salt, drive): lowest ranks first.
+
+    -ln(u) of a uniform u is exponential with rate 1, so the score is exponential with rate
+    ``free``, and the smallest of such independent scores belongs to drive d with probability
+    free(d) / (total free): new segments go where the space is (a drive twice as empty gets twice
+    as many; a new, empty drive fills fastest). Each drive's score depends on the salt and on that
+    drive alone, so a drive joining or leaving reorders nothing among the others. The hash is xxh3
+    of the packed pair - never Python's hash(), which is salted per process for str and is the
+    identity on small ints - so consecutive salts (``segment + i``, a clock) are decorrelated and
+    every process ranks alike. ``free`` <= 0 never ranks before a drive with room (infinity)."""
+    if free <= 0:
+        return math.inf
+    h = xxhash.xxh3_64_intdigest(_SALT_AND_DRIVE.pack(salt % _U64, drive_id % _U64))
+    return -math.log((h + 1) / _U64) / free  # (h + 1) / 2**64 is in (0, 1]: log never sees 0
+
+
+def rendezvous_rank(weighed: Iterable[tuple[Drive, int]], salt: int) -> list[Drive]:
+    """Drives, best first, by weighted rendezvous hashing of ``salt`` on their free bytes
+    (``rendezvous_score``; the drive id breaks the - astronomically unlikely - ties)."""
+    scored = sorted((rendezvous_score(salt, d.id, free), d.id, d) for d, free in weighed)
+    return [d for _score, _id, d in scored]
 
 
 def spread(ranked: list[Drive], count: int, occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
