@@ -42,7 +42,7 @@ from lib.machine import machine_info  # noqa: E402
 from lib.results import utc_stamp, write_result  # noqa: E402
 
 from exastor.drives.base import Space  # noqa: E402
-from exastor.engine.drives import Drive, DriveSet, rendezvous_rank, spread  # noqa: E402
+from exastor.engine.drives import Drive, DriveSet, rendezvous_rank, shard_salt, spread  # noqa: E402
 
 TIB = 1 << 40
 HOSTS = 4
@@ -113,7 +113,7 @@ def place_stripes(ds: DriveSet, segments: int) -> tuple[Counter[int], float, int
     for seg in range(segments):
         used: set[int] = set()
         for i in range(6):
-            d = ds.place(1, salt=seg + i, exclude=used, occupied=ds.domains_of(used))[0]
+            d = ds.place(1, salt=shard_salt(seg, i), exclude=used, occupied=ds.domains_of(used))[0]
             used.add(d.id)
             copies[d.id] += 1
         host_overfull += max(ds.domains_of(used).values()) > 2  # ceil(6 / 4 hosts) = 2 at most

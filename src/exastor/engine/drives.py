@@ -709,6 +709,13 @@ def rendezvous_score(salt: int, drive_id: int, free: int) -> float:
     return -math.log((h + 1) / _U64) / free  # (h + 1) / 2**64 is in (0, 1]: log never sees 0
 
 
+def shard_salt(segment: int, index: int) -> int:
+    """The placement salt of shard ``index`` of ``segment``: distinct for every pair (an erasure
+    stripe has fewer than 256 shards: GF(2^8)), so no shard of one segment shares its ranking with
+    a shard of the next (``segment + index`` would)."""
+    return segment << 8 | index
+
+
 def rendezvous_rank(weighed: Iterable[tuple[Drive, int]], salt: int) -> list[Drive]:
     """Drives, best first, by weighted rendezvous hashing of ``salt`` on their free bytes
     (``rendezvous_score``; the drive id breaks the - astronomically unlikely - ties)."""

@@ -51,6 +51,7 @@ from exastor.engine.drives import (
     load_layout,
     names_shard,
     segment_name,
+    shard_salt,
 )
 from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_header
 from exastor.engine.scan import next_valid, record_length
@@ -555,7 +556,7 @@ class SegmentLog:
         gens = allocate_gens(self.meta, len(all_shards))
         for i, shard in enumerate(all_shards):
             while True:
-                d = self.drives.place(1, salt=segment + i, exclude=used,
+                d = self.drives.place(1, salt=shard_salt(segment, i), exclude=used,
                                       occupied=self.drives.domains_of(drive for drive, _gen in placed))[0]
                 used.add(d.id)
                 try:

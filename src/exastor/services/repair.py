@@ -42,6 +42,7 @@ from exastor.engine.drives import (
     load_layout,
     mark_shard,
     names_shard,
+    shard_salt,
 )
 from exastor.engine.segments import SegmentLog
 from exastor.meta import placement
@@ -113,7 +114,7 @@ class Repairer:
         others = {row.drive for i, row in current.items() if i != idx}
         exclude = others | ({old_drive} if draining or (old is not None and old.state != "active") else set())
         if target is None:
-            target = drives.place(1, salt=segment + idx, exclude=exclude, occupied=drives.domains_of(others))[0]
+            target = drives.place(1, salt=shard_salt(segment, idx), exclude=exclude, occupied=drives.domains_of(others))[0]
         elif target.id in others:
             return False  # the stripe already has a shard there: moving would put two on one drive
         elif old is not None and _crowds(drives.domains_of(others), old, target):
