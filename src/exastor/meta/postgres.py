@@ -366,7 +366,9 @@ class PostgresRunner:
                 if bumped is not None:
                     self._seen(bumped)
                     if self._shared is not None:  # before the caller answers: the next request may
-                        self._shared.publish(self._shared_index, bumped)  # reach another worker
+                        with self._version_lock:  # reach another worker. The lock: pool threads
+                            # of this process publish too, and a slot must never move backwards
+                            self._shared.publish(self._shared_index, bumped)
                 return result
             except _NotSent as wrapped:
                 if wrapped.stale_primary:

@@ -25,7 +25,8 @@ class SharedVersions:
         self._map = mmap.mmap(-1, self._all.size)
 
     def publish(self, index: int, value: int) -> None:
-        """Worker ``index`` committed ``value`` (values only grow: bucket_version is a counter)."""
+        """Worker ``index`` committed ``value`` (values only grow: bucket_version is a counter). One
+        writer per slot: the worker serialises its own threads' calls."""
         if value > _SLOT.unpack_from(self._map, index * _SLOT.size)[0]:
             _SLOT.pack_into(self._map, index * _SLOT.size, value)
 
