@@ -349,6 +349,36 @@ class PowerCut:
     entries_undone: int = 0
 
 
+def _journal_lines(text: str) -> list[Any]:
+    """The journal's events. A process killed inside its ``os.write`` of a line can leave the line
+    torn (a write to a file may stop at a page boundary on a fatal signal), and the next process's
+    line is then appended to the torn one. A torn line is dropped: its intent line was written
+    before its call (which therefore never ran), and a lost done or end line only makes the cut
+    undo more (a change whose done line is missing is undone as far as it happened)."""
+    decoder = json.JSONDecoder()
+    events = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            events.append(json.loads(line))
+            continue
+        except json.JSONDecodeError:
+            pass
+        for start in range(1, len(line)):  # the whole line that follows the torn prefix, if any
+            if line[start] != "[":
+                continue
+            try:
+                event, end = decoder.raw_decode(line, start)
+            except json.JSONDecodeError:
+                continue
+            if end == len(line):
+                events.append(event)
+                break
+    return events
+
+
 def power_cut(record_dir: Path, rng: random.Random, mode: str = "drop",
               drives: dict[str, DriveIO] | None = None) -> dict[str, PowerCut]:
     """Apply a power cut to every drive journaled under ``record_dir`` and start fresh journals.
@@ -359,7 +389,7 @@ def power_cut(record_dir: Path, rng: random.Random, mode: str = "drop",
     assert mode in ("drop", "tear", "mixed"), mode
     out: dict[str, PowerCut] = {}
     for journal in sorted(record_dir.glob("journal-*")):
-        lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+        lines = _journal_lines(journal.read_text())
         if not lines or lines[0][0] != "L":
             continue
         label = lines[0][1]
