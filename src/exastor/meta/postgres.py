@@ -364,11 +364,7 @@ class PostgresRunner:
             try:
                 result, bumped = self._attempt(fn, begin, idempotent=not write)
                 if bumped is not None:
-                    self._seen(bumped)
-                    if self._shared is not None:  # before the caller answers: the next request may
-                        with self._version_lock:  # reach another worker. The lock: pool threads
-                            # of this process publish too, and a slot must never move backwards
-                            self._shared.publish(self._shared_index, bumped)
+                    self._seen(bumped, own=True)
                 return result
             except _NotSent as wrapped:
                 if wrapped.stale_primary:
@@ -461,9 +457,15 @@ class PostgresRunner:
         own bucket changes there, and follow the others' without waiting for their NOTIFY."""
         self._shared, self._shared_index = shared, index
 
-    def _seen(self, value: int, *, reset: bool = False) -> None:
+    def _seen(self, value: int, *, reset: bool = False, own: bool = False) -> None:
+        """``value`` of bucket_version heard (a notification, a reconnect's read: ``reset``) or
+        committed by this process (``own``): published to this server's other workers before the
+        caller answers, since the next request may reach one of them. Under the lock: pool threads
+        publish too, and a slot must never move backwards."""
         with self._version_lock:
             self._version = value if reset else max(self._version, value)
+            if own and self._shared is not None:
+                self._shared.publish(self._shared_index, value)
 
     def _listen(self) -> None:
         backoff = 0.1

@@ -6,7 +6,7 @@ window is closed here: the worker that commits a change writes the new ``bucket_
 own slot of a shared page (anonymous ``MAP_SHARED``, made by the master before the fork) before it
 answers, and every worker's ``data_version`` is at least the largest slot. So a Deny policy put
 through one worker is enforced by the server's every worker on the very next request. Each slot
-has one writer (its worker), so no lock; a torn read of a slot being written can only move the
+has one writer (its worker, which serialises its own threads), so no lock between workers; a torn read of a slot being written can only move the
 version, which empties a cache once more than needed, never keeps a stale one.
 """
 
