@@ -83,10 +83,17 @@ async def _load(url: str, seconds: float, conc: int, polite: bool) -> dict[str, 
 
     latencies: list[float] = []
     codes: dict[int, int] = {}
+    # The admitted rate counts the 200s that completed within the phase. The lanes' last requests,
+    # sent before the end, complete after it, up to MAX_DELAY (0.5 s) later when their tokens were
+    # reserved: counted over the phase's seconds they would add up to conc of them, e.g. +100/s*0.5 s
+    # over a 5 s phase with 256 lanes (the +10.6% of the 2026-12-06 quiet run), a limit the limiter
+    # never exceeded. They are reported apart (ok_after_end).
+    in_window = 0
     end = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=conc)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def lane() -> None:
+            nonlocal in_window
             backoff = 0.01
             while time.monotonic() < end:
                 started = time.perf_counter()
@@ -96,14 +103,16 @@ async def _load(url: str, seconds: float, conc: int, polite: bool) -> dict[str, 
                 if status == 200:
                     latencies.append(time.perf_counter() - started)
                     backoff = 0.01
+                    if time.monotonic() <= end:
+                        in_window += 1
                 elif polite:
                     await asyncio.sleep(random.uniform(0, backoff))
                     backoff = min(1.0, backoff * 2)
                 codes[status] = codes.get(status, 0) + 1
 
         await asyncio.gather(*(lane() for _ in range(conc)))
-    return {"seconds": seconds, "codes": codes, "ok_per_s": codes.get(200, 0) / seconds,
-            "latencies": latencies}
+    return {"seconds": seconds, "codes": codes, "ok_per_s": in_window / seconds,
+            "ok_after_end": codes.get(200, 0) - in_window, "latencies": latencies}
 
 
 def tenant_main(url: str, seconds: float, conc: int, out: str, polite: bool) -> None:
@@ -140,6 +149,7 @@ def _aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         for tenant in rounds[0][name]:
             runs = [r[name][tenant] for r in rounds]
             phase[tenant] = {"ok_per_s": statistics.fmean(x["ok_per_s"] for x in runs),
+                             "ok_after_end": sum(x.get("ok_after_end", 0) for x in runs),
                              "codes": {c: sum(x["codes"].get(c, 0) for x in runs)
                                        for c in sorted({c for x in runs for c in x["codes"]})},
                              "p50_ms": statistics.median(x["p50_ms"] for x in runs),

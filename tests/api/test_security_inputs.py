@@ -33,6 +33,32 @@ def test_key_with_invalid_utf8_is_a_400(exastor_server, s3, bucket):
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+@pytest.mark.parametrize("name", ["k%00x", "%00%2A"])
+def test_key_with_a_nul_is_a_400_on_every_backend(exastor_server, s3, bucket, name):
+    """A NUL names nothing: PostgreSQL cannot store it (the embedded SQLite could, so the two backends
+    disagreed), and ``%00*`` spells the authorizer's every-key grant (auth/decision.py ANY_KEY): a
+    request that could name it could be granted a key that covers the whole bucket."""
+    for method in ("PUT", "GET", "HEAD", "DELETE"):
+        status, _, body = signed_request(exastor_server, method, f"/{bucket}/{name}", body=b"x" * (method == "PUT"))
+        assert status == 400, (method, status, body)
+        if method != "HEAD":
+            assert _code(body) == "InvalidURI"
+    status, _, body = signed_request(exastor_server, "PUT", f"/{bucket}/{name}?acl",
+                                     headers={"x-amz-acl": "public-read"})
+    assert status == 400, (status, body)
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    account = exastor_server.account_name
+    svc = BlobServiceClient.from_connection_string(exastor_server.connection_string)
+    svc.create_container("nulctr")
+    try:
+        status, headers, _ = blob_signed(exastor_server, "PUT", f"/{account}/nulctr/{name}",
+                                         {"x-ms-blob-type": "BlockBlob", "Content-Length": "0"})
+        assert status == 400 and headers.get("x-ms-error-code") == "InvalidUri", status
+        assert list(svc.get_container_client("nulctr").list_blobs()) == []
+    finally:
+        svc.delete_container("nulctr")
+
+
 @pytest.mark.parametrize("rng", ["bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=-" + "9" * 5000,
                                  "bytes=" + "0" * 4999 + "1-"])
 def test_five_thousand_digit_range(exastor_server, s3, bucket, rng):

@@ -25,7 +25,7 @@ from exastor.blob.service import ServiceSettings
 from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
 from exastor.namespace.blobs import Blobs
-from exastor.namespace.names import is_utf8_text
+from exastor.namespace.names import is_name_text
 from exastor.namespace.operations import Namespace
 
 log = logging.getLogger("exastor.blob")
@@ -90,8 +90,8 @@ class BlobApp:
                             status=400)
         call.container = parts[1] if len(parts) > 1 and parts[1] else None
         call.blob = parts[2] if len(parts) > 2 and parts[2] else None
-        if not is_utf8_text(req.path):
-            raise BlobError("InvalidUri", "The URL is not valid UTF-8.", status=400)
+        if not is_name_text(req.path):
+            raise BlobError("InvalidUri", "The URL is not valid UTF-8 or names a NUL (%00).", status=400)
         call.info.update(bucket=call.container, key=call.blob)
         if call.container is not None and req.method != "OPTIONS":
             from exastor.blob.container import check_container_name

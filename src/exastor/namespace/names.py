@@ -26,15 +26,20 @@ def check_bucket_name(name: str) -> None:
 def check_key(key: str) -> None:
     if not key:
         raise errors.InvalidKey("empty key")
-    if not is_utf8_text(key):
-        raise errors.InvalidKey("keys must be valid UTF-8")
+    if not is_name_text(key):
+        raise errors.InvalidKey("keys must be valid UTF-8 without NUL (0x00) characters")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise errors.KeyTooLong(key[:64] + "...")
 
 
-def is_utf8_text(name: str) -> bool:
-    """Whether a name decoded from a URL spells valid UTF-8 (no lone surrogates from %FF-style bytes,
-    which the database cannot store and no client could name again)."""
+def is_name_text(name: str) -> bool:
+    """Whether a name decoded from a URL can name anything here: valid UTF-8 (no lone surrogates
+    from %FF-style bytes, which the database cannot store and no client could name again) and no
+    NUL (%00): PostgreSQL cannot store one in text, so one backend would take the name and the other
+    refuse it, and the authorizer's every-key grant (auth/decision.py ANY_KEY) is spelt with a NUL
+    precisely because no request can name it."""
+    if "\0" in name:
+        return False
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

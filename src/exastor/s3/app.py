@@ -17,7 +17,7 @@ from exastor.auth.operations import operation
 from exastor.auth.principal import Principal
 from exastor.http import qos
 from exastor.http.asgi import REQUEST_ID, ClientDisconnected, Receive, Request, Scope, Send, respond
-from exastor.namespace.names import is_utf8_text
+from exastor.namespace.names import is_name_text
 from exastor.namespace.operations import Namespace
 from exastor.s3 import cors, sigv4
 from exastor.s3.common import S3Call
@@ -79,8 +79,8 @@ class S3App:
     async def _handle(self, call: S3Call) -> None:
         req = call.req
         bucket, key = self._target(req)
-        if not is_utf8_text(bucket or "") or not is_utf8_text(key or ""):
-            raise S3Error("InvalidURI")  # %FF and the like: no UTF-8 name, nothing to look up
+        if not is_name_text(bucket or "") or not is_name_text(key or ""):
+            raise S3Error("InvalidURI")  # %FF, %00 and the like: nothing can be stored under it
         if bucket == "":
             raise S3Error("InvalidBucketName")  # "//key": an empty bucket segment names no bucket
         call.bucket, call.key = bucket, key

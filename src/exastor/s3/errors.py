@@ -6,6 +6,7 @@ client always gets a code it understands and a request id, never a traceback.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -89,11 +90,11 @@ class S3Error(Exception):
         super().__init__(f"{code}: {self.message}")
 
     def to_xml(self, request_id: str) -> bytes:
-        parts = [f"<Code>{escape(self.code)}</Code>", f"<Message>{escape(self.message)}</Message>"]
+        parts = [f"<Code>{_text(self.code)}</Code>", f"<Message>{_text(self.message)}</Message>"]
         for name, value in self.extra.items():
-            parts.append(f"<{name}>{escape(str(value))}</{name}>")
+            parts.append(f"<{name}>{_text(str(value))}</{name}>")
         if self.resource:
-            parts.append(f"<Resource>{escape(self.resource)}</Resource>")
+            parts.append(f"<Resource>{_text(self.resource)}</Resource>")
         parts.append(f"<RequestId>{request_id}</RequestId>")
         # "replace": a %FF path decodes to a lone surrogate, which UTF-8 cannot carry
         return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode(
@@ -147,3 +148,13 @@ def to_s3_error(exc: errors.StoreError, call: Any = None) -> S3Error:
         if code:
             return S3Error(code, exc.detail or None if code == "InvalidArgument" else None)
     return S3Error("InternalError")
+
+
+# Characters XML 1.0 cannot carry even escaped (C0 controls but tab, LF, CR; lone surrogates are
+# handled by the "replace" encoding): a request naming ``%00`` is answered with a document its
+# client can parse, the character shown as U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _text(value: str) -> str:
+    return escape(_NOT_XML.sub("\ufffd", value))
