@@ -228,7 +228,10 @@ class Oracle:
             return twin
 
 
-def load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int) -> None:
+def load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int, live_cap: int = 0) -> None:
+    """An S3 writer: PUTs, multipart uploads and deletes at random (a quarter deletes). ``live_cap``:
+    while more than that many objects are live, three quarters delete, so the store stops growing
+    (a long services stress whose every scrub and relayout pass would otherwise cover ever more)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     rng = random.Random(seed)
@@ -242,7 +245,7 @@ def load(server: Any, oracle: Oracle, seed: int, stop: threading.Event, wid: int
             victims = sorted(k for k in oracle.acked
                              if k not in oracle.deleted and k not in oracle.deleting and "/pin" not in k)
         try:
-            if victims and op < 0.25:
+            if victims and op < (0.75 if live_cap and len(victims) > live_cap else 0.25):
                 key = rng.choice(victims)
                 with oracle.lock:
                     oracle.deleting.add(key)
@@ -618,10 +621,12 @@ def _create_bucket(server: Any) -> None:
         delete_retention_policy=RetentionPolicy(enabled=True, days=1))
 
 
-def start_load(server: Any, oracle: Oracle, seed: int, stop: threading.Event) -> list[threading.Thread]:
+def start_load(server: Any, oracle: Oracle, seed: int, stop: threading.Event,
+               live_cap: int = 0) -> list[threading.Thread]:
     """Three S3 threads and one Blob thread (the same namespace: the S3 threads may delete its blobs),
-    running until ``stop``."""
-    threads = [threading.Thread(target=blob_load if w == 3 else load, args=(server, oracle, seed + w, stop, w))
+    running until ``stop``; ``live_cap``: see ``load``."""
+    threads = [threading.Thread(target=blob_load, args=(server, oracle, seed + w, stop, w)) if w == 3 else
+               threading.Thread(target=load, args=(server, oracle, seed + w, stop, w, live_cap))
                for w in range(4)]
     for t in threads:
         t.start()
