@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 
 from conftest import exastor, s3_client, start_server, wait_until
 from pgcluster import rows
@@ -52,8 +54,17 @@ def test_stats_and_drive_lifecycle_over_postgresql(tmp_path, pg_database, monkey
         assert stats["logical_bytes"] == sum(map(len, bodies.values()))
         shown = exastor("stats", "--meta", dsn, data_dir=data)  # the table, as an operator reads it
         assert "objects" in shown.stdout and "Traceback" not in shown.stderr
-        without = exastor("stats", data_dir=data, check=False)  # no --meta: no SQLite store in DATA, named
-        assert without.returncode == 2 and "no store at" in without.stderr
+        # No --meta: every command refuses, naming where the metadata is, and none makes an empty
+        # SQLite store beside it (the standalone reducer used to, and reported nothing to reduce).
+        for command in (["stats"], ["user", "list"], ["reduce", "status"], ["fsck"]):
+            without = exastor(*command, data_dir=data, check=False)
+            assert without.returncode == 2 and "keeps its metadata in PostgreSQL" in without.stderr, \
+                (command, without.stderr)
+            assert "Traceback" not in without.stderr
+        reducer = subprocess.run([sys.executable, "-m", "exastor.services.reducer", "--data", str(data)],
+                                 capture_output=True, text=True, timeout=120)
+        assert reducer.returncode == 2 and "keeps its metadata in PostgreSQL" in reducer.stderr, reducer.stderr
+        assert "password" not in reducer.stderr and not (data / "meta" / "exastor.sqlite").exists()
 
         # drive status and add run live; the gateway takes the new drive up
         status = json.loads(exastor("drive", "status", "--meta", dsn, "--json", data_dir=data).stdout)

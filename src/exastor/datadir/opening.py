@@ -19,7 +19,7 @@ from exastor.drives import DriveIO, is_url
 from exastor.engine.chunkstore import ChunkStore
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
-from exastor.errors import data_dir_unusable
+from exastor.errors import CommandError, data_dir_unusable
 from exastor.meta import blob as bm
 from exastor.meta import journal as jr
 from exastor.meta.contract import Metadata
@@ -32,6 +32,31 @@ CREDENTIALS_FILE = "credentials.toml"
 
 
 DB_NAME = "exastor.sqlite"
+
+
+# In a data directory whose metadata is in PostgreSQL (written by the first command that opens it
+# with --meta): the database's URL without its password. Commands run without --meta refuse it.
+METADATA_ELSEWHERE = "metadata-in-postgresql"
+
+
+def _remember_postgres(data: Path, where: str) -> None:
+    marker = data / METADATA_ELSEWHERE
+    if marker.exists() or not data.is_dir():
+        return
+    try:
+        write_private(marker, f"{where}\n".encode())
+    except OSError:
+        pass  # a read-only data directory: the commands that need to write there say so themselves
+
+
+def refuse_if_metadata_elsewhere(data: Path) -> None:
+    """CommandError when ``data`` is a store whose metadata is in PostgreSQL: opened without --meta it
+    would get (and create) an empty SQLite database beside the store, and a command would report an
+    empty store, reduce nothing, or find no users."""
+    marker = data / METADATA_ELSEWHERE
+    if marker.exists():
+        raise CommandError(f"the store in {data} keeps its metadata in PostgreSQL ({marker.read_text().strip()}): "
+                           "pass --meta postgresql://... or set EXASTOR_META_URL")
 
 
 def private_dir(path: Path) -> None:
@@ -61,10 +86,12 @@ def open_metadata(data: Path, meta_url: str | None = None, *, key_command: str |
     CommandError that says so: SQLite needs to write beside the database even to read it (WAL), so
     every command needs a writable directory."""
     if meta_url:
-        from exastor.meta.postgres import PostgresRunner  # psycopg only where it is used
+        from exastor.meta.postgres import PostgresRunner, describe  # psycopg only where it is used
         meta = Metadata(PostgresRunner(meta_url))
+        _remember_postgres(data, describe(meta_url))
     else:
         folder = data / "meta"
+        refuse_if_metadata_elsewhere(data)
         try:
             private_dir(folder)
             if os.statvfs(folder).f_flag & os.ST_RDONLY:

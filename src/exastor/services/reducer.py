@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from exastor import errors, metrics
 from exastor.engine import codec, similarity
@@ -390,11 +390,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duty", type=float, default=1.0, help="share of one core to use (default 1.0)")
     ap.add_argument("--max-objects", type=int, default=None)
     args = ap.parse_args(argv)
+    from exastor.cliargs import existing_store
     from exastor.datadir import lock
+    from exastor.errors import CommandError
 
-    lock.shared(Path(args.data))  # beside servers, never beside an offline repair (exclusive)
+    try:
+        data = existing_store(args.data)  # never a new, empty store; never an embedded one beside PostgreSQL
+    except CommandError as exc:
+        print(f"{ap.prog}: {exc}", file=sys.stderr)
+        return 2
+    lock.shared(data)  # beside servers, never beside an offline repair (exclusive)
     # recover=False: a running server may have segments open; this process opens its own.
-    ns = open_namespace(Path(args.data), recover=False)
+    ns = open_namespace(data, recover=False)
     try:
         res = Reducer(ns.chunks, duty=args.duty).run_once(args.max_objects)
     finally:
