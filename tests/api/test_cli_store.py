@@ -59,6 +59,10 @@ def test_a_user_who_owns_buckets_is_removed_only_with_a_transfer(tmp_path):
         assert bad.returncode == 1 and "no user 'nobody'" in bad.stderr
         done = exastor("user", "remove", "erin", "--transfer-to", "admin", data_dir=server.data_dir)
         assert "now owned by admin: erins" in done.stdout
+        for _ in range(4):  # refused on the very next requests, by the workers that had her key cached too
+            with pytest.raises(ClientError) as gone:
+                erin.list_buckets()
+            assert gone.value.response["Error"]["Code"] == "InvalidAccessKeyId"
         admin = s3_client(server)
         assert admin.get_object(Bucket="erins", Key="k")["Body"].read() == b"kept"
         # A new user of the same name inherits nothing.

@@ -310,9 +310,10 @@ def next_segment_id(cur: Any) -> int:
 
 
 def bucket_changed(cur: Any) -> None:
-    """Every transaction that changes a bucket row or an account setting calls this: gateways cache
-    those rows until ``bucket_version`` moves (``Runner.data_version``). Rare writes only (never per
-    object), so the row is not a hot spot; on PostgreSQL its update notifies every gateway."""
+    """Every transaction that changes a bucket row, an account setting or a user calls this: gateways
+    cache those rows until ``bucket_version`` moves (``Runner.data_version``), so a removed user's
+    key or a Deny policy is refused on the next request. Rare writes only (never per object), so the
+    row is not a hot spot; on PostgreSQL its update notifies every gateway."""
     cur.execute("UPDATE counters SET value = value + 1 WHERE name = 'bucket_version'")
 
 
@@ -351,6 +352,7 @@ class Metadata:
                 "INSERT INTO users (name, access_key, secret_key, created_ns) VALUES (?, ?, ?, ?)",
                 (user.name, user.access_key, sealed, user.created_ns),
             )
+            bucket_changed(cur)  # an access key a gateway cached as unknown works at once
 
         self.runner.write_sync(tx)
 
@@ -388,6 +390,7 @@ class Metadata:
             cur.execute("DELETE FROM user_emails WHERE name = ?", (name,))
             cur.execute("DELETE FROM quotas WHERE scope = 'user' AND name = ?", (name,))
             cur.execute("DELETE FROM qos_limits WHERE scope = 'user' AND name = ?", (name,))
+            bucket_changed(cur)  # the key is refused on the next request; buckets handed over change owner
             return owned
 
         return self.runner.write_sync(tx)
@@ -495,6 +498,7 @@ class Metadata:
                         (access_key, sealed, name))
             if cur.rowcount != 1:
                 raise errors.InvalidArgument(f"no user {name!r}")
+            bucket_changed(cur)  # the old key is refused on the next request
 
         self.runner.write_sync(tx)
 

@@ -30,6 +30,9 @@ Check = ObjectCheck
 ANONYMOUS = "anonymous"  # who an unauthenticated caller's delete marker names
 READ, WRITE = "read", "write"  # what a grant lets a request do with a bucket or an object
 _DIGEST_BATCH = 8 << 20
+# A user row is cached until data_version moves; this bounds it besides, should a change's
+# notification be lost (a PostgreSQL listener reconnecting).
+USER_CACHE_S = 5.0
 
 
 class Grant(Protocol):
@@ -124,6 +127,7 @@ class Namespace:
         self.chunks = chunks
         self.region = region
         self._users: dict[str, tuple[float, User | None]] = {}
+        self._users_version = -1
         self._buckets: dict[str, Bucket] = {}
         self._buckets_version = -1
 
@@ -139,10 +143,17 @@ class Namespace:
 
     # --- identities ------------------------------------------------------------
     def user_by_access_key(self, access_key: str) -> User | None:
-        """Cached for a few seconds: auth runs on every request, revocation takes effect quickly."""
+        """Cached until a user, bucket or account setting changes (``data_version``: every user change
+        bumps it, meta/contract.py ``bucket_changed``), so a removed user's key or a replaced key pair
+        is refused on the next request (on PostgreSQL: at once through this gateway, within the
+        notification's milliseconds through others); and for at most USER_CACHE_S in any case."""
         now = time.monotonic()
+        version = self.meta.runner.data_version()
+        if version != self._users_version or len(self._users) > 10_000:
+            self._users.clear()
+            self._users_version = version
         hit = self._users.get(access_key)
-        if hit and now - hit[0] < 5.0:
+        if hit and now - hit[0] < USER_CACHE_S:
             return hit[1]
         user = self.meta.user_by_access_key(access_key)
         self._users[access_key] = (now, user)
