@@ -171,6 +171,19 @@ class TestDriveContract:
             with pytest.raises(OSError):
                 drive.pread(bad, 0, 1)
 
+    def test_block_digests_are_the_xxh3_of_each_block_where_the_bytes_are(self, target):
+        import xxhash
+
+        drive, _ = target.formatted()
+        body = random.Random(7).randbytes(300_000)
+        drive.put("shards/s", body)
+        want = [xxhash.xxh3_64_intdigest(body[i:i + 65536]) for i in range(4096, 300_000, 65536)]
+        assert drive.block_digests("shards/s", 4096, 300_000, 65536) == want  # the last block short: the end
+        assert drive.block_digests("shards/s", 0, 8192, 4096) == [xxhash.xxh3_64_intdigest(body[:4096]),
+                                                                  xxhash.xxh3_64_intdigest(body[4096:8192])]
+        with pytest.raises(FileNotFoundError):
+            drive.block_digests("shards/absent", 0, 4096, 4096)
+
     def test_writes_with_a_stale_lease_epoch_are_fenced(self, target):
         drive, root = target.formatted()
         head = bytes(64)

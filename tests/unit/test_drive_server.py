@@ -225,3 +225,24 @@ def test_traffic_counters_count_body_bytes_per_operation(served):
     assert after["pread"]["requests"] - before.get("pread", {}).get("requests", 0) == 2  # the refusal too
     assert after["pread"]["sent_bytes"] - before.get("pread", {}).get("sent_bytes", 0) >= 100
     assert "traffic" not in after, "reading the counters is not counted"
+
+
+def test_a_scrub_digest_leaves_the_bytes_on_the_drive_servers_host(served):
+    """Scrub over a drive server (engine/shards.verify_file) asks for block digests: 8 bytes a block
+    cross the network, not the block; a request for too much at once, or for tiny blocks, is refused."""
+    import xxhash
+
+    _, drive = served
+    body = bytes(range(256)) * 4096  # 1 MiB
+    drive.put("shards/scrubbed", body)
+    before = drive.traffic()
+    sums = drive.block_digests("shards/scrubbed", 0, len(body), 65536)
+    assert sums == [xxhash.xxh3_64_intdigest(body[i:i + 65536]) for i in range(0, len(body), 65536)]
+    after = drive.traffic()
+    assert after["digests"]["sent_bytes"] - before.get("digests", {}).get("sent_bytes", 0) == 16 * 8
+    assert after.get("pread", {}).get("sent_bytes", 0) == before.get("pread", {}).get("sent_bytes", 0)
+    for length, block in ((1 << 30, 65536), (65536, 512)):
+        with pytest.raises(OSError) as refused:
+            drive.block_digests("shards/scrubbed", 0, length, block)
+        assert refused.value.errno == errno.EINVAL
+

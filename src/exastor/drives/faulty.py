@@ -235,6 +235,10 @@ class FaultyDrive(DriveIO):
         self._check("pread", name, READ)  # the same rules as pread: a read is a read
         return self.inner.pread_into(name, offset, buffer)
 
+    def block_digests(self, name: str, offset: int, length: int, block: int) -> list[int]:
+        self._check("pread", name, READ)  # a scrub's read is a read too
+        return self.inner.block_digests(name, offset, length, block)
+
     def stat(self, name: str = "") -> Stat:
         self._check("stat", name, "meta")
         return self.inner.stat(name)

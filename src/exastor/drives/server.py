@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import secrets
+import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +67,10 @@ from exastor.drives.wire import (
 log = logging.getLogger("exastor.drive_server")
 
 H_BOOT = "x-exastor-boot"
+# A digests request reads at most this much (one worker thread for a bounded time) in blocks of at
+# least this size (so the answer is at most 1/512 of the bytes read).
+MAX_DIGEST_RANGE = 64 << 20
+MIN_DIGEST_BLOCK = 4096
 UNAVAILABLE = "UNAVAILABLE"   # the errno header of an answer that says "this drive is not served here"
 RESTARTED = "RESTARTED"       # ... that says "this server restarted after the writes this fsync would cover"
 
@@ -137,6 +142,13 @@ class DriveServer:
         if op == "read":
             data = drive.read(_name(query))
             return data, "application/octet-stream"
+        if op == "digests":  # a scrub of this host's files: the bytes stay here, 8 bytes a block leave
+            length, block = _int(query, "length"), _int(query, "block")
+            if length > MAX_DIGEST_RANGE or block < MIN_DIGEST_BLOCK:
+                raise Answer(400, "EINVAL", f"digests: at most {MAX_DIGEST_RANGE} bytes, blocks of at least "
+                                            f"{MIN_DIGEST_BLOCK}")
+            sums = drive.block_digests(_name(query), _int(query, "offset"), length, block)
+            return struct.pack(f"<{len(sums)}Q", *sums), "application/octet-stream"
         if op == "append":
             name = _name(query)
             drive.append(name, _int(query, "offset"), body, epoch=_epoch(query))
