@@ -51,38 +51,69 @@ def connection_string(account: str, key: str, port: int) -> str:
             f"BlobEndpoint=http://127.0.0.1:{port}/{account};")
 
 
-class Servers:
-    """exastor and Azurite side by side on free loopback ports."""
+def exastor_label(geometry: str) -> str:
+    """A geometry's column name: "exastor" for one drive, "exastor-4+2" for 4+2 erasure."""
+    return "exastor" if geometry == "1" else f"exastor-{geometry}"
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.exastor_port, self.azurite_port = free_port(), free_port()
-        self.exastor_proc: subprocess.Popen | None = None
+
+def exastor_layout(data: Path, geometry: str) -> list[str]:
+    """``exastor serve`` arguments for a geometry: "1" is the default (one drive directory, no
+    redundancy); "K+M" is K+M drive directories under ``data`` with that erasure geometry, as
+    bench/peers/exastor.sh does with EXASTOR_BENCH_EC for the S3 benchmarks."""
+    if geometry == "1":
+        return []
+    k, m = (int(x) for x in geometry.split("+"))
+    return [arg for i in range(k + m) for arg in ("--drive", str(data / f"d{i}"))] + ["--ec", geometry]
+
+
+class Servers:
+    """exastor (one server per geometry) and Azurite side by side on free loopback ports."""
+
+    def __init__(self, tmp: Path, geometries: tuple[str, ...] = ("1",), azurite: bool = True) -> None:
+        self.tmp, self.geometries, self.azurite = tmp, geometries, azurite
+        self.ports = {exastor_label(g): free_port() for g in geometries}
+        self.azurite_port = free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.pids: dict[str, int] = {}  # column name -> server pid, for CPU accounting
 
     def __enter__(self) -> Servers:
-        log = open(self.tmp / "exastor.log", "ab")
-        self.exastor_proc = subprocess.Popen(
-            [sys.executable, "-m", "exastor.cli", "serve", "--data", str(self.tmp / "exastor"),
-             "--s3-port", str(free_port()), "--blob-port", str(self.exastor_port),
-             "--account-name", EXASTOR_ACCOUNT, "--account-key", AZURITE_KEY],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         from exastor.gateway.health import wait_ready
 
-        wait_ready([f"http://127.0.0.1:{self.exastor_port}"], alive=lambda: self.exastor_proc.poll() is None)
-        out = subprocess.run(["bash", str(REPO / "bench/peers/azurite.sh"), "start", str(self.azurite_port),
-                              str(self.tmp / "azurite")], capture_output=True, text=True, check=True)
-        self.azurite_pid = int(out.stdout.strip().split("pid=")[-1])
+        try:
+            for geometry in self.geometries:
+                name = exastor_label(geometry)
+                data = self.tmp / name
+                log = open(self.tmp / f"{name}.log", "ab")
+                proc = self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "exastor.cli", "serve", "--data", str(data),
+                     *exastor_layout(data, geometry), "--s3-port", str(free_port()),
+                     "--blob-port", str(self.ports[name]),
+                     "--account-name", EXASTOR_ACCOUNT, "--account-key", AZURITE_KEY],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                self.pids[name] = proc.pid
+                wait_ready([f"http://127.0.0.1:{self.ports[name]}"], alive=lambda p=proc: p.poll() is None)
+            if self.azurite:
+                out = subprocess.run(["bash", str(REPO / "bench/peers/azurite.sh"), "start", str(self.azurite_port),
+                                      str(self.tmp / "azurite")], capture_output=True, text=True, check=True)
+                self.pids["azurite"] = int(out.stdout.strip().split("pid=")[-1])
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        subprocess.run(["bash", str(REPO / "bench/peers/azurite.sh"), "stop"], check=False)
-        if self.exastor_proc and self.exastor_proc.poll() is None:
-            self.exastor_proc.terminate()
-            self.exastor_proc.wait(timeout=30)
+        if self.azurite:
+            subprocess.run(["bash", str(REPO / "bench/peers/azurite.sh"), "stop"], check=False)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
 
     def targets(self) -> dict[str, str]:
-        return {"exastor": connection_string(EXASTOR_ACCOUNT, AZURITE_KEY, self.exastor_port),
-                "azurite": connection_string(AZURITE_ACCOUNT, AZURITE_KEY, self.azurite_port)}
+        out = {name: connection_string(EXASTOR_ACCOUNT, AZURITE_KEY, port) for name, port in self.ports.items()}
+        if self.azurite:
+            out["azurite"] = connection_string(AZURITE_ACCOUNT, AZURITE_KEY, self.azurite_port)
+        return out
 
 
 def run_tests(name: str, cs: str, tmp: Path) -> dict[str, dict[str, str]]:

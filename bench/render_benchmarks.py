@@ -25,6 +25,20 @@ from bench.lib.results import read_result  # noqa: E402
 
 BEGIN, END = "<!-- s3bench:begin -->", "<!-- s3bench:end -->"
 MiB = 1 << 20
+# Where each peer keeps its data (bench/peers/*.sh); exastor's runs record their own geometry.
+LAYOUTS = {"s3rver": "files on one disk", "moto": "objects in RAM", "radosgw": "one memstore OSD (RAM)",
+           "exastor": "1 drive directory, no redundancy (geometry not recorded by this older run)"}
+
+
+def geometry(result: dict[str, Any]) -> str:
+    """The data layout a result was measured on: as its run recorded it, else the peer's own."""
+    return result["inputs"].get("geometry") or LAYOUTS.get(result["label"], "?")
+
+
+def machine_of(result: dict[str, Any]) -> str:
+    """Runs on different machines are not compared with each other, only with their own baselines."""
+    m = result["machine"]
+    return f"{m.get('cpu_model')} ({m.get('cpu_count')} cores), kernel {m.get('kernel')}"
 
 
 def baseline_for(result: dict[str, Any], metric: str) -> tuple[str, float | None]:
@@ -57,7 +71,8 @@ def fmt(v: float | None, digits: int = 0) -> str:
 
 def throughput_table(results: list[dict[str, Any]]) -> list[str]:
     labels = [r["label"] for r in results]
-    lines = ["| metric | unit | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
+    lines = ["| metric | unit | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels),
+             "| geometry | | " + " | ".join(geometry(r) for r in results) + " |"]
     for metric in metric_order(results):
         unit = next(r["results"][metric]["unit"] for r in results if metric in r["results"])
         cells = []
@@ -75,9 +90,17 @@ def throughput_table(results: list[dict[str, Any]]) -> list[str]:
 
 def peer_ratio_table(results: list[dict[str, Any]], subject: str) -> list[str]:
     subj = next((r for r in results if r["label"] == subject), None)
-    peers = [r for r in results if r["label"] != subject]
-    if subj is None or not peers:
+    if subj is None:
         return [f"_No {subject} result in this run yet: ratios vs peers appear once it is benchmarked._"]
+    others = [r for r in results if r is not subj]
+    peers = [r for r in others if machine_of(r) == machine_of(subj)]
+    elsewhere = [r for r in others if r not in peers]
+    note = ([f"Only runs on the machine of {subject}'s run ({machine_of(subj)}) are compared here; "
+             + ", ".join(f"{r['label']} ({r['started_at'][:10]}, {machine_of(r)})" for r in elsewhere)
+             + " ran on another machine: compare those through each column's ratio to its own same-run "
+             "raw disk above."] if elsewhere else [])
+    if not peers:
+        return note
     lines = ["| metric | " + " | ".join(f"{subject} / {p['label']}" for p in peers) + " |",
              "|---|" + "---:|" * len(peers)]
     for metric in metric_order(results):
@@ -88,15 +111,18 @@ def peer_ratio_table(results: list[dict[str, Any]], subject: str) -> list[str]:
             cells.append(f"{mine['value'] / theirs['value']:.2f}×" if mine and theirs and theirs["value"] else "–")
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Ratios above 1 mean exastor is faster. The 10 GiB vs 2 GiB streams are not the same size for "
+    lines.append(f"Ratios above 1 mean {subject} is faster. Geometry: "
+                 + "; ".join(f"{r['label']}: {geometry(r)}" for r in [subj, *peers]) + ". "
+                 "The 10 GiB vs 2 GiB streams are not the same size for "
                  "RAM-backed peers (see the RSS table), so compare those rows with care.")
-    return lines
+    return lines + ([""] + note if note else [])
 
 
 def cpu_table(results: list[dict[str, Any]]) -> list[str]:
     """Server CPU seconds per GiB (or per 1000 objects), with the client's in brackets."""
     labels = [r["label"] for r in results]
-    lines = ["| metric | per | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
+    lines = ["| metric | per | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels),
+             "| geometry | | " + " | ".join(geometry(r) for r in results) + " |"]
     any_row = False
     for metric in metric_order(results):
         cells, per = [], ""
@@ -114,15 +140,15 @@ def cpu_table(results: list[dict[str, Any]]) -> list[str]:
 
 
 def baseline_table(results: list[dict[str, Any]]) -> list[str]:
-    lines = ["| run | raw write+fsync MB/s | raw read MB/s | read was | drop_caches allowed | "
+    lines = ["| run | geometry | raw write+fsync MB/s | raw read MB/s | read was | drop_caches allowed | "
              "4 KiB create/s | 4 KiB read/s | load avg (1 min) start → end |",
-             "|---|---:|---:|---|---|---:|---:|---|"]
+             "|---|---|---:|---:|---|---|---:|---:|---|"]
     for res in results:
         seq = res["baselines"].get("raw_disk_seq", {})
         small = res["baselines"].get("raw_disk_small", {})
         load0 = (res["machine"].get("loadavg_at_start") or [None])[0]
         load1 = (res.get("loadavg_at_end") or [None])[0]
-        lines.append(f"| {res['label']} ({res['started_at']}) | {fmt(seq.get('write_fsync_MBps'))} | "
+        lines.append(f"| {res['label']} ({res['started_at']}) | {geometry(res)} | {fmt(seq.get('write_fsync_MBps'))} | "
                      f"{fmt(seq.get('read_MBps'))} | {seq.get('read_was', '–')} | "
                      f"{seq.get('drop_caches_allowed', '–')} | {fmt(small.get('create_per_s'))} | "
                      f"{fmt(small.get('read_per_s'))} | {fmt(load0, 1)} → {fmt(load1, 1)} |")
@@ -130,15 +156,15 @@ def baseline_table(results: list[dict[str, Any]]) -> list[str]:
 
 
 def rss_table(results: list[dict[str, Any]]) -> list[str]:
-    lines = ["| server | streamed object | RSS at start MiB | peak RSS while streaming MiB | "
+    lines = ["| server | geometry | streamed object | RSS at start MiB | peak RSS while streaming MiB | "
              "peak RSS whole run MiB | processes sampled |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|"]
     for res in results:
         rss = res.get("server_rss", {})
         stream, whole = rss.get("stream", {}), rss.get("whole_run", {})
         gib = res["inputs"].get("stream_gib")
         lines.append(
-            f"| {res['label']} | {gib:g} GiB | {fmt(whole.get('start_tree_bytes', 0) / MiB)} | "
+            f"| {res['label']} | {geometry(res)} | {gib:g} GiB | {fmt(whole.get('start_tree_bytes', 0) / MiB)} | "
             f"{fmt(stream.get('peak_tree_bytes', 0) / MiB) if stream else '–'} | "
             f"{fmt(whole.get('peak_tree_bytes', 0) / MiB) if whole else '–'} | {whole.get('processes', '–')} |"
         )
@@ -146,17 +172,24 @@ def rss_table(results: list[dict[str, Any]]) -> list[str]:
 
 
 def machine_lines(results: list[dict[str, Any]]) -> list[str]:
-    m = results[0]["machine"]
-    disk = m.get("disk", {})
-    pk = m.get("packages", {})
-    return [
-        f"- CPU: {m.get('cpu_model')} ({m.get('cpu_count')} cores), RAM {fmt((m.get('mem_total_bytes') or 0) / 2**30, 1)} GiB",
-        f"- OS: {m.get('os')}, kernel {m.get('kernel')}, Python {m.get('python')}",
-        f"- disk under the data directories: {disk.get('device', '?')} ({disk.get('fstype', '?')}, "
-        f"rotational={disk.get('rotational', '?')} as the kernel reports it)",
-        f"- client: boto3 {pk.get('boto3')}, botocore {pk.get('botocore')}, numpy {pk.get('numpy')}",
-        f"- runs: {', '.join(r['label'] + ' ' + r['started_at'] for r in results)}",
-    ]
+    """One entry per machine the runs were measured on, naming its runs and their geometry."""
+    lines: list[str] = []
+    for key in dict.fromkeys(machine_of(r) for r in results):
+        runs = [r for r in results if machine_of(r) == key]
+        m = runs[0]["machine"]
+        disk = m.get("disk", {})
+        pk = m.get("packages", {})
+        lines += [
+            f"- runs {', '.join(r['label'] + ' ' + r['started_at'] for r in runs)} on:",
+            f"  - CPU: {m.get('cpu_model')} ({m.get('cpu_count')} cores), "
+            f"RAM {fmt((m.get('mem_total_bytes') or 0) / 2**30, 1)} GiB",
+            f"  - OS: {m.get('os')}, kernel {m.get('kernel')}, Python {m.get('python')}",
+            f"  - disk under the data directories: {disk.get('device', '?')} ({disk.get('fstype', '?')}, "
+            f"rotational={disk.get('rotational', '?')} as the kernel reports it)",
+            f"  - client: boto3 {pk.get('boto3')}, botocore {pk.get('botocore')}, numpy {pk.get('numpy')}",
+        ]
+    lines.append("- geometry: " + "; ".join(f"{r['label']}: {geometry(r)}" for r in results))
+    return lines
 
 
 def errors_lines(results: list[dict[str, Any]]) -> list[str]:
@@ -186,7 +219,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         width = 0.8 / max(1, len(results))
         for i, res in enumerate(results):
             vals = [res["results"].get(m, {}).get("value", 0.0) for m in names]
-            ax.bar(x + i * width, vals, width, label=res["label"])
+            ax.bar(x + i * width, vals, width, label=f"{res['label']} ({res['started_at'][:10]})")
         ax.set_xticks(x + width * (len(results) - 1) / 2, names, rotation=35, ha="right", fontsize=8)
         ax.set_ylabel(unit)
         ax.grid(axis="y", alpha=0.3)
@@ -204,7 +237,8 @@ RSS_NOTE = (
     'and each worker starts at ~42 MiB (RSS counts pages the fork shares once per process). While an '
     'object streams, a worker holds the buffers in flight (per PUT: the 4 MiB window being filled '
     'and the one being chunked; per GET: up to two 4 MiB read batches ahead of the socket), the free '
-    'heap those buffers leave behind (`malloc_trim` returns it once a second) and SQLite page caches '
+    'heap those buffers leave behind (`malloc_trim` returns it after every 256 MiB a worker streams and '
+    'once when it stops; once a second in runs before 2026-12-06) and SQLite page caches '
     '(2 MiB per reader thread, 8 MiB for the writer). What grows with the object is its manifest (40 '
     'bytes per ~64 KiB chunk: 6.4 MiB for 10 GiB), held while completing and while serving it. '
     "Worker 0's background reducer walks a new object 4,096 distinct chunks at a time, so its state "

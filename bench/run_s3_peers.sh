@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark every S3 peer and exastor in one run, then render docs/benchmarks.md.
 #
-#   bench/run_s3_peers.sh [--quick] [--only "s3rver moto radosgw exastor"]
+#   bench/run_s3_peers.sh [--quick] [--only "s3rver moto radosgw exastor exastor-4+2"]
+#
+# exastor runs on one drive directory (no redundancy, the default); exastor-K+M (e.g.
+# exastor-4+2) runs with K+M drive directories under its data directory and that erasure
+# geometry (bench/peers/exastor.sh with EXASTOR_BENCH_EC=K+M). The geometry goes into the JSON.
 #
 # Each server is started alone on loopback, measured by bench/s3bench.py (which
 # also measures the raw disk under its data directory in the same run), and
@@ -12,7 +16,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 QUICK=()
-ONLY="s3rver moto radosgw exastor"
+ALL="s3rver moto radosgw exastor exastor-4+2"
+ONLY=$ALL
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=(--quick); shift ;;
@@ -44,14 +49,23 @@ for name in $ONLY; do
     rm -rf "$dir"; mkdir -p "$dir"
     echo "=== $name on 127.0.0.1:$PORT"
     case $name in
-        s3rver | moto | radosgw | exastor)
-            if ! info=$(bench/peers/$name.sh start "$PORT" "$dir" | tail -n 1); then
+        s3rver | moto | radosgw | exastor | exastor-*)
+            peer=${name%%-*}
+            unset EXASTOR_BENCH_EC
+            [[ $name == exastor-* ]] && export EXASTOR_BENCH_EC=${name#exastor-}
+            if ! info=$(bench/peers/$peer.sh start "$PORT" "$dir" | tail -n 1); then
                 echo "!!! $name did not start; see bench/.peers/logs" >&2
-                bench/peers/$name.sh stop "$PORT"; rm -rf "$dir"; continue
+                bench/peers/$peer.sh stop "$PORT"; rm -rf "$dir"; continue
             fi
             extra=()
+            if [[ $peer == exastor ]]; then
+                ec=${EXASTOR_BENCH_EC:-}
+                layout="1 drive directory, no redundancy"
+                [[ -n $ec ]] && layout="$ec erasure over $((${ec%+*} + ${ec#*+})) drive directories on one disk"
+                extra=(--geometry "$layout; $(kv workers "$info") gateway workers; SQLite metadata")
+            fi
             # RAM-backed peers: a 10 GiB object would measure their data, not their overhead
-            [[ $name == moto || $name == radosgw ]] && extra=(--stream-gib 2)
+            [[ $name == moto || $name == radosgw ]] && extra+=(--stream-gib 2)
             # radosgw's OSD and monitor do part of each request's work: count their CPU too
             if [[ $name == radosgw ]]; then
                 for p in $(cat bench/.peers/run/radosgw.all.pids); do extra+=(--cpu-pid "$p"); done
@@ -59,14 +73,20 @@ for name in $ONLY; do
             ak=$(kv access_key "$info"); sk=$(kv secret_key "$info")
             [[ $name == moto ]] && { ak=benchkey; sk=benchsecret; }
             bench_one "$name" "$PORT" "$ak" "$sk" "$(kv pid "$info")" "$dir" "${extra[@]}"
-            bench/peers/$name.sh stop "$PORT"
+            bench/peers/$peer.sh stop "$PORT"
             ;;
         *) echo "unknown server $name" >&2 ;;
     esac
     rm -rf "$dir"
 done
 
-mapfile -t files < <(printf '%s\n' "${ran[@]}" | sort -u)
-if [[ ${#files[@]} -gt 0 ]]; then
+# Render every server's latest result, not only this run's, so a partial rerun (--only) keeps the
+# other columns; each column names its run's date and machine.
+files=()
+for name in $ALL $ONLY; do
+    f=$RESULTS/$name.json
+    [[ -f $f && " ${files[*]} " != *" $f "* ]] && files+=("$f")
+done
+if [[ ${#ran[@]} -gt 0 ]]; then
     "$PY" bench/render_benchmarks.py "${files[@]}"
 fi

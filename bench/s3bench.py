@@ -388,6 +388,7 @@ class Bench:
                 "small_count": args.small_count,
                 "stream_gib": args.stream_gib,
                 "data_dir": str(args.data_dir),
+                "geometry": args.geometry,
                 "server_pid": args.server_pid,
                 "cpu_pids": args.cpu_pid,
                 "bucket": self.bucket,
@@ -449,6 +450,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="the server's data directory: the raw disk baseline runs on the same filesystem")
     p.add_argument("--out", type=Path, help="result JSON (default bench/results/<label>.json)")
+    p.add_argument("--geometry", help="the server's data layout, recorded with the results "
+                   "(e.g. '4+2 erasure over 6 drive directories on one disk')")
     p.add_argument("--quick", action="store_true", help="500 small objects and a 1 GiB stream instead of 10 GiB")
     p.add_argument("--small-count", type=int, help="number of 4 KiB objects (default 2000; 500 with --quick)")
     p.add_argument("--stream-gib", type=float,
