@@ -246,3 +246,28 @@ def test_a_scrub_digest_leaves_the_bytes_on_the_drive_servers_host(served):
             drive.block_digests("shards/scrubbed", 0, length, block)
         assert refused.value.errno == errno.EINVAL
 
+
+def test_a_body_digest_in_a_forked_worker_never_waits_for_the_parents_threads():
+    """A gateway's master hashes large bodies before it forks (recovery seals segments over drive
+    servers); its workers must hash after the fork. blake3's multithreaded mode deadlocked there."""
+    import os
+    import signal
+
+    from exastor.drives.wire import body_digest
+
+    data = os.urandom(4 << 20)
+    expected = body_digest(data)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if body_digest(data) == expected else 1)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's body digest hung")
+

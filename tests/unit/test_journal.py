@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import sqlite3
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exastor import errors
-from exastor.drives import LocalDrive
+from exastor.drives import FaultRules, FaultyDrive, LocalDrive
 from exastor.meta import journal as jr
 from exastor.meta.sqlite import SqliteRunner
 
@@ -115,6 +117,50 @@ def test_a_failed_journal_write_fails_the_batch_and_commits_nothing(tmp_path):
     assert failures == [missing.label], "the drive is reported"
     rows = runner.read(lambda cur: cur.execute("SELECT k FROM kv ORDER BY k").fetchall())
     assert rows == [("a",)], "not journaled means not committed"
+    runner.close()
+
+
+def test_a_drive_whose_journal_file_failed_is_replaced_by_the_next_so_records_keep_their_copies(tmp_path):
+    """Two copies of every record: when the first drive's file fails (its host lost power), that
+    batch fails and the next drive steps in, so the following records still reach two drives (they
+    went on to one only); a restore reads them from whichever drives hold them. With too few drives
+    left, commits are refused, never journaled on fewer."""
+    roots = [tmp_path / f"d{i}" for i in range(3)]
+    for d in roots:
+        d.mkdir()
+    rule_file = tmp_path / "faults.json"
+    rule_file.write_text("{}")
+    drives = [FaultyDrive(LocalDrive(d), FaultRules(rule_file)) for d in roots]
+
+    def break_drives(*broken: int) -> None:  # every write and fsync there fails with EIO from now on
+        rule_file.write_text(json.dumps({drives[i].label: {"eio_write": True, "eio_fsync": True} for i in broken}))
+        os.utime(rule_file, ns=(len(broken), len(broken)))  # re-read: its modification time changed
+
+    runner = _runner(tmp_path, roots)
+    base = _copy(runner, tmp_path / "base.sqlite")
+    head = jr.read_head(sqlite3.connect(base))
+    journal = jr.Journal(lambda: drives, copies=lambda: 2)
+    runner.attach_journal(journal)
+    runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('a', 1)"))
+    break_drives(0)
+    with pytest.raises(jr.JournalError):
+        runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('b', 2)"))
+    break_drives()  # the drive is back: its file of this generation is never written again all the same
+    for k in "cde":
+        runner.write_sync(lambda cur, k=k: cur.execute("INSERT INTO kv (k, n) VALUES (?, 3)", (k,)))
+    held = [{r.rid for r in jr.read_drive(d)[0]} for d in drives]
+    assert len(held[2]) >= 3 and held[2] <= held[1] and not held[2] & held[0], \
+        "every record after the failure is on two drives, the second and the third"
+    final = _dump(runner.path)
+    records, _ = jr.read_all(drives)
+    jr.replay(base, jr.committed_chain(records, head[0], head[1]).records)
+    assert _dump(base) == final, "the copy plus what the drives hold is the database"
+    break_drives(1)
+    for k in "fg":
+        with pytest.raises(jr.JournalError):
+            runner.write_sync(lambda cur, k=k: cur.execute("INSERT INTO kv (k, n) VALUES (?, 4)", (k,)))
+    rows = runner.read(lambda cur: cur.execute("SELECT k FROM kv ORDER BY k").fetchall())
+    assert rows == [("a",), ("c",), ("d",), ("e",)], "one drive left for two copies: nothing committed"
     runner.close()
 
 

@@ -145,18 +145,19 @@ def attach_journal(meta: Metadata, drives: DriveSet) -> jr.Journal:
             if d.io is io or d.io.label == io.label:
                 drives.failed_io(d.id, exc, now=False)  # on the writer thread: queued, never waited for
 
-    journal = jr.Journal(lambda: journal_targets(drives), failed)
+    journal = jr.Journal(lambda: journal_targets(drives), failed, copies=lambda: drives.geometry().m + 1)
     sqlite_runner(meta).attach_journal(journal)
     return journal
 
 
 def journal_targets(drives: DriveSet) -> list[DriveIO]:
-    """Where journal records go: m+1 drives in service, full ones included - a full store must still
+    """Where journal records may go, in order of preference (the journal writes each to the first
+    m+1 whose file is good): the drives in service, full ones included - a full store must still
     commit the deletes that free it, and a record is small beside the space a drive keeps in reserve."""
     # Called on the metadata writer thread: no refresh here (a refresh may commit, which would wait on
     # this very thread); the process's view is kept fresh by its segment writes.
     live = sorted((d for d in drives.all if d.state in ("active", "full")), key=lambda d: d.id)
-    return [d.io for d in live[:drives.geometry().m + 1]]
+    return [d.io for d in live]
 
 
 def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int = DEFAULT_SEGMENT_SIZE,

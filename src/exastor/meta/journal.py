@@ -419,8 +419,10 @@ class Journal:
 
     TARGETS_TTL_S = 1.0  # asking the drive set costs a statvfs per drive: not once per batch
 
-    def __init__(self, targets: Callable[[], list[DriveIO]], on_failure: Failure | None = None) -> None:
+    def __init__(self, targets: Callable[[], list[DriveIO]], on_failure: Failure | None = None, *,
+                 copies: Callable[[], int] | None = None) -> None:
         self.targets = targets
+        self.copies = copies  # how many drives each record must reach (None: every target)
         self.on_failure = on_failure
         self._targets: list[DriveIO] = []
         self._targets_at = -1e9
@@ -435,9 +437,14 @@ class Journal:
         now = time.monotonic()
         if now - self._targets_at > self.TARGETS_TTL_S:
             self._targets, self._targets_at = list(self.targets()), now
-        live = [io for io in self._targets if (io.label, gen) not in self._dead]
-        if not live:
-            raise JournalError("metadata journal: no drive takes writes")
+        # A drive whose file of this generation failed is never written again (until the next copy
+        # moves the journal to new files); the next drive in order takes its place, so each record
+        # still reaches ``copies`` drives - never silently fewer. A restore reads every drive's
+        # records and follows the chain by their ids, whichever drives hold them.
+        want = self.copies() if self.copies is not None else len(self._targets)
+        live = [io for io in self._targets if (io.label, gen) not in self._dead][:want]
+        if not live or len(live) < want:
+            raise JournalError(f"metadata journal: {len(live)} of the {want} drives it needs take writes")
         return live
 
     def _prepare(self, io: DriveIO, name: str, end: int) -> None:
