@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from exastor.errors import CommandError
+from exastor.errors import CommandError, metadata_elsewhere
 
 DATA_HELP = "data directory (default ./data)"
 
@@ -43,10 +43,10 @@ def add_action(sub: argparse._SubParsersAction, name: str, help: str, *,
 def existing_store(data: str | Path) -> Path:
     """The data directory of a store that exists. Commands other than `serve` never create one: a
     mistyped ``--data`` must not answer with the figures of a new, empty store."""
-    from exastor.datadir.opening import refuse_if_metadata_elsewhere
-
     path = Path(data).expanduser()
-    refuse_if_metadata_elsewhere(path)
+    elsewhere = metadata_elsewhere(path)
+    if elsewhere is not None:
+        raise elsewhere
     if not (path / "meta" / "exastor.sqlite").exists():  # not a drive: the metadata in --data
         raise CommandError(f"no store at {path} (start one with `exastor serve --data {path}`, "
                            "or name the right directory with --data)")

@@ -6,6 +6,8 @@ nothing below the front-ends knows what S3 or Blob is.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class StoreError(Exception):
     """Base class. ``detail`` is safe to show to a client."""
@@ -76,6 +78,22 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+# In a data directory whose metadata is in PostgreSQL (written by the first command that opens it with
+# --meta, datadir/opening.py): the database's URL without its password.
+METADATA_ELSEWHERE = "metadata-in-postgresql"
+
+
+def metadata_elsewhere(data: Path) -> CommandError | None:
+    """The error for a command run without --meta on a store whose metadata is in PostgreSQL (None
+    for any other directory): opened as an embedded store it would get, and create, an empty SQLite
+    database beside the store, and report an empty store, reduce nothing or find no users."""
+    marker = data / METADATA_ELSEWHERE
+    if not marker.exists():
+        return None
+    return CommandError(f"the store in {data} keeps its metadata in PostgreSQL ({marker.read_text().strip()}): "
+                        "pass --meta postgresql://... or set EXASTOR_META_URL")
 
 
 def data_dir_unusable(data: object, exc: BaseException) -> CommandError:

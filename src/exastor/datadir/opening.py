@@ -19,7 +19,7 @@ from exastor.drives import DriveIO, is_url
 from exastor.engine.chunkstore import ChunkStore
 from exastor.engine.drives import DriveSet
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
-from exastor.errors import CommandError, data_dir_unusable
+from exastor.errors import METADATA_ELSEWHERE, data_dir_unusable, metadata_elsewhere
 from exastor.meta import blob as bm
 from exastor.meta import journal as jr
 from exastor.meta.contract import Metadata
@@ -34,11 +34,6 @@ CREDENTIALS_FILE = "credentials.toml"
 DB_NAME = "exastor.sqlite"
 
 
-# In a data directory whose metadata is in PostgreSQL (written by the first command that opens it
-# with --meta): the database's URL without its password. Commands run without --meta refuse it.
-METADATA_ELSEWHERE = "metadata-in-postgresql"
-
-
 def _remember_postgres(data: Path, where: str) -> None:
     marker = data / METADATA_ELSEWHERE
     if marker.exists() or not data.is_dir():
@@ -47,16 +42,6 @@ def _remember_postgres(data: Path, where: str) -> None:
         write_private(marker, f"{where}\n".encode())
     except OSError:
         pass  # a read-only data directory: the commands that need to write there say so themselves
-
-
-def refuse_if_metadata_elsewhere(data: Path) -> None:
-    """CommandError when ``data`` is a store whose metadata is in PostgreSQL: opened without --meta it
-    would get (and create) an empty SQLite database beside the store, and a command would report an
-    empty store, reduce nothing, or find no users."""
-    marker = data / METADATA_ELSEWHERE
-    if marker.exists():
-        raise CommandError(f"the store in {data} keeps its metadata in PostgreSQL ({marker.read_text().strip()}): "
-                           "pass --meta postgresql://... or set EXASTOR_META_URL")
 
 
 def private_dir(path: Path) -> None:
@@ -91,7 +76,9 @@ def open_metadata(data: Path, meta_url: str | None = None, *, key_command: str |
         _remember_postgres(data, describe(meta_url))
     else:
         folder = data / "meta"
-        refuse_if_metadata_elsewhere(data)
+        elsewhere = metadata_elsewhere(data)
+        if elsewhere is not None:
+            raise elsewhere
         try:
             private_dir(folder)
             if os.statvfs(folder).f_flag & os.ST_RDONLY:
