@@ -72,6 +72,10 @@ class Config:
     max_connections: int = 4096    # open connections per worker; more get 503 SlowDown / ServerBusy
     max_connections_per_client: int = 0  # per worker and client address; 0 = no limit (behind a balancer)
     max_requests: int = 1024       # requests in flight per worker; more get 503 SlowDown / ServerBusy
+    # Move the connections of tenants a QoS limit throttles to a worker of their own (gateway/handoff.py).
+    # Off: every connection stays on the worker that accepted it (behind a balancer that pins them, or
+    # to compare).
+    qos_handoff: bool = True
     # --- secrets at rest (docs/security.md) ------------------------------------------------------
     key_command: str = ""       # prints the base64 master key (a KMS hook); empty = DATA/master.key
     # Encrypt new records (AES-256-GCM under per-store data keys wrapped by the master key) below the

@@ -279,6 +279,35 @@ def test_a_throttled_tenants_connections_move_to_a_worker_of_their_own(tmp_path)
     assert "Traceback" not in server.log_text()
 
 
+def test_with_the_handoff_switched_off_every_connection_stays_on_its_worker(tmp_path):
+    """``qos_handoff = false`` (EXASTOR_QOS_HANDOFF): a throttled tenant's kept-alive connections are
+    served where they were accepted, each by one worker throughout (with it on, those accepted by
+    another worker than the last move to the last)."""
+    server = start_server(tmp_path, "--workers", "2", env={"EXASTOR_QOS_HANDOFF": "off"})
+    try:
+        _noisy_tenant(server)
+        exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
+        _limits_read(server)
+        noisy_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
+            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        seen: dict[int, set[str]] = {}
+
+        def noisy(lane: int) -> None:  # eight connections, over the limit together: throttled all along
+            with requests.Session() as session:
+                for _ in range(12):
+                    response = session.get(noisy_url, timeout=30)
+                    assert response.status_code in (200, 503)
+                    seen.setdefault(lane, set()).add(_worker_of(response))
+
+        with ThreadPoolExecutor(8) as pool:
+            for f in [pool.submit(noisy, lane) for lane in range(8)]:
+                f.result()
+        assert all(len(workers) == 1 for workers in seen.values()), seen
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text()
+
+
 def test_tls_connections_of_a_throttled_tenant_stay_where_they_are(tmp_path):
     """A TLS session cannot move between processes: its connections are served where they were
     accepted, throttled or not, and every request is answered on them."""

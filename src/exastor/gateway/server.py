@@ -319,7 +319,8 @@ def serve(cfg: Config, open_ns: Callable[[], Namespace], sockets: dict[str, sock
         return 0
     master = os.getpid()
     alive_r, alive_w = supervise.liveness_pipe()
-    handoff = Handoff(workers)  # its channels, made before the fork, are shared by the workers
+    # Its channels, made before the fork, are shared by the workers; none (inactive) when switched off.
+    handoff = Handoff(workers if cfg.qos_handoff else 0)
     children: dict[int, int] = {}  # pid -> worker index
     for index in range(workers):
         pid = os.fork()
