@@ -234,19 +234,24 @@ def _worker_of(response) -> str:
     return response.headers["x-amz-request-id"][:6]
 
 
+def _throttled_url(server) -> str:
+    """A presigned GET of the noisy tenant's object, the tenant limited to 40 requests/s (burst 1)."""
+    _noisy_tenant(server)
+    exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
+    _limits_read(server)
+    return _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
+        "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+
+
 def test_a_throttled_tenants_connections_move_to_a_worker_of_their_own(tmp_path):
     """gateway/handoff.py: between requests, the connections of a tenant a limit throttles are handed
     to the last worker and the other tenants' away from it, so a quiet tenant never shares an event
     loop with a noisy one; the clients see nothing but answers on their kept-alive connections."""
     server = start_server(tmp_path, "--workers", "2")
     try:
-        _noisy_tenant(server)
         s3_client(server).create_bucket(Bucket="quiet")
         s3_client(server).put_object(Bucket="quiet", Key="k", Body=b"y")
-        exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
-        _limits_read(server)
-        noisy_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
-            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        noisy_url = _throttled_url(server)
         quiet_url = s3_client(server).generate_presigned_url(
             "get_object", Params={"Bucket": "quiet", "Key": "k"}, ExpiresIn=600)
         stop = time.monotonic() + 60
@@ -285,11 +290,7 @@ def test_with_the_handoff_switched_off_every_connection_stays_on_its_worker(tmp_
     another worker than the last move to the last)."""
     server = start_server(tmp_path, "--workers", "2", env={"EXASTOR_QOS_HANDOFF": "off"})
     try:
-        _noisy_tenant(server)
-        exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
-        _limits_read(server)
-        noisy_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
-            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        noisy_url = _throttled_url(server)
         seen: dict[int, set[str]] = {}
 
         def noisy(lane: int) -> None:  # eight connections, over the limit together: throttled all along
@@ -314,11 +315,7 @@ def test_tls_connections_of_a_throttled_tenant_stay_where_they_are(tmp_path):
     server = start_server(tmp_path, "--workers", "2", "--tls", "self-signed",
                           tls_ca=tmp_path / "data" / "tls" / "ca.pem")
     try:
-        _noisy_tenant(server)
-        exastor("qos", "set", "user", "noisy", "--requests", "40", "--burst", "1", data_dir=server.data_dir)
-        _limits_read(server)
-        noisy_url = _client(server, NOISY_KEY, NOISY_SECRET).generate_presigned_url(
-            "get_object", Params={"Bucket": "noisy", "Key": "k"}, ExpiresIn=600)
+        noisy_url = _throttled_url(server)
         answered: list[int] = []
 
         def noisy() -> None:

@@ -458,14 +458,7 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
             fsck_round(server.data_dir, res, m)
         server.start()
         s3 = s3_client(server)
-        with oracle.lock:
-            # Every key written this cycle (by all four threads), acknowledged or not, is read back byte for
-            # byte: an unacknowledged PUT or multipart complete may be there or not, but if it is, it must be
-            # exactly the body that was sent.
-            recent = list(oracle.maybe)
-            sample = rng.sample(sorted(oracle.acked), min(15, len(oracle.acked)))
-        oracle.check(s3, res, keys=sorted(set(recent) | set(sample)))
-        oracle.settle(s3)
+        check_recent(s3, oracle, res, rng)
         oracle.check_snapshots(server, res)
         if progress:
             progress(1)
@@ -539,10 +532,7 @@ def power_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: in
                 t.join(timeout=120)
             mode = modes[cycle % len(modes)]
             for cut in power_cut(record, rng, mode).values():
-                res.power_files_cut += cut.files_cut
-                res.power_bytes_dropped += cut.bytes_dropped
-                res.power_sectors_zeroed += cut.sectors_zeroed
-                res.power_entries_undone += cut.entries_undone
+                count_cut(res, cut)
             res.power_cuts += 1
             res.power_cut_modes[mode] = res.power_cut_modes.get(mode, 0) + 1
             before = len(res.violations)
@@ -557,11 +547,7 @@ def power_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: in
                     fsck_round(server.data_dir, res, m)
                 server.start()
                 s3 = s3_client(server)
-                with oracle.lock:
-                    recent = list(oracle.maybe)
-                    sample = rng.sample(sorted(oracle.acked), min(15, len(oracle.acked)))
-                oracle.check(s3, res, keys=sorted(set(recent) | set(sample)))
-                oracle.settle(s3)
+                check_recent(s3, oracle, res, rng)
                 oracle.check_snapshots(server, res)
             except Exception as exc:  # a 500, a server that will not start: the cut broke the store
                 res.violations.append(f"{type(exc).__name__}: {str(exc)[:600]}")
@@ -711,6 +697,26 @@ def meta_restore_rounds(work: Path, rounds: int, seed: int, res: Results) -> Non
     finally:
         server.stop()
     fsck_round(server.data_dir, res, 2)
+
+
+def check_recent(s3: Any, oracle: Oracle, res: Results, rng: random.Random) -> None:
+    """After a restart: every key written since the last check (by all the load's threads),
+    acknowledged or not, is read back byte for byte - an unacknowledged PUT or multipart complete may
+    be there or not, but if it is, it must be exactly the body that was sent - and a sample of the
+    acknowledged ones; then what is visible settles the writes nobody answered."""
+    with oracle.lock:
+        recent = list(oracle.maybe)
+        sample = rng.sample(sorted(oracle.acked), min(15, len(oracle.acked)))
+    oracle.check(s3, res, keys=sorted(set(recent) | set(sample)))
+    oracle.settle(s3)
+
+
+def count_cut(res: Results, cut: Any) -> None:
+    """Add one drive's power cut (drives/faulty.py PowerCut) to the results."""
+    res.power_files_cut += cut.files_cut
+    res.power_bytes_dropped += cut.bytes_dropped
+    res.power_sectors_zeroed += cut.sectors_zeroed
+    res.power_entries_undone += cut.entries_undone
 
 
 def fsck_round(data: Path, res: Results, m: int) -> None:

@@ -46,9 +46,8 @@ from exastor.drives import power_cut  # noqa: E402
 
 def run_cuts(work: Path, cuts: int, seed: int) -> dict[str, Any]:
     """``cuts`` power cuts under load, each of one drive-server host or (one in three) of every host
-    and the gateway; returns what was reached. The
-    gateway and fsck find the cluster key through EXASTOR_CLUSTER_KEY_FILE, which the caller sets
-    to ``work/cluster.key``."""
+    and the gateway; returns what was reached. The gateway and fsck find the cluster key through
+    EXASTOR_CLUSTER_KEY_FILE, which the caller sets to ``work/cluster.key``."""
     rng = random.Random(seed)
     key = cluster_key(work)
     rules_path = work / "faults.json"
@@ -89,10 +88,7 @@ def run_cuts(work: Path, cuts: int, seed: int) -> dict[str, Any]:
                 mode = ("drop", "tear")[cycle % 2]
                 for ds in victims:
                     for cut in power_cut(work / f"record-{ds.host}", rng, mode).values():
-                        res.power_files_cut += cut.files_cut
-                        res.power_bytes_dropped += cut.bytes_dropped
-                        res.power_sectors_zeroed += cut.sectors_zeroed
-                        res.power_entries_undone += cut.entries_undone
+                        harness.count_cut(res, cut)
                 res.power_cuts += 1
                 scopes["every host" if whole else "one drive-server host"] += 1
                 modes[mode] = modes.get(mode, 0) + 1
@@ -108,12 +104,7 @@ def run_cuts(work: Path, cuts: int, seed: int) -> dict[str, Any]:
                     ds.start()
                 if whole:
                     gateway.start()
-                s3 = s3_client(gateway)
-                with oracle.lock:
-                    recent = list(oracle.maybe)
-                    sample = rng.sample(sorted(oracle.acked), min(15, len(oracle.acked)))
-                oracle.check(s3, res, keys=sorted(set(recent) | set(sample)))
-                oracle.settle(s3)
+                harness.check_recent(s3_client(gateway), oracle, res, rng)
             except Exception as exc:  # a 500, a server that will not start: the cut broke the store
                 res.violations.append(f"{type(exc).__name__}: {str(exc)[:600]}")
             if len(res.violations) > before:
