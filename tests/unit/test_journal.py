@@ -123,8 +123,8 @@ def test_a_failed_journal_write_fails_the_batch_and_commits_nothing(tmp_path):
 def test_a_drive_whose_journal_file_failed_is_replaced_by_the_next_so_records_keep_their_copies(tmp_path):
     """Two copies of every record: when the first drive's file fails (its host lost power), that
     batch fails and the next drive steps in, so the following records still reach two drives (they
-    went on to one only); a restore reads them from whichever drives hold them. With too few drives
-    left, commits are refused, never journaled on fewer."""
+    went on to one only); a restore reads them from whichever drives hold them. With one drive left
+    the (degraded) store journals on it; with none, nothing commits."""
     roots = [tmp_path / f"d{i}" for i in range(3)]
     for d in roots:
         d.mkdir()
@@ -155,12 +155,16 @@ def test_a_drive_whose_journal_file_failed_is_replaced_by_the_next_so_records_ke
     records, _ = jr.read_all(drives)
     jr.replay(base, jr.committed_chain(records, head[0], head[1]).records)
     assert _dump(base) == final, "the copy plus what the drives hold is the database"
-    break_drives(1)
-    for k in "fg":
-        with pytest.raises(jr.JournalError):
-            runner.write_sync(lambda cur, k=k: cur.execute("INSERT INTO kv (k, n) VALUES (?, 4)", (k,)))
+    break_drives(0, 1)  # one drive left of the two each record needs: the store is degraded
+    with pytest.raises(jr.JournalError):  # the batch that met the second failure
+        runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('x', 4)"))
+    runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('f', 4)"))
+    assert len({r.rid for r in jr.read_drive(drives[2])[0]}) == len(held[2]) + 1, "on the one there is"
+    break_drives(0, 1, 2)
+    with pytest.raises(jr.JournalError):
+        runner.write_sync(lambda cur: cur.execute("INSERT INTO kv (k, n) VALUES ('g', 5)"))
     rows = runner.read(lambda cur: cur.execute("SELECT k FROM kv ORDER BY k").fetchall())
-    assert rows == [("a",), ("c",), ("d",), ("e",)], "one drive left for two copies: nothing committed"
+    assert rows == [("a",), ("c",), ("d",), ("e",), ("f",)], "no drive at all: nothing committed"
     runner.close()
 
 

@@ -439,12 +439,15 @@ class Journal:
             self._targets, self._targets_at = list(self.targets()), now
         # A drive whose file of this generation failed is never written again (until the next copy
         # moves the journal to new files); the next drive in order takes its place, so each record
-        # still reaches ``copies`` drives - never silently fewer. A restore reads every drive's
-        # records and follows the chain by their ids, whichever drives hold them.
+        # still reaches ``copies`` drives while there are that many. A restore reads every drive's
+        # records and follows the chain by their ids, whichever drives hold them. With fewer drives
+        # in service the store is degraded (segment writes are refused: too few drives to place on),
+        # and the commits it still makes - deletes, a restart's own - go to the drives there are:
+        # refusing them too would stop even a server from starting beside swapped drives.
         want = self.copies() if self.copies is not None else len(self._targets)
         live = [io for io in self._targets if (io.label, gen) not in self._dead][:want]
-        if not live or len(live) < want:
-            raise JournalError(f"metadata journal: {len(live)} of the {want} drives it needs take writes")
+        if not live:
+            raise JournalError("metadata journal: no drive takes writes")
         return live
 
     def _prepare(self, io: DriveIO, name: str, end: int) -> None:
