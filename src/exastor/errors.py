@@ -90,9 +90,10 @@ def metadata_elsewhere(data: Path) -> CommandError | None:
     for any other directory): opened as an embedded store it would get, and create, an empty SQLite
     database beside the store, and report an empty store, reduce nothing or find no users."""
     marker = data / METADATA_ELSEWHERE
-    if not marker.exists():
+    if not marker.exists():  # not a drive: a file in --data
         return None
-    return CommandError(f"the store in {data} keeps its metadata in PostgreSQL ({marker.read_text().strip()}): "
+    where = marker.read_text().strip()  # not a drive: a file in --data
+    return CommandError(f"the store in {data} keeps its metadata in PostgreSQL ({where}): "
                         "pass --meta postgresql://... or set EXASTOR_META_URL")
 
 
