@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import harness  # noqa: E402
 
-from conftest import exastor, s3_client, start_server  # noqa: E402
+from conftest import exastor, s3_client, start_server, wait_until  # noqa: E402
 from drive_servers import DriveServerProcess, cluster_key  # noqa: E402
 from exastor.drives import power_cut  # noqa: E402
 
@@ -80,7 +80,7 @@ def run_cuts(work: Path, cuts: int, seed: int) -> dict[str, Any]:
             whole = rng.random() < 1 / 3  # the rack's power: every host, the gateway's too
             victims = hosts if whole else [rng.choice(hosts)]
             try:
-                time.sleep(rng.uniform(0.5, 3.0))
+                _acked_more(oracle, rng.randint(1, 30))  # the cut lands at a seeded point of the load
                 if whole:
                     gateway.kill()
                 for ds in victims:
@@ -93,7 +93,7 @@ def run_cuts(work: Path, cuts: int, seed: int) -> dict[str, Any]:
                 scopes["every host" if whole else "one drive-server host"] += 1
                 modes[mode] = modes.get(mode, 0) + 1
                 if not whole:
-                    time.sleep(rng.uniform(0.0, 2.0))  # the host is down a while; the gateway goes on
+                    _acked_more(oracle, rng.randint(1, 10))  # the host is down; the gateway goes on writing
             finally:
                 stop.set()
                 for t in threads:
@@ -131,6 +131,13 @@ def run_cuts(work: Path, cuts: int, seed: int) -> dict[str, Any]:
             gateway.stop()
         for ds in hosts:
             ds.stop()
+
+
+def _acked_more(oracle: harness.Oracle, count: int, timeout: float = 120.0) -> None:
+    """Until the load has ``count`` more acknowledged writes (bounded): a state, not a time."""
+    with oracle.lock:
+        target = len(oracle.acked) + count
+    wait_until(lambda: len(oracle.acked) >= target, f"{count} more acknowledged writes", timeout=timeout)
 
 
 def _fsck(data: Path) -> dict[str, Any]:

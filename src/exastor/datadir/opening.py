@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import secrets
 import sqlite3
@@ -27,6 +28,8 @@ from exastor.meta.records import User
 from exastor.meta.sqlite import SqliteRunner, sqlite_runner, stored_drive_paths
 from exastor.namespace.operations import Namespace
 
+log = logging.getLogger("exastor.datadir")
+
 ADMIN = "admin"
 CREDENTIALS_FILE = "credentials.toml"
 
@@ -40,8 +43,9 @@ def _remember_postgres(data: Path, where: str) -> None:
         return
     try:
         write_private(marker, f"{where}\n".encode())
-    except OSError:
-        pass  # a read-only data directory: the commands that need to write there say so themselves
+    except OSError as exc:  # only a guard for later commands: this one goes on, and says so
+        log.warning("could not mark %s as a store whose metadata is in PostgreSQL (%s): commands run there "
+                    "without --meta will not be refused", data, exc)
 
 
 def private_dir(path: Path) -> None:
