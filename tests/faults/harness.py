@@ -77,7 +77,8 @@ CRASH_POINTS = ["seal.shards_written", "seal.committed", "repair.written", "repa
 class Results:
     seed: int
     kill_cycles: int = 0
-    acked_objects: int = 0
+    acked_objects: int = 0            # live at the end, each checked byte for byte
+    acked_writes: int = 0             # every acknowledged write over the run (a live cap deletes most again)
     acked_lost: int = 0
     half_visible: int = 0
     fsck_unclean_after_repair: int = 0
@@ -475,7 +476,7 @@ def kill_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int
 def power_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: int = 6, ec: str = "4+2",
                  fsck_every: int = 10, progress: Any = None, modes: tuple[str, ...] = ("drop", "tear"),
                  crash_points: bool = True, stop_at_first: bool = False, lose_meta_every: int = 0,
-                 budget_s: float | None = None) -> None:
+                 budget_s: float | None = None, live_cap: int = 0) -> None:
     """Power cuts under load: the kill scenario's server and clients, on drives in recording mode
     (exastor/drives/faulty.py), killed with -9 at a random moment; then every drive is made to look as
     a power failure at that instant would leave it (``power_cut``: each file cut back to its last
@@ -487,7 +488,9 @@ def power_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: in
     journal, both as the cut left them, with every acknowledged write and delete.
     A server that cannot start again, or an error answering the checker, is a violation too;
     ``stop_at_first``: end at the first cut that shows one (the mutation check, fsync_mutation.py).
-    ``budget_s``: start no new cut after this many seconds (the final full check still runs)."""
+    ``budget_s``: start no new cut after this many seconds (the final full check still runs).
+    ``live_cap``: the load keeps about that many objects live (``load``), so a long run's restarts,
+    checks and fsck rounds do not slow down as the store grows."""
     from exastor.drives import power_cut
 
     rng = random.Random(seed)
@@ -520,7 +523,7 @@ def power_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: in
             if ends is not None and time.monotonic() > ends:
                 break
             stop = threading.Event()
-            threads = start_load(server, oracle, seed * 100_000 + cycle * 10, stop)
+            threads = start_load(server, oracle, seed * 100_000 + cycle * 10, stop, live_cap)
             if crash_points and rng.random() < 0.3:  # a cut exactly between two steps of a commit or a seal
                 crash_file.write_text(",".join(f"{p}={rng.choice((0.3, 1.0))}" for p in
                                                rng.sample(CRASH_POINTS, rng.randint(1, 2))))
@@ -563,6 +566,7 @@ def power_cycles(work: Path, cycles: int, seed: int, res: Results, *, drives: in
         oracle.check(s3_client(server), res)   # every object, byte for byte
         oracle.check_snapshots(server, res)
         res.acked_objects += len([k for k in oracle.acked if k not in oracle.deleted])
+        res.acked_writes += len(oracle.acked)
         server.stop()
         server = None
         fsck_round(work / "data", res, m)
@@ -1034,6 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--power-ec", default="4+2", help="power: erasure geometry (1+0 with one drive)")
     p.add_argument("--lose-meta-every", type=int, default=0,
                    help="power: every N-th cut takes the metadata database too (0: never)")
+    p.add_argument("--power-live-cap", type=int, default=0,
+                   help="power: keep about this many objects live (0: the store grows all run)")
     p.add_argument("--power-budget-s", type=float, help="power: start no new cut after this many seconds")
     p.add_argument("--stop-at-first", action="store_true", help="power: end at the first cut that loses something")
     p.add_argument("--only", choices=["kill", "corrupt", "drives", "speed", "meta", "power"], action="append")
@@ -1067,7 +1073,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = bar.add_task("power cuts", total=args.power_cuts)
                 power_cycles(work / "power", args.power_cuts, args.seed, res, progress=lambda n: bar.advance(t, n),
                              stop_at_first=args.stop_at_first, drives=args.power_drives, ec=args.power_ec,
-                             lose_meta_every=args.lose_meta_every, budget_s=args.power_budget_s)
+                             lose_meta_every=args.lose_meta_every, budget_s=args.power_budget_s,
+                             live_cap=args.power_live_cap)
     finally:
         res.seconds = round(time.monotonic() - started, 1)
         out = json.dumps(res.to_json(), indent=2)
