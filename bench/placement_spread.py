@@ -83,6 +83,8 @@ def simulated_set(drives: list[Drive]) -> DriveSet:
     """A DriveSet over ``drives`` without a database: placement reads nothing else."""
     ds = DriveSet.__new__(DriveSet)
     ds._drives = {d.id: d for d in drives}
+    ds._groups = None
+    ds.explicit = None
     return ds
 
 

@@ -53,6 +53,14 @@ PG_HOSTS, ETCD_HOSTS, GATEWAY_HOST = (1, 2, 3), (1, 2, 3), 4
 # call is retried for RETRY_TIMEOUT_S before the leader demotes itself (loop_wait + 2 * retry < ttl).
 TTL_S, LOOP_WAIT_S, RETRY_TIMEOUT_S = 10, 1, 4
 REJOIN_S = 60
+# Patroni from PyPI in its own virtual environment under Debian's python3 (it runs as `postgres`,
+# which cannot read a Python under /root): .ci/run makes it; EXASTOR_PATRONI names another.
+PATRONI_VENV = Path("/opt/exastor-patroni")
+PATRONI_INSTALL = (f"/usr/bin/python3 -m venv {PATRONI_VENV} && "
+                   f"{PATRONI_VENV}/bin/pip install 'patroni[etcd3,psycopg3]==4.1.5'")
+PATRONI = (os.environ.get("EXASTOR_PATRONI")
+           or (str(PATRONI_VENV / "bin" / "patroni") if (PATRONI_VENV / "bin" / "patroni").exists() else None)
+           or shutil.which("patroni"))
 FAILOVERS = int(os.environ.get("EXASTOR_PATRONI_FAILOVERS", "1"))
 RESULTS = os.environ.get("EXASTOR_PATRONI_RESULTS", "")
 
@@ -61,9 +69,18 @@ def _missing() -> str | None:
     why = namespaces_permitted()
     if why:
         return why
-    for tool in ("patroni", "etcd"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (Debian: apt-get install patroni etcd-server etcd-client)"
+    if shutil.which("etcd") is None:
+        return "`etcd` is not installed (Debian: apt-get install etcd-server etcd-client)"
+    if PATRONI is None:
+        return f"Patroni is not installed ({PATRONI_INSTALL})"
+    version = subprocess.run([PATRONI, "--version"], capture_output=True, text=True, timeout=60).stdout.split()[-1:]
+    if not version or tuple(int(x) for x in version[0].split(".")[:3]) < (3, 0, 3):
+        # Seen here with Debian's 3.0.2: the cut-off primary, healed, took the leader key back from the
+        # promoted standby (its lease had expired, it made a new one and overwrote the key without
+        # checking whose it was) and promoted itself on a diverged timeline: a split brain that drops
+        # what the new primary acknowledged. Fixed in 3.0.3 (patroni/patroni#2689).
+        return (f"Patroni {version[0] if version else '?'} can overwrite the leader key after a partition heals "
+                f"(split brain; fixed in 3.0.3, patroni/patroni#2689): {PATRONI_INSTALL}")
     if _pg_bindir() is None:
         return "PostgreSQL is not installed"
     try:
@@ -162,7 +179,7 @@ class PatroniCluster:
             config.write_text(_patroni_config(self.net, h, self.root))
             for path in (node, config):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-            self.spawn(h, f"patroni{h}", "runuser", "-u", "postgres", "--", "patroni", str(config))
+            self.spawn(h, f"patroni{h}", "runuser", "-u", "postgres", "--", str(PATRONI), str(config))
 
     def members(self) -> dict[str, dict]:
         """Patroni's view: node name -> its member record (role, state, timeline, ...)."""

@@ -71,6 +71,7 @@ from exastor.drives import (
 from exastor.drives import identity as drive_identity
 from exastor.engine import erasure
 from exastor.engine.record import HEADER_SIZE, decode_header, parse_segment_header
+from exastor.engine.stripe_groups import form_groups, group_holding
 from exastor.meta import placement
 from exastor.meta.contract import Metadata
 from exastor.meta.placement import (  # noqa: F401 - re-exported: services and tests import them here
@@ -162,6 +163,7 @@ class DriveSet:
         self._persist_geometry()
         self._reports: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
         self._reporter: threading.Thread | None = None
+        self._groups: tuple[tuple[Any, ...], list[frozenset[int]]] | None = None  # (membership, groups)
 
     @property
     def store_tag(self) -> int:
@@ -561,15 +563,62 @@ class DriveSet:
                 out[(d.host, d.rack)] += 1
         return out
 
+    def stripe_groups(self) -> list[frozenset[int]]:
+        """The store's stripe groups (engine/stripe_groups.py) for its target width k+m, over the
+        drives not removed or failed: a drive offline, full or read-only for a while keeps its place
+        (its group takes no new stripes meanwhile), so groups change only when a drive joins or
+        leaves for good. Recomputed when that membership changes."""
+        g = self.geometry()
+        members = [d for d in self._drives.values() if d.state not in ("removed", "failed")]
+        key = (g.k + g.m, tuple(sorted((d.id, d.host) for d in members)))
+        cached = self._groups
+        if cached is None or cached[0] != key:
+            cached = self._groups = (key, form_groups(members, g.k + g.m))
+        return cached[1]
+
+    def stripe_group(self, need: int, salt: int) -> frozenset[int] | None:
+        """The group a new segment of ``need`` copies goes to: among the groups with at least
+        ``need`` drives taking data now, by weighted rendezvous hashing of ``salt`` on the group's
+        free space (as drives are ranked). None: no groups, or none can take it - the segment is
+        then placed over the whole store rather than refused."""
+        groups = self.stripe_groups()
+        if not groups:
+            return None
+        free = {d.id: room for d, room in self.writable_with_free()}
+        best: tuple[float, int, frozenset[int]] | None = None
+        for group in groups:
+            room = [free[i] for i in group if i in free]
+            if len(room) < need:
+                continue
+            candidate = (rendezvous_score(salt, min(group), sum(room)), min(group), group)
+            if best is None or candidate[:2] < best[:2]:
+                best = candidate
+        return best[2] if best else None
+
+    def group_of(self, drive_ids: Iterable[int]) -> frozenset[int] | None:
+        """The stripe group holding most of ``drive_ids`` (a stripe's other shards): a repaired or
+        moved shard goes there while the group has a drive to spare."""
+        return group_holding(self.stripe_groups(), drive_ids)
+
     def place(self, count: int, salt: int, exclude: AbstractSet[int] = frozenset(),
-              occupied: Counter[tuple[str, str]] | None = None) -> list[Drive]:
+              occupied: Counter[tuple[str, str]] | None = None,
+              within: AbstractSet[int] | None = None) -> list[Drive]:
         """``count`` distinct writable drives on distinct hosts while there are enough (see
-        ``spread``); ``occupied``: (host, rack) already holding other copies of the same data.
+        ``spread``); ``occupied``: (host, rack) already holding other copies of the same data;
+        ``within``: a stripe group (``stripe_group``), used when it has ``count`` candidates left and
+        otherwise widened to the whole store (a write placed outside its group beats a refused one).
 
         Drives are ranked by weighted rendezvous hashing on free space (``rendezvous_rank``): no
         database query, each drive's chance of ranking first is its share of the free space, and a
         drive joining or leaving changes only the placements that involve it."""
         weighed = [(d, free) for d, free in self.writable_with_free() if d.id not in exclude]
+        if within is not None:
+            inside = [(d, free) for d, free in weighed if d.id in within]
+            if len(inside) >= count:
+                weighed = inside
+            else:
+                log.info("stripe group %s has %d of %d drives free: placing outside it", sorted(within),
+                         len(inside), count)
         cands = [d for d, _free in weighed]
         if len(cands) < count:
             out_of_space = [d for d in self._drives.values() if d.state == "full" and d.id not in exclude]

@@ -154,7 +154,8 @@ class SegmentLog:
         self.drives.maybe_refresh()
         for _attempt in range(8):
             g = self.drives.geometry()
-            placed = self.drives.place(g.m + 1, salt=int(time.monotonic_ns() // 1000))
+            salt = int(time.monotonic_ns() // 1000)
+            placed = self.drives.place(g.m + 1, salt=salt, within=self.drives.stripe_group(g.m + 1, salt))
             created_ns = time.time_ns()
             seg = new_segment(self.meta, g.m, [d.id for d in placed], created_ns)  # and its first lease, epoch 1
             name = segment_name(seg)
@@ -554,10 +555,12 @@ class SegmentLog:
         placed: list[tuple[int, int]] = []
         used: set[int] = set()
         gens = allocate_gens(self.meta, len(all_shards))
+        group = self.drives.stripe_group(len(all_shards), salt=segment)
         for i, shard in enumerate(all_shards):
             while True:
                 d = self.drives.place(1, salt=shard_salt(segment, i), exclude=used,
-                                      occupied=self.drives.domains_of(drive for drive, _gen in placed))[0]
+                                      occupied=self.drives.domains_of(drive for drive, _gen in placed),
+                                      within=group)[0]
                 used.add(d.id)
                 try:
                     shards.write_shard(d.io, shards.shard_name(segment, i, gens[i]), segment, i, g.k, g.m,

@@ -114,7 +114,8 @@ class Repairer:
         others = {row.drive for i, row in current.items() if i != idx}
         exclude = others | ({old_drive} if draining or (old is not None and old.state != "active") else set())
         if target is None:
-            target = drives.place(1, salt=shard_salt(segment, idx), exclude=exclude, occupied=drives.domains_of(others))[0]
+            target = drives.place(1, salt=shard_salt(segment, idx), exclude=exclude, occupied=drives.domains_of(others),
+                                  within=drives.group_of(others))[0]
         elif target.id in others:
             return False  # the stripe already has a shard there: moving would put two on one drive
         elif old is not None and _crowds(drives.domains_of(others), old, target):
