@@ -2,10 +2,11 @@
 
 Hosts (namespaces on one bridge, tests/cluster/netns.py):
 
-    1..6   `exastor drive-server`, one drive each (erasure 4+2: each host is one failure domain)
-    7      PostgreSQL (tests/pgcluster.py's throwaway cluster, listening on the host's address)
-    8, 9   gateways: `exastor serve --meta postgresql://...`, one worker each
-    10     the client: boto3 load and checks (tests/cluster/netns_client.py), fsck
+    1..7   `exastor drive-server`, one drive each (erasure 4+2: each host is one failure domain),
+           behind a delay proxy on the host's address (tests/cluster/delay_proxy.py)
+    8      PostgreSQL (tests/pgcluster.py's throwaway cluster, listening on the host's address)
+    9, 10  gateways: `exastor serve --meta postgresql://...`, one worker each
+    11     the client: boto3 load and checks (tests/cluster/netns_client.py), fsck
 
 A scenario (``run_scenario``) draws a fault from a seeded RNG, starts PUT load through both gateways,
 injects the fault, reads a sample of what was acknowledged before (reads must keep working with up
@@ -44,24 +45,33 @@ from exastor.drives.wire import create_key  # noqa: E402
 from pgcluster import PgCluster, pg_bindir  # noqa: E402
 
 CLIENT = HERE / "netns_client.py"
+DELAY_PROXY = HERE / "delay_proxy.py"
 PY = sys.executable
-S3_PORT, DRIVE_PORT, PG_PORT = 9000, 9100, 5432
+# A drive server listens on its host's loopback (DRIVE_BACKEND_PORT) behind a delay proxy on the
+# host's address (DRIVE_PORT, delay 0 until a `delayed_link` fault sets one): latency without netem.
+S3_PORT, DRIVE_PORT, DRIVE_BACKEND_PORT, PG_PORT = 9000, 9100, 9101, 5432
 ACCESS_KEY, SECRET_KEY = "EXNETNSADMIN", "exastor-netns-secret-key-0123456789"
-DRIVE_HOSTS = (1, 2, 3, 4, 5, 6)
-PG_HOST, GATEWAY_HOSTS, CLIENT_HOST = 7, (8, 9), 10
+# Seven drive hosts for a 4+2 stripe: one more than a stripe spans, so a lost host's shards have a
+# host to be rebuilt on (with exactly k+m hosts they would wait for its replacement).
+DRIVE_HOSTS = (1, 2, 3, 4, 5, 6, 7)
+PG_HOST, GATEWAY_HOSTS, CLIENT_HOST = 8, (9, 10), 11
 EC = "4+2"
 PARITY = 2
 STALL_LIMIT_S = 90.0  # after a heal, a PUT must be acknowledged through each gateway within this
 
 FAULTS = ("partition_drive_host", "partition_gateway_host", "kill_drive_server", "kill_gateway",
-          "slow_link", "one_way_drop", "m_hosts_down", "partition_heal_under_load")
+          "slow_link", "one_way_drop", "m_hosts_down", "partition_heal_under_load", "host_lost", "delayed_link")
+REPAIR_LIMIT_S = 300.0  # a lost host's shards must be rebuilt on the others within this
 
 # Short timeouts so a scenario takes seconds: a partitioned drive server costs one connect timeout,
 # then its drives are down in that gateway until a probe is answered; leases and heartbeats short
-# enough that a partition of a few seconds exercises fencing and the cluster manager.
+# enough that a partition of a few seconds exercises fencing and the cluster manager. Garbage
+# collection and repair run in both gateways (repair every 5 s); a drive is rebuilt elsewhere after
+# 20 s offline - longer than any partition or restart the other faults hold, so only a lost host's.
 SERVER_ENV = {
     "EXASTOR_SEGMENT_SIZE": str(2 << 20), "EXASTOR_SEGMENT_LEASE_MS": "3000", "EXASTOR_HEARTBEAT_INTERVAL": "0.5",
-    "EXASTOR_DOWN_AFTER": "3", "EXASTOR_ORPHAN_INTERVAL": "1", "EXASTOR_GC_INTERVAL": "0",
+    "EXASTOR_DOWN_AFTER": "3", "EXASTOR_ORPHAN_INTERVAL": "1", "EXASTOR_GC_INTERVAL": "60",
+    "EXASTOR_REPAIR_INTERVAL": "5", "EXASTOR_OFFLINE_REPAIR_AFTER": "20",
     "EXASTOR_REDUCE_INTERVAL": "0", "EXASTOR_DRIVE_CONNECT_TIMEOUT": "1", "EXASTOR_DRIVE_TIMEOUT": "4",
     "EXASTOR_DRIVE_SYNC_TIMEOUT": "20",
 }
@@ -106,9 +116,14 @@ class Cluster:
     net: Namespaces = field(default_factory=lambda: Namespaces(CLIENT_HOST))
     pg: NamespacePg | None = None
     drive_servers: dict[int, subprocess.Popen] = field(default_factory=dict)
+    proxies: dict[int, subprocess.Popen] = field(default_factory=dict)
     gateways: dict[int, subprocess.Popen] = field(default_factory=dict)
     key: Path = Path()
     restarts: int = 0
+    # Each drive host's current drive (a lost host comes back with a new, empty one), and the URLs of
+    # drives lost for good: offline until `exastor drive remove` retires them (final_checks).
+    drive_names: dict[int, str] = field(default_factory=lambda: {h: f"d{h}" for h in DRIVE_HOSTS})
+    retired: list[str] = field(default_factory=list)
 
     # --- addresses ---------------------------------------------------------------------------------
     @property
@@ -119,7 +134,10 @@ class Cluster:
         return f"http://{self.net.address(host)}:{S3_PORT}"
 
     def drive_url(self, host: int) -> str:
-        return f"http://{self.net.address(host)}:{DRIVE_PORT}/d{host}"
+        return f"http://{self.net.address(host)}:{DRIVE_PORT}/{self.drive_names[host]}"
+
+    def drive_dir(self, host: int) -> Path:
+        return self.root / f"host{host}" / self.drive_names[host]
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, **SERVER_ENV, "EXASTOR_CLUSTER_KEY_FILE": str(self.key)}
@@ -158,12 +176,28 @@ class Cluster:
                 results[k] = (proc.returncode or 1, {"stdout": out[-2000:], "stderr": err[-2000:]})
         return results
 
+    def delay_control(self, host: int) -> Path:
+        return self.root / f"host{host}" / "delay_ms"
+
+    def set_delay(self, host: int, ms: float) -> None:
+        """One-way latency, each direction, on every connection to ``host``'s drive server."""
+        self.delay_control(host).write_text(f"{ms:g}\n")
+
+    def start_proxy(self, host: int) -> None:
+        self.delay_control(host).parent.mkdir(parents=True, exist_ok=True)
+        self.set_delay(host, 0)
+        with open(self.root / f"delay-proxy-{host}.log", "ab") as log:
+            self.proxies[host] = subprocess.Popen(
+                self.net.cmd(host, PY, str(DELAY_PROXY), f"{self.net.address(host)}:{DRIVE_PORT}",
+                             f"127.0.0.1:{DRIVE_BACKEND_PORT}", str(self.delay_control(host))),
+                stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+
     def start_drive_server(self, host: int) -> None:
-        drive = self.root / f"host{host}" / f"d{host}"
         with open(self.root / f"drive-server-{host}.log", "ab") as log:
             self.drive_servers[host] = subprocess.Popen(
-                self.net.cmd(host, PY, "-m", "exastor.cli", "drive-server", "--drive", f"d{host}={drive}",
-                             "--listen", f"{self.net.address(host)}:{DRIVE_PORT}", "--key-file", str(self.key)),
+                self.net.cmd(host, PY, "-m", "exastor.cli", "drive-server", "--drive",
+                             f"{self.drive_names[host]}={self.drive_dir(host)}",
+                             "--listen", f"127.0.0.1:{DRIVE_BACKEND_PORT}", "--key-file", str(self.key)),
                 stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
 
     def wait_drive_server(self, host: int, timeout: float = 60) -> bool:
@@ -202,6 +236,7 @@ class Cluster:
         self.pg.start()
         self.pg.sql("CREATE DATABASE exastor TEMPLATE template0 ENCODING 'UTF8'")
         for h in DRIVE_HOSTS:
+            self.start_proxy(h)
             self.start_drive_server(h)
         for h in DRIVE_HOSTS:
             if not self.wait_drive_server(h):
@@ -219,7 +254,7 @@ class Cluster:
             raise RuntimeError(f"gateway {second} not ready:\n{self.log(f'gateway-{second}')}")
 
     def stop(self) -> None:
-        for proc in [*self.gateways.values(), *self.drive_servers.values()]:
+        for proc in [*self.gateways.values(), *self.drive_servers.values(), *self.proxies.values()]:
             stop(proc)
         if self.pg is not None:
             self.pg.stop()
@@ -238,7 +273,24 @@ class Cluster:
             return con.execute(query).fetchall()  # type: ignore[arg-type]
 
     def drive_states(self) -> dict[str, str]:
-        return {str(path): str(state) for path, state in self.sql("SELECT path, state FROM drives")}
+        """Every drive in service (not one retired after its host was lost) and its state."""
+        return {str(path): str(state) for path, state in self.sql("SELECT path, state FROM drives")
+                if str(path) not in self.retired}
+
+    def drive_id(self, url: str) -> int:
+        return int(self.sql(f"SELECT id FROM drives WHERE path = '{url}'")[0][0])
+
+    def copies_on(self, drive: int) -> int:
+        """Shards and replicas of live segments the metadata still places on ``drive``."""
+        return int(self.sql(
+            f"SELECT (SELECT COUNT(*) FROM shards sh JOIN segments s ON s.id = sh.segment "
+            f"WHERE sh.drive = {drive} AND s.state != 'deleted') + (SELECT COUNT(*) FROM replicas r "
+            f"JOIN segments s ON s.id = r.segment WHERE r.drive = {drive} AND s.state != 'deleted')")[0][0])
+
+    def exastor(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """An `exastor` command on the client host, over the metadata and the first gateway's --data."""
+        return run(self.net.cmd(CLIENT_HOST, PY, "-m", "exastor.cli", *args, "--meta", self.meta_url, "--data",
+                                str(self.gateway_data(GATEWAY_HOSTS[0]))), timeout, self.env())
 
 
 def tempfile_dir() -> str:
@@ -260,8 +312,10 @@ class Fault:
 def draw_fault(rng: random.Random) -> Fault:
     kind = rng.choice(FAULTS)
     hold = round(rng.uniform(3.0, 7.0), 1)
-    if kind in ("partition_drive_host", "kill_drive_server", "slow_link", "partition_heal_under_load"):
+    if kind in ("partition_drive_host", "kill_drive_server", "slow_link", "partition_heal_under_load", "host_lost"):
         return Fault(kind, [rng.choice(DRIVE_HOSTS)], hold)
+    if kind == "delayed_link":
+        return Fault(kind, [rng.choice(DRIVE_HOSTS)], hold, f"{rng.choice((20, 100, 400, 1500))} ms")
     if kind in ("partition_gateway_host", "kill_gateway"):
         return Fault(kind, [rng.choice(GATEWAY_HOSTS)], hold)
     if kind == "one_way_drop":
@@ -275,10 +329,17 @@ def _inject(c: Cluster, f: Fault) -> None:
         c.net.partition(f.targets[0])
     elif f.kind == "kill_drive_server":
         stop(c.drive_servers[f.targets[0]], signal.SIGKILL)
+    elif f.kind == "host_lost":  # the host dies with its disk: its drive will not come back
+        host = f.targets[0]
+        f.detail = c.drive_url(host)
+        stop(c.drive_servers[host], signal.SIGKILL)
+        shutil.rmtree(c.drive_dir(host))
     elif f.kind == "kill_gateway":
         stop(c.gateways[f.targets[0]], signal.SIGKILL)
     elif f.kind == "slow_link":
         c.net.limit_bandwidth(f.targets[0], "20mbit")
+    elif f.kind == "delayed_link":
+        c.set_delay(f.targets[0], float(f.detail.split()[0]))
     elif f.kind == "one_way_drop":
         drive_host, gateway = f.targets
         how = (c.net.drop_outgoing(drive_host, gateway) if f.detail == "outgoing"
@@ -297,10 +358,17 @@ def _heal(c: Cluster, f: Fault) -> None:
         c.net.heal(f.targets[0])
     elif f.kind == "kill_drive_server":
         c.start_drive_server(f.targets[0])
+    elif f.kind == "host_lost":  # the host is rebuilt with a new, empty disk, which the operator adds
+        host = f.targets[0]
+        c.retired.append(c.drive_url(host))
+        c.drive_names[host] = f"d{host}n{len(c.retired)}"
+        c.start_drive_server(host)
     elif f.kind == "kill_gateway":
         c.start_gateway(f.targets[0])
     elif f.kind == "slow_link":
         c.net.unlimit_bandwidth(f.targets[0])
+    elif f.kind == "delayed_link":
+        c.set_delay(f.targets[0], 0)
     elif f.kind == "one_way_drop":
         c.net.undrop(*f.targets)
     elif f.kind == "m_hosts_down":
@@ -359,6 +427,8 @@ def run_scenario(c: Cluster, index: int, seed: int, ledger_dir: Path, kind: str 
         remaining = f.hold_s - (time.monotonic() - fault_at)
         if remaining > 0:
             time.sleep(remaining)  # the fault's duration itself (the loaders keep writing meanwhile)
+        if f.kind == "host_lost":
+            record["repair"] = _wait_for_repair(c, c.drive_id(f.detail), problems)
     finally:
         _heal(c, f)
     record["load"] = {}
@@ -370,10 +440,16 @@ def run_scenario(c: Cluster, index: int, seed: int, ledger_dir: Path, kind: str 
             stop(proc, signal.SIGKILL)
             problems.append(f"the loader through gateway {g} did not finish")
     # Recovery: the healed processes answer, then each gateway acknowledges a PUT again (bounded).
-    if f.kind in ("kill_drive_server", "m_hosts_down", "partition_drive_host", "partition_heal_under_load"):
+    if f.kind in ("kill_drive_server", "m_hosts_down", "partition_drive_host", "partition_heal_under_load",
+                  "host_lost"):
         for h in f.targets:
             if not c.wait_drive_server(h, 60):
                 problems.append(f"drive server {h} did not answer again within 60 s")
+    if f.kind == "host_lost":  # the operator adds the rebuilt host's new disk (beside the running gateways)
+        added = c.exastor("drive", "add", c.drive_url(f.targets[0]), "--no-rebalance", timeout=300)
+        record["drive_added"] = {"url": c.drive_url(f.targets[0]), "rc": added.returncode}
+        if added.returncode != 0:
+            problems.append(f"exastor drive add {c.drive_url(f.targets[0])} failed: {added.stderr[-1500:]}")
     if f.kind in ("kill_gateway", "partition_gateway_host"):
         if not c.wait_gateway(f.targets[0], 90):
             problems.append(f"gateway {f.targets[0]} did not become ready again within 90 s")
@@ -435,6 +511,23 @@ def run_scenario(c: Cluster, index: int, seed: int, ledger_dir: Path, kind: str 
     return record
 
 
+def _wait_for_repair(c: Cluster, drive: int, problems: list[str]) -> dict[str, Any]:
+    """A lost host's drive: wait (bounded) until no live segment has a shard or replica on it - the
+    cluster manager marked it offline, and after the offline grace the gateways' repairers rebuilt
+    its shards on the other hosts (and sealed what it held open)."""
+    began = time.monotonic()
+    at_fault = c.copies_on(drive)
+    left = at_fault
+    with contextlib.suppress(AssertionError):  # not within the limit: reported below
+        wait_until(lambda: c.copies_on(drive) == 0, "the lost drive's copies rebuilt elsewhere",
+                   timeout=REPAIR_LIMIT_S, interval=1.0)
+    left = c.copies_on(drive)
+    if left:
+        problems.append(f"the lost drive {drive}: {left} of {at_fault} copies not rebuilt within {REPAIR_LIMIT_S:g} s")
+    return {"drive": drive, "copies_at_fault": at_fault, "copies_left": left,
+            "rebuilt_within_s": round(time.monotonic() - began, 1)}
+
+
 def capture_diagnostics(c: Cluster, where: Path) -> Path:
     """What a stalled store was waiting on: each gateway's Python stacks (py-spy where installed),
     its log, and the drives, members, leases and open segments in PostgreSQL."""
@@ -459,6 +552,21 @@ def capture_diagnostics(c: Cluster, where: Path) -> Path:
     return where
 
 
+def fsck_round(c: Cluster) -> dict[str, Any]:
+    """fsck between scenarios: both gateways stopped (SIGTERM: a drained, clean stop), fsck over the
+    PostgreSQL metadata, the gateways started again and ready. Returns fsck's summary; ``ok`` false
+    when it found a problem or a gateway did not come back."""
+    for proc in c.gateways.values():
+        stop(proc)
+    rc, out = c.client_json("fsck", str(c.gateway_data(GATEWAY_HOSTS[0])), c.meta_url, str(c.key), timeout=1800)
+    for g in GATEWAY_HOSTS:
+        c.start_gateway(g)
+    back = all(c.wait_gateway(g) for g in GATEWAY_HOSTS)
+    return {"rc": rc, "gateways_back": back, "ok": rc == 0 and back,
+            **{k: out.get(k) for k in ("clean", "chunks_checked", "objects_checked") if k in out},
+            "report": out if rc else None}
+
+
 def final_checks(c: Cluster, ledger_dir: Path) -> dict[str, Any]:
     """Every ledger through both gateways, then fsck over the metadata with the gateways stopped."""
     result: dict[str, Any] = {}
@@ -469,8 +577,23 @@ def final_checks(c: Cluster, ledger_dir: Path) -> dict[str, Any]:
         result[f"check_gateway_{g}"]["rc"] = rc
     for proc in c.gateways.values():
         stop(proc)
+    # Drives lost with their host leave the store for good (refused until no gateway has heartbeated
+    # for the down timeout: a few seconds after the stop).
+    result["retired"] = {}
+    for url in c.retired:
+        answers: list[subprocess.CompletedProcess] = []
+
+        def removed(url: str = url, answers: list = answers) -> bool:
+            answers.append(c.exastor("drive", "remove", url, timeout=600))
+            return answers[-1].returncode == 0
+
+        with contextlib.suppress(AssertionError):
+            wait_until(removed, f"exastor drive remove {url}", timeout=120, interval=1.0)
+        result["retired"][url] = {"rc": answers[-1].returncode if answers else None, "tries": len(answers),
+                                  "stderr": answers[-1].stderr[-500:] if answers else ""}
     rc, out = c.client_json("fsck", str(c.gateway_data(GATEWAY_HOSTS[0])), c.meta_url, str(c.key), timeout=1800)
     result["fsck"] = {"rc": rc, **{k: out.get(k) for k in ("clean", "chunks_checked", "objects_checked") if k in out},
                       "report": out if rc else None}
-    result["ok"] = rc == 0 and all(result[f"check_gateway_{g}"]["rc"] == 0 for g in GATEWAY_HOSTS)
+    result["ok"] = (rc == 0 and all(result[f"check_gateway_{g}"]["rc"] == 0 for g in GATEWAY_HOSTS)
+                    and all(r["rc"] == 0 for r in result["retired"].values()))
     return result

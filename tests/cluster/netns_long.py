@@ -1,5 +1,5 @@
 """The long run of the network-namespace cluster harness (issue 14): seeded fault scenarios against
-6 drive-server hosts (erasure 4+2), PostgreSQL on its own host, 2 gateways and a client host.
+7 drive-server hosts (erasure 4+2), PostgreSQL on its own host, 2 gateways and a client host.
 
     sudo nice -n 10 .venv/bin/python tests/cluster/netns_long.py --seed 14 --scenarios 120 [--until 22:05]
 
@@ -28,7 +28,16 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from netns import namespaces_permitted  # noqa: E402
-from netns_cluster import EC, Cluster, final_checks, run_scenario  # noqa: E402
+from netns_cluster import (  # noqa: E402
+    DRIVE_HOSTS,
+    EC,
+    FAULTS,
+    GATEWAY_HOSTS,
+    Cluster,
+    final_checks,
+    fsck_round,
+    run_scenario,
+)
 
 REPO = HERE.parent.parent
 
@@ -50,6 +59,10 @@ def main() -> int:
     parser.add_argument("--until", help="HH:MM UTC: start no scenario that would end after it (the mean so far)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--only", action="append", choices=FAULTS,
+                        help="run only these faults, in turn (repeatable; default: drawn from all)")
+    parser.add_argument("--fsck-every", type=int, default=10,
+                        help="stop both gateways, fsck, start them again after every N scenarios (0: only at the end)")
     args = parser.parse_args()
     why = namespaces_permitted()
     if why:
@@ -62,7 +75,7 @@ def main() -> int:
     ledgers.mkdir()
     budget = _until(args.until)
     began = time.monotonic()
-    summary: dict = {"seed": args.seed, "hosts": {"drive_servers": 6, "postgresql": 1, "gateways": 2, "client": 1},
+    summary: dict = {"seed": args.seed, "hosts": {"drive_servers": len(DRIVE_HOSTS), "postgresql": 1, "gateways": 2, "client": 1},
                      "erasure": EC, "started_utc": datetime.datetime.now(datetime.UTC).isoformat(),
                      "load_at_start": os.getloadavg(), "work": str(work), "scenarios": []}
 
@@ -76,6 +89,8 @@ def main() -> int:
             "lost": sum(len(v.get("lost", [])) for r in results for v in r.get("check", {}).values()),
             "half_visible": sum(len(v.get("half_visible", [])) for r in results for v in r.get("check", {}).values()),
             "stalls": sum(any(p.startswith("STALL") for p in r["problems"]) for r in results),
+            "fsck_rounds": sum("fsck" in r for r in results),
+            "fsck_clean": sum(bool(r.get("fsck", {}).get("ok")) for r in results),
             "by_fault": {k: sum(r["fault"] == k for r in results) for k in sorted({r["fault"] for r in results})},
         }
         out.write_text(json.dumps(summary, indent=1))
@@ -90,7 +105,13 @@ def main() -> int:
                 if time.monotonic() - began + mean > budget:
                     summary["stopped_by"] = f"--until {args.until}"
                     break
-            record = run_scenario(cluster, index, args.seed, ledgers)
+            record = run_scenario(cluster, index, args.seed, ledgers,
+                                  args.only[index % len(args.only)] if args.only else None)
+            if args.fsck_every and (index + 1) % args.fsck_every == 0:
+                record["fsck"] = fsck_round(cluster)
+                if not record["fsck"]["ok"]:
+                    record["problems"].append(f"fsck after scenario {index}: {json.dumps(record['fsck'])[:1500]}")
+                    record["ok"] = False
             record["load_avg"] = os.getloadavg()[0]
             summary["scenarios"].append(record)
             print(json.dumps({k: record[k] for k in ("index", "fault", "targets", "ok", "seconds")}
@@ -102,7 +123,7 @@ def main() -> int:
         code = 0 if summary["final"]["ok"] and all(r["ok"] for r in summary["scenarios"]) else 1
     finally:
         cluster.stop()
-        for name in ("gateway-8", "gateway-9"):
+        for name in tuple(f"gateway-{g}" for g in GATEWAY_HOSTS):
             log = cluster.root / f"{name}.log"
             if log.exists():
                 summary.setdefault("tracebacks", {})[name] = log.read_text(errors="replace").count("Traceback")
