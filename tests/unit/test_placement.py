@@ -225,3 +225,19 @@ def test_place_reads_each_drives_free_space_once_and_queries_no_shard_counts(tmp
         assert set(reads.values()) == {1}
     finally:
         ns.close()
+
+
+@pytest.mark.parametrize("geometry,hosts,survived", [
+    ("4+2", 6, 2), ("4+2", 7, 2), ("4+2", 4, 1), ("4+2", 3, 1), ("4+2", 2, 0), ("8+3", 4, 1), ("8+3", 3, 0),
+    ("146+4", 150, 4), ("146+4", 40, 1), ("146+4", 30, 0)])
+def test_host_losses_a_stripe_survives_follow_the_spread(geometry, hosts, survived):
+    """What `exastor serve` and `drive status` report (and warn about at 0): spread puts at most
+    ceil((k+m) / hosts) shards on a host, so a stripe survives floor(m / that) whole hosts lost."""
+    from exastor.engine import erasure
+
+    g = erasure.parse(geometry)
+    assert g.host_losses_survived(hosts) == survived
+    drives = _drives([(f"h{h}", "", g.width) for h in range(hosts)])
+    per_host = Counter(d.host for d in spread(drives, g.width))
+    assert max(per_host.values()) == math.ceil(g.width / hosts)
+    assert survived * max(per_host.values()) <= g.m < (survived + 1) * max(per_host.values())

@@ -563,6 +563,10 @@ class DriveSet:
                 out[(d.host, d.rack)] += 1
         return out
 
+    def hosts_in_service(self) -> int:
+        """Distinct hosts holding drives neither removed nor failed (local directories: one host)."""
+        return len({d.host for d in self._drives.values() if d.state not in ("removed", "failed")})
+
     def stripe_groups(self) -> list[frozenset[int]]:
         """The store's stripe groups (engine/stripe_groups.py) for its target width k+m, over the
         drives not removed or failed: a drive offline, full or read-only for a while keeps its place

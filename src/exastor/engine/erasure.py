@@ -35,6 +35,11 @@ class Geometry:
     def width(self) -> int:
         return self.k + self.m
 
+    def host_losses_survived(self, hosts: int) -> int:
+        """Whole hosts a stripe survives losing when its k+m shards are spread over ``hosts`` as
+        placement spreads them (at most ceil((k+m) / hosts) on one host): floor(m / that)."""
+        return self.m // -(-self.width // max(1, hosts))
+
     @property
     def overhead(self) -> float:
         """Capacity overhead: extra bytes stored per byte of data (0.5 for 4+2)."""

@@ -238,6 +238,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
         n_drives = sum(d.state != "removed" for d in drive_set.all)
         geometry = drive_set.geometry()
+        hosts = drive_set.hosts_in_service()
+        if hosts > 1 and geometry.m and not geometry.host_losses_survived(hosts):
+            log.warning("erasure %s over %d hosts puts up to %d shards of a stripe on one host, more than m = %d: "
+                        "losing any one host makes data unavailable; add hosts or choose a narrower geometry",
+                        geometry, hosts, -(-geometry.width // hosts), geometry.m)
         account = ensure_account(cfg.data, cfg.account_name, cfg.account_key, meta)
         if (sealed_now or under_old_key) and cfg.meta_backup_interval and not cfg.meta_url:
             # The copies (and journal files) on the drives still hold those secrets in the clear, or
@@ -277,7 +282,11 @@ def run(args: argparse.Namespace) -> int:
             *([f"  TLS         : {cfg.tls_cert} ({trust_note or 'certificate given'})"] if cfg.tls_cert else []),
             ("  drives      : 1 drive: NO REDUNDANCY - a failed drive loses data; add drives for erasure coding"
              if n_drives == 1 and geometry.m == 0 else
-             f"  drives      : {n_drives}, erasure {geometry} (survives {geometry.m} drive failures; "
+             f"  drives      : {n_drives}"
+             + (f" on {hosts} hosts" if hosts > 1 else "")
+             + f", erasure {geometry} (survives {geometry.m} drive failures"
+             + (f" or {geometry.host_losses_survived(hosts)} host failures" if hosts > 1 else "")
+             + "; "
              f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas; "
              f"coded by {gf.kernel_name()})"),
             (f"  metadata    : PostgreSQL {describe(cfg.meta_url)} (its own WAL, backups and standby keep it)"

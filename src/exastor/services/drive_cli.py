@@ -138,7 +138,9 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
     offline = [{"id": d.id, "path": str(d.path), "reason": d.reason,
                 "unavailable_segments": sorted(s for s, ds in waiting.items() if d.id in ds)}
                for d in drives.all if d.state == "offline"]
+    hosts = drives.hosts_in_service()
     return {"drives": rows, "geometry": str(g), "capacity_overhead": round(g.overhead, 4),
+            "hosts": hosts, "host_losses_survived": g.host_losses_survived(hosts) if hosts > 1 else None,
             "metadata_copies": meta_copies, "offline": offline,
             "unavailable_segments": sorted(waiting),
             "segments": {"open": open_, "sealed": sealed, "erasure_coded": coded}, "shards_needing_repair": bad,
@@ -161,6 +163,11 @@ def _print_status(st: dict[str, Any]) -> None:
                   + (f"{len(waits)} segment(s) are unavailable until then: {', '.join(map(str, waits[:20]))}"
                      + (" ..." if len(waits) > 20 else "") if waits else "no segment waits for it")
                   , soft_wrap=True)
+    if st["host_losses_survived"] is not None:
+        survived = st["host_losses_survived"]
+        con.print(f"hosts: {st['hosts']}; a stripe survives losing {survived} whole host(s)"
+                  + ("" if survived else ": LOSING ANY ONE HOST MAKES DATA UNAVAILABLE - add hosts or choose a "
+                     "narrower geometry"))
     s = st["segments"]
     con.print(f"segments: {s['open']} open, {s['sealed']} sealed ({s['erasure_coded']} erasure-coded); "
               f"shards needing repair: {st['pending_repairs']}")
