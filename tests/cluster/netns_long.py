@@ -49,6 +49,8 @@ def _until(text: str | None) -> float | None:
     now = datetime.datetime.now(datetime.UTC)
     hh, mm = map(int, text.split(":"))
     end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if end <= now:  # past midnight: tomorrow's HH:MM
+        end += datetime.timedelta(days=1)
     return (end - now).total_seconds()
 
 
