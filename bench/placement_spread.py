@@ -84,6 +84,7 @@ def simulated_set(drives: list[Drive]) -> DriveSet:
     ds = DriveSet.__new__(DriveSet)
     ds._drives = {d.id: d for d in drives}
     ds._groups = None
+    ds._space = {}
     ds.explicit = None
     return ds
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from exastor.datadir.opening import open_namespace
 from exastor.drives.base import Space
+from exastor.engine import drives as drives_module
 from exastor.engine.drives import Drive, load_layout, rendezvous_rank, spread
 from exastor.meta import placement
 from exastor.namespace.operations import PutSpec, SystemGrant
@@ -198,7 +199,8 @@ def test_a_drive_without_free_space_never_ranks_before_one_with_room():
 
 def test_place_reads_each_drives_free_space_once_and_queries_no_shard_counts(tmp_path, monkeypatch):
     """Placement ranks by the free space ``writable`` reads anyway: one ``space()`` per drive per
-    placement (an HTTP call for a remote drive), and no query over the shards table."""
+    placement at most (an HTTP call for a remote drive), none again within SPACE_TTL_S (a seal
+    places k+m shards one at a time), and no query over the shards table."""
     ns = open_namespace(tmp_path / "data", segment_size=1 << 20,
                         drives=[str(tmp_path / f"d{i}") for i in range(5)], ec="2+1")
     try:
@@ -216,13 +218,18 @@ def test_place_reads_each_drives_free_space_once_and_queries_no_shard_counts(tmp
             raise AssertionError("placement queried the shards table")
 
         monkeypatch.setattr(placement, "shard_counts", no_query)
+        clock = [1000.0]
+        monkeypatch.setattr(drives_module.time, "monotonic", lambda: clock[0])
         for salt in range(200):
+            clock[0] += drives_module.SPACE_TTL_S  # each placement past the last one's reads
             placed = ds.place(3, salt=salt)
             assert len({d.id for d in placed}) == 3 and full.id not in {d.id for d in placed}
         assert reads == Counter({d.id: 200 for d in ds.all}), reads
         reads.clear()
-        assert ds.place(1, salt=7, exclude={0, 1})[0].id in (2, 3)
-        assert set(reads.values()) == {1}
+        clock[0] += drives_module.SPACE_TTL_S
+        for salt in range(50):  # within the TTL: the free space read once serves every placement
+            assert ds.place(1, salt=salt, exclude={0, 1})[0].id in (2, 3)
+        assert reads == Counter({d.id: 1 for d in ds.all}), reads
     finally:
         ns.close()
 

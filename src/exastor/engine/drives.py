@@ -62,6 +62,7 @@ from exastor.drives import (
     DriveUnreachable,
     Fenced,
     Identity,
+    Space,
     Unidentified,
     WritesInDoubt,
     is_url,
@@ -89,6 +90,10 @@ log = logging.getLogger("exastor.drives")
 READABLE = ("active", "full", "readonly", "draining")
 VERIFIED = ("active", "full", "readonly", "offline", "draining")  # states whose identity is checked
 FREE_RESERVE = 256 << 20  # a drive with less free space than this takes no new segments
+# Placement weighs drives by free space read at most this often per drive: a remote drive's space() is
+# an HTTP call, and a seal places k+m shards one at a time over every drive (O(drives x shards) calls
+# per segment without it). A drive that filled meanwhile answers ENOSPC and is marked full.
+SPACE_TTL_S = 0.5
 
 
 class DriveRefused(RuntimeError):
@@ -164,6 +169,7 @@ class DriveSet:
         self._reports: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
         self._reporter: threading.Thread | None = None
         self._groups: tuple[tuple[Any, ...], list[frozenset[int]]] | None = None  # (membership, groups)
+        self._space: dict[int, tuple[float, Space]] = {}  # drive -> (when read, its space): SPACE_TTL_S
 
     @property
     def store_tag(self) -> int:
@@ -519,15 +525,23 @@ class DriveSet:
 
     def writable_with_free(self) -> list[tuple[Drive, int]]:
         """The drives that take new segments, each with the free bytes read to decide so: placement
-        weighs drives by it, and reads it once per drive (a remote drive's space() is an HTTP call)."""
+        weighs drives by it, and reads it at most once per drive every SPACE_TTL_S (a remote drive's
+        space() is an HTTP call)."""
         out = []
+        now = time.monotonic()
         for d in self._drives.values():
             if d.state != "active" or not d.io.reachable():
                 continue
-            try:
-                space = d.io.space()
-            except OSError:
-                continue
+            cached = self._space.get(d.id)
+            if cached is not None and now - cached[0] < SPACE_TTL_S:
+                space = cached[1]
+            else:
+                try:
+                    space = d.io.space()
+                except OSError:
+                    self._space.pop(d.id, None)
+                    continue
+                self._space[d.id] = (now, space)
             if space.free <= 0 or space.free < FREE_RESERVE and space.total > 4 * FREE_RESERVE:
                 continue  # full, or nearly (the reserve is ignored on tiny test filesystems)
             out.append((d, space.free))
