@@ -163,6 +163,27 @@ def wait_released(data_dir: Path, ports: list[int], timeout: float = 30.0) -> No
         time.sleep(0.05)
 
 
+def put_bodies(ns, bodies: dict[str, bytes], bucket: str = "bkt", *, create: bool = True) -> None:
+    """PUT ``bodies`` (key -> bytes) into ``bucket`` of an in-process namespace as the admin, creating
+    the bucket first unless ``create`` is false."""
+    import asyncio
+
+    from exastor.namespace.operations import PutSpec, SystemGrant
+
+    grant = SystemGrant("admin")
+
+    async def main() -> None:
+        if create:
+            await ns.create_bucket(grant, bucket)
+        for key, body in bodies.items():
+            async def source(b: bytes = body):
+                yield b
+
+            await ns.put_object(grant, bucket, key, source(), PutSpec())
+
+    asyncio.run(main())
+
+
 def wait_until(predicate: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.05) -> T:
     """Poll ``predicate`` until it returns something truthy (returned), for at most ``timeout`` seconds:
     how tests wait for a state, never for a time."""

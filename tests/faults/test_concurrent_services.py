@@ -27,12 +27,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import put_bodies
 from exastor.datadir.opening import open_namespace
 from exastor.engine import segments as segments_module
 from exastor.engine import shards
 from exastor.engine.drives import DriveSet, load_layout, mark_shard
 from exastor.engine.segments import SegmentLog
-from exastor.namespace.operations import PutSpec, SystemGrant
+from exastor.namespace.operations import SystemGrant
 from exastor.services import fsck
 from exastor.services import gc as gc_module
 from exastor.services import repair as repair_module
@@ -118,14 +119,7 @@ def interleavings(a: int, b: int) -> list[list[str]]:
 
 
 def _fill(ns, bodies: dict[str, bytes]) -> None:
-    async def main() -> None:
-        await ns.create_bucket(SystemGrant("admin"), "bkt")
-        for key, body in bodies.items():
-            async def source(body: bytes = body):
-                yield body
-            await ns.put_object(SystemGrant("admin"), "bkt", key, source(), PutSpec())
-
-    asyncio.run(main())
+    put_bodies(ns, bodies)
 
 
 @pytest.fixture

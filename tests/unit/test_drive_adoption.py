@@ -10,20 +10,14 @@ import random
 import sqlite3
 from pathlib import Path
 
+from conftest import put_bodies
 from exastor.datadir.opening import open_namespace
 from exastor.drives import IDENTITY_NAME
-from exastor.namespace.operations import PutSpec, SystemGrant
+from exastor.namespace.operations import SystemGrant
 
 
 def _fill(ns, bodies: dict[str, bytes]) -> None:
-    async def main() -> None:
-        await ns.create_bucket(SystemGrant("admin"), "bkt")
-        for key, body in bodies.items():
-            async def source(body: bytes = body):
-                yield body
-            await ns.put_object(SystemGrant("admin"), "bkt", key, source(), PutSpec())
-
-    asyncio.run(main())
+    put_bodies(ns, bodies)
 
 
 def _read_all(ns, bodies: dict[str, bytes]) -> None:

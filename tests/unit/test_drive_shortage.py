@@ -11,11 +11,12 @@ import random
 
 import pytest
 
+from conftest import put_bodies
 from exastor import errors
 from exastor.datadir.opening import open_namespace
 from exastor.drives import identity as drive_identity
 from exastor.engine.drives import DriveSet, load_layout
-from exastor.namespace.operations import PutSpec, SystemGrant
+from exastor.namespace.operations import SystemGrant
 
 ADMIN = SystemGrant("admin")
 
@@ -32,15 +33,7 @@ def _store(tmp_path, monkeypatch):
 def _fill(ns, count: int = 10) -> dict[str, bytes]:
     rng = random.Random(7)
     bodies = {f"k{i}": rng.randbytes(rng.randint(1, 300_000)) for i in range(count)}
-
-    async def main() -> None:
-        await ns.create_bucket(ADMIN, "bkt")
-        for k, v in bodies.items():
-            async def source(v: bytes = v):
-                yield v
-            await ns.put_object(ADMIN, "bkt", k, source(), PutSpec())
-
-    asyncio.run(main())
+    put_bodies(ns, bodies)
     return bodies
 
 

@@ -5,7 +5,6 @@ stripe on one host than before when repair or rebalance moves a shard."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from collections import Counter
@@ -14,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import put_bodies
 from exastor.datadir.opening import open_namespace
 from exastor.drives.base import Space
 from exastor.engine import drives as drives_module
 from exastor.engine.drives import Drive, load_layout, rendezvous_rank, spread
 from exastor.meta import placement
-from exastor.namespace.operations import PutSpec, SystemGrant
 from exastor.services.repair import _crowds
 
 
@@ -95,20 +94,8 @@ def test_a_store_places_replicas_and_shards_on_distinct_hosts(tmp_path):
         for d in ds.all:
             ds.set_domain(d.id, f"host{d.id // 2}")  # drives 0,1 on host0; 2,3 on host1; 4,5 on host2
         ds.refresh()
-        grant = SystemGrant("admin")
         rng = random.Random(3)
-
-        async def fill() -> None:
-            await ns.create_bucket(grant, "bkt")
-            for i in range(16):
-                body = rng.randbytes(400_000)
-
-                async def source(b: bytes = body):
-                    yield b
-
-                await ns.put_object(grant, "bkt", f"k{i}", source(), PutSpec())
-
-        asyncio.run(fill())
+        put_bodies(ns, {f"k{i}": rng.randbytes(400_000) for i in range(16)})
         ns.chunks.log.wait_sealed()
         host = {d.id: d.host for d in ds.all}
         segments = ns.meta.runner.read(lambda cur: [int(r[0]) for r in cur.execute("SELECT id FROM segments "

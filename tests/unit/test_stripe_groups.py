@@ -4,17 +4,16 @@ fall in one group (copysets) - and the groups keep every placement rule that hel
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from collections import Counter
 
 import pytest
 
+from conftest import put_bodies
 from exastor.datadir.opening import open_namespace
 from exastor.engine.drives import Drive, load_layout
 from exastor.engine.stripe_groups import form_groups, group_holding
-from exastor.namespace.operations import PutSpec, SystemGrant
 
 
 def _drives(per_host: list[int]) -> list[Drive]:
@@ -105,19 +104,8 @@ def test_a_store_keeps_each_stripe_and_replica_set_inside_one_group(tmp_path):
         ds = ns.chunks.log.drives
         groups = ds.stripe_groups()
         assert sorted(len(g) for g in groups) == [3, 3, 3, 4]
-        grant = SystemGrant("admin")
         rng = random.Random(11)
-        bodies = {f"k{i}": rng.randbytes(rng.randint(50_000, 300_000)) for i in range(40)}
-
-        async def fill() -> None:
-            await ns.create_bucket(grant, "bkt")
-            for key, body in bodies.items():
-                async def source(b: bytes = body):
-                    yield b
-
-                await ns.put_object(grant, "bkt", key, source(), PutSpec())
-
-        asyncio.run(fill())
+        put_bodies(ns, {f"k{i}": rng.randbytes(rng.randint(50_000, 300_000)) for i in range(40)})
         ns.chunks.log.wait_sealed()
         segments = ns.meta.runner.read(lambda cur: [int(r[0]) for r in cur.execute(
             "SELECT id FROM segments WHERE state != 'deleted'")])
