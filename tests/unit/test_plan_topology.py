@@ -216,3 +216,23 @@ def test_the_shipped_this_machine_and_one_rack_inputs():
     assert (rack.racks, rack.cells, rack.erasure) == (1, 1, "8+3")
     assert rack.hosts >= 11 and rack.shards_per_host == 1 and rack.host_losses_survived == 3
     assert rack.rack_losses_survived == 0 and rack.backend == "PostgreSQL" and rack.directory_clusters == 1
+
+
+@pytest.mark.parametrize("hosts,per_host,k,m", [(20, 6, 4, 2), (24, 10, 8, 3), (1, 24, 4, 2), (30, 24, 16, 4)])
+def test_the_plans_loss_probability_is_the_placements(hosts, per_host, k, m):
+    """`exastor plan`'s P(loss | m+1 drives fail) per cell is computed from the drive count alone; it
+    must agree with the groups placement really forms (engine/stripe_groups.py, dealt per chunk of
+    hosts, so a little wider in places) to within 20% (24 hosts x 10 drives at 8+3: 0.85x)."""
+    import math
+
+    from exastor.engine.drives import Drive
+    from exastor.engine.stripe_groups import form_groups
+    from exastor.tools.plan.topology import grouped_loss
+
+    drives = [Drive(h * per_host + i, "", "active", None, host=f"h{h}")  # type: ignore[arg-type]
+              for h in range(hosts) for i in range(per_host)]
+    real = form_groups(drives, k + m)
+    n = hosts * per_host
+    groups, p = grouped_loss(n, k, m)
+    assert abs(groups - len(real)) <= max(1, len(real) // 10)
+    assert p == pytest.approx(sum(math.comb(len(g), m + 1) for g in real) / math.comb(n, m + 1), rel=0.2)

@@ -71,7 +71,8 @@ def topology_layout_rows(named: list[tuple[str, Topology]]) -> list[list[str]]:
             rows.append([name, _tb(t.logical_tb), _tb(t.raw_tb)] + ["-"] * (len(TOPOLOGY_LAYOUT_COLUMNS) - 3))
             continue
         erasure = (f"{t.erasure}: <={t.shards_per_host}/host, <={t.shards_per_rack}/rack; survives "
-                   f"{t.drive_losses_survived} drives, {t.host_losses_survived} hosts, {t.rack_losses_survived} racks")
+                   f"{t.drive_losses_survived} drives, {t.host_losses_survived} hosts, {t.rack_losses_survived} racks; "
+                   f"{t.stripe_groups_per_cell:,} stripe groups, P(loss | m+1 drives) {t.p_loss_m1_drives:.0e}")
         rows.append([name, _tb(t.logical_tb), _tb(t.raw_tb), f"{t.racks:,}", f"{t.hosts:,}", f"{t.drives:,}",
                      f"{t.cells:,} x {_span(t.racks_per_cell)}", _span(t.hosts_per_cell),
                      f"{t.drives_per_host:.0f} of {t.drive_slots_per_host}", erasure, f"{t.gateways:,}",

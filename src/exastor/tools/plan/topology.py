@@ -100,6 +100,21 @@ def metadata_load(logical_tb: float, reduction_ratio: float, k: int, m: int,
                         shards, by_table)
 
 
+def grouped_loss(drives: int, k: int, m: int) -> tuple[int, float]:
+    """The stripe groups of a cell of ``drives`` (engine/stripe_groups.py: groups of k+m drives, the
+    leftovers widening some; one group, the whole cell, below 2(k+m) drives) and the probability
+    that m+1 of its drives failing together lose data: the (m+1)-drive sets inside one group over
+    all of them (every such set is some stripe's once a cell holds many stripes). About: the real
+    groups are dealt per chunk of hosts, so their widths can differ a little from these."""
+    width = k + m
+    if drives < width or m == 0:
+        return (0, 0.0) if drives < width else (1, 1.0)
+    groups = drives // width if drives >= 2 * width else 1
+    base, extra = divmod(drives, groups)
+    inside = extra * math.comb(base + 1, m + 1) + (groups - extra) * math.comb(base, m + 1)
+    return groups, inside / math.comb(drives, m + 1)
+
+
 @dataclass(frozen=True)
 class Topology:
     """The cluster design for everything online at one milestone."""
@@ -128,6 +143,8 @@ class Topology:
     host_losses_survived: int     # whole hosts a stripe survives
     rack_losses_survived: int
     drive_losses_survived: int
+    stripe_groups_per_cell: int   # engine/stripe_groups.py: fixed groups of about k+m drives (1: the whole cell)
+    p_loss_m1_drives: float       # P(data lost | m+1 random drives of a cell fail together), with those groups
     # metadata
     backend: str                  # "PostgreSQL" or "SQLite"
     per_cell: MetadataLoad
@@ -165,7 +182,8 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
             drive_slots_per_host=slots, drives_per_host=0.0, hosts_per_rack=0, cells=0, cell_racks_target=target,
             racks_per_cell=(0, 0), hosts_per_cell=(0, 0), drives_per_cell=0.0, logical_tb_per_cell=0.0,
             raw_tb_per_cell=0.0, shards_per_host=0, shards_per_rack=0, host_losses_survived=0,
-            rack_losses_survived=0, drive_losses_survived=0, backend="none", per_cell=empty, total=empty,
+            rack_losses_survived=0, drive_losses_survived=0, stripe_groups_per_cell=0, p_loss_m1_drives=0.0,
+            backend="none", per_cell=empty, total=empty,
             pg_clusters_per_cell=0, pg_clusters=0, pg_nodes=0, pg_sync_standbys=0, pg_async_standbys=0,
             directory_clusters=0, etcd_members=0, namespace_ranges=0, chunk_rows_per_cluster=0,
             metadata_tb_per_cluster=0.0, gateways=0, drive_servers=0, notes=["no drives online at this milestone"])
@@ -190,6 +208,7 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
     if hosts > 1 and small_hosts < m + 1:
         notes.append(f"fewer than m+1 = {m + 1} hosts per cell: write-buffer replicas share hosts")
 
+    groups, p_loss = grouped_loss(round(drives_cell), k, m)
     per_cell = metadata_load(logical_tb / cells, plan.reduction.ratio, k, m, st)
     total = metadata_load(logical_tb, plan.reduction.ratio, k, m, st)
     if hosts == 1:
@@ -217,6 +236,7 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
         drives_per_cell=drives_cell, logical_tb_per_cell=logical_tb / cells, raw_tb_per_cell=bom.effective_tb / cells,
         shards_per_host=per_host, shards_per_rack=per_rack, host_losses_survived=m // per_host,
         rack_losses_survived=m // per_rack, drive_losses_survived=m if drives_cell >= stripe else 0,
+        stripe_groups_per_cell=groups, p_loss_m1_drives=p_loss,
         backend=backend, per_cell=per_cell, total=total, pg_clusters_per_cell=clusters_cell, pg_clusters=clusters,
         pg_nodes=pg_nodes, pg_sync_standbys=1 if backend == "PostgreSQL" else 0,
         pg_async_standbys=st.pg_standbys - 1 if backend == "PostgreSQL" else 0, directory_clusters=directory,
