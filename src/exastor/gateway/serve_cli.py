@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     # On PostgreSQL, before any secret is opened or sealed: this gateway is seen by a master-key rotation
     # from now until its workers heartbeat as themselves (key_cli.py: it refuses beside a live gateway; one
     # that rotated just before this heartbeat has committed, and the secrets read below are the new ones).
-    starting = StartupHeartbeat(meta, cluster.gateway_address(cfg.s3_port)) if cfg.meta_url else None
+    starting = StartupHeartbeat(meta, cluster.gateway_address(cfg.host, cfg.s3_port)) if cfg.meta_url else None
     try:
         if starting is not None and previous_run is not None:
             twin = identity_twin(meta, previous_run, starting.member_id)

@@ -261,7 +261,7 @@ class Worker:
         background: list[CollectorThread | ReducerThread | MetaBackupThread | ClusterThread] = []
         if self.run_gc and getattr(ns.meta.runner, "backend", "") == "postgres":
             # Many gateways share the store: heartbeats, membership and the cluster manager (services/cluster.py).
-            background.append(ClusterThread(ClusterService(ns.chunks.log, gateway_address(cfg.s3_port))))
+            background.append(ClusterThread(ClusterService(ns.chunks.log, gateway_address(cfg.host, cfg.s3_port))))
         if self.run_gc and cfg.gc_interval > 0:
             background.append(CollectorThread(Collector(ns.chunks, grace_s=cfg.gc_grace), cfg.gc_interval))
         if self.run_gc:  # interval 0: no timed passes, but `exastor reduce run` still gets one

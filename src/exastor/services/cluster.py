@@ -152,5 +152,10 @@ class ClusterThread(threading.Thread):
         self._stop_event.set()
 
 
-def gateway_address(port: int) -> str:
+def gateway_address(host: str, port: int) -> str:
+    """What `exastor cluster status` and the manager's log show for this gateway: the address it
+    listens on when that is one routable address (several gateways may share a host name - network
+    namespaces, containers), else this host's name."""
+    if host and host not in ("0.0.0.0", "::", "localhost") and not host.startswith("127.") and host != "::1":
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return f"{socket.gethostname()}:{port}"
