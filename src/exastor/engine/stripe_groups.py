@@ -11,8 +11,8 @@ from its own group's members only.
 
 Groups are computed, not stored: every process derives the same groups from the drive rows
 (ids, hosts) and the target width, so nothing new needs agreeing on. They change only when a drive
-joins or is removed; what was written stays where it is (a change adds at most one more grouping's
-worth of drive sets to those stripes already use).
+joins, fails or is removed; what was written stays where it is (a change adds at most one more
+grouping's worth of drive sets to those stripes already use).
 """
 
 from __future__ import annotations
