@@ -113,3 +113,56 @@ def test_the_cluster_manager_marks_the_dead_down_and_seals_what_they_left_open(t
     for ds in hosts:
         assert "Traceback" not in ds.log_text(), ds.log_text()[-3000:]
 
+
+
+def test_a_drive_server_that_lost_one_disk_is_alive_and_its_other_drives_watched(tmp_path, pg_cluster):
+    """A host lost one disk: its drive server restarts without it (the drive's row stays, offline,
+    until `exastor drive remove`). The server answers - "not served here" for that drive, a signed
+    answer - so the manager keeps it alive and its other drive active; when the server then dies, its
+    other drive is recorded offline (repair queued). Found by the netns harness: the manager probed
+    a server through its first drive row, so a lost first disk made the server look dead for good,
+    and the later death of its replacement disk's server went unnoticed (nothing was repaired)."""
+    key = cluster_key(tmp_path)
+    dsn = pg_cluster.create_database("exastor_lost_disk")
+    two = DriveServerProcess({"old": tmp_path / "x" / "old", "new": tmp_path / "x" / "new"}, key, tmp_path / "x.log")
+    one = DriveServerProcess({"d2": tmp_path / "y" / "d2"}, key, tmp_path / "y.log")
+    one.host = "127.0.0.2"
+    env = {"EXASTOR_CLUSTER_KEY_FILE": str(key), "EXASTOR_META_URL": dsn, "EXASTOR_HEARTBEAT_INTERVAL": "0.3",
+           "EXASTOR_DOWN_AFTER": "2", "EXASTOR_GC_INTERVAL": "0", "EXASTOR_REDUCE_INTERVAL": "0"}
+    gw = ServerProcess(tmp_path / "gw", free_port(), free_port(), tmp_path / "gw.log", env=env,
+                       extra_args=["--workers", "1", "--drive", two.url("old"), "--drive", two.url("new"),
+                                   "--drive", one.url("d2")])
+    address = f"http://{two.host}:{two.port}"
+
+    def member_state() -> str | None:
+        found = [m["state"] for m in _status(dsn)["members"] if m["address"] == address]
+        return found[0] if found else None
+
+    def drive_state(name: str) -> str:
+        return pg_rows(dsn, "SELECT state FROM drives WHERE path = %s", (two.url(name),))[0][0]
+
+    try:
+        two.start()
+        one.start()
+        (tmp_path / "gw").mkdir(mode=0o700)
+        gw.start()
+        _until(lambda: member_state() == "alive", "the two-drive server heartbeated")
+        two.kill()
+        shutil.rmtree(tmp_path / "x" / "old")  # the lost disk
+        del two.drives["old"]
+        two.start()
+        _until(lambda: drive_state("old") == "offline", "the lost disk's drive offline")
+        # Several down-timeouts later the server is still alive, its other drive still active.
+        seen = pg_rows(dsn, "SELECT seen_ms FROM members WHERE address = %s", (address,))[0][0]
+        _until(lambda: pg_rows(dsn, "SELECT seen_ms FROM members WHERE address = %s", (address,))[0][0]
+               > seen + 3 * 2000, "three down-timeouts of heartbeats")
+        assert member_state() == "alive" and drive_state("new") == "active"
+        two.kill()  # now the whole server dies
+        _until(lambda: member_state() == "down", "the dead drive server to be marked down")
+        _until(lambda: drive_state("new") == "offline", "its remaining drive to be recorded offline")
+        assert "not seen for" in gw.log_text()
+    finally:
+        gw.stop()
+        two.stop()
+        one.stop()
+        pg_cluster.drop_database("exastor_lost_disk")

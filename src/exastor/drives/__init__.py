@@ -16,6 +16,7 @@ from exastor.drives.base import (
     AnswerLost,
     Buffers,
     DriveIO,
+    DriveNotServed,
     DriveUnreachable,
     Fenced,
     FsyncFailed,
@@ -30,7 +31,7 @@ from exastor.drives.faulty import FaultRules, FaultyDrive, power_cut
 from exastor.drives.identity import Identity, Unidentified
 from exastor.drives.local import LocalDrive
 
-__all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveUnreachable", "FaultRules", "FaultyDrive",
+__all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveNotServed", "DriveUnreachable", "FaultRules", "FaultyDrive",
            "AnswerLost", "Fenced", "FsyncFailed", "Identity", "LocalDrive", "ServerRestarted", "Space", "Stat", "Unidentified",
            "WritesInDoubt", "age_s", "cluster_key", "is_url", "open_drive", "power_cut", "process_short"]
 

@@ -95,6 +95,12 @@ class DriveUnreachable(OSError):
     ever a positive answer from the drive), and never a reason to mark the drive failed."""
 
 
+class DriveNotServed(DriveUnreachable):
+    """The drive server answered - signed, so it is alive and of this cluster - that it does not serve
+    this drive (its disk was lost or unmounted, or it was started without it). Unavailable, as above;
+    but it says nothing against the server's other drives."""
+
+
 # The process (or the kernel, or a drive server's process) ran short of descriptors, memory or buffers,
 # or a call was interrupted: nothing is known about the drive itself. Never a reason to mark a drive
 # failed or offline for anyone, nor a file on it bad: the request fails (503) and is retried.

@@ -41,6 +41,7 @@ from exastor.drives.base import (
     AnswerLost,
     Buffers,
     DriveIO,
+    DriveNotServed,
     DriveUnreachable,
     Fenced,
     FsyncFailed,
@@ -130,11 +131,11 @@ class RemoteDrive(DriveIO):
             self._ensure_prober()  # a forked worker inherits the state, not the thread
         return not self._down
 
-    def _went_down(self, why: str) -> DriveUnreachable:
+    def _went_down(self, why: str, kind: type[DriveUnreachable] = DriveUnreachable) -> DriveUnreachable:
         with self._lock:
             self._down, self._why_down = True, why
         self._ensure_prober()
-        return DriveUnreachable(errno.EHOSTUNREACH, f"{self.label} unreachable: {why}")
+        return kind(errno.EHOSTUNREACH, f"{self.label} unreachable: {why}")
 
     def _ensure_prober(self) -> None:
         with self._lock:
@@ -154,6 +155,21 @@ class RemoteDrive(DriveIO):
             if self.probe():
                 return
             delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def served(self) -> bool | None:
+        """Ask the server now: True if it serves this drive, False if it answered (signed: alive, of
+        this cluster) that it does not - a lost or unmounted disk - and None if it did not answer.
+        The cluster manager's view: the server's liveness, which one lost disk among its drives must
+        not decide, and which of its drives are gone."""
+        try:
+            self._request("GET", "space", probing=True)
+        except DriveNotServed:
+            return False
+        except DriveUnreachable:
+            return None
+        except OSError:
+            pass  # answered: the drive's own error
+        return True
 
     def probe(self) -> bool:
         """Ask the server now (a signed ``space``), whatever the state; True (and up again) if it
@@ -216,7 +232,7 @@ class RemoteDrive(DriveIO):
         if resp.status == 200:
             return data, boot
         if err == UNAVAILABLE:
-            raise self._went_down(data.decode("utf-8", "replace").strip())
+            raise self._went_down(data.decode("utf-8", "replace").strip(), DriveNotServed)
         code = errno_from_name(err)
         message = f"{self.label}: {data.decode('utf-8', 'replace').strip()}"
         if err == RESTARTED:

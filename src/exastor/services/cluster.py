@@ -15,7 +15,10 @@ seconds (2):
    every gateway (until then each gateway only left them out in its own view), which queues their
    shards for repair once they have been offline for ``EXASTOR_OFFLINE_REPAIR_AFTER`` seconds
    (services/repair.py). A drive whose server answers again is marked active by the next gateway
-   whose drive refresh reads its identity back.
+   whose drive refresh reads its identity back. A server is alive when it answers a signed request
+   through any of its drives, even "not served here"; every ``EXASTOR_ORPHAN_INTERVAL`` the manager
+   asks each drive of the servers that answered, and records offline the drives their server no
+   longer serves (a lost disk), so they are repaired like a dead server's.
 4. Every ``EXASTOR_ORPHAN_INTERVAL`` seconds (30) the manager seals open segments whose write lease
    expired - a gateway died, or was cut off, with a segment open - taking the lease over and fencing
    the replicas first (engine/segments.py, ``seal``).
@@ -88,22 +91,47 @@ class ClusterService:
         if time.monotonic() >= self._next_orphans:
             self._next_orphans = time.monotonic() + ORPHAN_INTERVAL_S
             done["orphans_sealed"] = self.seal_orphans()
+            done["not_served"] = self.mark_not_served(done["servers_answered"])
         members.forget(self.meta, int(FORGET_AFTER_S * 1000))
         members.forget_started(self.meta)
         return done
 
     def probe_drive_servers(self) -> list[str]:
+        """Heartbeat every drive server that answers a signed request, through any one of its drives:
+        a server that says it no longer serves that drive (a lost disk whose row stays until
+        `exastor drive remove`) is alive all the same - taking it for dead would leave its other
+        drives' outage undetected, or take them all offline for one lost disk."""
         servers: dict[str, Any] = {}
         for d in self.drives.all:
             if is_url(d.path) and d.state != "removed":
                 servers.setdefault(server_of(str(d.path)), getattr(d.io, "inner", d.io))
         answered = []
         for address, io in sorted(servers.items()):
-            probe = getattr(io, "probe", None)
-            if probe is not None and probe():
+            served = getattr(io, "served", None)
+            if served is not None and served() is not None:
                 members.heartbeat(self.meta, drive_server_id(address), members.DRIVE_SERVER, address)
                 answered.append(address)
         return answered
+
+    def mark_not_served(self, answered: list[str]) -> list[int]:
+        """Drives in service whose server answers but says it does not serve them (the disk was lost or
+        unmounted, the server restarted without it): offline for every gateway, so their shards are
+        rebuilt once offline for the repair grace, as a dead server's are. Only servers that answered
+        this pass are asked (a dead one would cost a timeout per drive); one request per drive, every
+        ``EXASTOR_ORPHAN_INTERVAL``."""
+        gone = []
+        for d in self.drives.all:
+            # not this process's view of the state (one unserved answer already left it out here):
+            # mark_offline changes only what the database still has in service
+            if not is_url(d.path) or d.state == "removed" or server_of(str(d.path)) not in answered:
+                continue
+            served = getattr(getattr(d.io, "inner", d.io), "served", None)
+            if served is not None and served() is False:
+                if self.drives.mark_offline(d.id, "its drive server does not serve it (cluster manager)"):
+                    log.warning("cluster manager: drive %d (%s) is not served by its server: offline; its shards "
+                                "are repaired if it stays away", d.id, d.path)
+                gone.append(d.id)
+        return gone
 
     def queue_repair(self, address: str) -> None:
         """The drives of a drive server marked down: offline for every gateway from now on (their
