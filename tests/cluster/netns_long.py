@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -66,6 +67,10 @@ def main() -> int:
     parser.add_argument("--fsck-every", type=int, default=10,
                         help="stop both gateways, fsck, start them again after every N scenarios (0: only at the end)")
     args = parser.parse_args()
+    # SIGTERM (and SIGINT, which a shell ignores in background jobs) end the run through its
+    # `finally`: processes stopped, namespaces and the blackhole route removed, the summary saved.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     why = namespaces_permitted()
     if why:
         print(f"cannot build the namespaces: {why}", file=sys.stderr)
