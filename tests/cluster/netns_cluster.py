@@ -61,7 +61,9 @@ STALL_LIMIT_S = 90.0  # after a heal, a PUT must be acknowledged through each ga
 
 FAULTS = ("partition_drive_host", "partition_gateway_host", "kill_drive_server", "kill_gateway",
           "slow_link", "one_way_drop", "m_hosts_down", "partition_heal_under_load", "host_lost", "delayed_link")
-REPAIR_LIMIT_S = 300.0  # a lost host's shards must be rebuilt on the others within this
+# A lost host's copies must be rebuilt on the others within this, plus REPAIR_PER_COPY_S for each copy
+# it held (the rebuild's time grows with the store: ~12 copies a second here, seed 17).
+REPAIR_LIMIT_S, REPAIR_PER_COPY_S = 300.0, 0.25
 
 # Short timeouts so a scenario takes seconds: a partitioned drive server costs one connect timeout,
 # then its drives are down in that gateway until a probe is answered; leases and heartbeats short
@@ -517,13 +519,13 @@ def _wait_for_repair(c: Cluster, drive: int, problems: list[str]) -> dict[str, A
     its shards on the other hosts (and sealed what it held open)."""
     began = time.monotonic()
     at_fault = c.copies_on(drive)
-    left = at_fault
+    limit = REPAIR_LIMIT_S + REPAIR_PER_COPY_S * at_fault
     with contextlib.suppress(AssertionError):  # not within the limit: reported below
         wait_until(lambda: c.copies_on(drive) == 0, "the lost drive's copies rebuilt elsewhere",
-                   timeout=REPAIR_LIMIT_S, interval=1.0)
+                   timeout=limit, interval=1.0)
     left = c.copies_on(drive)
     if left:
-        problems.append(f"the lost drive {drive}: {left} of {at_fault} copies not rebuilt within {REPAIR_LIMIT_S:g} s")
+        problems.append(f"the lost drive {drive}: {left} of {at_fault} copies not rebuilt within {limit:.0f} s")
     return {"drive": drive, "copies_at_fault": at_fault, "copies_left": left,
             "rebuilt_within_s": round(time.monotonic() - began, 1)}
 
