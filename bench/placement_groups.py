@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from lib.machine import machine_info  # noqa: E402
-from lib.results import utc_stamp, write_result  # noqa: E402
+from lib.results import save_figure, utc_stamp, write_result  # noqa: E402
 from placement_spread import SimulatedIO, simulated_set  # noqa: E402
 
 from exastor.engine import erasure  # noqa: E402
@@ -220,10 +220,7 @@ def plot(rows: list[dict[str, Any]], scale: list[dict[str, Any]], stripe_counts:
     right.set_ylabel("P(data lost | m+1 random drives fail)")
     right.set_title(f"computed: {SCALE_HOSTS} hosts x {SCALE_DRIVES_PER_HOST} drives", fontsize=10)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"plot: {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from lib.machine import machine_info  # noqa: E402
-from lib.results import utc_stamp, write_result  # noqa: E402
+from lib.results import save_figure, utc_stamp, write_result  # noqa: E402
 
 from exastor.drives.base import Space  # noqa: E402
 from exastor.engine.drives import Drive, DriveSet, rendezvous_rank, shard_salt, spread  # noqa: E402
@@ -276,10 +276,7 @@ def plot(per_drive: list[dict[str, object]], path: str) -> None:
     ax.set_ylabel("drive's share of new copies")
     ax.set_title("12 drives on 4 hosts (1/2/4 TiB free each), 100,000 segments")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    print(f"plot: {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -31,3 +31,11 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     if data.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not an {SCHEMA} result")
     return data
+
+
+def save_figure(fig: Any, path: str | Path) -> None:
+    """Lay out ``fig``, write it as a PNG at ``path`` (its folder made if missing) and say where."""
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
