@@ -173,14 +173,9 @@ class RemoteDrive(DriveIO):
 
     def probe(self) -> bool:
         """Ask the server now (a signed ``space``), whatever the state; True (and up again) if it
-        answered as a drive server of this cluster serving this drive."""
-        try:
-            self._request("GET", "space", probing=True)
-        except DriveUnreachable:
-            return False
-        except OSError:
-            pass  # answered: the drive's own error (its directory missing: the identity check says so)
-        return True
+        answered as a drive server of this cluster serving this drive (a drive error in the answer
+        counts: its directory missing, the identity check says so)."""
+        return self.served() is True
 
     # --- one request ---------------------------------------------------------------------
     def _request(self, method: str, op: str, params: dict[str, object] | None = None,
