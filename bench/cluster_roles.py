@@ -304,8 +304,9 @@ def run_config(pg: Any, work: Path, index: int, gateways: int, args: argparse.Na
                                                   for k, v in put_cpu.items()},
                       "traffic": traffic, **{k: v for k, v in _bytes(traffic).items()},
                       "network_bytes_per_stored_byte": round(sum(_bytes(traffic).values()) / stored, 3),
-                      "per_stored_byte": {op: round((row["received_bytes"] + row["sent_bytes"]) / stored, 3)
-                                          for op, row in traffic.items() if op in ("append", "pread", "put")},
+                      # an operation that did not happen is 0 (large PUTs as full stripes: no appends, no seal reads)
+                      "per_stored_byte": {op: round((traffic[op]["received_bytes"] + traffic[op]["sent_bytes"]) / stored, 3)
+                                          if op in traffic else 0.0 for op in ("append", "pread", "put")},
                       "segments_after": cluster.segment_states()}
 
         # 2. GET, each object through another gateway than wrote it

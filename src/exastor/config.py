@@ -54,6 +54,8 @@ class Config:
     # base backups, a synchronous standby): the SQLite copies and journal are then off.
     meta_url: str = ""
     drives: list[str] = field(default_factory=list)  # drive directories; empty = DATA/drive0 (one drive)
+    # write-buffer drives: they take only the open segments' replicas (small writes), never stripes
+    buffer_drives: list[str] = field(default_factory=list)
     ec: str = ""                # erasure geometry K+M; empty = chosen by drive count (docs/reliability.md)
     # --- process, logs ---------------------------------------------------------------------------
     shutdown_timeout: float = 30.0  # seconds SIGTERM lets in-flight requests finish before cutting them

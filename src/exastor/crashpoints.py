@@ -19,7 +19,9 @@ The points (docs/reliability.md):
   answered;
 - ``seal.shards_written``, ``seal.committed``, ``repair.written``, ``repair.moved``, ``gc.copied``,
   ``gc.committed``: between the steps of sealing, repair and compaction (``seal.committed`` also
-  where a 1+0 segment is sealed as it is, its replica cut back);
+  where a 1+0 segment is sealed as it is, its replica cut back); ``stripe.shards_written`` and
+  ``stripe.committed``: a full stripe written directly (``SegmentLog.write_stripe``), its shards
+  fsynced before and after the transaction that records it sealed;
 - ``segment.created``: a new open segment's files made (header and directory entry fsynced), before
   any record; ``meta.copies_retired``: at start, after the metadata copies and journal generations
   that a fresh copy superseded (secrets in the clear, or under an old master key) were removed

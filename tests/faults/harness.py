@@ -61,6 +61,9 @@ ADMIN = SystemGrant("admin")  # the namespace used directly, outside any request
 BUCKET = "faults"
 CRASH_POINTS = ["seal.shards_written", "seal.committed", "repair.written", "repair.moved", "gc.copied",
                 "gc.committed",
+                # a full stripe (the multipart load's 5 MiB parts) written directly: its shards fsynced and
+                # its seal not committed, or committed and no chunk row pointing into it yet
+                "stripe.shards_written", "stripe.committed",
                 # inside the metadata commit of a PUT, a DELETE, an UploadPart, a multipart complete: data
                 # durable and the transaction not committed, or committed and the client not answered
                 # (exastor/crashpoints.py)

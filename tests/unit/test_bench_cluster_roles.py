@@ -1,6 +1,7 @@
 """bench/cluster_roles.py at the smallest size: one gateway on PostgreSQL over 6 drive servers. The
 PUT window must hold every seal (all segments erasure coded after it) and the drive servers' traffic
-counters must see at least what the geometry needs (m+1 replica appends and (k+m)/k of shards)."""
+counters must see what the geometry needs: the PUTs are large, so full stripes - (k+m)/k of shards
+and no replica appends (engine/chunkstore.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ def test_the_cluster_benchmark_seals_inside_its_put_window_and_counts_the_networ
     put = r["put"]
     assert set(put["segments_after"]) == {"sealed", "erasure_coded"}, put["segments_after"]  # nothing left open
     assert put["segments_after"]["sealed"][0] == put["segments_after"]["erasure_coded"][0] >= 1
-    assert put["per_stored_byte"]["append"] >= 3.0 and put["per_stored_byte"]["put"] >= 1.5
+    # 1.5 for the 4+2 stripes, plus the seal (at the stop, inside the window) of the 1 MiB warm-up
+    # object that went through the buffer before the window: 1.5 MiB more per 16 MiB stored
+    assert put["per_stored_byte"]["append"] == 0.0
+    assert 1.5 <= put["per_stored_byte"]["put"] <= 1.5 * (1 + 1 / 16) * 1.01
     assert put["cpu_s"]["gateway"] > 0 and put["cpu_s"]["drive_server"] > 0
     assert r["get"]["network_bytes_per_read_byte"] >= 1.0
     # --get-passes 3 (the default): the first pass alone, the other two together, every one counted

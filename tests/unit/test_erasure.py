@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from pathlib import Path
 
 import pytest
 import zfec
@@ -13,17 +14,47 @@ from exastor import errors
 from exastor.engine import erasure, gf, shards
 
 
-def test_geometry_table_matches_the_documented_floor():
-    assert erasure.auto(1) == erasure.Geometry(1, 0)
-    assert erasure.auto(2) == erasure.Geometry(1, 1)
-    assert erasure.auto(3) == erasure.Geometry(2, 1)
-    assert [erasure.auto(n).m for n in (4, 5)] == [2, 2]          # MinIO EC:2 at 4-5 drives
-    assert [erasure.auto(n).m for n in range(8, 17)] == [4] * 9   # EC:4 at 8-16
-    assert erasure.auto(150) == erasure.Geometry(146, 4)          # VAST-like wide stripe
-    assert erasure.auto(150).overhead == pytest.approx(4 / 146)
-    for n in range(1, 200):
-        g = erasure.auto(n)
-        assert g.k + g.m == min(n, erasure.MAX_SHARDS) and g.k >= 1
+def test_automatic_geometry_table():
+    """Parity by the failures a store of that size must survive (2 from 4 drives, 3 from 12, 4 from
+    20); data shards take the rest up to a width of 24."""
+    g = erasure.Geometry
+    assert [erasure.auto(n) for n in range(1, 7)] == [g(1, 0), g(1, 1), g(2, 1), g(2, 2), g(3, 2), g(4, 2)]
+    assert (erasure.auto(11), erasure.auto(12)) == (g(9, 2), g(9, 3))
+    assert (erasure.auto(19), erasure.auto(20)) == (g(16, 3), g(16, 4))
+    assert (erasure.auto(23), erasure.auto(24)) == (g(19, 4), g(20, 4))
+    assert erasure.auto(150) == erasure.auto(300) == erasure.auto(10_000) == g(20, 4)
+    for n in range(1, 600):
+        a = erasure.auto(n)
+        assert a.k >= 1 and a.width <= min(n, erasure.AUTO_WIDTH, erasure.MAX_SHARDS) and a.overhead <= 1.0
+        assert a.width == min(n, erasure.AUTO_WIDTH)   # every drive up to the width: none idle
+    with pytest.raises(ValueError):
+        erasure.auto(0)
+
+
+def test_from_48_drives_the_automatic_geometry_forms_stripe_groups():
+    """The point of capping the width: 2 (k+m) drives form groups (copysets) of k+m."""
+    from types import SimpleNamespace
+
+    from exastor.engine.stripe_groups import form_groups
+
+    def members(n):
+        return [SimpleNamespace(id=i, host=f"h{i % 12}") for i in range(n)]
+
+    assert form_groups(members(47), erasure.auto(47).width) == []
+    groups = form_groups(members(48), erasure.auto(48).width)
+    assert len(groups) == 2 and all(len(gr) == 24 for gr in groups)
+
+
+def test_reliability_doc_has_the_generated_table():
+    """docs/reliability.md's geometry table is erasure.auto_table_rows(): on a change, paste the
+    table this test prints between its markers."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text()
+    head = ("| drives | geometry | capacity overhead m/k | survives | write amplification, large write (k+m)/k "
+            "| write amplification, small write (m+1) + (k+m)/k |")
+    table = "\n".join([head, "|---|---|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in erasure.auto_table_rows())])
+    begin, end = "<!-- BEGIN auto-geometry (generated: tests/unit/test_erasure.py) -->\n", "\n<!-- END auto-geometry -->"
+    assert begin in doc and end in doc
+    assert doc[doc.index(begin) + len(begin):doc.index(end)] == table, "docs/reliability.md is stale:\n" + table
 
 
 def test_parse_rejects_nonsense():

@@ -68,6 +68,27 @@ def test_bad_dates_and_erasure_are_explained():
     assert any(p.startswith("protection.erasure: expected 'K+M'") for p in found)
 
 
+def test_erasure_left_out_or_auto_is_the_stores_table():
+    """No geometry (or "auto"): the store's own table decides per cell (topology.py); capacity is
+    first sized for the table's widest geometry, 20+4. The whole protection section may go."""
+    for protection in ({"max_fill": 0.9}, {"erasure": "auto", "max_fill": 0.9}, {"erasure": " Auto "}):
+        raw = raw_plan()
+        raw["protection"] = protection
+        p = parse_plan(raw).protection
+        assert p.ec_auto and (p.ec_data, p.ec_parity) == (20, 4) and p.ec_overhead == pytest.approx(1.2)
+    raw = raw_plan()
+    del raw["protection"]
+    p = parse_plan(raw).protection
+    assert p.ec_auto and p.max_fill == 0.85 and p.write_buffer_fraction == p.spare_fraction == 0.0
+    for explicit in ("8+2", {"data": 8, "parity": 2}):
+        raw = raw_plan()
+        raw["protection"]["erasure"] = explicit
+        p = parse_plan(raw).protection
+        assert not p.ec_auto and (p.ec_data, p.ec_parity) == (8, 2)
+    raw["protection"]["erasure"] = "automatic"
+    assert any(p.startswith("protection.erasure: expected 'K+M'") and "'auto'" in p for p in problems_of(raw))
+
+
 def test_allocation_forms():
     raw = raw_plan()
     raw["drives"][0]["allocation_per_quarter"] = {"default": 10, "2027-Q2": 3, "2027q3": 4}

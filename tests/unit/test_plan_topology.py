@@ -4,17 +4,21 @@ on the shipped example (2 EB and 100 EB), on tiny inputs and at the edges."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import math
 
 import pytest
 import yaml
+from rich.console import Console
 from test_plan_model import EXAMPLE, problems_of
 from test_plan_support import drive, raw_plan
 
 from exastor.cli import main
+from exastor.engine import erasure
 from exastor.tools.plan.analyze import analyze
 from exastor.tools.plan.model import ChunkClass, TopologySettings, load_plan, parse_plan
+from exastor.tools.plan.report import print_summary, topology_layout_rows
 from exastor.tools.plan.sizing import bill_of_materials
 from exastor.tools.plan.topology import (
     CHUNK_ROW_BYTES,
@@ -141,6 +145,48 @@ def test_no_drives_online_is_an_empty_topology():
     plan = tiny()
     t = topology(plan, 1000.0, bill_of_materials(plan, {}))
     assert t.hosts == t.cells == t.pg_clusters == 0 and t.notes == ["no drives online at this milestone"]
+
+
+@pytest.mark.parametrize("drives", [1, 2, 6, 10, 12, 20, 30, 200])
+def test_without_a_geometry_a_cell_gets_what_the_store_would_pick(drives):
+    plan = tiny(erasure="auto")   # 10 drives a host, 20 hosts a rack: one rack, one cell
+    t = topology(plan, 100.0, bill_of_materials(plan, {"D100": drives}))
+    assert t.cells == 1 and t.erasure == str(erasure.auto(drives)) and t.erasure_by_table
+    assert t.drive_losses_survived == erasure.auto(drives).m and t.cell_racks_target == erasure.AUTO_WIDTH
+    note = next(n for n in t.notes if "automatic table" in n)
+    assert note.startswith(f"erasure {erasure.auto(drives)} chosen by the store's automatic table") and \
+        f"for the {drives} drives of the smallest cell" in note
+    assert "(table)" in topology_layout_rows([("P1", t)])[0][9]
+    explicit = topology(tiny(erasure="4+2"), 100.0, bill_of_materials(tiny(erasure="4+2"), {"D100": drives}))
+    assert explicit.erasure == "4+2" and not explicit.erasure_by_table
+    assert not any("automatic table" in n for n in explicit.notes)
+
+
+def test_without_a_geometry_cells_are_cut_for_the_widest_stripe():
+    raw = raw_plan()
+    del raw["protection"]["erasure"]
+    plan = parse_plan(raw)
+    t = topology(plan, 1e6, bill_of_materials(plan, {"D100": 48 * 200}))   # 48 racks of 200 drives
+    assert (t.racks, t.cells, t.cell_racks_target, t.erasure) == (48, 2, 24, "20+4")
+    assert t.stripe_groups_per_cell == 4800 // 24 and t.rack_losses_survived == 4
+
+
+def test_without_a_geometry_capacity_is_sized_for_the_costliest_cell():
+    """1,000 TB on 100 TB drives: sized for 20+4 (1.2x) it buys 12 drives, whose one cell gets 9+3
+    (1.33x); sized again for 9+3 it buys 14, whose cell gets 11+3 (1.27x), which that covers."""
+    raw = raw_plan()
+    raw["protection"]["erasure"] = "auto"
+    outcome = analyze(parse_plan(raw), dt.date(2027, 1, 1), scenarios=0)
+    p1 = outcome.phases[0]
+    assert (outcome.plan.protection.ec_data, outcome.plan.protection.ec_parity) == (9, 3)
+    assert p1.need.raw_tb == pytest.approx(1000 * 12 / 9) and p1.bom.total_drives == 14
+    assert p1.topology.erasure == "11+3" and p1.topology.erasure_by_table
+    assert any(n.endswith("; capacity sized for 9+3") for n in p1.topology.notes)
+    console = Console(file=io.StringIO(), width=400)
+    print_summary(outcome, console)
+    assert "erasure by the store's table per cell (capacity sized for 9+3)" in console.file.getvalue()
+    explicit = analyze(parse_plan(raw_plan()), dt.date(2027, 1, 1), scenarios=0).phases[0]   # 1+0, as given
+    assert explicit.bom.total_drives == 10 and explicit.topology.erasure == "1+0"
 
 
 def test_100_eb_on_one_sku_without_procurement():

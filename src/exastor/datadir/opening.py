@@ -114,16 +114,18 @@ def drive_dirs(data: Path) -> list[Path]:
 
 
 def open_drives(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
-                journal: bool = False, adopt: bool = False) -> DriveSet:
+                journal: bool = False, adopt: bool = False, buffer_drives: list[str] | None = None) -> DriveSet:
     """The drive set: ``drives`` are registered (idempotent); with none given and none known, DATA/drive0
     joins (the first start: the only time a drive's directory is created without `exastor drive add`).
     ``journal``: from now on every metadata commit is journaled onto the drives (meta/journal.py).
-    ``adopt``: this process has the store to itself (see DriveSet)."""
+    ``adopt``: this process has the store to itself (see DriveSet). ``buffer_drives``: registered as
+    write-buffer drives (they take the open segments' replicas only)."""
     paths: list[Path | str] = [p if is_url(p) else Path(p).expanduser() for p in drives or []]
+    buffer: list[Path | str] = [p if is_url(p) else Path(p).expanduser() for p in buffer_drives or []]
     if not paths:
         if not meta.drive_count():
             paths = [data / "drive0"]
-    drive_set = DriveSet(meta, paths, ec=ec or None, base=data, adopt=adopt)
+    drive_set = DriveSet(meta, paths, ec=ec or None, base=data, adopt=adopt, buffer=buffer)
     if journal:
         attach_journal(meta, drive_set)
     return drive_set
@@ -163,12 +165,13 @@ def open_namespace(data: Path, *, region: str = "us-east-1", segment_size: int =
 
 
 def recover_segments(meta: Metadata, data: Path, drives: list[str] | None = None, ec: str | None = None, *,
-                     journal: bool = False, previous_run: str | None = None) -> DriveSet:
+                     journal: bool = False, previous_run: str | None = None,
+                     buffer_drives: list[str] | None = None) -> DriveSet:
     """Adopt drives of a store from before identity files, seal the segments a previous run left open
     (cutting torn tails, erasure-coding replicas), and sweep what the database proves is garbage.
     ``previous_run``: on a shared database, the prefix of this gateway's lease holder ids, whose
     leases are taken over at once (SegmentLog.recover; only while no process of it runs)."""
-    drive_set = open_drives(meta, data, drives, ec, journal=journal, adopt=True)
+    drive_set = open_drives(meta, data, drives, ec, journal=journal, adopt=True, buffer_drives=buffer_drives)
     log = SegmentLog(drive_set, meta)
     log.recover(previous_run=previous_run)
     log.close()

@@ -18,7 +18,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +27,9 @@ from typing import Protocol
 import blake3
 
 from exastor import errors
-from exastor.engine import chunker, codec, encryption, references
+from exastor.engine import chunker, codec, encryption, erasure, references
 from exastor.engine.drives import DriveSet
-from exastor.engine.record import HEADER_SIZE, decode_header, encode, verify_payload
+from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header, encode, verify_payload
 from exastor.engine.segments import DEFAULT_SEGMENT_SIZE, SegmentLog
 from exastor.meta import manifest as mf
 from exastor.meta.contract import Metadata
@@ -40,6 +40,14 @@ INLINE_LIMIT = 256 << 10  # objects this small are processed on the event loop: 
 READ_BATCH = 4 << 20      # bytes read per worker-thread task on GET
 _ROOM = chunker.MAX_SIZE  # kept in front of each window after the first, for the chunk carried into it
 RUN_LIMIT = 768 << 10     # bytes of adjacent records per pread: under malloc's 1 MiB mmap threshold
+# Full stripes (SegmentLog.write_stripe): a writer of a large object gathers its new records into
+# stripes of k x FULL_STRIPE_SHARD bytes (at most a segment) and writes each once, as k data + m
+# parity shards, instead of into the replicated write buffer and again at its seal. An object whose
+# new bytes are fewer than DIRECT_MIN (and that filled no stripe) goes through the buffer: a stripe
+# of its own would be k+m small files. The last, partial stripe of an object that filled one is
+# written directly too, whatever its size: one more segment per large object, and not one byte twice.
+FULL_STRIPE_SHARD = 4 << 20
+DIRECT_MIN = WINDOW
 
 log = logging.getLogger("exastor.chunkstore")
 
@@ -56,6 +64,22 @@ class WriteResult:
 
 
 @dataclass
+class _Stripe:
+    """A full stripe a writer fills with its new records, then writes once (``SegmentLog.write_stripe``)."""
+
+    geometry: erasure.Geometry
+    target: int                                   # bytes of records that fill it
+    buf: bytearray                                # the segment: its header's room, then the records
+    fill: int = SEGMENT_HEADER_SIZE
+    records: list[tuple[bytes, int, int, int, int]] = field(default_factory=list)  # fp, offset, stored, raw, codec
+    fps: set[bytes] = field(default_factory=set)
+
+    @property
+    def data(self) -> int:
+        return self.fill - SEGMENT_HEADER_SIZE
+
+
+@dataclass
 class _WriterState:
     cdc: chunker.FastCDC
     slices: list[mf.Slice] = field(default_factory=list)
@@ -63,6 +87,9 @@ class _WriterState:
     own_fps: list[bytes] = field(default_factory=list)                   # fps this writer put into `pending`
     touched: dict[int, int] = field(default_factory=dict)                # segment -> end offset to fsync
     size: int = 0
+    direct: bool = False               # new records go into full stripes (a large object), not the buffer
+    stripe: _Stripe | None = None      # the stripe being filled
+    stripes: int = 0                   # full stripes written
 
 
 class ChunkStore:
@@ -96,16 +123,24 @@ class ChunkStore:
         return ObjectWriter(self, list(digesters))
 
     def _process(self, state: _WriterState, buf: bytes | memoryview, final: bool) -> bytes:
-        """Chunk, fingerprint, dedupe, compress and append one window. Returns the carried tail."""
+        """Chunk, fingerprint, dedupe, compress and append (or stage into a full stripe) one window.
+        Returns the carried tail. The final window also writes the stripe being filled."""
+        tail = self._process_window(state, buf, final)
+        if final and state.stripe is not None:
+            self._finish_stripe(state)
+        return tail
+
+    def _process_window(self, state: _WriterState, buf: bytes | memoryview, final: bool) -> bytes:
         chunks, tail = chunker.cut(state.cdc, buf, final)
         if not chunks:
             return tail
         fps = [blake3.blake3(c).digest() for c in chunks]
+        staged = state.stripe.fps if state.stripe is not None else ()
         known: dict[bytes, ChunkLocation] = {}
         unknown: list[bytes] = []
         with self._pending_lock:
             for fp in fps:
-                if fp in state.new_chunks or fp in known:
+                if fp in state.new_chunks or fp in known or fp in staged:
                     continue
                 loc = self._pending.get(fp)
                 if loc is not None:
@@ -117,7 +152,7 @@ class ChunkStore:
         seen: set[bytes] = set()
         for chunk, fp in zip(chunks, fps, strict=True):
             state.slices.append(mf.Slice(fp, 0, len(chunk)))
-            if fp in indexed or fp in state.new_chunks or fp in seen:
+            if fp in indexed or fp in state.new_chunks or fp in seen or fp in staged:
                 continue
             borrowed = known.get(fp)
             if borrowed is not None:
@@ -130,11 +165,14 @@ class ChunkStore:
             new.append((fp, which, 0, len(chunk), payload))
         if not new:
             return tail
-        fresh: list[tuple[bytes, int, int, int, int]] = []  # (fp, offset in the write, stored_len, raw_len, codec)
-        pos = 0
         # Encrypted below the reduction (engine/encryption.py) into one buffer the next window reuses:
-        # the stored payloads are written before the block ends, and nothing keeps them.
+        # the stored payloads are written (or copied into the stripe) before the block ends.
         with self.keys.seal_window(new) as (key_id, stored):
+            if state.direct and (state.stripe is not None or self._start_stripe(state)):
+                self._stage(state, new, stored, key_id)
+                return tail
+            fresh: list[tuple[bytes, int, int, int, int]] = []  # (fp, offset in the write, stored_len, raw_len, codec)
+            pos = 0
             parts: list[bytes | bytearray | memoryview] = []
             for (fp, which, _, raw, _), payload in zip(new, stored, strict=True):
                 parts.append(encode(fp, which, raw, payload, key_id=key_id))
@@ -142,14 +180,82 @@ class ChunkStore:
                 fresh.append((fp, pos, len(payload), raw, which))
                 pos += HEADER_SIZE + len(payload)
             seg, base = self.log.append(parts)  # one writev: no joined copy of the window
+        self._located(state, seg, base, fresh)
+        state.touched[seg] = max(state.touched.get(seg, 0), base + pos)
+        return tail
+
+    def _located(self, state: _WriterState, seg: int, base: int,
+                 records: Iterable[tuple[bytes, int, int, int, int]]) -> None:
+        """Records now written at ``base`` + their offset in ``seg``: this writer's, and visible to
+        concurrent writers of the same bytes (``_pending``) until its commit."""
         with self._pending_lock:
-            for fp, rel, stored_len, raw, which in fresh:
+            for fp, rel, stored_len, raw, which in records:
                 loc = ChunkLocation(fp, seg, base + rel, stored_len, raw, which)
                 state.new_chunks[fp] = loc
                 self._pending.setdefault(fp, loc)
                 state.own_fps.append(fp)
-        state.touched[seg] = max(state.touched.get(seg, 0), base + pos)
-        return tail
+
+    # --- full stripes ------------------------------------------------------------
+    def _start_stripe(self, state: _WriterState) -> bool:
+        g = self.log.stripe_geometry()
+        if g is None:  # one drive, or too few writable: the buffer (its 1+0 file is already final)
+            state.direct = False
+            return False
+        target = min(g.k * FULL_STRIPE_SHARD, self.log.max_size)
+        state.stripe = _Stripe(g, target, bytearray(SEGMENT_HEADER_SIZE + target + WINDOW))
+        return True
+
+    def _stage(self, state: _WriterState, new: list[tuple[bytes, int, int, int, bytes | memoryview]],
+               stored: Sequence[bytes | bytearray | memoryview], key_id: int) -> None:
+        """Copy a window's new records into the stripe being filled; write it once full. Nobody else
+        sees them until it is written: another writer never borrows a record that is not durable."""
+        stripe = state.stripe
+        assert stripe is not None
+        for (fp, which, _, raw, _), payload in zip(new, stored, strict=True):
+            head = encode(fp, which, raw, payload, key_id=key_id)
+            end = stripe.fill + len(head) + len(payload)
+            if end > len(stripe.buf):  # no views of it exist while it fills
+                stripe.buf.extend(bytes(max(end - len(stripe.buf), WINDOW)))
+            stripe.buf[stripe.fill:stripe.fill + len(head)] = head
+            stripe.buf[stripe.fill + len(head):end] = payload
+            stripe.records.append((fp, stripe.fill, len(payload), raw, which))
+            stripe.fps.add(fp)
+            stripe.fill = end
+        if stripe.data >= stripe.target:
+            self._write_stripe(state)
+
+    def _finish_stripe(self, state: _WriterState) -> None:
+        """The object's last stripe: written directly when the object filled one before or has
+        DIRECT_MIN new bytes, else through the buffer like any small object."""
+        stripe = state.stripe
+        assert stripe is not None
+        if not stripe.records:
+            state.stripe = None
+        elif state.stripes or stripe.data >= DIRECT_MIN:
+            self._write_stripe(state)
+        else:
+            state.stripe = None
+            self._append_staged(state, stripe)
+
+    def _write_stripe(self, state: _WriterState) -> None:
+        stripe = state.stripe
+        assert stripe is not None
+        state.stripe = None
+        try:
+            seg = self.log.write_stripe(stripe.buf, stripe.fill, stripe.geometry)
+        except errors.Unavailable as exc:
+            # Too few drives for its k+m shards now (one failed meanwhile), or it lost its lease: the
+            # same bytes go through the replicated buffer, as every write did before full stripes.
+            log.warning("a full stripe could not be written directly (%s): writing it through the buffer", exc.detail)
+            self._append_staged(state, stripe)
+            return
+        state.stripes += 1
+        self._located(state, seg, 0, stripe.records)  # sealed and durable: nothing to fsync at commit
+
+    def _append_staged(self, state: _WriterState, stripe: _Stripe) -> None:
+        seg, base = self.log.append([memoryview(stripe.buf)[SEGMENT_HEADER_SIZE:stripe.fill]])
+        self._located(state, seg, base - SEGMENT_HEADER_SIZE, stripe.records)
+        state.touched[seg] = max(state.touched.get(seg, 0), base + stripe.data)
 
     def _sync(self, state: _WriterState) -> None:
         for seg, end in state.touched.items():
@@ -369,6 +475,8 @@ class ObjectWriter:
                 d.update(fresh)
             self._tail = self.store._process(self.state, buf, True)
             return
+        if not (final and self.state.size < DIRECT_MIN):  # a large object: full stripes, not the buffer
+            self.state.direct = True
         self.store.moved += len(buf)
         # Each digest (MD5 for the ETag, SHA-256 of a signed payload, a CRC) on its own thread,
         # beside the chunking: the MD5 alone is the slowest stage of a large PUT.

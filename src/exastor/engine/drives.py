@@ -101,6 +101,7 @@ class DriveRefused(RuntimeError):
 
 
 Location = Path | str   # a directory, or a drive server's URL (http://HOST:PORT/NAME)
+CAPACITY, BUFFER = placement.TIERS  # a drive's tier: it holds sealed stripes, or only open segments' replicas
 LOCAL_HOST = ""         # the host column of a drive in a directory: the host of the process using it
 
 
@@ -114,9 +115,10 @@ class Drive:
     reason: str = ""
     host: str = LOCAL_HOST                               # failure domains: drive < host < rack
     rack: str = ""
+    tier: str = CAPACITY                                 # CAPACITY (stripes) or BUFFER (the write buffer only)
 
     def with_state(self, state: str, reason: str = "") -> Drive:
-        return Drive(self.id, self.path, state, self.io, reason, self.host, self.rack)
+        return Drive(self.id, self.path, state, self.io, reason, self.host, self.rack, self.tier)
 
 
 def host_of_url(url: str) -> str:
@@ -150,7 +152,8 @@ class DriveSet:
     before identities (``adopt_legacy``)."""
 
     def __init__(self, meta: Metadata, paths: list[Location] | None = None, *, ec: str | None = None,
-                 base: Path | None = None, adopt: bool = False, vouch: bool = False) -> None:
+                 base: Path | None = None, adopt: bool = False, vouch: bool = False,
+                 buffer: list[Location] | None = None) -> None:
         self.meta = meta
         self.base = Path(base).resolve() if base else data_dir_of(meta)
         self._io: dict[int, DriveIO] = {}
@@ -163,6 +166,8 @@ class DriveSet:
             self.adopt_legacy()
         if paths:
             self.register(list(paths), vouch=vouch)
+        if buffer:
+            self.set_tier(self.register(list(buffer), vouch=vouch), BUFFER)
         self.refresh()
         self.explicit = erasure.parse(ec) if ec else None
         self._persist_geometry()
@@ -224,7 +229,7 @@ class DriveSet:
     def _rows(self) -> list[tuple[int, str, str, str, int]]:
         return placement.drive_rows(self.meta)
 
-    def _domains(self) -> dict[int, tuple[str, str]]:
+    def _domains(self) -> dict[int, tuple[str, str, str]]:
         return placement.drive_domains(self.meta)
 
     def _open(self, location: Location) -> DriveIO:
@@ -460,8 +465,8 @@ class DriveSet:
                     self.set_state(i, "active", "identity verified: back online", refresh=False)
                     log.warning("drive %d (%s) is back online", i, location)
                     seen, reason = "active", "back online"
-            host, rack = domains.get(i, (LOCAL_HOST, ""))
-            drives[i] = Drive(i, location, seen, io, reason, host, rack)
+            host, rack, tier = domains.get(i, (LOCAL_HOST, "", CAPACITY))
+            drives[i] = Drive(i, location, seen, io, reason, host, rack, tier)
         self._drives = drives
         self._loaded = time.monotonic()
         for d in [d for d in self._drives.values() if d.state == "full"]:
@@ -520,17 +525,17 @@ class DriveSet:
         d = self._drives.get(drive)
         return d is not None and (d.state == "offline" or (d.state in READABLE and not d.io.reachable()))
 
-    def writable(self) -> list[Drive]:
-        return [d for d, _free in self.writable_with_free()]
+    def writable(self, tier: str | None = CAPACITY) -> list[Drive]:
+        return [d for d, _free in self.writable_with_free(tier)]
 
-    def writable_with_free(self) -> list[tuple[Drive, int]]:
-        """The drives that take new segments, each with the free bytes read to decide so: placement
-        weighs drives by it, and reads it at most once per drive every SPACE_TTL_S (a remote drive's
-        space() is an HTTP call)."""
+    def writable_with_free(self, tier: str | None = CAPACITY) -> list[tuple[Drive, int]]:
+        """The drives of ``tier`` (None: either) that take new segments, each with the free bytes read
+        to decide so: placement weighs drives by it, and reads it at most once per drive every
+        SPACE_TTL_S (a remote drive's space() is an HTTP call)."""
         out = []
         now = time.monotonic()
         for d in self._drives.values():
-            if d.state != "active" or not d.io.reachable():
+            if d.state != "active" or not d.io.reachable() or (tier is not None and d.tier != tier):
                 continue
             cached = self._space.get(d.id)
             if cached is not None and now - cached[0] < SPACE_TTL_S:
@@ -554,10 +559,25 @@ class DriveSet:
 
     # --- geometry and placement --------------------------------------------------
     def geometry(self) -> erasure.Geometry:
-        """The store's target geometry: explicit (--ec) or by the number of drives in service."""
+        """The store's target geometry: explicit (--ec) or by the number of capacity drives in
+        service (write-buffer drives hold no stripes)."""
         if self.explicit is not None:
             return self.explicit
-        return erasure.auto(max(1, sum(d.state != "removed" for d in self._drives.values())))
+        return erasure.auto(max(1, sum(d.state != "removed" and d.tier == CAPACITY for d in self._drives.values())))
+
+    def buffer_tier(self, copies: int) -> str:
+        """Where a new open segment's ``copies`` replicas go: the write-buffer drives when the store has
+        that many taking writes, else the capacity drives (as in a store without a buffer tier: a
+        buffer tier short of drives or space never stops writes)."""
+        return BUFFER if len(self.writable(BUFFER)) >= copies else CAPACITY
+
+    def set_tier(self, drive_ids: Iterable[int], tier: str) -> None:
+        """Record ``drive_ids`` as capacity or write-buffer drives (what they hold stays where it is)."""
+        rows = placement.drive_domains(self.meta)
+        for i in drive_ids:
+            if rows.get(i, ("", "", CAPACITY))[2] != tier:
+                placement.set_drive_tier(self.meta, i, tier)
+                log.warning("drive %d is now a %s drive", i, "write-buffer" if tier == BUFFER else "capacity")
 
     def seal_geometry(self) -> erasure.Geometry | None:
         """The geometry a segment sealed now gets: the target, with k reduced to fit the drives that can
@@ -578,8 +598,8 @@ class DriveSet:
         return out
 
     def hosts_in_service(self) -> int:
-        """Distinct hosts holding drives neither removed nor failed (local directories: one host)."""
-        return len({d.host for d in self._drives.values() if d.state not in ("removed", "failed")})
+        """Distinct hosts holding capacity drives neither removed nor failed (local directories: one host)."""
+        return len({d.host for d in self._drives.values() if d.state not in ("removed", "failed") and d.tier == CAPACITY})
 
     def stripe_groups(self) -> list[frozenset[int]]:
         """The store's stripe groups (engine/stripe_groups.py) for its target width k+m, over the
@@ -587,7 +607,7 @@ class DriveSet:
         (its group takes no new stripes meanwhile), so groups change only when a drive joins or
         leaves for good. Recomputed when that membership changes."""
         g = self.geometry()
-        members = [d for d in self._drives.values() if d.state not in ("removed", "failed")]
+        members = [d for d in self._drives.values() if d.state not in ("removed", "failed") and d.tier == CAPACITY]
         key = (g.k + g.m, tuple(sorted((d.id, d.host) for d in members)))
         cached = self._groups
         if cached is None or cached[0] != key:
@@ -620,8 +640,8 @@ class DriveSet:
 
     def place(self, count: int, salt: int, exclude: AbstractSet[int] = frozenset(),
               occupied: Counter[tuple[str, str]] | None = None,
-              within: AbstractSet[int] | None = None) -> list[Drive]:
-        """``count`` distinct writable drives on distinct hosts while there are enough (see
+              within: AbstractSet[int] | None = None, tier: str = CAPACITY) -> list[Drive]:
+        """``count`` distinct writable drives of ``tier`` on distinct hosts while there are enough (see
         ``spread``); ``occupied``: (host, rack) already holding other copies of the same data;
         ``within``: a stripe group (``stripe_group``), used when it has ``count`` candidates left and
         otherwise widened to the whole store (a write placed outside its group beats a refused one).
@@ -629,7 +649,7 @@ class DriveSet:
         Drives are ranked by weighted rendezvous hashing on free space (``rendezvous_rank``): no
         database query, each drive's chance of ranking first is its share of the free space, and a
         drive joining or leaving changes only the placements that involve it."""
-        weighed = [(d, free) for d, free in self.writable_with_free() if d.id not in exclude]
+        weighed = [(d, free) for d, free in self.writable_with_free(tier) if d.id not in exclude]
         if within is not None:
             inside = [(d, free) for d, free in weighed if d.id in within]
             if len(inside) >= count:
@@ -639,7 +659,8 @@ class DriveSet:
                          len(inside), count)
         cands = [d for d, _free in weighed]
         if len(cands) < count:
-            out_of_space = [d for d in self._drives.values() if d.state == "full" and d.id not in exclude]
+            out_of_space = [d for d in self._drives.values()
+                            if d.state == "full" and d.tier == tier and d.id not in exclude]
             if len(cands) + len(out_of_space) >= count:  # healthy but full: the store is out of space
                 raise errors.InsufficientStorage(
                     f"no space left: need {count} drives with room, have {len(cands)}")

@@ -8,7 +8,7 @@ Why this shape and not pyeclib's own API (both measured; docs/reliability.md has
 - raw, equal-length blocks with no fragment headers, so a degraded read decodes just the byte
   columns a record occupies (RS is column-wise), not a whole 16 MiB fragment;
 - the GIL is released while coding, so sealing on a thread never stalls a worker's event loop;
-- wide stripes (146+4) work; liberasurecode refuses more than 32 fragments, ISA-L's kernel does not.
+- wide stripes (`--ec 146+4`) work; liberasurecode refuses more than 32 fragments, ISA-L's kernel does not.
 
 Shards 0..k-1 are the segment's bytes cut into k contiguous pieces (zero-padded to equal length);
 shards k..k+m-1 are parity. With k=1 the parity shards are copies (mirroring).
@@ -16,6 +16,7 @@ shards k..k+m-1 are parity. With k=1 the parity shards are copies (mirroring).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -61,27 +62,60 @@ def parse(text: str) -> Geometry:
     return g
 
 
-# Automatic geometry by drive count. Parity follows MinIO's floor (EC:2 at 4-5 drives, EC:4 at 8+),
-# data shards take the remaining drives so one stripe spans every drive (widest stripe, least overhead).
-AUTO_TABLE: list[tuple[int, int, int]] = [  # (min drives, max drives, parity m)
-    (1, 1, 0),      # no redundancy
-    (2, 2, 1),      # mirror (1+1)
-    (3, 3, 1),      # 2+1
-    (4, 5, 2),      # 2+2, 3+2
-    (6, 7, 3),      # 3+3, 4+3
-    (8, 16, 4),     # 4+4 .. 12+4
-    (17, MAX_SHARDS, 4),  # wide stripes: 13+4 .. 146+4 across 150 drives (~2.7 % overhead)
-]
+# Automatic geometry by drive count, unless `--ec K+M` names one (docs/reliability.md, "Drives and
+# geometry", is generated from this table). Parity m is the number of drives that may fail together
+# without losing data, set by what a store of that size must survive: the more drives, the likelier
+# a second and third fail before the first is rebuilt, so 2 from 4 drives, 3 from 12, 4 from 20.
+# Data shards take the remaining drives up to a stripe width of AUTO_WIDTH (20+4 from 24 drives on).
+# Wider stripes would save a few percent of flash (20+4 costs 20 %, 146+4 would cost 2.7 %), but
+# every rebuild and every degraded read reads k shards, so touches more drives, and stripe groups
+# (copysets, engine/stripe_groups.py) need 2 (k+m) drives: 24-wide stripes let a store of 48 drives
+# or more confine each stripe to a group of 24, so m+1 failures lose data only inside one group.
+AUTO_WIDTH = 24  # the widest automatic stripe, k + m
+AUTO_TABLE: tuple[tuple[int, int], ...] = (  # (from this many drives, parity m); k = min(drives, AUTO_WIDTH) - m
+    (1, 0),    # 1+0: one drive, no redundancy
+    (2, 1),    # 1+1 (a mirror), 2+1
+    (4, 2),    # 2+2, 3+2, 4+2 .. 9+2
+    (12, 3),   # 9+3 .. 16+3
+    (20, 4),   # 16+4 .. 19+4, then 20+4 from 24 drives on
+)
 
 
 def auto(drives: int) -> Geometry:
+    """The geometry a store of ``drives`` drives gets unless ``--ec`` names one (AUTO_TABLE)."""
     if drives < 1:
         raise ValueError("a store needs at least one drive")
-    drives = min(drives, MAX_SHARDS)
-    for lo, hi, m in AUTO_TABLE:
-        if lo <= drives <= hi:
-            return Geometry(drives - m, m)
-    raise AssertionError("unreachable")
+    m = next(parity for least, parity in reversed(AUTO_TABLE) if drives >= least)
+    return Geometry(min(drives, AUTO_WIDTH) - m, m)
+
+
+def small_write_amplification(g: Geometry) -> float:
+    """Flash bytes written per byte of a small write: m+1 write-buffer replicas, then the stripe
+    ((m+1) + (k+m)/k). One drive (1+0) writes once: its one replica is its final form."""
+    return 1.0 if g.m == 0 else g.m + 1 + g.width / g.k
+
+
+def auto_table_rows() -> list[tuple[str, str, str, str, str, str]]:
+    """AUTO_TABLE as the rows of a table for people (docs/reliability.md is generated from these):
+    drives, geometry, capacity overhead m/k, drives a stripe survives losing (m), and the write
+    amplification of a large (full-stripe) write, (k+m)/k, and of a small one (above). One row per
+    drive count up to 6 (each step changes the stripe's shape), then one per parity, the last split
+    where the width stops growing; a range of drives shows its first and last geometry."""
+    starts = sorted({*range(1, 7), *(least for least, _ in AUTO_TABLE), AUTO_WIDTH})
+    rows = []
+    for first, after in zip(starts, [*starts[1:], None], strict=True):
+        ends = [auto(first)] if after == first + 1 or after is None else [auto(first), auto(after - 1)]
+        drives = (f"{first}" if after == first + 1 else f"{first} and more" if after is None
+                  else f"{first}–{after - 1}")
+
+        def span(cell: Callable[[Geometry], str], ends: list[Geometry] = ends) -> str:
+            return " … ".join(dict.fromkeys(cell(g) for g in ends))
+
+        rows.append((drives, span(str), span(lambda g: f"{g.overhead:.0%}".replace("%", " %")),
+                     span(lambda g: f"{g.m} drive{'s' * (g.m != 1)}"),
+                     span(lambda g: f"{g.width / g.k:.2f}"),
+                     span(lambda g: f"{small_write_amplification(g):.2f}")))
+    return rows
 
 
 def shard_length(data_len: int, k: int) -> int:
@@ -130,7 +164,7 @@ def _rebuild_matrix(k: int, m: int, use: tuple[int, ...], missing: tuple[int, ..
     return gf.mat_mul([generator[i] for i in missing], to_data)
 
 
-def encode(data_shards: list[bytes], m: int) -> list[bytes] | list[bytearray]:
+def encode(data_shards: Sequence[bytes | bytearray | memoryview], m: int) -> Sequence[bytes | bytearray | memoryview]:
     """The m parity shards of k equal-length data shards."""
     k = len(data_shards)
     if m == 0:

@@ -42,6 +42,7 @@ from exastor import errors
 from exastor.drives import DriveIO, Fenced, age_s, process_short
 from exastor.engine import erasure, shards
 from exastor.engine.drives import (
+    CAPACITY,
     Drive,
     DriveSet,
     Layout,
@@ -57,7 +58,7 @@ from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_head
 from exastor.engine.scan import next_valid, record_length
 from exastor.meta import leases, placement
 from exastor.meta.contract import Metadata
-from exastor.meta.placement import new_segment
+from exastor.meta.placement import Written, abandon_stripe, new_segment
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 _IOV_MAX = 1024              # pieces one writev takes (Linux)
@@ -141,9 +142,13 @@ class SegmentLog:
         # failure. A commit that needs more of it fails, forever (the failure is final).
         self._tainted: dict[int, int] = {}
         self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exastor-seal")
+        # Writes a stripe's shards in parallel (seals and full stripes; each thread mostly waits on a
+        # drive's write or fsync).
+        self._shard_writers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="exastor-shard")
         self._sealing: dict[int, Future[None]] = {}
         # Renews the open segment's lease (meta/leases.py); one per process (a forked worker starts its own).
         self._renewer: tuple[int, threading.Thread] | None = None
+        self._stripes_writing: dict[int, int] = {}  # full stripes being written (write_stripe): segment -> epoch
         self._closing = threading.Event()
         # Only a process that knows no other can be writing may take over unexpired leases: a SQLite
         # store's server holds its data directory's lock; PostgreSQL is shared by gateways on many hosts.
@@ -155,7 +160,9 @@ class SegmentLog:
         for _attempt in range(8):
             g = self.drives.geometry()
             salt = int(time.monotonic_ns() // 1000)
-            placed = self.drives.place(g.m + 1, salt=salt, within=self.drives.stripe_group(g.m + 1, salt))
+            tier = self.drives.buffer_tier(g.m + 1)  # the write-buffer drives, when the store has them
+            group = self.drives.stripe_group(g.m + 1, salt) if tier == CAPACITY else None
+            placed = self.drives.place(g.m + 1, salt=salt, within=group, tier=tier)
             created_ns = time.time_ns()
             seg = new_segment(self.meta, g.m, [d.id for d in placed], created_ns)  # and its first lease, epoch 1
             name = segment_name(seg)
@@ -234,24 +241,28 @@ class SegmentLog:
         thread.start()
 
     def _renew_leases(self) -> None:
-        """Every third of the lease time, extend the open segment's lease. One found lost (another
+        """Every third of the lease time, extend the leases of the open segment and of the full stripes
+        being written. The open segment's found lost (another
         process took the segment over after it expired: this one was paused, or cut off from the
         database) makes the next append open a new segment; the fence already stops its writes."""
         while not self._closing.wait(leases.SEGMENT_LEASE_RENEW_MS / 1000):
             with self._append_lock:
                 seg, epoch = self._seg, self._epoch
-            if seg is None:
+                held = dict(self._stripes_writing)
+            if seg is not None:
+                held[seg] = epoch
+            if not held:
                 continue
             try:
-                lost = leases.renew(self.meta, leases.holder_id(), {seg: epoch})
+                lost = leases.renew(self.meta, leases.holder_id(), held)
             except errors.Unavailable as exc:  # the database is away: the fence keeps the segment safe meanwhile
-                log.warning("could not renew the lease of segment %d: %s", seg, exc)
+                log.warning("could not renew the leases of segments %s: %s", sorted(held), exc)
                 continue
             except Exception:  # noqa: BLE001 - a bug must not stop renewing; it is logged in full. No data
                 # depends on this thread: a lease that lapses is taken over and fenced, never written twice.
-                log.exception("renewing the lease of segment %d failed", seg)
+                log.exception("renewing the leases of segments %s failed", sorted(held))
                 continue
-            if lost:
+            if seg is not None and seg in lost:
                 log.warning("segment %d: its lease was taken over by another process; opening a new one", seg)
                 with self._append_lock:
                     if self._seg == seg and self._epoch == epoch:
@@ -331,7 +342,7 @@ class SegmentLog:
                                 pass
                         if failure[1].errno in (errno.ENOSPC, errno.EDQUOT):
                             holding = set(self._writing)
-                            if not [d for d in self.drives.writable() if d.id not in holding]:
+                            if not [d for d in self.drives.writable(None) if d.id not in holding]:
                                 # Nowhere else to go: the store is out of space (507), the segment stays open.
                                 raise errors.InsufficientStorage("no space left on the drives")
                         if failure[1].errno in _CANNOT_GROW:
@@ -499,6 +510,11 @@ class SegmentLog:
             if epoch is None:
                 log.info("segment %d is written or sealed by another process (its lease): left to it", segment)
                 return
+            if not lay.replicas:  # a full stripe (write_stripe) whose writer is gone: nothing to seal
+                if abandon_stripe(self.meta, segment):
+                    log.warning("segment %d: a full-stripe write whose writer is gone before it committed: "
+                                "marked deleted (nothing points into it; the sweep removes its shards)", segment)
+                return
             fenced = self._fence(lay, epoch, good)
             if fenced is None:
                 return
@@ -513,8 +529,8 @@ class SegmentLog:
             # and appends cut any torn tail, so reading 64 MiB back would only burn a core.
             if lay.kind == "plain":
                 self.meta.set_segment_state_sync(segment, "sealed", size)
-            else:
-                commit_seal(self.meta, segment, 1, 0, 0, size, [], epoch=epoch)
+            else:  # its one file is the final form: nothing was written twice
+                commit_seal(self.meta, segment, 1, 0, 0, size, [], epoch=epoch, written=Written(size, 0, size))
             return
         if reprotect and (g is None or g.m == 0):
             return
@@ -526,16 +542,19 @@ class SegmentLog:
                 log.warning("segment %d sealed without erasure coding: too few healthy drives", segment)
             if lay.kind == "plain":
                 self.meta.set_segment_state_sync(segment, "sealed", len(data))
-            else:
-                commit_seal(self.meta, segment, 1, 0, 0, len(data), [], epoch=epoch)
+            else:  # the replicas kept are the final form
+                commit_seal(self.meta, segment, 1, 0, 0, len(data), [], epoch=epoch,
+                            written=Written(len(data), 0, len(data) * max(1, len(lay.replicas))))
             crash_point("seal.committed")  # sealed as it is: the replica cut back to the size just committed
             return
         data_shards = erasure.split(data, g.k)
-        all_shards: list[bytes | bytearray] = [*data_shards, *erasure.encode(data_shards, g.m)]
+        all_shards: list[bytes | bytearray | memoryview] = [*data_shards, *erasure.encode(data_shards, g.m)]
         placed = self._write_shards(segment, g, len(data), all_shards)  # Unavailable: stays replicated
         crash_point("seal.shards_written")
+        written = None if reprotect else Written(len(data), len(data) * len(lay.replicas),
+                                                 len(all_shards[0]) * len(all_shards))
         if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
-                           expect_state=expect_state, epoch=epoch):
+                           expect_state=expect_state, epoch=epoch, written=written):
             # Lost to another sealer or to compaction: remove only the files this call wrote (their
             # generations are ours alone), and only those no row names.
             for i, (drive, gen) in enumerate(placed):
@@ -551,25 +570,105 @@ class SegmentLog:
         self.delete_replicas(lay)
 
     def _write_shards(self, segment: int, g: erasure.Geometry, data_len: int,
-                      all_shards: Sequence[bytes | bytearray]) -> list[tuple[int, int]]:
-        placed: list[tuple[int, int]] = []
-        used: set[int] = set()
+                      all_shards: Sequence[bytes | bytearray | memoryview]) -> list[tuple[int, int]]:
+        """Write and fsync every shard on a drive of its own, all at once (a stripe's shards are written
+        in parallel: one drive's fsync does not wait for another's); a drive that fails is recorded
+        and its shard placed again elsewhere. Returns (drive, gen) by shard index."""
         gens = allocate_gens(self.meta, len(all_shards))
         group = self.drives.stripe_group(len(all_shards), salt=segment)
-        for i, shard in enumerate(all_shards):
-            while True:
+        done: dict[int, int] = {}   # shard index -> the drive holding it
+        used: set[int] = set()      # drives this stripe holds, is being written to, or that failed it
+
+        def put(job: tuple[int, Drive]) -> OSError | None:
+            i, d = job
+            try:
+                shards.write_shard(d.io, shards.shard_name(segment, i, gens[i]), segment, i, g.k, g.m,
+                                   data_len, all_shards[i], self.drives.store_tag)
+            except OSError as exc:
+                return exc
+            return None
+
+        while len(done) < len(all_shards):
+            batch: list[tuple[int, Drive]] = []
+            for i in range(len(all_shards)):
+                if i in done:
+                    continue
+                taken = [*done.values(), *(d.id for _, d in batch)]
                 d = self.drives.place(1, salt=shard_salt(segment, i), exclude=used,
-                                      occupied=self.drives.domains_of(drive for drive, _gen in placed),
-                                      within=group)[0]
+                                      occupied=self.drives.domains_of(taken), within=group)[0]
                 used.add(d.id)
-                try:
-                    shards.write_shard(d.io, shards.shard_name(segment, i, gens[i]), segment, i, g.k, g.m,
-                                       data_len, shard, self.drives.store_tag)
-                    placed.append((d.id, gens[i]))
-                    break
-                except OSError as exc:
+                batch.append((i, d))
+            for (i, d), exc in zip(batch, self._shard_writers.map(put, batch), strict=True):
+                if exc is None:
+                    done[i] = d.id
+                else:
                     self.drives.failed_io(d.id, exc)
-        return placed
+        return [(done[i], gens[i]) for i in range(len(all_shards))]
+
+    # --- full stripes, written once -----------------------------------------------
+    def stripe_geometry(self) -> erasure.Geometry | None:
+        """The geometry of a full stripe written directly now; None when every write goes through the
+        replicated write buffer: one drive (1+0: the buffer's one file is already the final form), or
+        fewer than m+1 drives writable."""
+        g = self.drives.seal_geometry()
+        return g if g is not None and g.m > 0 else None
+
+    def write_stripe(self, stripe: bytearray, data_len: int, g: erasure.Geometry) -> int:
+        """Write a segment straight into its final form - k data and m parity shards on distinct
+        drives, each fsynced - skipping the replicated write buffer, and commit it sealed. Returns its
+        id. ``stripe``: the segment's ``data_len`` bytes (its first SEGMENT_HEADER_SIZE reserved for
+        the header, filled here), zero after them; it must not be resized by anyone else meanwhile.
+
+        The ordering rule holds as for a seal: the shards are durable before the one transaction that
+        records them, and a writer commits chunk rows into the segment only after that. A crash or
+        failure before the commit leaves an open segment with no replica rows and no chunks:
+        ``abandon_stripe`` marks it deleted (here, or at recovery) and the sweep removes its files,
+        which name it. Unavailable when it cannot be placed or was taken over before it committed:
+        the caller writes the bytes through the buffer instead, or the client retries."""
+        created_ns = time.time_ns()
+        seg = new_segment(self.meta, g.m, [], created_ns)  # open, no replicas, its lease epoch 1 is ours
+        with self._append_lock:
+            self._stripes_writing[seg] = 1  # renewed while written: a slow write is not taken for a dead one
+        self._ensure_renewer()
+        stripe[:SEGMENT_HEADER_SIZE] = segment_header(seg, created_ns, self.drives.store_tag, epoch=1)
+        shard_len = erasure.shard_length(data_len, g.k)
+        if len(stripe) < shard_len * g.k:
+            stripe.extend(bytes(shard_len * g.k - len(stripe)))
+        stripe[data_len:shard_len * g.k] = bytes(shard_len * g.k - data_len)  # the padding parity covers
+        view = memoryview(stripe)
+        placed: list[tuple[int, int]] = []
+        try:
+            data_shards = [view[i * shard_len:(i + 1) * shard_len] for i in range(g.k)]
+            all_shards: list[bytes | bytearray | memoryview] = [*data_shards, *erasure.encode(data_shards, g.m)]
+            placed = self._write_shards(seg, g, data_len, all_shards)
+            crash_point("stripe.shards_written")
+            committed = commit_seal(self.meta, seg, g.k, g.m, shard_len, data_len, placed, epoch=1,
+                                    written=Written(data_len, 0, shard_len * g.width))
+        except BaseException:
+            self._abandon_stripe(seg, placed)
+            raise
+        finally:
+            view.release()
+            with self._append_lock:
+                del self._stripes_writing[seg]
+        if not committed:
+            self._abandon_stripe(seg, placed)
+            raise errors.Unavailable(f"segment {seg}: its full-stripe write lost its lease before it committed; retry")
+        crash_point("stripe.committed")
+        return seg
+
+    def _abandon_stripe(self, segment: int, placed: list[tuple[int, int]]) -> None:
+        """A full stripe that did not commit: its row marked deleted, the shard files known written
+        removed now (any others are removed by the sweep: they name the deleted segment)."""
+        try:
+            if not abandon_stripe(self.meta, segment):
+                return  # committed after all, or already taken over: its files are the row's
+        except Exception as exc:  # noqa: BLE001 - the caller's own error is the one to report; recovery
+            # marks the segment deleted later (open, no replicas, no chunks)
+            log.warning("segment %d: could not mark an unfinished full stripe deleted (%s): recovery will", segment, exc)
+            return
+        for i, (drive, gen) in enumerate(placed):
+            self._delete_file(drive, shards.shard_name(segment, i, gen), segment)
 
     def _truncate_replicas(self, lay: Layout, end: int, good: list[int] | None, epoch: int = 0) -> None:
         name = segment_name(lay.segment)
@@ -645,7 +744,7 @@ class SegmentLog:
             if lay is None or not self._ours_to_recover(seg, previous_run):
                 continue
             holders = self._holders(lay)
-            if not any(self.drives.readable(d) for d in holders):
+            if holders and not any(self.drives.readable(d) for d in holders):
                 waiting = [d for d in holders if self.drives.offline(d)]
                 if waiting:
                     log.error("segment %d waits for offline drive(s) %s: left open until they return "
@@ -786,6 +885,7 @@ class SegmentLog:
                 self._sealing[seg] = self._sealer.submit(self._seal_quietly, seg, entry.size, list(entry.replicas))
         self.wait_sealed()
         self._sealer.shutdown(wait=True)
+        self._shard_writers.shutdown(wait=True)
         self.drives.close()
 
     # --- reading ---------------------------------------------------------------

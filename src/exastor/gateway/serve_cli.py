@@ -24,7 +24,7 @@ from exastor.datadir.opening import (
     recover_segments,
 )
 from exastor.engine import gf
-from exastor.engine.drives import DriveRefused
+from exastor.engine.drives import BUFFER, CAPACITY, DriveRefused
 from exastor.errors import data_dir_unusable
 from exastor.gateway import admin, server, tls
 from exastor.gateway.memory import tune_malloc
@@ -116,10 +116,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="domain for virtual-host style requests (bucket.DOMAIN); repeatable")
     p.add_argument("--drive", action="append", dest="drives", metavar="PATH",
                    help="a drive directory (one per SSD); repeatable. Default: DATA/drive0 alone (no redundancy)")
+    p.add_argument("--buffer-drive", action="append", dest="buffer_drives", metavar="PATH",
+                   help="a write-buffer drive (fast, high-endurance flash): it takes the replicated write buffer "
+                        "(small writes, tails) and no stripes, so the --drive drives are written once; repeatable")
     p.add_argument("--meta", dest="meta_url", metavar="URL",
                    help="metadata database: a postgresql:// URL shared by many gateways (default: embedded "
                         "SQLite under DATA/meta)")
-    p.add_argument("--ec", help="erasure geometry K+M, e.g. 4+2 or 146+4 (default: chosen by drive count)")
+    p.add_argument("--ec", help="erasure geometry K+M, e.g. 4+2 or 146+4 (default: by drive count, 4+2 at 6 "
+                   "drives, 9+3 at 12, 20+4 from 24 on: docs/reliability.md)")
     p.add_argument("--workers", type=int, help="gateway processes (default: one per CPU, at most 8)")
     p.add_argument("--admin-port", type=int,
                    help="serve /metrics and the web console on this port (default: off)")
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             "account_key2": args.account_key2, "access_key": args.access_key,
             "secret_key": args.secret_key, "region": args.region,
             "domains": ",".join(args.domains) if args.domains else None, "log_level": args.log_level,
-            "workers": args.workers, "drives": args.drives, "ec": args.ec, "admin_port": args.admin_port,
+            "workers": args.workers, "drives": args.drives, "buffer_drives": args.buffer_drives, "ec": args.ec, "admin_port": args.admin_port,
             "admin_host": args.admin_host, "metrics_token": args.metrics_token, "meta_url": args.meta_url,
             "log_format": args.log_format, "access_log": args.access_log, "shutdown_timeout": args.shutdown_timeout,
             "tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls": args.tls,
@@ -232,11 +236,12 @@ def run(args: argparse.Namespace) -> int:
         journal = cfg.meta_journal and cfg.meta_backup_interval > 0
         try:  # once, before any worker opens a segment
             drive_set = recover_segments(meta, cfg.data, cfg.drives, cfg.ec, journal=journal,
-                                         previous_run=previous_run)
+                                         previous_run=previous_run, buffer_drives=cfg.buffer_drives)
         except DriveRefused as exc:
             print(f"exastor serve: {exc}", file=sys.stderr)
             return 2
-        n_drives = sum(d.state != "removed" for d in drive_set.all)
+        n_drives = sum(d.state != "removed" and d.tier == CAPACITY for d in drive_set.all)
+        n_buffer = sum(d.state != "removed" and d.tier == BUFFER for d in drive_set.all)
         geometry = drive_set.geometry()
         hosts = drive_set.hosts_in_service()
         if hosts > 1 and geometry.m and not geometry.host_losses_survived(hosts):
@@ -287,8 +292,9 @@ def run(args: argparse.Namespace) -> int:
              + f", erasure {geometry} (survives {geometry.m} drive failures"
              + (f" or {geometry.host_losses_survived(hosts)} host failures" if hosts > 1 else "")
              + "; "
-             f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas; "
-             f"coded by {gf.kernel_name()})"),
+             f"capacity overhead {geometry.overhead:.1%}; open segments on {geometry.m + 1} replicas"
+             + (f" on the {n_buffer} write-buffer drives" if n_buffer else "")
+             + f"; large writes as full stripes; coded by {gf.kernel_name()})"),
             (f"  metadata    : PostgreSQL {describe(cfg.meta_url)} (its own WAL, backups and standby keep it)"
              if cfg.meta_url else
              f"  metadata    : {cfg.data.resolve() / 'meta'}, "

@@ -97,13 +97,22 @@ def drive_rows(meta: Metadata) -> list[tuple[int, str, str, str, int]]:
     return meta.runner.read(q, snapshot=False)
 
 
-def drive_domains(meta: Metadata) -> dict[int, tuple[str, str]]:
-    """Each drive's failure domains: {id: (host, rack)}."""
-    def q(cur: Any) -> dict[int, tuple[str, str]]:
-        cur.execute("SELECT id, host, rack FROM drives")
-        return {int(a): (str(b), str(c)) for a, b, c in cur.fetchall()}
+TIERS = ("capacity", "buffer")  # drives.tier: sealed stripes, or only the replicated write buffer
+
+
+def drive_domains(meta: Metadata) -> dict[int, tuple[str, str, str]]:
+    """Each drive's failure domains and tier: {id: (host, rack, tier)}."""
+    def q(cur: Any) -> dict[int, tuple[str, str, str]]:
+        cur.execute("SELECT id, host, rack, tier FROM drives")
+        return {int(a): (str(b), str(c), str(t)) for a, b, c, t in cur.fetchall()}
 
     return meta.runner.read(q, snapshot=False)
+
+
+def set_drive_tier(meta: Metadata, drive: int, tier: str) -> None:
+    """Make ``drive`` a capacity drive or a write-buffer drive (``TIERS``); what it holds stays."""
+    assert tier in TIERS, tier
+    meta.runner.write_sync(lambda cur: cur.execute("UPDATE drives SET tier = ? WHERE id = ?", (tier, drive)))
 
 
 def set_drive_domain(meta: Metadata, drive: int, host: str | None, rack: str = "") -> None:
@@ -267,11 +276,37 @@ def load_layout(meta: Metadata, segment: int) -> Layout | None:
     return meta.runner.read(q, snapshot=True)
 
 
+# The write ledger (``counters`` rows, added to by every seal in its own transaction): the bytes that
+# went into segments, the bytes written to drives for them while they were a replicated write buffer,
+# and the bytes of their final form (shards; the one file of a 1+0 store). ``exastor stats`` divides
+# them: write amplification as it happened, split into the buffer's part and the stripe's.
+LEDGER = ("written_data_bytes", "written_buffer_bytes", "written_final_bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one seal adds to the write ledger."""
+
+    data: int     # the segment's bytes
+    buffer: int   # bytes written to its replicas before the seal (0: a full stripe written directly)
+    final: int    # bytes of its final form on the drives
+
+
+def _add_counters(cur: Any, amounts: dict[str, int]) -> None:
+    for name, amount in amounts.items():
+        cur.execute("UPDATE counters SET value = value + ? WHERE name = ?", (amount, name))
+        if cur.rowcount == 0:
+            cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, amount))
+
+
 def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, data_len: int,
-                placed: list[tuple[int, int]], *, expect_state: str = "open", epoch: int | None = None) -> bool:
+                placed: list[tuple[int, int]], *, expect_state: str = "open", epoch: int | None = None,
+                written: Written | None = None) -> bool:
     """Point the database at the shards ((drive, gen) by index, all fsynced already) and forget the
     replicas, in one transaction. False when the segment is no longer in ``expect_state``, or (with
-    ``epoch``) its lease was taken over since this sealer fenced it: the later taker seals it."""
+    ``epoch``) its lease was taken over since this sealer fenced it: the later taker seals it.
+    ``written``: added to the write ledger (``LEDGER``) in the same transaction (not for a
+    re-protection: that is repair, not the cost of a write)."""
     def tx(cur: Any) -> bool:
         cur.execute("SELECT state FROM segments WHERE id = ?", (segment,))
         row = cur.fetchone()
@@ -292,6 +327,25 @@ def commit_seal(meta: Metadata, segment: int, k: int, m: int, shard_len: int, da
         if shard_len:
             cur.execute("DELETE FROM replicas WHERE segment = ?", (segment,))
         cur.execute("UPDATE segments SET state = 'sealed', size = ? WHERE id = ?", (data_len, segment))
+        leases.drop(cur, segment)
+        if written is not None:
+            _add_counters(cur, dict(zip(LEDGER, (written.data, written.buffer, written.final), strict=True)))
+        return True
+
+    return meta.runner.write_sync(tx)
+
+
+def abandon_stripe(meta: Metadata, segment: int) -> bool:
+    """Mark deleted a segment opened for a full stripe written directly (open, no replica rows) whose
+    writer never committed it - it failed, or died - when the index places no chunk in it (none can:
+    a writer commits chunk rows only after the stripe's seal). Conditional in one transaction, so a
+    stripe whose seal committed is never touched. True if it was marked."""
+    def tx(cur: Any) -> bool:
+        cur.execute("UPDATE segments SET state = 'deleted', size = 0 WHERE id = ? AND state = 'open' "
+                    "AND NOT EXISTS (SELECT 1 FROM replicas WHERE segment = ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM chunks WHERE segment = ?)", (segment, segment, segment))
+        if cur.rowcount != 1:
+            return False
         leases.drop(cur, segment)
         return True
 

@@ -28,7 +28,7 @@ from rich.table import Table
 from exastor.cliargs import add_action, add_data_argument, add_meta_argument, store_directory
 from exastor.datadir.opening import open_drives, open_metadata
 from exastor.drives import SUBDIRS, is_url
-from exastor.engine.drives import Drive, DriveRefused, DriveSet
+from exastor.engine.drives import BUFFER, Drive, DriveRefused, DriveSet
 from exastor.engine.segments import SegmentLog
 from exastor.errors import CommandError
 from exastor.meta import figures, members, placement
@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--host", help="the drive's host, its failure domain (default: the URL's host; '' for a "
                                   "directory: this host)")
     a.add_argument("--rack", default="", help="the drive's rack, the failure domain above hosts")
+    a.add_argument("--buffer", action="store_true",
+                   help="a write-buffer drive: it takes only the open segments' replicas (small writes), never "
+                        "stripes (docs/design.md, \"Placement\")")
     r = add_action(sub, "remove", "drain a drive (move its shards to others), then remove it (--meta: every "
                                   "gateway stopped)", meta=True)
     r.add_argument("drive", help="drive id or path")
@@ -123,7 +126,8 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
                 free, total = space.free, space.total
             except OSError:
                 pass
-        rows.append({"id": d.id, "path": str(d.path), "host": d.host, "rack": d.rack, "state": d.state, "reason": d.reason,
+        rows.append({"id": d.id, "path": str(d.path), "host": d.host, "rack": d.rack, "tier": d.tier,
+                     "state": d.state, "reason": d.reason,
                      "shards": counts.get(d.id, 0), "bytes": _bytes_on(d) if online else None,
                      "free": free, "total": total})
     g = drives.geometry()
@@ -150,10 +154,10 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
 def _print_status(st: dict[str, Any]) -> None:
     con = Console()
     t = Table(title=f"drives (erasure {st['geometry']}, overhead {st['capacity_overhead']:.1%})")
-    for col in ("id", "path", "host", "state", "shards", "bytes", "free"):
+    for col in ("id", "path", "host", "tier", "state", "shards", "bytes", "free"):
         t.add_column(col)
     for r in st["drives"]:
-        t.add_row(str(r["id"]), r["path"], r["host"] or "(here)", r["state"], str(r["shards"]),
+        t.add_row(str(r["id"]), r["path"], r["host"] or "(here)", r["tier"], r["state"], str(r["shards"]),
                   "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:,.1f} MB",
                   "-" if r["free"] is None else f"{r['free'] / 1e9:,.1f} GB")
     con.print(t)
@@ -253,6 +257,8 @@ def _act(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
             (new_id,) = drives.register([path])
             if args.action == "add" and (args.host is not None or args.rack):
                 drives.set_domain(new_id, args.host, args.rack)
+            if args.action == "add" and args.buffer:
+                drives.set_tier([new_id], BUFFER)
             drives.refresh()
             drives.vouch(new_id)  # a drive of this store without its identity file: the operator says it is
         except DriveRefused as exc:
@@ -270,7 +276,7 @@ def _act(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
             print(f"note: every gateway that should use drive {new_id} must see it at {new.path} (gateways on "
                   "other hosts reach drives through drive servers: http://HOST:PORT/NAME)", file=sys.stderr)
         if args.action == "add":
-            if not args.no_rebalance:
+            if not args.no_rebalance and new.tier != BUFFER:  # a write-buffer drive holds no shards
                 res = Repairer(log).rebalance(new)
                 print(f"rebalanced {res.moved_shards} shards onto drive {new_id}")
             res = Repairer(log).run_once()  # also re-protects plain segments now that there are drives

@@ -14,7 +14,7 @@ from typing import Any
 
 from exastor.engine.drives import DriveSet, segment_name
 from exastor.engine.record import CODEC_DELTA, CODEC_GROUPED, HEADER_SIZE
-from exastor.meta import figures
+from exastor.meta import counters, figures, placement
 from exastor.meta.contract import Metadata
 
 
@@ -37,7 +37,15 @@ class StoreStats:
     geometry: str = "1+0"             # the store's target erasure geometry
     segment_data_bytes: int = 0       # live segments' own bytes (before replicas/parity)
     raw_bytes: int = 0                # replica, shard and legacy segment files on every drive
-    write_amplification: float = 1.0  # device bytes written per segment byte: (m+1) replicas + (k+m)/k shards
+    # The write ledger (meta/placement.py LEDGER), as every seal recorded it since the store began:
+    # bytes sealed into segments, bytes their replicated write buffer took on the drives, bytes of
+    # their final form (shards). Device bytes written per segment byte = buffer + final.
+    written_data_bytes: int = 0
+    written_buffer_bytes: int = 0
+    written_final_bytes: int = 0
+    write_amplification: float = 1.0
+    write_amplification_buffer: float = 0.0
+    write_amplification_final: float = 1.0
 
     @property
     def capacity_overhead(self) -> float:
@@ -101,7 +109,6 @@ def collect(meta: Metadata, segments_dir: os.PathLike | None = None, *, base: Pa
 
 def _redundancy(meta: Metadata, st: StoreStats, drives: DriveSet) -> None:
     """Fill the redundancy figures from the drives and segment layouts in the database."""
-    from exastor.engine import erasure
     from exastor.engine.shards import shard_name
 
     segs, reps, placed = figures.sealed_placement(meta)
@@ -110,8 +117,8 @@ def _redundancy(meta: Metadata, st: StoreStats, drives: DriveSet) -> None:
         st.segment_data_bytes = st.raw_bytes = st.segment_bytes
         return
     st.drives = len(live)
-    st.geometry = str(erasure.auto(len(live)))
-    data = raw = written = 0
+    st.geometry = str(drives.geometry())
+    data = raw = estimated = 0
 
     def size(drive: int, name: str) -> int:
         d = drives.get(drive)
@@ -125,11 +132,18 @@ def _redundancy(meta: Metadata, st: StoreStats, drives: DriveSet) -> None:
     for seg, seg_size, k, m, shard_len in segs:
         data += seg_size
         k, m = (k or 1), (m or 0)
-        written += seg_size * (m + 1) + (shard_len or 0) * (k + m)  # write buffer, then the stripe
+        estimated += seg_size * (m + 1) + (shard_len or 0) * (k + m)  # write buffer, then the stripe
         if shard_len:
             raw += sum(size(drive, shard_name(seg, idx, gen)) for idx, drive, gen in placed.get(seg, []))
         else:
             raw += sum(size(drive, segment_name(seg)) for drive in reps.get(seg, [drives.first.id]))
     st.segment_data_bytes, st.raw_bytes = data, raw
     st.segment_bytes = max(st.segment_bytes, raw)
-    st.write_amplification = round(written / data, 3) if data else 1.0
+    ledger = counters.read_counters(meta, placement.LEDGER)
+    st.written_data_bytes, st.written_buffer_bytes, st.written_final_bytes = (ledger.get(n, 0) for n in placement.LEDGER)
+    if st.written_data_bytes:
+        st.write_amplification_buffer = round(st.written_buffer_bytes / st.written_data_bytes, 3)
+        st.write_amplification_final = round(st.written_final_bytes / st.written_data_bytes, 3)
+        st.write_amplification = round(st.write_amplification_buffer + st.write_amplification_final, 3)
+    elif data:  # a store sealed before the ledger existed: as if every segment went through the buffer
+        st.write_amplification = round(estimated / data, 3)

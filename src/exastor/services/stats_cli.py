@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
         ("chunks / segments", f"{stats.chunks:,} / {stats.segments:,}"),
         ("drives / erasure geometry", f"{stats.drives} / {stats.geometry}"),
         ("capacity overhead (redundancy)", f"{stats.capacity_overhead:.1%}"),
-        ("write amplification", f"{stats.write_amplification:.2f}x (replicas while open, then the stripe)"),
+        ("write amplification", f"{stats.write_amplification:.2f}x = {stats.write_amplification_buffer:.2f}x "
+                                f"write buffer + {stats.write_amplification_final:.2f}x final form"
+         if stats.written_data_bytes else
+         f"{stats.write_amplification:.2f}x (estimated: sealed before the write ledger; replicas, then the stripe)"),
         ("reduction (total)", f"{stats.reduction_ratio:.2f}x"),
         ("  dedupe", f"{stats.dedupe_ratio:.2f}x"),
         ("  compression", f"{stats.compression_ratio:.2f}x"),

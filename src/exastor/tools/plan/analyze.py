@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from exastor.engine import erasure
 from exastor.tools.plan.finance import (
     CloudComparison,
     Timeline,
@@ -34,7 +35,7 @@ from exastor.tools.plan.sizing import (
     capacity_need,
     reduction_saving,
 )
-from exastor.tools.plan.topology import Topology, topology
+from exastor.tools.plan.topology import Topology, cells_and_erasure, topology
 
 
 @dataclass
@@ -75,9 +76,10 @@ def analyze(plan: PlanInput, today: dt.date, *, scenarios: int = 100_000, seed: 
             progress: Callable[[str, int, int], None] | None = None) -> PlanOutcome:
     """Run every step. ``progress(stage, done, total)`` reports Monte Carlo progress."""
     wanted = STRATEGIES if plan.strategy == "compare" else (plan.strategy,)
+    plan, solved = _size_for_the_table(plan, today, wanted) if plan.protection.ec_auto else (plan, {})
     strategies: dict[str, StrategyOutcome] = {}
     for name in wanted:
-        result = solve_procurement(plan, today, name)
+        result = solved[name] if name in solved else solve_procurement(plan, today, name)
         gaps = diagnose(plan, today, result)
         risk = None
         if scenarios > 0:
@@ -93,6 +95,36 @@ def analyze(plan: PlanInput, today: dt.date, *, scenarios: int = 100_000, seed: 
     return PlanOutcome(plan, today, chosen, phases, strategies, compare_cloud(plan, today, primary.timeline))
 
 
+def _size_for_the_table(plan: PlanInput, today: dt.date,
+                        wanted: tuple[str, ...]) -> tuple[PlanInput, dict[str, ProcurementResult]]:
+    """With no geometry in the input, each milestone's cells get the store's own table (topology.py),
+    which gives small cells narrower stripes with more overhead than the 20+4 capacity is first sized
+    for. So: buy for the sizing geometry, cut every milestone into cells, and if some cell's geometry
+    costs more overhead, size again for the costliest. The sizing overhead only grows and the table
+    has few geometries, so this ends; a plan whose cells all reach 24 drives is sized once."""
+    while True:
+        solved = {name: solve_procurement(plan, today, name) for name in wanted}
+        sized = erasure.Geometry(plan.protection.ec_data, plan.protection.ec_parity)
+        costliest = max((cells_and_erasure(plan, bom)[2] for result in solved.values()
+                         for bom in _milestone_boms(plan, result) if bom.total_drives),
+                        key=lambda g: g.overhead, default=sized)
+        if costliest.overhead <= sized.overhead:
+            return plan, solved
+        plan = replace(plan, protection=replace(plan.protection, ec_data=costliest.k, ec_parity=costliest.m))
+
+
+def _milestone_boms(plan: PlanInput, result: ProcurementResult) -> list[BillOfMaterials]:
+    """Everything online by each milestone under ``result``, in the order of ``plan.phases``."""
+    boms = []
+    for ph in plan.phases:
+        online = [ln for ln in result.lines if ln.online_date <= ph.online_by]
+        drives: dict[str, int] = dict(plan.installed)
+        for ln in online:
+            drives[ln.sku] = drives.get(ln.sku, 0) + ln.drives
+        boms.append(bill_of_materials(plan, drives, drive_capex_usd=sum(ln.drives * ln.unit_price_usd for ln in online)))
+    return boms
+
+
 def _preferred(strategies: dict[str, StrategyOutcome]) -> str:
     """Meet the most milestones first, then the lowest total cost (capital + energy + carrying, both parties)."""
     def key(name: str) -> tuple:
@@ -104,14 +136,8 @@ def _preferred(strategies: dict[str, StrategyOutcome]) -> str:
 
 
 def _phase_sizing(plan: PlanInput, outcome: StrategyOutcome) -> list[PhaseSizing]:
-    lines = outcome.procurement.lines
     out = []
-    for ph in plan.phases:
-        online = [ln for ln in lines if ln.online_date <= ph.online_by]
-        drives: dict[str, int] = dict(plan.installed)
-        for ln in online:
-            drives[ln.sku] = drives.get(ln.sku, 0) + ln.drives
-        bom = bill_of_materials(plan, drives, drive_capex_usd=sum(ln.drives * ln.unit_price_usd for ln in online))
+    for ph, bom in zip(plan.phases, _milestone_boms(plan, outcome.procurement), strict=True):
         usd_per_tb = bom.capex_usd / bom.effective_tb if bom.effective_tb > 0 else _list_usd_per_tb(plan)
         out.append(PhaseSizing(ph.name, ph.online_by, capacity_need(ph.logical_tb, plan.reduction.ratio, plan.protection),
                                capacity_need(ph.logical_tb, 1.0, plan.protection), bom,

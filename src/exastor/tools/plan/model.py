@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from exastor.engine import erasure
+
 # Decimal units, as drive vendors and clouds count: 1 EB = 1,000 PB = 1,000,000 TB.
 _UNIT_TB = {"tb": 1.0, "pb": 1e3, "eb": 1e6, "gb": 1e-3}
 _CAPACITY_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgtpe]?i?b)\s*$", re.IGNORECASE)
@@ -57,11 +59,17 @@ class Reduction:
 
 @dataclass(frozen=True)
 class Protection:
+    """``ec_data`` + ``ec_parity`` is the geometry capacity is sized for. With ``ec_auto`` (the input
+    names no geometry, or "auto") each milestone's cells get what the store itself would choose,
+    ``erasure.auto`` of the drives in the smallest cell, and capacity is sized for the geometry with
+    the most overhead any milestone gets (tools/plan/analyze.py; the table's widest, 20+4, at first)."""
+
     ec_data: int
     ec_parity: int
     write_buffer_fraction: float
     spare_fraction: float
     max_fill: float
+    ec_auto: bool = False
 
     @property
     def ec_overhead(self) -> float:
@@ -387,7 +395,7 @@ def parse_plan(raw: Any, base_dir: Path | str = ".") -> PlanInput:
     top = r.section(raw, "", {"title", "phases", "reduction", "protection", "drives", "suppliers", "enclosure",
                               "server", "rack", "power", "logistics", "finance", "cloud", "strategy", "risk",
                               "installed", "topology"},
-                    {"phases", "reduction", "protection", "drives", "enclosure", "server", "rack"})
+                    {"phases", "reduction", "drives", "enclosure", "server", "rack"})
 
     phases = _phases(r, top.get("phases"))
     reduction = _reduction(r, top.get("reduction"))
@@ -511,21 +519,26 @@ def _reduction(r: _Reader, raw: Any) -> Reduction:
 
 def _protection(r: _Reader, raw: Any) -> Protection:
     p = "protection"
-    sec = r.section(raw, p, {"erasure", "write_buffer_fraction", "spare_fraction", "max_fill"}, {"erasure"})
+    sec = r.section(raw, p, {"erasure", "write_buffer_fraction", "spare_fraction", "max_fill"})
     k = m = 0
-    erasure = sec.get("erasure")
-    if isinstance(erasure, str) and re.fullmatch(r"\s*\d+\s*\+\s*\d+\s*", erasure):
-        k, m = (int(x) for x in erasure.split("+"))
-    elif isinstance(erasure, dict):
-        er = r.section(erasure, f"{p}.erasure", {"data", "parity"}, {"data", "parity"})
+    given = sec.get("erasure")
+    auto = given is None or (isinstance(given, str) and given.strip().lower() == "auto")
+    if auto:  # the store's table decides per cell; sized for its widest geometry until analyze knows more
+        widest = erasure.auto(erasure.AUTO_WIDTH)
+        k, m = widest.k, widest.m
+    elif isinstance(given, str) and re.fullmatch(r"\s*\d+\s*\+\s*\d+\s*", given):
+        k, m = (int(x) for x in given.split("+"))
+    elif isinstance(given, dict):
+        er = r.section(given, f"{p}.erasure", {"data", "parity"}, {"data", "parity"})
         k, m = r.integer(er, f"{p}.erasure", "data", lo=1), r.integer(er, f"{p}.erasure", "parity", lo=0)
-    elif "erasure" in sec:
-        r.problems.append(f"{p}.erasure: expected 'K+M' such as '16+4' or {{data: K, parity: M}}, got {erasure!r}")
-    if erasure is not None and k < 1:
+    else:
+        r.problems.append(f"{p}.erasure: expected 'K+M' such as '16+4', {{data: K, parity: M}} or 'auto', "
+                          f"got {given!r}")
+    if not auto and k < 1:
         r.problems.append(f"{p}.erasure: need at least one data shard")
     return Protection(k or 1, m, r.number(sec, p, "write_buffer_fraction", 0.0, lo=0, hi=1, hi_open=True),
                       r.number(sec, p, "spare_fraction", 0.0, lo=0, hi=1, hi_open=True),
-                      r.number(sec, p, "max_fill", 0.85, lo=0, hi=1, lo_open=True))
+                      r.number(sec, p, "max_fill", 0.85, lo=0, hi=1, lo_open=True), ec_auto=auto)
 
 
 def _drives(r: _Reader, raw: Any) -> list[DriveSku]:

@@ -70,7 +70,7 @@ def topology_layout_rows(named: list[tuple[str, Topology]]) -> list[list[str]]:
         if t.hosts == 0:
             rows.append([name, _tb(t.logical_tb), _tb(t.raw_tb)] + ["-"] * (len(TOPOLOGY_LAYOUT_COLUMNS) - 3))
             continue
-        erasure = (f"{t.erasure}: <={t.shards_per_host}/host, <={t.shards_per_rack}/rack; survives "
+        erasure = (f"{t.erasure}{' (table)' if t.erasure_by_table else ''}: <={t.shards_per_host}/host, <={t.shards_per_rack}/rack; survives "
                    f"{t.drive_losses_survived} drives, {t.host_losses_survived} hosts, {t.rack_losses_survived} racks; "
                    f"{t.stripe_groups_per_cell:,} stripe groups, P(loss | m+1 drives) {t.p_loss_m1_drives:.0e}")
         rows.append([name, _tb(t.logical_tb), _tb(t.raw_tb), f"{t.racks:,}", f"{t.hosts:,}", f"{t.drives:,}",
@@ -228,8 +228,12 @@ def print_summary(outcome: PlanOutcome, console: Console | None = None) -> None:
     red = plan.reduction
     rng = f", range {red.low:g}-{red.high:g}" if red.low is not None else (f", rel. std {red.rel_std:g}" if red.rel_std else "")
     console.rule(f"[bold]{plan.title}")
+    prot = plan.protection
+    geometry = f"{prot.ec_data}+{prot.ec_parity}"
+    if prot.ec_auto:
+        geometry = f"by the store's table per cell (capacity sized for {geometry})"
     console.print(f"today {outcome.today}  ·  reduction {red.ratio:g}:1 ({red.source}{rng})  ·  erasure "
-                  f"{plan.protection.ec_data}+{plan.protection.ec_parity}  ·  max fill {plan.protection.max_fill:.0%}  ·  "
+                  f"{geometry}  ·  max fill {prot.max_fill:.0%}  ·  "
                   f"plan shown: [bold]{outcome.chosen}[/]")
 
     t = Table(title="Sizing and bill of materials (cumulative, online by each milestone)")

@@ -6,6 +6,9 @@ store (docs/scale.md is the reasoning, and its tables are generated from here):
 * a **cell** is a set of whole racks with its own dedupe domain and metadata: the blast radius of a
   bad deploy, a metadata fault or a runaway repair. A cell has ``cell_racks`` racks (default k+m:
   one shard of every stripe per rack, so a cell survives a whole rack plus m-1 further failures);
+* the **erasure geometry** of a cell is the input's, or, when the input names none (``auto``), what
+  the store itself picks for the drives of the smallest cell (``erasure.auto``, engine/erasure.py),
+  with cells cut for the table's widest stripe (``erasure.AUTO_WIDTH`` racks);
 * every **host** (a planner ``server`` with its enclosures) runs one drive server for its drives and
   one stateless gateway, so gateways = drive servers = hosts;
 * a cell's **metadata** lives in PostgreSQL clusters (a primary, one synchronous standby and
@@ -29,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from exastor.engine import erasure
 from exastor.tools.plan.model import PlanInput, TopologySettings
 from exastor.tools.plan.sizing import BillOfMaterials
 
@@ -122,6 +126,7 @@ class Topology:
     logical_tb: float
     raw_tb: float                 # effective raw TB bought (spares set aside)
     erasure: str                  # "K+M"
+    erasure_by_table: bool        # chosen by the store's table (erasure.auto) for the smallest cell's drives
     # hardware, from the bill of materials
     racks: int
     hosts: int
@@ -165,20 +170,39 @@ class Topology:
     notes: list[str] = field(default_factory=list)
 
 
+def cells_and_erasure(plan: PlanInput, bom: BillOfMaterials) -> tuple[int, int, erasure.Geometry]:
+    """The cells ``bom``'s racks are cut into, the racks a cell should have, and the erasure geometry
+    of the smallest cell: the input's, or (``protection.ec_auto``) what the store itself picks for
+    that cell's drives, with cells cut for the table's widest stripe."""
+    prot = plan.protection
+    target = plan.topology.cell_racks or (erasure.AUTO_WIDTH if prot.ec_auto else prot.ec_data + prot.ec_parity)
+    cells = max(1, bom.racks // target)
+    if prot.ec_auto and bom.total_drives:
+        return cells, target, erasure.auto(max(1, bom.total_drives // cells))
+    return cells, target, erasure.Geometry(prot.ec_data, prot.ec_parity)
+
+
 def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topology:
     """Cut the drives, hosts and racks of ``bom`` into cells, stripes and metadata clusters."""
     st = plan.topology
-    k, m = plan.protection.ec_data, plan.protection.ec_parity
-    stripe = k + m
+    by_table = plan.protection.ec_auto
     hosts, racks, drives = bom.servers, bom.racks, bom.total_drives
     slots = plan.enclosure.drive_slots * plan.server.enclosures_per_server
     notes: list[str] = []
-    target = st.cell_racks or stripe
+    cells, target, g = cells_and_erasure(plan, bom)
+    k, m = g.k, g.m
+    if by_table and drives:
+        sized = f"{plan.protection.ec_data}+{plan.protection.ec_parity}"
+        notes.append(f"erasure {g} chosen by the store's automatic table (engine/erasure.py) for the "
+                     f"{drives // cells:,} drives of the smallest cell" + ("" if str(g) == sized else
+                                                                           f"; capacity sized for {sized}"))
+    stripe = k + m
 
     if hosts == 0:
         empty = metadata_load(0.0, plan.reduction.ratio, k, m, st)
         return Topology(
-            logical_tb=logical_tb, raw_tb=bom.effective_tb, erasure=f"{k}+{m}", racks=racks, hosts=0, drives=0,
+            logical_tb=logical_tb, raw_tb=bom.effective_tb, erasure=f"{k}+{m}", erasure_by_table=by_table,
+            racks=racks, hosts=0, drives=0,
             drive_slots_per_host=slots, drives_per_host=0.0, hosts_per_rack=0, cells=0, cell_racks_target=target,
             racks_per_cell=(0, 0), hosts_per_cell=(0, 0), drives_per_cell=0.0, logical_tb_per_cell=0.0,
             raw_tb_per_cell=0.0, shards_per_host=0, shards_per_rack=0, host_losses_survived=0,
@@ -188,7 +212,6 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
             directory_clusters=0, etcd_members=0, namespace_ranges=0, chunk_rows_per_cluster=0,
             metadata_tb_per_cluster=0.0, gateways=0, drive_servers=0, notes=["no drives online at this milestone"])
 
-    cells = max(1, racks // target)
     racks_cell = (racks // cells, -(-racks // cells))
     hosts_cell = (hosts // cells, -(-hosts // cells))
     if racks < target:
@@ -230,7 +253,8 @@ def topology(plan: PlanInput, logical_tb: float, bom: BillOfMaterials) -> Topolo
             notes.append(f"fewer hosts per cell than PostgreSQL nodes per cluster ({1 + st.pg_standbys}): "
                          "a host's loss can take a primary and its standby")
     return Topology(
-        logical_tb=logical_tb, raw_tb=bom.effective_tb, erasure=f"{k}+{m}", racks=racks, hosts=hosts, drives=drives,
+        logical_tb=logical_tb, raw_tb=bom.effective_tb, erasure=f"{k}+{m}", erasure_by_table=by_table, racks=racks,
+        hosts=hosts, drives=drives,
         drive_slots_per_host=slots, drives_per_host=drives / hosts, hosts_per_rack=-(-hosts // racks) if racks else hosts,
         cells=cells, cell_racks_target=target, racks_per_cell=racks_cell, hosts_per_cell=hosts_cell,
         drives_per_cell=drives_cell, logical_tb_per_cell=logical_tb / cells, raw_tb_per_cell=bom.effective_tb / cells,
