@@ -18,8 +18,8 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -90,6 +90,7 @@ class _WriterState:
     direct: bool = False               # new records go into full stripes (a large object), not the buffer
     stripe: _Stripe | None = None      # the stripe being filled
     stripes: int = 0                   # full stripes written
+    writing: tuple[_Stripe, Future[int]] | None = None  # the previous stripe, written while this one fills
 
 
 class ChunkStore:
@@ -110,12 +111,15 @@ class ChunkStore:
         # bytes share one record instead of both writing it.
         self._pending: dict[bytes, ChunkLocation] = {}
         self._pending_lock = threading.Lock()
+        # Writes full stripes while their writers fill the next (a thread waits on drives, not a core).
+        self._stripe_writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="exastor-stripe")
         # Bytes that went through worker-thread windows and read batches (large objects only): the
         # gateway's heap trimmer runs only when this moved (gateway/memory.py).
         self.moved = 0
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self._stripe_writers.shutdown(wait=True)
         self.log.close()
 
     # --- writing ---------------------------------------------------------------
@@ -126,7 +130,7 @@ class ChunkStore:
         """Chunk, fingerprint, dedupe, compress and append (or stage into a full stripe) one window.
         Returns the carried tail. The final window also writes the stripe being filled."""
         tail = self._process_window(state, buf, final)
-        if final and state.stripe is not None:
+        if final and (state.stripe is not None or state.writing is not None):
             self._finish_stripe(state)
         return tail
 
@@ -222,34 +226,42 @@ class ChunkStore:
             stripe.fps.add(fp)
             stripe.fill = end
         if stripe.data >= stripe.target:
-            self._write_stripe(state)
+            self._written(state)  # at most one stripe of a writer in flight: memory stays two stripes
+            state.stripe = None
+            state.stripes += 1
+            state.writing = (stripe, self._stripe_writers.submit(self.log.write_stripe, stripe.buf, stripe.fill,
+                                                                 stripe.geometry))
 
     def _finish_stripe(self, state: _WriterState) -> None:
         """The object's last stripe: written directly when the object filled one before or has
         DIRECT_MIN new bytes, else through the buffer like any small object."""
+        self._written(state)
         stripe = state.stripe
-        assert stripe is not None
-        if not stripe.records:
-            state.stripe = None
-        elif state.stripes or stripe.data >= DIRECT_MIN:
-            self._write_stripe(state)
+        state.stripe = None
+        if stripe is None or not stripe.records:
+            return
+        if state.stripes or stripe.data >= DIRECT_MIN:
+            state.stripes += 1
+            self._written_as(state, stripe, lambda: self.log.write_stripe(stripe.buf, stripe.fill, stripe.geometry))
         else:
-            state.stripe = None
             self._append_staged(state, stripe)
 
-    def _write_stripe(self, state: _WriterState) -> None:
-        stripe = state.stripe
-        assert stripe is not None
-        state.stripe = None
+    def _written(self, state: _WriterState) -> None:
+        """Wait for the stripe in flight (if any) and make its records this writer's."""
+        if state.writing is not None:
+            stripe, future = state.writing
+            state.writing = None
+            self._written_as(state, stripe, future.result)
+
+    def _written_as(self, state: _WriterState, stripe: _Stripe, write: Callable[[], int]) -> None:
         try:
-            seg = self.log.write_stripe(stripe.buf, stripe.fill, stripe.geometry)
+            seg = write()
         except errors.Unavailable as exc:
             # Too few drives for its k+m shards now (one failed meanwhile), or it lost its lease: the
             # same bytes go through the replicated buffer, as every write did before full stripes.
             log.warning("a full stripe could not be written directly (%s): writing it through the buffer", exc.detail)
             self._append_staged(state, stripe)
             return
-        state.stripes += 1
         self._located(state, seg, 0, stripe.records)  # sealed and durable: nothing to fsync at commit
 
     def _append_staged(self, state: _WriterState, stripe: _Stripe) -> None:
