@@ -58,7 +58,7 @@ from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_head
 from exastor.engine.scan import next_valid, record_length
 from exastor.meta import leases, placement
 from exastor.meta.contract import Metadata
-from exastor.meta.placement import Written, abandon_stripe, new_segment
+from exastor.meta.placement import Written, abandon_stripe, new_segment, new_stripe
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 _IOV_MAX = 1024              # pieces one writev takes (Linux)
@@ -570,11 +570,12 @@ class SegmentLog:
         self.delete_replicas(lay)
 
     def _write_shards(self, segment: int, g: erasure.Geometry, data_len: int,
-                      all_shards: Sequence[bytes | bytearray | memoryview]) -> list[tuple[int, int]]:
+                      all_shards: Sequence[bytes | bytearray | memoryview],
+                      gens: list[int] | None = None) -> list[tuple[int, int]]:
         """Write and fsync every shard on a drive of its own, all at once (a stripe's shards are written
         in parallel: one drive's fsync does not wait for another's); a drive that fails is recorded
         and its shard placed again elsewhere. Returns (drive, gen) by shard index."""
-        gens = allocate_gens(self.meta, len(all_shards))
+        gens = gens or allocate_gens(self.meta, len(all_shards))
         group = self.drives.stripe_group(len(all_shards), salt=segment)
         done: dict[int, int] = {}   # shard index -> the drive holding it
         used: set[int] = set()      # drives this stripe holds, is being written to, or that failed it
@@ -626,7 +627,7 @@ class SegmentLog:
         which name it. Unavailable when it cannot be placed or was taken over before it committed:
         the caller writes the bytes through the buffer instead, or the client retries."""
         created_ns = time.time_ns()
-        seg = new_segment(self.meta, g.m, [], created_ns)  # open, no replicas, its lease epoch 1 is ours
+        seg, gens = new_stripe(self.meta, g.m, g.width, created_ns)  # open, no replicas, its lease epoch 1 ours
         with self._append_lock:
             self._stripes_writing[seg] = 1  # renewed while written: a slow write is not taken for a dead one
         self._ensure_renewer()
@@ -640,7 +641,7 @@ class SegmentLog:
         try:
             data_shards = [view[i * shard_len:(i + 1) * shard_len] for i in range(g.k)]
             all_shards: list[bytes | bytearray | memoryview] = [*data_shards, *erasure.encode(data_shards, g.m)]
-            placed = self._write_shards(seg, g, data_len, all_shards)
+            placed = self._write_shards(seg, g, data_len, all_shards, gens)
             crash_point("stripe.shards_written")
             committed = commit_seal(self.meta, seg, g.k, g.m, shard_len, data_len, placed, epoch=1,
                                     written=Written(data_len, 0, shard_len * g.width))

@@ -224,36 +224,45 @@ def new_segment(meta: Metadata, m: int, drive_ids: list[int], created_ns: int | 
                 holder: str | None = None) -> int:
     """Allocate a segment id, open, replicated on ``drive_ids`` (m+1 drives), its first write lease
     (epoch 1) held by ``holder`` (this process by default): one transaction."""
-    now = created_ns or time.time_ns()
     holder = holder or leases.holder_id()
+    return meta.runner.write_sync(lambda cur: _new_segment(cur, m, drive_ids, created_ns or time.time_ns(), holder))
 
-    def tx(cur: Any) -> int:
-        cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
-        seg = int(cur.fetchone()[0])
-        cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, 'open', 0, ?)", (seg, now))
-        cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, 1, ?, 0, 0)",
-                    (seg, m))
-        cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in drive_ids])
-        leases.grant_first(cur, seg, holder)
-        return seg
+
+def new_stripe(meta: Metadata, m: int, shards: int, created_ns: int) -> tuple[int, list[int]]:
+    """A segment for a full stripe written directly (open, no replicas, its lease ours) and the
+    generations of its ``shards`` shard files: one transaction where two would be (one round of
+    waiting on the database's sync less per stripe)."""
+    def tx(cur: Any) -> tuple[int, list[int]]:
+        return _new_segment(cur, m, [], created_ns, leases.holder_id()), _allocate_gens(cur, shards)
 
     return meta.runner.write_sync(tx)
+
+
+def _new_segment(cur: Any, m: int, drive_ids: list[int], created_ns: int, holder: str) -> int:
+    cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM segments")
+    seg = int(cur.fetchone()[0])
+    cur.execute("INSERT INTO segments (id, state, size, created_ns) VALUES (?, 'open', 0, ?)", (seg, created_ns))
+    cur.execute("INSERT INTO segment_layout (segment, k, m, shard_len, data_len) VALUES (?, 1, ?, 0, 0)", (seg, m))
+    cur.executemany("INSERT INTO replicas (segment, drive) VALUES (?, ?)", [(seg, d) for d in drive_ids])
+    leases.grant_first(cur, seg, holder)
+    return seg
 
 
 def allocate_gens(meta: Metadata, count: int) -> list[int]:
     """``count`` shard generations, increasing across every process: a shard file written later
     always has a higher one, so a file whose generation is below its row's is provably superseded."""
-    def tx(cur: Any) -> list[int]:
-        cur.execute("SELECT value FROM counters WHERE name = 'shard_gen'")
-        row = cur.fetchone()
-        start = int(row[0]) if row else 0
-        if row is None:
-            cur.execute("INSERT INTO counters (name, value) VALUES ('shard_gen', ?)", (start + count,))
-        else:
-            cur.execute("UPDATE counters SET value = ? WHERE name = 'shard_gen'", (start + count,))
-        return list(range(start + 1, start + count + 1))
+    return meta.runner.write_sync(lambda cur: _allocate_gens(cur, count))
 
-    return meta.runner.write_sync(tx)
+
+def _allocate_gens(cur: Any, count: int) -> list[int]:
+    cur.execute("SELECT value FROM counters WHERE name = 'shard_gen'")
+    row = cur.fetchone()
+    start = int(row[0]) if row else 0
+    if row is None:
+        cur.execute("INSERT INTO counters (name, value) VALUES ('shard_gen', ?)", (start + count,))
+    else:
+        cur.execute("UPDATE counters SET value = ? WHERE name = 'shard_gen'", (start + count,))
+    return list(range(start + 1, start + count + 1))
 
 
 def load_layout(meta: Metadata, segment: int) -> Layout | None:
