@@ -48,6 +48,7 @@ RUN_LIMIT = 768 << 10     # bytes of adjacent records per pread: under malloc's 
 # written directly too, whatever its size: one more segment per large object, and not one byte twice.
 FULL_STRIPE_SHARD = 4 << 20
 DIRECT_MIN = WINDOW
+STRIPE_BUFFERS_KEPT = 2  # stripe buffers a process keeps for the next stripes: a new one is ~20 MiB to zero
 
 log = logging.getLogger("exastor.chunkstore")
 
@@ -113,6 +114,7 @@ class ChunkStore:
         self._pending_lock = threading.Lock()
         # Writes full stripes while their writers fill the next (a thread waits on drives, not a core).
         self._stripe_writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="exastor-stripe")
+        self._spare_buffers: list[bytearray] = []  # STRIPE_BUFFERS_KEPT at most
         # Bytes that went through worker-thread windows and read batches (large objects only): the
         # gateway's heap trimmer runs only when this moved (gateway/memory.py).
         self.moved = 0
@@ -206,8 +208,22 @@ class ChunkStore:
             state.direct = False
             return False
         target = min(g.k * FULL_STRIPE_SHARD, self.log.max_size)
-        state.stripe = _Stripe(g, target, bytearray(SEGMENT_HEADER_SIZE + target + WINDOW))
+        state.stripe = _Stripe(g, target, self._stripe_buffer(SEGMENT_HEADER_SIZE + target + WINDOW))
         return True
+
+    def _stripe_buffer(self, size: int) -> bytearray:
+        """A buffer for a stripe: a kept one (its old bytes are overwritten as the stripe fills, and
+        write_stripe zeroes the padding) or a new one."""
+        with self._pending_lock:
+            for i, buf in enumerate(self._spare_buffers):
+                if len(buf) >= size:
+                    return self._spare_buffers.pop(i)
+        return bytearray(size)
+
+    def _recycle(self, stripe: _Stripe) -> None:
+        with self._pending_lock:
+            if len(self._spare_buffers) < STRIPE_BUFFERS_KEPT:
+                self._spare_buffers.append(stripe.buf)
 
     def _stage(self, state: _WriterState, new: list[tuple[bytes, int, int, int, bytes | memoryview]],
                stored: Sequence[bytes | bytearray | memoryview], key_id: int) -> None:
@@ -263,11 +279,13 @@ class ChunkStore:
             self._append_staged(state, stripe)
             return
         self._located(state, seg, 0, stripe.records)  # sealed and durable: nothing to fsync at commit
+        self._recycle(stripe)
 
     def _append_staged(self, state: _WriterState, stripe: _Stripe) -> None:
         seg, base = self.log.append([memoryview(stripe.buf)[SEGMENT_HEADER_SIZE:stripe.fill]])
         self._located(state, seg, base - SEGMENT_HEADER_SIZE, stripe.records)
         state.touched[seg] = max(state.touched.get(seg, 0), base + stripe.data)
+        self._recycle(stripe)
 
     def _sync(self, state: _WriterState) -> None:
         for seg, end in state.touched.items():
