@@ -165,3 +165,22 @@ def test_crc64_azure_matches_azure_sdk_extension() -> None:
         data = rng.randbytes(n)
         assert crc64_azure(data) == ext.crc64.compute(data, 0)
         assert crc64_azure(data, 12345) == ext.crc64.compute(data, 12345)
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, (16 << 10) - 1, 16 << 10, 70_001, 4 << 20])
+def test_crc32_compiled_kernel_matches_zlib(size: int) -> None:
+    """CRC32 of large buffers comes from ISA-L (http/checksums.py, ``_crc32``) where it is loaded:
+    the same values as zlib, for bytes, bytearrays and read-only views at odd offsets, continued
+    from any previous value."""
+    import zlib
+
+    from exastor.http import checksums
+
+    data = os.urandom(size + 3)
+    for buf in (data, bytearray(data), memoryview(data)[3:], memoryview(bytearray(data))[1:]):
+        for previous in (0, 1, 0xFFFFFFFF, zlib.crc32(b"abc")):
+            assert checksums._crc32(buf, previous) == zlib.crc32(buf, previous)
+    running = new_checksum("CRC32")
+    for i in range(0, len(data), 50_000):
+        running.update(memoryview(data)[i:i + 50_000])
+    assert running.digest() == zlib.crc32(data).to_bytes(4, "big")

@@ -32,6 +32,7 @@ NOT_DRIVE_CODE = {
     "config.py": "reads the TOML config file",
     "crashpoints.py": "reads the test crash-point rules",
     "engine/gf.py": "finds ISA-L's shared library",
+    "http/checksums.py": "finds ISA-L's shared library (its CRC32)",
     "datadir/gateway_id.py": "the gateway's identity file in --data",
     "datadir/lock.py": "the data directory's lock file",
     "datadir/opening.py": "credentials and the metadata database in --data",

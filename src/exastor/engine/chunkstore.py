@@ -49,6 +49,12 @@ RUN_LIMIT = 768 << 10     # bytes of adjacent records per pread: under malloc's 
 FULL_STRIPE_SHARD = 4 << 20
 DIRECT_MIN = WINDOW
 STRIPE_BUFFERS_KEPT = 2  # stripe buffers a process keeps for the next stripes: a new one is ~20 MiB to zero
+# A window buffer: room for the carried chunk, the window, and the piece that tips it over. Buffers
+# are used again, by later windows and later objects (ChunkStore.take_window): a fresh 4 MiB buffer
+# per window is an mmap (gateway/memory.py) whose pages are faulted in, zeroed and unmapped again
+# every window, ~0.3-0.8 CPU-s per GiB of a large PUT (more than the copy into it).
+WINDOW_BUFFER = _ROOM + WINDOW + (1 << 20)
+WINDOW_POOL = 4           # spare window buffers a store keeps (resident once used: ~5 MiB each)
 
 log = logging.getLogger("exastor.chunkstore")
 
@@ -118,6 +124,8 @@ class ChunkStore:
         # Bytes that went through worker-thread windows and read batches (large objects only): the
         # gateway's heap trimmer runs only when this moved (gateway/memory.py).
         self.moved = 0
+        self._windows: list[bytearray] = []  # spare window buffers (take_window)
+        self._windows_lock = threading.Lock()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -127,6 +135,21 @@ class ChunkStore:
     # --- writing ---------------------------------------------------------------
     def writer(self, digesters: Iterable[Digester] = ()) -> ObjectWriter:
         return ObjectWriter(self, list(digesters))
+
+    def take_window(self) -> bytearray:
+        """A window buffer of WINDOW_BUFFER bytes (contents undefined), a spare one when there is one."""
+        with self._windows_lock:
+            if self._windows:
+                return self._windows.pop()
+        return bytearray(WINDOW_BUFFER)
+
+    def give_window(self, buf: bytearray) -> None:
+        """Return a window buffer nothing reads any more. It is written again, never resized: a
+        worker thread may hold a view of it for a moment after its window's future completed."""
+        if len(buf) == WINDOW_BUFFER:
+            with self._windows_lock:
+                if len(self._windows) < WINDOW_POOL:
+                    self._windows.append(buf)
 
     def _process(self, state: _WriterState, buf: bytes | memoryview, final: bool) -> bytes:
         """Chunk, fingerprint, dedupe, compress and append (or stage into a full stripe) one window.
@@ -454,8 +477,10 @@ class ObjectWriter:
         self.store = store
         self.digesters = digesters
         self.state = _WriterState(cdc=chunker.new_chunker())
-        self._buf: list[bytes | memoryview] = []  # the first window's pieces
+        self._buf: list[bytes | memoryview] = []  # the first window's pieces (a small object's only ones)
         self._win: bytearray | None = None        # later windows: _ROOM bytes, then the new data
+        self._fill = _ROOM                        # where the next piece goes in _win
+        self._busy: bytearray | None = None       # the buffer of the window being processed
         self._buffered = 0
         self._tail = b""
         self._inflight: asyncio.Future[bytes] | None = None
@@ -471,10 +496,26 @@ class ObjectWriter:
         if self._win is None:
             self._buf.append(data)
         else:
-            self._win += data  # copied as it arrives: no piece outlives its receive
+            self._put(data)  # copied as it arrives: no piece outlives its receive
         self._buffered += len(data)
         if self._buffered >= WINDOW:
             await self._flush(final=False)
+
+    def _put(self, data: bytes | memoryview) -> None:
+        assert self._win is not None
+        end = self._fill + len(data)
+        if end > len(self._win):  # a piece past the buffer's room: a larger buffer (never a resize)
+            grown = bytearray(end + (1 << 20))
+            grown[:self._fill] = memoryview(self._win)[:self._fill]
+            self.store.give_window(self._win)
+            self._win = grown
+        self._win[self._fill:end] = data
+        self._fill = end
+
+    def _done_with_busy(self) -> None:
+        if self._busy is not None:
+            self.store.give_window(self._busy)
+            self._busy = None
 
     async def _flush(self, final: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -485,18 +526,27 @@ class ObjectWriter:
             if self._digest_inflight is not None:
                 await self._digest_inflight
             self._inflight = self._digest_inflight = None
+            self._done_with_busy()
         tail, self._tail = self._tail, b""
         buf: bytes | memoryview
-        if self._win is None:  # the first window (no carried chunk): its pieces joined, the only copy
+        if self._win is None and final and self._buffered <= INLINE_LIMIT:  # a small object: joined
             buf = b"".join([tail, *self._buf]) if tail else b"".join(self._buf)
             self._buf.clear()
-        elif len(tail) <= _ROOM:  # the carried chunk goes into the room left in front of the new data
-            self._win[_ROOM - len(tail):_ROOM] = tail
-            buf = memoryview(self._win)[_ROOM - len(tail):]
-        else:  # not reached: a carried chunk is at most chunker.MAX_SIZE
-            buf = bytes(tail) + self._win[_ROOM:]
+        else:
+            if self._win is None:  # the first window of a large object (no carried chunk)
+                self._win, self._fill = self.store.take_window(), _ROOM
+                for piece in self._buf:
+                    self._put(piece)
+                self._buf.clear()
+            if len(tail) <= _ROOM:  # the carried chunk goes into the room left in front of the new data
+                self._win[_ROOM - len(tail):_ROOM] = tail
+                buf = memoryview(self._win)[_ROOM - len(tail):self._fill]
+                self._busy = self._win
+            else:  # not reached: a carried chunk is at most chunker.MAX_SIZE
+                buf = bytes(tail) + self._win[_ROOM:self._fill]
         # The next window is filled in a buffer of its own while this one is processed.
-        self._win = None if final else bytearray(_ROOM)
+        self._win = None if final else self.store.take_window()
+        self._fill = _ROOM
         fresh = memoryview(buf)[len(tail):]  # what digests have not seen
         self.state.size += self._buffered
         self._buffered = 0
@@ -504,6 +554,7 @@ class ObjectWriter:
             for d in self.digesters:
                 d.update(fresh)
             self._tail = self.store._process(self.state, buf, True)
+            self._done_with_busy()
             return
         if not (final and self.state.size < DIRECT_MIN):  # a large object: full stripes, not the buffer
             self.state.direct = True
@@ -518,6 +569,7 @@ class ObjectWriter:
             if self._digest_inflight is not None:
                 await self._digest_inflight
             self._inflight = self._digest_inflight = None
+            self._done_with_busy()
 
     async def finish(self, *, sync: bool = True) -> WriteResult:
         """Process the rest and make every record this object needs durable. With ``sync=False``
