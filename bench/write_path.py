@@ -178,7 +178,7 @@ class Exastor(Server):
     def __init__(self, label: str, drives: int, ec: str | None, exe: Path, workdir: Path, workers: int,
                  ready_timeout: float, tls: bool = False, buffer_drives: int = 0) -> None:
         self.label, self.exe = label, exe
-        self.data_dir = workdir / label.replace("@", "_")
+        self.data_dir = workdir / label.replace("@", "_").replace("/", "_")
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(parents=True)
         port = free_port()
@@ -268,7 +268,7 @@ class RadosGW(Server):
 
     def __init__(self, label: str, workdir: Path, memstore_bytes: int, start_timeout: float) -> None:
         self.label = label
-        self.data_dir = workdir / label.replace("@", "_")
+        self.data_dir = workdir / label.replace("@", "_").replace("/", "_")
         port = free_port()
         self.endpoint = f"http://127.0.0.1:{port}"
         env = {**os.environ, "RGW_MEMSTORE_BYTES": str(memstore_bytes)}
