@@ -214,3 +214,44 @@ def test_drive_lifecycle_add_remove_replace_keeps_every_byte(tmp_path):
         assert st.capacity_overhead == pytest.approx(1.0, abs=0.1)                # m/k, plus footers and padding
     finally:
         ns.close()
+
+
+def test_put_writes_an_aligned_piece_with_o_direct_and_falls_back_where_refused(tmp_path, monkeypatch):
+    """A shard's data (page-aligned buffer, page-multiple length) goes to the device with O_DIRECT,
+    its trailer through the page cache, one fsync covering both; a filesystem that refuses O_DIRECT
+    (EINVAL, as tmpfs) gets every byte through the page cache from then on."""
+    import errno as errno_
+    import os
+
+    from exastor.drives import aligned_buffer, local
+
+    rng = random.Random(7)
+    data = aligned_buffer(1 << 20)
+    data[:] = rng.randbytes(1 << 20)
+    opened: list[int] = []
+    real_open = os.open
+
+    def watch(path, flags, *args):
+        opened.append(flags)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(local.os, "open", watch)
+    drive = LocalDrive(tmp_path / "d")
+    (tmp_path / "d" / "shards").mkdir(parents=True)
+    drive.put("shards/a", [data, b"trailer"])
+    assert any(f & os.O_DIRECT for f in opened), "the aligned piece was written with O_DIRECT"
+    assert (tmp_path / "d" / "shards" / "a").read_bytes() == bytes(data) + b"trailer"
+    assert drive._direct
+
+    def refuse(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(errno_.EINVAL, "O_DIRECT not supported")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(local.os, "open", refuse)
+    drive.put("shards/b", [data, b"trailer"])
+    assert (tmp_path / "d" / "shards" / "b").read_bytes() == bytes(data) + b"trailer"
+    assert not drive._direct, "refused once: the page cache from then on"
+    unaligned = bytearray(rng.randbytes((1 << 20) + 100))
+    drive.put("shards/c", [memoryview(unaligned)[100:], b"t"])  # not page-aligned: the page cache
+    assert (tmp_path / "d" / "shards" / "c").read_bytes() == bytes(unaligned[100:]) + b"t"

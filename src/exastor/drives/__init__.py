@@ -29,11 +29,11 @@ from exastor.drives.base import (
 )
 from exastor.drives.faulty import FaultRules, FaultyDrive, power_cut
 from exastor.drives.identity import Identity, Unidentified
-from exastor.drives.local import LocalDrive
+from exastor.drives.local import DIRECT_ALIGN, LocalDrive, aligned_buffer
 
-__all__ = ["IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveNotServed", "DriveUnreachable", "FaultRules", "FaultyDrive",
+__all__ = ["DIRECT_ALIGN", "IDENTITY_NAME", "SUBDIRS", "Buffers", "DriveIO", "DriveNotServed", "DriveUnreachable", "FaultRules", "FaultyDrive",
            "AnswerLost", "Fenced", "FsyncFailed", "Identity", "LocalDrive", "ServerRestarted", "Space", "Stat", "Unidentified",
-           "WritesInDoubt", "age_s", "cluster_key", "is_url", "open_drive", "power_cut", "process_short"]
+           "WritesInDoubt", "age_s", "aligned_buffer", "cluster_key", "is_url", "open_drive", "power_cut", "process_short"]
 
 _rules: dict[str, FaultRules] = {}
 _keys: dict[str, bytes] = {}

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from exastor.drives.base import (
     EPOCH_OFFSET,
     IDENTITY_NAME,
@@ -39,6 +41,13 @@ from exastor.drives.base import (
 )
 
 _IOV_MAX = 1024
+# O_DIRECT (``put``): a piece whose address and length are multiples of DIRECT_ALIGN, at least
+# DIRECT_MIN long, at offset 0, is written straight from the caller's memory to the device - no
+# copy into the page cache (the largest single CPU cost of writing a stripe: ~1.6 CPU-s per GiB
+# here) and no cache filled with bytes nobody reads soon. EXASTOR_DIRECT_IO=0 turns it off (A/B).
+DIRECT_ALIGN = 4096
+DIRECT_MIN = 256 << 10
+DIRECT_IO = os.environ.get("EXASTOR_DIRECT_IO", "1") != "0" and hasattr(os, "O_DIRECT")
 # Nothing of an earlier write is in doubt after these: the caller cuts the failed append back, and a
 # later fsync still tells the truth about the bytes before it.
 _WRITE_ERRORS_NOT_FINAL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -82,6 +91,7 @@ class LocalDrive(DriveIO):
         self._writers: dict[str, tuple[_Handle, int]] = {}   # name -> (handle, current length)
         self._poisoned: set[str] = set()
         self._stripes = [threading.Lock() for _ in range(_FENCE_STRIPES)]
+        self._direct = DIRECT_IO  # cleared for good when the filesystem refuses O_DIRECT (tmpfs: EINVAL)
 
     def __repr__(self) -> str:
         return f"LocalDrive({self.label!r})"
@@ -317,9 +327,10 @@ class LocalDrive(DriveIO):
         try:
             offset = 0
             for piece in ([data] if isinstance(data, bytes | bytearray | memoryview) else data):
-                _pwritev_all(fd, [piece], offset, len(piece))
+                if not (offset == 0 and self._direct and _direct_ok(piece) and self._put_direct(tmp, piece)):
+                    _pwritev_all(fd, [piece], offset, len(piece))
                 offset += len(piece)
-            os.fsync(fd)
+            os.fsync(fd)  # the inode, whichever descriptor wrote its bytes: they are on the device only after it
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -330,6 +341,27 @@ class LocalDrive(DriveIO):
         finally:
             tmp.unlink(missing_ok=True)
         self.sync_dir(parent(name))
+
+    def _put_direct(self, tmp: Path, piece: Piece) -> bool:
+        """Write ``piece`` at offset 0 of ``tmp`` with O_DIRECT; False (nothing to undo: the caller
+        writes it again through the page cache) when this filesystem refuses O_DIRECT."""
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._direct = False
+            return False
+        try:
+            _pwritev_all(fd, [piece], 0, len(piece))
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._direct = False
+            return False
+        finally:
+            os.close(fd)
+        return True
 
     # --- reading ------------------------------------------------------------------------
     def pread(self, name: str, offset: int, length: int) -> bytes:
@@ -413,6 +445,20 @@ class LocalDrive(DriveIO):
                 self._drop(self._readers, name)
             for name in list(self._writers):
                 self._drop(self._writers, name)
+
+
+def aligned_buffer(size: int) -> memoryview:
+    """``size`` writable bytes at a DIRECT_ALIGN-aligned address (for pieces ``put`` writes with
+    O_DIRECT); not zeroed."""
+    raw = np.empty(size + DIRECT_ALIGN, np.uint8)
+    skip = -raw.ctypes.data % DIRECT_ALIGN
+    return raw[skip:skip + size].data  # the view keeps the array alive
+
+
+def _direct_ok(piece: Piece) -> bool:
+    if len(piece) < DIRECT_MIN or len(piece) % DIRECT_ALIGN:
+        return False
+    return int(np.frombuffer(piece, np.uint8).ctypes.data) % DIRECT_ALIGN == 0
 
 
 def _pwritev_all(fd: int, bufs: list[Piece], offset: int, total: int) -> None:

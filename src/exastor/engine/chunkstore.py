@@ -27,6 +27,7 @@ from typing import Protocol
 import blake3
 
 from exastor import errors
+from exastor.drives import aligned_buffer
 from exastor.engine import chunker, codec, encryption, erasure, references
 from exastor.engine.drives import DriveSet
 from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_header, encode, verify_payload
@@ -48,7 +49,7 @@ RUN_LIMIT = 768 << 10     # bytes of adjacent records per pread: under malloc's 
 # written directly too, whatever its size: one more segment per large object, and not one byte twice.
 FULL_STRIPE_SHARD = 4 << 20
 DIRECT_MIN = WINDOW
-STRIPE_BUFFERS_KEPT = 2  # stripe buffers a process keeps for the next stripes: a new one is ~20 MiB to zero
+STRIPE_BUFFERS_KEPT = 2  # stripe buffers a process keeps for the next stripes (~30 MiB each at 4+2)
 # A window buffer: room for the carried chunk, the window, and the piece that tips it over. Buffers
 # are used again, by later windows and later objects (ChunkStore.take_window): a fresh 4 MiB buffer
 # per window is an mmap (gateway/memory.py) whose pages are faulted in, zeroed and unmapped again
@@ -76,7 +77,8 @@ class _Stripe:
 
     geometry: erasure.Geometry
     target: int                                   # bytes of records that fill it
-    buf: bytearray                                # the segment: its header's room, then the records
+    buf: memoryview                               # the segment: its header's room, the records, room for
+                                                  # the padding and the parity (write_stripe); page-aligned
     fill: int = SEGMENT_HEADER_SIZE
     records: list[tuple[bytes, int, int, int, int]] = field(default_factory=list)  # fp, offset, stored, raw, codec
     fps: set[bytes] = field(default_factory=set)
@@ -120,7 +122,7 @@ class ChunkStore:
         self._pending_lock = threading.Lock()
         # Writes full stripes while their writers fill the next (a thread waits on drives, not a core).
         self._stripe_writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="exastor-stripe")
-        self._spare_buffers: list[bytearray] = []  # STRIPE_BUFFERS_KEPT at most
+        self._spare_buffers: list[memoryview] = []  # STRIPE_BUFFERS_KEPT at most
         # Bytes that went through worker-thread windows and read batches (large objects only): the
         # gateway's heap trimmer runs only when this moved (gateway/memory.py).
         self.moved = 0
@@ -231,17 +233,19 @@ class ChunkStore:
             state.direct = False
             return False
         target = min(g.k * FULL_STRIPE_SHARD, self.log.max_size)
-        state.stripe = _Stripe(g, target, self._stripe_buffer(SEGMENT_HEADER_SIZE + target + WINDOW))
+        # Room for what one more window can add past the target (its records and the chunk it carried)
+        most = SEGMENT_HEADER_SIZE + target + WINDOW + _ROOM + (64 << 10)
+        state.stripe = _Stripe(g, target, self._stripe_buffer(self.log.stripe_room(most, g)))
         return True
 
-    def _stripe_buffer(self, size: int) -> bytearray:
-        """A buffer for a stripe: a kept one (its old bytes are overwritten as the stripe fills, and
-        write_stripe zeroes the padding) or a new one."""
+    def _stripe_buffer(self, size: int) -> memoryview:
+        """A page-aligned buffer for a stripe: a kept one (its old bytes are overwritten as the stripe
+        fills, and write_stripe zeroes the padding) or a new one."""
         with self._pending_lock:
             for i, buf in enumerate(self._spare_buffers):
                 if len(buf) >= size:
                     return self._spare_buffers.pop(i)
-        return bytearray(size)
+        return aligned_buffer(size)
 
     def _recycle(self, stripe: _Stripe) -> None:
         with self._pending_lock:
@@ -257,8 +261,10 @@ class ChunkStore:
         for (fp, which, _, raw, _), payload in zip(new, stored, strict=True):
             head = encode(fp, which, raw, payload, key_id=key_id)
             end = stripe.fill + len(head) + len(payload)
-            if end > len(stripe.buf):  # no views of it exist while it fills
-                stripe.buf.extend(bytes(max(end - len(stripe.buf), WINDOW)))
+            if end > len(stripe.buf):  # not reached: the buffer has room for a window past the target
+                grown = aligned_buffer(self.log.stripe_room(end + WINDOW, stripe.geometry))
+                grown[:stripe.fill] = stripe.buf[:stripe.fill]
+                stripe.buf = grown
             stripe.buf[stripe.fill:stripe.fill + len(head)] = head
             stripe.buf[stripe.fill + len(head):end] = payload
             stripe.records.append((fp, stripe.fill, len(payload), raw, which))

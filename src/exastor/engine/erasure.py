@@ -118,10 +118,11 @@ def auto_table_rows() -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
-def shard_length(data_len: int, k: int) -> int:
-    """Length of each shard for ``data_len`` bytes cut into k pieces (rounded up to 64 bytes)."""
+def shard_length(data_len: int, k: int, align: int = 64) -> int:
+    """Length of each shard for ``data_len`` bytes cut into k pieces, rounded up to ``align`` bytes
+    (64; a full stripe written with O_DIRECT uses the page size: engine/segments.py write_stripe)."""
     per = -(-data_len // k) if data_len else 0
-    return max(64, (per + 63) // 64 * 64)
+    return max(align, -(-per // align) * align)
 
 
 def split(data: bytes | memoryview, k: int) -> list[bytes]:
@@ -164,16 +165,22 @@ def _rebuild_matrix(k: int, m: int, use: tuple[int, ...], missing: tuple[int, ..
     return gf.mat_mul([generator[i] for i in missing], to_data)
 
 
-def encode(data_shards: Sequence[bytes | bytearray | memoryview], m: int) -> Sequence[bytes | bytearray | memoryview]:
-    """The m parity shards of k equal-length data shards."""
+def encode(data_shards: Sequence[bytes | bytearray | memoryview], m: int,
+           out: Sequence[bytearray | memoryview] | None = None) -> Sequence[bytes | bytearray | memoryview]:
+    """The m parity shards of k equal-length data shards (into ``out`` when given: m writable buffers
+    of the shards' length)."""
     k = len(data_shards)
     if m == 0:
         return []
-    if k == 1:
-        return [data_shards[0]] * m
-    if gf.available():
-        return gf.apply(parity_matrix(k, m), data_shards)  # written in place by ISA-L: no copy
-    return list(_encoder(k, k + m).encode(data_shards, list(range(k, k + m))))
+    if gf.available() and k > 1:
+        return gf.apply(parity_matrix(k, m), data_shards, out)  # written in place by ISA-L: no copy
+    parity: Sequence[bytes | bytearray | memoryview] = (
+        [data_shards[0]] * m if k == 1 else list(_encoder(k, k + m).encode(data_shards, list(range(k, k + m)))))
+    if out is None:
+        return parity
+    for dst, src in zip(out, parity, strict=True):
+        dst[:] = src
+    return out
 
 
 def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict[int, bytes | bytearray]:
@@ -190,7 +197,8 @@ def decode(k: int, m: int, available: dict[int, bytes], want: list[int]) -> dict
         return {**out, **{i: only for i in missing}}
     use = sorted(available)[:k]
     if gf.available():
-        rebuilt = gf.apply(_rebuild_matrix(k, m, tuple(use), tuple(missing)), [available[i] for i in use])
+        rebuilt = [bytearray(len(available[use[0]])) for _ in missing]
+        gf.apply(_rebuild_matrix(k, m, tuple(use), tuple(missing)), [available[i] for i in use], rebuilt)
         return {**out, **dict(zip(missing, rebuilt, strict=True))}
     if any(i >= k for i in use):
         data = _decoder(k, k + m).decode([available[i] for i in use], use)

@@ -151,14 +151,17 @@ def _address(buf: bytes | bytearray | memoryview, keep: list) -> int:
     return arr.ctypes.data
 
 
-def apply(matrix: Matrix, inputs: Sequence[bytes | bytearray | memoryview]) -> list[bytearray]:
-    """``matrix`` (rows x k) times the k equal-length ``inputs``: the rows output buffers."""
+def apply(matrix: Matrix, inputs: Sequence[bytes | bytearray | memoryview],
+          out: Sequence[bytearray | memoryview] | None = None) -> Sequence[bytearray | memoryview]:
+    """``matrix`` (rows x k) times the k equal-length ``inputs``: the rows output buffers (``out``,
+    writable buffers of the same length, when given: written in place)."""
     assert _LIB is not None, "ISA-L kernel not loaded"
     k = len(inputs)
     length = len(inputs[0])
     assert all(len(b) == length for b in inputs), "shards must have equal lengths"
     assert all(len(row) == k for row in matrix), "matrix width must equal the number of inputs"
-    outputs = [bytearray(length) for _ in matrix]
+    outputs: Sequence[bytearray | memoryview] = [bytearray(length) for _ in matrix] if out is None else out
+    assert len(outputs) == len(matrix) and all(len(b) == length for b in outputs), "outputs must match"
     if not matrix or length == 0:
         return outputs
     keep: list = []

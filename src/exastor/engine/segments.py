@@ -39,7 +39,7 @@ from typing import TypeVar
 import numpy as np
 
 from exastor import errors
-from exastor.drives import DriveIO, Fenced, age_s, process_short
+from exastor.drives import DIRECT_ALIGN, DriveIO, Fenced, age_s, process_short
 from exastor.engine import erasure, shards
 from exastor.engine.drives import (
     CAPACITY,
@@ -614,11 +614,19 @@ class SegmentLog:
         g = self.drives.seal_geometry()
         return g if g is not None and g.m > 0 else None
 
-    def write_stripe(self, stripe: bytearray, data_len: int, g: erasure.Geometry) -> int:
+    @staticmethod
+    def stripe_room(data_len: int, g: erasure.Geometry) -> int:
+        """Bytes a buffer needs to hold a full stripe of ``data_len`` bytes for ``write_stripe``: its
+        k data shards of a page-aligned length, then its m parity shards."""
+        return erasure.shard_length(data_len, g.k, align=DIRECT_ALIGN) * g.width
+
+    def write_stripe(self, stripe: memoryview, data_len: int, g: erasure.Geometry) -> int:
         """Write a segment straight into its final form - k data and m parity shards on distinct
         drives, each fsynced - skipping the replicated write buffer, and commit it sealed. Returns its
-        id. ``stripe``: the segment's ``data_len`` bytes (its first SEGMENT_HEADER_SIZE reserved for
-        the header, filled here), zero after them; it must not be resized by anyone else meanwhile.
+        id. ``stripe``: a page-aligned buffer (``aligned_buffer``) of at least ``stripe_room`` bytes
+        holding the segment's ``data_len`` bytes, its first SEGMENT_HEADER_SIZE reserved for the header
+        (filled here); the padding and parity are computed into the rest. The shards are views of it,
+        page-aligned, so each is written with O_DIRECT (drives/local.py ``put``): no page-cache copy.
 
         The ordering rule holds as for a seal: the shards are durable before the one transaction that
         records them, and a writer commits chunk rows into the segment only after that. A crash or
@@ -626,22 +634,21 @@ class SegmentLog:
         ``abandon_stripe`` marks it deleted (here, or at recovery) and the sweep removes its files,
         which name it. Unavailable when it cannot be placed or was taken over before it committed:
         the caller writes the bytes through the buffer instead, or the client retries."""
+        shard_len = erasure.shard_length(data_len, g.k, align=DIRECT_ALIGN)
+        assert len(stripe) >= shard_len * g.width, "the caller sizes the buffer with stripe_room"
         created_ns = time.time_ns()
         seg, gens = new_stripe(self.meta, g.m, g.width, created_ns)  # open, no replicas, its lease epoch 1 ours
         with self._append_lock:
             self._stripes_writing[seg] = 1  # renewed while written: a slow write is not taken for a dead one
         self._ensure_renewer()
-        stripe[:SEGMENT_HEADER_SIZE] = segment_header(seg, created_ns, self.drives.store_tag, epoch=1)
-        shard_len = erasure.shard_length(data_len, g.k)
-        if len(stripe) < shard_len * g.k:
-            stripe.extend(bytes(shard_len * g.k - len(stripe)))
-        stripe[data_len:shard_len * g.k] = bytes(shard_len * g.k - data_len)  # the padding parity covers
         view = memoryview(stripe)
         placed: list[tuple[int, int]] = []
         try:
-            data_shards = [view[i * shard_len:(i + 1) * shard_len] for i in range(g.k)]
-            all_shards: list[bytes | bytearray | memoryview] = [*data_shards, *erasure.encode(data_shards, g.m)]
-            placed = self._write_shards(seg, g, data_len, all_shards, gens)
+            view[:SEGMENT_HEADER_SIZE] = segment_header(seg, created_ns, self.drives.store_tag, epoch=1)
+            view[data_len:shard_len * g.k] = bytes(shard_len * g.k - data_len)  # the padding parity covers
+            pieces = [view[i * shard_len:(i + 1) * shard_len] for i in range(g.width)]
+            erasure.encode(pieces[:g.k], g.m, out=pieces[g.k:])
+            placed = self._write_shards(seg, g, data_len, pieces, gens)
             crash_point("stripe.shards_written")
             committed = commit_seal(self.meta, seg, g.k, g.m, shard_len, data_len, placed, epoch=1,
                                     written=Written(data_len, 0, shard_len * g.width))
@@ -649,7 +656,6 @@ class SegmentLog:
             self._abandon_stripe(seg, placed)
             raise
         finally:
-            view.release()
             with self._append_lock:
                 del self._stripes_writing[seg]
         if not committed:
