@@ -737,7 +737,10 @@ def fsck_round(data: Path, res: Results, m: int) -> None:
     after = json.loads(exastor("fsck", "--json", data_dir=data, check=False).stdout)
     if not after["clean"]:
         res.fsck_unclean_after_repair += 1
-        res.violations.append(f"fsck unclean after repair: {json.dumps(after)[:400]}")
+        problems = {k: v for k, v in after.items()  # what made it unclean, whole: never cut off
+                    if v and k in ("corrupt_chunks", "missing_chunks", "refcount_mismatches", "lost_chunks",
+                                   "bad_shards", "degraded_chunks", "unavailable_chunks", "damaged_objects")}
+        res.violations.append(f"fsck unclean after repair: {json.dumps(problems)[:2000]}")
 
 
 # --- in-process stores for the other scenarios ---------------------------------------------------

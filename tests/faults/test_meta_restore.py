@@ -34,15 +34,22 @@ def _serve(tmp_path: Path, journal: bool = True):
                                               "EXASTOR_SEGMENT_SIZE": str(1 << 20)})
 
 
-def _wait_for_copy(drives: list[Path], after_ns: int) -> list[metabackup.Backup]:
-    """The copies (one per drive it went to) of the first backup taken after ``after_ns``."""
+def _wait_for_copy(drives: list[Path], after_ns: int, copies: int = 2) -> list[metabackup.Backup]:
+    """The copies (one per drive it went to) of the first backup taken after ``after_ns``, once it is
+    on ``copies`` drives (a backup is put on its drives one after the other: a look between two puts
+    sees it on fewer) - or as found at the deadline, for the caller's assertion to report."""
     deadline = time.monotonic() + 90  # a copy a second once the database changed; a loaded machine is slower
+    found: list[metabackup.Backup] = []
     while time.monotonic() < deadline:
         fresh = [b for b in metabackup.backups(drives) if b.taken_ns > after_ns]
         if fresh:
             newest = fresh[0].taken_ns
-            return [b for b in fresh if b.taken_ns == newest]
+            found = [b for b in fresh if b.taken_ns == newest]
+            if len(found) >= copies:
+                return found
         time.sleep(0.2)
+    if found:
+        return found
     raise AssertionError("no metadata copy was taken")
 
 
