@@ -345,22 +345,18 @@ class LocalDrive(DriveIO):
     def _put_direct(self, tmp: Path, piece: Piece) -> bool:
         """Write ``piece`` at offset 0 of ``tmp`` with O_DIRECT; False (nothing to undo: the caller
         writes it again through the page cache) when this filesystem refuses O_DIRECT."""
+        fd = -1
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            self._direct = False
-            return False
-        try:
             _pwritev_all(fd, [piece], 0, len(piece))
         except OSError as exc:
-            if exc.errno != errno.EINVAL:
+            if exc.errno != errno.EINVAL:  # a write error is the drive's, as through the page cache
                 raise
             self._direct = False
             return False
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         return True
 
     # --- reading ------------------------------------------------------------------------
