@@ -510,7 +510,7 @@ class SegmentLog:
             if epoch is None:
                 log.info("segment %d is written or sealed by another process (its lease): left to it", segment)
                 return
-            if not lay.replicas:  # a full stripe (write_stripe) whose writer is gone: nothing to seal
+            if lay.kind == "replicas" and not lay.replicas:  # a full stripe (write_stripe) whose writer is gone
                 if abandon_stripe(self.meta, segment):
                     log.warning("segment %d: a full-stripe write whose writer is gone before it committed: "
                                 "marked deleted (nothing points into it; the sweep removes its shards)", segment)
