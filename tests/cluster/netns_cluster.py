@@ -593,6 +593,12 @@ def final_checks(c: Cluster, ledger_dir: Path) -> dict[str, Any]:
             wait_until(removed, f"exastor drive remove {url}", timeout=120, interval=1.0)
         result["retired"][url] = {"rc": answers[-1].returncode if answers else None, "tries": len(answers),
                                   "stderr": answers[-1].stderr[-500:] if answers else ""}
+        if not answers or answers[-1].returncode != 0:  # which rows kept it: their segments' state and layout
+            result["retired"][url]["rows_left"] = [list(map(str, r)) for r in c.sql(
+                "SELECT s.segment, s.idx, s.state, s.gen, g.state, g.size, l.k, l.m, l.shard_len, "
+                "(SELECT COUNT(*) FROM chunks c WHERE c.segment = s.segment) FROM shards s "
+                "JOIN drives d ON d.id = s.drive LEFT JOIN segments g ON g.id = s.segment "
+                f"LEFT JOIN segment_layout l ON l.segment = s.segment WHERE d.path = '{url}' LIMIT 20")]
     rc, out = c.client_json("fsck", str(c.gateway_data(GATEWAY_HOSTS[0])), c.meta_url, str(c.key), timeout=1800)
     result["fsck"] = {"rc": rc, **{k: out.get(k) for k in ("clean", "chunks_checked", "objects_checked") if k in out},
                       "report": out if rc else None}
