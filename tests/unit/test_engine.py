@@ -233,7 +233,7 @@ def test_window_buffers_are_used_again_by_later_objects(tmp_path):
                 assert await _read(ns, key) == body, key
 
         asyncio.run(main())
-        assert 0 < len(ns.chunks._windows) <= cs.WINDOW_POOL
+        assert 0 < len(ns.chunks._spare_windows) <= cs.WINDOW_POOL
         for key, body in bodies.items():
             whole, _ = chunker.cut(chunker.new_chunker(), body, True)
             obj = ns.get_object(ADMIN, "eng", key)

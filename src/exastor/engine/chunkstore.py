@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import blake3
 
@@ -58,6 +58,35 @@ WINDOW_BUFFER = _ROOM + WINDOW + (1 << 20)
 WINDOW_POOL = 4           # spare window buffers a store keeps (resident once used: ~5 MiB each)
 
 log = logging.getLogger("exastor.chunkstore")
+
+
+_B = TypeVar("_B", bytearray, memoryview)
+
+
+class _Spares(Generic[_B]):
+    """Large buffers kept for the next use (window and stripe buffers): a fresh one costs its page
+    faults and zeroing every time. At most ``keep``; any thread."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._bufs: list[_B] = []
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> _B | None:
+        """A kept buffer of at least ``size`` bytes (its contents undefined), or None."""
+        with self._lock:
+            for i, buf in enumerate(self._bufs):
+                if len(buf) >= size:
+                    return self._bufs.pop(i)
+        return None
+
+    def give(self, buf: _B) -> None:
+        with self._lock:
+            if len(self._bufs) < self._keep:
+                self._bufs.append(buf)
+
+    def __len__(self) -> int:
+        return len(self._bufs)
 
 
 class Digester(Protocol):
@@ -122,12 +151,11 @@ class ChunkStore:
         self._pending_lock = threading.Lock()
         # Writes full stripes while their writers fill the next (a thread waits on drives, not a core).
         self._stripe_writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="exastor-stripe")
-        self._spare_buffers: list[memoryview] = []  # STRIPE_BUFFERS_KEPT at most
+        self._spare_stripes: _Spares[memoryview] = _Spares(STRIPE_BUFFERS_KEPT)
         # Bytes that went through worker-thread windows and read batches (large objects only): the
         # gateway's heap trimmer runs only when this moved (gateway/memory.py).
         self.moved = 0
-        self._windows: list[bytearray] = []  # spare window buffers (take_window)
-        self._windows_lock = threading.Lock()
+        self._spare_windows: _Spares[bytearray] = _Spares(WINDOW_POOL)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -140,18 +168,14 @@ class ChunkStore:
 
     def take_window(self) -> bytearray:
         """A window buffer of WINDOW_BUFFER bytes (contents undefined), a spare one when there is one."""
-        with self._windows_lock:
-            if self._windows:
-                return self._windows.pop()
-        return bytearray(WINDOW_BUFFER)
+        buf = self._spare_windows.take(WINDOW_BUFFER)
+        return bytearray(WINDOW_BUFFER) if buf is None else buf
 
     def give_window(self, buf: bytearray) -> None:
         """Return a window buffer nothing reads any more. It is written again, never resized: a
         worker thread may hold a view of it for a moment after its window's future completed."""
-        if len(buf) == WINDOW_BUFFER:
-            with self._windows_lock:
-                if len(self._windows) < WINDOW_POOL:
-                    self._windows.append(buf)
+        if len(buf) == WINDOW_BUFFER:  # a grown one (a piece past the room) is let go
+            self._spare_windows.give(buf)
 
     def _process(self, state: _WriterState, buf: bytes | memoryview, final: bool) -> bytes:
         """Chunk, fingerprint, dedupe, compress and append (or stage into a full stripe) one window.
@@ -241,16 +265,11 @@ class ChunkStore:
     def _stripe_buffer(self, size: int) -> memoryview:
         """A page-aligned buffer for a stripe: a kept one (its old bytes are overwritten as the stripe
         fills, and write_stripe zeroes the padding) or a new one."""
-        with self._pending_lock:
-            for i, buf in enumerate(self._spare_buffers):
-                if len(buf) >= size:
-                    return self._spare_buffers.pop(i)
-        return aligned_buffer(size)
+        buf = self._spare_stripes.take(size)
+        return aligned_buffer(size) if buf is None else buf
 
     def _recycle(self, stripe: _Stripe) -> None:
-        with self._pending_lock:
-            if len(self._spare_buffers) < STRIPE_BUFFERS_KEPT:
-                self._spare_buffers.append(stripe.buf)
+        self._spare_stripes.give(stripe.buf)
 
     def _stage(self, state: _WriterState, new: list[tuple[bytes, int, int, int, bytes | memoryview]],
                stored: Sequence[bytes | bytearray | memoryview], key_id: int) -> None:
