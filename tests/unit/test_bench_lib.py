@@ -89,3 +89,17 @@ def test_result_json_roundtrip(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError):
         read_result(tmp_path / "bad.json")
+
+
+def test_put_floor_times_every_mandatory_stage_and_sums_them():
+    from bench import put_floor
+    from bench.write_path import floor_line
+
+    got = put_floor.measure(mib=4, ec="4+2", repeat=1)
+    assert set(got["stages"]) == {"receive", "md5", "sha256", "crc32", "cdc", "blake3", "aes_gcm", "parity"}
+    assert all(v > 0 for v in got["stages"].values()), got  # each stage did its work (none skipped)
+    assert abs(got["total"] - sum(got["stages"].values())) < 0.01
+    assert got["chunks"] > 1
+    assert put_floor.measure(mib=4, ec="1+0", repeat=1)["stages"]["parity"] == 0  # 1+0 codes nothing
+    rgw = {"server": "radosgw", "steps": {"large_put": {"server_cpu_s_per_GiB": 2 * got["total"]}}}
+    assert "= 0.50x RGW's" in floor_line(got, [rgw])
