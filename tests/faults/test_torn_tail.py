@@ -111,6 +111,50 @@ def test_sealing_heals_damage_from_the_other_replica_and_cuts_only_the_torn_tail
     log.close()
 
 
+def test_a_seal_reads_one_healthy_replica_and_the_others_only_where_it_falls_short(tmp_path):
+    """Sealing at rollover knows the segment's size: one replica that holds every record valid up to
+    it is read alone; a bad record, or a replica cut short, makes the seal read the others."""
+    meta = open_metadata(tmp_path / "data")
+    drives = DriveSet(meta, [tmp_path / f"d{i}" for i in range(4)], ec="2+2", base=tmp_path / "data")
+    log = SegmentLog(drives, meta, max_size=64 << 20)
+    rng = random.Random(11)
+    records = [_record(rng.randbytes(rng.randint(1000, 90_000))) for _ in range(30)]
+    offsets = [log.append(rec) for rec in records]
+    seg = offsets[0][0]
+    end = offsets[-1][1] + len(records[-1])
+    log.sync(seg, end)
+    lay = load_layout(meta, seg)
+    assert len(lay.replicas) == 3
+    reads: list[int] = []
+    for d in lay.replicas:
+        io = drives.get(d).io
+        real = io.pread
+
+        def counted(name, offset, length, _real=real, _d=d):
+            reads.append(_d)
+            return _real(name, offset, length)
+
+        io.pread = counted
+    whole = (drives.get(lay.replicas[0]).path / segment_name(seg)).read_bytes()[:end]
+
+    assert log._replica_bytes(lay, None, end, sealing=True) == whole
+    assert reads == [lay.replicas[0]], "healthy replicas: one copy read"
+
+    first = drives.get(lay.replicas[0]).path / segment_name(seg)
+    raw = bytearray(first.read_bytes())
+    raw[offsets[12][1] + 50] ^= 1                      # a bad record in the first replica
+    first.write_bytes(bytes(raw))
+    reads.clear()
+    assert log._replica_bytes(lay, None, end, sealing=True) == whole, "healed from another replica"
+    assert len(reads) == 3 and reads[0] == lay.replicas[0]
+
+    first.write_bytes(whole[:offsets[20][1]])           # the first replica cut short: the others hold the rest
+    reads.clear()
+    assert log._replica_bytes(lay, None, end, sealing=True) == whole
+    assert len(reads) == 3
+    log.close()
+
+
 def test_the_walk_tells_damage_from_a_torn_tail():
     rng = random.Random(1)
     records = [_record(rng.randbytes(5000)) for _ in range(10)]

@@ -11,7 +11,7 @@ import pytest
 
 from exastor import errors
 from exastor.datadir.opening import open_namespace
-from exastor.drives import LocalDrive
+from exastor.drives import DIRECT_ALIGN, LocalDrive
 from exastor.engine import shards
 from exastor.engine.drives import load_layout, segment_name
 from exastor.namespace.operations import PutSpec, SystemGrant
@@ -94,6 +94,7 @@ def test_sealed_segments_are_striped_on_distinct_drives_and_replicas_dropped(tmp
         for lay in coded:
             assert (lay.k, lay.m) == (4, 2)
             assert len({row.drive for row in lay.shards}) == 6         # distinct drives
+            assert lay.shard_len % DIRECT_ALIGN == 0  # coded as a full stripe is: page-aligned shards (O_DIRECT)
             assert not any((tmp_path / f"d{i}" / segment_name(lay.segment)).exists() for i in range(6))
         open_seg = ns.chunks.log.open_segment
         open_lay = load_layout(ns.meta, open_seg)

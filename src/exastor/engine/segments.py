@@ -39,7 +39,7 @@ from typing import TypeVar
 import numpy as np
 
 from exastor import errors
-from exastor.drives import DIRECT_ALIGN, DriveIO, Fenced, age_s, process_short
+from exastor.drives import DIRECT_ALIGN, DriveIO, Fenced, age_s, aligned_buffer, process_short
 from exastor.engine import erasure, shards
 from exastor.engine.drives import (
     CAPACITY,
@@ -392,17 +392,22 @@ class SegmentLog:
         return list(lay.replicas) if lay.kind == "replicas" else [self.drives.first.id]
 
     def _replica_bytes(self, lay: Layout, good: list[int] | None, size: int | None, *,
-                       sealing: bool = False) -> bytes:
+                       sealing: bool = False) -> bytearray:
         """The segment's bytes from its replicas, record by record from whichever replica holds a
         valid copy (a flipped byte in one replica is healed by another). A record no replica holds
         valid is kept as it is when a valid record follows it (damage: reported, never a reason to
         drop what follows); only what follows the last valid record is a torn tail, cut.
 
+        One replica is read first; the others only where it falls short: a record it does not hold
+        valid, or its end before ``size`` (or, without ``size``, its end at all - another may be
+        longer). A seal of healthy replicas reads one copy, not m+1.
+
         ``sealing``: the result must reach the end of the last record the chunk index points at (a
         committed record was fsynced, so it is never a torn tail): damage there is kept in place, and
         if no readable replica is that long (the complete ones offline, one that stopped growing
         left) nothing is sealed - SegmentUnavailable while a holder is offline, else DataCorrupted."""
-        bufs: list[bytes] = []
+        name = segment_name(lay.segment)
+        unread: list[DriveIO] = []
         offline = []
         for drive in self._holders(lay):
             if good is not None and drive not in good:
@@ -412,18 +417,28 @@ class SegmentLog:
                 if self.drives.offline(drive):
                     offline.append(drive)
                 continue
-            name = segment_name(lay.segment)
-            try:
-                bufs.append(d.io.pread(name, 0, size if size is not None else d.io.stat(name).size))
-            except OSError:
-                continue
-        if not bufs:
+            unread.append(d.io)
+        bufs: list[bytes] = []
+        views: list[memoryview] = []
+
+        def read(every: bool) -> bool:
+            """Read the next readable replica (``every``: all the rest); whether any was read."""
+            before = len(bufs)
+            while unread and (every or len(bufs) == before):
+                io = unread.pop(0)
+                try:
+                    bufs.append(io.pread(name, 0, size if size is not None else io.stat(name).size))
+                except OSError:
+                    continue
+                views.append(memoryview(bufs[-1]))
+            return len(bufs) > before
+
+        if not read(every=False):
             if offline:
                 raise SegmentUnavailable(f"segment {lay.segment}: its replicas are on offline drives {offline}")
             raise errors.DataCorrupted(f"segment {lay.segment}: no readable replica")
         out = bytearray(bufs[0][:SEGMENT_HEADER_SIZE])
         pos = SEGMENT_HEADER_SIZE
-        views = [memoryview(b) for b in bufs]
         damaged: list[tuple[int, int]] = []
         while True:
             got = None
@@ -436,6 +451,8 @@ class SegmentLog:
                 out += got
                 pos += len(got)
                 continue
+            if (size is None or pos < size) and read(every=True):
+                continue  # the replicas read so far fall short here: ask the others too
             after = [p for b in bufs if (p := next_valid(b, pos + 1)) is not None]
             if not after:
                 break  # the torn tail
@@ -447,6 +464,7 @@ class SegmentLog:
         if sealing:
             need = placement.indexed_end(self.meta, lay.segment, HEADER_SIZE)
             if len(out) < need:
+                read(every=True)
                 holder = next((b for b in bufs if len(b) >= need), None)
                 if holder is None:
                     if offline:
@@ -460,7 +478,7 @@ class SegmentLog:
             log.error("segment %d: bytes %s fail their checksums in every replica; kept in place, not cut "
                       "(exastor fsck names the objects they belong to)", lay.segment,
                       ", ".join(f"{a}-{b}" for a, b in damaged[:8]))
-        return bytes(out)
+        return out
 
     def _fence(self, lay: Layout, epoch: int, good: list[int] | None) -> list[int] | None:
         """Record ``epoch`` in every replica this seal may read (``good``, else all): from now on the
@@ -547,13 +565,17 @@ class SegmentLog:
                             written=Written(len(data), 0, len(data) * max(1, len(lay.replicas))))
             crash_point("seal.committed")  # sealed as it is: the replica cut back to the size just committed
             return
-        data_shards = erasure.split(data, g.k)
-        all_shards: list[bytes | bytearray | memoryview] = [*data_shards, *erasure.encode(data_shards, g.m)]
-        placed = self._write_shards(segment, g, len(data), all_shards)  # Unavailable: stays replicated
+        # Coded as a full stripe is (write_stripe): in one page-aligned buffer, parity in place, each
+        # shard a view written with O_DIRECT.
+        data_len = len(data)
+        stripe = aligned_buffer(self.stripe_room(data_len, g))
+        stripe[:data_len] = data
+        del data  # one copy of the segment in memory, not two
+        shard_len, pieces = self._code_stripe(stripe, data_len, g)
+        placed = self._write_shards(segment, g, data_len, pieces)  # Unavailable: stays replicated
         crash_point("seal.shards_written")
-        written = None if reprotect else Written(len(data), len(data) * len(lay.replicas),
-                                                 len(all_shards[0]) * len(all_shards))
-        if not commit_seal(self.meta, segment, g.k, g.m, len(all_shards[0]), len(data), placed,
+        written = None if reprotect else Written(data_len, data_len * len(lay.replicas), shard_len * g.width)
+        if not commit_seal(self.meta, segment, g.k, g.m, shard_len, data_len, placed,
                            expect_state=expect_state, epoch=epoch, written=written):
             # Lost to another sealer or to compaction: remove only the files this call wrote (their
             # generations are ours alone), and only those no row names.
@@ -620,6 +642,17 @@ class SegmentLog:
         k data shards of a page-aligned length, then its m parity shards."""
         return erasure.shard_length(data_len, g.k, align=DIRECT_ALIGN) * g.width
 
+    @staticmethod
+    def _code_stripe(stripe: memoryview, data_len: int, g: erasure.Geometry) -> tuple[int, list[memoryview]]:
+        """(shard length, the k+m shards) of a stripe buffer (``stripe_room`` bytes, page-aligned)
+        holding ``data_len`` bytes: the k data shards are page-aligned cuts of it, zero-padded after
+        the data, and ISA-L writes the m parity shards into the rest - every shard a view, no copy."""
+        shard_len = erasure.shard_length(data_len, g.k, align=DIRECT_ALIGN)
+        stripe[data_len:shard_len * g.k] = bytes(shard_len * g.k - data_len)  # the padding parity covers
+        pieces = [stripe[i * shard_len:(i + 1) * shard_len] for i in range(g.width)]
+        erasure.encode(pieces[:g.k], g.m, out=pieces[g.k:])
+        return shard_len, pieces
+
     def write_stripe(self, stripe: memoryview, data_len: int, g: erasure.Geometry) -> int:
         """Write a segment straight into its final form - k data and m parity shards on distinct
         drives, each fsynced - skipping the replicated write buffer, and commit it sealed. Returns its
@@ -634,8 +667,7 @@ class SegmentLog:
         ``abandon_stripe`` marks it deleted (here, or at recovery) and the sweep removes its files,
         which name it. Unavailable when it cannot be placed or was taken over before it committed:
         the caller writes the bytes through the buffer instead, or the client retries."""
-        shard_len = erasure.shard_length(data_len, g.k, align=DIRECT_ALIGN)
-        assert len(stripe) >= shard_len * g.width, "the caller sizes the buffer with stripe_room"
+        assert len(stripe) >= self.stripe_room(data_len, g), "the caller sizes the buffer with stripe_room"
         created_ns = time.time_ns()
         seg, gens = new_stripe(self.meta, g.m, g.width, created_ns)  # open, no replicas, its lease epoch 1 ours
         with self._append_lock:
@@ -645,9 +677,7 @@ class SegmentLog:
         placed: list[tuple[int, int]] = []
         try:
             view[:SEGMENT_HEADER_SIZE] = segment_header(seg, created_ns, self.drives.store_tag, epoch=1)
-            view[data_len:shard_len * g.k] = bytes(shard_len * g.k - data_len)  # the padding parity covers
-            pieces = [view[i * shard_len:(i + 1) * shard_len] for i in range(g.width)]
-            erasure.encode(pieces[:g.k], g.m, out=pieces[g.k:])
+            shard_len, pieces = self._code_stripe(view, data_len, g)
             placed = self._write_shards(seg, g, data_len, pieces, gens)
             crash_point("stripe.shards_written")
             committed = commit_seal(self.meta, seg, g.k, g.m, shard_len, data_len, placed, epoch=1,
@@ -1137,7 +1167,7 @@ class SegmentLog:
         lay = self.layout(segment, fresh=True)
         if lay.kind == "ec":
             return self.read_ec_range(lay, 0, lay.data_len)
-        return self._replica_bytes(lay, None, None)
+        return bytes(self._replica_bytes(lay, None, None))
 
     def _drop_stale(self, lay: Layout) -> None:
         """Forget cached shard trailers and handles of shards that moved (repair, drain)."""
