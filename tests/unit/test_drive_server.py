@@ -271,3 +271,22 @@ def test_a_body_digest_in_a_forked_worker_never_waits_for_the_parents_threads():
     os.waitpid(pid, 0)
     pytest.fail("the forked child's body digest hung")
 
+
+
+def test_a_put_body_reaches_the_drive_with_o_direct(served, tmp_path):
+    """A shard sent to a drive server (its data a page multiple, then a short trailer) is received
+    into a page-aligned buffer and written with O_DIRECT, as on a local drive: the data never enters
+    the server's page cache (fincore counts the file's resident bytes: the trailer's page at most)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fincore") is None:
+        pytest.skip("fincore (util-linux) is not installed")
+    server, drive = served
+    data = bytes(range(256)) * (1 << 13)  # 2 MiB
+    drive.put("shards/direct", [memoryview(data), b"a trailer"])
+    path = tmp_path / "d0" / "shards" / "direct"
+    resident = int(subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES", str(path)],
+                                  capture_output=True, text=True, check=True).stdout.split()[0])
+    assert resident <= 8192, f"{resident} bytes of the shard went through the page cache"
+    assert path.read_bytes() == data + b"a trailer"

@@ -33,6 +33,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterable
+from typing import cast
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
@@ -179,7 +180,7 @@ class RemoteDrive(DriveIO):
 
     # --- one request ---------------------------------------------------------------------
     def _request(self, method: str, op: str, params: dict[str, object] | None = None,
-                 body: bytes | bytearray | memoryview = b"", *, probing: bool = False) -> tuple[bytes, str]:
+                 body: Piece | list[Piece] = b"", *, probing: bool = False) -> tuple[bytes, str]:
         """The answer's body and the server's boot id; OSError as the drive raised it there."""
         if self._pool_pid != os.getpid():
             # A forked process (a gateway worker) never shares its parent's connections: two processes
@@ -196,11 +197,17 @@ class RemoteDrive(DriveIO):
                                   READ_TIMEOUT_S)
         path = f"/{self.name}/{op}"
         query = urlencode(params or {})
-        digest = body_digest(body) if len(body) else EMPTY_DIGEST
+        parts = body if isinstance(body, list) else [body]
+        length = sum(len(p) for p in parts)
+        digest = body_digest(*parts) if length else EMPTY_DIGEST
+        # urllib3 sends each part with sendall, which takes any buffer (its hints say bytes)
+        send = cast("list[bytes]", parts) if length else None
         for attempt in (0, 1):
             headers = request_headers(self._key, method, path, query, digest)
+            if length:  # sent as it is (urllib3 writes each piece): no copy into one bytes object
+                headers["Content-Length"] = str(length)
             try:
-                resp = self._pool.urlopen(method, f"{path}?{query}" if query else path, body=bytes(body) if body else None,
+                resp = self._pool.urlopen(method, f"{path}?{query}" if query else path, body=send,
                                           headers=headers, retries=False, redirect=False, assert_same_host=False,
                                           preload_content=True, timeout=timeout)
             except urllib3.exceptions.ProtocolError as exc:
@@ -329,8 +336,9 @@ class RemoteDrive(DriveIO):
         self._request("POST", "sync_dir", {"name": check_name(directory)})
 
     def put(self, name: str, data: Buffers | Iterable[Piece]) -> None:
-        body = data if isinstance(data, bytes | bytearray | memoryview) else b"".join(data)
-        self._request("POST", "put", {"name": check_name(name)}, body)
+        # The pieces (a shard and its trailer) are sent as they are, not joined into one more copy.
+        self._request("POST", "put", {"name": check_name(name)},
+                      data if isinstance(data, bytes | bytearray | memoryview) else list(data))
 
     # --- reads ------------------------------------------------------------------------------
     def pread(self, name: str, offset: int, length: int) -> bytes:

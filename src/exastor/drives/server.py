@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from exastor.drives.base import DriveIO, FsyncFailed, ServerRestarted
+from exastor.drives.local import DIRECT_ALIGN, DIRECT_MIN, aligned_buffer
 from exastor.drives.wire import (
     EMPTY_DIGEST,
     H_ANSWER,
@@ -124,7 +125,7 @@ class DriveServer:
         row[2] += sent
 
     # --- one request ---------------------------------------------------------------------
-    def _checked_call(self, drive: DriveIO, op: str, query: dict[str, str], body: bytes,
+    def _checked_call(self, drive: DriveIO, op: str, query: dict[str, str], body: bytes | memoryview,
                       signed_digest: str) -> tuple[bytes, str, str]:
         """The call, if the body is the one the request signed; with the answer's digest."""
         if (body_digest(body) if body else EMPTY_DIGEST) != signed_digest:
@@ -132,7 +133,7 @@ class DriveServer:
         result, ctype = self._call(drive, op, query, body)
         return result, ctype, body_digest(result) if result else EMPTY_DIGEST
 
-    def _call(self, drive: DriveIO, op: str, query: dict[str, str], body: bytes) -> tuple[bytes, str]:
+    def _call(self, drive: DriveIO, op: str, query: dict[str, str], body: bytes | memoryview) -> tuple[bytes, str]:
         """Run one DriveIO call; returns the answer's body and content type."""
         if op == "pread":
             length = _int(query, "length")
@@ -178,7 +179,8 @@ class DriveServer:
             drive.sync_dir(query.get("name", ""))
             return b"", ""
         if op == "put":
-            drive.put(_name(query), body)
+            cut = len(body) - len(body) % DIRECT_ALIGN  # the aligned part (LocalDrive.put: O_DIRECT)
+            drive.put(_name(query), [body[:cut], body[cut:]] if cut else body)
             return b"", ""
         if op == "stat":
             st = drive.stat(query.get("name", ""))
@@ -194,11 +196,11 @@ class DriveServer:
             sp = drive.space()
             return json.dumps({"free": sp.free, "total": sp.total}).encode(), "application/json"
         if op == "format":
-            drive.format(body)
+            drive.format(bytes(body))
             return b"", ""
         if op == "release":
             try:
-                names = json.loads(body)
+                names = json.loads(bytes(body))
                 assert isinstance(names, list) and all(isinstance(n, str) for n in names)
             except (ValueError, AssertionError):
                 raise Answer(400, "EINVAL", "release: a JSON list of names is required") from None
@@ -250,7 +252,10 @@ class DriveServer:
         if drive is None:
             await answer(404, UNAVAILABLE, f"no drive {parts[0]!r} served here\n".encode())
             return
-        body = await _read_body(receive, length)
+        # A put's body (a shard: data of a page-multiple length, then its checksums and trailer) is
+        # received into a page-aligned buffer, so its data goes to the drive with O_DIRECT (no
+        # page-cache copy), as a local drive's would.
+        body = await _read_body(receive, length, aligned=parts[1] == "put")
         if body is None:
             return  # the client went away
         if parts[1] == "traffic":
@@ -281,7 +286,10 @@ class DriveServer:
         await answer(200, "", result, ctype, digest=digest)
 
 
-async def _read_body(receive: Callable, length: int) -> bytes | None:
+async def _read_body(receive: Callable, length: int, *, aligned: bool = False) -> bytes | memoryview | None:
+    """The request's body (None if the client went away or sent more than it announced); with
+    ``aligned``, in a page-aligned buffer (``aligned_buffer``) when it is long enough for O_DIRECT."""
+    into = aligned_buffer(length) if aligned and length >= DIRECT_MIN else None
     parts: list[bytes] = []
     got = 0
     while True:
@@ -289,11 +297,16 @@ async def _read_body(receive: Callable, length: int) -> bytes | None:
         if message["type"] == "http.disconnect":
             return None
         piece = message.get("body", b"")
-        got += len(piece)
-        if got > length:
+        if got + len(piece) > length:
             return None
-        parts.append(piece)
+        if into is not None:
+            into[got:got + len(piece)] = piece
+        else:
+            parts.append(piece)
+        got += len(piece)
         if not message.get("more_body", False):
+            if into is not None:
+                return into[:got]
             return b"".join(parts)
 
 

@@ -42,13 +42,17 @@ class ClusterKeyError(Exception):
     """The cluster key file is missing, unreadable, open to others or malformed."""
 
 
-def body_digest(data: bytes | bytearray | memoryview) -> str:
+def body_digest(*pieces: bytes | bytearray | memoryview) -> str:
+    """The digest of a body sent as these pieces back to back."""
     # One thread, always: blake3's multithreaded mode runs on a process-wide Rayon pool, and a
     # gateway's master hashes shards while it recovers segments (a seal over drive servers) before
     # it forks its workers. A worker inherits that pool without its threads, and its first
     # multithreaded hash waited for them forever: every request of that worker hung (found by the
     # power cuts of drive-server hosts, tests/faults/test_power_drive_servers.py).
-    return blake3.blake3(data).hexdigest()
+    h = blake3.blake3()
+    for piece in pieces:
+        h.update(piece)
+    return h.hexdigest()
 
 
 EMPTY_DIGEST = body_digest(b"")
