@@ -155,6 +155,7 @@ def test_write_buffer_drives_take_the_open_segments_and_capacity_drives_the_stri
         assert _replica_files(tmp_path, 6) == 0
         status = json.loads(exastor("drive", "status", "--json", data_dir=server.data_dir).stdout)
         assert status["geometry"] == "4+2"  # 6 capacity drives: the buffer drives hold no stripes
+        assert status["buffer_tier"] == {"drives": 3, "writable": 3, "needed": 3, "in_use": True}
     finally:
         server.stop()  # seals the open segment: its stripe goes to the capacity drives
     on_buffer = meta_rows(server, f"SELECT COUNT(*) FROM shards WHERE drive IN ({','.join(map(str, buffer_ids))})")
@@ -173,3 +174,5 @@ def test_write_buffer_drives_take_the_open_segments_and_capacity_drives_the_stri
             assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
     finally:
         server.stop()
+    shown = exastor("drive", "status", data_dir=server.data_dir).stdout
+    assert "NEW WRITES ARE BUFFERED ON THE CAPACITY DRIVES" in " ".join(shown.split()), shown

@@ -143,7 +143,13 @@ def _status(meta: Metadata, drives: DriveSet) -> dict[str, Any]:
                 "unavailable_segments": sorted(s for s, ds in waiting.items() if d.id in ds)}
                for d in drives.all if d.state == "offline"]
     hosts = drives.hosts_in_service()
+    buffers = [d for d in drives.all if d.tier == BUFFER and d.state != "removed"]
+    # Open segments need m+1 writable buffer drives; with fewer, new writes are buffered on the
+    # capacity drives (never refused) and the operator must hear of it.
+    buffer_tier = {"drives": len(buffers), "writable": len(drives.writable(BUFFER)), "needed": g.m + 1,
+                   "in_use": drives.buffer_tier(g.m + 1) == BUFFER} if buffers else None
     return {"drives": rows, "geometry": str(g), "capacity_overhead": round(g.overhead, 4),
+            "buffer_tier": buffer_tier,
             "hosts": hosts, "host_losses_survived": g.host_losses_survived(hosts) if hosts > 1 else None,
             "metadata_copies": meta_copies, "offline": offline,
             "unavailable_segments": sorted(waiting),
@@ -167,6 +173,11 @@ def _print_status(st: dict[str, Any]) -> None:
                   + (f"{len(waits)} segment(s) are unavailable until then: {', '.join(map(str, waits[:20]))}"
                      + (" ..." if len(waits) > 20 else "") if waits else "no segment waits for it")
                   , soft_wrap=True)
+    tier = st["buffer_tier"]
+    if tier is not None and not tier["in_use"]:
+        con.print(f"write-buffer drives: {tier['writable']} of {tier['drives']} take writes, open segments need "
+                  f"{tier['needed']}: NEW WRITES ARE BUFFERED ON THE CAPACITY DRIVES - add write-buffer drives "
+                  "(exastor drive add --buffer) or bring them back", soft_wrap=True)
     if st["host_losses_survived"] is not None:
         survived = st["host_losses_survived"]
         con.print(f"hosts: {st['hosts']}; a stripe survives losing {survived} whole host(s)"
