@@ -58,7 +58,7 @@ from exastor.engine.record import HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_head
 from exastor.engine.scan import next_valid, record_length
 from exastor.meta import leases, placement
 from exastor.meta.contract import Metadata
-from exastor.meta.placement import Written, abandon_stripe, new_segment, new_stripe
+from exastor.meta.placement import Written, abandon_segment, abandon_stripe, new_segment, new_stripe
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 _IOV_MAX = 1024              # pieces one writev takes (Linux)
@@ -187,7 +187,11 @@ class SegmentLog:
                 except OSError:
                     pass
                 d.io.release([name])
-            self.meta.set_segment_state_sync(seg, "deleted", 0)
+            # Only while it is still open: a drive that took longer than the lease to fail lets another
+            # process take the segment over and seal it meanwhile (the cluster manager's orphan sealer);
+            # its shard rows then stand, and the segment with them (empty, compacted like any other).
+            if not abandon_segment(self.meta, seg):
+                log.info("segment %d was taken over by another process while its files were made: left to it", seg)
             if failed[1].errno == errno.EEXIST:
                 log.error("drive %d already holds %s, which this store never wrote: another store is writing "
                           "to this drive (a copied data directory?); not touching it", failed[0].id, name)
@@ -798,9 +802,9 @@ class SegmentLog:
                 if self._never_written(lay):
                     # Positive proof, not absence of evidence: every drive that should hold it is online
                     # with its identity verified, none has the file, and no chunk points into it.
-                    self.meta.set_segment_state_sync(seg, "deleted", 0)
-                    log.warning("segment %d was allocated but never written (a crash before its files were "
-                                "created): marked deleted", seg)
+                    if abandon_segment(self.meta, seg):  # unless another process sealed it meanwhile
+                        log.warning("segment %d was allocated but never written (a crash before its files "
+                                    "were created): marked deleted", seg)
                 else:
                     log.error("segment %d could not be sealed (%s); left open", seg, exc.detail)
         self.sweep()

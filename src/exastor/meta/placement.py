@@ -349,14 +349,58 @@ def abandon_stripe(meta: Metadata, segment: int) -> bool:
     writer never committed it - it failed, or died - when the index places no chunk in it (none can:
     a writer commits chunk rows only after the stripe's seal). Conditional in one transaction, so a
     stripe whose seal committed is never touched. True if it was marked."""
+    return _abandon(meta, segment, stripe=True)
+
+
+def abandon_segment(meta: Metadata, segment: int) -> bool:
+    """Mark deleted an open segment nothing was ever written into (its files could not all be made,
+    or none exists: ``SegmentLog._create``, ``recover``) when the index places no chunk in it.
+    Conditional in one transaction: a segment another process sealed meanwhile - it took the lease
+    over once it expired, while this one still waited on a slow drive - is never touched. Marking
+    that one deleted would leave its shard rows pointing into a deleted segment, rows that no
+    repair, drain or check looks at (they look at sealed segments) and that keep a drive they are on
+    from ever being removed. True if it was marked."""
+    return _abandon(meta, segment, stripe=False)
+
+
+def _abandon(meta: Metadata, segment: int, *, stripe: bool) -> bool:
+    """Mark ``segment`` deleted if it is open and no chunk points into it (a stripe: and it has no
+    replica rows either)."""
+    where = "id = ? AND state = 'open' AND NOT EXISTS (SELECT 1 FROM chunks WHERE segment = ?)"
+    if stripe:
+        where += " AND NOT EXISTS (SELECT 1 FROM replicas WHERE segment = ?)"
+
     def tx(cur: Any) -> bool:
-        cur.execute("UPDATE segments SET state = 'deleted', size = 0 WHERE id = ? AND state = 'open' "
-                    "AND NOT EXISTS (SELECT 1 FROM replicas WHERE segment = ?) "
-                    "AND NOT EXISTS (SELECT 1 FROM chunks WHERE segment = ?)", (segment, segment, segment))
+        cur.execute(f"UPDATE segments SET state = 'deleted', size = 0 WHERE {where}",
+                    (segment,) * where.count("?"))
         if cur.rowcount != 1:
             return False
         leases.drop(cur, segment)
         return True
+
+    return meta.runner.write_sync(tx)
+
+
+def shards_on(meta: Metadata, drive: int) -> list[tuple[int, int, str | None]]:
+    """Every shard row on ``drive``: (segment, idx, the segment's state; None: no segment row)."""
+    def q(cur: Any) -> list[tuple[int, int, str | None]]:
+        cur.execute("SELECT s.segment, s.idx, g.state FROM shards s LEFT JOIN segments g ON g.id = s.segment "
+                    "WHERE s.drive = ? ORDER BY s.segment, s.idx", (drive,))
+        return [(int(a), int(b), None if c is None else str(c)) for a, b, c in cur.fetchall()]
+
+    return meta.runner.read(q, snapshot=False)
+
+
+def forget_deleted_shards(meta: Metadata, drive: int) -> int:
+    """Delete the shard rows on ``drive`` of segments marked deleted: nothing reads a deleted segment
+    (no chunk points into it), and the sweep removes its files by their names alone. Compaction
+    forgets a segment's rows in the transaction that deletes it; rows left by a segment marked deleted
+    without that (before ``abandon_segment`` was conditional) would otherwise hold the drive forever.
+    Returns how many."""
+    def tx(cur: Any) -> int:
+        cur.execute("DELETE FROM shards WHERE drive = ? AND segment IN "
+                    "(SELECT id FROM segments WHERE state = 'deleted')", (drive,))
+        return int(cur.rowcount)
 
     return meta.runner.write_sync(tx)
 

@@ -299,13 +299,24 @@ def _act(args: argparse.Namespace, meta: Metadata, drives: DriveSet, log: Segmen
         return 2
     drives.set_state(old.id, "draining", f"{args.action} requested", refuse_beside_gateways_ms=guard)
     drained = _repair_all(log, f"draining drive {old.id}")
-    left = drives.shard_counts().get(old.id, 0)
+    # The repair moves the shards of sealed segments; rows of deleted segments are garbage (nothing
+    # reads them) and are forgotten; any other row left is named, never passed over in silence.
+    forgotten = placement.forget_deleted_shards(meta, old.id)
+    if forgotten:
+        print(f"forgot {forgotten} shard rows of deleted segments on drive {old.id}")
+    rows = placement.shards_on(meta, old.id)
+    left = len(rows)
 
     reps = placement.replicas_on(meta, old.id)
     if left or reps:
+        unmoved = {(seg, idx) for seg, idx, _why in drained["unrepairable"]}
+        named = [f"segment {seg} shard {idx} ({state or 'no segment row'})" for seg, idx, state in rows
+                 if (seg, idx) not in unmoved]
         print(f"drive {old.id} still holds {left} shards and {reps} segment replicas "
-              f"({len(drained['unrepairable'])} could not move: too few other drives?); it stays draining - "
-              f"run the command again", file=sys.stderr)
+              f"({len(drained['unrepairable'])} could not move: too few other drives?)"
+              + (f"; not moved by the drain: {', '.join(named[:10])}{' ...' if len(named) > 10 else ''}"
+                 if named else "")
+              + "; it stays draining - run the command again", file=sys.stderr)
         return 1
     drives.set_state(old.id, "removed", f"{args.action} done", refuse_beside_gateways_ms=guard)
     print(f"drive {old.id} ({old.path}) drained ({drained['moved_shards'] + drained['repaired_shards']} shards moved) "
