@@ -180,7 +180,8 @@ class DriveServer:
             return b"", ""
         if op == "put":
             cut = len(body) - len(body) % DIRECT_ALIGN  # the aligned part (LocalDrive.put: O_DIRECT)
-            drive.put(_name(query), [body[:cut], body[cut:]] if cut else body)
+            aligned = isinstance(body, memoryview) and cut  # received aligned (_read_body): views, no copies
+            drive.put(_name(query), [body[:cut], body[cut:]] if aligned else body)
             return b"", ""
         if op == "stat":
             st = drive.stat(query.get("name", ""))
